@@ -1,0 +1,287 @@
+"""The `relayhook` command.
+
+    relayhook serve [--config FILE] [--host H] [--port P]
+    relayhook check [FILES...]               connectors and configs; file:key:line on error
+    relayhook map CONNECTOR [PAYLOAD] [--query k=v] [--header 'Name: value'] [--method M]
+    relayhook remap [--status rejected] [--relay NAME]
+    relayhook schema                         the connector JSON Schema
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import itertools
+import json
+import sys
+import tomllib
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, TextIO
+
+from relayhook.connectors import (
+    SHIPPED_DIR,
+    Connector,
+    ConnectorError,
+    ConnectorSpec,
+    load_connector,
+    load_connectors,
+)
+from relayhook.mapping import InboundRequest, MappingError, map_request
+from relayhook.settings import DEFAULT_CONFIG, ConfigError, Settings, load_settings, sample_config
+from relayhook.templating import RenderError
+
+
+def _config_path(given: str | None) -> Path | None:
+    if given is not None:
+        return Path(given)
+    default = Path(DEFAULT_CONFIG)
+    return default if default.is_file() else None
+
+
+def _settings(args: argparse.Namespace, **overrides: Any) -> Settings:
+    return load_settings(_config_path(args.config), **overrides)
+
+
+# --- serve ---------------------------------------------------------------------------------
+
+
+def cmd_serve(args: argparse.Namespace, out: TextIO) -> int:
+    import uvicorn
+
+    from relayhook.web import create_app, load_relays
+
+    if args.config is None and not Path(DEFAULT_CONFIG).exists():
+        shipped = sorted(p.stem for p in SHIPPED_DIR.glob("*.toml"))
+        Path(DEFAULT_CONFIG).write_text(sample_config(shipped), encoding="utf-8")
+        print(f"No config given: wrote {DEFAULT_CONFIG} with a sample relay per connector.",
+              file=out)
+    server: dict[str, Any] = {}
+    if args.host is not None:
+        server["host"] = args.host
+    if args.port is not None:
+        server["port"] = args.port
+    settings = _settings(args, **({"server": server} if server else {}))
+    _, relays = load_relays(settings)
+    print(f"Relayhook on {settings.public_url()}, store {settings.storage.url}", file=out)
+    for relay in relays.values():
+        url = settings.public_url() + "/in/" + relay.token
+        setup = relay.connector.setup.render({"relay_url": url, "secret": relay.secret})
+        print(f"\n== relay {relay.name} ({relay.connector.spec.title}) ==\n"
+              f"Relay URL: {url}\n{setup}", file=out)
+    out.flush()
+    app = create_app(settings)
+    uvicorn.run(app, host=settings.server.host, port=settings.server.port,
+                log_level=args.log_level, access_log=args.access_log)
+    return 0
+
+
+# --- check ---------------------------------------------------------------------------------
+
+
+def _is_connector_file(path: Path) -> bool:
+    try:
+        return "events" in tomllib.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError):
+        return path.parent.name == "connectors"
+
+
+def cmd_check(args: argparse.Namespace, out: TextIO) -> int:
+    files = [Path(f) for f in args.files]
+    if not files:
+        files = sorted(SHIPPED_DIR.glob("*.toml"))
+        config = _config_path(args.config)
+        files += [config] if config is not None else []
+    errors = 0
+    for path in files:
+        try:
+            if _is_connector_file(path):
+                load_connector(path)
+            else:
+                from relayhook.web import load_relays
+
+                load_relays(load_settings(path))
+        except (ConnectorError, ConfigError) as exc:
+            print(exc, file=out)
+            errors += 1
+    print(f"{len(files) - errors} of {len(files)} files ok", file=sys.stderr)
+    return 1 if errors else 0
+
+
+# --- map -----------------------------------------------------------------------------------
+
+
+def _find_connector(name: str, args: argparse.Namespace) -> Connector:
+    path = Path(name)
+    if path.suffix == ".toml":
+        return load_connector(path)
+    dirs = [SHIPPED_DIR]
+    config = _config_path(args.config)
+    if config is not None:
+        dirs += load_settings(config).connector_dirs()
+    connectors = load_connectors(dirs)
+    if name not in connectors:
+        raise ConnectorError(name, "(id)", 1, f"no connector {name!r}; known: "
+                             + ", ".join(sorted(connectors)))
+    return connectors[name]
+
+
+def _header_pair(text: str) -> tuple[str, str]:
+    name, sep, value = text.partition(":")
+    if not sep or not name.strip():
+        raise argparse.ArgumentTypeError(f"expected 'Name: value', got {text!r}")
+    return name.strip().lower(), value.strip()
+
+
+def _query_pair(text: str) -> tuple[str, str]:
+    name, sep, value = text.partition("=")
+    if not sep:
+        raise argparse.ArgumentTypeError(f"expected k=v, got {text!r}")
+    return name, value
+
+
+def cmd_map(args: argparse.Namespace, out: TextIO) -> int:
+    from urllib.parse import urlencode
+
+    connector = _find_connector(args.connector, args)
+    if args.payload is None:
+        body = connector.example_body() or b""
+        query = list(connector.spec.example_query.items())
+    else:
+        body = sys.stdin.buffer.read() if args.payload == "-" else Path(args.payload).read_bytes()
+        query = []
+    query += args.query
+    method = args.method or connector.spec.accept.methods[-1]
+    request = InboundRequest(method, urlencode(query), tuple(args.header), body)
+    counter = itertools.count(1)
+    events = map_request(connector, request, relay=args.relay, received_at=datetime.now(UTC),
+                         new_id=lambda: f"{args.relay}-{next(counter)}")
+    for event in events:
+        print(json.dumps(event.to_cloudevent(), ensure_ascii=False), file=out)
+    return 0
+
+
+# --- remap ---------------------------------------------------------------------------------
+
+
+async def _remap(settings: Settings, status: str, relay_name: str | None, out: TextIO) -> int:
+    from relayhook.store import open_store
+    from relayhook.web import load_relays, new_uuid
+
+    _, relays = load_relays(settings)
+    by_name = {relay.name: relay for relay in relays.values()}
+    store = open_store(settings.storage.url, base_dir=settings.config_dir,
+                       synchronous=settings.storage.synchronous)
+    await store.open()
+    fixed = failed = 0
+    try:
+        before: str | None = None
+        while page := await store.list_requests(relay=relay_name, status=status,  # type: ignore[arg-type]
+                                                limit=200, before=before):
+            before = page[-1].id
+            for record in page:
+                relay = by_name.get(record.relay)
+                if relay is None:
+                    print(f"{record.id}: relay {record.relay!r} is no longer configured", file=out)
+                    failed += 1
+                    continue
+                request = InboundRequest(record.method, record.query, record.headers, record.body)
+                received = datetime.fromisoformat(record.received_at)
+                try:
+                    events = map_request(relay.connector, request, relay=relay.name,
+                                         received_at=received, new_id=new_uuid)
+                except MappingError as exc:
+                    await store.remap(record.id, (), status="rejected", error=str(exc))
+                    print(f"{record.id}: still rejected: {exc}", file=out)
+                    failed += 1
+                    continue
+                result = await store.remap(record.id, events, status="accepted", error=None)
+                print(f"{record.id}: accepted, {result.accepted} events", file=out)
+                fixed += 1
+    finally:
+        await store.close()
+    print(f"remapped {fixed + failed} requests: {fixed} accepted, {failed} still rejected",
+          file=out)
+    return 1 if failed else 0
+
+
+def cmd_remap(args: argparse.Namespace, out: TextIO) -> int:
+    return asyncio.run(_remap(_settings(args), args.status, args.relay, out))
+
+
+def cmd_schema(args: argparse.Namespace, out: TextIO) -> int:
+    print(schema_json(), file=out)
+    return 0
+
+
+def schema_json() -> str:
+    schema = ConnectorSpec.model_json_schema(by_alias=True)
+    schema["$schema"] = "https://json-schema.org/draft/2020-12/schema"
+    schema["title"] = "Relayhook connector"
+    return json.dumps(schema, indent=2, ensure_ascii=False)
+
+
+# --- entry ---------------------------------------------------------------------------------
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="relayhook", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--config", help=f"config file (default: ./{DEFAULT_CONFIG} if present)")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    serve = sub.add_parser("serve", help="run the relay server")
+    serve.add_argument("--config", default=argparse.SUPPRESS)
+    serve.add_argument("--host")
+    serve.add_argument("--port", type=int)
+    serve.add_argument("--log-level", default="info")
+    serve.add_argument("--no-access-log", dest="access_log", action="store_false")
+    serve.set_defaults(func=cmd_serve)
+
+    check = sub.add_parser("check", help="validate connector and config files")
+    check.add_argument("--config", default=argparse.SUPPRESS)
+    check.add_argument("files", nargs="*")
+    check.set_defaults(func=cmd_check)
+
+    mapping = sub.add_parser("map", help="print the events a payload maps to")
+    mapping.add_argument("--config", default=argparse.SUPPRESS)
+    mapping.add_argument("connector", help="a connector id, or the path of a .toml file")
+    mapping.add_argument("payload", nargs="?", help="body file, - for stdin; default: example")
+    mapping.add_argument("--query", action="append", type=_query_pair, default=[])
+    mapping.add_argument("--header", action="append", type=_header_pair, default=[])
+    mapping.add_argument("--method")
+    mapping.add_argument("--relay", default="example")
+    mapping.set_defaults(func=cmd_map)
+
+    remap = sub.add_parser("remap", help="map kept requests again with the current connectors")
+    remap.add_argument("--config", default=argparse.SUPPRESS)
+    remap.add_argument("--status", choices=["rejected"], default="rejected",
+                       help="only rejected requests: accepted ones already have their events")
+    remap.add_argument("--relay")
+    remap.set_defaults(func=cmd_remap)
+
+    schema = sub.add_parser("schema", help="print the connector JSON Schema")
+    schema.set_defaults(func=cmd_schema)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None, out: TextIO | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    stream = out or sys.stdout
+    try:
+        code: int = args.func(args, stream)
+    except (ConnectorError, ConfigError) as exc:
+        print(exc, file=sys.stderr)
+        return 2
+    except (MappingError, RenderError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    except OSError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    return code
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

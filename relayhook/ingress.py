@@ -1,0 +1,139 @@
+"""The ingress: `/in/{token}`. Authenticate, read the body within its limit, map, store, answer.
+
+The answer is 200 only once the raw request and its events are committed durably; a request that
+cannot be mapped is kept as `rejected` and answered 400 with what was wrong.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime
+
+from starlette.requests import ClientDisconnect, Request
+from starlette.responses import JSONResponse, Response
+
+from relayhook.auth import REDACTED, challenge, check_credentials, credential_headers, needs_body
+from relayhook.events import format_time
+from relayhook.mapping import InboundRequest, MappingError, map_request
+from relayhook.relays import Relay
+from relayhook.store import RequestRecord, RequestStatus, Store, StoreError
+
+log = logging.getLogger("relayhook.ingress")
+
+
+class BodyTooLarge(Exception):
+    def __init__(self, prefix: bytes) -> None:
+        self.prefix = prefix
+
+
+async def read_body(request: Request, limit: int) -> bytes:
+    """The body, counted as it streams in (Content-Length is not trusted); BodyTooLarge past
+    `limit`, carrying the first `limit` bytes."""
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            chunks.append(chunk)
+            raise BodyTooLarge(b"".join(chunks)[:limit])
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+@dataclass
+class Ingress:
+    relays: dict[str, Relay]
+    store: Store
+    max_body_bytes: int
+    clock: Callable[[], datetime]
+    new_id: Callable[[], str]
+
+    async def handle(self, request: Request) -> Response:
+        relay = self.relays.get(request.path_params["token"])
+        if relay is None:
+            return _error(404, "no relay at this URL")
+        accept = relay.connector.spec.accept
+        if request.method not in accept.methods:
+            allow = ", ".join(accept.methods)
+            message = f"relay {relay.name!r} takes {allow}, not {request.method}"
+            return _error(405, message, headers={"Allow": allow})
+        pairs = tuple((key.decode("latin-1").lower(), value.decode("latin-1"))
+                      for key, value in request.headers.raw)
+        headers = dict(pairs)
+        auth = relay.connector.spec.auth
+        if not needs_body(auth) and (reason := check_credentials(auth, relay.secret, headers)):
+            return await self._unauthorized(relay, reason)
+        received_at = self.clock()
+        request_id = self.new_id()
+        try:
+            body = await read_body(request, self.max_body_bytes)
+        except BodyTooLarge as exc:
+            message = f"body is larger than the limit of {self.max_body_bytes} bytes"
+            inbound = self._inbound(request, relay, pairs, exc.prefix)
+            return await self._reject(relay, inbound, request_id, received_at, message, 413)
+        except ClientDisconnect:
+            return _error(400, "the client disconnected before the body was complete")
+        if needs_body(auth) and (reason := check_credentials(auth, relay.secret, headers, body)):
+            return await self._unauthorized(relay, reason)
+        inbound = self._inbound(request, relay, pairs, body)
+        try:
+            events = map_request(relay.connector, inbound, relay=relay.name,
+                                 received_at=received_at, new_id=self.new_id)
+        except MappingError as exc:
+            return await self._reject(relay, inbound, request_id, received_at, str(exc), 400)
+        record = _record(request_id, relay, received_at, inbound, "accepted", None)
+        try:
+            result = await self.store.ingest(record, events)
+        except StoreError as exc:
+            log.error("relay %s: could not store request %s: %s", relay.name, request_id, exc)
+            return _error(503, "the request could not be stored; send it again", request_id)
+        return JSONResponse({"accepted": result.accepted, "duplicates": result.duplicates,
+                             "request_id": request_id})
+
+    def _inbound(self, request: Request, relay: Relay, pairs: tuple[tuple[str, str], ...],
+                 body: bytes) -> InboundRequest:
+        # Credentials are redacted before mapping, so that templates and the stored copy (and so
+        # `relayhook remap`) see the same headers, and no secret reaches the database.
+        secret_headers = credential_headers(relay.connector.spec.auth)
+        headers = tuple((name, REDACTED if name in secret_headers else value)
+                        for name, value in pairs)
+        return InboundRequest(request.method, request.url.query, headers, body)
+
+    async def _unauthorized(self, relay: Relay, reason: str) -> Response:
+        log.warning("relay %s: refused a request: %s", relay.name, reason)
+        try:
+            await self.store.record_auth_failure(relay.name, format_time(self.clock()))
+        except StoreError as exc:
+            log.error("relay %s: could not count a refused request: %s", relay.name, exc)
+        return _error(401, "missing or wrong credentials",
+                      headers={"WWW-Authenticate": challenge(relay.connector.spec.auth)})
+
+    async def _reject(self, relay: Relay, inbound: InboundRequest, request_id: str,
+                      received_at: datetime, message: str, status: int) -> Response:
+        record = _record(request_id, relay, received_at, inbound, "rejected", message)
+        try:
+            await self.store.ingest(record, ())
+        except StoreError as exc:
+            log.error("relay %s: could not keep rejected request %s: %s", relay.name,
+                      request_id, exc)
+            return _error(503, "the request could not be stored; send it again", request_id)
+        return _error(status, message, request_id)
+
+
+def _record(request_id: str, relay: Relay, received_at: datetime, inbound: InboundRequest,
+            status: RequestStatus, error: str | None) -> RequestRecord:
+    return RequestRecord(
+        id=request_id, relay=relay.name, received_at=format_time(received_at),
+        method=inbound.method, query=inbound.query, headers=inbound.headers, body=inbound.body,
+        status=status, error=error,
+    )
+
+
+def _error(status: int, message: str, request_id: str | None = None,
+           headers: dict[str, str] | None = None) -> JSONResponse:
+    content: dict[str, str] = {"error": message}
+    if request_id is not None:
+        content["request_id"] = request_id
+    return JSONResponse(content, status_code=status, headers=headers)

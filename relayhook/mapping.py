@@ -1,0 +1,306 @@
+"""Mapping: one inbound request -> its events, through a connector. Pure: no I/O, no clock.
+
+    events = map_request(connector, request, relay="gmetri-prod", received_at=now, new_id=uuid4str)
+
+A request that cannot be mapped raises MappingError with a message meant for the provider's
+integrator: what was wrong, and where.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+from collections.abc import Callable, ItemsView, Iterator, KeysView, Mapping, ValuesView
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+from urllib.parse import parse_qsl
+
+from relayhook.connectors import CompiledRule, Connector
+from relayhook.events import Event, format_time, keyed_event_id
+from relayhook.templating import RenderError
+
+
+class MappingError(Exception):
+    """The request cannot be turned into events; the message says why."""
+
+
+@dataclass(frozen=True, slots=True)
+class InboundRequest:
+    """What a provider sent: method, raw query string, (lower-cased name, value) headers, body."""
+
+    method: str
+    query: str
+    headers: tuple[tuple[str, str], ...]
+    body: bytes
+
+    def header(self, name: str) -> str | None:
+        for key, value in self.headers:
+            if key == name:
+                return value
+        return None
+
+    @property
+    def media_type(self) -> str:
+        return (self.header("content-type") or "").split(";")[0].strip().lower()
+
+
+def parse_pairs(text: str) -> dict[str, Any]:
+    """`a=1&b=2&b=3` -> {"a": "1", "b": ["2", "3"]}: a repeated name becomes a list."""
+    out: dict[str, Any] = {}
+    for key, value in parse_qsl(text, keep_blank_values=True):
+        if key in out:
+            previous = out[key]
+            out[key] = [*previous, value] if isinstance(previous, list) else [previous, value]
+        else:
+            out[key] = value
+    return out
+
+
+def _json_error(exc: json.JSONDecodeError, text: str) -> str:
+    message = f"body is not valid JSON: {exc.msg} at line {exc.lineno}, column {exc.colno}"
+    if any(quote in text for quote in "\u201c\u201d\u2018\u2019"):
+        message += " (it contains typographic quotes \u201c \u201d where JSON needs \")"
+    return message
+
+
+def _parse_json(body: bytes) -> Any:
+    try:
+        text = body.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        raise MappingError(f"body is not UTF-8 text: byte {exc.start} is invalid") from exc
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise MappingError(_json_error(exc, text)) from exc
+    except RecursionError as exc:
+        raise MappingError("body is not valid JSON: nested too deeply") from exc
+
+
+def _describe_format(fmt: str) -> str:
+    return {
+        "json-object": "a JSON object",
+        "json-array": "a JSON array",
+        "form": "a form-encoded body",
+        "query": "no body (parameters in the query string)",
+    }[fmt]
+
+
+def parse_body(connector: Connector, request: InboundRequest) -> Any:
+    """The request's body as data, in one of the formats the connector accepts."""
+    accepted = connector.spec.accept.formats
+    if not request.body.strip():
+        fmt, body = "query", {}
+    elif request.media_type == "application/x-www-form-urlencoded" and "form" in accepted:
+        try:
+            fmt, body = "form", parse_pairs(request.body.decode("utf-8"))
+        except UnicodeDecodeError as exc:
+            raise MappingError("form body is not UTF-8 text") from exc
+    else:
+        body = _parse_json(request.body)
+        if isinstance(body, dict):
+            fmt = "json-object"
+        elif isinstance(body, list):
+            fmt = "json-array"
+        else:
+            raise MappingError(f"body is JSON {type(body).__name__}, not an object or array")
+    if fmt not in accepted:
+        wanted = " or ".join(_describe_format(f) for f in accepted)
+        got = _describe_format(fmt)
+        raise MappingError(f"connector {connector.id!r} takes {wanted}; got {got}")
+    return body
+
+
+def request_scope(connector: Connector, request: InboundRequest, relay: str) -> dict[str, Any]:
+    """The variables every template of the connector sees."""
+    return {
+        "body": parse_body(connector, request),
+        "query": parse_pairs(request.query),
+        "headers": dict(request.headers),
+        "method": request.method,
+        "relay": relay,
+    }
+
+
+def map_request(
+    connector: Connector,
+    request: InboundRequest,
+    *,
+    relay: str,
+    received_at: datetime,
+    new_id: Callable[[], str],
+) -> list[Event]:
+    """All events the connector's rules make of one request (possibly none)."""
+    scope = request_scope(connector, request, relay)
+    builder = _EventBuilder(relay, format_time(received_at), new_id)
+    events: list[Event] = []
+    applied = 0
+    for rule in connector.rules:
+        values: dict[str, Any] = {}
+        try:
+            rule_scope = _bind_lets(rule, scope)
+            if not _render_level(rule, 0, rule_scope, values):
+                continue
+            applied += 1
+            for done in _expand(rule, 0, rule_scope, values):
+                events.append(builder.build(rule, done))
+        except RenderError as exc:
+            raise MappingError(f"{connector.id}: {exc}") from exc
+    if not applied:
+        names = "; ".join(rule.name for rule in connector.rules)
+        raise MappingError(f"{connector.id}: no event rule applies to this request ({names})")
+    return events
+
+
+def _bind_lets(rule: CompiledRule, scope: dict[str, Any]) -> dict[str, Any]:
+    if not rule.lets:
+        return scope
+    scope = dict(scope)
+    for name, template in rule.lets:
+        scope[name] = template.render(scope)
+    return scope
+
+
+def _render_level(
+    rule: CompiledRule, level: int, scope: dict[str, Any], values: dict[str, Any]
+) -> bool:
+    """Render the fields whose variables are all bound at `level`; False if `when` is false."""
+    for name, (field_level, template) in rule.fields.items():  # "when" comes first
+        if field_level == level:
+            values[name] = template.render(scope)
+            if name == "when" and not values[name]:
+                return False
+    return True
+
+
+def _expand(
+    rule: CompiledRule, level: int, scope: dict[str, Any], values: dict[str, Any]
+) -> Iterator[dict[str, Any]]:
+    """Walk the rule's loops (and `let` values) below `level`, yielding each item's fields."""
+    if level == len(rule.loops):
+        yield values
+        return
+    loop = rule.loops[level]
+    for item in _iterate(loop.iterable.render(scope), loop.iterable.name):
+        inner = dict(scope)
+        if len(loop.names) == 1:
+            inner[loop.names[0]] = item
+        else:
+            inner.update(_unpack(loop.names, item, loop.iterable.name))
+        inner_values = dict(values)
+        if _render_level(rule, level + 1, inner, inner_values):
+            yield from _expand(rule, level + 1, inner, inner_values)
+
+
+def _iterate(value: Any, name: str) -> Any:
+    if isinstance(value, list | tuple | ItemsView | KeysView | ValuesView):
+        return value
+    raise RenderError(name, f"expected a list to loop over, got {_kind(value)}")
+
+
+def _unpack(names: tuple[str, ...], item: Any, name: str) -> dict[str, Any]:
+    if not isinstance(item, list | tuple) or len(item) != len(names):
+        raise RenderError(name, f"cannot unpack {_kind(item)} into {', '.join(names)}")
+    return dict(zip(names, item, strict=True))
+
+
+def _kind(value: Any) -> str:
+    if value is None:
+        return "null"
+    if isinstance(value, dict):
+        return "an object"
+    if isinstance(value, str):
+        return f"the string {value[:40]!r}"
+    return type(value).__name__
+
+
+_TYPE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:/-]*$")
+_NUMBER = re.compile(r"^-?\d+(\.\d+)?$")
+
+
+@dataclass(slots=True)
+class _EventBuilder:
+    relay: str
+    received_at: str
+    new_id: Callable[[], str]
+
+    def build(self, rule: CompiledRule, values: dict[str, Any]) -> Event:
+        key = values.get("key")
+        return Event(
+            id=self._id(rule, key),
+            source=_text(values["source"], f"{rule.name}.source"),
+            type=_event_type(values["type"], f"{rule.name}.type"),
+            subject=_subject(values.get("subject"), f"{rule.name}.subject"),
+            time=_time(values.get("time"), self.received_at, f"{rule.name}.time"),
+            data=_json_data(values.get("data"), f"{rule.name}.data"),
+            relay=self.relay,
+        )
+
+    def _id(self, rule: CompiledRule, key: Any) -> str:
+        if key is None or key == "":
+            return self.new_id()
+        if isinstance(key, dict | list):
+            raise RenderError(f"{rule.name}.key", f"key must be a non-empty text, got {key!r}")
+        return keyed_event_id(self.relay, str(key))
+
+
+def _text(value: Any, name: str) -> str:
+    if isinstance(value, bool) or not isinstance(value, str | int | float) or value == "":
+        raise RenderError(name, f"expected a non-empty text, got {_kind(value)}")
+    return str(value)
+
+
+def _event_type(value: Any, name: str) -> str:
+    text = _text(value, name)
+    if not _TYPE.match(text):
+        raise RenderError(name, f"{text!r} is not a valid event type (letters, digits, . _ - :)")
+    return text
+
+
+def _subject(value: Any, name: str) -> str | None:
+    if value is None or value == "":
+        return None
+    return _text(value, name)
+
+
+def _time(value: Any, received_at: str, name: str) -> str:
+    if value is None or value == "":
+        return received_at
+    if isinstance(value, str) and _NUMBER.match(value.strip()):
+        value = float(value)
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        if not math.isfinite(value) or abs(value) > 253402300799999:
+            raise RenderError(name, f"{value!r} is not a time in epoch milliseconds")
+        return format_time(datetime.fromtimestamp(value / 1000, UTC))
+    if isinstance(value, str):
+        try:
+            moment = datetime.fromisoformat(value.strip())
+        except ValueError:
+            raise RenderError(
+                name, f"{value!r} is neither RFC 3339 nor epoch milliseconds"
+            ) from None
+        if moment.tzinfo is None:
+            moment = moment.replace(tzinfo=UTC)
+        return format_time(moment)
+    raise RenderError(name, f"expected a time, got {_kind(value)}")
+
+
+def _json_data(value: Any, name: str) -> Any:
+    """Check that data is JSON: objects with text keys, arrays, text, finite numbers, bools."""
+    if value is None or isinstance(value, str | bool | int):
+        return value
+    if isinstance(value, float):
+        if not math.isfinite(value):
+            raise RenderError(name, f"{value!r} is not a JSON number")
+        return value
+    if isinstance(value, dict):
+        for key in value:
+            if not isinstance(key, str):
+                raise RenderError(name, f"object key {key!r} is not text")
+        return {key: _json_data(item, name) for key, item in value.items()}
+    if isinstance(value, list | tuple):
+        return [_json_data(item, name) for item in value]
+    if isinstance(value, Mapping):
+        return _json_data(dict(value), name)
+    raise RenderError(name, f"{type(value).__name__} is not JSON data")

@@ -1,0 +1,52 @@
+"""Storage: the `Store` contract and its engines, chosen by a database URL.
+
+`store = open_store("sqlite:///relayhook.db", base_dir=config_dir)`, then `await store.open()`.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from relayhook.store.base import (
+    REQUEST_STATUSES,
+    IngestResult,
+    RequestRecord,
+    RequestStatus,
+    Store,
+    StoreError,
+)
+from relayhook.store.sqlite import SQLiteStore
+
+__all__ = [
+    "REQUEST_STATUSES",
+    "IngestResult",
+    "RequestRecord",
+    "RequestStatus",
+    "SQLiteStore",
+    "Store",
+    "StoreError",
+    "open_store",
+]
+
+SUPPORTED_URLS = "sqlite:///relative/path.db or sqlite:////absolute/path.db"
+
+
+def open_store(url: str, *, base_dir: Path | None = None, synchronous: str = "FULL") -> Store:
+    """The store a URL names, not yet opened (the caller awaits `open()`).
+
+    `sqlite:///relayhook.db` is relative to `base_dir` (default: the working directory),
+    `sqlite:////var/lib/relayhook/relayhook.db` is absolute.
+    """
+    scheme, separator, rest = url.partition("://")
+    if not separator or scheme.lower() != "sqlite":
+        raise ValueError(
+            f"unsupported store URL {url!r}: use {SUPPORTED_URLS}"
+            " (postgresql:// arrives in a later release)"
+        )
+    # After "sqlite://" comes an empty host, then "/" and the path: "//abs" or "rel".
+    if not rest.startswith("/") or rest == "/":
+        raise ValueError(f"store URL {url!r} names no file: use {SUPPORTED_URLS}")
+    path = Path(rest[1:])
+    if not path.is_absolute():
+        path = (base_dir if base_dir is not None else Path.cwd()) / path
+    return SQLiteStore(path, synchronous=synchronous)
