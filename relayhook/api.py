@@ -51,6 +51,7 @@ def request_json(record: RequestRecord) -> dict[str, Any]:
         "headers": [list(pair) for pair in record.headers],
         "body": body,
         "body_encoding": encoding,
+        "truncated": record.truncated,
         "event_ids": list(record.event_ids),
     }
 

@@ -52,7 +52,8 @@ def cmd_serve(args: argparse.Namespace, out: TextIO) -> int:
 
     from relayhook.web import create_app, load_relays
 
-    if args.config is None and not Path(DEFAULT_CONFIG).exists():
+    wrote_config = args.config is None and not Path(DEFAULT_CONFIG).exists()
+    if wrote_config:
         shipped = sorted(p.stem for p in SHIPPED_DIR.glob("*.toml"))
         Path(DEFAULT_CONFIG).write_text(sample_config(shipped), encoding="utf-8")
         print(f"No config given: wrote {DEFAULT_CONFIG} with a sample relay per connector.",
@@ -67,7 +68,10 @@ def cmd_serve(args: argparse.Namespace, out: TextIO) -> int:
     print(f"Relayhook on {settings.public_url()}, store {settings.storage.url}", file=out)
     for relay in relays.values():
         url = settings.public_url() + "/in/" + relay.token
-        setup = relay.connector.setup.render({"relay_url": url, "secret": relay.secret})
+        # Secrets are printed once, when they were just made up; after that they stay in the
+        # config file and out of service logs.
+        secret = relay.secret if wrote_config else f"(the secret of relay {relay.name!r})"
+        setup = relay.connector.setup.render({"relay_url": url, "secret": secret})
         print(f"\n== relay {relay.name} ({relay.connector.spec.title}) ==\n"
               f"Relay URL: {url}\n{setup}", file=out)
     out.flush()
@@ -81,10 +85,14 @@ def cmd_serve(args: argparse.Namespace, out: TextIO) -> int:
 
 
 def _is_connector_file(path: Path) -> bool:
+    # A config has none of a connector's top-level keys, and a connector none of a config's.
     try:
-        return "events" in tomllib.loads(path.read_text(encoding="utf-8"))
+        data = tomllib.loads(path.read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError):
-        return path.parent.name == "connectors"
+        return path.parent.name == "connectors" or "relays" not in path.read_text(errors="ignore")
+    return bool({"id", "events", "auth", "accept"} & data.keys()) or not (
+        {"relays", "server", "storage", "admin", "limits", "connectors"} & data.keys()
+    )
 
 
 def cmd_check(args: argparse.Namespace, out: TextIO) -> int:
@@ -146,12 +154,12 @@ def cmd_map(args: argparse.Namespace, out: TextIO) -> int:
 
     connector = _find_connector(args.connector, args)
     if args.payload is None:
-        body = connector.example_body() or b""
-        query = list(connector.spec.example_query.items())
+        body = b"" if args.method == "GET" else connector.example_body() or b""
+        query = dict(connector.spec.example_query)
     else:
         body = sys.stdin.buffer.read() if args.payload == "-" else Path(args.payload).read_bytes()
-        query = []
-    query += args.query
+        query = {}
+    query.update(args.query)  # --query k=v replaces the example's k
     method = args.method or connector.spec.accept.methods[-1]
     request = InboundRequest(method, urlencode(query), tuple(args.header), body)
     counter = itertools.count(1)
@@ -181,6 +189,10 @@ async def _remap(settings: Settings, status: str, relay_name: str | None, out: T
                                                 limit=200, before=before):
             before = page[-1].id
             for record in page:
+                if record.truncated:
+                    print(f"{record.id}: skipped: its body was cut at the size limit", file=out)
+                    failed += 1
+                    continue
                 relay = by_name.get(record.relay)
                 if relay is None:
                     print(f"{record.id}: relay {record.relay!r} is no longer configured", file=out)
@@ -197,7 +209,8 @@ async def _remap(settings: Settings, status: str, relay_name: str | None, out: T
                     failed += 1
                     continue
                 result = await store.remap(record.id, events, status="accepted", error=None)
-                print(f"{record.id}: accepted, {result.accepted} events", file=out)
+                print(f"{record.id}: accepted, {result.accepted} new events, "
+                      f"{result.duplicates} already stored", file=out)
                 fixed += 1
     finally:
         await store.close()

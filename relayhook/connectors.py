@@ -23,9 +23,17 @@ from relayhook.templating import (
     TemplateError,
     compile_template,
     compile_value,
+    is_single_expression,
     referenced_names,
 )
-from relayhook.tomlpos import KeyPath, format_path, line_of, locate_keys
+from relayhook.tomlpos import (
+    KeyPath,
+    format_path,
+    line_of,
+    locate_keys,
+    toml_error_line,
+    value_line,
+)
 
 SHIPPED_DIR = Path(__file__).resolve().parent.parent / "connectors"
 
@@ -34,7 +42,7 @@ Method = Literal["GET", "POST", "PUT", "PATCH", "DELETE"]
 BodyFormat = Literal["json-object", "json-array", "form", "query"]
 
 _SCOPE = "Variables in scope: body, query, headers (lower-cased names), method, relay"
-_LOOP_SCOPE = _SCOPE + ", and the variables of the rule's `for` loops."
+_LOOP_SCOPE = _SCOPE + ", the rule's `let` values and the variables of its `for` loops."
 
 
 class Spec(BaseModel):
@@ -121,8 +129,9 @@ class EventRule(Spec):
     )
     let: dict[str, str] = Field(
         default={},
-        description="Named values computed once per request, before the loops, and usable in "
-        "every other template of the rule (a long expression written once). " + _SCOPE,
+        description="Named values computed once per request, before the loops and before "
+        "`when`, usable in every other template of the rule (a long expression written once). "
+        "Each sees the ones before it. " + _SCOPE + ".",
         examples=[{"name": "{{ body.event | default(query.event) | default('') }}"}],
     )
     for_: list[str] = Field(
@@ -226,7 +235,8 @@ class CompiledRule:
     """An event rule with its templates compiled, each tagged with the loop level where all the
     variables it reads are bound, so it is rendered once there and not once per item."""
 
-    name: str
+    name: str  # the key path, `events[0]`: what errors name
+    label: str  # the rule's `name`, or its key path
     lets: tuple[tuple[str, Template], ...]
     loops: tuple[Loop, ...]
     fields: dict[str, tuple[int, CompiledValue]]  # name -> (level, template); "when" included
@@ -314,12 +324,18 @@ def _compile_rule(rule: EventRule, index: int) -> CompiledRule:
     for loop in frozen_loops:  # a loop's expression may only read variables bound before it
         if _level(loop.iterable.source, frozen_loops) > loop.level:
             raise TemplateError(loop.iterable.name, "reads a variable bound after it")
+    if rule.when is not None and not is_single_expression(rule.when):
+        raise TemplateError(
+            f"{prefix}.when",
+            "a condition is one {{ expression }}, e.g. {{ body.paid and body.shipped }}; "
+            "text around or between expressions would always be true",
+        )
     fields: dict[str, tuple[int, CompiledValue]] = {}
     for name in RULE_FIELDS:
         value = getattr(rule, name)
         if value is not None:
             fields[name] = (_level(value, frozen_loops), compile_value(value, f"{prefix}.{name}"))
-    return CompiledRule(rule.name or prefix, tuple(lets), frozen_loops, fields)
+    return CompiledRule(prefix, rule.name or prefix, tuple(lets), frozen_loops, fields)
 
 
 def _key_path(name: str) -> KeyPath:
@@ -335,14 +351,13 @@ def load_connector(path: Path) -> Connector:
     try:
         raw = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
-        line = int(m.group(1)) if (m := re.search(r"line (\d+)", str(exc))) else 1
-        raise ConnectorError(path, "(toml)", line, str(exc)) from exc
+        raise ConnectorError(path, "(toml)", toml_error_line(str(exc)), str(exc)) from exc
     lines = locate_keys(text)
     try:
         spec = ConnectorSpec.model_validate(raw)
     except ValidationError as exc:
         error = exc.errors()[0]
-        loc = tuple(part for part in error["loc"] if not _is_union_tag(part))
+        loc = _without_union_tags(error["loc"])
         raise ConnectorError(
             path, format_path(loc), line_of(lines, loc), _pydantic_message(error)
         ) from exc
@@ -353,8 +368,7 @@ def load_connector(path: Path) -> Connector:
         rules = tuple(_compile_rule(rule, i) for i, rule in enumerate(spec.events))
         setup = compile_template(spec.setup, "setup")
     except TemplateError as exc:
-        key = _key_path(exc.name)
-        line = line_of(lines, key) + exc.line - 1
+        line = value_line(text, line_of(lines, _key_path(exc.name))) + exc.line - 1
         raise ConnectorError(path, exc.name, line, exc.message) from exc
     if spec.example is not None and not (path.parent / spec.example).is_file():
         raise ConnectorError(path, "example", line_of(lines, ("example",)),
@@ -369,8 +383,12 @@ def _read_text(path: Path) -> str:
         raise ConnectorError(path, "(file)", 1, f"cannot read: {exc}") from exc
 
 
-def _is_union_tag(part: str | int) -> bool:
-    return part in ("basic", "header", "hmac", "none")
+def _without_union_tags(loc: tuple[str | int, ...]) -> tuple[str | int, ...]:
+    # pydantic puts the discriminator's value after `auth`: ("auth", "hmac", "header").
+    tags = ("basic", "header", "hmac", "none")
+    return tuple(
+        part for i, part in enumerate(loc) if not (i > 0 and loc[i - 1] == "auth" and part in tags)
+    )
 
 
 def _pydantic_message(error: Any) -> str:

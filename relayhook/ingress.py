@@ -71,8 +71,14 @@ class Ingress:
             body = await read_body(request, self.max_body_bytes)
         except BodyTooLarge as exc:
             message = f"body is larger than the limit of {self.max_body_bytes} bytes"
+            if needs_body(auth):
+                # A signature over a body we did not read cannot be checked: nothing
+                # unauthenticated is kept, as with a 401.
+                log.warning("relay %s: refused an unverifiable request: %s", relay.name, message)
+                return _error(413, message)
             inbound = self._inbound(request, relay, pairs, exc.prefix)
-            return await self._reject(relay, inbound, request_id, received_at, message, 413)
+            return await self._reject(relay, inbound, request_id, received_at, message, 413,
+                                      truncated=True)
         except ClientDisconnect:
             return _error(400, "the client disconnected before the body was complete")
         if needs_body(auth) and (reason := check_credentials(auth, relay.secret, headers, body)):
@@ -111,8 +117,9 @@ class Ingress:
                       headers={"WWW-Authenticate": challenge(relay.connector.spec.auth)})
 
     async def _reject(self, relay: Relay, inbound: InboundRequest, request_id: str,
-                      received_at: datetime, message: str, status: int) -> Response:
-        record = _record(request_id, relay, received_at, inbound, "rejected", message)
+                      received_at: datetime, message: str, status: int,
+                      truncated: bool = False) -> Response:
+        record = _record(request_id, relay, received_at, inbound, "rejected", message, truncated)
         try:
             await self.store.ingest(record, ())
         except StoreError as exc:
@@ -123,11 +130,11 @@ class Ingress:
 
 
 def _record(request_id: str, relay: Relay, received_at: datetime, inbound: InboundRequest,
-            status: RequestStatus, error: str | None) -> RequestRecord:
+            status: RequestStatus, error: str | None, truncated: bool = False) -> RequestRecord:
     return RequestRecord(
         id=request_id, relay=relay.name, received_at=format_time(received_at),
         method=inbound.method, query=inbound.query, headers=inbound.headers, body=inbound.body,
-        status=status, error=error,
+        status=status, error=error, truncated=truncated,
     )
 
 

@@ -59,7 +59,7 @@ def parse_pairs(text: str) -> dict[str, Any]:
 
 
 def _json_error(exc: json.JSONDecodeError, text: str) -> str:
-    message = f"body is not valid JSON: {exc.msg} at line {exc.lineno}, column {exc.colno}"
+    message = f"body is not valid JSON: {exc.msg} (line {exc.lineno}, column {exc.colno})"
     if any(quote in text for quote in "\u201c\u201d\u2018\u2019"):
         message += " (it contains typographic quotes \u201c \u201d where JSON needs \")"
     return message
@@ -76,6 +76,14 @@ def _parse_json(body: bytes) -> Any:
         raise MappingError(_json_error(exc, text)) from exc
     except RecursionError as exc:
         raise MappingError("body is not valid JSON: nested too deeply") from exc
+
+
+def _json_kind(value: Any) -> str:
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "boolean"
+    return "string" if isinstance(value, str) else "number"
 
 
 def _describe_format(fmt: str) -> str:
@@ -98,13 +106,19 @@ def parse_body(connector: Connector, request: InboundRequest) -> Any:
         except UnicodeDecodeError as exc:
             raise MappingError("form body is not UTF-8 text") from exc
     else:
-        body = _parse_json(request.body)
+        try:
+            body = _parse_json(request.body)
+        except MappingError as exc:
+            if request.media_type == "application/x-www-form-urlencoded":
+                raise MappingError(f"{exc} (the request is form-encoded, which connector "
+                                   f"{connector.id!r} does not take)") from exc
+            raise
         if isinstance(body, dict):
             fmt = "json-object"
         elif isinstance(body, list):
             fmt = "json-array"
         else:
-            raise MappingError(f"body is JSON {type(body).__name__}, not an object or array")
+            raise MappingError(f"body is a JSON {_json_kind(body)}, not an object or array")
     if fmt not in accepted:
         wanted = " or ".join(_describe_format(f) for f in accepted)
         got = _describe_format(fmt)
@@ -148,7 +162,7 @@ def map_request(
         except RenderError as exc:
             raise MappingError(f"{connector.id}: {exc}") from exc
     if not applied:
-        names = "; ".join(rule.name for rule in connector.rules)
+        names = "; ".join(rule.label for rule in connector.rules)
         raise MappingError(f"{connector.id}: no event rule applies to this request ({names})")
     return events
 
@@ -254,7 +268,7 @@ def _text(value: Any, name: str) -> str:
 def _event_type(value: Any, name: str) -> str:
     text = _text(value, name)
     if not _TYPE.match(text):
-        raise RenderError(name, f"{text!r} is not a valid event type (letters, digits, . _ - :)")
+        raise RenderError(name, f"{text!r} is not a valid event type (letters, digits, . _ - : /)")
     return text
 
 

@@ -7,6 +7,7 @@ Nested keys use a double underscore. `config.example.toml` documents every setti
 
 from __future__ import annotations
 
+import contextvars
 import secrets
 import tomllib
 from pathlib import Path
@@ -15,7 +16,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
-from relayhook.tomlpos import locate_error
+from relayhook.tomlpos import locate_error, toml_error_line
 
 DEFAULT_CONFIG = "relayhook.toml"
 
@@ -62,6 +63,19 @@ class RelaySettings(Section):
     secret: str = ""
 
 
+_file_values: contextvars.ContextVar[dict[str, Any]] = contextvars.ContextVar("relayhook_file")
+
+
+class _FileSource(PydanticBaseSettingsSource):
+    """The values of the TOML file being loaded (set by `load_settings`)."""
+
+    def get_field_value(self, field: Any, field_name: str) -> tuple[Any, str, bool]:
+        return None, field_name, False  # unused: __call__ returns the whole file at once
+
+    def __call__(self) -> dict[str, Any]:
+        return _file_values.get({})
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(
         env_prefix="RELAYHOOK_", env_nested_delimiter="__", extra="forbid"
@@ -85,7 +99,8 @@ class Settings(BaseSettings):
         dotenv_settings: PydanticBaseSettingsSource,
         file_secret_settings: PydanticBaseSettingsSource,
     ) -> tuple[PydanticBaseSettingsSource, ...]:
-        return (env_settings, init_settings)  # the environment overrides the file
+        # Command-line flags (passed as init values) > RELAYHOOK_... environment > the file.
+        return (init_settings, env_settings, _FileSource(settings_cls))
 
     @model_validator(mode="after")
     def _unique_relays(self) -> Settings:
@@ -109,7 +124,16 @@ class Settings(BaseSettings):
         return f"{self.public_url()}/in/{relay.token}"
 
     def connector_dirs(self) -> list[Path]:
-        return [self.config_dir / folder for folder in self.connectors.dirs]
+        """The extra connector folders; ConfigError names one that does not exist."""
+        folders = [self.config_dir / folder for folder in self.connectors.dirs]
+        for index, folder in enumerate(folders):
+            if not folder.is_dir():
+                config = self.config_file
+                text = config.read_text(encoding="utf-8") if config and config.is_file() else ""
+                key, line = locate_error(text, ("connectors", "dirs", index))
+                where = f"{config or '(settings)'}:{key}:{line}"
+                raise ConfigError(f"{where}: no such folder: {folder}")
+        return folders
 
 
 def load_settings(path: Path | None, **overrides: Any) -> Settings:
@@ -123,18 +147,18 @@ def load_settings(path: Path | None, **overrides: Any) -> Settings:
         except OSError as exc:
             raise ConfigError(f"{path}:(file):1: cannot read: {exc.strerror}") from exc
         except tomllib.TOMLDecodeError as exc:
-            raise ConfigError(f"{path}:(toml):1: {exc}") from exc
-    for section, values in overrides.items():
-        data.setdefault(section, {}).update(values)
-    data["config_file"] = path
-    data["config_dir"] = path.resolve().parent if path is not None else Path.cwd()
+            raise ConfigError(f"{path}:(toml):{toml_error_line(str(exc))}: {exc}") from exc
+    config_dir = path.resolve().parent if path is not None else Path.cwd()
+    token = _file_values.set(data)
     try:
-        return Settings(**data)
+        return Settings(**overrides, config_file=path, config_dir=config_dir)
     except ValidationError as exc:
         error = exc.errors()[0]
         key, line = locate_error(text, error["loc"])
         message = "unknown key (a typo?)" if error["type"] == "extra_forbidden" else error["msg"]
         raise ConfigError(f"{path or '(environment)'}:{key}:{line}: {message}") from exc
+    finally:
+        _file_values.reset(token)
 
 
 def sample_config(connector_ids: list[str]) -> str:

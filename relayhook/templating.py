@@ -24,16 +24,19 @@ from datetime import UTC, datetime
 from typing import Any
 
 import jinja2
+from jinja2 import nodes, pass_eval_context
 from jinja2.exceptions import SecurityError
 from jinja2.sandbox import ImmutableSandboxedEnvironment
+from jinja2.visitor import NodeTransformer
 
 from relayhook.events import format_time
 
 MAX_STRING = 1 << 20  # characters (or items) a `*` or `+` may produce
 MAX_INT_BITS = 4096  # size of an integer a `**` or `*` may produce
-MAX_ITERATIONS = 100_000  # `range` items per render, all loops together
+MAX_ITERATIONS = 100_000  # loop iterations per render, all loops together
+MAX_OUTPUT = 8 << 20  # characters one render may output
 
-_budget: contextvars.ContextVar[list[int]] = contextvars.ContextVar("template_budget")
+_budget: contextvars.ContextVar[_Budget] = contextvars.ContextVar("template_budget")
 
 
 class TemplateError(Exception):
@@ -55,13 +58,65 @@ class RenderError(Exception):
         self.message = message
 
 
-def _budgeted_range(*args: int) -> Iterator[int]:
-    items = range(*args)
+class _Budget:
+    """What one render may still do: loop iterations and characters of output."""
+
+    __slots__ = ("iterations", "characters")
+
+    def __init__(self) -> None:
+        self.iterations = MAX_ITERATIONS
+        self.characters = MAX_OUTPUT
+
+
+def _charge(iterations: int = 0, characters: int = 0) -> None:
     budget = _budget.get(None)
-    if budget is None or len(items) > budget[0]:
-        raise SecurityError(f"range() of {len(items)} items exceeds the budget of this render")
-    budget[0] -= len(items)
-    return iter(items)
+    if budget is None:
+        return
+    budget.iterations -= iterations
+    budget.characters -= characters
+    if budget.iterations < 0:
+        raise SecurityError(f"more than {MAX_ITERATIONS} loop iterations in one render")
+    if budget.characters < 0:
+        raise SecurityError(f"more than {MAX_OUTPUT} characters of output in one render")
+
+
+def _budgeted_range(*args: int) -> range:
+    items = range(*args)
+    _charge(iterations=len(items))
+    return items
+
+
+def _budgeted_loop(iterable: Any) -> Iterator[Any]:
+    # Every `{% for %}` iterates through this (see _BudgetLoops), so nested loops over long
+    # strings or lists cannot spin for minutes.
+    for item in iterable:
+        _charge(iterations=1)
+        yield item
+
+
+def _checked_concat(*parts: Any) -> str:
+    # `a ~ b`: the result may not pass MAX_STRING, so a chain of `~` cannot double its way up.
+    texts = [str(part) for part in parts]
+    if sum(map(len, texts)) > MAX_STRING:
+        raise SecurityError("the result of `~` is too large")
+    return "".join(texts)
+
+
+class _BudgetLoops(NodeTransformer):
+    """Rewrites a parsed template: loops iterate through `_budgeted_loop`, `~` goes through
+    `_checked_concat`. The names are globals of the environment."""
+
+    def visit_For(self, node: nodes.For) -> nodes.Node:
+        self.generic_visit(node)
+        node.iter = nodes.Call(
+            nodes.Name("_budgeted_loop", "load"), [node.iter], [], None, None
+        ).set_lineno(node.lineno)
+        return node
+
+    def visit_Concat(self, node: nodes.Concat) -> nodes.Node:
+        self.generic_visit(node)
+        call = nodes.Call(nodes.Name("_checked_concat", "load"), node.nodes, [], None, None)
+        return call.set_lineno(node.lineno)
 
 
 def _too_big(value: Any) -> bool:
@@ -89,16 +144,124 @@ def _size_of_product(left: Any, right: Any) -> int:
     return 0
 
 
-class SandboxEnvironment(ImmutableSandboxedEnvironment):
-    """Jinja's immutable sandbox with size limits on the operators that can blow up."""
+_WIDE_FORMAT = re.compile(r"\d{7,}")  # a width or precision of a million or more
 
-    intercepted_binops = frozenset(["*", "**", "+"])
+
+def _check_width(*values: Any) -> None:
+    """Refuse padding widths and format strings that would allocate megabytes up front."""
+    for value in values:
+        if isinstance(value, int) and not isinstance(value, bool) and abs(value) > MAX_STRING:
+            raise SecurityError(f"{value} is too large a width or count")
+        if isinstance(value, str) and _WIDE_FORMAT.search(value):
+            raise SecurityError("a format with a width of a million or more")
+
+
+def _check_replace(text: Any, old: Any, new: Any) -> None:
+    if isinstance(text, str) and isinstance(old, str) and isinstance(new, str):
+        count = text.count(old) if old else len(text) + 1
+        if len(text) + count * len(new) > MAX_STRING:
+            raise SecurityError("the result of replace() is too large")
+
+
+def _check_join(separator: str, items: list[Any]) -> None:
+    size = sum(len(str(item)) for item in items) + len(separator) * max(len(items) - 1, 0)
+    if size > MAX_STRING:
+        raise SecurityError("the result of join() is too large")
+
+
+def _check_str_method(method: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> list[Any]:
+    """Checks a call of a str method; returns args with a join()'s items made a list."""
+    target = getattr(method, "__self__", None)
+    if not isinstance(target, str):
+        return list(args)
+    name = getattr(method, "__name__", "")
+    _check_width(*args, *kwargs.values())
+    if name in ("format", "format_map"):
+        _check_width(target)
+    if name == "replace" and len(args) >= 2:
+        _check_replace(target, args[0], args[1])
+    if name == "join" and args:
+        items = list(args[0])
+        _check_join(target, items)
+        return [items, *args[1:]]
+    return list(args)
+
+
+def _bounded_filters(filters: dict[str, Any]) -> None:
+    """Wrap the built-in filters that can amplify their input."""
+
+    def center(value: Any, width: int = 80) -> str:
+        _check_width(width)
+        return str(filters_center(value, width))
+
+    def indent(text: Any, width: int | str = 4, first: bool = False, blank: bool = False) -> str:
+        lines = str(text).count("\n") + 1
+        if len(str(text)) + lines * (width if isinstance(width, int) else len(width)) > MAX_STRING:
+            raise SecurityError("the result of indent() is too large")
+        return str(filters_indent(text, width, first, blank))
+
+    @pass_eval_context
+    def join(eval_ctx: Any, value: Any, d: str = "", attribute: Any = None) -> str:
+        items = list(value)
+        _check_join(str(d), items)
+        return str(filters_join(eval_ctx, items, d, attribute))
+
+    @pass_eval_context
+    def replace(eval_ctx: Any, s: Any, old: str, new: str, count: int | None = None) -> str:
+        _check_replace(str(s), old, new)
+        return str(filters_replace(eval_ctx, s, old, new, count))
+
+    def format_(value: Any, *args: Any, **kwargs: Any) -> str:
+        _check_width(value, *args, *kwargs.values())
+        return str(filters_format(value, *args, **kwargs))
+
+    filters_center, filters_indent = filters["center"], filters["indent"]
+    filters_join, filters_replace = filters["join"], filters["replace"]
+    filters_format = filters["format"]
+    filters.update(center=center, indent=indent, join=join, replace=replace, format=format_)
+
+
+class SandboxEnvironment(ImmutableSandboxedEnvironment):
+    """Jinja's immutable sandbox, with dict keys before attributes (`body.items` is the payload's
+    `items`, not dict.items) and limits on everything that can make a render blow up."""
+
+    intercepted_binops = frozenset(["*", "**", "+", "%"])
+
+    def compile(
+        self,
+        source: str | nodes.Template,
+        name: str | None = None,
+        filename: str | None = None,
+        raw: bool = False,
+        defer_init: bool = False,
+    ) -> Any:
+        # Every template and expression (compile_expression hands over a parsed tree) is
+        # rewritten here, once, before code generation.
+        tree = self._parse(source, name, filename) if isinstance(source, str) else source
+        for node in tree.find_all((nodes.Include, nodes.Import, nodes.FromImport, nodes.Extends)):
+            # There is no loader: say so when the connector loads, not at the first request.
+            raise jinja2.TemplateSyntaxError(
+                "include, import and extends are not available", node.lineno, name, filename
+            )
+        rewritten = _BudgetLoops().visit(tree)
+        return super().compile(rewritten, name, filename, raw, defer_init)  # type: ignore[call-overload]  # raw is a plain bool here
+
+    def getattr(self, obj: Any, attribute: str) -> Any:
+        if isinstance(obj, dict) and attribute in obj:
+            return obj[attribute]
+        return super().getattr(obj, attribute)
+
+    def call(self, context: Any, obj: Any, /, *args: Any, **kwargs: Any) -> Any:
+        checked = _check_str_method(obj, args, kwargs)
+        return super().call(context, obj, *checked, **kwargs)
 
     def call_binop(self, context: Any, operator: str, left: Any, right: Any) -> Any:
         if operator == "**" and _size_of_power(left, right) > MAX_INT_BITS:
             raise SecurityError(f"{left!r} ** {right!r} is too large")
         if operator == "*" and _size_of_product(left, right) > MAX_STRING:
             raise SecurityError("the product of `*` is too large")
+        if operator == "%" and isinstance(left, str):
+            _check_width(left, *(right if isinstance(right, tuple) else (right,)))
         result = super().call_binop(context, operator, left, right)
         if _too_big(result):
             raise SecurityError(f"the result of `{operator}` is too large")
@@ -126,6 +289,8 @@ def _refuse_non_data(value: Any) -> Any:
     # `{{ 'a'|attr('format') }}` would otherwise print a function's repr; a template makes data.
     if callable(value) and not isinstance(value, jinja2.Undefined):
         raise SecurityError(f"a template may output data, not {type(value).__name__}")
+    if isinstance(value, str):
+        _charge(characters=len(value))
     return value
 
 
@@ -134,7 +299,11 @@ def make_environment() -> SandboxEnvironment:
         undefined=jinja2.StrictUndefined, autoescape=False, finalize=_refuse_non_data
     )
     env.globals["range"] = _budgeted_range
+    env.globals["_budgeted_loop"] = _budgeted_loop
+    env.globals["_checked_concat"] = _checked_concat
     env.globals.pop("lipsum", None)  # unbounded text generator, of no use here
+    env.globals.pop("namespace", None)  # mutable state across loop iterations: exponential growth
+    _bounded_filters(env.filters)
     env.filters["epoch_ms"] = epoch_ms
     env.filters["epoch_s"] = epoch_s
     env.filters["dotted"] = dotted
@@ -156,6 +325,11 @@ def _single_expression(source: str) -> str | None:
     return expr.strip()
 
 
+def is_single_expression(source: str) -> bool:
+    """Whether `source` is one `{{ expression }}` (and so renders to its native value)."""
+    return _single_expression(source) is not None
+
+
 @dataclass(frozen=True, slots=True)
 class Template:
     """One compiled template string."""
@@ -165,7 +339,7 @@ class Template:
     _render: Any  # a callable(context) -> value
 
     def render(self, context: Mapping[str, Any]) -> Any:
-        token = _budget.set([MAX_ITERATIONS])
+        token = _budget.set(_Budget())
         try:
             return self._render(context)
         except (jinja2.TemplateError, ArithmeticError, TypeError, ValueError, LookupError) as exc:
@@ -192,7 +366,6 @@ def _compile_error(name: str, exc: jinja2.TemplateSyntaxError) -> TemplateError:
 
 
 _DOTTED_PATH = re.compile(r"\A[A-Za-z_]\w*(?:\.[A-Za-z_]\w*)*\Z")
-_DICT_ATTRIBUTES = frozenset(dir(dict))
 
 
 def _compile_expression(expr: str) -> Any:
@@ -207,8 +380,6 @@ def _compile_expression(expr: str) -> Any:
     if _DOTTED_PATH.match(expr) is None:
         return evaluate
     head, *steps = expr.split(".")
-    if any(step in _DICT_ATTRIBUTES for step in steps):
-        return evaluate  # `body.items` is dict.items in Jinja; keep its meaning
 
     def lookup(context: Mapping[str, Any]) -> Any:
         # The hot path of mapping a 500-row batch: `row.identifier` without Jinja's machinery.
@@ -232,7 +403,11 @@ def compile_template(source: str, name: str) -> Template:
     expr = _single_expression(source)
     try:
         if expr is not None:
-            return Template(name, source, _compile_expression(expr))
+            try:
+                return Template(name, source, _compile_expression(expr))
+            except jinja2.TemplateSyntaxError:
+                ENV.parse(source)  # the same error, with the line counted in the whole source
+                raise
         template = ENV.from_string(source)
     except jinja2.TemplateSyntaxError as exc:
         raise _compile_error(name, exc) from exc

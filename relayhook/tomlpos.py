@@ -28,46 +28,84 @@ def _split_key(text: str) -> list[str]:
 def locate_keys(text: str) -> dict[KeyPath, int]:
     """Map every key path defined in `text` to its 1-based line number."""
     lines: dict[KeyPath, int] = {}
-    array_counts: dict[tuple[str, ...], int] = {}
+    counts: dict[KeyPath, int] = {}  # an array of tables' path -> its entries so far
     table: KeyPath = ()
-    in_multiline: str | None = None
+    pending: str | None = None  # the closing quotes of the multi-line string we are inside
     for number, line in enumerate(text.splitlines(), start=1):
-        if in_multiline is not None:
-            if line.count(in_multiline) % 2 == 1:
-                in_multiline = None
+        if pending is not None:
+            if pending in line:
+                pending = None
             continue
         header = _HEADER.match(line)
         if header is not None:
             names = _split_key(header.group(2))
+            path = _resolve(names[:-1], counts) + (names[-1],)
             if header.group(1) == "[[":
-                index = array_counts.get(tuple(names), 0)
-                array_counts[tuple(names)] = index + 1
-                table = _resolve(tuple(names), array_counts) + (index,)
-            else:
-                table = _resolve(tuple(names), array_counts)
+                index = counts.get(path, 0)
+                counts[path] = index + 1
+                path += (index,)
+            table = path
             lines.setdefault(table, number)
             continue
         key = _KEY.match(line)
         if key is None:
             continue
-        path = table + tuple(_split_key(key.group(1)))
-        lines.setdefault(path, number)
-        rest = line[key.end() :]
-        for quote in ('"""', "'''"):
-            if rest.count(quote) % 2 == 1:
-                in_multiline = quote
+        lines.setdefault(table + tuple(_split_key(key.group(1))), number)
+        pending = _opens_multiline(line[key.end() :])
     return lines
 
 
-def _resolve(names: tuple[str, ...], array_counts: dict[tuple[str, ...], int]) -> KeyPath:
+def _resolve(names: Sequence[str], counts: dict[KeyPath, int]) -> KeyPath:
     # `[events.data]` after `[[events]]` means the data of the latest events entry.
-    path: list[str | int] = []
-    for depth, name in enumerate(names):
-        path.append(name)
-        prefix = names[: depth + 1]
-        if prefix in array_counts and depth < len(names) - 1:
-            path.append(array_counts[prefix] - 1)
-    return tuple(path)
+    path: KeyPath = ()
+    for name in names:
+        path += (name,)
+        if path in counts:
+            path += (counts[path] - 1,)
+    return path
+
+
+def _opens_multiline(value: str) -> str | None:
+    """The quotes that close a multi-line string opened (and not closed) in `value`."""
+    i = 0
+    while i < len(value):
+        if value[i] == "#":
+            return None
+        quote = next((q for q in ('"""', "'''") if value.startswith(q, i)), None)
+        if quote is not None:
+            end = value.find(quote, i + 3)
+            if end < 0:
+                return quote
+            i = end + 3
+        elif value[i] in "\"'":
+            i = _end_of_string(value, i) + 1
+        else:
+            i += 1
+    return None
+
+
+def _end_of_string(value: str, start: int) -> int:
+    quote, i = value[start], start + 1
+    while i < len(value) and value[i] != quote:
+        i += 2 if quote == '"' and value[i] == "\\" else 1
+    return i
+
+
+def value_line(text: str, line: int) -> int:
+    """The line a key's value starts on: the next one after an opening `\"\"\"` + newline,
+    which TOML drops from the string."""
+    source = text.splitlines()
+    if 0 < line <= len(source):
+        after = source[line - 1].split("=", 1)[-1].strip()
+        if after in ('"""', "'''"):
+            return line + 1
+    return line
+
+
+def toml_error_line(message: str) -> int:
+    """The line a tomllib error message names (`... (at line 3, column 7)`), else 1."""
+    match = re.search(r"line (\d+)", message)
+    return int(match.group(1)) if match else 1
 
 
 def line_of(lines: dict[KeyPath, int], path: Sequence[str | int]) -> int:

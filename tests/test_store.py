@@ -549,6 +549,31 @@ def test_sqlite_cancelled_caller_keeps_its_write(sqlite_store: SQLiteStore) -> N
     assert run(sqlite_store.count_events()) == 2
 
 
+class CrashingStore(SQLiteStore):
+    def _commit_batch(self, conn: sqlite3.Connection, batch: list[Any]) -> None:
+        raise RuntimeError("the writer thread crashed")
+
+
+def test_sqlite_crashed_writer_answers_instead_of_hanging(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    crashes: list[threading.ExceptHookArgs] = []
+    monkeypatch.setattr(threading, "excepthook", crashes.append)
+    store = CrashingStore(tmp_path / "relayhook.db")
+
+    async def write_after_crash() -> list[Any]:
+        await store.open()
+        calls = [store.record_auth_failure("github", TIME) for _ in range(5)]
+        results = await asyncio.wait_for(asyncio.gather(*calls, return_exceptions=True), 10)
+        with pytest.raises(StoreError, match="closed"):
+            await store.record_auth_failure("github", TIME)
+        await store.close()
+        return results
+
+    assert all(isinstance(result, StoreError) for result in run(write_after_crash()))
+    assert [str(crash.exc_value) for crash in crashes] == ["the writer thread crashed"]
+
+
 # -- open_store
 
 

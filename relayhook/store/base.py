@@ -26,6 +26,7 @@ class RequestRecord:
 
     `headers` are (lower-cased name, value) pairs in the order received; `query` is the raw query
     string; `body` the exact bytes. `error` says why a `rejected` request could not be mapped.
+    `truncated` marks a body cut at the size limit: kept for inspection, never mapped.
     `event_ids` is filled in by reads: the events this request produced (first seen here).
     """
 
@@ -38,6 +39,7 @@ class RequestRecord:
     body: bytes
     status: RequestStatus
     error: str | None = None
+    truncated: bool = False
     event_ids: tuple[str, ...] = field(default=())
 
 
@@ -60,8 +62,9 @@ class Store(Protocol):
         """Store one raw request and its events in a single transaction, durably.
 
         Events whose id is already stored (a repeated de-duplication key) are skipped and
-        counted as duplicates. A `rejected` request comes with no events. Either all of it is
-        kept or nothing is (then `StoreError`).
+        counted as duplicates. A `rejected` request comes with no events (else ValueError).
+        Either all of it is kept or nothing is (then `StoreError`). A caller cancelled while
+        waiting may still have its write committed.
         """
 
     async def remap(

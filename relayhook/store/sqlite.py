@@ -16,7 +16,7 @@ import json
 import queue
 import sqlite3
 import threading
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
@@ -44,7 +44,8 @@ CREATE TABLE IF NOT EXISTS requests (
     headers     TEXT NOT NULL,  -- JSON list of [name, value] pairs, in the order received
     body        BLOB NOT NULL,
     status      TEXT NOT NULL CHECK (status IN ('accepted', 'rejected')),
-    error       TEXT
+    error       TEXT,
+    truncated   INTEGER NOT NULL DEFAULT 0  -- 1: the body was cut at max_body_bytes
 );
 CREATE INDEX IF NOT EXISTS requests_relay_status ON requests (relay, status);
 
@@ -70,9 +71,9 @@ CREATE TABLE IF NOT EXISTS auth_failures (
 );
 """
 
-REQUEST_COLUMNS = "id, relay, received_at, method, query, headers, body, status, error"
+REQUEST_COLUMNS = "id, relay, received_at, method, query, headers, body, status, error, truncated"
 EVENT_COLUMNS = "id, source, type, subject, time, data, relay, request_id"
-INSERT_REQUEST = f"INSERT INTO requests ({REQUEST_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)"
+INSERT_REQUEST = f"INSERT INTO requests ({REQUEST_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
 INSERT_EVENT = (
     "INSERT INTO events (id, request_id, relay, type, source, subject, time, data)"
     " VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (id) DO NOTHING"
@@ -87,7 +88,11 @@ Filters = Sequence[tuple[str, object]]
 
 
 class SQLiteStore:
-    """`Store` on one SQLite file. `commits` counts write transactions (for tests and metrics)."""
+    """`Store` on one SQLite file.
+
+    `synchronous` is SQLite's durability level for commits (FULL: a commit survives power loss);
+    `max_batch` caps how many jobs share one transaction. `commits` counts write transactions.
+    """
 
     def __init__(
         self, path: str | Path, *, synchronous: str = "FULL", max_batch: int = 256
@@ -268,27 +273,29 @@ class SQLiteStore:
         return await future
 
     def _run_writer(self, conn: sqlite3.Connection) -> None:
+        batch: list[_Job] = []
         try:
             stop = False
             while not stop:
                 batch, stop = self._take_batch()
                 if batch:
                     self._commit_batch(conn, batch)
+                batch = []
         finally:
             conn.close()
-            self._refuse_pending()
+            self._refuse_pending(batch)
 
-    def _refuse_pending(self) -> None:
-        """Answer jobs the writer will never run. Only a crash of the writer leaves any; without
-        this their callers would wait forever."""
+    def _refuse_pending(self, batch: list[_Job]) -> None:
+        """Answer the jobs the writer will never run. Only a crash of the writer leaves any
+        (`batch` is the one it was on); without this their callers would wait forever."""
         with self._lock:
             self._thread, self._closed = None, True
-            pending: list[_Job | None] = []
+            pending: list[_Job | None] = [*batch]
             with contextlib.suppress(queue.Empty):
                 while True:
                     pending.append(self._jobs.get_nowait())
         for job in pending:
-            if job is not None:
+            if job is not None:  # a job answered already ignores this (see _resolve)
                 job.settle(None, StoreError("the store's writer has stopped"))
 
     def _take_batch(self) -> tuple[list[_Job], bool]:
@@ -338,7 +345,7 @@ class _Job:
 
 
 def _resolve(future: asyncio.Future[Any], result: Any, error: BaseException | None) -> None:
-    if future.done():  # the caller was cancelled; its write is kept all the same
+    if future.done():  # the caller was cancelled (which does not undo a committed write)
         return
     if error is None:
         future.set_result(result)
@@ -433,19 +440,26 @@ class _Readers:
             self._created -= 1
             self._changed.notify()
 
-    def run(self, fn: Callable[[sqlite3.Connection], T]) -> T:
-        """Run `fn` in one read transaction, so its queries all see the same snapshot."""
+    @contextlib.contextmanager
+    def connection(self) -> Iterator[sqlite3.Connection]:
         conn = self.acquire()
         try:
-            conn.execute("BEGIN")
-            try:
-                return fn(conn)
-            finally:
-                conn.execute("ROLLBACK")
-        except sqlite3.Error as exc:
-            raise _store_error(exc) from exc
+            yield conn
         finally:
             self.release(conn)
+
+    def run(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+        """Run `fn` in one read transaction, so its queries all see the same snapshot."""
+        try:
+            with self.connection() as conn:
+                conn.execute("BEGIN")
+                try:
+                    return fn(conn)
+                finally:
+                    if conn.in_transaction:
+                        conn.execute("ROLLBACK")
+        except sqlite3.Error as exc:
+            raise _store_error(exc) from exc
 
 
 # -- rows (built in the caller's thread, so the writer thread only runs SQL)
@@ -471,6 +485,7 @@ def _request_row(request: RequestRecord) -> Row:
         bytes(request.body),
         request.status,
         request.error,
+        int(request.truncated),
     )
 
 
@@ -524,7 +539,7 @@ def _with_event_ids(conn: sqlite3.Connection, rows: Iterable[Row]) -> list[Reque
 
 
 def _request(row: Row, event_ids: tuple[str, ...]) -> RequestRecord:
-    id_, relay, received_at, method, query, headers, body, status, error = row
+    id_, relay, received_at, method, query, headers, body, status, error, truncated = row
     return RequestRecord(
         id=id_,
         relay=relay,
@@ -535,6 +550,7 @@ def _request(row: Row, event_ids: tuple[str, ...]) -> RequestRecord:
         body=bytes(body),
         status=status,
         error=error,
+        truncated=bool(truncated),
         event_ids=event_ids,
     )
 
