@@ -1,8 +1,14 @@
-"""The read-only JSON API behind `Authorization: Bearer <admin token>`.
+"""The JSON API behind `Authorization: Bearer <admin token>`.
 
-    GET /api/requests?relay=&status=&limit=&before=   raw requests, newest first, with event_ids
-    GET /api/events?relay=&type=&subject=&request=&limit=&before=   events, with request_id
-    GET /api/relays                                    relays, their URLs and refused requests
+    GET  /api/requests?relay=&status=&limit=&before=       raw requests, with event_ids
+    GET  /api/events?relay=&type=&subject=&request=&limit=&before=   events, with request_id
+    GET  /api/relays                                       relays, URLs, refused requests
+    GET  /api/hooks                                        hooks, state, deliveries per status
+    GET  /api/deliveries?hook=&status=&event=&limit=&before=
+    GET  /api/deliveries/{id}                              a delivery, its event and attempts
+    POST /api/deliveries/{id}/replay                       send it again
+    POST /api/hooks/{name}/replay?status=dead[,failed]&since=   send a hook's deliveries again
+    POST /api/hooks/{name}/activate | /deactivate          resume or pause a hook
 """
 
 from __future__ import annotations
@@ -10,36 +16,62 @@ from __future__ import annotations
 import base64
 import hmac
 from collections.abc import Awaitable, Callable
-from typing import Any
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any
 
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
+from relayhook.events import format_time, parse_time
 from relayhook.relays import Relay
-from relayhook.store import REQUEST_STATUSES, RequestRecord, Store
+from relayhook.store import (
+    DELIVERY_STATUSES,
+    REQUEST_STATUSES,
+    Attempt,
+    Delivery,
+    RequestRecord,
+)
+
+if TYPE_CHECKING:
+    from relayhook.web import Collaborators
 
 MAX_LIMIT = 1000
 Endpoint = Callable[[Request], Awaitable[Response]]
 
 
-class BadQuery(Exception):
-    pass
+class ApiError(Exception):
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status = status
 
 
 def _limit(request: Request) -> int:
     raw = request.query_params.get("limit", "50")
     if not raw.isdigit() or not 1 <= int(raw) <= MAX_LIMIT:
-        raise BadQuery(f"limit must be a whole number from 1 to {MAX_LIMIT}, got {raw!r}")
+        raise ApiError(400, f"limit must be a whole number from 1 to {MAX_LIMIT}, got {raw!r}")
     return int(raw)
 
 
-def request_json(record: RequestRecord) -> dict[str, Any]:
+def _one_of(value: str | None, allowed: tuple[str, ...], name: str) -> str | None:
+    if value is not None and value not in allowed:
+        raise ApiError(400, f"{name} must be one of {', '.join(allowed)}, got {value!r}")
+    return value
+
+
+def _time(seconds: float | None) -> str | None:
+    return None if seconds is None else format_time(datetime.fromtimestamp(seconds, UTC))
+
+
+def _bytes_json(data: bytes) -> tuple[str, str]:
     try:
-        body: str = record.body.decode("utf-8")
-        encoding = "utf-8"
+        return data.decode("utf-8"), "utf-8"
     except UnicodeDecodeError:
-        body, encoding = base64.b64encode(record.body).decode("ascii"), "base64"
+        return base64.b64encode(data).decode("ascii"), "base64"
+
+
+def request_json(record: RequestRecord) -> dict[str, Any]:
+    body, encoding = _bytes_json(record.body)
     return {
         "id": record.id,
         "relay": record.relay,
@@ -56,9 +88,48 @@ def request_json(record: RequestRecord) -> dict[str, Any]:
     }
 
 
+def delivery_json(delivery: Delivery) -> dict[str, Any]:
+    return {
+        "id": delivery.id,
+        "event_id": delivery.event_id,
+        "hook": delivery.hook,
+        "relay": delivery.relay,
+        "subject": delivery.subject,
+        "status": delivery.status,
+        "tries": delivery.tries,
+        "attempts": delivery.attempts,
+        "due_at": _time(delivery.due_at),
+        "last_status": delivery.last_status,
+        "last_error": delivery.last_error,
+        "created_at": _time(delivery.created_at),
+        "updated_at": _time(delivery.updated_at),
+    }
+
+
+def attempt_json(attempt: Attempt) -> dict[str, Any]:
+    body, encoding = _bytes_json(attempt.response_body)
+    return {
+        "number": attempt.number,
+        "started_at": _time(attempt.started_at),
+        "duration_ms": round(attempt.duration_ms, 3),
+        "request": attempt.request,
+        "response_status": attempt.response_status,
+        "response_headers": [list(pair) for pair in attempt.response_headers],
+        "response_body": body,
+        "response_body_encoding": encoding,
+        "error_class": attempt.error_class,
+        "error": attempt.error,
+    }
+
+
 def api_routes(
-    store: Store, relays: dict[str, Relay], token: str, relay_url: Callable[[Relay], str]
+    parts: Collaborators,
+    token: str,
+    relay_url: Callable[[Relay], str],
+    clock: Callable[[], datetime],
 ) -> list[Route]:
+    store, registry = parts.store, parts.registry
+
     def guarded(handler: Callable[[Request], Awaitable[Any]]) -> Endpoint:
         async def endpoint(request: Request) -> Response:
             if not token:
@@ -69,20 +140,22 @@ def api_routes(
                                     headers={"WWW-Authenticate": 'Bearer realm="relayhook"'})
             try:
                 return JSONResponse(await handler(request))
-            except BadQuery as exc:
-                return JSONResponse({"error": str(exc)}, 400)
+            except ApiError as exc:
+                return JSONResponse({"error": str(exc)}, exc.status)
 
         return endpoint
 
+    def hook_named(request: Request) -> str:
+        name: str = request.path_params["name"]
+        if name not in registry.hooks:
+            raise ApiError(404, f"no hook named {name!r}")
+        return name
+
     async def list_requests(request: Request) -> dict[str, Any]:
-        status = request.query_params.get("status")
-        if status is not None and status not in REQUEST_STATUSES:
-            raise BadQuery(f"status must be one of {', '.join(REQUEST_STATUSES)}")
+        status = _one_of(request.query_params.get("status"), REQUEST_STATUSES, "status")
         records = await store.list_requests(
-            relay=request.query_params.get("relay"),
-            status=status,
-            limit=_limit(request),
-            before=request.query_params.get("before"),
+            relay=request.query_params.get("relay"), status=status,  # type: ignore[arg-type]
+            limit=_limit(request), before=request.query_params.get("before"),
         )
         return {"items": [request_json(record) for record in records]}
 
@@ -104,11 +177,103 @@ def api_routes(
                 "auth_failures": failures.get(relay.name, (0, None))[0],
                 "last_auth_failure": failures.get(relay.name, (0, None))[1],
             }
-            for relay in relays.values()
+            for relay in parts.relays.values()
         ]}
+
+    async def list_hooks(request: Request) -> dict[str, Any]:
+        active = registry.active()
+        items = []
+        for name, hook in registry.hooks.items():
+            spec = hook.spec
+            items.append({
+                "name": name, "description": spec.description, "active": active[name],
+                "inactive_reason": None if active[name] else registry.reason(name),
+                "events": spec.events, "relays": spec.relays, "preset": spec.preset,
+                "method": hook.method, "url": spec.url, "timeout": hook.timeout,
+                "concurrency": hook.concurrency, "ordered": hook.ordered,
+                "rate_limit": hook.rate_limit.model_dump() if hook.rate_limit else None,
+                "signed": hook.signing_secret is not None,
+                "deliveries": await store.count_deliveries(hook=name),
+            })
+        return {"items": items}
+
+    async def list_deliveries(request: Request) -> dict[str, Any]:
+        params = request.query_params
+        status = _one_of(params.get("status"), DELIVERY_STATUSES, "status")
+        deliveries = await store.list_deliveries(
+            hook=params.get("hook"), status=status,  # type: ignore[arg-type]
+            event_id=params.get("event"), limit=_limit(request), before=params.get("before"),
+        )
+        return {"items": [delivery_json(d) for d in deliveries]}
+
+    async def get_delivery(request: Request) -> dict[str, Any]:
+        found = await store.get_delivery(request.path_params["id"])
+        if found is None:
+            raise ApiError(404, "no such delivery")
+        delivery, attempts = found
+        event = delivery.event.to_cloudevent() if delivery.event else None
+        return {**delivery_json(delivery), "event": event,
+                "attempts": [attempt_json(a) for a in attempts]}
+
+    async def replay_delivery(request: Request) -> dict[str, Any]:
+        found = await store.get_delivery(request.path_params["id"])
+        if found is None:
+            raise ApiError(404, "no such delivery")
+        if found[0].status == "claimed":
+            raise ApiError(409, "the delivery is being sent right now")
+        count = await store.replay(now=clock().timestamp(), delivery_id=found[0].id)
+        parts.wake()
+        return {"replayed": count}
+
+    async def replay_hook(request: Request) -> dict[str, Any]:
+        name = hook_named(request)
+        statuses = tuple(request.query_params.get("status", "dead").split(","))
+        for status in statuses:
+            _one_of(status, ("dead", "failed", "succeeded", "skipped"), "status")
+        since = _since(request.query_params.get("since"))
+        total = 0
+        for _ in range(100_000):  # bounded: each page changes up to 500 deliveries
+            count = await store.replay(now=clock().timestamp(), hook=name,
+                                       statuses=statuses,  # type: ignore[arg-type]
+                                       since=since, limit=500)
+            total += count
+            if count < 500:
+                break
+        parts.wake()
+        return {"replayed": total}
+
+    def set_active(active: bool) -> Callable[[Request], Awaitable[dict[str, Any]]]:
+        async def handler(request: Request) -> dict[str, Any]:
+            name = hook_named(request)
+            if active and not registry.hooks[name].active:
+                raise ApiError(409, f"hook {name!r} is inactive in the config: change it there")
+            reason = None if active else "deactivated through the API"
+            changed = await registry.set_active(store, name, active, reason,
+                                                clock().timestamp())
+            parts.wake()
+            return {"name": name, "active": active, "deliveries_changed": changed}
+
+        return handler
 
     return [
         Route("/api/requests", guarded(list_requests), methods=["GET"]),
         Route("/api/events", guarded(list_events), methods=["GET"]),
         Route("/api/relays", guarded(list_relays), methods=["GET"]),
+        Route("/api/hooks", guarded(list_hooks), methods=["GET"]),
+        Route("/api/hooks/{name}/replay", guarded(replay_hook), methods=["POST"]),
+        Route("/api/hooks/{name}/activate", guarded(set_active(True)), methods=["POST"]),
+        Route("/api/hooks/{name}/deactivate", guarded(set_active(False)), methods=["POST"]),
+        Route("/api/deliveries", guarded(list_deliveries), methods=["GET"]),
+        Route("/api/deliveries/{id}", guarded(get_delivery), methods=["GET"]),
+        Route("/api/deliveries/{id}/replay", guarded(replay_delivery), methods=["POST"]),
     ]
+
+
+def _since(value: str | None) -> float | None:
+    if value is None:
+        return None
+    try:
+        return parse_time(value).timestamp()
+    except ValueError as exc:
+        raise ApiError(400, f"since must be an RFC 3339 time, got {value!r}") from exc
+

@@ -1,9 +1,12 @@
 """The `relayhook` command.
 
-    relayhook serve [--config FILE] [--host H] [--port P]
+    relayhook serve [--config FILE] [--host H] [--port P] [--role all|web|worker]
     relayhook check [FILES...]               connectors and configs; file:key:line on error
     relayhook map CONNECTOR [PAYLOAD] [--query k=v] [--header 'Name: value'] [--method M]
-    relayhook remap [--status rejected] [--relay NAME]
+    relayhook remap [--relay NAME]           map kept rejected requests again
+    relayhook replay --hook NAME [--status dead,failed] [--since T]
+    relayhook render HOOK [--event FILE]     a hook's exact request as a cURL command
+    relayhook send-test HOOK [--event FILE]  send an example event through a hook
     relayhook schema                         the connector JSON Schema
 """
 
@@ -75,7 +78,7 @@ def cmd_serve(args: argparse.Namespace, out: TextIO) -> int:
         print(f"\n== relay {relay.name} ({relay.connector.spec.title}) ==\n"
               f"Relay URL: {url}\n{setup}", file=out)
     out.flush()
-    app = create_app(settings)
+    app = create_app(settings, role=args.role)
     uvicorn.run(app, host=settings.server.host, port=settings.server.port,
                 log_level=args.log_level, access_log=args.access_log)
     return 0
@@ -91,8 +94,19 @@ def _is_connector_file(path: Path) -> bool:
     except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError):
         return path.parent.name == "connectors" or "relays" not in path.read_text(errors="ignore")
     return bool({"id", "events", "auth", "accept"} & data.keys()) or not (
-        {"relays", "server", "storage", "admin", "limits", "connectors"} & data.keys()
+        {"relays", "server", "storage", "admin", "limits", "connectors", "hooks", "secrets",
+         "delivery"} & data.keys()
     )
+
+
+def check_config(settings: Settings) -> None:
+    """Everything `serve` checks before it starts. Raises ConfigError or ConnectorError."""
+    from relayhook.web import check_destinations, destination_policy, load_hooks, load_relays
+
+    load_relays(settings)
+    refusals = asyncio.run(check_destinations(load_hooks(settings), destination_policy(settings)))
+    if refusals:
+        raise ConfigError(f"{settings.config_file}: " + "; ".join(refusals))
 
 
 def cmd_check(args: argparse.Namespace, out: TextIO) -> int:
@@ -107,9 +121,7 @@ def cmd_check(args: argparse.Namespace, out: TextIO) -> int:
             if _is_connector_file(path):
                 load_connector(path)
             else:
-                from relayhook.web import load_relays
-
-                load_relays(load_settings(path))
+                check_config(load_settings(path))
         except (ConnectorError, ConfigError) as exc:
             print(exc, file=out)
             errors += 1
@@ -154,13 +166,13 @@ def cmd_map(args: argparse.Namespace, out: TextIO) -> int:
 
     connector = _find_connector(args.connector, args)
     if args.payload is None:
-        body = b"" if args.method == "GET" else connector.example_body() or b""
+        body = b"" if (args.method or "").upper() == "GET" else connector.example_body() or b""
         query = dict(connector.spec.example_query)
     else:
         body = sys.stdin.buffer.read() if args.payload == "-" else Path(args.payload).read_bytes()
         query = {}
     query.update(args.query)  # --query k=v replaces the example's k
-    method = args.method or connector.spec.accept.methods[-1]
+    method = (args.method or connector.spec.accept.methods[-1]).upper()
     request = InboundRequest(method, urlencode(query), tuple(args.header), body)
     counter = itertools.count(1)
     events = map_request(connector, request, relay=args.relay, received_at=datetime.now(UTC),
@@ -170,57 +182,30 @@ def cmd_map(args: argparse.Namespace, out: TextIO) -> int:
     return 0
 
 
-# --- remap ---------------------------------------------------------------------------------
-
-
-async def _remap(settings: Settings, status: str, relay_name: str | None, out: TextIO) -> int:
-    from relayhook.store import open_store
-    from relayhook.web import load_relays, new_uuid
-
-    _, relays = load_relays(settings)
-    by_name = {relay.name: relay for relay in relays.values()}
-    store = open_store(settings.storage.url, base_dir=settings.config_dir,
-                       synchronous=settings.storage.synchronous)
-    await store.open()
-    fixed = failed = 0
-    try:
-        before: str | None = None
-        while page := await store.list_requests(relay=relay_name, status=status,  # type: ignore[arg-type]
-                                                limit=200, before=before):
-            before = page[-1].id
-            for record in page:
-                if record.truncated:
-                    print(f"{record.id}: skipped: its body was cut at the size limit", file=out)
-                    failed += 1
-                    continue
-                relay = by_name.get(record.relay)
-                if relay is None:
-                    print(f"{record.id}: relay {record.relay!r} is no longer configured", file=out)
-                    failed += 1
-                    continue
-                request = InboundRequest(record.method, record.query, record.headers, record.body)
-                received = datetime.fromisoformat(record.received_at)
-                try:
-                    events = map_request(relay.connector, request, relay=relay.name,
-                                         received_at=received, new_id=new_uuid)
-                except MappingError as exc:
-                    await store.remap(record.id, (), status="rejected", error=str(exc))
-                    print(f"{record.id}: still rejected: {exc}", file=out)
-                    failed += 1
-                    continue
-                result = await store.remap(record.id, events, status="accepted", error=None)
-                print(f"{record.id}: accepted, {result.accepted} new events, "
-                      f"{result.duplicates} already stored", file=out)
-                fixed += 1
-    finally:
-        await store.close()
-    print(f"remapped {fixed + failed} requests: {fixed} accepted, {failed} still rejected",
-          file=out)
-    return 1 if failed else 0
-
-
 def cmd_remap(args: argparse.Namespace, out: TextIO) -> int:
-    return asyncio.run(_remap(_settings(args), args.status, args.relay, out))
+    from relayhook import cli_store
+
+    return asyncio.run(cli_store.remap(_settings(args), args.relay, out))
+
+
+def cmd_replay(args: argparse.Namespace, out: TextIO) -> int:
+    from relayhook import cli_store
+
+    statuses = [s for s in args.status.split(",") if s]
+    return asyncio.run(cli_store.replay(_settings(args), args.hook, statuses, args.since, out,
+                                        sys.stderr))
+
+
+def cmd_render(args: argparse.Namespace, out: TextIO) -> int:
+    from relayhook import cli_store
+
+    return asyncio.run(cli_store.render(_settings(args), args.hook, args.event, out))
+
+
+def cmd_send_test(args: argparse.Namespace, out: TextIO) -> int:
+    from relayhook import cli_store
+
+    return asyncio.run(cli_store.send_test(_settings(args), args.hook, args.event, out))
 
 
 def cmd_schema(args: argparse.Namespace, out: TextIO) -> int:
@@ -248,6 +233,8 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--config", default=argparse.SUPPRESS)
     serve.add_argument("--host")
     serve.add_argument("--port", type=int)
+    serve.add_argument("--role", choices=["all", "web", "worker"], default="all",
+                       help="web: take requests; worker: send deliveries; all: both")
     serve.add_argument("--log-level", default="info")
     serve.add_argument("--no-access-log", dest="access_log", action="store_false")
     serve.set_defaults(func=cmd_serve)
@@ -273,6 +260,23 @@ def build_parser() -> argparse.ArgumentParser:
                        help="only rejected requests: accepted ones already have their events")
     remap.add_argument("--relay")
     remap.set_defaults(func=cmd_remap)
+
+    replay = sub.add_parser("replay", help="send a hook's dead or failed deliveries again")
+    replay.add_argument("--config", default=argparse.SUPPRESS)
+    replay.add_argument("--hook", required=True)
+    replay.add_argument("--status", default="dead", help="dead, failed or dead,failed")
+    replay.add_argument("--since", help="only deliveries created at or after this RFC 3339 time")
+    replay.set_defaults(func=cmd_replay)
+
+    for name, func, text in (
+        ("render", cmd_render, "print a hook's exact request as a cURL command"),
+        ("send-test", cmd_send_test, "send an example event through a hook now"),
+    ):
+        command = sub.add_parser(name, help=text)
+        command.add_argument("--config", default=argparse.SUPPRESS)
+        command.add_argument("hook")
+        command.add_argument("--event", help="a CloudEvent JSON file (as `relayhook map` prints)")
+        command.set_defaults(func=func)
 
     schema = sub.add_parser("schema", help="print the connector JSON Schema")
     schema.set_defaults(func=cmd_schema)

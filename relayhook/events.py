@@ -26,6 +26,12 @@ def format_time(moment: datetime) -> str:
     return moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}Z"
 
 
+def parse_time(text: str) -> datetime:
+    """An RFC 3339 / ISO 8601 time; one without a zone is UTC. ValueError if unreadable."""
+    moment = datetime.fromisoformat(text.strip())
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+
+
 @dataclass(frozen=True, slots=True)
 class Event:
     """One normalized happening. `to_cloudevent()` gives its CloudEvents JSON form."""

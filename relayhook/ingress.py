@@ -8,16 +8,18 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 
 from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse, Response
 
 from relayhook.auth import REDACTED, challenge, check_credentials, credential_headers, needs_body
+from relayhook.dispatch import HookRegistry
 from relayhook.events import format_time
 from relayhook.mapping import InboundRequest, MappingError, map_request
 from relayhook.relays import Relay
+from relayhook.routing import route
 from relayhook.store import RequestRecord, RequestStatus, Store, StoreError
 
 log = logging.getLogger("relayhook.ingress")
@@ -49,6 +51,8 @@ class Ingress:
     max_body_bytes: int
     clock: Callable[[], datetime]
     new_id: Callable[[], str]
+    registry: HookRegistry = field(default_factory=lambda: HookRegistry({}))
+    wake: Callable[[], None] = lambda: None
 
     async def handle(self, request: Request) -> Response:
         relay = self.relays.get(request.path_params["token"])
@@ -90,11 +94,15 @@ class Ingress:
         except MappingError as exc:
             return await self._reject(relay, inbound, request_id, received_at, str(exc), 400)
         record = _record(request_id, relay, received_at, inbound, "accepted", None)
+        deliveries = route(events, self.registry.hooks.values(), active=self.registry.active(),
+                           now=received_at.timestamp(), new_id=self.new_id)
         try:
-            result = await self.store.ingest(record, events)
+            result = await self.store.ingest(record, events, deliveries)
         except StoreError as exc:
             log.error("relay %s: could not store request %s: %s", relay.name, request_id, exc)
             return _error(503, "the request could not be stored; send it again", request_id)
+        if result.deliveries:
+            self.wake()
         return JSONResponse({"accepted": result.accepted, "duplicates": result.duplicates,
                              "request_id": request_id})
 

@@ -8,6 +8,7 @@ integrator: what was wrong, and where.
 
 from __future__ import annotations
 
+import itertools
 import json
 import math
 import re
@@ -18,8 +19,10 @@ from typing import Any
 from urllib.parse import parse_qsl
 
 from relayhook.connectors import CompiledRule, Connector
-from relayhook.events import Event, format_time, keyed_event_id
+from relayhook.events import Event, format_time, keyed_event_id, parse_time
 from relayhook.templating import RenderError
+
+MAX_EVENTS = 50_000  # events one request may make (GMetri's largest: 500 rows x their rules)
 
 
 class MappingError(Exception):
@@ -159,6 +162,9 @@ def map_request(
             applied += 1
             for done in _expand(rule, 0, rule_scope, values):
                 events.append(builder.build(rule, done))
+                if len(events) > MAX_EVENTS:
+                    raise MappingError(f"{connector.id}: more than {MAX_EVENTS} events from one "
+                                       "request")
         except RenderError as exc:
             raise MappingError(f"{connector.id}: {exc}") from exc
     if not applied:
@@ -210,6 +216,11 @@ def _expand(
 def _iterate(value: Any, name: str) -> Any:
     if isinstance(value, list | tuple | ItemsView | KeysView | ValuesView):
         return value
+    if isinstance(value, Iterator):  # `| items`, `| map(...)`: bounded, then a list
+        items = list(itertools.islice(value, MAX_EVENTS + 1))
+        if len(items) > MAX_EVENTS:
+            raise RenderError(name, f"more than {MAX_EVENTS} items to loop over")
+        return items
     raise RenderError(name, f"expected a list to loop over, got {_kind(value)}")
 
 
@@ -229,7 +240,7 @@ def _kind(value: Any) -> str:
     return type(value).__name__
 
 
-_TYPE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:/-]*$")
+_TYPE = re.compile(r"^[A-Za-z0-9](?:[A-Za-z0-9._:/-]*[A-Za-z0-9])?$")
 _NUMBER = re.compile(r"^-?\d+(\.\d+)?$")
 
 
@@ -268,7 +279,9 @@ def _text(value: Any, name: str) -> str:
 def _event_type(value: Any, name: str) -> str:
     text = _text(value, name)
     if not _TYPE.match(text):
-        raise RenderError(name, f"{text!r} is not a valid event type (letters, digits, . _ - : /)")
+        raise RenderError(
+            name, f"{text!r} is not a valid event type (letters, digits and . _ - : / between)"
+        )
     return text
 
 
@@ -289,14 +302,11 @@ def _time(value: Any, received_at: str, name: str) -> str:
         return format_time(datetime.fromtimestamp(value / 1000, UTC))
     if isinstance(value, str):
         try:
-            moment = datetime.fromisoformat(value.strip())
+            return format_time(parse_time(value))
         except ValueError:
             raise RenderError(
                 name, f"{value!r} is neither RFC 3339 nor epoch milliseconds"
             ) from None
-        if moment.tzinfo is None:
-            moment = moment.replace(tzinfo=UTC)
-        return format_time(moment)
     raise RenderError(name, f"expected a time, got {_kind(value)}")
 
 

@@ -8,6 +8,7 @@ Nested keys use a double underscore. `config.example.toml` documents every setti
 from __future__ import annotations
 
 import contextvars
+import ipaddress
 import secrets
 import tomllib
 from pathlib import Path
@@ -56,6 +57,29 @@ class ConnectorsSettings(Section):
     )
 
 
+class DeliverySettings(Section):
+    allow_private_destinations: bool = Field(
+        default=False,
+        description="Let hooks reach loopback and private addresses (a self-hosted n8n). Cloud "
+        "metadata addresses stay refused unless listed in allow_cidrs.",
+    )
+    allow_cidrs: list[str] = Field(
+        default=[], description="Networks hooks may reach even though they are private."
+    )
+    lease_seconds: float = Field(default=60.0, gt=0, description="How long a claim holds.")
+    poll_interval: float = Field(default=0.5, gt=0, description="Idle wait between looks.")
+    max_connections: int = Field(default=100, ge=1, description="Outbound connections in all.")
+
+    @model_validator(mode="after")
+    def _networks(self) -> DeliverySettings:
+        for cidr in self.allow_cidrs:
+            try:
+                ipaddress.ip_network(cidr, strict=False)
+            except ValueError as exc:
+                raise ValueError(f"allow_cidrs: {cidr!r} is not a network: {exc}") from exc
+        return self
+
+
 class RelaySettings(Section):
     name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
     connector: str
@@ -87,6 +111,13 @@ class Settings(BaseSettings):
     limits: LimitsSettings = LimitsSettings()
     connectors: ConnectorsSettings = ConnectorsSettings()
     relays: list[RelaySettings] = []
+    delivery: DeliverySettings = DeliverySettings()
+    secrets: dict[str, str] = Field(
+        default={}, description="Values hooks use as {{ secrets.name }}; never stored or logged."
+    )
+    hooks: list[dict[str, Any]] = Field(
+        default=[], description="[[hooks]] tables, validated by relayhook.hooks.HookSpec."
+    )
     config_file: Path | None = Field(default=None, exclude=True)
     config_dir: Path = Field(default=Path("."), exclude=True)
 
@@ -123,16 +154,20 @@ class Settings(BaseSettings):
     def relay_url(self, relay: RelaySettings) -> str:
         return f"{self.public_url()}/in/{relay.token}"
 
+    def line_of(self, path: tuple[str | int, ...]) -> int:
+        """The line of a key path in the config file (1 if unknown)."""
+        config = self.config_file
+        text = config.read_text(encoding="utf-8") if config and config.is_file() else ""
+        return locate_error(text, path)[1]
+
     def connector_dirs(self) -> list[Path]:
         """The extra connector folders; ConfigError names one that does not exist."""
         folders = [self.config_dir / folder for folder in self.connectors.dirs]
         for index, folder in enumerate(folders):
             if not folder.is_dir():
-                config = self.config_file
-                text = config.read_text(encoding="utf-8") if config and config.is_file() else ""
-                key, line = locate_error(text, ("connectors", "dirs", index))
-                where = f"{config or '(settings)'}:{key}:{line}"
-                raise ConfigError(f"{where}: no such folder: {folder}")
+                where = f"{self.config_file or '(settings)'}:connectors.dirs[{index}]"
+                line = self.line_of(("connectors", "dirs", index))
+                raise ConfigError(f"{where}:{line}: no such folder: {folder}")
         return folders
 
 

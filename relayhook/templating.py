@@ -16,6 +16,8 @@ loops share an iteration budget per render, and `*`, `**` and `+` refuse results
 from __future__ import annotations
 
 import contextvars
+import functools
+import json
 import math
 import re
 from collections.abc import Iterator, Mapping
@@ -119,14 +121,21 @@ class _BudgetLoops(NodeTransformer):
         return call.set_lineno(node.lineno)
 
 
+def _size(value: Any) -> int:
+    """Characters (and items) a value holds, one level deep: `['a' * 10**6] * 20` is big."""
+    if isinstance(value, str):
+        return len(value)
+    if isinstance(value, list | tuple):
+        return len(value) + sum(len(item) for item in value if isinstance(item, str))
+    return 0
+
+
 def _too_big(value: Any) -> bool:
     if isinstance(value, bool):
         return False
     if isinstance(value, int):
         return value.bit_length() > MAX_INT_BITS
-    if isinstance(value, str | list | tuple):
-        return len(value) > MAX_STRING
-    return False
+    return _size(value) > MAX_STRING
 
 
 def _size_of_power(left: Any, right: Any) -> float:
@@ -140,7 +149,7 @@ def _size_of_power(left: Any, right: Any) -> float:
 def _size_of_product(left: Any, right: Any) -> int:
     for seq, times in ((left, right), (right, left)):
         if isinstance(seq, str | list | tuple) and isinstance(times, int):
-            return len(seq) * times
+            return _size(seq) * times
     return 0
 
 
@@ -171,11 +180,14 @@ def _check_join(separator: str, items: list[Any]) -> None:
 
 def _check_str_method(method: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> list[Any]:
     """Checks a call of a str method; returns args with a join()'s items made a list."""
+    method = getattr(method, "__wrapped__", method)  # the sandbox wraps str.format
     target = getattr(method, "__self__", None)
     if not isinstance(target, str):
         return list(args)
     name = getattr(method, "__name__", "")
     _check_width(*args, *kwargs.values())
+    if name == "expandtabs" and args and isinstance(args[0], int):
+        _check_width(len(target) * args[0])
     if name in ("format", "format_map"):
         _check_width(target)
     if name == "replace" and len(args) >= 2:
@@ -219,6 +231,21 @@ def _bounded_filters(filters: dict[str, Any]) -> None:
     filters_join, filters_replace = filters["join"], filters["replace"]
     filters_format = filters["format"]
     filters.update(center=center, indent=indent, join=join, replace=replace, format=format_)
+    for name, function in list(filters.items()):
+        filters[name] = _checked_result(function, name)
+
+
+def _checked_result(function: Any, name: str) -> Any:
+    """A filter whose result may not pass the size limits (`format` with ten 1 MiB args)."""
+
+    @functools.wraps(function)  # keeps jinja_pass_arg: context/eval-context filters stay so
+    def checked(*args: Any, **kwargs: Any) -> Any:
+        result = function(*args, **kwargs)
+        if _too_big(result):
+            raise SecurityError(f"the result of the {name} filter is too large")
+        return result
+
+    return checked
 
 
 class SandboxEnvironment(ImmutableSandboxedEnvironment):
@@ -253,7 +280,10 @@ class SandboxEnvironment(ImmutableSandboxedEnvironment):
 
     def call(self, context: Any, obj: Any, /, *args: Any, **kwargs: Any) -> Any:
         checked = _check_str_method(obj, args, kwargs)
-        return super().call(context, obj, *checked, **kwargs)
+        result = super().call(context, obj, *checked, **kwargs)
+        if _too_big(result):
+            raise SecurityError(f"the result of {getattr(obj, '__name__', 'a call')} is too large")
+        return result
 
     def call_binop(self, context: Any, operator: str, left: Any, right: Any) -> Any:
         if operator == "**" and _size_of_power(left, right) > MAX_INT_BITS:
@@ -294,10 +324,37 @@ def _refuse_non_data(value: Any) -> Any:
     return value
 
 
-def make_environment() -> SandboxEnvironment:
-    env = SandboxEnvironment(
-        undefined=jinja2.StrictUndefined, autoescape=False, finalize=_refuse_non_data
-    )
+def flatten(value: Any, sep: str = "__", prefix: str = "") -> Any:
+    """Filter: nested objects as one flat object, `{"data": {"score": 1}}` -> `{"data__score":
+    1}` (the way Zapier names nested fields). Lists and other values are kept as they are."""
+    if not isinstance(value, dict):
+        return value
+    flat: dict[str, Any] = {}
+    for key, item in value.items():
+        name = f"{prefix}{sep}{key}" if prefix else str(key)
+        if isinstance(item, dict) and item:
+            flat.update(flatten(item, sep, name))
+        else:
+            flat[name] = item
+    return flat
+
+
+def _json_value(value: Any) -> str:
+    # For JSON text bodies: `{"name": {{ event.subject }}}` writes "amit@gmetri.com" with its
+    # quotes and escapes, so the body is valid JSON whatever the event's strings hold.
+    if isinstance(value, jinja2.Undefined):
+        str(value)  # raises UndefinedError with Jinja's message
+    _refuse_non_data(value)
+    try:
+        text = json.dumps(value, ensure_ascii=False, allow_nan=False)
+    except (TypeError, ValueError) as exc:
+        raise SecurityError(f"cannot write {type(value).__name__} as JSON: {exc}") from exc
+    _charge(characters=len(text))
+    return text
+
+
+def make_environment(finalize: Any = _refuse_non_data) -> SandboxEnvironment:
+    env = SandboxEnvironment(undefined=jinja2.StrictUndefined, autoescape=False, finalize=finalize)
     env.globals["range"] = _budgeted_range
     env.globals["_budgeted_loop"] = _budgeted_loop
     env.globals["_checked_concat"] = _checked_concat
@@ -307,10 +364,12 @@ def make_environment() -> SandboxEnvironment:
     env.filters["epoch_ms"] = epoch_ms
     env.filters["epoch_s"] = epoch_s
     env.filters["dotted"] = dotted
+    env.filters["flatten"] = flatten
     return env
 
 
 ENV = make_environment()
+JSON_ENV = make_environment(finalize=_json_value)
 
 _SINGLE_EXPRESSION = re.compile(r"\A\s*\{\{-?(?P<expr>.*?)-?\}\}\s*\Z", re.S)
 
@@ -409,6 +468,15 @@ def compile_template(source: str, name: str) -> Template:
                 ENV.parse(source)  # the same error, with the line counted in the whole source
                 raise
         template = ENV.from_string(source)
+    except jinja2.TemplateSyntaxError as exc:
+        raise _compile_error(name, exc) from exc
+    return Template(name, source, lambda context: template.render(context))
+
+
+def compile_json_text(source: str, name: str) -> Template:
+    """A template of JSON text whose every `{{ expression }}` writes a JSON value."""
+    try:
+        template = JSON_ENV.from_string(source)
     except jinja2.TemplateSyntaxError as exc:
         raise _compile_error(name, exc) from exc
     return Template(name, source, lambda context: template.render(context))

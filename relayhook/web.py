@@ -1,15 +1,23 @@
 """The application factory. Collaborators are arguments, so tests and benchmarks pass their own:
 
-    app = create_app(settings, store=store, clock=lambda: fixed, new_id=counter)
+    app = create_app(settings, store=store, http_client=client, clock=lambda: fixed, role="all")
+
+Roles: `web` takes requests (ingress and API), `worker` dispatches deliveries, `all` does both.
 """
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
+import logging
+import random
 import uuid
 from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from typing import Literal
 
+import httpx
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse
@@ -17,12 +25,24 @@ from starlette.routing import Route
 
 from relayhook.api import api_routes
 from relayhook.connectors import SHIPPED_DIR, Connector, load_connectors
+from relayhook.dispatch import Dispatcher, HookRegistry
+from relayhook.hooks import Hook, HookError, build_hooks
+from relayhook.http import make_http_client
 from relayhook.ingress import Ingress
 from relayhook.relays import Relay, build_relays
-from relayhook.settings import Settings
+from relayhook.settings import ConfigError, Settings
+from relayhook.ssrf import (
+    DestinationPolicy,
+    DestinationRefused,
+    Resolver,
+    SystemResolver,
+    check_url,
+)
 from relayhook.store import Store, open_store
 
+Role = Literal["web", "worker", "all"]
 INGRESS_METHODS = ["GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"]
+log = logging.getLogger("relayhook")
 
 
 def utc_now() -> datetime:
@@ -39,45 +59,125 @@ def load_relays(settings: Settings) -> tuple[dict[str, Connector], dict[str, Rel
     return connectors, build_relays(settings.relays, connectors, settings.config_file)
 
 
+def load_hooks(settings: Settings) -> dict[str, Hook]:
+    """The config's hooks, merged over their presets and compiled. Raises ConfigError."""
+    try:
+        return build_hooks(settings.hooks, str(settings.config_file or "(settings)"),
+                           locate=settings.line_of)
+    except HookError as exc:
+        raise ConfigError(str(exc)) from exc
+
+
+def destination_policy(settings: Settings) -> DestinationPolicy:
+    try:
+        return DestinationPolicy.from_config(
+            allow_private_destinations=settings.delivery.allow_private_destinations,
+            allow_cidrs=settings.delivery.allow_cidrs,
+        )
+    except ValueError as exc:
+        line = settings.line_of(("delivery", "allow_cidrs"))
+        raise ConfigError(f"{settings.config_file}:delivery.allow_cidrs:{line}: {exc}") from exc
+
+
+async def check_destinations(hooks: dict[str, Hook], policy: DestinationPolicy,
+                             resolver: Resolver | None = None) -> list[str]:
+    """Check each hook's fixed URL when it is saved (loaded); templated hosts are checked when
+    sent. Returns the refusals as messages; a name that does not resolve now is let through."""
+    refusals: list[str] = []
+    for hook in hooks.values():
+        url = hook.url.source
+        if not hook.url.is_constant:
+            continue
+        try:
+            await check_url(url, policy, resolver or SystemResolver())
+        except DestinationRefused as exc:
+            refusals.append(f"hook {hook.name!r}: destination refused: {exc}")
+        except OSError as exc:  # no DNS here now: checked again when sent
+            log.warning("hook %r: cannot resolve %s now (%s); checked when sent", hook.name,
+                        url, exc)
+    return refusals
+
+
+@dataclass
+class Collaborators:
+    """What create_app builds unless given; kept on `app.state.relayhook`."""
+
+    store: Store
+    registry: HookRegistry
+    relays: dict[str, Relay]
+    dispatcher: Dispatcher | None = None
+    tasks: list[asyncio.Task[None]] = field(default_factory=list)
+
+    def wake(self) -> None:
+        if self.dispatcher is not None:
+            self.dispatcher.wake()
+
+
 def create_app(
     settings: Settings,
     *,
     store: Store | None = None,
+    http_client: httpx.AsyncClient | None = None,
+    resolver: Resolver | None = None,
     clock: Callable[[], datetime] = utc_now,
     new_id: Callable[[], str] = new_uuid,
+    rand: random.Random | None = None,
+    role: Role = "all",
 ) -> Starlette:
-    """The ASGI app. A store passed in is opened and closed by its owner, not by the app."""
+    """The ASGI app. A store or client passed in is opened and closed by its owner."""
     _, relays = load_relays(settings)
-    owned = store is None
-    the_store = store or open_store(
-        settings.storage.url, base_dir=settings.config_dir,
-        synchronous=settings.storage.synchronous,
-    )
+    registry = HookRegistry(load_hooks(settings))
+    owned_store = store is None
+    the_store = store or open_store(settings.storage.url, base_dir=settings.config_dir,
+                                    synchronous=settings.storage.synchronous)
+    parts = Collaborators(the_store, registry, relays)
+    policy = destination_policy(settings)
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
-        if owned:
+        if owned_store:
             await the_store.open()
+        client = http_client
         try:
+            refusals = await check_destinations(registry.hooks, policy, resolver)
+            if refusals:
+                raise ConfigError("; ".join(refusals))
+            await registry.sync(the_store, clock().timestamp())
+            if role in ("worker", "all"):
+                client = client or make_http_client(
+                    policy, resolver=resolver, max_connections=settings.delivery.max_connections
+                )
+                parts.dispatcher = Dispatcher(
+                    the_store, registry, client, settings.secrets,
+                    clock=lambda: clock().timestamp(), rand=rand or random.Random(),
+                    lease_seconds=settings.delivery.lease_seconds,
+                    poll_interval=settings.delivery.poll_interval,
+                )
+                parts.tasks.append(asyncio.create_task(parts.dispatcher.run()))
             yield
         finally:
-            if owned:
+            if parts.dispatcher is not None:
+                await parts.dispatcher.stop()
+            for task in parts.tasks:
+                task.cancel()
+            await asyncio.gather(*parts.tasks, return_exceptions=True)
+            if client is not None and http_client is None:
+                await client.aclose()
+            if owned_store:
                 await the_store.close()
 
     async def health(request: Request) -> JSONResponse:
-        return JSONResponse({"status": "ok"})
-
-    ingress = Ingress(relays, the_store, settings.limits.max_body_bytes, clock, new_id)
+        return JSONResponse({"status": "ok", "role": role})
 
     def relay_url(relay: Relay) -> str:
         return f"{settings.public_url()}/in/{relay.token}"
 
-    routes = [
-        Route("/in/{token}", ingress.handle, methods=INGRESS_METHODS),
-        Route("/healthz", health, methods=["GET"]),
-        *api_routes(the_store, relays, settings.admin.token, relay_url),
-    ]
+    routes = [Route("/healthz", health, methods=["GET"])]
+    if role in ("web", "all"):
+        ingress = Ingress(relays, the_store, settings.limits.max_body_bytes, clock, new_id,
+                          registry=registry, wake=parts.wake)
+        routes.append(Route("/in/{token}", ingress.handle, methods=INGRESS_METHODS))
+    routes += api_routes(parts, settings.admin.token, relay_url, clock)
     app = Starlette(routes=routes, lifespan=lifespan)
-    app.state.store = the_store
-    app.state.relays = relays
+    app.state.relayhook = parts
     return app

@@ -274,3 +274,52 @@ class RelayhookProcess:
         tb: TracebackType | None,
     ) -> None:
         self.close(quiet=exc is not None)  # a test's own failure is the one to report
+
+
+class Canary:
+    """A TCP listener on `host` that never accepts: each connection made to it waits in the
+    kernel's backlog, and `connections()` counts them (accepting and closing them). Nothing
+    needs to run for a connection to be counted, so "zero connections" is not a race.
+
+        with Canary("127.0.0.2") as canary:
+            ...  # aim something at canary.url
+            assert canary.connections() == 0
+    """
+
+    def __init__(self, host: str = HOST, port: int = 0) -> None:
+        family = socket.AF_INET6 if ":" in host else socket.AF_INET
+        self.host = host
+        self.sock = socket.socket(family, socket.SOCK_STREAM)
+        try:
+            self.sock.bind((host, port))
+            self.sock.listen(128)
+        except OSError:
+            self.sock.close()
+            raise
+        self.sock.setblocking(False)
+        self.port: int = self.sock.getsockname()[1]
+        self._count = 0
+
+    @property
+    def url(self) -> str:
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"http://{host}:{self.port}/"
+
+    def connections(self) -> int:
+        """How many connections reached this listener so far."""
+        while True:
+            try:
+                conn, _ = self.sock.accept()
+            except (BlockingIOError, InterruptedError):
+                return self._count
+            conn.close()
+            self._count += 1
+
+    def close(self) -> None:
+        self.sock.close()
+
+    def __enter__(self) -> Canary:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()

@@ -16,7 +16,7 @@ import pytest
 from relayhook.cli import main, schema_json
 from relayhook.connectors import SHIPPED_DIR, Connector, ConnectorError, load_connector
 from relayhook.events import Event
-from relayhook.mapping import InboundRequest, MappingError, map_request
+from relayhook.mapping import MAX_EVENTS, InboundRequest, MappingError, map_request
 
 SHIPPED = sorted(SHIPPED_DIR.glob("*.toml"))
 RECEIVED_AT = datetime(2024, 6, 1, 8, 30, tzinfo=UTC)
@@ -425,3 +425,31 @@ def test_map_an_unknown_connector_names_the_known_ones(
 ) -> None:
     assert main(["map", "nope"], out=io.StringIO()) != 0
     assert "gmetri" in capsys.readouterr().err
+
+
+def test_one_request_makes_at_most_max_events(tmp_path: Path) -> None:
+    path = tmp_path / "many.toml"
+    path.write_text(
+        'id = "many"\ntitle = "Many"\nauth = { scheme = "none" }\n'
+        'accept = { formats = ["query"] }\n\n[[events]]\n'
+        'for = ["a in range(40000) | list", "b in [1, 2]"]\ntype = "many.x"\nsource = "m"\n',
+        encoding="utf-8",
+    )
+    request = InboundRequest("POST", "", (), b"")
+    with pytest.raises(MappingError, match=f"more than {MAX_EVENTS} events"):
+        map_request(load_connector(path), request, relay="r", received_at=datetime.now(UTC),
+                    new_id=lambda: "x")
+
+
+def test_a_loop_may_go_over_an_iterator(tmp_path: Path) -> None:
+    path = tmp_path / "pairs.toml"
+    path.write_text(
+        'id = "pairs"\ntitle = "Pairs"\nauth = { scheme = "none" }\n\n[[events]]\n'
+        'for = ["k, v in body | items"]\ntype = "pairs.{{ k }}"\nsource = "p"\n'
+        'data = "{{ v }}"\n',
+        encoding="utf-8",
+    )
+    request = InboundRequest("POST", "", (), b'{"a": 1, "b": 2}')
+    events = map_request(load_connector(path), request, relay="r",
+                         received_at=datetime.now(UTC), new_id=lambda: "x")
+    assert [(e.type, e.data) for e in events] == [("pairs.a", 1), ("pairs.b", 2)]

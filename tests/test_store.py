@@ -28,6 +28,7 @@ from relayhook.store import (
     StoreError,
     open_store,
 )
+from relayhook.store._sqlite_threads import GroupCommitWriter
 
 T = TypeVar("T")
 StoreFactory = Callable[[], Store]
@@ -403,6 +404,7 @@ def writer_pragma(store: SQLiteStore, name: str) -> Any:
 def test_sqlite_defaults_wal_and_full_sync(sqlite_store: SQLiteStore) -> None:
     assert writer_pragma(sqlite_store, "synchronous") == 2
     assert writer_pragma(sqlite_store, "foreign_keys") == 1
+    assert writer_pragma(sqlite_store, "cache_size") == -32 * 1024  # KiB
     with contextlib.closing(sqlite3.connect(sqlite_store.path)) as conn:
         assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
         assert conn.execute("PRAGMA user_version").fetchone()[0] == 1
@@ -457,7 +459,7 @@ async def while_writer_holds(
     def hold(conn: sqlite3.Connection) -> None:
         started.set()
         deadline = time.monotonic() + 10
-        while store._jobs.qsize() < queued and time.monotonic() < deadline:
+        while store._writer.queued() < queued and time.monotonic() < deadline:
             time.sleep(0.001)
 
     holding = asyncio.create_task(store._write(hold))
@@ -549,9 +551,8 @@ def test_sqlite_cancelled_caller_keeps_its_write(sqlite_store: SQLiteStore) -> N
     assert run(sqlite_store.count_events()) == 2
 
 
-class CrashingStore(SQLiteStore):
-    def _commit_batch(self, conn: sqlite3.Connection, batch: list[Any]) -> None:
-        raise RuntimeError("the writer thread crashed")
+def crash(self: GroupCommitWriter, conn: sqlite3.Connection, batch: list[Any]) -> None:
+    raise RuntimeError("the writer thread crashed")
 
 
 def test_sqlite_crashed_writer_answers_instead_of_hanging(
@@ -559,7 +560,8 @@ def test_sqlite_crashed_writer_answers_instead_of_hanging(
 ) -> None:
     crashes: list[threading.ExceptHookArgs] = []
     monkeypatch.setattr(threading, "excepthook", crashes.append)
-    store = CrashingStore(tmp_path / "relayhook.db")
+    monkeypatch.setattr(GroupCommitWriter, "_commit_batch", crash)
+    store = SQLiteStore(tmp_path / "relayhook.db")
 
     async def write_after_crash() -> list[Any]:
         await store.open()

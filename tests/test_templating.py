@@ -199,6 +199,12 @@ OUTPUT_SIZE_ATTACKS = [
     pytest.param("{{ ('x' * 1000) | replace('x', 'y' * 10000) }}", id="replace"),
     pytest.param("{% for i in range(10) %}{{ 'x' * 1000000 }}{% endfor %}",
                  id="a loop accumulating output"),
+    pytest.param("{{ ('{0}' * 30).format('x' * 1000000) }}", id="str.format repeating an arg"),
+    pytest.param("{{ ('\t' * 20).expandtabs(1000000) }}", id="expandtabs"),
+    pytest.param("{{ ('a' * 20).translate({97: 'b' * 1000000}) }}", id="translate"),
+    pytest.param("{{ ['a' * 1000000] * 20 }}", id="a list of big strings multiplied"),
+    pytest.param("{% set a = 'x' * 1000000 %}{{ '%s%s%s%s%s%s%s%s%s%s' | format(a, a, a, a, a, "
+                 "a, a, a, a, a) }}", id="the format filter"),
 ]
 
 

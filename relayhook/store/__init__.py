@@ -8,8 +8,15 @@ from __future__ import annotations
 from pathlib import Path
 
 from relayhook.store.base import (
+    DELIVERY_STATUSES,
+    FINAL_STATUSES,
     REQUEST_STATUSES,
+    Attempt,
+    Delivery,
+    DeliveryStatus,
     IngestResult,
+    NewDelivery,
+    Outcome,
     RequestRecord,
     RequestStatus,
     Store,
@@ -18,8 +25,15 @@ from relayhook.store.base import (
 from relayhook.store.sqlite import SQLiteStore
 
 __all__ = [
+    "DELIVERY_STATUSES",
+    "FINAL_STATUSES",
     "REQUEST_STATUSES",
+    "Attempt",
+    "Delivery",
+    "DeliveryStatus",
     "IngestResult",
+    "NewDelivery",
+    "Outcome",
     "RequestRecord",
     "RequestStatus",
     "SQLiteStore",

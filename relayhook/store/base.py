@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Literal, Protocol
+from typing import Any, Literal, Protocol
 
 from relayhook.events import Event
 
@@ -45,10 +45,90 @@ class RequestRecord:
 
 @dataclass(frozen=True, slots=True)
 class IngestResult:
-    """What a write kept: `accepted` new events, `duplicates` events whose id was already stored."""
+    """What a write kept: `accepted` new events, `duplicates` events whose id was already stored,
+    `deliveries` deliveries created (only for the new events)."""
 
     accepted: int
     duplicates: int
+    deliveries: int = 0
+
+
+DeliveryStatus = Literal["pending", "failed", "claimed", "succeeded", "dead", "skipped", "paused"]
+DELIVERY_STATUSES: tuple[DeliveryStatus, ...] = (
+    "pending",  # due at `due_at`, never tried (or replayed)
+    "failed",  # tried and failed; due again at `due_at`
+    "claimed",  # a dispatcher holds it until `lease_until`
+    "succeeded",  # the receiver answered 2xx
+    "dead",  # no more tries: the schedule ran out, or the failure cannot heal by itself
+    "skipped",  # the hook's `when` was false for this event
+    "paused",  # its hook is inactive; due again when the hook is active
+)
+FINAL_STATUSES: tuple[DeliveryStatus, ...] = ("succeeded", "dead", "skipped")
+
+
+@dataclass(frozen=True, slots=True)
+class NewDelivery:
+    """One event x one hook, made by routing at ingest. `due_at` is epoch seconds."""
+
+    id: str
+    event_id: str
+    hook: str
+    subject: str | None
+    status: Literal["pending", "paused"]
+    due_at: float
+
+
+@dataclass(frozen=True, slots=True)
+class Delivery:
+    """A delivery and where it stands. `tries` counts attempts since it was created or last
+    replayed (it indexes the retry schedule); `attempts` counts them all. Times are epoch
+    seconds. `event` is filled in by `claim_due` and `get_delivery`."""
+
+    id: str
+    event_id: str
+    hook: str
+    relay: str
+    subject: str | None
+    status: DeliveryStatus
+    tries: int
+    attempts: int
+    due_at: float
+    lease_until: float | None
+    last_status: int | None
+    last_error: str | None
+    created_at: float
+    updated_at: float
+    event: Event | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Attempt:
+    """One try of a delivery, as sent and as answered. `request` holds method, url, headers
+    (secrets redacted) and body (text, or base64 with body_encoding); `response_body` is at most
+    the first 64 KiB. `error_class` is None for an HTTP answer, else e.g. timeout, connect,
+    destination, render."""
+
+    delivery_id: str
+    number: int
+    started_at: float
+    duration_ms: float
+    request: dict[str, Any]
+    response_status: int | None
+    response_headers: tuple[tuple[str, str], ...]
+    response_body: bytes
+    error_class: str | None
+    error: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    """What becomes of a claimed delivery: `succeeded`, `failed` (due again at `due_at`),
+    `dead`, `skipped` or `paused`."""
+
+    status: Literal["succeeded", "failed", "dead", "skipped", "paused"]
+    due_at: float | None = None
+    error: str | None = None
+    response_status: int | None = None
 
 
 class Store(Protocol):
@@ -58,8 +138,14 @@ class Store(Protocol):
     async def close(self) -> None:
         """Finish pending writes and release connections. Safe to call twice."""
 
-    async def ingest(self, request: RequestRecord, events: Sequence[Event]) -> IngestResult:
-        """Store one raw request and its events in a single transaction, durably.
+    async def ingest(
+        self,
+        request: RequestRecord,
+        events: Sequence[Event],
+        deliveries: Sequence[NewDelivery] = (),
+    ) -> IngestResult:
+        """Store one raw request, its events and their deliveries in a single transaction,
+        durably. A delivery is created only if its event is new in this transaction.
 
         Events whose id is already stored (a repeated de-duplication key) are skipped and
         counted as duplicates. A `rejected` request comes with no events (else ValueError).
@@ -74,9 +160,11 @@ class Store(Protocol):
         *,
         status: RequestStatus,
         error: str | None,
+        deliveries: Sequence[NewDelivery] = (),
     ) -> IngestResult:
         """Record the outcome of mapping a stored request again: set its status and error and add
-        its events (skipping stored ids), in one transaction. `KeyError` for an unknown id."""
+        its events (skipping stored ids) and the deliveries of the new ones, in one transaction.
+        `KeyError` for an unknown id."""
 
     async def record_auth_failure(self, relay: str, at: str) -> None:
         """Count one request refused for missing or wrong credentials (nothing else is kept)."""
@@ -113,3 +201,69 @@ class Store(Protocol):
 
     async def count_events(self, *, relay: str | None = None, source: str | None = None) -> int:
         """How many events are stored (optionally for one relay or source)."""
+
+    # --- deliveries -----------------------------------------------------------------------
+
+    async def claim_due(
+        self,
+        *,
+        hook: str,
+        now: float,
+        limit: int,
+        lease_seconds: float,
+        owner: str,
+        ordered: bool = False,
+    ) -> list[Delivery]:
+        """Claim up to `limit` of the hook's deliveries that are due (`pending`/`failed` with
+        `due_at <= now`, or `claimed` with an expired lease), oldest first, each with its event:
+        they become `claimed` by `owner` until `now + lease_seconds`. With `ordered`, a delivery
+        is due only when no earlier delivery of the same hook and subject is unfinished (not
+        succeeded, dead or skipped). Two concurrent claims never return the same delivery."""
+
+    async def finish(
+        self, delivery_id: str, *, owner: str, outcome: Outcome, attempt: Attempt | None
+    ) -> bool:
+        """Record an attempt (if any) and the delivery's new status, releasing the claim; one
+        transaction. `tries`/`attempts` grow by one with an attempt. Returns False, and changes
+        nothing but recording the attempt, when `owner` no longer holds the claim."""
+
+    async def set_hook_active(self, hook: str, active: bool, reason: str | None, at: float) -> int:
+        """Remember that a hook is (in)active, with why; pause its unfinished deliveries
+        (`pending`/`failed` -> `paused`) or resume them (`paused` -> `pending`, due_at kept).
+        Returns how many deliveries changed."""
+
+    async def hook_states(self) -> dict[str, tuple[bool, str | None, float]]:
+        """Per hook name set by `set_hook_active`: (active, reason, when)."""
+
+    async def get_delivery(self, delivery_id: str) -> tuple[Delivery, list[Attempt]] | None:
+        """One delivery with its event and its attempts (oldest first), or None."""
+
+    async def list_deliveries(
+        self,
+        *,
+        hook: str | None = None,
+        status: DeliveryStatus | None = None,
+        event_id: str | None = None,
+        limit: int = 50,
+        before: str | None = None,
+    ) -> list[Delivery]:
+        """Deliveries, newest first (without their events); `before` is a delivery id."""
+
+    async def count_deliveries(
+        self, *, hook: str | None = None, status: DeliveryStatus | None = None
+    ) -> dict[str, int]:
+        """How many deliveries per status (optionally of one hook / one status)."""
+
+    async def replay(
+        self,
+        *,
+        now: float,
+        delivery_id: str | None = None,
+        hook: str | None = None,
+        statuses: Sequence[DeliveryStatus] = ("dead",),
+        since: float | None = None,
+        limit: int = 500,
+    ) -> int:
+        """Make up to `limit` matching deliveries due again now (`pending`, `tries` = 0), or
+        `paused` where their hook is inactive. One delivery by id (any status but `claimed`),
+        or a hook's deliveries in `statuses` created at or after `since`. Returns how many."""

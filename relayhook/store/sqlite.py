@@ -1,28 +1,36 @@
 """The SQLite engine of the store contract: one writer thread with group commit, pooled readers.
 
-Writes are pure `fn(conn)` jobs handed to a single thread that owns the only write connection (as
-in datasette). The thread runs every job already queued in one transaction, each job in its own
-savepoint, so a burst of webhooks costs one fsync rather than one each, and one bad job is undone
-alone. Callers hear back only after COMMIT returned: that is what lets the HTTP layer acknowledge
-the provider as soon as `ingest` returns. Reads use their own connections in worker threads; WAL
-lets them run while a write transaction is open.
+The threads are in `_sqlite_threads` (why one writer, and what group commit buys), the SQL of
+deliveries in `_sqlite_deliveries`. This module holds the schema, its migration, the requests and
+events, and the `SQLiteStore` that puts it all behind the `Store` contract.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
-import queue
 import sqlite3
-import threading
-from collections.abc import Callable, Iterable, Iterator, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TypeVar
 
 from relayhook.events import Event
-from relayhook.store.base import IngestResult, RequestRecord, RequestStatus, StoreError
+from relayhook.store import _sqlite_deliveries as deliveries_sql
+from relayhook.store._sqlite_deliveries import CLAIMABLE, UNFINISHED, one_of
+from relayhook.store._sqlite_rows import EVENT_COLUMNS, Row, dumps, page_query, to_event, where
+from relayhook.store._sqlite_threads import GroupCommitWriter, ReaderPool
+from relayhook.store.base import (
+    DELIVERY_STATUSES,
+    Attempt,
+    Delivery,
+    DeliveryStatus,
+    IngestResult,
+    NewDelivery,
+    Outcome,
+    RequestRecord,
+    RequestStatus,
+    StoreError,
+)
 
 T = TypeVar("T")
 
@@ -30,10 +38,15 @@ SCHEMA_VERSION = 1
 SYNCHRONOUS_LEVELS = ("NORMAL", "FULL", "EXTRA")
 BUSY_TIMEOUT_SECONDS = 5.0  # another process (the CLI) may hold the write lock for a moment
 READERS = 4
+# The writer's page cache. Delivery and event ids are random keys, so every write touches pages
+# all over their indexes; with SQLite's default 2 MiB, routing a GMetri batch into a store of
+# 100k deliveries took twice as long.
+WRITER_CACHE_KIB = 32 * 1024
 
 # Version 1. `seq` orders rows ("newest first" = descending seq) and is what `before` pages on;
-# AUTOINCREMENT so a seq is never reused, even after the newest rows are deleted.
-SCHEMA = """
+# AUTOINCREMENT so a seq is never reused, even after the newest rows are deleted. Times of
+# deliveries are epoch seconds (REAL), always the caller's clock.
+SCHEMA = f"""
 CREATE TABLE IF NOT EXISTS requests (
     seq         INTEGER PRIMARY KEY AUTOINCREMENT,
     id          TEXT NOT NULL UNIQUE,
@@ -69,10 +82,62 @@ CREATE TABLE IF NOT EXISTS auth_failures (
     count       INTEGER NOT NULL,
     last_at     TEXT NOT NULL
 );
+
+-- One event x one hook. `relay` is the event's, copied so that lists need no join.
+CREATE TABLE IF NOT EXISTS deliveries (
+    seq         INTEGER PRIMARY KEY AUTOINCREMENT,
+    id          TEXT NOT NULL UNIQUE,
+    event_id    TEXT NOT NULL REFERENCES events (id),
+    hook        TEXT NOT NULL,
+    relay       TEXT NOT NULL,
+    subject     TEXT,
+    status      TEXT NOT NULL CHECK {one_of("status", DELIVERY_STATUSES)},
+    tries       INTEGER NOT NULL DEFAULT 0,  -- since created or replayed: indexes the schedule
+    attempts    INTEGER NOT NULL DEFAULT 0,  -- all of them: its rows in `attempts`
+    due_at      REAL NOT NULL,
+    lease_until REAL,
+    lease_owner TEXT,
+    last_status INTEGER,
+    last_error  TEXT,
+    created_at  REAL NOT NULL,
+    updated_at  REAL NOT NULL,
+    UNIQUE (event_id, hook)  -- also what lists by event use
+);
+-- Pause/resume, replay, counts and filtered lists.
+CREATE INDEX IF NOT EXISTS deliveries_hook_status ON deliveries (hook, status, seq);
+-- A hook's history, newest first.
+CREATE INDEX IF NOT EXISTS deliveries_hook ON deliveries (hook, seq);
+-- The claim scan: a hook's open deliveries in seq order, filtered on the index alone.
+CREATE INDEX IF NOT EXISTS deliveries_claimable
+    ON deliveries (hook, seq, status, due_at, lease_until, subject)
+    WHERE {one_of("status", CLAIMABLE)};
+-- Ordered claims: "is an earlier delivery of this hook and subject unfinished?" in one seek.
+CREATE INDEX IF NOT EXISTS deliveries_unfinished
+    ON deliveries (hook, subject, seq) WHERE {one_of("status", UNFINISHED)};
+
+CREATE TABLE IF NOT EXISTS attempts (
+    delivery_id      TEXT NOT NULL REFERENCES deliveries (id),
+    number           INTEGER NOT NULL,  -- 1, 2, ... per delivery
+    started_at       REAL NOT NULL,
+    duration_ms      REAL NOT NULL,
+    request          TEXT NOT NULL,     -- JSON object: method, url, headers, body...
+    response_status  INTEGER,
+    response_headers TEXT NOT NULL,     -- JSON list of [name, value] pairs
+    response_body    BLOB NOT NULL,
+    error_class      TEXT,
+    error            TEXT,
+    PRIMARY KEY (delivery_id, number)
+) WITHOUT ROWID;
+
+CREATE TABLE IF NOT EXISTS hook_states (
+    hook        TEXT PRIMARY KEY,
+    active      INTEGER NOT NULL,
+    reason      TEXT,
+    at          REAL NOT NULL
+);
 """
 
 REQUEST_COLUMNS = "id, relay, received_at, method, query, headers, body, status, error, truncated"
-EVENT_COLUMNS = "id, source, type, subject, time, data, relay, request_id"
 INSERT_REQUEST = f"INSERT INTO requests ({REQUEST_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
 INSERT_EVENT = (
     "INSERT INTO events (id, request_id, relay, type, source, subject, time, data)"
@@ -82,9 +147,6 @@ RECORD_AUTH_FAILURE = (
     "INSERT INTO auth_failures (relay, count, last_at) VALUES (?, 1, ?)"
     " ON CONFLICT (relay) DO UPDATE SET count = count + 1, last_at = max(last_at, excluded.last_at)"
 )
-
-Row = tuple[Any, ...]
-Filters = Sequence[tuple[str, object]]
 
 
 class SQLiteStore:
@@ -100,53 +162,49 @@ class SQLiteStore:
         if synchronous.upper() not in SYNCHRONOUS_LEVELS:
             levels = ", ".join(SYNCHRONOUS_LEVELS)
             raise ValueError(f"synchronous must be one of {levels}, not {synchronous!r}")
-        if max_batch < 1:
-            raise ValueError(f"max_batch must be at least 1, not {max_batch}")
         self.path = Path(path)
         self.synchronous = synchronous.upper()
-        self.max_batch = max_batch
-        self.commits = 0
-        self._jobs: queue.Queue[_Job | None] = queue.Queue()
-        self._lock = threading.Lock()  # orders submissions against close()
-        self._thread: threading.Thread | None = None
-        self._closed = False
-        self._readers = _Readers(self._connect_reader, READERS)
+        self._writer = GroupCommitWriter(max_batch=max_batch)
+        self._readers = ReaderPool(self._connect_reader, READERS)
+
+    @property
+    def max_batch(self) -> int:
+        return self._writer.max_batch
+
+    @property
+    def commits(self) -> int:
+        return self._writer.commits
 
     # -- lifecycle
 
     async def open(self) -> None:
-        if self._thread is not None or self._closed:
+        if self._writer.started:
             raise StoreError("a store is opened once")
         try:
             conn = await asyncio.to_thread(self._connect_writer)
         except (sqlite3.Error, OSError) as exc:
             raise StoreError(f"cannot open {self.path}: {exc}") from exc
-        thread = threading.Thread(
-            target=self._run_writer, args=(conn,), name="relayhook-sqlite-writer", daemon=True
-        )
-        with self._lock:
-            self._thread = thread
-            thread.start()
+        self._writer.start(conn)
 
     async def close(self) -> None:
-        with self._lock:
-            thread, self._thread = self._thread, None
-            self._closed = True
-            if thread is not None:
-                self._jobs.put(None)  # queued behind every pending job, so those still commit
-        if thread is not None:
-            await asyncio.to_thread(thread.join)
+        await self._writer.stop()
         self._readers.close()
 
-    # -- writes
+    # -- writes: requests and events
 
-    async def ingest(self, request: RequestRecord, events: Sequence[Event]) -> IngestResult:
+    async def ingest(
+        self,
+        request: RequestRecord,
+        events: Sequence[Event],
+        deliveries: Sequence[NewDelivery] = (),
+    ) -> IngestResult:
         _check_events(request.status, events)
         request_row, event_rows = _request_row(request), _event_rows(events, request.id)
+        delivery_rows = deliveries_sql.delivery_rows(deliveries, events)
 
         def job(conn: sqlite3.Connection) -> IngestResult:
             conn.execute(INSERT_REQUEST, request_row)
-            return _insert_events(conn, event_rows)
+            return _insert_events(conn, event_rows, delivery_rows)
 
         return await self._write(job)
 
@@ -157,15 +215,17 @@ class SQLiteStore:
         *,
         status: RequestStatus,
         error: str | None,
+        deliveries: Sequence[NewDelivery] = (),
     ) -> IngestResult:
         _check_events(status, events)
         event_rows = _event_rows(events, request_id)
+        delivery_rows = deliveries_sql.delivery_rows(deliveries, events)
 
         def job(conn: sqlite3.Connection) -> IngestResult:
             update = "UPDATE requests SET status = ?, error = ? WHERE id = ?"
             if conn.execute(update, (status, error, request_id)).rowcount == 0:
                 raise KeyError(request_id)
-            return _insert_events(conn, event_rows)
+            return _insert_events(conn, event_rows, delivery_rows)
 
         return await self._write(job)
 
@@ -175,7 +235,7 @@ class SQLiteStore:
 
         await self._write(job)
 
-    # -- reads
+    # -- reads: requests and events
 
     async def auth_failures(self) -> dict[str, tuple[int, str]]:
         def fetch(conn: sqlite3.Connection) -> dict[str, tuple[int, str]]:
@@ -201,7 +261,7 @@ class SQLiteStore:
         before: str | None = None,
     ) -> list[RequestRecord]:
         filters = [("relay = ?", relay), ("status = ?", status)]
-        sql, params = _page_query("requests", REQUEST_COLUMNS, filters, before, limit)
+        sql, params = page_query("requests", REQUEST_COLUMNS, filters, before, limit)
         return await self._read(lambda conn: _with_event_ids(conn, conn.execute(sql, params)))
 
     async def list_events(
@@ -220,14 +280,110 @@ class SQLiteStore:
             ("subject = ?", subject),
             ("request_id = ?", request_id),
         ]
-        sql, params = _page_query("events", EVENT_COLUMNS, filters, before, limit)
-        return await self._read(lambda conn: [_event(row) for row in conn.execute(sql, params)])
+        sql, params = page_query("events", EVENT_COLUMNS, filters, before, limit)
+        return await self._read(lambda conn: [to_event(row) for row in conn.execute(sql, params)])
 
     async def count_events(self, *, relay: str | None = None, source: str | None = None) -> int:
-        where, params = _where([("relay = ?", relay), ("source = ?", source)])
-        sql = f"SELECT count(*) FROM events {where}"
+        clause, params = where([("relay = ?", relay), ("source = ?", source)])
+        sql = f"SELECT count(*) FROM events {clause}"
         count: int = await self._read(lambda conn: conn.execute(sql, params).fetchone()[0])
         return count
+
+    # -- deliveries
+
+    async def claim_due(
+        self,
+        *,
+        hook: str,
+        now: float,
+        limit: int,
+        lease_seconds: float,
+        owner: str,
+        ordered: bool = False,
+    ) -> list[Delivery]:
+        if limit < 0 or lease_seconds <= 0:
+            raise ValueError(f"need limit >= 0 and lease_seconds > 0: {limit}, {lease_seconds}")
+        if limit == 0:
+            return []
+        lease_until = now + lease_seconds
+        return await self._write(
+            lambda conn: deliveries_sql.claim_due(
+                conn,
+                hook=hook,
+                now=now,
+                limit=limit,
+                lease_until=lease_until,
+                owner=owner,
+                ordered=ordered,
+            )
+        )
+
+    async def finish(
+        self, delivery_id: str, *, owner: str, outcome: Outcome, attempt: Attempt | None
+    ) -> bool:
+        deliveries_sql.check_finish(delivery_id, outcome, attempt)
+        return await self._write(
+            lambda conn: deliveries_sql.finish(
+                conn, delivery_id, owner=owner, outcome=outcome, attempt=attempt
+            )
+        )
+
+    async def set_hook_active(self, hook: str, active: bool, reason: str | None, at: float) -> int:
+        return await self._write(
+            lambda conn: deliveries_sql.set_hook_active(conn, hook, active, reason, at)
+        )
+
+    async def hook_states(self) -> dict[str, tuple[bool, str | None, float]]:
+        return await self._read(deliveries_sql.hook_states)
+
+    async def get_delivery(self, delivery_id: str) -> tuple[Delivery, list[Attempt]] | None:
+        return await self._read(lambda conn: deliveries_sql.get_delivery(conn, delivery_id))
+
+    async def list_deliveries(
+        self,
+        *,
+        hook: str | None = None,
+        status: DeliveryStatus | None = None,
+        event_id: str | None = None,
+        limit: int = 50,
+        before: str | None = None,
+    ) -> list[Delivery]:
+        filters = [("hook = ?", hook), ("status = ?", status), ("event_id = ?", event_id)]
+        columns = deliveries_sql.DELIVERY_COLUMNS
+        sql, params = page_query("deliveries", columns, filters, before, limit)
+        return await self._read(
+            lambda conn: [deliveries_sql.delivery(row) for row in conn.execute(sql, params)]
+        )
+
+    async def count_deliveries(
+        self, *, hook: str | None = None, status: DeliveryStatus | None = None
+    ) -> dict[str, int]:
+        return await self._read(lambda conn: deliveries_sql.count_deliveries(conn, hook, status))
+
+    async def replay(
+        self,
+        *,
+        now: float,
+        delivery_id: str | None = None,
+        hook: str | None = None,
+        statuses: Sequence[DeliveryStatus] = ("dead",),
+        since: float | None = None,
+        limit: int = 500,
+    ) -> int:
+        deliveries_sql.check_replay(delivery_id, statuses, limit)
+        if limit == 0:
+            return 0
+        return await self._write(
+            lambda conn: deliveries_sql.replay(
+                conn,
+                now=now,
+                delivery_id=delivery_id,
+                hook=hook,
+                statuses=tuple(statuses),
+                since=since,
+                limit=limit,
+            )
+        )
 
     # -- connections
 
@@ -246,6 +402,7 @@ class SQLiteStore:
             if mode != "wal":
                 raise StoreError(f"{self.path}: SQLite refused WAL mode (got {mode!r})")
             conn.execute(f"PRAGMA synchronous = {self.synchronous}")
+            conn.execute(f"PRAGMA cache_size = -{WRITER_CACHE_KIB}")
             conn.execute("PRAGMA foreign_keys = ON")
             _migrate(conn, self.path)
         except BaseException:
@@ -264,118 +421,7 @@ class SQLiteStore:
         return await asyncio.to_thread(self._readers.run, fn)
 
     async def _write(self, fn: Callable[[sqlite3.Connection], T]) -> T:
-        loop = asyncio.get_running_loop()
-        future: asyncio.Future[T] = loop.create_future()
-        with self._lock:
-            if self._thread is None:
-                raise StoreError("the store is closed" if self._closed else "the store is not open")
-            self._jobs.put(_Job(fn, future, loop))
-        return await future
-
-    def _run_writer(self, conn: sqlite3.Connection) -> None:
-        batch: list[_Job] = []
-        try:
-            stop = False
-            while not stop:
-                batch, stop = self._take_batch()
-                if batch:
-                    self._commit_batch(conn, batch)
-                batch = []
-        finally:
-            conn.close()
-            self._refuse_pending(batch)
-
-    def _refuse_pending(self, batch: list[_Job]) -> None:
-        """Answer the jobs the writer will never run. Only a crash of the writer leaves any
-        (`batch` is the one it was on); without this their callers would wait forever."""
-        with self._lock:
-            self._thread, self._closed = None, True
-            pending: list[_Job | None] = [*batch]
-            with contextlib.suppress(queue.Empty):
-                while True:
-                    pending.append(self._jobs.get_nowait())
-        for job in pending:
-            if job is not None:  # a job answered already ignores this (see _resolve)
-                job.settle(None, StoreError("the store's writer has stopped"))
-
-    def _take_batch(self) -> tuple[list[_Job], bool]:
-        """Wait for one job, then take those already queued: (batch, whether to stop after it)."""
-        first = self._jobs.get()
-        if first is None:
-            return [], True
-        batch = [first]
-        while len(batch) < self.max_batch:
-            try:
-                job = self._jobs.get_nowait()
-            except queue.Empty:
-                break
-            if job is None:
-                return batch, True
-            batch.append(job)
-        return batch, False
-
-    def _commit_batch(self, conn: sqlite3.Connection, batch: list[_Job]) -> None:
-        try:
-            conn.execute("BEGIN IMMEDIATE")
-            outcomes = [_run_in_savepoint(conn, job.fn) for job in batch]
-            conn.execute("COMMIT")
-        except Exception as exc:
-            # BEGIN or COMMIT failed, or SQLite dropped the whole transaction: nothing was kept.
-            if conn.in_transaction:
-                with contextlib.suppress(sqlite3.Error):
-                    conn.execute("ROLLBACK")
-            for job in batch:
-                job.settle(None, _store_error(exc))
-            return
-        self.commits += 1
-        for job, (result, error) in zip(batch, outcomes, strict=True):
-            job.settle(result, error)
-
-
-@dataclass(frozen=True, slots=True)
-class _Job:
-    fn: Callable[[sqlite3.Connection], Any]
-    future: asyncio.Future[Any]
-    loop: asyncio.AbstractEventLoop
-
-    def settle(self, result: Any, error: BaseException | None) -> None:
-        """Answer the caller on its own event loop (called from the writer thread)."""
-        with contextlib.suppress(RuntimeError):  # the loop has closed: nobody is waiting
-            self.loop.call_soon_threadsafe(_resolve, self.future, result, error)
-
-
-def _resolve(future: asyncio.Future[Any], result: Any, error: BaseException | None) -> None:
-    if future.done():  # the caller was cancelled (which does not undo a committed write)
-        return
-    if error is None:
-        future.set_result(result)
-    else:
-        future.set_exception(error)
-
-
-def _run_in_savepoint(
-    conn: sqlite3.Connection, fn: Callable[[sqlite3.Connection], Any]
-) -> tuple[Any, BaseException | None]:
-    """Run one job so that its failure undoes only its own changes: (result, error)."""
-    conn.execute("SAVEPOINT job")
-    try:
-        result = fn(conn)
-    except Exception as exc:
-        # If SQLite already rolled back the whole transaction, this raises and the batch fails.
-        conn.execute("ROLLBACK TO job")
-        conn.execute("RELEASE job")
-        # KeyError is part of the contract (remap of an unknown request); the rest is storage.
-        return None, exc if isinstance(exc, KeyError) else _store_error(exc)
-    conn.execute("RELEASE job")
-    return result, None
-
-
-def _store_error(exc: BaseException) -> StoreError:
-    if isinstance(exc, StoreError):
-        return exc
-    error = StoreError(f"{type(exc).__name__}: {exc}")
-    error.__cause__ = exc
-    return error
+        return await self._writer.submit(fn)
 
 
 def _migrate(conn: sqlite3.Connection, path: Path) -> None:
@@ -391,82 +437,7 @@ def _migrate(conn: sqlite3.Connection, path: Path) -> None:
         )
 
 
-class _Readers:
-    """Up to `size` read connections, created on first need, each used by one thread at a time."""
-
-    def __init__(self, connect: Callable[[], sqlite3.Connection], size: int) -> None:
-        self._connect = connect
-        self._size = size
-        self._idle: list[sqlite3.Connection] = []
-        self._created = 0
-        self._closed = False
-        self._changed = threading.Condition()
-
-    def acquire(self) -> sqlite3.Connection:
-        with self._changed:
-            while not self._idle and self._created >= self._size and not self._closed:
-                self._changed.wait()
-            if self._closed:
-                raise StoreError("the store is closed")
-            if self._idle:
-                return self._idle.pop()
-            self._created += 1
-        try:
-            return self._connect()
-        except BaseException:
-            self._forget()
-            raise
-
-    def release(self, conn: sqlite3.Connection) -> None:
-        with self._changed:
-            if not self._closed:
-                self._idle.append(conn)
-                self._changed.notify()
-                return
-        self._forget()
-        conn.close()  # returned after close(): it was in use when the others were closed
-
-    def close(self) -> None:
-        with self._changed:
-            self._closed = True
-            idle, self._idle = self._idle, []
-            self._created -= len(idle)
-            self._changed.notify_all()
-        for conn in idle:
-            conn.close()
-
-    def _forget(self) -> None:
-        with self._changed:
-            self._created -= 1
-            self._changed.notify()
-
-    @contextlib.contextmanager
-    def connection(self) -> Iterator[sqlite3.Connection]:
-        conn = self.acquire()
-        try:
-            yield conn
-        finally:
-            self.release(conn)
-
-    def run(self, fn: Callable[[sqlite3.Connection], T]) -> T:
-        """Run `fn` in one read transaction, so its queries all see the same snapshot."""
-        try:
-            with self.connection() as conn:
-                conn.execute("BEGIN")
-                try:
-                    return fn(conn)
-                finally:
-                    if conn.in_transaction:
-                        conn.execute("ROLLBACK")
-        except sqlite3.Error as exc:
-            raise _store_error(exc) from exc
-
-
 # -- rows (built in the caller's thread, so the writer thread only runs SQL)
-
-
-def _dumps(value: Any) -> str:
-    return json.dumps(value, separators=(",", ":"), ensure_ascii=False)
 
 
 def _check_events(status: RequestStatus, events: Sequence[Event]) -> None:
@@ -481,7 +452,7 @@ def _request_row(request: RequestRecord) -> Row:
         request.received_at,
         request.method,
         request.query,
-        _dumps([[name, value] for name, value in request.headers]),
+        dumps([[name, value] for name, value in request.headers]),
         bytes(request.body),
         request.status,
         request.error,
@@ -492,35 +463,22 @@ def _request_row(request: RequestRecord) -> Row:
 def _event_rows(events: Sequence[Event], request_id: str) -> list[Row]:
     # The request being stored is the one that produced them, whatever `request_id` they carry.
     return [
-        (e.id, request_id, e.relay, e.type, e.source, e.subject, e.time, _dumps(e.data))
+        (e.id, request_id, e.relay, e.type, e.source, e.subject, e.time, dumps(e.data))
         for e in events
     ]
 
 
-def _insert_events(conn: sqlite3.Connection, rows: list[Row]) -> IngestResult:
+def _insert_events(
+    conn: sqlite3.Connection, event_rows: list[Row], delivery_rows: list[deliveries_sql.NewRow]
+) -> IngestResult:
+    """Insert the events, then the deliveries of those that are new (duplicates get none)."""
+    if not event_rows:
+        return IngestResult(accepted=0, duplicates=0)
+    last_seq = deliveries_sql.last_event_seq(conn)
     # rowcount sums the rows executemany actually inserted; conflicting ids insert nothing.
-    accepted = conn.executemany(INSERT_EVENT, rows).rowcount if rows else 0
-    return IngestResult(accepted=accepted, duplicates=len(rows) - accepted)
-
-
-def _where(filters: Filters) -> tuple[str, list[object]]:
-    """`WHERE ... AND ...` from (condition with one `?`, value) pairs; a None value is no filter."""
-    given = [(condition, value) for condition, value in filters if value is not None]
-    conditions = " AND ".join(condition for condition, _ in given)
-    return (f"WHERE {conditions}" if conditions else ""), [value for _, value in given]
-
-
-def _page_query(
-    table: str, columns: str, filters: Filters, before: str | None, limit: int
-) -> tuple[str, list[object]]:
-    """Newest first; `before` is the id of the row to page from (exclusive)."""
-    if limit < 0:
-        raise ValueError(f"limit must not be negative, not {limit}")
-    if before is not None:
-        # An unknown `before` id compares with NULL: an empty page, not an error.
-        filters = [*filters, (f"seq < (SELECT seq FROM {table} WHERE id = ?)", before)]
-    where, params = _where(filters)
-    return f"SELECT {columns} FROM {table} {where} ORDER BY seq DESC LIMIT ?", [*params, limit]
+    accepted: int = conn.executemany(INSERT_EVENT, event_rows).rowcount
+    routed = deliveries_sql.insert_deliveries(conn, delivery_rows, last_seq) if accepted else 0
+    return IngestResult(accepted=accepted, duplicates=len(event_rows) - accepted, deliveries=routed)
 
 
 def _with_event_ids(conn: sqlite3.Connection, rows: Iterable[Row]) -> list[RequestRecord]:
@@ -533,7 +491,7 @@ def _with_event_ids(conn: sqlite3.Connection, rows: Iterable[Row]) -> list[Reque
     )
     event_ids: dict[str, list[str]] = {}
     if page:
-        for request_id, event_id in conn.execute(sql, (_dumps([row[0] for row in page]),)):
+        for request_id, event_id in conn.execute(sql, (dumps([row[0] for row in page]),)):
             event_ids.setdefault(request_id, []).append(event_id)
     return [_request(row, tuple(event_ids.get(row[0], ()))) for row in page]
 
@@ -552,18 +510,4 @@ def _request(row: Row, event_ids: tuple[str, ...]) -> RequestRecord:
         error=error,
         truncated=bool(truncated),
         event_ids=event_ids,
-    )
-
-
-def _event(row: Row) -> Event:
-    id_, source, type_, subject, time, data, relay, request_id = row
-    return Event(
-        id=id_,
-        source=source,
-        type=type_,
-        subject=subject,
-        time=time,
-        data=json.loads(data),
-        relay=relay,
-        request_id=request_id,
     )

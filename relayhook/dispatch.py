@@ -1,0 +1,277 @@
+"""The dispatcher: claims due deliveries, sends them through one shared httpx client, records
+every attempt, and decides what comes next (retry.decide).
+
+Per hook it keeps at most `concurrency` requests in flight and paces them by `rate_limit`; a
+receiver that hangs holds only its own hook's slots, so other hooks go on. A delivery is claimed
+with a lease: if this process dies, another (or this one, restarted) claims it again when the
+lease ends, and the receiver sees the same `webhook-id` again (at-least-once delivery).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import random
+import time
+import uuid
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass, field
+
+import httpx
+
+from relayhook.hooks import Hook
+from relayhook.http import refusal_reason
+from relayhook.outbound import OutboundRequest, render_request, should_deliver
+from relayhook.pacing import RateLimit
+from relayhook.retry import decide, parse_retry_after
+from relayhook.store import Attempt, Delivery, Outcome, Store, StoreError
+from relayhook.templating import RenderError
+
+log = logging.getLogger("relayhook.dispatch")
+
+MAX_RESPONSE_BODY = 64 * 1024
+CONFIG_INACTIVE = "inactive in the config"
+
+
+class HookRegistry:
+    """The configured hooks and whether each is active now: active in the config and not
+    disabled at run time (a 410, or the API), as remembered in the store."""
+
+    def __init__(self, hooks: Mapping[str, Hook]) -> None:
+        self.hooks = dict(hooks)
+        self._disabled: dict[str, str] = {}
+
+    def active(self) -> dict[str, bool]:
+        return {name: hook.active and name not in self._disabled for name, hook in
+                self.hooks.items()}
+
+    def reason(self, name: str) -> str | None:
+        hook = self.hooks.get(name)
+        if hook is not None and not hook.active:
+            return CONFIG_INACTIVE
+        return self._disabled.get(name)
+
+    async def refresh(self, store: Store) -> None:
+        """Read the run-time states (another process may have changed them)."""
+        states = await store.hook_states()
+        self._disabled = {
+            name: reason or "disabled"
+            for name, (active, reason, _) in states.items()
+            if not active and reason != CONFIG_INACTIVE
+        }
+
+    async def sync(self, store: Store, now: float) -> None:
+        """At start: pause the deliveries of inactive hooks, resume those of active ones."""
+        await self.refresh(store)
+        states = await store.hook_states()
+        for name, is_active in self.active().items():
+            state = states.get(name)
+            if state is None or state[0] != is_active:
+                reason = None if is_active else self.reason(name)
+                await store.set_hook_active(name, is_active, reason, now)
+
+    async def set_active(self, store: Store, name: str, active: bool, reason: str | None,
+                         now: float) -> int:
+        if active:
+            self._disabled.pop(name, None)
+        else:
+            self._disabled[name] = reason or "disabled"
+        return await store.set_hook_active(name, active, reason, now)
+
+
+@dataclass
+class _HookLane:
+    """What the dispatcher keeps per hook: requests in flight and its pacing."""
+
+    in_flight: int = 0
+    rate: RateLimit = field(default_factory=lambda: RateLimit(()))
+
+
+@dataclass
+class Dispatcher:
+    store: Store
+    registry: HookRegistry
+    client: httpx.AsyncClient
+    secrets: Mapping[str, str]
+    clock: Callable[[], float] = time.time
+    sleep: Callable[[float], Awaitable[None]] = asyncio.sleep
+    rand: random.Random = field(default_factory=random.Random)
+    lease_seconds: float = 60.0
+    poll_interval: float = 0.5
+    refresh_interval: float = 2.0
+    owner: str = field(default_factory=lambda: f"worker-{uuid.uuid4().hex[:12]}")
+
+    def __post_init__(self) -> None:
+        self._lanes = {name: _HookLane(rate=RateLimit.from_spec(hook.rate_limit))
+                       for name, hook in self.registry.hooks.items()}
+        self._wake = asyncio.Event()
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._stopping = False
+        self._last_refresh = 0.0
+
+    def wake(self) -> None:
+        """New deliveries may be due: look now rather than at the next poll."""
+        self._wake.set()
+
+    async def run(self) -> None:
+        """Dispatch until `stop()`; a store failure is logged and retried, never fatal."""
+        while not self._stopping:
+            try:
+                claimed = await self._claim_round()
+            except StoreError as exc:
+                log.error("dispatcher: the store failed: %s", exc)
+                claimed = 0
+            if not claimed:
+                self._wake.clear()
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._wake.wait(), self.poll_interval)
+
+    async def stop(self, grace: float = 5.0) -> None:
+        """Stop claiming; give requests in flight `grace` seconds, then cancel them (their
+        leases expire and they are claimed again)."""
+        self._stopping = True
+        self._wake.set()
+        if self._tasks:
+            _, pending = await asyncio.wait(self._tasks, timeout=grace)
+            for task in pending:
+                task.cancel()
+            await asyncio.gather(*pending, return_exceptions=True)
+
+    async def _claim_round(self) -> int:
+        now = self.clock()
+        if now - self._last_refresh >= self.refresh_interval:
+            await self.registry.refresh(self.store)
+            self._last_refresh = now
+        claimed = 0
+        for name, is_active in self.registry.active().items():
+            hook, lane = self.registry.hooks[name], self._lanes[name]
+            room = hook.concurrency - lane.in_flight
+            if not is_active or room <= 0 or self._stopping:
+                continue
+            batch = await self.store.claim_due(hook=name, now=now, limit=room,
+                                               lease_seconds=self.lease_seconds,
+                                               owner=self.owner, ordered=hook.ordered)
+            for delivery in batch:
+                self._start(hook, lane, delivery)
+            claimed += len(batch)
+        return claimed
+
+    def _start(self, hook: Hook, lane: _HookLane, delivery: Delivery) -> None:
+        lane.in_flight += 1
+        task = asyncio.create_task(self._deliver(hook, delivery))
+        self._tasks.add(task)
+
+        def done(finished: asyncio.Task[None]) -> None:
+            self._tasks.discard(finished)
+            lane.in_flight -= 1
+            self._wake.set()
+
+        task.add_done_callback(done)
+
+    async def _deliver(self, hook: Hook, delivery: Delivery) -> None:
+        try:
+            outcome, attempt = await self._attempt(hook, delivery)
+            if outcome.status == "paused":
+                await self.registry.set_active(self.store, hook.name, False,
+                                               outcome.error, self.clock())
+            await self.store.finish(delivery.id, owner=self.owner, outcome=outcome,
+                                    attempt=attempt)
+        except asyncio.CancelledError:
+            raise
+        except Exception:  # noqa: BLE001  # one delivery's failure must not stop the others
+            log.exception("dispatcher: delivery %s of hook %s failed", delivery.id, hook.name)
+
+    async def _attempt(self, hook: Hook, delivery: Delivery) -> tuple[Outcome, Attempt | None]:
+        assert delivery.event is not None
+        try:
+            if not should_deliver(hook, delivery.event, self.secrets):
+                return Outcome("skipped"), None
+        except RenderError as exc:
+            return Outcome("dead", error=f"when: {exc}"), None
+        go_at = self._lanes[hook.name].rate.reserve(self.clock())
+        if go_at > self.clock():
+            await self.sleep(go_at - self.clock())
+        started = self.clock()
+        try:
+            request = render_request(hook, delivery.event, delivery_id=delivery.id,
+                                     secrets=self.secrets, now=started)
+        except RenderError as exc:
+            return self._failed(hook, delivery, started, None, "render", str(exc))
+        return await self._send(hook, delivery, request, started)
+
+    async def _send(self, hook: Hook, delivery: Delivery, request: OutboundRequest,
+                    started: float) -> tuple[Outcome, Attempt]:
+        record = request.record(self._secrets_of(hook, request))
+        try:
+            async with asyncio.timeout(hook.timeout + 1):  # a hard bound above httpx's own
+                response = await self.client.send(
+                    self.client.build_request(request.method, request.url,
+                                              headers=list(request.headers),
+                                              content=request.body or None,
+                                              timeout=httpx.Timeout(hook.timeout)),
+                    stream=True,
+                )
+                try:
+                    body = await _read_some(response, MAX_RESPONSE_BODY)
+                finally:
+                    await response.aclose()
+        except (httpx.HTTPError, TimeoutError, OSError) as exc:
+            error_class, message = _classify(exc, hook.timeout)
+            return self._failed(hook, delivery, started, record, error_class, message)
+        attempt = Attempt(
+            delivery_id=delivery.id, number=delivery.attempts + 1, started_at=started,
+            duration_ms=(self.clock() - started) * 1000, request=record,
+            response_status=response.status_code,
+            response_headers=tuple(response.headers.multi_items()), response_body=body,
+            error_class=None, error=None,
+        )
+        retry_after = parse_retry_after(response.headers.get("retry-after"), self.clock())
+        outcome = decide(status=response.status_code, error_class=None, error=None,
+                         retry_after=retry_after, tries=delivery.tries + 1,
+                         schedule=hook.retry.schedule, jitter=hook.retry.jitter,
+                         now=self.clock(), rand=self.rand)
+        return outcome, attempt
+
+    def _failed(self, hook: Hook, delivery: Delivery, started: float,
+                record: dict[str, object] | None, error_class: str,
+                message: str) -> tuple[Outcome, Attempt]:
+        attempt = Attempt(
+            delivery_id=delivery.id, number=delivery.attempts + 1, started_at=started,
+            duration_ms=(self.clock() - started) * 1000, request=record or {},
+            response_status=None, response_headers=(), response_body=b"",
+            error_class=error_class, error=message,
+        )
+        outcome = decide(status=None, error_class=error_class, error=message, retry_after=None,
+                         tries=delivery.tries + 1, schedule=hook.retry.schedule,
+                         jitter=hook.retry.jitter, now=self.clock(), rand=self.rand)
+        return outcome, attempt
+
+    def _secrets_of(self, hook: Hook, request: OutboundRequest) -> dict[str, str]:
+        hidden = dict(self.secrets)
+        if hook.signing_secret is not None and hook.spec.signing_secret:
+            hidden["__signing__"] = hook.spec.signing_secret
+        return hidden
+
+
+async def _read_some(response: httpx.Response, limit: int) -> bytes:
+    """At most `limit` bytes of the body: a receiver cannot make us hold more."""
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in response.aiter_raw():
+        chunks.append(chunk[: limit - size])
+        size += len(chunks[-1])
+        if size >= limit:
+            break
+    return b"".join(chunks)
+
+
+def _classify(exc: BaseException, timeout: float) -> tuple[str, str]:
+    reason = refusal_reason(exc)
+    if reason is not None:
+        return "destination", f"destination refused: {reason}"
+    if isinstance(exc, httpx.TimeoutException | TimeoutError):
+        return "timeout", f"no answer within {timeout:g} s"
+    if isinstance(exc, httpx.ConnectError):
+        return "connect", f"cannot connect: {exc}"
+    return "network", f"{type(exc).__name__}: {exc}"

@@ -1,0 +1,194 @@
+"""Rendering one delivery's request from its hook and event. Pure: no I/O; time is passed in.
+
+    request = render_request(hook, event, delivery_id=d.id, secrets=secrets, now=clock())
+
+The request carries `webhook-id` (the delivery id: the same on every attempt, so the receiver
+can drop duplicates) and, with a signing secret, Standard Webhooks' `webhook-timestamp` and
+`webhook-signature` over the exact bytes sent.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import json
+import shlex
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import urlencode, urlsplit, urlunsplit
+
+import yarl
+
+from relayhook import __version__
+from relayhook.events import Event
+from relayhook.hooks import Hook
+from relayhook.templating import CompiledValue, RenderError, Template
+
+USER_AGENT = f"Relayhook/{__version__}"
+REDACTED = "[redacted]"
+CONTENT_TYPES = {
+    "json": "application/json",
+    "form": "application/x-www-form-urlencoded",
+    "text": "text/plain; charset=utf-8",
+}
+
+
+@dataclass(frozen=True, slots=True)
+class OutboundRequest:
+    method: str
+    url: str
+    headers: tuple[tuple[str, str], ...]
+    body: bytes
+
+    def header(self, name: str) -> str | None:
+        return next((v for k, v in self.headers if k.lower() == name.lower()), None)
+
+    def record(self, secrets: Mapping[str, str]) -> dict[str, Any]:
+        """The request as kept in the history: every secret's value replaced by [redacted]."""
+        hide = sorted((v for v in secrets.values() if len(v) >= 4), key=len, reverse=True)
+
+        def redact(text: str) -> str:
+            for value in hide:
+                text = text.replace(value, REDACTED)
+            return text
+
+        try:
+            body, encoding = redact(self.body.decode("utf-8")), "utf-8"
+        except UnicodeDecodeError:
+            body, encoding = base64.b64encode(self.body).decode("ascii"), "base64"
+        return {
+            "method": self.method,
+            "url": redact(self.url),
+            "headers": [[k, redact(v)] for k, v in self.headers],
+            "body": body,
+            "body_encoding": encoding,
+        }
+
+    def as_curl(self) -> str:
+        """A shell command that sends exactly this request."""
+        parts = ["curl", "--silent", "--show-error", "--request", self.method]
+        for name, value in self.headers:
+            parts += ["--header", f"{name}: {value}"]
+        if self.body:
+            parts += ["--data-binary", self.body.decode("utf-8", errors="replace")]
+        parts.append(self.url)
+        return " ".join(shlex.quote(part) for part in parts)
+
+
+def hook_context(hook: Hook, event: Event, secrets: Mapping[str, str]) -> dict[str, Any]:
+    return {
+        "event": event.to_cloudevent(),
+        "relay": event.relay,
+        "hook": {"name": hook.name, "description": hook.spec.description},
+        "secrets": dict(secrets),
+    }
+
+
+def should_deliver(hook: Hook, event: Event, secrets: Mapping[str, str]) -> bool:
+    """The hook's `when` for this event (True without one). RenderError if it fails."""
+    return hook.when is None or bool(hook.when.render(hook_context(hook, event, secrets)))
+
+
+def render_request(
+    hook: Hook, event: Event, *, delivery_id: str, secrets: Mapping[str, str], now: float
+) -> OutboundRequest:
+    """The exact request for one attempt of a delivery. RenderError names the template."""
+    context = hook_context(hook, event, secrets)
+    url = _url(hook.url.render(context), _params(hook, context))
+    body = _body(hook, context)
+    headers: dict[str, str] = {"user-agent": USER_AGENT}
+    if body:
+        headers["content-type"] = CONTENT_TYPES[hook.body_format]
+    for name, template in hook.headers.items():
+        value = template.render(context)
+        if value is not None:
+            headers[name.lower()] = _header_value(value, template.name)
+    headers["webhook-id"] = delivery_id
+    if hook.signing_secret is not None:
+        secret = str(hook.signing_secret.render(context))
+        timestamp = str(int(now))
+        headers["webhook-timestamp"] = timestamp
+        headers["webhook-signature"] = sign(secret, delivery_id, timestamp, body)
+    return OutboundRequest(hook.method, url, tuple(headers.items()), body)
+
+
+def sign(secret: str, msg_id: str, timestamp: str, body: bytes) -> str:
+    """Standard Webhooks: `v1,` + base64 HMAC-SHA256 of `id.timestamp.body`, keyed with the
+    base64 part of a `whsec_` secret (any other secret is used as its UTF-8 bytes)."""
+    if secret.startswith("whsec_"):
+        try:
+            key = base64.b64decode(secret.removeprefix("whsec_"), validate=True)
+        except ValueError as exc:
+            raise RenderError("signing_secret", "a whsec_ secret must be base64") from exc
+    else:
+        key = secret.encode("utf-8")
+    signed = f"{msg_id}.{timestamp}.".encode() + body
+    return "v1," + base64.b64encode(hmac.new(key, signed, hashlib.sha256).digest()).decode()
+
+
+def _url(rendered: Any, params: list[tuple[str, str]]) -> str:
+    url = str(rendered).strip()
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.netloc:
+        raise RenderError("url", f"{url[:200]!r} is not an http:// or https:// URL")
+    if params:
+        query = "&".join(filter(None, [parts.query, urlencode(params)]))
+        url = urlunsplit(parts._replace(query=query))
+    # The form the client puts on the wire (aiohttp requotes through yarl): `relayhook render`
+    # then prints, and its cURL sends, the very same bytes.
+    return str(yarl.URL(url))
+
+
+def _params(hook: Hook, context: dict[str, Any]) -> list[tuple[str, str]]:
+    pairs: list[tuple[str, str]] = []
+    for name, template in hook.params.items():
+        value = template.render(context)
+        values = value if isinstance(value, list | tuple) else [value]
+        pairs += [(name, _text(item)) for item in values if item is not None]
+    return pairs
+
+
+def _text(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, dict | list):
+        return json.dumps(value, ensure_ascii=False, separators=(",", ":"))
+    return str(value)
+
+
+def _header_value(value: Any, name: str) -> str:
+    text = _text(value)
+    if any(c in text for c in "\r\n\0"):
+        raise RenderError(name, "a header value may not hold CR, LF or NUL")
+    return text
+
+
+def _body(hook: Hook, context: dict[str, Any]) -> bytes:
+    if hook.body is None:
+        return b""
+    if isinstance(hook.body, Template):  # JSON text: each {{ }} wrote a JSON value
+        text = str(hook.body.render(context))
+        try:
+            json.loads(text)
+        except json.JSONDecodeError as exc:
+            raise RenderError("body", f"did not render to valid JSON: {exc}") from exc
+        return text.encode("utf-8")
+    return _encode(hook, hook.body, context)
+
+
+def _encode(hook: Hook, body: CompiledValue, context: dict[str, Any]) -> bytes:
+    value = body.render(context)
+    if hook.body_format == "form":
+        if not isinstance(value, dict):
+            raise RenderError("body", "a form body must render to a table of fields")
+        pairs = [(k, _text(v)) for k, v in value.items() if v is not None]
+        return urlencode(pairs).encode("ascii")
+    if hook.body_format == "text":
+        return (value if isinstance(value, str) else _text(value)).encode("utf-8")
+    try:
+        text = json.dumps(value, ensure_ascii=False, separators=(",", ":"), allow_nan=False)
+    except (TypeError, ValueError) as exc:
+        raise RenderError("body", f"cannot be written as JSON: {exc}") from exc
+    return text.encode("utf-8")

@@ -1,0 +1,61 @@
+"""Pacing: a hook's rate limit as a generic cell rate algorithm (GCRA). Pure; time is passed in.
+
+    pacer = Pacer.for_rate(per_second=25)        # one request every 40 ms
+    go_at = pacer.reserve(now)                   # when this request may be sent
+
+`reserve` never refuses: it hands out the next free slot, so a burst of 500 deliveries drains at
+exactly the limit, evenly, and the receiver never sees more than the limit in any window.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from relayhook.hooks import RateLimitSpec
+
+
+@dataclass
+class Pacer:
+    interval: float  # seconds between requests at the sustained rate
+    burst: int = 1  # requests that may go back to back
+    _tat: float = field(default=0.0, repr=False)  # theoretical arrival time of the next request
+
+    @classmethod
+    def for_rate(cls, per_second: float, burst: int = 1) -> Pacer:
+        return cls(1.0 / per_second, burst)
+
+    def allowed_at(self, now: float) -> float:
+        """The earliest time, from `now`, at which one more request may go."""
+        return max(now, self._tat - self.interval * (self.burst - 1))
+
+    def book(self, at: float) -> None:
+        """Record a request sent at `at`."""
+        self._tat = max(self._tat, at) + self.interval
+
+    def reserve(self, now: float) -> float:
+        go = self.allowed_at(now)
+        self.book(go)
+        return go
+
+
+@dataclass
+class RateLimit:
+    """A hook's limits together: per second and per window, each a Pacer."""
+
+    pacers: tuple[Pacer, ...]
+
+    @classmethod
+    def from_spec(cls, spec: RateLimitSpec | None) -> RateLimit:
+        pacers: list[Pacer] = []
+        if spec is not None and spec.per_second is not None:
+            pacers.append(Pacer.for_rate(spec.per_second, spec.burst))
+        if spec is not None and spec.requests is not None and spec.window is not None:
+            pacers.append(Pacer(spec.window / spec.requests, spec.requests))
+        return cls(tuple(pacers))
+
+    def reserve(self, now: float) -> float:
+        """The time at which one more request may go under every limit, booked in each."""
+        go = max([now, *(pacer.allowed_at(now) for pacer in self.pacers)])
+        for pacer in self.pacers:
+            pacer.book(go)
+        return go

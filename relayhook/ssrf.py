@@ -1,0 +1,296 @@
+"""The SSRF guard: which destination addresses a hook may reach.
+
+    policy = DestinationPolicy()                  # the default: public addresses only
+    policy.check("10.0.0.1")                      # "10.0.0.1 is a private address (set ...)"
+    await check_url("http://localhost/", policy, SystemResolver())   # raises DestinationRefused
+
+The ranges are an explicit table, not `ipaddress`' `is_private`/`is_global` (they have had wrong
+ranges). IPv4-mapped, NAT64 and 6to4 addresses are judged by the IPv4 address they embed.
+`check_url` runs when a hook is saved; at send time `relayhook.http` applies the same policy to
+the address it actually connects to.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import errno
+import socket
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from ipaddress import IPv4Address, IPv4Network, IPv6Address, IPv6Network, ip_address, ip_network
+from typing import Protocol
+from urllib.parse import urlsplit
+
+IPAddress = IPv4Address | IPv6Address
+IPNetwork = IPv4Network | IPv6Network
+
+_PRIVATE = "a private address"
+_DOCUMENTATION = "a documentation address"
+
+# Longest prefix wins, so ::1 is "loopback" rather than "IPv4-compatible".
+BLOCKED: tuple[tuple[IPNetwork, str], ...] = tuple(
+    (ip_network(cidr), label)
+    for cidr, label in (
+        ("0.0.0.0/8", "a 'this network' address, where 0.0.0.0 reaches this host"),
+        ("10.0.0.0/8", _PRIVATE),
+        ("100.64.0.0/10", "a CGNAT (shared) address"),
+        ("127.0.0.0/8", "a loopback address"),
+        ("169.254.0.0/16", "a link-local (cloud metadata) address"),
+        ("172.16.0.0/12", _PRIVATE),
+        ("192.0.0.0/24", "a reserved IETF protocol address"),
+        ("192.0.2.0/24", _DOCUMENTATION),
+        ("192.88.99.0/24", "a reserved 6to4 relay anycast address"),
+        ("192.168.0.0/16", _PRIVATE),
+        ("198.18.0.0/15", "a reserved benchmarking address"),
+        ("198.51.100.0/24", _DOCUMENTATION),
+        ("203.0.113.0/24", _DOCUMENTATION),
+        ("224.0.0.0/4", "a multicast address"),
+        ("240.0.0.0/4", "a reserved or broadcast address"),
+        ("::/128", "the unspecified address"),
+        ("::1/128", "a loopback address"),
+        ("::/96", "a reserved (deprecated IPv4-compatible) address"),
+        ("64:ff9b:1::/48", "a reserved local-use NAT64 address"),
+        ("100::/64", "a reserved discard-only address"),
+        ("2001::/23", "a reserved IETF protocol address"),
+        ("2001::/32", "a reserved Teredo address"),
+        ("2001:db8::/32", _DOCUMENTATION),
+        ("fc00::/7", "a unique local (private) address"),
+        ("fe80::/10", "a link-local address"),
+        ("fec0::/10", "a reserved (deprecated site-local) address"),
+        ("ff00::/8", "a multicast address"),
+        # Everything outside 2000::/3 (global unicast) is unassigned or special-purpose.
+        ("::/3", "a reserved address outside global unicast 2000::/3"),
+        ("4000::/2", "a reserved address outside global unicast 2000::/3"),
+        ("8000::/1", "a reserved address outside global unicast 2000::/3"),
+    )
+)
+
+# Refused even with allow_private_destinations; only an allow_cidrs entry reaches them.
+METADATA: dict[IPAddress, str] = {
+    ip_address(address): label
+    for address, label in (
+        ("169.254.169.254", "a cloud metadata address"),
+        ("169.254.170.2", "the AWS ECS credentials (cloud metadata) address"),
+        ("169.254.170.23", "the AWS EKS pod identity (cloud metadata) address"),
+        ("fd00:ec2::254", "AWS's IPv6 cloud metadata address"),
+        ("fd00:ec2::23", "the AWS EKS pod identity (cloud metadata) IPv6 address"),
+        ("100.100.100.200", "Alibaba Cloud's cloud metadata address"),
+        ("168.63.129.16", "Azure's WireServer (cloud metadata) address"),
+    )
+}
+
+
+def _last_32_bits(address: IPv6Address) -> IPv4Address:
+    return IPv4Address(int(address) & 0xFFFFFFFF)
+
+
+def _sixtofour(address: IPv6Address) -> IPv4Address:
+    return IPv4Address((int(address) >> 80) & 0xFFFFFFFF)
+
+
+# IPv6 forms that carry an IPv4 address the packets end up at: judged by that address.
+EMBEDDING: tuple[tuple[IPv6Network, str, Callable[[IPv6Address], IPv4Address]], ...] = (
+    (IPv6Network("::ffff:0:0/96"), "IPv4-mapped", _last_32_bits),
+    (IPv6Network("64:ff9b::/96"), "NAT64", _last_32_bits),
+    (IPv6Network("2002::/16"), "6to4", _sixtofour),
+)
+
+_HINT = "set [delivery] allow_private_destinations or allow_cidrs to reach it"
+_METADATA_HINT = "only [delivery] allow_cidrs can reach it"
+
+
+class DestinationRefused(OSError):
+    """A destination the policy refuses. An OSError, so aiohttp's connector wraps it (as a
+    connection error) instead of crashing; `reason` says which address and why."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(errno.EACCES, reason)
+        self.reason = reason
+
+    def __str__(self) -> str:
+        return self.reason
+
+    def __reduce__(self) -> tuple[type[DestinationRefused], tuple[str]]:
+        return (type(self), (self.reason,))
+
+
+def parse_ip(value: str | IPAddress) -> IPAddress:
+    """An address from its canonical text; an IPv6 zone (`fe80::1%eth0`) is dropped."""
+    if isinstance(value, IPv4Address | IPv6Address):
+        return value
+    return ip_address(value.split("%", 1)[0] if ":" in value else value)
+
+
+def embedded_ipv4(address: IPAddress) -> tuple[str, IPv4Address] | None:
+    """(form, IPv4 address) when `address` is an IPv4-mapped, NAT64 or 6to4 address."""
+    if isinstance(address, IPv6Address):
+        for network, form, extract in EMBEDDING:
+            if address in network:
+                return form, extract(address)
+    return None
+
+
+def _show(address: IPAddress) -> str:
+    """Python 3.11 prints ::ffff:127.0.0.1 as ::ffff:7f00:1; show the form people write."""
+    if isinstance(address, IPv6Address) and address.ipv4_mapped is not None:
+        return f"::ffff:{address.ipv4_mapped}"
+    return str(address)
+
+
+def blocked_range(address: IPAddress) -> tuple[IPNetwork, str] | None:
+    """The most specific blocked range holding `address`, with its label; None if public."""
+    found: tuple[IPNetwork, str] | None = None
+    for network, label in BLOCKED:
+        if address in network and (found is None or network.prefixlen > found[0].prefixlen):
+            found = (network, label)
+    return found
+
+
+def parse_cidrs(values: Iterable[str]) -> tuple[IPNetwork, ...]:
+    """`[delivery] allow_cidrs` as networks; ValueError naming the bad entry."""
+    networks: list[IPNetwork] = []
+    for value in values:
+        try:
+            networks.append(ip_network(value.strip()))
+        except ValueError as exc:
+            raise ValueError(f"allow_cidrs: {value!r} is not a network ({exc})") from None
+    return tuple(networks)
+
+
+@dataclass(frozen=True)
+class DestinationPolicy:
+    """Which addresses hooks may reach. `allow` networks always pass; `allow_private` lets
+    everything through except cloud metadata addresses."""
+
+    allow_private: bool = False
+    allow: tuple[IPNetwork, ...] = ()
+
+    @classmethod
+    def from_config(
+        cls, *, allow_private_destinations: bool = False, allow_cidrs: Iterable[str] = ()
+    ) -> DestinationPolicy:
+        return cls(allow_private=allow_private_destinations, allow=parse_cidrs(allow_cidrs))
+
+    def check(self, ip: str | IPAddress) -> str | None:
+        """None if a hook may connect to `ip`, else the reason it may not."""
+        address = parse_ip(ip)
+        embedded = embedded_ipv4(address)
+        judged = embedded[1] if embedded else address
+        if self._allowed(address) or (embedded and self._allowed(embedded[1])):
+            return None
+        subject = f"{address} is" if embedded is None else (
+            f"{_show(address)} is the {embedded[0]} form of {judged},"
+        )
+        if judged in METADATA:
+            return f"{subject} {METADATA[judged]} ({_METADATA_HINT})"
+        if self.allow_private:
+            return None
+        blocked = blocked_range(judged)
+        if blocked is None:
+            return None
+        return f"{subject} {blocked[1]} ({_HINT})"
+
+    def _allowed(self, address: IPAddress) -> bool:
+        return any(address in network for network in self.allow)
+
+    def filter(self, host: str, addresses: Iterable[str]) -> list[str]:
+        """The allowed ones of `host`'s `addresses`, in order; DestinationRefused if none is."""
+        allowed: list[str] = []
+        refused: list[str] = []
+        for address in addresses:
+            reason = self.check(address)
+            if reason is None:
+                allowed.append(address)
+            else:
+                refused.append(reason)
+        if allowed:
+            return allowed
+        if not refused:
+            raise DestinationRefused(f"{host} resolves to no address")
+        raise DestinationRefused(f"{host} resolves only to refused addresses: {'; '.join(refused)}")
+
+
+class Resolver(Protocol):
+    """Host name to IP addresses (as text, e.g. "93.184.215.14", "::1")."""
+
+    async def resolve(self, host: str, port: int) -> list[str]: ...
+
+
+class SystemResolver:
+    """The system's resolver (`getaddrinfo`). It also turns numeric forms such as `127.1`,
+    `0x7f000001` and `2130706433` into 127.0.0.1: the policy then sees the real address."""
+
+    async def resolve(self, host: str, port: int) -> list[str]:
+        loop = asyncio.get_running_loop()
+        infos = await loop.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+        addresses: list[str] = []
+        for family, _, _, _, sockaddr in infos:
+            address = str(sockaddr[0])
+            if family == socket.AF_INET6 and len(sockaddr) == 4 and sockaddr[3]:
+                address = f"{address.split('%', 1)[0]}%{sockaddr[3]}"  # keep the zone
+            if address not in addresses:
+                addresses.append(address)
+        return addresses
+
+
+def looks_like_ip(host: str) -> bool:
+    """aiohttp's test for "connect to this as is, without the resolver": all digits and dots
+    (`127.1`, `2130706433`) or any colon (IPv6)."""
+    return ":" in host or (bool(host) and host.replace(".", "").isdigit())
+
+
+def _literal(host: str) -> IPAddress | None:
+    try:
+        return parse_ip(host)
+    except ValueError:
+        return None
+
+
+async def check_host(
+    host: str, port: int, policy: DestinationPolicy, resolver: Resolver
+) -> list[str]:
+    """The addresses of `host` a hook may connect to: an IP literal is checked as is, a name
+    is resolved and its refused addresses dropped. DestinationRefused if none is left; a
+    resolver failure (socket.gaierror) propagates."""
+    literal = _literal(host)
+    if literal is not None:
+        reason = policy.check(literal)
+        if reason is not None:
+            raise DestinationRefused(reason)
+        return [str(literal)]
+    return policy.filter(host, await resolver.resolve(host, port))
+
+
+async def check_url(url: str, policy: DestinationPolicy, resolver: Resolver) -> list[str]:
+    """The addresses a request to `url` (rendered) may connect to; DestinationRefused with a
+    reason for a non-HTTP scheme, a URL without host, or a host with only refused addresses.
+    For example `http://[::ffff:127.0.0.1]:8080/` is refused with "::ffff:127.0.0.1 is the
+    IPv4-mapped form of 127.0.0.1, a loopback address (set ...)".
+    """
+    try:
+        parts = urlsplit(url.strip())
+        port = parts.port
+    except ValueError as exc:
+        raise DestinationRefused(f"{url!r} is not a valid URL ({exc})") from None
+    scheme = parts.scheme.lower()
+    if scheme not in ("http", "https"):
+        raise DestinationRefused(f"{url!r}: only http and https URLs are allowed")
+    if not parts.hostname:
+        raise DestinationRefused(f"{url!r} has no host")
+    port = port if port is not None else (443 if scheme == "https" else 80)
+    return await check_host(parts.hostname, port, policy, resolver)
+
+
+def refusal_reason(exc: BaseException | None) -> str | None:
+    """The DestinationRefused reason behind `exc`, following `__cause__` and `__context__`
+    (httpx.ConnectError <- aiohttp.ClientConnectorError <- DestinationRefused); else None."""
+    pending, seen = [exc], set()
+    while pending:
+        current = pending.pop(0)
+        if current is None or id(current) in seen:
+            continue
+        if isinstance(current, DestinationRefused):
+            return current.reason
+        seen.add(id(current))
+        pending += [current.__cause__, current.__context__]
+    return None
