@@ -54,17 +54,12 @@ class HookRegistry:
 
     async def refresh(self, store: Store) -> None:
         """Read the run-time states (another process may have changed them)."""
-        states = await store.hook_states()
-        self._disabled = {
-            name: reason or "disabled"
-            for name, (active, reason, _) in states.items()
-            if not active and reason != CONFIG_INACTIVE
-        }
+        self._disabled = _runtime_disabled(await store.hook_states())
 
     async def sync(self, store: Store, now: float) -> None:
         """At start: pause the deliveries of inactive hooks, resume those of active ones."""
-        await self.refresh(store)
         states = await store.hook_states()
+        self._disabled = _runtime_disabled(states)
         for name, is_active in self.active().items():
             state = states.get(name)
             if state is None or state[0] != is_active:
@@ -78,6 +73,14 @@ class HookRegistry:
         else:
             self._disabled[name] = reason or "disabled"
         return await store.set_hook_active(name, active, reason, now)
+
+
+def _runtime_disabled(states: Mapping[str, tuple[bool, str | None, float]]) -> dict[str, str]:
+    return {
+        name: reason or "disabled"
+        for name, (active, reason, _) in states.items()
+        if not active and reason != CONFIG_INACTIVE
+    }
 
 
 @dataclass
@@ -146,7 +149,7 @@ class Dispatcher:
         claimed = 0
         for name, is_active in self.registry.active().items():
             hook, lane = self.registry.hooks[name], self._lanes[name]
-            room = hook.concurrency - lane.in_flight
+            room = self._room(hook, lane, now)
             if not is_active or room <= 0 or self._stopping:
                 continue
             batch = await self.store.claim_due(hook=name, now=now, limit=room,
@@ -156,6 +159,17 @@ class Dispatcher:
                 self._start(hook, lane, delivery)
             claimed += len(batch)
         return claimed
+
+    def _room(self, hook: Hook, lane: _HookLane, now: float) -> int:
+        """How many deliveries to claim for a hook now: free concurrency, and no more than its
+        pacing sends within a quarter of the lease, so no claim waits until its lease ends."""
+        room = hook.concurrency - lane.in_flight
+        horizon = self.lease_seconds / 4
+        if lane.rate.pacers:
+            if lane.rate.wait(now) > horizon:
+                return 0
+            room = min(room, max(1, int(horizon / lane.rate.interval)))
+        return room
 
     def _start(self, hook: Hook, lane: _HookLane, delivery: Delivery) -> None:
         lane.in_flight += 1

@@ -53,6 +53,15 @@ class RateLimit:
             pacers.append(Pacer(spec.window / spec.requests, spec.requests))
         return cls(tuple(pacers))
 
+    @property
+    def interval(self) -> float:
+        """Seconds between requests at the slowest sustained rate (0: no limit)."""
+        return max((pacer.interval for pacer in self.pacers), default=0.0)
+
+    def wait(self, now: float) -> float:
+        """Seconds from `now` until one more request may go (without booking it)."""
+        return max([0.0, *(pacer.allowed_at(now) - now for pacer in self.pacers)])
+
     def reserve(self, now: float) -> float:
         """The time at which one more request may go under every limit, booked in each."""
         go = max([now, *(pacer.allowed_at(now) for pacer in self.pacers)])

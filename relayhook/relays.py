@@ -2,14 +2,11 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
 
 from relayhook.auth import needs_secret
 from relayhook.connectors import Connector
-from relayhook.settings import ConfigError, RelaySettings
-from relayhook.tomlpos import locate_error
+from relayhook.settings import Settings
 
 
 @dataclass(frozen=True, slots=True)
@@ -20,28 +17,20 @@ class Relay:
     secret: str = field(repr=False)
 
 
-def _error(config: Path | None, loc: tuple[str | int, ...], message: str) -> ConfigError:
-    text = config.read_text(encoding="utf-8") if config is not None and config.is_file() else ""
-    key, line = locate_error(text, loc)
-    return ConfigError(f"{config or '(settings)'}:{key}:{line}: {message}")
-
-
-def build_relays(
-    configured: Sequence[RelaySettings], connectors: dict[str, Connector], config: Path | None
-) -> dict[str, Relay]:
+def build_relays(settings: Settings, connectors: dict[str, Connector]) -> dict[str, Relay]:
     """Relays by token. Raises ConfigError for an unknown connector or a missing secret."""
     relays: dict[str, Relay] = {}
-    for index, relay in enumerate(configured):
+    for index, relay in enumerate(settings.relays):
         connector = connectors.get(relay.connector)
         if connector is None:
             known = ", ".join(sorted(connectors))
             message = f"unknown connector {relay.connector!r} (known: {known})"
-            raise _error(config, ("relays", index, "connector"), message)
+            raise settings.error_at(("relays", index, "connector"), message)
         if needs_secret(connector.spec.auth) and not relay.secret:
             message = (
                 f"connector {connector.id!r} authenticates with "
                 f"{connector.spec.auth.scheme!r} and needs a secret"
             )
-            raise _error(config, ("relays", index, "secret"), message)
+            raise settings.error_at(("relays", index, "secret"), message)
         relays[relay.token] = Relay(relay.name, connector, relay.token, relay.secret)
     return relays

@@ -17,7 +17,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
-from relayhook.tomlpos import locate_error, toml_error_line
+from relayhook.tomlpos import format_path, locate_error, toml_error_line
 
 DEFAULT_CONFIG = "relayhook.toml"
 
@@ -160,14 +160,17 @@ class Settings(BaseSettings):
         text = config.read_text(encoding="utf-8") if config and config.is_file() else ""
         return locate_error(text, path)[1]
 
+    def error_at(self, path: tuple[str | int, ...], message: str) -> ConfigError:
+        """A ConfigError reading `file:key:line: message` for a key path of the config."""
+        where = self.config_file or "(settings)"
+        return ConfigError(f"{where}:{format_path(path)}:{self.line_of(path)}: {message}")
+
     def connector_dirs(self) -> list[Path]:
         """The extra connector folders; ConfigError names one that does not exist."""
         folders = [self.config_dir / folder for folder in self.connectors.dirs]
         for index, folder in enumerate(folders):
             if not folder.is_dir():
-                where = f"{self.config_file or '(settings)'}:connectors.dirs[{index}]"
-                line = self.line_of(("connectors", "dirs", index))
-                raise ConfigError(f"{where}:{line}: no such folder: {folder}")
+                raise self.error_at(("connectors", "dirs", index), f"no such folder: {folder}")
         return folders
 
 
