@@ -67,6 +67,7 @@ def cmd_serve(args: argparse.Namespace, out: TextIO) -> int:
     if args.port is not None:
         server["port"] = args.port
     settings = _settings(args, **({"server": server} if server else {}))
+    check_config(settings)  # what would stop the start, said as file:key:line, before it
     _, relays = load_relays(settings)
     print(f"Relayhook on {settings.public_url()}, store {settings.storage.url}", file=out)
     for relay in relays.values():

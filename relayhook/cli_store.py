@@ -141,9 +141,9 @@ async def example_event(settings: Settings, hook: Hook, event_file: str | None) 
     if event_file is not None:
         return event_from_json(json.loads(Path(event_file).read_text(encoding="utf-8")))
     async with opened_store(settings) as store:
-        for event in await store.list_events(limit=500):
-            if hook.matches(event.type, event.relay):
-                return event
+        newest = await _newest_event(store, hook)
+    if newest is not None:
+        return newest
     _, relays = load_relays(settings)
     for relay in relays.values():
         for event in _example_events(relay):
@@ -151,6 +151,24 @@ async def example_event(settings: Settings, hook: Hook, event_file: str | None) 
                 return event
     raise ConfigError(f"hook {hook.name!r}: no stored or example event matches "
                       f"{hook.spec.events}; pass --event FILE")
+
+
+async def _newest_event(store: Store, hook: Hook) -> Event | None:
+    """The hook's newest stored event: by type where its patterns are exact, else by paging
+    back through the newest 20,000 events."""
+    exact = [p for p in hook.spec.events if "*" not in p]
+    if len(exact) == len(hook.spec.events):
+        found = [e for p in exact for e in await store.list_events(type=p, limit=200)
+                 if hook.matches(e.type, e.relay)]
+        return max(found, key=lambda e: e.time, default=None)
+    before: str | None = None
+    for _ in range(40):  # bounded: 40 pages of 500
+        page = await store.list_events(limit=500, before=before)
+        match = next((e for e in page if hook.matches(e.type, e.relay)), None)
+        if match is not None or len(page) < 500:
+            return match
+        before = page[-1].id
+    return None
 
 
 def _example_events(relay: Relay) -> list[Event]:

@@ -153,18 +153,24 @@ class Dispatcher:
             if not is_active or room <= 0 or self._stopping:
                 continue
             batch = await self.store.claim_due(hook=name, now=now, limit=room,
-                                               lease_seconds=self.lease_seconds,
+                                               lease_seconds=self._lease(hook),
                                                owner=self.owner, ordered=hook.ordered)
             for delivery in batch:
                 self._start(hook, lane, delivery)
             claimed += len(batch)
         return claimed
 
+    def _lease(self, hook: Hook) -> float:
+        """`[delivery] lease_seconds`, but never shorter than a claim's pacing wait (at most a
+        quarter of the lease, see _room) plus its request (at most timeout + 1 s): a live
+        dispatcher never sees its own delivery claimed again."""
+        return max(self.lease_seconds, 4 / 3 * (hook.timeout + 1) + 1)
+
     def _room(self, hook: Hook, lane: _HookLane, now: float) -> int:
         """How many deliveries to claim for a hook now: free concurrency, and no more than its
         pacing sends within a quarter of the lease, so no claim waits until its lease ends."""
         room = hook.concurrency - lane.in_flight
-        horizon = self.lease_seconds / 4
+        horizon = self._lease(hook) / 4
         if lane.rate.pacers:
             if lane.rate.wait(now) > horizon:
                 return 0
@@ -193,8 +199,21 @@ class Dispatcher:
                                     attempt=attempt)
         except asyncio.CancelledError:
             raise
-        except Exception:  # noqa: BLE001  # one delivery's failure must not stop the others
+        except Exception as exc:  # one delivery's failure must not stop the others
             log.exception("dispatcher: delivery %s of hook %s failed", delivery.id, hook.name)
+            await self._record_internal_error(hook, delivery, exc)
+
+    async def _record_internal_error(self, hook: Hook, delivery: Delivery,
+                                     exc: Exception) -> None:
+        # Recorded as a failed attempt, so the retry schedule moves on and the delivery does
+        # not sit claimed until its lease ends, only to fail the same way again and again.
+        outcome, attempt = self._failed(hook, delivery, self.clock(), None, "internal",
+                                        f"{type(exc).__name__}: {exc}")
+        try:
+            await self.store.finish(delivery.id, owner=self.owner, outcome=outcome,
+                                    attempt=attempt)
+        except Exception:
+            log.exception("dispatcher: cannot record the failure of delivery %s", delivery.id)
 
     async def _attempt(self, hook: Hook, delivery: Delivery) -> tuple[Outcome, Attempt | None]:
         assert delivery.event is not None
@@ -202,7 +221,7 @@ class Dispatcher:
             if not should_deliver(hook, delivery.event, self.secrets):
                 return Outcome("skipped"), None
         except RenderError as exc:
-            return Outcome("dead", error=f"when: {exc}"), None
+            return self._failed(hook, delivery, self.clock(), None, "render", str(exc))
         go_at = self._lanes[hook.name].rate.reserve(self.clock())
         if go_at > self.clock():
             await self.sleep(go_at - self.clock())
@@ -270,6 +289,8 @@ class Dispatcher:
 
 async def _read_some(response: httpx.Response, limit: int) -> bytes:
     """At most `limit` bytes of the body: a receiver cannot make us hold more."""
+    if response.is_stream_consumed:  # a transport that read the body already
+        return response.content[:limit]
     chunks: list[bytes] = []
     size = 0
     async for chunk in response.aiter_raw():

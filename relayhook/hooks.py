@@ -15,6 +15,7 @@ description) and `secrets` (`[secrets]` in the config or RELAYHOOK_SECRETS__NAME
 
 from __future__ import annotations
 
+import base64
 import re
 import tomllib
 from dataclasses import dataclass, field
@@ -51,9 +52,10 @@ class RetrySpec(Spec):
     schedule: list[float] = Field(
         default=list(DEFAULT_SCHEDULE),
         min_length=1,
-        description="Seconds to wait before each attempt; the first is usually 0 (at once). "
-        "After the last attempt fails, the delivery is dead. Default: Standard Webhooks' "
-        "schedule (0, 5 s, 5 min, 30 min, 2 h, 5 h, 10 h, 14 h, 20 h, 24 h).",
+        description="One entry per attempt: the first attempt goes as soon as the event is "
+        "stored (write 0), entry n is the wait in seconds before attempt n+1. After the last "
+        "attempt fails, the delivery is dead. Default: Standard Webhooks' schedule "
+        "(0, 5 s, 5 min, 30 min, 2 h, 5 h, 10 h, 14 h, 20 h, 24 h).",
         examples=[[0, 1, 5]],
     )
     jitter: float = Field(
@@ -181,8 +183,9 @@ _PLACEHOLDER = re.compile(r"(?<!\{)\{\s*([A-Za-z_][\w.]*)\s*\}(?!\})")
 
 
 def expand_placeholders(url: str) -> str:
-    """Netmera-style `{event.subject}` -> `{{ event.subject | urlencode }}`; `{{ }}` untouched."""
-    return _PLACEHOLDER.sub(lambda m: "{{ (" + m.group(1) + ") | urlencode }}", url)
+    """Netmera-style `{event.subject}` -> `{{ event.subject | path_segment }}` (one encoded
+    path segment, whatever the value holds); `{{ }}` is left as written."""
+    return _PLACEHOLDER.sub(lambda m: "{{ (" + m.group(1) + ") | path_segment }}", url)
 
 
 def _pattern(text: str) -> re.Pattern[str]:
@@ -219,8 +222,8 @@ def merge_preset(raw: dict[str, Any], presets_dir: Path = PRESETS_DIR) -> dict[s
 def _compile_body(spec: HookSpec, method: str, fmt: BodyFormat) -> CompiledValue | Template | None:
     if spec.body is None:
         return None if method in ("GET", "DELETE") else compile_value("{{ event }}", "body")
-    if method in ("GET", "DELETE"):
-        raise TemplateError("body", f"a {method} request has no body")
+    if method == "GET":
+        raise TemplateError("body", "a GET request has no body")
     if fmt == "json" and isinstance(spec.body, str) and not is_single_expression(spec.body):
         return compile_json_text(spec.body, "body")  # each {{ }} writes a JSON value
     if fmt == "form" and not isinstance(spec.body, dict):
@@ -240,6 +243,12 @@ def compile_hook(spec: HookSpec) -> Hook:
             raise TemplateError(f"headers.{name}", f"{name!r} cannot be set by a hook")
     if spec.when is not None and not is_single_expression(spec.when):
         raise TemplateError("when", "a condition is one {{ expression }}")
+    secret = spec.signing_secret or ""
+    if secret.startswith("whsec_") and "{" not in secret:
+        try:
+            decode_whsec(secret)
+        except ValueError as exc:
+            raise TemplateError("signing_secret", str(exc)) from exc
     return Hook(
         spec=spec,
         method=method,
@@ -259,6 +268,16 @@ def compile_hook(spec: HookSpec) -> Hook:
         ),
         patterns=tuple(_pattern(p) for p in spec.events),
     )
+
+
+def decode_whsec(secret: str) -> bytes:
+    """The key of a Standard Webhooks `whsec_<base64>` secret (padding optional, as the
+    reference libraries accept it). ValueError if it is not base64."""
+    text = secret.removeprefix("whsec_")
+    try:
+        return base64.b64decode(text + "=" * (-len(text) % 4), validate=True)
+    except ValueError as exc:
+        raise ValueError("a whsec_ secret is whsec_ and base64") from exc
 
 
 def build_hooks(raw_hooks: list[dict[str, Any]], where: str = "(config)",
@@ -284,7 +303,8 @@ def build_hooks(raw_hooks: list[dict[str, Any]], where: str = "(config)",
             raise fail(index, tuple(error["loc"]),
                        "unknown key (a typo?)" if typo else error["msg"]) from exc
         except TemplateError as exc:
-            raise fail(index, tuple(exc.name.split(".")), exc.message) from exc
+            # `headers.X.Custom` is the header `X.Custom`: split at the first dot only
+            raise fail(index, tuple(exc.name.split(".", 1)), exc.message) from exc
         if hook.name in hooks:
             raise fail(index, ("name",), f"two hooks are named {hook.name!r}")
         hooks[hook.name] = hook

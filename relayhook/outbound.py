@@ -17,13 +17,13 @@ import shlex
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
-from urllib.parse import urlencode, urlsplit, urlunsplit
+from urllib.parse import parse_qsl, quote, quote_plus, urlencode, urlsplit, urlunsplit
 
 import yarl
 
 from relayhook import __version__
 from relayhook.events import Event
-from relayhook.hooks import Hook
+from relayhook.hooks import Hook, decode_whsec
 from relayhook.templating import CompiledValue, RenderError, Template
 
 USER_AGENT = f"Relayhook/{__version__}"
@@ -47,7 +47,8 @@ class OutboundRequest:
 
     def record(self, secrets: Mapping[str, str]) -> dict[str, Any]:
         """The request as kept in the history: every secret's value replaced by [redacted]."""
-        hide = sorted((v for v in secrets.values() if len(v) >= 4), key=len, reverse=True)
+        hide = sorted({form for v in secrets.values() if len(v) >= 4 for form in _forms(v)},
+                      key=len, reverse=True)
 
         def redact(text: str) -> str:
             for value in hide:
@@ -58,9 +59,11 @@ class OutboundRequest:
             body, encoding = redact(self.body.decode("utf-8")), "utf-8"
         except UnicodeDecodeError:
             body, encoding = base64.b64encode(self.body).decode("ascii"), "base64"
+        parts = urlsplit(self.url)
+        query = urlencode([(k, redact(v)) for k, v in parse_qsl(parts.query, True)], safe="[]/")
         return {
             "method": self.method,
-            "url": redact(self.url),
+            "url": redact(urlunsplit(parts._replace(query=query))),
             "headers": [[k, redact(v)] for k, v in self.headers],
             "body": body,
             "body_encoding": encoding,
@@ -72,9 +75,15 @@ class OutboundRequest:
         for name, value in self.headers:
             parts += ["--header", f"{name}: {value}"]
         if self.body:
-            parts += ["--data-binary", self.body.decode("utf-8", errors="replace")]
+            # --data-raw: a body starting with @ is data, not a file for curl to read
+            parts += ["--data-raw", self.body.decode("utf-8", errors="replace")]
         parts.append(self.url)
         return " ".join(shlex.quote(part) for part in parts)
+
+
+def _forms(secret: str) -> set[str]:
+    """The ways a secret can appear in a request: as is, URL-encoded, escaped in JSON."""
+    return {secret, quote(secret, safe=""), quote_plus(secret), json.dumps(secret)[1:-1]}
 
 
 def hook_context(hook: Hook, event: Event, secrets: Mapping[str, str]) -> dict[str, Any]:
@@ -119,9 +128,9 @@ def sign(secret: str, msg_id: str, timestamp: str, body: bytes) -> str:
     base64 part of a `whsec_` secret (any other secret is used as its UTF-8 bytes)."""
     if secret.startswith("whsec_"):
         try:
-            key = base64.b64decode(secret.removeprefix("whsec_"), validate=True)
+            key = decode_whsec(secret)
         except ValueError as exc:
-            raise RenderError("signing_secret", "a whsec_ secret must be base64") from exc
+            raise RenderError("signing_secret", str(exc)) from exc
     else:
         key = secret.encode("utf-8")
     signed = f"{msg_id}.{timestamp}.".encode() + body

@@ -9,6 +9,7 @@ exactly the limit, evenly, and the receiver never sees more than the limit in an
 
 from __future__ import annotations
 
+import collections
 from dataclasses import dataclass, field
 
 from relayhook.hooks import RateLimitSpec
@@ -39,18 +40,42 @@ class Pacer:
 
 
 @dataclass
-class RateLimit:
-    """A hook's limits together: per second and per window, each a Pacer."""
+class WindowLimit:
+    """At most `requests` in any `window` seconds, exactly: a log of the last `requests` send
+    times (a GCRA with that burst would let nearly twice as many through at a window's edge)."""
 
-    pacers: tuple[Pacer, ...]
+    requests: int
+    window: float
+    _sent: collections.deque[float] = field(default_factory=collections.deque, repr=False)
+
+    @property
+    def interval(self) -> float:
+        return self.window / self.requests
+
+    def allowed_at(self, now: float) -> float:
+        if len(self._sent) < self.requests:
+            return now
+        return max(now, self._sent[0] + self.window)
+
+    def book(self, at: float) -> None:
+        self._sent.append(max(at, self._sent[-1]) if self._sent else at)
+        if len(self._sent) > self.requests:
+            self._sent.popleft()
+
+
+@dataclass
+class RateLimit:
+    """A hook's limits together: per second (a Pacer) and per window (a WindowLimit)."""
+
+    pacers: tuple[Pacer | WindowLimit, ...]
 
     @classmethod
     def from_spec(cls, spec: RateLimitSpec | None) -> RateLimit:
-        pacers: list[Pacer] = []
+        pacers: list[Pacer | WindowLimit] = []
         if spec is not None and spec.per_second is not None:
             pacers.append(Pacer.for_rate(spec.per_second, spec.burst))
         if spec is not None and spec.requests is not None and spec.window is not None:
-            pacers.append(Pacer(spec.window / spec.requests, spec.requests))
+            pacers.append(WindowLimit(spec.requests, spec.window))
         return cls(tuple(pacers))
 
     @property

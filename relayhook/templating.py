@@ -20,6 +20,7 @@ import functools
 import json
 import math
 import re
+import urllib.parse
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -324,6 +325,13 @@ def _refuse_non_data(value: Any) -> Any:
     return value
 
 
+def path_segment(value: Any) -> str:
+    """Filter: a value as ONE URL path segment: `/` and `%` encoded, `.` and `..` too, so an
+    event's `../../admin` cannot walk out of the path the hook's URL sets."""
+    text = urllib.parse.quote(str(value), safe="")
+    return text.replace(".", "%2E") if text in (".", "..") else text
+
+
 def flatten(value: Any, sep: str = "__", prefix: str = "") -> Any:
     """Filter: nested objects as one flat object, `{"data": {"score": 1}}` -> `{"data__score":
     1}` (the way Zapier names nested fields). Lists and other values are kept as they are."""
@@ -365,6 +373,7 @@ def make_environment(finalize: Any = _refuse_non_data) -> SandboxEnvironment:
     env.filters["epoch_s"] = epoch_s
     env.filters["dotted"] = dotted
     env.filters["flatten"] = flatten
+    env.filters["path_segment"] = path_segment
     return env
 
 

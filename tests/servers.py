@@ -323,3 +323,45 @@ class Canary:
 
     def __exit__(self, *exc_info: object) -> None:
         self.close()
+
+
+# --- hooks and other nested config (appended for the delivery tests) ---------------------------
+
+
+def toml_inline(value: Any) -> str:
+    """`value` as a TOML value on one line: strings, numbers, booleans, lists, inline tables."""
+    import json
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int | float):
+        return repr(value)
+    if isinstance(value, str):
+        return json.dumps(value)  # a JSON string is a TOML basic string
+    if isinstance(value, list | tuple):
+        return "[" + ", ".join(toml_inline(item) for item in value) + "]"
+    if isinstance(value, dict):
+        return "{ " + ", ".join(f"{json.dumps(str(k))} = {toml_inline(v)}"
+                                for k, v in value.items()) + " }"
+    raise TypeError(f"no TOML for {value!r}")
+
+
+def render_tables(**tables: dict[str, Any]) -> str:
+    """`[name]` tables whose values may be nested (`delivery={"allow_cidrs": [...]}`), to add
+    to what `render_config` writes (which must not hold the same tables)."""
+    import json
+    lines: list[str] = []
+    for table, values in tables.items():
+        lines.append(f"[{table}]")
+        lines += [f"{json.dumps(str(key))} = {toml_inline(v)}" for key, v in values.items()]
+        lines.append("")
+    return "\n".join(lines)
+
+
+def render_hooks(hooks: Sequence[dict[str, Any]]) -> str:
+    """One `[[hooks]]` table per dict, values as `toml_inline` writes them."""
+    lines: list[str] = []
+    for hook in hooks:
+        lines.append("[[hooks]]")
+        lines += [f"{key} = {toml_inline(value)}" for key, value in hook.items()]
+        lines.append("")
+    return "\n".join(lines)
