@@ -120,13 +120,13 @@ class Dispatcher:
     async def run(self) -> None:
         """Dispatch until `stop()`; a store failure is logged and retried, never fatal."""
         while not self._stopping:
+            self._wake.clear()  # before the round: a wake-up during it is not lost
             try:
                 claimed = await self._claim_round()
             except StoreError as exc:
                 log.error("dispatcher: the store failed: %s", exc)
                 claimed = 0
             if not claimed:
-                self._wake.clear()
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self._wake.wait(), self.poll_interval)
 
