@@ -95,7 +95,7 @@ class _HookLane:
 class Dispatcher:
     store: Store
     registry: HookRegistry
-    client: httpx.AsyncClient
+    transport: httpx.AsyncBaseTransport  # relayhook.http.make_http_transport, or a mock
     secrets: Mapping[str, str]
     clock: Callable[[], float] = time.time
     sleep: Callable[[float], Awaitable[None]] = asyncio.sleep
@@ -238,13 +238,11 @@ class Dispatcher:
         record = request.record(self._secrets_of(hook, request))
         try:
             async with asyncio.timeout(hook.timeout + 1):  # a hard bound above httpx's own
-                response = await self.client.send(
-                    self.client.build_request(request.method, request.url,
-                                              headers=list(request.headers),
-                                              content=request.body or None,
-                                              timeout=httpx.Timeout(hook.timeout)),
-                    stream=True,
-                )
+                response = await self.transport.handle_async_request(httpx.Request(
+                    request.method, request.url, headers=list(request.headers),
+                    content=request.body or None,
+                    extensions={"timeout": httpx.Timeout(hook.timeout).as_dict()},
+                ))
                 try:
                     body = await _read_some(response, MAX_RESPONSE_BODY)
                 finally:

@@ -1,6 +1,6 @@
 """The application factory. Collaborators are arguments, so tests and benchmarks pass their own:
 
-    app = create_app(settings, store=store, http_client=client, clock=lambda: fixed, role="all")
+    app = create_app(settings, store=store, transport=mock, clock=lambda: fixed, role="all")
 
 Roles: `web` takes requests (ingress and API), `worker` dispatches deliveries, `all` does both.
 """
@@ -28,7 +28,7 @@ from relayhook.api import api_routes
 from relayhook.connectors import SHIPPED_DIR, Connector, load_connectors
 from relayhook.dispatch import Dispatcher, HookRegistry
 from relayhook.hooks import Hook, HookError, build_hooks
-from relayhook.http import make_http_client
+from relayhook.http import make_http_transport
 from relayhook.ingress import Ingress
 from relayhook.relays import Relay, build_relays
 from relayhook.settings import ConfigError, Settings
@@ -122,14 +122,14 @@ def create_app(
     settings: Settings,
     *,
     store: Store | None = None,
-    http_client: httpx.AsyncClient | None = None,
+    transport: httpx.AsyncBaseTransport | None = None,
     resolver: Resolver | None = None,
     clock: Callable[[], datetime] = utc_now,
     new_id: Callable[[], str] = new_uuid,
     rand: random.Random | None = None,
     role: Role = "all",
 ) -> Starlette:
-    """The ASGI app. A store or client passed in is opened and closed by its owner."""
+    """The ASGI app. A store or transport passed in is opened and closed by its owner."""
     _, relays = load_relays(settings)
     registry = HookRegistry(load_hooks(settings))
     owned_store = store is None
@@ -142,18 +142,18 @@ def create_app(
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         if owned_store:
             await the_store.open()
-        client = http_client
+        sender = transport
         try:
             refusals = await check_destinations(registry.hooks, policy, resolver)
             if refusals:
                 raise ConfigError("; ".join(refusals))
             await registry.sync(the_store, clock().timestamp())
             if role in ("worker", "all"):
-                client = client or make_http_client(
+                sender = sender or make_http_transport(
                     policy, resolver=resolver, max_connections=settings.delivery.max_connections
                 )
                 parts.dispatcher = Dispatcher(
-                    the_store, registry, client, settings.secrets,
+                    the_store, registry, sender, settings.secrets,
                     clock=lambda: clock().timestamp(), rand=rand or random.Random(),
                     lease_seconds=settings.delivery.lease_seconds,
                     poll_interval=settings.delivery.poll_interval,
@@ -166,8 +166,8 @@ def create_app(
             for task in parts.tasks:
                 task.cancel()
             await asyncio.gather(*parts.tasks, return_exceptions=True)
-            if client is not None and http_client is None:
-                await client.aclose()
+            if sender is not None and transport is None:
+                await sender.aclose()
             if owned_store:
                 await the_store.close()
 

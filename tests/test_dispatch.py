@@ -155,7 +155,7 @@ async def open_rig(tmp_path: Path, hooks: list[dict[str, Any]], handler: Handler
         response = handler(request)
         return await response if isinstance(response, Awaitable) else response
 
-    client = httpx.AsyncClient(transport=httpx.MockTransport(record))
+    client = httpx.MockTransport(record)
     dispatcher = Dispatcher(store, registry, client, {"token": "s3cr3t-token"},
                             clock=fake.clock, sleep=fake.sleep, rand=random.Random(7),
                             **dispatcher_args)
