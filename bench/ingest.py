@@ -222,6 +222,18 @@ def machine_busy_seconds() -> float:
     return (user + nice + system + irq + softirq) / CLK_TCK
 
 
+def wait_quiet(below: float, limit: float = 180.0) -> float:
+    """Wait (at most `limit` s) until the machine's other work uses less than `below`% of one
+    core over a second; the share last seen."""
+    deadline = time.monotonic() + limit
+    while True:
+        busy, started = machine_busy_seconds(), time.monotonic()
+        time.sleep(1.0)
+        share = 100 * (machine_busy_seconds() - busy) / (time.monotonic() - started)
+        if share < below or time.monotonic() >= deadline:
+            return share
+
+
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind((HOST, 0))
@@ -434,7 +446,8 @@ def _load(server: Server, streams: list[Stream],
         wall = time.monotonic() - start
         server_cpu = server.cpu_seconds() - cpu
         # The rest of the machine: other people's work would make these figures worse.
-        others = machine_busy_seconds() - busy - server_cpu - sum(o["cpu_seconds"] for o in reported)
+        clients = sum(o["cpu_seconds"] for o in reported)
+        others = machine_busy_seconds() - busy - server_cpu - clients
         figures = {"server_cpu_pct": round(100 * server_cpu / wall),
                    "other_cpu_pct": max(0, round(100 * others / wall)),
                    "server_peak_rss_mb": round(server.peak_rss_mb(), 1),
@@ -547,6 +560,9 @@ def build_parser() -> argparse.ArgumentParser:
                              " it must be a real disk for synchronous to mean anything")
     parser.add_argument("--py-spy", type=Path, default=None, metavar="DIR",
                         help="also sample the server with py-spy (raw stacks into DIR)")
+    parser.add_argument("--quiet-below", type=float, default=None, metavar="PCT",
+                        help="before each scenario, wait (at most 180 s) until other processes"
+                             " use less than PCT%% of one core")
     parser.add_argument("--json", action="store_true", help="print JSON, not Markdown")
     return parser
 
@@ -558,6 +574,9 @@ def main(argv: list[str] | None = None) -> int:
     about = machine(args)
     rows: list[dict[str, Any]] = []
     for scenario in args.scenario or SCENARIOS:
+        if args.quiet_below is not None:
+            share = wait_quiet(args.quiet_below)
+            print(f"other processes use {share:.0f}% of a core", file=sys.stderr)
         print(f"running {scenario} ({args.duration:g} s)...", file=sys.stderr, flush=True)
         rows += run_scenario(scenario, args)
     if args.json:

@@ -57,7 +57,9 @@ class HookRegistry:
         self._disabled = _runtime_disabled(await store.hook_states())
 
     async def sync(self, store: Store, now: float) -> None:
-        """At start: pause the deliveries of inactive hooks, resume those of active ones."""
+        """At start: store the config's hooks (no secret values), pause the deliveries of
+        inactive hooks and resume those of active ones."""
+        await store.save_hooks("config", {n: h.stored_spec() for n, h in self.hooks.items()}, now)
         states = await store.hook_states()
         self._disabled = _runtime_disabled(states)
         for name, is_active in self.active().items():

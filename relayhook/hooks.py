@@ -173,6 +173,14 @@ class Hook:
     def active(self) -> bool:
         return self.spec.active
 
+    def stored_spec(self) -> dict[str, Any]:
+        """The hook as written, for the store: a literal signing secret is left out (a
+        `{{ secrets.name }}` reference is kept; secrets live in the settings only)."""
+        spec = self.spec.model_dump(exclude_defaults=True)
+        if "{{" not in (self.spec.signing_secret or "{{"):
+            spec["signing_secret"] = "[redacted]"
+        return spec
+
     def matches(self, event_type: str, relay: str) -> bool:
         if self.spec.relays and relay not in self.spec.relays:
             return False

@@ -335,3 +335,13 @@ def test_a_pattern_is_not_a_regex() -> None:
     assert built.matches("a+b.(c)", "r")
     assert not built.matches("aab.c", "r")
     assert all(isinstance(p, re.Pattern) for p in built.patterns)
+
+
+def test_the_stored_spec_holds_no_literal_signing_secret() -> None:
+    literal = build_hooks([hook(signing_secret="whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw")],
+                          "cfg")["h"]
+    reference = build_hooks([hook(signing_secret="{{ secrets.signing }}")], "cfg")["h"]
+    assert literal.stored_spec()["signing_secret"] == "[redacted]"
+    assert "MfKQ9r8" not in repr(literal.stored_spec())
+    assert reference.stored_spec()["signing_secret"] == "{{ secrets.signing }}"
+    assert literal.stored_spec()["name"] == "h"

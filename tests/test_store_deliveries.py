@@ -907,3 +907,16 @@ def test_sqlite_claims_read_the_partial_indexes(sqlite_store: SQLiteStore) -> No
     assert "TEMP B-TREE" not in plain  # seq order comes from the index: no sort of the backlog
     assert "COVERING INDEX deliveries_claimable (hook=?)" in ordered
     assert "INDEX deliveries_unfinished (hook=? AND subject=? AND seq<?)" in ordered
+
+
+# -- hook definitions
+
+
+def test_saved_hooks_replace_those_of_the_same_source(store: Store) -> None:
+    run(store.save_hooks("config", {"a": {"url": "https://a"}, "b": {"url": "https://b"}}, NOW))
+    run(store.save_hooks("ui", {"c": {"url": "https://c"}}, NOW))
+    run(store.save_hooks("config", {"b": {"url": "https://b2"}}, NOW + 1))
+    assert run(store.list_hooks()) == [
+        ("b", "config", {"url": "https://b2"}, NOW + 1),
+        ("c", "ui", {"url": "https://c"}, NOW),
+    ]

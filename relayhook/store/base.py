@@ -6,7 +6,7 @@ method is durable when it returns: the caller may acknowledge the provider right
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol
 
@@ -234,6 +234,14 @@ class Store(Protocol):
 
     async def hook_states(self) -> dict[str, tuple[bool, str | None, float]]:
         """Per hook name set by `set_hook_active`: (active, reason, when)."""
+
+    async def save_hooks(self, source: str, specs: Mapping[str, dict[str, Any]],
+                         at: float) -> None:
+        """Replace the hooks stored from `source` (e.g. "config") by `specs`, by name. A spec
+        must hold no secret value: the caller strips them."""
+
+    async def list_hooks(self) -> list[tuple[str, str, dict[str, Any], float]]:
+        """Every stored hook: (name, source, spec, updated_at), by name."""
 
     async def get_delivery(self, delivery_id: str) -> tuple[Delivery, list[Attempt]] | None:
         """One delivery with its event and its attempts (oldest first), or None."""

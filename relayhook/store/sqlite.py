@@ -10,9 +10,9 @@ from __future__ import annotations
 import asyncio
 import json
 import sqlite3
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from relayhook.events import Event
 from relayhook.store import _sqlite_deliveries as deliveries_sql
@@ -134,6 +134,13 @@ CREATE TABLE IF NOT EXISTS hook_states (
     active      INTEGER NOT NULL,
     reason      TEXT,
     at          REAL NOT NULL
+);
+
+CREATE TABLE IF NOT EXISTS hooks (
+    name        TEXT PRIMARY KEY,
+    source      TEXT NOT NULL,  -- config (written at start) or, later, ui
+    spec        TEXT NOT NULL,  -- JSON of the hook as written, with no secret value in it
+    updated_at  REAL NOT NULL
 );
 """
 
@@ -335,6 +342,26 @@ class SQLiteStore:
 
     async def hook_states(self) -> dict[str, tuple[bool, str | None, float]]:
         return await self._read(deliveries_sql.hook_states)
+
+    async def save_hooks(self, source: str, specs: Mapping[str, dict[str, Any]],
+                         at: float) -> None:
+        rows = [(name, source, dumps(spec), at) for name, spec in specs.items()]
+
+        def job(conn: sqlite3.Connection) -> None:
+            conn.execute("DELETE FROM hooks WHERE source = ?", (source,))
+            conn.executemany(
+                "INSERT INTO hooks (name, source, spec, updated_at) VALUES (?, ?, ?, ?)"
+                " ON CONFLICT (name) DO UPDATE SET source = excluded.source,"
+                " spec = excluded.spec, updated_at = excluded.updated_at", rows)
+
+        await self._write(job)
+
+    async def list_hooks(self) -> list[tuple[str, str, dict[str, Any], float]]:
+        def fetch(conn: sqlite3.Connection) -> list[tuple[str, str, dict[str, Any], float]]:
+            sql = "SELECT name, source, spec, updated_at FROM hooks ORDER BY name"
+            return [(n, src, json.loads(spec), at) for n, src, spec, at in conn.execute(sql)]
+
+        return await self._read(fetch)
 
     async def get_delivery(self, delivery_id: str) -> tuple[Delivery, list[Attempt]] | None:
         return await self._read(lambda conn: deliveries_sql.get_delivery(conn, delivery_id))
