@@ -237,7 +237,7 @@ class Dispatcher:
 
     async def _send(self, hook: Hook, delivery: Delivery, request: OutboundRequest,
                     started: float) -> tuple[Outcome, Attempt]:
-        record = request.record(self._secrets_of(hook, request))
+        record = request.record(self.secrets)
         try:
             async with asyncio.timeout(hook.timeout + 1):  # a hard bound above httpx's own
                 response = await self.transport.handle_async_request(httpx.Request(
@@ -280,11 +280,6 @@ class Dispatcher:
                          jitter=hook.retry.jitter, now=self.clock(), rand=self.rand)
         return outcome, attempt
 
-    def _secrets_of(self, hook: Hook, request: OutboundRequest) -> dict[str, str]:
-        hidden = dict(self.secrets)
-        if hook.signing_secret is not None and hook.spec.signing_secret:
-            hidden["__signing__"] = hook.spec.signing_secret
-        return hidden
 
 
 async def _read_some(response: httpx.Response, limit: int) -> bytes:
