@@ -17,7 +17,7 @@ Scenarios (each run on a fresh server, database and receiver):
                 latency = arrival at the receiver - the moment the client sent the request.
     transport   in ONE process (this one), the raw request rates of the clients the dispatcher
                 could use, against the same receiver: httpx's default transport (httpcore),
-                httpx over httpx-aiohttp as relayhook.http.make_http_client builds it (with the
+                httpx over httpx-aiohttp as delivery.http.make_http_client builds it (with the
                 SSRF guard; also called exactly as Dispatcher._send calls it), the same without
                 the guard, and plain aiohttp. Closed loop, N requests in flight.
 
@@ -889,7 +889,7 @@ def _httpx_sender(client: httpx.AsyncClient, url: str, body: bytes,
 def _dispatcher_sender(client: httpx.AsyncClient, url: str, body: bytes,
                        headers: dict[str, str]) -> Sender:
     """The exact call of Dispatcher._send: build_request + send(stream=True) + aiter_raw."""
-    from relayhook.dispatch import MAX_RESPONSE_BODY, _read_some
+    from relayhook.delivery.dispatcher import MAX_RESPONSE_BODY, _read_some
 
     async def send() -> None:
         request = client.build_request("POST", url, headers=list(headers.items()),
@@ -926,7 +926,7 @@ def _policy() -> Any:
 
 async def _make_guarded(k: int, url: str, body: bytes,
                         headers: dict[str, str]) -> tuple[Sender, Any]:
-    from relayhook.http import make_http_client
+    from relayhook.delivery.http import make_http_client
 
     client = make_http_client(_policy(), max_connections=k)
     return _httpx_sender(client, url, body, headers), client.aclose
@@ -934,7 +934,7 @@ async def _make_guarded(k: int, url: str, body: bytes,
 
 async def _make_guarded_dispatcher_call(k: int, url: str, body: bytes,
                                         headers: dict[str, str]) -> tuple[Sender, Any]:
-    from relayhook.http import make_http_client
+    from relayhook.delivery.http import make_http_client
 
     client = make_http_client(_policy(), max_connections=k)
     return _dispatcher_sender(client, url, body, headers), client.aclose

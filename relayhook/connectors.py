@@ -17,6 +17,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from relayhook.errors import ConnectorError
 from relayhook.templating import (
     CompiledValue,
     Template,
@@ -208,17 +209,6 @@ class ConnectorSpec(Spec):
     events: list[EventRule] = Field(
         min_length=1, description="Event rules; every rule that applies makes its events."
     )
-
-
-class ConnectorError(Exception):
-    """A connector file is invalid. The message reads `file:key:line: what is wrong`."""
-
-    def __init__(self, file: Path | str, key: str, line: int, message: str) -> None:
-        super().__init__(f"{file}:{key}:{line}: {message}")
-        self.file = str(file)
-        self.key = key
-        self.line = line
-        self.message = message
 
 
 @dataclass(frozen=True, slots=True)

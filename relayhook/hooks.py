@@ -24,6 +24,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
+from relayhook.errors import HookError, SpecError
 from relayhook.retry import DEFAULT_SCHEDULE
 from relayhook.templating import (
     CompiledValue,
@@ -141,10 +142,6 @@ class HookSpec(Spec):
     )
 
 
-class HookError(Exception):
-    """A hook is invalid. The message reads `file:key:line: what is wrong`."""
-
-
 @dataclass(frozen=True, slots=True)
 class Hook:
     """A hook merged over its preset and compiled."""
@@ -206,7 +203,7 @@ def load_preset(name: str, presets_dir: Path = PRESETS_DIR) -> dict[str, Any]:
     path = presets_dir / f"{name}.toml"
     if not path.is_file():
         known = ", ".join(sorted(p.stem for p in presets_dir.glob("*.toml")))
-        raise HookError(f"no preset {name!r} (known: {known})")
+        raise SpecError(("preset",), f"no preset {name!r} (known: {known})")
     return tomllib.loads(path.read_text(encoding="utf-8"))
 
 
@@ -217,7 +214,7 @@ def merge_preset(raw: dict[str, Any], presets_dir: Path = PRESETS_DIR) -> dict[s
     preset = load_preset(str(raw["preset"]), presets_dir)
     missing = [key for key in preset.get("requires", []) if not raw.get(key)]
     if missing:
-        raise HookError(f"preset {raw['preset']!r} needs {', '.join(missing)}")
+        raise SpecError(("preset",), f"preset {raw['preset']!r} needs {', '.join(missing)}")
     merged: dict[str, Any] = dict(preset.get("hook", {}))
     for key, value in raw.items():
         if key in ("headers", "params") and isinstance(value, dict):
@@ -298,13 +295,13 @@ def build_hooks(raw_hooks: list[dict[str, Any]], where: str = "(config)",
     def fail(index: int, key: tuple[str | int, ...], message: str) -> HookError:
         path = ("hooks", index, *key)
         line = locate(path) if locate is not None else 0
-        return HookError(f"{where}:{format_path(path)}:{line}: {message}")
+        return HookError(where, format_path(path), line, message)
 
     for index, raw in enumerate(raw_hooks):
         try:
             hook = compile_hook(HookSpec.model_validate(merge_preset(raw, presets_dir)))
-        except HookError as exc:
-            raise fail(index, ("preset",), str(exc)) from exc
+        except SpecError as exc:
+            raise fail(index, exc.key, exc.message) from exc
         except ValidationError as exc:
             error = exc.errors()[0]
             typo = error["type"] == "extra_forbidden"

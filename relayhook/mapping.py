@@ -19,13 +19,14 @@ from typing import Any
 from urllib.parse import parse_qsl
 
 from relayhook.connectors import CompiledRule, Connector
+from relayhook.errors import RelayhookError
 from relayhook.events import Event, format_time, keyed_event_id, parse_time
 from relayhook.templating import RenderError
 
 MAX_EVENTS = 50_000  # events one request may make (GMetri's largest: 500 rows x their rules)
 
 
-class MappingError(Exception):
+class MappingError(RelayhookError):
     """The request cannot be turned into events; the message says why."""
 
 

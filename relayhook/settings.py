@@ -17,13 +17,10 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
+from relayhook.errors import ConfigError
 from relayhook.tomlpos import format_path, locate_error, toml_error_line
 
 DEFAULT_CONFIG = "relayhook.toml"
-
-
-class ConfigError(Exception):
-    """The configuration is invalid. The message reads `file:key:line: what is wrong`."""
 
 
 class Section(BaseModel):
@@ -163,7 +160,7 @@ class Settings(BaseSettings):
     def error_at(self, path: tuple[str | int, ...], message: str) -> ConfigError:
         """A ConfigError reading `file:key:line: message` for a key path of the config."""
         where = self.config_file or "(settings)"
-        return ConfigError(f"{where}:{format_path(path)}:{self.line_of(path)}: {message}")
+        return ConfigError(where, format_path(path), self.line_of(path), message)
 
     def connector_dirs(self) -> list[Path]:
         """The extra connector folders; ConfigError names one that does not exist."""
@@ -183,9 +180,9 @@ def load_settings(path: Path | None, **overrides: Any) -> Settings:
             text = path.read_text(encoding="utf-8")
             data = tomllib.loads(text)
         except OSError as exc:
-            raise ConfigError(f"{path}:(file):1: cannot read: {exc.strerror}") from exc
+            raise ConfigError(path, "(file)", 1, f"cannot read: {exc.strerror}") from exc
         except tomllib.TOMLDecodeError as exc:
-            raise ConfigError(f"{path}:(toml):{toml_error_line(str(exc))}: {exc}") from exc
+            raise ConfigError(path, "(toml)", toml_error_line(str(exc)), str(exc)) from exc
     config_dir = path.resolve().parent if path is not None else Path.cwd()
     token = _file_values.set(data)
     try:
@@ -194,7 +191,7 @@ def load_settings(path: Path | None, **overrides: Any) -> Settings:
         error = exc.errors()[0]
         key, line = locate_error(text, error["loc"])
         message = "unknown key (a typo?)" if error["type"] == "extra_forbidden" else error["msg"]
-        raise ConfigError(f"{path or '(environment)'}:{key}:{line}: {message}") from exc
+        raise ConfigError(path or "(environment)", key, line, message) from exc
     finally:
         _file_values.reset(token)
 

@@ -6,8 +6,8 @@
 
 The ranges are an explicit table, not `ipaddress`' `is_private`/`is_global` (they have had wrong
 ranges). IPv4-mapped, NAT64 and 6to4 addresses are judged by the IPv4 address they embed.
-`check_url` runs when a hook is saved; at send time `relayhook.http` applies the same policy to
-the address it actually connects to.
+`check_url` runs when a hook is saved; at send time `relayhook.delivery.http` applies the same
+policy to the address it actually connects to.
 """
 
 from __future__ import annotations

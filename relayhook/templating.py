@@ -32,6 +32,7 @@ from jinja2.exceptions import SecurityError
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 from jinja2.visitor import NodeTransformer
 
+from relayhook.errors import RelayhookError
 from relayhook.events import format_time
 
 MAX_STRING = 1 << 20  # characters (or items) a `*` or `+` may produce
@@ -42,7 +43,7 @@ MAX_OUTPUT = 8 << 20  # characters one render may output
 _budget: contextvars.ContextVar[_Budget] = contextvars.ContextVar("template_budget")
 
 
-class TemplateError(Exception):
+class TemplateError(RelayhookError):
     """A template does not compile. `name` is the key it came from, `line` its line in it."""
 
     def __init__(self, name: str, message: str, line: int = 1) -> None:
@@ -52,7 +53,7 @@ class TemplateError(Exception):
         self.line = line
 
 
-class RenderError(Exception):
+class RenderError(RelayhookError):
     """A template failed on this input: an undefined name, a type error, a sandbox refusal."""
 
     def __init__(self, name: str, message: str) -> None:

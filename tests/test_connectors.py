@@ -14,7 +14,8 @@ from urllib.parse import urlencode
 import pytest
 
 from relayhook.cli import main, schema_json
-from relayhook.connectors import SHIPPED_DIR, Connector, ConnectorError, load_connector
+from relayhook.connectors import SHIPPED_DIR, Connector, load_connector
+from relayhook.errors import ConnectorError
 from relayhook.events import Event
 from relayhook.mapping import MAX_EVENTS, InboundRequest, MappingError, map_request
 

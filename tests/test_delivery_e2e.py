@@ -750,7 +750,7 @@ def test_fixed_loopback_urls_make_serve_refuse_to_start(
     log = str(failure.value)
     assert process.process is not None and process.process.returncode != 0
     for n, host in enumerate(LOOPBACK_FORMS):
-        line = next((part for part in log.split(";") if f"'fixed-{n}'" in part), None)
+        line = next((part for part in log.splitlines() if f"'fixed-{n}'" in part), None)
         assert line is not None, f"no refusal for {host} in:\n{log}"
         assert "destination refused" in line and "loopback" in line, line
     assert [canary.connections() for canary in loopback_canary] == [0] * len(loopback_canary)

@@ -23,9 +23,10 @@ from typing import Any, TypeVar
 import httpx
 import pytest
 
-from relayhook.dispatch import MAX_RESPONSE_BODY, Dispatcher, HookRegistry
+from relayhook.delivery.dispatcher import MAX_RESPONSE_BODY, Dispatcher
 from relayhook.events import Event
 from relayhook.hooks import build_hooks
+from relayhook.live import HookRegistry
 from relayhook.routing import route
 from relayhook.ssrf import DestinationRefused
 from relayhook.store import Attempt, Delivery, Outcome, RequestRecord, SQLiteStore

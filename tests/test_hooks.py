@@ -10,9 +10,9 @@ from typing import Any
 
 import pytest
 
+from relayhook.errors import HookError
 from relayhook.hooks import (
     PRESETS_DIR,
-    HookError,
     build_hooks,
     expand_placeholders,
     merge_preset,

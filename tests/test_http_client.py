@@ -26,7 +26,12 @@ import httpx
 import pytest
 from servers import Canary, free_port
 
-from relayhook.http import PolicyResolver, guarded_socket, make_aiohttp_session, make_http_client
+from relayhook.delivery.http import (
+    PolicyResolver,
+    guarded_socket,
+    make_aiohttp_session,
+    make_http_client,
+)
 from relayhook.ssrf import DestinationPolicy, DestinationRefused, SystemResolver, refusal_reason
 
 HOST = "127.0.0.1"

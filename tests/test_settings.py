@@ -6,7 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from relayhook.settings import ConfigError, load_settings, sample_config
+from relayhook.errors import ConfigError
+from relayhook.settings import load_settings, sample_config
 
 CONFIG = """\
 [server]

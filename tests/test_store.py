@@ -28,7 +28,7 @@ from relayhook.store import (
     StoreError,
     open_store,
 )
-from relayhook.store._sqlite_threads import GroupCommitWriter
+from relayhook.store.sqlite.threads import GroupCommitWriter
 
 T = TypeVar("T")
 StoreFactory = Callable[[], Store]

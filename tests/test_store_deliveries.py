@@ -897,7 +897,7 @@ def query_plan(store: SQLiteStore, sql: str, params: dict[str, Any]) -> str:
 
 def test_sqlite_claims_read_the_partial_indexes(sqlite_store: SQLiteStore) -> None:
     """A partial index is used only when the query repeats its condition: keep them in step."""
-    from relayhook.store import _sqlite_deliveries as sql
+    from relayhook.store.sqlite import deliveries as sql
 
     params = {"hook": "h", "now": NOW, "limit": 10, "lease_until": NOW, "owner": "w"}
     plain = query_plan(sqlite_store, sql.CLAIM_ANY, params)

@@ -10,13 +10,14 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol
 
+from relayhook.errors import RelayhookError
 from relayhook.events import Event
 
 RequestStatus = Literal["accepted", "rejected"]
 REQUEST_STATUSES: tuple[RequestStatus, ...] = ("accepted", "rejected")
 
 
-class StoreError(Exception):
+class StoreError(RelayhookError):
     """Storage failed; nothing of the write it belongs to was kept."""
 
 

@@ -27,13 +27,13 @@ from typing import Any, TextIO
 from relayhook.connectors import (
     SHIPPED_DIR,
     Connector,
-    ConnectorError,
     ConnectorSpec,
     load_connector,
     load_connectors,
 )
+from relayhook.errors import ConnectorError, LocatedError, LocatedErrors, UsageError
 from relayhook.mapping import InboundRequest, MappingError, map_request
-from relayhook.settings import DEFAULT_CONFIG, ConfigError, Settings, load_settings, sample_config
+from relayhook.settings import DEFAULT_CONFIG, Settings, load_settings, sample_config
 from relayhook.templating import RenderError
 
 
@@ -54,7 +54,8 @@ def _settings(args: argparse.Namespace, **overrides: Any) -> Settings:
 def cmd_serve(args: argparse.Namespace, out: TextIO) -> int:
     import uvicorn
 
-    from relayhook.web import create_app, load_relays
+    from relayhook.assembly import load_relays
+    from relayhook.web.app import create_app
 
     wrote_config = args.config is None and not Path(DEFAULT_CONFIG).exists()
     if wrote_config:
@@ -107,12 +108,15 @@ def _is_connector_file(path: Path) -> bool:
 
 def check_config(settings: Settings) -> None:
     """Everything `serve` checks before it starts. Raises ConfigError or ConnectorError."""
-    from relayhook.web import check_destinations, destination_policy, load_hooks, load_relays
+    from relayhook.assembly import (
+        destination_policy,
+        load_hooks,
+        load_relays,
+        refuse_destinations,
+    )
 
     load_relays(settings)
-    refusals = asyncio.run(check_destinations(load_hooks(settings), destination_policy(settings)))
-    if refusals:
-        raise ConfigError(f"{settings.config_file}: " + "; ".join(refusals))
+    asyncio.run(refuse_destinations(settings, load_hooks(settings), destination_policy(settings)))
 
 
 def cmd_check(args: argparse.Namespace, out: TextIO) -> int:
@@ -128,7 +132,7 @@ def cmd_check(args: argparse.Namespace, out: TextIO) -> int:
                 load_connector(path)
             else:
                 check_config(load_settings(path))
-        except (ConnectorError, ConfigError) as exc:
+        except (LocatedError, LocatedErrors) as exc:
             print(exc, file=out)
             errors += 1
     print(f"{len(files) - errors} of {len(files)} files ok", file=sys.stderr)
@@ -189,13 +193,13 @@ def cmd_map(args: argparse.Namespace, out: TextIO) -> int:
 
 
 def cmd_remap(args: argparse.Namespace, out: TextIO) -> int:
-    from relayhook import cli_store
+    from relayhook.cli import stored as cli_store
 
     return asyncio.run(cli_store.remap(_settings(args), args.relay, out))
 
 
 def cmd_replay(args: argparse.Namespace, out: TextIO) -> int:
-    from relayhook import cli_store
+    from relayhook.cli import stored as cli_store
 
     statuses = [s for s in args.status.split(",") if s]
     return asyncio.run(cli_store.replay(_settings(args), args.hook, statuses, args.since, out,
@@ -203,13 +207,13 @@ def cmd_replay(args: argparse.Namespace, out: TextIO) -> int:
 
 
 def cmd_render(args: argparse.Namespace, out: TextIO) -> int:
-    from relayhook import cli_store
+    from relayhook.cli import stored as cli_store
 
     return asyncio.run(cli_store.render(_settings(args), args.hook, args.event, out))
 
 
 def cmd_send_test(args: argparse.Namespace, out: TextIO) -> int:
-    from relayhook import cli_store
+    from relayhook.cli import stored as cli_store
 
     return asyncio.run(cli_store.send_test(_settings(args), args.hook, args.event, out))
 
@@ -294,10 +298,10 @@ def main(argv: Sequence[str] | None = None, out: TextIO | None = None) -> int:
     stream = out or sys.stdout
     try:
         code: int = args.func(args, stream)
-    except (ConnectorError, ConfigError) as exc:
+    except (LocatedError, LocatedErrors) as exc:
         print(exc, file=sys.stderr)
         return 2
-    except (MappingError, RenderError) as exc:
+    except (MappingError, RenderError, UsageError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
     except OSError as exc:

@@ -17,12 +17,13 @@ import base64
 import hmac
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
+from relayhook.assembly import Collaborators
 from relayhook.events import format_time, parse_time
 from relayhook.relays import Relay
 from relayhook.store import (
@@ -32,9 +33,6 @@ from relayhook.store import (
     Delivery,
     RequestRecord,
 )
-
-if TYPE_CHECKING:
-    from relayhook.web import Collaborators
 
 MAX_LIMIT = 1000
 Endpoint = Callable[[Request], Awaitable[Response]]

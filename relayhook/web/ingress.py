@@ -15,14 +15,14 @@ from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse, Response
 
 from relayhook.auth import REDACTED, challenge, check_credentials, credential_headers, needs_body
-from relayhook.dispatch import HookRegistry
 from relayhook.events import format_time
+from relayhook.live import HookRegistry
 from relayhook.mapping import InboundRequest, MappingError, map_request
 from relayhook.relays import Relay
 from relayhook.routing import route
 from relayhook.store import RequestRecord, RequestStatus, Store, StoreError
 
-log = logging.getLogger("relayhook.ingress")
+log = logging.getLogger("relayhook.web.ingress")
 
 
 class BodyTooLarge(Exception):

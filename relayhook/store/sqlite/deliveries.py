@@ -14,7 +14,6 @@ import time
 from collections.abc import Sequence
 
 from relayhook.events import Event
-from relayhook.store._sqlite_rows import EVENT_COLUMNS, Row, dumps, to_event, where
 from relayhook.store.base import (
     DELIVERY_STATUSES,
     Attempt,
@@ -23,6 +22,7 @@ from relayhook.store.base import (
     NewDelivery,
     Outcome,
 )
+from relayhook.store.sqlite.rows import EVENT_COLUMNS, Row, dumps, to_event, where
 
 CLAIMABLE: tuple[DeliveryStatus, ...] = ("pending", "failed", "claimed")
 UNFINISHED: tuple[DeliveryStatus, ...] = ("pending", "failed", "claimed", "paused")

@@ -1,7 +1,7 @@
 """The SQLite engine of the store contract: one writer thread with group commit, pooled readers.
 
-The threads are in `_sqlite_threads` (why one writer, and what group commit buys), the SQL of
-deliveries in `_sqlite_deliveries`. This module holds the schema, its migration, the requests and
+The threads are in `threads` (why one writer, and what group commit buys), the SQL of
+deliveries in `deliveries`. This module holds the schema, its migration, the requests and
 events, and the `SQLiteStore` that puts it all behind the `Store` contract.
 """
 
@@ -15,10 +15,6 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from relayhook.events import Event
-from relayhook.store import _sqlite_deliveries as deliveries_sql
-from relayhook.store._sqlite_deliveries import CLAIMABLE, UNFINISHED, one_of
-from relayhook.store._sqlite_rows import EVENT_COLUMNS, Row, dumps, page_query, to_event, where
-from relayhook.store._sqlite_threads import GroupCommitWriter, ReaderPool
 from relayhook.store.base import (
     DELIVERY_STATUSES,
     Attempt,
@@ -31,6 +27,10 @@ from relayhook.store.base import (
     RequestStatus,
     StoreError,
 )
+from relayhook.store.sqlite import deliveries as deliveries_sql
+from relayhook.store.sqlite.deliveries import CLAIMABLE, UNFINISHED, one_of
+from relayhook.store.sqlite.rows import EVENT_COLUMNS, Row, dumps, page_query, to_event, where
+from relayhook.store.sqlite.threads import GroupCommitWriter, ReaderPool
 
 T = TypeVar("T")
 

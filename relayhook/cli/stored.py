@@ -16,21 +16,22 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import TextIO
 
-from relayhook.dispatch import HookRegistry
-from relayhook.events import Event, parse_time
-from relayhook.hooks import Hook
-from relayhook.mapping import InboundRequest, MappingError, map_request
-from relayhook.outbound import OutboundRequest, render_request
-from relayhook.relays import Relay
-from relayhook.routing import route
-from relayhook.settings import ConfigError, Settings
-from relayhook.store import RequestRecord, Store, open_store
-from relayhook.web import (
+from relayhook.assembly import (
     destination_policy,
     load_hooks,
     load_relays,
     new_uuid,
 )
+from relayhook.errors import UsageError
+from relayhook.events import Event, parse_time
+from relayhook.hooks import Hook
+from relayhook.live import HookRegistry
+from relayhook.mapping import InboundRequest, MappingError, map_request
+from relayhook.outbound import OutboundRequest, render_request
+from relayhook.relays import Relay
+from relayhook.routing import route
+from relayhook.settings import Settings
+from relayhook.store import RequestRecord, Store, open_store
 
 
 @contextlib.asynccontextmanager
@@ -111,7 +112,7 @@ async def replay(settings: Settings, hook: str, statuses: list[str], since: str 
     """Make a hook's dead (or failed) deliveries due again; the dispatcher sends them."""
     hooks = load_hooks(settings)
     if hook not in hooks:
-        raise ConfigError(f"no hook named {hook!r} (hooks: {', '.join(sorted(hooks))})")
+        raise UsageError(f"no hook named {hook!r} (hooks: {', '.join(sorted(hooks))})")
     since_at = parse_time(since).timestamp() if since else None
     async with opened_store(settings) as store:
         counts = await store.count_deliveries(hook=hook)
@@ -149,7 +150,7 @@ async def example_event(settings: Settings, hook: Hook, event_file: str | None) 
         for event in _example_events(relay):
             if hook.matches(event.type, relay.name):
                 return event
-    raise ConfigError(f"hook {hook.name!r}: no stored or example event matches "
+    raise UsageError(f"hook {hook.name!r}: no stored or example event matches "
                       f"{hook.spec.events}; pass --event FILE")
 
 
@@ -193,13 +194,13 @@ def event_from_json(data: dict[str, object]) -> Event:
                      time=str(data["time"]), data=data.get("data"),
                      relay=str(data.get("relay", "example")))
     except KeyError as exc:
-        raise ConfigError(f"the event file lacks the attribute {exc}") from exc
+        raise UsageError(f"the event file lacks the attribute {exc}") from exc
 
 
 def _hook(settings: Settings, name: str) -> Hook:
     hooks = load_hooks(settings)
     if name not in hooks:
-        raise ConfigError(f"no hook named {name!r} (hooks: {', '.join(sorted(hooks))})")
+        raise UsageError(f"no hook named {name!r} (hooks: {', '.join(sorted(hooks))})")
     return hooks[name]
 
 
@@ -219,7 +220,7 @@ async def send_test(settings: Settings, name: str, event_file: str | None, out: 
     """Send one example event through the same guarded client the dispatcher uses."""
     import httpx
 
-    from relayhook.http import make_http_client, refusal_reason
+    from relayhook.delivery.http import make_http_client, refusal_reason
 
     hook = _hook(settings, name)
     request = await rendered(settings, name, event_file)

@@ -1,0 +1,5 @@
+"""`python -m relayhook.cli`: the same as the `relayhook` command."""
+
+from relayhook.cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,72 @@
+"""One exception tree. What a user can fix names where: `file:key:line: message`.
+
+    RelayhookError
+     ├── LocatedError          file:key:line: message, formatted here and nowhere else
+     │    ├── ConfigError      the settings file (relayhook.toml) or the environment
+     │    ├── ConnectorError   a connector file
+     │    └── HookError        a hook (from the config, the API, the console)
+     ├── LocatedErrors         several of the above at once, one per line
+     ├── UsageError            a command was asked for something that is not there
+     ├── SpecError             one value of a spec is wrong: a key path and why (no file yet)
+     ├── TemplateError         a template does not compile          (relayhook.templating)
+     ├── RenderError           a template failed on this input      (relayhook.templating)
+     ├── MappingError          a request cannot become events       (relayhook.mapping)
+     └── StoreError            storage failed, nothing of the write kept (relayhook.store)
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from relayhook.tomlpos import KeyPath, format_path
+
+
+class RelayhookError(Exception):
+    """The root of every error Relayhook raises on purpose."""
+
+
+
+class LocatedError(RelayhookError):
+    """Something wrong at a place in a file. The message reads `file:key:line: message`."""
+
+    def __init__(self, file: Path | str, key: str, line: int, message: str) -> None:
+        super().__init__(f"{file}:{key}:{line}: {message}")
+        self.file = str(file)
+        self.key = key
+        self.line = line
+        self.message = message
+
+
+class ConfigError(LocatedError):
+    """The configuration is invalid."""
+
+
+class ConnectorError(LocatedError):
+    """A connector file is invalid."""
+
+
+class HookError(LocatedError):
+    """A hook is invalid."""
+
+
+class SpecError(RelayhookError):
+    """One value of a spec is wrong: `key` is its path inside the spec (`("retry", "schedule")`),
+    `message` says why. The loader that knows the file turns it into a LocatedError; the API
+    answers it as `{"field": "retry.schedule", "message": ...}`."""
+
+    def __init__(self, key: KeyPath, message: str) -> None:
+        super().__init__(f"{format_path(key)}: {message}")
+        self.key = key
+        self.message = message
+
+
+class UsageError(RelayhookError):
+    """A command was asked for something that is not there (a hook name, an event)."""
+
+
+class LocatedErrors(RelayhookError):
+    """Several LocatedErrors found in one pass (every refused destination), one per line."""
+
+    def __init__(self, errors: list[LocatedError]) -> None:
+        super().__init__("\n".join(str(error) for error in errors))
+        self.errors = errors
