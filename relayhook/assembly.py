@@ -10,10 +10,11 @@ imports the web app.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import os
 import time
-from collections.abc import Mapping
+from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING
@@ -109,6 +110,17 @@ async def refuse_destinations(settings: Settings, hooks: Mapping[str, Hook],
     if errors:
         raise LocatedErrors(errors)
 
+
+
+@contextlib.asynccontextmanager
+async def opened_store(settings: Settings) -> AsyncIterator[Store]:
+    """The settings' store, opened for the block and closed after it (the CLI's way in)."""
+    store = open_settings_store(settings)
+    await store.open()
+    try:
+        yield store
+    finally:
+        await store.close()
 
 
 def open_settings_store(settings: Settings) -> Store:

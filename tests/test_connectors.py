@@ -13,7 +13,8 @@ from urllib.parse import urlencode
 
 import pytest
 
-from relayhook.cli import main, schema_json
+from relayhook.cli import main
+from relayhook.cli.authoring import schema_json
 from relayhook.connectors import SHIPPED_DIR, Connector, load_connector
 from relayhook.errors import ConnectorError
 from relayhook.events import Event

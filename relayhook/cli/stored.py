@@ -8,20 +8,22 @@
 
 from __future__ import annotations
 
-import contextlib
+import argparse
+import asyncio
 import json
 import sys
 import time
-from collections.abc import AsyncIterator
 from pathlib import Path
-from typing import TextIO
+from typing import Any, TextIO
 
 from relayhook.assembly import (
     destination_policy,
     load_hooks,
     load_relays,
     new_uuid,
+    opened_store,
 )
+from relayhook.cli.common import add_config_flag, settings_of
 from relayhook.errors import UsageError
 from relayhook.events import Event, parse_time
 from relayhook.hooks import Hook
@@ -31,19 +33,7 @@ from relayhook.outbound import OutboundRequest, render_request
 from relayhook.relays import Relay
 from relayhook.routing import route
 from relayhook.settings import Settings
-from relayhook.store import RequestRecord, Store, open_store
-
-
-@contextlib.asynccontextmanager
-async def opened_store(settings: Settings) -> AsyncIterator[Store]:
-    store = open_store(settings.storage.url, base_dir=settings.config_dir,
-                       synchronous=settings.storage.synchronous)
-    await store.open()
-    try:
-        yield store
-    finally:
-        await store.close()
-
+from relayhook.store import RequestRecord, Store
 
 # --- remap ---------------------------------------------------------------------------------
 
@@ -239,3 +229,52 @@ async def send_test(settings: Settings, name: str, event_file: str | None, out: 
     print(f"{response.status_code} {response.reason_phrase}", file=out)
     print(response.text[:2000], file=out)
     return 0 if response.is_success else 1
+
+
+# --- the commands ---------------------------------------------------------------------
+
+
+def cmd_remap(args: argparse.Namespace, out: TextIO) -> int:
+    return asyncio.run(remap(settings_of(args), args.relay, out))
+
+
+def cmd_replay(args: argparse.Namespace, out: TextIO) -> int:
+    statuses = [s for s in args.status.split(",") if s]
+    return asyncio.run(replay(settings_of(args), args.hook, statuses, args.since, out,
+                                        sys.stderr))
+
+
+def cmd_render(args: argparse.Namespace, out: TextIO) -> int:
+    return asyncio.run(render(settings_of(args), args.hook, args.event, out))
+
+
+def cmd_send_test(args: argparse.Namespace, out: TextIO) -> int:
+    return asyncio.run(send_test(settings_of(args), args.hook, args.event, out))
+
+
+
+def register(sub: Any) -> None:
+    remap = sub.add_parser("remap", help="map kept requests again with the current connectors")
+    add_config_flag(remap)
+    remap.add_argument("--status", choices=["rejected"], default="rejected",
+                       help="only rejected requests: accepted ones already have their events")
+    remap.add_argument("--relay")
+    remap.set_defaults(func=cmd_remap)
+
+    replay = sub.add_parser("replay", help="send a hook's dead or failed deliveries again")
+    add_config_flag(replay)
+    replay.add_argument("--hook", required=True)
+    replay.add_argument("--status", default="dead", help="dead, failed or dead,failed")
+    replay.add_argument("--since", help="only deliveries created at or after this RFC 3339 time")
+    replay.set_defaults(func=cmd_replay)
+
+    for name, func, text in (
+        ("render", cmd_render, "print a hook's exact request as a cURL command"),
+        ("send-test", cmd_send_test, "send an example event through a hook now"),
+    ):
+        command = sub.add_parser(name, help=text)
+        add_config_flag(command)
+        command.add_argument("hook")
+        command.add_argument("--event", help="a CloudEvent JSON file (as `relayhook map` prints)")
+        command.set_defaults(func=func)
+
