@@ -21,6 +21,12 @@ class StoreError(RelayhookError):
     """Storage failed; nothing of the write it belongs to was kept."""
 
 
+class StoreUnavailableError(StoreError):
+    """The store could not write at all just now (another process holds the lock, the disk is
+    read-only or full, the store is closed): the write itself was not at fault, and the same
+    write may well succeed later."""
+
+
 @dataclass(frozen=True, slots=True)
 class RequestRecord:
     """One raw request as a provider sent it (credentials redacted), and what became of it.
@@ -47,11 +53,13 @@ class RequestRecord:
 @dataclass(frozen=True, slots=True)
 class IngestResult:
     """What a write kept: `accepted` new events, `duplicates` events whose id was already stored,
-    `deliveries` deliveries created (only for the new events)."""
+    `deliveries` deliveries created (only for the new events). `already_stored`: a request with
+    this id was stored before, so nothing was written (a spooled request met again)."""
 
     accepted: int
     duplicates: int
     deliveries: int = 0
+    already_stored: bool = False
 
 
 DeliveryStatus = Literal["pending", "failed", "claimed", "succeeded", "dead", "skipped", "paused"]
@@ -149,9 +157,11 @@ class Store(Protocol):
         durably. A delivery is created only if its event is new in this transaction.
 
         Events whose id is already stored (a repeated de-duplication key) are skipped and
-        counted as duplicates. A `rejected` request comes with no events (else ValueError).
-        Either all of it is kept or nothing is (then `StoreError`). A caller cancelled while
-        waiting may still have its write committed.
+        counted as duplicates. A request whose id is already stored writes nothing and comes
+        back `already_stored` (the spool may hand the same request over twice after a crash).
+        A `rejected` request comes with no events (else ValueError). Either all of it is kept
+        or nothing is (then `StoreError`; `StoreUnavailableError` when the store could not
+        write at all). A caller cancelled while waiting may still have its write committed.
         """
 
     async def remap(

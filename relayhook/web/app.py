@@ -29,13 +29,16 @@ from relayhook.assembly import (
     new_uuid,
     open_settings_store,
     refuse_destinations,
+    spool_path,
     utc_now,
 )
 from relayhook.delivery.dispatcher import Dispatcher
 from relayhook.delivery.http import make_http_transport
+from relayhook.intake import Intake, SpoolDrainer
 from relayhook.live import HookRegistry
 from relayhook.relays import Relay
 from relayhook.settings import Settings
+from relayhook.spool import Spool
 from relayhook.ssrf import Resolver
 from relayhook.store import Store
 from relayhook.web.api import api_routes
@@ -64,6 +67,10 @@ def create_app(
     the_store = store or open_settings_store(settings)
     parts = Collaborators(the_store, registry, relays)
     policy = destination_policy(settings)
+    takes_requests = role in ("web", "all")
+    parts.spool = Spool(spool_path(settings)) if takes_requests else None
+    intake = Intake(the_store, registry, new_id, spool=parts.spool,
+                    store_timeout=settings.spool.store_timeout, wake=parts.wake)
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
@@ -73,6 +80,11 @@ def create_app(
         try:
             await refuse_destinations(settings, registry.hooks, policy, resolver)
             await registry.sync(the_store, clock().timestamp())
+            if parts.spool is not None:  # what a crash left in it is stored from now on
+                parts.spool.open()
+                drainer = SpoolDrainer(intake, parts.spool, relays.values)
+                intake.spooled = drainer.wake
+                parts.tasks.append(asyncio.create_task(drainer.run()))
             if role in ("worker", "all"):
                 sender = sender or make_http_transport(
                     policy, resolver=resolver, max_connections=settings.delivery.max_connections
@@ -95,6 +107,8 @@ def create_app(
                 await sender.aclose()
             if owned_store:
                 await the_store.close()
+            if parts.spool is not None:
+                parts.spool.close()
 
     async def health(request: Request) -> JSONResponse:
         return JSONResponse({"status": "ok", "role": role})
@@ -103,9 +117,9 @@ def create_app(
         return f"{settings.public_url()}/in/{relay.token}"
 
     routes = [Route("/healthz", health, methods=["GET"])]
-    if role in ("web", "all"):
+    if takes_requests:
         ingress = Ingress(relays, the_store, settings.limits.max_body_bytes, clock, new_id,
-                          registry=registry, wake=parts.wake)
+                          registry=registry, intake=intake)
         routes.append(Route("/in/{token}", ingress.handle, methods=INGRESS_METHODS))
     routes += api_routes(parts, settings.admin.token, relay_url, clock)
     app = Starlette(routes=routes, lifespan=lifespan)
