@@ -18,6 +18,7 @@ def cmd_serve(args: argparse.Namespace, out: TextIO) -> int:
 
     from relayhook.assembly import load_relays
     from relayhook.web.app import create_app
+    from relayhook.web.slow import ConnectionLimits, guarded_protocol
 
     wrote_config = args.config is None and not Path(DEFAULT_CONFIG).exists()
     if wrote_config:
@@ -48,8 +49,12 @@ def cmd_serve(args: argparse.Namespace, out: TextIO) -> int:
     # full collection no longer walks it (those took 19-37 ms: the ingest p99 tail).
     gc.collect()
     gc.freeze()
+    limits = ConnectionLimits(header_timeout=settings.server.header_timeout,
+                              body_timeout=settings.server.body_timeout,
+                              max_connections=settings.server.max_connections)
     uvicorn.run(app, host=settings.server.host, port=settings.server.port,
-                log_level=args.log_level, access_log=args.access_log)
+                log_level=args.log_level, access_log=args.access_log,
+                http=guarded_protocol(limits))
     return 0
 
 
