@@ -23,7 +23,7 @@ import httpx
 from relayhook.delivery.http import refusal_reason
 from relayhook.hooks import Hook
 from relayhook.live import HookRegistry
-from relayhook.outbound import OutboundRequest, render_request, should_deliver
+from relayhook.outbound import OutboundRequest, redactor, render_request, should_deliver
 from relayhook.pacing import RateLimit
 from relayhook.retry import decide, parse_retry_after
 from relayhook.store import Attempt, Delivery, Outcome, Store, StoreError
@@ -186,7 +186,7 @@ class Dispatcher:
 
     async def _send(self, hook: Hook, delivery: Delivery, request: OutboundRequest,
                     started: float) -> tuple[Outcome, Attempt]:
-        record = request.record(self.secrets)
+        record = request.record(self.secrets, hook.secret_places)
         try:
             async with asyncio.timeout(hook.timeout + 1):  # a hard bound above httpx's own
                 response = await self.transport.handle_async_request(httpx.Request(
@@ -200,6 +200,7 @@ class Dispatcher:
                     await response.aclose()
         except (httpx.HTTPError, TimeoutError, OSError) as exc:
             error_class, message = _classify(exc, hook.timeout)
+            message = redactor(self.secrets, hook.secret_places)(message)  # a URL's token
             return self._failed(hook, delivery, started, record, error_class, message)
         attempt = Attempt(
             delivery_id=delivery.id, number=delivery.attempts + 1, started_at=started,

@@ -14,10 +14,11 @@ from datetime import datetime
 from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse, Response
 
-from relayhook.auth import REDACTED, challenge, check_credentials, credential_headers, needs_body
+from relayhook.auth import challenge, check_credentials, credential_headers, needs_body
 from relayhook.events import format_time
 from relayhook.live import HookRegistry
 from relayhook.mapping import InboundRequest, MappingError, map_request
+from relayhook.redaction import REDACTED
 from relayhook.relays import Relay
 from relayhook.routing import route
 from relayhook.store import RequestRecord, RequestStatus, Store, StoreError
