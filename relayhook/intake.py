@@ -16,12 +16,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from typing import Literal
 
 from relayhook.events import Event, parse_time
-from relayhook.live import HookRegistry
+from relayhook.live import LiveConfig
 from relayhook.mapping import InboundRequest, MappingError, map_request
 from relayhook.relays import Relay
 from relayhook.routing import route
@@ -62,7 +62,7 @@ class Intake:
     `wake` is called when new deliveries were stored; `spooled` when a request was spooled."""
 
     store: Store
-    registry: HookRegistry
+    live: LiveConfig
     new_id: Callable[[], str]
     spool: Spool | None = None
     store_timeout: float | None = None
@@ -135,7 +135,7 @@ class Intake:
         if not events:
             return []
         now = parse_time(record.received_at).timestamp()
-        return route(events, self.registry.hooks.values(), active=self.registry.active(),
+        return route(events, self.live.hooks.values(), active=self.live.active(),
                      now=now, new_id=self.new_id)
 
     async def _append(self, record: RequestRecord, reason: str | None) -> Kept:
@@ -156,11 +156,12 @@ class SpoolDrainer:
     """Stores what waits in the spool, in order and once by request id, as soon as the store
     takes writes again; then the spool file is emptied. Runs as a background task."""
 
-    def __init__(self, intake: Intake, spool: Spool, relays: Callable[[], Iterable[Relay]], *,
+    def __init__(self, intake: Intake, spool: Spool, relay_named: Callable[[str], Relay | None],
+                 *,
                  retry_min: float = 0.1, retry_max: float = 2.0) -> None:
         self.intake = intake
         self.spool = spool
-        self.relays = relays
+        self.relay_named = relay_named
         self.retry_min = retry_min
         self.retry_max = retry_max
         self._wake = asyncio.Event()
@@ -188,10 +189,9 @@ class SpoolDrainer:
             entries = await asyncio.to_thread(self.spool.read)
             if not entries:
                 return True
-            by_name = {relay.name: relay for relay in self.relays()}
             # Started in order, so the writer takes them in order (one group commit).
             kept = await asyncio.gather(*(
-                self.intake.keep(by_name.get(record.relay), record, may_spool=False)
+                self.intake.keep(self.relay_named(record.relay), record, may_spool=False)
                 for _, record in entries))
             done, end = 0, 0
             for (entry_end, record), outcome in zip(entries, kept, strict=True):

@@ -20,6 +20,8 @@ from relayhook.store.base import (
     RequestRecord,
     RequestStatus,
     Store,
+    StoredHook,
+    StoredRelay,
     StoreError,
     StoreUnavailableError,
 )
@@ -40,6 +42,8 @@ __all__ = [
     "SQLiteStore",
     "Store",
     "StoreError",
+    "StoredHook",
+    "StoredRelay",
     "StoreUnavailableError",
     "open_store",
     "sqlite_path",

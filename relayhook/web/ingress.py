@@ -17,11 +17,12 @@ from datetime import datetime
 from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse, Response
 
-from relayhook.auth import REDACTED, challenge, check_credentials, credential_headers, needs_body
+from relayhook.auth import challenge, check_credentials, credential_headers, needs_body
 from relayhook.events import format_time
 from relayhook.intake import Intake, Kept
-from relayhook.live import HookRegistry
+from relayhook.live import LiveConfig
 from relayhook.mapping import InboundRequest
+from relayhook.redaction import REDACTED
 from relayhook.relays import Relay
 from relayhook.store import RequestRecord, RequestStatus, Store, StoreError
 
@@ -49,22 +50,21 @@ async def read_body(request: Request, limit: int) -> bytes:
 
 @dataclass
 class Ingress:
-    relays: dict[str, Relay]
+    live: LiveConfig  # relays by token, hooks and whether each is active: read per request
     store: Store
     max_body_bytes: int
     clock: Callable[[], datetime]
     new_id: Callable[[], str]
-    registry: HookRegistry = field(default_factory=lambda: HookRegistry({}))
     wake: Callable[[], None] = lambda: None
     intake: Intake | None = None  # default: no spool, no limit on the wait for the store
     _intake: Intake = field(init=False, repr=False)
 
     def __post_init__(self) -> None:
-        self._intake = self.intake or Intake(self.store, self.registry, self.new_id,
+        self._intake = self.intake or Intake(self.store, self.live, self.new_id,
                                              wake=self.wake)
 
     async def handle(self, request: Request) -> Response:
-        relay = self.relays.get(request.path_params["token"])
+        relay = self.live.relays.get(request.path_params["token"])
         if relay is None:
             return _error(404, "no relay at this URL")
         accept = relay.connector.spec.accept
