@@ -309,3 +309,46 @@ def test_answers_stay_fast_when_the_spool_is_not_needed(tmp_path: Path) -> None:
         assert set(response.json()) == {"accepted", "duplicates", "request_id"}
         assert not server.db_path.with_suffix(".spool").stat().st_size
 
+
+
+class FileSizeLimitedProcess(RelayhookProcess):
+    """`relayhook serve` that may not grow any file past `limit` bytes (RLIMIT_FSIZE): past it,
+    a write fails with EFBIG, as on a full disk (Python ignores SIGXFSZ)."""
+
+    def __init__(self, *args: object, limit: int, **kwargs: object) -> None:
+        super().__init__(*args, **kwargs)  # type: ignore[arg-type]
+        self.limit = limit
+
+    def command(self) -> list[str]:
+        command = super().command()
+        wrapper = ("import os, resource, sys; "
+                   f"resource.setrlimit(resource.RLIMIT_FSIZE, ({self.limit}, {self.limit})); "
+                   "os.execv(sys.argv[1], sys.argv[1:])")
+        return [command[0], "-c", wrapper, *command]
+
+
+@pytest.mark.slow
+def test_only_when_the_spool_cannot_write_either_is_the_answer_503(tmp_path: Path) -> None:
+    generic = RelayConfig("generic-spool", "generic", "tok-generic-spool-000001")
+    body = json.dumps({"blob": "x" * 300_000}).encode()  # ~400 KB in the spool (base64)
+    server = FileSizeLimitedProcess(tmp_path, render_config(relays=[generic]), limit=1_000_000)
+    try:
+        server.start()
+        url = f"{server.url}/in/{generic.token}"
+        with write_lock(server.db_path), http_client(timeout=10.0) as client:
+            answers = [client.post(url, content=body) for _ in range(3)]
+        statuses = [a.status_code for a in answers]
+        assert statuses == [200, 200, 503], [a.text for a in answers]
+        assert all(a.json().get("spooled") for a in answers[:2])
+        kept = [a.json()["request_id"] for a in answers[:2]]
+
+        assert "spool cannot take it either" in server.log()
+        server.stop()
+    finally:
+        server.close(quiet=True)
+    # Room again (a new start without the limit): the two spooled ones are stored.
+    with RelayhookProcess(tmp_path, render_config(relays=[generic])) as again:
+        wait_until(lambda: set(stored(again.db_path)[0]) >= set(kept), timeout=WAIT,
+                   what="the spool drained")
+        assert answers[2].json()["request_id"] not in stored(again.db_path)[0]
+        assert again.db_path.with_suffix(".spool").stat().st_size == 0
