@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from relayhook.events import Event
-from relayhook.store.base import (
+from relayhook.records import (
     DELIVERY_STATUSES,
     Attempt,
     Delivery,
@@ -25,8 +25,8 @@ from relayhook.store.base import (
     Outcome,
     RequestRecord,
     RequestStatus,
-    StoreError,
 )
+from relayhook.store.base import StoreError
 from relayhook.store.sqlite import deliveries as deliveries_sql
 from relayhook.store.sqlite.deliveries import CLAIMABLE, UNFINISHED, one_of
 from relayhook.store.sqlite.rows import EVENT_COLUMNS, Row, dumps, page_query, to_event, where
