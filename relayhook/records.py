@@ -48,7 +48,9 @@ class IngestResult:
     deliveries: int = 0
 
 
-DeliveryStatus = Literal["pending", "failed", "claimed", "succeeded", "dead", "skipped", "paused"]
+DeliveryStatus = Literal[
+    "pending", "failed", "claimed", "succeeded", "dead", "skipped", "paused", "cancelled"
+]
 DELIVERY_STATUSES: tuple[DeliveryStatus, ...] = (
     "pending",  # due at `due_at`, never tried (or replayed)
     "failed",  # tried and failed; due again at `due_at`
@@ -57,8 +59,9 @@ DELIVERY_STATUSES: tuple[DeliveryStatus, ...] = (
     "dead",  # no more tries: the schedule ran out, or the failure cannot heal by itself
     "skipped",  # the hook's `when` was false for this event
     "paused",  # its hook is inactive; due again when the hook is active
+    "cancelled",  # its hook was deleted before it was sent; kept for the history
 )
-FINAL_STATUSES: tuple[DeliveryStatus, ...] = ("succeeded", "dead", "skipped")
+FINAL_STATUSES: tuple[DeliveryStatus, ...] = ("succeeded", "dead", "skipped", "cancelled")
 
 
 @dataclass(frozen=True, slots=True)

@@ -20,7 +20,7 @@ from relayhook.records import (
     RequestRecord,
     RequestStatus,
 )
-from relayhook.store.base import Store, StoreError
+from relayhook.store.base import Store, StoredHook, StoredRelay, StoreError
 from relayhook.store.sqlite import SQLiteStore
 
 __all__ = [
@@ -38,6 +38,8 @@ __all__ = [
     "SQLiteStore",
     "Store",
     "StoreError",
+    "StoredHook",
+    "StoredRelay",
     "open_store",
 ]
 
