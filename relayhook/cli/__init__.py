@@ -8,6 +8,7 @@
     relayhook render HOOK [--event FILE]     a hook's exact request as a cURL command
     relayhook send-test HOOK [--event FILE]  send an example event through a hook
     relayhook schema                         the connector JSON Schema
+    relayhook admin password                 set the web console's password (stdin if piped)
 """
 
 from __future__ import annotations
@@ -17,13 +18,13 @@ import sys
 from collections.abc import Sequence
 from typing import TextIO
 
-from relayhook.cli import authoring, serve, stored
+from relayhook.cli import admin, authoring, serve, stored
 from relayhook.errors import LocatedError, LocatedErrors, UsageError
 from relayhook.mapping import MappingError
 from relayhook.settings import DEFAULT_CONFIG
 from relayhook.templating import RenderError
 
-FAMILIES = (serve, authoring, stored)  # each adds its subcommands
+FAMILIES = (serve, authoring, stored, admin)  # each adds its subcommands
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -122,6 +122,30 @@ class Attempt:
 
 
 @dataclass(frozen=True, slots=True)
+class DeliveryFilter:
+    """Which deliveries a history page (or a bulk replay) is about; None or empty is no filter.
+
+    `statuses`: any of these; `min_code`..`max_code`: the last HTTP status, inclusive;
+    `since`..`until`: created at or after / before (epoch seconds); `text`: case-insensitive,
+    inside the event's type, subject or data; `request_id`: the events of one raw request;
+    `event_id`: one event's."""
+
+    hook: str | None = None
+    statuses: tuple[DeliveryStatus, ...] = ()
+    min_code: int | None = None
+    max_code: int | None = None
+    since: float | None = None
+    until: float | None = None
+    text: str | None = None
+    request_id: str | None = None
+    event_id: str | None = None
+
+
+# (relay or hook name, bucket number counted from `since`, status, count)
+ActivityRow = tuple[str, int, str, int]
+
+
+@dataclass(frozen=True, slots=True)
 class Outcome:
     """What becomes of a claimed delivery: `succeeded`, `failed` (due again at `due_at`),
     `dead`, `skipped` or `paused`."""
@@ -183,9 +207,10 @@ class Store(Protocol):
         status: RequestStatus | None = None,
         limit: int = 50,
         before: str | None = None,
+        text: str | None = None,
     ) -> list[RequestRecord]:
         """Stored requests, newest first, each with its `event_ids`; `before` is a request id to
-        page from (exclusive)."""
+        page from (exclusive); `text` keeps those whose body holds it (case-insensitive)."""
 
     async def list_events(
         self,
@@ -276,3 +301,30 @@ class Store(Protocol):
         """Make up to `limit` matching deliveries due again now (`pending`, `tries` = 0), or
         `paused` where their hook is inactive. One delivery by id (any status but `claimed`),
         or a hook's deliveries in `statuses` created at or after `since`. Returns how many."""
+
+    # --- what the console and the API browse with ------------------------------------------
+
+    async def find_deliveries(
+        self, where: DeliveryFilter, *, limit: int = 50, before: str | None = None
+    ) -> list[Delivery]:
+        """Deliveries matching `where`, newest first, each with its event; `before` is a
+        delivery id to page from (exclusive)."""
+
+    async def count_found_deliveries(self, where: DeliveryFilter) -> int:
+        """How many deliveries match `where`."""
+
+    async def request_activity(self, *, since: float, bucket_seconds: float) -> list[ActivityRow]:
+        """Requests received at or after `since` (epoch seconds), counted per relay, per bucket
+        of `bucket_seconds` (0 is the first) and per status (accepted / rejected)."""
+
+    async def delivery_activity(self, *, since: float, bucket_seconds: float) -> list[ActivityRow]:
+        """Deliveries created at or after `since`, counted per hook, per bucket of
+        `bucket_seconds` and per status they have now."""
+
+    async def get_admin_value(self, name: str) -> str | None:
+        """A value of the console's own state (`password_hash`, `session_key`), or None."""
+
+    async def set_admin_value(self, name: str, value: str, at: float, *,
+                              replace: bool = True) -> bool:
+        """Store a console value; with `replace=False` only if none is stored yet (so that two
+        processes starting at once agree on one). Returns whether it was written."""

@@ -1,10 +1,11 @@
 """The JSON API behind `Authorization: Bearer <admin token>`.
 
-    GET  /api/requests?relay=&status=&limit=&before=       raw requests, with event_ids
+    GET  /api/requests?relay=&status=&text=&limit=&before=  raw requests, with event_ids
     GET  /api/events?relay=&type=&subject=&request=&limit=&before=   events, with request_id
     GET  /api/relays                                       relays, URLs, refused requests
     GET  /api/hooks                                        hooks, state, deliveries per status
-    GET  /api/deliveries?hook=&status=&event=&limit=&before=
+    GET  /api/deliveries?hook=&status=a,b&min_code=&max_code=&since=&until=&text=&request=
+                        &event=&limit=&before=
     GET  /api/deliveries/{id}                              a delivery, its event and attempts
     POST /api/deliveries/{id}/replay                       send it again
     POST /api/hooks/{name}/replay?status=dead[,failed]&since=   send a hook's deliveries again
@@ -13,10 +14,9 @@
 
 from __future__ import annotations
 
-import base64
 import hmac
 from collections.abc import Awaitable, Callable
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 from starlette.requests import Request
@@ -24,14 +24,17 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from relayhook.assembly import Collaborators
-from relayhook.events import format_time, parse_time
+from relayhook.events import parse_time
 from relayhook.relays import Relay
-from relayhook.store import (
-    DELIVERY_STATUSES,
-    REQUEST_STATUSES,
-    Attempt,
-    Delivery,
-    RequestRecord,
+from relayhook.store import REQUEST_STATUSES
+from relayhook.web.readmodel import (
+    FilterError,
+    attempt_json,
+    delivery_filter,
+    delivery_json,
+    hook_summaries,
+    relay_summaries,
+    request_json,
 )
 
 MAX_LIMIT = 1000
@@ -55,69 +58,6 @@ def _one_of(value: str | None, allowed: tuple[str, ...], name: str) -> str | Non
     if value is not None and value not in allowed:
         raise ApiError(400, f"{name} must be one of {', '.join(allowed)}, got {value!r}")
     return value
-
-
-def _time(seconds: float | None) -> str | None:
-    return None if seconds is None else format_time(datetime.fromtimestamp(seconds, UTC))
-
-
-def _bytes_json(data: bytes) -> tuple[str, str]:
-    try:
-        return data.decode("utf-8"), "utf-8"
-    except UnicodeDecodeError:
-        return base64.b64encode(data).decode("ascii"), "base64"
-
-
-def request_json(record: RequestRecord) -> dict[str, Any]:
-    body, encoding = _bytes_json(record.body)
-    return {
-        "id": record.id,
-        "relay": record.relay,
-        "received_at": record.received_at,
-        "status": record.status,
-        "error": record.error,
-        "method": record.method,
-        "query": record.query,
-        "headers": [list(pair) for pair in record.headers],
-        "body": body,
-        "body_encoding": encoding,
-        "truncated": record.truncated,
-        "event_ids": list(record.event_ids),
-    }
-
-
-def delivery_json(delivery: Delivery) -> dict[str, Any]:
-    return {
-        "id": delivery.id,
-        "event_id": delivery.event_id,
-        "hook": delivery.hook,
-        "relay": delivery.relay,
-        "subject": delivery.subject,
-        "status": delivery.status,
-        "tries": delivery.tries,
-        "attempts": delivery.attempts,
-        "due_at": _time(delivery.due_at),
-        "last_status": delivery.last_status,
-        "last_error": delivery.last_error,
-        "created_at": _time(delivery.created_at),
-        "updated_at": _time(delivery.updated_at),
-    }
-
-
-def attempt_json(attempt: Attempt) -> dict[str, Any]:
-    body, encoding = _bytes_json(attempt.response_body)
-    return {
-        "number": attempt.number,
-        "started_at": _time(attempt.started_at),
-        "duration_ms": round(attempt.duration_ms, 3),
-        "request": attempt.request,
-        "response_status": attempt.response_status,
-        "response_headers": [list(pair) for pair in attempt.response_headers],
-        "response_body": body,
-        "response_body_encoding": encoding,
-        "error_class": attempt.error_class,
-        "error": attempt.error,
-    }
 
 
 def api_routes(
@@ -154,6 +94,7 @@ def api_routes(
         records = await store.list_requests(
             relay=request.query_params.get("relay"), status=status,  # type: ignore[arg-type]
             limit=_limit(request), before=request.query_params.get("before"),
+            text=request.query_params.get("text") or None,
         )
         return {"items": [request_json(record) for record in records]}
 
@@ -166,42 +107,19 @@ def api_routes(
         return {"items": [{**e.to_cloudevent(), "request_id": e.request_id} for e in events]}
 
     async def list_relays(request: Request) -> dict[str, Any]:
-        failures = await store.auth_failures()
-        return {"items": [
-            {
-                "name": relay.name,
-                "connector": relay.connector.id,
-                "url": relay_url(relay),
-                "auth_failures": failures.get(relay.name, (0, None))[0],
-                "last_auth_failure": failures.get(relay.name, (0, None))[1],
-            }
-            for relay in parts.relays.values()
-        ]}
+        return {"items": await relay_summaries(parts, relay_url, clock().timestamp())}
 
     async def list_hooks(request: Request) -> dict[str, Any]:
-        active = registry.active()
-        items = []
-        for name, hook in registry.hooks.items():
-            spec = hook.spec
-            items.append({
-                "name": name, "description": spec.description, "active": active[name],
-                "inactive_reason": None if active[name] else registry.reason(name),
-                "events": spec.events, "relays": spec.relays, "preset": spec.preset,
-                "method": hook.method, "url": spec.url, "timeout": hook.timeout,
-                "concurrency": hook.concurrency, "ordered": hook.ordered,
-                "rate_limit": hook.rate_limit.model_dump() if hook.rate_limit else None,
-                "signed": hook.signing_secret is not None,
-                "deliveries": await store.count_deliveries(hook=name),
-            })
-        return {"items": items}
+        return {"items": await hook_summaries(parts, clock().timestamp())}
 
     async def list_deliveries(request: Request) -> dict[str, Any]:
         params = request.query_params
-        status = _one_of(params.get("status"), DELIVERY_STATUSES, "status")
-        deliveries = await store.list_deliveries(
-            hook=params.get("hook"), status=status,  # type: ignore[arg-type]
-            event_id=params.get("event"), limit=_limit(request), before=params.get("before"),
-        )
+        try:
+            where = delivery_filter(params, params.getlist("status"))
+        except FilterError as exc:
+            raise ApiError(400, str(exc)) from exc
+        deliveries = await store.find_deliveries(where, limit=_limit(request),
+                                                 before=params.get("before"))
         return {"items": [delivery_json(d) for d in deliveries]}
 
     async def get_delivery(request: Request) -> dict[str, Any]:

@@ -2,7 +2,8 @@
 
     app = create_app(settings, store=store, transport=mock, clock=lambda: fixed, role="all")
 
-Roles: `web` takes requests (ingress and API), `worker` dispatches deliveries, `all` does both.
+Roles: `web` takes requests (ingress, API and console), `worker` dispatches deliveries, `all`
+does both.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ import httpx
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse
-from starlette.routing import Route
+from starlette.routing import BaseRoute, Route
 
 from relayhook.assembly import (
     Collaborators,
@@ -39,6 +40,7 @@ from relayhook.settings import Settings
 from relayhook.ssrf import Resolver
 from relayhook.store import Store
 from relayhook.web.api import api_routes
+from relayhook.web.console import Console, console_routes
 from relayhook.web.ingress import Ingress
 
 Role = Literal["web", "worker", "all"]
@@ -58,12 +60,14 @@ def create_app(
     role: Role = "all",
 ) -> Starlette:
     """The ASGI app. A store or transport passed in is opened and closed by its owner."""
-    _, relays = load_relays(settings)
+    connectors, relays = load_relays(settings)
     registry = HookRegistry(load_hooks(settings))
     owned_store = store is None
     the_store = store or open_settings_store(settings)
     parts = Collaborators(the_store, registry, relays)
     policy = destination_policy(settings)
+    console = (Console(parts, settings, connectors, clock=clock, new_id=new_id)
+               if role in ("web", "all") else None)
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
@@ -73,6 +77,8 @@ def create_app(
         try:
             await refuse_destinations(settings, registry.hooks, policy, resolver)
             await registry.sync(the_store, clock().timestamp())
+            if console is not None:
+                await console.start()
             if role in ("worker", "all"):
                 sender = sender or make_http_transport(
                     policy, resolver=resolver, max_connections=settings.delivery.max_connections
@@ -102,12 +108,14 @@ def create_app(
     def relay_url(relay: Relay) -> str:
         return f"{settings.public_url()}/in/{relay.token}"
 
-    routes = [Route("/healthz", health, methods=["GET"])]
+    routes: list[BaseRoute] = [Route("/healthz", health, methods=["GET"])]
     if role in ("web", "all"):
         ingress = Ingress(relays, the_store, settings.limits.max_body_bytes, clock, new_id,
                           registry=registry, wake=parts.wake)
         routes.append(Route("/in/{token}", ingress.handle, methods=INGRESS_METHODS))
     routes += api_routes(parts, settings.admin.token, relay_url, clock)
+    if console is not None:
+        routes += console_routes(console)
     app = Starlette(routes=routes, lifespan=lifespan)
     app.state.relayhook = parts
     return app

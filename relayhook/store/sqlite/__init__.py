@@ -11,14 +11,17 @@ import asyncio
 import json
 import sqlite3
 from collections.abc import Callable, Iterable, Mapping, Sequence
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, TypeVar
 
-from relayhook.events import Event
+from relayhook.events import Event, format_time
 from relayhook.store.base import (
     DELIVERY_STATUSES,
+    ActivityRow,
     Attempt,
     Delivery,
+    DeliveryFilter,
     DeliveryStatus,
     IngestResult,
     NewDelivery,
@@ -27,6 +30,7 @@ from relayhook.store.base import (
     RequestStatus,
     StoreError,
 )
+from relayhook.store.sqlite import browse
 from relayhook.store.sqlite import deliveries as deliveries_sql
 from relayhook.store.sqlite.deliveries import CLAIMABLE, UNFINISHED, one_of
 from relayhook.store.sqlite.rows import EVENT_COLUMNS, Row, dumps, page_query, to_event, where
@@ -34,7 +38,7 @@ from relayhook.store.sqlite.threads import GroupCommitWriter, ReaderPool
 
 T = TypeVar("T")
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 SYNCHRONOUS_LEVELS = ("NORMAL", "FULL", "EXTRA")
 BUSY_TIMEOUT_SECONDS = 5.0  # another process (the CLI) may hold the write lock for a moment
 READERS = 4
@@ -43,9 +47,10 @@ READERS = 4
 # 100k deliveries took twice as long.
 WRITER_CACHE_KIB = 32 * 1024
 
-# Version 1. `seq` orders rows ("newest first" = descending seq) and is what `before` pages on;
-# AUTOINCREMENT so a seq is never reused, even after the newest rows are deleted. Times of
-# deliveries are epoch seconds (REAL), always the caller's clock.
+# Version 1; version 2 added admin_values (every statement is IF NOT EXISTS, so migrating is
+# running it again). `seq` orders rows ("newest first" = descending seq) and is what `before`
+# pages on; AUTOINCREMENT so a seq is never reused, even after the newest rows are deleted.
+# Times of deliveries are epoch seconds (REAL), always the caller's clock.
 SCHEMA = f"""
 CREATE TABLE IF NOT EXISTS requests (
     seq         INTEGER PRIMARY KEY AUTOINCREMENT,
@@ -140,6 +145,13 @@ CREATE TABLE IF NOT EXISTS hooks (
     name        TEXT PRIMARY KEY,
     source      TEXT NOT NULL,  -- config (written at start) or, later, ui
     spec        TEXT NOT NULL,  -- JSON of the hook as written, with no secret value in it
+    updated_at  REAL NOT NULL
+);
+
+-- The console's own state, shared by every process: its password hash and session key.
+CREATE TABLE IF NOT EXISTS admin_values (
+    name        TEXT PRIMARY KEY,
+    value       TEXT NOT NULL,
     updated_at  REAL NOT NULL
 );
 """
@@ -266,8 +278,11 @@ class SQLiteStore:
         status: RequestStatus | None = None,
         limit: int = 50,
         before: str | None = None,
+        text: str | None = None,
     ) -> list[RequestRecord]:
-        filters = [("relay = ?", relay), ("status = ?", status)]
+        pattern = browse.like_pattern(text) if text else None
+        filters = [("relay = ?", relay), ("status = ?", status),
+                   ("CAST(body AS TEXT) LIKE ? ESCAPE '\\'", pattern)]
         sql, params = page_query("requests", REQUEST_COLUMNS, filters, before, limit)
         return await self._read(lambda conn: _with_event_ids(conn, conn.execute(sql, params)))
 
@@ -411,6 +426,32 @@ class SQLiteStore:
                 limit=limit,
             )
         )
+
+    # -- browsing: history, activity, the console's values
+
+    async def find_deliveries(
+        self, where: DeliveryFilter, *, limit: int = 50, before: str | None = None
+    ) -> list[Delivery]:
+        return await self._read(lambda conn: browse.find_deliveries(conn, where, limit, before))
+
+    async def count_found_deliveries(self, where: DeliveryFilter) -> int:
+        return await self._read(lambda conn: browse.count_found_deliveries(conn, where))
+
+    async def request_activity(self, *, since: float, bucket_seconds: float) -> list[ActivityRow]:
+        since_text = format_time(datetime.fromtimestamp(since, UTC))
+        return await self._read(
+            lambda conn: browse.request_activity(conn, since_text, since, bucket_seconds))
+
+    async def delivery_activity(self, *, since: float, bucket_seconds: float) -> list[ActivityRow]:
+        return await self._read(lambda conn: browse.delivery_activity(conn, since, bucket_seconds))
+
+    async def get_admin_value(self, name: str) -> str | None:
+        return await self._read(lambda conn: browse.get_admin_value(conn, name))
+
+    async def set_admin_value(self, name: str, value: str, at: float, *,
+                              replace: bool = True) -> bool:
+        return await self._write(
+            lambda conn: browse.set_admin_value(conn, name, value, at, replace))
 
     # -- connections
 
