@@ -6,7 +6,7 @@ from collections.abc import Mapping
 
 from relayhook.assembly import new_uuid
 from relayhook.events import parse_time
-from relayhook.live import HookRegistry
+from relayhook.live import LiveConfig
 from relayhook.mapping import InboundRequest, MappingError, map_request
 from relayhook.relays import Relay
 from relayhook.routing import route
@@ -14,7 +14,7 @@ from relayhook.store import RequestRecord, Store
 
 
 async def remap_request(record: RequestRecord, by_name: Mapping[str, Relay], store: Store,
-                        registry: HookRegistry, now: float) -> str:
+                        registry: LiveConfig, now: float) -> str:
     """Map a kept request again with its relay's connector now; what became of it, in words
     (`accepted, ...`, `still rejected: ...`, `skipped: ...`)."""
     if record.truncated:

@@ -1,6 +1,6 @@
 """What the console and the API browse with, run against every engine (today SQLite): filtered
 history, activity per hour, body search, the console's own values. An engine joins through the
-`store` fixture of test_store_deliveries."""
+`store` fixture of conftest."""
 
 from __future__ import annotations
 
@@ -10,12 +10,10 @@ from pathlib import Path
 
 import pytest
 from test_store import make_event, make_request, run
-from test_store_deliveries import NOW, claim, make_attempt, new_deliveries, new_store, seed, store
+from test_store_deliveries import NOW, claim, make_attempt, new_deliveries, seed
 
 from relayhook.store import DeliveryFilter, Outcome, SQLiteStore, Store
 from relayhook.store.sqlite import SCHEMA_VERSION
-
-__all__ = ["new_store", "store"]  # the fixtures, imported for their names
 
 
 def finish(store: Store, delivery_id: str, status: int, outcome: str = "failed") -> None:
@@ -89,14 +87,14 @@ def test_admin_values_first_writer_wins_unless_replacing(store: Store) -> None:
     assert run(store.get_admin_value("password_hash")) == "c"
 
 
-def test_sqlite_migrates_a_version_1_file(tmp_path: Path) -> None:
+def test_sqlite_migrates_a_version_2_file(tmp_path: Path) -> None:
     path = tmp_path / "relayhook.db"
     first = SQLiteStore(path)
     run(first.open())
     run(first.close())
     with contextlib.closing(sqlite3.connect(path)) as conn:
         conn.execute("DROP TABLE admin_values")
-        conn.execute("PRAGMA user_version = 1")
+        conn.execute("PRAGMA user_version = 2")
     again = SQLiteStore(path)
     run(again.open())
     try:

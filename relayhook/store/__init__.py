@@ -22,6 +22,8 @@ from relayhook.store.base import (
     RequestRecord,
     RequestStatus,
     Store,
+    StoredHook,
+    StoredRelay,
     StoreError,
 )
 from relayhook.store.sqlite import SQLiteStore
@@ -43,6 +45,8 @@ __all__ = [
     "SQLiteStore",
     "Store",
     "StoreError",
+    "StoredHook",
+    "StoredRelay",
     "open_store",
 ]
 

@@ -1,21 +1,22 @@
 """One read model for the JSON API and the console: a page never computes a figure differently
 from the API. Records become plain dicts here (times as RFC 3339, bytes as text or base64).
 
-    relays = await relay_summaries(parts, relay_url, now)      # /api/relays and the console
-    hooks = await hook_summaries(parts, now)                   # /api/hooks and the console
+    relays = await relay_summaries(parts, now)      # GET /api/relays and the console
+    hooks = await hook_summaries(parts, now)        # GET /api/hooks and the console
 """
 
 from __future__ import annotations
 
 import base64
 import json
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from relayhook.assembly import Collaborators
+from relayhook.assembly import Parts
 from relayhook.events import format_time, parse_time
+from relayhook.redaction import redacted_url
 from relayhook.relays import Relay
 from relayhook.store import (
     DELIVERY_STATUSES,
@@ -188,24 +189,48 @@ def activities(rows: list[ActivityRow]) -> dict[str, Activity]:
     return by_name
 
 
-async def relay_summaries(parts: Collaborators, relay_url: Callable[[Relay], str],
-                          now: float) -> list[dict[str, Any]]:
-    """Each relay: its connector, URL, refused requests, its newest request and 24-hour counts."""
+def relay_json(parts: Parts, relay: Relay, failures: Mapping[str, tuple[int, str]],
+               secret: bool = False) -> dict[str, Any]:
+    """A relay as the API and the console show it; its secret only when asked (reveal)."""
+    count, last = failures.get(relay.name, (0, None))
+    shown = {
+        "name": relay.name, "connector": relay.connector.id,
+        "connector_title": relay.connector.spec.title, "url": parts.manager.relay_url(relay),
+        "source": relay.source, "auth_failures": count, "last_auth_failure": last,
+    }
+    return {**shown, "secret": relay.secret} if secret else shown
+
+
+async def hook_json(parts: Parts, name: str) -> dict[str, Any]:
+    """A hook as the API and the console show it: no secret value anywhere."""
+    live = parts.live
+    hook, active = live.hooks[name], live.active()[name]
+    spec = hook.spec
+    return {
+        "name": name, "source": "config" if live.is_config_hook(name) else "api",
+        "description": spec.description, "active": active,
+        "inactive_reason": None if active else live.reason(name),
+        "events": spec.events, "relays": spec.relays, "preset": spec.preset,
+        "method": hook.method, "url": redacted_url(hook.url.source), "timeout": hook.timeout,
+        "concurrency": hook.concurrency, "ordered": hook.ordered,
+        "rate_limit": hook.rate_limit.model_dump() if hook.rate_limit else None,
+        "signed": hook.signing_secret is not None,
+        "deliveries": await parts.store.count_deliveries(hook=name),
+        "spec": parts.manager.written(name),
+    }
+
+
+async def relay_summaries(parts: Parts, now: float) -> list[dict[str, Any]]:
+    """Each relay (relay_json), its newest request and its last 24 hours' counts."""
     store = parts.store
     failures = await store.auth_failures()
     activity = activities(await store.request_activity(since=now - DAY, bucket_seconds=HOUR))
     items = []
-    for relay in sorted(parts.relays.values(), key=lambda r: r.name):
+    for relay in sorted(parts.live.relays.values(), key=lambda r: r.name):
         newest = await store.list_requests(relay=relay.name, limit=1)
         counts = activity.get(relay.name, Activity()).totals
-        refused, last_refused = failures.get(relay.name, (0, None))
         items.append({
-            "name": relay.name,
-            "connector": relay.connector.id,
-            "connector_title": relay.connector.spec.title,
-            "url": relay_url(relay),
-            "auth_failures": refused,
-            "last_auth_failure": last_refused,
+            **relay_json(parts, relay, failures),
             "last_request_at": newest[0].received_at if newest else None,
             "last_request_status": newest[0].status if newest else None,
             "last_24h": {"accepted": counts.get("accepted", 0),
@@ -214,25 +239,16 @@ async def relay_summaries(parts: Collaborators, relay_url: Callable[[Relay], str
     return items
 
 
-async def hook_summaries(parts: Collaborators, now: float) -> list[dict[str, Any]]:
-    """Each hook: its definition (no secret), whether it is active and why not, deliveries per
-    status in all and in the last 24 hours, and those 24 hours hour by hour."""
-    registry, store = parts.registry, parts.store
-    active = registry.active()
-    activity = activities(await store.delivery_activity(since=now - DAY, bucket_seconds=HOUR))
+async def hook_summaries(parts: Parts, now: float) -> list[dict[str, Any]]:
+    """Each hook (hook_json), its deliveries per status in the last 24 hours and those 24
+    hours hour by hour."""
+    activity = activities(await parts.store.delivery_activity(since=now - DAY,
+                                                              bucket_seconds=HOUR))
     items = []
-    for name, hook in sorted(registry.hooks.items()):
-        spec = hook.spec
+    for name in sorted(parts.live.hooks):
         recent = activity.get(name, Activity())
         items.append({
-            "name": name, "description": spec.description, "active": active[name],
-            "inactive_reason": None if active[name] else registry.reason(name),
-            "events": spec.events, "relays": spec.relays, "preset": spec.preset,
-            "method": hook.method, "url": spec.url, "timeout": hook.timeout,
-            "concurrency": hook.concurrency, "ordered": hook.ordered,
-            "rate_limit": hook.rate_limit.model_dump() if hook.rate_limit else None,
-            "signed": hook.signing_secret is not None,
-            "deliveries": await store.count_deliveries(hook=name),
+            **await hook_json(parts, name),
             "last_24h": {status: recent.totals.get(status, 0) for status in DELIVERY_STATUSES},
             "last_24h_hourly": recent.hours,
         })

@@ -25,7 +25,7 @@ __all__ = ["Console", "console_routes"]
 
 async def overview(console: Console, ctx: Ctx) -> Response:
     now = console.now()
-    relays = await relay_summaries(console.parts, console.relay_url, now)
+    relays = await relay_summaries(console.parts, now)
     hooks = await hook_summaries(console.parts, now)
     return ctx.render("overview.html", relays=relays, hooks=hooks, title="Overview")
 

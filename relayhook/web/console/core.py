@@ -7,7 +7,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 
-from relayhook.assembly import Collaborators
+from relayhook.assembly import Parts
 from relayhook.connectors import Connector
 from relayhook.relays import Relay
 from relayhook.settings import Settings
@@ -21,9 +21,7 @@ log = logging.getLogger("relayhook.console")
 class Console:
     """What the console's views share: the running parts, the settings and the clock."""
 
-    parts: Collaborators
-    settings: Settings
-    connectors: dict[str, Connector]
+    parts: Parts
     clock: Callable[[], datetime]
     new_id: Callable[[], str]
     gate: Gate = field(init=False)
@@ -34,14 +32,19 @@ class Console:
         self.gate = Gate(self.parts.store, secure=secure, clock=self.now)
         self.pages = Pages(self.gate, make_environment(), {"product": "Relayhook"})
 
+    @property
+    def settings(self) -> Settings:
+        return self.parts.settings
+
+    @property
+    def connectors(self) -> dict[str, Connector]:
+        return self.parts.connectors
+
     def now(self) -> float:
         return self.clock().timestamp()
 
-    def relay_url(self, relay: Relay) -> str:
-        return f"{self.settings.public_url()}/in/{relay.token}"
-
     def relay_named(self, name: str) -> Relay:
-        relay = next((r for r in self.parts.relays.values() if r.name == name), None)
+        relay = self.parts.live.relay_named(name)
         if relay is None:
             raise NotFound(f"There is no relay named {name!r}.")
         return relay

@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Any
 
 from starlette.responses import JSONResponse, Response
 
-from relayhook.errors import SpecError
+from relayhook.errors import InvalidError, NotFoundError, SpecError
 from relayhook.events import Event
 from relayhook.examples import example_event, example_events, newest_event
 from relayhook.hooks import PRESETS_DIR, Hook
@@ -65,10 +65,10 @@ async def preview_of(console: Console, hook: Hook | None,
                 "events chosen."}
     try:
         request = render_request(hook, event, delivery_id="preview",
-                                 secrets=console.settings.secrets, now=time.time())
+                                 secrets=console.settings.template_secrets(), now=time.time())
     except RenderError as exc:
         return {"curl": "", "source": f"Rendering failed for {source}: {exc}"}
-    hidden = {**console.settings.secrets,
+    hidden = {**console.settings.template_secrets(),
               **{f"field{i}": v for i, v in enumerate(secret_values(values))}}
     return {"curl": attempt_curl(request.record(hidden)),
             "source": f"{source}: {event.type}, subject {event.subject or '(none)'}"}
@@ -101,21 +101,25 @@ async def hook_form(console: Console, ctx: Ctx) -> Response:
     hook, errors_compiled = compile_spec(spec) if not errors_read else (None, [])
     errors += errors_read + errors_compiled
     if action == "save" and not errors:
-        errors_saved = await changes.save_hook(console, spec, name)
-        if not errors_saved:
+        problem = await changes.save_hook(console, spec, name)
+        if problem is None:
             return ctx.redirect(f"/hooks/{spec['name']}", f"Hook {spec['name']!r} is saved; "
                                 "it takes effect for the next event.")
-        return render_form(ctx, console, name, values, errors_saved, None)
+        shown_errors = (errors_by_field(problem.errors, values)
+                        if isinstance(problem, InvalidError) else {"name": problem})
+        return render_form(ctx, console, name, values, shown_errors, None)
     shown = errors if action in ("save", "preview") else []
     preview = await preview_of(console, hook, values) if action == "preview" or name else None
     return render_form(ctx, console, name, values, errors_by_field(shown, values), preview)
 
 
 async def stored_values(console: Console, name: str, known: set[str]) -> dict[str, Any]:
-    hook = console.parts.registry.hooks.get(name)
-    if hook is None:
-        raise NotFound(f"There is no hook named {name!r}.")
-    return values_from_spec(hook.spec.model_dump(exclude_defaults=True), known)
+    """The hook as written, each secret shown as [redacted] (saved back unchanged, it keeps
+    its value)."""
+    try:
+        return values_from_spec(console.parts.manager.written(name), known)
+    except NotFoundError as exc:
+        raise NotFound(f"There is no hook named {name!r}.") from exc
 
 
 def render_form(ctx: Ctx, console: Console, name: str | None, values: dict[str, Any],
@@ -124,7 +128,7 @@ def render_form(ctx: Ctx, console: Console, name: str | None, values: dict[str, 
         "hook_form.html", 422 if errors else 200,
         title=f"Edit hook {name}" if name else "New hook", editing=name, values=values,
         errors=errors, preview=preview, event_groups=event_choices(console),
-        relays=sorted(r.name for r in console.parts.relays.values()), presets=presets(),
+        relays=sorted(r.name for r in console.parts.live.relays.values()), presets=presets(),
         method_options=[(m, m) for m in METHODS])
 
 

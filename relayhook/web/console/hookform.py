@@ -12,11 +12,9 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
-from pydantic import ValidationError
-
-from relayhook.errors import SpecError
-from relayhook.hooks import Hook, HookSpec, compile_hook, load_preset, merge_preset
-from relayhook.templating import TemplateError
+from relayhook.errors import InvalidError, SpecError
+from relayhook.hooks import Hook, load_preset, validate_hook
+from relayhook.redaction import REDACTED
 from relayhook.web.console.pages import Form
 
 MAX_ROWS = 50
@@ -52,13 +50,14 @@ def rows_of(form: Form, kind: str) -> list[Row]:
     return rows
 
 
-def rows_from(mapping: dict[str, Any], secret: bool = False) -> list[Row]:
+def rows_from(mapping: dict[str, Any]) -> list[Row]:
+    """Rows for a table of templates; a value kept secret (shown `[redacted]`) stays masked."""
     rows = []
     for key, value in mapping.items():
         text = str(value)
         match = EVENT_FIELD.match(text)
         rows.append(Row(key, "event", match.group(1)) if match else Row(key, "fixed", text,
-                                                                        secret))
+                                                                        text == REDACTED))
     return rows
 
 
@@ -100,7 +99,7 @@ def values_from_spec(spec: dict[str, Any], known_events: set[str]) -> dict[str, 
         patterns="\n".join(e for e in events if e not in known_events),
         relays=list(spec.get("relays", [])), when=spec.get("when") or "",
         preset=spec.get("preset") or "", method=spec.get("method") or "POST",
-        url=spec.get("url") or "", header=rows_from(spec.get("headers", {}), secret=True),
+        url=spec.get("url") or "", header=rows_from(spec.get("headers", {})),
         param=rows_from(spec.get("params", {})),
         body_mode="default" if body is None else "rows" if isinstance(body, dict) else "template",
         body=body if isinstance(body, str) else "",
@@ -203,18 +202,12 @@ def spec_of(values: dict[str, Any]) -> tuple[dict[str, Any], list[SpecError]]:
 
 
 def compile_spec(spec: dict[str, Any]) -> tuple[Hook | None, list[SpecError]]:
-    """The hook compiled as the config loader compiles it, or its errors in `relayhook
-    check`'s words (every pydantic error, not only the first)."""
+    """The hook compiled as the config loader and the API compile it, or its errors in
+    `relayhook check`'s words."""
     try:
-        return compile_hook(HookSpec.model_validate(merge_preset(spec))), []
-    except SpecError as exc:
-        return None, [exc]
-    except ValidationError as exc:
-        return None, [SpecError(tuple(e["loc"]), "unknown key (a typo?)"
-                                if e["type"] == "extra_forbidden" else e["msg"])
-                      for e in exc.errors()]
-    except TemplateError as exc:
-        return None, [SpecError(tuple(exc.name.split(".", 1)), exc.message)]
+        return validate_hook(spec), []
+    except InvalidError as exc:
+        return None, exc.errors
 
 
 def field_of(error: SpecError, values: dict[str, Any]) -> str:

@@ -11,6 +11,7 @@ from urllib.parse import urlencode
 
 from starlette.responses import Response
 
+from relayhook.errors import ConflictError
 from relayhook.events import Event, format_time
 from relayhook.examples import example_event
 from relayhook.hooks import Hook
@@ -28,7 +29,7 @@ TEST_RELAY = "(test)"  # not a possible relay name: marks the console's test eve
 FILTER_KEYS = ("min_code", "max_code", "since", "until", "text")
 
 def hook_named(console: Console, name: str) -> Hook:
-    hook = console.parts.registry.hooks.get(name)
+    hook = console.parts.live.hooks.get(name)
     if hook is None:
         raise NotFound(f"There is no hook named {name!r}.")
     return hook
@@ -73,12 +74,11 @@ async def set_active(console: Console, ctx: Ctx) -> Response:
     active = ctx.form.get("active") == "on"
     back = ctx.form.get("back", "/hooks")
     back = back if back.startswith("/") and not back.startswith("//") else "/hooks"
-    if active and not hook.active:
-        return ctx.redirect(back, f"Hook {hook.name!r} is inactive in the config file: "
-                            "change `active` there.")
-    reason = None if active else "switched off in the console"
-    changed = await console.parts.registry.set_active(console.parts.store, hook.name, active,
-                                                      reason, console.now())
+    try:
+        changed = await console.parts.manager.set_active(hook.name, active,
+                                                         "switched off in the console")
+    except ConflictError as exc:
+        return ctx.redirect(back, f"{exc}.")
     console.parts.wake()
     if active:
         message = f"Hook {hook.name!r} is active: {changed} waiting deliveries are sent now."
@@ -91,7 +91,7 @@ async def send_test(console: Console, ctx: Ctx) -> Response:
     """Send the connector's example event (never a customer's data) through the hook, by the
     real dispatcher, as a delivery marked test in its history."""
     hook = hook_named(console, ctx.param("name"))
-    sources = [(r.connector, r.name) for r in console.parts.relays.values()]
+    sources = [(r.connector, r.name) for r in console.parts.live.relays.values()]
     sources += [(c, c.id) for c in console.connectors.values()]
     example = example_event(hook, sources)
     if example is None:
@@ -105,7 +105,7 @@ async def send_test(console: Console, ctx: Ctx) -> Response:
         id=console.new_id(), relay=TEST_RELAY, received_at=format_time(now), method="POST",
         query="", headers=(("x-relayhook-test", "console"),),
         body=json.dumps(event.to_cloudevent()).encode(), status="accepted")
-    active = console.parts.registry.active().get(hook.name, False)
+    active = console.parts.live.active().get(hook.name, False)
     delivery = NewDelivery(id=console.new_id(), event_id=event.id, hook=hook.name,
                            subject=event.subject, status="pending" if active else "paused",
                            due_at=now.timestamp())
@@ -190,10 +190,10 @@ async def cancel_job(console: Console, ctx: Ctx) -> Response:
 
 async def delete_hook(console: Console, ctx: Ctx) -> Response:
     name = hook_named(console, ctx.param("name")).name
-    error = await changes.delete_hook(console, name)
-    if error:
-        return ctx.redirect(f"/hooks/{name}", error)
-    return ctx.redirect("/hooks", f"Hook {name!r} is deleted; its history stays.")
+    deleted, message = await changes.delete_hook(console, name)
+    if not deleted:
+        return ctx.redirect(f"/hooks/{name}", message)
+    return ctx.redirect("/hooks", f"Hook {name!r} is deleted; its history stays. {message}")
 
 ROUTES = [
     ("/hooks", list_hooks, ["GET"]),

@@ -32,7 +32,7 @@ async def show_request(console: Console, ctx: Ctx) -> Response:
     return ctx.render("request.html", title="Request", record=request_json(record),
                       body=pretty_body(record.body), events=events, by_event=by_event,
                       relay_known=any(r.name == record.relay
-                                      for r in console.parts.relays.values()))
+                                      for r in console.parts.live.relays.values()))
 
 
 async def remap(console: Console, ctx: Ctx) -> Response:
@@ -40,8 +40,8 @@ async def remap(console: Console, ctx: Ctx) -> Response:
     record = await store.get_request(ctx.param("id"))
     if record is None:
         raise NotFound("There is no kept request with this id.")
-    by_name = {relay.name: relay for relay in console.parts.relays.values()}
-    message = await remap_request(record, by_name, store, console.parts.registry, console.now())
+    by_name = {relay.name: relay for relay in console.parts.live.relays.values()}
+    message = await remap_request(record, by_name, store, console.parts.live, console.now())
     console.parts.wake()
     return ctx.redirect(f"/requests/{record.id}", f"Mapped again: {message}.")
 
@@ -55,7 +55,7 @@ async def show_delivery(console: Console, ctx: Ctx) -> Response:
               "response_text": pretty_body(a.response_body)} for a in reversed(attempts)]
     return ctx.render("delivery.html", title="Delivery", delivery=delivery, attempts=shown,
                       event=delivery.event, finished=delivery.status in FINAL_STATUSES,
-                      hook_known=delivery.hook in console.parts.registry.hooks)
+                      hook_known=delivery.hook in console.parts.live.hooks)
 
 
 async def replay_delivery(console: Console, ctx: Ctx) -> Response:

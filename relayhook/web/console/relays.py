@@ -9,6 +9,7 @@ import httpx
 from starlette.responses import Response
 
 from relayhook.auth import credentials_for
+from relayhook.errors import ConflictError
 from relayhook.examples import example_events
 from relayhook.relays import Relay
 from relayhook.web.console import changes
@@ -23,7 +24,7 @@ MASK = "••••••••"
 
 
 async def list_relays(console: Console, ctx: Ctx) -> Response:
-    relays = await relay_summaries(console.parts, console.relay_url, console.now())
+    relays = await relay_summaries(console.parts, console.now())
     return ctx.render("relays.html", title="Relays", relays=relays)
 
 
@@ -47,14 +48,14 @@ async def new_relay(console: Console, ctx: Ctx) -> Response:
 
 def setup_text(console: Console, relay: Relay, secret: str) -> str:
     return str(relay.connector.setup.render(
-        {"relay_url": console.relay_url(relay), "secret": secret})).strip()
+        {"relay_url": console.parts.manager.relay_url(relay), "secret": secret})).strip()
 
 
 async def relay_page(console: Console, ctx: Ctx, *, revealed: str | None = None,
                      answer: str | None = None) -> Response:
     relay = console.relay_named(ctx.param("name"))
-    summary = next(r for r in await relay_summaries(console.parts, console.relay_url,
-                                                    console.now()) if r["name"] == relay.name)
+    summaries = await relay_summaries(console.parts, console.now())
+    summary = next(r for r in summaries if r["name"] == relay.name)
     text = ctx.request.query_params.get("text", "").strip()
     tab = "example" if ctx.request.query_params.get("tab") == "example" or text else "setup"
     before = ctx.request.query_params.get("before") or None
@@ -82,11 +83,16 @@ async def relay_secret(console: Console, ctx: Ctx) -> Response:
     """Reveal (a POST, so the secret is never in a URL or a cache) or rotate the secret."""
     relay = console.relay_named(ctx.param("name"))
     if ctx.form.get("action") == "rotate":
-        secret = await changes.rotate_secret(console, relay.name)
+        try:
+            secret = await changes.rotate_secret(console, relay.name)
+        except ConflictError as exc:
+            ctx.session.flash(f"{exc}.")
+            return await relay_page(console, ctx)
         ctx.session.flash("A new secret is in use; the old one stopped working. Paste the new "
                           "one into the provider's settings.")
         return await relay_page(console, ctx, revealed=secret)
-    return await relay_page(console, ctx, revealed=relay.secret)
+    return await relay_page(console, ctx,
+                            revealed=(await console.parts.manager.relay_secret(relay.name)).secret)
 
 
 async def send_sample(console: Console, ctx: Ctx) -> Response:
