@@ -8,7 +8,7 @@
     button.addEventListener("click", function () {
       var source = document.querySelector(button.getAttribute("data-copy"));
       if (!source) return;
-      var text = source.textContent;
+      var text = source.tagName === "INPUT" ? source.value : source.textContent;
       var done = function () {
         var label = button.textContent;
         button.textContent = "Copied";
@@ -23,6 +23,7 @@
   });
 
   function select(node) {
+    if (node.tagName === "INPUT") { node.select(); return; }
     var range = document.createRange();
     range.selectNodeContents(node);
     var selection = window.getSelection();
