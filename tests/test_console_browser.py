@@ -52,7 +52,7 @@ class Visits:
         self.problems: list[str] = []
         self.seen: list[str] = []
 
-    def check(self, page: Any, name: str) -> None:
+    def check(self, page: Any, name: str, readme: bool = False) -> None:
         page.wait_for_load_state("load")
         results = self.axe.run(page)
         for violation in results.response["violations"]:
@@ -61,8 +61,10 @@ class Visits:
                 self.problems.append(f"{name}: {violation['id']} ({violation['impact']}): "
                                      f"{violation['help']} at {targets}")
         for width in (WIDE, NARROW):
-            page.set_viewport_size({"width": width, "height": 900})
+            page.set_viewport_size({"width": width, "height": 800 if width == WIDE else 844})
             page.screenshot(path=str(self.folder / f"{name}-{width}.png"), full_page=True)
+            if readme:  # what the README shows: the top of the page only, a small PNG
+                page.screenshot(path=str(self.folder / f"readme-{name}-{width}.png"))
         page.set_viewport_size({"width": WIDE, "height": 900})
         self.seen.append(name)
 
@@ -158,7 +160,7 @@ def test_the_whole_story_in_a_browser(server: RelayhookProcess, receiver: Receiv
     assert len(secret) >= 32
     expect(page.get_by_text(f"Webhook Basic Auth String:  {secret}")).to_be_visible()
     expect(page.get_by_text(f"Webhook URL (POST API):     {relay_url}")).to_be_visible()
-    visits.check(page, "relay-setup")
+    visits.check(page, "relay-setup", readme=True)
 
     # Post the GMetri seed's rules example with real Basic credentials.
     body = (EXAMPLES / "gmetri-rules.json").read_bytes()
@@ -218,7 +220,7 @@ def test_the_whole_story_in_a_browser(server: RelayhookProcess, receiver: Receiv
     expect(preview).to_contain_text("x-api-key: [redacted]")
     expect(preview).not_to_contain_text("key-123")
     expect(preview).to_contain_text("newest matching event received")
-    visits.check(page, "hook-new")
+    visits.check(page, "hook-new", readme=True)
     page.get_by_role("button", name="Save hook").click()
     expect(page.get_by_role("heading", name=f"Hook {HOOK}")).to_be_visible()
 
@@ -293,7 +295,7 @@ def test_the_whole_story_in_a_browser(server: RelayhookProcess, receiver: Receiv
     # The overview: counts and a chart per hook.
     page.get_by_role("navigation", name="Sections").get_by_role("link", name="Overview").click()
     expect(page.get_by_role("img", name=re.compile("Deliveries per hour"))).to_be_visible()
-    visits.check(page, "overview")
+    visits.check(page, "overview", readme=True)
     page.goto(server.url + "/relays")
     visits.check(page, "relays")
 
