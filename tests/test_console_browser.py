@@ -328,3 +328,55 @@ def test_the_whole_story_in_a_browser(server: RelayhookProcess, receiver: Receiv
 
     assert not visits.problems, "\n".join(visits.problems)
     print(f"screenshots of {len(visits.seen)} pages in {SCREENSHOTS}")
+
+
+def test_every_basic_flow_works_without_javascript(server: RelayhookProcess,
+                                                   receiver: Receiver, browser: Any) -> None:
+    context = browser.new_context(java_script_enabled=False)
+    page = context.new_page()
+    page.set_default_timeout(20_000)
+    sign_in(page, server)
+
+    page.goto(server.url + "/relays/new")
+    page.get_by_label("GMetri").check()
+    page.get_by_label("Name", exact=True).fill("gmetri")
+    page.get_by_role("button", name="Create relay").click()
+    expect(page.get_by_role("button", name="Copy URL")).to_be_hidden()  # the script adds them
+    relay_url = page.get_by_label("Relay URL").input_value()
+    page.get_by_role("button", name="Reveal secret").click()
+    secret = page.get_by_label("Secret", exact=True).input_value()
+
+    page.goto(server.url + "/hooks/new")
+    page.get_by_label("Name", exact=True).fill(HOOK)
+    page.get_by_label("gmetri.rule.triggered", exact=True).check()
+    page.get_by_label("Preset", exact=True).select_option("zapier")
+    page.get_by_role("button", name="Use preset").click()
+    expect(page.get_by_label("Rate limit")).to_have_value("25")
+    page.get_by_label("URL", exact=True).fill(receiver.url + "/nojs/")
+    page.get_by_role("button", name="Add a header").click()  # a second row, posted back
+    expect(page.get_by_role("group", name="Headers").get_by_label("Key", exact=True))\
+        .to_have_count(2)
+    page.get_by_role("button", name="Preview").click()
+    expect(page.get_by_role("complementary", name="Preview")).to_contain_text("/nojs/")
+    page.get_by_label("URL", exact=True).fill("not a url")
+    page.get_by_role("button", name="Save hook").click()  # refused, said at the field
+    expect(page.get_by_role("alert")).to_contain_text("There is a problem")
+    page.get_by_label("URL", exact=True).fill(receiver.url + "/nojs/")
+    page.get_by_role("button", name="Save hook").click()
+    expect(page.get_by_role("heading", name=f"Hook {HOOK}")).to_be_visible()
+
+    page.get_by_role("button", name=f"Make inactive: {HOOK}").click()
+    expect(page.get_by_role("status").first).to_contain_text("is inactive")
+    assert post_to_relay(relay_url, secret, one_rule("a@example.com")).status_code == 200
+    page.goto(server.url + f"/hooks/{HOOK}")
+    expect(page.get_by_role("region", name="History").get_by_role("row")
+           .filter(has_text="paused")).to_have_count(1)
+    page.get_by_role("button", name=f"Make active: {HOOK}").click()
+    receiver.wait_for(1, timeout=20, path="/nojs/")
+    page.goto(server.url + f"/hooks/{HOOK}")
+    page.get_by_role("region", name="History").get_by_role("row").nth(1).get_by_role("link")\
+        .click()
+    expect(page.get_by_role("heading", level=1)).to_contain_text("succeeded")
+    page.get_by_role("button", name="Replay").click()
+    receiver.wait_for(2, timeout=20, path="/nojs/")
+    context.close()
