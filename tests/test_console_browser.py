@@ -40,6 +40,7 @@ pytestmark = [
 sync_api = pytest.importorskip("playwright.sync_api")
 axe_module = pytest.importorskip("axe_playwright_python.sync_playwright")
 expect = sync_api.expect
+expect.set_options(timeout=15_000)  # a shared 2-core machine: pages may take seconds
 
 
 class Visits:

@@ -10,15 +10,15 @@ from pathlib import Path
 import pytest
 
 from relayhook.cli import main
-from relayhook.store import SQLiteStore
-from relayhook.web.console.session import (
+from relayhook.passwords import (
     PASSWORD_HASH,
-    Throttle,
     ensure_password,
     fingerprint,
     hash_password,
     password_matches,
 )
+from relayhook.store import SQLiteStore
+from relayhook.web.console.session import Throttle
 
 
 class Clock:

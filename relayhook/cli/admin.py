@@ -16,8 +16,8 @@ from typing import Any, TextIO
 from relayhook.assembly import opened_store
 from relayhook.cli.common import add_config_flag, settings_of
 from relayhook.errors import UsageError
+from relayhook.passwords import MIN_PASSWORD, ensure_password, set_password
 from relayhook.settings import Settings
-from relayhook.web.console.session import MIN_PASSWORD, ensure_password, set_password
 
 
 def read_password(stdin: TextIO) -> str:

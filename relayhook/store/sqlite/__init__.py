@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from relayhook.events import Event, format_time
-from relayhook.store.base import (
+from relayhook.records import (
     DELIVERY_STATUSES,
     ActivityRow,
     Attempt,
@@ -28,10 +28,8 @@ from relayhook.store.base import (
     Outcome,
     RequestRecord,
     RequestStatus,
-    StoredHook,
-    StoredRelay,
-    StoreError,
 )
+from relayhook.store.base import StoredHook, StoredRelay, StoreError
 from relayhook.store.sqlite import browse
 from relayhook.store.sqlite import config as config_sql
 from relayhook.store.sqlite import deliveries as deliveries_sql

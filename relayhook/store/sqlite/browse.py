@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import sqlite3
 
-from relayhook.store.base import ActivityRow, Delivery, DeliveryFilter
+from relayhook.records import ActivityRow, Delivery, DeliveryFilter
 from relayhook.store.sqlite.deliveries import WITH_EVENT, delivery_with_event
 from relayhook.store.sqlite.rows import Row
 

@@ -9,10 +9,11 @@ from datetime import datetime
 
 from relayhook.assembly import Parts
 from relayhook.connectors import Connector
+from relayhook.passwords import ensure_password
 from relayhook.relays import Relay
 from relayhook.settings import Settings
 from relayhook.web.console.pages import NotFound, Pages, make_environment
-from relayhook.web.console.session import Gate, ensure_password
+from relayhook.web.console.session import Gate
 
 log = logging.getLogger("relayhook.console")
 

@@ -15,71 +15,26 @@ password signs every browser out.
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import hmac
 import secrets
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from argon2 import PasswordHasher
-from argon2.exceptions import InvalidHashError, VerificationError
 from itsdangerous import BadSignature, URLSafeTimedSerializer
 from starlette.requests import Request
 from starlette.responses import Response
 
+from relayhook.passwords import PASSWORD_HASH, fingerprint, password_matches
 from relayhook.store.base import Store
 
-PASSWORD_HASH = "password_hash"
 SESSION_KEY = "session_key"
 COOKIE = "relayhook_console"
 SESSION_SECONDS = 7 * 24 * 3600
-MIN_PASSWORD = 10
 FAILURES_ALLOWED = 5  # per address within THROTTLE_WINDOW; the next try is answered 429
 THROTTLE_WINDOW = 60.0
 THROTTLE_ADDRESSES = 10_000  # remembered at most; the oldest are forgotten first
 HASH_CACHE_SECONDS = 1.0  # a new password ends other processes' sessions within this
-
-_hasher = PasswordHasher()  # argon2id, RFC 9106's low-memory profile
-
-
-def hash_password(password: str) -> str:
-    """The argon2id hash to store. ValueError for a password too short to be one."""
-    if len(password) < MIN_PASSWORD:
-        raise ValueError(f"a console password has at least {MIN_PASSWORD} characters")
-    return _hasher.hash(password)
-
-
-def new_password() -> str:
-    return secrets.token_urlsafe(15)  # 20 characters, 120 bits
-
-
-def password_matches(stored_hash: str, password: str) -> bool:
-    try:
-        return _hasher.verify(stored_hash, password)
-    except (VerificationError, InvalidHashError):
-        return False
-
-
-def fingerprint(stored_hash: str) -> str:
-    return hashlib.sha256(stored_hash.encode()).hexdigest()[:16]
-
-
-async def ensure_password(store: Store, now: float) -> str | None:
-    """Make up a password when none is stored; returns it (to be shown once) if this call set
-    it, None when one was there already (or another process set one first)."""
-    if await store.get_admin_value(PASSWORD_HASH) is not None:
-        return None
-    password = new_password()
-    stored_hash = await asyncio.to_thread(hash_password, password)
-    written = await store.set_admin_value(PASSWORD_HASH, stored_hash, now, replace=False)
-    return password if written else None
-
-
-async def set_password(store: Store, password: str, now: float) -> None:
-    stored_hash = await asyncio.to_thread(hash_password, password)
-    await store.set_admin_value(PASSWORD_HASH, stored_hash, now)
-
 
 @dataclass
 class Session:
