@@ -129,3 +129,27 @@ class Outcome:
     due_at: float | None = None
     error: str | None = None
     response_status: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class DeliveryFilter:
+    """Which deliveries a history page (or a bulk replay) is about; None or empty is no filter.
+
+    `statuses`: any of these; `min_code`..`max_code`: the last HTTP status, inclusive;
+    `since`..`until`: created at or after / before (epoch seconds); `text`: case-insensitive,
+    inside the event's type, subject or data; `request_id`: the events of one raw request;
+    `event_id`: one event's."""
+
+    hook: str | None = None
+    statuses: tuple[DeliveryStatus, ...] = ()
+    min_code: int | None = None
+    max_code: int | None = None
+    since: float | None = None
+    until: float | None = None
+    text: str | None = None
+    request_id: str | None = None
+    event_id: str | None = None
+
+
+# (relay or hook name, bucket number counted from `since`, status, count)
+ActivityRow = tuple[str, int, str, int]

@@ -13,8 +13,10 @@ from typing import Any, Protocol
 from relayhook.errors import RelayhookError
 from relayhook.events import Event
 from relayhook.records import (
+    ActivityRow,
     Attempt,
     Delivery,
+    DeliveryFilter,
     DeliveryStatus,
     IngestResult,
     NewDelivery,
@@ -113,9 +115,10 @@ class Store(Protocol):
         status: RequestStatus | None = None,
         limit: int = 50,
         before: str | None = None,
+        text: str | None = None,
     ) -> list[RequestRecord]:
         """Stored requests, newest first, each with its `event_ids`; `before` is a request id to
-        page from (exclusive)."""
+        page from (exclusive); `text` keeps those whose body holds it (case-insensitive)."""
 
     async def list_events(
         self,
@@ -235,3 +238,30 @@ class Store(Protocol):
         """Make up to `limit` matching deliveries due again now (`pending`, `tries` = 0), or
         `paused` where their hook is inactive. One delivery by id (any status but `claimed`),
         or a hook's deliveries in `statuses` created at or after `since`. Returns how many."""
+
+    # --- what the console and the API browse with ------------------------------------------
+
+    async def find_deliveries(
+        self, where: DeliveryFilter, *, limit: int = 50, before: str | None = None
+    ) -> list[Delivery]:
+        """Deliveries matching `where`, newest first, each with its event; `before` is a
+        delivery id to page from (exclusive)."""
+
+    async def count_found_deliveries(self, where: DeliveryFilter) -> int:
+        """How many deliveries match `where`."""
+
+    async def request_activity(self, *, since: float, bucket_seconds: float) -> list[ActivityRow]:
+        """Requests received at or after `since` (epoch seconds), counted per relay, per bucket
+        of `bucket_seconds` (0 is the first) and per status (accepted / rejected)."""
+
+    async def delivery_activity(self, *, since: float, bucket_seconds: float) -> list[ActivityRow]:
+        """Deliveries created at or after `since`, counted per hook, per bucket of
+        `bucket_seconds` and per status they have now."""
+
+    async def get_admin_value(self, name: str) -> str | None:
+        """A value of the console's own state (`password_hash`, `session_key`), or None."""
+
+    async def set_admin_value(self, name: str, value: str, at: float, *,
+                              replace: bool = True) -> bool:
+        """Store a console value; with `replace=False` only if none is stored yet (so that two
+        processes starting at once agree on one). Returns whether it was written."""

@@ -11,14 +11,17 @@ import asyncio
 import json
 import sqlite3
 from collections.abc import Callable, Iterable, Mapping, Sequence
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, TypeVar
 
-from relayhook.events import Event
+from relayhook.events import Event, format_time
 from relayhook.records import (
     DELIVERY_STATUSES,
+    ActivityRow,
     Attempt,
     Delivery,
+    DeliveryFilter,
     DeliveryStatus,
     IngestResult,
     NewDelivery,
@@ -27,6 +30,7 @@ from relayhook.records import (
     RequestStatus,
 )
 from relayhook.store.base import StoredHook, StoredRelay, StoreError
+from relayhook.store.sqlite import browse
 from relayhook.store.sqlite import config as config_sql
 from relayhook.store.sqlite import deliveries as deliveries_sql
 from relayhook.store.sqlite.deliveries import CLAIMABLE, UNFINISHED, one_of
@@ -35,7 +39,7 @@ from relayhook.store.sqlite.threads import GroupCommitWriter, ReaderPool
 
 T = TypeVar("T")
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 SYNCHRONOUS_LEVELS = ("NORMAL", "FULL", "EXTRA")
 # How long a write waits for another process (the CLI, a backup) to release the write lock.
 # Short: the ingress does not wait on it (it spools after [spool] store_timeout), and a writer
@@ -62,6 +66,16 @@ CREATE TABLE IF NOT EXISTS config_version (
     version     INTEGER NOT NULL
 );
 INSERT OR IGNORE INTO config_version (id, version) VALUES (1, 0);
+"""
+
+# Version 3: the console's own state, shared by every process: its password hash and session
+# key.
+ADMIN_SCHEMA = """
+CREATE TABLE IF NOT EXISTS admin_values (
+    name        TEXT PRIMARY KEY,
+    value       TEXT NOT NULL,
+    updated_at  REAL NOT NULL
+);
 """
 
 # Version 1. `seq` orders rows ("newest first" = descending seq) and is what `before` pages on;
@@ -164,7 +178,7 @@ CREATE TABLE IF NOT EXISTS hooks (
     updated_at  REAL NOT NULL,
     sealed      TEXT            -- an api hook's secret values, encrypted (relayhook.sealing)
 );
-""" + CONFIG_SCHEMA
+""" + CONFIG_SCHEMA + ADMIN_SCHEMA
 
 
 
@@ -297,8 +311,11 @@ class SQLiteStore:
         status: RequestStatus | None = None,
         limit: int = 50,
         before: str | None = None,
+        text: str | None = None,
     ) -> list[RequestRecord]:
-        filters = [("relay = ?", relay), ("status = ?", status)]
+        pattern = browse.like_pattern(text) if text else None
+        filters = [("relay = ?", relay), ("status = ?", status),
+                   ("CAST(body AS TEXT) LIKE ? ESCAPE '\\'", pattern)]
         sql, params = page_query("requests", REQUEST_COLUMNS, filters, before, limit)
         return await self._read(lambda conn: _with_event_ids(conn, conn.execute(sql, params)))
 
@@ -456,6 +473,32 @@ class SQLiteStore:
             )
         )
 
+    # -- browsing: history, activity, the console's values
+
+    async def find_deliveries(
+        self, where: DeliveryFilter, *, limit: int = 50, before: str | None = None
+    ) -> list[Delivery]:
+        return await self._read(lambda conn: browse.find_deliveries(conn, where, limit, before))
+
+    async def count_found_deliveries(self, where: DeliveryFilter) -> int:
+        return await self._read(lambda conn: browse.count_found_deliveries(conn, where))
+
+    async def request_activity(self, *, since: float, bucket_seconds: float) -> list[ActivityRow]:
+        since_text = format_time(datetime.fromtimestamp(since, UTC))
+        return await self._read(
+            lambda conn: browse.request_activity(conn, since_text, since, bucket_seconds))
+
+    async def delivery_activity(self, *, since: float, bucket_seconds: float) -> list[ActivityRow]:
+        return await self._read(lambda conn: browse.delivery_activity(conn, since, bucket_seconds))
+
+    async def get_admin_value(self, name: str) -> str | None:
+        return await self._read(lambda conn: browse.get_admin_value(conn, name))
+
+    async def set_admin_value(self, name: str, value: str, at: float, *,
+                              replace: bool = True) -> bool:
+        return await self._write(
+            lambda conn: browse.set_admin_value(conn, name, value, at, replace))
+
     # -- connections
 
     def _connect(self) -> sqlite3.Connection:
@@ -506,8 +549,11 @@ def _migrate(conn: sqlite3.Connection, path: Path) -> None:
         conn.executescript(
             f"BEGIN IMMEDIATE; {SCHEMA} PRAGMA user_version = {SCHEMA_VERSION}; COMMIT;"
         )
-    elif version == 1:
+        return
+    if version == 1:
         _migrate_1_to_2(conn)
+    if version <= 2:
+        conn.executescript(f"BEGIN IMMEDIATE; {ADMIN_SCHEMA} PRAGMA user_version = 3; COMMIT;")
 
 
 def _migrate_1_to_2(conn: sqlite3.Connection) -> None:
