@@ -27,15 +27,14 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 from relayhook.errors import HookError, SpecError
 from relayhook.retry import DEFAULT_SCHEDULE
 from relayhook.templating import (
-    CompiledValue,
     Template,
     TemplateError,
     compile_json_text,
     compile_template,
-    compile_value,
     is_single_expression,
 )
 from relayhook.tomlpos import format_path
+from relayhook.values import CompiledValue, compile_value
 
 PRESETS_DIR = Path(__file__).resolve().parent.parent / "templates" / "presets"
 

@@ -15,8 +15,10 @@ loops share an iteration budget per render, and `*`, `**` and `+` refuse results
 
 from __future__ import annotations
 
+import contextlib
 import contextvars
 import functools
+import itertools
 import json
 import math
 import re
@@ -277,8 +279,19 @@ class SandboxEnvironment(ImmutableSandboxedEnvironment):
 
     def getattr(self, obj: Any, attribute: str) -> Any:
         if isinstance(obj, dict) and attribute in obj:
+            if _lookups is not None:
+                _lookups.note(obj, attribute, obj[attribute])
             return obj[attribute]
-        return super().getattr(obj, attribute)
+        value = super().getattr(obj, attribute)
+        if _lookups is not None:
+            _lookups.note(obj, attribute, value)
+        return value
+
+    def getitem(self, obj: Any, argument: Any) -> Any:
+        value = super().getitem(obj, argument)
+        if _lookups is not None and isinstance(argument, str):
+            _lookups.note(obj, argument, value)
+        return value
 
     def call(self, context: Any, obj: Any, /, *args: Any, **kwargs: Any) -> Any:
         checked = _check_str_method(obj, args, kwargs)
@@ -362,6 +375,80 @@ def _json_value(value: Any) -> str:
     return text
 
 
+class LookupLog:
+    """What `relayhook check` learns from rendering a connector's examples: for each template
+    (by key path) and each name looked up in it (`lable` in `choice.lable`), whether a lookup of
+    that name ever found something, and the keys of the objects it was missing from.
+
+    Recorded only inside `recording_lookups()`, which the CLI alone uses (one thread)."""
+
+    def __init__(self) -> None:
+        self.current = ""
+        self.found: set[tuple[str, str]] = set()
+        self.missing: dict[tuple[str, str], set[str]] = {}
+
+    def note(self, obj: Any, name: str, value: Any) -> None:
+        key = (self.current, name)
+        if not isinstance(value, jinja2.Undefined):
+            self.found.add(key)
+            return
+        keys = self.missing.setdefault(key, set())
+        if isinstance(obj, dict):
+            keys.update(str(k) for k in itertools.islice(obj, 100))
+
+    def never_found(self) -> dict[tuple[str, str], set[str]]:
+        """(template, name) -> keys of the objects it was missing from, for the names that
+        were looked up and never found."""
+        return {key: keys for key, keys in self.missing.items() if key not in self.found}
+
+
+_lookups: LookupLog | None = None  # a module global: one check is cheaper than a ContextVar
+
+
+@contextlib.contextmanager
+def recording_lookups() -> Iterator[LookupLog]:
+    """Record every name looked up by the templates rendered inside the block (not
+    thread-safe: for the CLI's `check`, never for the server)."""
+    global _lookups
+    previous, _lookups = _lookups, LookupLog()
+    try:
+        yield _lookups
+    finally:
+        _lookups = previous
+
+
+@functools.lru_cache(maxsize=256)
+def _regex(pattern: str) -> re.Pattern[str]:
+    return re.compile(pattern)
+
+
+def regex_search(value: Any, pattern: str) -> str | None:
+    """Filter: the first match of `pattern` in the text: its first group if it has one, else the
+    whole match; none when it does not match (`{{ h | regex_search('t=([0-9]+)') }}`)."""
+    match = _regex(pattern).search(str(value))
+    if match is None:
+        return None
+    return match.group(1) if match.re.groups else match.group(0)
+
+
+_PLACEHOLDER_TEXT = re.compile(r"\{\s*[A-Za-z_][\w.-]*\s*\}")
+
+
+def unfilled_placeholders(value: Any) -> list[list[str]]:
+    """Filter: the [name, placeholder] pairs of an object whose text (or list of texts) still
+    holds a `{placeholder}`: what a provider sends when nothing filled it in."""
+    found: list[list[str]] = []
+    if not isinstance(value, Mapping):
+        return found
+    for name, item in value.items():
+        for text in item if isinstance(item, list) else [item]:
+            match = _PLACEHOLDER_TEXT.search(text) if isinstance(text, str) else None
+            if match is not None:
+                found.append([str(name), match.group(0)])
+                break
+    return found
+
+
 def make_environment(finalize: Any = _refuse_non_data) -> SandboxEnvironment:
     env = SandboxEnvironment(undefined=jinja2.StrictUndefined, autoescape=False, finalize=finalize)
     env.globals["range"] = _budgeted_range
@@ -375,6 +462,8 @@ def make_environment(finalize: Any = _refuse_non_data) -> SandboxEnvironment:
     env.filters["dotted"] = dotted
     env.filters["flatten"] = flatten
     env.filters["path_segment"] = path_segment
+    env.filters["regex_search"] = regex_search
+    env.filters["unfilled_placeholders"] = unfilled_placeholders
     return env
 
 
@@ -409,6 +498,9 @@ class Template:
 
     def render(self, context: Mapping[str, Any]) -> Any:
         token = _budget.set(_Budget())
+        log, outer = _lookups, ""
+        if log is not None:
+            outer, log.current = log.current, self.name
         try:
             return self._render(context)
         except (jinja2.TemplateError, ArithmeticError, TypeError, ValueError, LookupError) as exc:
@@ -417,6 +509,8 @@ class Template:
             raise RenderError(self.name, "recursion too deep") from exc
         finally:
             _budget.reset(token)
+            if log is not None:
+                log.current = outer
 
     @property
     def is_constant(self) -> bool:
@@ -452,6 +546,8 @@ def _compile_expression(expr: str) -> Any:
 
     def lookup(context: Mapping[str, Any]) -> Any:
         # The hot path of mapping a 500-row batch: `row.identifier` without Jinja's machinery.
+        if _lookups is not None:  # `check` records every lookup: through Jinja, then
+            return evaluate(context)
         value = context.get(head, _MISSING)
         for step in steps:
             if not isinstance(value, dict) or step not in value:
@@ -490,42 +586,6 @@ def compile_json_text(source: str, name: str) -> Template:
     except jinja2.TemplateSyntaxError as exc:
         raise _compile_error(name, exc) from exc
     return Template(name, source, lambda context: template.render(context))
-
-
-@dataclass(frozen=True, slots=True)
-class CompiledValue:
-    """A value whose strings are templates: a string, or a table/array of them, nested."""
-
-    name: str
-    _tree: Any
-
-    def render(self, context: Mapping[str, Any]) -> Any:
-        return _render_tree(self._tree, context)
-
-
-def _render_tree(node: Any, context: Mapping[str, Any]) -> Any:
-    if isinstance(node, Template):
-        return node.render(context)
-    if isinstance(node, dict):
-        return {key: _render_tree(value, context) for key, value in node.items()}
-    if isinstance(node, list):
-        return [_render_tree(value, context) for value in node]
-    return node
-
-
-def _compile_tree(node: Any, name: str) -> Any:
-    if isinstance(node, str):
-        return compile_template(node, name)
-    if isinstance(node, dict):
-        return {key: _compile_tree(value, f"{name}.{key}") for key, value in node.items()}
-    if isinstance(node, list):
-        return [_compile_tree(value, f"{name}[{i}]") for i, value in enumerate(node)]
-    return node
-
-
-def compile_value(value: Any, name: str) -> CompiledValue:
-    """Compile a string, or a TOML table/array whose strings are templates."""
-    return CompiledValue(name, _compile_tree(value, name))
 
 
 def referenced_names(source: str) -> set[str]:

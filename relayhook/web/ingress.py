@@ -17,7 +17,7 @@ from starlette.responses import JSONResponse, Response
 from relayhook.auth import REDACTED, challenge, check_credentials, credential_headers, needs_body
 from relayhook.events import format_time
 from relayhook.live import HookRegistry
-from relayhook.mapping import InboundRequest, MappingError, map_request
+from relayhook.mapping import InboundRequest, MappingError, ProviderAnswer, map_inbound
 from relayhook.relays import Relay
 from relayhook.routing import route
 from relayhook.store import RequestRecord, RequestStatus, Store, StoreError
@@ -67,7 +67,7 @@ class Ingress:
                       for key, value in request.headers.raw)
         headers = dict(pairs)
         auth = relay.connector.spec.auth
-        if not needs_body(auth) and (reason := check_credentials(auth, relay.secret, headers)):
+        if not needs_body(auth) and (reason := self._authenticate(request, relay, headers)):
             return await self._unauthorized(relay, reason)
         received_at = self.clock()
         request_id = self.new_id()
@@ -85,12 +85,13 @@ class Ingress:
                                       truncated=True)
         except ClientDisconnect:
             return _error(400, "the client disconnected before the body was complete")
-        if needs_body(auth) and (reason := check_credentials(auth, relay.secret, headers, body)):
+        if needs_body(auth) and (reason := self._authenticate(request, relay, headers, body)):
             return await self._unauthorized(relay, reason)
         inbound = self._inbound(request, relay, pairs, body)
         try:
-            events = map_request(relay.connector, inbound, relay=relay.name,
+            mapped = map_inbound(relay.connector, inbound, relay=relay.name,
                                  received_at=received_at, new_id=self.new_id)
+            events = mapped.events
         except MappingError as exc:
             return await self._reject(relay, inbound, request_id, received_at, str(exc), 400)
         record = _record(request_id, relay, received_at, inbound, "accepted", None)
@@ -103,8 +104,16 @@ class Ingress:
             return _error(503, "the request could not be stored; send it again", request_id)
         if result.deliveries:
             self.wake()
+        if mapped.answer is not None:  # a handshake: the connector's rule says what to answer
+            return provider_answer(mapped.answer)
         return JSONResponse({"accepted": result.accepted, "duplicates": result.duplicates,
                              "request_id": request_id})
+
+    def _authenticate(self, request: Request, relay: Relay, headers: dict[str, str],
+                      body: bytes = b"") -> str | None:
+        return check_credentials(relay.connector.spec.auth, relay.secret, headers, body,
+                                 query=request.url.query, method=request.method,
+                                 now=self.clock().timestamp())
 
     def _inbound(self, request: Request, relay: Relay, pairs: tuple[tuple[str, str], ...],
                  body: bytes) -> InboundRequest:
@@ -144,6 +153,14 @@ def _record(request_id: str, relay: Relay, received_at: datetime, inbound: Inbou
         method=inbound.method, query=inbound.query, headers=inbound.headers, body=inbound.body,
         status=status, error=error, truncated=truncated,
     )
+
+
+def provider_answer(answer: ProviderAnswer) -> Response:
+    """A connector's own answer (a handshake): status, headers and body as its rule made them."""
+    headers = dict(answer.headers)
+    content_type = headers.pop("content-type")
+    return Response(answer.body, status_code=answer.status, headers=headers,
+                    media_type=content_type)
 
 
 def _error(status: int, message: str, request_id: str | None = None,
