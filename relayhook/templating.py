@@ -384,6 +384,7 @@ class LookupLog:
 
     def __init__(self) -> None:
         self.current = ""
+        self.rendered: set[str] = set()  # the templates rendered at all, by key path
         self.found: set[tuple[str, str]] = set()
         self.missing: dict[tuple[str, str], set[str]] = {}
 
@@ -501,6 +502,7 @@ class Template:
         log, outer = _lookups, ""
         if log is not None:
             outer, log.current = log.current, self.name
+            log.rendered.add(self.name)
         try:
             return self._render(context)
         except (jinja2.TemplateError, ArithmeticError, TypeError, ValueError, LookupError) as exc:

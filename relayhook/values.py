@@ -105,8 +105,8 @@ class _Each:
             inner = {**context, **self.loop.bind(item)}
             if self.when is not None and not self.when.render(inner):
                 continue
-            out[_entry_key(self.key.render(inner), self.key.name)] = _render_tree(self.value,
-                                                                                   inner)
+            key = _entry_key(self.key.render(inner), self.key.name)  # the key first: its
+            out[key] = _render_tree(self.value, inner)  # error names what it looked up
         return out
 
 
