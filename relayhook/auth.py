@@ -29,8 +29,6 @@ from relayhook.connectors import (
 from relayhook.mapping import parse_pairs
 from relayhook.templating import RenderError, Template, compile_template
 
-REDACTED = "[redacted]"
-
 
 def _equal(given: str, expected: str) -> bool:
     return hmac.compare_digest(given.encode("utf-8"), expected.encode("utf-8"))

@@ -12,11 +12,12 @@ import dataclasses
 import sqlite3
 import threading
 import time
-from collections.abc import AsyncIterator, Callable, Coroutine, Iterator
+from collections.abc import AsyncIterator, Coroutine, Iterator
 from pathlib import Path
 from typing import Any, TypeVar
 
 import pytest
+from conftest import StoreFactory
 
 from relayhook.events import Event
 from relayhook.store import (
@@ -28,12 +29,11 @@ from relayhook.store import (
     StoreError,
     open_store,
 )
+from relayhook.store.sqlite import SCHEMA_VERSION
 from relayhook.store.sqlite.threads import GroupCommitWriter
 
 T = TypeVar("T")
-StoreFactory = Callable[[], Store]
 
-ENGINES = ["sqlite"]
 TIME = "2024-05-01T12:00:00.000Z"
 
 
@@ -91,22 +91,6 @@ async def opened(new_store: StoreFactory) -> AsyncIterator[Store]:
         yield store
     finally:
         await store.close()
-
-
-@pytest.fixture(params=ENGINES)
-def new_store(request: pytest.FixtureRequest, tmp_path: Path) -> StoreFactory:
-    """Unopened stores over one database, so that a test can close it and open it again."""
-    if request.param == "sqlite":
-        return lambda: SQLiteStore(tmp_path / "relayhook.db")
-    raise NotImplementedError(request.param)
-
-
-@pytest.fixture
-def store(new_store: StoreFactory) -> Iterator[Store]:
-    store = new_store()
-    run(store.open())
-    yield store
-    run(store.close())
 
 
 # -- the contract: every engine
@@ -407,7 +391,7 @@ def test_sqlite_defaults_wal_and_full_sync(sqlite_store: SQLiteStore) -> None:
     assert writer_pragma(sqlite_store, "cache_size") == -32 * 1024  # KiB
     with contextlib.closing(sqlite3.connect(sqlite_store.path)) as conn:
         assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
-        assert conn.execute("PRAGMA user_version").fetchone()[0] == 1
+        assert conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION
 
 
 @pytest.mark.parametrize(("level", "value"), [("NORMAL", 1), ("extra", 3)])
@@ -428,7 +412,7 @@ def test_sqlite_refuses_an_unknown_synchronous_level(tmp_path: Path) -> None:
 def test_sqlite_refuses_a_newer_schema(tmp_path: Path) -> None:
     path = tmp_path / "relayhook.db"
     with contextlib.closing(sqlite3.connect(path)) as conn:
-        conn.execute("PRAGMA user_version = 2")
+        conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION + 1}")
     store = SQLiteStore(path)
     with pytest.raises(StoreError, match="upgrade relayhook"):
         run(store.open())

@@ -16,8 +16,8 @@ from relayhook.settings import DEFAULT_CONFIG, sample_config
 def cmd_serve(args: argparse.Namespace, out: TextIO) -> int:
     import uvicorn
 
-    from relayhook.assembly import load_relays
-    from relayhook.web.app import create_app
+    from relayhook.assembly import load_relays, load_sealer
+    from relayhook.web.app import create_app  # serve alone runs the ASGI app
 
     wrote_config = args.config is None and not Path(DEFAULT_CONFIG).exists()
     if wrote_config:
@@ -34,6 +34,11 @@ def cmd_serve(args: argparse.Namespace, out: TextIO) -> int:
     check_config(settings)  # what would stop the start, said as file:key:line, before it
     _, relays = load_relays(settings)
     print(f"Relayhook on {settings.public_url()}, store {settings.storage.url}", file=out)
+    _, new_key_file = load_sealer(settings)
+    if new_key_file is not None:
+        print(f"Made the key that seals secrets at rest: {new_key_file} (mode 0600). Back it"
+              " up with the database: without it, relays and hooks created at run time cannot"
+              " be read. Or set RELAYHOOK_SECRET_KEY.", file=out)
     for relay in relays.values():
         url = settings.public_url() + "/in/" + relay.token
         # Secrets are printed once, when they were just made up; after that they stay in the

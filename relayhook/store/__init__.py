@@ -20,6 +20,8 @@ from relayhook.store.base import (
     RequestRecord,
     RequestStatus,
     Store,
+    StoredHook,
+    StoredRelay,
     StoreError,
 )
 from relayhook.store.sqlite import SQLiteStore
@@ -39,6 +41,8 @@ __all__ = [
     "SQLiteStore",
     "Store",
     "StoreError",
+    "StoredHook",
+    "StoredRelay",
     "open_store",
 ]
 

@@ -21,28 +21,19 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
 
-from relayhook.assembly import (
-    Collaborators,
-    destination_policy,
-    load_hooks,
-    load_relays,
-    new_uuid,
-    open_settings_store,
-    refuse_destinations,
-    utc_now,
-)
+from relayhook.assembly import Parts, assemble, new_uuid, refuse_destinations, utc_now
 from relayhook.delivery.dispatcher import Dispatcher
 from relayhook.delivery.http import make_http_transport
-from relayhook.live import HookRegistry
-from relayhook.relays import Relay
 from relayhook.settings import Settings
 from relayhook.ssrf import Resolver
 from relayhook.store import Store
 from relayhook.web.api import api_routes
+from relayhook.web.config_api import config_api_routes
 from relayhook.web.ingress import Ingress
 
 Role = Literal["web", "worker", "all"]
 INGRESS_METHODS = ["GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"]
+FOLLOW_INTERVAL = 0.5  # seconds: a change made in another process shows here within this
 log = logging.getLogger("relayhook")
 
 
@@ -58,12 +49,10 @@ def create_app(
     role: Role = "all",
 ) -> Starlette:
     """The ASGI app. A store or transport passed in is opened and closed by its owner."""
-    _, relays = load_relays(settings)
-    registry = HookRegistry(load_hooks(settings))
     owned_store = store is None
-    the_store = store or open_settings_store(settings)
-    parts = Collaborators(the_store, registry, relays)
-    policy = destination_policy(settings)
+    parts = assemble(settings, store=store, resolver=resolver,
+                     clock=lambda: clock().timestamp())
+    the_store, live = parts.store, parts.live
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
@@ -71,19 +60,22 @@ def create_app(
             await the_store.open()
         sender = transport
         try:
-            await refuse_destinations(settings, registry.hooks, policy, resolver)
-            await registry.sync(the_store, clock().timestamp())
+            await refuse_destinations(settings, live.hooks, parts.policy, resolver)
+            await live.sync(the_store, clock().timestamp())
             if role in ("worker", "all"):
                 sender = sender or make_http_transport(
-                    policy, resolver=resolver, max_connections=settings.delivery.max_connections
+                    parts.policy, resolver=resolver,
+                    max_connections=settings.delivery.max_connections,
                 )
                 parts.dispatcher = Dispatcher(
-                    the_store, registry, sender, settings.secrets,
+                    the_store, live, sender, settings.template_secrets(),
                     clock=lambda: clock().timestamp(), rand=rand or random.Random(),
                     lease_seconds=settings.delivery.lease_seconds,
                     poll_interval=settings.delivery.poll_interval,
                 )
                 parts.tasks.append(asyncio.create_task(parts.dispatcher.run()))
+            else:  # the dispatcher keeps a worker's copy fresh; a web process polls itself
+                parts.tasks.append(asyncio.create_task(follow_changes(parts)))
             yield
         finally:
             if parts.dispatcher is not None:
@@ -99,15 +91,24 @@ def create_app(
     async def health(request: Request) -> JSONResponse:
         return JSONResponse({"status": "ok", "role": role})
 
-    def relay_url(relay: Relay) -> str:
-        return f"{settings.public_url()}/in/{relay.token}"
-
     routes = [Route("/healthz", health, methods=["GET"])]
     if role in ("web", "all"):
-        ingress = Ingress(relays, the_store, settings.limits.max_body_bytes, clock, new_id,
-                          registry=registry, wake=parts.wake)
+        ingress = Ingress(live, the_store, settings.limits.max_body_bytes, clock, new_id,
+                          wake=parts.wake)
         routes.append(Route("/in/{token}", ingress.handle, methods=INGRESS_METHODS))
-    routes += api_routes(parts, settings.admin.token, relay_url, clock)
+    routes += api_routes(parts, settings.admin.token, clock)
+    routes += config_api_routes(parts, settings.admin.token)
     app = Starlette(routes=routes, lifespan=lifespan)
     app.state.relayhook = parts
     return app
+
+
+async def follow_changes(parts: Parts, interval: float = FOLLOW_INTERVAL) -> None:
+    """Poll the config version and apply what another process changed (a relay created, a
+    hook edited, a 410 seen by a worker). A store failure is logged and tried again."""
+    while True:
+        try:
+            await parts.live.refresh(parts.store)
+        except Exception:
+            log.exception("cannot read the live configuration; trying again")
+        await asyncio.sleep(interval)
