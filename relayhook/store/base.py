@@ -28,7 +28,9 @@ class RequestRecord:
     `headers` are (lower-cased name, value) pairs in the order received; `query` is the raw query
     string; `body` the exact bytes. `error` says why a `rejected` request could not be mapped.
     `truncated` marks a body cut at the size limit: kept for inspection, never mapped.
-    `event_ids` is filled in by reads: the events this request produced (first seen here).
+    `event_ids` is filled in by reads: every event the request mapped to, new or repeated;
+    `duplicate_ids` those of them an earlier request had stored (so a resend points at the
+    events it repeated). `test` marks a request made by `relayhook send-test`.
     """
 
     id: str
@@ -42,6 +44,8 @@ class RequestRecord:
     error: str | None = None
     truncated: bool = False
     event_ids: tuple[str, ...] = field(default=())
+    duplicate_ids: tuple[str, ...] = field(default=())
+    test: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -103,6 +107,7 @@ class Delivery:
     created_at: float
     updated_at: float
     event: Event | None = None
+    test: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -195,6 +200,15 @@ class Store(Protocol):
         """Record the outcome of mapping a stored request again: set its status and error and add
         its events (skipping stored ids) and the deliveries of the new ones, in one transaction.
         `KeyError` for an unknown id."""
+
+    async def record_test(self, request: RequestRecord, event: Event, delivery: NewDelivery,
+                          attempt: Attempt | None, outcome: Outcome) -> None:
+        """Keep a test send (`relayhook send-test`) in the hook's history, in one transaction:
+        `request` (marked `test`, accepted), its one `event` (a fresh id: a copy of an example
+        or stored event, routed to no other hook), `delivery` of it to the hook, marked `test`
+        and finished as `outcome` says (succeeded or dead), and `attempt`. A test delivery is
+        listed and read like any other, is not counted by `count_deliveries`, and is replayed
+        only by its id. Engine-neutral: every engine keeps the two `test` flags."""
 
     async def record_auth_failure(self, relay: str, at: str) -> None:
         """Count one request refused for missing or wrong credentials (nothing else is kept)."""

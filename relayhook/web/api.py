@@ -84,6 +84,8 @@ def request_json(record: RequestRecord) -> dict[str, Any]:
         "body_encoding": encoding,
         "truncated": record.truncated,
         "event_ids": list(record.event_ids),
+        "duplicate_ids": list(record.duplicate_ids),
+        "test": record.test,
     }
 
 
@@ -102,6 +104,7 @@ def delivery_json(delivery: Delivery) -> dict[str, Any]:
         "last_error": delivery.last_error,
         "created_at": _time(delivery.created_at),
         "updated_at": _time(delivery.updated_at),
+        "test": delivery.test,
     }
 
 
