@@ -95,20 +95,21 @@ def _files_to_check(args: argparse.Namespace) -> list[Path]:
 def cmd_check(args: argparse.Namespace, out: TextIO) -> int:
     files = _files_to_check(args)
     errors = 0
+    printed: set[str] = set()  # a connector of the config's folders fails both: said once
     for path in files:
         try:
             if _is_connector_file(path):
-                findings = connector_findings(path)
+                findings: list[LocatedError | LocatedErrors] = list(connector_findings(path))
             else:
                 settings = load_settings(path)
                 check_config(settings)
-                findings = config_findings(settings)
+                findings = list(config_findings(settings))
         except (LocatedError, LocatedErrors) as exc:
-            print(exc, file=out)
-            errors += 1
-            continue
+            findings = [exc]
         for finding in findings:
-            print(finding, file=out)
+            if str(finding) not in printed:
+                print(finding, file=out)
+                printed.add(str(finding))
         errors += bool(findings)
     print(f"{len(files) - errors} of {len(files)} files ok", file=sys.stderr)
     return 1 if errors else 0
