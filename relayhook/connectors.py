@@ -17,6 +17,7 @@ from urllib.parse import urlencode
 
 from pydantic import ValidationError
 
+from relayhook._shipped import shipped_dir
 from relayhook.connector_schema import (
     AUTH_SCHEMES,
     REQUEST_VARIABLES,
@@ -55,7 +56,7 @@ __all__ = [
     "load_connectors",
 ]
 
-SHIPPED_DIR = Path(__file__).resolve().parent.parent / "connectors"
+SHIPPED_DIR = shipped_dir("connectors")
 
 
 @dataclass(frozen=True, slots=True)

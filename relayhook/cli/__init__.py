@@ -8,6 +8,8 @@
     relayhook render HOOK [--event FILE | --newest]     a hook's exact request, as cURL
     relayhook send-test HOOK [--event FILE | --newest]  send an example event (kept as a test)
     relayhook schema                         the connector JSON Schema
+    relayhook relays list|add|secret|remove  relays created at run time (and the config's)
+    relayhook hooks list|add FILE|remove|activate|deactivate
 """
 
 from __future__ import annotations
@@ -17,13 +19,20 @@ import sys
 from collections.abc import Sequence
 from typing import TextIO
 
-from relayhook.cli import authoring, sending, serve, stored
-from relayhook.errors import LocatedError, LocatedErrors, UsageError
+from relayhook.cli import authoring, manage, sending, serve, stored
+from relayhook.errors import (
+    ConflictError,
+    InvalidError,
+    LocatedError,
+    LocatedErrors,
+    NotFoundError,
+    UsageError,
+)
 from relayhook.mapping import MappingError
 from relayhook.settings import DEFAULT_CONFIG
 from relayhook.templating import RenderError
 
-FAMILIES = (serve, authoring, stored, sending)  # each adds its subcommands
+FAMILIES = (serve, authoring, stored, sending, manage)  # each adds its subcommands
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -44,7 +53,8 @@ def main(argv: Sequence[str] | None = None, out: TextIO | None = None) -> int:
     except (LocatedError, LocatedErrors) as exc:
         print(exc, file=sys.stderr)
         return 2
-    except (MappingError, RenderError, UsageError) as exc:
+    except (MappingError, RenderError, UsageError, InvalidError, ConflictError,
+            NotFoundError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
     except OSError as exc:

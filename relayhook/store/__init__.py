@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from relayhook.store.base import (
+from relayhook.records import (
     DELIVERY_STATUSES,
     FINAL_STATUSES,
     REQUEST_STATUSES,
@@ -19,11 +19,8 @@ from relayhook.store.base import (
     Outcome,
     RequestRecord,
     RequestStatus,
-    Store,
-    StoredHook,
-    StoredRelay,
-    StoreError,
 )
+from relayhook.store.base import Store, StoredHook, StoredRelay, StoreError
 from relayhook.store.sqlite import SQLiteStore
 
 __all__ = [

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from relayhook.events import Event
-from relayhook.store.base import (
+from relayhook.records import (
     DELIVERY_STATUSES,
     Attempt,
     Delivery,
@@ -24,10 +24,8 @@ from relayhook.store.base import (
     Outcome,
     RequestRecord,
     RequestStatus,
-    StoredHook,
-    StoredRelay,
-    StoreError,
 )
+from relayhook.store.base import StoredHook, StoredRelay, StoreError
 from relayhook.store.sqlite import config as config_sql
 from relayhook.store.sqlite import deliveries as deliveries_sql
 from relayhook.store.sqlite import requests as requests_sql

@@ -13,7 +13,7 @@ import sqlite3
 from collections.abc import Iterable, Sequence
 
 from relayhook.events import Event
-from relayhook.store.base import Attempt, NewDelivery, Outcome, RequestRecord
+from relayhook.records import Attempt, NewDelivery, Outcome, RequestRecord
 from relayhook.store.sqlite.deliveries import finish
 from relayhook.store.sqlite.rows import Row, dumps
 
