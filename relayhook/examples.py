@@ -7,11 +7,10 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from typing import TYPE_CHECKING
-from urllib.parse import urlencode
 
 from relayhook.connectors import Connector
 from relayhook.events import Event, parse_time
-from relayhook.hooks import Hook
+from relayhook.hooks import Hook, pattern_regex
 from relayhook.mapping import InboundRequest, MappingError, map_request
 
 if TYPE_CHECKING:
@@ -39,22 +38,32 @@ async def newest_event(store: Store, hook: Hook) -> Event | None:
 
 
 def example_events(connector: Connector, relay: str) -> list[Event]:
-    """The events the connector's example request maps to, as received by `relay`."""
-    body = connector.example_body() or b""
-    request = InboundRequest(connector.spec.accept.methods[-1],
-                             urlencode(connector.spec.example_query), (), body)
-    try:
-        return map_request(connector, request, relay=relay,
-                           received_at=parse_time(EXAMPLE_TIME),
-                           new_id=lambda: "example-event")
-    except MappingError:
-        return []
+    """The events the connector's example requests map to, as received by `relay` (an example
+    that does not map is passed over: `relayhook check` reports it)."""
+    events: list[Event] = []
+    for example in connector.examples():
+        request = InboundRequest(example.method, example.query, example.headers, example.body)
+        try:
+            events += map_request(connector, request, relay=relay,
+                                  received_at=parse_time(EXAMPLE_TIME),
+                                  new_id=lambda: "example-event")
+        except MappingError:
+            continue
+    return events
 
 
 def example_event(hook: Hook, sources: Iterable[tuple[Connector, str]]) -> Event | None:
-    """The first event of a connector's example (connector, relay name) that the hook takes."""
-    for connector, relay in sources:
-        for event in example_events(connector, relay):
-            if hook.matches(event.type, relay):
-                return event
+    """The example event for a hook, from (connector, relay name) sources: for the hook's
+    patterns in order, the first example event of the first source (of the hook's relays) whose
+    type that pattern matches."""
+    sources = [(c, r) for c, r in sources if not hook.spec.relays or r in hook.spec.relays]
+    examples: dict[str, list[Event]] = {}
+    for pattern in hook.spec.events:
+        regex = pattern_regex(pattern)
+        for connector, relay in sources:
+            if relay not in examples:
+                examples[relay] = example_events(connector, relay)
+            for event in examples[relay]:
+                if regex.fullmatch(event.type) and hook.matches(event.type, relay):
+                    return event
     return None

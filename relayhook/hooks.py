@@ -29,15 +29,14 @@ from relayhook.errors import HookError, InvalidError, SpecError
 from relayhook.redaction import SecretPlaces, strip_secrets
 from relayhook.retry import DEFAULT_SCHEDULE
 from relayhook.templating import (
-    CompiledValue,
     Template,
     TemplateError,
     compile_json_text,
     compile_template,
-    compile_value,
     is_single_expression,
 )
 from relayhook.tomlpos import format_path
+from relayhook.values import CompiledValue, compile_value
 
 PRESETS_DIR = shipped_dir("presets")
 
@@ -193,7 +192,8 @@ def expand_placeholders(url: str) -> str:
     return _PLACEHOLDER.sub(lambda m: "{{ (" + m.group(1) + ") | path_segment }}", url)
 
 
-def _pattern(text: str) -> re.Pattern[str]:
+def pattern_regex(text: str) -> re.Pattern[str]:
+    """The regex of a hook's event pattern."""
     # `*` matches within and across dots: `gmetri.*` takes every GMetri event.
     return re.compile(".*".join(re.escape(part) for part in text.split("*")))
 
@@ -271,7 +271,7 @@ def compile_hook(spec: HookSpec) -> Hook:
         signing_secret=(
             compile_template(spec.signing_secret, "signing_secret") if spec.signing_secret else None
         ),
-        patterns=tuple(_pattern(p) for p in spec.events),
+        patterns=tuple(pattern_regex(p) for p in spec.events),
         secret_places=SecretPlaces.of(spec.model_dump()),
     )
 

@@ -22,7 +22,7 @@ from typing import Literal
 
 from relayhook.events import Event, parse_time
 from relayhook.live import LiveConfig
-from relayhook.mapping import InboundRequest, MappingError, map_request
+from relayhook.mapping import InboundRequest, Mapped, MappingError, ProviderAnswer, map_inbound
 from relayhook.relays import Relay
 from relayhook.routing import route
 from relayhook.spool import Spool
@@ -30,6 +30,7 @@ from relayhook.store import IngestResult, NewDelivery, RequestRecord, Store, Sto
 
 log = logging.getLogger("relayhook.intake")
 
+NOTHING = Mapped([])
 MAX_ERROR_CHARS = 2000  # a stored reason stays readable even when an exception's text is huge
 
 
@@ -42,6 +43,7 @@ class Kept:
     result: IngestResult | None = None
     reason: str | None = None
     retry: bool = True  # "nowhere" only: False when the store refuses this very request
+    answer: ProviderAnswer | None = None  # a connector rule's own answer to the provider
 
 
 def rejected(record: RequestRecord, error: str) -> RequestRecord:
@@ -75,7 +77,11 @@ class Intake:
         durable. `relay` None: the relay is gone (a spooled request after a config change)."""
         if relay is None:
             record = rejected(record, f"relay {record.relay!r} is not configured any more")
-        record, events = self.map_record(relay, record)
+        record, mapped = self.map_record(relay, record)
+        kept = await self._keep(record, mapped.events, may_spool)
+        return replace(kept, answer=mapped.answer) if mapped.answer is not None else kept
+
+    async def _keep(self, record: RequestRecord, events: list[Event], may_spool: bool) -> Kept:
         if may_spool and self.spool is not None and self.spool.depth:
             # Requests already wait in the spool: this one goes behind them, so that the store
             # sees them in the order they came (a session's create before its delete).
@@ -95,22 +101,23 @@ class Intake:
         return Kept(record, "nowhere", reason=reason, retry=retry)
 
     def map_record(self, relay: Relay | None, record: RequestRecord
-                   ) -> tuple[RequestRecord, list[Event]]:
-        """The events of an `accepted` record, or the record `rejected` with what was wrong.
-        Any exception while mapping rejects the request: a bug must not lose it."""
+                   ) -> tuple[RequestRecord, Mapped]:
+        """The events of an `accepted` record (and a rule's answer to the provider, if one
+        answers it), or the record `rejected` with what was wrong. Any exception while mapping
+        rejects the request: a bug must not lose it."""
         if relay is None or record.status == "rejected":
-            return record, []
+            return record, NOTHING
         inbound = InboundRequest(record.method, record.query, record.headers, record.body)
         try:
-            events = map_request(relay.connector, inbound, relay=relay.name,
+            mapped = map_inbound(relay.connector, inbound, relay=relay.name,
                                  received_at=parse_time(record.received_at), new_id=self.new_id)
         except MappingError as exc:
-            return rejected(record, str(exc)), []
+            return rejected(record, str(exc)), NOTHING
         except Exception as exc:
             log.exception("relay %s: mapping request %s failed", relay.name, record.id)
             message = f"{relay.connector.id}: the request could not be mapped: {describe(exc)}"
-            return rejected(record, message), []
-        return record, events
+            return rejected(record, message), NOTHING
+        return record, mapped
 
     async def _store(self, record: RequestRecord, events: list[Event]) -> Kept:
         """Store the request with its events and deliveries; if that fails for any reason but

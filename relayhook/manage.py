@@ -14,6 +14,7 @@ file defines it), NotFoundError.
 
 from __future__ import annotations
 
+import base64
 import re
 import secrets
 import time
@@ -21,8 +22,8 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from relayhook.auth import needs_secret
-from relayhook.connectors import Connector
+from relayhook.auth import as_hmac, needs_secret, secret_problem
+from relayhook.connectors import Auth, Connector
 from relayhook.errors import ConflictError, InvalidError, NotFoundError, SpecError
 from relayhook.hooks import Hook, validate_hook
 from relayhook.live import LiveConfig
@@ -45,8 +46,12 @@ def new_token() -> str:
     return secrets.token_urlsafe(18)
 
 
-def new_secret() -> str:
-    """32 random bytes, URL-safe: fits a Basic Auth string, a header and a query alike."""
+def new_secret(auth: Auth | None = None) -> str:
+    """32 random bytes, URL-safe: fits a Basic Auth string, a header and a query alike; a
+    `whsec_<base64>` secret for a scheme that needs one (standard-webhooks)."""
+    hmac_auth = as_hmac(auth) if auth is not None else None
+    if hmac_auth is not None and hmac_auth.secret_format == "whsec":
+        return "whsec_" + base64.b64encode(secrets.token_bytes(32)).decode("ascii")
     return secrets.token_urlsafe(32)
 
 
@@ -64,7 +69,7 @@ class ConnectorInfo:
 
 def describe_connector(connector: Connector) -> ConnectorInfo:
     spec = connector.spec
-    types = tuple(dict.fromkeys(rule.type for rule in spec.events))
+    types = tuple(dict.fromkeys(rule.type for rule in spec.events if rule.type is not None))
     body = connector.example_body()
     return ConnectorInfo(spec.id, spec.title, spec.description, spec.setup, types,
                          body.decode("utf-8", errors="replace") if body is not None else None)
@@ -110,12 +115,17 @@ class Manager:
                                    <= MAX_SECRET or secret.strip() != secret):
             errors.append(SpecError(("secret",), f"a secret is 1 to {MAX_SECRET} characters,"
                                     " with no space at either end"))
+        problem = (secret_problem(self.connectors[connector].spec.auth, secret)
+                   if connector in self.connectors and isinstance(secret, str) else None)
+        if problem is not None:
+            errors.append(SpecError(("secret",), problem))
         if errors:
             raise InvalidError(errors)
         if self.live.relay_named(name) is not None or self.live.is_config_relay(name):
             raise ConflictError(f"a relay named {name!r} exists already")
         now = self.clock()
-        relay = Relay(name, self.connectors[connector], new_token(), secret or new_secret(),
+        auth = self.connectors[connector].spec.auth
+        relay = Relay(name, self.connectors[connector], new_token(), secret or new_secret(auth),
                       source="api")
         sealed = self.live.sealer().seal({"token": relay.token, "secret": relay.secret})
         if not await self.store.create_relay(StoredRelay(name, connector, "api", sealed, now,
@@ -135,7 +145,8 @@ class Manager:
             raise ConflictError(f"relay {name!r} is defined in the config file: change its secret"
                                 " there")
         if needs_secret(relay.connector.spec.auth):
-            rotated = Relay(name, relay.connector, relay.token, new_secret(), "api")
+            rotated = Relay(name, relay.connector, relay.token,
+                            new_secret(relay.connector.spec.auth), "api")
         else:
             rotated = Relay(name, relay.connector, new_token(), new_secret(), "api")
         sealed = self.live.sealer().seal({"token": rotated.token, "secret": rotated.secret})

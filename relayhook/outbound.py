@@ -26,7 +26,8 @@ from relayhook import __version__
 from relayhook.events import Event
 from relayhook.hooks import Hook, decode_whsec
 from relayhook.redaction import REDACTED, SecretPlaces
-from relayhook.templating import CompiledValue, RenderError, Template
+from relayhook.templating import RenderError, Template
+from relayhook.values import CompiledValue
 
 USER_AGENT = f"Relayhook/{__version__}"
 NO_PLACES = SecretPlaces()

@@ -22,7 +22,9 @@ class RequestRecord:
     `headers` are (lower-cased name, value) pairs in the order received; `query` is the raw query
     string; `body` the exact bytes. `error` says why a `rejected` request could not be mapped.
     `truncated` marks a body cut at the size limit: kept for inspection, never mapped.
-    `event_ids` is filled in by reads: the events this request produced (first seen here).
+    `event_ids` is filled in by reads: every event the request mapped to, new or repeated;
+    `duplicate_ids` those of them an earlier request had stored (so a resend points at the
+    events it repeated). `test` marks a request made by `relayhook send-test`.
     """
 
     id: str
@@ -36,6 +38,8 @@ class RequestRecord:
     error: str | None = None
     truncated: bool = False
     event_ids: tuple[str, ...] = field(default=())
+    duplicate_ids: tuple[str, ...] = field(default=())
+    test: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -99,6 +103,7 @@ class Delivery:
     created_at: float
     updated_at: float
     event: Event | None = None
+    test: bool = False  # made by `relayhook send-test`: history, not work
 
 
 @dataclass(frozen=True, slots=True)

@@ -204,7 +204,54 @@ def test_duplicate_event_across_requests_stays_with_the_first(store: Store) -> N
 
     assert run(store.list_events()) == [linked(original, "r1")]
     second = run(store.get_request("r2"))
-    assert second is not None and second.event_ids == ()
+    # The resend points at the event it repeated, stored by the first request.
+    assert second is not None and second.event_ids == ("e1",)
+    assert second.duplicate_ids == ("e1",)
+    first = run(store.get_request("r1"))
+    assert first is not None and (first.event_ids, first.duplicate_ids) == (("e1",), ())
+
+
+def test_a_request_lists_new_and_repeated_events_in_its_order(store: Store) -> None:
+    run(store.ingest(make_request("r1"), [make_event("e1")]))
+    run(store.ingest(make_request("r2"), [make_event("e2"), make_event("e1"), make_event("e2")]))
+    pages = run(store.list_requests())
+    assert [(r.id, r.event_ids, r.duplicate_ids) for r in pages] == [
+        ("r2", ("e2", "e1"), ("e1",)), ("r1", ("e1",), ())]
+
+
+def test_remap_records_the_events_a_request_now_maps_to(store: Store) -> None:
+    run(store.ingest(make_request("r1"), [make_event("e1")]))
+    run(store.ingest(make_request("r2", status="rejected", error="bad"), []))
+    run(store.remap("r2", [make_event("e1"), make_event("e3")], status="accepted", error=None))
+    second = run(store.get_request("r2"))
+    assert second is not None and second.event_ids == ("e1", "e3")
+    assert second.duplicate_ids == ("e1",)
+
+
+def test_a_test_send_is_history_not_work(store: Store) -> None:
+    from relayhook.store import Attempt, NewDelivery, Outcome
+
+    request = dataclasses.replace(make_request("t1"), test=True)
+    event = make_event("te1")
+    attempt = Attempt("td1", 1, 1000.0, 12.5, {"method": "POST", "url": "http://x/"}, 200, (),
+                      b"ok", None, None)
+    run(store.record_test(request, event, NewDelivery("td1", "te1", "zap", None, "pending",
+                                                      1000.0), attempt,
+                          Outcome("succeeded", response_status=200)))
+    found = run(store.get_delivery("td1"))
+    assert found is not None
+    delivery, attempts = found
+    assert (delivery.status, delivery.test, delivery.attempts, delivery.hook) == (
+        "succeeded", True, 1, "zap")
+    assert delivery.event is not None and delivery.event.id == "te1"
+    assert [a.response_status for a in attempts] == [200]
+    assert [d.id for d in run(store.list_deliveries(hook="zap"))] == ["td1"]
+    assert run(store.count_deliveries(hook="zap"))["succeeded"] == 0  # history, not work
+    stored = run(store.get_request("t1"))
+    assert stored is not None and stored.test and stored.event_ids == ("te1",)
+    # A hook's replay leaves test sends alone; by its id, one is sent again.
+    assert run(store.replay(now=2000.0, hook="zap", statuses=["succeeded"])) == 0
+    assert run(store.replay(now=2000.0, delivery_id="td1")) == 1
 
 
 def test_duplicate_ids_within_one_ingest_keep_the_first(store: Store) -> None:

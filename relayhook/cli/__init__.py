@@ -5,8 +5,8 @@
     relayhook map CONNECTOR [PAYLOAD] [--query k=v] [--header 'Name: value'] [--method M]
     relayhook remap [--relay NAME]           map kept rejected requests again
     relayhook replay --hook NAME [--status dead,failed] [--since T]
-    relayhook render HOOK [--event FILE]     a hook's exact request as a cURL command
-    relayhook send-test HOOK [--event FILE]  send an example event through a hook
+    relayhook render HOOK [--event FILE | --newest]     a hook's exact request, as cURL
+    relayhook send-test HOOK [--event FILE | --newest]  send an example event (kept as a test)
     relayhook schema                         the connector JSON Schema
     relayhook relays list|add|secret|remove  relays created at run time (and the config's)
     relayhook hooks list|add FILE|remove|activate|deactivate
@@ -20,7 +20,7 @@ import sys
 from collections.abc import Sequence
 from typing import TextIO
 
-from relayhook.cli import admin, authoring, manage, serve, stored
+from relayhook.cli import admin, authoring, manage, sending, serve, stored
 from relayhook.errors import (
     ConflictError,
     InvalidError,
@@ -33,7 +33,7 @@ from relayhook.mapping import MappingError
 from relayhook.settings import DEFAULT_CONFIG
 from relayhook.templating import RenderError
 
-FAMILIES = (serve, authoring, stored, manage, admin)  # each adds its subcommands
+FAMILIES = (serve, authoring, stored, sending, manage, admin)  # each adds its subcommands
 
 
 def build_parser() -> argparse.ArgumentParser:

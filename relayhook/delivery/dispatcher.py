@@ -211,7 +211,7 @@ class Dispatcher:
                 finally:
                     await response.aclose()
         except (httpx.HTTPError, TimeoutError, OSError) as exc:
-            error_class, message = _classify(exc, hook.timeout)
+            error_class, message = classify(exc, hook.timeout)
             message = redactor(self.secrets, hook.secret_places)(message)  # a URL's token
             return self._failed(hook, delivery, started, record, error_class, message)
         attempt = Attempt(
@@ -258,7 +258,7 @@ async def _read_some(response: httpx.Response, limit: int) -> bytes:
     return b"".join(chunks)
 
 
-def _classify(exc: BaseException, timeout: float) -> tuple[str, str]:
+def classify(exc: BaseException, timeout: float) -> tuple[str, str]:
     reason = refusal_reason(exc)
     if reason is not None:
         return "destination", f"destination refused: {reason}"

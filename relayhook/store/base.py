@@ -99,6 +99,15 @@ class Store(Protocol):
         its events (skipping stored ids) and the deliveries of the new ones, in one transaction.
         `KeyError` for an unknown id."""
 
+    async def record_test(self, request: RequestRecord, event: Event, delivery: NewDelivery,
+                          attempt: Attempt | None, outcome: Outcome) -> None:
+        """Keep a test send (`relayhook send-test`) in the hook's history, in one transaction:
+        `request` (marked `test`, accepted), its one `event` (a fresh id: a copy of an example
+        or stored event, routed to no other hook), `delivery` of it to the hook, marked `test`
+        and finished as `outcome` says (succeeded or dead), and `attempt`. A test delivery is
+        listed and read like any other, is not counted by `count_deliveries`, and is replayed
+        only by its id. Engine-neutral: every engine keeps the two `test` flags."""
+
     async def record_auth_failure(self, relay: str, at: str) -> None:
         """Count one request refused for missing or wrong credentials (nothing else is kept)."""
 

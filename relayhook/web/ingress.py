@@ -21,7 +21,7 @@ from relayhook.auth import challenge, check_credentials, credential_headers, nee
 from relayhook.events import format_time
 from relayhook.intake import Intake, Kept
 from relayhook.live import LiveConfig
-from relayhook.mapping import InboundRequest
+from relayhook.mapping import InboundRequest, ProviderAnswer
 from relayhook.redaction import REDACTED
 from relayhook.relays import Relay
 from relayhook.store import RequestRecord, RequestStatus, Store, StoreError
@@ -76,7 +76,7 @@ class Ingress:
                       for key, value in request.headers.raw)
         headers = dict(pairs)
         auth = relay.connector.spec.auth
-        if not needs_body(auth) and (reason := check_credentials(auth, relay.secret, headers)):
+        if not needs_body(auth) and (reason := self._authenticate(request, relay, headers)):
             return await self._unauthorized(relay, reason)
         received_at = self.clock()
         request_id = self.new_id()
@@ -95,11 +95,17 @@ class Ingress:
             return _answer(await self._intake.keep(relay, record))
         except ClientDisconnect:
             return _error(400, "the client disconnected before the body was complete")
-        if needs_body(auth) and (reason := check_credentials(auth, relay.secret, headers, body)):
+        if needs_body(auth) and (reason := self._authenticate(request, relay, headers, body)):
             return await self._unauthorized(relay, reason)
         inbound = self._inbound(request, relay, pairs, body)
         record = _record(request_id, relay, received_at, inbound, "accepted", None)
         return _answer(await self._intake.keep(relay, record))
+
+    def _authenticate(self, request: Request, relay: Relay, headers: dict[str, str],
+                      body: bytes = b"") -> str | None:
+        return check_credentials(relay.connector.spec.auth, relay.secret, headers, body,
+                                 query=request.url.query, method=request.method,
+                                 now=self.clock().timestamp())
 
     def _inbound(self, request: Request, relay: Relay, pairs: tuple[tuple[str, str], ...],
                  body: bytes) -> InboundRequest:
@@ -123,12 +129,14 @@ class Ingress:
                       headers={"WWW-Authenticate": challenge(relay.connector.spec.auth)})
 
 
-def _answer(kept: Kept) -> JSONResponse:
+def _answer(kept: Kept) -> Response:
     record = kept.record
     if kept.where == "nowhere":
         return _error(503, "the request could not be stored; send it again", record.id)
     if record.status == "rejected":
         return _error(413 if record.truncated else 400, record.error or "rejected", record.id)
+    if kept.answer is not None:  # a handshake: the connector's rule says what to answer
+        return provider_answer(kept.answer)
     if kept.result is None:  # spooled: stored, with its events, as soon as the store can
         return JSONResponse({"spooled": True, "request_id": record.id})
     return JSONResponse({"accepted": kept.result.accepted, "duplicates": kept.result.duplicates,
@@ -142,6 +150,14 @@ def _record(request_id: str, relay: Relay, received_at: datetime, inbound: Inbou
         method=inbound.method, query=inbound.query, headers=inbound.headers, body=inbound.body,
         status=status, error=error, truncated=truncated,
     )
+
+
+def provider_answer(answer: ProviderAnswer) -> Response:
+    """A connector's own answer (a handshake): status, headers and body as its rule made them."""
+    headers = dict(answer.headers)
+    content_type = headers.pop("content-type")
+    return Response(answer.body, status_code=answer.status, headers=headers,
+                    media_type=content_type)
 
 
 def _error(status: int, message: str, request_id: str | None = None,

@@ -74,6 +74,8 @@ def request_json(record: RequestRecord) -> dict[str, Any]:
         "body_encoding": encoding,
         "truncated": record.truncated,
         "event_ids": list(record.event_ids),
+        "duplicate_ids": list(record.duplicate_ids),
+        "test": record.test,
     }
 
 
@@ -92,6 +94,7 @@ def delivery_json(delivery: Delivery) -> dict[str, Any]:
         "last_error": delivery.last_error,
         "created_at": format_epoch(delivery.created_at),
         "updated_at": format_epoch(delivery.updated_at),
+        "test": delivery.test,
     }
 
 

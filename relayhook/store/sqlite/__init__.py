@@ -8,9 +8,8 @@ events, and the `SQLiteStore` that puts it all behind the `Store` contract.
 from __future__ import annotations
 
 import asyncio
-import json
 import sqlite3
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, TypeVar
@@ -33,13 +32,15 @@ from relayhook.store.base import StoredHook, StoredRelay, StoreError
 from relayhook.store.sqlite import browse
 from relayhook.store.sqlite import config as config_sql
 from relayhook.store.sqlite import deliveries as deliveries_sql
+from relayhook.store.sqlite import requests as requests_sql
 from relayhook.store.sqlite.deliveries import CLAIMABLE, UNFINISHED, one_of
+from relayhook.store.sqlite.requests import INSERT_REQUEST, REQUEST_COLUMNS
 from relayhook.store.sqlite.rows import EVENT_COLUMNS, Row, dumps, page_query, to_event, where
 from relayhook.store.sqlite.threads import GroupCommitWriter, ReaderPool
 
 T = TypeVar("T")
 
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 SYNCHRONOUS_LEVELS = ("NORMAL", "FULL", "EXTRA")
 # How long a write waits for another process (the CLI, a backup) to release the write lock.
 # Short: the ingress does not wait on it (it spools after [spool] store_timeout), and a writer
@@ -182,11 +183,6 @@ CREATE TABLE IF NOT EXISTS hooks (
 
 
 
-REQUEST_COLUMNS = "id, relay, received_at, method, query, headers, body, status, error, truncated"
-INSERT_REQUEST = (
-    f"INSERT INTO requests ({REQUEST_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
-    " ON CONFLICT (id) DO NOTHING"
-)
 INSERT_EVENT = (
     "INSERT INTO events (id, request_id, relay, type, source, subject, time, data)"
     " VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (id) DO NOTHING"
@@ -250,7 +246,8 @@ class SQLiteStore:
         deliveries: Sequence[NewDelivery] = (),
     ) -> IngestResult:
         _check_events(request.status, events)
-        request_row, event_rows = _request_row(request), _event_rows(events, request.id)
+        request_row = requests_sql.request_row(request, events)
+        event_rows = _event_rows(events, request.id)
         delivery_rows = deliveries_sql.delivery_rows(deliveries, events)
 
         def job(conn: sqlite3.Connection) -> IngestResult:
@@ -274,12 +271,23 @@ class SQLiteStore:
         delivery_rows = deliveries_sql.delivery_rows(deliveries, events)
 
         def job(conn: sqlite3.Connection) -> IngestResult:
-            update = "UPDATE requests SET status = ?, error = ? WHERE id = ?"
-            if conn.execute(update, (status, error, request_id)).rowcount == 0:
-                raise KeyError(request_id)
+            requests_sql.set_mapped(conn, request_id, status, error, events)
             return _insert_events(conn, event_rows, delivery_rows)
 
         return await self._write(job)
+
+    async def record_test(self, request: RequestRecord, event: Event, delivery: NewDelivery,
+                          attempt: Attempt | None, outcome: Outcome) -> None:
+        _check_test(request, event, delivery, outcome)
+        deliveries_sql.check_finish(delivery.id, outcome, attempt)
+        request_row = requests_sql.request_row(request, [event])
+        event_row = _event_rows([event], request.id)[0]
+
+        def job(conn: sqlite3.Connection) -> None:
+            requests_sql.record_test(conn, request_row, event_row, delivery, event.relay,
+                                     attempt, outcome)
+
+        await self._write(job)
 
     async def record_auth_failure(self, relay: str, at: str) -> None:
         def job(conn: sqlite3.Connection) -> None:
@@ -299,7 +307,7 @@ class SQLiteStore:
     async def get_request(self, request_id: str) -> RequestRecord | None:
         def fetch(conn: sqlite3.Connection) -> RequestRecord | None:
             sql = f"SELECT {REQUEST_COLUMNS} FROM requests WHERE id = ?"
-            records = _with_event_ids(conn, conn.execute(sql, (request_id,)).fetchall())
+            records = requests_sql.with_event_ids(conn, conn.execute(sql, (request_id,)).fetchall())
             return records[0] if records else None
 
         return await self._read(fetch)
@@ -317,7 +325,8 @@ class SQLiteStore:
         filters = [("relay = ?", relay), ("status = ?", status),
                    ("CAST(body AS TEXT) LIKE ? ESCAPE '\\'", pattern)]
         sql, params = page_query("requests", REQUEST_COLUMNS, filters, before, limit)
-        return await self._read(lambda conn: _with_event_ids(conn, conn.execute(sql, params)))
+        return await self._read(
+            lambda conn: requests_sql.with_event_ids(conn, conn.execute(sql, params)))
 
     async def list_events(
         self,
@@ -545,15 +554,29 @@ def _migrate(conn: sqlite3.Connection, path: Path) -> None:
             f"{path} has schema version {version}, newer than this relayhook's"
             f" ({SCHEMA_VERSION}): upgrade relayhook"
         )
-    if version == 0:
-        conn.executescript(
-            f"BEGIN IMMEDIATE; {SCHEMA} PRAGMA user_version = {SCHEMA_VERSION}; COMMIT;"
-        )
-        return
-    if version == 1:
-        _migrate_1_to_2(conn)
-    if version <= 2:
-        conn.executescript(f"BEGIN IMMEDIATE; {ADMIN_SCHEMA} PRAGMA user_version = 3; COMMIT;")
+    if version == 0:  # a new file: SCHEMA as it stood at version 3, then the steps after it
+        conn.executescript(f"BEGIN IMMEDIATE; {SCHEMA} PRAGMA user_version = 3; COMMIT;")
+        version = 3
+    for number, step in _steps():
+        if version < number:
+            step(conn)
+
+
+def _steps() -> list[tuple[int, Callable[[sqlite3.Connection], None]]]:
+    """The upgrades of an older file, in order: (the version each brings, how). A new step
+    takes the next number and goes at the end; SCHEMA itself stays as version 3 made it."""
+
+    def script(ddl: str, number: int) -> Callable[[sqlite3.Connection], None]:
+        def step(conn: sqlite3.Connection) -> None:
+            conn.executescript(f"BEGIN IMMEDIATE; {ddl} PRAGMA user_version = {number}; COMMIT;")
+
+        return step
+
+    return [
+        (2, _migrate_1_to_2),
+        (3, script(ADMIN_SCHEMA, 3)),
+        (4, script(requests_sql.SCHEMA_4, 4)),
+    ]
 
 
 def _migrate_1_to_2(conn: sqlite3.Connection) -> None:
@@ -591,19 +614,12 @@ def _check_events(status: RequestStatus, events: Sequence[Event]) -> None:
         raise ValueError("a rejected request comes with no events")
 
 
-def _request_row(request: RequestRecord) -> Row:
-    return (
-        request.id,
-        request.relay,
-        request.received_at,
-        request.method,
-        request.query,
-        dumps([[name, value] for name, value in request.headers]),
-        bytes(request.body),
-        request.status,
-        request.error,
-        int(request.truncated),
-    )
+def _check_test(request: RequestRecord, event: Event, delivery: NewDelivery,
+                outcome: Outcome) -> None:
+    if not request.test or request.status != "accepted":
+        raise ValueError("a test send's request is marked test and accepted")
+    if delivery.event_id != event.id or outcome.status not in ("succeeded", "dead"):
+        raise ValueError("a test send is one delivery of its event, succeeded or dead")
 
 
 def _event_rows(events: Sequence[Event], request_id: str) -> list[Row]:
@@ -625,35 +641,3 @@ def _insert_events(
     accepted: int = conn.executemany(INSERT_EVENT, event_rows).rowcount
     routed = deliveries_sql.insert_deliveries(conn, delivery_rows, last_seq) if accepted else 0
     return IngestResult(accepted=accepted, duplicates=len(event_rows) - accepted, deliveries=routed)
-
-
-def _with_event_ids(conn: sqlite3.Connection, rows: Iterable[Row]) -> list[RequestRecord]:
-    """Request records for `rows`, their event ids fetched in one query for the whole page."""
-    page = list(rows)
-    # One JSON array parameter rather than one `?` per request: no limit on the page size.
-    sql = (
-        "SELECT request_id, id FROM events"
-        " WHERE request_id IN (SELECT value FROM json_each(?)) ORDER BY seq"
-    )
-    event_ids: dict[str, list[str]] = {}
-    if page:
-        for request_id, event_id in conn.execute(sql, (dumps([row[0] for row in page]),)):
-            event_ids.setdefault(request_id, []).append(event_id)
-    return [_request(row, tuple(event_ids.get(row[0], ()))) for row in page]
-
-
-def _request(row: Row, event_ids: tuple[str, ...]) -> RequestRecord:
-    id_, relay, received_at, method, query, headers, body, status, error, truncated = row
-    return RequestRecord(
-        id=id_,
-        relay=relay,
-        received_at=received_at,
-        method=method,
-        query=query,
-        headers=tuple((name, value) for name, value in json.loads(headers)),
-        body=bytes(body),
-        status=status,
-        error=error,
-        truncated=bool(truncated),
-        event_ids=event_ids,
-    )

@@ -38,7 +38,7 @@ def one_of(column: str, values: Sequence[str]) -> str:
 
 DELIVERY_COLUMNS = (
     "id, event_id, hook, relay, subject, status, tries, attempts, due_at, lease_until,"
-    " last_status, last_error, created_at, updated_at"
+    " last_status, last_error, created_at, updated_at, test"
 )
 DELIVERY_WIDTH = len(DELIVERY_COLUMNS.split(","))
 ATTEMPT_COLUMNS = (
@@ -313,6 +313,7 @@ def _replay_filter(
     if delivery_id is not None:
         return " AND ".join([*conditions, "id = :id"]), params
     named = {f"status{i}": status for i, status in enumerate(statuses)}
+    conditions.append("test = 0")  # a test send is replayed by its id only
     conditions.append(f"status IN ({', '.join(':' + name for name in named) or 'NULL'})")
     conditions.append(NOT_REPLAYED_YET)
     if since is not None:
@@ -336,8 +337,9 @@ def get_delivery(
 def count_deliveries(
     conn: sqlite3.Connection, hook: str | None, status: DeliveryStatus | None
 ) -> dict[str, int]:
-    """Every status (or the one asked for), with 0 for those no delivery has."""
-    clause, params = where([("hook = ?", hook), ("status = ?", status)])
+    """Every status (or the one asked for), with 0 for those no delivery has; test sends are
+    history, not work: they are not counted."""
+    clause, params = where([("hook = ?", hook), ("status = ?", status), ("test = ?", 0)])
     counts: dict[str, int] = dict.fromkeys(DELIVERY_STATUSES if status is None else (status,), 0)
     sql = f"SELECT status, count(*) FROM deliveries {clause} GROUP BY status"
     counts.update(conn.execute(sql, params).fetchall())
@@ -349,7 +351,7 @@ def count_deliveries(
 
 def delivery(row: Row, event: Event | None = None) -> Delivery:
     (id_, event_id, hook, relay, subject, status, tries, attempts, due_at, lease_until,
-     last_status, last_error, created_at, updated_at) = row  # fmt: skip
+     last_status, last_error, created_at, updated_at, test) = row  # fmt: skip
     return Delivery(
         id=id_,
         event_id=event_id,
@@ -366,6 +368,7 @@ def delivery(row: Row, event: Event | None = None) -> Delivery:
         created_at=created_at,
         updated_at=updated_at,
         event=event,
+        test=bool(test),
     )
 
 

@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Any
 
 from starlette.responses import JSONResponse, Response
 
+from relayhook.connectors import emitted_types
 from relayhook.errors import InvalidError, NotFoundError, SpecError
 from relayhook.events import Event
 from relayhook.examples import example_event, example_events, newest_event
@@ -38,7 +39,7 @@ def event_choices(console: Console) -> list[dict[str, Any]]:
     """The event types each connector emits: its constant rule types and its example's."""
     groups = []
     for connector in sorted(console.connectors.values(), key=lambda c: c.spec.title.lower()):
-        types = {rule.type for rule in connector.spec.events if "{" not in rule.type}
+        types = set(emitted_types(connector)[0])
         types |= {event.type for event in example_events(connector, connector.id)}
         groups.append({"title": connector.spec.title, "types": sorted(types)})
     return groups
