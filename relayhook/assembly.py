@@ -18,6 +18,7 @@ from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING
+from urllib.parse import urlsplit
 
 from relayhook.connectors import SHIPPED_DIR, Connector, load_connectors
 from relayhook.errors import HookError, LocatedError, LocatedErrors
@@ -90,8 +91,9 @@ async def check_destinations(hooks: Mapping[str, Hook], policy: DestinationPolic
         except DestinationRefused as exc:
             refusals[hook.name] = f"destination refused: {exc}"
         except OSError as exc:  # no DNS here now: checked again when sent
+            # The host only: the URL may hold credentials or a token.
             log.warning("hook %r: cannot resolve %s now (%s); checked when sent", hook.name,
-                        url, exc)
+                        urlsplit(url).hostname, exc.strerror or type(exc).__name__)
     return refusals
 
 

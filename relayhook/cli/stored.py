@@ -220,7 +220,7 @@ async def send_test(settings: Settings, name: str, event_file: str | None, out: 
                                         headers=list(request.headers),
                                         content=request.body or None,
                                         timeout=httpx.Timeout(hook.timeout))
-    except (httpx.HTTPError, OSError) as exc:
+    except (httpx.HTTPError, httpx.InvalidURL, OSError) as exc:
         reason = refusal_reason(exc)
         print(f"error: {'destination refused: ' + reason if reason else exc}", file=sys.stderr)
         return 1

@@ -17,6 +17,7 @@ import time
 import uuid
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
+from urllib.parse import urlsplit
 
 import httpx
 
@@ -26,6 +27,7 @@ from relayhook.live import HookRegistry
 from relayhook.outbound import OutboundRequest, render_request, should_deliver
 from relayhook.pacing import RateLimit
 from relayhook.retry import decide, parse_retry_after
+from relayhook.ssrf import unusual_ipv4
 from relayhook.store import Attempt, Delivery, Outcome, Store, StoreError
 from relayhook.templating import RenderError
 
@@ -188,12 +190,16 @@ class Dispatcher:
                     started: float) -> tuple[Outcome, Attempt]:
         record = request.record(self.secrets)
         try:
+            outgoing = httpx.Request(
+                request.method, request.url, headers=list(request.headers),
+                content=request.body or None,
+                extensions={"timeout": httpx.Timeout(hook.timeout).as_dict()},
+            )
+        except httpx.InvalidURL as exc:  # e.g. 127.000.000.001, which httpx will not parse
+            return self._failed(hook, delivery, started, record, *_unsendable(request.url, exc))
+        try:
             async with asyncio.timeout(hook.timeout + 1):  # a hard bound above httpx's own
-                response = await self.transport.handle_async_request(httpx.Request(
-                    request.method, request.url, headers=list(request.headers),
-                    content=request.body or None,
-                    extensions={"timeout": httpx.Timeout(hook.timeout).as_dict()},
-                ))
+                response = await self.transport.handle_async_request(outgoing)
                 try:
                     body = await _read_some(response, MAX_RESPONSE_BODY)
                 finally:
@@ -243,6 +249,13 @@ async def _read_some(response: httpx.Response, limit: int) -> bytes:
         if size >= limit:
             break
     return b"".join(chunks)
+
+
+def _unsendable(url: str, exc: httpx.InvalidURL) -> tuple[str, str]:
+    odd = unusual_ipv4(urlsplit(url).hostname or "")
+    if odd is not None:
+        return "destination", f"destination refused: the host is {odd}"
+    return "render", f"the rendered URL cannot be sent: {exc}"
 
 
 def _classify(exc: BaseException, timeout: float) -> tuple[str, str]:
