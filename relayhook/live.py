@@ -6,12 +6,14 @@ process keeps a compiled copy and refreshes it when the counter moves.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Mapping
 
 from relayhook.hooks import Hook
 from relayhook.store.base import Store
 
 CONFIG_INACTIVE = "inactive in the config"
+log = logging.getLogger("relayhook.live")
 
 
 class HookRegistry:
@@ -54,7 +56,15 @@ class HookRegistry:
             self._disabled.pop(name, None)
         else:
             self._disabled[name] = reason or "disabled"
-        return await store.set_hook_active(name, active, reason, now)
+        changed = await store.set_hook_active(name, active, reason, now)
+        if active:
+            log.info("hook %r activated: %d deliveries resumed", name, changed,
+                     extra={"hook": name})
+        else:
+            log.warning("hook %r deactivated: %s; %d deliveries wait, paused, until it is"
+                        " activated", name, reason or "disabled", changed,
+                        extra={"hook": name, "reason": reason})
+        return changed
 
 
 def _runtime_disabled(states: Mapping[str, tuple[bool, str | None, float]]) -> dict[str, str]:

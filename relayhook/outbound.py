@@ -85,11 +85,11 @@ class OutboundRequest:
 @functools.lru_cache(maxsize=16)
 def _hidden_forms(secrets: tuple[str, ...]) -> tuple[str, ...]:
     # Computed once per set of secrets, not once per delivery: this is the delivery hot path.
-    forms = {form for secret in secrets if len(secret) >= 4 for form in _forms(secret)}
+    forms = {form for secret in secrets if len(secret) >= 4 for form in secret_forms(secret)}
     return tuple(sorted(forms, key=len, reverse=True))
 
 
-def _forms(secret: str) -> set[str]:
+def secret_forms(secret: str) -> set[str]:
     """The ways a secret can appear in a request: as is, URL-encoded, escaped in JSON."""
     return {secret, quote(secret, safe=""), quote_plus(secret), json.dumps(secret)[1:-1]}
 

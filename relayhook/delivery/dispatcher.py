@@ -17,11 +17,13 @@ import time
 import uuid
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from urllib.parse import urlsplit
 
 import httpx
 
 from relayhook.delivery.http import refusal_reason
+from relayhook.events import format_time
 from relayhook.hooks import Hook
 from relayhook.live import HookRegistry
 from relayhook.outbound import OutboundRequest, render_request, should_deliver
@@ -57,6 +59,8 @@ class Dispatcher:
     poll_interval: float = 0.5
     refresh_interval: float = 2.0
     owner: str = field(default_factory=lambda: f"worker-{uuid.uuid4().hex[:12]}")
+    # Told of every finished delivery round: (hook name, outcome, attempt); metrics count them.
+    report: Callable[[str, Outcome, Attempt | None], None] = lambda hook, outcome, attempt: None
 
     def __post_init__(self) -> None:
         self._lanes = {name: _HookLane(rate=RateLimit.from_spec(hook.rate_limit))
@@ -153,8 +157,19 @@ class Dispatcher:
         except asyncio.CancelledError:
             raise
         except Exception as exc:  # one delivery's failure must not stop the others
-            log.exception("dispatcher: delivery %s of hook %s failed", delivery.id, hook.name)
+            log.exception("dispatcher: delivery %s of hook %s failed", delivery.id, hook.name,
+                          extra={"hook": hook.name, "delivery": delivery.id})
             await self._record_internal_error(hook, delivery, exc)
+            return
+        self._tell(hook, delivery, outcome, attempt)
+
+    def _tell(self, hook: Hook, delivery: Delivery, outcome: Outcome,
+              attempt: Attempt | None) -> None:
+        try:
+            self.report(hook.name, outcome, attempt)
+        except Exception:  # metrics must never stop a delivery
+            log.exception("dispatcher: cannot count delivery %s", delivery.id)
+        log_outcome(hook.name, delivery, outcome, attempt)
 
     async def _record_internal_error(self, hook: Hook, delivery: Delivery,
                                      exc: Exception) -> None:
@@ -167,6 +182,8 @@ class Dispatcher:
                                     attempt=attempt)
         except Exception:
             log.exception("dispatcher: cannot record the failure of delivery %s", delivery.id)
+            return
+        self._tell(hook, delivery, outcome, attempt)
 
     async def _attempt(self, hook: Hook, delivery: Delivery) -> tuple[Outcome, Attempt | None]:
         assert delivery.event is not None
@@ -249,6 +266,35 @@ async def _read_some(response: httpx.Response, limit: int) -> bytes:
         if size >= limit:
             break
     return b"".join(chunks)
+
+
+def log_outcome(hook: str, delivery: Delivery, outcome: Outcome,
+                attempt: Attempt | None) -> None:
+    """One line per failed attempt (with its next try), dead delivery or pause; debug for the
+    rest. Names the hook, the delivery and the status or error class, never the URL or
+    headers (they may hold secrets; the history has them, redacted)."""
+    number = delivery.attempts + (attempt is not None)
+    fields: dict[str, object] = {"hook": hook, "delivery": delivery.id, "attempt": number}
+    if attempt is not None and attempt.response_status is not None:
+        what = f"HTTP {attempt.response_status}"
+        fields["status"] = attempt.response_status
+    elif attempt is not None and attempt.error_class is not None:
+        what = f"{attempt.error_class}: {(attempt.error or '')[:300]}"
+        fields["error_class"] = attempt.error_class
+    else:
+        what = outcome.error or outcome.status
+    if outcome.status == "failed" and outcome.due_at is not None:
+        next_try = format_time(datetime.fromtimestamp(outcome.due_at, UTC))
+        log.warning("hook %r: delivery %s attempt %d failed (%s); next try at %s", hook,
+                    delivery.id, number, what, next_try, extra={**fields, "next_try": next_try})
+    elif outcome.status == "dead":
+        log.error("hook %r: delivery %s is dead after attempt %d (%s); relayhook replay sends it"
+                  " again", hook, delivery.id, number, what, extra=fields)
+    elif outcome.status == "paused":
+        log.warning("hook %r: delivery %s paused (%s)", hook, delivery.id, what, extra=fields)
+    else:
+        log.debug("hook %r: delivery %s %s (attempt %d)", hook, delivery.id, outcome.status,
+                  number, extra=fields)
 
 
 def _unsendable(url: str, exc: httpx.InvalidURL) -> tuple[str, str]:

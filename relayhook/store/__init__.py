@@ -8,15 +8,19 @@ from __future__ import annotations
 from pathlib import Path
 
 from relayhook.store.base import (
+    BACKLOG_STATUSES,
     DELIVERY_STATUSES,
     FINAL_STATUSES,
     REQUEST_STATUSES,
     Attempt,
+    BacklogEntry,
+    Cutoffs,
     Delivery,
     DeliveryStatus,
     IngestResult,
     NewDelivery,
     Outcome,
+    PruneResult,
     RequestRecord,
     RequestStatus,
     Store,
@@ -25,15 +29,19 @@ from relayhook.store.base import (
 from relayhook.store.sqlite import SQLiteStore
 
 __all__ = [
+    "BACKLOG_STATUSES",
     "DELIVERY_STATUSES",
     "FINAL_STATUSES",
     "REQUEST_STATUSES",
     "Attempt",
+    "BacklogEntry",
+    "Cutoffs",
     "Delivery",
     "DeliveryStatus",
     "IngestResult",
     "NewDelivery",
     "Outcome",
+    "PruneResult",
     "RequestRecord",
     "RequestStatus",
     "SQLiteStore",

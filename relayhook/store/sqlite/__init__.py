@@ -18,23 +18,27 @@ from relayhook.events import Event
 from relayhook.store.base import (
     DELIVERY_STATUSES,
     Attempt,
+    BacklogEntry,
+    Cutoffs,
     Delivery,
     DeliveryStatus,
     IngestResult,
     NewDelivery,
     Outcome,
+    PruneResult,
     RequestRecord,
     RequestStatus,
     StoreError,
 )
 from relayhook.store.sqlite import deliveries as deliveries_sql
+from relayhook.store.sqlite import ops as sqlite_ops
 from relayhook.store.sqlite.deliveries import CLAIMABLE, UNFINISHED, one_of
 from relayhook.store.sqlite.rows import EVENT_COLUMNS, Row, dumps, page_query, to_event, where
 from relayhook.store.sqlite.threads import GroupCommitWriter, ReaderPool
 
 T = TypeVar("T")
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 SYNCHRONOUS_LEVELS = ("NORMAL", "FULL", "EXTRA")
 BUSY_TIMEOUT_SECONDS = 5.0  # another process (the CLI) may hold the write lock for a moment
 READERS = 4
@@ -143,6 +147,9 @@ CREATE TABLE IF NOT EXISTS hooks (
     updated_at  REAL NOT NULL
 );
 """
+
+# What each schema version adds; a new database runs them all, an older one those it lacks.
+MIGRATIONS = {1: SCHEMA, 2: sqlite_ops.INDEXES_V2}
 
 REQUEST_COLUMNS = "id, relay, received_at, method, query, headers, body, status, error, truncated"
 INSERT_REQUEST = f"INSERT INTO requests ({REQUEST_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
@@ -412,6 +419,28 @@ class SQLiteStore:
             )
         )
 
+    # -- operations
+
+    async def prune(self, cutoffs: Cutoffs, *, batch: int = 500) -> PruneResult:
+        result: PruneResult = await sqlite_ops.Pruner(cutoffs, batch).run(self._read,
+                                                                            self._write)
+        if result != PruneResult():
+            await asyncio.to_thread(sqlite_ops.checkpoint, self.path)
+        return result
+
+    async def backlog(self) -> list[BacklogEntry]:
+        return await self._read(sqlite_ops.backlog)
+
+    async def probe_write(self) -> None:
+        await self._write(lambda conn: None)
+
+    async def schema_current(self) -> bool:
+        version = await self._read(lambda conn: conn.execute("PRAGMA user_version").fetchone())
+        return bool(version[0] == SCHEMA_VERSION)
+
+    async def backup(self, target: Path) -> None:
+        await asyncio.to_thread(sqlite_ops.backup, self._connect, Path(target))
+
     # -- connections
 
     def _connect(self) -> sqlite3.Connection:
@@ -430,6 +459,7 @@ class SQLiteStore:
                 raise StoreError(f"{self.path}: SQLite refused WAL mode (got {mode!r})")
             conn.execute(f"PRAGMA synchronous = {self.synchronous}")
             conn.execute(f"PRAGMA cache_size = -{WRITER_CACHE_KIB}")
+            conn.execute(f"PRAGMA journal_size_limit = {sqlite_ops.JOURNAL_SIZE_LIMIT}")
             conn.execute("PRAGMA foreign_keys = ON")
             _migrate(conn, self.path)
         except BaseException:
@@ -459,8 +489,9 @@ def _migrate(conn: sqlite3.Connection, path: Path) -> None:
             f" ({SCHEMA_VERSION}): upgrade relayhook"
         )
     if version < SCHEMA_VERSION:
+        steps = " ".join(MIGRATIONS[step] for step in range(version + 1, SCHEMA_VERSION + 1))
         conn.executescript(
-            f"BEGIN IMMEDIATE; {SCHEMA} PRAGMA user_version = {SCHEMA_VERSION}; COMMIT;"
+            f"BEGIN IMMEDIATE; {steps} PRAGMA user_version = {SCHEMA_VERSION}; COMMIT;"
         )
 
 
