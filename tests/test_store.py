@@ -28,6 +28,7 @@ from relayhook.store import (
     StoreError,
     open_store,
 )
+from relayhook.store.sqlite import SCHEMA_VERSION
 from relayhook.store.sqlite.threads import GroupCommitWriter
 
 T = TypeVar("T")
@@ -407,7 +408,8 @@ def test_sqlite_defaults_wal_and_full_sync(sqlite_store: SQLiteStore) -> None:
     assert writer_pragma(sqlite_store, "cache_size") == -32 * 1024  # KiB
     with contextlib.closing(sqlite3.connect(sqlite_store.path)) as conn:
         assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
-        assert conn.execute("PRAGMA user_version").fetchone()[0] == 1
+        assert conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION
+    assert writer_pragma(sqlite_store, "journal_size_limit") == 64 * 1024 * 1024
 
 
 @pytest.mark.parametrize(("level", "value"), [("NORMAL", 1), ("extra", 3)])
@@ -428,7 +430,7 @@ def test_sqlite_refuses_an_unknown_synchronous_level(tmp_path: Path) -> None:
 def test_sqlite_refuses_a_newer_schema(tmp_path: Path) -> None:
     path = tmp_path / "relayhook.db"
     with contextlib.closing(sqlite3.connect(path)) as conn:
-        conn.execute("PRAGMA user_version = 2")
+        conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION + 1}")
     store = SQLiteStore(path)
     with pytest.raises(StoreError, match="upgrade relayhook"):
         run(store.open())
