@@ -14,7 +14,7 @@ import contextlib
 import logging
 import os
 import time
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING
@@ -25,7 +25,8 @@ from relayhook.errors import HookError, LocatedError, LocatedErrors
 from relayhook.hooks import Hook, build_hooks
 from relayhook.live import HookRegistry
 from relayhook.relays import Relay, build_relays
-from relayhook.settings import Settings
+from relayhook.retention import cutoffs_at
+from relayhook.settings import RetentionSettings, Settings
 from relayhook.ssrf import (
     DestinationPolicy,
     DestinationRefused,
@@ -33,7 +34,7 @@ from relayhook.ssrf import (
     SystemResolver,
     check_url,
 )
-from relayhook.store import Store, open_store
+from relayhook.store import PruneResult, Store, open_store
 from relayhook.tomlpos import format_path
 
 if TYPE_CHECKING:
@@ -114,6 +115,12 @@ async def refuse_destinations(settings: Settings, hooks: Mapping[str, Hook],
 
 
 
+async def prune_now(store: Store, retention: RetentionSettings, now: float) -> PruneResult:
+    """Delete what `[retention]` lets go at `now` (epoch seconds); what was deleted."""
+    return await store.prune(cutoffs_at(now, days=retention.days, relays=retention.relays,
+                                        hooks=retention.hooks))
+
+
 @contextlib.asynccontextmanager
 async def opened_store(settings: Settings) -> AsyncIterator[Store]:
     """The settings' store, opened for the block and closed after it (the CLI's way in)."""
@@ -143,6 +150,8 @@ class Collaborators:
     relays: dict[str, Relay]
     dispatcher: Dispatcher | None = None
     tasks: list[asyncio.Task[None]] = field(default_factory=list)
+    # How many requests wait in the spool (metrics, /readyz); the spool sets it when it opens.
+    spool_depth: Callable[[], int] = lambda: 0
 
     def wake(self) -> None:
         if self.dispatcher is not None:

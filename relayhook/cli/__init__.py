@@ -8,6 +8,8 @@
     relayhook render HOOK [--event FILE]     a hook's exact request as a cURL command
     relayhook send-test HOOK [--event FILE]  send an example event through a hook
     relayhook schema                         the connector JSON Schema
+    relayhook prune                          delete what [retention] lets go
+    relayhook backup FILE                    a consistent copy of the store, while serving
 """
 
 from __future__ import annotations
@@ -17,13 +19,14 @@ import sys
 from collections.abc import Sequence
 from typing import TextIO
 
-from relayhook.cli import authoring, serve, stored
+from relayhook.cli import authoring, ops, serve, stored
 from relayhook.errors import LocatedError, LocatedErrors, UsageError
 from relayhook.mapping import MappingError
 from relayhook.settings import DEFAULT_CONFIG
+from relayhook.store import StoreError
 from relayhook.templating import RenderError
 
-FAMILIES = (serve, authoring, stored)  # each adds its subcommands
+FAMILIES = (serve, authoring, stored, ops)  # each adds its subcommands
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -44,7 +47,7 @@ def main(argv: Sequence[str] | None = None, out: TextIO | None = None) -> int:
     except (LocatedError, LocatedErrors) as exc:
         print(exc, file=sys.stderr)
         return 2
-    except (MappingError, RenderError, UsageError) as exc:
+    except (MappingError, RenderError, UsageError, StoreError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
     except OSError as exc:

@@ -120,6 +120,18 @@ def attempt_json(attempt: Attempt) -> dict[str, Any]:
     }
 
 
+def refuse_bearer(request: Request, token: str, off: str) -> JSONResponse | None:
+    """None if the request carries `Authorization: Bearer <token>`, else the answer: 403
+    saying `off` when no token is set, 401 otherwise."""
+    if not token:
+        return JSONResponse({"error": off}, 403)
+    given = request.headers.get("authorization", "")
+    if not hmac.compare_digest(given.encode(), f"Bearer {token}".encode()):
+        return JSONResponse({"error": "missing or wrong bearer token"}, 401,
+                            headers={"WWW-Authenticate": 'Bearer realm="relayhook"'})
+    return None
+
+
 def api_routes(
     parts: Collaborators,
     token: str,
@@ -130,12 +142,9 @@ def api_routes(
 
     def guarded(handler: Callable[[Request], Awaitable[Any]]) -> Endpoint:
         async def endpoint(request: Request) -> Response:
-            if not token:
-                return JSONResponse({"error": "the API is off: set [admin] token"}, 403)
-            given = request.headers.get("authorization", "")
-            if not hmac.compare_digest(given.encode(), f"Bearer {token}".encode()):
-                return JSONResponse({"error": "missing or wrong bearer token"}, 401,
-                                    headers={"WWW-Authenticate": 'Bearer realm="relayhook"'})
+            refused = refuse_bearer(request, token, "the API is off: set [admin] token")
+            if refused is not None:
+                return refused
             try:
                 return JSONResponse(await handler(request))
             except ApiError as exc:

@@ -17,8 +17,6 @@ from typing import Literal
 
 import httpx
 from starlette.applications import Starlette
-from starlette.requests import Request
-from starlette.responses import JSONResponse
 from starlette.routing import Route
 
 from relayhook.assembly import (
@@ -34,12 +32,14 @@ from relayhook.assembly import (
 from relayhook.delivery.dispatcher import Dispatcher
 from relayhook.delivery.http import make_http_transport
 from relayhook.live import HookRegistry
+from relayhook.metrics import Metrics
 from relayhook.relays import Relay
 from relayhook.settings import Settings
 from relayhook.ssrf import Resolver
 from relayhook.store import Store
 from relayhook.web.api import api_routes
 from relayhook.web.ingress import Ingress
+from relayhook.web.ops import Readiness, metered, ops_routes, prune_periodically
 
 Role = Literal["web", "worker", "all"]
 INGRESS_METHODS = ["GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"]
@@ -64,6 +64,7 @@ def create_app(
     the_store = store or open_settings_store(settings)
     parts = Collaborators(the_store, registry, relays)
     policy = destination_policy(settings)
+    metrics = Metrics(spool_depth=lambda: parts.spool_depth())
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
@@ -82,8 +83,12 @@ def create_app(
                     clock=lambda: clock().timestamp(), rand=rand or random.Random(),
                     lease_seconds=settings.delivery.lease_seconds,
                     poll_interval=settings.delivery.poll_interval,
+                    report=metrics.observe_delivery,
                 )
                 parts.tasks.append(asyncio.create_task(parts.dispatcher.run()))
+                if settings.retention.interval > 0:
+                    parts.tasks.append(asyncio.create_task(
+                        prune_periodically(the_store, settings.retention, clock)))
             yield
         finally:
             if parts.dispatcher is not None:
@@ -96,17 +101,21 @@ def create_app(
             if owned_store:
                 await the_store.close()
 
-    async def health(request: Request) -> JSONResponse:
-        return JSONResponse({"status": "ok", "role": role})
-
     def relay_url(relay: Relay) -> str:
         return f"{settings.public_url()}/in/{relay.token}"
 
-    routes = [Route("/healthz", health, methods=["GET"])]
+    def relay_name(token: str) -> str | None:
+        relay = relays.get(token)
+        return None if relay is None else relay.name
+
+    readiness = Readiness(the_store, spool_depth=lambda: parts.spool_depth())
+    routes = ops_routes(the_store, metrics, readiness, admin_token=settings.admin.token,
+                        public_metrics=settings.metrics.public, clock=clock)
     if role in ("web", "all"):
         ingress = Ingress(relays, the_store, settings.limits.max_body_bytes, clock, new_id,
-                          registry=registry, wake=parts.wake)
-        routes.append(Route("/in/{token}", ingress.handle, methods=INGRESS_METHODS))
+                          registry=registry, wake=parts.wake, on_stored=metrics.observe_stored)
+        routes.append(Route("/in/{token}", metered(ingress.handle, metrics, relay_name),
+                            methods=INGRESS_METHODS))
     routes += api_routes(parts, settings.admin.token, relay_url, clock)
     app = Starlette(routes=routes, lifespan=lifespan)
     app.state.relayhook = parts

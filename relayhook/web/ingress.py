@@ -53,6 +53,8 @@ class Ingress:
     new_id: Callable[[], str]
     registry: HookRegistry = field(default_factory=lambda: HookRegistry({}))
     wake: Callable[[], None] = lambda: None
+    # Told of every stored request: (relay, events accepted, duplicates); metrics count them.
+    on_stored: Callable[[str, int, int], None] = lambda relay, accepted, duplicates: None
 
     async def handle(self, request: Request) -> Response:
         relay = self.relays.get(request.path_params["token"])
@@ -101,6 +103,7 @@ class Ingress:
         except StoreError as exc:
             log.error("relay %s: could not store request %s: %s", relay.name, request_id, exc)
             return _error(503, "the request could not be stored; send it again", request_id)
+        self.on_stored(relay.name, result.accepted, result.duplicates)
         if result.deliveries:
             self.wake()
         return JSONResponse({"accepted": result.accepted, "duplicates": result.duplicates,
