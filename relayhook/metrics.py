@@ -17,14 +17,16 @@ import logging
 import time
 from collections.abc import Callable
 
-from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from prometheus_client.exposition import generate_latest
 
 from relayhook.store.base import Attempt, Outcome, Store, StoreError
 
 log = logging.getLogger("relayhook.metrics")
 
-CONTENT_TYPE = CONTENT_TYPE_LATEST
+# The classic text format every Prometheus reads (prometheus-client 0.22+ labels its output
+# 1.0.0, which Prometheus 2 does not know): with our plain names the bytes are the same.
+CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 UNKNOWN_RELAY = "(unknown)"  # a relay URL nobody configured: never the token itself
 # SynthesisVR gives up after 2 s; the GMetri target is p99 < 50 ms.
 ACK_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.0, 5.0, 10.0)
