@@ -70,14 +70,15 @@ class Redactor:
 
 def hook_secrets(hook: Hook) -> list[str]:
     """The fixed values of a hook that may be credentials: header and parameter values that
-    are not templates, the URL's user and password, a literal signing secret."""
+    are not templates, the URL's password and query values, a literal signing secret."""
     spec = hook.spec
     found = [value for name, value in spec.headers.items()
              if name.lower() not in PLAIN_HEADERS and _fixed(value)]
     found += [value for value in spec.params.values() if _fixed(value)]
     found = [value for value in found if len(value) >= MIN_FIXED_VALUE]
     parts = urlsplit(spec.url or "")
-    found += [part for part in (parts.password, parts.username) if part and _fixed(part)]
+    if parts.password and _fixed(parts.password):  # not the user name: often a plain word
+        found.append(parts.password)
     if spec.signing_secret and _fixed(spec.signing_secret):
         found.append(spec.signing_secret)
     # Also the query written into the URL itself: `?token=...`.
