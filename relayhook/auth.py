@@ -12,8 +12,6 @@ from collections.abc import Mapping
 
 from relayhook.connectors import Auth, BasicAuth, HeaderAuth, HmacAuth, NoAuth
 
-REDACTED = "[redacted]"
-
 
 def _equal(given: str, expected: str) -> bool:
     return hmac.compare_digest(given.encode("utf-8"), expected.encode("utf-8"))

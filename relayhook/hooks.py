@@ -25,7 +25,8 @@ from urllib.parse import urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from relayhook.errors import HookError, SpecError
+from relayhook.errors import HookError, InvalidError, SpecError
+from relayhook.redaction import SecretPlaces, strip_secrets
 from relayhook.retry import DEFAULT_SCHEDULE
 from relayhook.ssrf import check_url_text
 from relayhook.templating import (
@@ -163,6 +164,7 @@ class Hook:
     ordered: bool
     signing_secret: Template | None
     patterns: tuple[re.Pattern[str], ...] = field(repr=False)
+    secret_places: SecretPlaces = field(default=SecretPlaces(), repr=False)
 
     @property
     def name(self) -> str:
@@ -173,12 +175,9 @@ class Hook:
         return self.spec.active
 
     def stored_spec(self) -> dict[str, Any]:
-        """The hook as written, for the store: a literal signing secret is left out (a
-        `{{ secrets.name }}` reference is kept; secrets live in the settings only)."""
-        spec = self.spec.model_dump(exclude_defaults=True)
-        if "{{" not in (self.spec.signing_secret or "{{"):
-            spec["signing_secret"] = "[redacted]"
-        return spec
+        """The hook as written, for the store and the API: `[redacted]` in place of every
+        secret value (relayhook.redaction); `{{ secrets.name }}` references are kept."""
+        return strip_secrets(self.spec.model_dump(exclude_defaults=True))
 
     def matches(self, event_type: str, relay: str) -> bool:
         if self.spec.relays and relay not in self.spec.relays:
@@ -275,6 +274,7 @@ def compile_hook(spec: HookSpec) -> Hook:
             compile_template(spec.signing_secret, "signing_secret") if spec.signing_secret else None
         ),
         patterns=tuple(_pattern(p) for p in spec.events),
+        secret_places=SecretPlaces.of(spec.model_dump()),
     )
 
 
@@ -314,6 +314,24 @@ def decode_whsec(secret: str) -> bytes:
         raise ValueError("a whsec_ secret is whsec_ and base64") from exc
 
 
+def validate_hook(raw: dict[str, Any], presets_dir: Path = PRESETS_DIR) -> Hook:
+    """One hook as written (a `[[hooks]]` table, or the same keys as JSON), merged over its
+    preset and compiled. InvalidError lists what is wrong, each at its key path."""
+    try:
+        return compile_hook(HookSpec.model_validate(merge_preset(raw, presets_dir)))
+    except SpecError as exc:
+        raise InvalidError([exc]) from exc
+    except ValidationError as exc:
+        raise InvalidError([
+            SpecError(tuple(error["loc"]), "unknown key (a typo?)"
+                      if error["type"] == "extra_forbidden" else error["msg"])
+            for error in exc.errors()
+        ]) from exc
+    except TemplateError as exc:
+        # `headers.X.Custom` is the header `X.Custom`: split at the first dot only
+        raise InvalidError([SpecError(tuple(exc.name.split(".", 1)), exc.message)]) from exc
+
+
 def build_hooks(raw_hooks: list[dict[str, Any]], where: str = "(config)",
                 presets_dir: Path = PRESETS_DIR,
                 locate: Any = None) -> dict[str, Hook]:
@@ -328,17 +346,10 @@ def build_hooks(raw_hooks: list[dict[str, Any]], where: str = "(config)",
 
     for index, raw in enumerate(raw_hooks):
         try:
-            hook = compile_hook(HookSpec.model_validate(merge_preset(raw, presets_dir)))
-        except SpecError as exc:
-            raise fail(index, exc.key, exc.message) from exc
-        except ValidationError as exc:
-            error = exc.errors()[0]
-            typo = error["type"] == "extra_forbidden"
-            raise fail(index, tuple(error["loc"]),
-                       "unknown key (a typo?)" if typo else error["msg"]) from exc
-        except TemplateError as exc:
-            # `headers.X.Custom` is the header `X.Custom`: split at the first dot only
-            raise fail(index, tuple(exc.name.split(".", 1)), exc.message) from exc
+            hook = validate_hook(raw, presets_dir)
+        except InvalidError as exc:
+            first = exc.errors[0]
+            raise fail(index, first.key, first.message) from exc
         if hook.name in hooks:
             raise fail(index, ("name",), f"two hooks are named {hook.name!r}")
         hooks[hook.name] = hook

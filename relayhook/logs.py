@@ -1,7 +1,8 @@
 """Log lines: text for people or JSON for machines, with every known secret taken out.
 
-    redact = Redactor.from_settings(settings, hooks)
+    redact = Redactor.from_settings(settings, relays, hooks)
     configure_logging(level="info", fmt="json", redact=redact)
+    redact.follow(live)          # then also the relays and hooks made at run time
 
 The redactor knows the values the configuration holds as secrets (relay secrets and tokens,
 `[secrets]`, the admin token, hooks' fixed header and parameter values, URL passwords, signing
@@ -19,76 +20,77 @@ import re
 import sys
 from collections.abc import Callable, Iterable, Mapping
 from datetime import UTC, datetime
-from typing import Any, Literal, TextIO
-from urllib.parse import parse_qsl, urlsplit
+from typing import TYPE_CHECKING, Any, Literal, TextIO
 
 from relayhook.hooks import Hook
-from relayhook.outbound import REDACTED, secret_forms
+from relayhook.outbound import secret_forms
+from relayhook.redaction import REDACTED
+from relayhook.relays import Relay
+from relayhook.settings import Settings
+
+if TYPE_CHECKING:
+    from relayhook.live import LiveConfig
 
 # Structured fields a log call may pass as `extra=`; the JSON format writes them as keys.
 FIELDS = ("relay", "hook", "delivery", "request_id", "attempt", "status", "error_class",
           "next_try", "reason")
-# Header values that are not secrets, whatever the hook: no need to hide `application/json`.
-PLAIN_HEADERS = frozenset({"content-type", "accept", "accept-encoding", "accept-language",
-                           "user-agent", "cache-control", "content-language"})
 MIN_SECRET = 4  # shorter values would redact ordinary words (as outbound's history does)
-MIN_FIXED_VALUE = 8  # a fixed header or parameter value: only what looks like a credential
 
 
 class Redactor:
-    """Replaces known secret values in text: `redact("token=abc123...")`."""
+    """Replaces known secret values in text: `redact("token=abc123...")`. Knows the config's
+    secrets from the start and, once it `follow`s the live configuration, those of relays and
+    hooks created at run time (rebuilt when the live configuration's version moves)."""
 
     def __init__(self, replacements: Mapping[str, str]) -> None:
-        forms: dict[str, str] = {}
-        for secret, replacement in replacements.items():
-            if len(secret) >= MIN_SECRET:
-                forms.update(dict.fromkeys(secret_forms(secret), replacement))
-        self._forms = forms
-        # Longest first, so a secret that holds another is replaced whole.
-        ordered = sorted(forms, key=len, reverse=True)
-        self._pattern = re.compile("|".join(map(re.escape, ordered))) if ordered else None
+        self._fixed = dict(replacements)
+        self._live: LiveConfig | None = None
+        self._version: int | None = None
+        self._compile(self._fixed)
+
+    def follow(self, live: LiveConfig) -> None:
+        self._live = live
 
     def __call__(self, text: str) -> str:
+        live = self._live
+        if live is not None and live.version != self._version:
+            self._version = live.version
+            self._compile({**self._fixed, **config_secrets(live.relays.values(),
+                                                           live.hooks.values())})
         if self._pattern is None:
             return text
         return self._pattern.sub(lambda match: self._forms[match.group()], text)
 
+    def _compile(self, replacements: Mapping[str, str]) -> None:
+        forms: dict[str, str] = {}
+        for secret, replacement in replacements.items():
+            if len(secret) >= MIN_SECRET:
+                forms.update(dict.fromkeys(secret_forms(secret), replacement))
+        # Longest first, so a secret that holds another is replaced whole.
+        ordered = sorted(forms, key=len, reverse=True)
+        self._forms = forms
+        self._pattern = re.compile("|".join(map(re.escape, ordered))) if ordered else None
+
     @classmethod
-    def from_settings(cls, settings: Any, hooks: Iterable[Hook] = ()) -> Redactor:
-        """The secrets of `settings` (relayhook.settings.Settings) and of `hooks`."""
-        values: dict[str, str] = {}
-        for relay in settings.relays:
-            values[relay.token] = f"[relay {relay.name}]"  # the secret path of a relay URL
-            values[relay.secret] = REDACTED
-        values.update(dict.fromkeys(settings.secrets.values(), REDACTED))
+    def from_settings(cls, settings: Settings, relays: Iterable[Relay] = (),
+                      hooks: Iterable[Hook] = ()) -> Redactor:
+        """`[secrets]`, the admin token, and the secrets of `relays` and `hooks`."""
+        values = dict.fromkeys(settings.secrets.values(), REDACTED)
         values[settings.admin.token] = REDACTED
-        for hook in hooks:
-            values.update(dict.fromkeys(hook_secrets(hook), REDACTED))
-        values.pop("", None)
-        return cls(values)
+        return cls({**values, **config_secrets(relays, hooks)})
 
 
-def hook_secrets(hook: Hook) -> list[str]:
-    """The fixed values of a hook that may be credentials: header and parameter values that
-    are not templates, the URL's password and query values, a literal signing secret."""
-    spec = hook.spec
-    found = [value for name, value in spec.headers.items()
-             if name.lower() not in PLAIN_HEADERS and _fixed(value)]
-    found += [value for value in spec.params.values() if _fixed(value)]
-    found = [value for value in found if len(value) >= MIN_FIXED_VALUE]
-    parts = urlsplit(spec.url or "")
-    if parts.password and _fixed(parts.password):  # not the user name: often a plain word
-        found.append(parts.password)
-    if spec.signing_secret and _fixed(spec.signing_secret):
-        found.append(spec.signing_secret)
-    # Also the query written into the URL itself: `?token=...`.
-    found += [value for _, value in parse_qsl(parts.query)
-              if _fixed(value) and len(value) >= MIN_FIXED_VALUE]
-    return found
-
-
-def _fixed(value: str) -> bool:
-    return "{{" not in value and "{%" not in value
+def config_secrets(relays: Iterable[Relay], hooks: Iterable[Hook]) -> dict[str, str]:
+    """What to write over each secret value of these relays and hooks: a relay's token (the
+    secret path of its URL) becomes `[relay NAME]`, every other secret `[redacted]`."""
+    values: dict[str, str] = {}
+    for relay in relays:
+        values[relay.secret] = REDACTED
+        values[relay.token] = f"[relay {relay.name}]"
+    for hook in hooks:
+        values.update(dict.fromkeys(hook.secret_places.values, REDACTED))
+    values.pop("", None)
+    return values
 
 
 class TextFormatter(logging.Formatter):

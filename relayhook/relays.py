@@ -15,6 +15,7 @@ class Relay:
     connector: Connector
     token: str = field(repr=False)
     secret: str = field(repr=False)
+    source: str = "config"  # or "api": created through the API, the console or the CLI
 
 
 def build_relays(settings: Settings, connectors: dict[str, Connector]) -> dict[str, Relay]:

@@ -153,7 +153,12 @@ class Settings(BaseSettings):
     metrics: MetricsSettings = MetricsSettings()
     retention: RetentionSettings = RetentionSettings()
     secrets: dict[str, str] = Field(
-        default={}, description="Values hooks use as {{ secrets.name }}; never stored or logged."
+        default={},
+        description="Values hooks use as {{ secrets.name }}; never stored or logged. `key` is "
+        "not one of them: it is the key that seals secrets at rest (RELAYHOOK_SECRET_KEY).",
+    )
+    secret_key: str = Field(
+        default="", description="The key that seals secrets at rest; from RELAYHOOK_SECRET_KEY."
     )
     hooks: list[dict[str, Any]] = Field(
         default=[], description="[[hooks]] tables, validated by relayhook.hooks.HookSpec."
@@ -183,6 +188,14 @@ class Settings(BaseSettings):
                     raise ValueError(f"two relays have the same {attribute} {value!r}")
                 seen.add(value)
         return self
+
+    def template_secrets(self) -> dict[str, str]:
+        """`[secrets]` as hooks see them: without `key`, which only seals secrets at rest."""
+        return {name: value for name, value in self.secrets.items() if name != "key"}
+
+    def sealing_key(self) -> str | None:
+        """RELAYHOOK_SECRET_KEY, else `[secrets] key`; None: use (or make) the key file."""
+        return self.secret_key or self.secrets.get("key") or None
 
     def public_url(self) -> str:
         if self.server.public_url:

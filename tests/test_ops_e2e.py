@@ -265,9 +265,8 @@ def test_serve_prunes_old_requests_in_the_background(tmp_path: Path) -> None:
     seed_old(db, days_ago=40, count=2, prefix="held", hook="waiting")  # unfinished: kept
     seed_old(db, days_ago=10, count=2, prefix="recent")
     with RelayhookProcess(tmp_path, config(hooks=hooks)) as server:
-        wait_until(lambda: not stored_ids(db) & {"old-0", "old-1", "old-2"}, timeout=WAIT,
-                   what="the background prune")
-        assert "retention: pruned 3 requests, 3 events, 0 deliveries" in server.log()
+        wait_until(lambda: "retention: pruned 3 requests, 3 events, 0 deliveries"
+                   in server.log(), timeout=WAIT, what="the background prune")
     assert stored_ids(db) == {"held-0", "held-1", "recent-0", "recent-1"}
 
 

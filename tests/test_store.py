@@ -12,11 +12,12 @@ import dataclasses
 import sqlite3
 import threading
 import time
-from collections.abc import AsyncIterator, Callable, Coroutine, Iterator
+from collections.abc import AsyncIterator, Coroutine, Iterator
 from pathlib import Path
 from typing import Any, TypeVar
 
 import pytest
+from conftest import StoreFactory
 
 from relayhook.events import Event
 from relayhook.store import (
@@ -32,9 +33,7 @@ from relayhook.store.sqlite import SCHEMA_VERSION
 from relayhook.store.sqlite.threads import GroupCommitWriter
 
 T = TypeVar("T")
-StoreFactory = Callable[[], Store]
 
-ENGINES = ["sqlite"]
 TIME = "2024-05-01T12:00:00.000Z"
 
 
@@ -92,22 +91,6 @@ async def opened(new_store: StoreFactory) -> AsyncIterator[Store]:
         yield store
     finally:
         await store.close()
-
-
-@pytest.fixture(params=ENGINES)
-def new_store(request: pytest.FixtureRequest, tmp_path: Path) -> StoreFactory:
-    """Unopened stores over one database, so that a test can close it and open it again."""
-    if request.param == "sqlite":
-        return lambda: SQLiteStore(tmp_path / "relayhook.db")
-    raise NotImplementedError(request.param)
-
-
-@pytest.fixture
-def store(new_store: StoreFactory) -> Iterator[Store]:
-    store = new_store()
-    run(store.open())
-    yield store
-    run(store.close())
 
 
 # -- the contract: every engine

@@ -1,7 +1,7 @@
 """The delivery half of the store contract, run against every engine (today SQLite).
 
 Routing at ingest, claims with a lease (ordered or not), finishing, pausing a hook and replay.
-An engine joins by adding a param to `ENGINES` in test_store.py and a branch to `new_store` here.
+An engine joins by adding a param to `ENGINES` and a branch to `new_store` in conftest.py.
 """
 
 from __future__ import annotations
@@ -10,12 +10,13 @@ import asyncio
 import contextlib
 import dataclasses
 import sqlite3
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any, Literal
 
 import pytest
-from test_store import ENGINES, linked, make_event, make_request, run
+from conftest import StoreFactory
+from test_store import linked, make_event, make_request, run
 
 from relayhook.events import Event
 from relayhook.store import (
@@ -28,31 +29,16 @@ from relayhook.store import (
     Outcome,
     SQLiteStore,
     Store,
+    StoredHook,
     StoreError,
 )
 
 NOW = 1_700_000_000.0
 LEASE = 30.0
 ALL_ZERO = dict.fromkeys(
-    ("pending", "failed", "claimed", "succeeded", "dead", "skipped", "paused"), 0
+    ("pending", "failed", "claimed", "succeeded", "dead", "skipped", "paused", "cancelled"), 0
 )
 
-StoreFactory = Callable[[], Store]
-
-
-@pytest.fixture(params=ENGINES)
-def new_store(request: pytest.FixtureRequest, tmp_path: Path) -> StoreFactory:
-    if request.param == "sqlite":
-        return lambda: SQLiteStore(tmp_path / "relayhook.db")
-    raise NotImplementedError(request.param)
-
-
-@pytest.fixture
-def store(new_store: StoreFactory) -> Iterator[Store]:
-    store = new_store()
-    run(store.open())
-    yield store
-    run(store.close())
 
 
 def new_deliveries(
@@ -917,6 +903,6 @@ def test_saved_hooks_replace_those_of_the_same_source(store: Store) -> None:
     run(store.save_hooks("ui", {"c": {"url": "https://c"}}, NOW))
     run(store.save_hooks("config", {"b": {"url": "https://b2"}}, NOW + 1))
     assert run(store.list_hooks()) == [
-        ("b", "config", {"url": "https://b2"}, NOW + 1),
-        ("c", "ui", {"url": "https://c"}, NOW),
+        StoredHook("b", "config", {"url": "https://b2"}, None, NOW + 1),
+        StoredHook("c", "ui", {"url": "https://c"}, None, NOW),
     ]

@@ -14,7 +14,8 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import pytest
-from test_store import ENGINES, make_event, make_request
+from conftest import StoreFactory
+from test_store import make_event, make_request
 
 from relayhook.events import format_time
 from relayhook.store import (
@@ -27,21 +28,15 @@ from relayhook.store import (
     SQLiteStore,
     Store,
 )
-from relayhook.store.sqlite import MIGRATIONS, SCHEMA_VERSION
+from relayhook.store.sqlite import SCHEMA, SCHEMA_VERSION
 
 T = TypeVar("T")
+FIXTURES = Path(__file__).parent / "fixtures"
 DAY = 86400.0
 NOW = 1_700_000_000.0
 
 
-@pytest.fixture(params=ENGINES)
-def new_store(request: pytest.FixtureRequest, tmp_path: Path) -> Callable[[], Store]:
-    if request.param == "sqlite":
-        return lambda: SQLiteStore(tmp_path / "relayhook.db", synchronous="NORMAL")
-    raise NotImplementedError(request.param)
-
-
-def run_with(new_store: Callable[[], Store],
+def run_with(new_store: StoreFactory,
              test: Callable[[Store], Coroutine[Any, Any, T]]) -> T:
     async def main() -> T:
         store = new_store()
@@ -94,7 +89,7 @@ async def remaining(store: Store) -> tuple[set[str], set[str], set[str]]:
 # -- prune
 
 
-def test_prune_deletes_old_finished_work_and_keeps_the_unfinished(new_store) -> None:  # type: ignore[no-untyped-def]
+def test_prune_deletes_old_finished_work_and_keeps_the_unfinished(new_store: StoreFactory) -> None:
     async def test(store: Store) -> None:
         old, new = NOW - 40 * DAY, NOW - 1 * DAY
         done = await seed(store, "done", received=old, hooks=("h1",), events=2)
@@ -122,7 +117,7 @@ def test_prune_deletes_old_finished_work_and_keeps_the_unfinished(new_store) -> 
     run_with(new_store, test)
 
 
-def test_a_delivery_finished_recently_keeps_an_old_request(new_store) -> None:  # type: ignore[no-untyped-def]
+def test_a_delivery_finished_recently_keeps_an_old_request(new_store: StoreFactory) -> None:
     async def test(store: Store) -> None:
         old = NOW - 40 * DAY
         await seed(store, "slow", received=old)
@@ -133,7 +128,7 @@ def test_a_delivery_finished_recently_keeps_an_old_request(new_store) -> None:  
     run_with(new_store, test)
 
 
-def test_per_relay_and_per_hook_days_override_the_default(new_store) -> None:  # type: ignore[no-untyped-def]
+def test_per_relay_and_per_hook_days_override_the_default(new_store: StoreFactory) -> None:
     async def test(store: Store) -> None:
         ten_days = NOW - 10 * DAY
         await seed(store, "short-relay", received=ten_days, relay="brief", hooks=())
@@ -159,7 +154,7 @@ def test_per_relay_and_per_hook_days_override_the_default(new_store) -> None:  #
     run_with(new_store, test)
 
 
-def test_prune_walks_past_many_held_requests(new_store) -> None:  # type: ignore[no-untyped-def]
+def test_prune_walks_past_many_held_requests(new_store: StoreFactory) -> None:
     """Requests held by an unfinished delivery come first in time; the prune goes past them."""
     async def test(store: Store) -> None:
         for n in range(7):
@@ -173,7 +168,7 @@ def test_prune_walks_past_many_held_requests(new_store) -> None:  # type: ignore
     run_with(new_store, test)
 
 
-def test_prune_refuses_an_empty_batch(new_store) -> None:  # type: ignore[no-untyped-def]
+def test_prune_refuses_an_empty_batch(new_store: StoreFactory) -> None:
     async def test(store: Store) -> None:
         with pytest.raises(ValueError, match="batch"):
             await store.prune(Cutoffs(default=NOW), batch=0)
@@ -184,7 +179,7 @@ def test_prune_refuses_an_empty_batch(new_store) -> None:  # type: ignore[no-unt
 # -- backlog
 
 
-def test_the_backlog_counts_waiting_stuck_and_dead_deliveries(new_store) -> None:  # type: ignore[no-untyped-def]
+def test_the_backlog_counts_waiting_stuck_and_dead_deliveries(new_store: StoreFactory) -> None:
     async def test(store: Store) -> None:
         await seed(store, "a", received=NOW - 300, hooks=("h1", "h2"), events=3)
         await seed(store, "b", received=NOW - 100, hooks=("h1",), events=2)
@@ -209,7 +204,7 @@ def test_the_backlog_counts_waiting_stuck_and_dead_deliveries(new_store) -> None
 # -- readiness, schema, backup
 
 
-def test_probe_write_and_schema_current(new_store) -> None:  # type: ignore[no-untyped-def]
+def test_probe_write_and_schema_current(new_store: StoreFactory) -> None:
     async def test(store: Store) -> None:
         await store.probe_write()
         assert await store.schema_current()
@@ -217,7 +212,8 @@ def test_probe_write_and_schema_current(new_store) -> None:  # type: ignore[no-u
     run_with(new_store, test)
 
 
-def test_backup_while_writing_is_a_consistent_single_file(new_store, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+def test_backup_while_writing_is_a_consistent_single_file(new_store: StoreFactory,
+                                                           tmp_path: Path) -> None:
     target = tmp_path / "copy.db"
 
     async def test(store: Store) -> None:
@@ -247,11 +243,16 @@ def test_backup_while_writing_is_a_consistent_single_file(new_store, tmp_path: P
 # -- SQLite only: the migration and the query plans
 
 
-def test_a_version_1_database_gains_the_version_2_indexes(tmp_path: Path) -> None:
-    path = tmp_path / "v1.db"
+@pytest.mark.parametrize("version", [1, 2])
+def test_an_older_database_gains_the_version_3_indexes(tmp_path: Path, version: int) -> None:
+    path = tmp_path / f"v{version}.db"
+    script = (FIXTURES / "schema_v1.sql").read_text(encoding="utf-8")
+    script = script + "PRAGMA user_version = 1;" if version == 1 else (
+        f"BEGIN; {SCHEMA} PRAGMA user_version = 2; COMMIT;")
     with contextlib.closing(sqlite3.connect(path, isolation_level=None)) as conn:
         conn.execute("PRAGMA journal_mode = WAL")
-        conn.executescript(f"BEGIN; {MIGRATIONS[1]} PRAGMA user_version = 1; COMMIT;")
+        conn.executescript(script)
+        assert conn.execute("PRAGMA user_version").fetchone()[0] == version
 
     async def main() -> bool:
         store = SQLiteStore(path)
@@ -263,7 +264,7 @@ def test_a_version_1_database_gains_the_version_2_indexes(tmp_path: Path) -> Non
 
     assert asyncio.run(main())
     with contextlib.closing(sqlite3.connect(path)) as conn:
-        assert conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 2
+        assert conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 3
         names = {row[0] for row in conn.execute("SELECT name FROM sqlite_master")}
     assert {"requests_received_at", "deliveries_finished", "deliveries_stuck"} <= names
 

@@ -8,6 +8,8 @@
     relayhook render HOOK [--event FILE]     a hook's exact request as a cURL command
     relayhook send-test HOOK [--event FILE]  send an example event through a hook
     relayhook schema                         the connector JSON Schema
+    relayhook relays list|add|secret|remove  relays created at run time (and the config's)
+    relayhook hooks list|add FILE|remove|activate|deactivate
     relayhook prune                          delete what [retention] lets go
     relayhook backup FILE                    a consistent copy of the store, while serving
 """
@@ -19,14 +21,21 @@ import sys
 from collections.abc import Sequence
 from typing import TextIO
 
-from relayhook.cli import authoring, ops, serve, stored
-from relayhook.errors import LocatedError, LocatedErrors, UsageError
+from relayhook.cli import authoring, manage, ops, serve, stored
+from relayhook.errors import (
+    ConflictError,
+    InvalidError,
+    LocatedError,
+    LocatedErrors,
+    NotFoundError,
+    UsageError,
+)
 from relayhook.mapping import MappingError
 from relayhook.settings import DEFAULT_CONFIG
 from relayhook.store import StoreError
 from relayhook.templating import RenderError
 
-FAMILIES = (serve, authoring, stored, ops)  # each adds its subcommands
+FAMILIES = (serve, authoring, stored, manage, ops)  # each adds its subcommands
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -47,7 +56,8 @@ def main(argv: Sequence[str] | None = None, out: TextIO | None = None) -> int:
     except (LocatedError, LocatedErrors) as exc:
         print(exc, file=sys.stderr)
         return 2
-    except (MappingError, RenderError, UsageError, StoreError) as exc:
+    except (MappingError, RenderError, UsageError, InvalidError, ConflictError,
+            NotFoundError, StoreError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
     except OSError as exc:

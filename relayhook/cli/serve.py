@@ -6,15 +6,13 @@ import argparse
 import asyncio
 import gc
 import logging
-from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, TextIO
 
 from relayhook.cli.authoring import check_config
 from relayhook.cli.common import add_config_flag, settings_of
 from relayhook.connectors import SHIPPED_DIR
-from relayhook.hooks import Hook
-from relayhook.live import HookRegistry
+from relayhook.live import LiveConfig
 from relayhook.settings import DEFAULT_CONFIG, Settings, sample_config
 
 log = logging.getLogger("relayhook.serve")
@@ -23,9 +21,9 @@ log = logging.getLogger("relayhook.serve")
 def cmd_serve(args: argparse.Namespace, out: TextIO) -> int:
     import uvicorn
 
-    from relayhook.assembly import load_hooks, load_relays
+    from relayhook.assembly import load_hooks, load_relays, load_sealer
     from relayhook.logs import Redactor, configure_logging
-    from relayhook.web.app import create_app
+    from relayhook.web.app import create_app  # serve alone runs the ASGI app
 
     wrote_config = args.config is None and not Path(DEFAULT_CONFIG).exists()
     if wrote_config:
@@ -41,11 +39,15 @@ def cmd_serve(args: argparse.Namespace, out: TextIO) -> int:
     settings = settings_of(args, **({"server": server} if server else {}))
     check_config(settings)  # what would stop the start, said as file:key:line, before it
     _, relays = load_relays(settings)
-    hooks = load_hooks(settings)
     level = args.log_level or settings.log.level
-    configure_logging(level=level, fmt=settings.log.format,
-                      redact=Redactor.from_settings(settings, hooks.values()))
+    redact = Redactor.from_settings(settings, relays.values(), load_hooks(settings).values())
+    configure_logging(level=level, fmt=settings.log.format, redact=redact)
     print(f"Relayhook on {settings.public_url()}, store {settings.storage.url}", file=out)
+    _, new_key_file = load_sealer(settings)
+    if new_key_file is not None:
+        print(f"Made the key that seals secrets at rest: {new_key_file} (mode 0600). Back it"
+              " up with the database: without it, relays and hooks created at run time cannot"
+              " be read. Or set RELAYHOOK_SECRET_KEY.", file=out)
     for relay in relays.values():
         url = settings.public_url() + "/in/" + relay.token
         # Secrets are printed once, when they were just made up; after that they stay in the
@@ -54,9 +56,10 @@ def cmd_serve(args: argparse.Namespace, out: TextIO) -> int:
         setup = relay.connector.setup.render({"relay_url": url, "secret": secret})
         print(f"\n== relay {relay.name} ({relay.connector.spec.title}) ==\n"
               f"Relay URL: {url}\n{setup}", file=out)
-    print_hooks(hooks, asyncio.run(runtime_states(settings, hooks)), out)
+    print_hooks(asyncio.run(live_config(settings)), out)
     out.flush()
     app = create_app(settings, role=args.role)
+    redact.follow(app.state.relayhook.live)  # and the relays and hooks made at run time
     # Everything loaded so far lives as long as the process: out of the collector's sight, a
     # full collection no longer walks it (those took 19-37 ms: the ingest p99 tail).
     gc.collect()
@@ -67,28 +70,26 @@ def cmd_serve(args: argparse.Namespace, out: TextIO) -> int:
     return 0
 
 
-async def runtime_states(settings: Settings, hooks: Mapping[str, Hook]) -> HookRegistry:
-    """The hooks as the store remembers them (one may have been deactivated by a 410)."""
-    from relayhook.assembly import opened_store
+async def live_config(settings: Settings) -> LiveConfig:
+    """Relays and hooks as the store has them now (one may have been deactivated by a 410)."""
+    from relayhook.assembly import running
 
-    registry = HookRegistry(hooks)
-    async with opened_store(settings) as store:
-        await registry.refresh(store)
-    return registry
+    async with running(settings) as parts:
+        return parts.live
 
 
-def print_hooks(hooks: Mapping[str, Hook], registry: HookRegistry, out: TextIO) -> None:
+def print_hooks(live: LiveConfig, out: TextIO) -> None:
     """The banner's hooks: every inactive one says why (also logged, for log collectors)."""
-    if not hooks:
+    if not live.hooks:
         return
-    active = registry.active()
-    print(f"\n== hooks: {sum(active.values())} active, {len(hooks) - sum(active.values())}"
-          " inactive ==", file=out)
-    for name in hooks:
+    active = live.active()
+    count = sum(active.values())
+    print(f"\n== hooks: {count} active, {len(active) - count} inactive ==", file=out)
+    for name in live.hooks:
         if active[name]:
             print(f"  active    {name}", file=out)
             continue
-        reason = registry.reason(name) or "disabled"
+        reason = live.reason(name) or "disabled"
         print(f"  INACTIVE  {name}: {reason}", file=out)
         log.warning("hook %r is inactive: %s; its deliveries wait, paused", name, reason,
                     extra={"hook": name, "reason": reason})

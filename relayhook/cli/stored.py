@@ -18,16 +18,16 @@ from typing import Any, TextIO
 
 from relayhook.assembly import (
     destination_policy,
-    load_hooks,
     load_relays,
     new_uuid,
     opened_store,
+    running,
 )
 from relayhook.cli.common import add_config_flag, settings_of
 from relayhook.errors import UsageError
 from relayhook.events import Event, parse_time
 from relayhook.hooks import Hook
-from relayhook.live import HookRegistry
+from relayhook.live import LiveConfig
 from relayhook.mapping import InboundRequest, MappingError, map_request
 from relayhook.outbound import OutboundRequest, render_request
 from relayhook.relays import Relay
@@ -40,12 +40,10 @@ from relayhook.store import RequestRecord, Store
 
 async def remap(settings: Settings, relay_name: str | None, out: TextIO) -> int:
     """Map every kept rejected request again; new events get their deliveries."""
-    _, relays = load_relays(settings)
-    by_name = {relay.name: relay for relay in relays.values()}
     fixed = failed = skipped = 0
-    async with opened_store(settings) as store:
-        registry = HookRegistry(load_hooks(settings))
-        await registry.refresh(store)
+    async with running(settings) as parts:
+        store, registry = parts.store, parts.live
+        by_name = {relay.name: relay for relay in registry.relays.values()}
         before: str | None = None
         for _ in range(1_000_000):  # bounded: pages of 200 until none is left
             page = await store.list_requests(relay=relay_name, status="rejected", limit=200,
@@ -65,7 +63,7 @@ async def remap(settings: Settings, relay_name: str | None, out: TextIO) -> int:
 
 
 async def _remap_one(record: RequestRecord, by_name: dict[str, Relay], store: Store,
-                     registry: HookRegistry) -> str:
+                     registry: LiveConfig) -> str:
     if record.truncated:
         return "skipped: its body was cut at the size limit"
     relay = by_name.get(record.relay)
@@ -100,11 +98,12 @@ def _progress(done: int, total: int, out: TextIO) -> None:
 async def replay(settings: Settings, hook: str, statuses: list[str], since: str | None,
                  out: TextIO, progress: TextIO) -> int:
     """Make a hook's dead (or failed) deliveries due again; the dispatcher sends them."""
-    hooks = load_hooks(settings)
-    if hook not in hooks:
-        raise UsageError(f"no hook named {hook!r} (hooks: {', '.join(sorted(hooks))})")
     since_at = parse_time(since).timestamp() if since else None
-    async with opened_store(settings) as store:
+    async with running(settings) as parts:
+        store = parts.store
+        if hook not in parts.live.hooks:
+            known = ", ".join(sorted(parts.live.hooks))
+            raise UsageError(f"no hook named {hook!r} (hooks: {known})")
         counts = await store.count_deliveries(hook=hook)
         total = sum(counts.get(status, 0) for status in statuses)
         done = 0
@@ -187,18 +186,20 @@ def event_from_json(data: dict[str, object]) -> Event:
         raise UsageError(f"the event file lacks the attribute {exc}") from exc
 
 
-def _hook(settings: Settings, name: str) -> Hook:
-    hooks = load_hooks(settings)
+async def _hook(settings: Settings, name: str) -> Hook:
+    """A hook of the config or of the store (created through the API or the console)."""
+    async with running(settings) as parts:
+        hooks = parts.live.hooks
     if name not in hooks:
         raise UsageError(f"no hook named {name!r} (hooks: {', '.join(sorted(hooks))})")
     return hooks[name]
 
 
 async def rendered(settings: Settings, name: str, event_file: str | None) -> OutboundRequest:
-    hook = _hook(settings, name)
+    hook = await _hook(settings, name)
     event = await example_event(settings, hook, event_file)
     return render_request(hook, event, delivery_id=f"test-{new_uuid()}",
-                          secrets=settings.secrets, now=time.time())
+                          secrets=settings.template_secrets(), now=time.time())
 
 
 async def render(settings: Settings, name: str, event_file: str | None, out: TextIO) -> int:
@@ -212,7 +213,7 @@ async def send_test(settings: Settings, name: str, event_file: str | None, out: 
 
     from relayhook.delivery.http import make_http_client, refusal_reason
 
-    hook = _hook(settings, name)
+    hook = await _hook(settings, name)
     request = await rendered(settings, name, event_file)
     client = make_http_client(destination_policy(settings))
     try:

@@ -24,9 +24,9 @@ import httpx
 
 from relayhook.delivery.http import refusal_reason
 from relayhook.events import format_time
-from relayhook.hooks import Hook
-from relayhook.live import HookRegistry
-from relayhook.outbound import OutboundRequest, render_request, should_deliver
+from relayhook.hooks import Hook, RateLimitSpec
+from relayhook.live import LiveConfig
+from relayhook.outbound import OutboundRequest, redactor, render_request, should_deliver
 from relayhook.pacing import RateLimit
 from relayhook.retry import decide, parse_retry_after
 from relayhook.ssrf import unusual_ipv4
@@ -44,12 +44,13 @@ class _HookLane:
 
     in_flight: int = 0
     rate: RateLimit = field(default_factory=lambda: RateLimit(()))
+    rate_spec: RateLimitSpec | None = None
 
 
 @dataclass
 class Dispatcher:
     store: Store
-    registry: HookRegistry
+    registry: LiveConfig
     transport: httpx.AsyncBaseTransport  # relayhook.delivery.http.make_http_transport, or a mock
     secrets: Mapping[str, str]
     clock: Callable[[], float] = time.time
@@ -57,14 +58,13 @@ class Dispatcher:
     rand: random.Random = field(default_factory=random.Random)
     lease_seconds: float = 60.0
     poll_interval: float = 0.5
-    refresh_interval: float = 2.0
+    refresh_interval: float = 0.5  # a change made elsewhere is seen within this
     owner: str = field(default_factory=lambda: f"worker-{uuid.uuid4().hex[:12]}")
     # Told of every finished delivery round: (hook name, outcome, attempt); metrics count them.
     report: Callable[[str, Outcome, Attempt | None], None] = lambda hook, outcome, attempt: None
 
     def __post_init__(self) -> None:
-        self._lanes = {name: _HookLane(rate=RateLimit.from_spec(hook.rate_limit))
-                       for name, hook in self.registry.hooks.items()}
+        self._lanes: dict[str, _HookLane] = {}
         self._wake = asyncio.Event()
         self._tasks: set[asyncio.Task[None]] = set()
         self._stopping = False
@@ -105,7 +105,8 @@ class Dispatcher:
             self._last_refresh = now
         claimed = 0
         for name, is_active in self.registry.active().items():
-            hook, lane = self.registry.hooks[name], self._lanes[name]
+            hook = self.registry.hooks[name]
+            lane = self._lane(hook)
             room = self._room(hook, lane, now)
             if not is_active or room <= 0 or self._stopping:
                 continue
@@ -116,6 +117,17 @@ class Dispatcher:
                 self._start(hook, lane, delivery)
             claimed += len(batch)
         return claimed
+
+    def _lane(self, hook: Hook) -> _HookLane:
+        """The hook's lane; a hook created or changed at run time gets its pacing anew (its
+        requests in flight still count)."""
+        lane = self._lanes.get(hook.name)
+        if lane is None:
+            lane = self._lanes[hook.name] = _HookLane(rate=RateLimit.from_spec(hook.rate_limit),
+                                                      rate_spec=hook.rate_limit)
+        elif lane.rate_spec != hook.rate_limit:
+            lane.rate, lane.rate_spec = RateLimit.from_spec(hook.rate_limit), hook.rate_limit
+        return lane
 
     def _lease(self, hook: Hook) -> float:
         """`[delivery] lease_seconds`, but never shorter than a claim's pacing wait (at most a
@@ -205,7 +217,7 @@ class Dispatcher:
 
     async def _send(self, hook: Hook, delivery: Delivery, request: OutboundRequest,
                     started: float) -> tuple[Outcome, Attempt]:
-        record = request.record(self.secrets)
+        record = request.record(self.secrets, hook.secret_places)
         try:
             outgoing = httpx.Request(
                 request.method, request.url, headers=list(request.headers),
@@ -223,6 +235,7 @@ class Dispatcher:
                     await response.aclose()
         except (httpx.HTTPError, TimeoutError, OSError) as exc:
             error_class, message = _classify(exc, hook.timeout)
+            message = redactor(self.secrets, hook.secret_places)(message)  # a URL's token
             return self._failed(hook, delivery, started, record, error_class, message)
         attempt = Attempt(
             delivery_id=delivery.id, number=delivery.attempts + 1, started_at=started,

@@ -24,6 +24,8 @@ from relayhook.store.base import (
     RequestRecord,
     RequestStatus,
     Store,
+    StoredHook,
+    StoredRelay,
     StoreError,
 )
 from relayhook.store.sqlite import SQLiteStore
@@ -47,6 +49,8 @@ __all__ = [
     "SQLiteStore",
     "Store",
     "StoreError",
+    "StoredHook",
+    "StoredRelay",
     "open_store",
 ]
 

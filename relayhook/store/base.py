@@ -55,7 +55,9 @@ class IngestResult:
     deliveries: int = 0
 
 
-DeliveryStatus = Literal["pending", "failed", "claimed", "succeeded", "dead", "skipped", "paused"]
+DeliveryStatus = Literal[
+    "pending", "failed", "claimed", "succeeded", "dead", "skipped", "paused", "cancelled"
+]
 DELIVERY_STATUSES: tuple[DeliveryStatus, ...] = (
     "pending",  # due at `due_at`, never tried (or replayed)
     "failed",  # tried and failed; due again at `due_at`
@@ -64,8 +66,9 @@ DELIVERY_STATUSES: tuple[DeliveryStatus, ...] = (
     "dead",  # no more tries: the schedule ran out, or the failure cannot heal by itself
     "skipped",  # the hook's `when` was false for this event
     "paused",  # its hook is inactive; due again when the hook is active
+    "cancelled",  # its hook was deleted before it was sent; kept for the history
 )
-FINAL_STATUSES: tuple[DeliveryStatus, ...] = ("succeeded", "dead", "skipped")
+FINAL_STATUSES: tuple[DeliveryStatus, ...] = ("succeeded", "dead", "skipped", "cancelled")
 
 
 @dataclass(frozen=True, slots=True)
@@ -172,6 +175,32 @@ class BacklogEntry:
 BACKLOG_STATUSES: tuple[DeliveryStatus, ...] = ("pending", "failed", "claimed", "paused", "dead")
 
 
+@dataclass(frozen=True, slots=True)
+class StoredRelay:
+    """A relay created at run time (`source` "api"). `sealed` holds its token and secret,
+    encrypted by the caller (relayhook.sealing): the store never sees them in clear."""
+
+    name: str
+    connector: str
+    source: str
+    sealed: str
+    created_at: float
+    updated_at: float
+
+
+@dataclass(frozen=True, slots=True)
+class StoredHook:
+    """A hook as stored: `spec` as written with `[redacted]` in place of every secret value,
+    `sealed` those values encrypted by the caller (None for config hooks: their secrets stay in
+    the config file). `source` is "config" or "api"."""
+
+    name: str
+    source: str
+    spec: dict[str, Any]
+    sealed: str | None
+    updated_at: float
+
+
 class Store(Protocol):
     async def open(self) -> None:
         """Connect and create or migrate the schema. Called once before any other method."""
@@ -271,7 +300,7 @@ class Store(Protocol):
     async def set_hook_active(self, hook: str, active: bool, reason: str | None, at: float) -> int:
         """Remember that a hook is (in)active, with why; pause its unfinished deliveries
         (`pending`/`failed` -> `paused`) or resume them (`paused` -> `pending`, due_at kept).
-        Returns how many deliveries changed."""
+        Returns how many deliveries changed. Moves the config version."""
 
     async def hook_states(self) -> dict[str, tuple[bool, str | None, float]]:
         """Per hook name set by `set_hook_active`: (active, reason, when)."""
@@ -279,10 +308,39 @@ class Store(Protocol):
     async def save_hooks(self, source: str, specs: Mapping[str, dict[str, Any]],
                          at: float) -> None:
         """Replace the hooks stored from `source` (e.g. "config") by `specs`, by name. A spec
-        must hold no secret value: the caller strips them."""
+        must hold no secret value: the caller strips them. Moves the config version."""
 
-    async def list_hooks(self) -> list[tuple[str, str, dict[str, Any], float]]:
-        """Every stored hook: (name, source, spec, updated_at), by name."""
+    async def list_hooks(self) -> list[StoredHook]:
+        """Every stored hook, by name."""
+
+    # --- live configuration: relays and hooks changed while running -----------------------
+
+    async def config_version(self) -> int:
+        """A counter that every change of a relay, a hook or a hook's state moves forward:
+        a process that saw this number has seen every change up to it. Cheap: polled."""
+
+    async def put_hook(self, hook: StoredHook, *, create: bool) -> bool:
+        """Create (`create`: False if the name is taken) or replace (False if there is no hook
+        of that name and source) one hook. Moves the config version."""
+
+    async def delete_hook(self, name: str, *, at: float) -> int | None:
+        """Remove a hook and its state; its unfinished deliveries become `cancelled` (kept in
+        the history). Returns how many were cancelled, None if there was no such hook. Moves
+        the config version."""
+
+    async def list_relays(self) -> list[StoredRelay]:
+        """Every relay created at run time, by name."""
+
+    async def create_relay(self, relay: StoredRelay) -> bool:
+        """Store a new relay; False if its name is taken. Moves the config version."""
+
+    async def update_relay(self, name: str, *, sealed: str, at: float) -> bool:
+        """Replace a relay's sealed token and secret (a rotation); False if there is none.
+        Moves the config version."""
+
+    async def delete_relay(self, name: str) -> bool:
+        """Remove a relay (its requests and events stay); False if there was none. Moves the
+        config version."""
 
     async def get_delivery(self, delivery_id: str) -> tuple[Delivery, list[Attempt]] | None:
         """One delivery with its event and its attempts (oldest first), or None."""

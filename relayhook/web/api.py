@@ -1,14 +1,13 @@
-"""The JSON API behind `Authorization: Bearer <admin token>`.
+"""The JSON API behind `Authorization: Bearer <admin token>`: what was received and sent.
 
     GET  /api/requests?relay=&status=&limit=&before=       raw requests, with event_ids
     GET  /api/events?relay=&type=&subject=&request=&limit=&before=   events, with request_id
-    GET  /api/relays                                       relays, URLs, refused requests
-    GET  /api/hooks                                        hooks, state, deliveries per status
     GET  /api/deliveries?hook=&status=&event=&limit=&before=
     GET  /api/deliveries/{id}                              a delivery, its event and attempts
     POST /api/deliveries/{id}/replay                       send it again
     POST /api/hooks/{name}/replay?status=dead[,failed]&since=   send a hook's deliveries again
-    POST /api/hooks/{name}/activate | /deactivate          resume or pause a hook
+
+Relays, hooks and connectors (read and written) are in relayhook.web.config_api.
 """
 
 from __future__ import annotations
@@ -23,9 +22,9 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from relayhook.assembly import Collaborators
+from relayhook.assembly import Parts
+from relayhook.errors import ConflictError, InvalidError, NotFoundError
 from relayhook.events import format_time, parse_time
-from relayhook.relays import Relay
 from relayhook.store import (
     DELIVERY_STATUSES,
     REQUEST_STATUSES,
@@ -33,9 +32,11 @@ from relayhook.store import (
     Delivery,
     RequestRecord,
 )
+from relayhook.tomlpos import format_path
 
 MAX_LIMIT = 1000
 Endpoint = Callable[[Request], Awaitable[Response]]
+Handler = Callable[[Request], Awaitable[dict[str, Any] | Response]]
 
 
 class ApiError(Exception):
@@ -132,31 +133,41 @@ def refuse_bearer(request: Request, token: str, off: str) -> JSONResponse | None
     return None
 
 
-def api_routes(
-    parts: Collaborators,
-    token: str,
-    relay_url: Callable[[Relay], str],
-    clock: Callable[[], datetime],
-) -> list[Route]:
-    store, registry = parts.store, parts.registry
+def guard(token: str) -> Callable[[Handler], Endpoint]:
+    """Wrap a handler behind the admin bearer token. A handler returns a dict (answered 200) or
+    a Response; the errors of relayhook.errors become their status with a JSON body:
+    InvalidError 422 with each problem at its field, NotFoundError 404, ConflictError 409."""
 
-    def guarded(handler: Callable[[Request], Awaitable[Any]]) -> Endpoint:
+    def guarded(handler: Handler) -> Endpoint:
         async def endpoint(request: Request) -> Response:
             refused = refuse_bearer(request, token, "the API is off: set [admin] token")
             if refused is not None:
                 return refused
             try:
-                return JSONResponse(await handler(request))
+                answer = await handler(request)
             except ApiError as exc:
                 return JSONResponse({"error": str(exc)}, exc.status)
+            except InvalidError as exc:
+                errors = [{"field": format_path(e.key), "message": e.message} for e in exc.errors]
+                return JSONResponse({"error": str(exc), "errors": errors}, 422)
+            except NotFoundError as exc:
+                return JSONResponse({"error": str(exc)}, 404)
+            except ConflictError as exc:
+                return JSONResponse({"error": str(exc)}, 409)
+            return answer if isinstance(answer, Response) else JSONResponse(answer)
 
         return endpoint
 
+    return guarded
+
+
+def api_routes(parts: Parts, token: str, clock: Callable[[], datetime]) -> list[Route]:
+    store, manager = parts.store, parts.manager
+    guarded = guard(token)
+
     def hook_named(request: Request) -> str:
         name: str = request.path_params["name"]
-        if name not in registry.hooks:
-            raise ApiError(404, f"no hook named {name!r}")
-        return name
+        return manager.hook(name).name
 
     async def list_requests(request: Request) -> dict[str, Any]:
         status = _one_of(request.query_params.get("status"), REQUEST_STATUSES, "status")
@@ -173,36 +184,6 @@ def api_routes(
             request_id=params.get("request"), limit=_limit(request), before=params.get("before"),
         )
         return {"items": [{**e.to_cloudevent(), "request_id": e.request_id} for e in events]}
-
-    async def list_relays(request: Request) -> dict[str, Any]:
-        failures = await store.auth_failures()
-        return {"items": [
-            {
-                "name": relay.name,
-                "connector": relay.connector.id,
-                "url": relay_url(relay),
-                "auth_failures": failures.get(relay.name, (0, None))[0],
-                "last_auth_failure": failures.get(relay.name, (0, None))[1],
-            }
-            for relay in parts.relays.values()
-        ]}
-
-    async def list_hooks(request: Request) -> dict[str, Any]:
-        active = registry.active()
-        items = []
-        for name, hook in registry.hooks.items():
-            spec = hook.spec
-            items.append({
-                "name": name, "description": spec.description, "active": active[name],
-                "inactive_reason": None if active[name] else registry.reason(name),
-                "events": spec.events, "relays": spec.relays, "preset": spec.preset,
-                "method": hook.method, "url": spec.url, "timeout": hook.timeout,
-                "concurrency": hook.concurrency, "ordered": hook.ordered,
-                "rate_limit": hook.rate_limit.model_dump() if hook.rate_limit else None,
-                "signed": hook.signing_secret is not None,
-                "deliveries": await store.count_deliveries(hook=name),
-            })
-        return {"items": items}
 
     async def list_deliveries(request: Request) -> dict[str, Any]:
         params = request.query_params
@@ -249,27 +230,10 @@ def api_routes(
         parts.wake()
         return {"replayed": total}
 
-    def set_active(active: bool) -> Callable[[Request], Awaitable[dict[str, Any]]]:
-        async def handler(request: Request) -> dict[str, Any]:
-            name = hook_named(request)
-            if active and not registry.hooks[name].active:
-                raise ApiError(409, f"hook {name!r} is inactive in the config: change it there")
-            reason = None if active else "deactivated through the API"
-            changed = await registry.set_active(store, name, active, reason,
-                                                clock().timestamp())
-            parts.wake()
-            return {"name": name, "active": active, "deliveries_changed": changed}
-
-        return handler
-
     return [
         Route("/api/requests", guarded(list_requests), methods=["GET"]),
         Route("/api/events", guarded(list_events), methods=["GET"]),
-        Route("/api/relays", guarded(list_relays), methods=["GET"]),
-        Route("/api/hooks", guarded(list_hooks), methods=["GET"]),
         Route("/api/hooks/{name}/replay", guarded(replay_hook), methods=["POST"]),
-        Route("/api/hooks/{name}/activate", guarded(set_active(True)), methods=["POST"]),
-        Route("/api/hooks/{name}/deactivate", guarded(set_active(False)), methods=["POST"]),
         Route("/api/deliveries", guarded(list_deliveries), methods=["GET"]),
         Route("/api/deliveries/{id}", guarded(get_delivery), methods=["GET"]),
         Route("/api/deliveries/{id}/replay", guarded(replay_delivery), methods=["POST"]),

@@ -19,30 +19,21 @@ import httpx
 from starlette.applications import Starlette
 from starlette.routing import Route
 
-from relayhook.assembly import (
-    Collaborators,
-    destination_policy,
-    load_hooks,
-    load_relays,
-    new_uuid,
-    open_settings_store,
-    refuse_destinations,
-    utc_now,
-)
+from relayhook.assembly import Parts, assemble, new_uuid, refuse_destinations, utc_now
 from relayhook.delivery.dispatcher import Dispatcher
 from relayhook.delivery.http import make_http_transport
-from relayhook.live import HookRegistry
 from relayhook.metrics import Metrics
-from relayhook.relays import Relay
 from relayhook.settings import Settings
 from relayhook.ssrf import Resolver
 from relayhook.store import Store
 from relayhook.web.api import api_routes
+from relayhook.web.config_api import config_api_routes
 from relayhook.web.ingress import Ingress
 from relayhook.web.ops import Readiness, metered, ops_routes, prune_periodically
 
 Role = Literal["web", "worker", "all"]
 INGRESS_METHODS = ["GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"]
+FOLLOW_INTERVAL = 0.5  # seconds: a change made in another process shows here within this
 log = logging.getLogger("relayhook")
 
 
@@ -58,12 +49,10 @@ def create_app(
     role: Role = "all",
 ) -> Starlette:
     """The ASGI app. A store or transport passed in is opened and closed by its owner."""
-    _, relays = load_relays(settings)
-    registry = HookRegistry(load_hooks(settings))
     owned_store = store is None
-    the_store = store or open_settings_store(settings)
-    parts = Collaborators(the_store, registry, relays)
-    policy = destination_policy(settings)
+    parts = assemble(settings, store=store, resolver=resolver,
+                     clock=lambda: clock().timestamp())
+    the_store, live = parts.store, parts.live
     metrics = Metrics(spool_depth=lambda: parts.spool_depth())
 
     @contextlib.asynccontextmanager
@@ -72,14 +61,15 @@ def create_app(
             await the_store.open()
         sender = transport
         try:
-            await refuse_destinations(settings, registry.hooks, policy, resolver)
-            await registry.sync(the_store, clock().timestamp())
+            await refuse_destinations(settings, live.hooks, parts.policy, resolver)
+            await live.sync(the_store, clock().timestamp())
             if role in ("worker", "all"):
                 sender = sender or make_http_transport(
-                    policy, resolver=resolver, max_connections=settings.delivery.max_connections
+                    parts.policy, resolver=resolver,
+                    max_connections=settings.delivery.max_connections,
                 )
                 parts.dispatcher = Dispatcher(
-                    the_store, registry, sender, settings.secrets,
+                    the_store, live, sender, settings.template_secrets(),
                     clock=lambda: clock().timestamp(), rand=rand or random.Random(),
                     lease_seconds=settings.delivery.lease_seconds,
                     poll_interval=settings.delivery.poll_interval,
@@ -89,6 +79,8 @@ def create_app(
                 if settings.retention.interval > 0:
                     parts.tasks.append(asyncio.create_task(
                         prune_periodically(the_store, settings.retention, clock)))
+            else:  # the dispatcher keeps a worker's copy fresh; a web process polls itself
+                parts.tasks.append(asyncio.create_task(follow_changes(parts)))
             yield
         finally:
             if parts.dispatcher is not None:
@@ -101,22 +93,31 @@ def create_app(
             if owned_store:
                 await the_store.close()
 
-    def relay_url(relay: Relay) -> str:
-        return f"{settings.public_url()}/in/{relay.token}"
-
     def relay_name(token: str) -> str | None:
-        relay = relays.get(token)
+        relay = live.relays.get(token)
         return None if relay is None else relay.name
 
     readiness = Readiness(the_store, spool_depth=lambda: parts.spool_depth())
     routes = ops_routes(the_store, metrics, readiness, admin_token=settings.admin.token,
                         public_metrics=settings.metrics.public, clock=clock)
     if role in ("web", "all"):
-        ingress = Ingress(relays, the_store, settings.limits.max_body_bytes, clock, new_id,
-                          registry=registry, wake=parts.wake, on_stored=metrics.observe_stored)
+        ingress = Ingress(live, the_store, settings.limits.max_body_bytes, clock, new_id,
+                          wake=parts.wake, on_stored=metrics.observe_stored)
         routes.append(Route("/in/{token}", metered(ingress.handle, metrics, relay_name),
                             methods=INGRESS_METHODS))
-    routes += api_routes(parts, settings.admin.token, relay_url, clock)
+    routes += api_routes(parts, settings.admin.token, clock)
+    routes += config_api_routes(parts, settings.admin.token)
     app = Starlette(routes=routes, lifespan=lifespan)
     app.state.relayhook = parts
     return app
+
+
+async def follow_changes(parts: Parts, interval: float = FOLLOW_INTERVAL) -> None:
+    """Poll the config version and apply what another process changed (a relay created, a
+    hook edited, a 410 seen by a worker). A store failure is logged and tried again."""
+    while True:
+        try:
+            await parts.live.refresh(parts.store)
+        except Exception:
+            log.exception("cannot read the live configuration; trying again")
+        await asyncio.sleep(interval)

@@ -8,16 +8,17 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime
 
 from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse, Response
 
-from relayhook.auth import REDACTED, challenge, check_credentials, credential_headers, needs_body
+from relayhook.auth import challenge, check_credentials, credential_headers, needs_body
 from relayhook.events import format_time
-from relayhook.live import HookRegistry
+from relayhook.live import LiveConfig
 from relayhook.mapping import InboundRequest, MappingError, map_request
+from relayhook.redaction import REDACTED
 from relayhook.relays import Relay
 from relayhook.routing import route
 from relayhook.store import RequestRecord, RequestStatus, Store, StoreError
@@ -46,18 +47,17 @@ async def read_body(request: Request, limit: int) -> bytes:
 
 @dataclass
 class Ingress:
-    relays: dict[str, Relay]
+    live: LiveConfig  # relays by token, hooks and whether each is active: read per request
     store: Store
     max_body_bytes: int
     clock: Callable[[], datetime]
     new_id: Callable[[], str]
-    registry: HookRegistry = field(default_factory=lambda: HookRegistry({}))
     wake: Callable[[], None] = lambda: None
     # Told of every stored request: (relay, events accepted, duplicates); metrics count them.
     on_stored: Callable[[str, int, int], None] = lambda relay, accepted, duplicates: None
 
     async def handle(self, request: Request) -> Response:
-        relay = self.relays.get(request.path_params["token"])
+        relay = self.live.relays.get(request.path_params["token"])
         if relay is None:
             return _error(404, "no relay at this URL")
         accept = relay.connector.spec.accept
@@ -96,7 +96,7 @@ class Ingress:
         except MappingError as exc:
             return await self._reject(relay, inbound, request_id, received_at, str(exc), 400)
         record = _record(request_id, relay, received_at, inbound, "accepted", None)
-        deliveries = route(events, self.registry.hooks.values(), active=self.registry.active(),
+        deliveries = route(events, self.live.hooks.values(), active=self.live.active(),
                            now=received_at.timestamp(), new_id=self.new_id)
         try:
             result = await self.store.ingest(record, events, deliveries)

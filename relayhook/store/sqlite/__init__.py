@@ -28,8 +28,11 @@ from relayhook.store.base import (
     PruneResult,
     RequestRecord,
     RequestStatus,
+    StoredHook,
+    StoredRelay,
     StoreError,
 )
+from relayhook.store.sqlite import config as config_sql
 from relayhook.store.sqlite import deliveries as deliveries_sql
 from relayhook.store.sqlite import ops as sqlite_ops
 from relayhook.store.sqlite.deliveries import CLAIMABLE, UNFINISHED, one_of
@@ -38,7 +41,7 @@ from relayhook.store.sqlite.threads import GroupCommitWriter, ReaderPool
 
 T = TypeVar("T")
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 SYNCHRONOUS_LEVELS = ("NORMAL", "FULL", "EXTRA")
 BUSY_TIMEOUT_SECONDS = 5.0  # another process (the CLI) may hold the write lock for a moment
 READERS = 4
@@ -46,6 +49,23 @@ READERS = 4
 # all over their indexes; with SQLite's default 2 MiB, routing a GMetri batch into a store of
 # 100k deliveries took twice as long.
 WRITER_CACHE_KIB = 32 * 1024
+
+# Version 2: relays and hooks as live data, and the counter every process polls.
+CONFIG_SCHEMA = """
+CREATE TABLE IF NOT EXISTS relays (
+    name        TEXT PRIMARY KEY,
+    connector   TEXT NOT NULL,
+    source      TEXT NOT NULL,  -- api (config relays live in the config file only)
+    sealed      TEXT NOT NULL,  -- its token and secret, encrypted (relayhook.sealing)
+    created_at  REAL NOT NULL,
+    updated_at  REAL NOT NULL
+);
+CREATE TABLE IF NOT EXISTS config_version (
+    id          INTEGER PRIMARY KEY CHECK (id = 1),
+    version     INTEGER NOT NULL
+);
+INSERT OR IGNORE INTO config_version (id, version) VALUES (1, 0);
+"""
 
 # Version 1. `seq` orders rows ("newest first" = descending seq) and is what `before` pages on;
 # AUTOINCREMENT so a seq is never reused, even after the newest rows are deleted. Times of
@@ -142,14 +162,14 @@ CREATE TABLE IF NOT EXISTS hook_states (
 
 CREATE TABLE IF NOT EXISTS hooks (
     name        TEXT PRIMARY KEY,
-    source      TEXT NOT NULL,  -- config (written at start) or, later, ui
-    spec        TEXT NOT NULL,  -- JSON of the hook as written, with no secret value in it
-    updated_at  REAL NOT NULL
+    source      TEXT NOT NULL,  -- config (written at start) or api (the API, the console)
+    spec        TEXT NOT NULL,  -- JSON of the hook as written, [redacted] for every secret
+    updated_at  REAL NOT NULL,
+    sealed      TEXT            -- an api hook's secret values, encrypted (relayhook.sealing)
 );
-"""
+""" + CONFIG_SCHEMA
 
-# What each schema version adds; a new database runs them all, an older one those it lacks.
-MIGRATIONS = {1: SCHEMA, 2: sqlite_ops.INDEXES_V2}
+
 
 REQUEST_COLUMNS = "id, relay, received_at, method, query, headers, body, status, error, truncated"
 INSERT_REQUEST = f"INSERT INTO requests ({REQUEST_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
@@ -343,32 +363,45 @@ class SQLiteStore:
         )
 
     async def set_hook_active(self, hook: str, active: bool, reason: str | None, at: float) -> int:
-        return await self._write(
-            lambda conn: deliveries_sql.set_hook_active(conn, hook, active, reason, at)
-        )
+        def job(conn: sqlite3.Connection) -> int:
+            changed = deliveries_sql.set_hook_active(conn, hook, active, reason, at)
+            config_sql.bump(conn)
+            return changed
+
+        return await self._write(job)
 
     async def hook_states(self) -> dict[str, tuple[bool, str | None, float]]:
         return await self._read(deliveries_sql.hook_states)
 
     async def save_hooks(self, source: str, specs: Mapping[str, dict[str, Any]],
                          at: float) -> None:
-        rows = [(name, source, dumps(spec), at) for name, spec in specs.items()]
+        await self._write(lambda conn: config_sql.save_hooks(conn, source, specs, at))
 
-        def job(conn: sqlite3.Connection) -> None:
-            conn.execute("DELETE FROM hooks WHERE source = ?", (source,))
-            conn.executemany(
-                "INSERT INTO hooks (name, source, spec, updated_at) VALUES (?, ?, ?, ?)"
-                " ON CONFLICT (name) DO UPDATE SET source = excluded.source,"
-                " spec = excluded.spec, updated_at = excluded.updated_at", rows)
+    async def list_hooks(self) -> list[StoredHook]:
+        return await self._read(config_sql.list_hooks)
 
-        await self._write(job)
+    # -- live configuration
 
-    async def list_hooks(self) -> list[tuple[str, str, dict[str, Any], float]]:
-        def fetch(conn: sqlite3.Connection) -> list[tuple[str, str, dict[str, Any], float]]:
-            sql = "SELECT name, source, spec, updated_at FROM hooks ORDER BY name"
-            return [(n, src, json.loads(spec), at) for n, src, spec, at in conn.execute(sql)]
+    async def config_version(self) -> int:
+        return await self._read(config_sql.config_version)
 
-        return await self._read(fetch)
+    async def put_hook(self, hook: StoredHook, *, create: bool) -> bool:
+        return await self._write(lambda conn: config_sql.put_hook(conn, hook, create))
+
+    async def delete_hook(self, name: str, *, at: float) -> int | None:
+        return await self._write(lambda conn: config_sql.delete_hook(conn, name, at))
+
+    async def list_relays(self) -> list[StoredRelay]:
+        return await self._read(config_sql.list_relays)
+
+    async def create_relay(self, relay: StoredRelay) -> bool:
+        return await self._write(lambda conn: config_sql.create_relay(conn, relay))
+
+    async def update_relay(self, name: str, *, sealed: str, at: float) -> bool:
+        return await self._write(lambda conn: config_sql.update_relay(conn, name, sealed, at))
+
+    async def delete_relay(self, name: str) -> bool:
+        return await self._write(lambda conn: config_sql.delete_relay(conn, name))
 
     async def get_delivery(self, delivery_id: str) -> tuple[Delivery, list[Attempt]] | None:
         return await self._read(lambda conn: deliveries_sql.get_delivery(conn, delivery_id))
@@ -488,11 +521,43 @@ def _migrate(conn: sqlite3.Connection, path: Path) -> None:
             f"{path} has schema version {version}, newer than this relayhook's"
             f" ({SCHEMA_VERSION}): upgrade relayhook"
         )
-    if version < SCHEMA_VERSION:
-        steps = " ".join(MIGRATIONS[step] for step in range(version + 1, SCHEMA_VERSION + 1))
+    if version == 0:
+        conn.executescript(f"BEGIN IMMEDIATE; {SCHEMA} {sqlite_ops.INDEXES_V3}"
+                           f" PRAGMA user_version = {SCHEMA_VERSION}; COMMIT;")
+        return
+    if version == 1:
+        _migrate_1_to_2(conn)
+        version = 2
+    if version == 2:
+        conn.executescript(f"BEGIN IMMEDIATE; {sqlite_ops.INDEXES_V3}"
+                           " PRAGMA user_version = 3; COMMIT;")
+
+
+def _migrate_1_to_2(conn: sqlite3.Connection) -> None:
+    """Relays and hooks as data (CONFIG_SCHEMA, hooks.sealed) and the `cancelled` delivery
+    status. SQLite cannot change a CHECK constraint in place, so `deliveries` is rebuilt the
+    documented way (https://sqlite.org/lang_altertable.html#otheralter), foreign keys off."""
+    conn.execute("PRAGMA foreign_keys = OFF")
+    try:
+        deliveries_ddl = SCHEMA[SCHEMA.index("CREATE TABLE IF NOT EXISTS deliveries"):
+                                SCHEMA.index("CREATE TABLE IF NOT EXISTS attempts")]
+        new_table = deliveries_ddl.split(";")[0].replace(
+            "CREATE TABLE IF NOT EXISTS deliveries (", "CREATE TABLE deliveries_new (")
         conn.executescript(
-            f"BEGIN IMMEDIATE; {steps} PRAGMA user_version = {SCHEMA_VERSION}; COMMIT;"
+            f"BEGIN IMMEDIATE; {new_table};"
+            " INSERT INTO deliveries_new SELECT * FROM deliveries;"
+            " DROP TABLE deliveries;"
+            " ALTER TABLE deliveries_new RENAME TO deliveries;"
+            f" {deliveries_ddl}"  # the table exists now: this makes its indexes
+            " ALTER TABLE hooks ADD COLUMN sealed TEXT;"
+            f" {CONFIG_SCHEMA}"
+            " PRAGMA user_version = 2; COMMIT;"
         )
+        problems = conn.execute("PRAGMA foreign_key_check").fetchall()
+        if problems:
+            raise StoreError(f"migration to version 2 left broken references: {problems[:3]}")
+    finally:
+        conn.execute("PRAGMA foreign_keys = ON")
 
 
 # -- rows (built in the caller's thread, so the writer thread only runs SQL)

@@ -33,8 +33,8 @@ FINAL = one_of("status", FINAL_STATUSES)
 STUCK = one_of("status", ("dead", "paused"))
 WAITING = one_of("status", CLAIMABLE)  # as the partial index deliveries_claimable has it
 
-# Schema version 2: what pruning and the backlog read, so that neither scans the history.
-INDEXES_V2 = f"""
+# Schema version 3: what pruning and the backlog read, so that neither scans the history.
+INDEXES_V3 = f"""
 CREATE INDEX IF NOT EXISTS requests_received_at ON requests (received_at);
 CREATE INDEX IF NOT EXISTS deliveries_finished ON deliveries (updated_at) WHERE {FINAL};
 CREATE INDEX IF NOT EXISTS deliveries_stuck ON deliveries (hook, status) WHERE {STUCK};

@@ -1,0 +1,153 @@
+"""The JSON API for the live configuration, behind the admin bearer token.
+
+    GET    /api/connectors                  connectors: id, title, setup, event types, example
+    GET    /api/relays                      relays and their URLs (never their secrets)
+    POST   /api/relays                      {"name", "connector", "secret"?} -> 201, secret shown
+    POST   /api/relays/{name}/secret        reveal; {"rotate": true} makes a new one
+    DELETE /api/relays/{name}               -> 204; the URL answers 404, its requests stay
+    GET    /api/hooks                       hooks, whether active (and why not), deliveries
+    POST   /api/hooks                       the keys of a [[hooks]] table as JSON -> 201
+    GET    /api/hooks/{name}                one hook; `spec` is what PUT takes back
+    PUT    /api/hooks/{name}                replace it ([redacted] values keep their secret)
+    DELETE /api/hooks/{name}                -> 204; its unsent deliveries end `cancelled`
+    POST   /api/hooks/{name}/activate | /deactivate
+
+Invalid input is 422 `{"error", "errors": [{"field": "headers.Authorization", "message"}]}`
+with the messages `relayhook check` prints; a name taken or a config-file item is 409.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+
+from relayhook.assembly import Parts
+from relayhook.errors import InvalidError, SpecError
+from relayhook.manage import describe_connector
+from relayhook.redaction import redacted_url
+from relayhook.relays import Relay
+from relayhook.web.api import Handler, guard
+
+
+async def json_object(request: Request) -> dict[str, Any]:
+    """The request's body as a JSON object, else InvalidError (422)."""
+    try:
+        data = json.loads(await request.body() or b"{}")
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise InvalidError([SpecError(("(body)",), f"not JSON: {exc}")]) from exc
+    if not isinstance(data, dict):
+        raise InvalidError([SpecError(("(body)",), "expected a JSON object")])
+    return data
+
+
+def config_api_routes(parts: Parts, token: str) -> list[Route]:
+    store, live, manager = parts.store, parts.live, parts.manager
+    guarded = guard(token)
+
+    def relay_json(relay: Relay, failures: dict[str, tuple[int, str]],
+                   secret: bool = False) -> dict[str, Any]:
+        count, last = failures.get(relay.name, (0, None))
+        shown = {
+            "name": relay.name, "connector": relay.connector.id, "url": manager.relay_url(relay),
+            "source": relay.source, "auth_failures": count, "last_auth_failure": last,
+        }
+        return {**shown, "secret": relay.secret} if secret else shown
+
+    async def hook_json(name: str) -> dict[str, Any]:
+        hook, active = live.hooks[name], live.active()[name]
+        spec = hook.spec
+        return {
+            "name": name, "source": "config" if live.is_config_hook(name) else "api",
+            "description": spec.description, "active": active,
+            "inactive_reason": None if active else live.reason(name),
+            "events": spec.events, "relays": spec.relays, "preset": spec.preset,
+            "method": hook.method, "url": redacted_url(hook.url.source), "timeout": hook.timeout,
+            "concurrency": hook.concurrency, "ordered": hook.ordered,
+            "rate_limit": hook.rate_limit.model_dump() if hook.rate_limit else None,
+            "signed": hook.signing_secret is not None,
+            "deliveries": await store.count_deliveries(hook=name),
+            "spec": manager.written(name),
+        }
+
+    async def list_connectors(request: Request) -> dict[str, Any]:
+        infos = [describe_connector(c) for _, c in sorted(parts.connectors.items())]
+        return {"items": [
+            {"id": i.id, "title": i.title, "description": i.description, "setup": i.setup,
+             "event_types": list(i.event_types), "example": i.example} for i in infos
+        ]}
+
+    async def list_relays(request: Request) -> dict[str, Any]:
+        failures = await store.auth_failures()
+        relays = sorted(live.relays.values(), key=lambda relay: relay.name)
+        return {"items": [relay_json(relay, failures) for relay in relays]}
+
+    async def create_relay(request: Request) -> Response:
+        data = await json_object(request)
+        relay = await manager.create_relay(data.get("name"),  # type: ignore[arg-type]
+                                           data.get("connector"),  # type: ignore[arg-type]
+                                           data.get("secret"))
+        return JSONResponse(relay_json(relay, {}, secret=True), 201)
+
+    async def relay_secret(request: Request) -> dict[str, Any]:
+        data = await json_object(request)
+        relay = await manager.relay_secret(request.path_params["name"],
+                                           rotate=data.get("rotate") is True)
+        return relay_json(relay, await store.auth_failures(), secret=True)
+
+    async def delete_relay(request: Request) -> Response:
+        await manager.delete_relay(request.path_params["name"])
+        return Response(status_code=204)
+
+    async def list_hooks(request: Request) -> dict[str, Any]:
+        return {"items": [await hook_json(name) for name in sorted(live.hooks)]}
+
+    async def create_hook(request: Request) -> Response:
+        hook = await manager.create_hook(await json_object(request))
+        return JSONResponse(await hook_json(hook.name), 201)
+
+    async def get_hook(request: Request) -> dict[str, Any]:
+        return await hook_json(manager.hook(request.path_params["name"]).name)
+
+    async def replace_hook(request: Request) -> dict[str, Any]:
+        hook = await manager.replace_hook(request.path_params["name"],
+                                          await json_object(request))
+        return await hook_json(hook.name)
+
+    async def delete_hook(request: Request) -> Response:
+        await manager.delete_hook(request.path_params["name"])
+        return Response(status_code=204)
+
+    def set_active(active: bool) -> Handler:
+        async def handler(request: Request) -> dict[str, Any]:
+            name = request.path_params["name"]
+            changed = await manager.set_active(name, active, "deactivated through the API")
+            parts.wake()
+            return {"name": name, "active": active, "deliveries_changed": changed}
+
+        return handler
+
+    def one(**methods: Callable[[Request], Awaitable[Any]]) -> Callable[[Request], Awaitable[Any]]:
+        async def endpoint(request: Request) -> Any:
+            return await methods[request.method.lower()](request)
+
+        return endpoint
+
+    return [
+        Route("/api/connectors", guarded(list_connectors), methods=["GET"]),
+        Route("/api/relays", guarded(one(get=list_relays, post=create_relay)),
+              methods=["GET", "POST"]),
+        Route("/api/relays/{name}", guarded(delete_relay), methods=["DELETE"]),
+        Route("/api/relays/{name}/secret", guarded(relay_secret), methods=["POST"]),
+        Route("/api/hooks", guarded(one(get=list_hooks, post=create_hook)),
+              methods=["GET", "POST"]),
+        Route("/api/hooks/{name}", guarded(one(get=get_hook, put=replace_hook,
+                                                delete=delete_hook)),
+              methods=["GET", "PUT", "DELETE"]),
+        Route("/api/hooks/{name}/activate", guarded(set_active(True)), methods=["POST"]),
+        Route("/api/hooks/{name}/deactivate", guarded(set_active(False)), methods=["POST"]),
+    ]
