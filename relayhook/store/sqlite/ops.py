@@ -123,24 +123,29 @@ class Pruner:
         return [row[0] for row in rows], (rows[-1][1], rows[-1][2]) if rows else cursor
 
     def _delete_deliveries(self, conn: sqlite3.Connection, ids: Sequence[str]) -> PruneResult:
-        sql = (f"SELECT id FROM deliveries WHERE id IN (SELECT value FROM json_each(?))"
-               f" AND {self.delivery_check}")
-        still = dumps([row[0] for row in conn.execute(sql, [dumps(ids), *self.hook_params])])
-        attempts = conn.execute("DELETE FROM attempts WHERE delivery_id IN"
-                                " (SELECT value FROM json_each(?))", (still,)).rowcount
-        deliveries = conn.execute("DELETE FROM deliveries WHERE id IN"
-                                  " (SELECT value FROM json_each(?))", (still,)).rowcount
-        return PruneResult(deliveries=deliveries, attempts=attempts)
+        still = _still(conn, "deliveries", self.delivery_check, self.hook_params, ids)
+        attempts = _delete_in(conn, "attempts", "delivery_id", still)
+        return PruneResult(deliveries=_delete_in(conn, "deliveries", "id", still),
+                           attempts=attempts)
 
     def _delete_requests(self, conn: sqlite3.Connection, ids: Sequence[str]) -> PruneResult:
-        sql = (f"SELECT id FROM requests WHERE id IN (SELECT value FROM json_each(?))"
-               f" AND {self.request_check}")
-        still = dumps([row[0] for row in conn.execute(sql, [dumps(ids), *self.relay_params])])
-        events = conn.execute("DELETE FROM events WHERE request_id IN"
-                              " (SELECT value FROM json_each(?))", (still,)).rowcount
-        requests = conn.execute("DELETE FROM requests WHERE id IN"
-                                " (SELECT value FROM json_each(?))", (still,)).rowcount
-        return PruneResult(requests=requests, events=events)
+        still = _still(conn, "requests", self.request_check, self.relay_params, ids)
+        events = _delete_in(conn, "events", "request_id", still)
+        return PruneResult(requests=_delete_in(conn, "requests", "id", still), events=events)
+
+
+def _still(conn: sqlite3.Connection, table: str, check: str, params: list[Any],
+           ids: Sequence[str]) -> str:
+    """Those of `ids` that still pass `check` (a delivery replayed meanwhile, a request
+    remapped meanwhile, does not), as a JSON array."""
+    sql = f"SELECT id FROM {table} WHERE id IN (SELECT value FROM json_each(?)) AND {check}"
+    return dumps([row[0] for row in conn.execute(sql, [dumps(ids), *params])])
+
+
+def _delete_in(conn: sqlite3.Connection, table: str, column: str, ids: str) -> int:
+    sql = f"DELETE FROM {table} WHERE {column} IN (SELECT value FROM json_each(?))"
+    deleted: int = conn.execute(sql, (ids,)).rowcount
+    return deleted
 
 
 def checkpoint(path: Path) -> None:
