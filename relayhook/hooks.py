@@ -25,6 +25,7 @@ from urllib.parse import urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
+from relayhook._shipped import shipped_dir
 from relayhook.errors import HookError, InvalidError, SpecError
 from relayhook.redaction import SecretPlaces, strip_secrets
 from relayhook.retry import DEFAULT_SCHEDULE
@@ -40,7 +41,7 @@ from relayhook.templating import (
 )
 from relayhook.tomlpos import format_path
 
-PRESETS_DIR = Path(__file__).resolve().parent.parent / "templates" / "presets"
+PRESETS_DIR = shipped_dir("presets")
 
 HookMethod = Literal["GET", "POST", "PUT", "PATCH", "DELETE"]
 BodyFormat = Literal["json", "form", "text"]

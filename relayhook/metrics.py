@@ -20,7 +20,7 @@ from collections.abc import Callable
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from prometheus_client.exposition import generate_latest
 
-from relayhook.store.base import Attempt, Outcome, Store, StoreError
+from relayhook.store import Attempt, IngestResult, Outcome, Store, StoreError
 
 log = logging.getLogger("relayhook.metrics")
 
@@ -68,6 +68,7 @@ class Metrics:
         self.spool_depth = Gauge("relayhook_spool_depth", "Requests in the spool, waiting for "
                                  "the store to take them.", registry=registry)
         self.spool_depth.set_function(lambda: float(spool_depth()))
+        self.spool_depth_now = spool_depth
         self._clock = clock
         self._refreshed_at: float | None = None
         self._request_children: dict[tuple[str, int], tuple[Counter, Histogram,
@@ -92,11 +93,11 @@ class Metrics:
         refused = self.auth_failures.labels(relay) if code == 401 else None
         return self.requests.labels(relay, str(code)), self.ack_seconds.labels(relay), refused
 
-    def observe_stored(self, relay: str, accepted: int, duplicates: int) -> None:
-        if accepted:
-            self.events.labels(relay).inc(accepted)
-        if duplicates:
-            self.duplicate_events.labels(relay).inc(duplicates)
+    def observe_stored(self, relay: str, result: IngestResult) -> None:
+        if result.accepted:
+            self.events.labels(relay).inc(result.accepted)
+        if result.duplicates:
+            self.duplicate_events.labels(relay).inc(result.duplicates)
 
     def observe_delivery(self, hook: str, outcome: Outcome, attempt: Attempt | None) -> None:
         key = (hook, outcome.status)

@@ -24,6 +24,7 @@ def cmd_serve(args: argparse.Namespace, out: TextIO) -> int:
     from relayhook.assembly import load_hooks, load_relays, load_sealer
     from relayhook.logs import Redactor, configure_logging
     from relayhook.web.app import create_app  # serve alone runs the ASGI app
+    from relayhook.web.slow import ConnectionLimits, guarded_protocol
 
     wrote_config = args.config is None and not Path(DEFAULT_CONFIG).exists()
     if wrote_config:
@@ -64,9 +65,12 @@ def cmd_serve(args: argparse.Namespace, out: TextIO) -> int:
     # full collection no longer walks it (those took 19-37 ms: the ingest p99 tail).
     gc.collect()
     gc.freeze()
+    limits = ConnectionLimits(header_timeout=settings.server.header_timeout,
+                              body_timeout=settings.server.body_timeout,
+                              max_connections=settings.server.max_connections)
     # log_config=None: uvicorn keeps the handler configure_logging set (format, redaction).
     uvicorn.run(app, host=settings.server.host, port=settings.server.port, log_config=None,
-                log_level=level, access_log=args.access_log)
+                log_level=level, access_log=args.access_log, http=guarded_protocol(limits))
     return 0
 
 

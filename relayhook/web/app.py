@@ -19,11 +19,20 @@ import httpx
 from starlette.applications import Starlette
 from starlette.routing import Route
 
-from relayhook.assembly import Parts, assemble, new_uuid, refuse_destinations, utc_now
+from relayhook.assembly import (
+    Parts,
+    assemble,
+    new_uuid,
+    refuse_destinations,
+    spool_path,
+    utc_now,
+)
 from relayhook.delivery.dispatcher import Dispatcher
 from relayhook.delivery.http import make_http_transport
+from relayhook.intake import Intake, SpoolDrainer
 from relayhook.metrics import Metrics
 from relayhook.settings import Settings
+from relayhook.spool import Spool
 from relayhook.ssrf import Resolver
 from relayhook.store import Store
 from relayhook.web.api import api_routes
@@ -53,7 +62,12 @@ def create_app(
     parts = assemble(settings, store=store, resolver=resolver,
                      clock=lambda: clock().timestamp())
     the_store, live = parts.store, parts.live
-    metrics = Metrics(spool_depth=lambda: parts.spool_depth())
+    takes_requests = role in ("web", "all")
+    parts.spool = Spool(spool_path(settings)) if takes_requests else None
+    metrics = Metrics(spool_depth=lambda: parts.spool.depth if parts.spool else 0)
+    intake = Intake(the_store, live, new_id, spool=parts.spool,
+                    store_timeout=settings.spool.store_timeout, wake=parts.wake,
+                    stored=metrics.observe_stored)
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
@@ -63,6 +77,11 @@ def create_app(
         try:
             await refuse_destinations(settings, live.hooks, parts.policy, resolver)
             await live.sync(the_store, clock().timestamp())
+            if parts.spool is not None:  # what a crash left in it is stored from now on
+                parts.spool.open()
+                drainer = SpoolDrainer(intake, parts.spool, live.relay_named)
+                intake.spooled = drainer.wake
+                parts.tasks.append(asyncio.create_task(drainer.run()))
             if role in ("worker", "all"):
                 sender = sender or make_http_transport(
                     parts.policy, resolver=resolver,
@@ -92,17 +111,19 @@ def create_app(
                 await sender.aclose()
             if owned_store:
                 await the_store.close()
+            if parts.spool is not None:
+                parts.spool.close()
 
     def relay_name(token: str) -> str | None:
         relay = live.relays.get(token)
         return None if relay is None else relay.name
 
-    readiness = Readiness(the_store, spool_depth=lambda: parts.spool_depth())
+    readiness = Readiness(the_store, spool_depth=metrics.spool_depth_now)
     routes = ops_routes(the_store, metrics, readiness, admin_token=settings.admin.token,
                         public_metrics=settings.metrics.public, clock=clock)
-    if role in ("web", "all"):
+    if takes_requests:
         ingress = Ingress(live, the_store, settings.limits.max_body_bytes, clock, new_id,
-                          wake=parts.wake, on_stored=metrics.observe_stored)
+                          wake=parts.wake, intake=intake)
         routes.append(Route("/in/{token}", metered(ingress.handle, metrics, relay_name),
                             methods=INGRESS_METHODS))
     routes += api_routes(parts, settings.admin.token, clock)

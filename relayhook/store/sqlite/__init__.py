@@ -15,19 +15,21 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from relayhook.events import Event
-from relayhook.store.base import (
+from relayhook.records import (
     DELIVERY_STATUSES,
     Attempt,
-    BacklogEntry,
-    Cutoffs,
     Delivery,
     DeliveryStatus,
     IngestResult,
     NewDelivery,
     Outcome,
-    PruneResult,
     RequestRecord,
     RequestStatus,
+)
+from relayhook.store.base import (
+    BacklogEntry,
+    Cutoffs,
+    PruneResult,
     StoredHook,
     StoredRelay,
     StoreError,
@@ -43,7 +45,10 @@ T = TypeVar("T")
 
 SCHEMA_VERSION = 3
 SYNCHRONOUS_LEVELS = ("NORMAL", "FULL", "EXTRA")
-BUSY_TIMEOUT_SECONDS = 5.0  # another process (the CLI) may hold the write lock for a moment
+# How long a write waits for another process (the CLI, a backup) to release the write lock.
+# Short: the ingress does not wait on it (it spools after [spool] store_timeout), and a writer
+# stuck in a long wait holds up every other write of this process behind it.
+BUSY_TIMEOUT_SECONDS = 1.0
 READERS = 4
 # The writer's page cache. Delivery and event ids are random keys, so every write touches pages
 # all over their indexes; with SQLite's default 2 MiB, routing a GMetri batch into a store of
@@ -172,7 +177,10 @@ CREATE TABLE IF NOT EXISTS hooks (
 
 
 REQUEST_COLUMNS = "id, relay, received_at, method, query, headers, body, status, error, truncated"
-INSERT_REQUEST = f"INSERT INTO requests ({REQUEST_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+INSERT_REQUEST = (
+    f"INSERT INTO requests ({REQUEST_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+    " ON CONFLICT (id) DO NOTHING"
+)
 INSERT_EVENT = (
     "INSERT INTO events (id, request_id, relay, type, source, subject, time, data)"
     " VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (id) DO NOTHING"
@@ -187,17 +195,20 @@ class SQLiteStore:
     """`Store` on one SQLite file.
 
     `synchronous` is SQLite's durability level for commits (FULL: a commit survives power loss);
-    `max_batch` caps how many jobs share one transaction. `commits` counts write transactions.
+    `max_batch` caps how many jobs share one transaction; `busy_timeout` is how long a write
+    waits for another process's lock (seconds). `commits` counts write transactions.
     """
 
     def __init__(
-        self, path: str | Path, *, synchronous: str = "FULL", max_batch: int = 256
+        self, path: str | Path, *, synchronous: str = "FULL", max_batch: int = 256,
+        busy_timeout: float = BUSY_TIMEOUT_SECONDS,
     ) -> None:
         if synchronous.upper() not in SYNCHRONOUS_LEVELS:
             levels = ", ".join(SYNCHRONOUS_LEVELS)
             raise ValueError(f"synchronous must be one of {levels}, not {synchronous!r}")
         self.path = Path(path)
         self.synchronous = synchronous.upper()
+        self.busy_timeout = busy_timeout
         self._writer = GroupCommitWriter(max_batch=max_batch)
         self._readers = ReaderPool(self._connect_reader, READERS)
 
@@ -237,7 +248,8 @@ class SQLiteStore:
         delivery_rows = deliveries_sql.delivery_rows(deliveries, events)
 
         def job(conn: sqlite3.Connection) -> IngestResult:
-            conn.execute(INSERT_REQUEST, request_row)
+            if conn.execute(INSERT_REQUEST, request_row).rowcount == 0:
+                return IngestResult(accepted=0, duplicates=0, already_stored=True)
             return _insert_events(conn, event_rows, delivery_rows)
 
         return await self._write(job)
@@ -480,7 +492,7 @@ class SQLiteStore:
         # isolation_level=None: we issue BEGIN/COMMIT ourselves. Connections move between
         # threads (the opener, the writer, to_thread workers) but are never shared at once.
         return sqlite3.connect(
-            self.path, timeout=BUSY_TIMEOUT_SECONDS, isolation_level=None, check_same_thread=False
+            self.path, timeout=self.busy_timeout, isolation_level=None, check_same_thread=False
         )
 
     def _connect_writer(self) -> sqlite3.Connection:

@@ -14,7 +14,7 @@ import time
 from collections.abc import Sequence
 
 from relayhook.events import Event
-from relayhook.store.base import (
+from relayhook.records import (
     DELIVERY_STATUSES,
     Attempt,
     Delivery,

@@ -18,13 +18,8 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from relayhook.events import format_time
-from relayhook.store.base import (
-    FINAL_STATUSES,
-    BacklogEntry,
-    Cutoffs,
-    PruneResult,
-    StoreError,
-)
+from relayhook.records import FINAL_STATUSES
+from relayhook.store.base import BacklogEntry, Cutoffs, PruneResult, StoreError
 from relayhook.store.sqlite.deliveries import CLAIMABLE, one_of
 from relayhook.store.sqlite.rows import dumps
 
