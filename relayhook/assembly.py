@@ -201,8 +201,6 @@ class Parts:
     dispatcher: Dispatcher | None = None
     spool: Spool | None = None  # web roles: `spool.depth` requests wait for the store
     tasks: list[asyncio.Task[None]] = field(default_factory=list)
-    # How many requests wait in the spool (metrics, /readyz); the spool sets it when it opens.
-    spool_depth: Callable[[], int] = lambda: 0
 
     def wake(self) -> None:
         if self.dispatcher is not None:
