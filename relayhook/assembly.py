@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
+from urllib.parse import urlsplit
 
 from relayhook.connectors import SHIPPED_DIR, Connector, load_connectors
 from relayhook.errors import HookError, LocatedError, LocatedErrors
@@ -26,8 +27,9 @@ from relayhook.hooks import Hook, build_hooks
 from relayhook.live import LiveConfig
 from relayhook.manage import Manager
 from relayhook.relays import Relay, build_relays
+from relayhook.retention import cutoffs_at
 from relayhook.sealing import Sealer, read_or_create_key_file
-from relayhook.settings import Settings
+from relayhook.settings import RetentionSettings, Settings
 from relayhook.ssrf import (
     DestinationPolicy,
     DestinationRefused,
@@ -35,7 +37,7 @@ from relayhook.ssrf import (
     SystemResolver,
     check_url,
 )
-from relayhook.store import Store, open_store, sqlite_path
+from relayhook.store import PruneResult, Store, open_store, sqlite_path
 from relayhook.tomlpos import format_path
 
 if TYPE_CHECKING:
@@ -94,8 +96,9 @@ async def check_destinations(hooks: Mapping[str, Hook], policy: DestinationPolic
         except DestinationRefused as exc:
             refusals[hook.name] = f"destination refused: {exc}"
         except OSError as exc:  # no DNS here now: checked again when sent
+            # The host only: the URL may hold credentials or a token.
             log.warning("hook %r: cannot resolve %s now (%s); checked when sent", hook.name,
-                        url, exc)
+                        urlsplit(url).hostname, exc.strerror or type(exc).__name__)
     return refusals
 
 
@@ -114,6 +117,12 @@ async def refuse_destinations(settings: Settings, hooks: Mapping[str, Hook],
     if errors:
         raise LocatedErrors(errors)
 
+
+
+async def prune_now(store: Store, retention: RetentionSettings, now: float) -> PruneResult:
+    """Delete what `[retention]` lets go at `now` (epoch seconds); what was deleted."""
+    return await store.prune(cutoffs_at(now, days=retention.days, relays=retention.relays,
+                                        hooks=retention.hooks))
 
 
 @contextlib.asynccontextmanager

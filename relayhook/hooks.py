@@ -21,6 +21,7 @@ import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
+from urllib.parse import urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
@@ -28,6 +29,7 @@ from relayhook._shipped import shipped_dir
 from relayhook.errors import HookError, InvalidError, SpecError
 from relayhook.redaction import SecretPlaces, strip_secrets
 from relayhook.retry import DEFAULT_SCHEDULE
+from relayhook.ssrf import check_url_text
 from relayhook.templating import (
     Template,
     TemplateError,
@@ -242,6 +244,7 @@ def compile_hook(spec: HookSpec) -> Hook:
     fmt = spec.body_format or "json"
     if spec.url is None:
         raise TemplateError("url", "required key is missing (or a preset that sets it)")
+    check_url_spec(expand_placeholders(spec.url), spec.headers)
     for name in spec.headers:
         if name.lower() in FORBIDDEN_HEADERS or not re.fullmatch(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+",
                                                                    name):
@@ -274,6 +277,32 @@ def compile_hook(spec: HookSpec) -> Hook:
         patterns=tuple(pattern_regex(p) for p in spec.events),
         secret_places=SecretPlaces.of(spec.model_dump()),
     )
+
+
+_TEMPLATE_PART = re.compile(r"\{\{.*?\}\}|\{%.*?%\}|\{#.*?#\}", re.DOTALL)
+
+
+def check_url_spec(url: str, headers: dict[str, str]) -> None:
+    """Refuse, rather than alter, a URL whose written parts hold a space or a control
+    character (inside `{{ }}` they are template syntax), and URL credentials beside an
+    `Authorization` header (the client could send only one of them). Raises SpecError."""
+    written = _TEMPLATE_PART.sub("x", url)
+    unsafe = check_url_text(written)
+    if unsafe is not None:
+        raise SpecError(("url",), f"the URL {unsafe}")
+    if has_userinfo(written) and any(name.lower() == "authorization" for name in headers):
+        raise SpecError(("url",), AUTHORIZATION_TWICE)
+
+
+AUTHORIZATION_TWICE = (
+    "the URL holds credentials (user:password@) and the hook sets an Authorization header: "
+    "a request carries one Authorization, so keep only one of them"
+)
+
+
+def has_userinfo(url: str) -> bool:
+    """Whether `url` carries credentials (`https://user:password@host/`)."""
+    return "@" in urlsplit(url).netloc
 
 
 def decode_whsec(secret: str) -> bytes:

@@ -61,7 +61,8 @@ def describe(exc: BaseException) -> str:
 @dataclass
 class Intake:
     """`store_timeout`: how long `keep` waits for the store before it spools (None: no limit).
-    `wake` is called when new deliveries were stored; `spooled` when a request was spooled."""
+    `wake` is called when new deliveries were stored; `spooled` when a request was spooled;
+    `stored` with the relay name and the result of every request stored (metrics count it)."""
 
     store: Store
     live: LiveConfig
@@ -70,6 +71,7 @@ class Intake:
     store_timeout: float | None = None
     wake: Callable[[], None] = lambda: None
     spooled: Callable[[], None] = field(default=lambda: None)
+    stored: Callable[[str, IngestResult], None] = lambda relay, result: None
 
     async def keep(self, relay: Relay | None, record: RequestRecord, *,
                    may_spool: bool = True) -> Kept:
@@ -134,6 +136,7 @@ class Intake:
                           record.relay, record.id)
             record = rejected(record, f"its events could not be stored: {describe(exc)}")
             return Kept(record, "store", await self.store.ingest(record, ()))
+        self.stored(record.relay, result)
         if result.deliveries:
             self.wake()
         return Kept(record, "store", result)

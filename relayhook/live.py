@@ -135,7 +135,15 @@ class LiveConfig:
         else:
             self._disabled[name] = reason or "disabled"
         self._active = self._compute_active()
-        return await store.set_hook_active(name, active, reason, now)
+        changed = await store.set_hook_active(name, active, reason, now)
+        if active:
+            log.info("hook %r activated: %d deliveries resumed", name, changed,
+                     extra={"hook": name})
+        else:
+            log.warning("hook %r deactivated: %s; %d deliveries wait, paused, until it is"
+                        " activated", name, reason or "disabled", changed,
+                        extra={"hook": name, "reason": reason})
+        return changed
 
     def _apply(self, states: Mapping[str, tuple[bool, str | None, float]],
                stored_hooks: list[StoredHook], stored_relays: list[StoredRelay]) -> None:

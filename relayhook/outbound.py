@@ -24,8 +24,9 @@ import yarl
 
 from relayhook import __version__
 from relayhook.events import Event
-from relayhook.hooks import Hook, decode_whsec
+from relayhook.hooks import AUTHORIZATION_TWICE, Hook, decode_whsec, has_userinfo
 from relayhook.redaction import REDACTED, SecretPlaces
+from relayhook.ssrf import check_url_text
 from relayhook.templating import RenderError, Template
 from relayhook.values import CompiledValue
 
@@ -101,11 +102,11 @@ def redactor(secrets: Mapping[str, str], places: SecretPlaces = NO_PLACES) -> Ca
 @functools.lru_cache(maxsize=64)
 def _hidden_forms(secrets: tuple[str, ...]) -> tuple[str, ...]:
     # Computed once per set of secrets, not once per delivery: this is the delivery hot path.
-    forms = {form for secret in secrets if len(secret) >= 4 for form in _forms(secret)}
+    forms = {form for secret in secrets if len(secret) >= 4 for form in secret_forms(secret)}
     return tuple(sorted(forms, key=len, reverse=True))
 
 
-def _forms(secret: str) -> set[str]:
+def secret_forms(secret: str) -> set[str]:
     """The ways a secret can appear in a request: as is, URL-encoded, escaped in JSON."""
     return {secret, quote(secret, safe=""), quote_plus(secret), json.dumps(secret)[1:-1]}
 
@@ -129,7 +130,6 @@ def render_request(
 ) -> OutboundRequest:
     """The exact request for one attempt of a delivery. RenderError names the template."""
     context = hook_context(hook, event, secrets)
-    url = _url(hook.url.render(context), _params(hook, context))
     body = _body(hook, context)
     headers: dict[str, str] = {"user-agent": USER_AGENT}
     if body:
@@ -138,6 +138,7 @@ def render_request(
         value = template.render(context)
         if value is not None:
             headers[name.lower()] = _header_value(value, template.name)
+    url = _url(hook.url.render(context), _params(hook, context), "authorization" in headers)
     headers["webhook-id"] = delivery_id
     if hook.signing_secret is not None:
         secret = str(hook.signing_secret.render(context))
@@ -161,11 +162,16 @@ def sign(secret: str, msg_id: str, timestamp: str, body: bytes) -> str:
     return "v1," + base64.b64encode(hmac.new(key, signed, hashlib.sha256).digest()).decode()
 
 
-def _url(rendered: Any, params: list[tuple[str, str]]) -> str:
-    url = str(rendered).strip()
+def _url(rendered: Any, params: list[tuple[str, str]], authorization: bool) -> str:
+    url = str(rendered)
+    unsafe = check_url_text(url)
+    if unsafe is not None:  # refused, not altered: a client would drop or encode it
+        raise RenderError("url", f"the rendered URL {unsafe}")
     parts = urlsplit(url)
     if parts.scheme not in ("http", "https") or not parts.netloc:
         raise RenderError("url", f"{url[:200]!r} is not an http:// or https:// URL")
+    if authorization and has_userinfo(url):
+        raise RenderError("url", AUTHORIZATION_TWICE)
     if params:
         query = "&".join(filter(None, [parts.query, urlencode(params)]))
         url = urlunsplit(parts._replace(query=query))

@@ -103,6 +103,46 @@ class DeliverySettings(Section):
         return self
 
 
+class LogSettings(Section):
+    format: Literal["text", "json"] = Field(
+        default="text", description="text for people, json (one object a line) for machines."
+    )
+    level: Literal["debug", "info", "warning", "error"] = Field(
+        default="info", description="The least severe level written; --log-level overrides."
+    )
+
+
+class MetricsSettings(Section):
+    public: bool = Field(
+        default=False, description="Serve /metrics without the admin bearer token."
+    )
+
+
+class RetentionSettings(Section):
+    days: float = Field(
+        default=30, ge=0, description="Keep requests, events and finished deliveries this long "
+        "(0: forever). Unfinished deliveries and their events are never pruned."
+    )
+    relays: dict[str, float] = Field(
+        default={}, description="Days per relay name, over `days`, for its requests and events."
+    )
+    hooks: dict[str, float] = Field(
+        default={}, description="Days per hook name, over `days`, for its finished deliveries."
+    )
+    interval: float = Field(
+        default=3600, ge=0, description="Seconds between background prunes (0: only "
+        "`relayhook prune`)."
+    )
+
+    @model_validator(mode="after")
+    def _non_negative(self) -> RetentionSettings:
+        for table in ("relays", "hooks"):
+            for name, days in getattr(self, table).items():
+                if days < 0:
+                    raise ValueError(f"retention.{table}.{name}: days cannot be negative")
+        return self
+
+
 class RelaySettings(Section):
     name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
     connector: str
@@ -136,6 +176,9 @@ class Settings(BaseSettings):
     connectors: ConnectorsSettings = ConnectorsSettings()
     relays: list[RelaySettings] = []
     delivery: DeliverySettings = DeliverySettings()
+    log: LogSettings = LogSettings()
+    metrics: MetricsSettings = MetricsSettings()
+    retention: RetentionSettings = RetentionSettings()
     secrets: dict[str, str] = Field(
         default={},
         description="Values hooks use as {{ secrets.name }}; never stored or logged. `key` is "

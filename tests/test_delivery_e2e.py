@@ -712,7 +712,8 @@ def test_sigkill_with_deliveries_in_flight_loses_nothing(
 # --- SSRF with the default policy -----------------------------------------------------------------
 
 LOOPBACK_FORMS = ["127.0.0.1", "127.1", "0x7f000001", "2130706433", "localhost", "[::1]",
-                  "[::ffff:127.0.0.1]"]
+                  "[::ffff:127.0.0.1]", "127.000.000.001", "0x7f.1", "localhost.", "127.0.0.1.",
+                  "api.localhost"]
 
 
 @pytest.fixture

@@ -454,6 +454,7 @@ def test_sqlite_defaults_wal_and_full_sync(sqlite_store: SQLiteStore) -> None:
     with contextlib.closing(sqlite3.connect(sqlite_store.path)) as conn:
         assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
         assert conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION
+    assert writer_pragma(sqlite_store, "journal_size_limit") == 64 * 1024 * 1024
 
 
 @pytest.mark.parametrize(("level", "value"), [("NORMAL", 1), ("extra", 3)])

@@ -11,6 +11,8 @@
     relayhook relays list|add|secret|remove  relays created at run time (and the config's)
     relayhook hooks list|add FILE|remove|activate|deactivate
     relayhook admin password                 set the web console's password (stdin if piped)
+    relayhook prune                          delete what [retention] lets go
+    relayhook backup FILE                    a consistent copy of the store, while serving
 """
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ import sys
 from collections.abc import Sequence
 from typing import TextIO
 
-from relayhook.cli import admin, authoring, manage, sending, serve, stored
+from relayhook.cli import admin, authoring, manage, ops, sending, serve, stored
 from relayhook.errors import (
     ConflictError,
     InvalidError,
@@ -31,9 +33,10 @@ from relayhook.errors import (
 )
 from relayhook.mapping import MappingError
 from relayhook.settings import DEFAULT_CONFIG
+from relayhook.store import StoreError
 from relayhook.templating import RenderError
 
-FAMILIES = (serve, authoring, stored, sending, manage, admin)  # each adds its subcommands
+FAMILIES = (serve, authoring, stored, sending, manage, ops, admin)  # each adds its subcommands
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -55,7 +58,7 @@ def main(argv: Sequence[str] | None = None, out: TextIO | None = None) -> int:
         print(exc, file=sys.stderr)
         return 2
     except (MappingError, RenderError, UsageError, InvalidError, ConflictError,
-            NotFoundError) as exc:
+            NotFoundError, StoreError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
     except OSError as exc:

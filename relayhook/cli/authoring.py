@@ -37,7 +37,7 @@ def _is_connector_file(path: Path) -> bool:
         return path.parent.name == "connectors" or "relays" not in path.read_text(errors="ignore")
     return bool({"id", "events", "auth", "accept"} & data.keys()) or not (
         {"relays", "server", "storage", "admin", "limits", "connectors", "hooks", "secrets",
-         "delivery"} & data.keys()
+         "delivery", "log", "metrics", "retention"} & data.keys()
     )
 
 

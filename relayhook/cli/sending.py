@@ -115,7 +115,7 @@ async def _send(parts: Parts, hook: Hook, request: OutboundRequest, record: dict
                                         headers=list(request.headers),
                                         content=request.body or None,
                                         timeout=httpx.Timeout(hook.timeout))
-    except (httpx.HTTPError, OSError) as exc:
+    except (httpx.HTTPError, httpx.InvalidURL, OSError) as exc:
         error_class, message = classify(exc, hook.timeout)
         attempt = Attempt(delivery_id, 1, started, (time.time() - started) * 1000, record,
                           None, (), b"", error_class, message)

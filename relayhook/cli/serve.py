@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import gc
+import logging
 import os
 from pathlib import Path
 from typing import Any, TextIO
@@ -16,11 +17,14 @@ from relayhook.connectors import SHIPPED_DIR, emitted_types
 from relayhook.live import CONFIG_INACTIVE, LiveConfig
 from relayhook.settings import DEFAULT_CONFIG, Settings, sample_config
 
+log = logging.getLogger("relayhook.serve")
+
 
 def cmd_serve(args: argparse.Namespace, out: TextIO) -> int:
     import uvicorn
 
-    from relayhook.assembly import load_sealer
+    from relayhook.assembly import load_hooks, load_relays, load_sealer
+    from relayhook.logs import Redactor, configure_logging
     from relayhook.web.app import create_app  # serve alone runs the ASGI app
     from relayhook.web.slow import ConnectionLimits, guarded_protocol
 
@@ -37,6 +41,10 @@ def cmd_serve(args: argparse.Namespace, out: TextIO) -> int:
         server["port"] = args.port
     settings = settings_of(args, **({"server": server} if server else {}))
     check_config(settings)  # what would stop the start, said as file:key:line, before it
+    _, relays = load_relays(settings)
+    level = args.log_level or settings.log.level
+    redact = Redactor.from_settings(settings, relays.values(), load_hooks(settings).values())
+    configure_logging(level=level, fmt=settings.log.format, redact=redact)
     _, new_key_file = load_sealer(settings)
     if new_key_file is not None:
         print(f"Made the key that seals secrets at rest: {new_key_file} (mode 0600). Back it"
@@ -47,8 +55,10 @@ def cmd_serve(args: argparse.Namespace, out: TextIO) -> int:
         console = console_login_hint(settings, asyncio.run(first_password(settings)))
     live = asyncio.run(_live_config(settings))
     print(banner(settings, live, wrote_config=wrote_config, console=console), file=out)
+    log_inactive_hooks(live)
     out.flush()
     app = create_app(settings, role=args.role)
+    redact.follow(app.state.relayhook.live)  # and the relays and hooks made at run time
     # Everything loaded so far lives as long as the process: out of the collector's sight, a
     # full collection no longer walks it (those took 19-37 ms: the ingest p99 tail).
     gc.collect()
@@ -56,11 +66,20 @@ def cmd_serve(args: argparse.Namespace, out: TextIO) -> int:
     limits = ConnectionLimits(header_timeout=settings.server.header_timeout,
                               body_timeout=settings.server.body_timeout,
                               max_connections=settings.server.max_connections)
-    uvicorn.run(app, host=settings.server.host, port=settings.server.port,
-                log_level=args.log_level, access_log=args.access_log,
-                http=guarded_protocol(limits))
+    # log_config=None: uvicorn keeps the handler configure_logging set (format, redaction).
+    uvicorn.run(app, host=settings.server.host, port=settings.server.port, log_config=None,
+                log_level=level, access_log=args.access_log, http=guarded_protocol(limits))
     return 0
 
+
+def log_inactive_hooks(live: LiveConfig) -> None:
+    """One log line per inactive hook at start, for log collectors (the banner says it too)."""
+    active = live.active()
+    for name in live.hooks:
+        if not active[name]:
+            reason = live.reason(name) or "disabled"
+            log.warning("hook %r is inactive: %s; its deliveries wait, paused", name, reason,
+                        extra={"hook": name, "reason": reason})
 
 
 async def _live_config(settings: Settings) -> LiveConfig:
@@ -158,7 +177,8 @@ def register(sub: Any) -> None:
     serve.add_argument("--port", type=int)
     serve.add_argument("--role", choices=["all", "web", "worker"], default="all",
                        help="web: take requests; worker: send deliveries; all: both")
-    serve.add_argument("--log-level", default="info")
+    serve.add_argument("--log-level", choices=["debug", "info", "warning", "error"],
+                       help="default: [log] level (info)")
     serve.add_argument("--no-access-log", dest="access_log", action="store_false")
     serve.set_defaults(func=cmd_serve)
 

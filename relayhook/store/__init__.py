@@ -23,6 +23,10 @@ from relayhook.records import (
     RequestStatus,
 )
 from relayhook.store.base import (
+    BACKLOG_STATUSES,
+    BacklogEntry,
+    Cutoffs,
+    PruneResult,
     Store,
     StoredHook,
     StoredRelay,
@@ -32,17 +36,21 @@ from relayhook.store.base import (
 from relayhook.store.sqlite import SQLiteStore
 
 __all__ = [
+    "BACKLOG_STATUSES",
     "DELIVERY_STATUSES",
     "FINAL_STATUSES",
     "REQUEST_STATUSES",
     "ActivityRow",
     "Attempt",
+    "BacklogEntry",
+    "Cutoffs",
     "Delivery",
     "DeliveryFilter",
     "DeliveryStatus",
     "IngestResult",
     "NewDelivery",
     "Outcome",
+    "PruneResult",
     "RequestRecord",
     "RequestStatus",
     "SQLiteStore",

@@ -7,7 +7,8 @@ method is durable when it returns: the caller may acknowledge the provider right
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Protocol
 
 from relayhook.errors import RelayhookError
@@ -34,6 +35,45 @@ class StoreUnavailableError(StoreError):
     """The store could not write at all just now (another process holds the lock, the disk is
     read-only or full, the store is closed): the write itself was not at fault, and the same
     write may well succeed later."""
+
+
+@dataclass(frozen=True, slots=True)
+class Cutoffs:
+    """What `prune` may delete: times in epoch seconds, older is prunable; None keeps forever.
+    `relays` and `hooks` override `default` for one relay's requests and events, or for one
+    hook's finished deliveries."""
+
+    default: float | None
+    relays: Mapping[str, float | None] = field(default_factory=dict)
+    hooks: Mapping[str, float | None] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class PruneResult:
+    """What one `prune` deleted."""
+
+    requests: int = 0
+    events: int = 0
+    deliveries: int = 0
+    attempts: int = 0
+
+    def __add__(self, other: PruneResult) -> PruneResult:
+        return PruneResult(self.requests + other.requests, self.events + other.events,
+                           self.deliveries + other.deliveries, self.attempts + other.attempts)
+
+
+@dataclass(frozen=True, slots=True)
+class BacklogEntry:
+    """Deliveries of one hook in one status, now. `oldest_created_at` (epoch seconds) is the
+    creation time of the oldest one, for `pending`, `failed` and `claimed` only."""
+
+    hook: str
+    status: DeliveryStatus
+    count: int
+    oldest_created_at: float | None = None
+
+
+BACKLOG_STATUSES: tuple[DeliveryStatus, ...] = ("pending", "failed", "claimed", "paused", "dead")
 
 
 @dataclass(frozen=True, slots=True)
@@ -274,3 +314,32 @@ class Store(Protocol):
                               replace: bool = True) -> bool:
         """Store a console value; with `replace=False` only if none is stored yet (so that two
         processes starting at once agree on one). Returns whether it was written."""
+
+    # --- operations -----------------------------------------------------------------------
+
+    async def prune(self, cutoffs: Cutoffs, *, batch: int = 500) -> PruneResult:
+        """Delete what `cutoffs` let go: finished deliveries (succeeded, dead, skipped) last
+        changed before their hook's cutoff, with their attempts; then requests received before
+        their relay's cutoff, with their events, when none of those events has a delivery
+        left. So an unfinished delivery, its event and its request are never deleted. Works in
+        transactions of at most `batch` deliveries or requests, so that other writes go on
+        between them, until nothing more is prunable. Returns what was deleted in all."""
+
+    async def backlog(self) -> list[BacklogEntry]:
+        """Deliveries per hook and status for the BACKLOG_STATUSES (statuses no delivery has
+        are left out), with the oldest waiting one's age for pending, failed and claimed.
+        Cheap enough for every metrics scrape: it reads indexes of unfinished, dead and paused
+        deliveries only, not the whole history."""
+
+    async def probe_write(self) -> None:
+        """Take the write lock and commit an empty transaction; StoreError if the store cannot
+        take a write now. For readiness checks: callers bound the wait."""
+
+    async def schema_current(self) -> bool:
+        """Whether the store's schema is the version this code was written for (False when a
+        newer Relayhook migrated it, or it still needs migrating)."""
+
+    async def backup(self, target: Path) -> None:
+        """Write a consistent copy of the whole store to the new file `target` while the store
+        is in use (writes go on meanwhile). FileExistsError if `target` exists; StoreError if
+        the copy fails, or the engine copies no files (PostgreSQL: use pg_dump)."""

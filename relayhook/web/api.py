@@ -59,6 +59,18 @@ def _one_of(value: str | None, allowed: tuple[str, ...], name: str) -> str | Non
     return value
 
 
+def refuse_bearer(request: Request, token: str, off: str) -> JSONResponse | None:
+    """None if the request carries `Authorization: Bearer <token>`, else the answer: 403
+    saying `off` when no token is set, 401 otherwise."""
+    if not token:
+        return JSONResponse({"error": off}, 403)
+    given = request.headers.get("authorization", "")
+    if not hmac.compare_digest(given.encode(), f"Bearer {token}".encode()):
+        return JSONResponse({"error": "missing or wrong bearer token"}, 401,
+                            headers={"WWW-Authenticate": 'Bearer realm="relayhook"'})
+    return None
+
+
 def guard(token: str) -> Callable[[Handler], Endpoint]:
     """Wrap a handler behind the admin bearer token. A handler returns a dict (answered 200) or
     a Response; the errors of relayhook.errors become their status with a JSON body:
@@ -66,12 +78,9 @@ def guard(token: str) -> Callable[[Handler], Endpoint]:
 
     def guarded(handler: Handler) -> Endpoint:
         async def endpoint(request: Request) -> Response:
-            if not token:
-                return JSONResponse({"error": "the API is off: set [admin] token"}, 403)
-            given = request.headers.get("authorization", "")
-            if not hmac.compare_digest(given.encode(), f"Bearer {token}".encode()):
-                return JSONResponse({"error": "missing or wrong bearer token"}, 401,
-                                    headers={"WWW-Authenticate": 'Bearer realm="relayhook"'})
+            refused = refuse_bearer(request, token, "the API is off: set [admin] token")
+            if refused is not None:
+                return refused
             try:
                 answer = await handler(request)
             except ApiError as exc:

@@ -18,8 +18,6 @@ from typing import Literal
 
 import httpx
 from starlette.applications import Starlette
-from starlette.requests import Request
-from starlette.responses import JSONResponse
 from starlette.routing import BaseRoute, Route
 
 from relayhook.assembly import (
@@ -33,6 +31,7 @@ from relayhook.assembly import (
 from relayhook.delivery.dispatcher import Dispatcher
 from relayhook.delivery.http import make_http_transport
 from relayhook.intake import Intake, SpoolDrainer
+from relayhook.metrics import Metrics
 from relayhook.settings import Settings
 from relayhook.spool import Spool
 from relayhook.ssrf import Resolver
@@ -41,6 +40,7 @@ from relayhook.web.api import api_routes
 from relayhook.web.config_api import config_api_routes
 from relayhook.web.console import Console, console_routes
 from relayhook.web.ingress import Ingress
+from relayhook.web.ops import Readiness, metered, ops_routes, prune_periodically
 
 Role = Literal["web", "worker", "all"]
 INGRESS_METHODS = ["GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"]
@@ -66,8 +66,10 @@ def create_app(
     the_store, live = parts.store, parts.live
     takes_requests = role in ("web", "all")
     parts.spool = Spool(spool_path(settings)) if takes_requests else None
+    metrics = Metrics(spool_depth=lambda: parts.spool.depth if parts.spool else 0)
     intake = Intake(the_store, live, new_id, spool=parts.spool,
-                    store_timeout=settings.spool.store_timeout, wake=parts.wake)
+                    store_timeout=settings.spool.store_timeout, wake=parts.wake,
+                    stored=metrics.observe_stored)
     console = Console(parts, clock=clock, new_id=new_id) if takes_requests else None
 
     @contextlib.asynccontextmanager
@@ -95,8 +97,12 @@ def create_app(
                     clock=lambda: clock().timestamp(), rand=rand or random.Random(),
                     lease_seconds=settings.delivery.lease_seconds,
                     poll_interval=settings.delivery.poll_interval,
+                    report=metrics.observe_delivery,
                 )
                 parts.tasks.append(asyncio.create_task(parts.dispatcher.run()))
+                if settings.retention.interval > 0:
+                    parts.tasks.append(asyncio.create_task(
+                        prune_periodically(the_store, settings.retention, clock)))
             else:  # the dispatcher keeps a worker's copy fresh; a web process polls itself
                 parts.tasks.append(asyncio.create_task(follow_changes(parts)))
             yield
@@ -113,14 +119,19 @@ def create_app(
             if parts.spool is not None:
                 parts.spool.close()
 
-    async def health(request: Request) -> JSONResponse:
-        return JSONResponse({"status": "ok", "role": role})
+    def relay_name(token: str) -> str | None:
+        relay = live.relays.get(token)
+        return None if relay is None else relay.name
 
-    routes: list[BaseRoute] = [Route("/healthz", health, methods=["GET"])]
+    readiness = Readiness(the_store, spool_depth=metrics.spool_depth_now)
+    routes: list[BaseRoute] = [*ops_routes(the_store, metrics, readiness,
+                                           admin_token=settings.admin.token,
+                                           public_metrics=settings.metrics.public, clock=clock)]
     if takes_requests:
         ingress = Ingress(live, the_store, settings.limits.max_body_bytes, clock, new_id,
                           wake=parts.wake, intake=intake)
-        routes.append(Route("/in/{token}", ingress.handle, methods=INGRESS_METHODS))
+        routes.append(Route("/in/{token}", metered(ingress.handle, metrics, relay_name),
+                            methods=INGRESS_METHODS))
     routes += api_routes(parts, settings.admin.token, clock)
     routes += config_api_routes(parts, settings.admin.token)
     if console is not None:

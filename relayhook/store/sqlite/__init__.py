@@ -28,10 +28,18 @@ from relayhook.records import (
     RequestRecord,
     RequestStatus,
 )
-from relayhook.store.base import StoredHook, StoredRelay, StoreError
+from relayhook.store.base import (
+    BacklogEntry,
+    Cutoffs,
+    PruneResult,
+    StoredHook,
+    StoredRelay,
+    StoreError,
+)
 from relayhook.store.sqlite import browse
 from relayhook.store.sqlite import config as config_sql
 from relayhook.store.sqlite import deliveries as deliveries_sql
+from relayhook.store.sqlite import ops as sqlite_ops
 from relayhook.store.sqlite import requests as requests_sql
 from relayhook.store.sqlite.deliveries import CLAIMABLE, UNFINISHED, one_of
 from relayhook.store.sqlite.requests import INSERT_REQUEST, REQUEST_COLUMNS
@@ -40,7 +48,7 @@ from relayhook.store.sqlite.threads import GroupCommitWriter, ReaderPool
 
 T = TypeVar("T")
 
-SCHEMA_VERSION = 4
+SCHEMA_VERSION = 5
 SYNCHRONOUS_LEVELS = ("NORMAL", "FULL", "EXTRA")
 # How long a write waits for another process (the CLI, a backup) to release the write lock.
 # Short: the ingress does not wait on it (it spools after [spool] store_timeout), and a writer
@@ -508,6 +516,28 @@ class SQLiteStore:
         return await self._write(
             lambda conn: browse.set_admin_value(conn, name, value, at, replace))
 
+    # -- operations
+
+    async def prune(self, cutoffs: Cutoffs, *, batch: int = 500) -> PruneResult:
+        result: PruneResult = await sqlite_ops.Pruner(cutoffs, batch).run(self._read,
+                                                                            self._write)
+        if result != PruneResult():
+            await asyncio.to_thread(sqlite_ops.checkpoint, self.path)
+        return result
+
+    async def backlog(self) -> list[BacklogEntry]:
+        return await self._read(sqlite_ops.backlog)
+
+    async def probe_write(self) -> None:
+        await self._write(lambda conn: None)
+
+    async def schema_current(self) -> bool:
+        version = await self._read(lambda conn: conn.execute("PRAGMA user_version").fetchone())
+        return bool(version[0] == SCHEMA_VERSION)
+
+    async def backup(self, target: Path) -> None:
+        await asyncio.to_thread(sqlite_ops.backup, self._connect, Path(target))
+
     # -- connections
 
     def _connect(self) -> sqlite3.Connection:
@@ -526,6 +556,7 @@ class SQLiteStore:
                 raise StoreError(f"{self.path}: SQLite refused WAL mode (got {mode!r})")
             conn.execute(f"PRAGMA synchronous = {self.synchronous}")
             conn.execute(f"PRAGMA cache_size = -{WRITER_CACHE_KIB}")
+            conn.execute(f"PRAGMA journal_size_limit = {sqlite_ops.JOURNAL_SIZE_LIMIT}")
             conn.execute("PRAGMA foreign_keys = ON")
             _migrate(conn, self.path)
         except BaseException:
@@ -576,6 +607,7 @@ def _steps() -> list[tuple[int, Callable[[sqlite3.Connection], None]]]:
         (2, _migrate_1_to_2),
         (3, script(ADMIN_SCHEMA, 3)),
         (4, script(requests_sql.SCHEMA_4, 4)),
+        (5, script(sqlite_ops.INDEXES_V5, 5)),  # retention and metrics read these
     ]
 
 
