@@ -18,7 +18,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from deliver import Receiver
+from deliver import Receiver, thread_cpu
 from ingest import Server, machine_busy_seconds
 
 HOST = "127.0.0.1"
@@ -240,6 +240,7 @@ class Cell:
         spy = _start_py_spy(server.process.pid, self.seconds, spy_to) if spy_to else None
         busy, own, served, sunk = (machine_busy_seconds(), time.process_time(),
                                    server.cpu_seconds(), sink.cpu_seconds())
+        threads = thread_cpu(server.process.pid)
         start = time.monotonic()
         try:
             self.wrk = run_wrk(url, body, self.seconds, connections, folder)
@@ -250,11 +251,16 @@ class Cell:
         self.window = (start, end)
         wall = end - start
         server_cpu = server.cpu_seconds() - served
+        main, others_threads = (b - a for a, b in zip(threads, thread_cpu(server.process.pid),
+                                                       strict=True))
         sink_cpu = sink.cpu_seconds() - sunk
         others = (machine_busy_seconds() - busy - server_cpu - sink_cpu - self.wrk["cpu_seconds"]
                   - (time.process_time() - own))
         self.cpu = {"server": 100 * server_cpu / wall, "wrk": 100 * self.wrk["cpu_seconds"] / wall,
-                    "sink": 100 * sink_cpu / wall, "others": max(0.0, 100 * others / wall)}
+                    "sink": 100 * sink_cpu / wall, "others": max(0.0, 100 * others / wall),
+                    "server_main_thread": 100 * main / wall,
+                    "server_other_threads": 100 * others_threads / wall,
+                    "server_us_per_request": 1e6 * server_cpu / max(1, self.requests)}
         self.profile = str(spy_to) if spy_to else None
 
     def finish_forwarding(self, times: list[float], drained_at: float | None) -> None:
@@ -296,6 +302,7 @@ class Cell:
             error_kinds=errors, forwarded_per_s=self.forwarded_per_s,
             p50_ms=self.wrk.get("p50_us", 0) / 1000, p99_ms=self.wrk.get("p99_us", 0) / 1000,
             server_cpu_pct=self.cpu.get("server"),
+            server_us_per_request=self.cpu.get("server_us_per_request"),
             load_cpu_pct=self.cpu.get("wrk", 0) + self.cpu.get("sink", 0) if self.cpu else None,
             other_cpu_pct=self.cpu.get("others"),
             loss="failed" if self.failed else (self.loss or "none"),
@@ -310,5 +317,5 @@ def _start_py_spy(pid: int, seconds: int, out: Path) -> subprocess.Popen[bytes]:
     py_spy = str(beside) if beside.exists() else "py-spy"
     return subprocess.Popen(
         [py_spy, "record", "--pid", str(pid), "--duration", str(seconds), "--rate", "250",
-         "--threads", "--format", "speedscope", "--output", str(out)],
+         "--threads", "--gil", "--format", "speedscope", "--output", str(out)],
         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)

@@ -221,7 +221,8 @@ def markdown(cells: list[Cell], about: dict[str, Any]) -> str:
 DETAIL_COLUMNS = [
     ("label", "body"), ("kind", "server"), ("requests", "2xx"), ("rate", "req/s"),
     ("errors", "errors"), ("p50_ms", "p50 ms"), ("p99_ms", "p99 ms"),
-    ("server_cpu_pct", "server CPU %"), ("load_cpu_pct", "wrk + sink CPU %"),
+    ("server_cpu_pct", "server CPU %"), ("server_us_per_request", "server CPU us/request"),
+    ("load_cpu_pct", "wrk + sink CPU %"),
     ("other_cpu_pct", "others' CPU %"), ("forwarded_per_s", "at sink /s (window)"),
     ("drain_seconds", "drain s"), ("delivered", "delivered (after drain)"), ("loss", "loss"),
 ]
