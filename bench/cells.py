@@ -216,6 +216,7 @@ class Cell:
     stored: dict[str, Any] | None = None
     profile: str | None = None
     failed: str | None = None
+    cpu_at_start: float = 0.0  # the server's CPU seconds when the measured run began
 
     @property
     def requests(self) -> int:
@@ -241,6 +242,7 @@ class Cell:
         busy, own, served, sunk = (machine_busy_seconds(), time.process_time(),
                                    server.cpu_seconds(), sink.cpu_seconds())
         threads = thread_cpu(server.process.pid)
+        self.cpu_at_start = served
         start = time.monotonic()
         try:
             self.wrk = run_wrk(url, body, self.seconds, connections, folder)
@@ -263,13 +265,18 @@ class Cell:
                     "server_us_per_request": 1e6 * server_cpu / max(1, self.requests)}
         self.profile = str(spy_to) if spy_to else None
 
-    def finish_forwarding(self, times: list[float], drained_at: float | None) -> None:
-        """What reached the sink: in the measured window, and in all (after the drain)."""
+    def finish_forwarding(self, times: list[float], drained_at: float | None,
+                          server_cpu: float) -> None:
+        """What reached the sink: in the measured window, and in all (after the drain); and
+        the server's CPU per forwarded request from the window's start to now, so that work
+        left in a backlog at the window's end is counted too."""
         start, end = self.window
         self.forwarded_in_window = sum(1 for t in times if start <= t <= end)
         self.delivered = len(times)
         if drained_at is not None and times:
             self.drain_seconds = max(0.0, times[-1] - end)
+        used = server_cpu - self.cpu_at_start
+        self.cpu["server_us_per_forwarded"] = 1e6 * used / max(1, self.delivered)
 
     @property
     def loss(self) -> str | None:
@@ -303,6 +310,7 @@ class Cell:
             p50_ms=self.wrk.get("p50_us", 0) / 1000, p99_ms=self.wrk.get("p99_us", 0) / 1000,
             server_cpu_pct=self.cpu.get("server"),
             server_us_per_request=self.cpu.get("server_us_per_request"),
+            server_us_per_forwarded=self.cpu.get("server_us_per_forwarded"),
             load_cpu_pct=self.cpu.get("wrk", 0) + self.cpu.get("sink", 0) if self.cpu else None,
             other_cpu_pct=self.cpu.get("others"),
             loss="failed" if self.failed else (self.loss or "none"),

@@ -130,9 +130,9 @@ def run_cell(kind: str, body_name: str, sink: Receiver, args: argparse.Namespace
             if kind == "relayhook-forward":
                 deadline = time.monotonic() + max(120.0, 20 * args.duration)
                 cell.pending_after_drain, drained = _drain(server, sink, deadline)
-                cell.finish_forwarding(sink.arrivals()["times"], drained)
+                cell.finish_forwarding(sink.arrivals()["times"], drained, server.cpu_seconds())
             elif kind in ("forward", "node-red"):
-                cell.finish_forwarding(sink.arrivals()["times"], None)
+                cell.finish_forwarding(sink.arrivals()["times"], None, server.cpu_seconds())
         except Exception as exc:  # noqa: BLE001 - one broken cell must not hide the others
             cell.failed = f"{type(exc).__name__}: {exc}\n{server.log_tail()}"
         finally:
@@ -224,7 +224,8 @@ DETAIL_COLUMNS = [
     ("server_cpu_pct", "server CPU %"), ("server_us_per_request", "server CPU us/request"),
     ("load_cpu_pct", "wrk + sink CPU %"),
     ("other_cpu_pct", "others' CPU %"), ("forwarded_per_s", "at sink /s (window)"),
-    ("drain_seconds", "drain s"), ("delivered", "delivered (after drain)"), ("loss", "loss"),
+    ("drain_seconds", "drain s"), ("delivered", "delivered (after drain)"),
+    ("server_us_per_forwarded", "server CPU us/forwarded (to the drain's end)"), ("loss", "loss"),
 ]
 
 
