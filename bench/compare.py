@@ -119,6 +119,7 @@ def run_cell(kind: str, body_name: str, sink: Receiver, args: argparse.Namespace
         server = _start(kind, folder, f"{sink.url}/hook", args)
         try:
             server.wait_healthy()
+            sink.reset()  # nothing of the cell before counts for this one
             warmup = run_wrk(server.url, body, args.warmup, args.connections, folder)
             cell.warmup_requests = warmup["requests"] - warmup["status"]
             if kind == "relayhook-forward":  # the warm-up's deliveries go before the clock starts
