@@ -35,11 +35,12 @@ from relayhook.ssrf import (
     SystemResolver,
     check_url,
 )
-from relayhook.store import Store, open_store
+from relayhook.store import Store, open_store, sqlite_path
 from relayhook.tomlpos import format_path
 
 if TYPE_CHECKING:
     from relayhook.delivery.dispatcher import Dispatcher
+    from relayhook.spool import Spool
 
 log = logging.getLogger("relayhook")
 
@@ -130,9 +131,23 @@ def open_settings_store(settings: Settings) -> Store:
     """The store the settings name, not yet opened."""
     try:
         return open_store(settings.storage.url, base_dir=settings.config_dir,
-                          synchronous=settings.storage.synchronous)
+                          synchronous=settings.storage.synchronous,
+                          busy_timeout=settings.storage.busy_timeout)
     except ValueError as exc:
         raise settings.error_at(("storage", "url"), str(exc)) from exc
+
+
+def spool_path(settings: Settings) -> Path:
+    """`[spool] path` (relative to the config file), by default beside the database:
+    relayhook.db -> relayhook.spool."""
+    if settings.spool.path:
+        return settings.config_dir / settings.spool.path
+    try:
+        database = sqlite_path(settings.storage.url, base_dir=settings.config_dir)
+    except ValueError:
+        return settings.config_dir / "relayhook.spool"
+    path = database.with_suffix(".spool")
+    return path if path != database else database.with_name(database.name + ".spool")
 
 
 def key_file(settings: Settings) -> Path:
@@ -175,6 +190,7 @@ class Parts:
     policy: DestinationPolicy
     new_key_file: Path | None = None
     dispatcher: Dispatcher | None = None
+    spool: Spool | None = None  # web roles: `spool.depth` requests wait for the store
     tasks: list[asyncio.Task[None]] = field(default_factory=list)
 
     def wake(self) -> None:

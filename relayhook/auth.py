@@ -96,3 +96,14 @@ def credential_headers(auth: Auth) -> frozenset[str]:
 
 def needs_secret(auth: Auth) -> bool:
     return not isinstance(auth, NoAuth)
+
+
+def credentials_for(auth: Auth, secret: str, body: bytes) -> dict[str, str]:
+    """The headers a provider sends to authenticate `body` (for the console's Send sample)."""
+    if isinstance(auth, BasicAuth):
+        return {"Authorization": f"Basic {secret}"}
+    if isinstance(auth, HeaderAuth):
+        return {auth.header: auth.prefix + secret}
+    if isinstance(auth, HmacAuth):
+        return {auth.header: sign(auth, secret, body)}
+    return {}

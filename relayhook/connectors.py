@@ -17,6 +17,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from relayhook._shipped import shipped_dir
 from relayhook.errors import ConnectorError
 from relayhook.templating import (
     CompiledValue,
@@ -36,7 +37,7 @@ from relayhook.tomlpos import (
     value_line,
 )
 
-SHIPPED_DIR = Path(__file__).resolve().parent.parent / "connectors"
+SHIPPED_DIR = shipped_dir("connectors")
 
 REQUEST_VARIABLES = ("body", "query", "headers", "method", "relay")
 Method = Literal["GET", "POST", "PUT", "PATCH", "DELETE"]

@@ -24,6 +24,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
+from relayhook._shipped import shipped_dir
 from relayhook.errors import HookError, InvalidError, SpecError
 from relayhook.redaction import SecretPlaces, strip_secrets
 from relayhook.retry import DEFAULT_SCHEDULE
@@ -38,7 +39,7 @@ from relayhook.templating import (
 )
 from relayhook.tomlpos import format_path
 
-PRESETS_DIR = Path(__file__).resolve().parent.parent / "templates" / "presets"
+PRESETS_DIR = shipped_dir("presets")
 
 HookMethod = Literal["GET", "POST", "PUT", "PATCH", "DELETE"]
 BodyFormat = Literal["json", "form", "text"]

@@ -75,11 +75,44 @@ def _parse_json(body: bytes) -> Any:
     except UnicodeDecodeError as exc:
         raise MappingError(f"body is not UTF-8 text: byte {exc.start} is invalid") from exc
     try:
-        return json.loads(text)
+        value = _loads(text)
+        if "\\ud" in text or "\\uD" in text:  # only escapes make lone surrogates
+            value = _without_lone_surrogates(value)
     except json.JSONDecodeError as exc:
         raise MappingError(_json_error(exc, text)) from exc
     except RecursionError as exc:
         raise MappingError("body is not valid JSON: nested too deeply") from exc
+    return value
+
+
+def _loads(text: str) -> Any:
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError:
+        raise
+    except ValueError:
+        # An integer longer than int() takes (4300 digits, CVE-2020-10735): parsed again,
+        # keeping such integers as the text of their digits, so that no digit is lost.
+        return json.loads(text, parse_int=_int_or_digits)
+
+
+def _int_or_digits(digits: str) -> int | str:
+    try:
+        return int(digits)
+    except ValueError:
+        return digits
+
+
+_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def _without_lone_surrogates(value: Any) -> Any:
+    """`value` with each lone surrogate (`"\\ud800"`: valid JSON, not Unicode text, not
+    storable) replaced by U+FFFD, as a UTF-8 decoder does; the raw body keeps the original."""
+    text = json.dumps(value, ensure_ascii=False)
+    if _SURROGATE.search(text) is None:  # surrogate pairs only: real characters
+        return value
+    return json.loads(_SURROGATE.sub("\ufffd", text), parse_int=_int_or_digits)
 
 
 def _json_kind(value: Any) -> str:

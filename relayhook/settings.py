@@ -33,11 +33,37 @@ class ServerSettings(Section):
     public_url: str | None = Field(
         default=None, description="The URL providers reach this server at; relay URLs start here."
     )
+    header_timeout: float = Field(
+        default=10.0, gt=0, le=30,
+        description="Seconds a connection has to send a request's headers; then it is closed.",
+    )
+    body_timeout: float = Field(
+        default=30.0, gt=0, description="Seconds a request has to send its body once its headers "
+        "are in; then the connection is closed.",
+    )
+    max_connections: int = Field(
+        default=500, ge=1, description="Open connections at most; past it, the oldest one still "
+        "waiting for its headers (or else the new one) is closed.",
+    )
 
 
 class StorageSettings(Section):
     url: str = "sqlite:///relayhook.db"
     synchronous: Literal["NORMAL", "FULL", "EXTRA"] = "FULL"
+    busy_timeout: float = Field(
+        default=1.0, ge=0, description="Seconds a write waits for another process's lock.",
+    )
+
+
+class SpoolSettings(Section):
+    path: str = Field(
+        default="", description="The spool file, relative to the config file; empty: beside the "
+        "database (relayhook.db -> relayhook.spool).",
+    )
+    store_timeout: float = Field(
+        default=0.5, gt=0, le=1.5, description="Seconds a request waits for the store before it "
+        "is spooled (SynthesisVR gives up after 2 s).",
+    )
 
 
 class AdminSettings(Section):
@@ -104,6 +130,7 @@ class Settings(BaseSettings):
 
     server: ServerSettings = ServerSettings()
     storage: StorageSettings = StorageSettings()
+    spool: SpoolSettings = SpoolSettings()
     admin: AdminSettings = AdminSettings()
     limits: LimitsSettings = LimitsSettings()
     connectors: ConnectorsSettings = ConnectorsSettings()

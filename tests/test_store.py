@@ -27,6 +27,7 @@ from relayhook.store import (
     SQLiteStore,
     Store,
     StoreError,
+    StoreUnavailableError,
     open_store,
 )
 from relayhook.store.sqlite import SCHEMA_VERSION
@@ -307,16 +308,17 @@ def test_concurrent_ingests_all_land(store: Store) -> None:
 
 
 def test_a_failing_write_does_not_sink_concurrent_ones(store: Store) -> None:
-    run(store.ingest(make_request("taken"), []))
-
     async def burst() -> list[IngestResult | BaseException]:
         calls = [store.ingest(make_request(f"r{i}"), [make_event(f"e{i}")]) for i in range(20)]
-        calls.insert(10, store.ingest(make_request("taken"), [make_event("lost")]))
+        # A lone surrogate is not text any engine can store: this one write fails.
+        unstorable = make_request("taken", relay="\ud800")
+        calls.insert(10, store.ingest(unstorable, [make_event("lost")]))
         return await asyncio.gather(*calls, return_exceptions=True)
 
     results = run(burst())
 
-    assert isinstance(results.pop(10), StoreError)
+    failed = results.pop(10)
+    assert isinstance(failed, StoreError) and not isinstance(failed, StoreUnavailableError)
     assert results == [IngestResult(accepted=1, duplicates=0)] * 20
     assert run(store.count_events()) == 20
     assert "lost" not in {e.id for e in run(store.list_events(limit=100))}
@@ -365,8 +367,21 @@ def test_close_twice_then_write_is_a_store_error(new_store: StoreFactory) -> Non
     run(store.open())
     run(store.close())
     run(store.close())
-    with pytest.raises(StoreError):
+    with pytest.raises(StoreUnavailableError):
         run(store.ingest(make_request("r1"), []))
+
+
+def test_a_request_id_met_again_writes_nothing(store: Store) -> None:
+    # The spool may hand over a request the store committed just before a crash.
+    run(store.ingest(make_request("r1"), [make_event("e1")]))
+
+    again = run(store.ingest(make_request("r1", status="rejected", error="x"), []))
+    other = run(store.ingest(make_request("r1"), [make_event("e2")]))
+
+    assert again == other == IngestResult(accepted=0, duplicates=0, already_stored=True)
+    assert [e.id for e in run(store.list_events())] == ["e1"]
+    stored = run(store.get_request("r1"))
+    assert stored is not None and stored.status == "accepted"
 
 
 # -- SQLite only
@@ -468,13 +483,13 @@ def test_sqlite_failing_jobs_are_rolled_back_alone(sqlite_store: SQLiteStore) ->
         sqlite_store.ingest(make_request("r2"), [make_event("e2")]),
     ]
 
-    good, duplicate, half_done, other = run(while_writer_holds(sqlite_store, 4, calls))
+    good, again, half_done, other = run(while_writer_holds(sqlite_store, 4, calls))
 
     assert sqlite_store.commits - before == 2  # the holding job, then the four together
     assert good == other == IngestResult(accepted=1, duplicates=0)
-    assert isinstance(duplicate, StoreError)
-    assert isinstance(duplicate.__cause__, sqlite3.IntegrityError)
+    assert again == IngestResult(accepted=0, duplicates=0, already_stored=True)
     assert isinstance(half_done, StoreError) and isinstance(half_done.__cause__, RuntimeError)
+    assert not isinstance(half_done, StoreUnavailableError)
     assert [e.id for e in run(sqlite_store.list_events())] == ["e2", "e1"]
     assert run(sqlite_store.auth_failures()) == {}
 

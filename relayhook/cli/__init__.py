@@ -10,6 +10,7 @@
     relayhook schema                         the connector JSON Schema
     relayhook relays list|add|secret|remove  relays created at run time (and the config's)
     relayhook hooks list|add FILE|remove|activate|deactivate
+    relayhook admin password                 set the web console's password (stdin if piped)
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ import sys
 from collections.abc import Sequence
 from typing import TextIO
 
-from relayhook.cli import authoring, manage, serve, stored
+from relayhook.cli import admin, authoring, manage, serve, stored
 from relayhook.errors import (
     ConflictError,
     InvalidError,
@@ -32,7 +33,7 @@ from relayhook.mapping import MappingError
 from relayhook.settings import DEFAULT_CONFIG
 from relayhook.templating import RenderError
 
-FAMILIES = (serve, authoring, stored, manage)  # each adds its subcommands
+FAMILIES = (serve, authoring, stored, manage, admin)  # each adds its subcommands
 
 
 def build_parser() -> argparse.ArgumentParser:

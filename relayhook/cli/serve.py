@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import argparse
+import asyncio
 import gc
 from pathlib import Path
 from typing import Any, TextIO
 
+from relayhook.cli.admin import first_password
 from relayhook.cli.authoring import check_config
 from relayhook.cli.common import add_config_flag, settings_of
 from relayhook.connectors import SHIPPED_DIR
@@ -18,6 +20,7 @@ def cmd_serve(args: argparse.Namespace, out: TextIO) -> int:
 
     from relayhook.assembly import load_relays, load_sealer
     from relayhook.web.app import create_app  # serve alone runs the ASGI app
+    from relayhook.web.slow import ConnectionLimits, guarded_protocol
 
     wrote_config = args.config is None and not Path(DEFAULT_CONFIG).exists()
     if wrote_config:
@@ -39,6 +42,13 @@ def cmd_serve(args: argparse.Namespace, out: TextIO) -> int:
         print(f"Made the key that seals secrets at rest: {new_key_file} (mode 0600). Back it"
               " up with the database: without it, relays and hooks created at run time cannot"
               " be read. Or set RELAYHOOK_SECRET_KEY.", file=out)
+    if args.role in ("all", "web"):
+        password = asyncio.run(first_password(settings))
+        print(f"Console: {settings.public_url()}/", file=out)
+        if password is not None:
+            # Shown this once: only its argon2 hash is kept.
+            print(f"Console password (shown once; `relayhook admin password` sets another): "
+                  f"{password}", file=out)
     for relay in relays.values():
         url = settings.public_url() + "/in/" + relay.token
         # Secrets are printed once, when they were just made up; after that they stay in the
@@ -53,8 +63,12 @@ def cmd_serve(args: argparse.Namespace, out: TextIO) -> int:
     # full collection no longer walks it (those took 19-37 ms: the ingest p99 tail).
     gc.collect()
     gc.freeze()
+    limits = ConnectionLimits(header_timeout=settings.server.header_timeout,
+                              body_timeout=settings.server.body_timeout,
+                              max_connections=settings.server.max_connections)
     uvicorn.run(app, host=settings.server.host, port=settings.server.port,
-                log_level=args.log_level, access_log=args.access_log)
+                log_level=args.log_level, access_log=args.access_log,
+                http=guarded_protocol(limits))
     return 0
 
 

@@ -26,14 +26,12 @@ from relayhook.assembly import (
 from relayhook.cli.common import add_config_flag, settings_of
 from relayhook.errors import UsageError
 from relayhook.events import Event, parse_time
+from relayhook.examples import example_event as connector_example
+from relayhook.examples import newest_event
 from relayhook.hooks import Hook
-from relayhook.live import LiveConfig
-from relayhook.mapping import InboundRequest, MappingError, map_request
 from relayhook.outbound import OutboundRequest, render_request
-from relayhook.relays import Relay
-from relayhook.routing import route
+from relayhook.remap import remap_request
 from relayhook.settings import Settings
-from relayhook.store import RequestRecord, Store
 
 # --- remap ---------------------------------------------------------------------------------
 
@@ -52,7 +50,7 @@ async def remap(settings: Settings, relay_name: str | None, out: TextIO) -> int:
                 break
             before = page[-1].id
             for record in page:
-                message = await _remap_one(record, by_name, store, registry)
+                message = await remap_request(record, by_name, store, registry, time.time())
                 print(f"{record.id}: {message}", file=out)
                 fixed += message.startswith("accepted")
                 failed += message.startswith("still rejected")
@@ -60,29 +58,6 @@ async def remap(settings: Settings, relay_name: str | None, out: TextIO) -> int:
     print(f"remapped {fixed + failed} requests: {fixed} accepted, {failed} still rejected; "
           f"skipped {skipped} that cannot be mapped", file=out)
     return 1 if failed else 0
-
-
-async def _remap_one(record: RequestRecord, by_name: dict[str, Relay], store: Store,
-                     registry: LiveConfig) -> str:
-    if record.truncated:
-        return "skipped: its body was cut at the size limit"
-    relay = by_name.get(record.relay)
-    if relay is None:
-        return f"skipped: relay {record.relay!r} is no longer configured"
-    request = InboundRequest(record.method, record.query, record.headers, record.body)
-    received = parse_time(record.received_at)
-    try:
-        events = map_request(relay.connector, request, relay=relay.name, received_at=received,
-                             new_id=new_uuid)
-    except MappingError as exc:
-        await store.remap(record.id, (), status="rejected", error=str(exc))
-        return f"still rejected: {exc}"
-    deliveries = route(events, registry.hooks.values(), active=registry.active(),
-                       now=time.time(), new_id=new_uuid)
-    result = await store.remap(record.id, events, status="accepted", error=None,
-                               deliveries=deliveries)
-    return (f"accepted, {result.accepted} new events, {result.duplicates} already stored, "
-            f"{result.deliveries} deliveries")
 
 
 # --- replay --------------------------------------------------------------------------------
@@ -131,49 +106,15 @@ async def example_event(settings: Settings, hook: Hook, event_file: str | None) 
     if event_file is not None:
         return event_from_json(json.loads(Path(event_file).read_text(encoding="utf-8")))
     async with opened_store(settings) as store:
-        newest = await _newest_event(store, hook)
+        newest = await newest_event(store, hook)
     if newest is not None:
         return newest
     _, relays = load_relays(settings)
-    for relay in relays.values():
-        for event in _example_events(relay):
-            if hook.matches(event.type, relay.name):
-                return event
+    example = connector_example(hook, ((relay.connector, relay.name) for relay in relays.values()))
+    if example is not None:
+        return example
     raise UsageError(f"hook {hook.name!r}: no stored or example event matches "
                       f"{hook.spec.events}; pass --event FILE")
-
-
-async def _newest_event(store: Store, hook: Hook) -> Event | None:
-    """The hook's newest stored event: by type where its patterns are exact, else by paging
-    back through the newest 20,000 events."""
-    exact = [p for p in hook.spec.events if "*" not in p]
-    if len(exact) == len(hook.spec.events):
-        found = [e for p in exact for e in await store.list_events(type=p, limit=200)
-                 if hook.matches(e.type, e.relay)]
-        return max(found, key=lambda e: e.time, default=None)
-    before: str | None = None
-    for _ in range(40):  # bounded: 40 pages of 500
-        page = await store.list_events(limit=500, before=before)
-        match = next((e for e in page if hook.matches(e.type, e.relay)), None)
-        if match is not None or len(page) < 500:
-            return match
-        before = page[-1].id
-    return None
-
-
-def _example_events(relay: Relay) -> list[Event]:
-    connector = relay.connector
-    from urllib.parse import urlencode
-
-    body = connector.example_body() or b""
-    request = InboundRequest(connector.spec.accept.methods[-1],
-                             urlencode(connector.spec.example_query), (), body)
-    try:
-        return map_request(connector, request, relay=relay.name,
-                           received_at=parse_time("2024-01-01T00:00:00Z"),
-                           new_id=lambda: "example-event")
-    except MappingError:
-        return []
 
 
 def event_from_json(data: dict[str, object]) -> Event:

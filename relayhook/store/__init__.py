@@ -7,22 +7,27 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from relayhook.store.base import (
+from relayhook.records import (
     DELIVERY_STATUSES,
     FINAL_STATUSES,
     REQUEST_STATUSES,
+    ActivityRow,
     Attempt,
     Delivery,
+    DeliveryFilter,
     DeliveryStatus,
     IngestResult,
     NewDelivery,
     Outcome,
     RequestRecord,
     RequestStatus,
+)
+from relayhook.store.base import (
     Store,
     StoredHook,
     StoredRelay,
     StoreError,
+    StoreUnavailableError,
 )
 from relayhook.store.sqlite import SQLiteStore
 
@@ -30,8 +35,10 @@ __all__ = [
     "DELIVERY_STATUSES",
     "FINAL_STATUSES",
     "REQUEST_STATUSES",
+    "ActivityRow",
     "Attempt",
     "Delivery",
+    "DeliveryFilter",
     "DeliveryStatus",
     "IngestResult",
     "NewDelivery",
@@ -43,18 +50,29 @@ __all__ = [
     "StoreError",
     "StoredHook",
     "StoredRelay",
+    "StoreUnavailableError",
     "open_store",
+    "sqlite_path",
 ]
 
 SUPPORTED_URLS = "sqlite:///relative/path.db or sqlite:////absolute/path.db"
 
 
-def open_store(url: str, *, base_dir: Path | None = None, synchronous: str = "FULL") -> Store:
+def open_store(url: str, *, base_dir: Path | None = None, synchronous: str = "FULL",
+               busy_timeout: float | None = None) -> Store:
     """The store a URL names, not yet opened (the caller awaits `open()`).
 
     `sqlite:///relayhook.db` is relative to `base_dir` (default: the working directory),
     `sqlite:////var/lib/relayhook/relayhook.db` is absolute.
     """
+    path = sqlite_path(url, base_dir=base_dir)
+    if busy_timeout is None:
+        return SQLiteStore(path, synchronous=synchronous)
+    return SQLiteStore(path, synchronous=synchronous, busy_timeout=busy_timeout)
+
+
+def sqlite_path(url: str, *, base_dir: Path | None = None) -> Path:
+    """The file a `sqlite:///` URL names; ValueError for any other URL."""
     scheme, separator, rest = url.partition("://")
     if not separator or scheme.lower() != "sqlite":
         raise ValueError(
@@ -67,4 +85,4 @@ def open_store(url: str, *, base_dir: Path | None = None, synchronous: str = "FU
     path = Path(rest[1:])
     if not path.is_absolute():
         path = (base_dir if base_dir is not None else Path.cwd()) / path
-    return SQLiteStore(path, synchronous=synchronous)
+    return path

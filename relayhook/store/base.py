@@ -7,132 +7,33 @@ method is durable when it returns: the caller may acknowledge the provider right
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
-from typing import Any, Literal, Protocol
+from dataclasses import dataclass
+from typing import Any, Protocol
 
 from relayhook.errors import RelayhookError
 from relayhook.events import Event
-
-RequestStatus = Literal["accepted", "rejected"]
-REQUEST_STATUSES: tuple[RequestStatus, ...] = ("accepted", "rejected")
+from relayhook.records import (
+    ActivityRow,
+    Attempt,
+    Delivery,
+    DeliveryFilter,
+    DeliveryStatus,
+    IngestResult,
+    NewDelivery,
+    Outcome,
+    RequestRecord,
+    RequestStatus,
+)
 
 
 class StoreError(RelayhookError):
     """Storage failed; nothing of the write it belongs to was kept."""
 
 
-@dataclass(frozen=True, slots=True)
-class RequestRecord:
-    """One raw request as a provider sent it (credentials redacted), and what became of it.
-
-    `headers` are (lower-cased name, value) pairs in the order received; `query` is the raw query
-    string; `body` the exact bytes. `error` says why a `rejected` request could not be mapped.
-    `truncated` marks a body cut at the size limit: kept for inspection, never mapped.
-    `event_ids` is filled in by reads: the events this request produced (first seen here).
-    """
-
-    id: str
-    relay: str
-    received_at: str
-    method: str
-    query: str
-    headers: tuple[tuple[str, str], ...]
-    body: bytes
-    status: RequestStatus
-    error: str | None = None
-    truncated: bool = False
-    event_ids: tuple[str, ...] = field(default=())
-
-
-@dataclass(frozen=True, slots=True)
-class IngestResult:
-    """What a write kept: `accepted` new events, `duplicates` events whose id was already stored,
-    `deliveries` deliveries created (only for the new events)."""
-
-    accepted: int
-    duplicates: int
-    deliveries: int = 0
-
-
-DeliveryStatus = Literal[
-    "pending", "failed", "claimed", "succeeded", "dead", "skipped", "paused", "cancelled"
-]
-DELIVERY_STATUSES: tuple[DeliveryStatus, ...] = (
-    "pending",  # due at `due_at`, never tried (or replayed)
-    "failed",  # tried and failed; due again at `due_at`
-    "claimed",  # a dispatcher holds it until `lease_until`
-    "succeeded",  # the receiver answered 2xx
-    "dead",  # no more tries: the schedule ran out, or the failure cannot heal by itself
-    "skipped",  # the hook's `when` was false for this event
-    "paused",  # its hook is inactive; due again when the hook is active
-    "cancelled",  # its hook was deleted before it was sent; kept for the history
-)
-FINAL_STATUSES: tuple[DeliveryStatus, ...] = ("succeeded", "dead", "skipped", "cancelled")
-
-
-@dataclass(frozen=True, slots=True)
-class NewDelivery:
-    """One event x one hook, made by routing at ingest. `due_at` is epoch seconds."""
-
-    id: str
-    event_id: str
-    hook: str
-    subject: str | None
-    status: Literal["pending", "paused"]
-    due_at: float
-
-
-@dataclass(frozen=True, slots=True)
-class Delivery:
-    """A delivery and where it stands. `tries` counts attempts since it was created or last
-    replayed (it indexes the retry schedule); `attempts` counts them all. Times are epoch
-    seconds. `event` is filled in by `claim_due` and `get_delivery`."""
-
-    id: str
-    event_id: str
-    hook: str
-    relay: str
-    subject: str | None
-    status: DeliveryStatus
-    tries: int
-    attempts: int
-    due_at: float
-    lease_until: float | None
-    last_status: int | None
-    last_error: str | None
-    created_at: float
-    updated_at: float
-    event: Event | None = None
-
-
-@dataclass(frozen=True, slots=True)
-class Attempt:
-    """One try of a delivery, as sent and as answered. `request` holds method, url, headers
-    (secrets redacted) and body (text, or base64 with body_encoding); `response_body` is at most
-    the first 64 KiB. `error_class` is None for an HTTP answer, else e.g. timeout, connect,
-    destination, render."""
-
-    delivery_id: str
-    number: int
-    started_at: float
-    duration_ms: float
-    request: dict[str, Any]
-    response_status: int | None
-    response_headers: tuple[tuple[str, str], ...]
-    response_body: bytes
-    error_class: str | None
-    error: str | None
-
-
-@dataclass(frozen=True, slots=True)
-class Outcome:
-    """What becomes of a claimed delivery: `succeeded`, `failed` (due again at `due_at`),
-    `dead`, `skipped` or `paused`."""
-
-    status: Literal["succeeded", "failed", "dead", "skipped", "paused"]
-    due_at: float | None = None
-    error: str | None = None
-    response_status: int | None = None
+class StoreUnavailableError(StoreError):
+    """The store could not write at all just now (another process holds the lock, the disk is
+    read-only or full, the store is closed): the write itself was not at fault, and the same
+    write may well succeed later."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -178,9 +79,11 @@ class Store(Protocol):
         durably. A delivery is created only if its event is new in this transaction.
 
         Events whose id is already stored (a repeated de-duplication key) are skipped and
-        counted as duplicates. A `rejected` request comes with no events (else ValueError).
-        Either all of it is kept or nothing is (then `StoreError`). A caller cancelled while
-        waiting may still have its write committed.
+        counted as duplicates. A request whose id is already stored writes nothing and comes
+        back `already_stored` (the spool may hand the same request over twice after a crash).
+        A `rejected` request comes with no events (else ValueError). Either all of it is kept
+        or nothing is (then `StoreError`; `StoreUnavailableError` when the store could not
+        write at all). A caller cancelled while waiting may still have its write committed.
         """
 
     async def remap(
@@ -212,9 +115,10 @@ class Store(Protocol):
         status: RequestStatus | None = None,
         limit: int = 50,
         before: str | None = None,
+        text: str | None = None,
     ) -> list[RequestRecord]:
         """Stored requests, newest first, each with its `event_ids`; `before` is a request id to
-        page from (exclusive)."""
+        page from (exclusive); `text` keeps those whose body holds it (case-insensitive)."""
 
     async def list_events(
         self,
@@ -334,3 +238,30 @@ class Store(Protocol):
         """Make up to `limit` matching deliveries due again now (`pending`, `tries` = 0), or
         `paused` where their hook is inactive. One delivery by id (any status but `claimed`),
         or a hook's deliveries in `statuses` created at or after `since`. Returns how many."""
+
+    # --- what the console and the API browse with ------------------------------------------
+
+    async def find_deliveries(
+        self, where: DeliveryFilter, *, limit: int = 50, before: str | None = None
+    ) -> list[Delivery]:
+        """Deliveries matching `where`, newest first, each with its event; `before` is a
+        delivery id to page from (exclusive)."""
+
+    async def count_found_deliveries(self, where: DeliveryFilter) -> int:
+        """How many deliveries match `where`."""
+
+    async def request_activity(self, *, since: float, bucket_seconds: float) -> list[ActivityRow]:
+        """Requests received at or after `since` (epoch seconds), counted per relay, per bucket
+        of `bucket_seconds` (0 is the first) and per status (accepted / rejected)."""
+
+    async def delivery_activity(self, *, since: float, bucket_seconds: float) -> list[ActivityRow]:
+        """Deliveries created at or after `since`, counted per hook, per bucket of
+        `bucket_seconds` and per status they have now."""
+
+    async def get_admin_value(self, name: str) -> str | None:
+        """A value of the console's own state (`password_hash`, `session_key`), or None."""
+
+    async def set_admin_value(self, name: str, value: str, at: float, *,
+                              replace: bool = True) -> bool:
+        """Store a console value; with `replace=False` only if none is stored yet (so that two
+        processes starting at once agree on one). Returns whether it was written."""

@@ -1,8 +1,9 @@
 """The JSON API behind `Authorization: Bearer <admin token>`: what was received and sent.
 
-    GET  /api/requests?relay=&status=&limit=&before=       raw requests, with event_ids
+    GET  /api/requests?relay=&status=&text=&limit=&before=  raw requests, with event_ids
     GET  /api/events?relay=&type=&subject=&request=&limit=&before=   events, with request_id
-    GET  /api/deliveries?hook=&status=&event=&limit=&before=
+    GET  /api/deliveries?hook=&status=a,b&min_code=&max_code=&since=&until=&text=&request=
+                        &event=&limit=&before=
     GET  /api/deliveries/{id}                              a delivery, its event and attempts
     POST /api/deliveries/{id}/replay                       send it again
     POST /api/hooks/{name}/replay?status=dead[,failed]&since=   send a hook's deliveries again
@@ -12,10 +13,9 @@ Relays, hooks and connectors (read and written) are in relayhook.web.config_api.
 
 from __future__ import annotations
 
-import base64
 import hmac
 from collections.abc import Awaitable, Callable
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 from starlette.requests import Request
@@ -24,15 +24,16 @@ from starlette.routing import Route
 
 from relayhook.assembly import Parts
 from relayhook.errors import ConflictError, InvalidError, NotFoundError
-from relayhook.events import format_time, parse_time
-from relayhook.store import (
-    DELIVERY_STATUSES,
-    REQUEST_STATUSES,
-    Attempt,
-    Delivery,
-    RequestRecord,
-)
+from relayhook.events import parse_time
+from relayhook.store import REQUEST_STATUSES
 from relayhook.tomlpos import format_path
+from relayhook.web.readmodel import (
+    FilterError,
+    attempt_json,
+    delivery_filter,
+    delivery_json,
+    request_json,
+)
 
 MAX_LIMIT = 1000
 Endpoint = Callable[[Request], Awaitable[Response]]
@@ -56,69 +57,6 @@ def _one_of(value: str | None, allowed: tuple[str, ...], name: str) -> str | Non
     if value is not None and value not in allowed:
         raise ApiError(400, f"{name} must be one of {', '.join(allowed)}, got {value!r}")
     return value
-
-
-def _time(seconds: float | None) -> str | None:
-    return None if seconds is None else format_time(datetime.fromtimestamp(seconds, UTC))
-
-
-def _bytes_json(data: bytes) -> tuple[str, str]:
-    try:
-        return data.decode("utf-8"), "utf-8"
-    except UnicodeDecodeError:
-        return base64.b64encode(data).decode("ascii"), "base64"
-
-
-def request_json(record: RequestRecord) -> dict[str, Any]:
-    body, encoding = _bytes_json(record.body)
-    return {
-        "id": record.id,
-        "relay": record.relay,
-        "received_at": record.received_at,
-        "status": record.status,
-        "error": record.error,
-        "method": record.method,
-        "query": record.query,
-        "headers": [list(pair) for pair in record.headers],
-        "body": body,
-        "body_encoding": encoding,
-        "truncated": record.truncated,
-        "event_ids": list(record.event_ids),
-    }
-
-
-def delivery_json(delivery: Delivery) -> dict[str, Any]:
-    return {
-        "id": delivery.id,
-        "event_id": delivery.event_id,
-        "hook": delivery.hook,
-        "relay": delivery.relay,
-        "subject": delivery.subject,
-        "status": delivery.status,
-        "tries": delivery.tries,
-        "attempts": delivery.attempts,
-        "due_at": _time(delivery.due_at),
-        "last_status": delivery.last_status,
-        "last_error": delivery.last_error,
-        "created_at": _time(delivery.created_at),
-        "updated_at": _time(delivery.updated_at),
-    }
-
-
-def attempt_json(attempt: Attempt) -> dict[str, Any]:
-    body, encoding = _bytes_json(attempt.response_body)
-    return {
-        "number": attempt.number,
-        "started_at": _time(attempt.started_at),
-        "duration_ms": round(attempt.duration_ms, 3),
-        "request": attempt.request,
-        "response_status": attempt.response_status,
-        "response_headers": [list(pair) for pair in attempt.response_headers],
-        "response_body": body,
-        "response_body_encoding": encoding,
-        "error_class": attempt.error_class,
-        "error": attempt.error,
-    }
 
 
 def guard(token: str) -> Callable[[Handler], Endpoint]:
@@ -165,6 +103,7 @@ def api_routes(parts: Parts, token: str, clock: Callable[[], datetime]) -> list[
         records = await store.list_requests(
             relay=request.query_params.get("relay"), status=status,  # type: ignore[arg-type]
             limit=_limit(request), before=request.query_params.get("before"),
+            text=request.query_params.get("text") or None,
         )
         return {"items": [request_json(record) for record in records]}
 
@@ -178,11 +117,12 @@ def api_routes(parts: Parts, token: str, clock: Callable[[], datetime]) -> list[
 
     async def list_deliveries(request: Request) -> dict[str, Any]:
         params = request.query_params
-        status = _one_of(params.get("status"), DELIVERY_STATUSES, "status")
-        deliveries = await store.list_deliveries(
-            hook=params.get("hook"), status=status,  # type: ignore[arg-type]
-            event_id=params.get("event"), limit=_limit(request), before=params.get("before"),
-        )
+        try:
+            where = delivery_filter(params, params.getlist("status"))
+        except FilterError as exc:
+            raise ApiError(400, str(exc)) from exc
+        deliveries = await store.find_deliveries(where, limit=_limit(request),
+                                                 before=params.get("before"))
         return {"items": [delivery_json(d) for d in deliveries]}
 
     async def get_delivery(request: Request) -> dict[str, Any]:

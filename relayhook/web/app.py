@@ -2,7 +2,8 @@
 
     app = create_app(settings, store=store, transport=mock, clock=lambda: fixed, role="all")
 
-Roles: `web` takes requests (ingress and API), `worker` dispatches deliveries, `all` does both.
+Roles: `web` takes requests (ingress, API and console), `worker` dispatches deliveries, `all`
+does both.
 """
 
 from __future__ import annotations
@@ -19,16 +20,26 @@ import httpx
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse
-from starlette.routing import Route
+from starlette.routing import BaseRoute, Route
 
-from relayhook.assembly import Parts, assemble, new_uuid, refuse_destinations, utc_now
+from relayhook.assembly import (
+    Parts,
+    assemble,
+    new_uuid,
+    refuse_destinations,
+    spool_path,
+    utc_now,
+)
 from relayhook.delivery.dispatcher import Dispatcher
 from relayhook.delivery.http import make_http_transport
+from relayhook.intake import Intake, SpoolDrainer
 from relayhook.settings import Settings
+from relayhook.spool import Spool
 from relayhook.ssrf import Resolver
 from relayhook.store import Store
 from relayhook.web.api import api_routes
 from relayhook.web.config_api import config_api_routes
+from relayhook.web.console import Console, console_routes
 from relayhook.web.ingress import Ingress
 
 Role = Literal["web", "worker", "all"]
@@ -53,6 +64,11 @@ def create_app(
     parts = assemble(settings, store=store, resolver=resolver,
                      clock=lambda: clock().timestamp())
     the_store, live = parts.store, parts.live
+    takes_requests = role in ("web", "all")
+    parts.spool = Spool(spool_path(settings)) if takes_requests else None
+    intake = Intake(the_store, live, new_id, spool=parts.spool,
+                    store_timeout=settings.spool.store_timeout, wake=parts.wake)
+    console = Console(parts, clock=clock, new_id=new_id) if takes_requests else None
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
@@ -62,6 +78,13 @@ def create_app(
         try:
             await refuse_destinations(settings, live.hooks, parts.policy, resolver)
             await live.sync(the_store, clock().timestamp())
+            if parts.spool is not None:  # what a crash left in it is stored from now on
+                parts.spool.open()
+                drainer = SpoolDrainer(intake, parts.spool, live.relay_named)
+                intake.spooled = drainer.wake
+                parts.tasks.append(asyncio.create_task(drainer.run()))
+            if console is not None:
+                await console.start()
             if role in ("worker", "all"):
                 sender = sender or make_http_transport(
                     parts.policy, resolver=resolver,
@@ -87,17 +110,21 @@ def create_app(
                 await sender.aclose()
             if owned_store:
                 await the_store.close()
+            if parts.spool is not None:
+                parts.spool.close()
 
     async def health(request: Request) -> JSONResponse:
         return JSONResponse({"status": "ok", "role": role})
 
-    routes = [Route("/healthz", health, methods=["GET"])]
-    if role in ("web", "all"):
+    routes: list[BaseRoute] = [Route("/healthz", health, methods=["GET"])]
+    if takes_requests:
         ingress = Ingress(live, the_store, settings.limits.max_body_bytes, clock, new_id,
-                          wake=parts.wake)
+                          wake=parts.wake, intake=intake)
         routes.append(Route("/in/{token}", ingress.handle, methods=INGRESS_METHODS))
     routes += api_routes(parts, settings.admin.token, clock)
     routes += config_api_routes(parts, settings.admin.token)
+    if console is not None:
+        routes += console_routes(console)
     app = Starlette(routes=routes, lifespan=lifespan)
     app.state.relayhook = parts
     return app

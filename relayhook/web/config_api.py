@@ -1,11 +1,11 @@
 """The JSON API for the live configuration, behind the admin bearer token.
 
     GET    /api/connectors                  connectors: id, title, setup, event types, example
-    GET    /api/relays                      relays and their URLs (never their secrets)
+    GET    /api/relays                      relays, URLs (no secrets), newest request, 24 h counts
     POST   /api/relays                      {"name", "connector", "secret"?} -> 201, secret shown
     POST   /api/relays/{name}/secret        reveal; {"rotate": true} makes a new one
     DELETE /api/relays/{name}               -> 204; the URL answers 404, its requests stay
-    GET    /api/hooks                       hooks, whether active (and why not), deliveries
+    GET    /api/hooks                       hooks, whether active (and why not), deliveries, 24 h
     POST   /api/hooks                       the keys of a [[hooks]] table as JSON -> 201
     GET    /api/hooks/{name}                one hook; `spec` is what PUT takes back
     PUT    /api/hooks/{name}                replace it ([redacted] values keep their secret)
@@ -19,6 +19,7 @@ with the messages `relayhook check` prints; a name taken or a config-file item i
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -29,8 +30,8 @@ from starlette.routing import Route
 from relayhook.assembly import Parts
 from relayhook.errors import InvalidError, SpecError
 from relayhook.manage import describe_connector
-from relayhook.redaction import redacted_url
 from relayhook.relays import Relay
+from relayhook.web import readmodel
 from relayhook.web.api import Handler, guard
 
 
@@ -46,33 +47,15 @@ async def json_object(request: Request) -> dict[str, Any]:
 
 
 def config_api_routes(parts: Parts, token: str) -> list[Route]:
-    store, live, manager = parts.store, parts.live, parts.manager
+    store, manager = parts.store, parts.manager
     guarded = guard(token)
 
     def relay_json(relay: Relay, failures: dict[str, tuple[int, str]],
                    secret: bool = False) -> dict[str, Any]:
-        count, last = failures.get(relay.name, (0, None))
-        shown = {
-            "name": relay.name, "connector": relay.connector.id, "url": manager.relay_url(relay),
-            "source": relay.source, "auth_failures": count, "last_auth_failure": last,
-        }
-        return {**shown, "secret": relay.secret} if secret else shown
+        return readmodel.relay_json(parts, relay, failures, secret)
 
     async def hook_json(name: str) -> dict[str, Any]:
-        hook, active = live.hooks[name], live.active()[name]
-        spec = hook.spec
-        return {
-            "name": name, "source": "config" if live.is_config_hook(name) else "api",
-            "description": spec.description, "active": active,
-            "inactive_reason": None if active else live.reason(name),
-            "events": spec.events, "relays": spec.relays, "preset": spec.preset,
-            "method": hook.method, "url": redacted_url(hook.url.source), "timeout": hook.timeout,
-            "concurrency": hook.concurrency, "ordered": hook.ordered,
-            "rate_limit": hook.rate_limit.model_dump() if hook.rate_limit else None,
-            "signed": hook.signing_secret is not None,
-            "deliveries": await store.count_deliveries(hook=name),
-            "spec": manager.written(name),
-        }
+        return await readmodel.hook_json(parts, name)
 
     async def list_connectors(request: Request) -> dict[str, Any]:
         infos = [describe_connector(c) for _, c in sorted(parts.connectors.items())]
@@ -82,9 +65,7 @@ def config_api_routes(parts: Parts, token: str) -> list[Route]:
         ]}
 
     async def list_relays(request: Request) -> dict[str, Any]:
-        failures = await store.auth_failures()
-        relays = sorted(live.relays.values(), key=lambda relay: relay.name)
-        return {"items": [relay_json(relay, failures) for relay in relays]}
+        return {"items": await readmodel.relay_summaries(parts, time.time())}
 
     async def create_relay(request: Request) -> Response:
         data = await json_object(request)
@@ -104,7 +85,7 @@ def config_api_routes(parts: Parts, token: str) -> list[Route]:
         return Response(status_code=204)
 
     async def list_hooks(request: Request) -> dict[str, Any]:
-        return {"items": [await hook_json(name) for name in sorted(live.hooks)]}
+        return {"items": await readmodel.hook_summaries(parts, time.time())}
 
     async def create_hook(request: Request) -> Response:
         hook = await manager.create_hook(await json_object(request))

@@ -1,14 +1,17 @@
 """The ingress: `/in/{token}`. Authenticate, read the body within its limit, map, store, answer.
 
-The answer is 200 only once the raw request and its events are committed durably; a request that
-cannot be mapped is kept as `rejected` and answered 400 with what was wrong.
+The answer is 200 only once the raw request and its events are committed durably, or the raw
+request is fsync'd to the spool because the store could not take it in time (`"spooled": true`);
+a request that cannot be mapped or stored is kept as `rejected` and answered 400 with what was
+wrong. What to keep, and where, is `intake`'s business; this module speaks HTTP.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 
 from starlette.requests import ClientDisconnect, Request
@@ -16,11 +19,11 @@ from starlette.responses import JSONResponse, Response
 
 from relayhook.auth import challenge, check_credentials, credential_headers, needs_body
 from relayhook.events import format_time
+from relayhook.intake import Intake, Kept
 from relayhook.live import LiveConfig
-from relayhook.mapping import InboundRequest, MappingError, map_request
+from relayhook.mapping import InboundRequest
 from relayhook.redaction import REDACTED
 from relayhook.relays import Relay
-from relayhook.routing import route
 from relayhook.store import RequestRecord, RequestStatus, Store, StoreError
 
 log = logging.getLogger("relayhook.web.ingress")
@@ -53,6 +56,12 @@ class Ingress:
     clock: Callable[[], datetime]
     new_id: Callable[[], str]
     wake: Callable[[], None] = lambda: None
+    intake: Intake | None = None  # default: no spool, no limit on the wait for the store
+    _intake: Intake = field(init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        self._intake = self.intake or Intake(self.store, self.live, self.new_id,
+                                             wake=self.wake)
 
     async def handle(self, request: Request) -> Response:
         relay = self.live.relays.get(request.path_params["token"])
@@ -81,30 +90,16 @@ class Ingress:
                 log.warning("relay %s: refused an unverifiable request: %s", relay.name, message)
                 return _error(413, message)
             inbound = self._inbound(request, relay, pairs, exc.prefix)
-            return await self._reject(relay, inbound, request_id, received_at, message, 413,
-                                      truncated=True)
+            record = _record(request_id, relay, received_at, inbound, "rejected", message,
+                             truncated=True)
+            return _answer(await self._intake.keep(relay, record))
         except ClientDisconnect:
             return _error(400, "the client disconnected before the body was complete")
         if needs_body(auth) and (reason := check_credentials(auth, relay.secret, headers, body)):
             return await self._unauthorized(relay, reason)
         inbound = self._inbound(request, relay, pairs, body)
-        try:
-            events = map_request(relay.connector, inbound, relay=relay.name,
-                                 received_at=received_at, new_id=self.new_id)
-        except MappingError as exc:
-            return await self._reject(relay, inbound, request_id, received_at, str(exc), 400)
         record = _record(request_id, relay, received_at, inbound, "accepted", None)
-        deliveries = route(events, self.live.hooks.values(), active=self.live.active(),
-                           now=received_at.timestamp(), new_id=self.new_id)
-        try:
-            result = await self.store.ingest(record, events, deliveries)
-        except StoreError as exc:
-            log.error("relay %s: could not store request %s: %s", relay.name, request_id, exc)
-            return _error(503, "the request could not be stored; send it again", request_id)
-        if result.deliveries:
-            self.wake()
-        return JSONResponse({"accepted": result.accepted, "duplicates": result.duplicates,
-                             "request_id": request_id})
+        return _answer(await self._intake.keep(relay, record))
 
     def _inbound(self, request: Request, relay: Relay, pairs: tuple[tuple[str, str], ...],
                  body: bytes) -> InboundRequest:
@@ -118,23 +113,26 @@ class Ingress:
     async def _unauthorized(self, relay: Relay, reason: str) -> Response:
         log.warning("relay %s: refused a request: %s", relay.name, reason)
         try:
-            await self.store.record_auth_failure(relay.name, format_time(self.clock()))
-        except StoreError as exc:
-            log.error("relay %s: could not count a refused request: %s", relay.name, exc)
+            # Only a counter: not worth holding the answer past the ingress's bound for.
+            async with asyncio.timeout(self._intake.store_timeout):
+                await self.store.record_auth_failure(relay.name, format_time(self.clock()))
+        except (StoreError, TimeoutError) as exc:
+            log.error("relay %s: could not count a refused request: %s", relay.name,
+                      exc or "the store did not answer in time")
         return _error(401, "missing or wrong credentials",
                       headers={"WWW-Authenticate": challenge(relay.connector.spec.auth)})
 
-    async def _reject(self, relay: Relay, inbound: InboundRequest, request_id: str,
-                      received_at: datetime, message: str, status: int,
-                      truncated: bool = False) -> Response:
-        record = _record(request_id, relay, received_at, inbound, "rejected", message, truncated)
-        try:
-            await self.store.ingest(record, ())
-        except StoreError as exc:
-            log.error("relay %s: could not keep rejected request %s: %s", relay.name,
-                      request_id, exc)
-            return _error(503, "the request could not be stored; send it again", request_id)
-        return _error(status, message, request_id)
+
+def _answer(kept: Kept) -> JSONResponse:
+    record = kept.record
+    if kept.where == "nowhere":
+        return _error(503, "the request could not be stored; send it again", record.id)
+    if record.status == "rejected":
+        return _error(413 if record.truncated else 400, record.error or "rejected", record.id)
+    if kept.result is None:  # spooled: stored, with its events, as soon as the store can
+        return JSONResponse({"spooled": True, "request_id": record.id})
+    return JSONResponse({"accepted": kept.result.accepted, "duplicates": kept.result.duplicates,
+                         "request_id": record.id})
 
 
 def _record(request_id: str, relay: Relay, received_at: datetime, inbound: InboundRequest,

@@ -11,24 +11,26 @@ import asyncio
 import json
 import sqlite3
 from collections.abc import Callable, Iterable, Mapping, Sequence
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, TypeVar
 
-from relayhook.events import Event
-from relayhook.store.base import (
+from relayhook.events import Event, format_time
+from relayhook.records import (
     DELIVERY_STATUSES,
+    ActivityRow,
     Attempt,
     Delivery,
+    DeliveryFilter,
     DeliveryStatus,
     IngestResult,
     NewDelivery,
     Outcome,
     RequestRecord,
     RequestStatus,
-    StoredHook,
-    StoredRelay,
-    StoreError,
 )
+from relayhook.store.base import StoredHook, StoredRelay, StoreError
+from relayhook.store.sqlite import browse
 from relayhook.store.sqlite import config as config_sql
 from relayhook.store.sqlite import deliveries as deliveries_sql
 from relayhook.store.sqlite.deliveries import CLAIMABLE, UNFINISHED, one_of
@@ -37,9 +39,12 @@ from relayhook.store.sqlite.threads import GroupCommitWriter, ReaderPool
 
 T = TypeVar("T")
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 SYNCHRONOUS_LEVELS = ("NORMAL", "FULL", "EXTRA")
-BUSY_TIMEOUT_SECONDS = 5.0  # another process (the CLI) may hold the write lock for a moment
+# How long a write waits for another process (the CLI, a backup) to release the write lock.
+# Short: the ingress does not wait on it (it spools after [spool] store_timeout), and a writer
+# stuck in a long wait holds up every other write of this process behind it.
+BUSY_TIMEOUT_SECONDS = 1.0
 READERS = 4
 # The writer's page cache. Delivery and event ids are random keys, so every write touches pages
 # all over their indexes; with SQLite's default 2 MiB, routing a GMetri batch into a store of
@@ -61,6 +66,16 @@ CREATE TABLE IF NOT EXISTS config_version (
     version     INTEGER NOT NULL
 );
 INSERT OR IGNORE INTO config_version (id, version) VALUES (1, 0);
+"""
+
+# Version 3: the console's own state, shared by every process: its password hash and session
+# key.
+ADMIN_SCHEMA = """
+CREATE TABLE IF NOT EXISTS admin_values (
+    name        TEXT PRIMARY KEY,
+    value       TEXT NOT NULL,
+    updated_at  REAL NOT NULL
+);
 """
 
 # Version 1. `seq` orders rows ("newest first" = descending seq) and is what `before` pages on;
@@ -163,12 +178,15 @@ CREATE TABLE IF NOT EXISTS hooks (
     updated_at  REAL NOT NULL,
     sealed      TEXT            -- an api hook's secret values, encrypted (relayhook.sealing)
 );
-""" + CONFIG_SCHEMA
+""" + CONFIG_SCHEMA + ADMIN_SCHEMA
 
 
 
 REQUEST_COLUMNS = "id, relay, received_at, method, query, headers, body, status, error, truncated"
-INSERT_REQUEST = f"INSERT INTO requests ({REQUEST_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+INSERT_REQUEST = (
+    f"INSERT INTO requests ({REQUEST_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+    " ON CONFLICT (id) DO NOTHING"
+)
 INSERT_EVENT = (
     "INSERT INTO events (id, request_id, relay, type, source, subject, time, data)"
     " VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (id) DO NOTHING"
@@ -183,17 +201,20 @@ class SQLiteStore:
     """`Store` on one SQLite file.
 
     `synchronous` is SQLite's durability level for commits (FULL: a commit survives power loss);
-    `max_batch` caps how many jobs share one transaction. `commits` counts write transactions.
+    `max_batch` caps how many jobs share one transaction; `busy_timeout` is how long a write
+    waits for another process's lock (seconds). `commits` counts write transactions.
     """
 
     def __init__(
-        self, path: str | Path, *, synchronous: str = "FULL", max_batch: int = 256
+        self, path: str | Path, *, synchronous: str = "FULL", max_batch: int = 256,
+        busy_timeout: float = BUSY_TIMEOUT_SECONDS,
     ) -> None:
         if synchronous.upper() not in SYNCHRONOUS_LEVELS:
             levels = ", ".join(SYNCHRONOUS_LEVELS)
             raise ValueError(f"synchronous must be one of {levels}, not {synchronous!r}")
         self.path = Path(path)
         self.synchronous = synchronous.upper()
+        self.busy_timeout = busy_timeout
         self._writer = GroupCommitWriter(max_batch=max_batch)
         self._readers = ReaderPool(self._connect_reader, READERS)
 
@@ -233,7 +254,8 @@ class SQLiteStore:
         delivery_rows = deliveries_sql.delivery_rows(deliveries, events)
 
         def job(conn: sqlite3.Connection) -> IngestResult:
-            conn.execute(INSERT_REQUEST, request_row)
+            if conn.execute(INSERT_REQUEST, request_row).rowcount == 0:
+                return IngestResult(accepted=0, duplicates=0, already_stored=True)
             return _insert_events(conn, event_rows, delivery_rows)
 
         return await self._write(job)
@@ -289,8 +311,11 @@ class SQLiteStore:
         status: RequestStatus | None = None,
         limit: int = 50,
         before: str | None = None,
+        text: str | None = None,
     ) -> list[RequestRecord]:
-        filters = [("relay = ?", relay), ("status = ?", status)]
+        pattern = browse.like_pattern(text) if text else None
+        filters = [("relay = ?", relay), ("status = ?", status),
+                   ("CAST(body AS TEXT) LIKE ? ESCAPE '\\'", pattern)]
         sql, params = page_query("requests", REQUEST_COLUMNS, filters, before, limit)
         return await self._read(lambda conn: _with_event_ids(conn, conn.execute(sql, params)))
 
@@ -448,13 +473,39 @@ class SQLiteStore:
             )
         )
 
+    # -- browsing: history, activity, the console's values
+
+    async def find_deliveries(
+        self, where: DeliveryFilter, *, limit: int = 50, before: str | None = None
+    ) -> list[Delivery]:
+        return await self._read(lambda conn: browse.find_deliveries(conn, where, limit, before))
+
+    async def count_found_deliveries(self, where: DeliveryFilter) -> int:
+        return await self._read(lambda conn: browse.count_found_deliveries(conn, where))
+
+    async def request_activity(self, *, since: float, bucket_seconds: float) -> list[ActivityRow]:
+        since_text = format_time(datetime.fromtimestamp(since, UTC))
+        return await self._read(
+            lambda conn: browse.request_activity(conn, since_text, since, bucket_seconds))
+
+    async def delivery_activity(self, *, since: float, bucket_seconds: float) -> list[ActivityRow]:
+        return await self._read(lambda conn: browse.delivery_activity(conn, since, bucket_seconds))
+
+    async def get_admin_value(self, name: str) -> str | None:
+        return await self._read(lambda conn: browse.get_admin_value(conn, name))
+
+    async def set_admin_value(self, name: str, value: str, at: float, *,
+                              replace: bool = True) -> bool:
+        return await self._write(
+            lambda conn: browse.set_admin_value(conn, name, value, at, replace))
+
     # -- connections
 
     def _connect(self) -> sqlite3.Connection:
         # isolation_level=None: we issue BEGIN/COMMIT ourselves. Connections move between
         # threads (the opener, the writer, to_thread workers) but are never shared at once.
         return sqlite3.connect(
-            self.path, timeout=BUSY_TIMEOUT_SECONDS, isolation_level=None, check_same_thread=False
+            self.path, timeout=self.busy_timeout, isolation_level=None, check_same_thread=False
         )
 
     def _connect_writer(self) -> sqlite3.Connection:
@@ -498,8 +549,11 @@ def _migrate(conn: sqlite3.Connection, path: Path) -> None:
         conn.executescript(
             f"BEGIN IMMEDIATE; {SCHEMA} PRAGMA user_version = {SCHEMA_VERSION}; COMMIT;"
         )
-    elif version == 1:
+        return
+    if version == 1:
         _migrate_1_to_2(conn)
+    if version <= 2:
+        conn.executescript(f"BEGIN IMMEDIATE; {ADMIN_SCHEMA} PRAGMA user_version = 3; COMMIT;")
 
 
 def _migrate_1_to_2(conn: sqlite3.Connection) -> None:

@@ -14,7 +14,7 @@ import time
 from collections.abc import Sequence
 
 from relayhook.events import Event
-from relayhook.store.base import (
+from relayhook.records import (
     DELIVERY_STATUSES,
     Attempt,
     Delivery,
@@ -146,7 +146,7 @@ def claim_due(
     if not seqs:
         return []
     sql = f"{WITH_EVENT} WHERE d.seq IN (SELECT value FROM json_each(?)) ORDER BY d.seq"
-    return [_delivery_with_event(row) for row in conn.execute(sql, (dumps(seqs),))]
+    return [delivery_with_event(row) for row in conn.execute(sql, (dumps(seqs),))]
 
 
 # -- finishing
@@ -330,7 +330,7 @@ def get_delivery(
     if row is None:
         return None
     sql = f"SELECT {ATTEMPT_COLUMNS} FROM attempts WHERE delivery_id = ? ORDER BY number"
-    return _delivery_with_event(row), [_attempt(a) for a in conn.execute(sql, (delivery_id,))]
+    return delivery_with_event(row), [_attempt(a) for a in conn.execute(sql, (delivery_id,))]
 
 
 def count_deliveries(
@@ -369,7 +369,7 @@ def delivery(row: Row, event: Event | None = None) -> Delivery:
     )
 
 
-def _delivery_with_event(row: Row) -> Delivery:
+def delivery_with_event(row: Row) -> Delivery:
     return delivery(row[:DELIVERY_WIDTH], to_event(row[DELIVERY_WIDTH:]))
 
 
