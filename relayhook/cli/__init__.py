@@ -22,7 +22,7 @@ import sys
 from collections.abc import Sequence
 from typing import TextIO
 
-from relayhook.cli import admin, authoring, manage, ops, sending, serve, stored
+from relayhook.cli import admin, authoring, manage, ops, sending, serve, stored, why
 from relayhook.errors import (
     ConflictError,
     InvalidError,
@@ -36,7 +36,7 @@ from relayhook.settings import DEFAULT_CONFIG
 from relayhook.store import StoreError
 from relayhook.templating import RenderError
 
-FAMILIES = (serve, authoring, stored, sending, manage, ops, admin)  # each adds its subcommands
+FAMILIES = (serve, authoring, stored, sending, manage, ops, admin, why)  # each adds its subcommands
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -23,10 +23,17 @@ from urllib.parse import urlsplit
 import httpx
 
 from relayhook.delivery.http import refusal_reason
-from relayhook.events import format_time
+from relayhook.events import Event, format_time
 from relayhook.hooks import Hook, RateLimitSpec
 from relayhook.live import LiveConfig
-from relayhook.outbound import OutboundRequest, redactor, render_request, should_deliver
+from relayhook.outbound import (
+    OutboundRequest,
+    hook_context,
+    redactor,
+    render_request,
+    should_deliver,
+)
+from relayhook.outcomes import condition_values, describe_outcome
 from relayhook.pacing import RateLimit
 from relayhook.retry import decide, parse_retry_after
 from relayhook.ssrf import unusual_ipv4
@@ -201,7 +208,8 @@ class Dispatcher:
         assert delivery.event is not None
         try:
             if not should_deliver(hook, delivery.event, self.secrets):
-                return Outcome("skipped"), None
+                return Outcome("skipped", error=skip_reason(hook, delivery.event,
+                                                              self.secrets)), None
         except RenderError as exc:
             return self._failed(hook, delivery, self.clock(), None, "render", str(exc))
         go_at = self._lanes[hook.name].rate.reserve(self.clock())
@@ -265,6 +273,13 @@ class Dispatcher:
                          jitter=hook.retry.jitter, now=self.clock(), rand=self.rand)
         return outcome, attempt
 
+
+
+def skip_reason(hook: Hook, event: Event, secrets: Mapping[str, str]) -> str:
+    """`condition false: event.data.x = False`, kept as the skipped delivery's last error."""
+    assert hook.when is not None
+    values = condition_values(hook.when.source, hook_context(hook, event, secrets))
+    return describe_outcome("condition_false", {"condition_false": {"values": values}})
 
 
 async def _read_some(response: httpx.Response, limit: int) -> bytes:

@@ -19,6 +19,7 @@ from relayhook.records import (
     Delivery,
     DeliveryFilter,
     DeliveryStatus,
+    HookOutcome,
     IngestResult,
     NewDelivery,
     Outcome,
@@ -114,9 +115,11 @@ class Store(Protocol):
         request: RequestRecord,
         events: Sequence[Event],
         deliveries: Sequence[NewDelivery] = (),
+        outcomes: Sequence[HookOutcome] = (),
     ) -> IngestResult:
-        """Store one raw request, its events and their deliveries in a single transaction,
-        durably. A delivery is created only if its event is new in this transaction.
+        """Store one raw request, its events, their deliveries and its `outcomes` (one per
+        hook: why it did or did not get deliveries) in a single transaction, durably. A delivery
+        is created only if its event is new in this transaction.
 
         Events whose id is already stored (a repeated de-duplication key) are skipped and
         counted as duplicates. A request whose id is already stored writes nothing and comes
@@ -134,10 +137,27 @@ class Store(Protocol):
         status: RequestStatus,
         error: str | None,
         deliveries: Sequence[NewDelivery] = (),
+        outcomes: Sequence[HookOutcome] = (),
     ) -> IngestResult:
         """Record the outcome of mapping a stored request again: set its status and error and add
         its events (skipping stored ids) and the deliveries of the new ones, in one transaction.
-        `KeyError` for an unknown id."""
+        `outcomes` replace those stored for the same request x hook. `KeyError` for an unknown
+        id."""
+
+    async def request_outcomes(self, request_id: str) -> list[HookOutcome]:
+        """The stored outcomes of one request, one per hook routed then, by hook name."""
+
+    async def hook_outcomes(self, hook: str, *, kinds: Sequence[str] | None = None,
+                            exclude: Sequence[str] = (), limit: int = 50) -> list[HookOutcome]:
+        """One hook's outcomes, newest request first: of `kinds` only (None: any), without
+        those of `exclude` ("the requests it skipped": exclude=("queued",))."""
+
+    async def rerun(self, request_id: str, deliveries: Sequence[NewDelivery],
+                    outcomes: Sequence[HookOutcome], *, now: float) -> tuple[int, int]:
+        """Run again: in one transaction, add those of `deliveries` (of the request's stored
+        events) whose event x hook has none yet, make due `now` those that exist as `skipped`
+        (status as given: pending or paused), and replace all the request's outcomes with
+        `outcomes`. Never a second delivery of an event x hook. (created, requeued)."""
 
     async def record_test(self, request: RequestRecord, event: Event, delivery: NewDelivery,
                           attempt: Attempt | None, outcome: Outcome) -> None:

@@ -69,7 +69,8 @@ def create_app(
     metrics = Metrics(spool_depth=lambda: parts.spool.depth if parts.spool else 0)
     intake = Intake(the_store, live, new_id, spool=parts.spool,
                     store_timeout=settings.spool.store_timeout, wake=parts.wake,
-                    stored=metrics.observe_stored)
+                    stored=metrics.observe_stored, secrets=settings.template_secrets(),
+                    explain=settings.outcomes.record)
     console = Console(parts, clock=clock, new_id=new_id) if takes_requests else None
 
     @contextlib.asynccontextmanager

@@ -22,6 +22,7 @@ from relayhook.records import (
     Delivery,
     DeliveryFilter,
     DeliveryStatus,
+    HookOutcome,
     IngestResult,
     NewDelivery,
     Outcome,
@@ -40,6 +41,7 @@ from relayhook.store.sqlite import browse
 from relayhook.store.sqlite import config as config_sql
 from relayhook.store.sqlite import deliveries as deliveries_sql
 from relayhook.store.sqlite import ops as sqlite_ops
+from relayhook.store.sqlite import outcomes as outcomes_sql
 from relayhook.store.sqlite import requests as requests_sql
 from relayhook.store.sqlite.deliveries import CLAIMABLE, UNFINISHED, one_of
 from relayhook.store.sqlite.requests import INSERT_REQUEST, REQUEST_COLUMNS
@@ -48,7 +50,7 @@ from relayhook.store.sqlite.threads import GroupCommitWriter, ReaderPool
 
 T = TypeVar("T")
 
-SCHEMA_VERSION = 5
+SCHEMA_VERSION = 6
 SYNCHRONOUS_LEVELS = ("NORMAL", "FULL", "EXTRA")
 # How long a write waits for another process (the CLI, a backup) to release the write lock.
 # Short: the ingress does not wait on it (it spools after [spool] store_timeout), and a writer
@@ -252,15 +254,18 @@ class SQLiteStore:
         request: RequestRecord,
         events: Sequence[Event],
         deliveries: Sequence[NewDelivery] = (),
+        outcomes: Sequence[HookOutcome] = (),
     ) -> IngestResult:
         _check_events(request.status, events)
         request_row = requests_sql.request_row(request, events)
         event_rows = _event_rows(events, request.id)
         delivery_rows = deliveries_sql.delivery_rows(deliveries, events)
+        outcome_rows = outcomes_sql.outcome_rows(outcomes)
 
         def job(conn: sqlite3.Connection) -> IngestResult:
             if conn.execute(INSERT_REQUEST, request_row).rowcount == 0:
                 return IngestResult(accepted=0, duplicates=0, already_stored=True)
+            outcomes_sql.insert(conn, outcome_rows)
             return _insert_events(conn, event_rows, delivery_rows)
 
         return await self._write(job)
@@ -273,16 +278,33 @@ class SQLiteStore:
         status: RequestStatus,
         error: str | None,
         deliveries: Sequence[NewDelivery] = (),
+        outcomes: Sequence[HookOutcome] = (),
     ) -> IngestResult:
         _check_events(status, events)
         event_rows = _event_rows(events, request_id)
         delivery_rows = deliveries_sql.delivery_rows(deliveries, events)
+        outcome_rows = outcomes_sql.outcome_rows(outcomes)
 
         def job(conn: sqlite3.Connection) -> IngestResult:
             requests_sql.set_mapped(conn, request_id, status, error, events)
+            outcomes_sql.insert(conn, outcome_rows)
             return _insert_events(conn, event_rows, delivery_rows)
 
         return await self._write(job)
+
+    async def request_outcomes(self, request_id: str) -> list[HookOutcome]:
+        return await self._read(lambda conn: outcomes_sql.of_request(conn, request_id))
+
+    async def hook_outcomes(self, hook: str, *, kinds: Sequence[str] | None = None,
+                            exclude: Sequence[str] = (), limit: int = 50) -> list[HookOutcome]:
+        return await self._read(
+            lambda conn: outcomes_sql.of_hook(conn, hook, kinds, exclude, limit))
+
+    async def rerun(self, request_id: str, deliveries: Sequence[NewDelivery],
+                    outcomes: Sequence[HookOutcome], *, now: float) -> tuple[int, int]:
+        rows = outcomes_sql.outcome_rows(outcomes)
+        return await self._write(
+            lambda conn: outcomes_sql.rerun(conn, request_id, deliveries, rows, now))
 
     async def record_test(self, request: RequestRecord, event: Event, delivery: NewDelivery,
                           attempt: Attempt | None, outcome: Outcome) -> None:
@@ -608,6 +630,7 @@ def _steps() -> list[tuple[int, Callable[[sqlite3.Connection], None]]]:
         (3, script(ADMIN_SCHEMA, 3)),
         (4, script(requests_sql.SCHEMA_4, 4)),
         (5, script(sqlite_ops.INDEXES_V5, 5)),  # retention and metrics read these
+        (6, script(outcomes_sql.SCHEMA_6, 6)),  # why each hook did or did not fire
     ]
 
 
