@@ -74,6 +74,44 @@ secret = "{gmetri_secret}"
 name = "synthesis"
 connector = "synthesisvr"
 token = "{synthesis_token}"
+
+[outcomes]
+record = {outcomes}
+"""
+
+# --hooks: four inactive hooks (their deliveries wait, paused: nothing is sent), one of each
+# routing outcome for a GMetri variables batch: condition false (quizCompleted is false in
+# every row), queued (paused), event type not subscribed, relay not subscribed.
+HOOKS = """
+[delivery]
+allow_cidrs = ["127.0.0.1/32"]
+
+[[hooks]]
+name = "quiz"
+events = ["gmetri.variables.changed"]
+when = "{{ event.data.quizCompleted }}"
+url = "http://127.0.0.1:9/quiz"
+active = false
+
+[[hooks]]
+name = "scores"
+events = ["gmetri.variables.changed"]
+when = "{{ event.data.score > 50 }}"
+url = "http://127.0.0.1:9/scores"
+active = false
+
+[[hooks]]
+name = "rules"
+events = ["gmetri.rule.*"]
+url = "http://127.0.0.1:9/rules"
+active = false
+
+[[hooks]]
+name = "sessions"
+events = ["*"]
+relays = ["synthesis"]
+url = "http://127.0.0.1:9/sessions"
+active = false
 """
 
 
@@ -244,7 +282,8 @@ def free_port() -> int:
 class Server:
     """`relayhook serve` on a fresh config and database in `folder`; stop() is idempotent."""
 
-    def __init__(self, folder: Path, synchronous: str) -> None:
+    def __init__(self, folder: Path, synchronous: str, hooks: bool = False,
+                 outcomes: bool = True) -> None:
         self.folder = folder
         self.port = free_port()
         self.gmetri_secret = secrets.token_urlsafe(18)
@@ -252,8 +291,9 @@ class Server:
         config.write_text(CONFIG.format(
             host=HOST, port=self.port, synchronous=synchronous, gmetri_token=GMETRI_TOKEN,
             gmetri_secret=self.gmetri_secret,
-            synthesis_token=SYNTHESIS_TOKEN,
-        ), encoding="utf-8")
+            synthesis_token=SYNTHESIS_TOKEN, outcomes="true" if outcomes else "false",
+        ) + (HOOKS if hooks else ""),
+            encoding="utf-8")
         # No RELAYHOOK_* overrides from this shell; this tree's relayhook, wherever we run.
         env = {k: v for k, v in os.environ.items() if not k.startswith("RELAYHOOK_")}
         env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(PROJECT), env.get("PYTHONPATH")]))
@@ -376,7 +416,8 @@ def _row(stream: Stream, outcome: dict[str, Any], server: dict[str, float],
 
 def run_scenario(scenario: str, args: argparse.Namespace) -> list[dict[str, Any]]:
     with tempfile.TemporaryDirectory(prefix="relayhook-bench-", dir=args.dir) as folder:
-        server = Server(Path(folder), args.synchronous)
+        server = Server(Path(folder), args.synchronous, hooks=args.hooks,
+                        outcomes=not args.no_outcomes)
         try:
             server.wait_healthy()
             streams = _streams(scenario, server, args)
@@ -534,6 +575,10 @@ def build_parser() -> argparse.ArgumentParser:
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--scenario", action="append", choices=SCENARIOS,
                         help="run this scenario (repeatable; default: all, in order)")
+    parser.add_argument("--hooks", action="store_true",
+                        help="four inactive hooks, one per routing outcome (see HOOKS)")
+    parser.add_argument("--no-outcomes", action="store_true",
+                        help="[outcomes] record = false: route without recording outcomes")
     parser.add_argument("--synchronous", default="FULL", choices=["NORMAL", "FULL", "EXTRA"],
                         help="[storage] synchronous of the server (default: FULL)")
     parser.add_argument("--duration", type=float, default=20.0,

@@ -201,3 +201,47 @@ def _also(routed: HookOutcome | None) -> str:
     skipped = [(kind, n) for kind, n in routed.counts.items() if kind not in ("queued", "paused")]
     return "".join(f"; {describe_outcome(kind, routed.detail)} ({n} events)"
                    for kind, n in skipped)
+
+
+def names_read(spec: Mapping[str, Any]) -> tuple[str, ...]:
+    """Every dotted name a hook's templates look up (url, headers, params, body, when...), from
+    the hook as written: what "the fields the hook's templates read" marks on a delivery."""
+    from relayhook.hooks import expand_placeholders  # hooks imports nothing of this module
+
+    found: list[str] = []
+
+    def walk(value: Any) -> None:
+        if isinstance(value, str) and "{" in value:
+            for name in condition_names(expand_placeholders(value)):
+                if name not in found:
+                    found.append(name)
+        elif isinstance(value, Mapping):
+            for item in value.values():
+                walk(item)
+        elif isinstance(value, list):
+            for item in value:
+                walk(item)
+
+    walk(dict(spec))
+    return tuple(found)
+
+
+def marked_fields(cloudevent: Mapping[str, Any],
+                  read: Iterable[str]) -> list[tuple[str, Any, bool]]:
+    """The event flattened to (`event.data.score`, value, read by a template?) rows: a row is
+    marked when a template reads it, a field inside it, or an object around it."""
+    names = tuple(read)
+    rows: list[tuple[str, Any, bool]] = []
+
+    def walk(path: str, value: Any) -> None:
+        if isinstance(value, Mapping) and value:
+            for key, item in value.items():
+                walk(f"{path}.{key}", item)
+            return
+        marked = any(path == n or path.startswith(n + ".") or n.startswith(path + ".")
+                     for n in names)
+        rows.append((path, value, marked))
+
+    for key, value in cloudevent.items():
+        walk(f"event.{key}", value)
+    return rows

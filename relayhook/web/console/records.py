@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Any
 from starlette.responses import Response
 
 from relayhook.explain import request_outcomes
+from relayhook.outcomes import marked_fields, names_read
 from relayhook.remap import remap_request, run_again
 from relayhook.store import FINAL_STATUSES, DeliveryFilter
 from relayhook.web.console.pages import Ctx, NotFound
@@ -74,7 +75,12 @@ async def show_delivery(console: Console, ctx: Ctx) -> Response:
     delivery, attempts = found
     shown = [{**attempt_json(a), "curl": attempt_curl(a.request),
               "response_text": pretty_body(a.response_body)} for a in reversed(attempts)]
+    hook = console.parts.live.hooks.get(delivery.hook)
+    read = names_read(hook.stored_spec()) if hook is not None else ()
+    fields = (marked_fields(delivery.event.to_cloudevent(), read)
+              if delivery.event is not None else [])
     return ctx.render("delivery.html", title="Delivery", delivery=delivery, attempts=shown,
+                      fields=fields, sent=shown[0] if shown else None,
                       event=delivery.event, finished=delivery.status in FINAL_STATUSES,
                       hook_known=delivery.hook in console.parts.live.hooks)
 
