@@ -28,6 +28,7 @@ from relayhook.store import (
     StoreError,
     open_store,
 )
+from relayhook.store.sqlite import schema
 from relayhook.store.sqlite.threads import GroupCommitWriter
 
 T = TypeVar("T")
@@ -308,6 +309,37 @@ def test_body_bytes_round_trip_exactly(store: Store, body: bytes) -> None:
     assert stored is not None and stored.body == body and type(stored.body) is bytes
 
 
+HARD_TEXT = [
+    pytest.param("nul\x00inside", id="NUL"),
+    pytest.param("lone \ud800 high", id="lone high surrogate"),
+    pytest.param("\udfff", id="lone low surrogate"),
+    pytest.param("\ufdd0looks escaped", id="the engines' own mark"),
+    pytest.param("plain é ✓ 😀", id="plain UTF-8"),
+]
+
+
+@pytest.mark.parametrize("text", HARD_TEXT)
+def test_text_no_database_holds_as_it_is_round_trips_exactly(store: Store, text: str) -> None:
+    # Mapped from a provider's JSON ("\u0000", "\ud800"): into ids, subjects, data and errors.
+    data = {"value": text, text: [text, {"nested": text}]}
+    event = make_event(f"e-{text}", type=f"t.{text}", subject=text, source=f"s/{text}",
+                       data=data)
+    request = make_request("r1", headers=(("x-value", text),))
+    run(store.ingest(dataclasses.replace(request, query=f"q={text}"), [event]))
+    run(store.ingest(make_request("r2", status="rejected", error=f"bad {text}"), []))
+
+    assert run(store.list_events(subject=text)) == [linked(event, "r1")]
+    assert run(store.list_events(type=f"t.{text}", before="unknown")) == []
+    assert run(store.count_events(source=f"s/{text}")) == 1
+    stored = run(store.get_request("r1"))
+    assert stored is not None
+    assert (stored.query, stored.headers, stored.event_ids) == (f"q={text}",
+                                                               (("x-value", text),),
+                                                               (event.id,))
+    rejected = run(store.get_request("r2"))
+    assert rejected is not None and rejected.error == f"bad {text}"
+
+
 def ingest_many(store: Store, count: int) -> list[IngestResult | BaseException]:
     async def burst() -> list[IngestResult | BaseException]:
         calls = [store.ingest(make_request(f"r{i}"), [make_event(f"e{i}")]) for i in range(count)]
@@ -407,7 +439,7 @@ def test_sqlite_defaults_wal_and_full_sync(sqlite_store: SQLiteStore) -> None:
     assert writer_pragma(sqlite_store, "cache_size") == -32 * 1024  # KiB
     with contextlib.closing(sqlite3.connect(sqlite_store.path)) as conn:
         assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
-        assert conn.execute("PRAGMA user_version").fetchone()[0] == 1
+        assert conn.execute("PRAGMA user_version").fetchone()[0] == schema.LATEST
 
 
 @pytest.mark.parametrize(("level", "value"), [("NORMAL", 1), ("extra", 3)])
@@ -428,11 +460,48 @@ def test_sqlite_refuses_an_unknown_synchronous_level(tmp_path: Path) -> None:
 def test_sqlite_refuses_a_newer_schema(tmp_path: Path) -> None:
     path = tmp_path / "relayhook.db"
     with contextlib.closing(sqlite3.connect(path)) as conn:
-        conn.execute("PRAGMA user_version = 2")
+        conn.execute(f"PRAGMA user_version = {schema.LATEST + 1}")
     store = SQLiteStore(path)
     with pytest.raises(StoreError, match="upgrade relayhook"):
         run(store.open())
     run(store.close())
+
+
+def version_1_database(path: Path) -> None:
+    """A database as relayhook 0.1 left it: the first migration alone."""
+    with contextlib.closing(sqlite3.connect(path, isolation_level=None)) as conn:
+        conn.executescript(f"{schema.MIGRATIONS[0].sql} PRAGMA user_version = 1;")
+        conn.execute("INSERT INTO requests (id, relay, received_at, method, query, headers, body,"
+                     " status) VALUES ('r1', 'github', 't', 'POST', '', '[]', x'00', 'accepted')")
+
+
+def test_sqlite_migrates_an_older_database_and_keeps_its_rows(tmp_path: Path) -> None:
+    path = tmp_path / "relayhook.db"
+    version_1_database(path)
+    store = SQLiteStore(path)
+    run(store.open())
+    try:
+        assert [m.version for m in store.migrations_applied] == list(
+            range(2, schema.LATEST + 1))
+        request = run(store.get_request("r1"))
+        assert request is not None and request.body == b"\x00"
+    finally:
+        run(store.close())
+    again = SQLiteStore(path)
+    run(again.open())
+    assert again.migrations_applied == []
+    run(again.close())
+
+
+def test_sqlite_without_migrate_refuses_an_older_database(tmp_path: Path) -> None:
+    path = tmp_path / "relayhook.db"
+    version_1_database(path)
+    store = SQLiteStore(path)
+    with pytest.raises(StoreError, match="version 1; .*run `relayhook migrate`"):
+        run(store.open(migrate=False))
+    run(store.close())
+    with contextlib.closing(sqlite3.connect(path)) as conn:
+        assert conn.execute("PRAGMA user_version").fetchone()[0] == 1
 
 
 def test_sqlite_creates_missing_directories(tmp_path: Path) -> None:

@@ -83,6 +83,7 @@ def create_app(
                     lease_seconds=settings.delivery.lease_seconds,
                     poll_interval=settings.delivery.poll_interval,
                 )
+                the_store.subscribe(parts.dispatcher.notice)
                 parts.tasks.append(asyncio.create_task(parts.dispatcher.run()))
             yield
         finally:

@@ -12,11 +12,12 @@ import json
 import sqlite3
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
+from relayhook import pacing
 from relayhook.events import Event
+from relayhook.store import records
 from relayhook.store.base import (
-    DELIVERY_STATUSES,
     Attempt,
     Delivery,
     DeliveryStatus,
@@ -26,15 +27,25 @@ from relayhook.store.base import (
     RequestRecord,
     RequestStatus,
     StoreError,
+    Topic,
+    check_claim,
+    check_events,
+    check_finish,
+    check_replay,
 )
+from relayhook.store.migrations import Migration
+from relayhook.store.records import Row
 from relayhook.store.sqlite import deliveries as deliveries_sql
-from relayhook.store.sqlite.deliveries import CLAIMABLE, UNFINISHED, one_of
-from relayhook.store.sqlite.rows import EVENT_COLUMNS, Row, dumps, page_query, to_event, where
+from relayhook.store.sqlite import schema
+from relayhook.store.sqlite.rows import dumps, page_query, where
 from relayhook.store.sqlite.threads import GroupCommitWriter, ReaderPool
+from relayhook.store.text import from_column, to_column
+
+if TYPE_CHECKING:  # hooks -> retry -> store -> here: types only
+    from relayhook.hooks import RateLimitSpec
 
 T = TypeVar("T")
 
-SCHEMA_VERSION = 1
 SYNCHRONOUS_LEVELS = ("NORMAL", "FULL", "EXTRA")
 BUSY_TIMEOUT_SECONDS = 5.0  # another process (the CLI) may hold the write lock for a moment
 READERS = 4
@@ -43,109 +54,9 @@ READERS = 4
 # 100k deliveries took twice as long.
 WRITER_CACHE_KIB = 32 * 1024
 
-# Version 1. `seq` orders rows ("newest first" = descending seq) and is what `before` pages on;
-# AUTOINCREMENT so a seq is never reused, even after the newest rows are deleted. Times of
-# deliveries are epoch seconds (REAL), always the caller's clock.
-SCHEMA = f"""
-CREATE TABLE IF NOT EXISTS requests (
-    seq         INTEGER PRIMARY KEY AUTOINCREMENT,
-    id          TEXT NOT NULL UNIQUE,
-    relay       TEXT NOT NULL,
-    received_at TEXT NOT NULL,
-    method      TEXT NOT NULL,
-    query       TEXT NOT NULL,
-    headers     TEXT NOT NULL,  -- JSON list of [name, value] pairs, in the order received
-    body        BLOB NOT NULL,
-    status      TEXT NOT NULL CHECK (status IN ('accepted', 'rejected')),
-    error       TEXT,
-    truncated   INTEGER NOT NULL DEFAULT 0  -- 1: the body was cut at max_body_bytes
-);
-CREATE INDEX IF NOT EXISTS requests_relay_status ON requests (relay, status);
-
-CREATE TABLE IF NOT EXISTS events (
-    seq         INTEGER PRIMARY KEY AUTOINCREMENT,
-    id          TEXT NOT NULL UNIQUE,
-    request_id  TEXT NOT NULL REFERENCES requests (id),
-    relay       TEXT NOT NULL,
-    type        TEXT NOT NULL,
-    source      TEXT NOT NULL,
-    subject     TEXT,
-    time        TEXT NOT NULL,
-    data        TEXT NOT NULL  -- compact JSON
-);
-CREATE INDEX IF NOT EXISTS events_relay_type ON events (relay, type);
-CREATE INDEX IF NOT EXISTS events_subject ON events (subject);
-CREATE INDEX IF NOT EXISTS events_request_id ON events (request_id);
-
-CREATE TABLE IF NOT EXISTS auth_failures (
-    relay       TEXT PRIMARY KEY,
-    count       INTEGER NOT NULL,
-    last_at     TEXT NOT NULL
-);
-
--- One event x one hook. `relay` is the event's, copied so that lists need no join.
-CREATE TABLE IF NOT EXISTS deliveries (
-    seq         INTEGER PRIMARY KEY AUTOINCREMENT,
-    id          TEXT NOT NULL UNIQUE,
-    event_id    TEXT NOT NULL REFERENCES events (id),
-    hook        TEXT NOT NULL,
-    relay       TEXT NOT NULL,
-    subject     TEXT,
-    status      TEXT NOT NULL CHECK {one_of("status", DELIVERY_STATUSES)},
-    tries       INTEGER NOT NULL DEFAULT 0,  -- since created or replayed: indexes the schedule
-    attempts    INTEGER NOT NULL DEFAULT 0,  -- all of them: its rows in `attempts`
-    due_at      REAL NOT NULL,
-    lease_until REAL,
-    lease_owner TEXT,
-    last_status INTEGER,
-    last_error  TEXT,
-    created_at  REAL NOT NULL,
-    updated_at  REAL NOT NULL,
-    UNIQUE (event_id, hook)  -- also what lists by event use
-);
--- Pause/resume, replay, counts and filtered lists.
-CREATE INDEX IF NOT EXISTS deliveries_hook_status ON deliveries (hook, status, seq);
--- A hook's history, newest first.
-CREATE INDEX IF NOT EXISTS deliveries_hook ON deliveries (hook, seq);
--- The claim scan: a hook's open deliveries in seq order, filtered on the index alone.
-CREATE INDEX IF NOT EXISTS deliveries_claimable
-    ON deliveries (hook, seq, status, due_at, lease_until, subject)
-    WHERE {one_of("status", CLAIMABLE)};
--- Ordered claims: "is an earlier delivery of this hook and subject unfinished?" in one seek.
-CREATE INDEX IF NOT EXISTS deliveries_unfinished
-    ON deliveries (hook, subject, seq) WHERE {one_of("status", UNFINISHED)};
-
-CREATE TABLE IF NOT EXISTS attempts (
-    delivery_id      TEXT NOT NULL REFERENCES deliveries (id),
-    number           INTEGER NOT NULL,  -- 1, 2, ... per delivery
-    started_at       REAL NOT NULL,
-    duration_ms      REAL NOT NULL,
-    request          TEXT NOT NULL,     -- JSON object: method, url, headers, body...
-    response_status  INTEGER,
-    response_headers TEXT NOT NULL,     -- JSON list of [name, value] pairs
-    response_body    BLOB NOT NULL,
-    error_class      TEXT,
-    error            TEXT,
-    PRIMARY KEY (delivery_id, number)
-) WITHOUT ROWID;
-
-CREATE TABLE IF NOT EXISTS hook_states (
-    hook        TEXT PRIMARY KEY,
-    active      INTEGER NOT NULL,
-    reason      TEXT,
-    at          REAL NOT NULL
-);
-
-CREATE TABLE IF NOT EXISTS hooks (
-    name        TEXT PRIMARY KEY,
-    source      TEXT NOT NULL,  -- config (written at start) or, later, ui
-    spec        TEXT NOT NULL,  -- JSON of the hook as written, with no secret value in it
-    updated_at  REAL NOT NULL
-);
-"""
-
-REQUEST_COLUMNS = "id, relay, received_at, method, query, headers, body, status, error, truncated"
-INSERT_REQUEST = f"INSERT INTO requests ({REQUEST_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+INSERT_REQUEST = (
+    f"INSERT INTO requests ({records.REQUEST_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+)
 INSERT_EVENT = (
     "INSERT INTO events (id, request_id, relay, type, source, subject, time, data)"
     " VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (id) DO NOTHING"
@@ -172,6 +83,8 @@ class SQLiteStore:
         self.path = Path(path)
         self.synchronous = synchronous.upper()
         self._writer = GroupCommitWriter(max_batch=max_batch)
+        self.schema_version = schema.LATEST  # once open: what it holds, always the latest
+        self.migrations_applied: Sequence[Migration] = ()  # by `open`
         self._readers = ReaderPool(self._connect_reader, READERS)
 
     @property
@@ -184,11 +97,11 @@ class SQLiteStore:
 
     # -- lifecycle
 
-    async def open(self) -> None:
+    async def open(self, *, migrate: bool = True) -> None:
         if self._writer.started:
             raise StoreError("a store is opened once")
         try:
-            conn = await asyncio.to_thread(self._connect_writer)
+            conn = await asyncio.to_thread(self._connect_writer, migrate)
         except (sqlite3.Error, OSError) as exc:
             raise StoreError(f"cannot open {self.path}: {exc}") from exc
         self._writer.start(conn)
@@ -205,8 +118,9 @@ class SQLiteStore:
         events: Sequence[Event],
         deliveries: Sequence[NewDelivery] = (),
     ) -> IngestResult:
-        _check_events(request.status, events)
-        request_row, event_rows = _request_row(request), _event_rows(events, request.id)
+        check_events(request.status, events)
+        request_row = records.request_row(request)
+        event_rows = records.event_rows(events, request.id)
         delivery_rows = deliveries_sql.delivery_rows(deliveries, events)
 
         def job(conn: sqlite3.Connection) -> IngestResult:
@@ -224,13 +138,13 @@ class SQLiteStore:
         error: str | None,
         deliveries: Sequence[NewDelivery] = (),
     ) -> IngestResult:
-        _check_events(status, events)
-        event_rows = _event_rows(events, request_id)
+        check_events(status, events)
+        event_rows = records.event_rows(events, request_id)
         delivery_rows = deliveries_sql.delivery_rows(deliveries, events)
 
         def job(conn: sqlite3.Connection) -> IngestResult:
             update = "UPDATE requests SET status = ?, error = ? WHERE id = ?"
-            if conn.execute(update, (status, error, request_id)).rowcount == 0:
+            if conn.execute(update, (status, to_column(error), request_id)).rowcount == 0:
                 raise KeyError(request_id)
             return _insert_events(conn, event_rows, delivery_rows)
 
@@ -253,9 +167,9 @@ class SQLiteStore:
 
     async def get_request(self, request_id: str) -> RequestRecord | None:
         def fetch(conn: sqlite3.Connection) -> RequestRecord | None:
-            sql = f"SELECT {REQUEST_COLUMNS} FROM requests WHERE id = ?"
-            records = _with_event_ids(conn, conn.execute(sql, (request_id,)).fetchall())
-            return records[0] if records else None
+            sql = f"SELECT {records.REQUEST_COLUMNS} FROM requests WHERE id = ?"
+            found = _with_event_ids(conn, conn.execute(sql, (request_id,)).fetchall())
+            return found[0] if found else None
 
         return await self._read(fetch)
 
@@ -268,7 +182,7 @@ class SQLiteStore:
         before: str | None = None,
     ) -> list[RequestRecord]:
         filters = [("relay = ?", relay), ("status = ?", status)]
-        sql, params = page_query("requests", REQUEST_COLUMNS, filters, before, limit)
+        sql, params = page_query("requests", records.REQUEST_COLUMNS, filters, before, limit)
         return await self._read(lambda conn: _with_event_ids(conn, conn.execute(sql, params)))
 
     async def list_events(
@@ -283,15 +197,17 @@ class SQLiteStore:
     ) -> list[Event]:
         filters = [
             ("relay = ?", relay),
-            ("type = ?", type),
-            ("subject = ?", subject),
+            ("type = ?", to_column(type)),
+            ("subject = ?", to_column(subject)),
             ("request_id = ?", request_id),
         ]
-        sql, params = page_query("events", EVENT_COLUMNS, filters, before, limit)
-        return await self._read(lambda conn: [to_event(row) for row in conn.execute(sql, params)])
+        sql, params = page_query("events", records.EVENT_COLUMNS, filters,
+                                 before and to_column(before), limit)
+        return await self._read(
+            lambda conn: [records.to_event(row) for row in conn.execute(sql, params)])
 
     async def count_events(self, *, relay: str | None = None, source: str | None = None) -> int:
-        clause, params = where([("relay = ?", relay), ("source = ?", source)])
+        clause, params = where([("relay = ?", relay), ("source = ?", to_column(source))])
         sql = f"SELECT count(*) FROM events {clause}"
         count: int = await self._read(lambda conn: conn.execute(sql, params).fetchone()[0])
         return count
@@ -307,9 +223,9 @@ class SQLiteStore:
         lease_seconds: float,
         owner: str,
         ordered: bool = False,
+        concurrency: int | None = None,
     ) -> list[Delivery]:
-        if limit < 0 or lease_seconds <= 0:
-            raise ValueError(f"need limit >= 0 and lease_seconds > 0: {limit}, {lease_seconds}")
+        check_claim(limit, lease_seconds)
         if limit == 0:
             return []
         lease_until = now + lease_seconds
@@ -322,13 +238,28 @@ class SQLiteStore:
                 lease_until=lease_until,
                 owner=owner,
                 ordered=ordered,
+                concurrency=concurrency,
             )
         )
+
+    async def pacing_wait(self, hook: str, rate_limit: RateLimitSpec | None, now: float) -> float:
+        state = await self._read(lambda conn: deliveries_sql.pacing_state(conn, hook))
+        return pacing.pacing_wait(rate_limit, state, now)
+
+    async def reserve_sends(self, hook: str, rate_limit: RateLimitSpec | None, now: float,
+                            count: int) -> list[float]:
+        if count <= 0:
+            return []
+        return await self._write(
+            lambda conn: deliveries_sql.reserve_sends(conn, hook, rate_limit, now, count))
+
+    def subscribe(self, callback: Callable[[Topic], None]) -> None:
+        """Nothing to listen to: a process learns of another's writes by polling."""
 
     async def finish(
         self, delivery_id: str, *, owner: str, outcome: Outcome, attempt: Attempt | None
     ) -> bool:
-        deliveries_sql.check_finish(delivery_id, outcome, attempt)
+        check_finish(delivery_id, outcome, attempt)
         return await self._write(
             lambda conn: deliveries_sql.finish(
                 conn, delivery_id, owner=owner, outcome=outcome, attempt=attempt
@@ -375,11 +306,12 @@ class SQLiteStore:
         limit: int = 50,
         before: str | None = None,
     ) -> list[Delivery]:
-        filters = [("hook = ?", hook), ("status = ?", status), ("event_id = ?", event_id)]
-        columns = deliveries_sql.DELIVERY_COLUMNS
+        filters = [("hook = ?", hook), ("status = ?", status),
+                   ("event_id = ?", to_column(event_id))]
+        columns = records.DELIVERY_COLUMNS
         sql, params = page_query("deliveries", columns, filters, before, limit)
         return await self._read(
-            lambda conn: [deliveries_sql.delivery(row) for row in conn.execute(sql, params)]
+            lambda conn: [records.to_delivery(row) for row in conn.execute(sql, params)]
         )
 
     async def count_deliveries(
@@ -397,7 +329,7 @@ class SQLiteStore:
         since: float | None = None,
         limit: int = 500,
     ) -> int:
-        deliveries_sql.check_replay(delivery_id, statuses, limit)
+        check_replay(delivery_id, statuses, limit)
         if limit == 0:
             return 0
         return await self._write(
@@ -421,7 +353,7 @@ class SQLiteStore:
             self.path, timeout=BUSY_TIMEOUT_SECONDS, isolation_level=None, check_same_thread=False
         )
 
-    def _connect_writer(self) -> sqlite3.Connection:
+    def _connect_writer(self, migrate: bool) -> sqlite3.Connection:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         conn = self._connect()
         try:
@@ -431,7 +363,7 @@ class SQLiteStore:
             conn.execute(f"PRAGMA synchronous = {self.synchronous}")
             conn.execute(f"PRAGMA cache_size = -{WRITER_CACHE_KIB}")
             conn.execute("PRAGMA foreign_keys = ON")
-            _migrate(conn, self.path)
+            self.migrations_applied = schema.migrate(conn, self.path, apply=migrate)
         except BaseException:
             conn.close()
             raise
@@ -451,48 +383,13 @@ class SQLiteStore:
         return await self._writer.submit(fn)
 
 
-def _migrate(conn: sqlite3.Connection, path: Path) -> None:
-    version: int = conn.execute("PRAGMA user_version").fetchone()[0]
-    if version > SCHEMA_VERSION:
-        raise StoreError(
-            f"{path} has schema version {version}, newer than this relayhook's"
-            f" ({SCHEMA_VERSION}): upgrade relayhook"
-        )
-    if version < SCHEMA_VERSION:
-        conn.executescript(
-            f"BEGIN IMMEDIATE; {SCHEMA} PRAGMA user_version = {SCHEMA_VERSION}; COMMIT;"
-        )
-
-
 # -- rows (built in the caller's thread, so the writer thread only runs SQL)
 
 
-def _check_events(status: RequestStatus, events: Sequence[Event]) -> None:
-    if status == "rejected" and events:
-        raise ValueError("a rejected request comes with no events")
 
 
-def _request_row(request: RequestRecord) -> Row:
-    return (
-        request.id,
-        request.relay,
-        request.received_at,
-        request.method,
-        request.query,
-        dumps([[name, value] for name, value in request.headers]),
-        bytes(request.body),
-        request.status,
-        request.error,
-        int(request.truncated),
-    )
 
 
-def _event_rows(events: Sequence[Event], request_id: str) -> list[Row]:
-    # The request being stored is the one that produced them, whatever `request_id` they carry.
-    return [
-        (e.id, request_id, e.relay, e.type, e.source, e.subject, e.time, dumps(e.data))
-        for e in events
-    ]
 
 
 def _insert_events(
@@ -519,22 +416,7 @@ def _with_event_ids(conn: sqlite3.Connection, rows: Iterable[Row]) -> list[Reque
     event_ids: dict[str, list[str]] = {}
     if page:
         for request_id, event_id in conn.execute(sql, (dumps([row[0] for row in page]),)):
-            event_ids.setdefault(request_id, []).append(event_id)
-    return [_request(row, tuple(event_ids.get(row[0], ()))) for row in page]
+            event_ids.setdefault(request_id, []).append(from_column(event_id))
+    return [records.to_request(row, tuple(event_ids.get(row[0], ()))) for row in page]
 
 
-def _request(row: Row, event_ids: tuple[str, ...]) -> RequestRecord:
-    id_, relay, received_at, method, query, headers, body, status, error, truncated = row
-    return RequestRecord(
-        id=id_,
-        relay=relay,
-        received_at=received_at,
-        method=method,
-        query=query,
-        headers=tuple((name, value) for name, value in json.loads(headers)),
-        body=bytes(body),
-        status=status,
-        error=error,
-        truncated=bool(truncated),
-        event_ids=event_ids,
-    )
