@@ -5,6 +5,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from postgres import TestDatabase
 from servers import RelayhookProcess, StartServer
 
 
@@ -22,3 +23,18 @@ def start_server() -> Iterator[StartServer]:
     yield start
     for server in servers:
         server.close()
+
+
+@pytest.fixture(scope="session")
+def postgres_database() -> Iterator[TestDatabase]:
+    """This run's PostgreSQL database (created on first use, dropped at the end)."""
+    database = TestDatabase()
+    yield database
+    database.drop()
+
+
+@pytest.fixture
+def postgres_url(postgres_database: TestDatabase) -> str:
+    """The URL of this run's PostgreSQL database, emptied for the test (skip without a
+    server, fail in CI)."""
+    return postgres_database.url()

@@ -1,7 +1,7 @@
-"""The store contract, run against every engine (today SQLite), then SQLite's own promises.
+"""The store contract, run against every engine (SQLite, PostgreSQL), then SQLite's own promises.
 
-An engine joins the contract suite by adding a param to `new_store`. Tests are plain functions
-that drive the async store through `run` (a fresh event loop per call), so no plugin is needed.
+An engine joins the contract suite by adding a param to `ENGINES`. Tests are plain functions
+that drive the async store through `run` (one event loop per test), so no plugin is needed.
 """
 
 from __future__ import annotations
@@ -28,18 +28,36 @@ from relayhook.store import (
     StoreError,
     open_store,
 )
+from relayhook.store.postgres import PostgresStore
 from relayhook.store.sqlite import schema
 from relayhook.store.sqlite.threads import GroupCommitWriter
 
 T = TypeVar("T")
 StoreFactory = Callable[[], Store]
 
-ENGINES = ["sqlite"]
+ENGINES = ["sqlite", "postgres"]
 TIME = "2024-05-01T12:00:00.000Z"
 
 
+_runner: asyncio.Runner | None = None
+
+
 def run(coro: Coroutine[Any, Any, T]) -> T:
-    return asyncio.run(coro)
+    """Run `coro` on the test's event loop: one per test, as an asyncpg store is bound to the
+    loop that opened it (SQLite's threads would not mind)."""
+    global _runner
+    if _runner is None:
+        _runner = asyncio.Runner()
+    return _runner.run(coro)
+
+
+@pytest.fixture(autouse=True)
+def one_loop_per_test() -> Iterator[None]:
+    global _runner
+    yield
+    if _runner is not None:
+        _runner.close()
+        _runner = None
 
 
 def make_request(
@@ -94,12 +112,19 @@ async def opened(new_store: StoreFactory) -> AsyncIterator[Store]:
         await store.close()
 
 
+def store_factory(engine: str, request: pytest.FixtureRequest, tmp_path: Path) -> StoreFactory:
+    """Unopened stores over one database, so that a test can close it and open it again."""
+    if engine == "sqlite":
+        return lambda: SQLiteStore(tmp_path / "relayhook.db")
+    if engine == "postgres":
+        url: str = request.getfixturevalue("postgres_url")
+        return lambda: PostgresStore(url)
+    raise NotImplementedError(engine)
+
+
 @pytest.fixture(params=ENGINES)
 def new_store(request: pytest.FixtureRequest, tmp_path: Path) -> StoreFactory:
-    """Unopened stores over one database, so that a test can close it and open it again."""
-    if request.param == "sqlite":
-        return lambda: SQLiteStore(tmp_path / "relayhook.db")
-    raise NotImplementedError(request.param)
+    return store_factory(request.param, request, tmp_path)
 
 
 @pytest.fixture
@@ -670,7 +695,7 @@ def test_open_store_absolute_path(tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     ("url", "message"),
     [
-        pytest.param("postgresql://db/relayhook", "later release", id="postgresql"),
+        pytest.param("mysql://db/relayhook", "unsupported", id="another database"),
         pytest.param("relayhook.db", "unsupported", id="no scheme"),
         pytest.param("sqlite://host/relayhook.db", "names no file", id="a host"),
         pytest.param("sqlite:///", "names no file", id="no path"),

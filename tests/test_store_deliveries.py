@@ -1,7 +1,7 @@
-"""The delivery half of the store contract, run against every engine (today SQLite).
+"""The delivery half of the store contract, run against every engine (SQLite, PostgreSQL).
 
 Routing at ingest, claims with a lease (ordered or not), finishing, pausing a hook and replay.
-An engine joins by adding a param to `ENGINES` in test_store.py and a branch to `new_store` here.
+An engine joins by adding a param to `ENGINES` and a branch to `store_factory` in test_store.py.
 """
 
 from __future__ import annotations
@@ -15,7 +15,15 @@ from pathlib import Path
 from typing import Any, Literal
 
 import pytest
-from test_store import ENGINES, linked, make_event, make_request, run
+from test_store import (  # noqa: F401  (one_loop_per_test: an autouse fixture)
+    ENGINES,
+    linked,
+    make_event,
+    make_request,
+    one_loop_per_test,
+    run,
+    store_factory,
+)
 
 from relayhook.events import Event
 from relayhook.store import (
@@ -42,9 +50,7 @@ StoreFactory = Callable[[], Store]
 
 @pytest.fixture(params=ENGINES)
 def new_store(request: pytest.FixtureRequest, tmp_path: Path) -> StoreFactory:
-    if request.param == "sqlite":
-        return lambda: SQLiteStore(tmp_path / "relayhook.db")
-    raise NotImplementedError(request.param)
+    return store_factory(request.param, request, tmp_path)
 
 
 @pytest.fixture
