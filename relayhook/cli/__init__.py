@@ -1,6 +1,7 @@
 """The `relayhook` command.
 
-    relayhook serve [--config FILE] [--host H] [--port P] [--role all|web|worker]
+    relayhook serve [--config FILE] [--host H] [--port P] [--role all|web|worker] [--no-migrate]
+    relayhook migrate [--check]              apply the store's pending schema migrations
     relayhook check [FILES...]               connectors and configs; file:key:line on error
     relayhook map CONNECTOR [PAYLOAD] [--query k=v] [--header 'Name: value'] [--method M]
     relayhook remap [--relay NAME]           map kept rejected requests again
@@ -17,13 +18,13 @@ import sys
 from collections.abc import Sequence
 from typing import TextIO
 
-from relayhook.cli import authoring, serve, stored
+from relayhook.cli import authoring, migrate, serve, stored
 from relayhook.errors import LocatedError, LocatedErrors, UsageError
 from relayhook.mapping import MappingError
 from relayhook.settings import DEFAULT_CONFIG
 from relayhook.templating import RenderError
 
-FAMILIES = (serve, authoring, stored)  # each adds its subcommands
+FAMILIES = (serve, migrate, authoring, stored)  # each adds its subcommands
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -43,7 +43,7 @@ def cmd_serve(args: argparse.Namespace, out: TextIO) -> int:
         print(f"\n== relay {relay.name} ({relay.connector.spec.title}) ==\n"
               f"Relay URL: {url}\n{setup}", file=out)
     out.flush()
-    app = create_app(settings, role=args.role)
+    app = create_app(settings, role=args.role, migrate=args.migrate)
     # Everything loaded so far lives as long as the process: out of the collector's sight, a
     # full collection no longer walks it (those took 19-37 ms: the ingest p99 tail).
     gc.collect()
@@ -61,6 +61,9 @@ def register(sub: Any) -> None:
     serve.add_argument("--port", type=int)
     serve.add_argument("--role", choices=["all", "web", "worker"], default="all",
                        help="web: take requests; worker: send deliveries; all: both")
+    serve.add_argument("--no-migrate", dest="migrate", action="store_false",
+                       help="refuse to start on a database with migrations pending, rather than"
+                       " apply them (then run `relayhook migrate` first)")
     serve.add_argument("--log-level", default="info")
     serve.add_argument("--no-access-log", dest="access_log", action="store_false")
     serve.set_defaults(func=cmd_serve)

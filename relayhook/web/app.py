@@ -56,8 +56,11 @@ def create_app(
     new_id: Callable[[], str] = new_uuid,
     rand: random.Random | None = None,
     role: Role = "all",
+    migrate: bool = True,
 ) -> Starlette:
-    """The ASGI app. A store or transport passed in is opened and closed by its owner."""
+    """The ASGI app. A store or transport passed in is opened and closed by its owner. An
+    owned store is migrated when it opens, unless `migrate` is False (then a database that is
+    behind stops the start)."""
     _, relays = load_relays(settings)
     registry = HookRegistry(load_hooks(settings))
     owned_store = store is None
@@ -68,7 +71,7 @@ def create_app(
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         if owned_store:
-            await the_store.open()
+            await the_store.open(migrate=migrate)
         sender = transport
         try:
             await refuse_destinations(settings, registry.hooks, policy, resolver)
