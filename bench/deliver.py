@@ -406,6 +406,22 @@ def _cpu_seconds(pid: int, under: str = "/proc/") -> float:
     return (int(fields[11]) + int(fields[12])) / CLK_TCK
 
 
+def thread_cpu(pid: int) -> tuple[float, float]:
+    """CPU seconds of a process's main thread (the event loop) and of all its other threads
+    together (the SQLite writer, readers) so far."""
+    main = other = 0.0
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        try:
+            seconds = _cpu_seconds(int(task.name), f"/proc/{pid}/task/")
+        except (FileNotFoundError, ProcessLookupError):
+            continue  # a thread that just ended
+        if int(task.name) == pid:
+            main += seconds
+        else:
+            other += seconds
+    return main, other
+
+
 class Server:
     """`relayhook serve` on a fresh config and database in `folder`; stop() is idempotent."""
 
@@ -464,19 +480,7 @@ class Server:
         return _cpu_seconds(self.process.pid)
 
     def thread_cpu(self) -> tuple[float, float]:
-        """CPU seconds of the main thread (the event loop) and of all the others together
-        (the SQLite writer, readers) so far."""
-        main = other = 0.0
-        for task in Path(f"/proc/{self.process.pid}/task").iterdir():
-            try:
-                seconds = _cpu_seconds(int(task.name), f"/proc/{self.process.pid}/task/")
-            except (FileNotFoundError, ProcessLookupError):
-                continue  # a thread that just ended
-            if int(task.name) == self.process.pid:
-                main += seconds
-            else:
-                other += seconds
-        return main, other
+        return thread_cpu(self.process.pid)
 
     def peak_rss_mb(self) -> float:
         for line in Path(f"/proc/{self.process.pid}/status").read_text().splitlines():

@@ -14,17 +14,22 @@ import contextlib
 import logging
 import os
 import time
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import TYPE_CHECKING
+from urllib.parse import urlsplit
 
 from relayhook.connectors import SHIPPED_DIR, Connector, load_connectors
 from relayhook.errors import HookError, LocatedError, LocatedErrors
 from relayhook.hooks import Hook, build_hooks
-from relayhook.live import HookRegistry
+from relayhook.live import LiveConfig
+from relayhook.manage import Manager
 from relayhook.relays import Relay, build_relays
-from relayhook.settings import Settings
+from relayhook.retention import cutoffs_at
+from relayhook.sealing import Sealer, read_or_create_key_file
+from relayhook.settings import RetentionSettings, Settings
 from relayhook.ssrf import (
     DestinationPolicy,
     DestinationRefused,
@@ -32,11 +37,12 @@ from relayhook.ssrf import (
     SystemResolver,
     check_url,
 )
-from relayhook.store import Store, open_store
+from relayhook.store import PruneResult, Store, open_store, sqlite_path
 from relayhook.tomlpos import format_path
 
 if TYPE_CHECKING:
     from relayhook.delivery.dispatcher import Dispatcher
+    from relayhook.spool import Spool
 
 log = logging.getLogger("relayhook")
 
@@ -90,8 +96,9 @@ async def check_destinations(hooks: Mapping[str, Hook], policy: DestinationPolic
         except DestinationRefused as exc:
             refusals[hook.name] = f"destination refused: {exc}"
         except OSError as exc:  # no DNS here now: checked again when sent
+            # The host only: the URL may hold credentials or a token.
             log.warning("hook %r: cannot resolve %s now (%s); checked when sent", hook.name,
-                        url, exc)
+                        urlsplit(url).hostname, exc.strerror or type(exc).__name__)
     return refusals
 
 
@@ -112,6 +119,12 @@ async def refuse_destinations(settings: Settings, hooks: Mapping[str, Hook],
 
 
 
+async def prune_now(store: Store, retention: RetentionSettings, now: float) -> PruneResult:
+    """Delete what `[retention]` lets go at `now` (epoch seconds); what was deleted."""
+    return await store.prune(cutoffs_at(now, days=retention.days, relays=retention.relays,
+                                        hooks=retention.hooks))
+
+
 @contextlib.asynccontextmanager
 async def opened_store(settings: Settings) -> AsyncIterator[Store]:
     """The settings' store, opened for the block and closed after it (the CLI's way in)."""
@@ -127,21 +140,96 @@ def open_settings_store(settings: Settings) -> Store:
     """The store the settings name, not yet opened."""
     try:
         return open_store(settings.storage.url, base_dir=settings.config_dir,
-                          synchronous=settings.storage.synchronous)
+                          synchronous=settings.storage.synchronous,
+                          busy_timeout=settings.storage.busy_timeout)
     except ValueError as exc:
         raise settings.error_at(("storage", "url"), str(exc)) from exc
 
 
-@dataclass
-class Collaborators:
-    """What create_app builds unless given; kept on `app.state.relayhook`."""
+def spool_path(settings: Settings) -> Path:
+    """`[spool] path` (relative to the config file), by default beside the database:
+    relayhook.db -> relayhook.spool."""
+    if settings.spool.path:
+        return settings.config_dir / settings.spool.path
+    try:
+        database = sqlite_path(settings.storage.url, base_dir=settings.config_dir)
+    except ValueError:
+        return settings.config_dir / "relayhook.spool"
+    path = database.with_suffix(".spool")
+    return path if path != database else database.with_name(database.name + ".spool")
 
+
+def key_file(settings: Settings) -> Path:
+    """Where the generated key lives when none is configured: beside the SQLite database
+    (`relayhook.db.key`), or beside the config for another engine."""
+    scheme, _, rest = settings.storage.url.partition("://")
+    if scheme.lower() == "sqlite" and rest.startswith("/") and rest != "/":
+        path = Path(rest[1:])
+        path = path if path.is_absolute() else settings.config_dir / path
+        return path.with_name(path.name + ".key")
+    return settings.config_dir / "relayhook.key"
+
+
+def load_sealer(settings: Settings) -> tuple[Sealer, Path | None]:
+    """The sealer of secrets at rest, and the key file's path if it was made just now."""
+    key = settings.sealing_key()
+    if key is not None:
+        try:
+            return Sealer.from_key(key), None
+        except ValueError as exc:
+            raise settings.error_at(("secrets", "key"), str(exc)) from exc
+    path = key_file(settings)
+    key, created = read_or_create_key_file(path)
+    try:
+        return Sealer.from_key(key), path if created else None
+    except ValueError as exc:
+        raise settings.error_at(("secrets", "key"), f"{path}: {exc}") from exc
+
+
+@dataclass
+class Parts:
+    """The running parts, built from the settings by `assemble` (the app keeps them on
+    `app.state.relayhook`; the CLI uses them without a server)."""
+
+    settings: Settings
+    connectors: dict[str, Connector]
+    live: LiveConfig
     store: Store
-    registry: HookRegistry
-    relays: dict[str, Relay]
+    manager: Manager
+    policy: DestinationPolicy
+    new_key_file: Path | None = None
     dispatcher: Dispatcher | None = None
+    spool: Spool | None = None  # web roles: `spool.depth` requests wait for the store
     tasks: list[asyncio.Task[None]] = field(default_factory=list)
 
     def wake(self) -> None:
         if self.dispatcher is not None:
             self.dispatcher.wake()
+
+
+def assemble(settings: Settings, *, store: Store | None = None,
+             resolver: Resolver | None = None, clock: Callable[[], float] = time.time) -> Parts:
+    """Settings -> connectors, config relays and hooks, the live configuration over them, the
+    destination policy, the store (not opened) and the manager that changes them."""
+    connectors, relays = load_relays(settings)
+    sealer, new_key = load_sealer(settings)
+    live = LiveConfig(load_hooks(settings), relays, connectors=connectors, sealer=sealer)
+    the_store = store if store is not None else open_settings_store(settings)
+    policy = destination_policy(settings)
+    manager = Manager(the_store, live, connectors, public_url=settings.public_url(),
+                      policy=policy, resolver=resolver, clock=clock)
+    return Parts(settings, connectors, live, the_store, manager, policy, new_key)
+
+
+@contextlib.asynccontextmanager
+async def running(settings: Settings) -> AsyncIterator[Parts]:
+    """The assembled parts with the store open and the live configuration read (no server):
+    the CLI's way to change relays and hooks. A running server sees the change within a
+    second."""
+    parts = assemble(settings)
+    await parts.store.open()
+    try:
+        await parts.live.refresh(parts.store, force=True)
+        yield parts
+    finally:
+        await parts.store.close()

@@ -1,9 +1,8 @@
-"""Connectors: one TOML file per provider, validated by the models below and compiled at load.
+"""Connectors: one TOML file per provider, validated against the schema and compiled at load.
 
-The pydantic models are the one source of truth for the schema: `connectors/schema.json` is
-generated from them (`relayhook schema`), and `connectors/README.md` teaches them by example.
-A connector that does not validate or whose templates do not compile fails at load with
-`file:key:line: message`, never mid-request.
+The schema is `relayhook.connector_schema` (pydantic models, the one source of truth:
+`connectors/schema.json` is generated from them). A connector that does not validate or whose
+templates do not compile fails at load with `file:key:line: message`, never mid-request.
 """
 
 from __future__ import annotations
@@ -13,20 +12,31 @@ import tomllib
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Any
+from urllib.parse import urlencode
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import ValidationError
 
-from relayhook.errors import ConnectorError
-from relayhook.templating import (
-    CompiledValue,
-    Template,
-    TemplateError,
-    compile_template,
-    compile_value,
-    is_single_expression,
-    referenced_names,
+from relayhook._shipped import shipped_dir
+from relayhook.connector_schema import (
+    AUTH_SCHEMES,
+    REQUEST_VARIABLES,
+    Accept,
+    Answer,
+    Auth,
+    BasicAuth,
+    BodyFormat,
+    ConnectorSpec,
+    EventRule,
+    Example,
+    HeaderAuth,
+    HmacAuth,
+    Method,
+    NoAuth,
+    StandardWebhooksAuth,
 )
+from relayhook.errors import ConnectorError
+from relayhook.templating import Template, TemplateError, compile_template, is_single_expression
 from relayhook.tomlpos import (
     KeyPath,
     format_path,
@@ -35,189 +45,44 @@ from relayhook.tomlpos import (
     toml_error_line,
     value_line,
 )
+from relayhook.values import CompiledValue, compile_value, parse_loop, value_names
+from relayhook.values import Loop as ParsedLoop
 
-SHIPPED_DIR = Path(__file__).resolve().parent.parent / "connectors"
+__all__ = [
+    "SHIPPED_DIR", "REQUEST_VARIABLES", "Accept", "Answer", "Auth", "BasicAuth", "BodyFormat",
+    "CompiledAnswer", "CompiledRule", "Connector", "ConnectorSpec", "EventRule", "Example",
+    "ExampleRequest", "HeaderAuth", "HmacAuth", "Loop", "Method", "NoAuth",
+    "StandardWebhooksAuth", "connector_files", "emitted_types", "load_connector",
+    "load_connectors",
+]
 
-REQUEST_VARIABLES = ("body", "query", "headers", "method", "relay")
-Method = Literal["GET", "POST", "PUT", "PATCH", "DELETE"]
-BodyFormat = Literal["json-object", "json-array", "form", "query"]
-
-_SCOPE = "Variables in scope: body, query, headers (lower-cased names), method, relay"
-_LOOP_SCOPE = _SCOPE + ", the rule's `let` values and the variables of its `for` loops."
-
-
-class Spec(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
-
-
-class BasicAuth(Spec):
-    """`Authorization: Basic <credentials>`, where the credentials equal the relay's secret."""
-
-    scheme: Literal["basic"] = Field(
-        description="The credentials after `Basic ` equal the relay's secret (constant-time "
-        "comparison). A secret in `user:password` form also matches its base64 encoding.",
-        examples=["basic"],
-    )
-
-
-class HeaderAuth(Spec):
-    """A named header carries the relay's secret."""
-
-    scheme: Literal["header"] = Field(description="A named header equals the secret.")
-    header: str = Field(description="The header's name.", examples=["X-Relay-Token"])
-    prefix: str = Field(
-        default="",
-        description="Text before the secret in the header's value.",
-        examples=["Bearer "],
-    )
-
-
-class HmacAuth(Spec):
-    """A header carries an HMAC of the raw body, keyed with the relay's secret."""
-
-    scheme: Literal["hmac"] = Field(description="A signature over the exact body bytes.")
-    header: str = Field(description="The header holding the signature.", examples=["X-Signature"])
-    algorithm: Literal["sha1", "sha256", "sha512"] = Field(
-        default="sha256", description="The HMAC's hash.", examples=["sha256"]
-    )
-    encoding: Literal["hex", "base64"] = Field(
-        default="hex", description="How the signature is written.", examples=["hex"]
-    )
-    prefix: str = Field(
-        default="", description="Text before the signature.", examples=["sha256="]
-    )
-
-
-class NoAuth(Spec):
-    """No credentials: the relay URL's secret token is the credential."""
-
-    scheme: Literal["none"] = Field(description="Only the secret path authenticates.")
-
-
-Auth = Annotated[BasicAuth | HeaderAuth | HmacAuth | NoAuth, Field(discriminator="scheme")]
-
-
-class Accept(Spec):
-    """What requests the connector takes; anything else is answered 405 or 400."""
-
-    methods: list[Method] = Field(
-        default=["POST"],
-        min_length=1,
-        description="HTTP methods accepted at the relay URL; others get 405.",
-        examples=[["POST"], ["GET", "POST"]],
-    )
-    formats: list[BodyFormat] = Field(
-        default=["json-object"],
-        min_length=1,
-        description="Body formats accepted: `json-object`, `json-array`, `form` "
-        "(application/x-www-form-urlencoded) and `query` (no body; the data is in the query "
-        "string). A body in another format is answered 400 and kept as rejected.",
-        examples=[["json-object"], ["json-array"], ["query", "form", "json-object"]],
-    )
-
-
-class EventRule(Spec):
-    """One rule: which requests it applies to, how it splits them, and the events it makes."""
-
-    name: str | None = Field(
-        default=None, description="A label for errors and docs.", examples=["rule triggered"]
-    )
-    when: str | None = Field(
-        default=None,
-        description="A condition template; the rule makes no event where it is false. It is "
-        "evaluated as soon as the loop variables it uses are bound. " + _LOOP_SCOPE,
-        examples=["{{ body.type == 'rules' }}"],
-    )
-    let: dict[str, str] = Field(
-        default={},
-        description="Named values computed once per request, before the loops and before "
-        "`when`, usable in every other template of the rule (a long expression written once). "
-        "Each sees the ones before it. " + _SCOPE + ".",
-        examples=[{"name": "{{ body.event | default(query.event) | default('') }}"}],
-    )
-    for_: list[str] = Field(
-        default=[],
-        alias="for",
-        description="Nested loops, outermost first, each `name in expression` (or "
-        "`a, b in expression`); the expression must give a list. One event per innermost "
-        "item. " + _LOOP_SCOPE,
-        examples=[["row in body.data.rows", "rule in row.rules"]],
-    )
-    type: str = Field(
-        description="The event type, reverse-DNS style. " + _LOOP_SCOPE,
-        examples=["gmetri.rule.triggered", "synthesisvr.session.{{ item.action }}d"],
-    )
-    source: str = Field(
-        description="Where the event happened (CloudEvents `source`). " + _LOOP_SCOPE,
-        examples=["gmetri/{{ body.data.orgSlug }}/{{ body.data.depSlug }}"],
-    )
-    subject: str | None = Field(
-        default=None,
-        description="Whom the event is about (a viewer, a customer, a player); numbers become "
-        "strings. " + _LOOP_SCOPE,
-        examples=["{{ row.identifier }}"],
-    )
-    time: str | None = Field(
-        default=None,
-        description="When it happened: RFC 3339 / ISO 8601 text, or a number of epoch "
-        "milliseconds (`| epoch_s` for seconds). Absent or empty: the time Relayhook received "
-        "the request. " + _LOOP_SCOPE,
-        examples=["{{ rule.timestamp }}"],
-    )
-    data: Any = Field(
-        default="{{ body }}",
-        description="The event's payload: a template, or a table/array whose strings are "
-        "templates. A single `{{ expression }}` keeps its native type. " + _LOOP_SCOPE,
-        examples=["{{ row.variables }}", {"rule_id": "{{ rule.cid }}"}],
-    )
-    key: str | None = Field(
-        default=None,
-        description="A de-duplication key: events with the same key on the same relay are one "
-        "event (the id derives from relay and key). " + _LOOP_SCOPE,
-        examples=["{{ item.uuid }}:{{ item.action }}"],
-    )
-
-
-class ConnectorSpec(Spec):
-    """How one provider's webhook is authenticated, parsed and split into events."""
-
-    id: str = Field(
-        pattern=r"^[a-z0-9][a-z0-9_-]*$",
-        description="The connector's id; equals the file's name without `.toml`.",
-        examples=["gmetri"],
-    )
-    title: str = Field(description="The provider's name as users know it.", examples=["GMetri"])
-    description: str = Field(default="", description="One paragraph: what the provider sends.")
-    setup: str = Field(
-        default="",
-        description="What to paste where in the provider's settings, shown when a relay starts. "
-        "A template with `relay_url` and `secret` in scope.",
-        examples=["Webhook URL: {{ relay_url }}\nWebhook Basic Auth String: {{ secret }}"],
-    )
-    accept: Accept = Field(default_factory=Accept, description="Methods and body formats.")
-    auth: Auth = Field(description="How a request proves it comes from the provider.")
-    example: str | None = Field(
-        default=None,
-        description="A file of an example body, relative to the connector's file.",
-        examples=["examples/gmetri-rules.json"],
-    )
-    example_query: dict[str, str] = Field(
-        default={},
-        description="Query parameters of the example request.",
-        examples=[{"trigger": "push_click", "user": "u-123"}],
-    )
-    events: list[EventRule] = Field(
-        min_length=1, description="Event rules; every rule that applies makes its events."
-    )
+SHIPPED_DIR = shipped_dir("connectors")
 
 
 @dataclass(frozen=True, slots=True)
 class Loop:
     """A `for` loop of a rule."""
 
-    names: tuple[str, ...]
-    iterable: Template
+    loop: ParsedLoop
     level: int  # how many loops enclose this one
+
+    @property
+    def names(self) -> tuple[str, ...]:
+        return self.loop.names
+
+    @property
+    def iterable(self) -> Template:
+        return self.loop.iterable
+
+
+@dataclass(frozen=True, slots=True)
+class CompiledAnswer:
+    """A rule's answer to the provider, compiled (rendered with the request's variables)."""
+
+    status: int
+    content_type: str | None
+    body: CompiledValue
+    headers: dict[str, Template]
 
 
 @dataclass(frozen=True, slots=True)
@@ -230,6 +95,28 @@ class CompiledRule:
     lets: tuple[tuple[str, Template], ...]
     loops: tuple[Loop, ...]
     fields: dict[str, tuple[int, CompiledValue]]  # name -> (level, template); "when" included
+    answer: CompiledAnswer | None = None
+    reject: Template | None = None
+
+    @property
+    def decides(self) -> bool:
+        """Whether the rule, when it applies, takes the request whole (answers or refuses)."""
+        return self.answer is not None or self.reject is not None
+
+    @property
+    def makes_events(self) -> bool:
+        return "type" in self.fields
+
+
+@dataclass(frozen=True, slots=True)
+class ExampleRequest:
+    """One of a connector's example requests, as the provider would send it."""
+
+    name: str
+    method: str
+    query: str
+    headers: tuple[tuple[str, str], ...]
+    body: bytes
 
 
 @dataclass(frozen=True, slots=True)
@@ -250,21 +137,38 @@ class Connector:
             return None
         return (self.path.parent / self.spec.example).read_bytes()
 
+    def examples(self) -> list[ExampleRequest]:
+        """Every example request: `example`/`example_query` first (named `example`), then
+        `[[examples]]` (named by `name`, else `examples[N]`)."""
+        given: list[tuple[str, Example]] = []
+        if self.spec.example is not None or self.spec.example_query:
+            given.append(("example", Example(body=self.spec.example,
+                                             query=self.spec.example_query)))
+        given += [(ex.name or f"examples[{i}]", ex) for i, ex in enumerate(self.spec.examples)]
+        return [self._request(name, ex) for name, ex in given]
 
-_LOOP = re.compile(
-    r"^\s*(?P<names>[A-Za-z_]\w*(?:\s*,\s*[A-Za-z_]\w*)*)\s+in\s+(?P<expr>.+)$", re.S
-)
+    def _request(self, name: str, example: Example) -> ExampleRequest:
+        body = b"" if example.body is None else (self.path.parent / example.body).read_bytes()
+        method = example.method or self.spec.accept.methods[-1]
+        headers = tuple((k.lower(), v) for k, v in example.headers.items())
+        return ExampleRequest(name, method, urlencode(example.query), headers, body)
 
 
-def _compile_loop(source: str, level: int, name: str, bound: set[str]) -> Loop:
-    match = _LOOP.match(source)
-    if match is None:
-        raise TemplateError(name, f"expected `name in expression`, got {source!r}")
-    names = tuple(part.strip() for part in match.group("names").split(","))
-    for loop_name in names:
-        _check_free(loop_name, bound, name)
-    expr = match.group("expr").strip()
-    return Loop(names, compile_template("{{ " + expr + " }}", name), level)
+def emitted_types(connector: Connector) -> tuple[set[str], set[str]]:
+    """The event types the connector can emit: literal ones, and the literal prefixes of
+    templated ones (`gamify.` of `gamify.{{ ... }}`; `""` for a type that is all template)."""
+    literal: set[str] = set()
+    prefixes: set[str] = set()
+    for rule in connector.spec.events:
+        text = rule.type
+        if text is None:
+            continue
+        cut = min((i for i in (text.find("{{"), text.find("{%")) if i >= 0), default=-1)
+        if cut < 0:
+            literal.add(text.strip())
+        else:
+            prefixes.add(text[:cut].strip())
+    return literal, prefixes
 
 
 def _check_free(variable: str, bound: set[str], name: str) -> None:
@@ -276,7 +180,7 @@ def _check_free(variable: str, bound: set[str], name: str) -> None:
 
 def _level(source: Any, loops: tuple[Loop, ...]) -> int:
     """The number of loops that must be entered before `source` can be rendered."""
-    names = _names_in(source)
+    names = value_names(source)
     level = 0
     for loop in loops:
         if names & set(loop.names):
@@ -284,21 +188,25 @@ def _level(source: Any, loops: tuple[Loop, ...]) -> int:
     return level
 
 
-def _names_in(value: Any) -> set[str]:
-    if isinstance(value, str):
-        return referenced_names(value)
-    if isinstance(value, dict):
-        return set().union(*(_names_in(v) for v in value.values()))
-    if isinstance(value, list):
-        return set().union(*(_names_in(v) for v in value))
-    return set()
-
-
 RULE_FIELDS = ("when", "type", "source", "subject", "time", "data", "key")
+
+
+def _check_kind(rule: EventRule, prefix: str) -> None:
+    """A rule makes events (type and source), answers, or rejects (and then nothing else)."""
+    makes_events = rule.type is not None or rule.source is not None
+    if rule.reject is not None and (makes_events or rule.answer is not None):
+        raise TemplateError(f"{prefix}.reject", "a rule that rejects makes no event and gives "
+                                                "no answer: drop type, source and answer")
+    if makes_events or rule.answer is None and rule.reject is None:
+        for key in ("type", "source"):
+            if getattr(rule, key) is None:
+                raise TemplateError(f"{prefix}.{key}", "required key is missing (or answer, "
+                                                       "or reject)")
 
 
 def _compile_rule(rule: EventRule, index: int) -> CompiledRule:
     prefix = f"events[{index}]"
+    _check_kind(rule, prefix)
     lets: list[tuple[str, Template]] = []
     loops: list[Loop] = []
     bound: set[str] = set()
@@ -307,7 +215,9 @@ def _compile_rule(rule: EventRule, index: int) -> CompiledRule:
         lets.append((name, compile_template(source, f"{prefix}.let.{name}")))
         bound.add(name)
     for depth, source in enumerate(rule.for_):
-        loop = _compile_loop(source, depth, f"{prefix}.for[{depth}]", bound)
+        loop = Loop(parse_loop(source, f"{prefix}.for[{depth}]"), depth)
+        for loop_name in loop.names:
+            _check_free(loop_name, bound, f"{prefix}.for[{depth}]")
         bound.update(loop.names)
         loops.append(loop)
     frozen_loops = tuple(loops)
@@ -325,7 +235,53 @@ def _compile_rule(rule: EventRule, index: int) -> CompiledRule:
         value = getattr(rule, name)
         if value is not None:
             fields[name] = (_level(value, frozen_loops), compile_value(value, f"{prefix}.{name}"))
-    return CompiledRule(prefix, rule.name or prefix, tuple(lets), frozen_loops, fields)
+    answer, reject = _compile_decision(rule, prefix, frozen_loops)
+    return CompiledRule(prefix, rule.name or prefix, tuple(lets), frozen_loops, fields,
+                        answer, reject)
+
+
+def _compile_decision(rule: EventRule, prefix: str, loops: tuple[Loop, ...]
+                      ) -> tuple[CompiledAnswer | None, Template | None]:
+    """A rule's answer or rejection: one per request, so they read no loop variable (nor may
+    the rule's `when`, which decides whether the request is taken whole)."""
+    if rule.answer is None and rule.reject is None:
+        return None, None
+    for key, value in (("when", rule.when), ("reject", rule.reject),
+                       ("answer.body", rule.answer.body if rule.answer else None),
+                       ("answer.headers", rule.answer.headers if rule.answer else None)):
+        if value is not None and _level(value, loops) > 0:
+            raise TemplateError(f"{prefix}.{key}", "is decided once per request: it may not "
+                                                   "read a loop variable")
+    if rule.reject is not None:
+        return None, compile_template(rule.reject, f"{prefix}.reject")
+    spec = rule.answer
+    assert spec is not None
+    for name in spec.headers:
+        if not re.fullmatch(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+", name) or name.lower() in (
+                "content-length", "transfer-encoding", "connection", "content-type"):
+            raise TemplateError(f"{prefix}.answer.headers.{name}", f"{name!r} cannot be set "
+                                "here (content_type sets the Content-Type)")
+    headers = {k: compile_template(v, f"{prefix}.answer.headers.{k}")
+               for k, v in spec.headers.items()}
+    body = compile_value(spec.body, f"{prefix}.answer.body")
+    return CompiledAnswer(spec.status, spec.content_type, body, headers), None
+
+
+def _check_auth(auth: Auth) -> None:
+    """Compile an `hmac` scheme's templates and pattern, so that a mistake fails at load."""
+    if not isinstance(auth, HmacAuth):
+        return
+    if auth.pattern is not None:
+        try:
+            compiled = re.compile(auth.pattern)
+        except re.error as exc:
+            raise TemplateError("auth.pattern", f"not a regular expression: {exc}") from exc
+        if compiled.groups > 1:
+            raise TemplateError("auth.pattern", "at most one group: the signature")
+    for key in ("content", "timestamp"):
+        source = getattr(auth, key)
+        if source is not None:
+            compile_template(source, f"auth.{key}")
 
 
 def _key_path(name: str) -> KeyPath:
@@ -333,6 +289,11 @@ def _key_path(name: str) -> KeyPath:
     for token in re.findall(r"[^.\[\]]+|\[\d+\]", name):
         parts.append(int(token[1:-1]) if token.startswith("[") else token)
     return tuple(parts)
+
+
+def line_in(text: str, name: str) -> int:
+    """The line of a key path (`events[0].data.answers.key`) in a connector file's text."""
+    return value_line(text, line_of(locate_keys(text), _key_path(name)))
 
 
 def load_connector(path: Path) -> Connector:
@@ -357,12 +318,16 @@ def load_connector(path: Path) -> Connector:
     try:
         rules = tuple(_compile_rule(rule, i) for i, rule in enumerate(spec.events))
         setup = compile_template(spec.setup, "setup")
+        _check_auth(spec.auth)
     except TemplateError as exc:
         line = value_line(text, line_of(lines, _key_path(exc.name))) + exc.line - 1
         raise ConnectorError(path, exc.name, line, exc.message) from exc
-    if spec.example is not None and not (path.parent / spec.example).is_file():
-        raise ConnectorError(path, "example", line_of(lines, ("example",)),
-                             f"no such file: {spec.example}")
+    files = [("example", spec.example)] + [
+        (f"examples[{i}].body", ex.body) for i, ex in enumerate(spec.examples)]
+    for key, name in files:
+        if name is not None and not (path.parent / name).is_file():
+            raise ConnectorError(path, key, line_of(lines, _key_path(key)),
+                                 f"no such file: {name}")
     return Connector(spec, path, rules, setup)
 
 
@@ -375,7 +340,7 @@ def _read_text(path: Path) -> str:
 
 def _without_union_tags(loc: tuple[str | int, ...]) -> tuple[str | int, ...]:
     # pydantic puts the discriminator's value after `auth`: ("auth", "hmac", "header").
-    tags = ("basic", "header", "hmac", "none")
+    tags = AUTH_SCHEMES
     return tuple(
         part for i, part in enumerate(loc) if not (i > 0 and loc[i - 1] == "auth" and part in tags)
     )
@@ -387,7 +352,7 @@ def _pydantic_message(error: Any) -> str:
         return "unknown key (a typo?)"
     if error["type"] == "missing":
         return "required key is missing"
-    return message
+    return message.removeprefix("Value error, ")
 
 
 def connector_files(dirs: Iterable[Path]) -> list[Path]:

@@ -8,6 +8,9 @@
      ├── LocatedErrors         several of the above at once, one per line
      ├── UsageError            a command was asked for something that is not there
      ├── SpecError             one value of a spec is wrong: a key path and why (no file yet)
+     ├── InvalidError          a spec is wrong in one or more places (a list of SpecError)
+     ├── NotFoundError         no relay, hook, delivery or request by that name or id
+     ├── ConflictError         a name taken, or a change to something the config defines
      ├── TemplateError         a template does not compile          (relayhook.templating)
      ├── RenderError           a template failed on this input      (relayhook.templating)
      ├── MappingError          a request cannot become events       (relayhook.mapping)
@@ -70,3 +73,20 @@ class LocatedErrors(RelayhookError):
     def __init__(self, errors: list[LocatedError]) -> None:
         super().__init__("\n".join(str(error) for error in errors))
         self.errors = errors
+
+
+class InvalidError(RelayhookError):
+    """A spec (a hook, a relay) is wrong in one or more places; the API answers 422 with each
+    as `{"field": ..., "message": ...}`."""
+
+    def __init__(self, errors: list[SpecError]) -> None:
+        super().__init__("; ".join(str(error) for error in errors))
+        self.errors = errors
+
+
+class NotFoundError(RelayhookError):
+    """No relay, hook, delivery or request by that name or id (the API answers 404)."""
+
+
+class ConflictError(RelayhookError):
+    """A name is taken, or the change would alter something the config file defines (409)."""

@@ -21,23 +21,26 @@ import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
+from urllib.parse import urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from relayhook.errors import HookError, SpecError
+from relayhook._shipped import shipped_dir
+from relayhook.errors import HookError, InvalidError, SpecError
+from relayhook.redaction import SecretPlaces, strip_secrets
 from relayhook.retry import DEFAULT_SCHEDULE
+from relayhook.ssrf import check_url_text
 from relayhook.templating import (
-    CompiledValue,
     Template,
     TemplateError,
     compile_json_text,
     compile_template,
-    compile_value,
     is_single_expression,
 )
 from relayhook.tomlpos import format_path
+from relayhook.values import CompiledValue, compile_value
 
-PRESETS_DIR = Path(__file__).resolve().parent.parent / "templates" / "presets"
+PRESETS_DIR = shipped_dir("presets")
 
 HookMethod = Literal["GET", "POST", "PUT", "PATCH", "DELETE"]
 BodyFormat = Literal["json", "form", "text"]
@@ -161,6 +164,7 @@ class Hook:
     ordered: bool
     signing_secret: Template | None
     patterns: tuple[re.Pattern[str], ...] = field(repr=False)
+    secret_places: SecretPlaces = field(default=SecretPlaces(), repr=False)
 
     @property
     def name(self) -> str:
@@ -171,12 +175,9 @@ class Hook:
         return self.spec.active
 
     def stored_spec(self) -> dict[str, Any]:
-        """The hook as written, for the store: a literal signing secret is left out (a
-        `{{ secrets.name }}` reference is kept; secrets live in the settings only)."""
-        spec = self.spec.model_dump(exclude_defaults=True)
-        if "{{" not in (self.spec.signing_secret or "{{"):
-            spec["signing_secret"] = "[redacted]"
-        return spec
+        """The hook as written, for the store and the API: `[redacted]` in place of every
+        secret value (relayhook.redaction); `{{ secrets.name }}` references are kept."""
+        return strip_secrets(self.spec.model_dump(exclude_defaults=True))
 
     def matches(self, event_type: str, relay: str) -> bool:
         if self.spec.relays and relay not in self.spec.relays:
@@ -193,7 +194,8 @@ def expand_placeholders(url: str) -> str:
     return _PLACEHOLDER.sub(lambda m: "{{ (" + m.group(1) + ") | path_segment }}", url)
 
 
-def _pattern(text: str) -> re.Pattern[str]:
+def pattern_regex(text: str) -> re.Pattern[str]:
+    """The regex of a hook's event pattern."""
     # `*` matches within and across dots: `gmetri.*` takes every GMetri event.
     return re.compile(".*".join(re.escape(part) for part in text.split("*")))
 
@@ -242,6 +244,7 @@ def compile_hook(spec: HookSpec) -> Hook:
     fmt = spec.body_format or "json"
     if spec.url is None:
         raise TemplateError("url", "required key is missing (or a preset that sets it)")
+    check_url_spec(expand_placeholders(spec.url), spec.headers)
     for name in spec.headers:
         if name.lower() in FORBIDDEN_HEADERS or not re.fullmatch(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+",
                                                                    name):
@@ -271,8 +274,35 @@ def compile_hook(spec: HookSpec) -> Hook:
         signing_secret=(
             compile_template(spec.signing_secret, "signing_secret") if spec.signing_secret else None
         ),
-        patterns=tuple(_pattern(p) for p in spec.events),
+        patterns=tuple(pattern_regex(p) for p in spec.events),
+        secret_places=SecretPlaces.of(spec.model_dump()),
     )
+
+
+_TEMPLATE_PART = re.compile(r"\{\{.*?\}\}|\{%.*?%\}|\{#.*?#\}", re.DOTALL)
+
+
+def check_url_spec(url: str, headers: dict[str, str]) -> None:
+    """Refuse, rather than alter, a URL whose written parts hold a space or a control
+    character (inside `{{ }}` they are template syntax), and URL credentials beside an
+    `Authorization` header (the client could send only one of them). Raises SpecError."""
+    written = _TEMPLATE_PART.sub("x", url)
+    unsafe = check_url_text(written)
+    if unsafe is not None:
+        raise SpecError(("url",), f"the URL {unsafe}")
+    if has_userinfo(written) and any(name.lower() == "authorization" for name in headers):
+        raise SpecError(("url",), AUTHORIZATION_TWICE)
+
+
+AUTHORIZATION_TWICE = (
+    "the URL holds credentials (user:password@) and the hook sets an Authorization header: "
+    "a request carries one Authorization, so keep only one of them"
+)
+
+
+def has_userinfo(url: str) -> bool:
+    """Whether `url` carries credentials (`https://user:password@host/`)."""
+    return "@" in urlsplit(url).netloc
 
 
 def decode_whsec(secret: str) -> bytes:
@@ -283,6 +313,24 @@ def decode_whsec(secret: str) -> bytes:
         return base64.b64decode(text + "=" * (-len(text) % 4), validate=True)
     except ValueError as exc:
         raise ValueError("a whsec_ secret is whsec_ and base64") from exc
+
+
+def validate_hook(raw: dict[str, Any], presets_dir: Path = PRESETS_DIR) -> Hook:
+    """One hook as written (a `[[hooks]]` table, or the same keys as JSON), merged over its
+    preset and compiled. InvalidError lists what is wrong, each at its key path."""
+    try:
+        return compile_hook(HookSpec.model_validate(merge_preset(raw, presets_dir)))
+    except SpecError as exc:
+        raise InvalidError([exc]) from exc
+    except ValidationError as exc:
+        raise InvalidError([
+            SpecError(tuple(error["loc"]), "unknown key (a typo?)"
+                      if error["type"] == "extra_forbidden" else error["msg"])
+            for error in exc.errors()
+        ]) from exc
+    except TemplateError as exc:
+        # `headers.X.Custom` is the header `X.Custom`: split at the first dot only
+        raise InvalidError([SpecError(tuple(exc.name.split(".", 1)), exc.message)]) from exc
 
 
 def build_hooks(raw_hooks: list[dict[str, Any]], where: str = "(config)",
@@ -299,17 +347,10 @@ def build_hooks(raw_hooks: list[dict[str, Any]], where: str = "(config)",
 
     for index, raw in enumerate(raw_hooks):
         try:
-            hook = compile_hook(HookSpec.model_validate(merge_preset(raw, presets_dir)))
-        except SpecError as exc:
-            raise fail(index, exc.key, exc.message) from exc
-        except ValidationError as exc:
-            error = exc.errors()[0]
-            typo = error["type"] == "extra_forbidden"
-            raise fail(index, tuple(error["loc"]),
-                       "unknown key (a typo?)" if typo else error["msg"]) from exc
-        except TemplateError as exc:
-            # `headers.X.Custom` is the header `X.Custom`: split at the first dot only
-            raise fail(index, tuple(exc.name.split(".", 1)), exc.message) from exc
+            hook = validate_hook(raw, presets_dir)
+        except InvalidError as exc:
+            first = exc.errors[0]
+            raise fail(index, first.key, first.message) from exc
         if hook.name in hooks:
             raise fail(index, ("name",), f"two hooks are named {hook.name!r}")
         hooks[hook.name] = hook

@@ -8,20 +8,20 @@ integrator: what was wrong, and where.
 
 from __future__ import annotations
 
-import itertools
 import json
 import math
 import re
-from collections.abc import Callable, ItemsView, Iterator, KeysView, Mapping, ValuesView
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import parse_qsl
 
-from relayhook.connectors import CompiledRule, Connector
+from relayhook.connectors import CompiledAnswer, CompiledRule, Connector
 from relayhook.errors import RelayhookError
 from relayhook.events import Event, format_time, keyed_event_id, parse_time
 from relayhook.templating import RenderError
+from relayhook.values import describe
 
 MAX_EVENTS = 50_000  # events one request may make (GMetri's largest: 500 rows x their rules)
 
@@ -75,11 +75,44 @@ def _parse_json(body: bytes) -> Any:
     except UnicodeDecodeError as exc:
         raise MappingError(f"body is not UTF-8 text: byte {exc.start} is invalid") from exc
     try:
-        return json.loads(text)
+        value = _loads(text)
+        if "\\ud" in text or "\\uD" in text:  # only escapes make lone surrogates
+            value = _without_lone_surrogates(value)
     except json.JSONDecodeError as exc:
         raise MappingError(_json_error(exc, text)) from exc
     except RecursionError as exc:
         raise MappingError("body is not valid JSON: nested too deeply") from exc
+    return value
+
+
+def _loads(text: str) -> Any:
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError:
+        raise
+    except ValueError:
+        # An integer longer than int() takes (4300 digits, CVE-2020-10735): parsed again,
+        # keeping such integers as the text of their digits, so that no digit is lost.
+        return json.loads(text, parse_int=_int_or_digits)
+
+
+def _int_or_digits(digits: str) -> int | str:
+    try:
+        return int(digits)
+    except ValueError:
+        return digits
+
+
+_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def _without_lone_surrogates(value: Any) -> Any:
+    """`value` with each lone surrogate (`"\\ud800"`: valid JSON, not Unicode text, not
+    storable) replaced by U+FFFD, as a UTF-8 decoder does; the raw body keeps the original."""
+    text = json.dumps(value, ensure_ascii=False)
+    if _SURROGATE.search(text) is None:  # surrogate pairs only: real characters
+        return value
+    return json.loads(_SURROGATE.sub("\ufffd", text), parse_int=_int_or_digits)
 
 
 def _json_kind(value: Any) -> str:
@@ -141,6 +174,28 @@ def request_scope(connector: Connector, request: InboundRequest, relay: str) -> 
     }
 
 
+@dataclass(frozen=True, slots=True)
+class ProviderAnswer:
+    """What a rule that answers sends the provider instead of Relayhook's JSON."""
+
+    status: int
+    headers: tuple[tuple[str, str], ...]  # Content-Type first
+    body: bytes
+
+    def to_json(self) -> dict[str, Any]:
+        """For `relayhook map`: status, headers and the body as text."""
+        return {"status": self.status, "headers": dict(self.headers),
+                "body": self.body.decode("utf-8", errors="replace")}
+
+
+@dataclass(frozen=True, slots=True)
+class Mapped:
+    """A request's events and, when a rule answers it, the answer the provider gets."""
+
+    events: list[Event]
+    answer: ProviderAnswer | None = None
+
+
 def map_request(
     connector: Connector,
     request: InboundRequest,
@@ -150,28 +205,92 @@ def map_request(
     new_id: Callable[[], str],
 ) -> list[Event]:
     """All events the connector's rules make of one request (possibly none)."""
+    return map_inbound(connector, request, relay=relay, received_at=received_at,
+                       new_id=new_id).events
+
+
+def map_inbound(
+    connector: Connector,
+    request: InboundRequest,
+    *,
+    relay: str,
+    received_at: datetime,
+    new_id: Callable[[], str],
+) -> Mapped:
+    """The request's events, and the answer a rule gives the provider, if one does.
+
+    Rules that answer or refuse are tried first, in order: the first that applies takes the
+    request whole (a refusal raises MappingError; an answer comes with the events of that rule
+    alone). Otherwise every event rule that applies makes its events."""
     scope = request_scope(connector, request, relay)
     builder = _EventBuilder(relay, format_time(received_at), new_id)
-    events: list[Event] = []
-    applied = 0
-    for rule in connector.rules:
-        values: dict[str, Any] = {}
-        try:
-            rule_scope = _bind_lets(rule, scope)
-            if not _render_level(rule, 0, rule_scope, values):
-                continue
-            applied += 1
-            for done in _expand(rule, 0, rule_scope, values):
-                events.append(builder.build(rule, done))
-                if len(events) > MAX_EVENTS:
-                    raise MappingError(f"{connector.id}: more than {MAX_EVENTS} events from one "
-                                       "request")
-        except RenderError as exc:
-            raise MappingError(f"{connector.id}: {exc}") from exc
+    try:
+        for rule in connector.rules:
+            if rule.decides:
+                decided = _decide(connector, rule, scope, builder)
+                if decided is not None:
+                    return decided
+        events: list[Event] = []
+        applied = 0
+        for rule in connector.rules:
+            if not rule.decides:
+                applied += _apply(connector, rule, scope, builder, events)
+    except RenderError as exc:
+        raise MappingError(f"{connector.id}: {exc}") from exc
     if not applied:
         names = "; ".join(rule.label for rule in connector.rules)
         raise MappingError(f"{connector.id}: no event rule applies to this request ({names})")
-    return events
+    return Mapped(events)
+
+
+def _apply(connector: Connector, rule: CompiledRule, scope: dict[str, Any],
+           builder: _EventBuilder, events: list[Event]) -> int:
+    """Add the rule's events; 1 if the rule applied to the request, else 0."""
+    values: dict[str, Any] = {}
+    rule_scope = _bind_lets(rule, scope)
+    if not _render_level(rule, 0, rule_scope, values):
+        return 0
+    for done in _expand(rule, 0, rule_scope, values):
+        events.append(builder.build(rule, done))
+        if len(events) > MAX_EVENTS:
+            raise MappingError(f"{connector.id}: more than {MAX_EVENTS} events from one request")
+    return 1
+
+
+def _decide(connector: Connector, rule: CompiledRule, scope: dict[str, Any],
+            builder: _EventBuilder) -> Mapped | None:
+    rule_scope = _bind_lets(rule, scope)
+    when = rule.fields.get("when")
+    if when is not None and not when[1].render(rule_scope):
+        return None
+    if rule.reject is not None:
+        raise MappingError(f"{connector.id}: {_text_of(rule.reject.render(rule_scope))}")
+    assert rule.answer is not None
+    events: list[Event] = []
+    if rule.makes_events:
+        _apply(connector, rule, scope, builder, events)
+    return Mapped(events, _answer(rule.answer, rule_scope, rule.name))
+
+
+def _text_of(value: Any) -> str:
+    return value if isinstance(value, str) else json.dumps(value, ensure_ascii=False)
+
+
+def _answer(answer: CompiledAnswer, scope: dict[str, Any], name: str) -> ProviderAnswer:
+    value = answer.body.render(scope)
+    if isinstance(value, str):
+        body, content_type = value.encode("utf-8"), "text/plain; charset=utf-8"
+    else:
+        data = _json_data(value, f"{name}.answer.body")
+        body = json.dumps(data, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
+        content_type = "application/json"
+    headers = [("content-type", answer.content_type or content_type)]
+    for header, template in answer.headers.items():
+        text = _text_of(template.render(scope))
+        if any(c in text for c in "\r\n\0"):
+            raise RenderError(template.name, "a header value may not hold CR, LF or NUL")
+        headers.append((header.lower(), text))
+    return ProviderAnswer(answer.status, tuple(headers), body)
 
 
 def _bind_lets(rule: CompiledRule, scope: dict[str, Any]) -> dict[str, Any]:
@@ -202,43 +321,16 @@ def _expand(
     if level == len(rule.loops):
         yield values
         return
-    loop = rule.loops[level]
-    for item in _iterate(loop.iterable.render(scope), loop.iterable.name):
-        inner = dict(scope)
-        if len(loop.names) == 1:
-            inner[loop.names[0]] = item
-        else:
-            inner.update(_unpack(loop.names, item, loop.iterable.name))
+    loop = rule.loops[level].loop
+    for item in loop.items(scope):
+        inner = {**scope, **loop.bind(item)}
         inner_values = dict(values)
         if _render_level(rule, level + 1, inner, inner_values):
             yield from _expand(rule, level + 1, inner, inner_values)
 
 
-def _iterate(value: Any, name: str) -> Any:
-    if isinstance(value, list | tuple | ItemsView | KeysView | ValuesView):
-        return value
-    if isinstance(value, Iterator):  # `| items`, `| map(...)`: bounded, then a list
-        items = list(itertools.islice(value, MAX_EVENTS + 1))
-        if len(items) > MAX_EVENTS:
-            raise RenderError(name, f"more than {MAX_EVENTS} items to loop over")
-        return items
-    raise RenderError(name, f"expected a list to loop over, got {_kind(value)}")
-
-
-def _unpack(names: tuple[str, ...], item: Any, name: str) -> dict[str, Any]:
-    if not isinstance(item, list | tuple) or len(item) != len(names):
-        raise RenderError(name, f"cannot unpack {_kind(item)} into {', '.join(names)}")
-    return dict(zip(names, item, strict=True))
-
-
 def _kind(value: Any) -> str:
-    if value is None:
-        return "null"
-    if isinstance(value, dict):
-        return "an object"
-    if isinstance(value, str):
-        return f"the string {value[:40]!r}"
-    return type(value).__name__
+    return describe(value)
 
 
 _TYPE = re.compile(r"^[A-Za-z0-9](?:[A-Za-z0-9._:/-]*[A-Za-z0-9])?$")

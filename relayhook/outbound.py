@@ -15,7 +15,7 @@ import hashlib
 import hmac
 import json
 import shlex
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import parse_qsl, quote, quote_plus, urlencode, urlsplit, urlunsplit
@@ -24,11 +24,14 @@ import yarl
 
 from relayhook import __version__
 from relayhook.events import Event
-from relayhook.hooks import Hook, decode_whsec
-from relayhook.templating import CompiledValue, RenderError, Template
+from relayhook.hooks import AUTHORIZATION_TWICE, Hook, decode_whsec, has_userinfo
+from relayhook.redaction import REDACTED, SecretPlaces
+from relayhook.ssrf import check_url_text
+from relayhook.templating import RenderError, Template
+from relayhook.values import CompiledValue
 
 USER_AGENT = f"Relayhook/{__version__}"
-REDACTED = "[redacted]"
+NO_PLACES = SecretPlaces()
 CONTENT_TYPES = {
     "json": "application/json",
     "form": "application/x-www-form-urlencoded",
@@ -46,25 +49,28 @@ class OutboundRequest:
     def header(self, name: str) -> str | None:
         return next((v for k, v in self.headers if k.lower() == name.lower()), None)
 
-    def record(self, secrets: Mapping[str, str]) -> dict[str, Any]:
-        """The request as kept in the history: every secret's value replaced by [redacted]."""
-        hide = _hidden_forms(tuple(secrets.values()))
-
-        def redact(text: str) -> str:
-            for value in hide:
-                text = text.replace(value, REDACTED)
-            return text
-
+    def record(self, secrets: Mapping[str, str],
+               places: SecretPlaces = NO_PLACES) -> dict[str, Any]:
+        """The request as kept in the history: `[redacted]` for every `[secrets]` value
+        wherever it appears, and at every place the hook keeps a secret of its own (header and
+        query values by name, the URL's password)."""
+        redact = redactor(secrets, places)
         try:
             body, encoding = redact(self.body.decode("utf-8")), "utf-8"
         except UnicodeDecodeError:
             body, encoding = base64.b64encode(self.body).decode("ascii"), "base64"
         parts = urlsplit(self.url)
-        query = urlencode([(k, redact(v)) for k, v in parse_qsl(parts.query, True)], safe="[]/")
+        query = urlencode([(k, REDACTED if k in places.params else redact(v))
+                           for k, v in parse_qsl(parts.query, True)], safe="[]/")
+        netloc = parts.netloc
+        if parts.password is not None:
+            user, _, host = netloc.rpartition("@")
+            netloc = f"{user.partition(':')[0]}:{REDACTED}@{host}"
         return {
             "method": self.method,
-            "url": redact(urlunsplit(parts._replace(query=query))),
-            "headers": [[k, redact(v)] for k, v in self.headers],
+            "url": redact(urlunsplit(parts._replace(netloc=netloc, query=query))),
+            "headers": [[k, REDACTED if k.lower() in places.headers else redact(v)]
+                        for k, v in self.headers],
             "body": body,
             "body_encoding": encoding,
         }
@@ -81,14 +87,26 @@ class OutboundRequest:
         return " ".join(shlex.quote(part) for part in parts)
 
 
-@functools.lru_cache(maxsize=16)
+def redactor(secrets: Mapping[str, str], places: SecretPlaces = NO_PLACES) -> Callable[[str], str]:
+    """A function that writes [redacted] over every form of every secret in a text."""
+    hide = _hidden_forms(tuple(secrets.values()) + places.values)
+
+    def redact(text: str) -> str:
+        for value in hide:
+            text = text.replace(value, REDACTED)
+        return text
+
+    return redact
+
+
+@functools.lru_cache(maxsize=64)
 def _hidden_forms(secrets: tuple[str, ...]) -> tuple[str, ...]:
     # Computed once per set of secrets, not once per delivery: this is the delivery hot path.
-    forms = {form for secret in secrets if len(secret) >= 4 for form in _forms(secret)}
+    forms = {form for secret in secrets if len(secret) >= 4 for form in secret_forms(secret)}
     return tuple(sorted(forms, key=len, reverse=True))
 
 
-def _forms(secret: str) -> set[str]:
+def secret_forms(secret: str) -> set[str]:
     """The ways a secret can appear in a request: as is, URL-encoded, escaped in JSON."""
     return {secret, quote(secret, safe=""), quote_plus(secret), json.dumps(secret)[1:-1]}
 
@@ -112,7 +130,6 @@ def render_request(
 ) -> OutboundRequest:
     """The exact request for one attempt of a delivery. RenderError names the template."""
     context = hook_context(hook, event, secrets)
-    url = _url(hook.url.render(context), _params(hook, context))
     body = _body(hook, context)
     headers: dict[str, str] = {"user-agent": USER_AGENT}
     if body:
@@ -121,6 +138,7 @@ def render_request(
         value = template.render(context)
         if value is not None:
             headers[name.lower()] = _header_value(value, template.name)
+    url = _url(hook.url.render(context), _params(hook, context), "authorization" in headers)
     headers["webhook-id"] = delivery_id
     if hook.signing_secret is not None:
         secret = str(hook.signing_secret.render(context))
@@ -144,11 +162,16 @@ def sign(secret: str, msg_id: str, timestamp: str, body: bytes) -> str:
     return "v1," + base64.b64encode(hmac.new(key, signed, hashlib.sha256).digest()).decode()
 
 
-def _url(rendered: Any, params: list[tuple[str, str]]) -> str:
-    url = str(rendered).strip()
+def _url(rendered: Any, params: list[tuple[str, str]], authorization: bool) -> str:
+    url = str(rendered)
+    unsafe = check_url_text(url)
+    if unsafe is not None:  # refused, not altered: a client would drop or encode it
+        raise RenderError("url", f"the rendered URL {unsafe}")
     parts = urlsplit(url)
     if parts.scheme not in ("http", "https") or not parts.netloc:
         raise RenderError("url", f"{url[:200]!r} is not an http:// or https:// URL")
+    if authorization and has_userinfo(url):
+        raise RenderError("url", AUTHORIZATION_TWICE)
     if params:
         query = "&".join(filter(None, [parts.query, urlencode(params)]))
         url = urlunsplit(parts._replace(query=query))

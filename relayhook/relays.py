@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from relayhook.auth import needs_secret
+from relayhook.auth import needs_secret, secret_problem
 from relayhook.connectors import Connector
 from relayhook.settings import Settings
 
@@ -15,6 +15,7 @@ class Relay:
     connector: Connector
     token: str = field(repr=False)
     secret: str = field(repr=False)
+    source: str = "config"  # or "api": created through the API, the console or the CLI
 
 
 def build_relays(settings: Settings, connectors: dict[str, Connector]) -> dict[str, Relay]:
@@ -32,5 +33,8 @@ def build_relays(settings: Settings, connectors: dict[str, Connector]) -> dict[s
                 f"{connector.spec.auth.scheme!r} and needs a secret"
             )
             raise settings.error_at(("relays", index, "secret"), message)
+        if problem := secret_problem(connector.spec.auth, relay.secret):
+            raise settings.error_at(("relays", index, "secret"), f"connector {connector.id!r}: "
+                                    f"{problem}")
         relays[relay.token] = Relay(relay.name, connector, relay.token, relay.secret)
     return relays

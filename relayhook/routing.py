@@ -10,7 +10,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 
 from relayhook.events import Event
 from relayhook.hooks import Hook
-from relayhook.store import NewDelivery
+from relayhook.records import NewDelivery
 
 
 def route(

@@ -33,11 +33,37 @@ class ServerSettings(Section):
     public_url: str | None = Field(
         default=None, description="The URL providers reach this server at; relay URLs start here."
     )
+    header_timeout: float = Field(
+        default=10.0, gt=0, le=30,
+        description="Seconds a connection has to send a request's headers; then it is closed.",
+    )
+    body_timeout: float = Field(
+        default=30.0, gt=0, description="Seconds a request has to send its body once its headers "
+        "are in; then the connection is closed.",
+    )
+    max_connections: int = Field(
+        default=500, ge=1, description="Open connections at most; past it, the oldest one still "
+        "waiting for its headers (or else the new one) is closed.",
+    )
 
 
 class StorageSettings(Section):
     url: str = "sqlite:///relayhook.db"
     synchronous: Literal["NORMAL", "FULL", "EXTRA"] = "FULL"
+    busy_timeout: float = Field(
+        default=1.0, ge=0, description="Seconds a write waits for another process's lock.",
+    )
+
+
+class SpoolSettings(Section):
+    path: str = Field(
+        default="", description="The spool file, relative to the config file; empty: beside the "
+        "database (relayhook.db -> relayhook.spool).",
+    )
+    store_timeout: float = Field(
+        default=0.5, gt=0, le=1.5, description="Seconds a request waits for the store before it "
+        "is spooled (SynthesisVR gives up after 2 s).",
+    )
 
 
 class AdminSettings(Section):
@@ -77,6 +103,46 @@ class DeliverySettings(Section):
         return self
 
 
+class LogSettings(Section):
+    format: Literal["text", "json"] = Field(
+        default="text", description="text for people, json (one object a line) for machines."
+    )
+    level: Literal["debug", "info", "warning", "error"] = Field(
+        default="info", description="The least severe level written; --log-level overrides."
+    )
+
+
+class MetricsSettings(Section):
+    public: bool = Field(
+        default=False, description="Serve /metrics without the admin bearer token."
+    )
+
+
+class RetentionSettings(Section):
+    days: float = Field(
+        default=30, ge=0, description="Keep requests, events and finished deliveries this long "
+        "(0: forever). Unfinished deliveries and their events are never pruned."
+    )
+    relays: dict[str, float] = Field(
+        default={}, description="Days per relay name, over `days`, for its requests and events."
+    )
+    hooks: dict[str, float] = Field(
+        default={}, description="Days per hook name, over `days`, for its finished deliveries."
+    )
+    interval: float = Field(
+        default=3600, ge=0, description="Seconds between background prunes (0: only "
+        "`relayhook prune`)."
+    )
+
+    @model_validator(mode="after")
+    def _non_negative(self) -> RetentionSettings:
+        for table in ("relays", "hooks"):
+            for name, days in getattr(self, table).items():
+                if days < 0:
+                    raise ValueError(f"retention.{table}.{name}: days cannot be negative")
+        return self
+
+
 class RelaySettings(Section):
     name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
     connector: str
@@ -104,13 +170,22 @@ class Settings(BaseSettings):
 
     server: ServerSettings = ServerSettings()
     storage: StorageSettings = StorageSettings()
+    spool: SpoolSettings = SpoolSettings()
     admin: AdminSettings = AdminSettings()
     limits: LimitsSettings = LimitsSettings()
     connectors: ConnectorsSettings = ConnectorsSettings()
     relays: list[RelaySettings] = []
     delivery: DeliverySettings = DeliverySettings()
+    log: LogSettings = LogSettings()
+    metrics: MetricsSettings = MetricsSettings()
+    retention: RetentionSettings = RetentionSettings()
     secrets: dict[str, str] = Field(
-        default={}, description="Values hooks use as {{ secrets.name }}; never stored or logged."
+        default={},
+        description="Values hooks use as {{ secrets.name }}; never stored or logged. `key` is "
+        "not one of them: it is the key that seals secrets at rest (RELAYHOOK_SECRET_KEY).",
+    )
+    secret_key: str = Field(
+        default="", description="The key that seals secrets at rest; from RELAYHOOK_SECRET_KEY."
     )
     hooks: list[dict[str, Any]] = Field(
         default=[], description="[[hooks]] tables, validated by relayhook.hooks.HookSpec."
@@ -140,6 +215,14 @@ class Settings(BaseSettings):
                     raise ValueError(f"two relays have the same {attribute} {value!r}")
                 seen.add(value)
         return self
+
+    def template_secrets(self) -> dict[str, str]:
+        """`[secrets]` as hooks see them: without `key`, which only seals secrets at rest."""
+        return {name: value for name, value in self.secrets.items() if name != "key"}
+
+    def sealing_key(self) -> str | None:
+        """RELAYHOOK_SECRET_KEY, else `[secrets] key`; None: use (or make) the key file."""
+        return self.secret_key or self.secrets.get("key") or None
 
     def public_url(self) -> str:
         if self.server.public_url:

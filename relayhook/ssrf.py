@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import errno
+import re
 import socket
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
@@ -98,6 +99,24 @@ EMBEDDING: tuple[tuple[IPv6Network, str, Callable[[IPv6Address], IPv4Address]], 
 _HINT = "set [delivery] allow_private_destinations or allow_cidrs to reach it"
 _METADATA_HINT = "only [delivery] allow_cidrs can reach it"
 
+# Names that lead to this host, a private network or a cloud's metadata service by definition,
+# refused without asking a resolver (which may not know them at check time, and would then let
+# them through until the first send). Matched on the lower-case name without trailing dots.
+INTERNAL_SUFFIXES: tuple[tuple[str, str], ...] = (
+    ("localhost", "a loopback name (RFC 6761)"),
+    ("internal", "a private-network name (.internal is reserved for those)"),
+    ("local", "a link-local multicast DNS name (RFC 6762)"),
+    ("home.arpa", "a home-network name (RFC 8375)"),
+)
+METADATA_NAMES = frozenset({
+    "metadata.google.internal", "metadata.goog", "metadata", "instance-data",
+    "instance-data.ec2.internal",
+})
+# WHATWG's URL parser reads a host whose last label is a number as IPv4 (`0x7f.1`, `127.1`,
+# `2130706433`, `127.000.000.001`); other parsers and resolvers read some of them differently.
+_NUMBER_LABEL = re.compile(r"0[xX][0-9a-fA-F]*|[0-9]+")
+UNSAFE_URL_CHARACTERS = re.compile(r"[\x00-\x20\x7f]")
+
 
 class DestinationRefused(OSError):
     """A destination the policy refuses. An OSError, so aiohttp's connector wraps it (as a
@@ -173,7 +192,10 @@ class DestinationPolicy:
 
     def check(self, ip: str | IPAddress) -> str | None:
         """None if a hook may connect to `ip`, else the reason it may not."""
-        address = parse_ip(ip)
+        try:
+            address = parse_ip(ip)
+        except ValueError:
+            return f"{ip} is not an IP address in its usual form"
         embedded = embedded_ipv4(address)
         judged = embedded[1] if embedded else address
         if self._allowed(address) or (embedded and self._allowed(embedded[1])):
@@ -189,6 +211,29 @@ class DestinationPolicy:
         if blocked is None:
             return None
         return f"{subject} {blocked[1]} ({_HINT})"
+
+    def check_name(self, host: str) -> str | None:
+        """None if `host` may be resolved (or used as an address), else why not: an IP address
+        in an unusual form (always), a name internal by definition (unless the policy lets
+        private addresses through: then its addresses are judged), a cloud metadata name (unless
+        allow_cidrs is set: then its addresses are judged).
+
+            DestinationPolicy().check_name("localhost.")   # "localhost. is a loopback name ..."
+        """
+        name = normal_name(host)
+        if name is None:
+            return f"{host!r} is not a valid host name"
+        odd = unusual_ipv4(host.lower())
+        if odd is not None:
+            return f"{host} is {odd}; write the address as a.b.c.d (parsers disagree on this form)"
+        if name in METADATA_NAMES:
+            return None if self.allow else f"{host} is a cloud metadata name ({_METADATA_HINT})"
+        if self.allow or self.allow_private:
+            return None
+        for suffix, label in INTERNAL_SUFFIXES:
+            if name == suffix or name.endswith("." + suffix):
+                return f"{host} is {label} ({_HINT})"
+        return None
 
     def _allowed(self, address: IPAddress) -> bool:
         return any(address in network for network in self.allow)
@@ -233,6 +278,49 @@ class SystemResolver:
         return addresses
 
 
+def normal_name(host: str) -> str | None:
+    """`host` as resolvers see it: lower case, IDNA-mapped (fullwidth `ｌｏｃａｌｈｏｓｔ` is
+    `localhost`), without trailing dots; None if it is not a host name at all."""
+    if not host.isascii():
+        try:
+            host = host.encode("idna").decode("ascii")
+        except UnicodeError:
+            return None
+    if UNSAFE_URL_CHARACTERS.search(host):
+        return None
+    return host.lower().rstrip(".")
+
+
+def unusual_ipv4(host: str) -> str | None:
+    """How `host` reads if it is an IPv4 address in any form but a.b.c.d (`127.1`, `0x7f.1`,
+    `127.0.0.1.` -> "an unusual form of 127.0.0.1"); None for a.b.c.d or a name."""
+    bare = host.rstrip(".")
+    if not _NUMBER_LABEL.fullmatch(bare.rsplit(".", 1)[-1]) or ":" in host:
+        return None
+    try:
+        IPv4Address(host)
+        return None
+    except ValueError:
+        pass
+    try:
+        address = IPv4Address(socket.inet_aton(bare))
+        blocked = blocked_range(address)
+        return f"an unusual form of {address}" + (f", {blocked[1]}" if blocked else "")
+    except OSError:
+        return "not a valid IPv4 address"
+
+
+def check_url_text(url: str) -> str | None:
+    """Why `url` cannot be sent as written (a space or control character, which clients
+    would drop or encode), or None. Refused rather than altered."""
+    found = UNSAFE_URL_CHARACTERS.search(url)
+    if found is None:
+        return None
+    character = {" ": "a space", "\t": "a tab", "\r": "a CR", "\n": "an LF"}.get(
+        found.group(), f"the control character {found.group()!r}")
+    return f"holds {character} at position {found.start()}; encode it (%20, | urlencode)"
+
+
 def looks_like_ip(host: str) -> bool:
     """aiohttp's test for "connect to this as is, without the resolver": all digits and dots
     (`127.1`, `2130706433`) or any colon (IPv6)."""
@@ -252,6 +340,9 @@ async def check_host(
     """The addresses of `host` a hook may connect to: an IP literal is checked as is, a name
     is resolved and its refused addresses dropped. DestinationRefused if none is left; a
     resolver failure (socket.gaierror) propagates."""
+    reason = policy.check_name(host)
+    if reason is not None:
+        raise DestinationRefused(reason)
     literal = _literal(host)
     if literal is not None:
         reason = policy.check(literal)
@@ -267,8 +358,11 @@ async def check_url(url: str, policy: DestinationPolicy, resolver: Resolver) -> 
     For example `http://[::ffff:127.0.0.1]:8080/` is refused with "::ffff:127.0.0.1 is the
     IPv4-mapped form of 127.0.0.1, a loopback address (set ...)".
     """
+    unsafe = check_url_text(url)
+    if unsafe is not None:
+        raise DestinationRefused(f"{url!r} {unsafe}")
     try:
-        parts = urlsplit(url.strip())
+        parts = urlsplit(url)
         port = parts.port
     except ValueError as exc:
         raise DestinationRefused(f"{url!r} is not a valid URL ({exc})") from None

@@ -15,15 +15,15 @@ loops share an iteration budget per render, and `*`, `**` and `+` refuse results
 
 from __future__ import annotations
 
+import contextlib
 import contextvars
 import functools
+import itertools
 import json
 import math
 import re
-import urllib.parse
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from typing import Any
 
 import jinja2
@@ -33,7 +33,17 @@ from jinja2.sandbox import ImmutableSandboxedEnvironment
 from jinja2.visitor import NodeTransformer
 
 from relayhook.errors import RelayhookError
-from relayhook.events import format_time
+from relayhook.filters import (
+    dotted,
+    epoch_ms,
+    epoch_s,
+    flatten,
+    path_segment,
+    regex_search,
+    unfilled_placeholders,
+)
+
+__all__ = ["dotted", "epoch_ms", "epoch_s", "flatten", "path_segment"]  # filters, re-exported
 
 MAX_STRING = 1 << 20  # characters (or items) a `*` or `+` may produce
 MAX_INT_BITS = 4096  # size of an integer a `**` or `*` may produce
@@ -277,8 +287,19 @@ class SandboxEnvironment(ImmutableSandboxedEnvironment):
 
     def getattr(self, obj: Any, attribute: str) -> Any:
         if isinstance(obj, dict) and attribute in obj:
+            if _lookups is not None:
+                _lookups.note(obj, attribute, obj[attribute])
             return obj[attribute]
-        return super().getattr(obj, attribute)
+        value = super().getattr(obj, attribute)
+        if _lookups is not None:
+            _lookups.note(obj, attribute, value)
+        return value
+
+    def getitem(self, obj: Any, argument: Any) -> Any:
+        value = super().getitem(obj, argument)
+        if _lookups is not None and isinstance(argument, str):
+            _lookups.note(obj, argument, value)
+        return value
 
     def call(self, context: Any, obj: Any, /, *args: Any, **kwargs: Any) -> Any:
         checked = _check_str_method(obj, args, kwargs)
@@ -300,23 +321,6 @@ class SandboxEnvironment(ImmutableSandboxedEnvironment):
         return result
 
 
-def epoch_ms(value: Any) -> str:
-    """Filter: epoch milliseconds -> RFC 3339 (`{{ rule.timestamp | epoch_ms }}`)."""
-    return format_time(datetime.fromtimestamp(float(value) / 1000, UTC))
-
-
-def epoch_s(value: Any) -> str:
-    """Filter: epoch seconds -> RFC 3339."""
-    return format_time(datetime.fromtimestamp(float(value), UTC))
-
-
-def dotted(value: Any) -> str:
-    """Filter: an event name as type segments: `Level Completed`, `levelCompleted` and
-    `level_completed` all give `level.completed`."""
-    text = re.sub(r"([a-z0-9])([A-Z])", r"\1.\2", str(value))
-    return ".".join(part for part in re.split(r"[^A-Za-z0-9]+", text.lower()) if part)
-
-
 def _refuse_non_data(value: Any) -> Any:
     # `{{ 'a'|attr('format') }}` would otherwise print a function's repr; a template makes data.
     if callable(value) and not isinstance(value, jinja2.Undefined):
@@ -324,28 +328,6 @@ def _refuse_non_data(value: Any) -> Any:
     if isinstance(value, str):
         _charge(characters=len(value))
     return value
-
-
-def path_segment(value: Any) -> str:
-    """Filter: a value as ONE URL path segment: `/` and `%` encoded, `.` and `..` too, so an
-    event's `../../admin` cannot walk out of the path the hook's URL sets."""
-    text = urllib.parse.quote(str(value), safe="")
-    return text.replace(".", "%2E") if text in (".", "..") else text
-
-
-def flatten(value: Any, sep: str = "__", prefix: str = "") -> Any:
-    """Filter: nested objects as one flat object, `{"data": {"score": 1}}` -> `{"data__score":
-    1}` (the way Zapier names nested fields). Lists and other values are kept as they are."""
-    if not isinstance(value, dict):
-        return value
-    flat: dict[str, Any] = {}
-    for key, item in value.items():
-        name = f"{prefix}{sep}{key}" if prefix else str(key)
-        if isinstance(item, dict) and item:
-            flat.update(flatten(item, sep, name))
-        else:
-            flat[name] = item
-    return flat
 
 
 def _json_value(value: Any) -> str:
@@ -362,6 +344,49 @@ def _json_value(value: Any) -> str:
     return text
 
 
+class LookupLog:
+    """What `relayhook check` learns from rendering a connector's examples: for each template
+    (by key path) and each name looked up in it (`lable` in `choice.lable`), whether a lookup of
+    that name ever found something, and the keys of the objects it was missing from.
+
+    Recorded only inside `recording_lookups()`, which the CLI alone uses (one thread)."""
+
+    def __init__(self) -> None:
+        self.current = ""
+        self.rendered: set[str] = set()  # the templates rendered at all, by key path
+        self.found: set[tuple[str, str]] = set()
+        self.missing: dict[tuple[str, str], set[str]] = {}
+
+    def note(self, obj: Any, name: str, value: Any) -> None:
+        key = (self.current, name)
+        if not isinstance(value, jinja2.Undefined):
+            self.found.add(key)
+            return
+        keys = self.missing.setdefault(key, set())
+        if isinstance(obj, dict):
+            keys.update(str(k) for k in itertools.islice(obj, 100))
+
+    def never_found(self) -> dict[tuple[str, str], set[str]]:
+        """(template, name) -> keys of the objects it was missing from, for the names that
+        were looked up and never found."""
+        return {key: keys for key, keys in self.missing.items() if key not in self.found}
+
+
+_lookups: LookupLog | None = None  # a module global: one check is cheaper than a ContextVar
+
+
+@contextlib.contextmanager
+def recording_lookups() -> Iterator[LookupLog]:
+    """Record every name looked up by the templates rendered inside the block (not
+    thread-safe: for the CLI's `check`, never for the server)."""
+    global _lookups
+    previous, _lookups = _lookups, LookupLog()
+    try:
+        yield _lookups
+    finally:
+        _lookups = previous
+
+
 def make_environment(finalize: Any = _refuse_non_data) -> SandboxEnvironment:
     env = SandboxEnvironment(undefined=jinja2.StrictUndefined, autoescape=False, finalize=finalize)
     env.globals["range"] = _budgeted_range
@@ -375,6 +400,8 @@ def make_environment(finalize: Any = _refuse_non_data) -> SandboxEnvironment:
     env.filters["dotted"] = dotted
     env.filters["flatten"] = flatten
     env.filters["path_segment"] = path_segment
+    env.filters["regex_search"] = regex_search
+    env.filters["unfilled_placeholders"] = unfilled_placeholders
     return env
 
 
@@ -409,6 +436,10 @@ class Template:
 
     def render(self, context: Mapping[str, Any]) -> Any:
         token = _budget.set(_Budget())
+        log, outer = _lookups, ""
+        if log is not None:
+            outer, log.current = log.current, self.name
+            log.rendered.add(self.name)
         try:
             return self._render(context)
         except (jinja2.TemplateError, ArithmeticError, TypeError, ValueError, LookupError) as exc:
@@ -417,6 +448,8 @@ class Template:
             raise RenderError(self.name, "recursion too deep") from exc
         finally:
             _budget.reset(token)
+            if log is not None:
+                log.current = outer
 
     @property
     def is_constant(self) -> bool:
@@ -452,6 +485,8 @@ def _compile_expression(expr: str) -> Any:
 
     def lookup(context: Mapping[str, Any]) -> Any:
         # The hot path of mapping a 500-row batch: `row.identifier` without Jinja's machinery.
+        if _lookups is not None:  # `check` records every lookup: through Jinja, then
+            return evaluate(context)
         value = context.get(head, _MISSING)
         for step in steps:
             if not isinstance(value, dict) or step not in value:
@@ -490,42 +525,6 @@ def compile_json_text(source: str, name: str) -> Template:
     except jinja2.TemplateSyntaxError as exc:
         raise _compile_error(name, exc) from exc
     return Template(name, source, lambda context: template.render(context))
-
-
-@dataclass(frozen=True, slots=True)
-class CompiledValue:
-    """A value whose strings are templates: a string, or a table/array of them, nested."""
-
-    name: str
-    _tree: Any
-
-    def render(self, context: Mapping[str, Any]) -> Any:
-        return _render_tree(self._tree, context)
-
-
-def _render_tree(node: Any, context: Mapping[str, Any]) -> Any:
-    if isinstance(node, Template):
-        return node.render(context)
-    if isinstance(node, dict):
-        return {key: _render_tree(value, context) for key, value in node.items()}
-    if isinstance(node, list):
-        return [_render_tree(value, context) for value in node]
-    return node
-
-
-def _compile_tree(node: Any, name: str) -> Any:
-    if isinstance(node, str):
-        return compile_template(node, name)
-    if isinstance(node, dict):
-        return {key: _compile_tree(value, f"{name}.{key}") for key, value in node.items()}
-    if isinstance(node, list):
-        return [_compile_tree(value, f"{name}[{i}]") for i, value in enumerate(node)]
-    return node
-
-
-def compile_value(value: Any, name: str) -> CompiledValue:
-    """Compile a string, or a TOML table/array whose strings are templates."""
-    return CompiledValue(name, _compile_tree(value, name))
 
 
 def referenced_names(source: str) -> set[str]:

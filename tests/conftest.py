@@ -1,12 +1,65 @@
 from __future__ import annotations
 
-from collections.abc import Iterator
+import asyncio
+from collections.abc import Callable, Coroutine, Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import pytest
 from postgres import TestDatabase
 from servers import RelayhookProcess, StartServer
+
+from relayhook.store import SQLiteStore, Store
+
+T = TypeVar("T")
+StoreFactory = Callable[[], Store]
+_runner: asyncio.Runner | None = None
+
+
+def run(coro: Coroutine[Any, Any, T]) -> T:
+    """Run `coro` on the test's event loop: one per test, as an asyncpg store is bound to the
+    loop that opened it (SQLite's threads would not mind)."""
+    global _runner
+    if _runner is None:
+        _runner = asyncio.Runner()
+    return _runner.run(coro)
+
+
+@pytest.fixture(autouse=True)
+def one_loop_per_test() -> Iterator[None]:
+    global _runner
+    yield
+    if _runner is not None:
+        _runner.close()
+        _runner = None
+ENGINES = ["sqlite", "postgres"]  # an engine joins by adding a param here and to store_factory
+
+
+def store_factory(engine: str, request: pytest.FixtureRequest, tmp_path: Path) -> StoreFactory:
+    """Unopened stores over one database, so that a test can close it and open it again."""
+    if engine == "sqlite":
+        return lambda: SQLiteStore(tmp_path / "relayhook.db")
+    if engine == "postgres":
+        from relayhook.store.postgres import PostgresStore
+
+        url: str = request.getfixturevalue("postgres_url")
+        return lambda: PostgresStore(url)
+    raise NotImplementedError(engine)
+
+
+@pytest.fixture(params=ENGINES)
+def new_store(request: pytest.FixtureRequest, tmp_path: Path) -> StoreFactory:
+    """Unopened stores over one database of each engine (the PostgreSQL one emptied)."""
+    return store_factory(request.param, request, tmp_path)
+
+
+@pytest.fixture
+def store(new_store: StoreFactory) -> Iterator[Store]:
+    """An opened store of each engine, closed at teardown."""
+    store = new_store()
+    run(store.open())
+    yield store
+    run(store.close())
 
 
 @pytest.fixture

@@ -75,8 +75,8 @@ class RelayConfig:
 def _toml_value(value: Any) -> str:
     if isinstance(value, bool):
         return "true" if value else "false"
-    if isinstance(value, int):
-        return str(value)
+    if isinstance(value, int | float):
+        return repr(value)
     if isinstance(value, str):
         escaped = value.replace("\\", "\\\\").replace('"', '\\"')
         return f'"{escaped}"'
@@ -135,8 +135,10 @@ class RelayhookProcess:
         port: int | None = None,
         extra_args: Sequence[str] = (),
         env: dict[str, str] | None = None,
+        program: Sequence[str] = (sys.executable, "-m", "relayhook.cli"),
     ) -> None:
         self.workdir = Path(workdir)
+        self.program = list(program)  # another install's `relayhook` script (test_package.py)
         self.config_path: Path | None = None
         if config is not None:
             self.config_path = self.workdir / "relayhook.toml"
@@ -160,7 +162,7 @@ class RelayhookProcess:
 
     def command(self) -> list[str]:
         config = ["--config", str(self.config_path)] if self.config_path is not None else []
-        return [sys.executable, "-m", "relayhook.cli", *config, "serve",
+        return [*self.program, *config, "serve",
                 "--host", HOST, "--port", str(self.port), "--no-access-log", *self.extra_args]
 
     def start(self, timeout: float = START_TIMEOUT) -> RelayhookProcess:

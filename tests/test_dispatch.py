@@ -26,7 +26,7 @@ import pytest
 from relayhook.delivery.dispatcher import MAX_RESPONSE_BODY, Dispatcher
 from relayhook.events import Event
 from relayhook.hooks import build_hooks
-from relayhook.live import HookRegistry
+from relayhook.live import LiveConfig
 from relayhook.routing import route
 from relayhook.ssrf import DestinationRefused
 from relayhook.store import Attempt, Delivery, Outcome, RequestRecord, SQLiteStore
@@ -106,7 +106,7 @@ class Seen:
 @dataclass
 class Rig:
     store: SQLiteStore
-    registry: HookRegistry
+    registry: LiveConfig
     dispatcher: Dispatcher
     time: FakeTime
     seen: list[Seen] = field(default_factory=list)
@@ -145,7 +145,7 @@ class Rig:
 async def open_rig(tmp_path: Path, hooks: list[dict[str, Any]], handler: Handler,
                    **dispatcher_args: Any) -> AsyncIterator[Rig]:
     fake = FakeTime()
-    registry = HookRegistry(build_hooks(
+    registry = LiveConfig(build_hooks(
         [{"events": ["*"], "url": URL, **spec} for spec in hooks], "cfg"))
     store = SQLiteStore(tmp_path / "relayhook.db")
     await store.open()

@@ -261,7 +261,7 @@ CONTEXT = {"event": {"subject": "amit@gmetri.com", "id": "e 1", "data": {"n": 7}
                      id="{{}} without spaces untouched"),
         pytest.param("https://x/?q={event.subject}&id={{ event.id }}",
                      "https://x/?q=amit%40gmetri.com&id=e 1", id="both in one URL"),
-        pytest.param("https://x/{ 1 }", "https://x/{ 1 }", id="not a name: left alone"),
+        pytest.param("https://x/{1}", "https://x/{1}", id="not a name: left alone"),
     ],
 )
 def test_placeholders_expand_to_urlencoded_expressions(url: str, expected: str) -> None:
@@ -345,3 +345,63 @@ def test_the_stored_spec_holds_no_literal_signing_secret() -> None:
     assert "MfKQ9r8" not in repr(literal.stored_spec())
     assert reference.stored_spec()["signing_secret"] == "{{ secrets.signing }}"
     assert literal.stored_spec()["name"] == "h"
+
+
+# -- URLs refused at load rather than altered (issue 7, item 4) --------------------------------
+
+
+@pytest.mark.parametrize(
+    ("url", "words"),
+    [
+        pytest.param("https://x.example/a\r\nHost: evil", "holds a CR at position 19",
+                     id="CR LF"),
+        pytest.param("https://x.example/a b", "holds a space at position 19", id="a space"),
+        pytest.param(" https://x.example/", "holds a space at position 0", id="leading space"),
+        pytest.param("https://x.example/\n", "holds an LF", id="trailing LF"),
+        pytest.param("https://x.example/\t{{ event.id }}", "holds a tab", id="beside a template"),
+        pytest.param("https://x.example/\x00", "control character", id="NUL"),
+    ],
+)
+def test_a_url_with_a_space_or_control_character_is_refused_at_its_key(url: str,
+                                                                      words: str) -> None:
+    with pytest.raises(HookError) as caught:
+        build_hooks([hook(url=url)], "relayhook.toml")
+    assert caught.value.key == "hooks[0].url"
+    assert words in caught.value.message
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        pytest.param("https://x.example/{{ event.subject | urlencode }}", id="spaces in {{ }}"),
+        pytest.param("https://x.example/{ event.subject }", id="spaces in a placeholder"),
+        pytest.param("https://x.example/{% if true %}a{% endif %}", id="spaces in {% %}"),
+        pytest.param("https://x.example/p?q=a%20b", id="an encoded space"),
+    ],
+)
+def test_spaces_inside_template_syntax_are_not_refused(url: str) -> None:
+    assert build_hooks([hook(url=url)], "relayhook.toml")["h"].url.source
+
+
+@pytest.mark.parametrize(
+    ("url", "headers"),
+    [
+        pytest.param("https://user:pw@x.example/", {"Authorization": "Bearer t"}, id="both"),
+        pytest.param("https://user@x.example/", {"authorization": "Basic dTpw"},
+                     id="a user, a lower-case header"),
+        pytest.param("https://{{ secrets.u }}:{{ secrets.p }}@x.example/",
+                     {"AUTHORIZATION": "{{ secrets.token }}"}, id="templated credentials"),
+    ],
+)
+def test_url_credentials_and_an_authorization_header_are_refused(url: str,
+                                                                 headers: dict[str, str]) -> None:
+    with pytest.raises(HookError) as caught:
+        build_hooks([hook(url=url, headers=headers)], "relayhook.toml")
+    assert caught.value.key == "hooks[0].url"
+    assert "a request carries one Authorization" in caught.value.message
+
+
+def test_url_credentials_alone_and_an_at_sign_in_the_path_are_accepted() -> None:
+    build_hooks([hook(url="https://user:pw@x.example/")], "relayhook.toml")
+    build_hooks([hook(url="https://x.example/contacts/a@b.example",
+                      headers={"Authorization": "Bearer t"})], "relayhook.toml")

@@ -176,13 +176,41 @@ def test_a_cloudevents_request_parses_with_the_cloudevents_package() -> None:
                      id="a table as compact JSON"),
         pytest.param("https://x.example/p#frag", {"a": "1"}, "https://x.example/p?a=1#frag",
                      id="params go before a fragment"),
-        pytest.param("  https://x.example/p \n", {}, "https://x.example/p",
-                     id="surrounding whitespace trimmed"),
     ],
 )
 def test_the_url_is_rendered_with_its_params(url: str, params: dict[str, str],
                                              expected: str) -> None:
     assert render(make_hook(url=url, params=params)).url == expected
+
+
+@pytest.mark.parametrize(
+    ("url", "words"),
+    [
+        pytest.param("{{ ' https://x.example/p' }}", "holds a space at position 0",
+                     id="a leading space (was trimmed)"),
+        pytest.param("https://x.example/{{ 'a b' }}", "holds a space at position 19",
+                     id="a space in a rendered path (was encoded)"),
+        pytest.param("https://x.example/{{ 'a\\r\\nb' }}", "holds a CR",
+                     id="CR LF (was dropped)"),
+        pytest.param("https://x.example/p{{ '\\t' }}", "holds a tab", id="a tab"),
+    ],
+)
+def test_a_rendered_url_with_a_space_or_control_character_is_refused(url: str,
+                                                                    words: str) -> None:
+    with pytest.raises(RenderError) as caught:
+        render(make_hook(url=url))
+    assert caught.value.name == "url"
+    assert words in str(caught.value)
+
+
+def test_rendered_url_credentials_beside_an_authorization_header_are_refused() -> None:
+    hook = make_hook(url="https://{{ secrets.hubspot_token }}@x.example/p",
+                     headers={"X-Key": "1"})
+    assert render(hook).url.startswith("https://pat-na1-0f3c9a@x.example/")
+    both = make_hook(url="{{ 'https://u:p@x.example/' }}",
+                     headers={"Authorization": "Bearer {{ secrets.hubspot_token }}"})
+    with pytest.raises(RenderError, match="a request carries one Authorization"):
+        render(both)
 
 
 @pytest.mark.parametrize(

@@ -14,6 +14,7 @@ from relayhook.ssrf import (
     DestinationPolicy,
     DestinationRefused,
     check_url,
+    check_url_text,
     looks_like_ip,
     parse_cidrs,
     refusal_reason,
@@ -250,10 +251,8 @@ def test_check_url_refuses_an_ip_literal_without_resolving(url: str, word: str) 
     [
         pytest.param("internal.example", ["10.0.0.5"], "10.0.0.5 is a private", id="private"),
         pytest.param("metadata.example", ["169.254.169.254"], "cloud metadata", id="metadata"),
-        pytest.param("localhost", ["127.0.0.1", "::1"], "::1 is a loopback", id="localhost"),
-        pytest.param("127.1", ["127.0.0.1"], "127.0.0.1 is a loopback", id="127.1"),
-        pytest.param("0x7f000001", ["127.0.0.1"], "127.0.0.1 is a loopback", id="0x7f000001"),
-        pytest.param("2130706433", ["127.0.0.1"], "127.0.0.1 is a loopback", id="2130706433"),
+        pytest.param("localhost.example", ["127.0.0.1", "::1"], "::1 is a loopback",
+                     id="a public name that resolves to loopback"),
         pytest.param("nothing.example", [], "resolves to no address", id="no answer"),
     ],
 )
@@ -381,3 +380,117 @@ def test_looks_like_ip_matches_aiohttp(host: str, literal: bool) -> None:
 
     assert looks_like_ip(host) is literal
     assert is_ip_address(host) is literal
+
+
+# --- names and forms refused before any resolver is asked (issue 7, item 4) -----------------
+
+INTERNAL_NAMES = [
+    pytest.param("localhost", "loopback name", id="localhost"),
+    pytest.param("LocalHost", "loopback name", id="LocalHost"),
+    pytest.param("localhost.", "loopback name", id="localhost. (trailing dot)"),
+    pytest.param("localhost..", "loopback name", id="localhost.. (two trailing dots)"),
+    pytest.param("api.localhost", "loopback name", id="*.localhost"),
+    pytest.param("\uff4c\uff4f\uff43\uff41\uff4c\uff48\uff4f\uff53\uff54", "loopback name",
+                 id="fullwidth localhost"),
+    pytest.param("metadata.google.internal", "cloud metadata name", id="GCP metadata"),
+    pytest.param("metadata.google.internal.", "cloud metadata name", id="GCP metadata."),
+    pytest.param("metadata.goog", "cloud metadata name", id="metadata.goog"),
+    pytest.param("instance-data.ec2.internal", "cloud metadata name", id="AWS instance-data"),
+    pytest.param("db.internal", "private-network name", id="*.internal"),
+    pytest.param("ip-10-0-0-1.ec2.internal", "private-network name", id="EC2 private DNS"),
+    pytest.param("printer.local", "multicast DNS", id="*.local"),
+    pytest.param("nas.home.arpa", "home-network", id="*.home.arpa"),
+]
+
+
+@pytest.mark.parametrize(("host", "words"), INTERNAL_NAMES)
+def test_names_internal_by_definition_are_refused_without_resolving(host: str,
+                                                                     words: str) -> None:
+    resolver = StubResolver()
+    reason = refusal(f"http://{host}:8080/hook", resolver=resolver)
+    assert words in reason
+    assert resolver.calls == []
+
+
+@pytest.mark.parametrize(
+    "host",
+    ["localhost.example.com", "internal.example", "notlocalhost.example", "local.example",
+     "example.com.", "metadata.example"],
+)
+def test_names_that_only_contain_those_words_are_resolved(host: str) -> None:
+    resolver = StubResolver({host: ["93.184.215.14"]})
+    assert asyncio.run(check_url(f"http://{host}/", DEFAULT, resolver)) == ["93.184.215.14"]
+    assert resolver.calls == [(host, 80)]
+
+
+def test_allowing_private_addresses_judges_internal_names_by_their_addresses() -> None:
+    resolver = StubResolver({"localhost": ["127.0.0.1"], "db.internal": ["10.0.0.9"]})
+    assert asyncio.run(check_url("http://localhost/", PRIVATE_OK, resolver)) == ["127.0.0.1"]
+    assert asyncio.run(check_url("http://db.internal/", PRIVATE_OK, resolver)) == ["10.0.0.9"]
+    only_loopback = StubResolver({"localhost": ["127.0.0.1", "::1"]})
+    assert asyncio.run(check_url("http://localhost/", LOOPBACK_ONLY, only_loopback)) == [
+        "127.0.0.1"]
+
+
+def test_a_metadata_name_needs_allow_cidrs_and_then_its_address_is_judged() -> None:
+    assert "cloud metadata name" in refusal("http://metadata.google.internal/", PRIVATE_OK)
+    metadata_ok = DestinationPolicy(allow=(ip_network("169.254.169.254/32"),))
+    resolver = StubResolver({"metadata.google.internal": ["169.254.169.254"]})
+    assert asyncio.run(check_url("http://metadata.google.internal/", metadata_ok,
+                                 resolver)) == ["169.254.169.254"]
+    other = DestinationPolicy(allow=(ip_network("10.0.0.0/8"),))
+    assert "cloud metadata" in refusal("http://metadata.google.internal/", other, resolver)
+
+
+UNUSUAL_FORMS = [
+    pytest.param("127.000.000.001", "an unusual form of 127.0.0.1, a loopback address",
+                 id="leading zeros"),
+    pytest.param("0x7f.1", "an unusual form of 127.0.0.1", id="0x7f.1"),
+    pytest.param("127.1", "an unusual form of 127.0.0.1", id="127.1"),
+    pytest.param("0x7f000001", "an unusual form of 127.0.0.1", id="0x7f000001"),
+    pytest.param("2130706433", "an unusual form of 127.0.0.1", id="2130706433"),
+    pytest.param("0177.1", "an unusual form of 127.0.0.1", id="0177.1 octal"),
+    pytest.param("127.0.0.1.", "an unusual form of 127.0.0.1", id="trailing dot"),
+    pytest.param("0x5d.184.215.14", "an unusual form of 93.184.215.14;", id="a public one"),
+    pytest.param("1.2.3.4.5", "not a valid IPv4 address", id="five parts"),
+    pytest.param("08.0.0.1", "not a valid IPv4 address", id="bad octal"),
+    pytest.param("999.1.1.1", "not a valid IPv4 address", id="out of range"),
+]
+
+
+@pytest.mark.parametrize(("host", "words"), UNUSUAL_FORMS)
+def test_an_address_in_an_unusual_form_is_refused_by_every_policy(host: str, words: str) -> None:
+    for policy in (DEFAULT, PRIVATE_OK, LOOPBACK_ONLY):
+        resolver = StubResolver()
+        reason = refusal(f"http://{host}:8080/", policy, resolver)
+        assert reason.startswith(f"{host} is {words}"), reason
+        assert reason.endswith("; write the address as a.b.c.d (parsers disagree on this form)")
+        assert resolver.calls == []
+
+
+@pytest.mark.parametrize("address", ["127.000.000.001", "0x7f.1", "1.2.3.4.5", "fe80::zz"])
+def test_the_socket_check_refuses_an_unusual_address_instead_of_raising(address: str) -> None:
+    assert DEFAULT.check(address) == f"{address} is not an IP address in its usual form"
+
+
+@pytest.mark.parametrize(
+    ("url", "words"),
+    [
+        pytest.param("http://example.com/a\r\nHost: evil", "holds a CR at position 20", id="CRLF"),
+        pytest.param("http://example.com/a\nb", "holds an LF", id="LF"),
+        pytest.param("http://example.com/a b", "holds a space at position 20", id="space"),
+        pytest.param("http://example.com/\tx", "holds a tab", id="tab"),
+        pytest.param(" http://example.com/", "holds a space at position 0", id="leading space"),
+        pytest.param("http://example.com/\n", "holds an LF", id="trailing LF"),
+        pytest.param("http://exa\x00mple.com/", "the control character '\\x00'", id="NUL"),
+        pytest.param("http://example.com/\x7f", "the control character '\\x7f'", id="DEL"),
+    ],
+)
+def test_a_url_with_a_space_or_control_character_is_refused_not_altered(url: str,
+                                                                      words: str) -> None:
+    resolver = StubResolver()
+    reason = refusal(url, resolver=resolver)
+    assert words in reason
+    assert repr(url) in reason
+    assert resolver.calls == []
+    assert check_url_text("http://example.com/a%20b") is None

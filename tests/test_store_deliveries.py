@@ -1,7 +1,7 @@
 """The delivery half of the store contract, run against every engine (SQLite, PostgreSQL).
 
 Routing at ingest, claims with a lease (ordered or not), finishing, pausing a hook and replay.
-An engine joins by adding a param to `ENGINES` and a branch to `store_factory` in test_store.py.
+An engine joins by adding a param to `ENGINES` and a branch to `new_store` in conftest.py.
 """
 
 from __future__ import annotations
@@ -10,20 +10,13 @@ import asyncio
 import contextlib
 import dataclasses
 import sqlite3
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any, Literal
 
 import pytest
-from test_store import (  # noqa: F401  (one_loop_per_test: an autouse fixture)
-    ENGINES,
-    linked,
-    make_event,
-    make_request,
-    one_loop_per_test,
-    run,
-    store_factory,
-)
+from conftest import StoreFactory
+from test_store import linked, make_event, make_request, run
 
 from relayhook.events import Event
 from relayhook.hooks import RateLimitSpec
@@ -37,29 +30,16 @@ from relayhook.store import (
     Outcome,
     SQLiteStore,
     Store,
+    StoredHook,
     StoreError,
 )
 
 NOW = 1_700_000_000.0
 LEASE = 30.0
 ALL_ZERO = dict.fromkeys(
-    ("pending", "failed", "claimed", "succeeded", "dead", "skipped", "paused"), 0
+    ("pending", "failed", "claimed", "succeeded", "dead", "skipped", "paused", "cancelled"), 0
 )
 
-StoreFactory = Callable[[], Store]
-
-
-@pytest.fixture(params=ENGINES)
-def new_store(request: pytest.FixtureRequest, tmp_path: Path) -> StoreFactory:
-    return store_factory(request.param, request, tmp_path)
-
-
-@pytest.fixture
-def store(new_store: StoreFactory) -> Iterator[Store]:
-    store = new_store()
-    run(store.open())
-    yield store
-    run(store.close())
 
 
 def new_deliveries(
@@ -265,10 +245,10 @@ def test_a_delivery_of_an_event_not_in_the_write_is_refused(store: Store) -> Non
 
 
 def test_a_failed_ingest_keeps_no_deliveries(store: Store) -> None:
-    run(store.ingest(make_request("taken"), []))
-    events = [make_event("e1")]
+    # The second event's time fails the write (times are engine-made text, never escaped).
+    events = [make_event("e1"), dataclasses.replace(make_event("e2"), time="\ud800")]
     with pytest.raises(StoreError):
-        run(store.ingest(make_request("taken"), events, new_deliveries(events)))
+        run(store.ingest(make_request("r1"), events, new_deliveries(events)))
     assert run(store.count_events()) == 0
     assert run(store.list_deliveries()) == []
 
@@ -1005,6 +985,6 @@ def test_saved_hooks_replace_those_of_the_same_source(store: Store) -> None:
     run(store.save_hooks("ui", {"c": {"url": "https://c"}}, NOW))
     run(store.save_hooks("config", {"b": {"url": "https://b2"}}, NOW + 1))
     assert run(store.list_hooks()) == [
-        ("b", "config", {"url": "https://b2"}, NOW + 1),
-        ("c", "ui", {"url": "https://c"}, NOW),
+        StoredHook("b", "config", {"url": "https://b2"}, None, NOW + 1),
+        StoredHook("c", "ui", {"url": "https://c"}, None, NOW),
     ]

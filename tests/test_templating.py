@@ -11,11 +11,11 @@ from relayhook.templating import (
     RenderError,
     TemplateError,
     compile_template,
-    compile_value,
     dotted,
     epoch_ms,
     epoch_s,
 )
+from relayhook.values import compile_value
 
 ROW = {
     "identifier": "amit@gmetri.com",

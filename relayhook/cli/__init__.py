@@ -6,9 +6,14 @@
     relayhook map CONNECTOR [PAYLOAD] [--query k=v] [--header 'Name: value'] [--method M]
     relayhook remap [--relay NAME]           map kept rejected requests again
     relayhook replay --hook NAME [--status dead,failed] [--since T]
-    relayhook render HOOK [--event FILE]     a hook's exact request as a cURL command
-    relayhook send-test HOOK [--event FILE]  send an example event through a hook
+    relayhook render HOOK [--event FILE | --newest]     a hook's exact request, as cURL
+    relayhook send-test HOOK [--event FILE | --newest]  send an example event (kept as a test)
     relayhook schema                         the connector JSON Schema
+    relayhook relays list|add|secret|remove  relays created at run time (and the config's)
+    relayhook hooks list|add FILE|remove|activate|deactivate
+    relayhook admin password                 set the web console's password (stdin if piped)
+    relayhook prune                          delete what [retention] lets go
+    relayhook backup FILE                    a consistent copy of the store, while serving
 """
 
 from __future__ import annotations
@@ -18,13 +23,22 @@ import sys
 from collections.abc import Sequence
 from typing import TextIO
 
-from relayhook.cli import authoring, migrate, serve, stored
-from relayhook.errors import LocatedError, LocatedErrors, UsageError
+from relayhook.cli import admin, authoring, manage, migrate, ops, sending, serve, stored
+from relayhook.errors import (
+    ConflictError,
+    InvalidError,
+    LocatedError,
+    LocatedErrors,
+    NotFoundError,
+    UsageError,
+)
 from relayhook.mapping import MappingError
 from relayhook.settings import DEFAULT_CONFIG
+from relayhook.store import StoreError
 from relayhook.templating import RenderError
 
-FAMILIES = (serve, migrate, authoring, stored)  # each adds its subcommands
+# Each adds its subcommands.
+FAMILIES = (serve, migrate, authoring, stored, sending, manage, ops, admin)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -45,7 +59,8 @@ def main(argv: Sequence[str] | None = None, out: TextIO | None = None) -> int:
     except (LocatedError, LocatedErrors) as exc:
         print(exc, file=sys.stderr)
         return 2
-    except (MappingError, RenderError, UsageError) as exc:
+    except (MappingError, RenderError, UsageError, InvalidError, ConflictError,
+            NotFoundError, StoreError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
     except OSError as exc:

@@ -17,12 +17,16 @@ from relayhook.connectors import (
     SHIPPED_DIR,
     Connector,
     ConnectorSpec,
+    ExampleRequest,
+    line_in,
     load_connector,
     load_connectors,
 )
-from relayhook.errors import ConnectorError, LocatedError, LocatedErrors
-from relayhook.mapping import InboundRequest, map_request
+from relayhook.errors import ConnectorError, HookError, LocatedError, LocatedErrors, UsageError
+from relayhook.lint import example_findings, unmatched_patterns
+from relayhook.mapping import InboundRequest, map_inbound
 from relayhook.settings import Settings, load_settings
+from relayhook.tomlpos import format_path
 
 
 def _is_connector_file(path: Path) -> bool:
@@ -33,7 +37,7 @@ def _is_connector_file(path: Path) -> bool:
         return path.parent.name == "connectors" or "relays" not in path.read_text(errors="ignore")
     return bool({"id", "events", "auth", "accept"} & data.keys()) or not (
         {"relays", "server", "storage", "admin", "limits", "connectors", "hooks", "secrets",
-         "delivery"} & data.keys()
+         "delivery", "log", "metrics", "retention"} & data.keys()
     )
 
 
@@ -50,22 +54,63 @@ def check_config(settings: Settings) -> None:
     asyncio.run(refuse_destinations(settings, load_hooks(settings), destination_policy(settings)))
 
 
-def cmd_check(args: argparse.Namespace, out: TextIO) -> int:
+def config_findings(settings: Settings) -> list[LocatedError]:
+    """The quiet mistakes of a config that loads: hook patterns that match no event type."""
+    from relayhook.assembly import load_hooks, load_relays
+
+    connectors, relays = load_relays(settings)
+    hooks = load_hooks(settings)
+    where = settings.config_file or "(settings)"
+    return [
+        HookError(where, format_path(("hooks", h, "events", p)),
+                  settings.line_of(("hooks", h, "events", p)), message)
+        for h, p, message in unmatched_patterns(hooks.values(), connectors, relays.values())
+    ]
+
+
+def connector_findings(path: Path) -> list[LocatedError]:
+    """Load a connector file and run it over its examples (`relayhook.lint`)."""
+    connector = load_connector(path)
+    text = path.read_text(encoding="utf-8")
+    return [ConnectorError(path, key, line_in(text, key), message)
+            for key, message in example_findings(connector)]
+
+
+def _files_to_check(args: argparse.Namespace) -> list[Path]:
     files = [Path(f) for f in args.files]
-    if not files:
-        files = sorted(SHIPPED_DIR.glob("*.toml"))
-        config = config_path(args.config)
-        files += [config] if config is not None else []
+    if files:
+        return files
+    files = sorted(SHIPPED_DIR.glob("*.toml"))
+    config = config_path(args.config)
+    if config is not None:
+        try:
+            dirs = load_settings(config).connector_dirs()
+        except LocatedError:
+            dirs = []  # reported when the config itself is checked
+        files += [p for d in dirs for p in sorted(d.glob("*.toml"))]
+        files.append(config)
+    return files
+
+
+def cmd_check(args: argparse.Namespace, out: TextIO) -> int:
+    files = _files_to_check(args)
     errors = 0
+    printed: set[str] = set()  # a connector of the config's folders fails both: said once
     for path in files:
         try:
             if _is_connector_file(path):
-                load_connector(path)
+                findings: list[LocatedError | LocatedErrors] = list(connector_findings(path))
             else:
-                check_config(load_settings(path))
+                settings = load_settings(path)
+                check_config(settings)
+                findings = list(config_findings(settings))
         except (LocatedError, LocatedErrors) as exc:
-            print(exc, file=out)
-            errors += 1
+            findings = [exc]
+        for finding in findings:
+            if str(finding) not in printed:
+                print(finding, file=out)
+                printed.add(str(finding))
+        errors += bool(findings)
     print(f"{len(files) - errors} of {len(files)} files ok", file=sys.stderr)
     return 1 if errors else 0
 
@@ -99,23 +144,43 @@ def _query_pair(text: str) -> tuple[str, str]:
     return name, value
 
 
+def _example(connector: Connector, name: str | None) -> ExampleRequest:
+    examples = connector.examples()
+    if name is None:
+        return examples[0] if examples else ExampleRequest("example", "", "", (), b"")
+    for example in examples:
+        if example.name == name:
+            return example
+    known = ", ".join(e.name for e in examples) or "none"
+    raise UsageError(f"connector {connector.id!r} has no example {name!r} (examples: {known})")
+
+
 def cmd_map(args: argparse.Namespace, out: TextIO) -> int:
-    from urllib.parse import urlencode
+    """Exit 0: mapped (a handshake answer and zero events included); 1: the request is refused
+    (the 400 the provider would get); 2: the connector or a file cannot be read."""
+    from urllib.parse import parse_qsl, urlencode
 
     connector = _find_connector(args.connector, args)
+    headers = list(args.header)
     if args.payload is None:
-        body = b"" if (args.method or "").upper() == "GET" else connector.example_body() or b""
-        query = dict(connector.spec.example_query)
+        example = _example(connector, args.example)
+        method = args.method or example.method
+        body = b"" if method.upper() == "GET" else example.body
+        query = dict(parse_qsl(example.query, keep_blank_values=True))
+        headers = [*example.headers, *headers]
     else:
         body = sys.stdin.buffer.read() if args.payload == "-" else Path(args.payload).read_bytes()
         query = {}
+        method = args.method
     query.update(args.query)  # --query k=v replaces the example's k
-    method = (args.method or connector.spec.accept.methods[-1]).upper()
-    request = InboundRequest(method, urlencode(query), tuple(args.header), body)
+    method = (method or connector.spec.accept.methods[-1]).upper()
+    request = InboundRequest(method, urlencode(query), tuple(headers), body)
     counter = itertools.count(1)
-    events = map_request(connector, request, relay=args.relay, received_at=datetime.now(UTC),
+    mapped = map_inbound(connector, request, relay=args.relay, received_at=datetime.now(UTC),
                          new_id=lambda: f"{args.relay}-{next(counter)}")
-    for event in events:
+    if mapped.answer is not None:
+        print(json.dumps({"answer": mapped.answer.to_json()}, ensure_ascii=False), file=out)
+    for event in mapped.events:
         print(json.dumps(event.to_cloudevent(), ensure_ascii=False), file=out)
     return 0
 
@@ -147,6 +212,7 @@ def register(sub: Any) -> None:
     mapping.add_argument("--header", action="append", type=_header_pair, default=[])
     mapping.add_argument("--method")
     mapping.add_argument("--relay", default="example")
+    mapping.add_argument("--example", help="which of the connector's examples (by name)")
     mapping.set_defaults(func=cmd_map)
 
     schema = sub.add_parser("schema", help="print the connector JSON Schema")

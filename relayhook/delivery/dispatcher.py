@@ -19,15 +19,19 @@ import time
 import uuid
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from urllib.parse import urlsplit
 
 import httpx
 
 from relayhook.delivery.http import refusal_reason
-from relayhook.hooks import Hook
-from relayhook.live import HookRegistry
-from relayhook.outbound import OutboundRequest, render_request, should_deliver
+from relayhook.events import format_time
+from relayhook.hooks import Hook, RateLimitSpec
+from relayhook.live import LiveConfig
+from relayhook.outbound import OutboundRequest, redactor, render_request, should_deliver
 from relayhook.pacing import RateLimit
 from relayhook.retry import decide, parse_retry_after
+from relayhook.ssrf import unusual_ipv4
 from relayhook.store import Attempt, Delivery, Outcome, Store, StoreError
 from relayhook.store.base import Topic
 from relayhook.templating import RenderError
@@ -44,12 +48,13 @@ class _HookLane:
 
     in_flight: int = 0
     interval: float = 0.0
+    rate_spec: RateLimitSpec | None = None
 
 
 @dataclass
 class Dispatcher:
     store: Store
-    registry: HookRegistry
+    registry: LiveConfig
     transport: httpx.AsyncBaseTransport  # relayhook.delivery.http.make_http_transport, or a mock
     secrets: Mapping[str, str]
     clock: Callable[[], float] = time.time
@@ -57,12 +62,13 @@ class Dispatcher:
     rand: random.Random = field(default_factory=random.Random)
     lease_seconds: float = 60.0
     poll_interval: float = 0.5
-    refresh_interval: float = 2.0
+    refresh_interval: float = 0.5  # a change made elsewhere is seen within this
     owner: str = field(default_factory=lambda: f"worker-{uuid.uuid4().hex[:12]}")
+    # Told of every finished delivery round: (hook name, outcome, attempt); metrics count them.
+    report: Callable[[str, Outcome, Attempt | None], None] = lambda hook, outcome, attempt: None
 
     def __post_init__(self) -> None:
-        self._lanes = {name: _HookLane(interval=RateLimit.from_spec(hook.rate_limit).interval)
-                       for name, hook in self.registry.hooks.items()}
+        self._lanes: dict[str, _HookLane] = {}
         self._wake = asyncio.Event()
         self._tasks: set[asyncio.Task[None]] = set()
         self._stopping = False
@@ -109,7 +115,8 @@ class Dispatcher:
             self._last_refresh = now
         claimed = 0
         for name, is_active in self.registry.active().items():
-            hook, lane = self.registry.hooks[name], self._lanes[name]
+            hook = self.registry.hooks[name]
+            lane = self._lane(hook)
             if not is_active or hook.concurrency <= lane.in_flight or self._stopping:
                 continue
             claimed += await self._claim_hook(hook, lane, now)
@@ -132,9 +139,21 @@ class Dispatcher:
             self._start(hook, lane, delivery, verdict, now if verdict else next(times))
         return len(batch)
 
+    def _lane(self, hook: Hook) -> _HookLane:
+        """The hook's lane; a hook created or changed at run time gets its pacing anew (its
+        requests in flight still count)."""
+        lane = self._lanes.get(hook.name)
+        if lane is None:
+            lane = self._lanes[hook.name] = _HookLane(rate_spec=hook.rate_limit)
+            lane.interval = RateLimit.from_spec(hook.rate_limit).interval
+        elif lane.rate_spec != hook.rate_limit:
+            lane.rate_spec = hook.rate_limit
+            lane.interval = RateLimit.from_spec(hook.rate_limit).interval
+        return lane
+
     def _lease(self, hook: Hook) -> float:
         """`[delivery] lease_seconds`, but never shorter than a claim's pacing wait (at most a
-        quarter of the lease, see _room) plus its request (at most timeout + 1 s): a live
+        quarter of the lease, see _concurrency) plus its request (at most timeout + 1 s): a live
         dispatcher never sees its own delivery claimed again."""
         return max(self.lease_seconds, 4 / 3 * (hook.timeout + 1) + 1)
 
@@ -183,8 +202,19 @@ class Dispatcher:
         except asyncio.CancelledError:
             raise
         except Exception as exc:  # one delivery's failure must not stop the others
-            log.exception("dispatcher: delivery %s of hook %s failed", delivery.id, hook.name)
+            log.exception("dispatcher: delivery %s of hook %s failed", delivery.id, hook.name,
+                          extra={"hook": hook.name, "delivery": delivery.id})
             await self._record_internal_error(hook, delivery, exc)
+            return
+        self._tell(hook, delivery, outcome, attempt)
+
+    def _tell(self, hook: Hook, delivery: Delivery, outcome: Outcome,
+              attempt: Attempt | None) -> None:
+        try:
+            self.report(hook.name, outcome, attempt)
+        except Exception:  # metrics must never stop a delivery
+            log.exception("dispatcher: cannot count delivery %s", delivery.id)
+        log_outcome(hook.name, delivery, outcome, attempt)
 
     async def _record_internal_error(self, hook: Hook, delivery: Delivery,
                                      exc: Exception) -> None:
@@ -197,6 +227,8 @@ class Dispatcher:
                                     attempt=attempt)
         except Exception:
             log.exception("dispatcher: cannot record the failure of delivery %s", delivery.id)
+            return
+        self._tell(hook, delivery, outcome, attempt)
 
     async def _attempt(self, hook: Hook, delivery: Delivery,
                        go_at: float) -> tuple[Outcome, Attempt | None]:
@@ -213,20 +245,25 @@ class Dispatcher:
 
     async def _send(self, hook: Hook, delivery: Delivery, request: OutboundRequest,
                     started: float) -> tuple[Outcome, Attempt]:
-        record = request.record(self.secrets)
+        record = request.record(self.secrets, hook.secret_places)
+        try:
+            outgoing = httpx.Request(
+                request.method, request.url, headers=list(request.headers),
+                content=request.body or None,
+                extensions={"timeout": httpx.Timeout(hook.timeout).as_dict()},
+            )
+        except httpx.InvalidURL as exc:  # e.g. 127.000.000.001, which httpx will not parse
+            return self._failed(hook, delivery, started, record, *_unsendable(request.url, exc))
         try:
             async with asyncio.timeout(hook.timeout + 1):  # a hard bound above httpx's own
-                response = await self.transport.handle_async_request(httpx.Request(
-                    request.method, request.url, headers=list(request.headers),
-                    content=request.body or None,
-                    extensions={"timeout": httpx.Timeout(hook.timeout).as_dict()},
-                ))
+                response = await self.transport.handle_async_request(outgoing)
                 try:
                     body = await _read_some(response, MAX_RESPONSE_BODY)
                 finally:
                     await response.aclose()
         except (httpx.HTTPError, TimeoutError, OSError) as exc:
-            error_class, message = _classify(exc, hook.timeout)
+            error_class, message = classify(exc, hook.timeout)
+            message = redactor(self.secrets, hook.secret_places)(message)  # a URL's token
             return self._failed(hook, delivery, started, record, error_class, message)
         attempt = Attempt(
             delivery_id=delivery.id, number=delivery.attempts + 1, started_at=started,
@@ -272,7 +309,43 @@ async def _read_some(response: httpx.Response, limit: int) -> bytes:
     return b"".join(chunks)
 
 
-def _classify(exc: BaseException, timeout: float) -> tuple[str, str]:
+def log_outcome(hook: str, delivery: Delivery, outcome: Outcome,
+                attempt: Attempt | None) -> None:
+    """One line per failed attempt (with its next try), dead delivery or pause; debug for the
+    rest. Names the hook, the delivery and the status or error class, never the URL or
+    headers (they may hold secrets; the history has them, redacted)."""
+    number = delivery.attempts + (attempt is not None)
+    fields: dict[str, object] = {"hook": hook, "delivery": delivery.id, "attempt": number}
+    if attempt is not None and attempt.response_status is not None:
+        what = f"HTTP {attempt.response_status}"
+        fields["status"] = attempt.response_status
+    elif attempt is not None and attempt.error_class is not None:
+        what = f"{attempt.error_class}: {(attempt.error or '')[:300]}"
+        fields["error_class"] = attempt.error_class
+    else:
+        what = outcome.error or outcome.status
+    if outcome.status == "failed" and outcome.due_at is not None:
+        next_try = format_time(datetime.fromtimestamp(outcome.due_at, UTC))
+        log.warning("hook %r: delivery %s attempt %d failed (%s); next try at %s", hook,
+                    delivery.id, number, what, next_try, extra={**fields, "next_try": next_try})
+    elif outcome.status == "dead":
+        log.error("hook %r: delivery %s is dead after attempt %d (%s); relayhook replay sends it"
+                  " again", hook, delivery.id, number, what, extra=fields)
+    elif outcome.status == "paused":
+        log.warning("hook %r: delivery %s paused (%s)", hook, delivery.id, what, extra=fields)
+    else:
+        log.debug("hook %r: delivery %s %s (attempt %d)", hook, delivery.id, outcome.status,
+                  number, extra=fields)
+
+
+def _unsendable(url: str, exc: httpx.InvalidURL) -> tuple[str, str]:
+    odd = unusual_ipv4(urlsplit(url).hostname or "")
+    if odd is not None:
+        return "destination", f"destination refused: the host is {odd}"
+    return "render", f"the rendered URL cannot be sent: {exc}"
+
+
+def classify(exc: BaseException, timeout: float) -> tuple[str, str]:
     reason = refusal_reason(exc)
     if reason is not None:
         return "destination", f"destination refused: {reason}"

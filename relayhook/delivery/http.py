@@ -142,6 +142,9 @@ class PolicyResolver(AbstractResolver):
     async def resolve(
         self, host: str, port: int = 0, family: socket.AddressFamily = socket.AF_INET
     ) -> list[ResolveResult]:
+        reason = self._policy.check_name(host)  # never ask a resolver about `localhost.`
+        if reason is not None:
+            raise DestinationRefused(reason)
         addresses = self._policy.filter(host, await self._resolver.resolve(host, port))
         results: list[ResolveResult] = []
         for address in addresses:
@@ -204,6 +207,9 @@ class GuardedTransport(httpx.AsyncBaseTransport):
                 raise DestinationRefused(f"{url}: only http and https URLs are allowed")
             # aiohttp connects to the host yarl parses from str(url): check that one too.
             for host in dict.fromkeys((url.host, yarl.URL(str(url)).raw_host or "")):
+                reason = self._policy.check_name(host)
+                if reason is not None:
+                    raise DestinationRefused(reason)
                 if looks_like_ip(host):
                     await check_host(host, port, self._policy, self._resolver)
         except OSError as exc:  # DestinationRefused, or a numeric host that does not resolve

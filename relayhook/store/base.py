@@ -9,132 +9,103 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, Protocol
 
 from relayhook.errors import RelayhookError
 from relayhook.events import Event
+from relayhook.records import (
+    DELIVERY_STATUSES,
+    ActivityRow,
+    Attempt,
+    Delivery,
+    DeliveryFilter,
+    DeliveryStatus,
+    IngestResult,
+    NewDelivery,
+    Outcome,
+    RequestRecord,
+    RequestStatus,
+)
 
 if TYPE_CHECKING:  # hooks imports retry, which imports this module
     from relayhook.hooks import RateLimitSpec
     from relayhook.store.migrations import Migration
-
-RequestStatus = Literal["accepted", "rejected"]
-REQUEST_STATUSES: tuple[RequestStatus, ...] = ("accepted", "rejected")
 
 
 class StoreError(RelayhookError):
     """Storage failed; nothing of the write it belongs to was kept."""
 
 
-@dataclass(frozen=True, slots=True)
-class RequestRecord:
-    """One raw request as a provider sent it (credentials redacted), and what became of it.
-
-    `headers` are (lower-cased name, value) pairs in the order received; `query` is the raw query
-    string; `body` the exact bytes. `error` says why a `rejected` request could not be mapped.
-    `truncated` marks a body cut at the size limit: kept for inspection, never mapped.
-    `event_ids` is filled in by reads: the events this request produced (first seen here).
-    """
-
-    id: str
-    relay: str
-    received_at: str
-    method: str
-    query: str
-    headers: tuple[tuple[str, str], ...]
-    body: bytes
-    status: RequestStatus
-    error: str | None = None
-    truncated: bool = False
-    event_ids: tuple[str, ...] = field(default=())
+class StoreUnavailableError(StoreError):
+    """The store could not write at all just now (another process holds the lock, the disk is
+    read-only or full, the store is closed): the write itself was not at fault, and the same
+    write may well succeed later."""
 
 
 @dataclass(frozen=True, slots=True)
-class IngestResult:
-    """What a write kept: `accepted` new events, `duplicates` events whose id was already stored,
-    `deliveries` deliveries created (only for the new events)."""
+class Cutoffs:
+    """What `prune` may delete: times in epoch seconds, older is prunable; None keeps forever.
+    `relays` and `hooks` override `default` for one relay's requests and events, or for one
+    hook's finished deliveries."""
 
-    accepted: int
-    duplicates: int
+    default: float | None
+    relays: Mapping[str, float | None] = field(default_factory=dict)
+    hooks: Mapping[str, float | None] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class PruneResult:
+    """What one `prune` deleted."""
+
+    requests: int = 0
+    events: int = 0
     deliveries: int = 0
+    attempts: int = 0
 
-
-DeliveryStatus = Literal["pending", "failed", "claimed", "succeeded", "dead", "skipped", "paused"]
-DELIVERY_STATUSES: tuple[DeliveryStatus, ...] = (
-    "pending",  # due at `due_at`, never tried (or replayed)
-    "failed",  # tried and failed; due again at `due_at`
-    "claimed",  # a dispatcher holds it until `lease_until`
-    "succeeded",  # the receiver answered 2xx
-    "dead",  # no more tries: the schedule ran out, or the failure cannot heal by itself
-    "skipped",  # the hook's `when` was false for this event
-    "paused",  # its hook is inactive; due again when the hook is active
-)
-FINAL_STATUSES: tuple[DeliveryStatus, ...] = ("succeeded", "dead", "skipped")
+    def __add__(self, other: PruneResult) -> PruneResult:
+        return PruneResult(self.requests + other.requests, self.events + other.events,
+                           self.deliveries + other.deliveries, self.attempts + other.attempts)
 
 
 @dataclass(frozen=True, slots=True)
-class NewDelivery:
-    """One event x one hook, made by routing at ingest. `due_at` is epoch seconds."""
+class BacklogEntry:
+    """Deliveries of one hook in one status, now. `oldest_created_at` (epoch seconds) is the
+    creation time of the oldest one, for `pending`, `failed` and `claimed` only."""
 
-    id: str
-    event_id: str
     hook: str
-    subject: str | None
-    status: Literal["pending", "paused"]
-    due_at: float
-
-
-@dataclass(frozen=True, slots=True)
-class Delivery:
-    """A delivery and where it stands. `tries` counts attempts since it was created or last
-    replayed (it indexes the retry schedule); `attempts` counts them all. Times are epoch
-    seconds. `event` is filled in by `claim_due` and `get_delivery`."""
-
-    id: str
-    event_id: str
-    hook: str
-    relay: str
-    subject: str | None
     status: DeliveryStatus
-    tries: int
-    attempts: int
-    due_at: float
-    lease_until: float | None
-    last_status: int | None
-    last_error: str | None
+    count: int
+    oldest_created_at: float | None = None
+
+
+BACKLOG_STATUSES: tuple[DeliveryStatus, ...] = ("pending", "failed", "claimed", "paused", "dead")
+
+
+@dataclass(frozen=True, slots=True)
+class StoredRelay:
+    """A relay created at run time (`source` "api"). `sealed` holds its token and secret,
+    encrypted by the caller (relayhook.sealing): the store never sees them in clear."""
+
+    name: str
+    connector: str
+    source: str
+    sealed: str
     created_at: float
     updated_at: float
-    event: Event | None = None
 
 
 @dataclass(frozen=True, slots=True)
-class Attempt:
-    """One try of a delivery, as sent and as answered. `request` holds method, url, headers
-    (secrets redacted) and body (text, or base64 with body_encoding); `response_body` is at most
-    the first 64 KiB. `error_class` is None for an HTTP answer, else e.g. timeout, connect,
-    destination, render."""
+class StoredHook:
+    """A hook as stored: `spec` as written with `[redacted]` in place of every secret value,
+    `sealed` those values encrypted by the caller (None for config hooks: their secrets stay in
+    the config file). `source` is "config" or "api"."""
 
-    delivery_id: str
-    number: int
-    started_at: float
-    duration_ms: float
-    request: dict[str, Any]
-    response_status: int | None
-    response_headers: tuple[tuple[str, str], ...]
-    response_body: bytes
-    error_class: str | None
-    error: str | None
-
-
-@dataclass(frozen=True, slots=True)
-class Outcome:
-    """What becomes of a claimed delivery: `succeeded`, `failed` (due again at `due_at`),
-    `dead`, `skipped` or `paused`."""
-
-    status: Literal["succeeded", "failed", "dead", "skipped", "paused"]
-    due_at: float | None = None
-    error: str | None = None
-    response_status: int | None = None
+    name: str
+    source: str
+    spec: dict[str, Any]
+    sealed: str | None
+    updated_at: float
 
 
 Topic = Literal["deliveries", "config"]
@@ -162,9 +133,11 @@ class Store(Protocol):
         durably. A delivery is created only if its event is new in this transaction.
 
         Events whose id is already stored (a repeated de-duplication key) are skipped and
-        counted as duplicates. A `rejected` request comes with no events (else ValueError).
-        Either all of it is kept or nothing is (then `StoreError`). A caller cancelled while
-        waiting may still have its write committed.
+        counted as duplicates. A request whose id is already stored writes nothing and comes
+        back `already_stored` (the spool may hand the same request over twice after a crash).
+        A `rejected` request comes with no events (else ValueError). Either all of it is kept
+        or nothing is (then `StoreError`; `StoreUnavailableError` when the store could not
+        write at all). A caller cancelled while waiting may still have its write committed.
         """
 
     async def remap(
@@ -179,6 +152,15 @@ class Store(Protocol):
         """Record the outcome of mapping a stored request again: set its status and error and add
         its events (skipping stored ids) and the deliveries of the new ones, in one transaction.
         `KeyError` for an unknown id."""
+
+    async def record_test(self, request: RequestRecord, event: Event, delivery: NewDelivery,
+                          attempt: Attempt | None, outcome: Outcome) -> None:
+        """Keep a test send (`relayhook send-test`) in the hook's history, in one transaction:
+        `request` (marked `test`, accepted), its one `event` (a fresh id: a copy of an example
+        or stored event, routed to no other hook), `delivery` of it to the hook, marked `test`
+        and finished as `outcome` says (succeeded or dead), and `attempt`. A test delivery is
+        listed and read like any other, is not counted by `count_deliveries`, and is replayed
+        only by its id. Engine-neutral: every engine keeps the two `test` flags."""
 
     async def record_auth_failure(self, relay: str, at: str) -> None:
         """Count one request refused for missing or wrong credentials (nothing else is kept)."""
@@ -196,9 +178,10 @@ class Store(Protocol):
         status: RequestStatus | None = None,
         limit: int = 50,
         before: str | None = None,
+        text: str | None = None,
     ) -> list[RequestRecord]:
         """Stored requests, newest first, each with its `event_ids`; `before` is a request id to
-        page from (exclusive)."""
+        page from (exclusive); `text` keeps those whose body holds it (case-insensitive)."""
 
     async def list_events(
         self,
@@ -263,7 +246,7 @@ class Store(Protocol):
     async def set_hook_active(self, hook: str, active: bool, reason: str | None, at: float) -> int:
         """Remember that a hook is (in)active, with why; pause its unfinished deliveries
         (`pending`/`failed` -> `paused`) or resume them (`paused` -> `pending`, due_at kept).
-        Returns how many deliveries changed."""
+        Returns how many deliveries changed. Moves the config version."""
 
     async def hook_states(self) -> dict[str, tuple[bool, str | None, float]]:
         """Per hook name set by `set_hook_active`: (active, reason, when)."""
@@ -271,10 +254,39 @@ class Store(Protocol):
     async def save_hooks(self, source: str, specs: Mapping[str, dict[str, Any]],
                          at: float) -> None:
         """Replace the hooks stored from `source` (e.g. "config") by `specs`, by name. A spec
-        must hold no secret value: the caller strips them."""
+        must hold no secret value: the caller strips them. Moves the config version."""
 
-    async def list_hooks(self) -> list[tuple[str, str, dict[str, Any], float]]:
-        """Every stored hook: (name, source, spec, updated_at), by name."""
+    async def list_hooks(self) -> list[StoredHook]:
+        """Every stored hook, by name."""
+
+    # --- live configuration: relays and hooks changed while running -----------------------
+
+    async def config_version(self) -> int:
+        """A counter that every change of a relay, a hook or a hook's state moves forward:
+        a process that saw this number has seen every change up to it. Cheap: polled."""
+
+    async def put_hook(self, hook: StoredHook, *, create: bool) -> bool:
+        """Create (`create`: False if the name is taken) or replace (False if there is no hook
+        of that name and source) one hook. Moves the config version."""
+
+    async def delete_hook(self, name: str, *, at: float) -> int | None:
+        """Remove a hook and its state; its unfinished deliveries become `cancelled` (kept in
+        the history). Returns how many were cancelled, None if there was no such hook. Moves
+        the config version."""
+
+    async def list_relays(self) -> list[StoredRelay]:
+        """Every relay created at run time, by name."""
+
+    async def create_relay(self, relay: StoredRelay) -> bool:
+        """Store a new relay; False if its name is taken. Moves the config version."""
+
+    async def update_relay(self, name: str, *, sealed: str, at: float) -> bool:
+        """Replace a relay's sealed token and secret (a rotation); False if there is none.
+        Moves the config version."""
+
+    async def delete_relay(self, name: str) -> bool:
+        """Remove a relay (its requests and events stay); False if there was none. Moves the
+        config version."""
 
     async def get_delivery(self, delivery_id: str) -> tuple[Delivery, list[Attempt]] | None:
         """One delivery with its event and its attempts (oldest first), or None."""
@@ -308,6 +320,63 @@ class Store(Protocol):
         """Make up to `limit` matching deliveries due again now (`pending`, `tries` = 0), or
         `paused` where their hook is inactive. One delivery by id (any status but `claimed`),
         or a hook's deliveries in `statuses` created at or after `since`. Returns how many."""
+
+    # --- what the console and the API browse with ------------------------------------------
+
+    async def find_deliveries(
+        self, where: DeliveryFilter, *, limit: int = 50, before: str | None = None
+    ) -> list[Delivery]:
+        """Deliveries matching `where`, newest first, each with its event; `before` is a
+        delivery id to page from (exclusive)."""
+
+    async def count_found_deliveries(self, where: DeliveryFilter) -> int:
+        """How many deliveries match `where`."""
+
+    async def request_activity(self, *, since: float, bucket_seconds: float) -> list[ActivityRow]:
+        """Requests received at or after `since` (epoch seconds), counted per relay, per bucket
+        of `bucket_seconds` (0 is the first) and per status (accepted / rejected)."""
+
+    async def delivery_activity(self, *, since: float, bucket_seconds: float) -> list[ActivityRow]:
+        """Deliveries created at or after `since`, counted per hook, per bucket of
+        `bucket_seconds` and per status they have now."""
+
+    async def get_admin_value(self, name: str) -> str | None:
+        """A value of the console's own state (`password_hash`, `session_key`), or None."""
+
+    async def set_admin_value(self, name: str, value: str, at: float, *,
+                              replace: bool = True) -> bool:
+        """Store a console value; with `replace=False` only if none is stored yet (so that two
+        processes starting at once agree on one). Returns whether it was written."""
+
+    # --- operations -----------------------------------------------------------------------
+
+    async def prune(self, cutoffs: Cutoffs, *, batch: int = 500) -> PruneResult:
+        """Delete what `cutoffs` let go: finished deliveries (succeeded, dead, skipped) last
+        changed before their hook's cutoff, with their attempts; then requests received before
+        their relay's cutoff, with their events, when none of those events has a delivery
+        left. So an unfinished delivery, its event and its request are never deleted. Works in
+        transactions of at most `batch` deliveries or requests, so that other writes go on
+        between them, until nothing more is prunable. Returns what was deleted in all."""
+
+    async def backlog(self) -> list[BacklogEntry]:
+        """Deliveries per hook and status for the BACKLOG_STATUSES (statuses no delivery has
+        are left out), with the oldest waiting one's age for pending, failed and claimed.
+        Cheap enough for every metrics scrape: it reads indexes of unfinished, dead and paused
+        deliveries only, not the whole history."""
+
+    async def probe_write(self) -> None:
+        """Take the write lock and commit an empty transaction; StoreError if the store cannot
+        take a write now. For readiness checks: callers bound the wait."""
+
+    async def schema_current(self) -> bool:
+        """Whether the store's schema is the version this code was written for (False when a
+        newer Relayhook migrated it, or it still needs migrating)."""
+
+    async def backup(self, target: Path) -> None:
+        """Write a consistent copy of the whole store to the new file `target` while the store
+        is in use (writes go on meanwhile). FileExistsError if `target` exists; StoreError if
+        the copy fails, or the engine copies no files (PostgreSQL: use pg_dump)."""
+
 
 
 # -- checks every engine makes before it writes (the same words, whatever the engine)
@@ -358,3 +427,11 @@ def check_replay(delivery_id: str | None, statuses: Sequence[DeliveryStatus], li
             raise ValueError(f"unknown delivery status {status!r}")
         if status == "claimed":
             raise ValueError("a claimed delivery is not replayed: its dispatcher holds it")
+
+
+def check_test(request: RequestRecord, event: Event, delivery: NewDelivery,
+                outcome: Outcome) -> None:
+    if not request.test or request.status != "accepted":
+        raise ValueError("a test send's request is marked test and accepted")
+    if delivery.event_id != event.id or outcome.status not in ("succeeded", "dead"):
+        raise ValueError("a test send is one delivery of its event, succeeded or dead")

@@ -19,6 +19,9 @@ class Migration:
     version: int
     name: str  # what it does, in a few words: printed by `relayhook migrate`
     sql: str
+    # It rebuilds a table other tables reference: SQLite runs it with foreign keys off (they
+    # cannot be turned off inside a transaction) and checks every reference before it commits.
+    rebuilds: bool = False
 
     def __str__(self) -> str:
         return f"{self.version} ({self.name})"
@@ -32,15 +35,16 @@ def check_numbering(migrations: Sequence[Migration]) -> None:
 
 
 def plan(current: int, migrations: Sequence[Migration], *, where: str,
-         migrate: bool) -> list[Migration]:
-    """The migrations to apply to a database at version `current` (0: empty), in order."""
+         migrate: bool, upto: int | None = None) -> list[Migration]:
+    """The migrations to apply to a database at version `current` (0: empty), in order (up to
+    version `upto`, for tests that make an older database)."""
     latest = migrations[-1].version
     if current > latest:
         raise StoreError(
             f"{where} has schema version {current}, newer than this relayhook's ({latest}):"
             " upgrade relayhook"
         )
-    pending = [m for m in migrations if m.version > current]
+    pending = [m for m in migrations if current < m.version <= (upto or latest)]
     if pending and not migrate:
         names = ", ".join(str(m) for m in pending)
         raise StoreError(

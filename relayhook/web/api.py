@@ -1,41 +1,43 @@
-"""The JSON API behind `Authorization: Bearer <admin token>`.
+"""The JSON API behind `Authorization: Bearer <admin token>`: what was received and sent.
 
-    GET  /api/requests?relay=&status=&limit=&before=       raw requests, with event_ids
+    GET  /api/requests?relay=&status=&text=&limit=&before=  raw requests, with event_ids
     GET  /api/events?relay=&type=&subject=&request=&limit=&before=   events, with request_id
-    GET  /api/relays                                       relays, URLs, refused requests
-    GET  /api/hooks                                        hooks, state, deliveries per status
-    GET  /api/deliveries?hook=&status=&event=&limit=&before=
+    GET  /api/deliveries?hook=&status=a,b&min_code=&max_code=&since=&until=&text=&request=
+                        &event=&limit=&before=
     GET  /api/deliveries/{id}                              a delivery, its event and attempts
     POST /api/deliveries/{id}/replay                       send it again
     POST /api/hooks/{name}/replay?status=dead[,failed]&since=   send a hook's deliveries again
-    POST /api/hooks/{name}/activate | /deactivate          resume or pause a hook
+
+Relays, hooks and connectors (read and written) are in relayhook.web.config_api.
 """
 
 from __future__ import annotations
 
-import base64
 import hmac
 from collections.abc import Awaitable, Callable
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from relayhook.assembly import Collaborators
-from relayhook.events import format_time, parse_time
-from relayhook.relays import Relay
-from relayhook.store import (
-    DELIVERY_STATUSES,
-    REQUEST_STATUSES,
-    Attempt,
-    Delivery,
-    RequestRecord,
+from relayhook.assembly import Parts
+from relayhook.errors import ConflictError, InvalidError, NotFoundError
+from relayhook.events import parse_time
+from relayhook.store import REQUEST_STATUSES
+from relayhook.tomlpos import format_path
+from relayhook.web.readmodel import (
+    FilterError,
+    attempt_json,
+    delivery_filter,
+    delivery_json,
+    request_json,
 )
 
 MAX_LIMIT = 1000
 Endpoint = Callable[[Request], Awaitable[Response]]
+Handler = Callable[[Request], Awaitable[dict[str, Any] | Response]]
 
 
 class ApiError(Exception):
@@ -57,103 +59,60 @@ def _one_of(value: str | None, allowed: tuple[str, ...], name: str) -> str | Non
     return value
 
 
-def _time(seconds: float | None) -> str | None:
-    return None if seconds is None else format_time(datetime.fromtimestamp(seconds, UTC))
+def refuse_bearer(request: Request, token: str, off: str) -> JSONResponse | None:
+    """None if the request carries `Authorization: Bearer <token>`, else the answer: 403
+    saying `off` when no token is set, 401 otherwise."""
+    if not token:
+        return JSONResponse({"error": off}, 403)
+    given = request.headers.get("authorization", "")
+    if not hmac.compare_digest(given.encode(), f"Bearer {token}".encode()):
+        return JSONResponse({"error": "missing or wrong bearer token"}, 401,
+                            headers={"WWW-Authenticate": 'Bearer realm="relayhook"'})
+    return None
 
 
-def _bytes_json(data: bytes) -> tuple[str, str]:
-    try:
-        return data.decode("utf-8"), "utf-8"
-    except UnicodeDecodeError:
-        return base64.b64encode(data).decode("ascii"), "base64"
+def guard(token: str) -> Callable[[Handler], Endpoint]:
+    """Wrap a handler behind the admin bearer token. A handler returns a dict (answered 200) or
+    a Response; the errors of relayhook.errors become their status with a JSON body:
+    InvalidError 422 with each problem at its field, NotFoundError 404, ConflictError 409."""
 
-
-def request_json(record: RequestRecord) -> dict[str, Any]:
-    body, encoding = _bytes_json(record.body)
-    return {
-        "id": record.id,
-        "relay": record.relay,
-        "received_at": record.received_at,
-        "status": record.status,
-        "error": record.error,
-        "method": record.method,
-        "query": record.query,
-        "headers": [list(pair) for pair in record.headers],
-        "body": body,
-        "body_encoding": encoding,
-        "truncated": record.truncated,
-        "event_ids": list(record.event_ids),
-    }
-
-
-def delivery_json(delivery: Delivery) -> dict[str, Any]:
-    return {
-        "id": delivery.id,
-        "event_id": delivery.event_id,
-        "hook": delivery.hook,
-        "relay": delivery.relay,
-        "subject": delivery.subject,
-        "status": delivery.status,
-        "tries": delivery.tries,
-        "attempts": delivery.attempts,
-        "due_at": _time(delivery.due_at),
-        "last_status": delivery.last_status,
-        "last_error": delivery.last_error,
-        "created_at": _time(delivery.created_at),
-        "updated_at": _time(delivery.updated_at),
-    }
-
-
-def attempt_json(attempt: Attempt) -> dict[str, Any]:
-    body, encoding = _bytes_json(attempt.response_body)
-    return {
-        "number": attempt.number,
-        "started_at": _time(attempt.started_at),
-        "duration_ms": round(attempt.duration_ms, 3),
-        "request": attempt.request,
-        "response_status": attempt.response_status,
-        "response_headers": [list(pair) for pair in attempt.response_headers],
-        "response_body": body,
-        "response_body_encoding": encoding,
-        "error_class": attempt.error_class,
-        "error": attempt.error,
-    }
-
-
-def api_routes(
-    parts: Collaborators,
-    token: str,
-    relay_url: Callable[[Relay], str],
-    clock: Callable[[], datetime],
-) -> list[Route]:
-    store, registry = parts.store, parts.registry
-
-    def guarded(handler: Callable[[Request], Awaitable[Any]]) -> Endpoint:
+    def guarded(handler: Handler) -> Endpoint:
         async def endpoint(request: Request) -> Response:
-            if not token:
-                return JSONResponse({"error": "the API is off: set [admin] token"}, 403)
-            given = request.headers.get("authorization", "")
-            if not hmac.compare_digest(given.encode(), f"Bearer {token}".encode()):
-                return JSONResponse({"error": "missing or wrong bearer token"}, 401,
-                                    headers={"WWW-Authenticate": 'Bearer realm="relayhook"'})
+            refused = refuse_bearer(request, token, "the API is off: set [admin] token")
+            if refused is not None:
+                return refused
             try:
-                return JSONResponse(await handler(request))
+                answer = await handler(request)
             except ApiError as exc:
                 return JSONResponse({"error": str(exc)}, exc.status)
+            except InvalidError as exc:
+                errors = [{"field": format_path(e.key), "message": e.message} for e in exc.errors]
+                return JSONResponse({"error": str(exc), "errors": errors}, 422)
+            except NotFoundError as exc:
+                return JSONResponse({"error": str(exc)}, 404)
+            except ConflictError as exc:
+                return JSONResponse({"error": str(exc)}, 409)
+            return answer if isinstance(answer, Response) else JSONResponse(answer)
 
         return endpoint
 
+    return guarded
+
+
+def api_routes(parts: Parts, token: str, clock: Callable[[], datetime]) -> list[Route]:
+    store, manager = parts.store, parts.manager
+    guarded = guard(token)
+
     def hook_named(request: Request) -> str:
         name: str = request.path_params["name"]
-        if name not in registry.hooks:
-            raise ApiError(404, f"no hook named {name!r}")
-        return name
+        return manager.hook(name).name
 
     async def list_requests(request: Request) -> dict[str, Any]:
         status = _one_of(request.query_params.get("status"), REQUEST_STATUSES, "status")
         records = await store.list_requests(
             relay=request.query_params.get("relay"), status=status,  # type: ignore[arg-type]
             limit=_limit(request), before=request.query_params.get("before"),
+            text=request.query_params.get("text") or None,
         )
         return {"items": [request_json(record) for record in records]}
 
@@ -165,43 +124,14 @@ def api_routes(
         )
         return {"items": [{**e.to_cloudevent(), "request_id": e.request_id} for e in events]}
 
-    async def list_relays(request: Request) -> dict[str, Any]:
-        failures = await store.auth_failures()
-        return {"items": [
-            {
-                "name": relay.name,
-                "connector": relay.connector.id,
-                "url": relay_url(relay),
-                "auth_failures": failures.get(relay.name, (0, None))[0],
-                "last_auth_failure": failures.get(relay.name, (0, None))[1],
-            }
-            for relay in parts.relays.values()
-        ]}
-
-    async def list_hooks(request: Request) -> dict[str, Any]:
-        active = registry.active()
-        items = []
-        for name, hook in registry.hooks.items():
-            spec = hook.spec
-            items.append({
-                "name": name, "description": spec.description, "active": active[name],
-                "inactive_reason": None if active[name] else registry.reason(name),
-                "events": spec.events, "relays": spec.relays, "preset": spec.preset,
-                "method": hook.method, "url": spec.url, "timeout": hook.timeout,
-                "concurrency": hook.concurrency, "ordered": hook.ordered,
-                "rate_limit": hook.rate_limit.model_dump() if hook.rate_limit else None,
-                "signed": hook.signing_secret is not None,
-                "deliveries": await store.count_deliveries(hook=name),
-            })
-        return {"items": items}
-
     async def list_deliveries(request: Request) -> dict[str, Any]:
         params = request.query_params
-        status = _one_of(params.get("status"), DELIVERY_STATUSES, "status")
-        deliveries = await store.list_deliveries(
-            hook=params.get("hook"), status=status,  # type: ignore[arg-type]
-            event_id=params.get("event"), limit=_limit(request), before=params.get("before"),
-        )
+        try:
+            where = delivery_filter(params, params.getlist("status"))
+        except FilterError as exc:
+            raise ApiError(400, str(exc)) from exc
+        deliveries = await store.find_deliveries(where, limit=_limit(request),
+                                                 before=params.get("before"))
         return {"items": [delivery_json(d) for d in deliveries]}
 
     async def get_delivery(request: Request) -> dict[str, Any]:
@@ -240,27 +170,10 @@ def api_routes(
         parts.wake()
         return {"replayed": total}
 
-    def set_active(active: bool) -> Callable[[Request], Awaitable[dict[str, Any]]]:
-        async def handler(request: Request) -> dict[str, Any]:
-            name = hook_named(request)
-            if active and not registry.hooks[name].active:
-                raise ApiError(409, f"hook {name!r} is inactive in the config: change it there")
-            reason = None if active else "deactivated through the API"
-            changed = await registry.set_active(store, name, active, reason,
-                                                clock().timestamp())
-            parts.wake()
-            return {"name": name, "active": active, "deliveries_changed": changed}
-
-        return handler
-
     return [
         Route("/api/requests", guarded(list_requests), methods=["GET"]),
         Route("/api/events", guarded(list_events), methods=["GET"]),
-        Route("/api/relays", guarded(list_relays), methods=["GET"]),
-        Route("/api/hooks", guarded(list_hooks), methods=["GET"]),
         Route("/api/hooks/{name}/replay", guarded(replay_hook), methods=["POST"]),
-        Route("/api/hooks/{name}/activate", guarded(set_active(True)), methods=["POST"]),
-        Route("/api/hooks/{name}/deactivate", guarded(set_active(False)), methods=["POST"]),
         Route("/api/deliveries", guarded(list_deliveries), methods=["GET"]),
         Route("/api/deliveries/{id}", guarded(get_delivery), methods=["GET"]),
         Route("/api/deliveries/{id}/replay", guarded(replay_delivery), methods=["POST"]),

@@ -2,7 +2,8 @@
 
     app = create_app(settings, store=store, transport=mock, clock=lambda: fixed, role="all")
 
-Roles: `web` takes requests (ingress and API), `worker` dispatches deliveries, `all` does both.
+Roles: `web` takes requests (ingress, API and console), `worker` dispatches deliveries, `all`
+does both.
 """
 
 from __future__ import annotations
@@ -17,32 +18,33 @@ from typing import Literal
 
 import httpx
 from starlette.applications import Starlette
-from starlette.requests import Request
-from starlette.responses import JSONResponse
-from starlette.routing import Route
+from starlette.routing import BaseRoute, Route
 
 from relayhook.assembly import (
-    Collaborators,
-    destination_policy,
-    load_hooks,
-    load_relays,
+    Parts,
+    assemble,
     new_uuid,
-    open_settings_store,
     refuse_destinations,
+    spool_path,
     utc_now,
 )
 from relayhook.delivery.dispatcher import Dispatcher
 from relayhook.delivery.http import make_http_transport
-from relayhook.live import HookRegistry
-from relayhook.relays import Relay
+from relayhook.intake import Intake, SpoolDrainer
+from relayhook.metrics import Metrics
 from relayhook.settings import Settings
+from relayhook.spool import Spool
 from relayhook.ssrf import Resolver
 from relayhook.store import Store
 from relayhook.web.api import api_routes
+from relayhook.web.config_api import config_api_routes
+from relayhook.web.console import Console, console_routes
 from relayhook.web.ingress import Ingress
+from relayhook.web.ops import Readiness, metered, ops_routes, prune_periodically
 
 Role = Literal["web", "worker", "all"]
 INGRESS_METHODS = ["GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"]
+FOLLOW_INTERVAL = 0.5  # seconds: a change made in another process shows here within this
 log = logging.getLogger("relayhook")
 
 
@@ -61,12 +63,17 @@ def create_app(
     """The ASGI app. A store or transport passed in is opened and closed by its owner. An
     owned store is migrated when it opens, unless `migrate` is False (then a database that is
     behind stops the start)."""
-    _, relays = load_relays(settings)
-    registry = HookRegistry(load_hooks(settings))
     owned_store = store is None
-    the_store = store or open_settings_store(settings)
-    parts = Collaborators(the_store, registry, relays)
-    policy = destination_policy(settings)
+    parts = assemble(settings, store=store, resolver=resolver,
+                     clock=lambda: clock().timestamp())
+    the_store, live = parts.store, parts.live
+    takes_requests = role in ("web", "all")
+    parts.spool = Spool(spool_path(settings)) if takes_requests else None
+    metrics = Metrics(spool_depth=lambda: parts.spool.depth if parts.spool else 0)
+    intake = Intake(the_store, live, new_id, spool=parts.spool,
+                    store_timeout=settings.spool.store_timeout, wake=parts.wake,
+                    stored=metrics.observe_stored)
+    console = Console(parts, clock=clock, new_id=new_id) if takes_requests else None
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
@@ -74,20 +81,34 @@ def create_app(
             await the_store.open(migrate=migrate)
         sender = transport
         try:
-            await refuse_destinations(settings, registry.hooks, policy, resolver)
-            await registry.sync(the_store, clock().timestamp())
+            await refuse_destinations(settings, live.hooks, parts.policy, resolver)
+            await live.sync(the_store, clock().timestamp())
+            if parts.spool is not None:  # what a crash left in it is stored from now on
+                parts.spool.open()
+                drainer = SpoolDrainer(intake, parts.spool, live.relay_named)
+                intake.spooled = drainer.wake
+                parts.tasks.append(asyncio.create_task(drainer.run()))
+            if console is not None:
+                await console.start()
             if role in ("worker", "all"):
                 sender = sender or make_http_transport(
-                    policy, resolver=resolver, max_connections=settings.delivery.max_connections
+                    parts.policy, resolver=resolver,
+                    max_connections=settings.delivery.max_connections,
                 )
                 parts.dispatcher = Dispatcher(
-                    the_store, registry, sender, settings.secrets,
+                    the_store, live, sender, settings.template_secrets(),
                     clock=lambda: clock().timestamp(), rand=rand or random.Random(),
                     lease_seconds=settings.delivery.lease_seconds,
                     poll_interval=settings.delivery.poll_interval,
+                    report=metrics.observe_delivery,
                 )
                 the_store.subscribe(parts.dispatcher.notice)
                 parts.tasks.append(asyncio.create_task(parts.dispatcher.run()))
+                if settings.retention.interval > 0:
+                    parts.tasks.append(asyncio.create_task(
+                        prune_periodically(the_store, settings.retention, clock)))
+            else:  # the dispatcher keeps a worker's copy fresh; a web process polls itself
+                parts.tasks.append(asyncio.create_task(follow_changes(parts)))
             yield
         finally:
             if parts.dispatcher is not None:
@@ -99,19 +120,37 @@ def create_app(
                 await sender.aclose()
             if owned_store:
                 await the_store.close()
+            if parts.spool is not None:
+                parts.spool.close()
 
-    async def health(request: Request) -> JSONResponse:
-        return JSONResponse({"status": "ok", "role": role})
+    def relay_name(token: str) -> str | None:
+        relay = live.relays.get(token)
+        return None if relay is None else relay.name
 
-    def relay_url(relay: Relay) -> str:
-        return f"{settings.public_url()}/in/{relay.token}"
-
-    routes = [Route("/healthz", health, methods=["GET"])]
-    if role in ("web", "all"):
-        ingress = Ingress(relays, the_store, settings.limits.max_body_bytes, clock, new_id,
-                          registry=registry, wake=parts.wake)
-        routes.append(Route("/in/{token}", ingress.handle, methods=INGRESS_METHODS))
-    routes += api_routes(parts, settings.admin.token, relay_url, clock)
+    readiness = Readiness(the_store, spool_depth=metrics.spool_depth_now)
+    routes: list[BaseRoute] = [*ops_routes(the_store, metrics, readiness,
+                                           admin_token=settings.admin.token,
+                                           public_metrics=settings.metrics.public, clock=clock)]
+    if takes_requests:
+        ingress = Ingress(live, the_store, settings.limits.max_body_bytes, clock, new_id,
+                          wake=parts.wake, intake=intake)
+        routes.append(Route("/in/{token}", metered(ingress.handle, metrics, relay_name),
+                            methods=INGRESS_METHODS))
+    routes += api_routes(parts, settings.admin.token, clock)
+    routes += config_api_routes(parts, settings.admin.token)
+    if console is not None:
+        routes += console_routes(console)
     app = Starlette(routes=routes, lifespan=lifespan)
     app.state.relayhook = parts
     return app
+
+
+async def follow_changes(parts: Parts, interval: float = FOLLOW_INTERVAL) -> None:
+    """Poll the config version and apply what another process changed (a relay created, a
+    hook edited, a 410 seen by a worker). A store failure is logged and tried again."""
+    while True:
+        try:
+            await parts.live.refresh(parts.store)
+        except Exception:
+            log.exception("cannot read the live configuration; trying again")
+        await asyncio.sleep(interval)

@@ -1,11 +1,14 @@
 """The ingress: `/in/{token}`. Authenticate, read the body within its limit, map, store, answer.
 
-The answer is 200 only once the raw request and its events are committed durably; a request that
-cannot be mapped is kept as `rejected` and answered 400 with what was wrong.
+The answer is 200 only once the raw request and its events are committed durably, or the raw
+request is fsync'd to the spool because the store could not take it in time (`"spooled": true`);
+a request that cannot be mapped or stored is kept as `rejected` and answered 400 with what was
+wrong. What to keep, and where, is `intake`'s business; this module speaks HTTP.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -14,12 +17,13 @@ from datetime import datetime
 from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse, Response
 
-from relayhook.auth import REDACTED, challenge, check_credentials, credential_headers, needs_body
+from relayhook.auth import challenge, check_credentials, credential_headers, needs_body
 from relayhook.events import format_time
-from relayhook.live import HookRegistry
-from relayhook.mapping import InboundRequest, MappingError, map_request
+from relayhook.intake import Intake, Kept
+from relayhook.live import LiveConfig
+from relayhook.mapping import InboundRequest, ProviderAnswer
+from relayhook.redaction import REDACTED
 from relayhook.relays import Relay
-from relayhook.routing import route
 from relayhook.store import RequestRecord, RequestStatus, Store, StoreError
 
 log = logging.getLogger("relayhook.web.ingress")
@@ -46,16 +50,21 @@ async def read_body(request: Request, limit: int) -> bytes:
 
 @dataclass
 class Ingress:
-    relays: dict[str, Relay]
+    live: LiveConfig  # relays by token, hooks and whether each is active: read per request
     store: Store
     max_body_bytes: int
     clock: Callable[[], datetime]
     new_id: Callable[[], str]
-    registry: HookRegistry = field(default_factory=lambda: HookRegistry({}))
     wake: Callable[[], None] = lambda: None
+    intake: Intake | None = None  # default: no spool, no limit on the wait for the store
+    _intake: Intake = field(init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        self._intake = self.intake or Intake(self.store, self.live, self.new_id,
+                                             wake=self.wake)
 
     async def handle(self, request: Request) -> Response:
-        relay = self.relays.get(request.path_params["token"])
+        relay = self.live.relays.get(request.path_params["token"])
         if relay is None:
             return _error(404, "no relay at this URL")
         accept = relay.connector.spec.accept
@@ -67,7 +76,7 @@ class Ingress:
                       for key, value in request.headers.raw)
         headers = dict(pairs)
         auth = relay.connector.spec.auth
-        if not needs_body(auth) and (reason := check_credentials(auth, relay.secret, headers)):
+        if not needs_body(auth) and (reason := self._authenticate(request, relay, headers)):
             return await self._unauthorized(relay, reason)
         received_at = self.clock()
         request_id = self.new_id()
@@ -81,30 +90,22 @@ class Ingress:
                 log.warning("relay %s: refused an unverifiable request: %s", relay.name, message)
                 return _error(413, message)
             inbound = self._inbound(request, relay, pairs, exc.prefix)
-            return await self._reject(relay, inbound, request_id, received_at, message, 413,
-                                      truncated=True)
+            record = _record(request_id, relay, received_at, inbound, "rejected", message,
+                             truncated=True)
+            return _answer(await self._intake.keep(relay, record))
         except ClientDisconnect:
             return _error(400, "the client disconnected before the body was complete")
-        if needs_body(auth) and (reason := check_credentials(auth, relay.secret, headers, body)):
+        if needs_body(auth) and (reason := self._authenticate(request, relay, headers, body)):
             return await self._unauthorized(relay, reason)
         inbound = self._inbound(request, relay, pairs, body)
-        try:
-            events = map_request(relay.connector, inbound, relay=relay.name,
-                                 received_at=received_at, new_id=self.new_id)
-        except MappingError as exc:
-            return await self._reject(relay, inbound, request_id, received_at, str(exc), 400)
         record = _record(request_id, relay, received_at, inbound, "accepted", None)
-        deliveries = route(events, self.registry.hooks.values(), active=self.registry.active(),
-                           now=received_at.timestamp(), new_id=self.new_id)
-        try:
-            result = await self.store.ingest(record, events, deliveries)
-        except StoreError as exc:
-            log.error("relay %s: could not store request %s: %s", relay.name, request_id, exc)
-            return _error(503, "the request could not be stored; send it again", request_id)
-        if result.deliveries:
-            self.wake()
-        return JSONResponse({"accepted": result.accepted, "duplicates": result.duplicates,
-                             "request_id": request_id})
+        return _answer(await self._intake.keep(relay, record))
+
+    def _authenticate(self, request: Request, relay: Relay, headers: dict[str, str],
+                      body: bytes = b"") -> str | None:
+        return check_credentials(relay.connector.spec.auth, relay.secret, headers, body,
+                                 query=request.url.query, method=request.method,
+                                 now=self.clock().timestamp())
 
     def _inbound(self, request: Request, relay: Relay, pairs: tuple[tuple[str, str], ...],
                  body: bytes) -> InboundRequest:
@@ -118,23 +119,28 @@ class Ingress:
     async def _unauthorized(self, relay: Relay, reason: str) -> Response:
         log.warning("relay %s: refused a request: %s", relay.name, reason)
         try:
-            await self.store.record_auth_failure(relay.name, format_time(self.clock()))
-        except StoreError as exc:
-            log.error("relay %s: could not count a refused request: %s", relay.name, exc)
+            # Only a counter: not worth holding the answer past the ingress's bound for.
+            async with asyncio.timeout(self._intake.store_timeout):
+                await self.store.record_auth_failure(relay.name, format_time(self.clock()))
+        except (StoreError, TimeoutError) as exc:
+            log.error("relay %s: could not count a refused request: %s", relay.name,
+                      exc or "the store did not answer in time")
         return _error(401, "missing or wrong credentials",
                       headers={"WWW-Authenticate": challenge(relay.connector.spec.auth)})
 
-    async def _reject(self, relay: Relay, inbound: InboundRequest, request_id: str,
-                      received_at: datetime, message: str, status: int,
-                      truncated: bool = False) -> Response:
-        record = _record(request_id, relay, received_at, inbound, "rejected", message, truncated)
-        try:
-            await self.store.ingest(record, ())
-        except StoreError as exc:
-            log.error("relay %s: could not keep rejected request %s: %s", relay.name,
-                      request_id, exc)
-            return _error(503, "the request could not be stored; send it again", request_id)
-        return _error(status, message, request_id)
+
+def _answer(kept: Kept) -> Response:
+    record = kept.record
+    if kept.where == "nowhere":
+        return _error(503, "the request could not be stored; send it again", record.id)
+    if record.status == "rejected":
+        return _error(413 if record.truncated else 400, record.error or "rejected", record.id)
+    if kept.answer is not None:  # a handshake: the connector's rule says what to answer
+        return provider_answer(kept.answer)
+    if kept.result is None:  # spooled: stored, with its events, as soon as the store can
+        return JSONResponse({"spooled": True, "request_id": record.id})
+    return JSONResponse({"accepted": kept.result.accepted, "duplicates": kept.result.duplicates,
+                         "request_id": record.id})
 
 
 def _record(request_id: str, relay: Relay, received_at: datetime, inbound: InboundRequest,
@@ -144,6 +150,14 @@ def _record(request_id: str, relay: Relay, received_at: datetime, inbound: Inbou
         method=inbound.method, query=inbound.query, headers=inbound.headers, body=inbound.body,
         status=status, error=error, truncated=truncated,
     )
+
+
+def provider_answer(answer: ProviderAnswer) -> Response:
+    """A connector's own answer (a handshake): status, headers and body as its rule made them."""
+    headers = dict(answer.headers)
+    content_type = headers.pop("content-type")
+    return Response(answer.body, status_code=answer.status, headers=headers,
+                    media_type=content_type)
 
 
 def _error(status: int, message: str, request_id: str | None = None,

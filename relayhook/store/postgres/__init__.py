@@ -14,38 +14,53 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
+from datetime import UTC, datetime
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar, cast
 from urllib.parse import urlsplit
 
 import asyncpg
 
 from relayhook import pacing
-from relayhook.events import Event
-from relayhook.store import records
-from relayhook.store.base import (
+from relayhook.events import Event, format_time
+from relayhook.records import (
     DELIVERY_STATUSES,
+    ActivityRow,
     Attempt,
     Delivery,
+    DeliveryFilter,
     DeliveryStatus,
     IngestResult,
     NewDelivery,
     Outcome,
     RequestRecord,
     RequestStatus,
+)
+from relayhook.store import rows as records
+from relayhook.store.base import (
+    BacklogEntry,
+    Cutoffs,
+    PruneResult,
+    StoredHook,
+    StoredRelay,
     StoreError,
+    StoreUnavailableError,
     Topic,
     check_claim,
     check_events,
     check_finish,
     check_new_deliveries,
     check_replay,
+    check_test,
 )
 from relayhook.store.migrations import Migration
+from relayhook.store.postgres import browse, schema
+from relayhook.store.postgres import config as config_sql
 from relayhook.store.postgres import deliveries as sql
-from relayhook.store.postgres import schema
+from relayhook.store.postgres import requests as requests_sql
 from relayhook.store.postgres.committer import CONNECTION_ERRORS, GroupCommitter, store_error
 from relayhook.store.postgres.listener import Listener
-from relayhook.store.text import dumps, from_column, loads, to_column
+from relayhook.store.text import from_column, to_column
 
 if TYPE_CHECKING:
     from relayhook.hooks import RateLimitSpec
@@ -57,35 +72,6 @@ CONNECT_TIMEOUT = 3.0  # seconds: a database that is down is answered fast (503)
 SERVER_SETTINGS = {"application_name": "relayhook", "synchronous_commit": "on"}
 DB_ERRORS = (asyncpg.PostgresError, *CONNECTION_ERRORS)
 
-NEW_EVENTS = """
-new AS (
-  INSERT INTO events (id, request_id, relay, type, source, subject, time, data)
-  SELECT e.id, $1, e.relay, e.type, e.source, e.subject, e.time, e.data
-  FROM unnest($2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[], $8::text[])
-       WITH ORDINALITY AS e(id, relay, type, source, subject, time, data, n)
-  ORDER BY e.n
-  ON CONFLICT (id) DO NOTHING
-  RETURNING id, relay
-), routed AS (
-  INSERT INTO deliveries (id, event_id, hook, relay, subject, status, due_at, created_at,
-                          updated_at)
-  SELECT d.id, d.event_id, d.hook, new.relay, d.subject, d.status, d.due_at, d.due_at, d.due_at
-  FROM unnest($9::text[], $10::text[], $11::text[], $12::text[], $13::text[], $14::float8[])
-       WITH ORDINALITY AS d(id, event_id, hook, subject, status, due_at, n)
-  JOIN new ON new.id = d.event_id
-  ORDER BY d.n
-  ON CONFLICT (event_id, hook) DO NOTHING
-  RETURNING 1
-)
-SELECT (SELECT count(*) FROM new), (SELECT count(*) FROM routed)
-"""
-# The request, its new events and their deliveries: one statement, one round trip per write.
-INGEST = f"""
-WITH request AS (
-  INSERT INTO requests ({records.REQUEST_COLUMNS})
-  VALUES ($1, $15, $16, $17, $18, $19, $20, $21, $22, $23)
-), {NEW_EVENTS}"""
-ADD_EVENTS = f"WITH {NEW_EVENTS}"
 RECORD_AUTH_FAILURE = """
 INSERT INTO auth_failures (relay, count, last_at) VALUES ($1, 1, $2)
 ON CONFLICT (relay) DO UPDATE
@@ -160,12 +146,11 @@ class PostgresStore:
                      deliveries: Sequence[NewDelivery] = ()) -> IngestResult:
         check_events(request.status, events)
         check_new_deliveries(deliveries, events)
-        row = records.request_row(request)
-        params = (row[0], *_event_arrays(events), *_delivery_arrays(deliveries), *row[1:-1],
-                  bool(row[-1]))
+        params = requests_sql.ingest_params(request, events, deliveries)
 
         async def job(conn: asyncpg.Connection) -> IngestResult:
-            return _result(await conn.fetchrow(INGEST, *params), len(events))
+            row = await conn.fetchrow(requests_sql.INGEST, *params)
+            return requests_sql.ingest_result(row, len(events))
 
         return await self._write(job, "deliveries" if deliveries else None)
 
@@ -173,15 +158,19 @@ class PostgresStore:
                     error: str | None, deliveries: Sequence[NewDelivery] = ()) -> IngestResult:
         check_events(status, events)
         check_new_deliveries(deliveries, events)
-        params = (request_id, *_event_arrays(events), *_delivery_arrays(deliveries))
+        params = (request_id, *requests_sql.event_arrays(events),
+                  *requests_sql.delivery_arrays(deliveries))
+        return await self._write(lambda conn: requests_sql.remap(
+            conn, request_id, events, status, error, params),
+            "deliveries" if deliveries else None)
 
-        async def job(conn: asyncpg.Connection) -> IngestResult:
-            update = "UPDATE requests SET status = $1, error = $2 WHERE id = $3"
-            if await conn.execute(update, status, to_column(error), request_id) == "UPDATE 0":
-                raise KeyError(request_id)
-            return _result(await conn.fetchrow(ADD_EVENTS, *params), len(events))
-
-        return await self._write(job, "deliveries" if deliveries else None)
+    async def record_test(self, request: RequestRecord, event: Event, delivery: NewDelivery,
+                          attempt: Attempt | None, outcome: Outcome) -> None:
+        check_test(request, event, delivery, outcome)
+        check_finish(delivery.id, outcome, attempt)
+        now = time.time()
+        await self._write(lambda conn: requests_sql.record_test(
+            conn, request, event, delivery, attempt, outcome, now))
 
     async def record_auth_failure(self, relay: str, at: str) -> None:
         async def job(conn: asyncpg.Connection) -> None:
@@ -197,16 +186,19 @@ class PostgresStore:
         return {relay: (count, last_at) for relay, count, last_at in rows}
 
     async def get_request(self, request_id: str) -> RequestRecord | None:
-        found = await self._read(lambda conn: _requests(conn, (
-            f"SELECT {records.REQUEST_COLUMNS} FROM requests WHERE id = $1", [request_id])))
+        found = await self._read(lambda conn: requests_sql.with_event_ids(
+            conn, f"SELECT {records.REQUEST_COLUMNS} FROM requests WHERE id = $1",
+            [request_id]))
         return found[0] if found else None
 
     async def list_requests(self, *, relay: str | None = None,
                             status: RequestStatus | None = None, limit: int = 50,
-                            before: str | None = None) -> list[RequestRecord]:
-        query = _page("requests", records.REQUEST_COLUMNS,
-                      [("relay", relay), ("status", status)], before, limit)
-        return await self._read(lambda conn: _requests(conn, query))
+                            before: str | None = None,
+                            text: str | None = None) -> list[RequestRecord]:
+        filters: list[tuple[str, object]] = [("relay", relay), ("status", status)]
+        query, params = _page("requests", records.REQUEST_COLUMNS, filters, before, limit,
+                              text=text)
+        return await self._read(lambda conn: requests_sql.with_event_ids(conn, query, params))
 
     async def list_events(self, *, relay: str | None = None, type: str | None = None,
                           subject: str | None = None, request_id: str | None = None,
@@ -264,21 +256,34 @@ class PostgresStore:
 
     async def save_hooks(self, source: str, specs: Mapping[str, dict[str, Any]],
                          at: float) -> None:
-        rows = [(name, source, dumps(spec), at) for name, spec in specs.items()]
+        await self._write(lambda conn: config_sql.save_hooks(conn, source, specs, at), "config")
 
-        async def job(conn: asyncpg.Connection) -> None:
-            await conn.execute("DELETE FROM hooks WHERE source = $1", source)
-            await conn.executemany(
-                "INSERT INTO hooks (name, source, spec, updated_at) VALUES ($1, $2, $3, $4)"
-                " ON CONFLICT (name) DO UPDATE SET source = excluded.source,"
-                " spec = excluded.spec, updated_at = excluded.updated_at", rows)
+    async def list_hooks(self) -> list[StoredHook]:
+        return await self._read(config_sql.list_hooks)
 
-        await self._write(job, "config")
+    # -- live configuration (NOTIFY 'config' with every change)
 
-    async def list_hooks(self) -> list[tuple[str, str, dict[str, Any], float]]:
-        rows = await self._fetch(
-            'SELECT name, source, spec, updated_at FROM hooks ORDER BY name COLLATE "C"')
-        return [(name, source, loads(spec), at) for name, source, spec, at in rows]
+    async def config_version(self) -> int:
+        return await self._read(config_sql.config_version)
+
+    async def put_hook(self, hook: StoredHook, *, create: bool) -> bool:
+        return await self._write(lambda conn: config_sql.put_hook(conn, hook, create), "config")
+
+    async def delete_hook(self, name: str, *, at: float) -> int | None:
+        return await self._write(lambda conn: config_sql.delete_hook(conn, name, at), "config")
+
+    async def list_relays(self) -> list[StoredRelay]:
+        return await self._read(config_sql.list_relays)
+
+    async def create_relay(self, relay: StoredRelay) -> bool:
+        return await self._write(lambda conn: config_sql.create_relay(conn, relay), "config")
+
+    async def update_relay(self, name: str, *, sealed: str, at: float) -> bool:
+        return await self._write(
+            lambda conn: config_sql.update_relay(conn, name, sealed, at), "config")
+
+    async def delete_relay(self, name: str) -> bool:
+        return await self._write(lambda conn: config_sql.delete_relay(conn, name), "config")
 
     async def get_delivery(self, delivery_id: str) -> tuple[Delivery, list[Attempt]] | None:
         async def fetch(conn: asyncpg.Connection) -> tuple[Delivery, list[Attempt]] | None:
@@ -304,7 +309,7 @@ class PostgresStore:
 
     async def count_deliveries(self, *, hook: str | None = None,
                                status: DeliveryStatus | None = None) -> dict[str, int]:
-        clause, params = _where([("hook", hook), ("status", status)])
+        clause, params = _where([("hook", hook), ("status", status), ("test", False)])
         counts: dict[str, int] = dict.fromkeys(
             DELIVERY_STATUSES if status is None else (status,), 0)
         rows = await self._fetch(
@@ -322,6 +327,53 @@ class PostgresStore:
             conn, now=now, delivery_id=delivery_id, hook=hook, statuses=statuses, since=since,
             limit=limit), "deliveries")
 
+    # -- browsing: history, activity, the console's values
+
+    async def find_deliveries(self, where: DeliveryFilter, *, limit: int = 50,
+                              before: str | None = None) -> list[Delivery]:
+        return await self._read(lambda conn: browse.find_deliveries(conn, where, limit, before))
+
+    async def count_found_deliveries(self, where: DeliveryFilter) -> int:
+        return await self._read(lambda conn: browse.count_found_deliveries(conn, where))
+
+    async def request_activity(self, *, since: float, bucket_seconds: float) -> list[ActivityRow]:
+        since_text = text_time(since)
+        return await self._read(
+            lambda conn: browse.request_activity(conn, since_text, since, bucket_seconds))
+
+    async def delivery_activity(self, *, since: float, bucket_seconds: float) -> list[ActivityRow]:
+        return await self._read(
+            lambda conn: browse.delivery_activity(conn, since, bucket_seconds))
+
+    async def get_admin_value(self, name: str) -> str | None:
+        return await self._read(lambda conn: browse.get_admin_value(conn, name))
+
+    async def set_admin_value(self, name: str, value: str, at: float, *,
+                              replace: bool = True) -> bool:
+        return await self._write(
+            lambda conn: browse.set_admin_value(conn, name, value, at, replace))
+
+    # -- operations
+
+    async def prune(self, cutoffs: Cutoffs, *, batch: int = 500) -> PruneResult:
+        return await browse.prune(self._write, cutoffs, batch, text_time)
+
+    async def backlog(self) -> list[BacklogEntry]:
+        return await self._read(browse.backlog)
+
+    async def probe_write(self) -> None:
+        async def nothing(conn: asyncpg.Connection) -> None:
+            return None
+
+        await self._write(nothing)
+
+    async def schema_current(self) -> bool:
+        return await self._read(schema.current_version) == schema.LATEST
+
+    async def backup(self, target: Path) -> None:
+        raise StoreError(f"relayhook backup copies SQLite files; back up {self.where} with"
+                         " pg_dump (or your database's own backups)")
+
     # -- connections and running SQL
 
     async def _connect(self) -> asyncpg.Connection:
@@ -335,7 +387,8 @@ class PostgresStore:
 
     async def _read(self, fn: Callable[[asyncpg.Connection], Awaitable[T]]) -> T:
         if self._pool is None:
-            raise StoreError("the store is closed" if self._opened else "the store is not open")
+            raise StoreUnavailableError("the store is closed" if self._opened
+                                        else "the store is not open")
         try:
             async with self._pool.acquire(timeout=CONNECT_TIMEOUT) as proxy:
                 # A pooled connection stands in for a connection (asyncpg's proxy).
@@ -360,24 +413,9 @@ class PostgresStore:
 # -- rows and queries
 
 
-def _result(row: asyncpg.Record | None, given: int) -> IngestResult:
-    assert row is not None  # the statement always returns one row of two counts
-    accepted, routed = row
-    return IngestResult(accepted, given - accepted, routed)
-
-
-def _event_arrays(events: Sequence[Event]) -> list[list[Any]]:
-    """The columns of the events as arrays for `unnest` (relay, then as the events table)."""
-    return [[to_column(e.id) for e in events], [e.relay for e in events],
-            [to_column(e.type) for e in events], [to_column(e.source) for e in events],
-            [to_column(e.subject) for e in events], [e.time for e in events],
-            [dumps(e.data) for e in events]]
-
-
-def _delivery_arrays(deliveries: Sequence[NewDelivery]) -> list[list[Any]]:
-    return [[d.id for d in deliveries], [to_column(d.event_id) for d in deliveries],
-            [d.hook for d in deliveries], [to_column(d.subject) for d in deliveries],
-            [d.status for d in deliveries], [float(d.due_at) for d in deliveries]]
+def text_time(seconds: float | None) -> str:
+    """A time as requests store it (RFC 3339 text sorts as time); "" for never."""
+    return "" if seconds is None else format_time(datetime.fromtimestamp(seconds, UTC))
 
 
 Query = tuple[str, list[object]]
@@ -395,26 +433,19 @@ def _where(filters: Sequence[tuple[str, object]], params: list[object] | None = 
 
 
 def _page(table: str, columns: str, filters: Sequence[tuple[str, object]], before: str | None,
-          limit: int) -> Query:
-    """Newest first; `before` is the id of the row to page from (exclusive)."""
+          limit: int, *, text: str | None = None) -> Query:
+    """Newest first; `before` is the id of the row to page from (exclusive); `text`: requests
+    whose body holds it (see browse.body_pattern)."""
     if limit < 0:
         raise ValueError(f"limit must not be negative, not {limit}")
     clause, params = _where(filters)
+    if text:
+        params.append(browse.body_pattern(text))
+        found = f"lower(encode(body, 'escape')) LIKE ${len(params)} ESCAPE '\\'"
+        clause = f"{clause} AND {found}" if clause else f"WHERE {found}"
     if before is not None:
         params.append(before)
         seek = f"seq < (SELECT seq FROM {table} WHERE id = ${len(params)})"
         clause = f"{clause} AND {seek}" if clause else f"WHERE {seek}"
     params.append(limit)
     return f"SELECT {columns} FROM {table} {clause} ORDER BY seq DESC LIMIT ${len(params)}", params
-
-
-async def _requests(conn: asyncpg.Connection, query: Query) -> list[RequestRecord]:
-    """Request records, their event ids fetched in one query for the whole page."""
-    rows = await conn.fetch(query[0], *query[1])
-    event_ids: dict[str, list[str]] = {}
-    if rows:
-        found = await conn.fetch("SELECT request_id, id FROM events WHERE request_id = ANY($1)"
-                                 " ORDER BY seq", [row[0] for row in rows])
-        for request_id, event_id in found:
-            event_ids.setdefault(request_id, []).append(from_column(event_id))
-    return [records.to_request(tuple(row), tuple(event_ids.get(row[0], ()))) for row in rows]

@@ -20,7 +20,7 @@ from typing import Any, TypeVar
 
 import asyncpg
 
-from relayhook.store.base import StoreError, Topic
+from relayhook.store.base import StoreError, StoreUnavailableError, Topic
 
 T = TypeVar("T")
 log = logging.getLogger("relayhook.store.postgres")
@@ -34,11 +34,15 @@ CONTRACT_ERRORS = (KeyError,)  # passed to the caller as they are
 Connect = Callable[[], Awaitable[asyncpg.Connection]]
 
 
-def store_error(exc: BaseException) -> BaseException:
-    """`exc` as the caller should see it: a contract error as it is, else StoreError."""
+def store_error(exc: BaseException, *, unavailable: bool = False) -> BaseException:
+    """`exc` as the caller should see it: a contract error as it is; StoreUnavailableError
+    when the database could not be reached (the same write may succeed later: the ingress
+    spools it); else StoreError."""
     if isinstance(exc, (*CONTRACT_ERRORS, StoreError)):
         return exc
-    error = StoreError(f"{type(exc).__name__}: {exc}")
+    kind = StoreUnavailableError if unavailable or isinstance(exc, CONNECTION_ERRORS) else (
+        StoreError)
+    error = kind(f"{type(exc).__name__}: {exc}")
     error.__cause__ = exc
     return error
 
@@ -93,7 +97,8 @@ class GroupCommitter:
         """Run `fn` in the next transaction; its result once that has committed. `notify` is
         sent (NOTIFY) with that commit, to every process listening."""
         if self._task is None:
-            raise StoreError("the store is closed" if self._closed else "the store is not open")
+            raise StoreUnavailableError("the store is closed" if self._closed
+                                        else "the store is not open")
         future: asyncio.Future[T] = asyncio.get_running_loop().create_future()
         self._queue.put_nowait(_Job(fn, future, notify))
         return await future
@@ -149,12 +154,14 @@ class GroupCommitter:
         return results
 
     async def _fail(self, batch: Iterable[_Job], error: Exception) -> None:
+        failed: BaseException = error
         if _is_connection_error(error, self._conn):
             log.error("postgres writer: %s: %s (reconnecting for the next write)",
                       type(error).__name__, error)
             await self._drop_connection()
+            failed = store_error(error, unavailable=True)
         for job in batch:
-            job.settle(None, error)
+            job.settle(None, failed)
 
     async def _connection(self) -> asyncpg.Connection:
         if self._conn is None or self._conn.is_closed():

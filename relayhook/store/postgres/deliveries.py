@@ -15,9 +15,10 @@ from typing import TYPE_CHECKING, Any
 import asyncpg
 
 from relayhook.pacing import book_sends
-from relayhook.store.base import Attempt, Delivery, DeliveryStatus, Outcome, finished_at
+from relayhook.records import Attempt, Delivery, DeliveryStatus, Outcome
+from relayhook.store.base import finished_at
 from relayhook.store.postgres.schema import CLAIMABLE, UNFINISHED
-from relayhook.store.records import (
+from relayhook.store.rows import (
     ATTEMPT_COLUMNS,
     DELIVERY_COLUMNS,
     EVENT_COLUMNS,
@@ -153,10 +154,12 @@ RESUME = (
 async def set_hook_active(conn: asyncpg.Connection, hook: str, active: bool, reason: str | None,
                           at: float) -> int:
     await conn.execute(SET_HOOK_STATE, hook, active, to_column(reason), at)
-    return _count(await conn.execute(RESUME if active else PAUSE, at, hook))
+    changed = count_of(await conn.execute(RESUME if active else PAUSE, at, hook))
+    await conn.execute("UPDATE config_version SET version = version + 1 WHERE id = 1")
+    return changed
 
 
-def _count(status: str) -> int:
+def count_of(status: str) -> int:
     """The row count of a command tag: 'UPDATE 3' -> 3."""
     return int(status.rsplit(" ", 1)[-1])
 
@@ -190,8 +193,9 @@ async def replay(conn: asyncpg.Connection, *, now: float, delivery_id: str | Non
     if delivery_id is not None:
         conditions.append(f"id = {param(delivery_id)}")
     else:
+        conditions.append("NOT test")  # a test send is replayed by its id only
         conditions.append(f"status = ANY({param(list(statuses))}::text[])")
         conditions.append(NOT_REPLAYED_YET)
         if since is not None:
             conditions.append(f"created_at >= {param(since)}")
-    return _count(await conn.execute(REPLAY.format(where=" AND ".join(conditions)), *params))
+    return count_of(await conn.execute(REPLAY.format(where=" AND ".join(conditions)), *params))

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from relayhook.store.base import DELIVERY_STATUSES
+from relayhook.records import DELIVERY_STATUSES, FINAL_STATUSES
 from relayhook.store.migrations import Migration, check_numbering, plan
 
 if TYPE_CHECKING:
@@ -122,9 +122,47 @@ CREATE TABLE hook_pacing (
 );
 """
 
+FINAL = "(" + ", ".join(f"'{status}'" for status in FINAL_STATUSES) + ")"
+
+# What SQLite's versions 2-5 brought: relays and hooks as live data (an api hook's secret values
+# sealed, see relayhook.sealing) and the version every process reads to know when to read them
+# again; the `cancelled` status; the console's values; the events each request mapped to and
+# the test sends; the indexes retention and the backlog read.
+LIVE_CONFIG = f"""
+ALTER TABLE deliveries DROP CONSTRAINT IF EXISTS deliveries_status_check;
+ALTER TABLE deliveries ADD CONSTRAINT deliveries_status_check CHECK (status IN {STATUSES});
+ALTER TABLE deliveries ADD COLUMN IF NOT EXISTS test boolean NOT NULL DEFAULT false;
+ALTER TABLE hooks ADD COLUMN IF NOT EXISTS sealed text;
+ALTER TABLE requests ADD COLUMN IF NOT EXISTS event_ids text;  -- JSON list of the ids it mapped to
+ALTER TABLE requests ADD COLUMN IF NOT EXISTS test boolean NOT NULL DEFAULT false;
+CREATE TABLE relays (
+    name        text PRIMARY KEY,
+    connector   text NOT NULL,
+    source      text NOT NULL,
+    sealed      text NOT NULL,  -- its token and secret, encrypted (relayhook.sealing)
+    created_at  double precision NOT NULL,
+    updated_at  double precision NOT NULL
+);
+CREATE TABLE config_version (
+    id          integer PRIMARY KEY CHECK (id = 1),
+    version     bigint NOT NULL
+);
+INSERT INTO config_version (id, version) VALUES (1, 0);
+CREATE TABLE admin_values (
+    name        text PRIMARY KEY,
+    value       text NOT NULL,
+    updated_at  double precision NOT NULL
+);
+CREATE INDEX requests_received_at ON requests (received_at);
+CREATE INDEX deliveries_finished ON deliveries (updated_at) WHERE status IN {FINAL};
+CREATE INDEX deliveries_stuck ON deliveries (hook, status) WHERE status IN ('dead', 'paused');
+"""
+
 MIGRATIONS = (
     Migration(1, "requests, events, deliveries, attempts, hooks", INITIAL),
     Migration(2, "hook pacing shared by all dispatchers", PACING),
+    Migration(3, "live configuration, console values, event ids, test sends, retention",
+              LIVE_CONFIG),
 )
 check_numbering(MIGRATIONS)
 LATEST = MIGRATIONS[-1].version

@@ -1,62 +1,86 @@
 """The SQLite engine of the store contract: one writer thread with group commit, pooled readers.
 
-The threads are in `threads` (why one writer, and what group commit buys), the SQL of
-deliveries in `deliveries`. This module holds the schema, its migration, the requests and
-events, and the `SQLiteStore` that puts it all behind the `Store` contract.
+The threads are in `threads` (why one writer, and what group commit buys), the schema and its
+migrations in `schema`, the SQL of deliveries in `deliveries`. This module holds the requests
+and events, and the `SQLiteStore` that puts it all behind the `Store` contract.
 """
 
 from __future__ import annotations
 
 import asyncio
-import json
 import sqlite3
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from relayhook import pacing
-from relayhook.events import Event
-from relayhook.store import records
-from relayhook.store.base import (
+from relayhook.events import Event, format_time
+from relayhook.records import (
+    ActivityRow,
     Attempt,
     Delivery,
+    DeliveryFilter,
     DeliveryStatus,
     IngestResult,
     NewDelivery,
     Outcome,
     RequestRecord,
     RequestStatus,
+)
+from relayhook.store.base import (
+    BacklogEntry,
+    Cutoffs,
+    PruneResult,
+    StoredHook,
+    StoredRelay,
     StoreError,
     Topic,
     check_claim,
     check_events,
     check_finish,
     check_replay,
+    check_test,
 )
 from relayhook.store.migrations import Migration
-from relayhook.store.records import Row
+from relayhook.store.rows import (
+    DELIVERY_COLUMNS,
+    EVENT_COLUMNS,
+    REQUEST_COLUMNS,
+    Row,
+    event_rows,
+    request_row,
+    to_delivery,
+    to_event,
+)
+from relayhook.store.sqlite import browse, schema
+from relayhook.store.sqlite import config as config_sql
 from relayhook.store.sqlite import deliveries as deliveries_sql
-from relayhook.store.sqlite import schema
-from relayhook.store.sqlite.rows import dumps, page_query, where
+from relayhook.store.sqlite import ops as sqlite_ops
+from relayhook.store.sqlite import requests as requests_sql
+from relayhook.store.sqlite.requests import INSERT_REQUEST
+from relayhook.store.sqlite.rows import page_query, where
 from relayhook.store.sqlite.threads import GroupCommitWriter, ReaderPool
-from relayhook.store.text import from_column, to_column
+from relayhook.store.text import to_column
 
 if TYPE_CHECKING:  # hooks -> retry -> store -> here: types only
     from relayhook.hooks import RateLimitSpec
 
+SCHEMA_VERSION = schema.LATEST
+
 T = TypeVar("T")
 
 SYNCHRONOUS_LEVELS = ("NORMAL", "FULL", "EXTRA")
-BUSY_TIMEOUT_SECONDS = 5.0  # another process (the CLI) may hold the write lock for a moment
+# How long a write waits for another process (the CLI, a backup) to release the write lock.
+# Short: the ingress does not wait on it (it spools after [spool] store_timeout), and a writer
+# stuck in a long wait holds up every other write of this process behind it.
+BUSY_TIMEOUT_SECONDS = 1.0
 READERS = 4
 # The writer's page cache. Delivery and event ids are random keys, so every write touches pages
 # all over their indexes; with SQLite's default 2 MiB, routing a GMetri batch into a store of
 # 100k deliveries took twice as long.
 WRITER_CACHE_KIB = 32 * 1024
 
-INSERT_REQUEST = (
-    f"INSERT INTO requests ({records.REQUEST_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
-)
 INSERT_EVENT = (
     "INSERT INTO events (id, request_id, relay, type, source, subject, time, data)"
     " VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (id) DO NOTHING"
@@ -71,17 +95,20 @@ class SQLiteStore:
     """`Store` on one SQLite file.
 
     `synchronous` is SQLite's durability level for commits (FULL: a commit survives power loss);
-    `max_batch` caps how many jobs share one transaction. `commits` counts write transactions.
+    `max_batch` caps how many jobs share one transaction; `busy_timeout` is how long a write
+    waits for another process's lock (seconds). `commits` counts write transactions.
     """
 
     def __init__(
-        self, path: str | Path, *, synchronous: str = "FULL", max_batch: int = 256
+        self, path: str | Path, *, synchronous: str = "FULL", max_batch: int = 256,
+        busy_timeout: float = BUSY_TIMEOUT_SECONDS,
     ) -> None:
         if synchronous.upper() not in SYNCHRONOUS_LEVELS:
             levels = ", ".join(SYNCHRONOUS_LEVELS)
             raise ValueError(f"synchronous must be one of {levels}, not {synchronous!r}")
         self.path = Path(path)
         self.synchronous = synchronous.upper()
+        self.busy_timeout = busy_timeout
         self._writer = GroupCommitWriter(max_batch=max_batch)
         self.schema_version = schema.LATEST  # once open: what it holds, always the latest
         self.migrations_applied: Sequence[Migration] = ()  # by `open`
@@ -119,13 +146,14 @@ class SQLiteStore:
         deliveries: Sequence[NewDelivery] = (),
     ) -> IngestResult:
         check_events(request.status, events)
-        request_row = records.request_row(request)
-        event_rows = records.event_rows(events, request.id)
+        request_values = request_row(request, events)
+        event_values = event_rows(events, request.id)
         delivery_rows = deliveries_sql.delivery_rows(deliveries, events)
 
         def job(conn: sqlite3.Connection) -> IngestResult:
-            conn.execute(INSERT_REQUEST, request_row)
-            return _insert_events(conn, event_rows, delivery_rows)
+            if conn.execute(INSERT_REQUEST, request_values).rowcount == 0:
+                return IngestResult(accepted=0, duplicates=0, already_stored=True)
+            return _insert_events(conn, event_values, delivery_rows)
 
         return await self._write(job)
 
@@ -139,16 +167,27 @@ class SQLiteStore:
         deliveries: Sequence[NewDelivery] = (),
     ) -> IngestResult:
         check_events(status, events)
-        event_rows = records.event_rows(events, request_id)
+        event_values = event_rows(events, request_id)
         delivery_rows = deliveries_sql.delivery_rows(deliveries, events)
 
         def job(conn: sqlite3.Connection) -> IngestResult:
-            update = "UPDATE requests SET status = ?, error = ? WHERE id = ?"
-            if conn.execute(update, (status, to_column(error), request_id)).rowcount == 0:
-                raise KeyError(request_id)
-            return _insert_events(conn, event_rows, delivery_rows)
+            requests_sql.set_mapped(conn, request_id, status, error, events)
+            return _insert_events(conn, event_values, delivery_rows)
 
         return await self._write(job)
+
+    async def record_test(self, request: RequestRecord, event: Event, delivery: NewDelivery,
+                          attempt: Attempt | None, outcome: Outcome) -> None:
+        check_test(request, event, delivery, outcome)
+        check_finish(delivery.id, outcome, attempt)
+        request_values = request_row(request, [event])
+        event_values = event_rows([event], request.id)[0]
+
+        def job(conn: sqlite3.Connection) -> None:
+            requests_sql.record_test(conn, request_values, event_values, delivery, event.relay,
+                                     attempt, outcome)
+
+        await self._write(job)
 
     async def record_auth_failure(self, relay: str, at: str) -> None:
         def job(conn: sqlite3.Connection) -> None:
@@ -167,9 +206,9 @@ class SQLiteStore:
 
     async def get_request(self, request_id: str) -> RequestRecord | None:
         def fetch(conn: sqlite3.Connection) -> RequestRecord | None:
-            sql = f"SELECT {records.REQUEST_COLUMNS} FROM requests WHERE id = ?"
-            found = _with_event_ids(conn, conn.execute(sql, (request_id,)).fetchall())
-            return found[0] if found else None
+            sql = f"SELECT {REQUEST_COLUMNS} FROM requests WHERE id = ?"
+            records = requests_sql.with_event_ids(conn, conn.execute(sql, (request_id,)).fetchall())
+            return records[0] if records else None
 
         return await self._read(fetch)
 
@@ -180,10 +219,14 @@ class SQLiteStore:
         status: RequestStatus | None = None,
         limit: int = 50,
         before: str | None = None,
+        text: str | None = None,
     ) -> list[RequestRecord]:
-        filters = [("relay = ?", relay), ("status = ?", status)]
-        sql, params = page_query("requests", records.REQUEST_COLUMNS, filters, before, limit)
-        return await self._read(lambda conn: _with_event_ids(conn, conn.execute(sql, params)))
+        pattern = browse.like_pattern(text) if text else None
+        filters = [("relay = ?", relay), ("status = ?", status),
+                   ("CAST(body AS TEXT) LIKE ? ESCAPE '\\'", pattern)]
+        sql, params = page_query("requests", REQUEST_COLUMNS, filters, before, limit)
+        return await self._read(
+            lambda conn: requests_sql.with_event_ids(conn, conn.execute(sql, params)))
 
     async def list_events(
         self,
@@ -201,10 +244,9 @@ class SQLiteStore:
             ("subject = ?", to_column(subject)),
             ("request_id = ?", request_id),
         ]
-        sql, params = page_query("events", records.EVENT_COLUMNS, filters,
+        sql, params = page_query("events", EVENT_COLUMNS, filters,
                                  before and to_column(before), limit)
-        return await self._read(
-            lambda conn: [records.to_event(row) for row in conn.execute(sql, params)])
+        return await self._read(lambda conn: [to_event(row) for row in conn.execute(sql, params)])
 
     async def count_events(self, *, relay: str | None = None, source: str | None = None) -> int:
         clause, params = where([("relay = ?", relay), ("source = ?", to_column(source))])
@@ -267,32 +309,45 @@ class SQLiteStore:
         )
 
     async def set_hook_active(self, hook: str, active: bool, reason: str | None, at: float) -> int:
-        return await self._write(
-            lambda conn: deliveries_sql.set_hook_active(conn, hook, active, reason, at)
-        )
+        def job(conn: sqlite3.Connection) -> int:
+            changed = deliveries_sql.set_hook_active(conn, hook, active, reason, at)
+            config_sql.bump(conn)
+            return changed
+
+        return await self._write(job)
 
     async def hook_states(self) -> dict[str, tuple[bool, str | None, float]]:
         return await self._read(deliveries_sql.hook_states)
 
     async def save_hooks(self, source: str, specs: Mapping[str, dict[str, Any]],
                          at: float) -> None:
-        rows = [(name, source, dumps(spec), at) for name, spec in specs.items()]
+        await self._write(lambda conn: config_sql.save_hooks(conn, source, specs, at))
 
-        def job(conn: sqlite3.Connection) -> None:
-            conn.execute("DELETE FROM hooks WHERE source = ?", (source,))
-            conn.executemany(
-                "INSERT INTO hooks (name, source, spec, updated_at) VALUES (?, ?, ?, ?)"
-                " ON CONFLICT (name) DO UPDATE SET source = excluded.source,"
-                " spec = excluded.spec, updated_at = excluded.updated_at", rows)
+    async def list_hooks(self) -> list[StoredHook]:
+        return await self._read(config_sql.list_hooks)
 
-        await self._write(job)
+    # -- live configuration
 
-    async def list_hooks(self) -> list[tuple[str, str, dict[str, Any], float]]:
-        def fetch(conn: sqlite3.Connection) -> list[tuple[str, str, dict[str, Any], float]]:
-            sql = "SELECT name, source, spec, updated_at FROM hooks ORDER BY name"
-            return [(n, src, json.loads(spec), at) for n, src, spec, at in conn.execute(sql)]
+    async def config_version(self) -> int:
+        return await self._read(config_sql.config_version)
 
-        return await self._read(fetch)
+    async def put_hook(self, hook: StoredHook, *, create: bool) -> bool:
+        return await self._write(lambda conn: config_sql.put_hook(conn, hook, create))
+
+    async def delete_hook(self, name: str, *, at: float) -> int | None:
+        return await self._write(lambda conn: config_sql.delete_hook(conn, name, at))
+
+    async def list_relays(self) -> list[StoredRelay]:
+        return await self._read(config_sql.list_relays)
+
+    async def create_relay(self, relay: StoredRelay) -> bool:
+        return await self._write(lambda conn: config_sql.create_relay(conn, relay))
+
+    async def update_relay(self, name: str, *, sealed: str, at: float) -> bool:
+        return await self._write(lambda conn: config_sql.update_relay(conn, name, sealed, at))
+
+    async def delete_relay(self, name: str) -> bool:
+        return await self._write(lambda conn: config_sql.delete_relay(conn, name))
 
     async def get_delivery(self, delivery_id: str) -> tuple[Delivery, list[Attempt]] | None:
         return await self._read(lambda conn: deliveries_sql.get_delivery(conn, delivery_id))
@@ -308,11 +363,9 @@ class SQLiteStore:
     ) -> list[Delivery]:
         filters = [("hook = ?", hook), ("status = ?", status),
                    ("event_id = ?", to_column(event_id))]
-        columns = records.DELIVERY_COLUMNS
-        sql, params = page_query("deliveries", columns, filters, before, limit)
+        sql, params = page_query("deliveries", DELIVERY_COLUMNS, filters, before, limit)
         return await self._read(
-            lambda conn: [records.to_delivery(row) for row in conn.execute(sql, params)]
-        )
+            lambda conn: [to_delivery(row) for row in conn.execute(sql, params)])
 
     async def count_deliveries(
         self, *, hook: str | None = None, status: DeliveryStatus | None = None
@@ -344,13 +397,61 @@ class SQLiteStore:
             )
         )
 
+    # -- browsing: history, activity, the console's values
+
+    async def find_deliveries(
+        self, where: DeliveryFilter, *, limit: int = 50, before: str | None = None
+    ) -> list[Delivery]:
+        return await self._read(lambda conn: browse.find_deliveries(conn, where, limit, before))
+
+    async def count_found_deliveries(self, where: DeliveryFilter) -> int:
+        return await self._read(lambda conn: browse.count_found_deliveries(conn, where))
+
+    async def request_activity(self, *, since: float, bucket_seconds: float) -> list[ActivityRow]:
+        since_text = format_time(datetime.fromtimestamp(since, UTC))
+        return await self._read(
+            lambda conn: browse.request_activity(conn, since_text, since, bucket_seconds))
+
+    async def delivery_activity(self, *, since: float, bucket_seconds: float) -> list[ActivityRow]:
+        return await self._read(lambda conn: browse.delivery_activity(conn, since, bucket_seconds))
+
+    async def get_admin_value(self, name: str) -> str | None:
+        return await self._read(lambda conn: browse.get_admin_value(conn, name))
+
+    async def set_admin_value(self, name: str, value: str, at: float, *,
+                              replace: bool = True) -> bool:
+        return await self._write(
+            lambda conn: browse.set_admin_value(conn, name, value, at, replace))
+
+    # -- operations
+
+    async def prune(self, cutoffs: Cutoffs, *, batch: int = 500) -> PruneResult:
+        result: PruneResult = await sqlite_ops.Pruner(cutoffs, batch).run(self._read,
+                                                                            self._write)
+        if result != PruneResult():
+            await asyncio.to_thread(sqlite_ops.checkpoint, self.path)
+        return result
+
+    async def backlog(self) -> list[BacklogEntry]:
+        return await self._read(sqlite_ops.backlog)
+
+    async def probe_write(self) -> None:
+        await self._write(lambda conn: None)
+
+    async def schema_current(self) -> bool:
+        version = await self._read(lambda conn: conn.execute("PRAGMA user_version").fetchone())
+        return bool(version[0] == schema.LATEST)
+
+    async def backup(self, target: Path) -> None:
+        await asyncio.to_thread(sqlite_ops.backup, self._connect, Path(target))
+
     # -- connections
 
     def _connect(self) -> sqlite3.Connection:
         # isolation_level=None: we issue BEGIN/COMMIT ourselves. Connections move between
         # threads (the opener, the writer, to_thread workers) but are never shared at once.
         return sqlite3.connect(
-            self.path, timeout=BUSY_TIMEOUT_SECONDS, isolation_level=None, check_same_thread=False
+            self.path, timeout=self.busy_timeout, isolation_level=None, check_same_thread=False
         )
 
     def _connect_writer(self, migrate: bool) -> sqlite3.Connection:
@@ -362,6 +463,7 @@ class SQLiteStore:
                 raise StoreError(f"{self.path}: SQLite refused WAL mode (got {mode!r})")
             conn.execute(f"PRAGMA synchronous = {self.synchronous}")
             conn.execute(f"PRAGMA cache_size = -{WRITER_CACHE_KIB}")
+            conn.execute(f"PRAGMA journal_size_limit = {sqlite_ops.JOURNAL_SIZE_LIMIT}")
             conn.execute("PRAGMA foreign_keys = ON")
             self.migrations_applied = schema.migrate(conn, self.path, apply=migrate)
         except BaseException:
@@ -386,12 +488,6 @@ class SQLiteStore:
 # -- rows (built in the caller's thread, so the writer thread only runs SQL)
 
 
-
-
-
-
-
-
 def _insert_events(
     conn: sqlite3.Connection, event_rows: list[Row], delivery_rows: list[deliveries_sql.NewRow]
 ) -> IngestResult:
@@ -403,20 +499,3 @@ def _insert_events(
     accepted: int = conn.executemany(INSERT_EVENT, event_rows).rowcount
     routed = deliveries_sql.insert_deliveries(conn, delivery_rows, last_seq) if accepted else 0
     return IngestResult(accepted=accepted, duplicates=len(event_rows) - accepted, deliveries=routed)
-
-
-def _with_event_ids(conn: sqlite3.Connection, rows: Iterable[Row]) -> list[RequestRecord]:
-    """Request records for `rows`, their event ids fetched in one query for the whole page."""
-    page = list(rows)
-    # One JSON array parameter rather than one `?` per request: no limit on the page size.
-    sql = (
-        "SELECT request_id, id FROM events"
-        " WHERE request_id IN (SELECT value FROM json_each(?)) ORDER BY seq"
-    )
-    event_ids: dict[str, list[str]] = {}
-    if page:
-        for request_id, event_id in conn.execute(sql, (dumps([row[0] for row in page]),)):
-            event_ids.setdefault(request_id, []).append(from_column(event_id))
-    return [records.to_request(row, tuple(event_ids.get(row[0], ()))) for row in page]
-
-

@@ -15,17 +15,16 @@ from typing import TYPE_CHECKING, Any
 
 from relayhook.events import Event
 from relayhook.pacing import book_sends
-from relayhook.store.base import (
+from relayhook.records import (
     DELIVERY_STATUSES,
     Attempt,
     Delivery,
     DeliveryStatus,
     NewDelivery,
     Outcome,
-    check_new_deliveries,
-    finished_at,
 )
-from relayhook.store.records import (
+from relayhook.store.base import check_new_deliveries, finished_at
+from relayhook.store.rows import (
     ATTEMPT_COLUMNS,
     DELIVERY_COLUMNS,
     EVENT_COLUMNS,
@@ -52,12 +51,11 @@ def one_of(column: str, values: Sequence[str]) -> str:
     return "(" + " OR ".join(f"{column} = '{value}'" for value in values) + ")"
 
 
-
-
 WITH_EVENT = (
     f"SELECT {prefixed('d', DELIVERY_COLUMNS)}, {prefixed('e', EVENT_COLUMNS)}"
     " FROM deliveries AS d JOIN events AS e ON e.id = d.event_id"
 )
+
 
 # -- routing at ingest
 
@@ -206,9 +204,6 @@ def finish(
     return False
 
 
-
-
-
 # -- pacing shared by every dispatcher
 
 PACING_STATE = "SELECT state FROM hook_pacing WHERE hook = ?"
@@ -307,6 +302,7 @@ def _replay_filter(
     if delivery_id is not None:
         return " AND ".join([*conditions, "id = :id"]), params
     named = {f"status{i}": status for i, status in enumerate(statuses)}
+    conditions.append("test = 0")  # a test send is replayed by its id only
     conditions.append(f"status IN ({', '.join(':' + name for name in named) or 'NULL'})")
     conditions.append(NOT_REPLAYED_YET)
     if since is not None:
@@ -330,20 +326,10 @@ def get_delivery(
 def count_deliveries(
     conn: sqlite3.Connection, hook: str | None, status: DeliveryStatus | None
 ) -> dict[str, int]:
-    """Every status (or the one asked for), with 0 for those no delivery has."""
-    clause, params = where([("hook = ?", hook), ("status = ?", status)])
+    """Every status (or the one asked for), with 0 for those no delivery has; test sends are
+    history, not work: they are not counted."""
+    clause, params = where([("hook = ?", hook), ("status = ?", status), ("test = ?", 0)])
     counts: dict[str, int] = dict.fromkeys(DELIVERY_STATUSES if status is None else (status,), 0)
     sql = f"SELECT status, count(*) FROM deliveries {clause} GROUP BY status"
     counts.update(conn.execute(sql, params).fetchall())
     return counts
-
-
-# -- rows to records
-
-
-
-
-
-
-
-

@@ -13,10 +13,6 @@ Row = tuple[Any, ...]
 Filters = Sequence[tuple[str, object]]
 
 
-
-
-
-
 def where(filters: Filters) -> tuple[str, list[object]]:
     """`WHERE ... AND ...` from (condition with one `?`, value) pairs; a None value is no filter."""
     given = [(condition, value) for condition, value in filters if value is not None]

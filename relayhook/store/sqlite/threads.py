@@ -19,7 +19,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
-from relayhook.store.base import StoreError
+from relayhook.store.base import StoreError, StoreUnavailableError
 
 T = TypeVar("T")
 
@@ -27,11 +27,11 @@ T = TypeVar("T")
 CONTRACT_ERRORS = (KeyError,)
 
 
-def store_error(exc: BaseException) -> StoreError:
-    """`exc` as the contract's StoreError, with the original as its cause."""
+def store_error(exc: BaseException, kind: type[StoreError] = StoreError) -> StoreError:
+    """`exc` as the contract's StoreError (or `kind`), with the original as its cause."""
     if isinstance(exc, StoreError):
         return exc
-    error = StoreError(f"{type(exc).__name__}: {exc}")
+    error = kind(f"{type(exc).__name__}: {exc}")
     error.__cause__ = exc
     return error
 
@@ -84,7 +84,8 @@ class GroupCommitWriter:
         future: asyncio.Future[T] = loop.create_future()
         with self._lock:
             if self._thread is None:
-                raise StoreError("the store is closed" if self._closed else "the store is not open")
+                raise StoreUnavailableError(
+                    "the store is closed" if self._closed else "the store is not open")
             self._jobs.put(_Job(fn, future, loop))
         return await future
 
@@ -112,7 +113,7 @@ class GroupCommitWriter:
                     pending.append(self._jobs.get_nowait())
         for job in pending:
             if job is not None:  # a job answered already ignores this (see _resolve)
-                job.settle(None, StoreError("the store's writer has stopped"))
+                job.settle(None, StoreUnavailableError("the store's writer has stopped"))
 
     def _take_batch(self) -> tuple[list[_Job], bool]:
         """Wait for one job, then take those already queued: (batch, whether to stop after it)."""
@@ -136,12 +137,13 @@ class GroupCommitWriter:
             outcomes = [_run_in_savepoint(conn, job.fn) for job in batch]
             conn.execute("COMMIT")
         except Exception as exc:
-            # BEGIN or COMMIT failed, or SQLite dropped the whole transaction: nothing was kept.
+            # BEGIN or COMMIT failed (another process holds the lock, the disk is full), or
+            # SQLite dropped the whole transaction: nothing was kept, through no job's fault.
             if conn.in_transaction:
                 with contextlib.suppress(sqlite3.Error):
                     conn.execute("ROLLBACK")
             for job in batch:
-                job.settle(None, store_error(exc))
+                job.settle(None, store_error(exc, StoreUnavailableError))
             return
         self.commits += 1
         for job, (result, error) in zip(batch, outcomes, strict=True):

@@ -9,16 +9,19 @@ from collections.abc import Sequence
 from typing import Any
 
 from relayhook.events import Event
-from relayhook.store.base import Attempt, Delivery, RequestRecord
+from relayhook.records import Attempt, Delivery, RequestRecord
 from relayhook.store.text import dumps, from_column, loads, to_column
 
 Row = tuple[Any, ...]
 
-REQUEST_COLUMNS = "id, relay, received_at, method, query, headers, body, status, error, truncated"
+# `event_ids`: JSON list of the (stored forms of the) ids of every event the request mapped to,
+# new or repeated; NULL for requests stored before SQLite's version 4. `test`: made by send-test.
+REQUEST_COLUMNS = ("id, relay, received_at, method, query, headers, body, status, error,"
+                   " truncated, event_ids, test")
 EVENT_COLUMNS = "id, source, type, subject, time, data, relay, request_id"
 DELIVERY_COLUMNS = (
     "id, event_id, hook, relay, subject, status, tries, attempts, due_at, lease_until,"
-    " last_status, last_error, created_at, updated_at"
+    " last_status, last_error, created_at, updated_at, test"
 )
 DELIVERY_WIDTH = len(DELIVERY_COLUMNS.split(","))
 ATTEMPT_COLUMNS = (
@@ -31,7 +34,7 @@ def prefixed(alias: str, columns: str) -> str:
     return ", ".join(f"{alias}.{column.strip()}" for column in columns.split(","))
 
 
-def request_row(request: RequestRecord) -> Row:
+def request_row(request: RequestRecord, events: Sequence[Event]) -> Row:
     return (
         request.id,
         request.relay,
@@ -43,6 +46,8 @@ def request_row(request: RequestRecord) -> Row:
         request.status,
         to_column(request.error),
         int(request.truncated),
+        dumps([to_column(event.id) for event in events]),
+        int(request.test),
     )
 
 
@@ -55,8 +60,16 @@ def event_rows(events: Sequence[Event], request_id: str) -> list[Row]:
     ]
 
 
-def to_request(row: Row, event_ids: tuple[str, ...]) -> RequestRecord:
-    id_, relay, received_at, method, query, headers, body, status, error, truncated = row
+def mapped_ids(row: Row) -> list[str] | None:
+    """The stored ids of the events a request row mapped to (None: stored before they were
+    kept; its events are those whose `request_id` it is)."""
+    return None if row[10] is None else list(dict.fromkeys(loads(row[10])))
+
+
+def to_request(row: Row, event_ids: Sequence[str], duplicate_ids: Sequence[str] = ()
+               ) -> RequestRecord:
+    """The record of a row of REQUEST_COLUMNS; ids in their stored form."""
+    id_, relay, received_at, method, query, headers, body, status, error, truncated = row[:10]
     return RequestRecord(
         id=id_,
         relay=relay,
@@ -68,7 +81,9 @@ def to_request(row: Row, event_ids: tuple[str, ...]) -> RequestRecord:
         status=status,
         error=from_column(error),
         truncated=bool(truncated),
-        event_ids=event_ids,
+        event_ids=tuple(from_column(i) for i in event_ids),
+        duplicate_ids=tuple(from_column(i) for i in duplicate_ids),
+        test=bool(row[11]),
     )
 
 
@@ -89,7 +104,7 @@ def to_event(row: Row) -> Event:
 
 def to_delivery(row: Row, event: Event | None = None) -> Delivery:
     (id_, event_id, hook, relay, subject, status, tries, attempts, due_at, lease_until,
-     last_status, last_error, created_at, updated_at) = row  # fmt: skip
+     last_status, last_error, created_at, updated_at, test) = row  # fmt: skip
     return Delivery(
         id=id_,
         event_id=from_column(event_id),
@@ -106,6 +121,7 @@ def to_delivery(row: Row, event: Event | None = None) -> Delivery:
         created_at=created_at,
         updated_at=updated_at,
         event=event,
+        test=bool(test),
     )
 
 

@@ -1,0 +1,1 @@
+"""The delivery edge: the dispatcher and the HTTP sender it sends through."""

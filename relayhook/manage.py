@@ -1,0 +1,248 @@
+"""Changing relays and hooks while running: what the JSON API, the console and the CLI call.
+
+Every change is validated by the same models as the config file, its secrets are sealed before
+the store sees them, and it is applied to this process at once (other processes follow within
+their poll of the config version).
+
+    manager = Manager(store, live, public_url="https://relay.example.com", policy=policy)
+    relay = await manager.create_relay("shop", "generic")   # relay.secret: shown once here
+    hook = await manager.create_hook({"name": "crm", "events": ["*"], "url": "https://..."})
+
+Errors: InvalidError (each problem at its key path), ConflictError (a name taken, or the config
+file defines it), NotFoundError.
+"""
+
+from __future__ import annotations
+
+import base64
+import re
+import secrets
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from relayhook.auth import as_hmac, needs_secret, secret_problem
+from relayhook.connectors import Auth, Connector
+from relayhook.errors import ConflictError, InvalidError, NotFoundError, SpecError
+from relayhook.hooks import Hook, validate_hook
+from relayhook.live import LiveConfig
+from relayhook.redaction import restore_secrets, secret_values, still_redacted, strip_secrets
+from relayhook.relays import Relay
+from relayhook.ssrf import (
+    DestinationPolicy,
+    DestinationRefused,
+    Resolver,
+    SystemResolver,
+    check_url,
+)
+from relayhook.store.base import Store, StoredHook, StoredRelay
+
+RELAY_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$")
+MAX_SECRET = 1000
+
+
+def new_token() -> str:
+    return secrets.token_urlsafe(18)
+
+
+def new_secret(auth: Auth | None = None) -> str:
+    """32 random bytes, URL-safe: fits a Basic Auth string, a header and a query alike; a
+    `whsec_<base64>` secret for a scheme that needs one (standard-webhooks)."""
+    hmac_auth = as_hmac(auth) if auth is not None else None
+    if hmac_auth is not None and hmac_auth.secret_format == "whsec":
+        return "whsec_" + base64.b64encode(secrets.token_bytes(32)).decode("ascii")
+    return secrets.token_urlsafe(32)
+
+
+@dataclass(frozen=True, slots=True)
+class ConnectorInfo:
+    """What a person choosing a connector needs to see."""
+
+    id: str
+    title: str
+    description: str
+    setup: str
+    event_types: tuple[str, ...]
+    example: str | None
+
+
+def describe_connector(connector: Connector) -> ConnectorInfo:
+    spec = connector.spec
+    types = tuple(dict.fromkeys(rule.type for rule in spec.events if rule.type is not None))
+    body = connector.example_body()
+    return ConnectorInfo(spec.id, spec.title, spec.description, spec.setup, types,
+                         body.decode("utf-8", errors="replace") if body is not None else None)
+
+
+class Manager:
+    def __init__(
+        self,
+        store: Store,
+        live: LiveConfig,
+        connectors: Mapping[str, Connector],
+        *,
+        public_url: str,
+        policy: DestinationPolicy,
+        resolver: Resolver | None = None,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.store, self.live, self.connectors = store, live, connectors
+        self.public_url = public_url.rstrip("/")
+        self.policy, self.resolver, self.clock = policy, resolver or SystemResolver(), clock
+
+    def relay_url(self, relay: Relay) -> str:
+        return f"{self.public_url}/in/{relay.token}"
+
+    # -- relays
+
+    def relay(self, name: str) -> Relay:
+        relay = self.live.relay_named(name)
+        if relay is None:
+            raise NotFoundError(f"no relay named {name!r}")
+        return relay
+
+    async def create_relay(self, name: str, connector: str, secret: str | None = None) -> Relay:
+        """A new relay at a new URL; `secret` made up when not given (then shown once)."""
+        errors = []
+        if not isinstance(name, str) or not RELAY_NAME.match(name):
+            errors.append(SpecError(("name",), "a name is 1 to 100 letters, digits, '.', '_' or"
+                                    " '-', starting with a letter or digit"))
+        if connector not in self.connectors:
+            known = ", ".join(sorted(self.connectors))
+            errors.append(SpecError(("connector",), f"no connector {connector!r} (known: {known})"))
+        if secret is not None and (not isinstance(secret, str) or not 1 <= len(secret)
+                                   <= MAX_SECRET or secret.strip() != secret):
+            errors.append(SpecError(("secret",), f"a secret is 1 to {MAX_SECRET} characters,"
+                                    " with no space at either end"))
+        problem = (secret_problem(self.connectors[connector].spec.auth, secret)
+                   if connector in self.connectors and isinstance(secret, str) else None)
+        if problem is not None:
+            errors.append(SpecError(("secret",), problem))
+        if errors:
+            raise InvalidError(errors)
+        if self.live.relay_named(name) is not None or self.live.is_config_relay(name):
+            raise ConflictError(f"a relay named {name!r} exists already")
+        now = self.clock()
+        auth = self.connectors[connector].spec.auth
+        relay = Relay(name, self.connectors[connector], new_token(), secret or new_secret(auth),
+                      source="api")
+        sealed = self.live.sealer().seal({"token": relay.token, "secret": relay.secret})
+        if not await self.store.create_relay(StoredRelay(name, connector, "api", sealed, now,
+                                                         now)):
+            raise ConflictError(f"a relay named {name!r} exists already")
+        await self.live.refresh(self.store)
+        return relay
+
+    async def relay_secret(self, name: str, *, rotate: bool = False) -> Relay:
+        """The relay with its secret; `rotate` makes a new one and the old stops working at
+        once. A connector without credentials is authenticated by its URL alone: there the
+        URL's token is what rotates."""
+        relay = self.relay(name)
+        if not rotate:
+            return relay
+        if relay.source == "config":
+            raise ConflictError(f"relay {name!r} is defined in the config file: change its secret"
+                                " there")
+        if needs_secret(relay.connector.spec.auth):
+            rotated = Relay(name, relay.connector, relay.token,
+                            new_secret(relay.connector.spec.auth), "api")
+        else:
+            rotated = Relay(name, relay.connector, new_token(), new_secret(), "api")
+        sealed = self.live.sealer().seal({"token": rotated.token, "secret": rotated.secret})
+        if not await self.store.update_relay(name, sealed=sealed, at=self.clock()):
+            raise NotFoundError(f"no relay named {name!r}")
+        await self.live.refresh(self.store)
+        return rotated
+
+    async def delete_relay(self, name: str) -> None:
+        """Its URL answers 404 from now on; its requests and events stay."""
+        relay = self.relay(name)
+        if relay.source == "config":
+            raise ConflictError(f"relay {name!r} is defined in the config file: remove it there")
+        if not await self.store.delete_relay(name):
+            raise NotFoundError(f"no relay named {name!r}")
+        await self.live.refresh(self.store)
+
+    # -- hooks
+
+    def hook(self, name: str) -> Hook:
+        hook = self.live.hooks.get(name)
+        if hook is None:
+            raise NotFoundError(f"no hook named {name!r}")
+        return hook
+
+    def written(self, name: str) -> dict[str, Any]:
+        """The hook as written (preset not merged in), [redacted] for each secret: what an
+        editor shows and may send back unchanged."""
+        hook = self.hook(name)
+        return self.live.written.get(name) or hook.stored_spec()
+
+    async def create_hook(self, raw: Mapping[str, Any]) -> Hook:
+        name = raw.get("name")
+        if isinstance(name, str) and name in self.live.hooks:
+            raise ConflictError(f"a hook named {name!r} exists already")
+        hook = await self._validate(dict(raw), {})
+        await self._put(hook.name, dict(raw), create=True)
+        return self.live.hooks[hook.name]
+
+    async def replace_hook(self, name: str, raw: Mapping[str, Any]) -> Hook:
+        """Replace a run-time hook; values still shown as [redacted] keep their secret."""
+        self.hook(name)
+        if self.live.is_config_hook(name):
+            raise ConflictError(f"hook {name!r} is defined in the config file: change it there")
+        given = {**raw, "name": raw.get("name", name)}
+        if given["name"] != name:
+            raise InvalidError([SpecError(("name",), "a hook keeps its name: create a new hook"
+                                          " and delete this one to rename it")])
+        kept = self.live.kept_secrets(name)
+        full = restore_secrets(given, kept)
+        await self._validate(full, kept)
+        await self._put(name, full, create=False)
+        return self.live.hooks[name]
+
+    async def delete_hook(self, name: str) -> int:
+        """Remove a run-time hook; its unsent deliveries end `cancelled`. Returns how many."""
+        self.hook(name)
+        if self.live.is_config_hook(name):
+            raise ConflictError(f"hook {name!r} is defined in the config file: remove it there")
+        cancelled = await self.store.delete_hook(name, at=self.clock())
+        if cancelled is None:
+            raise NotFoundError(f"no hook named {name!r}")
+        await self.live.refresh(self.store)
+        return cancelled
+
+    async def set_active(self, name: str, active: bool, reason: str | None = None) -> int:
+        """Switch a hook on (its paused deliveries are sent) or off (they wait, `paused`)."""
+        hook = self.hook(name)
+        if active and not hook.active:
+            raise ConflictError(f"hook {name!r} is inactive in the config file: change it there")
+        return await self.live.set_active(self.store, name, active,
+                                          None if active else reason or "switched off by a"
+                                          " person", self.clock())
+
+    async def _validate(self, raw: dict[str, Any], kept: Mapping[str, Any]) -> Hook:
+        unknown = still_redacted(raw)
+        if unknown:
+            raise InvalidError([SpecError(tuple(key.split(".", 1)), "[redacted] stands for a"
+                                          " secret this hook does not have: type its value")
+                                for key in unknown])
+        hook = validate_hook(raw)
+        if hook.url.is_constant:
+            try:
+                await check_url(hook.url.source, self.policy, self.resolver)
+            except DestinationRefused as exc:
+                raise InvalidError([SpecError(("url",), f"destination refused: {exc}")]) from exc
+            except OSError:
+                pass  # no DNS now: the address is checked again when each request is sent
+        return hook
+
+    async def _put(self, name: str, raw: dict[str, Any], *, create: bool) -> None:
+        found = secret_values(raw)
+        sealed = self.live.sealer().seal(found) if found else None
+        stored = StoredHook(name, "api", strip_secrets(raw), sealed, self.clock())
+        if not await self.store.put_hook(stored, create=create):
+            if create:
+                raise ConflictError(f"a hook named {name!r} exists already")
+            raise NotFoundError(f"no hook named {name!r}")
+        await self.live.refresh(self.store)

@@ -1,0 +1,1 @@
+"""The web edge: the application factory, the ingress (`/in/{token}`) and the JSON API."""

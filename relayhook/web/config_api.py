@@ -1,0 +1,134 @@
+"""The JSON API for the live configuration, behind the admin bearer token.
+
+    GET    /api/connectors                  connectors: id, title, setup, event types, example
+    GET    /api/relays                      relays, URLs (no secrets), newest request, 24 h counts
+    POST   /api/relays                      {"name", "connector", "secret"?} -> 201, secret shown
+    POST   /api/relays/{name}/secret        reveal; {"rotate": true} makes a new one
+    DELETE /api/relays/{name}               -> 204; the URL answers 404, its requests stay
+    GET    /api/hooks                       hooks, whether active (and why not), deliveries, 24 h
+    POST   /api/hooks                       the keys of a [[hooks]] table as JSON -> 201
+    GET    /api/hooks/{name}                one hook; `spec` is what PUT takes back
+    PUT    /api/hooks/{name}                replace it ([redacted] values keep their secret)
+    DELETE /api/hooks/{name}                -> 204; its unsent deliveries end `cancelled`
+    POST   /api/hooks/{name}/activate | /deactivate
+
+Invalid input is 422 `{"error", "errors": [{"field": "headers.Authorization", "message"}]}`
+with the messages `relayhook check` prints; a name taken or a config-file item is 409.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+
+from relayhook.assembly import Parts
+from relayhook.errors import InvalidError, SpecError
+from relayhook.manage import describe_connector
+from relayhook.relays import Relay
+from relayhook.web import readmodel
+from relayhook.web.api import Handler, guard
+
+
+async def json_object(request: Request) -> dict[str, Any]:
+    """The request's body as a JSON object, else InvalidError (422)."""
+    try:
+        data = json.loads(await request.body() or b"{}")
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise InvalidError([SpecError(("(body)",), f"not JSON: {exc}")]) from exc
+    if not isinstance(data, dict):
+        raise InvalidError([SpecError(("(body)",), "expected a JSON object")])
+    return data
+
+
+def config_api_routes(parts: Parts, token: str) -> list[Route]:
+    store, manager = parts.store, parts.manager
+    guarded = guard(token)
+
+    def relay_json(relay: Relay, failures: dict[str, tuple[int, str]],
+                   secret: bool = False) -> dict[str, Any]:
+        return readmodel.relay_json(parts, relay, failures, secret)
+
+    async def hook_json(name: str) -> dict[str, Any]:
+        return await readmodel.hook_json(parts, name)
+
+    async def list_connectors(request: Request) -> dict[str, Any]:
+        infos = [describe_connector(c) for _, c in sorted(parts.connectors.items())]
+        return {"items": [
+            {"id": i.id, "title": i.title, "description": i.description, "setup": i.setup,
+             "event_types": list(i.event_types), "example": i.example} for i in infos
+        ]}
+
+    async def list_relays(request: Request) -> dict[str, Any]:
+        return {"items": await readmodel.relay_summaries(parts, time.time())}
+
+    async def create_relay(request: Request) -> Response:
+        data = await json_object(request)
+        relay = await manager.create_relay(data.get("name"),  # type: ignore[arg-type]
+                                           data.get("connector"),  # type: ignore[arg-type]
+                                           data.get("secret"))
+        return JSONResponse(relay_json(relay, {}, secret=True), 201)
+
+    async def relay_secret(request: Request) -> dict[str, Any]:
+        data = await json_object(request)
+        relay = await manager.relay_secret(request.path_params["name"],
+                                           rotate=data.get("rotate") is True)
+        return relay_json(relay, await store.auth_failures(), secret=True)
+
+    async def delete_relay(request: Request) -> Response:
+        await manager.delete_relay(request.path_params["name"])
+        return Response(status_code=204)
+
+    async def list_hooks(request: Request) -> dict[str, Any]:
+        return {"items": await readmodel.hook_summaries(parts, time.time())}
+
+    async def create_hook(request: Request) -> Response:
+        hook = await manager.create_hook(await json_object(request))
+        return JSONResponse(await hook_json(hook.name), 201)
+
+    async def get_hook(request: Request) -> dict[str, Any]:
+        return await hook_json(manager.hook(request.path_params["name"]).name)
+
+    async def replace_hook(request: Request) -> dict[str, Any]:
+        hook = await manager.replace_hook(request.path_params["name"],
+                                          await json_object(request))
+        return await hook_json(hook.name)
+
+    async def delete_hook(request: Request) -> Response:
+        await manager.delete_hook(request.path_params["name"])
+        return Response(status_code=204)
+
+    def set_active(active: bool) -> Handler:
+        async def handler(request: Request) -> dict[str, Any]:
+            name = request.path_params["name"]
+            changed = await manager.set_active(name, active, "deactivated through the API")
+            parts.wake()
+            return {"name": name, "active": active, "deliveries_changed": changed}
+
+        return handler
+
+    def one(**methods: Callable[[Request], Awaitable[Any]]) -> Callable[[Request], Awaitable[Any]]:
+        async def endpoint(request: Request) -> Any:
+            return await methods[request.method.lower()](request)
+
+        return endpoint
+
+    return [
+        Route("/api/connectors", guarded(list_connectors), methods=["GET"]),
+        Route("/api/relays", guarded(one(get=list_relays, post=create_relay)),
+              methods=["GET", "POST"]),
+        Route("/api/relays/{name}", guarded(delete_relay), methods=["DELETE"]),
+        Route("/api/relays/{name}/secret", guarded(relay_secret), methods=["POST"]),
+        Route("/api/hooks", guarded(one(get=list_hooks, post=create_hook)),
+              methods=["GET", "POST"]),
+        Route("/api/hooks/{name}", guarded(one(get=get_hook, put=replace_hook,
+                                                delete=delete_hook)),
+              methods=["GET", "PUT", "DELETE"]),
+        Route("/api/hooks/{name}/activate", guarded(set_active(True)), methods=["POST"]),
+        Route("/api/hooks/{name}/deactivate", guarded(set_active(False)), methods=["POST"]),
+    ]

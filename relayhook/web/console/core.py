@@ -1,0 +1,59 @@
+"""The console's shared state: what every view gets as its first argument."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime
+
+from relayhook.assembly import Parts
+from relayhook.connectors import Connector
+from relayhook.passwords import ensure_password
+from relayhook.relays import Relay
+from relayhook.settings import Settings
+from relayhook.web.console.pages import NotFound, Pages, make_environment
+from relayhook.web.console.session import Gate
+
+log = logging.getLogger("relayhook.console")
+
+
+@dataclass
+class Console:
+    """What the console's views share: the running parts, the settings and the clock."""
+
+    parts: Parts
+    clock: Callable[[], datetime]
+    new_id: Callable[[], str]
+    gate: Gate = field(init=False)
+    pages: Pages = field(init=False)
+
+    def __post_init__(self) -> None:
+        secure = self.settings.public_url().startswith("https:")
+        self.gate = Gate(self.parts.store, secure=secure, clock=self.now)
+        self.pages = Pages(self.gate, make_environment(), {"product": "Relayhook"})
+
+    @property
+    def settings(self) -> Settings:
+        return self.parts.settings
+
+    @property
+    def connectors(self) -> dict[str, Connector]:
+        return self.parts.connectors
+
+    def now(self) -> float:
+        return self.clock().timestamp()
+
+    def relay_named(self, name: str) -> Relay:
+        relay = self.parts.live.relay_named(name)
+        if relay is None:
+            raise NotFound(f"There is no relay named {name!r}.")
+        return relay
+
+    async def start(self) -> None:
+        """At start (the app's lifespan): the session key, and a password if none is set."""
+        await self.gate.start()
+        password = await ensure_password(self.parts.store, self.now())
+        if password is not None:
+            log.warning("console: no admin password was set; made one up: %s (shown once; "
+                        "`relayhook admin password` sets another)", password)

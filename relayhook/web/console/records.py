@@ -1,0 +1,79 @@
+"""Lineage pages: a raw request with its events and their deliveries (Map again for a rejected
+one), and a delivery with every attempt (Copy as cURL) and the way back to its request."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from starlette.responses import Response
+
+from relayhook.remap import remap_request
+from relayhook.store import FINAL_STATUSES, DeliveryFilter
+from relayhook.web.console.pages import Ctx, NotFound
+from relayhook.web.readmodel import attempt_curl, attempt_json, pretty_body, request_json
+
+if TYPE_CHECKING:
+    from relayhook.web.console.core import Console
+
+LINEAGE_LIMIT = 500
+
+
+async def show_request(console: Console, ctx: Ctx) -> Response:
+    store = console.parts.store
+    record = await store.get_request(ctx.param("id"))
+    if record is None:
+        raise NotFound("There is no kept request with this id.")
+    events = await store.list_events(request_id=record.id, limit=LINEAGE_LIMIT)
+    deliveries = await store.find_deliveries(DeliveryFilter(request_id=record.id),
+                                             limit=LINEAGE_LIMIT)
+    by_event: dict[str, list[Any]] = {}
+    for delivery in deliveries:
+        by_event.setdefault(delivery.event_id, []).append(delivery)
+    return ctx.render("request.html", title="Request", record=request_json(record),
+                      body=pretty_body(record.body), events=events, by_event=by_event,
+                      relay_known=any(r.name == record.relay
+                                      for r in console.parts.live.relays.values()))
+
+
+async def remap(console: Console, ctx: Ctx) -> Response:
+    store = console.parts.store
+    record = await store.get_request(ctx.param("id"))
+    if record is None:
+        raise NotFound("There is no kept request with this id.")
+    by_name = {relay.name: relay for relay in console.parts.live.relays.values()}
+    message = await remap_request(record, by_name, store, console.parts.live, console.now())
+    console.parts.wake()
+    return ctx.redirect(f"/requests/{record.id}", f"Mapped again: {message}.")
+
+
+async def show_delivery(console: Console, ctx: Ctx) -> Response:
+    found = await console.parts.store.get_delivery(ctx.param("id"))
+    if found is None:
+        raise NotFound("There is no delivery with this id.")
+    delivery, attempts = found
+    shown = [{**attempt_json(a), "curl": attempt_curl(a.request),
+              "response_text": pretty_body(a.response_body)} for a in reversed(attempts)]
+    return ctx.render("delivery.html", title="Delivery", delivery=delivery, attempts=shown,
+                      event=delivery.event, finished=delivery.status in FINAL_STATUSES,
+                      hook_known=delivery.hook in console.parts.live.hooks)
+
+
+async def replay_delivery(console: Console, ctx: Ctx) -> Response:
+    store = console.parts.store
+    found = await store.get_delivery(ctx.param("id"))
+    if found is None:
+        raise NotFound("There is no delivery with this id.")
+    if found[0].status == "claimed":
+        return ctx.redirect(f"/deliveries/{found[0].id}",
+                            "It is being sent right now; replay it once this try is over.")
+    await store.replay(now=console.now(), delivery_id=found[0].id)
+    console.parts.wake()
+    return ctx.redirect(f"/deliveries/{found[0].id}", "Replayed: it is sent again now.")
+
+
+ROUTES = [
+    ("/requests/{id}", show_request, ["GET"]),
+    ("/requests/{id}/remap", remap, ["POST"]),
+    ("/deliveries/{id}", show_delivery, ["GET"]),
+    ("/deliveries/{id}/replay", replay_delivery, ["POST"]),
+]

@@ -1,0 +1,136 @@
+"""Relay pages: the list, New relay, a relay's URL, secret and setup text, its Example tab
+(the latest raw requests, searchable), Send sample."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+import httpx
+from starlette.responses import Response
+
+from relayhook.auth import credentials_for
+from relayhook.errors import ConflictError
+from relayhook.examples import example_events
+from relayhook.relays import Relay
+from relayhook.web.console import changes
+from relayhook.web.console.pages import Ctx
+from relayhook.web.readmodel import relay_summaries
+
+if TYPE_CHECKING:
+    from relayhook.web.console.core import Console
+
+EXAMPLE_PAGE = 25
+MASK = "••••••••"
+
+
+async def list_relays(console: Console, ctx: Ctx) -> Response:
+    relays = await relay_summaries(console.parts, console.now())
+    return ctx.render("relays.html", title="Relays", relays=relays)
+
+
+def connector_choices(console: Console) -> list[dict[str, str]]:
+    return [{"id": c.id, "title": c.spec.title, "description": c.spec.description.strip()}
+            for c in sorted(console.connectors.values(), key=lambda c: c.spec.title.lower())]
+
+
+async def new_relay(console: Console, ctx: Ctx) -> Response:
+    values = {"name": ctx.form.get("name").strip(), "connector": ctx.form.get("connector")}
+    errors: dict[str, str] = {}
+    if ctx.request.method == "POST":
+        errors = await changes.create_relay(console, values["name"], values["connector"])
+        if not errors:
+            return ctx.redirect(f"/relays/{values['name']}",
+                                f"Relay {values['name']!r} is ready: paste its URL and secret "
+                                "into the provider's webhook settings.")
+    return ctx.render("relay_new.html", 422 if errors else 200, title="New relay",
+                      connectors=connector_choices(console), values=values, errors=errors)
+
+
+def setup_text(console: Console, relay: Relay, secret: str) -> str:
+    return str(relay.connector.setup.render(
+        {"relay_url": console.parts.manager.relay_url(relay), "secret": secret})).strip()
+
+
+async def relay_page(console: Console, ctx: Ctx, *, revealed: str | None = None,
+                     answer: str | None = None) -> Response:
+    relay = console.relay_named(ctx.param("name"))
+    summaries = await relay_summaries(console.parts, console.now())
+    summary = next(r for r in summaries if r["name"] == relay.name)
+    text = ctx.request.query_params.get("text", "").strip()
+    tab = "example" if ctx.request.query_params.get("tab") == "example" or text else "setup"
+    before = ctx.request.query_params.get("before") or None
+    records = await console.parts.store.list_requests(relay=relay.name, limit=EXAMPLE_PAGE,
+                                                      before=before, text=text or None)
+    events = {}
+    for record in records[:10]:  # the newest few open with their events shown
+        events[record.id] = await console.parts.store.list_events(request_id=record.id,
+                                                                  limit=50)
+    return ctx.render(
+        "relay.html", title=f"Relay {relay.name}", relay=summary, tab=tab, text=text,
+        records=records, events=events, revealed=revealed, answer=answer,
+        setup=setup_text(console, relay, revealed or MASK), mask=MASK,
+        has_secret=bool(relay.secret), has_sample=bool(example_events(relay.connector,
+                                                                     relay.name)),
+        more=len(records) == EXAMPLE_PAGE, next_before=records[-1].id if records else None,
+    )
+
+
+async def show_relay(console: Console, ctx: Ctx) -> Response:
+    return await relay_page(console, ctx)
+
+
+async def relay_secret(console: Console, ctx: Ctx) -> Response:
+    """Reveal (a POST, so the secret is never in a URL or a cache) or rotate the secret."""
+    relay = console.relay_named(ctx.param("name"))
+    if ctx.form.get("action") == "rotate":
+        try:
+            secret = await changes.rotate_secret(console, relay.name)
+        except ConflictError as exc:
+            ctx.session.flash(f"{exc}.")
+            return await relay_page(console, ctx)
+        ctx.session.flash("A new secret is in use; the old one stopped working. Paste the new "
+                          "one into the provider's settings.")
+        return await relay_page(console, ctx, revealed=secret)
+    return await relay_page(console, ctx,
+                            revealed=(await console.parts.manager.relay_secret(relay.name)).secret)
+
+
+async def send_sample(console: Console, ctx: Ctx) -> Response:
+    """Post the connector's example through this relay's URL, for real, with its credentials."""
+    relay = console.relay_named(ctx.param("name"))
+    connector = relay.connector
+    body = connector.example_body() or b""
+    method = "POST" if "POST" in connector.spec.accept.methods else connector.spec.accept.methods[0]
+    url = str(ctx.request.base_url).rstrip("/") + f"/in/{relay.token}"
+    headers = {"Content-Type": "application/json", "User-Agent": "Relayhook console sample",
+               **credentials_for(connector.spec.auth, relay.secret, body)}
+    try:
+        async with httpx.AsyncClient(trust_env=False, timeout=10.0) as client:
+            response = await client.request(method, url, params=connector.spec.example_query,
+                                            content=body if method != "GET" else None,
+                                            headers=headers)
+        answer = f"{response.status_code} {response.reason_phrase}: {response.text[:500]}"
+    except httpx.HTTPError as exc:
+        answer = f"the relay URL did not answer: {exc}"
+    ctx.request.scope["query_string"] = b"tab=example"
+    return await relay_page(console, ctx, answer=answer)
+
+
+async def delete_relay(console: Console, ctx: Ctx) -> Response:
+    name = console.relay_named(ctx.param("name")).name
+    error = await changes.delete_relay(console, name)
+    if error:
+        ctx.session.flash(error)
+        return ctx.redirect(f"/relays/{name}")
+    return ctx.redirect("/relays", f"Relay {name!r} is deleted; its URL answers 404 now. Its "
+                        "kept requests and events stay.")
+
+
+ROUTES = [
+    ("/relays", list_relays, ["GET"]),
+    ("/relays/new", new_relay, ["GET", "POST"]),
+    ("/relays/{name}", show_relay, ["GET"]),
+    ("/relays/{name}/secret", relay_secret, ["POST"]),
+    ("/relays/{name}/sample", send_sample, ["POST"]),
+    ("/relays/{name}/delete", delete_relay, ["POST"]),
+]
