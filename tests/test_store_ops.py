@@ -27,8 +27,8 @@ from relayhook.store import (
     Outcome,
     PruneResult,
     SQLiteStore,
-    StoreError,
     Store,
+    StoreError,
 )
 from relayhook.store.sqlite import SCHEMA_VERSION, schema
 
