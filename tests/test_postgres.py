@@ -14,12 +14,8 @@ from collections.abc import Awaitable, Callable
 import asyncpg
 import pytest
 from postgres import query
-from test_store import (  # noqa: F401  (one_loop_per_test: an autouse fixture)
-    make_event,
-    make_request,
-    one_loop_per_test,
-    run,
-)
+from conftest import run
+from test_store import make_event, make_request
 
 from relayhook.store import NewDelivery, StoreError, open_store
 from relayhook.store.base import Topic
