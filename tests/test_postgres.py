@@ -18,7 +18,7 @@ from conftest import run
 from test_store import make_event, make_request
 
 from relayhook.store import NewDelivery, StoreError, open_store
-from relayhook.store.base import Topic
+from relayhook.store.base import StoredHook, StoredRelay, Topic
 from relayhook.store.postgres import PostgresStore, schema
 
 NOW = 1_700_000_000.0
@@ -117,6 +117,13 @@ def test_subscribers_hear_of_other_processes_deliveries_and_hook_changes(
         await web.ingest(make_request("r2"), [make_event("e2")])  # no delivery: nothing said
         await web.set_hook_active("h1", False, "410", NOW)
         await eventually(lambda: heard == ["deliveries", "config"])
+        # Every change of the live configuration, with the version that says it (one read).
+        version = await worker.config_version()
+        await web.create_relay(StoredRelay("r", "generic", "api", "sealed", NOW, NOW))
+        await web.put_hook(StoredHook("h2", "api", {"url": "x"}, None, NOW), create=True)
+        await web.delete_hook("h2", at=NOW)
+        await eventually(lambda: heard.count("config") == 4)
+        assert await worker.config_version() == version + 3
 
     with_stores(postgres_url, 2, body)
 

@@ -146,11 +146,16 @@ def create_app(
 
 
 async def follow_changes(parts: Parts, interval: float = FOLLOW_INTERVAL) -> None:
-    """Poll the config version and apply what another process changed (a relay created, a
-    hook edited, a 410 seen by a worker). A store failure is logged and tried again."""
+    """Apply what another process changed (a relay created, a hook edited, a 410 seen by a
+    worker): at once when the store tells (PostgreSQL's NOTIFY), else by polling the config
+    version every `interval`. A store failure is logged and tried again."""
+    changed = asyncio.Event()
+    parts.store.subscribe(lambda topic: changed.set() if topic == "config" else None)
     while True:
+        changed.clear()
         try:
             await parts.live.refresh(parts.store)
         except Exception:
             log.exception("cannot read the live configuration; trying again")
-        await asyncio.sleep(interval)
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(changed.wait(), interval)
