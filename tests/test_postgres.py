@@ -13,8 +13,8 @@ from collections.abc import Awaitable, Callable
 
 import asyncpg
 import pytest
-from postgres import query
 from conftest import run
+from postgres import query
 from test_store import make_event, make_request
 
 from relayhook.store import NewDelivery, StoreError, open_store
