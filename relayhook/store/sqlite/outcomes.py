@@ -11,8 +11,8 @@ from relayhook.records import HookOutcome, NewDelivery
 from relayhook.store.sqlite.deliveries import INSERT_DELIVERY
 from relayhook.store.sqlite.rows import Row, dumps
 
-# Version 6. One row per request x hook, deleted with its request (retention prunes both).
-SCHEMA_6 = """
+# Version 7. One row per request x hook, deleted with its request (retention prunes both).
+SCHEMA_7 = """
 CREATE TABLE IF NOT EXISTS outcomes (
     seq         INTEGER PRIMARY KEY AUTOINCREMENT,
     request_id  TEXT NOT NULL REFERENCES requests (id),
