@@ -17,6 +17,7 @@ from relayhook.store.migrations import Migration, check_numbering, plan
 from relayhook.store.sqlite.deliveries import CLAIMABLE, UNFINISHED, one_of
 from relayhook.store.sqlite.ops import INDEXES_V5
 from relayhook.store.sqlite.outcomes import SCHEMA_7 as OUTCOMES
+from relayhook.store.sqlite.problems import SCHEMA_8 as PROBLEMS
 from relayhook.store.sqlite.requests import SCHEMA_4
 
 # One event x one hook. `relay` is the event's, copied so that lists need no join. Version 2
@@ -179,6 +180,7 @@ MIGRATIONS = (
     Migration(5, "indexes for retention and the backlog", INDEXES_V5),
     Migration(6, "hook pacing shared by all dispatchers", PACING),
     Migration(7, "why each hook did or did not fire, per request", OUTCOMES),
+    Migration(8, "problems: a hook's failures grouped by signature", PROBLEMS),
 )
 check_numbering(MIGRATIONS)
 LATEST = MIGRATIONS[-1].version
