@@ -1,11 +1,13 @@
 """Problems end to end: `relayhook serve` on 127.0.0.1 with a real SQLite file and a real
 receiver. A receiver answering 401 opens one problem for the hook (three deliveries, one
-signature); it is acknowledged through the API; once the receiver takes them, Replay affected
-sends them again and the success resolves it.
+signature), and `[alerts] webhook`, a local receiver, gets one alert about it; it is
+acknowledged through the API; once the receiver takes them, Replay affected sends them again
+and the success resolves it. A 410 deactivates a hook and alerts that it did.
 """
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 from typing import Any
 
@@ -39,10 +41,12 @@ def receiver() -> Iterator[Receiver]:
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory,
            receiver: Receiver) -> Iterator[RelayhookProcess]:
-    hooks = [{"name": "hubspot", "events": ["*"], "relays": [RELAY.name],
-              "url": f"{receiver.url}/hubspot/", "retry": {"schedule": [0], "jitter": 0}}]
+    hooks = [{"name": name, "events": [f"{name}.*"], "relays": [RELAY.name],
+              "url": f"{receiver.url}/{name}/", "retry": {"schedule": [0], "jitter": 0}}
+             for name in ("hubspot", "gone")]
     text = (render_config(relays=[RELAY], admin_token=ADMIN_TOKEN)
-            + render_tables(delivery={"allow_cidrs": ["127.0.0.1/32"], "poll_interval": 0.1})
+            + render_tables(delivery={"allow_cidrs": ["127.0.0.1/32"], "poll_interval": 0.1},
+                            alerts={"webhook": f"{receiver.url}/alerts/", "interval": 0.1})
             + render_hooks(hooks))
     with RelayhookProcess(tmp_path_factory.mktemp("problems"), text) as process:
         yield process
@@ -65,7 +69,7 @@ def test_a_401_opens_one_problem_acknowledged_then_resolved_by_replay_affected(
         client: httpx.Client, receiver: Receiver) -> None:
     receiver.script("/hubspot/", Reply(401, body=b"token expired"))
     for n in range(3):
-        answer = client.post(f"/in/{RELAY.token}?type=contact.created", json={"n": n})
+        answer = client.post(f"/in/{RELAY.token}?type=hubspot.contact", json={"n": n})
         assert answer.status_code == 200, answer.text
     receiver.wait_for(3, WAIT, path="/hubspot/")
 
@@ -79,6 +83,11 @@ def test_a_401_opens_one_problem_acknowledged_then_resolved_by_replay_affected(
         "hubspot", "status 401", "open")
     assert problem["summary"].startswith("hook 'hubspot': status 401 since ")
     assert problem["summary"].endswith(", 3 deliveries")
+    (alert,) = receiver.wait_for(1, WAIT, path="/alerts/")
+    sent = json.loads(alert.body)
+    assert sent["type"] == "relayhook.problem.opened"
+    assert sent["text"].startswith("hook 'hubspot': status 401 since ")
+    assert sent["problem"]["id"] == problem["id"]
 
     acked = client.post(f"/api/problems/{problem['id']}/acknowledge", headers=AUTH)
     assert acked.status_code == 200, acked.text
@@ -102,3 +111,24 @@ def test_a_401_opens_one_problem_acknowledged_then_resolved_by_replay_affected(
     assert closed["resolved_at"] is not None and closed["acknowledged_at"] is not None
     assert problems(client) == []
     assert receiver.count("/hubspot/") == 6  # each affected delivery sent once more, no more
+    assert receiver.count("/alerts/") == 1  # one alert per problem, not per delivery
+
+
+def test_a_410_deactivates_the_hook_and_alerts_that_it_did(client: httpx.Client,
+                                                            receiver: Receiver) -> None:
+    receiver.script("/gone/", Reply(410))
+    answer = client.post(f"/in/{RELAY.token}?type=gone.away", json={"n": 1})
+    assert answer.status_code == 200, answer.text
+
+    def deactivated() -> dict[str, Any] | None:
+        for recorded in receiver.requests("/alerts/"):
+            body: dict[str, Any] = json.loads(recorded.body)
+            if body["type"] == "relayhook.hook.deactivated":
+                return body
+        return None
+
+    alert = wait_until(deactivated, timeout=WAIT, interval=0.05, what="the 410 alert")
+    assert alert["text"].startswith("hook 'gone' was deactivated")
+    assert alert["problem"]["signature"] == "status 410"
+    hook = client.get("/api/hooks/gone", headers=AUTH).json()
+    assert hook["active"] is False

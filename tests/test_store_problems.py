@@ -81,3 +81,14 @@ def test_a_skipped_delivery_is_no_problem_and_a_retry_counts_once(store: Store) 
         finish(store, "crm", Outcome("failed", due_at=NOW, response_status=500), 500)
     (problem,) = run(store.list_problems())
     assert problem.deliveries == 1 and problem.signature == "status 500"
+
+
+def test_one_caller_marks_a_problem_notified(store: Store) -> None:
+    seed(store, "crm", 1)
+    finish(store, "crm", Outcome("dead", response_status=410), 410)
+    (problem,) = run(store.list_problems())
+    assert not problem.notified
+    assert run(store.mark_problem_notified(problem.id))
+    assert not run(store.mark_problem_notified(problem.id))
+    got = run(store.get_problem(problem.id))
+    assert got is not None and got.notified

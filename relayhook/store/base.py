@@ -282,6 +282,10 @@ class Store(Protocol):
         """An open problem becomes acknowledged (someone is on it); False if there is no open
         problem of that id. It is still resolved by the hook's next success."""
 
+    async def mark_problem_notified(self, problem_id: str) -> bool:
+        """Mark that the alert about a problem is being sent: True for the one caller that
+        marked it (so that of several processes only one sends it), False if it was already."""
+
     async def replay_problem(self, problem_id: str, *, now: float, limit: int = 500) -> int:
         """Replay affected: make the problem's deliveries that are not done (failed, dead,
         paused) due again now, as `replay` does (`paused` where their hook is inactive; never a

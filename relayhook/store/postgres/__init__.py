@@ -297,6 +297,9 @@ class PostgresStore:
     async def acknowledge_problem(self, problem_id: str, *, at: float) -> bool:
         return await self._write(lambda conn: problems_sql.acknowledge(conn, problem_id, at))
 
+    async def mark_problem_notified(self, problem_id: str) -> bool:
+        return await self._write(lambda conn: problems_sql.mark_notified(conn, problem_id))
+
     async def replay_problem(self, problem_id: str, *, now: float, limit: int = 500) -> int:
         return await self._write(lambda conn: problems_sql.replay(conn, problem_id, now, limit),
                                  "deliveries")

@@ -84,3 +84,8 @@ async def replay(conn: asyncpg.Connection, problem_id: str, now: float, limit: i
     where = ("status IN ('failed', 'dead', 'paused') AND id IN"
              " (SELECT delivery_id FROM problem_deliveries WHERE problem_id = $3)")
     return count_of(await conn.execute(REPLAY.format(where=where), now, limit, problem_id))
+
+
+async def mark_notified(conn: asyncpg.Connection, problem_id: str) -> bool:
+    sql = "UPDATE problems SET notified = true WHERE id = $1 AND NOT notified"
+    return count_of(await conn.execute(sql, problem_id)) == 1

@@ -113,3 +113,8 @@ def replay(conn: sqlite3.Connection, problem_id: str, now: float, limit: int) ->
     replayed: int = conn.execute(REPLAY.format(where=where),
                                  {"now": now, "limit": limit, "problem": problem_id}).rowcount
     return replayed
+
+
+def mark_notified(conn: sqlite3.Connection, problem_id: str) -> bool:
+    sql = "UPDATE problems SET notified = 1 WHERE id = ? AND notified = 0"
+    return conn.execute(sql, (problem_id,)).rowcount == 1
