@@ -37,6 +37,20 @@ async def newest_event(store: Store, hook: Hook) -> Event | None:
     return None
 
 
+async def recent_events(store: Store, hook: Hook, limit: int) -> list[Event]:
+    """The newest `limit` stored events the hook takes (by type and relay), newest first,
+    looking back through at most the newest 20,000 events."""
+    found: list[Event] = []
+    before: str | None = None
+    for _ in range(40):  # bounded: 40 pages of 500
+        page = await store.list_events(limit=500, before=before)
+        found += [e for e in page if hook.matches(e.type, e.relay)]
+        if len(found) >= limit or len(page) < 500:
+            break
+        before = page[-1].id
+    return found[:limit]
+
+
 def example_events(connector: Connector, relay: str) -> list[Event]:
     """The events the connector's example requests map to, as received by `relay` (an example
     that does not map is passed over: `relayhook check` reports it)."""

@@ -201,3 +201,21 @@ class Problem:
     acknowledged_at: float | None = None
     resolved_at: float | None = None
     notified: bool = False
+
+
+SampleKind = Literal["request", "event"]
+
+
+@dataclass(frozen=True, slots=True)
+class Sample:
+    """A stored request or event pinned under a name, to preview a hook with, send as a test
+    and try conditions on. It holds a copy (`request`, `events`), not a reference: retention
+    deletes the original and the sample stays. `source_id` is the pinned request's or event's
+    id; `events` the request's events (a request sample) or the one event."""
+
+    name: str
+    kind: SampleKind
+    source_id: str
+    events: tuple[Event, ...]
+    request: RequestRecord | None
+    saved_at: float

@@ -6,8 +6,8 @@
     relayhook map CONNECTOR [PAYLOAD] [--query k=v] [--header 'Name: value'] [--method M]
     relayhook remap [--relay NAME]           map kept rejected requests again
     relayhook replay --hook NAME [--status dead,failed] [--since T]
-    relayhook render HOOK [--event FILE | --newest]     a hook's exact request, as cURL
-    relayhook send-test HOOK [--event FILE | --newest]  send an example event (kept as a test)
+    relayhook render HOOK [--event FILE | --newest | --sample NAME]   exact request, as cURL
+    relayhook send-test HOOK [--event FILE | --newest | --sample NAME]  send it (a test)
     relayhook schema                         the connector JSON Schema
     relayhook relays list|add|secret|remove  relays created at run time (and the config's)
     relayhook hooks list|add FILE|remove|activate|deactivate

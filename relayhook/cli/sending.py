@@ -1,13 +1,14 @@
 """`relayhook render` and `relayhook send-test`: a hook's request for one event, shown or sent.
 
-    relayhook render HOOK [--event FILE | --newest]      the exact request, as a cURL command
-    relayhook send-test HOOK [--event FILE | --newest]   send it now; kept in history as a test
+    relayhook render HOOK [--event FILE | --newest | --sample NAME]     the request, as cURL
+    relayhook send-test HOOK [--event FILE | --newest | --sample NAME]  send it now (a test)
 
 The event is, by default, the connector example for the hook's first matching type (what a
 fresh install has, and no customer's data); `--newest` takes the newest stored event, `--event`
-a CloudEvent file. Both commands give the request the id form real deliveries have (a UUIDv7,
-also its `webhook-id`). A send-test is kept in the hook's history: a request, a copy of the
-event and a delivery, each marked `test`, with the attempt (`GET /api/deliveries/{id}`).
+a CloudEvent file, `--sample` a saved sample (its first event the hook takes). Both commands
+give the request the id form real deliveries have (a UUIDv7, also its `webhook-id`). A
+send-test is kept in the hook's history: a request, a copy of the event and a delivery, each
+marked `test`, with the attempt (`GET /api/deliveries/{id}`).
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ from relayhook.events import Event, format_time
 from relayhook.examples import example_event, newest_event
 from relayhook.hooks import Hook
 from relayhook.outbound import OutboundRequest, render_request
+from relayhook.samples import sample_event
 from relayhook.settings import Settings
 from relayhook.store import Attempt, NewDelivery, Outcome, RequestRecord
 
@@ -43,7 +45,10 @@ def event_from_json(data: dict[str, object]) -> Event:
         raise UsageError(f"the event file lacks the attribute {exc}") from exc
 
 
-async def choose_event(parts: Parts, hook: Hook, event_file: str | None, newest: bool) -> Event:
+async def choose_event(parts: Parts, hook: Hook, event_file: str | None, newest: bool,
+                       sample: str | None = None) -> Event:
+    if sample is not None:
+        return await _sample_event(parts, hook, sample)
     if event_file is not None:
         return event_from_json(json.loads(Path(event_file).read_text(encoding="utf-8")))
     if newest:
@@ -58,6 +63,17 @@ async def choose_event(parts: Parts, hook: Hook, event_file: str | None, newest:
     return event
 
 
+async def _sample_event(parts: Parts, hook: Hook, name: str) -> Event:
+    saved = await parts.store.get_sample(name)
+    if saved is None:
+        names = [s.name for s in await parts.store.list_samples()]
+        raise UsageError(f"no sample named {name!r} (samples: {', '.join(names) or 'none'})")
+    event = sample_event(saved, hook)
+    if event is None:
+        raise UsageError(f"sample {name!r} holds no event: its request mapped to none")
+    return event
+
+
 def _hook(parts: Parts, name: str) -> Hook:
     hooks = parts.live.hooks
     if name not in hooks:
@@ -66,10 +82,10 @@ def _hook(parts: Parts, name: str) -> Hook:
 
 
 async def render(settings: Settings, name: str, event_file: str | None, newest: bool,
-                 out: TextIO) -> int:
+                 out: TextIO, sample: str | None = None) -> int:
     async with running(settings) as parts:
         hook = _hook(parts, name)
-        event = await choose_event(parts, hook, event_file, newest)
+        event = await choose_event(parts, hook, event_file, newest, sample)
     request = render_request(hook, event, delivery_id=new_uuid(),
                              secrets=settings.template_secrets(), now=time.time())
     print(request.as_curl(), file=out)
@@ -77,12 +93,12 @@ async def render(settings: Settings, name: str, event_file: str | None, newest: 
 
 
 async def send_test(settings: Settings, name: str, event_file: str | None, newest: bool,
-                    out: TextIO) -> int:
+                    out: TextIO, sample: str | None = None) -> int:
     """Send one event through the hook with the guarded client the dispatcher uses, print the
     request and the answer, and keep it in the hook's history as a test delivery."""
     async with running(settings) as parts:
         hook = _hook(parts, name)
-        event = dataclasses.replace(await choose_event(parts, hook, event_file, newest),
+        event = dataclasses.replace(await choose_event(parts, hook, event_file, newest, sample),
                                     id=new_uuid())  # a copy: the test is its own event
         delivery_id = new_uuid()
         secrets = settings.template_secrets()
@@ -158,11 +174,13 @@ def _shown_answer(attempt: Attempt) -> str:
 
 
 def cmd_render(args: argparse.Namespace, out: TextIO) -> int:
-    return asyncio.run(render(settings_of(args), args.hook, args.event, args.newest, out))
+    return asyncio.run(render(settings_of(args), args.hook, args.event, args.newest, out,
+                              args.sample))
 
 
 def cmd_send_test(args: argparse.Namespace, out: TextIO) -> int:
-    return asyncio.run(send_test(settings_of(args), args.hook, args.event, args.newest, out))
+    return asyncio.run(send_test(settings_of(args), args.hook, args.event, args.newest, out,
+                                 args.sample))
 
 
 def register(sub: Any) -> None:
@@ -178,5 +196,7 @@ def register(sub: Any) -> None:
         which.add_argument("--event", help="a CloudEvent JSON file (as `relayhook map` prints)")
         which.add_argument("--newest", action="store_true",
                            help="the newest stored event the hook matches (real data)")
+        which.add_argument("--sample", metavar="NAME",
+                           help="a saved sample (POST /api/samples, or Pin as sample)")
         command.set_defaults(func=func)
 

@@ -29,6 +29,7 @@ from relayhook.records import (
     ProblemStatus,
     RequestRecord,
     RequestStatus,
+    Sample,
 )
 
 if TYPE_CHECKING:  # hooks imports retry, which imports this module
@@ -290,6 +291,20 @@ class Store(Protocol):
         """Replay affected: make the problem's deliveries that are not done (failed, dead,
         paused) due again now, as `replay` does (`paused` where their hook is inactive; never a
         claimed one). Returns how many."""
+
+    async def save_sample(self, sample: Sample, *, replace: bool = False) -> bool:
+        """Keep a copy of a request or event under `sample.name`; False if the name is taken
+        (unless `replace`). A sample is no reference: `prune` never deletes one, and deleting
+        its original leaves it whole."""
+
+    async def get_sample(self, name: str) -> Sample | None:
+        """One sample by name, or None."""
+
+    async def list_samples(self) -> list[Sample]:
+        """Every sample, by name."""
+
+    async def delete_sample(self, name: str) -> bool:
+        """Remove a sample; False if there was none of that name."""
 
     async def set_hook_active(self, hook: str, active: bool, reason: str | None, at: float) -> int:
         """Remember that a hook is (in)active, with why; pause its unfinished deliveries

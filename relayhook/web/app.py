@@ -42,6 +42,7 @@ from relayhook.web.config_api import config_api_routes
 from relayhook.web.console import Console, console_routes
 from relayhook.web.ingress import Ingress
 from relayhook.web.ops import Readiness, metered, ops_routes, prune_periodically
+from relayhook.web.samples_api import samples_api_routes
 
 Role = Literal["web", "worker", "all"]
 INGRESS_METHODS = ["GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"]
@@ -143,6 +144,7 @@ def create_app(
         routes.append(Route("/in/{token}", metered(ingress.handle, metrics, relay_name),
                             methods=INGRESS_METHODS))
     routes += api_routes(parts, settings.admin.token, clock)
+    routes += samples_api_routes(parts, settings.admin.token, clock)
     routes += config_api_routes(parts, settings.admin.token)
     if console is not None:
         routes += console_routes(console)

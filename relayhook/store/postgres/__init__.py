@@ -38,6 +38,7 @@ from relayhook.records import (
     ProblemStatus,
     RequestRecord,
     RequestStatus,
+    Sample,
 )
 from relayhook.store import rows as records
 from relayhook.store.base import (
@@ -64,6 +65,7 @@ from relayhook.store.postgres import deliveries as sql
 from relayhook.store.postgres import outcomes as outcomes_sql
 from relayhook.store.postgres import problems as problems_sql
 from relayhook.store.postgres import requests as requests_sql
+from relayhook.store.postgres import samples as samples_sql
 from relayhook.store.postgres.committer import CONNECTION_ERRORS, GroupCommitter, store_error
 from relayhook.store.postgres.listener import Listener
 from relayhook.store.text import from_column, to_column
@@ -303,6 +305,18 @@ class PostgresStore:
     async def replay_problem(self, problem_id: str, *, now: float, limit: int = 500) -> int:
         return await self._write(lambda conn: problems_sql.replay(conn, problem_id, now, limit),
                                  "deliveries")
+
+    async def save_sample(self, sample: Sample, *, replace: bool = False) -> bool:
+        return await self._write(lambda conn: samples_sql.save(conn, sample, replace))
+
+    async def get_sample(self, name: str) -> Sample | None:
+        return await self._read(lambda conn: samples_sql.get(conn, name))
+
+    async def list_samples(self) -> list[Sample]:
+        return await self._read(samples_sql.list_all)
+
+    async def delete_sample(self, name: str) -> bool:
+        return await self._write(lambda conn: samples_sql.delete(conn, name))
 
     async def set_hook_active(self, hook: str, active: bool, reason: str | None, at: float) -> int:
         return await self._write(

@@ -183,6 +183,17 @@ CREATE TABLE problem_deliveries (
 );
 """
 
+# A copy, not a reference: retention deletes requests and events, a sample stays.
+SAMPLES = """
+CREATE TABLE IF NOT EXISTS samples (
+    name        text PRIMARY KEY,
+    kind        text NOT NULL CHECK (kind IN ('request', 'event')),
+    source_id   text NOT NULL,
+    payload     text NOT NULL,
+    saved_at    double precision NOT NULL
+);
+"""
+
 MIGRATIONS = (
     Migration(1, "requests, events, deliveries, attempts, hooks", INITIAL),
     Migration(2, "hook pacing shared by all dispatchers", PACING),
@@ -190,6 +201,7 @@ MIGRATIONS = (
               LIVE_CONFIG),
     Migration(4, "why each hook did or did not fire, per request", OUTCOMES),
     Migration(5, "problems: a hook's failures grouped by signature", PROBLEMS),
+    Migration(6, "saved samples: requests and events pinned by name", SAMPLES),
 )
 check_numbering(MIGRATIONS)
 LATEST = MIGRATIONS[-1].version

@@ -31,6 +31,7 @@ from relayhook.records import (
     ProblemStatus,
     RequestRecord,
     RequestStatus,
+    Sample,
 )
 from relayhook.store.base import (
     BacklogEntry,
@@ -65,6 +66,7 @@ from relayhook.store.sqlite import ops as sqlite_ops
 from relayhook.store.sqlite import outcomes as outcomes_sql
 from relayhook.store.sqlite import problems as problems_sql
 from relayhook.store.sqlite import requests as requests_sql
+from relayhook.store.sqlite import samples as samples_sql
 from relayhook.store.sqlite.requests import INSERT_REQUEST
 from relayhook.store.sqlite.rows import page_query, where
 from relayhook.store.sqlite.threads import GroupCommitWriter, ReaderPool
@@ -357,6 +359,18 @@ class SQLiteStore:
 
     async def replay_problem(self, problem_id: str, *, now: float, limit: int = 500) -> int:
         return await self._write(lambda conn: problems_sql.replay(conn, problem_id, now, limit))
+
+    async def save_sample(self, sample: Sample, *, replace: bool = False) -> bool:
+        return await self._write(lambda conn: samples_sql.save(conn, sample, replace))
+
+    async def get_sample(self, name: str) -> Sample | None:
+        return await self._read(lambda conn: samples_sql.get(conn, name))
+
+    async def list_samples(self) -> list[Sample]:
+        return await self._read(samples_sql.list_all)
+
+    async def delete_sample(self, name: str) -> bool:
+        return await self._write(lambda conn: samples_sql.delete(conn, name))
 
     async def set_hook_active(self, hook: str, active: bool, reason: str | None, at: float) -> int:
         def job(conn: sqlite3.Connection) -> int:

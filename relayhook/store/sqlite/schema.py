@@ -19,6 +19,7 @@ from relayhook.store.sqlite.ops import INDEXES_V5
 from relayhook.store.sqlite.outcomes import SCHEMA_7 as OUTCOMES
 from relayhook.store.sqlite.problems import SCHEMA_8 as PROBLEMS
 from relayhook.store.sqlite.requests import SCHEMA_4
+from relayhook.store.sqlite.samples import SCHEMA_9 as SAMPLES
 
 # One event x one hook. `relay` is the event's, copied so that lists need no join. Version 2
 # rebuilds the table with this DDL (its CHECK gained `cancelled`), so it is kept apart.
@@ -181,6 +182,7 @@ MIGRATIONS = (
     Migration(6, "hook pacing shared by all dispatchers", PACING),
     Migration(7, "why each hook did or did not fire, per request", OUTCOMES),
     Migration(8, "problems: a hook's failures grouped by signature", PROBLEMS),
+    Migration(9, "saved samples: requests and events pinned by name", SAMPLES),
 )
 check_numbering(MIGRATIONS)
 LATEST = MIGRATIONS[-1].version
