@@ -14,6 +14,7 @@ from relayhook.events import Event
 from relayhook.examples import example_event, example_events, newest_event
 from relayhook.hooks import PRESETS_DIR, Hook
 from relayhook.outbound import render_request
+from relayhook.samples import sample_event
 from relayhook.templating import RenderError
 from relayhook.web.console import changes
 from relayhook.web.console.hookform import (
@@ -30,9 +31,13 @@ from relayhook.web.console.hookform import (
 )
 from relayhook.web.console.pages import Ctx, NotFound
 from relayhook.web.readmodel import attempt_curl
+from relayhook.web.samples_api import try_condition
 
 if TYPE_CHECKING:
     from relayhook.web.console.core import Console
+
+
+DRY_RUN_EVENTS = 50  # "would have matched 12 of the last 50"
 
 
 def event_choices(console: Console) -> list[dict[str, Any]]:
@@ -49,15 +54,20 @@ def presets() -> list[str]:
     return sorted(path.stem for path in PRESETS_DIR.glob("*.toml"))
 
 
-async def preview_of(console: Console, hook: Hook | None,
-                     values: dict[str, Any]) -> dict[str, str]:
-    """The exact request as cURL, secrets masked, for the newest stored event the hook takes
-    (else a connector's example), and which event that is."""
+async def preview_of(console: Console, hook: Hook | None, values: dict[str, Any],
+                     sample: str = "") -> dict[str, str]:
+    """The exact request as cURL, secrets masked, for the saved `sample` if one is chosen, else
+    the newest stored event the hook takes (else a connector's example), and which event."""
     if hook is None:
         return {"curl": "", "source": "Fix the errors to see the request."}
-    event: Event | None = await newest_event(console.parts.store, hook)
-    source = "the newest matching event received"
-    if event is None:
+    event: Event | None = None
+    saved = await console.parts.store.get_sample(sample) if sample else None
+    if saved is not None:
+        event, source = sample_event(saved, hook), f"sample {saved.name!r}"
+    else:
+        event = await newest_event(console.parts.store, hook)
+        source = "the newest matching event received"
+    if event is None and saved is None:
         sources = [(c, c.id) for c in console.connectors.values()]
         event = example_event(hook, sources)
         source = "the connector's example (no matching event received yet)"
@@ -108,10 +118,17 @@ async def hook_form(console: Console, ctx: Ctx) -> Response:
                                 "it takes effect for the next event.")
         shown_errors = (errors_by_field(problem.errors, values)
                         if isinstance(problem, InvalidError) else {"name": problem})
-        return render_form(ctx, console, name, values, shown_errors, None)
-    shown = errors if action in ("save", "preview") else []
-    preview = await preview_of(console, hook, values) if action == "preview" or name else None
-    return render_form(ctx, console, name, values, errors_by_field(shown, values), preview)
+        return await render_form(ctx, console, name, values, shown_errors, None)
+    shown = errors if action in ("save", "preview", "dry_run") else []
+    sample = ctx.form.get("sample", "") if ctx.request.method == "POST" else ""
+    preview = (await preview_of(console, hook, values, sample)
+               if action == "preview" or name else None)
+    trial = None
+    if action == "dry_run" and hook is not None:
+        trial = (await try_condition(console.parts, hook, values["when"] or None,
+                                     DRY_RUN_EVENTS)).summary()
+    return await render_form(ctx, console, name, values, errors_by_field(shown, values),
+                             preview, sample=sample, trial=trial)
 
 
 async def stored_values(console: Console, name: str, known: set[str]) -> dict[str, Any]:
@@ -123,14 +140,17 @@ async def stored_values(console: Console, name: str, known: set[str]) -> dict[st
         raise NotFound(f"There is no hook named {name!r}.") from exc
 
 
-def render_form(ctx: Ctx, console: Console, name: str | None, values: dict[str, Any],
-                errors: dict[str, str], preview: dict[str, str] | None) -> Response:
+async def render_form(ctx: Ctx, console: Console, name: str | None, values: dict[str, Any],
+                      errors: dict[str, str], preview: dict[str, str] | None, *,
+                      sample: str = "", trial: str | None = None) -> Response:
+    samples = [(s.name, f"sample {s.name}") for s in await console.parts.store.list_samples()]
     return ctx.render(
         "hook_form.html", 422 if errors else 200,
         title=f"Edit hook {name}" if name else "New hook", editing=name, values=values,
         errors=errors, preview=preview, event_groups=event_choices(console),
         relays=sorted(r.name for r in console.parts.live.relays.values()), presets=presets(),
-        method_options=[(m, m) for m in METHODS])
+        method_options=[(m, m) for m in METHODS], trial=trial, sample=sample,
+        sample_options=[("", "the newest matching event"), *samples])
 
 
 async def live_preview(console: Console, ctx: Ctx) -> Response:
@@ -139,7 +159,7 @@ async def live_preview(console: Console, ctx: Ctx) -> Response:
     values = values_of(ctx.form, known)
     spec, errors = spec_of(values)
     hook, compiled = compile_spec(spec) if not errors else (None, [])
-    preview = await preview_of(console, hook, values)
+    preview = await preview_of(console, hook, values, ctx.form.get("sample", ""))
     return JSONResponse({**preview, "errors": errors_by_field(errors + compiled, values)})
 
 

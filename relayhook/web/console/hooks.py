@@ -16,6 +16,7 @@ from relayhook.events import Event, format_time
 from relayhook.examples import example_event
 from relayhook.explain import hook_skips
 from relayhook.hooks import Hook
+from relayhook.samples import sample_event
 from relayhook.store import DELIVERY_STATUSES, DeliveryFilter, NewDelivery, RequestRecord
 from relayhook.web.console import changes
 from relayhook.web.console.pages import Ctx, Form, NotFound
@@ -71,6 +72,8 @@ async def show_hook(console: Console, ctx: Ctx) -> Response:
         filtered=filtered, filter_query=urlencode(pairs), test_relay=TEST_RELAY,
         skips=await hook_skips(console.parts, hook.name),
         problems=shown_problems(await console.parts.store.list_problems(hook=hook.name)),
+        sample_options=[("", "the connector's example"), *[
+            (s.name, f"sample {s.name}") for s in await console.parts.store.list_samples()]],
         next_before=deliveries[-1].id if len(deliveries) == HISTORY_PAGE else None)
 
 async def set_active(console: Console, ctx: Ctx) -> Response:
@@ -92,12 +95,18 @@ async def set_active(console: Console, ctx: Ctx) -> Response:
     return ctx.redirect(back, message)
 
 async def send_test(console: Console, ctx: Ctx) -> Response:
-    """Send the connector's example event (never a customer's data) through the hook, by the
-    real dispatcher, as a delivery marked test in its history."""
+    """Send the connector's example event (never a customer's data unless a saved sample is
+    chosen) through the hook, by the real dispatcher, as a delivery marked test."""
     hook = hook_named(console, ctx.param("name"))
-    sources = [(r.connector, r.name) for r in console.parts.live.relays.values()]
-    sources += [(c, c.id) for c in console.connectors.values()]
-    example = example_event(hook, sources)
+    saved = await console.parts.store.get_sample(ctx.form.get("sample", "") or "")
+    if saved is not None:
+        example = sample_event(saved, hook)
+        if example is None:
+            return ctx.redirect(f"/hooks/{hook.name}", f"Sample {saved.name!r} holds no event.")
+    else:
+        sources = [(r.connector, r.name) for r in console.parts.live.relays.values()]
+        sources += [(c, c.id) for c in console.connectors.values()]
+        example = example_event(hook, sources)
     if example is None:
         return ctx.redirect(f"/hooks/{hook.name}", "No connector's example makes an event this "
                             f"hook takes ({', '.join(hook.spec.events)}).")

@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING, Any
 
 from starlette.responses import Response
 
+from relayhook.errors import ConflictError, InvalidError, NotFoundError
 from relayhook.explain import request_outcomes
 from relayhook.outcomes import marked_fields, names_read
 from relayhook.remap import remap_request, run_again
@@ -18,6 +19,7 @@ from relayhook.web.readmodel import (
     pretty_body,
     request_json,
 )
+from relayhook.web.samples_api import pin
 
 if TYPE_CHECKING:
     from relayhook.web.console.core import Console
@@ -40,6 +42,7 @@ async def show_request(console: Console, ctx: Ctx) -> Response:
     return ctx.render("request.html", title="Request", record=request_json(record),
                       outcomes=outcomes,
                       body=pretty_body(record.body), events=events, by_event=by_event,
+                      events_options=[(e.id, f"{e.type} {e.subject or ''}") for e in events],
                       relay_known=any(r.name == record.relay
                                       for r in console.parts.live.relays.values()))
 
@@ -66,6 +69,20 @@ async def rerun(console: Console, ctx: Ctx) -> Response:
                               parts.settings.template_secrets())
     parts.wake()
     return ctx.redirect(f"/requests/{record.id}#why", f"Run again: {message}.")
+
+
+async def pin_sample(console: Console, ctx: Ctx) -> Response:
+    """Pin as sample: the request with its events, or one of them (`event`), under a name."""
+    request_id = ctx.param("id")
+    try:
+        sample = await pin(console.parts, ctx.form.get("name", ""), request_id,
+                           ctx.form.get("event") or None, console.now())
+    except InvalidError as exc:
+        return ctx.redirect(f"/requests/{request_id}#pin", exc.errors[0].message)
+    except (NotFoundError, ConflictError) as exc:
+        return ctx.redirect(f"/requests/{request_id}#pin", f"{exc}.")
+    return ctx.redirect(f"/requests/{request_id}#pin", f"Pinned as sample {sample.name!r}: "
+                        "kept past retention, for previews, test sends and condition trials.")
 
 
 async def show_delivery(console: Console, ctx: Ctx) -> Response:
@@ -102,6 +119,7 @@ ROUTES = [
     ("/requests/{id}", show_request, ["GET"]),
     ("/requests/{id}/remap", remap, ["POST"]),
     ("/requests/{id}/run-again", rerun, ["POST"]),
+    ("/requests/{id}/pin", pin_sample, ["POST"]),
     ("/deliveries/{id}", show_delivery, ["GET"]),
     ("/deliveries/{id}/replay", replay_delivery, ["POST"]),
 ]
