@@ -43,7 +43,7 @@ from relayhook.store.sqlite import ops as sqlite_ops
 from relayhook.store.sqlite import requests as requests_sql
 from relayhook.store.sqlite.deliveries import CLAIMABLE, UNFINISHED, one_of
 from relayhook.store.sqlite.requests import INSERT_REQUEST, REQUEST_COLUMNS
-from relayhook.store.sqlite.rows import EVENT_COLUMNS, Row, dumps, page_query, to_event, where
+from relayhook.store.sqlite.rows import EVENT_COLUMNS, Row, dumps_data, page_query, to_event, where
 from relayhook.store.sqlite.threads import GroupCommitWriter, ReaderPool
 
 T = TypeVar("T")
@@ -657,7 +657,7 @@ def _check_test(request: RequestRecord, event: Event, delivery: NewDelivery,
 def _event_rows(events: Sequence[Event], request_id: str) -> list[Row]:
     # The request being stored is the one that produced them, whatever `request_id` they carry.
     return [
-        (e.id, request_id, e.relay, e.type, e.source, e.subject, e.time, dumps(e.data))
+        (e.id, request_id, e.relay, e.type, e.source, e.subject, e.time, dumps_data(e.data))
         for e in events
     ]
 
