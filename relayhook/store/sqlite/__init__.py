@@ -48,7 +48,7 @@ from relayhook.store.sqlite.threads import GroupCommitWriter, ReaderPool
 
 T = TypeVar("T")
 
-SCHEMA_VERSION = 5
+SCHEMA_VERSION = 6
 SYNCHRONOUS_LEVELS = ("NORMAL", "FULL", "EXTRA")
 # How long a write waits for another process (the CLI, a backup) to release the write lock.
 # Short: the ingress does not wait on it (it spools after [spool] store_timeout), and a writer
@@ -608,6 +608,7 @@ def _steps() -> list[tuple[int, Callable[[sqlite3.Connection], None]]]:
         (3, script(ADMIN_SCHEMA, 3)),
         (4, script(requests_sql.SCHEMA_4, 4)),
         (5, script(sqlite_ops.INDEXES_V5, 5)),  # retention and metrics read these
+        (6, script(deliveries_sql.INDEXES_V6, 6)),  # claims that do not read the backlog
     ]
 
 
