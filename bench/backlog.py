@@ -38,9 +38,8 @@ import uuid
 from pathlib import Path
 from typing import Any
 
+from cells import HOST, ServerProcess, relayhook_process, run_wrk
 from compare import DEFAULT_BODIES
-
-from cells import HOST, RELAY_TOKEN, ServerProcess, relayhook_process, run_wrk
 from deliver import Receiver, free_port
 
 from relayhook.store.sqlite.deliveries import claim_due
@@ -136,14 +135,19 @@ def receiver_back(folder: Path, args: argparse.Namespace, sink: Receiver) -> dic
     sink.reset()
     server = start(folder, sink.url + "/hook", args.server_cpu)
     try:
-        begin = time.monotonic()
         time.sleep(args.drain)  # bounded: a fixed observation window
         arrived = sink.stats()
         memory = memory_mb(server.process.pid)
-        return {"drain_per_s": arrived.get("count", 0) / (time.monotonic() - begin),
-                "drain_mb": memory, "sink": {k: arrived.get(k) for k in ("count",)}}
     finally:
         server.stop()
+    count, first, last = arrived["count"], arrived["first"], arrived["last"]
+    with sqlite3.connect(folder / "relayhook.db") as db:
+        left = db.execute("SELECT count(*) FROM deliveries WHERE status IN"
+                          " ('pending', 'failed', 'claimed')").fetchone()[0]
+    # From the first arrival to the last: the rate while there was something to drain.
+    return {"drain_per_s": (count - 1) / (last - first) if count > 1 else 0.0,
+            "drain_mb": memory, "drained": count, "duplicates": count - arrived["unique_ids"],
+            "left_to_drain": left}
 
 
 def run(pending: int, args: argparse.Namespace, sink: Receiver) -> dict[str, Any]:
