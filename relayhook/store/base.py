@@ -198,7 +198,9 @@ class Store(Protocol):
         ordered: bool = False,
     ) -> list[Delivery]:
         """Claim up to `limit` of the hook's deliveries that are due (`pending`/`failed` with
-        `due_at <= now`, or `claimed` with an expired lease), oldest first, each with its event:
+        `due_at <= now`, or `claimed` with an expired lease), the earliest due first (by
+        `due_at` or `lease_until`, then seq; SQLite finds them by index, however large the
+        backlog of deliveries due later), returned in seq order, each with its event:
         they become `claimed` by `owner` until `now + lease_seconds`. With `ordered`, a delivery
         is due only when no earlier delivery of the same hook and subject is unfinished (not
         succeeded, dead or skipped). Two concurrent claims never return the same delivery."""
