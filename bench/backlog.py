@@ -84,7 +84,7 @@ def claim_times(database: Path, now: float, rounds: int, limit: int = 64) -> dic
                 db.execute("BEGIN IMMEDIATE")
                 start = time.perf_counter()
                 claimed = claim_due(db, hook=HOOK, now=at, limit=limit, lease_until=at + 60,
-                                    owner="bench", ordered=False)
+                                    owner="bench", ordered=False, concurrency=None)
                 times.append((time.perf_counter() - start) * 1000)
                 db.execute("ROLLBACK")
             out[label] = statistics.median(times)

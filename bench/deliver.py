@@ -4,6 +4,8 @@ deliveries per second, end-to-end latency, peak memory, and the raw rates of the
     python bench/deliver.py                                   # every scenario, default figures
     python bench/deliver.py --scenario throughput --concurrency 16 --concurrency 64 --repeat 3
     python bench/deliver.py --scenario throughput --load live --py-spy /tmp/spy --json
+    python bench/deliver.py --scenario throughput --workers 2 \
+        --store-url postgresql://postgres@127.0.0.1:5432/postgres   # 1 web + 2 workers
 
 Scenarios (each run on a fresh server, database and receiver):
 
@@ -47,7 +49,6 @@ import platform
 import secrets
 import signal
 import socket
-import sqlite3
 import subprocess
 import sys
 import tempfile
@@ -60,6 +61,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+from stores import DEFAULT_URL, RunStore, is_postgres
 
 HOST = "127.0.0.1"
 PROJECT = Path(__file__).resolve().parents[1]
@@ -82,7 +84,7 @@ host = "{host}"
 port = {port}
 
 [storage]
-url = "sqlite:///relayhook.db"
+url = "{store_url}"
 synchronous = "{synchronous}"
 
 [admin]
@@ -426,14 +428,17 @@ class Server:
     """`relayhook serve` on a fresh config and database in `folder`; stop() is idempotent."""
 
     def __init__(self, folder: Path, *, synchronous: str, receiver_port: int, concurrency: int,
-                 key_header: bool, prelude: Path | None = None) -> None:
+                 key_header: bool, prelude: Path | None = None, store_url: str = DEFAULT_URL,
+                 workers: int = 0) -> None:
         self.folder = folder
         self.port = free_port()
         self.gmetri_secret = secrets.token_urlsafe(18)
         self.admin_token = secrets.token_urlsafe(24)
+        self.store = RunStore(store_url, folder)
         config = folder / "relayhook.toml"
         config.write_text(CONFIG.format(
-            host=HOST, port=self.port, synchronous=synchronous, admin_token=self.admin_token,
+            host=HOST, port=self.port, synchronous=synchronous, store_url=self.store.url,
+            admin_token=self.admin_token,
             max_connections=concurrency, gmetri_token=GMETRI_TOKEN,
             gmetri_secret=self.gmetri_secret, synthesis_token=SYNTHESIS_TOKEN, hook=HOOK,
             receiver_port=receiver_port, concurrency=concurrency,
@@ -447,8 +452,15 @@ class Server:
         if prelude is not None:  # a diagnostic: see --server-prelude
             command = [sys.executable, "-c", PRELUDE_LAUNCHER, str(prelude.resolve())]
         command += ["serve", "--config", str(config), "--no-access-log", "--log-level", "warning"]
-        self.process = subprocess.Popen(command, cwd=folder, env=env, stdout=self.log,
+        # `workers`: this process takes requests (--role web) and that many `--role worker`
+        # processes send (several processes share a PostgreSQL store).
+        self.process = subprocess.Popen(command + (["--role", "web"] if workers else []),
+                                        cwd=folder, env=env, stdout=self.log,
                                         stderr=subprocess.STDOUT)
+        self.workers = [subprocess.Popen(command + ["--role", "worker", "--port",
+                                                    str(free_port())],
+                                         cwd=folder, env=env, stdout=self.log,
+                                         stderr=subprocess.STDOUT) for _ in range(workers)]
         self.api = httpx.Client(base_url=self.base_url, timeout=60.0, trust_env=False,
                                 headers={"Authorization": f"Bearer {self.admin_token}"})
 
@@ -477,7 +489,8 @@ class Server:
             raise RuntimeError(f"{action}: {response.status_code} {response.text}")
 
     def cpu_seconds(self) -> float:
-        return _cpu_seconds(self.process.pid)
+        """The CPU of every server process (web and workers)."""
+        return sum(_cpu_seconds(p.pid) for p in (self.process, *self.workers))
 
     def thread_cpu(self) -> tuple[float, float]:
         return thread_cpu(self.process.pid)
@@ -495,21 +508,26 @@ class Server:
     def stop(self) -> None:
         """SIGTERM (a clean close of the store), SIGKILL if it does not exit in time."""
         self.api.close()
-        if self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)
-            try:
-                self.process.wait(STOP_SECONDS)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait(STOP_SECONDS)
+        for process in (*self.workers, self.process):
+            if process.poll() is None:
+                process.send_signal(signal.SIGTERM)
+                try:
+                    process.wait(STOP_SECONDS)
+                except subprocess.TimeoutExpired:
+                    process.kill()
+                    process.wait(STOP_SECONDS)
         self.log.close()
 
     def delivery_counts(self) -> dict[str, int]:
-        """Deliveries per status and attempts, read from the database once the server stopped."""
-        with sqlite3.connect(f"file:{self.folder / 'relayhook.db'}?mode=ro", uri=True) as db:
-            counts = dict(db.execute("SELECT status, count(*) FROM deliveries GROUP BY status"))
-            counts["attempts"] = db.execute("SELECT count(*) FROM attempts").fetchone()[0]
+        """Deliveries per status and attempts, read from the database once the server stopped;
+        then a PostgreSQL run's database is dropped."""
+        try:
+            counts = dict(self.store.query(
+                "SELECT status, count(*) FROM deliveries GROUP BY status"))
+            counts["attempts"] = self.store.query("SELECT count(*) FROM attempts")[0][0]
             return counts
+        finally:
+            self.store.drop()
 
 
 # `python -c PRELUDE_LAUNCHER FILE serve ...`: run FILE, then `python -m relayhook.cli serve ...`.
@@ -706,7 +724,8 @@ def run_throughput(args: argparse.Namespace, concurrency: int, mode: str,
         try:
             server = Server(Path(folder), synchronous=args.synchronous,
                             receiver_port=receiver.port, concurrency=concurrency,
-                            key_header=False, prelude=args.server_prelude)
+                            key_header=False, prelude=args.server_prelude,
+                            store_url=args.store_url, workers=args.workers)
             server.wait_healthy()
             load = Load(f"{server.base_url}/in/{GMETRI_TOKEN}", gmetri,
                         {"Content-Type": "application/json",
@@ -756,6 +775,8 @@ def run_throughput(args: argparse.Namespace, concurrency: int, mode: str,
     cut = len(times) // 20
     row = {
         "scenario": "throughput", "load": mode, "concurrency": concurrency,
+        "store": "postgresql" if is_postgres(args.store_url) else "sqlite",
+        "workers": args.workers or "all",
         "synchronous": args.synchronous, "events": expected,
         "delivered": stats["count"], "unique": arrivals["unique_ids"],
         "seconds": round(span, 2),
@@ -789,7 +810,8 @@ def run_latency(args: argparse.Namespace, rate: float, concurrency: int) -> dict
         try:
             server = Server(Path(folder), synchronous=args.synchronous,
                             receiver_port=receiver.port, concurrency=concurrency,
-                            key_header=True, prelude=args.server_prelude)
+                            key_header=True, prelude=args.server_prelude,
+                            store_url=args.store_url, workers=args.workers)
             server.wait_healthy()
             load = Load(f"{server.base_url}/in/{SYNTHESIS_TOKEN}", synthesis,
                         {"Content-Type": "application/json"}, count=args.max_requests,
@@ -1077,6 +1099,7 @@ def _table(rows: list[dict[str, Any]], columns: list[tuple[str, str]]) -> str:
 
 
 THROUGHPUT_COLUMNS = [
+    ("store", "store"), ("workers", "workers"),
     ("load", "load"), ("concurrency", "concurrency"), ("synchronous", "sync"),
     ("delivered", "delivered"), ("seconds", "first->last s"),
     ("deliveries_per_s", "deliveries/s"), ("middle_90_per_s", "middle 90% /s"),
@@ -1142,6 +1165,12 @@ def build_parser() -> argparse.ArgumentParser:
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--scenario", action="append", choices=SCENARIOS,
                         help="run this scenario (repeatable; default: all, in order)")
+    parser.add_argument("--store-url", default=DEFAULT_URL,
+                        help="[storage] url; a postgresql:// URL names a server on which each"
+                        " run gets a new database, dropped after it (default: SQLite)")
+    parser.add_argument("--workers", type=int, default=0,
+                        help="0: one `--role all` process (default); N: one `--role web`"
+                        " process and N `--role worker` processes (needs PostgreSQL)")
     parser.add_argument("--concurrency", action="append", type=int,
                         help="the hook's concurrency and [delivery] max_connections (repeatable;"
                              " default: 64)")

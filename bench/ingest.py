@@ -2,6 +2,7 @@
 
     python bench/ingest.py                          # every scenario, synchronous = FULL
     python bench/ingest.py --synchronous NORMAL --scenario gmetri-paced --json
+    python bench/ingest.py --store-url postgresql://postgres@127.0.0.1:5432/postgres
 
 Scenarios (each on a fresh server and an empty database, so none inherits another's backlog):
 
@@ -28,7 +29,6 @@ import secrets
 import shutil
 import signal
 import socket
-import sqlite3
 import statistics
 import subprocess
 import sys
@@ -42,6 +42,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+from stores import DEFAULT_URL, RunStore, is_postgres
 
 HOST = "127.0.0.1"
 PROJECT = Path(__file__).resolve().parents[1]
@@ -61,7 +62,7 @@ host = "{host}"
 port = {port}
 
 [storage]
-url = "sqlite:///relayhook.db"
+url = "{store_url}"
 synchronous = "{synchronous}"
 
 [[relays]]
@@ -74,6 +75,44 @@ secret = "{gmetri_secret}"
 name = "synthesis"
 connector = "synthesisvr"
 token = "{synthesis_token}"
+
+[outcomes]
+record = {outcomes}
+"""
+
+# --hooks: four inactive hooks (their deliveries wait, paused: nothing is sent), one of each
+# routing outcome for a GMetri variables batch: condition false (quizCompleted is false in
+# every row), queued (paused), event type not subscribed, relay not subscribed.
+HOOKS = """
+[delivery]
+allow_cidrs = ["127.0.0.1/32"]
+
+[[hooks]]
+name = "quiz"
+events = ["gmetri.variables.changed"]
+when = "{{ event.data.quizCompleted }}"
+url = "http://127.0.0.1:9/quiz"
+active = false
+
+[[hooks]]
+name = "scores"
+events = ["gmetri.variables.changed"]
+when = "{{ event.data.score > 50 }}"
+url = "http://127.0.0.1:9/scores"
+active = false
+
+[[hooks]]
+name = "rules"
+events = ["gmetri.rule.*"]
+url = "http://127.0.0.1:9/rules"
+active = false
+
+[[hooks]]
+name = "sessions"
+events = ["*"]
+relays = ["synthesis"]
+url = "http://127.0.0.1:9/sessions"
+active = false
 """
 
 
@@ -244,16 +283,20 @@ def free_port() -> int:
 class Server:
     """`relayhook serve` on a fresh config and database in `folder`; stop() is idempotent."""
 
-    def __init__(self, folder: Path, synchronous: str) -> None:
+    def __init__(self, folder: Path, synchronous: str, store_url: str = DEFAULT_URL,
+                 hooks: bool = False, outcomes: bool = True) -> None:
         self.folder = folder
         self.port = free_port()
         self.gmetri_secret = secrets.token_urlsafe(18)
+        self.store = RunStore(store_url, folder)
         config = folder / "relayhook.toml"
         config.write_text(CONFIG.format(
-            host=HOST, port=self.port, synchronous=synchronous, gmetri_token=GMETRI_TOKEN,
+            host=HOST, port=self.port, synchronous=synchronous, store_url=self.store.url,
+            gmetri_token=GMETRI_TOKEN,
             gmetri_secret=self.gmetri_secret,
-            synthesis_token=SYNTHESIS_TOKEN,
-        ), encoding="utf-8")
+            synthesis_token=SYNTHESIS_TOKEN, outcomes="true" if outcomes else "false",
+        ) + (HOOKS if hooks else ""),
+            encoding="utf-8")
         # No RELAYHOOK_* overrides from this shell; this tree's relayhook, wherever we run.
         env = {k: v for k, v in os.environ.items() if not k.startswith("RELAYHOOK_")}
         env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(PROJECT), env.get("PYTHONPATH")]))
@@ -309,9 +352,8 @@ class Server:
         self.log.close()
 
     def stored_events(self) -> int:
-        with sqlite3.connect(f"file:{self.folder / 'relayhook.db'}?mode=ro", uri=True) as db:
-            count: int = db.execute("SELECT count(*) FROM events").fetchone()[0]
-            return count
+        count: int = self.store.query("SELECT count(*) FROM events")[0][0]
+        return count
 
 
 # --- scenarios -----------------------------------------------------------------------------
@@ -376,19 +418,24 @@ def _row(stream: Stream, outcome: dict[str, Any], server: dict[str, float],
 
 def run_scenario(scenario: str, args: argparse.Namespace) -> list[dict[str, Any]]:
     with tempfile.TemporaryDirectory(prefix="relayhook-bench-", dir=args.dir) as folder:
-        server = Server(Path(folder), args.synchronous)
+        server = Server(Path(folder), args.synchronous, args.store_url, hooks=args.hooks,
+                        outcomes=not args.no_outcomes)
         try:
-            server.wait_healthy()
-            streams = _streams(scenario, server, args)
-            outcomes, server_figures = _load(server, streams, args)
+            try:
+                server.wait_healthy()
+                streams = _streams(scenario, server, args)
+                outcomes, server_figures = _load(server, streams, args)
+            finally:
+                server.stop()
+            stored = server.stored_events()
         finally:
-            server.stop()
-        stored = server.stored_events()
+            server.store.drop()  # a PostgreSQL run's database
     acked = sum(o["events"] + o["warmup_events"] for o in outcomes.values())
     if stored < acked:
         print(f"WARNING {scenario}: {acked} events acknowledged, {stored} stored",
               file=sys.stderr)
     server_figures["stored_events"] = stored
+    server_figures["store"] = "postgresql" if is_postgres(args.store_url) else "sqlite"
     return [_row(s, outcomes[s.name], server_figures, args.synchronous) for s in streams]
 
 
@@ -514,7 +561,7 @@ def machine(args: argparse.Namespace) -> dict[str, Any]:
             "filesystem": _filesystem(folder), "fdatasync_ms": _fdatasync_ms(folder)}
 
 
-COLUMNS = [("scenario", "scenario"), ("synchronous", "sync"), ("load", "load"),
+COLUMNS = [("scenario", "scenario"), ("store", "store"), ("synchronous", "sync"), ("load", "load"),
            ("requests", "requests"), ("requests_per_s", "req/s"), ("events_per_s", "events/s"),
            ("p50_ms", "p50 ms"), ("p90_ms", "p90 ms"), ("p99_ms", "p99 ms"), ("max_ms", "max ms"),
            ("over_2s", "> 2 s"), ("errors", "errors"), ("server_cpu_pct", "server CPU %"),
@@ -534,8 +581,15 @@ def build_parser() -> argparse.ArgumentParser:
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--scenario", action="append", choices=SCENARIOS,
                         help="run this scenario (repeatable; default: all, in order)")
+    parser.add_argument("--hooks", action="store_true",
+                        help="four inactive hooks, one per routing outcome (see HOOKS)")
+    parser.add_argument("--no-outcomes", action="store_true",
+                        help="[outcomes] record = false: route without recording outcomes")
     parser.add_argument("--synchronous", default="FULL", choices=["NORMAL", "FULL", "EXTRA"],
                         help="[storage] synchronous of the server (default: FULL)")
+    parser.add_argument("--store-url", default=DEFAULT_URL,
+                        help="[storage] url; a postgresql:// URL names a server on which each"
+                        " run gets a new database, dropped after it (default: SQLite)")
     parser.add_argument("--duration", type=float, default=20.0,
                         help="measured seconds per scenario (default: 20)")
     parser.add_argument("--rate", type=float, default=5.0,

@@ -16,7 +16,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 from typing import Literal
 
@@ -24,9 +24,16 @@ from relayhook.events import Event, parse_time
 from relayhook.live import LiveConfig
 from relayhook.mapping import InboundRequest, Mapped, MappingError, ProviderAnswer, map_inbound
 from relayhook.relays import Relay
-from relayhook.routing import route
+from relayhook.routing import route, route_explained
 from relayhook.spool import Spool
-from relayhook.store import IngestResult, NewDelivery, RequestRecord, Store, StoreUnavailableError
+from relayhook.store import (
+    HookOutcome,
+    IngestResult,
+    NewDelivery,
+    RequestRecord,
+    Store,
+    StoreUnavailableError,
+)
 
 log = logging.getLogger("relayhook.intake")
 
@@ -72,6 +79,8 @@ class Intake:
     wake: Callable[[], None] = lambda: None
     spooled: Callable[[], None] = field(default=lambda: None)
     stored: Callable[[str, IngestResult], None] = lambda relay, result: None
+    secrets: Mapping[str, str] = field(default_factory=dict)  # what a hook's `when` may read
+    explain: bool = True  # record why each hook did or did not fire (`[outcomes] record`)
 
     async def keep(self, relay: Relay | None, record: RequestRecord, *,
                    may_spool: bool = True) -> Kept:
@@ -125,8 +134,8 @@ class Intake:
         """Store the request with its events and deliveries; if that fails for any reason but
         the store being unavailable, store it alone as `rejected` with the error."""
         try:
-            deliveries = self._route(record, events)
-            result = await self.store.ingest(record, events, deliveries)
+            deliveries, outcomes = self._route(record, events)
+            result = await self.store.ingest(record, events, deliveries, outcomes)
         except StoreUnavailableError:
             raise
         except Exception as exc:
@@ -135,18 +144,22 @@ class Intake:
             log.exception("relay %s: the events of request %s could not be stored",
                           record.relay, record.id)
             record = rejected(record, f"its events could not be stored: {describe(exc)}")
-            return Kept(record, "store", await self.store.ingest(record, ()))
+            _, outcomes = self._route(record, [])
+            return Kept(record, "store", await self.store.ingest(record, (), (), outcomes))
         self.stored(record.relay, result)
         if result.deliveries:
             self.wake()
         return Kept(record, "store", result)
 
-    def _route(self, record: RequestRecord, events: list[Event]) -> list[NewDelivery]:
-        if not events:
-            return []
+    def _route(self, record: RequestRecord, events: list[Event]
+               ) -> tuple[list[NewDelivery], list[HookOutcome]]:
         now = parse_time(record.received_at).timestamp()
-        return route(events, self.live.hooks.values(), active=self.live.active(),
-                     now=now, new_id=self.new_id)
+        if not self.explain:
+            return (route(events, self.live.hooks.values(), active=self.live.active(), now=now,
+                          new_id=self.new_id) if events else []), []
+        return route_explained(record, events, self.live.hooks.values(),
+                               active=self.live.active(), now=now, new_id=self.new_id,
+                               secrets=self.secrets)
 
     async def _append(self, record: RequestRecord, reason: str | None) -> Kept:
         assert self.spool is not None

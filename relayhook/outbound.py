@@ -111,9 +111,11 @@ def secret_forms(secret: str) -> set[str]:
     return {secret, quote(secret, safe=""), quote_plus(secret), json.dumps(secret)[1:-1]}
 
 
-def hook_context(hook: Hook, event: Event, secrets: Mapping[str, str]) -> dict[str, Any]:
+def hook_context(hook: Hook, event: Event, secrets: Mapping[str, str],
+                 cloudevent: dict[str, Any] | None = None) -> dict[str, Any]:
+    """What a hook's templates see; `cloudevent`: the event's, made once for several hooks."""
     return {
-        "event": event.to_cloudevent(),
+        "event": cloudevent if cloudevent is not None else event.to_cloudevent(),
         "relay": event.relay,
         "hook": {"name": hook.name, "description": hook.spec.description},
         "secrets": secrets,

@@ -11,8 +11,11 @@ from __future__ import annotations
 
 import collections
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
 
-from relayhook.hooks import RateLimitSpec
+if TYPE_CHECKING:  # hooks -> retry -> store -> here: types only
+    from relayhook.hooks import RateLimitSpec
+
 
 
 @dataclass
@@ -38,6 +41,12 @@ class Pacer:
         self.book(go)
         return go
 
+    def state(self) -> dict[str, Any]:
+        return {"tat": self._tat}
+
+    def restore(self, state: dict[str, Any]) -> None:
+        self._tat = float(state.get("tat", 0.0))
+
 
 @dataclass
 class WindowLimit:
@@ -61,6 +70,12 @@ class WindowLimit:
         self._sent.append(max(at, self._sent[-1]) if self._sent else at)
         if len(self._sent) > self.requests:
             self._sent.popleft()
+
+    def state(self) -> dict[str, Any]:
+        return {"sent": list(self._sent)}
+
+    def restore(self, state: dict[str, Any]) -> None:
+        self._sent = collections.deque(float(t) for t in state.get("sent", ())[-self.requests:])
 
 
 @dataclass
@@ -93,3 +108,29 @@ class RateLimit:
         for pacer in self.pacers:
             pacer.book(go)
         return go
+
+    def state(self) -> dict[str, Any]:
+        """The bookings so far, as JSON-ready data (what dispatchers share through the store)."""
+        return {type(pacer).__name__: pacer.state() for pacer in self.pacers}
+
+    def restore(self, state: dict[str, Any]) -> None:
+        """Continue from `state()`; a limit the state has no part for starts afresh."""
+        for pacer in self.pacers:
+            pacer.restore(state.get(type(pacer).__name__, {}))
+
+
+def book_sends(spec: RateLimitSpec | None, state: dict[str, Any], now: float,
+               count: int) -> tuple[dict[str, Any], list[float]]:
+    """Book `count` requests under `spec` after the bookings in `state`: the new state, and the
+    time each request may go (ascending). What a store does in one transaction."""
+    rate = RateLimit.from_spec(spec)
+    rate.restore(state)
+    times = [rate.reserve(now) for _ in range(count)]
+    return rate.state(), times
+
+
+def pacing_wait(spec: RateLimitSpec | None, state: dict[str, Any], now: float) -> float:
+    """Seconds from `now` until one more request may go after the bookings in `state`."""
+    rate = RateLimit.from_spec(spec)
+    rate.restore(state)
+    return rate.wait(now)

@@ -82,6 +82,25 @@ class NewDelivery:
     due_at: float
 
 
+# Why a hook did or did not get deliveries from one request, by routing at ingest (or Run again).
+OUTCOME_KINDS = ("queued", "paused", "condition_false", "type_not_subscribed",
+                 "relay_not_subscribed", "no_event")
+
+
+@dataclass(frozen=True, slots=True)
+class HookOutcome:
+    """One request x one hook: `kind` is the first of OUTCOME_KINDS that `counts` (events per
+    kind) holds; `detail` per kind is its first example (the values a false condition read,
+    the types not subscribed, the connector's error...). `at`: epoch seconds."""
+
+    request_id: str
+    hook: str
+    kind: str
+    counts: dict[str, int]
+    detail: dict[str, Any]
+    at: float
+
+
 @dataclass(frozen=True, slots=True)
 class Delivery:
     """A delivery and where it stands. `tries` counts attempts since it was created or last

@@ -118,6 +118,13 @@ class MetricsSettings(Section):
     )
 
 
+class OutcomesSettings(Section):
+    record: bool = Field(
+        default=True, description="At ingest, record per request and hook why it did or did "
+        "not get deliveries (and evaluate each hook's `when` then, not at delivery)."
+    )
+
+
 class RetentionSettings(Section):
     days: float = Field(
         default=30, ge=0, description="Keep requests, events and finished deliveries this long "
@@ -179,6 +186,7 @@ class Settings(BaseSettings):
     log: LogSettings = LogSettings()
     metrics: MetricsSettings = MetricsSettings()
     retention: RetentionSettings = RetentionSettings()
+    outcomes: OutcomesSettings = OutcomesSettings()
     secrets: dict[str, str] = Field(
         default={},
         description="Values hooks use as {{ secrets.name }}; never stored or logged. `key` is "

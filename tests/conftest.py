@@ -1,34 +1,65 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Coroutine, Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import pytest
+from postgres import TestDatabase
 from servers import RelayhookProcess, StartServer
 
 from relayhook.store import SQLiteStore, Store
 
+T = TypeVar("T")
 StoreFactory = Callable[[], Store]
-ENGINES = ["sqlite"]  # an engine joins by adding a param here and a branch to `new_store`
+_runner: asyncio.Runner | None = None
+
+
+def run(coro: Coroutine[Any, Any, T]) -> T:
+    """Run `coro` on the test's event loop: one per test, as an asyncpg store is bound to the
+    loop that opened it (SQLite's threads would not mind)."""
+    global _runner
+    if _runner is None:
+        _runner = asyncio.Runner()
+    return _runner.run(coro)
+
+
+@pytest.fixture(autouse=True)
+def one_loop_per_test() -> Iterator[None]:
+    global _runner
+    yield
+    if _runner is not None:
+        _runner.close()
+        _runner = None
+ENGINES = ["sqlite", "postgres"]  # an engine joins by adding a param here and to store_factory
+
+
+def store_factory(engine: str, request: pytest.FixtureRequest, tmp_path: Path) -> StoreFactory:
+    """Unopened stores over one database, so that a test can close it and open it again."""
+    if engine == "sqlite":
+        return lambda: SQLiteStore(tmp_path / "relayhook.db")
+    if engine == "postgres":
+        from relayhook.store.postgres import PostgresStore
+
+        url: str = request.getfixturevalue("postgres_url")
+        return lambda: PostgresStore(url)
+    raise NotImplementedError(engine)
 
 
 @pytest.fixture(params=ENGINES)
 def new_store(request: pytest.FixtureRequest, tmp_path: Path) -> StoreFactory:
-    """Unopened stores over one database, so that a test can close it and open it again."""
-    if request.param == "sqlite":
-        return lambda: SQLiteStore(tmp_path / "relayhook.db")
-    raise NotImplementedError(request.param)
+    """Unopened stores over one database of each engine (the PostgreSQL one emptied)."""
+    return store_factory(request.param, request, tmp_path)
 
 
 @pytest.fixture
 def store(new_store: StoreFactory) -> Iterator[Store]:
     """An opened store of each engine, closed at teardown."""
     store = new_store()
-    asyncio.run(store.open())
+    run(store.open())
     yield store
-    asyncio.run(store.close())
+    run(store.close())
 
 
 @pytest.fixture
@@ -45,3 +76,18 @@ def start_server() -> Iterator[StartServer]:
     yield start
     for server in servers:
         server.close()
+
+
+@pytest.fixture(scope="session")
+def postgres_database() -> Iterator[TestDatabase]:
+    """This run's PostgreSQL database (created on first use, dropped at the end)."""
+    database = TestDatabase()
+    yield database
+    database.drop()
+
+
+@pytest.fixture
+def postgres_url(postgres_database: TestDatabase) -> str:
+    """The URL of this run's PostgreSQL database, emptied for the test (skip without a
+    server, fail in CI)."""
+    return postgres_database.url()

@@ -13,7 +13,7 @@ from test_store import make_event, make_request, run
 from test_store_deliveries import NOW, claim, make_attempt, new_deliveries, seed
 
 from relayhook.store import DeliveryFilter, Outcome, SQLiteStore, Store
-from relayhook.store.sqlite import SCHEMA_VERSION, _migrate_1_to_2
+from relayhook.store.sqlite import SCHEMA_VERSION, schema
 
 
 def finish(store: Store, delivery_id: str, status: int, outcome: str = "failed") -> None:
@@ -92,8 +92,9 @@ def test_sqlite_migrates_a_version_2_file(tmp_path: Path) -> None:
     fixture = Path(__file__).parent / "fixtures" / "schema_v1.sql"
     with contextlib.closing(sqlite3.connect(path)) as conn:  # a real version 1 file ...
         conn.executescript(fixture.read_text() + "PRAGMA user_version = 1;")
-    with contextlib.closing(sqlite3.connect(path)) as conn:  # ... as version 2 left it
-        _migrate_1_to_2(conn)
+    # ... as version 2 left it
+    with contextlib.closing(sqlite3.connect(path, isolation_level=None)) as conn:
+        schema.migrate(conn, path, apply=True, upto=2)
         assert conn.execute("PRAGMA user_version").fetchone()[0] == 2
     again = SQLiteStore(path)
     run(again.open())

@@ -1,4 +1,4 @@
-"""The delivery half of the store contract, run against every engine (today SQLite).
+"""The delivery half of the store contract, run against every engine (SQLite, PostgreSQL).
 
 Routing at ingest, claims with a lease (ordered or not), finishing, pausing a hook and replay.
 An engine joins by adding a param to `ENGINES` and a branch to `new_store` in conftest.py.
@@ -19,6 +19,7 @@ from conftest import StoreFactory
 from test_store import linked, make_event, make_request, run
 
 from relayhook.events import Event
+from relayhook.hooks import RateLimitSpec
 from relayhook.store import (
     FINAL_STATUSES,
     Attempt,
@@ -244,10 +245,10 @@ def test_a_delivery_of_an_event_not_in_the_write_is_refused(store: Store) -> Non
 
 
 def test_a_failed_ingest_keeps_no_deliveries(store: Store) -> None:
-    events = [make_event("e1")]
-    unstorable = dataclasses.replace(make_request("r1"), query="\ud800")  # not text
+    # The second event's time fails the write (times are engine-made text, never escaped).
+    events = [make_event("e1"), dataclasses.replace(make_event("e2"), time="\ud800")]
     with pytest.raises(StoreError):
-        run(store.ingest(unstorable, events, new_deliveries(events)))
+        run(store.ingest(make_request("r1"), events, new_deliveries(events)))
     assert run(store.count_events()) == 0
     assert run(store.list_deliveries()) == []
 
@@ -351,6 +352,87 @@ def test_concurrent_claims_are_disjoint_and_miss_nothing(
         for delivery_id, owner in owners.items():  # each held by the one that got it
             assert not finish(store, delivery_id, "succeeded", owner="nobody")
             assert finish(store, delivery_id, "succeeded", owner=owner)
+
+
+def test_claims_from_two_stores_on_one_database_are_disjoint(new_store: StoreFactory) -> None:
+    """Two processes on one database, as two stores: no delivery is claimed twice."""
+    async def race() -> list[list[Delivery]]:
+        first, second = new_store(), new_store()
+        await first.open()
+        await second.open()
+        try:
+            calls = [store.claim_due(hook="h1", now=NOW, limit=7, lease_seconds=LEASE,
+                                     owner=f"w{i}")
+                     for i in range(10) for store in (first, second)]
+            return await asyncio.gather(*calls)
+        finally:
+            await first.close()
+            await second.close()
+
+    with opened_store(new_store) as store:
+        expected = seed_pending(store, 50)
+    claimed = [d.id for batch in run(race()) for d in batch]
+    assert sorted(claimed) == sorted(expected)
+
+
+def test_claims_under_a_concurrency_count_every_owners_deliveries(store: Store) -> None:
+    seed_pending(store, 10)
+
+    def claim_at_most(owner: str, limit: int, now: float = NOW) -> list[Delivery]:
+        return run(store.claim_due(hook="h1", now=now, limit=limit, lease_seconds=LEASE,
+                                   owner=owner, concurrency=3))
+
+    assert len(claim_at_most("w1", 2)) == 2
+    assert len(claim_at_most("w2", 5)) == 1  # 2 claimed by w1 + 1 = 3
+    assert claim_at_most("w3", 5) == []
+    done = claim(store, limit=0)  # nothing: limit 0
+    assert done == []
+    # A claim whose lease ran out is in flight no more (its owner may be dead).
+    assert len(claim_at_most("w4", 5, now=NOW + LEASE)) == 3
+    assert len(claim(store, owner="w5")) == 7 - 0  # without concurrency: whatever is due
+
+
+def test_pacing_is_shared_by_every_store_on_the_database(new_store: StoreFactory) -> None:
+    limit = RateLimitSpec(per_second=10)
+
+    async def book() -> list[float]:
+        first, second = new_store(), new_store()
+        await first.open()
+        await second.open()
+        try:
+            assert await first.pacing_wait("h1", limit, NOW) == 0
+            times = await first.reserve_sends("h1", limit, NOW, 3)
+            times += await second.reserve_sends("h1", limit, NOW, 2)
+            wait = await second.pacing_wait("h1", limit, NOW)
+            other = await second.reserve_sends("h2", limit, NOW, 1)
+            assert await first.reserve_sends("h1", limit, NOW, 0) == []
+            return [*times, wait, *other]
+        finally:
+            await first.close()
+            await second.close()
+
+    *times, wait, other = run(book())
+    assert times == pytest.approx([NOW + 0.1 * n for n in range(5)])
+    assert wait == pytest.approx(0.5)
+    assert other == NOW  # another hook's pacing is its own
+
+
+def test_pacing_keeps_a_window_limit_across_reservations(store: Store) -> None:
+    limit = RateLimitSpec(requests=2, window=60)
+    first = run(store.reserve_sends("h1", limit, NOW, 2))
+    later = run(store.reserve_sends("h1", limit, NOW + 1, 1))
+    assert first == [NOW, NOW] and later == [NOW + 60]
+    assert run(store.pacing_wait("h1", limit, NOW + 1)) == pytest.approx(59)  # NOW + 60
+
+
+@contextlib.contextmanager
+def opened_store(new_store: StoreFactory) -> Iterator[Store]:
+    store = new_store()
+    run(store.open())
+    try:
+        yield store
+    finally:
+        run(store.close())
 
 
 # -- ordered claims

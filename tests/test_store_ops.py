@@ -10,6 +10,7 @@ import dataclasses
 import sqlite3
 from collections.abc import Callable, Coroutine
 from datetime import UTC, datetime
+from functools import partial
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -27,8 +28,9 @@ from relayhook.store import (
     PruneResult,
     SQLiteStore,
     Store,
+    StoreError,
 )
-from relayhook.store.sqlite import SCHEMA, SCHEMA_VERSION
+from relayhook.store.sqlite import SCHEMA_VERSION, schema
 
 T = TypeVar("T")
 FIXTURES = Path(__file__).parent / "fixtures"
@@ -212,9 +214,20 @@ def test_probe_write_and_schema_current(new_store: StoreFactory) -> None:
     run_with(new_store, test)
 
 
-def test_backup_while_writing_is_a_consistent_single_file(new_store: StoreFactory,
-                                                           tmp_path: Path) -> None:
+def test_postgres_backup_says_to_use_pg_dump(postgres_url: str, tmp_path: Path) -> None:
+    from relayhook.store.postgres import PostgresStore
+
+    async def test(store: Store) -> None:
+        with pytest.raises(StoreError, match="pg_dump"):
+            await store.backup(tmp_path / "copy.db")
+
+    run_with(lambda: PostgresStore(postgres_url), test)
+    assert not (tmp_path / "copy.db").exists()
+
+
+def test_backup_while_writing_is_a_consistent_single_file(tmp_path: Path) -> None:
     target = tmp_path / "copy.db"
+    new_store = partial(SQLiteStore, tmp_path / "relayhook.db")
 
     async def test(store: Store) -> None:
         async def write(n: int) -> None:
@@ -247,11 +260,10 @@ def test_backup_while_writing_is_a_consistent_single_file(new_store: StoreFactor
 def test_an_older_database_gains_the_version_3_indexes(tmp_path: Path, version: int) -> None:
     path = tmp_path / f"v{version}.db"
     script = (FIXTURES / "schema_v1.sql").read_text(encoding="utf-8")
-    script = script + "PRAGMA user_version = 1;" if version == 1 else (
-        f"BEGIN; {SCHEMA} PRAGMA user_version = 2; COMMIT;")
     with contextlib.closing(sqlite3.connect(path, isolation_level=None)) as conn:
         conn.execute("PRAGMA journal_mode = WAL")
-        conn.executescript(script)
+        conn.executescript(script + "PRAGMA user_version = 1;")
+        schema.migrate(conn, path, apply=True, upto=version)
         assert conn.execute("PRAGMA user_version").fetchone()[0] == version
 
     async def main() -> bool:

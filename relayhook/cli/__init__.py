@@ -1,6 +1,7 @@
 """The `relayhook` command.
 
-    relayhook serve [--config FILE] [--host H] [--port P] [--role all|web|worker]
+    relayhook serve [--config FILE] [--host H] [--port P] [--role all|web|worker] [--no-migrate]
+    relayhook migrate [--check]              apply the store's pending schema migrations
     relayhook check [FILES...]               connectors and configs; file:key:line on error
     relayhook map CONNECTOR [PAYLOAD] [--query k=v] [--header 'Name: value'] [--method M]
     relayhook remap [--relay NAME]           map kept rejected requests again
@@ -22,7 +23,7 @@ import sys
 from collections.abc import Sequence
 from typing import TextIO
 
-from relayhook.cli import admin, authoring, manage, ops, sending, serve, stored
+from relayhook.cli import admin, authoring, manage, migrate, ops, sending, serve, stored, why
 from relayhook.errors import (
     ConflictError,
     InvalidError,
@@ -36,7 +37,8 @@ from relayhook.settings import DEFAULT_CONFIG
 from relayhook.store import StoreError
 from relayhook.templating import RenderError
 
-FAMILIES = (serve, authoring, stored, sending, manage, ops, admin)  # each adds its subcommands
+# Each adds its subcommands.
+FAMILIES = (serve, migrate, authoring, stored, sending, manage, ops, admin, why)
 
 
 def build_parser() -> argparse.ArgumentParser:

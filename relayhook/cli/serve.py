@@ -50,6 +50,9 @@ def cmd_serve(args: argparse.Namespace, out: TextIO) -> int:
         print(f"Made the key that seals secrets at rest: {new_key_file} (mode 0600). Back it"
               " up with the database: without it, relays and hooks created at run time cannot"
               " be read. Or set RELAYHOOK_SECRET_KEY.", file=out)
+    # Before anything else opens the store: --no-migrate must find a database that is behind
+    # still behind (and say so), and several processes starting at once migrate it once.
+    asyncio.run(prepare_schema(settings, migrate=args.migrate))
     console = None
     if args.role in ("all", "web"):
         console = console_login_hint(settings, asyncio.run(first_password(settings)))
@@ -57,7 +60,7 @@ def cmd_serve(args: argparse.Namespace, out: TextIO) -> int:
     print(banner(settings, live, wrote_config=wrote_config, console=console), file=out)
     log_inactive_hooks(live)
     out.flush()
-    app = create_app(settings, role=args.role)
+    app = create_app(settings, role=args.role, migrate=args.migrate)
     redact.follow(app.state.relayhook.live)  # and the relays and hooks made at run time
     # Everything loaded so far lives as long as the process: out of the collector's sight, a
     # full collection no longer walks it (those took 19-37 ms: the ingest p99 tail).
@@ -80,6 +83,18 @@ def log_inactive_hooks(live: LiveConfig) -> None:
             reason = live.reason(name) or "disabled"
             log.warning("hook %r is inactive: %s; its deliveries wait, paused", name, reason,
                         extra={"hook": name, "reason": reason})
+
+
+async def prepare_schema(settings: Settings, *, migrate: bool) -> None:
+    """Apply the store's pending migrations, or (not `migrate`) refuse a database that has
+    some with a StoreError naming `relayhook migrate`; a newer schema is refused either way."""
+    from relayhook.assembly import open_settings_store
+
+    store = open_settings_store(settings)
+    try:
+        await store.open(migrate=migrate)
+    finally:
+        await store.close()
 
 
 async def _live_config(settings: Settings) -> LiveConfig:
@@ -177,6 +192,9 @@ def register(sub: Any) -> None:
     serve.add_argument("--port", type=int)
     serve.add_argument("--role", choices=["all", "web", "worker"], default="all",
                        help="web: take requests; worker: send deliveries; all: both")
+    serve.add_argument("--no-migrate", dest="migrate", action="store_false",
+                       help="refuse to start on a database with migrations pending, rather than"
+                       " apply them (then run `relayhook migrate` first)")
     serve.add_argument("--log-level", choices=["debug", "info", "warning", "error"],
                        help="default: [log] level (info)")
     serve.add_argument("--no-access-log", dest="access_log", action="store_false")

@@ -39,7 +39,8 @@ async def remap(settings: Settings, relay_name: str | None, out: TextIO) -> int:
                 break
             before = page[-1].id
             for record in page:
-                message = await remap_request(record, by_name, store, registry, time.time())
+                message = await remap_request(record, by_name, store, registry, time.time(),
+                                              settings.template_secrets())
                 print(f"{record.id}: {message}", file=out)
                 fixed += message.startswith("accepted")
                 failed += message.startswith("still rejected")

@@ -1,10 +1,12 @@
 """The dispatcher: claims due deliveries, sends them through one shared httpx client, records
 every attempt, and decides what comes next (retry.decide).
 
-Per hook it keeps at most `concurrency` requests in flight and paces them by `rate_limit`; a
-receiver that hangs holds only its own hook's slots, so other hooks go on. A delivery is claimed
-with a lease: if this process dies, another (or this one, restarted) claims it again when the
-lease ends, and the receiver sees the same `webhook-id` again (at-least-once delivery).
+Per hook at most `concurrency` requests are in flight and they are paced by `rate_limit`, both
+counted in the store, so that they hold for every dispatcher sharing it together (two workers on
+a 25/s hook send 25/s between them); a receiver that hangs holds only its own hook's slots, so
+other hooks go on. A delivery is claimed with a lease: if this process dies, another (or this
+one, restarted) claims it again when the lease ends, and the receiver sees the same `webhook-id`
+again (at-least-once delivery).
 """
 
 from __future__ import annotations
@@ -23,14 +25,22 @@ from urllib.parse import urlsplit
 import httpx
 
 from relayhook.delivery.http import refusal_reason
-from relayhook.events import format_time
+from relayhook.events import Event, format_time
 from relayhook.hooks import Hook, RateLimitSpec
 from relayhook.live import LiveConfig
-from relayhook.outbound import OutboundRequest, redactor, render_request, should_deliver
+from relayhook.outbound import (
+    OutboundRequest,
+    hook_context,
+    redactor,
+    render_request,
+    should_deliver,
+)
+from relayhook.outcomes import condition_values, describe_outcome
 from relayhook.pacing import RateLimit
 from relayhook.retry import decide, parse_retry_after
 from relayhook.ssrf import unusual_ipv4
 from relayhook.store import Attempt, Delivery, Outcome, Store, StoreError
+from relayhook.store.base import Topic
 from relayhook.templating import RenderError
 
 log = logging.getLogger("relayhook.delivery.dispatcher")
@@ -40,10 +50,11 @@ MAX_RESPONSE_BODY = 64 * 1024
 
 @dataclass
 class _HookLane:
-    """What the dispatcher keeps per hook: requests in flight and its pacing."""
+    """What the dispatcher keeps per hook: its requests in flight here, and its pacing's
+    interval (the pacing state itself is in the store, shared)."""
 
     in_flight: int = 0
-    rate: RateLimit = field(default_factory=lambda: RateLimit(()))
+    interval: float = 0.0
     rate_spec: RateLimitSpec | None = None
 
 
@@ -72,6 +83,12 @@ class Dispatcher:
 
     def wake(self) -> None:
         """New deliveries may be due: look now rather than at the next poll."""
+        self._wake.set()
+
+    def notice(self, topic: Topic) -> None:
+        """What the store tells of other processes' writes (Store.subscribe)."""
+        if topic == "config":
+            self._last_refresh = float("-inf")  # read the hooks' states at the next round
         self._wake.set()
 
     async def run(self) -> None:
@@ -107,48 +124,71 @@ class Dispatcher:
         for name, is_active in self.registry.active().items():
             hook = self.registry.hooks[name]
             lane = self._lane(hook)
-            room = self._room(hook, lane, now)
-            if not is_active or room <= 0 or self._stopping:
+            if not is_active or hook.concurrency <= lane.in_flight or self._stopping:
                 continue
-            batch = await self.store.claim_due(hook=name, now=now, limit=room,
-                                               lease_seconds=self._lease(hook),
-                                               owner=self.owner, ordered=hook.ordered)
-            for delivery in batch:
-                self._start(hook, lane, delivery)
-            claimed += len(batch)
+            claimed += await self._claim_hook(hook, lane, now)
         return claimed
+
+    async def _claim_hook(self, hook: Hook, lane: _HookLane, now: float) -> int:
+        horizon = self._lease(hook) / 4
+        if lane.interval and await self.store.pacing_wait(hook.name, hook.rate_limit,
+                                                          now) > horizon:
+            return 0
+        batch = await self.store.claim_due(
+            hook=hook.name, now=now, limit=hook.concurrency - lane.in_flight,
+            lease_seconds=self._lease(hook), owner=self.owner, ordered=hook.ordered,
+            concurrency=self._concurrency(hook, lane))
+        verdicts = [self._verdict(hook, delivery) for delivery in batch]
+        sending = sum(verdict is None for verdict in verdicts)
+        times = iter(await self.store.reserve_sends(hook.name, hook.rate_limit, now, sending)
+                     if lane.interval else [now] * sending)
+        for delivery, verdict in zip(batch, verdicts, strict=True):
+            self._start(hook, lane, delivery, verdict, now if verdict else next(times))
+        return len(batch)
 
     def _lane(self, hook: Hook) -> _HookLane:
         """The hook's lane; a hook created or changed at run time gets its pacing anew (its
         requests in flight still count)."""
         lane = self._lanes.get(hook.name)
         if lane is None:
-            lane = self._lanes[hook.name] = _HookLane(rate=RateLimit.from_spec(hook.rate_limit),
-                                                      rate_spec=hook.rate_limit)
+            lane = self._lanes[hook.name] = _HookLane(rate_spec=hook.rate_limit)
+            lane.interval = RateLimit.from_spec(hook.rate_limit).interval
         elif lane.rate_spec != hook.rate_limit:
-            lane.rate, lane.rate_spec = RateLimit.from_spec(hook.rate_limit), hook.rate_limit
+            lane.rate_spec = hook.rate_limit
+            lane.interval = RateLimit.from_spec(hook.rate_limit).interval
         return lane
 
     def _lease(self, hook: Hook) -> float:
         """`[delivery] lease_seconds`, but never shorter than a claim's pacing wait (at most a
-        quarter of the lease, see _room) plus its request (at most timeout + 1 s): a live
+        quarter of the lease, see _concurrency) plus its request (at most timeout + 1 s): a live
         dispatcher never sees its own delivery claimed again."""
         return max(self.lease_seconds, 4 / 3 * (hook.timeout + 1) + 1)
 
-    def _room(self, hook: Hook, lane: _HookLane, now: float) -> int:
-        """How many deliveries to claim for a hook now: free concurrency, and no more than its
-        pacing sends within a quarter of the lease, so no claim waits until its lease ends."""
-        room = hook.concurrency - lane.in_flight
-        horizon = self._lease(hook) / 4
-        if lane.rate.pacers:
-            if lane.rate.wait(now) > horizon:
-                return 0
-            room = min(room, max(1, int(horizon / lane.rate.interval)))
-        return room
+    def _concurrency(self, hook: Hook, lane: _HookLane) -> int:
+        """How many of a hook's deliveries may be claimed at once by all dispatchers: its
+        concurrency, and no more than its pacing sends within a quarter of the lease, so that
+        no claim waits for its pacing until its lease ends (claims come only while the pacing
+        waits less than that quarter: see _claim_hook)."""
+        if not lane.interval:
+            return hook.concurrency
+        return min(hook.concurrency, max(1, int(self._lease(hook) / 4 / lane.interval)))
 
-    def _start(self, hook: Hook, lane: _HookLane, delivery: Delivery) -> None:
+    def _verdict(self, hook: Hook, delivery: Delivery) -> tuple[Outcome, Attempt | None] | None:
+        """The outcome of a delivery that is not sent (its `when` is false, or fails to
+        render), else None: it takes a slot of the hook's pacing."""
+        assert delivery.event is not None
+        try:
+            if not should_deliver(hook, delivery.event, self.secrets):
+                return Outcome("skipped", error=skip_reason(hook, delivery.event,
+                                                              self.secrets)), None
+        except RenderError as exc:
+            return self._failed(hook, delivery, self.clock(), None, "render", str(exc))
+        return None
+
+    def _start(self, hook: Hook, lane: _HookLane, delivery: Delivery,
+               verdict: tuple[Outcome, Attempt | None] | None, go_at: float) -> None:
         lane.in_flight += 1
-        task = asyncio.create_task(self._deliver(hook, delivery))
+        task = asyncio.create_task(self._deliver(hook, delivery, verdict, go_at))
         self._tasks.add(task)
 
         def done(finished: asyncio.Task[None]) -> None:
@@ -158,9 +198,10 @@ class Dispatcher:
 
         task.add_done_callback(done)
 
-    async def _deliver(self, hook: Hook, delivery: Delivery) -> None:
+    async def _deliver(self, hook: Hook, delivery: Delivery,
+                       verdict: tuple[Outcome, Attempt | None] | None, go_at: float) -> None:
         try:
-            outcome, attempt = await self._attempt(hook, delivery)
+            outcome, attempt = verdict or await self._attempt(hook, delivery, go_at)
             if outcome.status == "paused":
                 await self.registry.set_active(self.store, hook.name, False,
                                                outcome.error, self.clock())
@@ -197,14 +238,9 @@ class Dispatcher:
             return
         self._tell(hook, delivery, outcome, attempt)
 
-    async def _attempt(self, hook: Hook, delivery: Delivery) -> tuple[Outcome, Attempt | None]:
+    async def _attempt(self, hook: Hook, delivery: Delivery,
+                       go_at: float) -> tuple[Outcome, Attempt | None]:
         assert delivery.event is not None
-        try:
-            if not should_deliver(hook, delivery.event, self.secrets):
-                return Outcome("skipped"), None
-        except RenderError as exc:
-            return self._failed(hook, delivery, self.clock(), None, "render", str(exc))
-        go_at = self._lanes[hook.name].rate.reserve(self.clock())
         if go_at > self.clock():
             await self.sleep(go_at - self.clock())
         started = self.clock()
@@ -265,6 +301,13 @@ class Dispatcher:
                          jitter=hook.retry.jitter, now=self.clock(), rand=self.rand)
         return outcome, attempt
 
+
+
+def skip_reason(hook: Hook, event: Event, secrets: Mapping[str, str]) -> str:
+    """`condition false: event.data.x = False`, kept as the skipped delivery's last error."""
+    assert hook.when is not None
+    values = condition_values(hook.when.source, hook_context(hook, event, secrets))
+    return describe_outcome("condition_false", {"condition_false": {"values": values}})
 
 
 async def _read_some(response: httpx.Response, limit: int) -> bytes:

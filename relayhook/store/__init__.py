@@ -1,6 +1,7 @@
 """Storage: the `Store` contract and its engines, chosen by a database URL.
 
-`store = open_store("sqlite:///relayhook.db", base_dir=config_dir)`, then `await store.open()`.
+`store = open_store("sqlite:///relayhook.db", base_dir=config_dir)`, then `await store.open()`;
+`open_store("postgresql://relayhook@db:5432/relayhook")` for several processes on one database.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from relayhook.records import (
     Delivery,
     DeliveryFilter,
     DeliveryStatus,
+    HookOutcome,
     IngestResult,
     NewDelivery,
     Outcome,
@@ -48,6 +50,7 @@ __all__ = [
     "DeliveryFilter",
     "DeliveryStatus",
     "IngestResult",
+    "HookOutcome",
     "NewDelivery",
     "Outcome",
     "PruneResult",
@@ -63,7 +66,10 @@ __all__ = [
     "sqlite_path",
 ]
 
-SUPPORTED_URLS = "sqlite:///relative/path.db or sqlite:////absolute/path.db"
+SUPPORTED_URLS = (
+    "sqlite:///relative/path.db, sqlite:////absolute/path.db"
+    " or postgresql://user@host:5432/database"
+)
 
 
 def open_store(url: str, *, base_dir: Path | None = None, synchronous: str = "FULL",
@@ -73,6 +79,11 @@ def open_store(url: str, *, base_dir: Path | None = None, synchronous: str = "FU
     `sqlite:///relayhook.db` is relative to `base_dir` (default: the working directory),
     `sqlite:////var/lib/relayhook/relayhook.db` is absolute.
     """
+    scheme, separator, _ = url.partition("://")
+    if separator and scheme.lower() in ("postgresql", "postgres"):
+        from relayhook.store.postgres import PostgresStore  # asyncpg only where it is used
+
+        return PostgresStore(url)
     path = sqlite_path(url, base_dir=base_dir)
     if busy_timeout is None:
         return SQLiteStore(path, synchronous=synchronous)
@@ -83,10 +94,7 @@ def sqlite_path(url: str, *, base_dir: Path | None = None) -> Path:
     """The file a `sqlite:///` URL names; ValueError for any other URL."""
     scheme, separator, rest = url.partition("://")
     if not separator or scheme.lower() != "sqlite":
-        raise ValueError(
-            f"unsupported store URL {url!r}: use {SUPPORTED_URLS}"
-            " (postgresql:// arrives in a later release)"
-        )
+        raise ValueError(f"unsupported store URL {url!r}: use {SUPPORTED_URLS}")
     # After "sqlite://" comes an empty host, then "/" and the path: "//abs" or "rel".
     if not rest.startswith("/") or rest == "/":
         raise ValueError(f"store URL {url!r} names no file: use {SUPPORTED_URLS}")

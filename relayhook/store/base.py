@@ -1,30 +1,37 @@
-"""The store contract: what the ingress, the CLI and (later) the dispatcher need from storage.
+"""The store contract: what the ingress, the CLI and the dispatcher need from storage.
 
-One contract, several engines (SQLite now; PostgreSQL behind the same methods later). Every write
-method is durable when it returns: the caller may acknowledge the provider right after it.
+One contract, two engines (SQLite, PostgreSQL), one contract test suite. Every write method is
+durable when it returns: the caller may acknowledge the provider right after it. Several
+processes may share one database: claims, a hook's concurrency and its pacing hold across them.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Literal, Protocol
 
 from relayhook.errors import RelayhookError
 from relayhook.events import Event
 from relayhook.records import (
+    DELIVERY_STATUSES,
     ActivityRow,
     Attempt,
     Delivery,
     DeliveryFilter,
     DeliveryStatus,
+    HookOutcome,
     IngestResult,
     NewDelivery,
     Outcome,
     RequestRecord,
     RequestStatus,
 )
+
+if TYPE_CHECKING:  # hooks imports retry, which imports this module
+    from relayhook.hooks import RateLimitSpec
+    from relayhook.store.migrations import Migration
 
 
 class StoreError(RelayhookError):
@@ -102,9 +109,17 @@ class StoredHook:
     updated_at: float
 
 
+Topic = Literal["deliveries", "config"]
+
+
 class Store(Protocol):
-    async def open(self) -> None:
-        """Connect and create or migrate the schema. Called once before any other method."""
+    schema_version: int  # the schema version of the open database
+    migrations_applied: Sequence[Migration]  # by `open`
+
+    async def open(self, *, migrate: bool = True) -> None:
+        """Connect and bring the schema to this relayhook's version, applying pending
+        migrations. Called once before any other method. StoreError for a database newer than
+        this relayhook, and, without `migrate`, for one with migrations pending."""
 
     async def close(self) -> None:
         """Finish pending writes and release connections. Safe to call twice."""
@@ -114,9 +129,11 @@ class Store(Protocol):
         request: RequestRecord,
         events: Sequence[Event],
         deliveries: Sequence[NewDelivery] = (),
+        outcomes: Sequence[HookOutcome] = (),
     ) -> IngestResult:
-        """Store one raw request, its events and their deliveries in a single transaction,
-        durably. A delivery is created only if its event is new in this transaction.
+        """Store one raw request, its events, their deliveries and its `outcomes` (one per
+        hook: why it did or did not get deliveries) in a single transaction, durably. A delivery
+        is created only if its event is new in this transaction.
 
         Events whose id is already stored (a repeated de-duplication key) are skipped and
         counted as duplicates. A request whose id is already stored writes nothing and comes
@@ -134,10 +151,27 @@ class Store(Protocol):
         status: RequestStatus,
         error: str | None,
         deliveries: Sequence[NewDelivery] = (),
+        outcomes: Sequence[HookOutcome] = (),
     ) -> IngestResult:
         """Record the outcome of mapping a stored request again: set its status and error and add
         its events (skipping stored ids) and the deliveries of the new ones, in one transaction.
-        `KeyError` for an unknown id."""
+        `outcomes` replace those stored for the same request x hook. `KeyError` for an unknown
+        id."""
+
+    async def request_outcomes(self, request_id: str) -> list[HookOutcome]:
+        """The stored outcomes of one request, one per hook routed then, by hook name."""
+
+    async def hook_outcomes(self, hook: str, *, kinds: Sequence[str] | None = None,
+                            exclude: Sequence[str] = (), limit: int = 50) -> list[HookOutcome]:
+        """One hook's outcomes, newest request first: of `kinds` only (None: any), without
+        those of `exclude` ("the requests it skipped": exclude=("queued",))."""
+
+    async def rerun(self, request_id: str, deliveries: Sequence[NewDelivery],
+                    outcomes: Sequence[HookOutcome], *, now: float) -> tuple[int, int]:
+        """Run again: in one transaction, add those of `deliveries` (of the request's stored
+        events) whose event x hook has none yet, make due `now` those that exist as `skipped`
+        (status as given: pending or paused), and replace all the request's outcomes with
+        `outcomes`. Never a second delivery of an event x hook. (created, requeued)."""
 
     async def record_test(self, request: RequestRecord, event: Event, delivery: NewDelivery,
                           attempt: Attempt | None, outcome: Outcome) -> None:
@@ -196,14 +230,34 @@ class Store(Protocol):
         lease_seconds: float,
         owner: str,
         ordered: bool = False,
+        concurrency: int | None = None,
     ) -> list[Delivery]:
         """Claim up to `limit` of the hook's deliveries that are due (`pending`/`failed` with
-        `due_at <= now`, or `claimed` with an expired lease), the earliest due first (by
-        `due_at` or `lease_until`, then seq; SQLite finds them by index, however large the
-        backlog of deliveries due later), returned in seq order, each with its event:
+        `due_at <= now`, or `claimed` with an expired lease), returned in seq order, each with
+        its event (which come first when more are due is the engine's: SQLite takes the
+        earliest due (by `due_at`, then seq), found by index however large the
+        backlog of deliveries due later; PostgreSQL the oldest):
         they become `claimed` by `owner` until `now + lease_seconds`. With `ordered`, a delivery
         is due only when no earlier delivery of the same hook and subject is unfinished (not
-        succeeded, dead or skipped). Two concurrent claims never return the same delivery."""
+        succeeded, dead or skipped). With `concurrency`, fewer, so that no more than that many
+        of the hook's deliveries are claimed under an unexpired lease, by every process
+        together. Two concurrent claims never return the same delivery."""
+
+    async def pacing_wait(self, hook: str, rate_limit: RateLimitSpec | None, now: float) -> float:
+        """Seconds from `now` until the hook may send one more request under `rate_limit`,
+        after what every dispatcher booked with `reserve_sends` (0: now)."""
+
+    async def reserve_sends(self, hook: str, rate_limit: RateLimitSpec | None, now: float,
+                            count: int) -> list[float]:
+        """Book `count` requests of the hook under `rate_limit` in the pacing state that every
+        dispatcher shares (one row per hook): the time each may go, ascending. Two processes
+        never get the same slot, so together they send no faster than the limit."""
+
+    def subscribe(self, callback: Callable[[Topic], None]) -> None:
+        """Call `callback("deliveries")` when new deliveries may be due and
+        `callback("config")` when hooks changed, as committed by any process sharing the
+        database (PostgreSQL: LISTEN/NOTIFY; SQLite: none, its users poll). Best effort: a
+        lost notification only delays a poll. Callbacks run on the opener's event loop."""
 
     async def finish(
         self, delivery_id: str, *, owner: str, outcome: Outcome, attempt: Attempt | None
@@ -345,3 +399,62 @@ class Store(Protocol):
         """Write a consistent copy of the whole store to the new file `target` while the store
         is in use (writes go on meanwhile). FileExistsError if `target` exists; StoreError if
         the copy fails, or the engine copies no files (PostgreSQL: use pg_dump)."""
+
+
+
+# -- checks every engine makes before it writes (the same words, whatever the engine)
+
+
+def check_events(status: RequestStatus, events: Sequence[Event]) -> None:
+    if status == "rejected" and events:
+        raise ValueError("a rejected request comes with no events")
+
+
+def check_new_deliveries(deliveries: Sequence[NewDelivery], events: Sequence[Event]) -> None:
+    """ValueError for a delivery of no event given, or with a status a new one cannot have."""
+    event_ids = {event.id for event in events}
+    for d in deliveries:
+        if d.event_id not in event_ids:
+            raise ValueError(f"delivery {d.id!r} is for event {d.event_id!r}, not in this write")
+        if d.status not in ("pending", "paused"):
+            raise ValueError(f"a new delivery is pending or paused, not {d.status!r}")
+
+
+def check_claim(limit: int, lease_seconds: float) -> None:
+    if limit < 0 or lease_seconds <= 0:
+        raise ValueError(f"need limit >= 0 and lease_seconds > 0: {limit}, {lease_seconds}")
+
+
+def check_finish(delivery_id: str, outcome: Outcome, attempt: Attempt | None) -> None:
+    if outcome.status == "failed" and outcome.due_at is None:
+        raise ValueError("a failed delivery needs the time it is due again (Outcome.due_at)")
+    if attempt is not None and attempt.delivery_id != delivery_id:
+        raise ValueError(f"attempt of {attempt.delivery_id!r} given to finish {delivery_id!r}")
+    if attempt is not None and attempt.number < 1:
+        raise ValueError(f"attempts are numbered from 1, not {attempt.number}")
+
+
+def finished_at(attempt: Attempt | None, now: Callable[[], float]) -> float:
+    """When a delivery was finished: the contract gives `finish` no clock, so the attempt's end,
+    else the time it is called."""
+    return attempt.started_at + attempt.duration_ms / 1000 if attempt is not None else now()
+
+
+def check_replay(delivery_id: str | None, statuses: Sequence[DeliveryStatus], limit: int) -> None:
+    if limit < 0:
+        raise ValueError(f"limit must not be negative, not {limit}")
+    if delivery_id is not None:
+        return
+    for status in statuses:
+        if status not in DELIVERY_STATUSES:
+            raise ValueError(f"unknown delivery status {status!r}")
+        if status == "claimed":
+            raise ValueError("a claimed delivery is not replayed: its dispatcher holds it")
+
+
+def check_test(request: RequestRecord, event: Event, delivery: NewDelivery,
+                outcome: Outcome) -> None:
+    if not request.test or request.status != "accepted":
+        raise ValueError("a test send's request is marked test and accepted")
+    if delivery.event_id != event.id or outcome.status not in ("succeeded", "dead"):
+        raise ValueError("a test send is one delivery of its event, succeeded or dead")

@@ -25,7 +25,9 @@ from starlette.routing import Route
 from relayhook.assembly import Parts
 from relayhook.errors import ConflictError, InvalidError, NotFoundError
 from relayhook.events import parse_time
-from relayhook.store import REQUEST_STATUSES
+from relayhook.explain import hook_skips, request_outcomes
+from relayhook.remap import run_again
+from relayhook.store import REQUEST_STATUSES, RequestRecord
 from relayhook.tomlpos import format_path
 from relayhook.web.readmodel import (
     FilterError,
@@ -170,8 +172,34 @@ def api_routes(parts: Parts, token: str, clock: Callable[[], datetime]) -> list[
         parts.wake()
         return {"replayed": total}
 
+    async def kept_request(request: Request) -> RequestRecord:
+        record = await store.get_request(request.path_params["id"])
+        if record is None:
+            raise ApiError(404, "no such request")
+        return record
+
+    async def get_outcomes(request: Request) -> dict[str, Any]:
+        record = await kept_request(request)
+        return {"request_id": record.id, "status": record.status, "error": record.error,
+                "items": await request_outcomes(parts, record)}
+
+    async def run_request_again(request: Request) -> dict[str, Any]:
+        record = await kept_request(request)
+        by_name = {relay.name: relay for relay in parts.live.relays.values()}
+        message = await run_again(record, by_name, store, parts.live, clock().timestamp(),
+                                  parts.settings.template_secrets())
+        parts.wake()
+        return {"request_id": record.id, "result": message,
+                "items": await request_outcomes(parts, record)}
+
+    async def hook_skipped(request: Request) -> dict[str, Any]:
+        return {"items": await hook_skips(parts, hook_named(request), _limit(request))}
+
     return [
         Route("/api/requests", guarded(list_requests), methods=["GET"]),
+        Route("/api/requests/{id}/outcomes", guarded(get_outcomes), methods=["GET"]),
+        Route("/api/requests/{id}/run-again", guarded(run_request_again), methods=["POST"]),
+        Route("/api/hooks/{name}/skipped", guarded(hook_skipped), methods=["GET"]),
         Route("/api/events", guarded(list_events), methods=["GET"]),
         Route("/api/hooks/{name}/replay", guarded(replay_hook), methods=["POST"]),
         Route("/api/deliveries", guarded(list_deliveries), methods=["GET"]),

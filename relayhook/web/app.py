@@ -58,8 +58,11 @@ def create_app(
     new_id: Callable[[], str] = new_uuid,
     rand: random.Random | None = None,
     role: Role = "all",
+    migrate: bool = True,
 ) -> Starlette:
-    """The ASGI app. A store or transport passed in is opened and closed by its owner."""
+    """The ASGI app. A store or transport passed in is opened and closed by its owner. An
+    owned store is migrated when it opens, unless `migrate` is False (then a database that is
+    behind stops the start)."""
     owned_store = store is None
     parts = assemble(settings, store=store, resolver=resolver,
                      clock=lambda: clock().timestamp())
@@ -69,13 +72,14 @@ def create_app(
     metrics = Metrics(spool_depth=lambda: parts.spool.depth if parts.spool else 0)
     intake = Intake(the_store, live, new_id, spool=parts.spool,
                     store_timeout=settings.spool.store_timeout, wake=parts.wake,
-                    stored=metrics.observe_stored)
+                    stored=metrics.observe_stored, secrets=settings.template_secrets(),
+                    explain=settings.outcomes.record)
     console = Console(parts, clock=clock, new_id=new_id) if takes_requests else None
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         if owned_store:
-            await the_store.open()
+            await the_store.open(migrate=migrate)
         sender = transport
         try:
             await refuse_destinations(settings, live.hooks, parts.policy, resolver)
@@ -99,6 +103,7 @@ def create_app(
                     poll_interval=settings.delivery.poll_interval,
                     report=metrics.observe_delivery,
                 )
+                the_store.subscribe(parts.dispatcher.notice)
                 parts.tasks.append(asyncio.create_task(parts.dispatcher.run()))
                 if settings.retention.interval > 0:
                     parts.tasks.append(asyncio.create_task(
@@ -142,11 +147,16 @@ def create_app(
 
 
 async def follow_changes(parts: Parts, interval: float = FOLLOW_INTERVAL) -> None:
-    """Poll the config version and apply what another process changed (a relay created, a
-    hook edited, a 410 seen by a worker). A store failure is logged and tried again."""
+    """Apply what another process changed (a relay created, a hook edited, a 410 seen by a
+    worker): at once when the store tells (PostgreSQL's NOTIFY), else by polling the config
+    version every `interval`. A store failure is logged and tried again."""
+    changed = asyncio.Event()
+    parts.store.subscribe(lambda topic: changed.set() if topic == "config" else None)
     while True:
+        changed.clear()
         try:
             await parts.live.refresh(parts.store)
         except Exception:
             log.exception("cannot read the live configuration; trying again")
-        await asyncio.sleep(interval)
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(changed.wait(), interval)

@@ -256,3 +256,4 @@ async def hook_summaries(parts: Parts, now: float) -> list[dict[str, Any]]:
             "last_24h_hourly": recent.hours,
         })
     return items
+

@@ -1,8 +1,8 @@
 """The SQLite engine of the store contract: one writer thread with group commit, pooled readers.
 
-The threads are in `threads` (why one writer, and what group commit buys), the SQL of
-deliveries in `deliveries`. This module holds the schema, its migration, the requests and
-events, and the `SQLiteStore` that puts it all behind the `Store` contract.
+The threads are in `threads` (why one writer, and what group commit buys), the schema and its
+migrations in `schema`, the SQL of deliveries in `deliveries`. This module holds the requests
+and events, and the `SQLiteStore` that puts it all behind the `Store` contract.
 """
 
 from __future__ import annotations
@@ -12,16 +12,17 @@ import sqlite3
 from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
+from relayhook import pacing
 from relayhook.events import Event, format_time
 from relayhook.records import (
-    DELIVERY_STATUSES,
     ActivityRow,
     Attempt,
     Delivery,
     DeliveryFilter,
     DeliveryStatus,
+    HookOutcome,
     IngestResult,
     NewDelivery,
     Outcome,
@@ -35,20 +36,42 @@ from relayhook.store.base import (
     StoredHook,
     StoredRelay,
     StoreError,
+    Topic,
+    check_claim,
+    check_events,
+    check_finish,
+    check_replay,
+    check_test,
 )
-from relayhook.store.sqlite import browse
+from relayhook.store.migrations import Migration
+from relayhook.store.rows import (
+    DELIVERY_COLUMNS,
+    EVENT_COLUMNS,
+    REQUEST_COLUMNS,
+    Row,
+    event_rows,
+    request_row,
+    to_delivery,
+    to_event,
+)
+from relayhook.store.sqlite import browse, schema
 from relayhook.store.sqlite import config as config_sql
 from relayhook.store.sqlite import deliveries as deliveries_sql
 from relayhook.store.sqlite import ops as sqlite_ops
+from relayhook.store.sqlite import outcomes as outcomes_sql
 from relayhook.store.sqlite import requests as requests_sql
-from relayhook.store.sqlite.deliveries import CLAIMABLE, UNFINISHED, one_of
-from relayhook.store.sqlite.requests import INSERT_REQUEST, REQUEST_COLUMNS
-from relayhook.store.sqlite.rows import EVENT_COLUMNS, Row, dumps_data, page_query, to_event, where
+from relayhook.store.sqlite.requests import INSERT_REQUEST
+from relayhook.store.sqlite.rows import page_query, where
 from relayhook.store.sqlite.threads import GroupCommitWriter, ReaderPool
+from relayhook.store.text import to_column
+
+if TYPE_CHECKING:  # hooks -> retry -> store -> here: types only
+    from relayhook.hooks import RateLimitSpec
+
+SCHEMA_VERSION = schema.LATEST
 
 T = TypeVar("T")
 
-SCHEMA_VERSION = 6
 SYNCHRONOUS_LEVELS = ("NORMAL", "FULL", "EXTRA")
 # How long a write waits for another process (the CLI, a backup) to release the write lock.
 # Short: the ingress does not wait on it (it spools after [spool] store_timeout), and a writer
@@ -59,137 +82,6 @@ READERS = 4
 # all over their indexes; with SQLite's default 2 MiB, routing a GMetri batch into a store of
 # 100k deliveries took twice as long.
 WRITER_CACHE_KIB = 32 * 1024
-
-# Version 2: relays and hooks as live data, and the counter every process polls.
-CONFIG_SCHEMA = """
-CREATE TABLE IF NOT EXISTS relays (
-    name        TEXT PRIMARY KEY,
-    connector   TEXT NOT NULL,
-    source      TEXT NOT NULL,  -- api (config relays live in the config file only)
-    sealed      TEXT NOT NULL,  -- its token and secret, encrypted (relayhook.sealing)
-    created_at  REAL NOT NULL,
-    updated_at  REAL NOT NULL
-);
-CREATE TABLE IF NOT EXISTS config_version (
-    id          INTEGER PRIMARY KEY CHECK (id = 1),
-    version     INTEGER NOT NULL
-);
-INSERT OR IGNORE INTO config_version (id, version) VALUES (1, 0);
-"""
-
-# Version 3: the console's own state, shared by every process: its password hash and session
-# key.
-ADMIN_SCHEMA = """
-CREATE TABLE IF NOT EXISTS admin_values (
-    name        TEXT PRIMARY KEY,
-    value       TEXT NOT NULL,
-    updated_at  REAL NOT NULL
-);
-"""
-
-# Version 1. `seq` orders rows ("newest first" = descending seq) and is what `before` pages on;
-# AUTOINCREMENT so a seq is never reused, even after the newest rows are deleted. Times of
-# deliveries are epoch seconds (REAL), always the caller's clock.
-SCHEMA = f"""
-CREATE TABLE IF NOT EXISTS requests (
-    seq         INTEGER PRIMARY KEY AUTOINCREMENT,
-    id          TEXT NOT NULL UNIQUE,
-    relay       TEXT NOT NULL,
-    received_at TEXT NOT NULL,
-    method      TEXT NOT NULL,
-    query       TEXT NOT NULL,
-    headers     TEXT NOT NULL,  -- JSON list of [name, value] pairs, in the order received
-    body        BLOB NOT NULL,
-    status      TEXT NOT NULL CHECK (status IN ('accepted', 'rejected')),
-    error       TEXT,
-    truncated   INTEGER NOT NULL DEFAULT 0  -- 1: the body was cut at max_body_bytes
-);
-CREATE INDEX IF NOT EXISTS requests_relay_status ON requests (relay, status);
-
-CREATE TABLE IF NOT EXISTS events (
-    seq         INTEGER PRIMARY KEY AUTOINCREMENT,
-    id          TEXT NOT NULL UNIQUE,
-    request_id  TEXT NOT NULL REFERENCES requests (id),
-    relay       TEXT NOT NULL,
-    type        TEXT NOT NULL,
-    source      TEXT NOT NULL,
-    subject     TEXT,
-    time        TEXT NOT NULL,
-    data        TEXT NOT NULL  -- compact JSON
-);
-CREATE INDEX IF NOT EXISTS events_relay_type ON events (relay, type);
-CREATE INDEX IF NOT EXISTS events_subject ON events (subject);
-CREATE INDEX IF NOT EXISTS events_request_id ON events (request_id);
-
-CREATE TABLE IF NOT EXISTS auth_failures (
-    relay       TEXT PRIMARY KEY,
-    count       INTEGER NOT NULL,
-    last_at     TEXT NOT NULL
-);
-
--- One event x one hook. `relay` is the event's, copied so that lists need no join.
-CREATE TABLE IF NOT EXISTS deliveries (
-    seq         INTEGER PRIMARY KEY AUTOINCREMENT,
-    id          TEXT NOT NULL UNIQUE,
-    event_id    TEXT NOT NULL REFERENCES events (id),
-    hook        TEXT NOT NULL,
-    relay       TEXT NOT NULL,
-    subject     TEXT,
-    status      TEXT NOT NULL CHECK {one_of("status", DELIVERY_STATUSES)},
-    tries       INTEGER NOT NULL DEFAULT 0,  -- since created or replayed: indexes the schedule
-    attempts    INTEGER NOT NULL DEFAULT 0,  -- all of them: its rows in `attempts`
-    due_at      REAL NOT NULL,
-    lease_until REAL,
-    lease_owner TEXT,
-    last_status INTEGER,
-    last_error  TEXT,
-    created_at  REAL NOT NULL,
-    updated_at  REAL NOT NULL,
-    UNIQUE (event_id, hook)  -- also what lists by event use
-);
--- Pause/resume, replay, counts and filtered lists.
-CREATE INDEX IF NOT EXISTS deliveries_hook_status ON deliveries (hook, status, seq);
--- A hook's history, newest first.
-CREATE INDEX IF NOT EXISTS deliveries_hook ON deliveries (hook, seq);
--- The claim scan: a hook's open deliveries in seq order, filtered on the index alone.
-CREATE INDEX IF NOT EXISTS deliveries_claimable
-    ON deliveries (hook, seq, status, due_at, lease_until, subject)
-    WHERE {one_of("status", CLAIMABLE)};
--- Ordered claims: "is an earlier delivery of this hook and subject unfinished?" in one seek.
-CREATE INDEX IF NOT EXISTS deliveries_unfinished
-    ON deliveries (hook, subject, seq) WHERE {one_of("status", UNFINISHED)};
-
-CREATE TABLE IF NOT EXISTS attempts (
-    delivery_id      TEXT NOT NULL REFERENCES deliveries (id),
-    number           INTEGER NOT NULL,  -- 1, 2, ... per delivery
-    started_at       REAL NOT NULL,
-    duration_ms      REAL NOT NULL,
-    request          TEXT NOT NULL,     -- JSON object: method, url, headers, body...
-    response_status  INTEGER,
-    response_headers TEXT NOT NULL,     -- JSON list of [name, value] pairs
-    response_body    BLOB NOT NULL,
-    error_class      TEXT,
-    error            TEXT,
-    PRIMARY KEY (delivery_id, number)
-) WITHOUT ROWID;
-
-CREATE TABLE IF NOT EXISTS hook_states (
-    hook        TEXT PRIMARY KEY,
-    active      INTEGER NOT NULL,
-    reason      TEXT,
-    at          REAL NOT NULL
-);
-
-CREATE TABLE IF NOT EXISTS hooks (
-    name        TEXT PRIMARY KEY,
-    source      TEXT NOT NULL,  -- config (written at start) or api (the API, the console)
-    spec        TEXT NOT NULL,  -- JSON of the hook as written, [redacted] for every secret
-    updated_at  REAL NOT NULL,
-    sealed      TEXT            -- an api hook's secret values, encrypted (relayhook.sealing)
-);
-""" + CONFIG_SCHEMA + ADMIN_SCHEMA
-
-
 
 INSERT_EVENT = (
     "INSERT INTO events (id, request_id, relay, type, source, subject, time, data)"
@@ -220,6 +112,8 @@ class SQLiteStore:
         self.synchronous = synchronous.upper()
         self.busy_timeout = busy_timeout
         self._writer = GroupCommitWriter(max_batch=max_batch)
+        self.schema_version = schema.LATEST  # once open: what it holds, always the latest
+        self.migrations_applied: Sequence[Migration] = ()  # by `open`
         self._readers = ReaderPool(self._connect_reader, READERS)
 
     @property
@@ -232,11 +126,11 @@ class SQLiteStore:
 
     # -- lifecycle
 
-    async def open(self) -> None:
+    async def open(self, *, migrate: bool = True) -> None:
         if self._writer.started:
             raise StoreError("a store is opened once")
         try:
-            conn = await asyncio.to_thread(self._connect_writer)
+            conn = await asyncio.to_thread(self._connect_writer, migrate)
         except (sqlite3.Error, OSError) as exc:
             raise StoreError(f"cannot open {self.path}: {exc}") from exc
         self._writer.start(conn)
@@ -252,16 +146,19 @@ class SQLiteStore:
         request: RequestRecord,
         events: Sequence[Event],
         deliveries: Sequence[NewDelivery] = (),
+        outcomes: Sequence[HookOutcome] = (),
     ) -> IngestResult:
-        _check_events(request.status, events)
-        request_row = requests_sql.request_row(request, events)
-        event_rows = _event_rows(events, request.id)
+        check_events(request.status, events)
+        request_values = request_row(request, events)
+        event_values = event_rows(events, request.id)
         delivery_rows = deliveries_sql.delivery_rows(deliveries, events)
+        outcome_rows = outcomes_sql.outcome_rows(outcomes)
 
         def job(conn: sqlite3.Connection) -> IngestResult:
-            if conn.execute(INSERT_REQUEST, request_row).rowcount == 0:
+            if conn.execute(INSERT_REQUEST, request_values).rowcount == 0:
                 return IngestResult(accepted=0, duplicates=0, already_stored=True)
-            return _insert_events(conn, event_rows, delivery_rows)
+            outcomes_sql.insert(conn, outcome_rows)
+            return _insert_events(conn, event_values, delivery_rows)
 
         return await self._write(job)
 
@@ -273,26 +170,43 @@ class SQLiteStore:
         status: RequestStatus,
         error: str | None,
         deliveries: Sequence[NewDelivery] = (),
+        outcomes: Sequence[HookOutcome] = (),
     ) -> IngestResult:
-        _check_events(status, events)
-        event_rows = _event_rows(events, request_id)
+        check_events(status, events)
+        event_values = event_rows(events, request_id)
         delivery_rows = deliveries_sql.delivery_rows(deliveries, events)
+        outcome_rows = outcomes_sql.outcome_rows(outcomes)
 
         def job(conn: sqlite3.Connection) -> IngestResult:
             requests_sql.set_mapped(conn, request_id, status, error, events)
-            return _insert_events(conn, event_rows, delivery_rows)
+            outcomes_sql.insert(conn, outcome_rows)
+            return _insert_events(conn, event_values, delivery_rows)
 
         return await self._write(job)
 
+    async def request_outcomes(self, request_id: str) -> list[HookOutcome]:
+        return await self._read(lambda conn: outcomes_sql.of_request(conn, request_id))
+
+    async def hook_outcomes(self, hook: str, *, kinds: Sequence[str] | None = None,
+                            exclude: Sequence[str] = (), limit: int = 50) -> list[HookOutcome]:
+        return await self._read(
+            lambda conn: outcomes_sql.of_hook(conn, hook, kinds, exclude, limit))
+
+    async def rerun(self, request_id: str, deliveries: Sequence[NewDelivery],
+                    outcomes: Sequence[HookOutcome], *, now: float) -> tuple[int, int]:
+        rows = outcomes_sql.outcome_rows(outcomes)
+        return await self._write(
+            lambda conn: outcomes_sql.rerun(conn, request_id, deliveries, rows, now))
+
     async def record_test(self, request: RequestRecord, event: Event, delivery: NewDelivery,
                           attempt: Attempt | None, outcome: Outcome) -> None:
-        _check_test(request, event, delivery, outcome)
-        deliveries_sql.check_finish(delivery.id, outcome, attempt)
-        request_row = requests_sql.request_row(request, [event])
-        event_row = _event_rows([event], request.id)[0]
+        check_test(request, event, delivery, outcome)
+        check_finish(delivery.id, outcome, attempt)
+        request_values = request_row(request, [event])
+        event_values = event_rows([event], request.id)[0]
 
         def job(conn: sqlite3.Connection) -> None:
-            requests_sql.record_test(conn, request_row, event_row, delivery, event.relay,
+            requests_sql.record_test(conn, request_values, event_values, delivery, event.relay,
                                      attempt, outcome)
 
         await self._write(job)
@@ -348,15 +262,16 @@ class SQLiteStore:
     ) -> list[Event]:
         filters = [
             ("relay = ?", relay),
-            ("type = ?", type),
-            ("subject = ?", subject),
+            ("type = ?", to_column(type)),
+            ("subject = ?", to_column(subject)),
             ("request_id = ?", request_id),
         ]
-        sql, params = page_query("events", EVENT_COLUMNS, filters, before, limit)
+        sql, params = page_query("events", EVENT_COLUMNS, filters,
+                                 before and to_column(before), limit)
         return await self._read(lambda conn: [to_event(row) for row in conn.execute(sql, params)])
 
     async def count_events(self, *, relay: str | None = None, source: str | None = None) -> int:
-        clause, params = where([("relay = ?", relay), ("source = ?", source)])
+        clause, params = where([("relay = ?", relay), ("source = ?", to_column(source))])
         sql = f"SELECT count(*) FROM events {clause}"
         count: int = await self._read(lambda conn: conn.execute(sql, params).fetchone()[0])
         return count
@@ -372,9 +287,9 @@ class SQLiteStore:
         lease_seconds: float,
         owner: str,
         ordered: bool = False,
+        concurrency: int | None = None,
     ) -> list[Delivery]:
-        if limit < 0 or lease_seconds <= 0:
-            raise ValueError(f"need limit >= 0 and lease_seconds > 0: {limit}, {lease_seconds}")
+        check_claim(limit, lease_seconds)
         if limit == 0:
             return []
         lease_until = now + lease_seconds
@@ -387,13 +302,28 @@ class SQLiteStore:
                 lease_until=lease_until,
                 owner=owner,
                 ordered=ordered,
+                concurrency=concurrency,
             )
         )
+
+    async def pacing_wait(self, hook: str, rate_limit: RateLimitSpec | None, now: float) -> float:
+        state = await self._read(lambda conn: deliveries_sql.pacing_state(conn, hook))
+        return pacing.pacing_wait(rate_limit, state, now)
+
+    async def reserve_sends(self, hook: str, rate_limit: RateLimitSpec | None, now: float,
+                            count: int) -> list[float]:
+        if count <= 0:
+            return []
+        return await self._write(
+            lambda conn: deliveries_sql.reserve_sends(conn, hook, rate_limit, now, count))
+
+    def subscribe(self, callback: Callable[[Topic], None]) -> None:
+        """Nothing to listen to: a process learns of another's writes by polling."""
 
     async def finish(
         self, delivery_id: str, *, owner: str, outcome: Outcome, attempt: Attempt | None
     ) -> bool:
-        deliveries_sql.check_finish(delivery_id, outcome, attempt)
+        check_finish(delivery_id, outcome, attempt)
         return await self._write(
             lambda conn: deliveries_sql.finish(
                 conn, delivery_id, owner=owner, outcome=outcome, attempt=attempt
@@ -453,12 +383,11 @@ class SQLiteStore:
         limit: int = 50,
         before: str | None = None,
     ) -> list[Delivery]:
-        filters = [("hook = ?", hook), ("status = ?", status), ("event_id = ?", event_id)]
-        columns = deliveries_sql.DELIVERY_COLUMNS
-        sql, params = page_query("deliveries", columns, filters, before, limit)
+        filters = [("hook = ?", hook), ("status = ?", status),
+                   ("event_id = ?", to_column(event_id))]
+        sql, params = page_query("deliveries", DELIVERY_COLUMNS, filters, before, limit)
         return await self._read(
-            lambda conn: [deliveries_sql.delivery(row) for row in conn.execute(sql, params)]
-        )
+            lambda conn: [to_delivery(row) for row in conn.execute(sql, params)])
 
     async def count_deliveries(
         self, *, hook: str | None = None, status: DeliveryStatus | None = None
@@ -475,7 +404,7 @@ class SQLiteStore:
         since: float | None = None,
         limit: int = 500,
     ) -> int:
-        deliveries_sql.check_replay(delivery_id, statuses, limit)
+        check_replay(delivery_id, statuses, limit)
         if limit == 0:
             return 0
         return await self._write(
@@ -533,7 +462,7 @@ class SQLiteStore:
 
     async def schema_current(self) -> bool:
         version = await self._read(lambda conn: conn.execute("PRAGMA user_version").fetchone())
-        return bool(version[0] == SCHEMA_VERSION)
+        return bool(version[0] == schema.LATEST)
 
     async def backup(self, target: Path) -> None:
         await asyncio.to_thread(sqlite_ops.backup, self._connect, Path(target))
@@ -547,7 +476,7 @@ class SQLiteStore:
             self.path, timeout=self.busy_timeout, isolation_level=None, check_same_thread=False
         )
 
-    def _connect_writer(self) -> sqlite3.Connection:
+    def _connect_writer(self, migrate: bool) -> sqlite3.Connection:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         conn = self._connect()
         try:
@@ -558,7 +487,7 @@ class SQLiteStore:
             conn.execute(f"PRAGMA cache_size = -{WRITER_CACHE_KIB}")
             conn.execute(f"PRAGMA journal_size_limit = {sqlite_ops.JOURNAL_SIZE_LIMIT}")
             conn.execute("PRAGMA foreign_keys = ON")
-            _migrate(conn, self.path)
+            self.migrations_applied = schema.migrate(conn, self.path, apply=migrate)
         except BaseException:
             conn.close()
             raise
@@ -578,89 +507,7 @@ class SQLiteStore:
         return await self._writer.submit(fn)
 
 
-def _migrate(conn: sqlite3.Connection, path: Path) -> None:
-    version: int = conn.execute("PRAGMA user_version").fetchone()[0]
-    if version > SCHEMA_VERSION:
-        raise StoreError(
-            f"{path} has schema version {version}, newer than this relayhook's"
-            f" ({SCHEMA_VERSION}): upgrade relayhook"
-        )
-    if version == 0:  # a new file: SCHEMA as it stood at version 3, then the steps after it
-        conn.executescript(f"BEGIN IMMEDIATE; {SCHEMA} PRAGMA user_version = 3; COMMIT;")
-        version = 3
-    for number, step in _steps():
-        if version < number:
-            step(conn)
-
-
-def _steps() -> list[tuple[int, Callable[[sqlite3.Connection], None]]]:
-    """The upgrades of an older file, in order: (the version each brings, how). A new step
-    takes the next number and goes at the end; SCHEMA itself stays as version 3 made it."""
-
-    def script(ddl: str, number: int) -> Callable[[sqlite3.Connection], None]:
-        def step(conn: sqlite3.Connection) -> None:
-            conn.executescript(f"BEGIN IMMEDIATE; {ddl} PRAGMA user_version = {number}; COMMIT;")
-
-        return step
-
-    return [
-        (2, _migrate_1_to_2),
-        (3, script(ADMIN_SCHEMA, 3)),
-        (4, script(requests_sql.SCHEMA_4, 4)),
-        (5, script(sqlite_ops.INDEXES_V5, 5)),  # retention and metrics read these
-        (6, script(deliveries_sql.INDEXES_V6, 6)),  # claims that do not read the backlog
-    ]
-
-
-def _migrate_1_to_2(conn: sqlite3.Connection) -> None:
-    """Relays and hooks as data (CONFIG_SCHEMA, hooks.sealed) and the `cancelled` delivery
-    status. SQLite cannot change a CHECK constraint in place, so `deliveries` is rebuilt the
-    documented way (https://sqlite.org/lang_altertable.html#otheralter), foreign keys off."""
-    conn.execute("PRAGMA foreign_keys = OFF")
-    try:
-        deliveries_ddl = SCHEMA[SCHEMA.index("CREATE TABLE IF NOT EXISTS deliveries"):
-                                SCHEMA.index("CREATE TABLE IF NOT EXISTS attempts")]
-        new_table = deliveries_ddl.split(";")[0].replace(
-            "CREATE TABLE IF NOT EXISTS deliveries (", "CREATE TABLE deliveries_new (")
-        conn.executescript(
-            f"BEGIN IMMEDIATE; {new_table};"
-            " INSERT INTO deliveries_new SELECT * FROM deliveries;"
-            " DROP TABLE deliveries;"
-            " ALTER TABLE deliveries_new RENAME TO deliveries;"
-            f" {deliveries_ddl}"  # the table exists now: this makes its indexes
-            " ALTER TABLE hooks ADD COLUMN sealed TEXT;"
-            f" {CONFIG_SCHEMA}"
-            " PRAGMA user_version = 2; COMMIT;"
-        )
-        problems = conn.execute("PRAGMA foreign_key_check").fetchall()
-        if problems:
-            raise StoreError(f"migration to version 2 left broken references: {problems[:3]}")
-    finally:
-        conn.execute("PRAGMA foreign_keys = ON")
-
-
 # -- rows (built in the caller's thread, so the writer thread only runs SQL)
-
-
-def _check_events(status: RequestStatus, events: Sequence[Event]) -> None:
-    if status == "rejected" and events:
-        raise ValueError("a rejected request comes with no events")
-
-
-def _check_test(request: RequestRecord, event: Event, delivery: NewDelivery,
-                outcome: Outcome) -> None:
-    if not request.test or request.status != "accepted":
-        raise ValueError("a test send's request is marked test and accepted")
-    if delivery.event_id != event.id or outcome.status not in ("succeeded", "dead"):
-        raise ValueError("a test send is one delivery of its event, succeeded or dead")
-
-
-def _event_rows(events: Sequence[Event], request_id: str) -> list[Row]:
-    # The request being stored is the one that produced them, whatever `request_id` they carry.
-    return [
-        (e.id, request_id, e.relay, e.type, e.source, e.subject, e.time, dumps_data(e.data))
-        for e in events
-    ]
 
 
 def _insert_events(

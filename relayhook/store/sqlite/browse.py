@@ -9,8 +9,10 @@ from __future__ import annotations
 import sqlite3
 
 from relayhook.records import ActivityRow, Delivery, DeliveryFilter
-from relayhook.store.sqlite.deliveries import WITH_EVENT, delivery_with_event
+from relayhook.store.rows import to_delivery_with_event
+from relayhook.store.sqlite.deliveries import WITH_EVENT
 from relayhook.store.sqlite.rows import Row
+from relayhook.store.text import to_column
 
 # Seconds since the epoch of a stored RFC 3339 time (`2024-05-01T12:00:00.123Z`).
 EPOCH_OF_TEXT = "(julianday({column}) - 2440587.5) * 86400.0"
@@ -33,7 +35,7 @@ def filter_clause(f: DeliveryFilter) -> tuple[str, list[object]]:
         ("d.created_at >= ?", f.since),
         ("d.created_at < ?", f.until),
         ("e.request_id = ?", f.request_id),
-        ("d.event_id = ?", f.event_id),
+        ("d.event_id = ?", to_column(f.event_id)),
     ):
         if value is not None:
             conditions.append(condition)
@@ -63,7 +65,7 @@ def find_deliveries(conn: sqlite3.Connection, f: DeliveryFilter, limit: int,
         clause = f"{clause} AND {condition}" if clause else f"WHERE {condition}"
         params.append(before)
     sql = f"{WITH_EVENT} {clause} ORDER BY d.seq DESC LIMIT ?"
-    return [delivery_with_event(row) for row in conn.execute(sql, [*params, limit])]
+    return [to_delivery_with_event(row) for row in conn.execute(sql, [*params, limit])]
 
 
 def count_found_deliveries(conn: sqlite3.Connection, f: DeliveryFilter) -> int:

@@ -8,12 +8,13 @@ built in the caller's thread, so the writer thread does little more than run SQL
 
 from __future__ import annotations
 
-import json
 import sqlite3
 import time
 from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
 
 from relayhook.events import Event
+from relayhook.pacing import book_sends
 from relayhook.records import (
     DELIVERY_STATUSES,
     Attempt,
@@ -22,7 +23,21 @@ from relayhook.records import (
     NewDelivery,
     Outcome,
 )
-from relayhook.store.sqlite.rows import EVENT_COLUMNS, Row, dumps, to_event, where
+from relayhook.store.base import check_new_deliveries, finished_at
+from relayhook.store.rows import (
+    ATTEMPT_COLUMNS,
+    DELIVERY_COLUMNS,
+    EVENT_COLUMNS,
+    attempt_row,
+    prefixed,
+    to_attempt,
+    to_delivery_with_event,
+)
+from relayhook.store.sqlite.rows import dumps, where
+from relayhook.store.text import from_column, loads, to_column
+
+if TYPE_CHECKING:  # hooks -> retry -> store -> here: types only
+    from relayhook.hooks import RateLimitSpec
 
 CLAIMABLE: tuple[DeliveryStatus, ...] = ("pending", "failed", "claimed")
 UNFINISHED: tuple[DeliveryStatus, ...] = ("pending", "failed", "claimed", "paused")
@@ -36,25 +51,11 @@ def one_of(column: str, values: Sequence[str]) -> str:
     return "(" + " OR ".join(f"{column} = '{value}'" for value in values) + ")"
 
 
-DELIVERY_COLUMNS = (
-    "id, event_id, hook, relay, subject, status, tries, attempts, due_at, lease_until,"
-    " last_status, last_error, created_at, updated_at, test"
-)
-DELIVERY_WIDTH = len(DELIVERY_COLUMNS.split(","))
-ATTEMPT_COLUMNS = (
-    "delivery_id, number, started_at, duration_ms, request, response_status,"
-    " response_headers, response_body, error_class, error"
-)
-
-
-def _prefixed(alias: str, columns: str) -> str:
-    return ", ".join(f"{alias}.{column.strip()}" for column in columns.split(","))
-
-
 WITH_EVENT = (
-    f"SELECT {_prefixed('d', DELIVERY_COLUMNS)}, {_prefixed('e', EVENT_COLUMNS)}"
+    f"SELECT {prefixed('d', DELIVERY_COLUMNS)}, {prefixed('e', EVENT_COLUMNS)}"
     " FROM deliveries AS d JOIN events AS e ON e.id = d.event_id"
 )
+
 
 # -- routing at ingest
 
@@ -71,15 +72,9 @@ NewRow = tuple[str, str, str, str | None, str, float]  # NewDelivery less the re
 def delivery_rows(deliveries: Sequence[NewDelivery], events: Sequence[Event]) -> list[NewRow]:
     """Rows to route (the relay is the stored event's); ValueError for a delivery of no event
     given or with a status a new delivery cannot have."""
-    event_ids = {event.id for event in events}
-    rows: list[NewRow] = []
-    for d in deliveries:
-        if d.event_id not in event_ids:
-            raise ValueError(f"delivery {d.id!r} is for event {d.event_id!r}, not in this write")
-        if d.status not in ("pending", "paused"):
-            raise ValueError(f"a new delivery is pending or paused, not {d.status!r}")
-        rows.append((d.id, d.event_id, d.hook, d.subject, d.status, float(d.due_at)))
-    return rows
+    check_new_deliveries(deliveries, events)
+    return [(d.id, to_column(d.event_id), d.hook, to_column(d.subject), d.status,
+             float(d.due_at)) for d in deliveries]
 
 
 def last_event_seq(conn: sqlite3.Connection) -> int:
@@ -107,10 +102,11 @@ def insert_deliveries(conn: sqlite3.Connection, rows: list[NewRow], after_seq: i
 
 WAITING: tuple[DeliveryStatus, ...] = ("pending", "failed")
 # The claim scan reads two short index ranges, never a hook's whole backlog: waiting deliveries
-# by the time they are due, and claims whose lease ran out by when it did; earliest first. With
+# by the time they are due, and claims whose lease ran out by when it did; then the earliest
+# due of those first (a claim that ran out keeps its due_at), seq breaking ties. With
 # a million deliveries waiting for a receiver that is down, finding that none is due is one
-# index seek (a scan in seq order read them all: ~90 ms a round, in the writer thread).
-INDEXES_V6 = f"""
+# index seek (a scan in seq order read them all: ~70 ms a round, in the writer thread).
+INDEXES_V8 = f"""
 CREATE INDEX IF NOT EXISTS deliveries_due ON deliveries (hook, due_at, seq)
     WHERE {one_of("status", WAITING)};
 CREATE INDEX IF NOT EXISTS deliveries_leased ON deliveries (hook, lease_until, seq)
@@ -126,7 +122,7 @@ SELECT seq FROM (
     ORDER BY d.due_at, d.seq LIMIT :limit)
   UNION ALL
   SELECT * FROM (
-    SELECT d.seq, d.lease_until AS at FROM deliveries AS d INDEXED BY deliveries_leased
+    SELECT d.seq, d.due_at AS at FROM deliveries AS d INDEXED BY deliveries_leased
     WHERE d.hook = :hook AND d.status = 'claimed' AND d.lease_until <= :now {{ordered}}
     ORDER BY d.lease_until, d.seq LIMIT :limit)
 )
@@ -149,6 +145,13 @@ CLAIM_ANY = CLAIM.format(due=DUE.format(ordered=""))
 CLAIM_ORDERED = CLAIM.format(due=DUE.format(ordered=NO_EARLIER_UNFINISHED))
 
 
+# A hook's deliveries in flight, by every process: claimed under a lease that has not run out.
+IN_FLIGHT = (
+    "SELECT count(*) FROM deliveries"
+    " WHERE hook = ? AND status = 'claimed' AND lease_until > ?"
+)
+
+
 def claim_due(
     conn: sqlite3.Connection,
     *,
@@ -158,13 +161,19 @@ def claim_due(
     lease_until: float,
     owner: str,
     ordered: bool,
+    concurrency: int | None,
 ) -> list[Delivery]:
+    if concurrency is not None:
+        in_flight: int = conn.execute(IN_FLIGHT, (hook, now)).fetchone()[0]
+        limit = min(limit, concurrency - in_flight)
+        if limit <= 0:
+            return []
     params = {"hook": hook, "now": now, "limit": limit, "lease_until": lease_until, "owner": owner}
     seqs = [seq for (seq,) in conn.execute(CLAIM_ORDERED if ordered else CLAIM_ANY, params)]
     if not seqs:
         return []
     sql = f"{WITH_EVENT} WHERE d.seq IN (SELECT value FROM json_each(?)) ORDER BY d.seq"
-    return [delivery_with_event(row) for row in conn.execute(sql, (dumps(seqs),))]
+    return [to_delivery_with_event(row) for row in conn.execute(sql, (dumps(seqs),))]
 
 
 # -- finishing
@@ -177,15 +186,6 @@ WHERE id = :id AND status = 'claimed' AND lease_owner = :owner
 """
 INSERT_ATTEMPT = f"INSERT INTO attempts ({ATTEMPT_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
 NEXT_ATTEMPT = "SELECT coalesce(max(number), 0) + 1 FROM attempts WHERE delivery_id = ?"
-
-
-def check_finish(delivery_id: str, outcome: Outcome, attempt: Attempt | None) -> None:
-    if outcome.status == "failed" and outcome.due_at is None:
-        raise ValueError("a failed delivery needs the time it is due again (Outcome.due_at)")
-    if attempt is not None and attempt.delivery_id != delivery_id:
-        raise ValueError(f"attempt of {attempt.delivery_id!r} given to finish {delivery_id!r}")
-    if attempt is not None and attempt.number < 1:
-        raise ValueError(f"attempts are numbered from 1, not {attempt.number}")
 
 
 def finish(
@@ -204,17 +204,16 @@ def finish(
         raise KeyError(delivery_id)
     if attempt is not None:
         number: int = conn.execute(NEXT_ATTEMPT, (delivery_id,)).fetchone()[0]
-        conn.execute(INSERT_ATTEMPT, _attempt_row(attempt, number))
+        conn.execute(INSERT_ATTEMPT, attempt_row(attempt, number))
     params = {
         "id": delivery_id,
         "owner": owner,
         "status": outcome.status,
         "due_at": outcome.due_at,
         "last_status": outcome.response_status,
-        "last_error": outcome.error,
+        "last_error": to_column(outcome.error),
         "tried": int(attempt is not None),
-        # The contract gives finish no clock: the attempt's end, else the time it is called.
-        "now": _ended_at(attempt) if attempt is not None else time.time(),
+        "now": finished_at(attempt, time.time),
     }
     if conn.execute(FINISH, params).rowcount == 1:
         return True
@@ -224,23 +223,26 @@ def finish(
     return False
 
 
-def _ended_at(attempt: Attempt) -> float:
-    return attempt.started_at + attempt.duration_ms / 1000
+# -- pacing shared by every dispatcher
+
+PACING_STATE = "SELECT state FROM hook_pacing WHERE hook = ?"
+SAVE_PACING = """
+INSERT INTO hook_pacing (hook, state, updated_at) VALUES (?, ?, ?)
+ON CONFLICT (hook) DO UPDATE SET state = excluded.state, updated_at = excluded.updated_at
+"""
 
 
-def _attempt_row(attempt: Attempt, number: int) -> Row:
-    return (
-        attempt.delivery_id,
-        number,
-        attempt.started_at,
-        attempt.duration_ms,
-        dumps(attempt.request),
-        attempt.response_status,
-        dumps([[name, value] for name, value in attempt.response_headers]),
-        bytes(attempt.response_body),
-        attempt.error_class,
-        attempt.error,
-    )
+def pacing_state(conn: sqlite3.Connection, hook: str) -> dict[str, Any]:
+    row = conn.execute(PACING_STATE, (hook,)).fetchone()
+    state: dict[str, Any] = loads(row[0]) if row is not None else {}
+    return state
+
+
+def reserve_sends(conn: sqlite3.Connection, hook: str, rate_limit: RateLimitSpec | None,
+                  now: float, count: int) -> list[float]:
+    state, times = book_sends(rate_limit, pacing_state(conn, hook), now, count)
+    conn.execute(SAVE_PACING, (hook, dumps(state), now))
+    return times
 
 
 # -- hooks on and off
@@ -262,14 +264,14 @@ RESUME = (
 def set_hook_active(
     conn: sqlite3.Connection, hook: str, active: bool, reason: str | None, at: float
 ) -> int:
-    conn.execute(SET_HOOK_STATE, (hook, int(active), reason, at))
+    conn.execute(SET_HOOK_STATE, (hook, int(active), to_column(reason), at))
     changed: int = conn.execute(RESUME if active else PAUSE, (at, hook)).rowcount
     return changed
 
 
 def hook_states(conn: sqlite3.Connection) -> dict[str, tuple[bool, str | None, float]]:
     rows = conn.execute("SELECT hook, active, reason, at FROM hook_states ORDER BY hook")
-    return {hook: (bool(active), reason, at) for hook, active, reason, at in rows}
+    return {hook: (bool(active), from_column(reason), at) for hook, active, reason, at in rows}
 
 
 # -- replay
@@ -287,18 +289,6 @@ WHERE seq IN (SELECT seq FROM deliveries WHERE {{where}} ORDER BY seq LIMIT :lim
 # A delivery replayed at `now` already is left out, so that a caller paging with one `now` ends
 # even when `statuses` holds the status replayed deliveries get.
 NOT_REPLAYED_YET = f"NOT (status = {REPLAYED_STATUS} AND tries = 0 AND due_at = :now)"
-
-
-def check_replay(delivery_id: str | None, statuses: Sequence[DeliveryStatus], limit: int) -> None:
-    if limit < 0:
-        raise ValueError(f"limit must not be negative, not {limit}")
-    if delivery_id is not None:
-        return
-    for status in statuses:
-        if status not in DELIVERY_STATUSES:
-            raise ValueError(f"unknown delivery status {status!r}")
-        if status == "claimed":
-            raise ValueError("a claimed delivery is not replayed: its dispatcher holds it")
 
 
 def replay(
@@ -349,7 +339,7 @@ def get_delivery(
     if row is None:
         return None
     sql = f"SELECT {ATTEMPT_COLUMNS} FROM attempts WHERE delivery_id = ? ORDER BY number"
-    return delivery_with_event(row), [_attempt(a) for a in conn.execute(sql, (delivery_id,))]
+    return to_delivery_with_event(row), [to_attempt(a) for a in conn.execute(sql, (delivery_id,))]
 
 
 def count_deliveries(
@@ -362,50 +352,3 @@ def count_deliveries(
     sql = f"SELECT status, count(*) FROM deliveries {clause} GROUP BY status"
     counts.update(conn.execute(sql, params).fetchall())
     return counts
-
-
-# -- rows to records
-
-
-def delivery(row: Row, event: Event | None = None) -> Delivery:
-    (id_, event_id, hook, relay, subject, status, tries, attempts, due_at, lease_until,
-     last_status, last_error, created_at, updated_at, test) = row  # fmt: skip
-    return Delivery(
-        id=id_,
-        event_id=event_id,
-        hook=hook,
-        relay=relay,
-        subject=subject,
-        status=status,
-        tries=tries,
-        attempts=attempts,
-        due_at=due_at,
-        lease_until=lease_until,
-        last_status=last_status,
-        last_error=last_error,
-        created_at=created_at,
-        updated_at=updated_at,
-        event=event,
-        test=bool(test),
-    )
-
-
-def delivery_with_event(row: Row) -> Delivery:
-    return delivery(row[:DELIVERY_WIDTH], to_event(row[DELIVERY_WIDTH:]))
-
-
-def _attempt(row: Row) -> Attempt:
-    (delivery_id, number, started_at, duration_ms, request, response_status, response_headers,
-     response_body, error_class, error) = row  # fmt: skip
-    return Attempt(
-        delivery_id=delivery_id,
-        number=number,
-        started_at=started_at,
-        duration_ms=duration_ms,
-        request=json.loads(request),
-        response_status=response_status,
-        response_headers=tuple((name, value) for name, value in json.loads(response_headers)),
-        response_body=bytes(response_body),
-        error_class=error_class,
-        error=error,
-    )

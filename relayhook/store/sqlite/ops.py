@@ -126,6 +126,7 @@ class Pruner:
     def _delete_requests(self, conn: sqlite3.Connection, ids: Sequence[str]) -> PruneResult:
         still = _still(conn, "requests", self.request_check, self.relay_params, ids)
         events = _delete_in(conn, "events", "request_id", still)
+        _delete_in(conn, "outcomes", "request_id", still)  # kept as long as their request
         return PruneResult(requests=_delete_in(conn, "requests", "id", still), events=events)
 
 

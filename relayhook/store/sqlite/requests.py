@@ -1,21 +1,21 @@
-"""Requests in SQLite: their rows, the events each mapped to (a resend points at the events it
-repeated), and the test sends of `relayhook send-test`.
+"""Requests in SQLite: the events each mapped to (a resend points at the events it repeated),
+and the test sends of `relayhook send-test`. Rows and records are relayhook.store.rows's.
 
-Schema version 3 adds `requests.event_ids` (JSON: the ids of every event the request mapped to,
+Schema version 4 adds `requests.event_ids` (JSON: the ids of every event the request mapped to,
 new or repeated; NULL for requests stored before it, whose events are found by `request_id`)
 and the `test` flags of requests and deliveries.
 """
 
 from __future__ import annotations
 
-import json
 import sqlite3
 from collections.abc import Iterable, Sequence
 
 from relayhook.events import Event
 from relayhook.records import Attempt, NewDelivery, Outcome, RequestRecord
+from relayhook.store.rows import REQUEST_COLUMNS, Row, mapped_ids, to_request
 from relayhook.store.sqlite.deliveries import finish
-from relayhook.store.sqlite.rows import Row, dumps
+from relayhook.store.text import dumps, to_column
 
 SCHEMA_4 = """
 ALTER TABLE requests ADD COLUMN event_ids TEXT;  -- JSON list of the ids it mapped to
@@ -23,36 +23,17 @@ ALTER TABLE requests ADD COLUMN test INTEGER NOT NULL DEFAULT 0;  -- 1: made by 
 ALTER TABLE deliveries ADD COLUMN test INTEGER NOT NULL DEFAULT 0;  -- 1: made by send-test
 """
 
-REQUEST_COLUMNS = ("id, relay, received_at, method, query, headers, body, status, error,"
-                   " truncated, event_ids, test")
 # A request id met again writes nothing: the spool may hand one over twice after a crash.
 INSERT_REQUEST = (f"INSERT INTO requests ({REQUEST_COLUMNS})"
                   " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (id) DO NOTHING")
-
-
-def request_row(request: RequestRecord, events: Sequence[Event]) -> Row:
-    return (
-        request.id,
-        request.relay,
-        request.received_at,
-        request.method,
-        request.query,
-        dumps([[name, value] for name, value in request.headers]),
-        bytes(request.body),
-        request.status,
-        request.error,
-        int(request.truncated),
-        dumps([event.id for event in events]),
-        int(request.test),
-    )
 
 
 def set_mapped(conn: sqlite3.Connection, request_id: str, status: str, error: str | None,
                events: Sequence[Event]) -> None:
     """A remapped request's new status, error and the events it mapped to; KeyError if none."""
     update = "UPDATE requests SET status = ?, error = ?, event_ids = ? WHERE id = ?"
-    ids = dumps([event.id for event in events])
-    if conn.execute(update, (status, error, ids, request_id)).rowcount == 0:
+    ids = dumps([to_column(event.id) for event in events])
+    if conn.execute(update, (status, to_column(error), ids, request_id)).rowcount == 0:
         raise KeyError(request_id)
 
 
@@ -61,48 +42,27 @@ def with_event_ids(conn: sqlite3.Connection, rows: Iterable[Row]) -> list[Reques
     request had stored (two queries for the whole page)."""
     page = list(rows)
     # One JSON array parameter rather than one `?` per id: no limit on the page size.
-    mapped = {i for row in page if row[10] is not None for i in json.loads(row[10])}
+    mapped = {i for row in page for i in mapped_ids(row) or ()}
     stored_by: dict[str, str] = {}
     if mapped:
         sql = "SELECT id, request_id FROM events WHERE id IN (SELECT value FROM json_each(?))"
         stored_by = dict(conn.execute(sql, (dumps(sorted(mapped)),)).fetchall())
     older = [row[0] for row in page if row[10] is None]
     first_seen: dict[str, list[str]] = {}
-    if older:  # stored before version 3: their events are those they stored first
+    if older:  # stored before version 4: their events are those they stored first
         sql = ("SELECT request_id, id FROM events"
                " WHERE request_id IN (SELECT value FROM json_each(?)) ORDER BY seq")
         for request_id, event_id in conn.execute(sql, (dumps(older),)):
             first_seen.setdefault(request_id, []).append(event_id)
-    records = []
-    for row in page:
-        repeated: tuple[str, ...] = ()
-        if row[10] is None:
-            ids = tuple(first_seen.get(row[0], ()))
-        else:
-            ids = tuple(dict.fromkeys(json.loads(row[10])))
-            repeated = tuple(i for i in ids if stored_by.get(i, row[0]) != row[0])
-        records.append(_request(row, ids, repeated))
-    return records
+    return [_record(row, stored_by, first_seen) for row in page]
 
 
-def _request(row: Row, event_ids: tuple[str, ...], duplicate_ids: tuple[str, ...]
-             ) -> RequestRecord:
-    id_, relay, received_at, method, query, headers, body, status, error, truncated = row[:10]
-    return RequestRecord(
-        id=id_,
-        relay=relay,
-        received_at=received_at,
-        method=method,
-        query=query,
-        headers=tuple((name, value) for name, value in json.loads(headers)),
-        body=bytes(body),
-        status=status,
-        error=error,
-        truncated=bool(truncated),
-        event_ids=event_ids,
-        duplicate_ids=duplicate_ids,
-        test=bool(row[11]),
-    )
+def _record(row: Row, stored_by: dict[str, str], first_seen: dict[str, list[str]]
+            ) -> RequestRecord:
+    ids = mapped_ids(row)
+    if ids is None:
+        return to_request(row, first_seen.get(row[0], ()))
+    return to_request(row, ids, [i for i in ids if stored_by.get(i, row[0]) != row[0]])
 
 
 def record_test(conn: sqlite3.Connection, request_row: Row, event_row: Row,
@@ -116,6 +76,6 @@ def record_test(conn: sqlite3.Connection, request_row: Row, event_row: Row,
     conn.execute(
         "INSERT INTO deliveries (id, event_id, hook, relay, subject, status, due_at, created_at,"
         " updated_at, lease_owner, test) VALUES (?, ?, ?, ?, ?, 'claimed', ?, ?, ?, 'test', 1)",
-        (delivery.id, delivery.event_id, delivery.hook, relay, delivery.subject,
-         delivery.due_at, delivery.due_at, delivery.due_at))
+        (delivery.id, to_column(delivery.event_id), delivery.hook, relay,
+         to_column(delivery.subject), delivery.due_at, delivery.due_at, delivery.due_at))
     finish(conn, delivery.id, owner="test", outcome=outcome, attempt=attempt)

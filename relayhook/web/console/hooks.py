@@ -14,6 +14,7 @@ from starlette.responses import Response
 from relayhook.errors import ConflictError
 from relayhook.events import Event, format_time
 from relayhook.examples import example_event
+from relayhook.explain import hook_skips
 from relayhook.hooks import Hook
 from relayhook.store import DELIVERY_STATUSES, DeliveryFilter, NewDelivery, RequestRecord
 from relayhook.web.console import changes
@@ -67,6 +68,7 @@ async def show_hook(console: Console, ctx: Ctx) -> Response:
         "hook.html", title=f"Hook {hook.name}", hook=await summary_of(console, hook.name),
         deliveries=deliveries, shown=shown, statuses=DELIVERY_STATUSES, filter_error=error,
         filtered=filtered, filter_query=urlencode(pairs), test_relay=TEST_RELAY,
+        skips=await hook_skips(console.parts, hook.name),
         next_before=deliveries[-1].id if len(deliveries) == HISTORY_PAGE else None)
 
 async def set_active(console: Console, ctx: Ctx) -> Response:

@@ -7,10 +7,17 @@ from typing import TYPE_CHECKING, Any
 
 from starlette.responses import Response
 
-from relayhook.remap import remap_request
+from relayhook.explain import request_outcomes
+from relayhook.outcomes import marked_fields, names_read
+from relayhook.remap import remap_request, run_again
 from relayhook.store import FINAL_STATUSES, DeliveryFilter
 from relayhook.web.console.pages import Ctx, NotFound
-from relayhook.web.readmodel import attempt_curl, attempt_json, pretty_body, request_json
+from relayhook.web.readmodel import (
+    attempt_curl,
+    attempt_json,
+    pretty_body,
+    request_json,
+)
 
 if TYPE_CHECKING:
     from relayhook.web.console.core import Console
@@ -29,7 +36,9 @@ async def show_request(console: Console, ctx: Ctx) -> Response:
     by_event: dict[str, list[Any]] = {}
     for delivery in deliveries:
         by_event.setdefault(delivery.event_id, []).append(delivery)
+    outcomes = await request_outcomes(console.parts, record)
     return ctx.render("request.html", title="Request", record=request_json(record),
+                      outcomes=outcomes,
                       body=pretty_body(record.body), events=events, by_event=by_event,
                       relay_known=any(r.name == record.relay
                                       for r in console.parts.live.relays.values()))
@@ -41,9 +50,22 @@ async def remap(console: Console, ctx: Ctx) -> Response:
     if record is None:
         raise NotFound("There is no kept request with this id.")
     by_name = {relay.name: relay for relay in console.parts.live.relays.values()}
-    message = await remap_request(record, by_name, store, console.parts.live, console.now())
+    message = await remap_request(record, by_name, store, console.parts.live, console.now(),
+                                  console.parts.settings.template_secrets())
     console.parts.wake()
     return ctx.redirect(f"/requests/{record.id}", f"Mapped again: {message}.")
+
+
+async def rerun(console: Console, ctx: Ctx) -> Response:
+    parts = console.parts
+    record = await parts.store.get_request(ctx.param("id"))
+    if record is None:
+        raise NotFound("There is no kept request with this id.")
+    by_name = {relay.name: relay for relay in parts.live.relays.values()}
+    message = await run_again(record, by_name, parts.store, parts.live, console.now(),
+                              parts.settings.template_secrets())
+    parts.wake()
+    return ctx.redirect(f"/requests/{record.id}#why", f"Run again: {message}.")
 
 
 async def show_delivery(console: Console, ctx: Ctx) -> Response:
@@ -53,7 +75,12 @@ async def show_delivery(console: Console, ctx: Ctx) -> Response:
     delivery, attempts = found
     shown = [{**attempt_json(a), "curl": attempt_curl(a.request),
               "response_text": pretty_body(a.response_body)} for a in reversed(attempts)]
+    hook = console.parts.live.hooks.get(delivery.hook)
+    read = names_read(hook.stored_spec()) if hook is not None else ()
+    fields = (marked_fields(delivery.event.to_cloudevent(), read)
+              if delivery.event is not None else [])
     return ctx.render("delivery.html", title="Delivery", delivery=delivery, attempts=shown,
+                      fields=fields, sent=shown[0] if shown else None,
                       event=delivery.event, finished=delivery.status in FINAL_STATUSES,
                       hook_known=delivery.hook in console.parts.live.hooks)
 
@@ -74,6 +101,7 @@ async def replay_delivery(console: Console, ctx: Ctx) -> Response:
 ROUTES = [
     ("/requests/{id}", show_request, ["GET"]),
     ("/requests/{id}/remap", remap, ["POST"]),
+    ("/requests/{id}/run-again", rerun, ["POST"]),
     ("/deliveries/{id}", show_delivery, ["GET"]),
     ("/deliveries/{id}/replay", replay_delivery, ["POST"]),
 ]
