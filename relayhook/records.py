@@ -177,3 +177,27 @@ class DeliveryFilter:
 
 # (relay or hook name, bucket number counted from `since`, status, count)
 ActivityRow = tuple[str, int, str, int]
+
+
+ProblemStatus = Literal["open", "acknowledged", "resolved"]
+PROBLEM_STATUSES: tuple[ProblemStatus, ...] = ("open", "acknowledged", "resolved")
+
+
+@dataclass(frozen=True, slots=True)
+class Problem:
+    """Failures of one hook with one signature (`status 401`, `connect`), grouped: open from
+    `first_at` (epoch seconds), acknowledged by a person, resolved by the hook's next success.
+    `deliveries` counts the distinct deliveries it holds; `error` is the last one's error;
+    `notified` whether the alert about it was sent (or is not wanted)."""
+
+    id: str
+    hook: str
+    signature: str
+    status: ProblemStatus
+    first_at: float
+    last_at: float
+    deliveries: int
+    error: str | None
+    acknowledged_at: float | None = None
+    resolved_at: float | None = None
+    notified: bool = False

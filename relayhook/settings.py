@@ -125,6 +125,23 @@ class OutcomesSettings(Section):
     )
 
 
+class AlertsSettings(Section):
+    webhook: str = Field(
+        default="", description="POST a JSON alert here when a problem opens (a hook's "
+        "deliveries fail with a new cause) or a 410 deactivates a hook; sent through the same "
+        "destination checks as deliveries. Empty: no alerts.",
+        examples=["https://hooks.slack.com/services/T000/B000/XXXX"],
+    )
+    interval: float = Field(default=1.0, gt=0, description="Seconds between looks for new "
+                            "problems to alert about.")
+
+    @model_validator(mode="after")
+    def _url(self) -> AlertsSettings:
+        if self.webhook and not self.webhook.startswith(("https://", "http://")):
+            raise ValueError(f"webhook must be an http(s) URL, not {self.webhook!r}")
+        return self
+
+
 class RetentionSettings(Section):
     days: float = Field(
         default=30, ge=0, description="Keep requests, events and finished deliveries this long "
@@ -187,6 +204,7 @@ class Settings(BaseSettings):
     metrics: MetricsSettings = MetricsSettings()
     retention: RetentionSettings = RetentionSettings()
     outcomes: OutcomesSettings = OutcomesSettings()
+    alerts: AlertsSettings = AlertsSettings()
     secrets: dict[str, str] = Field(
         default={},
         description="Values hooks use as {{ secrets.name }}; never stored or logged. `key` is "

@@ -65,8 +65,11 @@ def test_quick_run_prints_the_table_and_loses_nothing(quick_run: dict[str, Any])
         assert cell["failed"] is None, cell
         assert cell["requests"] > 0 and cell["loss"] == "none", cell
     for cell in cells:
+        # Every acknowledged event reached the sink once the backlog drained ("loss" above
+        # compares the sink with the database). How many arrived within a 1 s window is a
+        # figure of a loaded machine, not a behaviour: not asserted.
         if cell["kind"] == "relayhook-forward":
-            assert cell["pending_after_drain"] == 0 and cell["forwarded_in_window"] > 0, cell
+            assert cell["pending_after_drain"] == 0, cell
 
 
 def test_node_red_column_is_measured(quick_run: dict[str, Any]) -> None:

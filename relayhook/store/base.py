@@ -25,6 +25,8 @@ from relayhook.records import (
     IngestResult,
     NewDelivery,
     Outcome,
+    Problem,
+    ProblemStatus,
     RequestRecord,
     RequestStatus,
 )
@@ -264,7 +266,33 @@ class Store(Protocol):
     ) -> bool:
         """Record an attempt (if any) and the delivery's new status, releasing the claim; one
         transaction. `tries`/`attempts` grow by one with an attempt. Returns False, and changes
-        nothing but recording the attempt, when `owner` no longer holds the claim."""
+        nothing but recording the attempt, when `owner` no longer holds the claim.
+
+        In the same transaction, problems: a success resolves every unresolved problem of the
+        delivery's hook; a failure (failed, dead, paused) joins the hook's unresolved problem
+        of its signature (relayhook.problems.failure_signature), or opens one, counting each
+        delivery once."""
+
+    async def list_problems(self, *, hook: str | None = None,
+                            statuses: Sequence[ProblemStatus] = ("open", "acknowledged"),
+                            limit: int = 50) -> list[Problem]:
+        """Problems in `statuses` (of one hook, or all), newest opened first."""
+
+    async def get_problem(self, problem_id: str) -> Problem | None:
+        """One problem, or None."""
+
+    async def acknowledge_problem(self, problem_id: str, *, at: float) -> bool:
+        """An open problem becomes acknowledged (someone is on it); False if there is no open
+        problem of that id. It is still resolved by the hook's next success."""
+
+    async def mark_problem_notified(self, problem_id: str) -> bool:
+        """Mark that the alert about a problem is being sent: True for the one caller that
+        marked it (so that of several processes only one sends it), False if it was already."""
+
+    async def replay_problem(self, problem_id: str, *, now: float, limit: int = 500) -> int:
+        """Replay affected: make the problem's deliveries that are not done (failed, dead,
+        paused) due again now, as `replay` does (`paused` where their hook is inactive; never a
+        claimed one). Returns how many."""
 
     async def set_hook_active(self, hook: str, active: bool, reason: str | None, at: float) -> int:
         """Remember that a hook is (in)active, with why; pause its unfinished deliveries

@@ -7,6 +7,9 @@
     GET  /api/deliveries/{id}                              a delivery, its event and attempts
     POST /api/deliveries/{id}/replay                       send it again
     POST /api/hooks/{name}/replay?status=dead[,failed]&since=   send a hook's deliveries again
+    GET  /api/problems?hook=&status=open,acknowledged,resolved&limit=   failures grouped
+    POST /api/problems/{id}/acknowledge                    someone is on it
+    POST /api/problems/{id}/replay                         Replay affected: its deliveries again
 
 Relays, hooks and connectors (read and written) are in relayhook.web.config_api.
 """
@@ -26,6 +29,8 @@ from relayhook.assembly import Parts
 from relayhook.errors import ConflictError, InvalidError, NotFoundError
 from relayhook.events import parse_time
 from relayhook.explain import hook_skips, request_outcomes
+from relayhook.problems import problem_json
+from relayhook.records import PROBLEM_STATUSES, Problem
 from relayhook.remap import run_again
 from relayhook.store import REQUEST_STATUSES, RequestRecord
 from relayhook.tomlpos import format_path
@@ -195,7 +200,39 @@ def api_routes(parts: Parts, token: str, clock: Callable[[], datetime]) -> list[
     async def hook_skipped(request: Request) -> dict[str, Any]:
         return {"items": await hook_skips(parts, hook_named(request), _limit(request))}
 
+    async def list_problems(request: Request) -> dict[str, Any]:
+        statuses = request.query_params.get("status", "open,acknowledged").split(",")
+        for status in statuses:
+            _one_of(status, PROBLEM_STATUSES, "status")
+        problems = await store.list_problems(hook=request.query_params.get("hook"),
+                                             statuses=statuses,  # type: ignore[arg-type]
+                                             limit=_limit(request))
+        return {"items": [problem_json(p) for p in problems]}
+
+    async def acknowledge_problem(request: Request) -> dict[str, Any]:
+        problem_id = request.path_params["id"]
+        if not await store.acknowledge_problem(problem_id, at=clock().timestamp()):
+            if await store.get_problem(problem_id) is None:
+                raise ApiError(404, "no such problem")
+            raise ApiError(409, "only an open problem is acknowledged")
+        return problem_json(await _problem(problem_id))
+
+    async def replay_problem(request: Request) -> dict[str, Any]:
+        problem = await _problem(request.path_params["id"])
+        count = await store.replay_problem(problem.id, now=clock().timestamp())
+        parts.wake()
+        return {"replayed": count, "problem": problem_json(problem)}
+
+    async def _problem(problem_id: str) -> Problem:
+        problem = await store.get_problem(problem_id)
+        if problem is None:
+            raise ApiError(404, "no such problem")
+        return problem
+
     return [
+        Route("/api/problems", guarded(list_problems), methods=["GET"]),
+        Route("/api/problems/{id}/acknowledge", guarded(acknowledge_problem), methods=["POST"]),
+        Route("/api/problems/{id}/replay", guarded(replay_problem), methods=["POST"]),
         Route("/api/requests", guarded(list_requests), methods=["GET"]),
         Route("/api/requests/{id}/outcomes", guarded(get_outcomes), methods=["GET"]),
         Route("/api/requests/{id}/run-again", guarded(run_request_again), methods=["POST"]),

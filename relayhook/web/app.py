@@ -28,6 +28,7 @@ from relayhook.assembly import (
     spool_path,
     utc_now,
 )
+from relayhook.delivery.alerts import Alerter
 from relayhook.delivery.dispatcher import Dispatcher
 from relayhook.delivery.http import make_http_transport
 from relayhook.intake import Intake, SpoolDrainer
@@ -105,6 +106,10 @@ def create_app(
                 )
                 the_store.subscribe(parts.dispatcher.notice)
                 parts.tasks.append(asyncio.create_task(parts.dispatcher.run()))
+                if settings.alerts.webhook:
+                    alerter = Alerter(the_store, sender, settings.alerts.webhook,
+                                      settings.alerts.interval)
+                    parts.tasks.append(asyncio.create_task(alerter.run()))
                 if settings.retention.interval > 0:
                     parts.tasks.append(asyncio.create_task(
                         prune_periodically(the_store, settings.retention, clock)))

@@ -34,6 +34,8 @@ from relayhook.records import (
     IngestResult,
     NewDelivery,
     Outcome,
+    Problem,
+    ProblemStatus,
     RequestRecord,
     RequestStatus,
 )
@@ -53,12 +55,14 @@ from relayhook.store.base import (
     check_new_deliveries,
     check_replay,
     check_test,
+    finished_at,
 )
 from relayhook.store.migrations import Migration
 from relayhook.store.postgres import browse, schema
 from relayhook.store.postgres import config as config_sql
 from relayhook.store.postgres import deliveries as sql
 from relayhook.store.postgres import outcomes as outcomes_sql
+from relayhook.store.postgres import problems as problems_sql
 from relayhook.store.postgres import requests as requests_sql
 from relayhook.store.postgres.committer import CONNECTION_ERRORS, GroupCommitter, store_error
 from relayhook.store.postgres.listener import Listener
@@ -270,8 +274,35 @@ class PostgresStore:
         check_finish(delivery_id, outcome, attempt)
         now = time.time()
         notify: Topic | None = "deliveries" if outcome.status in ("failed", "paused") else None
-        return await self._write(lambda conn: sql.finish(
-            conn, delivery_id, owner=owner, outcome=outcome, attempt=attempt, now=now), notify)
+
+        async def job(conn: asyncpg.Connection) -> bool:
+            done = await sql.finish(conn, delivery_id, owner=owner, outcome=outcome,
+                                    attempt=attempt, now=now)
+            if done:
+                await problems_sql.note(conn, delivery_id, outcome, attempt,
+                                        finished_at(attempt, lambda: now))
+            return done
+
+        return await self._write(job, notify)
+
+    async def list_problems(self, *, hook: str | None = None,
+                            statuses: Sequence[ProblemStatus] = ("open", "acknowledged"),
+                            limit: int = 50) -> list[Problem]:
+        return await self._read(
+            lambda conn: problems_sql.list_problems(conn, hook, statuses, limit))
+
+    async def get_problem(self, problem_id: str) -> Problem | None:
+        return await self._read(lambda conn: problems_sql.get_problem(conn, problem_id))
+
+    async def acknowledge_problem(self, problem_id: str, *, at: float) -> bool:
+        return await self._write(lambda conn: problems_sql.acknowledge(conn, problem_id, at))
+
+    async def mark_problem_notified(self, problem_id: str) -> bool:
+        return await self._write(lambda conn: problems_sql.mark_notified(conn, problem_id))
+
+    async def replay_problem(self, problem_id: str, *, now: float, limit: int = 500) -> int:
+        return await self._write(lambda conn: problems_sql.replay(conn, problem_id, now, limit),
+                                 "deliveries")
 
     async def set_hook_active(self, hook: str, active: bool, reason: str | None, at: float) -> int:
         return await self._write(

@@ -159,12 +159,37 @@ CREATE INDEX deliveries_finished ON deliveries (updated_at) WHERE status IN {FIN
 CREATE INDEX deliveries_stuck ON deliveries (hook, status) WHERE status IN ('dead', 'paused');
 """
 
+# Migration 5: a hook's failures grouped by signature (relayhook.store.postgres.problems).
+PROBLEMS = """
+CREATE TABLE problems (
+    seq             bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    id              text NOT NULL UNIQUE,
+    hook            text NOT NULL,
+    signature       text NOT NULL,
+    status          text NOT NULL CHECK (status IN ('open', 'acknowledged', 'resolved')),
+    first_at        double precision NOT NULL,
+    last_at         double precision NOT NULL,
+    deliveries      integer NOT NULL DEFAULT 0,
+    error           text,
+    acknowledged_at double precision,
+    resolved_at     double precision,
+    notified        boolean NOT NULL DEFAULT false
+);
+CREATE UNIQUE INDEX problems_current ON problems (hook, signature) WHERE status <> 'resolved';
+CREATE TABLE problem_deliveries (
+    problem_id  text NOT NULL,
+    delivery_id text NOT NULL,
+    PRIMARY KEY (problem_id, delivery_id)
+);
+"""
+
 MIGRATIONS = (
     Migration(1, "requests, events, deliveries, attempts, hooks", INITIAL),
     Migration(2, "hook pacing shared by all dispatchers", PACING),
     Migration(3, "live configuration, console values, event ids, test sends, retention",
               LIVE_CONFIG),
     Migration(4, "why each hook did or did not fire, per request", OUTCOMES),
+    Migration(5, "problems: a hook's failures grouped by signature", PROBLEMS),
 )
 check_numbering(MIGRATIONS)
 LATEST = MIGRATIONS[-1].version

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import sqlite3
+import time
 from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
@@ -26,6 +27,8 @@ from relayhook.records import (
     IngestResult,
     NewDelivery,
     Outcome,
+    Problem,
+    ProblemStatus,
     RequestRecord,
     RequestStatus,
 )
@@ -42,6 +45,7 @@ from relayhook.store.base import (
     check_finish,
     check_replay,
     check_test,
+    finished_at,
 )
 from relayhook.store.migrations import Migration
 from relayhook.store.rows import (
@@ -59,6 +63,7 @@ from relayhook.store.sqlite import config as config_sql
 from relayhook.store.sqlite import deliveries as deliveries_sql
 from relayhook.store.sqlite import ops as sqlite_ops
 from relayhook.store.sqlite import outcomes as outcomes_sql
+from relayhook.store.sqlite import problems as problems_sql
 from relayhook.store.sqlite import requests as requests_sql
 from relayhook.store.sqlite.requests import INSERT_REQUEST
 from relayhook.store.sqlite.rows import page_query, where
@@ -324,11 +329,34 @@ class SQLiteStore:
         self, delivery_id: str, *, owner: str, outcome: Outcome, attempt: Attempt | None
     ) -> bool:
         check_finish(delivery_id, outcome, attempt)
-        return await self._write(
-            lambda conn: deliveries_sql.finish(
-                conn, delivery_id, owner=owner, outcome=outcome, attempt=attempt
-            )
-        )
+
+        def job(conn: sqlite3.Connection) -> bool:
+            done = deliveries_sql.finish(conn, delivery_id, owner=owner, outcome=outcome,
+                                         attempt=attempt)
+            if done:
+                problems_sql.note(conn, delivery_id, outcome, attempt,
+                                  finished_at(attempt, time.time))
+            return done
+
+        return await self._write(job)
+
+    async def list_problems(self, *, hook: str | None = None,
+                            statuses: Sequence[ProblemStatus] = ("open", "acknowledged"),
+                            limit: int = 50) -> list[Problem]:
+        return await self._read(
+            lambda conn: problems_sql.list_problems(conn, hook, tuple(statuses), limit))
+
+    async def get_problem(self, problem_id: str) -> Problem | None:
+        return await self._read(lambda conn: problems_sql.get_problem(conn, problem_id))
+
+    async def acknowledge_problem(self, problem_id: str, *, at: float) -> bool:
+        return await self._write(lambda conn: problems_sql.acknowledge(conn, problem_id, at))
+
+    async def mark_problem_notified(self, problem_id: str) -> bool:
+        return await self._write(lambda conn: problems_sql.mark_notified(conn, problem_id))
+
+    async def replay_problem(self, problem_id: str, *, now: float, limit: int = 500) -> int:
+        return await self._write(lambda conn: problems_sql.replay(conn, problem_id, now, limit))
 
     async def set_hook_active(self, hook: str, active: bool, reason: str | None, at: float) -> int:
         def job(conn: sqlite3.Connection) -> int:

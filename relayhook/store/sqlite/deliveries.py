@@ -106,7 +106,7 @@ WAITING: tuple[DeliveryStatus, ...] = ("pending", "failed")
 # due of those first (a claim that ran out keeps its due_at), seq breaking ties. With
 # a million deliveries waiting for a receiver that is down, finding that none is due is one
 # index seek (a scan in seq order read them all: ~70 ms a round, in the writer thread).
-INDEXES_V8 = f"""
+INDEXES_V9 = f"""
 CREATE INDEX IF NOT EXISTS deliveries_due ON deliveries (hook, due_at, seq)
     WHERE {one_of("status", WAITING)};
 CREATE INDEX IF NOT EXISTS deliveries_leased ON deliveries (hook, lease_until, seq)

@@ -14,9 +14,10 @@ from pathlib import Path
 from relayhook.records import DELIVERY_STATUSES
 from relayhook.store.base import StoreError
 from relayhook.store.migrations import Migration, check_numbering, plan
-from relayhook.store.sqlite.deliveries import CLAIMABLE, INDEXES_V8, UNFINISHED, one_of
+from relayhook.store.sqlite.deliveries import CLAIMABLE, INDEXES_V9, UNFINISHED, one_of
 from relayhook.store.sqlite.ops import INDEXES_V5
 from relayhook.store.sqlite.outcomes import SCHEMA_7 as OUTCOMES
+from relayhook.store.sqlite.problems import SCHEMA_8 as PROBLEMS
 from relayhook.store.sqlite.requests import SCHEMA_4
 
 # One event x one hook. `relay` is the event's, copied so that lists need no join. Version 2
@@ -179,7 +180,8 @@ MIGRATIONS = (
     Migration(5, "indexes for retention and the backlog", INDEXES_V5),
     Migration(6, "hook pacing shared by all dispatchers", PACING),
     Migration(7, "why each hook did or did not fire, per request", OUTCOMES),
-    Migration(8, "claims that seek the due deliveries, not the whole backlog", INDEXES_V8),
+    Migration(8, "problems: a hook's failures grouped by signature", PROBLEMS),
+    Migration(9, "claims that seek the due deliveries, not the whole backlog", INDEXES_V9),
 )
 check_numbering(MIGRATIONS)
 LATEST = MIGRATIONS[-1].version

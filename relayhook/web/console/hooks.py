@@ -19,6 +19,7 @@ from relayhook.hooks import Hook
 from relayhook.store import DELIVERY_STATUSES, DeliveryFilter, NewDelivery, RequestRecord
 from relayhook.web.console import changes
 from relayhook.web.console.pages import Ctx, Form, NotFound
+from relayhook.web.console.problems import shown as shown_problems
 from relayhook.web.readmodel import FilterError, delivery_filter, hook_summaries
 
 if TYPE_CHECKING:
@@ -69,6 +70,7 @@ async def show_hook(console: Console, ctx: Ctx) -> Response:
         deliveries=deliveries, shown=shown, statuses=DELIVERY_STATUSES, filter_error=error,
         filtered=filtered, filter_query=urlencode(pairs), test_relay=TEST_RELAY,
         skips=await hook_skips(console.parts, hook.name),
+        problems=shown_problems(await console.parts.store.list_problems(hook=hook.name)),
         next_before=deliveries[-1].id if len(deliveries) == HISTORY_PAGE else None)
 
 async def set_active(console: Console, ctx: Ctx) -> Response:

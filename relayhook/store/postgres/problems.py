@@ -1,0 +1,91 @@
+"""Problems on PostgreSQL: the same contract as relayhook.store.sqlite.problems
+(its tables: migration 5 in relayhook.store.postgres.schema)."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Sequence
+
+import asyncpg
+
+from relayhook.problems import failure_signature
+from relayhook.records import Attempt, Outcome, Problem, ProblemStatus
+from relayhook.store.postgres.deliveries import REPLAY, count_of
+from relayhook.store.text import from_column, to_column
+
+COLUMNS = ("id, hook, signature, status, first_at, last_at, deliveries, error, acknowledged_at,"
+           " resolved_at, notified")
+OPEN = """
+INSERT INTO problems (id, hook, signature, status, first_at, last_at, error)
+SELECT $1, d.hook, $2, 'open', $3, $3, $4 FROM deliveries AS d WHERE d.id = $5
+ON CONFLICT (hook, signature) WHERE status <> 'resolved'
+DO UPDATE SET last_at = excluded.last_at, error = excluded.error
+RETURNING id
+"""
+RESOLVE = """
+UPDATE problems SET status = 'resolved', resolved_at = $1
+WHERE hook = (SELECT hook FROM deliveries WHERE id = $2) AND status <> 'resolved'
+"""
+ADD_DELIVERY = """
+WITH added AS (
+    INSERT INTO problem_deliveries VALUES ($1, $2) ON CONFLICT DO NOTHING RETURNING problem_id
+)
+UPDATE problems SET deliveries = deliveries + 1 WHERE id IN (SELECT problem_id FROM added)
+"""
+ERROR_CHARS = 500
+
+
+async def note(conn: asyncpg.Connection, delivery_id: str, outcome: Outcome,
+               attempt: Attempt | None, now: float) -> None:
+    """As SQLite's: a success resolves the hook's problems; a failure joins or opens one."""
+    if outcome.status == "succeeded":
+        await conn.execute(RESOLVE, now, delivery_id)
+        return
+    signature = failure_signature(outcome, attempt)
+    if signature is None:
+        return
+    error = (attempt.error if attempt is not None and attempt.error else outcome.error) or ""
+    problem_id = await conn.fetchval(OPEN, f"prb_{uuid.uuid4().hex[:20]}", signature, now,
+                                     to_column(error[:ERROR_CHARS] or None), delivery_id)
+    await conn.execute(ADD_DELIVERY, problem_id, delivery_id)
+
+
+def to_problem(row: asyncpg.Record) -> Problem:
+    (id_, hook, signature, status, first_at, last_at, deliveries, error, acknowledged_at,
+     resolved_at, notified) = row
+    return Problem(id_, hook, signature, status, first_at, last_at, deliveries,
+                   from_column(error), acknowledged_at, resolved_at, notified)
+
+
+async def list_problems(conn: asyncpg.Connection, hook: str | None,
+                        statuses: Sequence[ProblemStatus], limit: int) -> list[Problem]:
+    sql = f"SELECT {COLUMNS} FROM problems WHERE status = ANY($1::text[])"
+    params: list[object] = [list(statuses)]
+    if hook is not None:
+        params.append(hook)
+        sql += f" AND hook = ${len(params)}"
+    params.append(limit)
+    sql += f" ORDER BY seq DESC LIMIT ${len(params)}"
+    return [to_problem(row) for row in await conn.fetch(sql, *params)]
+
+
+async def get_problem(conn: asyncpg.Connection, problem_id: str) -> Problem | None:
+    row = await conn.fetchrow(f"SELECT {COLUMNS} FROM problems WHERE id = $1", problem_id)
+    return None if row is None else to_problem(row)
+
+
+async def acknowledge(conn: asyncpg.Connection, problem_id: str, at: float) -> bool:
+    sql = ("UPDATE problems SET status = 'acknowledged', acknowledged_at = $1"
+           " WHERE id = $2 AND status = 'open'")
+    return count_of(await conn.execute(sql, at, problem_id)) == 1
+
+
+async def replay(conn: asyncpg.Connection, problem_id: str, now: float, limit: int) -> int:
+    where = ("status IN ('failed', 'dead', 'paused') AND id IN"
+             " (SELECT delivery_id FROM problem_deliveries WHERE problem_id = $3)")
+    return count_of(await conn.execute(REPLAY.format(where=where), now, limit, problem_id))
+
+
+async def mark_notified(conn: asyncpg.Connection, problem_id: str) -> bool:
+    sql = "UPDATE problems SET notified = true WHERE id = $1 AND NOT notified"
+    return count_of(await conn.execute(sql, problem_id)) == 1
