@@ -69,31 +69,62 @@ def _json_error(exc: json.JSONDecodeError, text: str) -> str:
     return message
 
 
-def _parse_json(body: bytes) -> Any:
+def _parse_json(body: bytes) -> tuple[Any, bool]:
+    """The body's value, and whether it is JSON data as events hold it: Python's parser also
+    takes NaN and Infinity, which an event's data may not hold (so `_json_data` must look)."""
     try:
         text = body.decode("utf-8-sig")
     except UnicodeDecodeError as exc:
         raise MappingError(f"body is not UTF-8 text: byte {exc.start} is invalid") from exc
     try:
-        value = _loads(text)
+        value, plain = _loads(text)
         if "\\ud" in text or "\\uD" in text:  # only escapes make lone surrogates
             value = _without_lone_surrogates(value)
     except json.JSONDecodeError as exc:
         raise MappingError(_json_error(exc, text)) from exc
     except RecursionError as exc:
         raise MappingError("body is not valid JSON: nested too deeply") from exc
+    return value, plain
+
+
+class _NotPlainError(ValueError):
+    """A number JSON data may not hold: NaN, Infinity, or a float too large (1e400)."""
+
+
+def _finite_float(text: str) -> float:
+    value = float(text)
+    if not math.isfinite(value):
+        raise _NotPlainError(text)
     return value
 
 
-def _loads(text: str) -> Any:
+def _no_constant(name: str) -> Any:
+    raise _NotPlainError(name)
+
+
+# json.loads, except that it stops at a number an event's data may not hold (the body has no
+# float literal at all, mostly: the hook is then never called).
+_PLAIN_JSON = json.JSONDecoder(parse_float=_finite_float, parse_constant=_no_constant)
+
+
+def _loads(text: str) -> tuple[Any, bool]:
+    """The value, and whether it holds only finite numbers (JSON data as events hold it)."""
     try:
-        return json.loads(text)
+        return _PLAIN_JSON.decode(text), True
+    except _NotPlainError:
+        plain = False
+    except json.JSONDecodeError:
+        raise
+    except ValueError:
+        plain = True
+    try:
+        return json.loads(text), plain
     except json.JSONDecodeError:
         raise
     except ValueError:
         # An integer longer than int() takes (4300 digits, CVE-2020-10735): parsed again,
         # keeping such integers as the text of their digits, so that no digit is lost.
-        return json.loads(text, parse_int=_int_or_digits)
+        return json.loads(text, parse_int=_int_or_digits), False
 
 
 def _int_or_digits(digits: str) -> int | str:
@@ -134,7 +165,14 @@ def _describe_format(fmt: str) -> str:
 
 def parse_body(connector: Connector, request: InboundRequest) -> Any:
     """The request's body as data, in one of the formats the connector accepts."""
+    return _parse_body(connector, request)[0]
+
+
+def _parse_body(connector: Connector, request: InboundRequest) -> tuple[Any, bool]:
+    """The body as data, and whether it is JSON data already (then an event whose data is the
+    body as parsed need not be walked and copied again: 0.7 ms for a 39 KB body)."""
     accepted = connector.spec.accept.formats
+    plain = True
     if not request.body.strip():
         fmt, body = "query", {}
     elif request.media_type == "application/x-www-form-urlencoded" and "form" in accepted:
@@ -144,7 +182,7 @@ def parse_body(connector: Connector, request: InboundRequest) -> Any:
             raise MappingError("form body is not UTF-8 text") from exc
     else:
         try:
-            body = _parse_json(request.body)
+            body, plain = _parse_json(request.body)
         except MappingError as exc:
             if request.media_type == "application/x-www-form-urlencoded":
                 raise MappingError(f"{exc} (the request is form-encoded, which connector "
@@ -160,18 +198,26 @@ def parse_body(connector: Connector, request: InboundRequest) -> Any:
         wanted = " or ".join(_describe_format(f) for f in accepted)
         got = _describe_format(fmt)
         raise MappingError(f"connector {connector.id!r} takes {wanted}; got {got}")
-    return body
+    return body, plain
 
 
 def request_scope(connector: Connector, request: InboundRequest, relay: str) -> dict[str, Any]:
     """The variables every template of the connector sees."""
-    return {
-        "body": parse_body(connector, request),
+    return _request_scope(connector, request, relay)[0]
+
+
+def _request_scope(connector: Connector, request: InboundRequest, relay: str
+                   ) -> tuple[dict[str, Any], Any]:
+    """The scope, and the body when it is JSON data as parsed (else a sentinel)."""
+    body, plain = _parse_body(connector, request)
+    scope = {
+        "body": body,
         "query": parse_pairs(request.query),
         "headers": dict(request.headers),
         "method": request.method,
         "relay": relay,
     }
+    return scope, body if plain else _NOT_PLAIN
 
 
 @dataclass(frozen=True, slots=True)
@@ -222,8 +268,8 @@ def map_inbound(
     Rules that answer or refuse are tried first, in order: the first that applies takes the
     request whole (a refusal raises MappingError; an answer comes with the events of that rule
     alone). Otherwise every event rule that applies makes its events."""
-    scope = request_scope(connector, request, relay)
-    builder = _EventBuilder(relay, format_time(received_at), new_id)
+    scope, plain_body = _request_scope(connector, request, relay)
+    builder = _EventBuilder(relay, format_time(received_at), new_id, plain_body)
     try:
         for rule in connector.rules:
             if rule.decides:
@@ -333,6 +379,7 @@ def _kind(value: Any) -> str:
     return describe(value)
 
 
+_NOT_PLAIN = object()
 _TYPE = re.compile(r"^[A-Za-z0-9](?:[A-Za-z0-9._:/-]*[A-Za-z0-9])?$")
 _NUMBER = re.compile(r"^-?\d+(\.\d+)?$")
 
@@ -342,16 +389,20 @@ class _EventBuilder:
     relay: str
     received_at: str
     new_id: Callable[[], str]
+    plain_body: Any  # the request's body when it is JSON data as parsed, else _NOT_PLAIN
 
     def build(self, rule: CompiledRule, values: dict[str, Any]) -> Event:
         key = values.get("key")
+        data = values.get("data")
+        if data is not self.plain_body:  # `{{ body }}` is JSON data already, shared as is
+            data = _json_data(data, f"{rule.name}.data")
         return Event(
             id=self._id(rule, key),
             source=_text(values["source"], f"{rule.name}.source"),
             type=_event_type(values["type"], f"{rule.name}.type"),
             subject=_subject(values.get("subject"), f"{rule.name}.subject"),
             time=_time(values.get("time"), self.received_at, f"{rule.name}.time"),
-            data=_json_data(values.get("data"), f"{rule.name}.data"),
+            data=data,
             relay=self.relay,
         )
 

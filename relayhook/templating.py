@@ -29,6 +29,7 @@ from typing import Any
 import jinja2
 from jinja2 import nodes, pass_eval_context
 from jinja2.exceptions import SecurityError
+from jinja2.parser import Parser
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 from jinja2.visitor import NodeTransformer
 
@@ -42,6 +43,7 @@ from relayhook.filters import (
     regex_search,
     unfilled_placeholders,
 )
+from relayhook.shortcuts import Miss, shortcut_expression, shortcut_text
 
 __all__ = ["dotted", "epoch_ms", "epoch_s", "flatten", "path_segment"]  # filters, re-exported
 
@@ -467,9 +469,6 @@ def _compile_error(name: str, exc: jinja2.TemplateSyntaxError) -> TemplateError:
     return TemplateError(name, exc.message or str(exc), exc.lineno or 1)
 
 
-_DOTTED_PATH = re.compile(r"\A[A-Za-z_]\w*(?:\.[A-Za-z_]\w*)*\Z")
-
-
 def _compile_expression(expr: str) -> Any:
     compiled = ENV.compile_expression(expr, undefined_to_none=False)
 
@@ -479,25 +478,26 @@ def _compile_expression(expr: str) -> Any:
             str(value)  # raises UndefinedError with Jinja's own message
         return _refuse_non_data(value)
 
-    if _DOTTED_PATH.match(expr) is None:
-        return evaluate
-    head, *steps = expr.split(".")
-
-    def lookup(context: Mapping[str, Any]) -> Any:
-        # The hot path of mapping a 500-row batch: `row.identifier` without Jinja's machinery.
-        if _lookups is not None:  # `check` records every lookup: through Jinja, then
-            return evaluate(context)
-        value = context.get(head, _MISSING)
-        for step in steps:
-            if not isinstance(value, dict) or step not in value:
-                return evaluate(context)  # let Jinja produce its usual value or error
-            value = value[step]
-        return evaluate(context) if value is _MISSING else value
-
-    return lookup
+    parser = Parser(ENV, expr, state="variable")  # as compile_expression parses it
+    return _with_shortcut(shortcut_expression(parser.parse_expression(), ENV, _refuse_non_data),
+                          evaluate)
 
 
-_MISSING = object()
+def _with_shortcut(shortcut: Any, jinja_render: Any) -> Any:
+    """Render through the shortcut (shortcuts.py) when the template has one and the input stays
+    on its happy path; through Jinja otherwise, and always while `check` records lookups."""
+    if shortcut is None:
+        return jinja_render
+
+    def render(context: Mapping[str, Any]) -> Any:
+        if _lookups is None:
+            try:
+                return shortcut(context)
+            except Miss:
+                pass
+        return jinja_render(context)
+
+    return render
 
 
 def compile_template(source: str, name: str) -> Template:
@@ -513,9 +513,11 @@ def compile_template(source: str, name: str) -> Template:
                 ENV.parse(source)  # the same error, with the line counted in the whole source
                 raise
         template = ENV.from_string(source)
+        shortcut = shortcut_text(ENV.parse(source), ENV, _refuse_non_data)
     except jinja2.TemplateSyntaxError as exc:
         raise _compile_error(name, exc) from exc
-    return Template(name, source, lambda context: template.render(context))
+    render = _with_shortcut(shortcut, lambda context: template.render(context))
+    return Template(name, source, render)
 
 
 def compile_json_text(source: str, name: str) -> Template:

@@ -236,7 +236,10 @@ class Store(Protocol):
         concurrency: int | None = None,
     ) -> list[Delivery]:
         """Claim up to `limit` of the hook's deliveries that are due (`pending`/`failed` with
-        `due_at <= now`, or `claimed` with an expired lease), oldest first, each with its event:
+        `due_at <= now`, or `claimed` with an expired lease), returned in seq order, each with
+        its event (which come first when more are due is the engine's: SQLite takes the
+        earliest due (by `due_at`, then seq), found by index however large the
+        backlog of deliveries due later; PostgreSQL the oldest):
         they become `claimed` by `owner` until `now + lease_seconds`. With `ordered`, a delivery
         is due only when no earlier delivery of the same hook and subject is unfinished (not
         succeeded, dead or skipped). With `concurrency`, fewer, so that no more than that many

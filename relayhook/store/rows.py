@@ -10,7 +10,7 @@ from typing import Any
 
 from relayhook.events import Event
 from relayhook.records import Attempt, Delivery, RequestRecord
-from relayhook.store.text import dumps, from_column, loads, to_column
+from relayhook.store.text import dumps, dumps_data, from_column, loads, to_column
 
 Row = tuple[Any, ...]
 
@@ -55,7 +55,7 @@ def event_rows(events: Sequence[Event], request_id: str) -> list[Row]:
     # The request being stored is the one that produced them, whatever `request_id` they carry.
     return [
         (to_column(e.id), request_id, e.relay, to_column(e.type), to_column(e.source),
-         to_column(e.subject), e.time, dumps(e.data))
+         to_column(e.subject), e.time, dumps_data(e.data))
         for e in events
     ]
 

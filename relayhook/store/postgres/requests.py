@@ -14,7 +14,7 @@ from relayhook.events import Event
 from relayhook.records import Attempt, IngestResult, NewDelivery, Outcome, RequestRecord
 from relayhook.store.postgres.deliveries import finish
 from relayhook.store.rows import REQUEST_COLUMNS, Row, mapped_ids, to_request
-from relayhook.store.text import dumps, to_column
+from relayhook.store.text import dumps, dumps_data, to_column
 
 NEW_EVENTS = """
 new AS (
@@ -79,7 +79,7 @@ def event_arrays(events: Sequence[Event]) -> list[list[Any]]:
     return [[to_column(e.id) for e in events], [e.relay for e in events],
             [to_column(e.type) for e in events], [to_column(e.source) for e in events],
             [to_column(e.subject) for e in events], [e.time for e in events],
-            [dumps(e.data) for e in events]]
+            [dumps_data(e.data) for e in events]]
 
 
 def delivery_arrays(deliveries: Sequence[NewDelivery]) -> list[list[Any]]:

@@ -14,7 +14,7 @@ from pathlib import Path
 from relayhook.records import DELIVERY_STATUSES
 from relayhook.store.base import StoreError
 from relayhook.store.migrations import Migration, check_numbering, plan
-from relayhook.store.sqlite.deliveries import CLAIMABLE, UNFINISHED, one_of
+from relayhook.store.sqlite.deliveries import CLAIMABLE, INDEXES_V10, UNFINISHED, one_of
 from relayhook.store.sqlite.ops import INDEXES_V5
 from relayhook.store.sqlite.outcomes import SCHEMA_7 as OUTCOMES
 from relayhook.store.sqlite.problems import SCHEMA_8 as PROBLEMS
@@ -183,6 +183,7 @@ MIGRATIONS = (
     Migration(7, "why each hook did or did not fire, per request", OUTCOMES),
     Migration(8, "problems: a hook's failures grouped by signature", PROBLEMS),
     Migration(9, "saved samples: requests and events pinned by name", SAMPLES),
+    Migration(10, "claims that seek the due deliveries, not the whole backlog", INDEXES_V10),
 )
 check_numbering(MIGRATIONS)
 LATEST = MIGRATIONS[-1].version

@@ -1,0 +1,53 @@
+"""A body that is JSON data as parsed becomes an event's data without the walk and copy that
+`_json_data` does; the events and errors are the same as with the walk, hostile bodies included."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+from unittest import mock
+
+import pytest
+
+from relayhook import mapping
+from relayhook.connectors import load_connector
+from relayhook.mapping import InboundRequest, MappingError, map_request
+from tests.test_hostile import HOSTILE_NUMBERS, HOSTILE_STRINGS, SHIPPED_DIR
+
+GENERIC = load_connector(SHIPPED_DIR / "generic.toml")
+BODIES = [
+    *(f'{{"n": {token}, "list": [1, {token}]}}' for token in HOSTILE_NUMBERS.values()),
+    *(f'{{"s": {token}, "k": [{token}]}}' for token in HOSTILE_STRINGS.values()),
+    '{"a": 1.5, "b": [true, null, "x"], "c": {"d": -0.0}}', "[]", "{}", '[{"a": 1e308}]',
+    '{"a": 1e309}', '{"NaN": "Infinity"}', '{"deep": ' + "[" * 100 + "]" * 100 + "}",
+]
+
+
+def outcome(body: str) -> Any:
+    request = InboundRequest("POST", "", (("content-type", "application/json"),), body.encode())
+    try:
+        events = map_request(GENERIC, request, relay="r", new_id=lambda: "id",
+                             received_at=datetime(2024, 1, 1, tzinfo=UTC))
+    except MappingError as exc:
+        return "error", str(exc)
+    return "events", repr([event.data for event in events])
+
+
+@pytest.mark.parametrize("body", BODIES)
+def test_a_plain_body_maps_as_the_walked_one_does(body: str) -> None:
+    walked = mapping._request_scope
+
+    def never_plain(*args: Any) -> Any:
+        return walked(*args)[0], mapping._NOT_PLAIN
+
+    with mock.patch.object(mapping, "_request_scope", never_plain):
+        expected = outcome(body)
+    assert outcome(body) == expected
+
+
+def test_the_body_is_shared_not_copied_when_it_is_plain() -> None:
+    request = InboundRequest("POST", "", (), b'{"rows": [1, 2]}')
+    scope, plain = mapping._request_scope(GENERIC, request, "r")
+    assert plain is scope["body"]
+    request = InboundRequest("POST", "", (), b'{"rows": [NaN]}')
+    assert mapping._request_scope(GENERIC, request, "r")[1] is mapping._NOT_PLAIN
