@@ -276,6 +276,9 @@ def test_the_whole_story_in_a_browser(server: RelayhookProcess, receiver: Receiv
     visits.check(page, "hook-inactive")
     assert receiver.count("/zap/") == before
     page.get_by_role("button", name=f"Make active: {HOOK}").click()
+    # The switch's form answers with the page again: wait for it before reloading, or the
+    # reload races the navigation ("Not attached to an active page").
+    expect(page.get_by_role("button", name=f"Make inactive: {HOOK}")).to_be_visible()
     got = receiver.wait_for(before + 1, timeout=20, path="/zap/")
     assert ("user", "paused@example.com") in got[-1].params()
 
