@@ -22,13 +22,10 @@ import httpx
 import pytest
 from servers import RelayConfig, RelayhookProcess, clean_env, http_client, render_config
 
-from relayhook.auth import sign
+from relayhook.auth import credentials_for
 from relayhook.connectors import (
     SHIPPED_DIR,
-    BasicAuth,
     Connector,
-    HeaderAuth,
-    HmacAuth,
     load_connectors,
 )
 
@@ -145,14 +142,7 @@ def corpus(connector: Connector) -> Iterator[tuple[str, bytes, str]]:
 
 
 def credentials(connector: Connector, secret: str, body: bytes) -> dict[str, str]:
-    auth = connector.spec.auth
-    if isinstance(auth, BasicAuth):
-        return {"Authorization": f"Basic {secret}"}
-    if isinstance(auth, HeaderAuth):
-        return {auth.header: auth.prefix + secret}
-    if isinstance(auth, HmacAuth):
-        return {auth.header: sign(auth, secret, body)}
-    return {}
+    return credentials_for(connector.spec.auth, secret, body)
 
 
 @pytest.fixture(scope="module")
