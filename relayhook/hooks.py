@@ -27,7 +27,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 
 from relayhook._shipped import shipped_dir
 from relayhook.errors import HookError, InvalidError, SpecError
-from relayhook.redaction import SecretPlaces, strip_secrets
+from relayhook.redaction import PLACEHOLDER, SecretPlaces, strip_secrets
 from relayhook.retry import DEFAULT_SCHEDULE
 from relayhook.ssrf import check_url_text
 from relayhook.templating import (
@@ -185,13 +185,12 @@ class Hook:
         return any(pattern.fullmatch(event_type) for pattern in self.patterns)
 
 
-_PLACEHOLDER = re.compile(r"(?<!\{)\{\s*([A-Za-z_][\w.]*)\s*\}(?!\})")
 
 
 def expand_placeholders(url: str) -> str:
     """Netmera-style `{event.subject}` -> `{{ event.subject | path_segment }}` (one encoded
     path segment, whatever the value holds); `{{ }}` is left as written."""
-    return _PLACEHOLDER.sub(lambda m: "{{ (" + m.group(1) + ") | path_segment }}", url)
+    return PLACEHOLDER.sub(lambda m: "{{ (" + m.group(1) + ") | path_segment }}", url)
 
 
 def pattern_regex(text: str) -> re.Pattern[str]:

@@ -25,7 +25,7 @@ import yarl
 from relayhook import __version__
 from relayhook.events import Event
 from relayhook.hooks import AUTHORIZATION_TWICE, Hook, decode_whsec, has_userinfo
-from relayhook.redaction import REDACTED, SecretPlaces
+from relayhook.redaction import REDACTED, SecretPlaces, netloc_without_password
 from relayhook.ssrf import check_url_text
 from relayhook.templating import RenderError, Template
 from relayhook.values import CompiledValue
@@ -62,10 +62,7 @@ class OutboundRequest:
         parts = urlsplit(self.url)
         query = urlencode([(k, REDACTED if k in places.params else redact(v))
                            for k, v in parse_qsl(parts.query, True)], safe="[]/")
-        netloc = parts.netloc
-        if parts.password is not None:
-            user, _, host = netloc.rpartition("@")
-            netloc = f"{user.partition(':')[0]}:{REDACTED}@{host}"
+        netloc = netloc_without_password(parts)
         return {
             "method": self.method,
             "url": redact(urlunsplit(parts._replace(netloc=netloc, query=query))),

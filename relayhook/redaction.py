@@ -12,12 +12,15 @@ that never carry credentials (Content-Type, Accept, ...) are not secrets.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
-from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+from urllib.parse import SplitResult, parse_qsl, unquote_plus, urlsplit, urlunsplit
 
 REDACTED = "[redacted]"
+# Netmera-style `{event.subject}` in a URL (relayhook.hooks.expand_placeholders expands it).
+PLACEHOLDER = re.compile(r"(?<!\{)\{\s*([A-Za-z_][\w.]*)\s*\}(?!\})")
 PLAIN_HEADERS = frozenset({
     "accept", "accept-language", "cache-control", "content-language", "content-type",
     "user-agent",
@@ -32,23 +35,36 @@ def _is_literal(value: object) -> bool:
     return isinstance(value, str) and bool(value) and not is_template(value)
 
 
+def netloc_without_password(parts: SplitResult) -> str:
+    """The URL's netloc with [redacted] for its password, if it has one."""
+    if parts.password is None:
+        return parts.netloc
+    user, _, host = parts.netloc.rpartition("@")
+    return f"{user.partition(':')[0]}:{REDACTED}@{host}"
+
+
 def redacted_url(url: str) -> str:
-    """The URL with its password and every literal query value replaced by [redacted]."""
+    """The URL with its password and every literal query value replaced by [redacted]; the
+    rest (templates included) exactly as written."""
     parts = urlsplit(url)
-    netloc = parts.netloc
-    if parts.password is not None:
-        user, _, host = netloc.rpartition("@")
-        netloc = f"{user.partition(':')[0]}:{REDACTED}@{host}"
-    pairs = parse_qsl(parts.query, keep_blank_values=True)
-    query = parts.query
-    if any(_is_literal(value) for _, value in pairs):
-        query = urlencode([(k, REDACTED if _is_literal(v) else v) for k, v in pairs],
-                          safe="[]{}|% ")
-    return urlunsplit(parts._replace(netloc=netloc, query=query))
+    fields = []
+    for field in parts.query.split("&") if parts.query else []:
+        name, equals, value = field.partition("=")
+        if equals and _is_literal_query_value(unquote_plus(value)):
+            field = f"{name}={REDACTED}"
+        fields.append(field)
+    return urlunsplit(parts._replace(netloc=netloc_without_password(parts),
+                                     query="&".join(fields)))
+
+
+def _is_literal_query_value(value: str) -> bool:
+    """Literal, and not a Netmera-style `{event.subject}` placeholder (event data)."""
+    return _is_literal(value) and not PLACEHOLDER.search(value)
 
 
 def _url_is_secret(url: object) -> bool:
-    return isinstance(url, str) and not is_template(url) and redacted_url(url) != url
+    # A templated URL may still hold a literal token or password beside its templates.
+    return isinstance(url, str) and redacted_url(url) != url
 
 
 def secret_values(raw: Mapping[str, Any]) -> dict[str, Any]:
@@ -129,7 +145,8 @@ class SecretPlaces:
         values = [*found.get("headers", {}).values(), *found.get("params", {}).values()]
         if "url" in found:
             parts = urlsplit(found["url"])
-            literal = [(k, v) for k, v in parse_qsl(parts.query, True) if _is_literal(v)]
+            literal = [(k, v) for k, v in parse_qsl(parts.query, True)
+                       if _is_literal_query_value(v)]
             params.update(name for name, _ in literal)
             values += [value for _, value in literal]
             values += [parts.password] if parts.password else []
