@@ -41,12 +41,12 @@ def request_row(request: RequestRecord, events: Sequence[Event]) -> Row:
         request.received_at,
         request.method,
         to_column(request.query),
-        dumps([[name, value] for name, value in request.headers]),
+        dumps_data([[name, value] for name, value in request.headers]),
         bytes(request.body),
         request.status,
         to_column(request.error),
         int(request.truncated),
-        dumps([to_column(event.id) for event in events]),
+        dumps_data([to_column(event.id) for event in events]),
         int(request.test),
     )
 

@@ -18,7 +18,8 @@ from typing import Literal
 
 import httpx
 from starlette.applications import Starlette
-from starlette.routing import BaseRoute, Route
+from starlette.routing import BaseRoute
+from starlette.types import Receive, Scope, Send
 
 from relayhook.assembly import (
     Parts,
@@ -40,14 +41,26 @@ from relayhook.store import Store
 from relayhook.web.api import api_routes
 from relayhook.web.config_api import config_api_routes
 from relayhook.web.console import Console, console_routes
-from relayhook.web.ingress import Ingress
-from relayhook.web.ops import Readiness, metered, ops_routes, prune_periodically
+from relayhook.web.ingress import Ingress, ingress_token
+from relayhook.web.ops import Readiness, ops_routes, prune_periodically
 from relayhook.web.samples_api import samples_api_routes
 
 Role = Literal["web", "worker", "all"]
-INGRESS_METHODS = ["GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"]
 FOLLOW_INTERVAL = 0.5  # seconds: a change made in another process shows here within this
 log = logging.getLogger("relayhook")
+
+
+class RelayhookApp(Starlette):
+    """Starlette, with `/in/{token}` answered ahead of its middleware and router: the ingress
+    is a plain ASGI handler (see web/ingress.py), everything else is routed as usual."""
+
+    ingress: Ingress | None = None
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if self.ingress is not None and (token := ingress_token(scope)) is not None:
+            await self.ingress.serve(token, scope, receive, send)
+        else:
+            await super().__call__(scope, receive, send)
 
 
 def create_app(
@@ -61,7 +74,7 @@ def create_app(
     rand: random.Random | None = None,
     role: Role = "all",
     migrate: bool = True,
-) -> Starlette:
+) -> RelayhookApp:
     """The ASGI app. A store or transport passed in is opened and closed by its owner. An
     owned store is migrated when it opens, unless `migrate` is False (then a database that is
     behind stops the start)."""
@@ -130,25 +143,19 @@ def create_app(
             if parts.spool is not None:
                 parts.spool.close()
 
-    def relay_name(token: str) -> str | None:
-        relay = live.relays.get(token)
-        return None if relay is None else relay.name
-
     readiness = Readiness(the_store, spool_depth=metrics.spool_depth_now)
     routes: list[BaseRoute] = [*ops_routes(the_store, metrics, readiness,
                                            admin_token=settings.admin.token,
                                            public_metrics=settings.metrics.public, clock=clock)]
-    if takes_requests:
-        ingress = Ingress(live, the_store, settings.limits.max_body_bytes, clock, new_id,
-                          wake=parts.wake, intake=intake)
-        routes.append(Route("/in/{token}", metered(ingress.handle, metrics, relay_name),
-                            methods=INGRESS_METHODS))
     routes += api_routes(parts, settings.admin.token, clock)
     routes += samples_api_routes(parts, settings.admin.token, clock)
     routes += config_api_routes(parts, settings.admin.token)
     if console is not None:
         routes += console_routes(console)
-    app = Starlette(routes=routes, lifespan=lifespan)
+    app = RelayhookApp(routes=routes, lifespan=lifespan)
+    if takes_requests:
+        app.ingress = Ingress(live, the_store, settings.limits.max_body_bytes, clock, new_id,
+                              wake=parts.wake, intake=intake, observe=metrics.observe_request)
     app.state.relayhook = parts
     return app
 

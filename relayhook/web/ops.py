@@ -130,19 +130,6 @@ def ops_routes(store: Store, metrics: Metrics, readiness: Readiness, *, admin_to
     ]
 
 
-def metered(endpoint: Endpoint, metrics: Metrics,
-            relay_name: Callable[[str], str | None]) -> Endpoint:
-    """The ingress endpoint, counting every answer by relay and status code with its time."""
-    async def handle(request: Request) -> Response:
-        started = time.perf_counter()
-        response = await endpoint(request)
-        metrics.observe_request(relay_name(request.path_params["token"]), response.status_code,
-                                time.perf_counter() - started)
-        return response
-
-    return handle
-
-
 async def prune_periodically(store: Store, retention: RetentionSettings,
                              clock: Callable[[], datetime],
                              sleep: Callable[[float], Awaitable[None]] = asyncio.sleep) -> None:

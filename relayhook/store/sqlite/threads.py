@@ -142,12 +142,28 @@ class GroupCommitWriter:
             if conn.in_transaction:
                 with contextlib.suppress(sqlite3.Error):
                     conn.execute("ROLLBACK")
-            for job in batch:
-                job.settle(None, store_error(exc, StoreUnavailableError))
+            _settle([(job, None, store_error(exc, StoreUnavailableError)) for job in batch])
             return
         self.commits += 1
-        for job, (result, error) in zip(batch, outcomes, strict=True):
-            job.settle(result, error)
+        _settle([(job, result, error) for job, (result, error) in zip(batch, outcomes,
+                                                                        strict=True)])
+
+
+def _settle(answers: list[tuple[_Job, Any, BaseException | None]]) -> None:
+    """Answer a batch's callers: one wake-up of each event loop for the whole batch, not one
+    per job (each `call_soon_threadsafe` writes to the loop's self-pipe)."""
+    by_loop: dict[asyncio.AbstractEventLoop, list[tuple[asyncio.Future[Any], Any,
+                                                        BaseException | None]]] = {}
+    for job, result, error in answers:
+        by_loop.setdefault(job.loop, []).append((job.future, result, error))
+    for loop, settled in by_loop.items():
+        with contextlib.suppress(RuntimeError):  # the loop has closed: nobody is waiting
+            loop.call_soon_threadsafe(_resolve_all, settled)
+
+
+def _resolve_all(settled: list[tuple[asyncio.Future[Any], Any, BaseException | None]]) -> None:
+    for future, result, error in settled:
+        _resolve(future, result, error)
 
 
 @dataclass(frozen=True, slots=True)
