@@ -74,9 +74,11 @@ class Redactor:
     @classmethod
     def from_settings(cls, settings: Settings, relays: Iterable[Relay] = (),
                       hooks: Iterable[Hook] = ()) -> Redactor:
-        """`[secrets]`, the admin token, and the secrets of `relays` and `hooks`."""
+        """`[secrets]`, the admin token, the SMTP password, and the secrets of `relays` and
+        `hooks`."""
         values = dict.fromkeys(settings.secrets.values(), REDACTED)
         values[settings.admin.token] = REDACTED
+        values[settings.alerts.email.password.get_secret_value()] = REDACTED
         return cls({**values, **config_secrets(relays, hooks)})
 
 

@@ -8,13 +8,23 @@ Nested keys use a double underscore. `config.example.toml` documents every setti
 from __future__ import annotations
 
 import contextvars
+import email.utils
 import ipaddress
+import re
 import secrets
 import tomllib
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretStr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 from relayhook.errors import ConfigError
@@ -125,6 +135,53 @@ class OutcomesSettings(Section):
     )
 
 
+ADDRESS = re.compile(r"^[^@\s<>,;\"]+@[^@\s<>,;\"]+$")
+
+
+class EmailAlertSettings(Section):
+    to: list[str] = Field(
+        default=[], description="Send every alert by e-mail to these addresses (one, or a "
+        "list). Empty: no e-mail.", examples=[["ops@example.com"]],
+    )
+    sender: str = Field(
+        default="", alias="from", description="The From of the alerts, e.g. "
+        "\"Relayhook <relayhook@example.com>\"; needed with `to`.",
+    )
+    host: str = Field(default="", description="The SMTP server; needed with `to`.")
+    port: int = Field(default=587, ge=1, le=65535)
+    username: str = Field(default="", description="Log in as this user; empty: no login.")
+    password: SecretStr = Field(
+        default=SecretStr(""), description="The SMTP password: never logged or shown "
+        "(RELAYHOOK_ALERTS__EMAIL__PASSWORD).",
+    )
+    tls: Literal["starttls", "ssl", "none"] = Field(
+        default="starttls", description="starttls (port 587), ssl (implicit TLS, port 465), or "
+        "none (plain SMTP: a local relay only).",
+    )
+    timeout: float = Field(default=10.0, gt=0, le=300, description="Seconds each step of "
+                           "talking to the SMTP server may take.")
+
+    @field_validator("to", mode="before")
+    @classmethod
+    def _one_or_more(cls, value: Any) -> Any:
+        return [value] if isinstance(value, str) else value
+
+    @field_validator("to", "sender")
+    @classmethod
+    def _addresses(cls, value: str | list[str]) -> str | list[str]:
+        for address in [value] if isinstance(value, str) else value:
+            if address and (not ADDRESS.match(email.utils.parseaddr(address)[1])
+                            or any(c in address for c in "\r\n")):
+                raise ValueError(f"{address!r} is not an e-mail address")
+        return value
+
+    @model_validator(mode="after")
+    def _complete(self) -> EmailAlertSettings:
+        if self.to and not (self.host and self.sender):
+            raise ValueError("e-mail alerts need `host` and `from` as well as `to`")
+        return self
+
+
 class AlertsSettings(Section):
     webhook: str = Field(
         default="", description="POST a JSON alert here when a problem opens (a hook's "
@@ -134,6 +191,20 @@ class AlertsSettings(Section):
     )
     interval: float = Field(default=1.0, gt=0, description="Seconds between looks for new "
                             "problems to alert about.")
+    disable_after: int = Field(
+        default=0, description="Deactivate a hook when this many of its deliveries in a row "
+        "end dead (retries used up), with a warning alert one dead delivery before; a success, "
+        "or activating the hook, starts the count again. 0: never.",
+    )
+    email: EmailAlertSettings = EmailAlertSettings()
+
+    @field_validator("disable_after")
+    @classmethod
+    def _count(cls, value: int) -> int:
+        if value < 0:
+            raise ValueError(f"disable_after is a number of dead deliveries in a row (0: "
+                             f"never deactivate), not {value}")
+        return value
 
     @model_validator(mode="after")
     def _url(self) -> AlertsSettings:
@@ -188,8 +259,10 @@ class _FileSource(PydanticBaseSettingsSource):
 
 
 class Settings(BaseSettings):
+    # A validation error shows no input values: they may hold secrets (the SMTP password...).
     model_config = SettingsConfigDict(
-        env_prefix="RELAYHOOK_", env_nested_delimiter="__", extra="forbid"
+        env_prefix="RELAYHOOK_", env_nested_delimiter="__", extra="forbid",
+        hide_input_in_errors=True,
     )
 
     server: ServerSettings = ServerSettings()

@@ -11,7 +11,7 @@ import pytest
 from test_store import run
 from test_store_problems import finish, seed
 
-from relayhook.delivery.alerts import TRIES, Alerter
+from relayhook.delivery.alerts import TRIES, Alerter, WebhookChannel
 from relayhook.records import Outcome
 from relayhook.store import Store
 
@@ -32,7 +32,7 @@ def test_a_failing_webhook_is_tried_then_given_up_without_logging_its_url(
 
     seed(store, "crm", 1)
     finish(store, "crm", Outcome("dead", response_status=401), 401)
-    alerter = Alerter(store, httpx.MockTransport(answer), URL, sleep=no_wait)
+    alerter = Alerter(store, [WebhookChannel(httpx.MockTransport(answer), URL)], sleep=no_wait)
     with caplog.at_level(logging.WARNING):
         assert run(alerter.alert_new()) == 0
     assert len(seen) == TRIES

@@ -680,6 +680,26 @@ def test_a_410_disables_the_hook_and_pauses_its_deliveries(tmp_path: Path) -> No
     run(scenario())
 
 
+def test_disable_after_switches_the_hook_off_at_its_nth_dead_delivery_in_a_row(
+        tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    async def scenario() -> None:
+        hooks = [{"name": "h", "concurrency": 1, "retry": {"schedule": [0], "jitter": 0}}]
+        async with open_rig(tmp_path, hooks, always(lambda: respond(500)),
+                            disable_after=2) as rig:
+            ids = await rig.ingest(*(make_event(n) for n in range(4)))
+            await rig.drain()
+            statuses = [(await rig.get(delivery_id))[0].status for delivery_id in ids]
+            assert statuses == ["dead", "dead", "paused", "paused"]
+            assert len(rig.seen) == 2  # nothing more was sent once it was off
+            assert rig.registry.active() == {"h": False}
+            assert rig.registry.reason("h") == "deactivated after 2 dead deliveries in a row"
+
+    with caplog.at_level("WARNING", logger="relayhook.delivery.dispatcher"):
+        run(scenario())
+    assert ("hook 'h' deactivated: deactivated after 2 dead deliveries in a row"
+            in caplog.text)
+
+
 def test_a_hook_inactive_in_the_config_keeps_its_deliveries_paused(tmp_path: Path) -> None:
     async def scenario() -> None:
         async with open_rig(tmp_path, [{"name": "h", "active": False}], always(respond)) as rig:

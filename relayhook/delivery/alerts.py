@@ -1,11 +1,14 @@
-"""Alerts: a JSON POST to the user's `[alerts] webhook` when a problem opens, or when a 410
-deactivated a hook (its problem's signature is `status 410`).
+"""Alerts: when a problem opens, a JSON POST to the user's `[alerts] webhook` and an e-mail to
+`[alerts.email] to` (either or both): a new cause of failure, a hook deactivated by a 410 (its
+problem's signature is `status 410`) or by `[alerts] disable_after`, and the warning one dead
+delivery before that (relayhook.problems.alert_kind).
 
 The alerter looks for open problems not yet alerted about every `interval`; of several worker
 processes, the one whose `mark_problem_notified` wins sends (at most once: a problem is marked
-before its alert goes, so a crash in between loses that alert rather than sending it twice; a
-refused or failed send is tried `TRIES` times, then logged). It sends through the dispatcher's
-guarded transport: the destination checks that hold for deliveries hold for alerts.
+before its alert goes, so a crash in between loses that alert rather than sending it twice). Each
+channel is tried `TRIES` times, on its own (a failing webhook does not hold the e-mail back),
+then the failure is logged. The webhook goes through the dispatcher's guarded transport: the
+destination checks that hold for deliveries hold for alerts.
 
     {"type": "relayhook.problem.opened", "text": "hook 'hubspot': status 401 since ...",
      "problem": {"id": ..., "hook": ..., "signature": "status 401", ...}}
@@ -17,13 +20,16 @@ import asyncio
 import contextlib
 import json
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
+from typing import Protocol
 
 import httpx
 
-from relayhook.problems import describe_problem, problem_json
+from relayhook.delivery.mail import Mailer, MailError
+from relayhook.problems import alert_kind, alert_text, problem_json
 from relayhook.records import Problem
+from relayhook.settings import AlertsSettings
 from relayhook.store import Store, StoreError
 
 log = logging.getLogger("relayhook.delivery.alerts")
@@ -32,22 +38,79 @@ TRIES = 3
 TIMEOUT = 10.0
 
 
+class AlertError(Exception):
+    """One try of a channel failed; the message says why, without secrets."""
+
+
+class Channel(Protocol):
+    name: str
+
+    async def send(self, problem: Problem) -> None:
+        """Send the alert about `problem` once; AlertError if that failed."""
+
+
 def alert_body(problem: Problem) -> dict[str, object]:
     """What the alert webhook receives for a newly opened problem."""
-    if problem.signature == "status 410":
-        return {"type": "relayhook.hook.deactivated",
-                "text": f"hook {problem.hook!r} was deactivated: its receiver answered 410 Gone."
-                        " Its new deliveries wait, paused, until it is switched back on.",
-                "problem": problem_json(problem)}
-    return {"type": "relayhook.problem.opened", "text": describe_problem(problem),
+    return {"type": f"relayhook.{alert_kind(problem.signature)}", "text": alert_text(problem),
             "problem": problem_json(problem)}
+
+
+@dataclass
+class WebhookChannel:
+    transport: httpx.AsyncBaseTransport
+    url: str
+    name: str = "the alerts webhook"
+
+    async def send(self, problem: Problem) -> None:
+        content = json.dumps(alert_body(problem), ensure_ascii=False).encode()
+        request = httpx.Request("POST", self.url, content=content,
+                                headers={"content-type": "application/json",
+                                         "user-agent": "relayhook-alerts"},
+                                extensions={"timeout": httpx.Timeout(TIMEOUT).as_dict()})
+        try:
+            async with asyncio.timeout(TIMEOUT + 1):
+                response = await self.transport.handle_async_request(request)
+                with contextlib.suppress(httpx.HTTPError):
+                    await response.aread()
+                await response.aclose()
+        except (httpx.HTTPError, TimeoutError, OSError) as exc:
+            why = f"{type(exc).__name__}: {exc}".replace(self.url, f"[{self.name}]")
+            raise AlertError(why) from None  # the URL may hold a token
+        if not response.is_success:
+            raise AlertError(f"HTTP {response.status_code}")
+
+
+@dataclass
+class EmailChannel:
+    mailer: Mailer
+    name: str = "e-mail"
+
+    async def send(self, problem: Problem) -> None:
+        try:
+            await asyncio.to_thread(self.mailer.send, self.mailer.message(problem))
+        except MailError as exc:
+            raise AlertError(str(exc)) from None
+
+
+def alert_channels(settings: AlertsSettings, transport: httpx.AsyncBaseTransport,
+                   console_url: str | None = None) -> list[Channel]:
+    """Where alerts go: `webhook` (through `transport`, the guarded one of deliveries) and
+    `email`; none, one or both."""
+    channels: list[Channel] = []
+    if settings.webhook:
+        channels.append(WebhookChannel(transport, settings.webhook))
+    mail = settings.email
+    if mail.to:
+        channels.append(EmailChannel(Mailer(
+            mail.host, mail.port, mail.sender, tuple(mail.to), mail.username,
+            mail.password.get_secret_value(), mail.tls, mail.timeout, console_url)))
+    return channels
 
 
 @dataclass
 class Alerter:
     store: Store
-    transport: httpx.AsyncBaseTransport
-    url: str
+    channels: Sequence[Channel]
     interval: float = 1.0
     sleep: Callable[[float], Awaitable[None]] = asyncio.sleep
 
@@ -61,36 +124,25 @@ class Alerter:
             await self.sleep(self.interval)
 
     async def alert_new(self) -> int:
-        """Send the alerts of open problems none was sent for; how many this process sent."""
+        """Send the alerts of open problems none was sent for; how many sends succeeded here
+        (one per problem and channel)."""
         sent = 0
         for problem in await self.store.list_problems(statuses=("open",), limit=100):
             if not problem.notified and await self.store.mark_problem_notified(problem.id):
-                sent += await self.send(alert_body(problem))
+                done = await asyncio.gather(*(self.send(channel, problem)
+                                              for channel in self.channels))
+                sent += sum(done)
         return sent
 
-    async def send(self, body: dict[str, object]) -> bool:
-        content = json.dumps(body, ensure_ascii=False).encode()
+    async def send(self, channel: Channel, problem: Problem) -> bool:
         for attempt in range(1, TRIES + 1):
-            request = httpx.Request("POST", self.url, content=content,
-                                    headers={"content-type": "application/json",
-                                             "user-agent": "relayhook-alerts"},
-                                    extensions={"timeout": httpx.Timeout(TIMEOUT).as_dict()})
             try:
-                async with asyncio.timeout(TIMEOUT + 1):
-                    response = await self.transport.handle_async_request(request)
-                    with contextlib.suppress(httpx.HTTPError):
-                        await response.aread()
-                    await response.aclose()
-            except (httpx.HTTPError, TimeoutError, OSError) as exc:
-                problem = f"{type(exc).__name__}: {exc}"
-            else:
-                if response.is_success:
-                    return True
-                problem = f"HTTP {response.status_code}"
-            problem = problem.replace(self.url, "[the alerts webhook]")  # it may hold a token
-            log.warning("alerts: sending an alert failed (%s), attempt %d of %d", problem,
-                        attempt, TRIES)
+                await channel.send(problem)
+                return True
+            except AlertError as exc:
+                log.warning("alerts: sending an alert by %s failed (%s), attempt %d of %d",
+                            channel.name, exc, attempt, TRIES)
             if attempt < TRIES:
                 await self.sleep(attempt)
-        log.error("alerts: gave up on an alert: %s", body.get("text"))
+        log.error("alerts: gave up on an alert by %s: %s", channel.name, alert_text(problem))
         return False

@@ -71,6 +71,7 @@ class Dispatcher:
     poll_interval: float = 0.5
     refresh_interval: float = 0.5  # a change made elsewhere is seen within this
     owner: str = field(default_factory=lambda: f"worker-{uuid.uuid4().hex[:12]}")
+    disable_after: int = 0  # [alerts]: a hook's N-th dead delivery in a row switches it off
     # Told of every finished delivery round: (hook name, outcome, attempt); metrics count them.
     report: Callable[[str, Outcome, Attempt | None], None] = lambda hook, outcome, attempt: None
 
@@ -206,7 +207,7 @@ class Dispatcher:
                 await self.registry.set_active(self.store, hook.name, False,
                                                outcome.error, self.clock())
             await self.store.finish(delivery.id, owner=self.owner, outcome=outcome,
-                                    attempt=attempt)
+                                    attempt=attempt, disable_after=self.disable_after)
         except asyncio.CancelledError:
             raise
         except Exception as exc:  # one delivery's failure must not stop the others
@@ -215,6 +216,22 @@ class Dispatcher:
             await self._record_internal_error(hook, delivery, exc)
             return
         self._tell(hook, delivery, outcome, attempt)
+        if outcome.status == "dead" and self.disable_after:
+            await self._follow_switch(hook)
+
+    async def _follow_switch(self, hook: Hook) -> None:
+        """A dead delivery's `finish` may have switched its hook off (`disable_after`): stop
+        claiming for it here at once, and say so."""
+        was_active = self.registry.active().get(hook.name, False)
+        try:
+            await self.registry.refresh(self.store)
+        except StoreError as exc:
+            log.error("dispatcher: the store failed: %s", exc)
+            return
+        if was_active and not self.registry.active().get(hook.name, True):
+            log.warning("hook %r deactivated: %s; its deliveries wait, paused, until it is"
+                        " activated", hook.name, self.registry.reason(hook.name),
+                        extra={"hook": hook.name, "reason": self.registry.reason(hook.name)})
 
     def _tell(self, hook: Hook, delivery: Delivery, outcome: Outcome,
               attempt: Attempt | None) -> None:
@@ -232,7 +249,7 @@ class Dispatcher:
                                         f"{type(exc).__name__}: {exc}")
         try:
             await self.store.finish(delivery.id, owner=self.owner, outcome=outcome,
-                                    attempt=attempt)
+                                    attempt=attempt, disable_after=self.disable_after)
         except Exception:
             log.exception("dispatcher: cannot record the failure of delivery %s", delivery.id)
             return

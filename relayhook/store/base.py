@@ -263,7 +263,8 @@ class Store(Protocol):
         lost notification only delays a poll. Callbacks run on the opener's event loop."""
 
     async def finish(
-        self, delivery_id: str, *, owner: str, outcome: Outcome, attempt: Attempt | None
+        self, delivery_id: str, *, owner: str, outcome: Outcome, attempt: Attempt | None,
+        disable_after: int = 0,
     ) -> bool:
         """Record an attempt (if any) and the delivery's new status, releasing the claim; one
         transaction. `tries`/`attempts` grow by one with an attempt. Returns False, and changes
@@ -272,7 +273,14 @@ class Store(Protocol):
         In the same transaction, problems: a success resolves every unresolved problem of the
         delivery's hook; a failure (failed, dead, paused) joins the hook's unresolved problem
         of its signature (relayhook.problems.failure_signature), or opens one, counting each
-        delivery once."""
+        delivery once.
+
+        And the hook's dead deliveries in a row (every process's together, kept across
+        restarts): a dead one counts one more, a success starts again from zero. With
+        `disable_after` N (`[alerts]`; 0: never) and the hook active, the (N-1)-th opens the
+        problem `will deactivate: N-1 dead in a row` and the N-th opens `deactivated: N dead in
+        a row` and switches the hook off as `set_hook_active` does, its reason "deactivated
+        after N dead deliveries in a row" (relayhook.problems.streak_signature)."""
 
     async def list_problems(self, *, hook: str | None = None,
                             statuses: Sequence[ProblemStatus] = ("open", "acknowledged"),
@@ -312,7 +320,9 @@ class Store(Protocol):
     async def set_hook_active(self, hook: str, active: bool, reason: str | None, at: float) -> int:
         """Remember that a hook is (in)active, with why; pause its unfinished deliveries
         (`pending`/`failed` -> `paused`) or resume them (`paused` -> `pending`, due_at kept).
-        Returns how many deliveries changed. Moves the config version."""
+        Returns how many deliveries changed. Moves the config version. Switching a hook on
+        starts its dead deliveries in a row from zero and resolves the problems of that count
+        (see `finish`)."""
 
     async def hook_states(self) -> dict[str, tuple[bool, str | None, float]]:
         """Per hook name set by `set_hook_active`: (active, reason, when)."""

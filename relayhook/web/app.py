@@ -29,7 +29,7 @@ from relayhook.assembly import (
     spool_path,
     utc_now,
 )
-from relayhook.delivery.alerts import Alerter
+from relayhook.delivery.alerts import Alerter, alert_channels
 from relayhook.delivery.dispatcher import Dispatcher
 from relayhook.delivery.http import make_http_transport
 from relayhook.intake import Intake, SpoolDrainer
@@ -117,12 +117,13 @@ def create_app(
                     lease_seconds=settings.delivery.lease_seconds,
                     poll_interval=settings.delivery.poll_interval,
                     report=metrics.observe_delivery,
+                    disable_after=settings.alerts.disable_after,
                 )
                 the_store.subscribe(parts.dispatcher.notice)
                 parts.tasks.append(asyncio.create_task(parts.dispatcher.run()))
-                if settings.alerts.webhook:
-                    alerter = Alerter(the_store, sender, settings.alerts.webhook,
-                                      settings.alerts.interval)
+                channels = alert_channels(settings.alerts, sender, settings.server.public_url)
+                if channels:
+                    alerter = Alerter(the_store, channels, settings.alerts.interval)
                     parts.tasks.append(asyncio.create_task(alerter.run()))
                 if settings.retention.interval > 0:
                     parts.tasks.append(asyncio.create_task(

@@ -66,6 +66,7 @@ from relayhook.store.postgres import outcomes as outcomes_sql
 from relayhook.store.postgres import problems as problems_sql
 from relayhook.store.postgres import requests as requests_sql
 from relayhook.store.postgres import samples as samples_sql
+from relayhook.store.postgres import streaks as streaks_sql
 from relayhook.store.postgres.committer import CONNECTION_ERRORS, GroupCommitter, store_error
 from relayhook.store.postgres.listener import Listener
 from relayhook.store.text import from_column, to_column
@@ -272,17 +273,20 @@ class PostgresStore:
             lambda conn: sql.reserve_sends(conn, hook, rate_limit, now, count))
 
     async def finish(self, delivery_id: str, *, owner: str, outcome: Outcome,
-                     attempt: Attempt | None) -> bool:
+                     attempt: Attempt | None, disable_after: int = 0) -> bool:
         check_finish(delivery_id, outcome, attempt)
         now = time.time()
         notify: Topic | None = "deliveries" if outcome.status in ("failed", "paused") else None
+        if outcome.status == "dead" and disable_after:
+            notify = "config"  # it may switch the hook off
 
         async def job(conn: asyncpg.Connection) -> bool:
             done = await sql.finish(conn, delivery_id, owner=owner, outcome=outcome,
                                     attempt=attempt, now=now)
             if done:
-                await problems_sql.note(conn, delivery_id, outcome, attempt,
-                                        finished_at(attempt, lambda: now))
+                at = finished_at(attempt, lambda: now)
+                await problems_sql.note(conn, delivery_id, outcome, attempt, at)
+                await streaks_sql.note(conn, delivery_id, outcome, attempt, at, disable_after)
             return done
 
         return await self._write(job, notify)
@@ -320,7 +324,7 @@ class PostgresStore:
 
     async def set_hook_active(self, hook: str, active: bool, reason: str | None, at: float) -> int:
         return await self._write(
-            lambda conn: sql.set_hook_active(conn, hook, active, reason, at), "config")
+            lambda conn: streaks_sql.switch_hook(conn, hook, active, reason, at), "config")
 
     async def hook_states(self) -> dict[str, tuple[bool, str | None, float]]:
         rows = await self._fetch(

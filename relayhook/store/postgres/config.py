@@ -69,6 +69,7 @@ async def delete_hook(conn: asyncpg.Connection, name: str, at: float) -> int | N
     if count_of(await conn.execute("DELETE FROM hooks WHERE name = $1", name)) == 0:
         return None
     await conn.execute("DELETE FROM hook_states WHERE hook = $1", name)
+    await conn.execute("DELETE FROM hook_streaks WHERE hook = $1", name)
     cancelled = count_of(await conn.execute(CANCEL, at, name))
     await bump(conn)
     return cancelled

@@ -8,7 +8,7 @@ from collections.abc import Sequence
 
 import asyncpg
 
-from relayhook.problems import failure_signature
+from relayhook.problems import failure_error, failure_signature
 from relayhook.records import Attempt, Outcome, Problem, ProblemStatus
 from relayhook.store.postgres.deliveries import REPLAY, count_of
 from relayhook.store.text import from_column, to_column
@@ -22,7 +22,11 @@ ON CONFLICT (hook, signature) WHERE status <> 'resolved'
 DO UPDATE SET last_at = excluded.last_at, error = excluded.error
 RETURNING id
 """
+# A success also starts the hook's dead deliveries in a row again (streaks): one round trip.
 RESOLVE = """
+WITH reset AS (
+    DELETE FROM hook_streaks WHERE hook = (SELECT hook FROM deliveries WHERE id = $2)
+)
 UPDATE problems SET status = 'resolved', resolved_at = $1
 WHERE hook = (SELECT hook FROM deliveries WHERE id = $2) AND status <> 'resolved'
 """
@@ -32,7 +36,6 @@ WITH added AS (
 )
 UPDATE problems SET deliveries = deliveries + 1 WHERE id IN (SELECT problem_id FROM added)
 """
-ERROR_CHARS = 500
 
 
 async def note(conn: asyncpg.Connection, delivery_id: str, outcome: Outcome,
@@ -44,9 +47,14 @@ async def note(conn: asyncpg.Connection, delivery_id: str, outcome: Outcome,
     signature = failure_signature(outcome, attempt)
     if signature is None:
         return
-    error = (attempt.error if attempt is not None and attempt.error else outcome.error) or ""
+    await open_problem(conn, delivery_id, signature, failure_error(outcome, attempt), now)
+
+
+async def open_problem(conn: asyncpg.Connection, delivery_id: str, signature: str,
+                       error: str | None, now: float) -> None:
+    """Open the problem of `signature` of the delivery's hook (or join its unresolved one)."""
     problem_id = await conn.fetchval(OPEN, f"prb_{uuid.uuid4().hex[:20]}", signature, now,
-                                     to_column(error[:ERROR_CHARS] or None), delivery_id)
+                                     to_column(error), delivery_id)
     await conn.execute(ADD_DELIVERY, problem_id, delivery_id)
 
 

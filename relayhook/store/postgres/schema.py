@@ -194,6 +194,15 @@ CREATE TABLE IF NOT EXISTS samples (
 );
 """
 
+# Per hook, its deliveries that ended dead in a row since its last success or switch-on
+# ([alerts] disable_after; relayhook.store.postgres.streaks).
+STREAKS = """
+CREATE TABLE IF NOT EXISTS hook_streaks (
+    hook        text PRIMARY KEY,
+    dead        integer NOT NULL
+);
+"""
+
 MIGRATIONS = (
     Migration(1, "requests, events, deliveries, attempts, hooks", INITIAL),
     Migration(2, "hook pacing shared by all dispatchers", PACING),
@@ -202,6 +211,7 @@ MIGRATIONS = (
     Migration(4, "why each hook did or did not fire, per request", OUTCOMES),
     Migration(5, "problems: a hook's failures grouped by signature", PROBLEMS),
     Migration(6, "saved samples: requests and events pinned by name", SAMPLES),
+    Migration(7, "dead deliveries in a row per hook, for [alerts] disable_after", STREAKS),
 )
 check_numbering(MIGRATIONS)
 LATEST = MIGRATIONS[-1].version

@@ -67,6 +67,7 @@ from relayhook.store.sqlite import outcomes as outcomes_sql
 from relayhook.store.sqlite import problems as problems_sql
 from relayhook.store.sqlite import requests as requests_sql
 from relayhook.store.sqlite import samples as samples_sql
+from relayhook.store.sqlite import streaks as streaks_sql
 from relayhook.store.sqlite.requests import INSERT_REQUEST
 from relayhook.store.sqlite.rows import page_query, where
 from relayhook.store.sqlite.threads import GroupCommitWriter, ReaderPool
@@ -328,7 +329,8 @@ class SQLiteStore:
         """Nothing to listen to: a process learns of another's writes by polling."""
 
     async def finish(
-        self, delivery_id: str, *, owner: str, outcome: Outcome, attempt: Attempt | None
+        self, delivery_id: str, *, owner: str, outcome: Outcome, attempt: Attempt | None,
+        disable_after: int = 0,
     ) -> bool:
         check_finish(delivery_id, outcome, attempt)
 
@@ -336,8 +338,9 @@ class SQLiteStore:
             done = deliveries_sql.finish(conn, delivery_id, owner=owner, outcome=outcome,
                                          attempt=attempt)
             if done:
-                problems_sql.note(conn, delivery_id, outcome, attempt,
-                                  finished_at(attempt, time.time))
+                at = finished_at(attempt, time.time)
+                problems_sql.note(conn, delivery_id, outcome, attempt, at)
+                streaks_sql.note(conn, delivery_id, outcome, attempt, at, disable_after)
             return done
 
         return await self._write(job)
@@ -373,12 +376,8 @@ class SQLiteStore:
         return await self._write(lambda conn: samples_sql.delete(conn, name))
 
     async def set_hook_active(self, hook: str, active: bool, reason: str | None, at: float) -> int:
-        def job(conn: sqlite3.Connection) -> int:
-            changed = deliveries_sql.set_hook_active(conn, hook, active, reason, at)
-            config_sql.bump(conn)
-            return changed
-
-        return await self._write(job)
+        return await self._write(
+            lambda conn: streaks_sql.switch_hook(conn, hook, active, reason, at))
 
     async def hook_states(self) -> dict[str, tuple[bool, str | None, float]]:
         return await self._read(deliveries_sql.hook_states)

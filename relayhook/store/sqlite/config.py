@@ -79,6 +79,7 @@ def delete_hook(conn: sqlite3.Connection, name: str, at: float) -> int | None:
     if conn.execute("DELETE FROM hooks WHERE name = ?", (name,)).rowcount == 0:
         return None
     conn.execute("DELETE FROM hook_states WHERE hook = ?", (name,))
+    conn.execute("DELETE FROM hook_streaks WHERE hook = ?", (name,))
     cancelled: int = conn.execute(CANCEL, (at, name)).rowcount
     bump(conn)
     return cancelled

@@ -6,7 +6,7 @@ from __future__ import annotations
 import sqlite3
 import uuid
 
-from relayhook.problems import failure_signature
+from relayhook.problems import failure_error, failure_signature
 from relayhook.records import Attempt, Outcome, Problem, ProblemStatus
 from relayhook.store.sqlite.deliveries import REPLAY
 from relayhook.store.sqlite.rows import Row
@@ -52,7 +52,6 @@ RESOLVE = """
 UPDATE problems SET status = 'resolved', resolved_at = ?
 WHERE hook = (SELECT hook FROM deliveries WHERE id = ?) AND status <> 'resolved'
 """
-ERROR_CHARS = 500
 
 
 def note(conn: sqlite3.Connection, delivery_id: str, outcome: Outcome, attempt: Attempt | None,
@@ -67,9 +66,13 @@ def note(conn: sqlite3.Connection, delivery_id: str, outcome: Outcome, attempt: 
         return
     hook: str = conn.execute("SELECT hook FROM deliveries WHERE id = ?",
                              (delivery_id,)).fetchone()[0]
-    error = (attempt.error if attempt is not None and attempt.error else outcome.error) or ""
-    row = (f"prb_{uuid.uuid4().hex[:20]}", hook, signature, now, now,
-           to_column(error[:ERROR_CHARS] or None))
+    open_problem(conn, delivery_id, hook, signature, failure_error(outcome, attempt), now)
+
+
+def open_problem(conn: sqlite3.Connection, delivery_id: str, hook: str, signature: str,
+                 error: str | None, now: float) -> None:
+    """Open the hook's problem of `signature` (or join its unresolved one) with the delivery."""
+    row = (f"prb_{uuid.uuid4().hex[:20]}", hook, signature, now, now, to_column(error))
     problem_id: str = conn.execute(OPEN, row).fetchone()[0]
     added = conn.execute("INSERT OR IGNORE INTO problem_deliveries VALUES (?, ?)",
                          (problem_id, delivery_id)).rowcount

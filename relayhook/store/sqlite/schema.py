@@ -20,6 +20,7 @@ from relayhook.store.sqlite.outcomes import SCHEMA_7 as OUTCOMES
 from relayhook.store.sqlite.problems import SCHEMA_8 as PROBLEMS
 from relayhook.store.sqlite.requests import SCHEMA_4
 from relayhook.store.sqlite.samples import SCHEMA_9 as SAMPLES
+from relayhook.store.sqlite.streaks import SCHEMA_11 as STREAKS
 
 # One event x one hook. `relay` is the event's, copied so that lists need no join. Version 2
 # rebuilds the table with this DDL (its CHECK gained `cancelled`), so it is kept apart.
@@ -184,6 +185,7 @@ MIGRATIONS = (
     Migration(8, "problems: a hook's failures grouped by signature", PROBLEMS),
     Migration(9, "saved samples: requests and events pinned by name", SAMPLES),
     Migration(10, "claims that seek the due deliveries, not the whole backlog", INDEXES_V10),
+    Migration(11, "dead deliveries in a row per hook, for [alerts] disable_after", STREAKS),
 )
 check_numbering(MIGRATIONS)
 LATEST = MIGRATIONS[-1].version
