@@ -45,7 +45,8 @@ class GroupCommitWriter:
         self.max_batch = max_batch
         self.name = name
         self.commits = 0
-        self._jobs: queue.Queue[_Job | None] = queue.Queue()
+        # SimpleQueue: a C queue without Queue's Condition and task accounting (a put per request).
+        self._jobs: queue.SimpleQueue[_Job | None] = queue.SimpleQueue()
         self._lock = threading.Lock()  # orders submissions against stop()
         self._thread: threading.Thread | None = None
         self._closed = False
