@@ -19,9 +19,9 @@ Scenarios (each run on a fresh server, database and receiver):
                 latency = arrival at the receiver - the moment the client sent the request.
     transport   in ONE process (this one), the raw request rates of the clients the dispatcher
                 could use, against the same receiver: httpx's default transport (httpcore),
-                httpx over httpx-aiohttp as delivery.http.make_http_client builds it (with the
-                SSRF guard; also called exactly as Dispatcher._send calls it), the same without
-                the guard, and plain aiohttp. Closed loop, N requests in flight.
+                httpx over our guarded aiohttp transport as delivery.http.make_http_client
+                builds it, that transport called as Dispatcher._send calls it (its `send`),
+                and plain aiohttp. Closed loop, N requests in flight.
 
 Each run reports the server's CPU (main thread = the event loop, other threads = the SQLite
 writer and readers) and its peak RSS (VmHWM). `--py-spy DIR` samples the server during the
@@ -577,9 +577,9 @@ LOOP_RULES: list[tuple[str, Callable[[str, str], bool]]] = [
         "OutboundRequest.record", "Dispatcher._secrets_of")),
     ("render (templates, JSON body, URL)", lambda fn, path: path.startswith((
         "relayhook/templating.py", "relayhook/outbound.py", "jinja2/", "relayhook/events.py"))),
-    ("SSRF guard transport (relayhook/http.py)", lambda fn, path: path.startswith((
-        "relayhook/http.py", "relayhook/ssrf.py"))),
-    ("httpx-aiohttp adapter", lambda fn, path: path.startswith("httpx_aiohttp/")),
+    ("guarded transport (delivery/http.py, delivery/sender.py, ssrf.py)",
+     lambda fn, path: path.startswith((
+         "relayhook/delivery/http.py", "relayhook/delivery/sender.py", "relayhook/ssrf.py"))),
     ("httpx (client, models)", lambda fn, path: path.startswith((
         "httpx/", "httpcore/", "h11/", "anyio/", "sniffio/"))),
     ("aiohttp client (pool, protocol, yarl)", lambda fn, path: path.startswith((
@@ -587,7 +587,7 @@ LOOP_RULES: list[tuple[str, Callable[[str, str], bool]]] = [
     ("store calls on the loop (rows, submit, readers)", lambda fn, path: path.startswith(
         "relayhook/store/")),
     ("dispatcher bookkeeping (claim round, retry.decide)", lambda fn, path: path.startswith((
-        "relayhook/dispatch.py", "relayhook/retry.py", "relayhook/pacing.py"))),
+        "relayhook/delivery/dispatcher.py", "relayhook/retry.py", "relayhook/pacing.py"))),
     ("ingress, mapping, routing", lambda fn, path: path.startswith((
         "relayhook/ingress.py", "relayhook/mapping.py", "relayhook/routing.py",
         "relayhook/api.py", "relayhook/auth.py"))),
@@ -912,21 +912,18 @@ def _httpx_sender(client: httpx.AsyncClient, url: str, body: bytes,
     return send
 
 
-def _dispatcher_sender(client: httpx.AsyncClient, url: str, body: bytes,
+def _dispatcher_sender(transport: Any, url: str, body: bytes,
                        headers: dict[str, str]) -> Sender:
-    """The exact call of Dispatcher._send: build_request + send(stream=True) + aiter_raw."""
-    from relayhook.delivery.dispatcher import MAX_RESPONSE_BODY, _read_some
+    """The exact call of Dispatcher._send: the transport's Sender.send."""
+    from relayhook.delivery.dispatcher import MAX_RESPONSE_BODY
+
+    pairs = tuple(headers.items())
 
     async def send() -> None:
-        request = client.build_request("POST", url, headers=list(headers.items()),
-                                       content=body, timeout=httpx.Timeout(10.0))
-        response = await client.send(request, stream=True)
-        try:
-            await _read_some(response, MAX_RESPONSE_BODY)
-        finally:
-            await response.aclose()
-        if response.status_code != 200:
-            raise RuntimeError(f"http {response.status_code}")
+        reply = await transport.send("POST", url, pairs, body, timeout=10.0,
+                                     limit=MAX_RESPONSE_BODY)
+        if reply.status != 200:
+            raise RuntimeError(f"http {reply.status}")
     return send
 
 
@@ -960,21 +957,10 @@ async def _make_guarded(k: int, url: str, body: bytes,
 
 async def _make_guarded_dispatcher_call(k: int, url: str, body: bytes,
                                         headers: dict[str, str]) -> tuple[Sender, Any]:
-    from relayhook.delivery.http import make_http_client
+    from relayhook.delivery.http import make_http_transport
 
-    client = make_http_client(_policy(), max_connections=k)
-    return _dispatcher_sender(client, url, body, headers), client.aclose
-
-
-async def _make_unguarded(k: int, url: str, body: bytes,
-                          headers: dict[str, str]) -> tuple[Sender, Any]:
-    import aiohttp
-    from httpx_aiohttp import AiohttpTransport
-
-    transport = AiohttpTransport(client=lambda: aiohttp.ClientSession(
-        connector=aiohttp.TCPConnector(limit=k), trust_env=False))
-    client = httpx.AsyncClient(transport=transport, timeout=10.0, trust_env=False)
-    return _httpx_sender(client, url, body, headers), client.aclose
+    transport = make_http_transport(_policy(), max_connections=k)
+    return _dispatcher_sender(transport, url, body, headers), transport.aclose
 
 
 async def _make_aiohttp(k: int, url: str, body: bytes,
@@ -994,11 +980,10 @@ async def _make_aiohttp(k: int, url: str, body: bytes,
 
 CLIENTS = [
     ClientVariant("httpx, default transport (httpcore)", (4, 16, 64), _make_httpx_default),
-    ClientVariant("httpx over httpx-aiohttp, guarded (make_http_client)", (4, 16, 64),
+    ClientVariant("httpx over our guarded aiohttp transport (make_http_client)", (4, 16, 64),
                   _make_guarded),
-    ClientVariant("same, the dispatcher's call (send stream=True, aiter_raw)", (64,),
-                  _make_guarded_dispatcher_call),
-    ClientVariant("httpx over httpx-aiohttp, no guard", (64,), _make_unguarded),
+    ClientVariant("the same transport as the dispatcher calls it (GuardedTransport.send)",
+                  (4, 16, 64), _make_guarded_dispatcher_call),
     ClientVariant("aiohttp", (4, 16, 64), _make_aiohttp),
 ]
 

@@ -42,7 +42,7 @@ LAYERS: list[tuple[str, Rule]] = [
     ("ingress (relayhook.web)", _under("relayhook/web/", "relayhook/live.py")),
     ("delivery (dispatcher, outbound, HTTP client)", _under(
         "relayhook/delivery/", "relayhook/outbound.py", "relayhook/retry.py",
-        "relayhook/pacing.py", "relayhook/redaction.py", "httpx/", "httpx_aiohttp/",
+        "relayhook/pacing.py", "relayhook/redaction.py", "httpx/",
         "aiohttp/", "yarl/", "multidict/")),
     ("Starlette (middleware, routing, Request, JSONResponse)", _under("starlette/")),
     ("uvicorn + httptools (HTTP/1.1, the response write)", _under("uvicorn/", "httptools/")),

@@ -27,11 +27,14 @@ import pytest
 from servers import Canary, free_port
 
 from relayhook.delivery.http import (
+    GuardedTransport,
     PolicyResolver,
     guarded_socket,
     make_aiohttp_session,
     make_http_client,
+    make_http_transport,
 )
+from relayhook.delivery.sender import HttpxSender, Reply, sender_for
 from relayhook.ssrf import DestinationPolicy, DestinationRefused, SystemResolver, refusal_reason
 
 HOST = "127.0.0.1"
@@ -194,15 +197,26 @@ def canaries() -> Iterator[tuple[Canary, Canary | None]]:
             v6.close()
 
 
+# Both faces of the guarded transport: httpx's API, and `send` as the dispatcher calls it.
+FACES = [pytest.param("httpx", id="through httpx"), pytest.param("send", id="through send")]
+
+
+async def post(client: httpx.AsyncClient, face: str, url: str, timeout: float = 2.0) -> int:
+    """POST `{}` to `url` through `face` of the client's transport; the status."""
+    if face == "httpx":
+        return (await client.post(url, content=b"{}", timeout=timeout)).status_code
+    transport = client._transport  # type: ignore[attr-defined]
+    assert isinstance(transport, GuardedTransport)
+    return (await send(transport, url, timeout=timeout)).status
+
+
 async def refused(client: httpx.AsyncClient, url: str) -> httpx.HTTPError:
     with pytest.raises(httpx.ConnectError) as caught:
         await client.get(url, timeout=2.0)
     return caught.value
 
 
-@pytest.mark.parametrize(
-    ("template", "words"),
-    [
+LOOPBACK_SPELLINGS = [
         pytest.param("http://127.0.0.1:{p}/", "127.0.0.1 is a loopback address", id="127.0.0.1"),
         pytest.param("http://127.1:{p}/", "an unusual form of 127.0.0.1", id="127.1"),
         pytest.param("http://0x7f000001:{p}/", "an unusual form of 127.0.0.1",
@@ -219,8 +233,10 @@ async def refused(client: httpx.AsyncClient, url: str) -> httpx.HTTPError:
         pytest.param("http://[::ffff:7f00:1]:{p}/", "IPv4-mapped form of 127.0.0.1",
                      id="[::ffff:7f00:1]"),
         pytest.param("https://127.0.0.1:{p}/", "127.0.0.1 is a loopback address", id="https"),
-    ],
-)
+]
+
+
+@pytest.mark.parametrize(("template", "words"), LOOPBACK_SPELLINGS)
 def test_default_policy_refuses_loopback_in_every_spelling(
     canaries: tuple[Canary, Canary | None], template: str, words: str
 ) -> None:
@@ -426,20 +442,19 @@ def test_tls_server_name_stays_the_hostname(tls_context: ssl.SSLContext) -> None
         pytest.param(drip_body, id="sends a body byte every 0.1 s"),
     ],
 )
-def test_a_receiver_that_never_finishes_ends_at_the_timeout(respond: Respond) -> None:
+@pytest.mark.parametrize("face", FACES)
+def test_a_receiver_that_never_finishes_ends_at_the_timeout(respond: Respond, face: str) -> None:
     async def main() -> float:
         client = make_http_client(LOOPBACK_V4)
         try:
             async with Receiver(respond) as receiver:
-                request = client.build_request("POST", receiver.url, content=b"{}",
-                                               timeout=httpx.Timeout(0.5))
                 started = time.monotonic()
                 with pytest.raises(httpx.TimeoutException):
-                    await client.send(request)
+                    await post(client, face, receiver.url, timeout=0.5)
                 elapsed = time.monotonic() - started
             # the client is still good for the next request
             async with Receiver(reply()) as receiver:
-                assert (await client.get(receiver.url, timeout=2.0)).status_code == 200
+                assert await post(client, face, receiver.url) == 200
             return elapsed
         finally:
             await client.aclose()
@@ -510,18 +525,19 @@ async def garbage(
         pytest.param(garbage, httpx.RemoteProtocolError, id="answers something not HTTP"),
     ],
 )
+@pytest.mark.parametrize("face", FACES)
 def test_aiohttp_errors_become_the_matching_httpx_errors(
-    respond: Respond | None, error: type[httpx.HTTPError]
+    respond: Respond | None, error: type[httpx.HTTPError], face: str
 ) -> None:
     async def main() -> BaseException:
         client = make_http_client(LOOPBACK_V4)
         try:
             with pytest.raises(httpx.TransportError) as caught:
                 if respond is None:
-                    await client.get(f"http://{HOST}:{free_port()}/", timeout=2.0)
+                    await post(client, face, f"http://{HOST}:{free_port()}/")
                 else:
                     async with Receiver(respond) as receiver:
-                        await client.get(receiver.url, timeout=2.0)
+                        await post(client, face, receiver.url)
             return caught.value
         finally:
             await client.aclose()
@@ -569,7 +585,9 @@ def test_closing_the_client_closes_the_aiohttp_session() -> None:
         client = make_http_client(LOOPBACK_V4)
         async with Receiver(reply()) as receiver:
             await client.get(receiver.url, timeout=2.0)
-        session = client._transport._transport.client  # type: ignore[attr-defined]
+        transport = client._transport  # type: ignore[attr-defined]
+        assert isinstance(transport, GuardedTransport)
+        session = transport.session
         assert isinstance(session, aiohttp.ClientSession)
         assert not session.closed
         await client.aclose()
@@ -664,3 +682,141 @@ def test_a_name_refused_through_the_client_keeps_its_reason() -> None:
         " (set [delivery] allow_private_destinations or allow_cidrs to reach it)"
     )
     assert "127.0.0.1 is a loopback address" in str(error)
+
+
+# The dispatcher's face of the same transport: `send`, no httpx request or response objects.
+
+
+def transport(policy: DestinationPolicy) -> GuardedTransport:
+    return make_http_transport(policy)
+
+
+async def send(guarded: GuardedTransport, url: str, *, body: bytes = b"{}",
+               timeout: float = 2.0, limit: int = 65536) -> Reply:
+    return await guarded.send("POST", url, (("content-type", "application/json"),
+                                            ("user-agent", "Relayhook/test")), body,
+                              timeout=timeout, limit=limit)
+
+
+@pytest.mark.parametrize(("template", "words"), LOOPBACK_SPELLINGS)
+def test_send_refuses_loopback_in_every_spelling_and_again_from_its_verdicts(
+    canaries: tuple[Canary, Canary | None], template: str, words: str
+) -> None:
+    """The second send of a URL takes the kept verdict: refused the same way, still before
+    any connection."""
+    url = template.format(p=canaries[0].port)
+
+    async def main() -> list[str | None]:
+        guarded = transport(DEFAULT)
+        reasons = []
+        try:
+            for _ in range(2):
+                with pytest.raises(httpx.ConnectError) as caught:
+                    await send(guarded, url)
+                reasons.append(refusal_reason(caught.value))
+        finally:
+            await guarded.aclose()
+        return reasons
+
+    first, second = run(main())
+    assert first is not None
+    assert words in first
+    assert second == first
+    assert all(canary.connections() == 0 for canary in canaries if canary is not None)
+
+
+@pytest.mark.parametrize(
+    ("url", "error"),
+    [
+        pytest.param("http://0177.0.0.1:{p}/", httpx.InvalidURL, id="not even a URL to httpx"),
+        pytest.param("ftp://127.0.0.1:{p}/", httpx.ConnectError, id="not http"),
+    ],
+)
+def test_send_refuses_what_cannot_be_sent(canaries: tuple[Canary, Canary | None], url: str,
+                                          error: type[Exception]) -> None:
+    async def main() -> None:
+        guarded = transport(LOCALHOST)
+        try:
+            with pytest.raises(error):
+                await send(guarded, url.format(p=canaries[0].port))
+        finally:
+            await guarded.aclose()
+
+    run(main())
+
+
+def test_send_answers_status_headers_and_at_most_limit_bytes() -> None:
+    async def main() -> None:
+        guarded = transport(LOOPBACK_V4)
+        try:
+            async with Receiver(reply(429, b"x" * 100_000, Retry_After="3",
+                                      X_Thing="caf\u00e9")) as receiver:
+                answer = await send(guarded, receiver.url + "hook?a=1", limit=1000)
+            assert answer.status == 429
+            assert answer.body == b"x" * 1000
+            assert ("retry-after", "3") in answer.headers
+            assert ("x-thing", "caf\u00e9") in answer.headers  # ISO-8859-1, as httpx decodes
+            async with Receiver(reply(200, b"")) as receiver:
+                assert await send(guarded, receiver.url) == Reply(
+                    200, (("content-length", "0"), ("connection", "close")), b"")
+        finally:
+            await guarded.aclose()
+
+    run(main())
+
+
+def test_send_puts_the_request_on_the_wire_as_the_httpx_face_does() -> None:
+    """What a receiver sees does not depend on which face sent it."""
+
+    async def main() -> list[dict[str, str]]:
+        guarded = transport(LOCALHOST)
+        client = httpx.AsyncClient(transport=transport(LOCALHOST))
+        try:
+            async with Receiver(reply()) as receiver:
+                url = f"http://localhost:{receiver.port}/hook?x=%20y"
+                await send(guarded, url, body=b'{"a":1}')
+                request = httpx.Request("POST", url, content=b'{"a":1}', headers=[
+                    ("content-type", "application/json"), ("user-agent", "Relayhook/test")])
+                await client.send(request)
+            return receiver.requests
+        finally:
+            await guarded.aclose()
+            await client.aclose()
+
+    by_send, by_httpx = run(main())
+    assert by_send == by_httpx
+    assert by_send["_line"] == "POST /hook?x=%20y HTTP/1.1"
+    assert by_send["content-length"] == "7"
+
+
+def test_a_name_refused_through_send_keeps_its_reason() -> None:
+    async def main() -> BaseException:
+        guarded = make_http_transport(DEFAULT,
+                                      resolver=StubResolver({"hook.example": ["127.0.0.1"]}))
+        try:
+            with pytest.raises(httpx.ConnectError) as caught:
+                await send(guarded, "http://hook.example:9/")
+            return caught.value
+        finally:
+            await guarded.aclose()
+
+    reason = refusal_reason(run(main()))
+    assert reason is not None
+    assert reason.startswith("hook.example resolves only to refused addresses: 127.0.0.1")
+
+
+def test_any_httpx_transport_is_a_sender() -> None:
+    def handler(request: httpx.Request) -> httpx.Response:
+        assert request.headers["content-type"] == "application/json"
+        assert request.extensions["timeout"]["read"] == 2.0
+        return httpx.Response(201, headers=[("X-A", "1"), ("X-A", "2")], content=b"y" * 50)
+
+    guarded = transport(DEFAULT)
+    assert sender_for(guarded) is guarded
+    mock = sender_for(httpx.MockTransport(handler))
+    assert isinstance(mock, HttpxSender)
+    answer = run(mock.send("POST", "http://hook.example/", (("content-type", "application/json"),),
+                           b"{}", timeout=2.0, limit=10))
+    assert answer.status == 201
+    assert answer.body == b"y" * 10
+    assert answer.headers[:2] == (("x-a", "1"), ("x-a", "2"))

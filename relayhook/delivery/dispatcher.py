@@ -24,7 +24,7 @@ from urllib.parse import urlsplit
 
 import httpx
 
-from relayhook.delivery.http import refusal_reason
+from relayhook.delivery.sender import Reply, sender_for
 from relayhook.events import Event, format_time
 from relayhook.hooks import Hook, RateLimitSpec
 from relayhook.live import LiveConfig
@@ -38,7 +38,7 @@ from relayhook.outbound import (
 from relayhook.outcomes import condition_values, describe_outcome
 from relayhook.pacing import RateLimit
 from relayhook.retry import decide, parse_retry_after
-from relayhook.ssrf import unusual_ipv4
+from relayhook.ssrf import refusal_reason, unusual_ipv4
 from relayhook.store import Attempt, Delivery, Outcome, Store, StoreError
 from relayhook.store.base import Topic
 from relayhook.templating import RenderError
@@ -62,7 +62,8 @@ class _HookLane:
 class Dispatcher:
     store: Store
     registry: LiveConfig
-    transport: httpx.AsyncBaseTransport  # relayhook.delivery.http.make_http_transport, or a mock
+    # relayhook.delivery.http.make_http_transport, or any httpx transport (a mock)
+    transport: httpx.AsyncBaseTransport
     secrets: Mapping[str, str]
     clock: Callable[[], float] = time.time
     sleep: Callable[[float], Awaitable[None]] = asyncio.sleep
@@ -81,6 +82,7 @@ class Dispatcher:
         self._tasks: set[asyncio.Task[None]] = set()
         self._stopping = False
         self._last_refresh = 0.0
+        self._sender = sender_for(self.transport)
 
     def wake(self) -> None:
         """New deliveries may be due: look now rather than at the next poll."""
@@ -272,20 +274,11 @@ class Dispatcher:
                     started: float) -> tuple[Outcome, Attempt]:
         record = request.record(self.secrets, hook.secret_places)
         try:
-            outgoing = httpx.Request(
-                request.method, request.url, headers=list(request.headers),
-                content=request.body or None,
-                extensions={"timeout": httpx.Timeout(hook.timeout).as_dict()},
-            )
+            reply = await self._sender.send(request.method, request.url, request.headers,
+                                            request.body, timeout=hook.timeout,
+                                            limit=MAX_RESPONSE_BODY)
         except httpx.InvalidURL as exc:  # e.g. 127.000.000.001, which httpx will not parse
             return self._failed(hook, delivery, started, record, *_unsendable(request.url, exc))
-        try:
-            async with asyncio.timeout(hook.timeout + 1):  # a hard bound above httpx's own
-                response = await self.transport.handle_async_request(outgoing)
-                try:
-                    body = await _read_some(response, MAX_RESPONSE_BODY)
-                finally:
-                    await response.aclose()
         except (httpx.HTTPError, TimeoutError, OSError) as exc:
             error_class, message = classify(exc, hook.timeout)
             message = redactor(self.secrets, hook.secret_places)(message)  # a URL's token
@@ -293,12 +286,11 @@ class Dispatcher:
         attempt = Attempt(
             delivery_id=delivery.id, number=delivery.attempts + 1, started_at=started,
             duration_ms=(self.clock() - started) * 1000, request=record,
-            response_status=response.status_code,
-            response_headers=tuple(response.headers.multi_items()), response_body=body,
-            error_class=None, error=None,
+            response_status=reply.status, response_headers=reply.headers,
+            response_body=reply.body, error_class=None, error=None,
         )
-        retry_after = parse_retry_after(response.headers.get("retry-after"), self.clock())
-        outcome = decide(status=response.status_code, error_class=None, error=None,
+        retry_after = parse_retry_after(_header(reply, "retry-after"), self.clock())
+        outcome = decide(status=reply.status, error_class=None, error=None,
                          retry_after=retry_after, tries=delivery.tries + 1,
                          schedule=hook.retry.schedule, jitter=hook.retry.jitter,
                          now=self.clock(), rand=self.rand)
@@ -327,18 +319,9 @@ def skip_reason(hook: Hook, event: Event, secrets: Mapping[str, str]) -> str:
     return describe_outcome("condition_false", {"condition_false": {"values": values}})
 
 
-async def _read_some(response: httpx.Response, limit: int) -> bytes:
-    """At most `limit` bytes of the body: a receiver cannot make us hold more."""
-    if response.is_stream_consumed:  # a transport that read the body already
-        return response.content[:limit]
-    chunks: list[bytes] = []
-    size = 0
-    async for chunk in response.aiter_raw():
-        chunks.append(chunk[: limit - size])
-        size += len(chunks[-1])
-        if size >= limit:
-            break
-    return b"".join(chunks)
+def _header(reply: Reply, name: str) -> str | None:
+    """A response header (`name` in lower case), its values joined as httpx joins them."""
+    return ", ".join(value for key, value in reply.headers if key == name) or None
 
 
 def log_outcome(hook: str, delivery: Delivery, outcome: Outcome,

@@ -1,4 +1,6 @@
-"""The one outbound HTTP client the dispatcher shares: httpx's API over aiohttp's connection pool.
+"""The one outbound HTTP client the dispatcher shares: aiohttp's connection pool, guarded, seen
+through httpx's transport API (for `relayhook send-test` and alerts) and through the dispatcher's
+`Sender` (relayhook.delivery.sender: no httpx objects per delivery).
 
     client = make_http_client(DestinationPolicy.from_config(allow_cidrs=["10.1.2.0/24"]))
     try:
@@ -10,11 +12,13 @@
 
 Why aiohttp underneath: httpx's own transport (httpcore) scans and polls every pooled
 connection on each request and sends 600-1,000 requests/s at 4-16 in flight on one core;
-the same httpx API over `httpx-aiohttp` sends 2,200-2,800/s (issue 3, item 9).
+aiohttp sends 2,200-2,800/s under httpx's API (issue 3, item 9), and the dispatcher, calling
+it without httpx's request and response objects, twice that (issue 12).
 
 The SSRF guard sits at three points, so the address checked is the address connected:
 1. `GuardedTransport` refuses a non-HTTP scheme and checks a host that aiohttp would connect
-   to without resolving (an IP literal, or all digits and dots such as `127.1`).
+   to without resolving (an IP literal, or all digits and dots such as `127.1`), as httpx and
+   as yarl parse it. The policy is immutable, so the verdict is kept per URL text.
 2. `PolicyResolver`, aiohttp's resolver, resolves a name once and hands aiohttp only the
    allowed addresses; aiohttp connects to those, and keeps the name for Host and TLS SNI.
 3. `guarded_socket`, aiohttp's socket factory, checks the socket address of every connection
@@ -22,21 +26,15 @@ The SSRF guard sits at three points, so the address checked is the address conne
 
 A refusal reaches the caller as `httpx.ConnectError` whose cause chain holds the
 `DestinationRefused`; `refusal_reason(exc)` returns its reason (None for any other error).
-Redirects are never followed: httpx's `follow_redirects=False` and httpx-aiohttp's
-`allow_redirects=False`; a caller that asks httpx to follow gets each hop checked anyway.
+Redirects are never followed: aiohttp is asked with `allow_redirects=False`; a caller that asks
+httpx to follow gets each hop checked anyway. Each aiohttp error is raised as the httpx
+exception it stands for (`_HTTPX_ERRORS`), chained to aiohttp's.
 
-Errors: httpx-aiohttp 0.2 turns every aiohttp connection error (refused, reset, disconnected)
-into `httpx.ConnectTimeout` and lets some aiohttp errors through unmapped; `GuardedTransport`
-raises the httpx exception each one stands for (`_HTTPX_ERRORS`), chained to aiohttp's.
-
-Timeouts: httpx-aiohttp maps a request's httpx timeout to aiohttp's `ClientTimeout(
-sock_connect=connect, sock_read=read, connect=pool)`, ignores `write` and sets no total.
-aiohttp starts `sock_read` once the body is sent and restarts it on every chunk received, so a
-receiver that never answers ends at `read`, but one that trickles a byte per interval, or never
-reads a large body, would never end. `GuardedTransport` therefore also enforces a deadline on
-the whole exchange, response body included: the largest of the request's timeout values, so
-`httpx.Timeout(10)` means "done, or `httpx.TimeoutException`, within 10 s". `timeout=None`
-means no bound at all.
+Timeouts: one deadline per exchange, aiohttp's `total`, over everything from the pool wait to
+the last byte of the response body: the largest of the request's httpx timeout values, so
+`httpx.Timeout(10)` means "done, or `httpx.TimeoutException`, within 10 s", even against a
+receiver that trickles a byte per interval or never reads a large body (aiohttp's `sock_read`
+alone restarts on every chunk). `timeout=None` means no bound at all.
 
 Known limit: when a receiver stops reading a body larger than the socket buffers, the
 connection stays open after the timeout until the receiver reads or resets it (asyncio closes
@@ -46,9 +44,10 @@ Keep bodies small; aiohttp also warns (ResourceWarning) about bodies over 1 MiB.
 
 from __future__ import annotations
 
-import asyncio
+import functools
+import math
 import socket
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from functools import partial
 from http.cookiejar import CookieJar, DefaultCookiePolicy
 from ssl import SSLContext
@@ -58,8 +57,8 @@ import aiohttp
 import httpx
 import yarl
 from aiohttp.abc import AbstractResolver, ResolveResult
-from httpx_aiohttp import AiohttpTransport
 
+from relayhook.delivery.sender import Reply
 from relayhook.ssrf import (
     DestinationPolicy,
     DestinationRefused,
@@ -76,24 +75,19 @@ __all__ = [
     "guarded_socket",
     "make_aiohttp_session",
     "make_http_client",
+    "make_http_transport",
     "refusal_reason",
 ]
+
+MAX_TARGETS = 4096  # verdicts kept per transport (one per distinct URL text); then begun anew
 
 
 def make_http_transport(
     policy: DestinationPolicy, *, resolver: Resolver | None = None, max_connections: int = 100
 ) -> GuardedTransport:
-    """The guarded httpx transport over aiohttp. The dispatcher sends through it directly:
-    it needs nothing of what `AsyncClient.send` adds (redirects, auth, cookies), and skipping
-    that layer is a fifth more deliveries per second (bench/README.md)."""
-    resolver = resolver if resolver is not None else SystemResolver()
-    ssl_context = httpx.create_ssl_context(trust_env=False)
-    aiohttp_transport = AiohttpTransport(
-        verify=ssl_context,
-        trust_env=False,
-        client=partial(make_aiohttp_session, policy, resolver, ssl_context, max_connections),
-    )
-    return GuardedTransport(aiohttp_transport, policy, resolver)
+    """The guarded transport over aiohttp: an httpx transport, and the dispatcher's Sender."""
+    return GuardedTransport(policy, resolver if resolver is not None else SystemResolver(),
+                            max_connections=max_connections)
 
 
 def make_http_client(
@@ -118,7 +112,7 @@ def make_aiohttp_session(
     max_connections: int = 100,
 ) -> aiohttp.ClientSession:
     """An aiohttp session whose connector resolves through `policy` and checks every socket
-    address it connects to. Call it inside the running loop (httpx-aiohttp does, lazily)."""
+    address it connects to. Call it inside the running loop (GuardedTransport does, lazily)."""
     connector = aiohttp.TCPConnector(
         resolver=PolicyResolver(policy, resolver),
         socket_factory=partial(guarded_socket, policy),
@@ -175,91 +169,170 @@ def guarded_socket(policy: DestinationPolicy, addr_info: aiohttp.AddrInfoType) -
 
 
 class GuardedTransport(httpx.AsyncBaseTransport):
-    """Checks what aiohttp would not (scheme, IP-literal hosts), bounds the whole exchange by
-    the request's timeout, and raises httpx's exception for each aiohttp error, then hands the
-    request to `transport`."""
+    """One aiohttp session (made in the running loop at first use) behind two faces:
+    `handle_async_request` (httpx's transport API) and `send` (the dispatcher's Sender). Both
+    check what aiohttp would not (scheme, IP-literal hosts), bound the whole exchange by one
+    deadline, and raise httpx's exception for each aiohttp error."""
 
-    def __init__(
-        self, transport: httpx.AsyncBaseTransport, policy: DestinationPolicy, resolver: Resolver
-    ) -> None:
-        self._transport = transport
+    def __init__(self, policy: DestinationPolicy, resolver: Resolver, *,
+                 max_connections: int = 100, ssl_context: SSLContext | None = None) -> None:
         self._policy = policy
         self._resolver = resolver
+        self._ssl_context = ssl_context or httpx.create_ssl_context(trust_env=False)
+        self._max_connections = max_connections
+        self._session: aiohttp.ClientSession | None = None
+        # URL text -> where aiohttp is to connect, or the reason it may not (never an error
+        # of the moment such as a failed lookup: those are not kept).
+        self._targets: dict[str, yarl.URL | str] = {}
+
+    @property
+    def session(self) -> aiohttp.ClientSession:
+        if self._session is None:
+            self._session = make_aiohttp_session(self._policy, self._resolver,
+                                                 self._ssl_context, self._max_connections)
+        return self._session
+
+    async def send(self, method: str, url: str, headers: Sequence[tuple[str, str]], body: bytes,
+                   *, timeout: float, limit: int) -> Reply:
+        target = await self._target(url, None)
+        try:
+            response = await self.session.request(
+                method, target, headers=headers, data=body or None, allow_redirects=False,
+                auto_decompress=False, timeout=_client_timeout(timeout, None, None, None))
+            try:
+                content = await _read_some(response.content, limit)
+            finally:
+                response.release()  # a body left unread closes the connection
+        except Exception as exc:
+            _reraise(exc, method, url, timeout)
+        return Reply(response.status, _decoded(response.raw_headers), content)
 
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
-        deadline = _deadline(request)
-        timeout = asyncio.timeout_at(deadline)
+        url = str(request.url)
+        target = await self._target(url, request)
+        timeouts = request.extensions.get("timeout", {})
+        total = _total_timeout(timeouts)
+        data: bytes | httpx.AsyncByteStream | None
         try:
-            async with timeout:
-                await self._check(request)
-                response = await self._transport.handle_async_request(request)
+            data = request.content or None
+        except httpx.RequestNotRead:  # a streamed body
+            assert isinstance(request.stream, httpx.AsyncByteStream)
+            data = request.stream
+            request.headers.pop("transfer-encoding", None)  # aiohttp writes its own
+        timeout = _client_timeout(total, timeouts.get("connect"), timeouts.get("read"),
+                                  timeouts.get("pool"))
+        try:
+            response = await self.session.request(
+                request.method, target, headers=request.headers, data=data,
+                allow_redirects=False, auto_decompress=False, timeout=timeout)
         except Exception as exc:
-            _reraise(exc, request, timeout)
-        assert isinstance(response.stream, httpx.AsyncByteStream)
-        response.stream = _GuardedStream(response.stream, deadline, request)
-        return response
+            _reraise(exc, request.method, url, total)
+        extensions = {"http_version": b"HTTP/1.1"}
+        if response.reason:
+            extensions["reason_phrase"] = response.reason.encode()
+        return httpx.Response(response.status, headers=response.raw_headers,
+                              stream=_ResponseStream(response, request.method, url, total),
+                              request=request, extensions=extensions)
 
-    async def _check(self, request: httpx.Request) -> None:
-        url = request.url
+    async def _target(self, url: str, request: httpx.Request | None) -> yarl.URL:
+        """The URL aiohttp is to connect to, once its host has passed the policy."""
+        target = self._targets.get(url)
+        if target is None:
+            parsed = request.url if request is not None else httpx.URL(url)  # or InvalidURL
+            try:
+                target = await self._check(parsed)
+            except OSError as exc:  # a numeric host that does not resolve
+                raise httpx.ConnectError(str(exc), request=request) from exc
+            if len(self._targets) >= MAX_TARGETS:
+                self._targets.clear()
+            self._targets[url] = target
+        if isinstance(target, str):
+            refused = DestinationRefused(target)
+            raise httpx.ConnectError(str(refused), request=request) from refused
+        return target
+
+    async def _check(self, url: httpx.URL) -> yarl.URL | str:
+        """Where to connect for `url`, or the reason it is refused."""
+        if url.scheme not in ("http", "https"):
+            return f"{url}: only http and https URLs are allowed"
+        # aiohttp connects to the host yarl parses from str(url): check that one too.
+        target = yarl.URL(str(url))
         port = url.port or (443 if url.scheme == "https" else 80)
-        try:
-            if url.scheme not in ("http", "https"):
-                raise DestinationRefused(f"{url}: only http and https URLs are allowed")
-            # aiohttp connects to the host yarl parses from str(url): check that one too.
-            for host in dict.fromkeys((url.host, yarl.URL(str(url)).raw_host or "")):
-                reason = self._policy.check_name(host)
-                if reason is not None:
-                    raise DestinationRefused(reason)
-                if looks_like_ip(host):
+        for host in dict.fromkeys((url.host, target.raw_host or "")):
+            reason = self._policy.check_name(host)
+            if reason is not None:
+                return reason
+            if looks_like_ip(host):
+                try:
                     await check_host(host, port, self._policy, self._resolver)
-        except OSError as exc:  # DestinationRefused, or a numeric host that does not resolve
-            raise httpx.ConnectError(str(exc), request=request) from exc
+                except DestinationRefused as exc:
+                    return exc.reason
+        return target
 
     async def aclose(self) -> None:
-        await self._transport.aclose()
+        if self._session is not None:
+            await self._session.close()
 
 
-class _GuardedStream(httpx.AsyncByteStream):
-    """A response body that must arrive by `deadline` (loop time; None: no deadline)."""
+class _ResponseStream(httpx.AsyncByteStream):
+    """An aiohttp response body as httpx reads it (aiohttp's deadline bounds every read)."""
 
-    def __init__(
-        self, stream: httpx.AsyncByteStream, deadline: float | None, request: httpx.Request
-    ) -> None:
-        self._stream = stream
-        self._deadline = deadline
-        self._request = request
+    def __init__(self, response: aiohttp.ClientResponse, method: str, url: str,
+                 total: float | None) -> None:
+        self._response = response
+        self._what = (method, url, total)
 
     async def __aiter__(self) -> AsyncIterator[bytes]:
-        chunks = self._stream.__aiter__()
-        while True:
-            timeout = asyncio.timeout_at(self._deadline)
-            try:
-                async with timeout:
-                    chunk = await anext(chunks)
-            except StopAsyncIteration:
-                return
-            except Exception as exc:
-                _reraise(exc, self._request, timeout)
-            yield chunk
+        try:
+            async for chunk in self._response.content.iter_chunked(64 * 1024):
+                yield chunk
+        except Exception as exc:
+            _reraise(exc, *self._what)
 
     async def aclose(self) -> None:
-        await self._stream.aclose()
+        self._response.release()
 
 
-def _total_timeout(request: httpx.Request) -> float | None:
-    """The largest of the request's connect/read/write/pool timeouts; None if none is set."""
-    values = [float(v) for v in request.extensions.get("timeout", {}).values() if v is not None]
+async def _read_some(content: aiohttp.StreamReader, limit: int) -> bytes:
+    """At most `limit` bytes of the body: a receiver cannot make us hold more."""
+    chunks: list[bytes] = []
+    size = 0
+    while size < limit and not content.at_eof():
+        chunk = await content.read(limit - size)
+        if not chunk:
+            break
+        chunks.append(chunk)
+        size += len(chunk)
+    return chunks[0] if len(chunks) == 1 else b"".join(chunks)
+
+
+def _decoded(raw: Sequence[tuple[bytes, bytes]]) -> tuple[tuple[str, str], ...]:
+    """Response headers as httpx's `Headers.multi_items()` has them: names in lower case, all
+    decoded as ASCII, else UTF-8, else ISO-8859-1."""
+    for encoding in ("ascii", "utf-8"):
+        try:
+            return tuple((k.lower().decode(encoding), v.decode(encoding)) for k, v in raw)
+        except UnicodeDecodeError:
+            continue
+    return tuple((k.lower().decode("iso-8859-1"), v.decode("iso-8859-1")) for k, v in raw)
+
+
+def _total_timeout(timeouts: dict[str, float | None]) -> float | None:
+    """The largest of an httpx request's connect/read/write/pool timeouts; None if none is set."""
+    values = [float(v) for v in timeouts.values() if v is not None]
     return max(values) if values else None
 
 
-def _deadline(request: httpx.Request) -> float | None:
-    """Loop time by which the exchange must be done."""
-    total = _total_timeout(request)
-    return None if total is None else asyncio.get_running_loop().time() + total
+@functools.lru_cache(maxsize=64)
+def _client_timeout(total: float | None, connect: float | None, read: float | None,
+                    pool: float | None) -> aiohttp.ClientTimeout:
+    """aiohttp's timeouts for an exchange: `total` the deadline (exact, never rounded up to a
+    whole second as aiohttp does from 5 s on)."""
+    return aiohttp.ClientTimeout(total=total, connect=pool, sock_connect=connect,
+                                 sock_read=read, ceil_threshold=math.inf)
 
 
-# httpx-aiohttp 0.2 maps every aiohttp.ClientConnectionError (refused, reset, disconnected)
-# to httpx.ConnectTimeout and lets other aiohttp errors through unmapped. First match wins.
+# First match wins.
 _HTTPX_ERRORS: tuple[tuple[type[aiohttp.ClientError], type[httpx.TransportError]], ...] = (
     (aiohttp.ConnectionTimeoutError, httpx.ConnectTimeout),
     (aiohttp.ServerTimeoutError, httpx.ReadTimeout),
@@ -274,14 +347,11 @@ _HTTPX_ERRORS: tuple[tuple[type[aiohttp.ClientError], type[httpx.TransportError]
 )
 
 
-def _reraise(exc: Exception, request: httpx.Request, timeout: asyncio.Timeout) -> NoReturn:
+def _reraise(exc: Exception, method: str, url: str, total: float | None) -> NoReturn:
     """Raise `exc` as the httpx exception it stands for, chained to the aiohttp one."""
-    if isinstance(exc, TimeoutError) and timeout.expired():
-        message = f"{request.method} {request.url}: not done within {_total_timeout(request)} s"
-        raise httpx.TimeoutException(message, request=request) from exc
-    cause = exc if isinstance(exc, aiohttp.ClientError) else exc.__cause__
-    if isinstance(cause, aiohttp.ClientError):
-        target = next(target for source, target in _HTTPX_ERRORS if isinstance(cause, source))
-        if type(exc) is not target:
-            raise target(str(exc), request=request) from cause
+    if isinstance(exc, aiohttp.ClientError):
+        target = next(target for source, target in _HTTPX_ERRORS if isinstance(exc, source))
+        raise target(str(exc)) from exc
+    if isinstance(exc, TimeoutError):  # the deadline, while the body was read
+        raise httpx.TimeoutException(f"{method} {url}: not done within {total} s") from exc
     raise exc
