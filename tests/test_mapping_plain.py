@@ -51,3 +51,39 @@ def test_the_body_is_shared_not_copied_when_it_is_plain() -> None:
     assert plain is scope["body"]
     request = InboundRequest("POST", "", (), b'{"rows": [NaN]}')
     assert mapping._request_scope(GENERIC, request, "r")[1] is mapping._NOT_PLAIN
+
+
+EDGES = [
+    "9223372036854775807", "-9223372036854775808", "18446744073709551615",
+    "18446744073709551616", "-9223372036854775809", "123456789012345678901234567890",
+    '"12345678901234567890"', "1.7976931348623157e308", "1.7976931348623157e309", "5e-324",
+    "0.30000000000000004", '"\\ud83d\\ude00"', '"\\ud800"', '"\\u0000"', '{"a": 1, "a": 2}',
+    "\ufeff[1]", " \t[1]\r\n", "[1,]", "",
+]
+
+
+@pytest.mark.parametrize("body", [*BODIES, *EDGES])
+def test_the_fast_parser_reads_every_body_as_json_does(body: str) -> None:
+    """orjson reads a body only where it gives what json gives, type for type: integers past
+    64 bits (which orjson would make floats) and everything it refuses go to json."""
+    def slow(data: bytes) -> Any:
+        with mock.patch.object(mapping, "_MAYBE_LONG_INTEGER", b""):  # always "maybe": json
+            return parse(data)
+
+    def parse(data: bytes) -> Any:
+        try:
+            value, plain = mapping._parse_json(data)
+        except MappingError as exc:
+            return "error", str(exc)
+        return repr(value), [type(leaf) for leaf in leaves(value)], plain
+
+    for data in (body.encode(), f"[{body}]".encode()):
+        assert parse(data) == slow(data), data
+
+
+def leaves(value: Any) -> list[Any]:
+    if isinstance(value, dict):
+        return [leaf for item in value.values() for leaf in leaves(item)]
+    if isinstance(value, list):
+        return [leaf for item in value for leaf in leaves(item)]
+    return [value]

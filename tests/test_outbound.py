@@ -14,7 +14,7 @@ import pytest
 import standardwebhooks
 from cloudevents.v1.http import from_http
 
-from relayhook import __version__
+from relayhook import __version__, outbound
 from relayhook.events import Event
 from relayhook.hooks import Hook, build_hooks
 from relayhook.outbound import OutboundRequest, render_request, should_deliver, sign
@@ -637,3 +637,35 @@ def test_a_template_attack_is_a_render_error_within_a_second(attack: str, where:
         render(hook)
     assert time.perf_counter() - started < 1.0
     assert caught.value.name == name
+
+
+class _Fixed:
+    """A body that renders to `value` whatever the context."""
+
+    def __init__(self, value: Any) -> None:
+        self.value = value
+
+    def render(self, context: Any) -> Any:
+        return self.value
+
+
+@pytest.mark.parametrize("value", [
+    {"rows": [{"a": 1, "b": 1.5, "c": "x"}] * 3}, [1e-7, 1e16, -0.0, 5e-324, 2**63 - 1, -2**63],
+    {"big": 2**64, "bigger": -(2**70)}, {"n": None, "s": "null"}, {"t": True, "f": False},
+    {1: "int key", None: "none key"}, {"s": HOSTILE}, {"lone": "\ud800"}, ("a", "tuple"),
+    {"nan": float("nan")}, [float("inf")], {"deep": [[[[[]]]]]}, "text", 12, None,
+    {"when": datetime(2024, 5, 1, tzinfo=UTC)}, {"bytes": b"x"}, {"set": {1}},
+])
+def test_a_json_body_is_written_as_json_would_write_it(value: Any) -> None:
+    """orjson writes a JSON body only where json writes the same values; json's errors stay."""
+    hook = make_hook()
+    try:
+        expected = json.loads(json.dumps(value, ensure_ascii=False, allow_nan=False))
+    except (TypeError, ValueError) as exc:
+        with pytest.raises(RenderError, match="cannot be written as JSON"):
+            outbound._encode(hook, _Fixed(value), {})  # type: ignore[arg-type]
+        assert str(exc)
+        return
+    written = outbound._encode(hook, _Fixed(value), {})  # type: ignore[arg-type]
+    assert json.loads(written) == expected
+    assert repr(json.loads(written)) == repr(expected)  # type for type: no int became a float
