@@ -522,6 +522,50 @@ def test_per_hook_concurrency_is_never_exceeded(tmp_path: Path) -> None:
     assert most == {"three": 3, "one": 1}
 
 
+def test_the_next_send_does_not_wait_for_the_last_finish_to_commit(tmp_path: Path) -> None:
+    """A slot is held while its request is in flight to the receiver, not while its finish
+    waits for the writer: with concurrency 1, the second request goes while the first's finish
+    is held back, and never two at once."""
+    in_flight, most = 0, 0
+    second_sent = asyncio.Event()
+
+    async def handler(request: httpx.Request) -> httpx.Response:
+        nonlocal in_flight, most
+        in_flight += 1
+        most = max(most, in_flight)
+        await asyncio.sleep(0)
+        in_flight -= 1
+        return respond(200)
+
+    async def scenario() -> None:
+        async with open_rig(tmp_path, [{"name": "one", "concurrency": 1}], handler) as rig:
+            finish, finishes = rig.store.finish, 0
+
+            async def held_finish(*args: Any, **kwargs: Any) -> None:
+                nonlocal finishes
+                finishes += 1
+                if finishes == 1:  # the first finish commits only once the second was sent
+                    await asyncio.wait_for(second_sent.wait(), 5.0)
+                await finish(*args, **kwargs)
+
+            rig.store.finish = held_finish  # type: ignore[method-assign]
+            ids = await rig.ingest(make_event(0), make_event(1))
+            runner = asyncio.create_task(rig.dispatcher.run())
+            try:
+                async with asyncio.timeout(5.0):
+                    while len(rig.seen) < 2:
+                        await asyncio.sleep(0.001)
+                    second_sent.set()
+                    while {(await rig.get(d))[0].status for d in ids} != {"succeeded"}:
+                        await asyncio.sleep(0.001)
+            finally:
+                await rig.dispatcher.stop(grace=1.0)
+                await runner
+
+    run(scenario())
+    assert most == 1
+
+
 def test_a_rate_limit_paces_with_the_injected_sleep(tmp_path: Path) -> None:
     async def scenario() -> None:
         hook = {"name": "h", "rate_limit": {"per_second": 25}, "concurrency": 4}

@@ -50,10 +50,12 @@ MAX_RESPONSE_BODY = 64 * 1024
 
 @dataclass
 class _HookLane:
-    """What the dispatcher keeps per hook: its requests in flight here, and its pacing's
-    interval (the pacing state itself is in the store, shared)."""
+    """What the dispatcher keeps per hook: its requests in flight here, those whose exchange
+    is over but whose finish has not committed yet, and its pacing's interval (the pacing state
+    itself is in the store, shared)."""
 
-    in_flight: int = 0
+    in_flight: int = 0  # claimed here, sending (or waiting for its pacing slot)
+    finishing: int = 0  # the exchange is over; still `claimed` in the store until finish commits
     interval: float = 0.0
     rate_spec: RateLimitSpec | None = None
 
@@ -137,10 +139,14 @@ class Dispatcher:
         if lane.interval and await self.store.pacing_wait(hook.name, hook.rate_limit,
                                                           now) > horizon:
             return 0
+        # The store counts every claimed delivery against the concurrency, ours whose exchange
+        # is over too: those are not in flight to the receiver, so they do not hold a slot
+        # while their finish waits for the writer (the next claim overlaps it). Other
+        # processes' finishing deliveries still count: never more than `concurrency` sending.
         batch = await self.store.claim_due(
             hook=hook.name, now=now, limit=hook.concurrency - lane.in_flight,
             lease_seconds=self._lease(hook), owner=self.owner, ordered=hook.ordered,
-            concurrency=self._concurrency(hook, lane))
+            concurrency=self._concurrency(hook, lane) + lane.finishing)
         verdicts = [self._verdict(hook, delivery) for delivery in batch]
         sending = sum(verdict is None for verdict in verdicts)
         times = iter(await self.store.reserve_sends(hook.name, hook.rate_limit, now, sending)
@@ -191,20 +197,28 @@ class Dispatcher:
     def _start(self, hook: Hook, lane: _HookLane, delivery: Delivery,
                verdict: tuple[Outcome, Attempt | None] | None, go_at: float) -> None:
         lane.in_flight += 1
-        task = asyncio.create_task(self._deliver(hook, delivery, verdict, go_at))
+        task = asyncio.create_task(self._deliver(hook, lane, delivery, verdict, go_at))
         self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
 
-        def done(finished: asyncio.Task[None]) -> None:
-            self._tasks.discard(finished)
-            lane.in_flight -= 1
-            self._wake.set()
-
-        task.add_done_callback(done)
-
-    async def _deliver(self, hook: Hook, delivery: Delivery,
+    async def _deliver(self, hook: Hook, lane: _HookLane, delivery: Delivery,
                        verdict: tuple[Outcome, Attempt | None] | None, go_at: float) -> None:
         try:
-            outcome, attempt = verdict or await self._attempt(hook, delivery, go_at)
+            await self._deliver_and_finish(hook, lane, delivery, verdict, go_at)
+        finally:
+            lane.finishing -= 1
+            self._wake.set()
+
+    async def _deliver_and_finish(self, hook: Hook, lane: _HookLane, delivery: Delivery,
+                                  verdict: tuple[Outcome, Attempt | None] | None,
+                                  go_at: float) -> None:
+        try:
+            try:
+                outcome, attempt = verdict or await self._attempt(hook, delivery, go_at)
+            finally:  # the exchange is over: its slot is free for the next claim
+                lane.in_flight -= 1
+                lane.finishing += 1
+                self._wake.set()
             if outcome.status == "paused":
                 await self.registry.set_active(self.store, hook.name, False,
                                                outcome.error, self.clock())
