@@ -10,7 +10,7 @@ from typing import Any
 
 from relayhook.events import Event
 from relayhook.records import Attempt, Delivery, RequestRecord
-from relayhook.store.text import dumps, dumps_data, from_column, loads, to_column
+from relayhook.store.text import dumps_data, from_column, loads, to_column
 
 Row = tuple[Any, ...]
 
@@ -152,9 +152,9 @@ def attempt_row(attempt: Attempt, number: int) -> Row:
         number,
         attempt.started_at,
         attempt.duration_ms,
-        dumps(attempt.request),
+        dumps_data(attempt.request),  # text only: method, url, headers, body (or its base64)
         attempt.response_status,
-        dumps([[name, value] for name, value in attempt.response_headers]),
+        dumps_data([[name, value] for name, value in attempt.response_headers]),
         bytes(attempt.response_body),
         attempt.error_class,
         to_column(attempt.error),
