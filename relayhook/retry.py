@@ -88,7 +88,8 @@ def decide(
     due = next_due(now=now, tries=tries, schedule=schedule, jitter=jitter, rand=rand,
                    retry_after=wait)
     if due is None:
-        return Outcome("dead", error=f"{message} (after {tries} attempts)", response_status=status)
+        attempts = "1 attempt" if tries == 1 else f"{tries} attempts"
+        return Outcome("dead", error=f"{message} (after {attempts})", response_status=status)
     return Outcome("failed", due_at=due, error=message, response_status=status)
 
 
