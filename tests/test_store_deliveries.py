@@ -392,6 +392,28 @@ def test_claims_under_a_concurrency_count_every_owners_deliveries(store: Store) 
     assert len(claim(store, owner="w5")) == 7 - 0  # without concurrency: whatever is due
 
 
+def test_a_claimers_answered_deliveries_leave_the_concurrency_count_only_while_claimed(
+    store: Store,
+) -> None:
+    """`answered`: the claimer's deliveries whose request is over are not in flight to the
+    receiver; left out of the count exactly while they are still claimed by it."""
+    seed_pending(store, 6)
+
+    def claim_one(owner: str, answered: Sequence[str] = ()) -> list[str]:
+        return ids(run(store.claim_due(hook="h1", now=NOW, limit=5, lease_seconds=LEASE,
+                                       owner=owner, concurrency=2, answered=answered)))
+
+    first = claim_one("w1")
+    assert len(first) == 2
+    assert claim_one("w1") == []  # 2 of 2 in flight
+    assert len(claim_one("w1", answered=first[:1])) == 1  # one answered: one slot free
+    # Another owner's answered ids are not the claimer's: they still count.
+    assert claim_one("w2", answered=first) == []
+    # Once finished, an answered delivery is no longer claimed: nothing more is freed by it.
+    assert finish(store, first[0], "succeeded")
+    assert claim_one("w1", answered=first[:1]) == []  # still 2 claimed: first[1] and the third
+
+
 def test_pacing_is_shared_by_every_store_on_the_database(new_store: StoreFactory) -> None:
     limit = RateLimitSpec(per_second=10)
 

@@ -55,7 +55,9 @@ class _HookLane:
     itself is in the store, shared)."""
 
     in_flight: int = 0  # claimed here, sending (or waiting for its pacing slot)
-    finishing: int = 0  # the exchange is over; still `claimed` in the store until finish commits
+    # Ids of those whose exchange is over, their finish on its way: still `claimed` in the store
+    # until it commits, and not counted against the concurrency (`claim_due(answered=...)`).
+    answered: set[str] = field(default_factory=set)
     interval: float = 0.0
     rate_spec: RateLimitSpec | None = None
 
@@ -139,14 +141,14 @@ class Dispatcher:
         if lane.interval and await self.store.pacing_wait(hook.name, hook.rate_limit,
                                                           now) > horizon:
             return 0
-        # The store counts every claimed delivery against the concurrency, ours whose exchange
-        # is over too: those are not in flight to the receiver, so they do not hold a slot
-        # while their finish waits for the writer (the next claim overlaps it). Other
-        # processes' finishing deliveries still count: never more than `concurrency` sending.
+        # A delivery whose exchange is over does not hold a slot while its finish waits for
+        # the writer (the next claim overlaps it): the store leaves those of ours that are
+        # still claimed out of its count. Other processes' still count (conservative), so
+        # never more than `concurrency` requests are in flight to the receiver.
         batch = await self.store.claim_due(
             hook=hook.name, now=now, limit=hook.concurrency - lane.in_flight,
             lease_seconds=self._lease(hook), owner=self.owner, ordered=hook.ordered,
-            concurrency=self._concurrency(hook, lane) + lane.finishing)
+            concurrency=self._concurrency(hook, lane), answered=tuple(lane.answered))
         verdicts = [self._verdict(hook, delivery) for delivery in batch]
         sending = sum(verdict is None for verdict in verdicts)
         times = iter(await self.store.reserve_sends(hook.name, hook.rate_limit, now, sending)
@@ -206,7 +208,7 @@ class Dispatcher:
         try:
             await self._deliver_and_finish(hook, lane, delivery, verdict, go_at)
         finally:
-            lane.finishing -= 1
+            lane.answered.discard(delivery.id)
             self._wake.set()
 
     async def _deliver_and_finish(self, hook: Hook, lane: _HookLane, delivery: Delivery,
@@ -217,7 +219,7 @@ class Dispatcher:
                 outcome, attempt = verdict or await self._attempt(hook, delivery, go_at)
             finally:  # the exchange is over: its slot is free for the next claim
                 lane.in_flight -= 1
-                lane.finishing += 1
+                lane.answered.add(delivery.id)
                 self._wake.set()
             if outcome.status == "paused":
                 await self.registry.set_active(self.store, hook.name, False,

@@ -7,7 +7,7 @@ processes may share one database: claims, a hook's concurrency and its pacing ho
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, Protocol
@@ -234,6 +234,7 @@ class Store(Protocol):
         owner: str,
         ordered: bool = False,
         concurrency: int | None = None,
+        answered: Collection[str] = (),
     ) -> list[Delivery]:
         """Claim up to `limit` of the hook's deliveries that are due (`pending`/`failed` with
         `due_at <= now`, or `claimed` with an expired lease), returned in seq order, each with
@@ -244,7 +245,9 @@ class Store(Protocol):
         is due only when no earlier delivery of the same hook and subject is unfinished (not
         succeeded, dead or skipped). With `concurrency`, fewer, so that no more than that many
         of the hook's deliveries are claimed under an unexpired lease, by every process
-        together. Two concurrent claims never return the same delivery."""
+        together; of `owner`'s, those in `answered` (ids of deliveries whose request is over,
+        their finish on its way) do not count while they are still claimed. Two concurrent
+        claims never return the same delivery."""
 
     async def pacing_wait(self, hook: str, rate_limit: RateLimitSpec | None, now: float) -> float:
         """Seconds from `now` until the hook may send one more request under `rate_limit`,

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Collection, Mapping, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar, cast
@@ -252,14 +252,14 @@ class PostgresStore:
     # -- deliveries
 
     async def claim_due(self, *, hook: str, now: float, limit: int, lease_seconds: float,
-                        owner: str, ordered: bool = False,
-                        concurrency: int | None = None) -> list[Delivery]:
+                        owner: str, ordered: bool = False, concurrency: int | None = None,
+                        answered: Collection[str] = ()) -> list[Delivery]:
         check_claim(limit, lease_seconds)
         if limit == 0:
             return []
         return await self._transact(lambda conn: sql.claim_due(
             conn, hook=hook, now=now, limit=limit, lease_until=now + lease_seconds, owner=owner,
-            ordered=ordered, concurrency=concurrency))
+            ordered=ordered, concurrency=concurrency, answered=list(answered)))
 
     async def pacing_wait(self, hook: str, rate_limit: RateLimitSpec | None, now: float) -> float:
         state = await self._read(lambda conn: sql.pacing_state(conn, hook))

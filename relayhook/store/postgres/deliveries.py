@@ -36,6 +36,11 @@ HOOK_LOCK = "SELECT pg_advisory_xact_lock(hashtextextended('relayhook hook ' || 
 IN_FLIGHT = (
     "SELECT count(*) FROM deliveries WHERE hook = $1 AND status = 'claimed' AND lease_until > $2"
 )
+# Of those, the claimer's own whose request is over (`answered`): not in flight to the receiver.
+ANSWERED = (
+    "SELECT count(*) FROM deliveries WHERE id = ANY($1::text[]) AND status = 'claimed'"
+    " AND lease_owner = $2 AND lease_until > $3"
+)
 NO_EARLIER_UNFINISHED = f"""
   AND NOT EXISTS (
     SELECT 1 FROM deliveries AS p
@@ -61,11 +66,13 @@ CLAIM_ORDERED = CLAIM.format(ordered=NO_EARLIER_UNFINISHED)
 
 async def claim_due(conn: asyncpg.Connection, *, hook: str, now: float, limit: int,
                     lease_until: float, owner: str, ordered: bool,
-                    concurrency: int | None) -> list[Delivery]:
+                    concurrency: int | None, answered: Sequence[str] = ()) -> list[Delivery]:
     """Run inside a transaction (the advisory lock is held until it ends)."""
     if concurrency is not None:
         await conn.execute(HOOK_LOCK, hook)
         in_flight: int = await conn.fetchval(IN_FLIGHT, hook, now)
+        if answered:
+            in_flight -= await conn.fetchval(ANSWERED, answered, owner, now)
         limit = min(limit, concurrency - in_flight)
         if limit <= 0:
             return []

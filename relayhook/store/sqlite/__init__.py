@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import sqlite3
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -296,6 +296,7 @@ class SQLiteStore:
         owner: str,
         ordered: bool = False,
         concurrency: int | None = None,
+        answered: Collection[str] = (),
     ) -> list[Delivery]:
         check_claim(limit, lease_seconds)
         if limit == 0:
@@ -311,6 +312,7 @@ class SQLiteStore:
                 owner=owner,
                 ordered=ordered,
                 concurrency=concurrency,
+                answered=tuple(answered),
             )
         )
 

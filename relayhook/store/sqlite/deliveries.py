@@ -150,6 +150,11 @@ IN_FLIGHT = (
     "SELECT count(*) FROM deliveries"
     " WHERE hook = ? AND status = 'claimed' AND lease_until > ?"
 )
+# Of those, the claimer's own whose request is over (`answered`): not in flight to the receiver.
+ANSWERED = (
+    "SELECT count(*) FROM deliveries WHERE id IN (SELECT value FROM json_each(?))"
+    " AND status = 'claimed' AND lease_owner = ? AND lease_until > ?"
+)
 
 
 def claim_due(
@@ -162,9 +167,12 @@ def claim_due(
     owner: str,
     ordered: bool,
     concurrency: int | None,
+    answered: Sequence[str] = (),
 ) -> list[Delivery]:
     if concurrency is not None:
         in_flight: int = conn.execute(IN_FLIGHT, (hook, now)).fetchone()[0]
+        if answered:
+            in_flight -= conn.execute(ANSWERED, (dumps(list(answered)), owner, now)).fetchone()[0]
         limit = min(limit, concurrency - in_flight)
         if limit <= 0:
             return []
