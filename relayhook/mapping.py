@@ -350,6 +350,12 @@ def _answer(answer: CompiledAnswer, scope: dict[str, Any], name: str) -> Provide
         text = _text_of(template.render(scope))
         if any(c in text for c in "\r\n\0"):
             raise RenderError(template.name, "a header value may not hold CR, LF or NUL")
+        if not text.isascii():
+            try:
+                text.encode("latin-1")
+            except UnicodeEncodeError:
+                raise RenderError(template.name, "a header value must be Latin-1 text (HTTP "
+                                  f"headers carry no other): {text!r}") from None
         headers.append((header.lower(), text))
     return ProviderAnswer(answer.status, tuple(headers), body)
 

@@ -70,6 +70,15 @@ def test_an_answer_with_events_status_and_headers(tmp_path: Path) -> None:
         202, (("content-type", "text/csv"), ("x-echo", "7")), b"ok,7")
 
 
+def test_an_answer_header_that_http_cannot_carry_is_a_mapping_error(tmp_path: Path) -> None:
+    """HTTP header values are Latin-1: a rendered value outside it refuses the request (kept as
+    rejected, answered 400) rather than failing the answer after the request was stored."""
+    path = write(tmp_path, '[[events]]\nanswer = { headers = { "X-Echo" = "{{ query.ping }}" } }\n')
+    assert mapped(path, "GET", "ping=caf%C3%A9").answer.headers[-1] == ("x-echo", "café")  # type: ignore[union-attr]
+    with pytest.raises(MappingError, match="Latin-1"):
+        mapped(path, "GET", "ping=%E2%82%AC")
+
+
 def test_reject_refuses_with_its_message(tmp_path: Path) -> None:
     path = write(tmp_path, '[[events]]\nwhen = "{{ query.bad is defined }}"\n'
                            'reject = "bad is {{ query.bad }}"\n'

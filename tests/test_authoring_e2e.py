@@ -184,6 +184,13 @@ def test_a_get_handshake_is_answered_and_kept(client: httpx.Client) -> None:
         "accepted", [], "mode=subscribe&challenge=b8e1f0c2")
 
 
+def test_a_relay_url_with_a_trailing_slash_is_the_same_relay(client: httpx.Client) -> None:
+    answer = client.get(f"/in/{CHATTER.token}/", params={"mode": "subscribe",
+                                                         "challenge": "slash-1"})
+    assert (answer.status_code, answer.text) == (200, "slash-1")
+    assert client.get(f"/in/{CHATTER.token}//").status_code == 404
+
+
 def test_a_post_handshake_is_answered_as_json_then_messages_flow(client: httpx.Client,
                                                                  receiver: Receiver) -> None:
     verify = (FIXTURES / "handshake" / "examples" / "chatter-verify.json").read_bytes()

@@ -71,7 +71,7 @@ def ingress_token(scope: Scope) -> str | None:
         path = path[len(root):]
     if not path.startswith(PREFIX):
         return None
-    token = path[len(PREFIX):]
+    token = path[len(PREFIX):].removesuffix("/")  # a provider's form may add a slash
     return token if token and "/" not in token else None
 
 
