@@ -17,7 +17,6 @@ destination checks that hold for deliveries hold for alerts.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 import logging
 from collections.abc import Awaitable, Callable, Sequence
@@ -27,6 +26,7 @@ from typing import Protocol
 import httpx
 
 from relayhook.delivery.mail import Mailer, MailError
+from relayhook.delivery.sender import sender_for
 from relayhook.problems import alert_kind, alert_text, problem_json
 from relayhook.records import Problem
 from relayhook.settings import AlertsSettings
@@ -63,21 +63,15 @@ class WebhookChannel:
 
     async def send(self, problem: Problem) -> None:
         content = json.dumps(alert_body(problem), ensure_ascii=False).encode()
-        request = httpx.Request("POST", self.url, content=content,
-                                headers={"content-type": "application/json",
-                                         "user-agent": "relayhook-alerts"},
-                                extensions={"timeout": httpx.Timeout(TIMEOUT).as_dict()})
-        try:
-            async with asyncio.timeout(TIMEOUT + 1):
-                response = await self.transport.handle_async_request(request)
-                with contextlib.suppress(httpx.HTTPError):
-                    await response.aread()
-                await response.aclose()
+        headers = (("content-type", "application/json"), ("user-agent", "relayhook-alerts"))
+        try:  # the dispatcher's way to send: one exchange, bounded by TIMEOUT, body included
+            reply = await sender_for(self.transport).send("POST", self.url, headers, content,
+                                                          timeout=TIMEOUT, limit=1024)
         except (httpx.HTTPError, TimeoutError, OSError) as exc:
             why = f"{type(exc).__name__}: {exc}".replace(self.url, f"[{self.name}]")
             raise AlertError(why) from None  # the URL may hold a token
-        if not response.is_success:
-            raise AlertError(f"HTTP {response.status_code}")
+        if not 200 <= reply.status < 300:
+            raise AlertError(f"HTTP {reply.status}")
 
 
 @dataclass
