@@ -576,10 +576,11 @@ LOOP_RULES: list[tuple[str, Callable[[str, str], bool]]] = [
     ("attempt record (redaction, Attempt)", lambda fn, path: fn in (
         "OutboundRequest.record", "Dispatcher._secrets_of")),
     ("render (templates, JSON body, URL)", lambda fn, path: path.startswith((
-        "relayhook/templating.py", "relayhook/outbound.py", "jinja2/", "relayhook/events.py"))),
+        "relayhook/core/templating.py", "relayhook/core/outbound.py", "jinja2/",
+        "relayhook/core/events.py"))),
     ("guarded transport (delivery/http.py, delivery/sender.py, ssrf.py)",
      lambda fn, path: path.startswith((
-         "relayhook/delivery/http.py", "relayhook/delivery/sender.py", "relayhook/ssrf.py"))),
+         "relayhook/delivery/http.py", "relayhook/delivery/sender.py", "relayhook/core/ssrf.py"))),
     ("httpx (client, models)", lambda fn, path: path.startswith((
         "httpx/", "httpcore/", "h11/", "anyio/", "sniffio/"))),
     ("aiohttp client (pool, protocol, yarl)", lambda fn, path: path.startswith((
@@ -587,10 +588,11 @@ LOOP_RULES: list[tuple[str, Callable[[str, str], bool]]] = [
     ("store calls on the loop (rows, submit, readers)", lambda fn, path: path.startswith(
         "relayhook/store/")),
     ("dispatcher bookkeeping (claim round, retry.decide)", lambda fn, path: path.startswith((
-        "relayhook/delivery/dispatcher.py", "relayhook/retry.py", "relayhook/pacing.py"))),
+        "relayhook/delivery/dispatcher.py", "relayhook/core/retry.py",
+        "relayhook/core/pacing.py"))),
     ("ingress, mapping, routing", lambda fn, path: path.startswith((
-        "relayhook/ingress.py", "relayhook/mapping.py", "relayhook/routing.py",
-        "relayhook/api.py", "relayhook/auth.py"))),
+        "relayhook/ingress.py", "relayhook/core/mapping.py", "relayhook/core/routing.py",
+        "relayhook/api.py", "relayhook/core/auth.py"))),
     ("web server (uvicorn's protocol, starlette)", lambda fn, path: path.startswith((
         "uvicorn/protocols/", "uvicorn/middleware/", "starlette/", "httptools/"))),
 ]
@@ -942,7 +944,7 @@ async def _make_httpx_default(k: int, url: str, body: bytes,
 
 
 def _policy() -> Any:
-    from relayhook.ssrf import DestinationPolicy
+    from relayhook.core.ssrf import DestinationPolicy
 
     return DestinationPolicy.from_config(allow_cidrs=["127.0.0.1/32"])
 

@@ -32,17 +32,17 @@ def _under(*prefixes: str) -> Rule:
 # Innermost match wins; earlier rules win at the same frame.
 LAYERS: list[tuple[str, Rule]] = [
     ("event ids (new_uuid)", lambda func, path: func == "new_uuid"),
-    ("templates (relayhook.templating, jinja2)", _under(
-        "relayhook/templating.py", "jinja2/", "<template>", "markupsafe/")),
-    ("mapping (relayhook.mapping, connectors, events)", _under(
-        "relayhook/mapping.py", "relayhook/connectors.py", "relayhook/events.py",
-        "relayhook/auth.py")),
-    ("routing to hooks", _under("relayhook/routing.py", "relayhook/hooks.py")),
+    ("templates (relayhook.core.templating, jinja2)", _under(
+        "relayhook/core/templating.py", "jinja2/", "<template>", "markupsafe/")),
+    ("mapping (relayhook.core.mapping, connectors, events)", _under(
+        "relayhook/core/mapping.py", "relayhook/core/connectors.py", "relayhook/core/events.py",
+        "relayhook/core/auth.py")),
+    ("routing to hooks", _under("relayhook/core/routing.py", "relayhook/core/hooks.py")),
     ("store, loop side (rows, JSON of the data, submit)", _under("relayhook/store/")),
     ("ingress (relayhook.web)", _under("relayhook/web/", "relayhook/live.py")),
     ("delivery (dispatcher, outbound, HTTP client)", _under(
-        "relayhook/delivery/", "relayhook/outbound.py", "relayhook/retry.py",
-        "relayhook/pacing.py", "relayhook/redaction.py", "httpx/",
+        "relayhook/delivery/", "relayhook/core/outbound.py", "relayhook/core/retry.py",
+        "relayhook/core/pacing.py", "relayhook/core/redaction.py", "httpx/",
         "aiohttp/", "yarl/", "multidict/")),
     ("Starlette (middleware, routing, Request, JSONResponse)", _under("starlette/")),
     ("uvicorn + httptools (HTTP/1.1, the response write)", _under("uvicorn/", "httptools/")),
@@ -52,7 +52,7 @@ LOOP = "event loop (uvloop, asyncio task steps)"
 
 
 def _short(path: str) -> str:
-    """A frame's file, from the package down: `relayhook/mapping.py`, `json/encoder.py`."""
+    """A frame's file, from the package down: `relayhook/core/mapping.py`, `json/encoder.py`."""
     for marker in ("site-packages/", "/lib/python3.", "/relayhook/"):
         if marker in path:
             tail = path.split(marker, 1)[1]

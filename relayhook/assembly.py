@@ -21,24 +21,24 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
-from relayhook.connectors import SHIPPED_DIR, Connector, load_connectors
-from relayhook.errors import HookError, LocatedError, LocatedErrors
-from relayhook.hooks import Hook, build_hooks
-from relayhook.live import LiveConfig
-from relayhook.manage import Manager
-from relayhook.relays import Relay, build_relays
-from relayhook.retention import cutoffs_at
-from relayhook.sealing import Sealer, read_or_create_key_file
-from relayhook.settings import RetentionSettings, Settings
-from relayhook.ssrf import (
+from relayhook.core.connectors import SHIPPED_DIR, Connector, load_connectors
+from relayhook.core.hooks import Hook, build_hooks
+from relayhook.core.ssrf import (
     DestinationPolicy,
     DestinationRefused,
     Resolver,
     SystemResolver,
     check_url,
 )
+from relayhook.core.tomlpos import format_path
+from relayhook.errors import HookError, LocatedError, LocatedErrors
+from relayhook.live import LiveConfig
+from relayhook.manage import Manager
+from relayhook.relays import Relay, build_relays
+from relayhook.retention import cutoffs_at
+from relayhook.sealing import Sealer, read_or_create_key_file
+from relayhook.settings import RetentionSettings, Settings
 from relayhook.store import PruneResult, Store, open_store, sqlite_path
-from relayhook.tomlpos import format_path
 
 if TYPE_CHECKING:
     from relayhook.delivery.dispatcher import Dispatcher

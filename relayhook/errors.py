@@ -11,9 +11,9 @@
      ├── InvalidError          a spec is wrong in one or more places (a list of SpecError)
      ├── NotFoundError         no relay, hook, delivery or request by that name or id
      ├── ConflictError         a name taken, or a change to something the config defines
-     ├── TemplateError         a template does not compile          (relayhook.templating)
-     ├── RenderError           a template failed on this input      (relayhook.templating)
-     ├── MappingError          a request cannot become events       (relayhook.mapping)
+     ├── TemplateError         a template does not compile          (relayhook.core.templating)
+     ├── RenderError           a template failed on this input      (relayhook.core.templating)
+     ├── MappingError          a request cannot become events       (relayhook.core.mapping)
      └── StoreError            storage failed, nothing of the write kept (relayhook.store)
 """
 
@@ -21,7 +21,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from relayhook.tomlpos import KeyPath, format_path
+from relayhook.core.tomlpos import KeyPath, format_path
 
 
 class RelayhookError(Exception):

@@ -11,8 +11,8 @@ from datetime import UTC, datetime
 from typing import Any
 
 from relayhook.assembly import Parts
-from relayhook.events import format_time
-from relayhook.outcomes import current_outcome, describe_outcome
+from relayhook.core.events import format_time
+from relayhook.core.outcomes import current_outcome, describe_outcome
 from relayhook.store import DeliveryFilter, RequestRecord
 
 

@@ -20,11 +20,11 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 from typing import Literal
 
-from relayhook.events import Event, parse_time
+from relayhook.core.events import Event, parse_time
+from relayhook.core.mapping import InboundRequest, Mapped, MappingError, ProviderAnswer, map_inbound
+from relayhook.core.routing import route, route_explained
 from relayhook.live import LiveConfig
-from relayhook.mapping import InboundRequest, Mapped, MappingError, ProviderAnswer, map_inbound
 from relayhook.relays import Relay
-from relayhook.routing import route, route_explained
 from relayhook.spool import Spool
 from relayhook.store import (
     HookOutcome,

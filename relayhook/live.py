@@ -17,10 +17,10 @@ import logging
 from collections.abc import Mapping
 from typing import Any
 
-from relayhook.connectors import Connector
+from relayhook.core.connectors import Connector
+from relayhook.core.hooks import PRESETS_DIR, Hook, validate_hook
+from relayhook.core.redaction import restore_secrets
 from relayhook.errors import ConflictError, InvalidError
-from relayhook.hooks import PRESETS_DIR, Hook, validate_hook
-from relayhook.redaction import restore_secrets
 from relayhook.relays import Relay
 from relayhook.sealing import Sealer, SealError
 from relayhook.store.base import Store, StoredHook, StoredRelay

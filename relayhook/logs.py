@@ -22,9 +22,9 @@ from collections.abc import Callable, Iterable, Mapping
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, Literal, TextIO
 
-from relayhook.hooks import Hook
-from relayhook.outbound import secret_forms
-from relayhook.redaction import REDACTED
+from relayhook.core.hooks import Hook
+from relayhook.core.outbound import secret_forms
+from relayhook.core.redaction import REDACTED
 from relayhook.relays import Relay
 from relayhook.settings import Settings
 

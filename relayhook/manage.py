@@ -22,20 +22,20 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from relayhook.auth import as_hmac, needs_secret, secret_problem
-from relayhook.connectors import Auth, Connector
-from relayhook.errors import ConflictError, InvalidError, NotFoundError, SpecError
-from relayhook.hooks import Hook, validate_hook
-from relayhook.live import LiveConfig
-from relayhook.redaction import restore_secrets, secret_values, still_redacted, strip_secrets
-from relayhook.relays import Relay
-from relayhook.ssrf import (
+from relayhook.core.auth import as_hmac, needs_secret, secret_problem
+from relayhook.core.connectors import Auth, Connector
+from relayhook.core.hooks import Hook, validate_hook
+from relayhook.core.redaction import restore_secrets, secret_values, still_redacted, strip_secrets
+from relayhook.core.ssrf import (
     DestinationPolicy,
     DestinationRefused,
     Resolver,
     SystemResolver,
     check_url,
 )
+from relayhook.errors import ConflictError, InvalidError, NotFoundError, SpecError
+from relayhook.live import LiveConfig
+from relayhook.relays import Relay
 from relayhook.store.base import Store, StoredHook, StoredRelay
 
 RELAY_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$")

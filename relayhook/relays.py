@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from relayhook.auth import needs_secret, secret_problem
-from relayhook.connectors import Connector
+from relayhook.core.auth import needs_secret, secret_problem
+from relayhook.core.connectors import Connector
 from relayhook.settings import Settings
 
 

@@ -7,11 +7,11 @@ from collections.abc import Mapping
 from dataclasses import replace
 
 from relayhook.assembly import new_uuid
-from relayhook.events import Event, parse_time
+from relayhook.core.events import Event, parse_time
+from relayhook.core.mapping import InboundRequest, MappingError, map_request
+from relayhook.core.routing import route_explained
 from relayhook.live import LiveConfig
-from relayhook.mapping import InboundRequest, MappingError, map_request
 from relayhook.relays import Relay
-from relayhook.routing import route_explained
 from relayhook.store import HookOutcome, NewDelivery, RequestRecord, Store
 
 MAX_EVENT_PAGES = 1000  # x 500 events: more than any one request maps to

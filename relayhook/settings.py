@@ -27,8 +27,8 @@ from pydantic import (
 )
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
+from relayhook.core.tomlpos import format_path, locate_error, toml_error_line
 from relayhook.errors import ConfigError
-from relayhook.tomlpos import format_path, locate_error, toml_error_line
 
 DEFAULT_CONFIG = "relayhook.toml"
 
@@ -287,7 +287,7 @@ class Settings(BaseSettings):
         default="", description="The key that seals secrets at rest; from RELAYHOOK_SECRET_KEY."
     )
     hooks: list[dict[str, Any]] = Field(
-        default=[], description="[[hooks]] tables, validated by relayhook.hooks.HookSpec."
+        default=[], description="[[hooks]] tables, validated by relayhook.core.hooks.HookSpec."
     )
     config_file: Path | None = Field(default=None, exclude=True)
     config_dir: Path = Field(default=Path("."), exclude=True)

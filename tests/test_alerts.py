@@ -11,8 +11,8 @@ import pytest
 from test_store import run
 from test_store_problems import finish, seed
 
+from relayhook.core.records import Outcome
 from relayhook.delivery.alerts import TRIES, Alerter, WebhookChannel
-from relayhook.records import Outcome
 from relayhook.store import Store
 
 URL = "https://alerts.example/hook/SECRET-TOKEN-123"

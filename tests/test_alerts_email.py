@@ -15,9 +15,9 @@ from test_alerts import no_wait
 from test_store import run
 from test_store_problems import finish, seed
 
+from relayhook.core.records import Outcome, Problem
 from relayhook.delivery.alerts import TRIES, Alerter, EmailChannel, WebhookChannel
 from relayhook.delivery.mail import Mailer
-from relayhook.records import Outcome, Problem
 from relayhook.store import Store
 
 PASSWORD = "smtp-Pa55word-never-shown"

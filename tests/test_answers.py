@@ -12,11 +12,11 @@ import pytest
 
 from relayhook.cli import main
 from relayhook.cli.serve import banner
-from relayhook.connectors import SHIPPED_DIR, load_connector, load_connectors
+from relayhook.core.connectors import SHIPPED_DIR, load_connector, load_connectors
+from relayhook.core.hooks import build_hooks
+from relayhook.core.mapping import InboundRequest, Mapped, MappingError, map_inbound
 from relayhook.errors import ConnectorError
-from relayhook.hooks import build_hooks
 from relayhook.live import LiveConfig
-from relayhook.mapping import InboundRequest, Mapped, MappingError, map_inbound
 from relayhook.relays import Relay
 from relayhook.settings import load_settings
 

@@ -9,8 +9,8 @@ import hmac
 
 import pytest
 
-from relayhook.auth import challenge, check_credentials, credential_headers
-from relayhook.connectors import Auth, BasicAuth, HeaderAuth, HmacAuth, NoAuth
+from relayhook.core.auth import challenge, check_credentials, credential_headers
+from relayhook.core.connectors import Auth, BasicAuth, HeaderAuth, HmacAuth, NoAuth
 
 SECRET = "a-long-shared-secret-0123456789"
 BODY = b'{"type": "rules", "data": {"rows": []}}'

@@ -15,10 +15,10 @@ import pytest
 
 from relayhook.cli import main
 from relayhook.cli.authoring import schema_json
-from relayhook.connectors import SHIPPED_DIR, Connector, load_connector
+from relayhook.core.connectors import SHIPPED_DIR, Connector, load_connector
+from relayhook.core.events import Event
+from relayhook.core.mapping import MAX_EVENTS, InboundRequest, MappingError, map_request
 from relayhook.errors import ConnectorError
-from relayhook.events import Event
-from relayhook.mapping import MAX_EVENTS, InboundRequest, MappingError, map_request
 
 SHIPPED = sorted(SHIPPED_DIR.glob("*.toml"))
 RECEIVED_AT = datetime(2024, 6, 1, 8, 30, tzinfo=UTC)

@@ -45,8 +45,8 @@ from servers import (
     wait_until,
 )
 
-from relayhook.connectors import SHIPPED_DIR
-from relayhook.events import parse_time
+from relayhook.core.connectors import SHIPPED_DIR
+from relayhook.core.events import parse_time
 
 try:  # cloudevents 1.x
     from cloudevents.http import from_http

@@ -23,12 +23,12 @@ from typing import Any, TypeVar
 import httpx
 import pytest
 
+from relayhook.core.events import Event
+from relayhook.core.hooks import build_hooks
+from relayhook.core.routing import route
+from relayhook.core.ssrf import DestinationRefused
 from relayhook.delivery.dispatcher import MAX_RESPONSE_BODY, Dispatcher
-from relayhook.events import Event
-from relayhook.hooks import build_hooks
 from relayhook.live import LiveConfig
-from relayhook.routing import route
-from relayhook.ssrf import DestinationRefused
 from relayhook.store import Attempt, Delivery, Outcome, RequestRecord, SQLiteStore
 
 T = TypeVar("T")

@@ -11,11 +11,11 @@ import time
 import httpx
 from conftest import StoreFactory, run
 
+from relayhook.core.events import Event
+from relayhook.core.hooks import build_hooks
+from relayhook.core.routing import route
 from relayhook.delivery.dispatcher import Dispatcher
-from relayhook.events import Event
-from relayhook.hooks import build_hooks
 from relayhook.live import LiveConfig
-from relayhook.routing import route
 from relayhook.store import RequestRecord
 
 DELIVERIES = 400

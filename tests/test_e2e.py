@@ -33,7 +33,7 @@ from servers import (
     render_config,
 )
 
-from relayhook.connectors import SHIPPED_DIR
+from relayhook.core.connectors import SHIPPED_DIR
 
 pytestmark = pytest.mark.slow
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import random
 from datetime import UTC, datetime, timedelta, timezone
 
-from relayhook.events import format_time
+from relayhook.core.events import format_time
 
 
 def by_strftime(moment: datetime) -> str:

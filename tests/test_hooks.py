@@ -10,14 +10,14 @@ from typing import Any
 
 import pytest
 
-from relayhook.errors import HookError
-from relayhook.hooks import (
+from relayhook.core.hooks import (
     PRESETS_DIR,
     build_hooks,
     expand_placeholders,
     merge_preset,
 )
-from relayhook.tomlpos import line_of, locate_keys
+from relayhook.core.tomlpos import line_of, locate_keys
+from relayhook.errors import HookError
 
 URL = "https://receiver.example/in"
 SECRET = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"

@@ -22,8 +22,8 @@ import httpx
 import pytest
 from servers import RelayConfig, RelayhookProcess, clean_env, http_client, render_config
 
-from relayhook.auth import credentials_for
-from relayhook.connectors import (
+from relayhook.core.auth import credentials_for
+from relayhook.core.connectors import (
     SHIPPED_DIR,
     Connector,
     load_connectors,

@@ -26,6 +26,12 @@ import httpx
 import pytest
 from servers import Canary, free_port
 
+from relayhook.core.ssrf import (
+    DestinationPolicy,
+    DestinationRefused,
+    SystemResolver,
+    refusal_reason,
+)
 from relayhook.delivery.http import (
     GuardedTransport,
     PolicyResolver,
@@ -35,7 +41,6 @@ from relayhook.delivery.http import (
     make_http_transport,
 )
 from relayhook.delivery.sender import HttpxSender, Reply, sender_for
-from relayhook.ssrf import DestinationPolicy, DestinationRefused, SystemResolver, refusal_reason
 
 HOST = "127.0.0.1"
 TEST_LIMIT = 15.0  # seconds; no test here may take longer, whatever the code under test does

@@ -1,4 +1,4 @@
-"""`relayhook check` finds the quiet mistakes (relayhook.lint): a hook pattern no connector can
+"""`relayhook check` finds the quiet mistakes (relayhook.core.lint): a hook pattern no connector can
 emit, a name that never resolves on the examples (even behind `default`), an example that does
 not map, a rule no example applies to. And `relayhook map`'s exit codes."""
 
@@ -12,9 +12,9 @@ from pathlib import Path
 import pytest
 
 from relayhook.cli import main
-from relayhook.connectors import SHIPPED_DIR, load_connector, load_connectors
-from relayhook.hooks import build_hooks
-from relayhook.lint import example_findings, pattern_can_match, unmatched_patterns
+from relayhook.core.connectors import SHIPPED_DIR, load_connector, load_connectors
+from relayhook.core.hooks import build_hooks
+from relayhook.core.lint import example_findings, pattern_can_match, unmatched_patterns
 
 CONNECTOR = """\
 id = "quiz"

@@ -18,7 +18,7 @@ import pytest
 from receiver import Receiver, Reply
 from servers import StartServer, clean_env, http_client, render_config, wait_until
 
-from relayhook.connectors import SHIPPED_DIR
+from relayhook.core.connectors import SHIPPED_DIR
 
 pytestmark = pytest.mark.slow
 

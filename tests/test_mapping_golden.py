@@ -16,9 +16,9 @@ from typing import Any
 
 import pytest
 
-from relayhook.connectors import SHIPPED_DIR, Connector, load_connectors
-from relayhook.events import keyed_event_id
-from relayhook.mapping import InboundRequest, MappingError, map_request
+from relayhook.core.connectors import SHIPPED_DIR, Connector, load_connectors
+from relayhook.core.events import keyed_event_id
+from relayhook.core.mapping import InboundRequest, MappingError, map_request
 
 EXAMPLES = SHIPPED_DIR / "examples"
 PRINTED = Path(__file__).parent / "fixtures" / "seeds"

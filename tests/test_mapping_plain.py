@@ -9,9 +9,9 @@ from unittest import mock
 
 import pytest
 
-from relayhook import mapping
-from relayhook.connectors import load_connector
-from relayhook.mapping import InboundRequest, MappingError, map_request
+from relayhook.core import mapping
+from relayhook.core.connectors import load_connector
+from relayhook.core.mapping import InboundRequest, MappingError, map_request
 from tests.test_hostile import HOSTILE_NUMBERS, HOSTILE_STRINGS, SHIPPED_DIR
 
 GENERIC = load_connector(SHIPPED_DIR / "generic.toml")

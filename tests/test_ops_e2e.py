@@ -38,7 +38,7 @@ from servers import (
     wait_until,
 )
 
-from relayhook.events import Event, format_time
+from relayhook.core.events import Event, format_time
 from relayhook.store import NewDelivery, RequestRecord, SQLiteStore
 
 ADMIN = "admin-token-ops-0123456789abcdef"

@@ -15,10 +15,10 @@ import standardwebhooks
 from cloudevents.v1.http import from_http
 
 from relayhook import __version__, outbound
-from relayhook.events import Event
-from relayhook.hooks import Hook, build_hooks
-from relayhook.outbound import OutboundRequest, render_request, should_deliver, sign
-from relayhook.templating import RenderError
+from relayhook.core.events import Event
+from relayhook.core.hooks import Hook, build_hooks
+from relayhook.core.outbound import OutboundRequest, render_request, should_deliver, sign
+from relayhook.core.templating import RenderError
 
 NOW = 1_714_564_800.0  # 2024-05-01T12:00:00Z
 DELIVERY_ID = "dlv_2hq8TZ0d"

@@ -11,8 +11,8 @@ from collections.abc import Sequence
 
 import pytest
 
-from relayhook.hooks import RateLimitSpec
-from relayhook.pacing import Pacer, RateLimit
+from relayhook.core.hooks import RateLimitSpec
+from relayhook.core.pacing import Pacer, RateLimit
 
 EPSILON = 1e-6  # float sums of 0.04 drift by far less
 

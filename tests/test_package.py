@@ -35,7 +35,7 @@ BUILD_TIMEOUT = 120.0  # the build fetches setuptools and the install the depend
 
 
 def test_importing_the_pure_core_loads_no_io_library() -> None:
-    code = ("import relayhook.routing, relayhook.retry, relayhook.outbound, sys; "
+    code = ("import relayhook.core.routing, relayhook.core.retry, relayhook.core.outbound, sys; "
             "print(sorted({'sqlite3', 'aiohttp', 'starlette', 'httpx', 'uvicorn'}"
             " & sys.modules.keys()))")
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,

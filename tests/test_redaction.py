@@ -6,8 +6,8 @@ from typing import Any
 
 import pytest
 
-from relayhook.outbound import OutboundRequest
-from relayhook.redaction import (
+from relayhook.core.outbound import OutboundRequest
+from relayhook.core.redaction import (
     REDACTED,
     SecretPlaces,
     redacted_url,

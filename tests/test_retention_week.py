@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from relayhook.events import Event, format_time
+from relayhook.core.events import Event, format_time
 from relayhook.retention import cutoffs_at
 from relayhook.store import Attempt, NewDelivery, Outcome, RequestRecord, SQLiteStore
 from relayhook.store.sqlite.ops import JOURNAL_SIZE_LIMIT

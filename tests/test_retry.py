@@ -8,7 +8,13 @@ from typing import Any
 
 import pytest
 
-from relayhook.retry import DEFAULT_SCHEDULE, MAX_RETRY_AFTER, decide, next_due, parse_retry_after
+from relayhook.core.retry import (
+    DEFAULT_SCHEDULE,
+    MAX_RETRY_AFTER,
+    decide,
+    next_due,
+    parse_retry_after,
+)
 from relayhook.store import Outcome
 
 NOW = 1_714_564_800.0

@@ -8,9 +8,9 @@ from typing import Any
 
 import pytest
 
-from relayhook.events import Event
-from relayhook.hooks import Hook, build_hooks
-from relayhook.routing import route
+from relayhook.core.events import Event
+from relayhook.core.hooks import Hook, build_hooks
+from relayhook.core.routing import route
 from relayhook.store import NewDelivery
 
 NOW = 1_714_564_800.0

@@ -1,4 +1,4 @@
-"""Shortcut templates (relayhook/shortcuts.py) against Jinja: the same value or the same error,
+"""Shortcut templates (relayhook/core/shortcuts.py) against Jinja: the same value or the same error,
 template by template and input by input, including the sandbox's refusals and hostile inputs."""
 
 from __future__ import annotations
@@ -9,8 +9,8 @@ from unittest import mock
 
 import pytest
 
-from relayhook import templating
-from relayhook.templating import MAX_OUTPUT, MAX_STRING, compile_template
+from relayhook.core import templating
+from relayhook.core.templating import MAX_OUTPUT, MAX_STRING, compile_template
 
 BIG = "x" * (MAX_STRING + 1)  # past the size a filter's result may have
 HUGE = "y" * (MAX_OUTPUT + 1)  # past the output budget of one render

@@ -13,8 +13,8 @@ from pathlib import Path
 import pytest
 from standardwebhooks.webhooks import Webhook
 
-from relayhook.auth import challenge, check_credentials, sign
-from relayhook.connectors import HmacAuth, StandardWebhooksAuth, load_connector
+from relayhook.core.auth import challenge, check_credentials, sign
+from relayhook.core.connectors import HmacAuth, StandardWebhooksAuth, load_connector
 from relayhook.errors import ConnectorError
 
 SIGNED = Path(__file__).parent / "fixtures" / "signed"

@@ -10,7 +10,7 @@ from ipaddress import ip_network
 
 import pytest
 
-from relayhook.ssrf import (
+from relayhook.core.ssrf import (
     DestinationPolicy,
     DestinationRefused,
     check_url,

@@ -20,7 +20,7 @@ import pytest
 from conftest import StoreFactory, run
 from servers import wait_until
 
-from relayhook.events import Event
+from relayhook.core.events import Event
 from relayhook.store import (
     IngestResult,
     RequestRecord,

@@ -18,8 +18,8 @@ import pytest
 from conftest import StoreFactory
 from test_store import linked, make_event, make_request, run
 
-from relayhook.events import Event
-from relayhook.hooks import RateLimitSpec
+from relayhook.core.events import Event
+from relayhook.core.hooks import RateLimitSpec
 from relayhook.store import (
     FINAL_STATUSES,
     Attempt,

@@ -18,7 +18,7 @@ import pytest
 from conftest import StoreFactory
 from test_store import make_event, make_request
 
-from relayhook.events import format_time
+from relayhook.core.events import format_time
 from relayhook.store import (
     Attempt,
     BacklogEntry,

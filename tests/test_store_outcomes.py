@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from test_store import make_event, make_request, run
 
-from relayhook.records import HookOutcome, Outcome
+from relayhook.core.records import HookOutcome, Outcome
 from relayhook.store import NewDelivery, Store
 from relayhook.store.base import Cutoffs
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from test_store import make_event, make_request, run
 
-from relayhook.records import Attempt, Outcome
+from relayhook.core.records import Attempt, Outcome
 from relayhook.store import NewDelivery, Store
 
 NOW = 1_700_000_000.0

@@ -7,8 +7,8 @@ import dataclasses
 
 from test_store import TIME, linked, make_event, make_request, run
 
-from relayhook.events import parse_time
-from relayhook.samples import pin_event, pin_request
+from relayhook.core.events import parse_time
+from relayhook.core.samples import pin_event, pin_request
 from relayhook.store import Store
 from relayhook.store.base import Cutoffs
 

@@ -11,7 +11,7 @@ from conftest import StoreFactory
 from test_store import make_event, make_request, run
 from test_store_problems import attempt
 
-from relayhook.records import Outcome
+from relayhook.core.records import Outcome
 from relayhook.store import NewDelivery, Store
 
 NOW = 1_700_000_000.0

@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from relayhook.templating import (
+from relayhook.core.templating import (
     RenderError,
     TemplateError,
     compile_template,
@@ -15,7 +15,7 @@ from relayhook.templating import (
     epoch_ms,
     epoch_s,
 )
-from relayhook.values import compile_value
+from relayhook.core.values import compile_value
 
 ROW = {
     "identifier": "amit@gmetri.com",

@@ -6,7 +6,7 @@ import tomllib
 
 import pytest
 
-from relayhook.tomlpos import format_path, line_of, locate_error, locate_keys
+from relayhook.core.tomlpos import format_path, line_of, locate_error, locate_keys
 
 CONNECTOR = '''\
 # a comment = not a key

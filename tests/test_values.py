@@ -12,14 +12,14 @@ from typing import Any
 
 import pytest
 
-from relayhook.connectors import load_connector
+from relayhook.core.connectors import load_connector
+from relayhook.core.events import Event, keyed_event_id
+from relayhook.core.hooks import build_hooks
+from relayhook.core.mapping import InboundRequest, MappingError, map_request
+from relayhook.core.outbound import render_request
+from relayhook.core.templating import RenderError
+from relayhook.core.values import compile_value
 from relayhook.errors import ConnectorError
-from relayhook.events import Event, keyed_event_id
-from relayhook.hooks import build_hooks
-from relayhook.mapping import InboundRequest, MappingError, map_request
-from relayhook.outbound import render_request
-from relayhook.templating import RenderError
-from relayhook.values import compile_value
 
 KEYED = Path(__file__).parent / "fixtures" / "keyed"
 RECEIVED_AT = datetime(2024, 6, 1, 8, 30, tzinfo=UTC)

@@ -24,6 +24,8 @@ from collections.abc import Sequence
 from typing import TextIO
 
 from relayhook.cli import admin, authoring, manage, migrate, ops, sending, serve, stored, why
+from relayhook.core.mapping import MappingError
+from relayhook.core.templating import RenderError
 from relayhook.errors import (
     ConflictError,
     InvalidError,
@@ -32,10 +34,8 @@ from relayhook.errors import (
     NotFoundError,
     UsageError,
 )
-from relayhook.mapping import MappingError
 from relayhook.settings import DEFAULT_CONFIG
 from relayhook.store import StoreError
-from relayhook.templating import RenderError
 
 # Each adds its subcommands.
 FAMILIES = (serve, migrate, authoring, stored, sending, manage, ops, admin, why)

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from relayhook.cli.common import add_config_flag, config_path
-from relayhook.connectors import (
+from relayhook.core.connectors import (
     SHIPPED_DIR,
     Connector,
     ConnectorSpec,
@@ -22,11 +22,11 @@ from relayhook.connectors import (
     load_connector,
     load_connectors,
 )
+from relayhook.core.lint import example_findings, unmatched_patterns
+from relayhook.core.mapping import InboundRequest, map_inbound
+from relayhook.core.tomlpos import format_path
 from relayhook.errors import ConnectorError, HookError, LocatedError, LocatedErrors, UsageError
-from relayhook.lint import example_findings, unmatched_patterns
-from relayhook.mapping import InboundRequest, map_inbound
 from relayhook.settings import Settings, load_settings
-from relayhook.tomlpos import format_path
 
 
 def _is_connector_file(path: Path) -> bool:
@@ -69,7 +69,7 @@ def config_findings(settings: Settings) -> list[LocatedError]:
 
 
 def connector_findings(path: Path) -> list[LocatedError]:
-    """Load a connector file and run it over its examples (`relayhook.lint`)."""
+    """Load a connector file and run it over its examples (`relayhook.core.lint`)."""
     connector = load_connector(path)
     text = path.read_text(encoding="utf-8")
     return [ConnectorError(path, key, line_in(text, key), message)

@@ -23,9 +23,9 @@ from typing import Any, TextIO
 
 from relayhook.assembly import Parts, running
 from relayhook.cli.common import add_config_flag, settings_of
+from relayhook.core.redaction import redacted_url
+from relayhook.core.tomlpos import format_path, locate_error
 from relayhook.errors import HookError, InvalidError, LocatedError, LocatedErrors, UsageError
-from relayhook.redaction import redacted_url
-from relayhook.tomlpos import format_path, locate_error
 
 Action = Callable[[Parts, argparse.Namespace, TextIO], Awaitable[int]]
 

@@ -23,12 +23,12 @@ from typing import Any, TextIO
 
 from relayhook.assembly import Parts, new_uuid, running
 from relayhook.cli.common import add_config_flag, settings_of
+from relayhook.core.events import Event, format_time
+from relayhook.core.examples import example_event, newest_event
+from relayhook.core.hooks import Hook
+from relayhook.core.outbound import OutboundRequest, render_request
+from relayhook.core.samples import sample_event
 from relayhook.errors import UsageError
-from relayhook.events import Event, format_time
-from relayhook.examples import example_event, newest_event
-from relayhook.hooks import Hook
-from relayhook.outbound import OutboundRequest, render_request
-from relayhook.samples import sample_event
 from relayhook.settings import Settings
 from relayhook.store import Attempt, NewDelivery, Outcome, RequestRecord
 

@@ -13,7 +13,7 @@ from typing import Any, TextIO
 from relayhook.cli.admin import first_password
 from relayhook.cli.authoring import check_config
 from relayhook.cli.common import add_config_flag, settings_of
-from relayhook.connectors import SHIPPED_DIR, emitted_types
+from relayhook.core.connectors import SHIPPED_DIR, emitted_types
 from relayhook.live import CONFIG_INACTIVE, LiveConfig
 from relayhook.settings import DEFAULT_CONFIG, Settings, sample_config
 

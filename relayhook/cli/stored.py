@@ -17,8 +17,8 @@ from relayhook.assembly import (
     running,
 )
 from relayhook.cli.common import add_config_flag, settings_of
+from relayhook.core.events import parse_time
 from relayhook.errors import UsageError
-from relayhook.events import parse_time
 from relayhook.remap import remap_request
 from relayhook.settings import Settings
 

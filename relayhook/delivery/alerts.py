@@ -1,7 +1,7 @@
 """Alerts: when a problem opens, a JSON POST to the user's `[alerts] webhook` and an e-mail to
 `[alerts.email] to` (either or both): a new cause of failure, a hook deactivated by a 410 (its
 problem's signature is `status 410`) or by `[alerts] disable_after`, and the warning one dead
-delivery before that (relayhook.problems.alert_kind).
+delivery before that (relayhook.core.problems.alert_kind).
 
 The alerter looks for open problems not yet alerted about every `interval`; of several worker
 processes, the one whose `mark_problem_notified` wins sends (at most once: a problem is marked
@@ -25,10 +25,10 @@ from typing import Protocol
 
 import httpx
 
+from relayhook.core.problems import alert_kind, alert_text, problem_json
+from relayhook.core.records import Problem
 from relayhook.delivery.mail import Mailer, MailError
 from relayhook.delivery.sender import sender_for
-from relayhook.problems import alert_kind, alert_text, problem_json
-from relayhook.records import Problem
 from relayhook.settings import AlertsSettings
 from relayhook.store import Store, StoreError
 

@@ -24,24 +24,24 @@ from urllib.parse import urlsplit
 
 import httpx
 
-from relayhook.delivery.sender import Reply, sender_for
-from relayhook.events import Event, format_time
-from relayhook.hooks import Hook, RateLimitSpec
-from relayhook.live import LiveConfig
-from relayhook.outbound import (
+from relayhook.core.events import Event, format_time
+from relayhook.core.hooks import Hook, RateLimitSpec
+from relayhook.core.outbound import (
     OutboundRequest,
     hook_context,
     redactor,
     render_request,
     should_deliver,
 )
-from relayhook.outcomes import condition_values, describe_outcome
-from relayhook.pacing import RateLimit
-from relayhook.retry import decide, parse_retry_after
-from relayhook.ssrf import refusal_reason, unusual_ipv4
+from relayhook.core.outcomes import condition_values, describe_outcome
+from relayhook.core.pacing import RateLimit
+from relayhook.core.retry import decide, parse_retry_after
+from relayhook.core.ssrf import refusal_reason, unusual_ipv4
+from relayhook.core.templating import RenderError
+from relayhook.delivery.sender import Reply, sender_for
+from relayhook.live import LiveConfig
 from relayhook.store import Attempt, Delivery, Outcome, Store, StoreError
 from relayhook.store.base import Topic
-from relayhook.templating import RenderError
 
 log = logging.getLogger("relayhook.delivery.dispatcher")
 

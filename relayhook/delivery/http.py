@@ -58,8 +58,7 @@ import httpx
 import yarl
 from aiohttp.abc import AbstractResolver, ResolveResult
 
-from relayhook.delivery.sender import Reply
-from relayhook.ssrf import (
+from relayhook.core.ssrf import (
     DestinationPolicy,
     DestinationRefused,
     Resolver,
@@ -68,6 +67,7 @@ from relayhook.ssrf import (
     looks_like_ip,
     refusal_reason,
 )
+from relayhook.delivery.sender import Reply
 
 __all__ = [
     "GuardedTransport",

@@ -21,9 +21,9 @@ from email.message import EmailMessage
 from email.utils import formatdate, make_msgid, parseaddr
 from urllib.parse import quote
 
-from relayhook.problems import alert_kind, alert_text
-from relayhook.records import Problem
-from relayhook.redaction import REDACTED
+from relayhook.core.problems import alert_kind, alert_text
+from relayhook.core.records import Problem
+from relayhook.core.redaction import REDACTED
 
 SUBJECTS = {
     "problem.opened": "Relayhook: hook {hook!r} failing: {signature}",

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from relayhook.records import (
+from relayhook.core.records import (
     DELIVERY_STATUSES,
     FINAL_STATUSES,
     REQUEST_STATUSES,

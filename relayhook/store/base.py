@@ -12,9 +12,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, Protocol
 
-from relayhook.errors import RelayhookError
-from relayhook.events import Event
-from relayhook.records import (
+from relayhook.core.events import Event
+from relayhook.core.records import (
     DELIVERY_STATUSES,
     ActivityRow,
     Attempt,
@@ -31,9 +30,10 @@ from relayhook.records import (
     RequestStatus,
     Sample,
 )
+from relayhook.errors import RelayhookError
 
 if TYPE_CHECKING:  # hooks imports retry, which imports this module
-    from relayhook.hooks import RateLimitSpec
+    from relayhook.core.hooks import RateLimitSpec
     from relayhook.store.migrations import Migration
 
 
@@ -275,7 +275,7 @@ class Store(Protocol):
 
         In the same transaction, problems: a success resolves every unresolved problem of the
         delivery's hook; a failure (failed, dead, paused) joins the hook's unresolved problem
-        of its signature (relayhook.problems.failure_signature), or opens one, counting each
+        of its signature (relayhook.core.problems.failure_signature), or opens one, counting each
         delivery once.
 
         And the hook's dead deliveries in a row (every process's together, kept across
@@ -283,7 +283,7 @@ class Store(Protocol):
         `disable_after` N (`[alerts]`; 0: never) and the hook active, the (N-1)-th opens the
         problem `will deactivate: N-1 dead in a row` and the N-th opens `deactivated: N dead in
         a row` and switches the hook off as `set_hook_active` does, its reason "deactivated
-        after N dead deliveries in a row" (relayhook.problems.streak_signature)."""
+        after N dead deliveries in a row" (relayhook.core.problems.streak_signature)."""
 
     async def list_problems(self, *, hook: str | None = None,
                             statuses: Sequence[ProblemStatus] = ("open", "acknowledged"),

@@ -8,8 +8,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from relayhook.events import Event
-from relayhook.records import Attempt, Delivery, RequestRecord
+from relayhook.core.events import Event
+from relayhook.core.records import Attempt, Delivery, RequestRecord
 from relayhook.store.text import dumps_data, from_column, loads, to_column
 
 Row = tuple[Any, ...]

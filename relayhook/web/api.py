@@ -26,14 +26,14 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from relayhook.assembly import Parts
+from relayhook.core.events import parse_time
+from relayhook.core.problems import problem_json
+from relayhook.core.records import PROBLEM_STATUSES, Problem
+from relayhook.core.tomlpos import format_path
 from relayhook.errors import ConflictError, InvalidError, NotFoundError
-from relayhook.events import parse_time
 from relayhook.explain import hook_skips, request_outcomes
-from relayhook.problems import problem_json
-from relayhook.records import PROBLEM_STATUSES, Problem
 from relayhook.remap import run_again
 from relayhook.store import REQUEST_STATUSES, RequestRecord
-from relayhook.tomlpos import format_path
 from relayhook.web.readmodel import (
     FilterError,
     attempt_json,

@@ -29,6 +29,7 @@ from relayhook.assembly import (
     spool_path,
     utc_now,
 )
+from relayhook.core.ssrf import Resolver
 from relayhook.delivery.alerts import Alerter, alert_channels
 from relayhook.delivery.dispatcher import Dispatcher
 from relayhook.delivery.http import make_http_transport
@@ -36,7 +37,6 @@ from relayhook.intake import Intake, SpoolDrainer
 from relayhook.metrics import Metrics
 from relayhook.settings import Settings
 from relayhook.spool import Spool
-from relayhook.ssrf import Resolver
 from relayhook.store import Store
 from relayhook.web.api import api_routes
 from relayhook.web.config_api import config_api_routes

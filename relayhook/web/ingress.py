@@ -19,12 +19,12 @@ from datetime import datetime
 import orjson
 from starlette.types import Message, Receive, Scope, Send
 
-from relayhook.auth import challenge, check_credentials, credential_headers, needs_body
-from relayhook.events import format_time
+from relayhook.core.auth import challenge, check_credentials, credential_headers, needs_body
+from relayhook.core.events import format_time
+from relayhook.core.mapping import InboundRequest, ProviderAnswer
+from relayhook.core.redaction import REDACTED
 from relayhook.intake import Intake, Kept
 from relayhook.live import LiveConfig
-from relayhook.mapping import InboundRequest, ProviderAnswer
-from relayhook.redaction import REDACTED
 from relayhook.relays import Relay
 from relayhook.store import RequestRecord, RequestStatus, Store, StoreError
 

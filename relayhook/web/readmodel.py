@@ -15,8 +15,8 @@ from datetime import UTC, datetime
 from typing import Any
 
 from relayhook.assembly import Parts
-from relayhook.events import format_time, parse_time
-from relayhook.redaction import redacted_url
+from relayhook.core.events import format_time, parse_time
+from relayhook.core.redaction import redacted_url
 from relayhook.relays import Relay
 from relayhook.store import (
     DELIVERY_STATUSES,
@@ -116,7 +116,7 @@ def attempt_json(attempt: Attempt) -> dict[str, Any]:
 
 def attempt_curl(request: Mapping[str, Any]) -> str:
     """The stored (redacted) request of an attempt as a cURL command."""
-    from relayhook.outbound import OutboundRequest
+    from relayhook.core.outbound import OutboundRequest
 
     body = request.get("body") or ""
     data = (base64.b64decode(body) if request.get("body_encoding") == "base64"

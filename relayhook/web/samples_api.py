@@ -22,11 +22,10 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from relayhook.assembly import Parts
-from relayhook.errors import ConflictError, InvalidError, NotFoundError, SpecError
-from relayhook.examples import recent_events
-from relayhook.hooks import Hook, validate_hook
-from relayhook.records import Sample
-from relayhook.samples import (
+from relayhook.core.examples import recent_events
+from relayhook.core.hooks import Hook, validate_hook
+from relayhook.core.records import Sample
+from relayhook.core.samples import (
     MAX_DRY_RUN,
     DryRun,
     dry_run,
@@ -35,6 +34,7 @@ from relayhook.samples import (
     pin_request,
     with_condition,
 )
+from relayhook.errors import ConflictError, InvalidError, NotFoundError, SpecError
 from relayhook.web.api import guard
 from relayhook.web.config_api import json_object
 from relayhook.web.readmodel import format_epoch, request_json

@@ -21,9 +21,9 @@ from urllib.parse import urlsplit
 
 import asyncpg
 
-from relayhook import pacing
-from relayhook.events import Event, format_time
-from relayhook.records import (
+from relayhook.core import pacing
+from relayhook.core.events import Event, format_time
+from relayhook.core.records import (
     DELIVERY_STATUSES,
     ActivityRow,
     Attempt,
@@ -72,7 +72,7 @@ from relayhook.store.postgres.listener import Listener
 from relayhook.store.text import from_column, to_column
 
 if TYPE_CHECKING:
-    from relayhook.hooks import RateLimitSpec
+    from relayhook.core.hooks import RateLimitSpec
 
 T = TypeVar("T")
 

@@ -11,7 +11,7 @@ from typing import Any
 
 import asyncpg
 
-from relayhook.records import FINAL_STATUSES, ActivityRow, Delivery, DeliveryFilter
+from relayhook.core.records import FINAL_STATUSES, ActivityRow, Delivery, DeliveryFilter
 from relayhook.store.base import BacklogEntry, Cutoffs, PruneResult
 from relayhook.store.postgres.deliveries import WITH_EVENT, count_of
 from relayhook.store.rows import to_delivery_with_event

@@ -14,8 +14,8 @@ from typing import TYPE_CHECKING, Any
 
 import asyncpg
 
-from relayhook.pacing import book_sends
-from relayhook.records import Attempt, Delivery, DeliveryStatus, Outcome
+from relayhook.core.pacing import book_sends
+from relayhook.core.records import Attempt, Delivery, DeliveryStatus, Outcome
 from relayhook.store.base import finished_at
 from relayhook.store.postgres.schema import CLAIMABLE, UNFINISHED
 from relayhook.store.rows import (
@@ -29,7 +29,7 @@ from relayhook.store.rows import (
 from relayhook.store.text import dumps, loads, to_column
 
 if TYPE_CHECKING:
-    from relayhook.hooks import RateLimitSpec
+    from relayhook.core.hooks import RateLimitSpec
 
 WITH_EVENT = f"{prefixed('d', DELIVERY_COLUMNS)}, {prefixed('e', EVENT_COLUMNS)}"
 HOOK_LOCK = "SELECT pg_advisory_xact_lock(hashtextextended('relayhook hook ' || $1, 0))"

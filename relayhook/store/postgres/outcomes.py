@@ -11,7 +11,7 @@ from typing import Any
 
 import asyncpg
 
-from relayhook.records import HookOutcome, NewDelivery
+from relayhook.core.records import HookOutcome, NewDelivery
 from relayhook.store.text import dumps, loads, to_column
 
 # Migration 4. Deleted with its request (retention prunes both).

@@ -8,8 +8,8 @@ from collections.abc import Sequence
 
 import asyncpg
 
-from relayhook.problems import failure_error, failure_signature
-from relayhook.records import Attempt, Outcome, Problem, ProblemStatus
+from relayhook.core.problems import failure_error, failure_signature
+from relayhook.core.records import Attempt, Outcome, Problem, ProblemStatus
 from relayhook.store.postgres.deliveries import REPLAY, count_of
 from relayhook.store.text import from_column, to_column
 

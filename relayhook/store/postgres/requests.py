@@ -10,8 +10,8 @@ from typing import Any
 
 import asyncpg
 
-from relayhook.events import Event
-from relayhook.records import Attempt, IngestResult, NewDelivery, Outcome, RequestRecord
+from relayhook.core.events import Event
+from relayhook.core.records import Attempt, IngestResult, NewDelivery, Outcome, RequestRecord
 from relayhook.store.postgres.deliveries import finish
 from relayhook.store.rows import REQUEST_COLUMNS, Row, mapped_ids, to_request
 from relayhook.store.text import dumps, dumps_data, to_column

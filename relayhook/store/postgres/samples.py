@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import asyncpg
 
-from relayhook.records import Sample
-from relayhook.samples import sample_from_payload, sample_payload
+from relayhook.core.records import Sample
+from relayhook.core.samples import sample_from_payload, sample_payload
 from relayhook.store.postgres.deliveries import count_of
 from relayhook.store.text import dumps, from_column, loads, to_column
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from relayhook.records import DELIVERY_STATUSES, FINAL_STATUSES
+from relayhook.core.records import DELIVERY_STATUSES, FINAL_STATUSES
 from relayhook.store.migrations import Migration, check_numbering, plan
 from relayhook.store.postgres.outcomes import SCHEMA as OUTCOMES
 
@@ -118,7 +118,7 @@ CREATE TABLE hooks (
 PACING = """
 CREATE TABLE hook_pacing (
     hook        text PRIMARY KEY,
-    state       text NOT NULL,  -- JSON of relayhook.pacing.RateLimit.state()
+    state       text NOT NULL,  -- JSON of relayhook.core.pacing.RateLimit.state()
     updated_at  double precision NOT NULL
 );
 """

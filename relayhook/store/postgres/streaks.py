@@ -7,14 +7,14 @@ from __future__ import annotations
 
 import asyncpg
 
-from relayhook.problems import (
+from relayhook.core.problems import (
     alert_kind,
     deactivation_reason,
     failure_error,
     failure_signature,
     streak_signature,
 )
-from relayhook.records import Attempt, Outcome
+from relayhook.core.records import Attempt, Outcome
 from relayhook.store.postgres import deliveries as deliveries_sql
 from relayhook.store.postgres.problems import open_problem
 

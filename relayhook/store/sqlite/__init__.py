@@ -15,9 +15,9 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from relayhook import pacing
-from relayhook.events import Event, format_time
-from relayhook.records import (
+from relayhook.core import pacing
+from relayhook.core.events import Event, format_time
+from relayhook.core.records import (
     ActivityRow,
     Attempt,
     Delivery,
@@ -74,7 +74,7 @@ from relayhook.store.sqlite.threads import GroupCommitWriter, ReaderPool
 from relayhook.store.text import to_column
 
 if TYPE_CHECKING:  # hooks -> retry -> store -> here: types only
-    from relayhook.hooks import RateLimitSpec
+    from relayhook.core.hooks import RateLimitSpec
 
 SCHEMA_VERSION = schema.LATEST
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import sqlite3
 
-from relayhook.records import ActivityRow, Delivery, DeliveryFilter
+from relayhook.core.records import ActivityRow, Delivery, DeliveryFilter
 from relayhook.store.rows import to_delivery_with_event
 from relayhook.store.sqlite.deliveries import WITH_EVENT
 from relayhook.store.sqlite.rows import Row

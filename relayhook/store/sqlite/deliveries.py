@@ -13,9 +13,9 @@ import time
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
-from relayhook.events import Event
-from relayhook.pacing import book_sends
-from relayhook.records import (
+from relayhook.core.events import Event
+from relayhook.core.pacing import book_sends
+from relayhook.core.records import (
     DELIVERY_STATUSES,
     Attempt,
     Delivery,
@@ -37,7 +37,7 @@ from relayhook.store.sqlite.rows import dumps, where
 from relayhook.store.text import from_column, loads, to_column
 
 if TYPE_CHECKING:  # hooks -> retry -> store -> here: types only
-    from relayhook.hooks import RateLimitSpec
+    from relayhook.core.hooks import RateLimitSpec
 
 CLAIMABLE: tuple[DeliveryStatus, ...] = ("pending", "failed", "claimed")
 UNFINISHED: tuple[DeliveryStatus, ...] = ("pending", "failed", "claimed", "paused")

@@ -17,8 +17,8 @@ from functools import partial
 from pathlib import Path
 from typing import Any, TypeVar
 
-from relayhook.events import format_time
-from relayhook.records import FINAL_STATUSES
+from relayhook.core.events import format_time
+from relayhook.core.records import FINAL_STATUSES
 from relayhook.store.base import BacklogEntry, Cutoffs, PruneResult, StoreError
 from relayhook.store.sqlite.deliveries import CLAIMABLE, one_of
 from relayhook.store.sqlite.rows import dumps

@@ -7,7 +7,7 @@ import json
 import sqlite3
 from collections.abc import Sequence
 
-from relayhook.records import HookOutcome, NewDelivery
+from relayhook.core.records import HookOutcome, NewDelivery
 from relayhook.store.sqlite.deliveries import INSERT_DELIVERY
 from relayhook.store.sqlite.rows import Row, dumps
 
@@ -17,7 +17,7 @@ CREATE TABLE IF NOT EXISTS outcomes (
     seq         INTEGER PRIMARY KEY AUTOINCREMENT,
     request_id  TEXT NOT NULL REFERENCES requests (id),
     hook        TEXT NOT NULL,
-    kind        TEXT NOT NULL,  -- relayhook.records.OUTCOME_KINDS
+    kind        TEXT NOT NULL,  -- relayhook.core.records.OUTCOME_KINDS
     counts      TEXT NOT NULL,  -- JSON: events per kind
     detail      TEXT NOT NULL,  -- JSON: the first example per kind
     at          REAL NOT NULL,

@@ -6,8 +6,8 @@ from __future__ import annotations
 import sqlite3
 import uuid
 
-from relayhook.problems import failure_error, failure_signature
-from relayhook.records import Attempt, Outcome, Problem, ProblemStatus
+from relayhook.core.problems import failure_error, failure_signature
+from relayhook.core.records import Attempt, Outcome, Problem, ProblemStatus
 from relayhook.store.sqlite.deliveries import REPLAY
 from relayhook.store.sqlite.rows import Row
 from relayhook.store.text import from_column, to_column
@@ -20,7 +20,7 @@ CREATE TABLE IF NOT EXISTS problems (
     seq             INTEGER PRIMARY KEY AUTOINCREMENT,
     id              TEXT NOT NULL UNIQUE,
     hook            TEXT NOT NULL,
-    signature       TEXT NOT NULL,  -- relayhook.problems.failure_signature
+    signature       TEXT NOT NULL,  -- relayhook.core.problems.failure_signature
     status          TEXT NOT NULL CHECK (status IN ('open', 'acknowledged', 'resolved')),
     first_at        REAL NOT NULL,
     last_at         REAL NOT NULL,

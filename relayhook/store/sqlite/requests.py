@@ -11,8 +11,8 @@ from __future__ import annotations
 import sqlite3
 from collections.abc import Iterable, Sequence
 
-from relayhook.events import Event
-from relayhook.records import Attempt, NewDelivery, Outcome, RequestRecord
+from relayhook.core.events import Event
+from relayhook.core.records import Attempt, NewDelivery, Outcome, RequestRecord
 from relayhook.store.rows import REQUEST_COLUMNS, Row, mapped_ids, to_request
 from relayhook.store.sqlite.deliveries import finish
 from relayhook.store.text import dumps, to_column

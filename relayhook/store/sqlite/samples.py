@@ -6,8 +6,8 @@ from __future__ import annotations
 
 import sqlite3
 
-from relayhook.records import Sample
-from relayhook.samples import sample_from_payload, sample_payload
+from relayhook.core.records import Sample
+from relayhook.core.samples import sample_from_payload, sample_payload
 from relayhook.store.sqlite.rows import Row
 from relayhook.store.text import dumps, from_column, loads, to_column
 
@@ -16,7 +16,7 @@ CREATE TABLE IF NOT EXISTS samples (
     name        TEXT PRIMARY KEY,
     kind        TEXT NOT NULL CHECK (kind IN ('request', 'event')),
     source_id   TEXT NOT NULL,  -- the pinned request's or event's id
-    payload     TEXT NOT NULL,  -- JSON: relayhook.samples.sample_payload
+    payload     TEXT NOT NULL,  -- JSON: relayhook.core.samples.sample_payload
     saved_at    REAL NOT NULL
 );
 """

@@ -11,7 +11,7 @@ import sqlite3
 from collections.abc import Iterator
 from pathlib import Path
 
-from relayhook.records import DELIVERY_STATUSES
+from relayhook.core.records import DELIVERY_STATUSES
 from relayhook.store.base import StoreError
 from relayhook.store.migrations import Migration, check_numbering, plan
 from relayhook.store.sqlite.deliveries import CLAIMABLE, INDEXES_V10, UNFINISHED, one_of
@@ -164,7 +164,7 @@ CREATE TABLE IF NOT EXISTS admin_values (
 """
 
 # Version 6: a hook's pacing state (its rate limit's next free slots), shared by every
-# dispatcher that sends through it: JSON of relayhook.pacing.RateLimit.state().
+# dispatcher that sends through it: JSON of relayhook.core.pacing.RateLimit.state().
 PACING = """
 CREATE TABLE IF NOT EXISTS hook_pacing (
     hook        TEXT PRIMARY KEY,

@@ -11,14 +11,14 @@ from __future__ import annotations
 
 import sqlite3
 
-from relayhook.problems import (
+from relayhook.core.problems import (
     alert_kind,
     deactivation_reason,
     failure_error,
     failure_signature,
     streak_signature,
 )
-from relayhook.records import Attempt, Outcome
+from relayhook.core.records import Attempt, Outcome
 from relayhook.store.sqlite import config as config_sql
 from relayhook.store.sqlite import deliveries as deliveries_sql
 from relayhook.store.sqlite.problems import open_problem
@@ -36,7 +36,7 @@ ON CONFLICT (hook) DO UPDATE SET dead = dead + 1
 RETURNING dead
 """
 RESET = "DELETE FROM hook_streaks WHERE hook = (SELECT hook FROM deliveries WHERE id = ?)"
-# The problems of a streak (relayhook.problems.streak_signature) end with it.
+# The problems of a streak (relayhook.core.problems.streak_signature) end with it.
 RESOLVE_STREAK = """
 UPDATE problems SET status = 'resolved', resolved_at = ?
 WHERE hook = ? AND status <> 'resolved'

@@ -6,8 +6,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+from relayhook.core.tomlpos import format_path
 from relayhook.errors import ConflictError, InvalidError, NotFoundError
-from relayhook.tomlpos import format_path
 
 if TYPE_CHECKING:
     from relayhook.web.console.core import Console

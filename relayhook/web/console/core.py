@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 
 from relayhook.assembly import Parts
-from relayhook.connectors import Connector
+from relayhook.core.connectors import Connector
 from relayhook.passwords import ensure_password
 from relayhook.relays import Relay
 from relayhook.settings import Settings

@@ -8,14 +8,14 @@ from typing import TYPE_CHECKING, Any
 
 from starlette.responses import JSONResponse, Response
 
-from relayhook.connectors import emitted_types
+from relayhook.core.connectors import emitted_types
+from relayhook.core.events import Event
+from relayhook.core.examples import example_event, example_events, newest_event
+from relayhook.core.hooks import PRESETS_DIR, Hook
+from relayhook.core.outbound import render_request
+from relayhook.core.samples import sample_event
+from relayhook.core.templating import RenderError
 from relayhook.errors import InvalidError, NotFoundError, SpecError
-from relayhook.events import Event
-from relayhook.examples import example_event, example_events, newest_event
-from relayhook.hooks import PRESETS_DIR, Hook
-from relayhook.outbound import render_request
-from relayhook.samples import sample_event
-from relayhook.templating import RenderError
 from relayhook.web.console import changes
 from relayhook.web.console.hookform import (
     METHODS,

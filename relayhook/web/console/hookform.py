@@ -12,9 +12,9 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
+from relayhook.core.hooks import Hook, load_preset, validate_hook
+from relayhook.core.redaction import REDACTED
 from relayhook.errors import InvalidError, SpecError
-from relayhook.hooks import Hook, load_preset, validate_hook
-from relayhook.redaction import REDACTED
 from relayhook.web.console.pages import Form
 
 MAX_ROWS = 50

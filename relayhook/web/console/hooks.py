@@ -11,12 +11,12 @@ from urllib.parse import urlencode
 
 from starlette.responses import Response
 
+from relayhook.core.events import Event, format_time
+from relayhook.core.examples import example_event
+from relayhook.core.hooks import Hook
+from relayhook.core.samples import sample_event
 from relayhook.errors import ConflictError
-from relayhook.events import Event, format_time
-from relayhook.examples import example_event
 from relayhook.explain import hook_skips
-from relayhook.hooks import Hook
-from relayhook.samples import sample_event
 from relayhook.store import DELIVERY_STATUSES, DeliveryFilter, NewDelivery, RequestRecord
 from relayhook.web.console import changes
 from relayhook.web.console.pages import Ctx, Form, NotFound

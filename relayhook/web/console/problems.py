@@ -7,8 +7,8 @@ from typing import TYPE_CHECKING
 
 from starlette.responses import Response
 
-from relayhook.problems import describe_problem
-from relayhook.records import Problem
+from relayhook.core.problems import describe_problem
+from relayhook.core.records import Problem
 from relayhook.web.console.pages import Ctx, NotFound
 
 if TYPE_CHECKING:

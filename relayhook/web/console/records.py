@@ -7,9 +7,9 @@ from typing import TYPE_CHECKING, Any
 
 from starlette.responses import Response
 
+from relayhook.core.outcomes import marked_fields, names_read
 from relayhook.errors import ConflictError, InvalidError, NotFoundError
 from relayhook.explain import request_outcomes
-from relayhook.outcomes import marked_fields, names_read
 from relayhook.remap import remap_request, run_again
 from relayhook.store import FINAL_STATUSES, DeliveryFilter
 from relayhook.web.console.pages import Ctx, NotFound

@@ -8,9 +8,9 @@ from typing import TYPE_CHECKING
 import httpx
 from starlette.responses import Response
 
-from relayhook.auth import credentials_for
+from relayhook.core.auth import credentials_for
+from relayhook.core.examples import example_events
 from relayhook.errors import ConflictError
-from relayhook.examples import example_events
 from relayhook.relays import Relay
 from relayhook.web.console import changes
 from relayhook.web.console.pages import Ctx

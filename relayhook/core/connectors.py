@@ -1,6 +1,6 @@
 """Connectors: one TOML file per provider, validated against the schema and compiled at load.
 
-The schema is `relayhook.connector_schema` (pydantic models, the one source of truth:
+The schema is `relayhook.core.connector_schema` (pydantic models, the one source of truth:
 `connectors/schema.json` is generated from them). A connector that does not validate or whose
 templates do not compile fails at load with `file:key:line: message`, never mid-request.
 """
@@ -18,7 +18,7 @@ from urllib.parse import urlencode
 from pydantic import ValidationError
 
 from relayhook._shipped import shipped_dir
-from relayhook.connector_schema import (
+from relayhook.core.connector_schema import (
     AUTH_SCHEMES,
     REQUEST_VARIABLES,
     Accept,
@@ -35,9 +35,13 @@ from relayhook.connector_schema import (
     NoAuth,
     StandardWebhooksAuth,
 )
-from relayhook.errors import ConnectorError
-from relayhook.templating import Template, TemplateError, compile_template, is_single_expression
-from relayhook.tomlpos import (
+from relayhook.core.templating import (
+    Template,
+    TemplateError,
+    compile_template,
+    is_single_expression,
+)
+from relayhook.core.tomlpos import (
     KeyPath,
     format_path,
     line_of,
@@ -45,8 +49,9 @@ from relayhook.tomlpos import (
     toml_error_line,
     value_line,
 )
-from relayhook.values import CompiledValue, compile_value, parse_loop, value_names
-from relayhook.values import Loop as ParsedLoop
+from relayhook.core.values import CompiledValue, compile_value, parse_loop, value_names
+from relayhook.core.values import Loop as ParsedLoop
+from relayhook.errors import ConnectorError
 
 __all__ = [
     "SHIPPED_DIR", "REQUEST_VARIABLES", "Accept", "Answer", "Auth", "BasicAuth", "BodyFormat",

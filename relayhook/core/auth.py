@@ -18,7 +18,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from relayhook.connectors import (
+from relayhook.core.connectors import (
     Auth,
     BasicAuth,
     HeaderAuth,
@@ -26,8 +26,8 @@ from relayhook.connectors import (
     NoAuth,
     StandardWebhooksAuth,
 )
-from relayhook.mapping import parse_pairs
-from relayhook.templating import RenderError, Template, compile_template
+from relayhook.core.mapping import parse_pairs
+from relayhook.core.templating import RenderError, Template, compile_template
 
 
 def _equal(given: str, expected: str) -> bool:

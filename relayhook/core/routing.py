@@ -3,7 +3,7 @@
 One delivery per (event, hook whose patterns and relays match); a hook that is inactive gets its
 deliveries `paused`, so they drain when it is active again. Given a `Tally`, routing also
 evaluates each hook's `when` (a false one gets no delivery) and counts why each hook did or
-did not get each event (relayhook.outcomes).
+did not get each event (relayhook.core.outcomes).
 """
 
 from __future__ import annotations
@@ -11,12 +11,12 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
-from relayhook.events import Event
-from relayhook.hooks import Hook
-from relayhook.outbound import hook_context
-from relayhook.outcomes import Tally, condition_values
-from relayhook.records import HookOutcome, NewDelivery, RequestRecord
-from relayhook.templating import RenderError
+from relayhook.core.events import Event
+from relayhook.core.hooks import Hook
+from relayhook.core.outbound import hook_context
+from relayhook.core.outcomes import Tally, condition_values
+from relayhook.core.records import HookOutcome, NewDelivery, RequestRecord
+from relayhook.core.templating import RenderError
 
 
 def route(

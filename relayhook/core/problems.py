@@ -10,8 +10,8 @@ import re
 from datetime import UTC, datetime
 from typing import Literal
 
-from relayhook.events import format_time
-from relayhook.records import Attempt, Outcome, Problem
+from relayhook.core.events import format_time
+from relayhook.core.records import Attempt, Outcome, Problem
 
 AlertKind = Literal["problem.opened", "hook.will_deactivate", "hook.deactivated"]
 

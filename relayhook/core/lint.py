@@ -13,12 +13,15 @@ import difflib
 import itertools
 from collections.abc import Callable, Iterable, Mapping
 from datetime import UTC, datetime
+from typing import TYPE_CHECKING
 
-from relayhook.connectors import Connector, emitted_types
-from relayhook.hooks import Hook, pattern_regex
-from relayhook.mapping import InboundRequest, MappingError, map_inbound
-from relayhook.relays import Relay
-from relayhook.templating import recording_lookups
+from relayhook.core.connectors import Connector, emitted_types
+from relayhook.core.hooks import Hook, pattern_regex
+from relayhook.core.mapping import InboundRequest, MappingError, map_inbound
+from relayhook.core.templating import recording_lookups
+
+if TYPE_CHECKING:
+    from relayhook.relays import Relay
 
 Finding = tuple[str, str]  # (key path in the file, message)
 EXAMPLE_TIME = datetime(2024, 1, 1, tzinfo=UTC)

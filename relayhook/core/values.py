@@ -21,7 +21,7 @@ from collections.abc import ItemsView, Iterator, KeysView, Mapping, ValuesView
 from dataclasses import dataclass
 from typing import Any
 
-from relayhook.templating import (
+from relayhook.core.templating import (
     RenderError,
     Template,
     TemplateError,

@@ -33,8 +33,7 @@ from jinja2.parser import Parser
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 from jinja2.visitor import NodeTransformer
 
-from relayhook.errors import RelayhookError
-from relayhook.filters import (
+from relayhook.core.filters import (
     dotted,
     epoch_ms,
     epoch_s,
@@ -43,7 +42,8 @@ from relayhook.filters import (
     regex_search,
     unfilled_placeholders,
 )
-from relayhook.shortcuts import Miss, shortcut_expression, shortcut_text
+from relayhook.core.shortcuts import Miss, shortcut_expression, shortcut_text
+from relayhook.errors import RelayhookError
 
 __all__ = ["dotted", "epoch_ms", "epoch_s", "flatten", "path_segment"]  # filters, re-exported
 

@@ -1,7 +1,7 @@
 """The connector schema: pydantic models, the one source of truth.
 
 `connectors/schema.json` is generated from them (`relayhook schema`), `connectors/README.md`
-teaches them by example, and `relayhook.connectors` loads and compiles files against them.
+teaches them by example, and `relayhook.core.connectors` loads and compiles files against them.
 """
 
 from __future__ import annotations

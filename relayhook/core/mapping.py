@@ -20,11 +20,11 @@ from urllib.parse import parse_qsl
 
 import orjson
 
-from relayhook.connectors import CompiledAnswer, CompiledRule, Connector
+from relayhook.core.connectors import CompiledAnswer, CompiledRule, Connector
+from relayhook.core.events import Event, format_time, keyed_event_id, parse_time
+from relayhook.core.templating import RenderError
+from relayhook.core.values import describe
 from relayhook.errors import RelayhookError
-from relayhook.events import Event, format_time, keyed_event_id, parse_time
-from relayhook.templating import RenderError
-from relayhook.values import describe
 
 MAX_EVENTS = 50_000  # events one request may make (GMetri's largest: 500 rows x their rules)
 

@@ -19,7 +19,7 @@ from typing import Any
 from urllib.parse import SplitResult, parse_qsl, unquote_plus, urlsplit, urlunsplit
 
 REDACTED = "[redacted]"
-# Netmera-style `{event.subject}` in a URL (relayhook.hooks.expand_placeholders expands it).
+# Netmera-style `{event.subject}` in a URL (relayhook.core.hooks.expand_placeholders expands it).
 PLACEHOLDER = re.compile(r"(?<!\{)\{\s*([A-Za-z_][\w.]*)\s*\}(?!\})")
 PLAIN_HEADERS = frozenset({
     "accept", "accept-language", "cache-control", "content-language", "content-type",

@@ -25,12 +25,12 @@ import orjson
 import yarl
 
 from relayhook import __version__
-from relayhook.events import Event
-from relayhook.hooks import AUTHORIZATION_TWICE, Hook, decode_whsec, has_userinfo
-from relayhook.redaction import REDACTED, SecretPlaces, netloc_without_password
-from relayhook.ssrf import check_url_text
-from relayhook.templating import RenderError, Template
-from relayhook.values import CompiledValue
+from relayhook.core.events import Event
+from relayhook.core.hooks import AUTHORIZATION_TWICE, Hook, decode_whsec, has_userinfo
+from relayhook.core.redaction import REDACTED, SecretPlaces, netloc_without_password
+from relayhook.core.ssrf import check_url_text
+from relayhook.core.templating import RenderError, Template
+from relayhook.core.values import CompiledValue
 
 USER_AGENT = f"Relayhook/{__version__}"
 NO_PLACES = SecretPlaces()

@@ -11,7 +11,7 @@ import random
 from collections.abc import Sequence
 from email.utils import parsedate_to_datetime
 
-from relayhook.records import Outcome
+from relayhook.core.records import Outcome
 
 # Standard Webhooks: immediately, 5 s, 5 min, 30 min, 2 h, 5 h, 10 h, 14 h, 20 h, 24 h.
 DEFAULT_SCHEDULE: tuple[float, ...] = (

@@ -1,4 +1,4 @@
-"""Saved samples: a stored request or event pinned under a name (relayhook.records.Sample), and
+"""Saved samples: a stored request or event pinned under a name (relayhook.core.records.Sample), and
 dry runs of a hook's condition over real events ("would have matched 12 of the last 50").
 
 Pure: the store keeps a sample as the JSON `sample_payload` gives, and reads it back with
@@ -14,17 +14,17 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from relayhook.errors import SpecError
-from relayhook.events import Event
-from relayhook.hooks import Hook
-from relayhook.outbound import hook_context
-from relayhook.records import RequestRecord, Sample, SampleKind
-from relayhook.templating import (
+from relayhook.core.events import Event
+from relayhook.core.hooks import Hook
+from relayhook.core.outbound import hook_context
+from relayhook.core.records import RequestRecord, Sample, SampleKind
+from relayhook.core.templating import (
     RenderError,
     TemplateError,
     compile_template,
     is_single_expression,
 )
+from relayhook.errors import SpecError
 
 NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9 ._-]{0,79}")
 MAX_DRY_RUN = 1000  # events a dry run reads at most

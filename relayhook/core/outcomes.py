@@ -18,7 +18,7 @@ from typing import Any
 import jinja2
 from jinja2 import nodes
 
-from relayhook.records import OUTCOME_KINDS, HookOutcome
+from relayhook.core.records import OUTCOME_KINDS, HookOutcome
 
 MAX_SHOWN_VALUE = 200  # characters of one value read by a condition, as kept
 MAX_TYPES = 10  # event types listed for "type not subscribed"
@@ -206,7 +206,7 @@ def _also(routed: HookOutcome | None) -> str:
 def names_read(spec: Mapping[str, Any]) -> tuple[str, ...]:
     """Every dotted name a hook's templates look up (url, headers, params, body, when...), from
     the hook as written: what "the fields the hook's templates read" marks on a delivery."""
-    from relayhook.hooks import expand_placeholders  # hooks imports nothing of this module
+    from relayhook.core.hooks import expand_placeholders  # hooks imports nothing of this module
 
     found: list[str] = []
 

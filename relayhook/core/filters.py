@@ -13,7 +13,7 @@ from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any
 
-from relayhook.events import format_time
+from relayhook.core.events import format_time
 
 
 def epoch_ms(value: Any) -> str:

@@ -26,19 +26,19 @@ from urllib.parse import urlsplit
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from relayhook._shipped import shipped_dir
-from relayhook.errors import HookError, InvalidError, SpecError
-from relayhook.redaction import PLACEHOLDER, SecretPlaces, strip_secrets
-from relayhook.retry import DEFAULT_SCHEDULE
-from relayhook.ssrf import check_url_text
-from relayhook.templating import (
+from relayhook.core.redaction import PLACEHOLDER, SecretPlaces, strip_secrets
+from relayhook.core.retry import DEFAULT_SCHEDULE
+from relayhook.core.ssrf import check_url_text
+from relayhook.core.templating import (
     Template,
     TemplateError,
     compile_json_text,
     compile_template,
     is_single_expression,
 )
-from relayhook.tomlpos import format_path
-from relayhook.values import CompiledValue, compile_value
+from relayhook.core.tomlpos import format_path
+from relayhook.core.values import CompiledValue, compile_value
+from relayhook.errors import HookError, InvalidError, SpecError
 
 PRESETS_DIR = shipped_dir("presets")
 
@@ -176,7 +176,7 @@ class Hook:
 
     def stored_spec(self) -> dict[str, Any]:
         """The hook as written, for the store and the API: `[redacted]` in place of every
-        secret value (relayhook.redaction); `{{ secrets.name }}` references are kept."""
+        secret value (relayhook.core.redaction); `{{ secrets.name }}` references are kept."""
         return strip_secrets(self.spec.model_dump(exclude_defaults=True))
 
     def matches(self, event_type: str, relay: str) -> bool:

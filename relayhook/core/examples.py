@@ -8,10 +8,10 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import TYPE_CHECKING
 
-from relayhook.connectors import Connector
-from relayhook.events import Event, parse_time
-from relayhook.hooks import Hook, pattern_regex
-from relayhook.mapping import InboundRequest, MappingError, map_request
+from relayhook.core.connectors import Connector
+from relayhook.core.events import Event, parse_time
+from relayhook.core.hooks import Hook, pattern_regex
+from relayhook.core.mapping import InboundRequest, MappingError, map_request
 
 if TYPE_CHECKING:
     from relayhook.store.base import Store

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:  # hooks -> retry -> store -> here: types only
-    from relayhook.hooks import RateLimitSpec
+    from relayhook.core.hooks import RateLimitSpec
 
 
 

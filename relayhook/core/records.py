@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from relayhook.events import Event
+from relayhook.core.events import Event
 
 RequestStatus = Literal["accepted", "rejected"]
 REQUEST_STATUSES: tuple[RequestStatus, ...] = ("accepted", "rejected")
