@@ -14,7 +14,8 @@ import pytest
 import standardwebhooks
 from cloudevents.v1.http import from_http
 
-from relayhook import __version__, outbound
+from relayhook import __version__
+from relayhook.core import outbound
 from relayhook.core.events import Event
 from relayhook.core.hooks import Hook, build_hooks
 from relayhook.core.outbound import OutboundRequest, render_request, should_deliver, sign
