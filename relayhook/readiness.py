@@ -1,7 +1,7 @@
 """Whether this process can do its work now: what `/readyz` answers (web/ops.py), on the web
 port or on a worker's `[worker] metrics_port`.
 
-    readiness = Readiness(store, spool_depth=..., rounds=dispatcher.rounds_done, ...)
+    readiness = Readiness(store, spool_depth=..., rounds=lambda: dispatcher.rounds, ...)
     await readiness.check()   # {} when ready, else {"dispatcher": "no claim round for 41 s
                               #  while 12 deliveries wait", ...}
 
@@ -41,8 +41,8 @@ def free_bytes(path: Path) -> int:
 class Readiness:
     """The checks of `/readyz`. One write probe at a time: a probe still waiting for the lock
     is shared by the checks that come meanwhile. `rounds` counts the dispatcher's claim rounds
-    (None where this process dispatches nothing); `disk_paths` are the store's file and the
-    spool, checked for `min_free_bytes` by `disk_free`."""
+    the store answered in full (None where this process dispatches nothing); `disk_paths` are
+    the store's file and the spool, checked for `min_free_bytes` by `disk_free`."""
 
     store: Store
     spool_depth: Callable[[], int] = lambda: 0
@@ -120,8 +120,9 @@ class Readiness:
         return reason
 
     async def _dispatcher_stalled(self) -> str | None:
-        """A reason when the dispatcher has made no claim round for `stalled_after` seconds
-        while deliveries wait (or the store cannot say whether they do)."""
+        """A reason when the dispatcher has made no claim round the store answered for
+        `stalled_after` seconds while deliveries wait (or the store cannot say whether they
+        do): it is dead, stuck, or every claim fails."""
         if self.rounds is None:
             return None
         rounds, now = self.rounds(), self.clock()

@@ -216,7 +216,7 @@ class Runtime:
             parts.store,
             spool_depth=parts.metrics.spool_depth_now,
             clock=monotonic,
-            rounds=(lambda: dispatcher.beats) if dispatcher is not None else None,
+            rounds=(lambda: dispatcher.rounds) if dispatcher is not None else None,
             stalled_after=settings.worker.stalled_after,
             disk_paths=disk_paths(parts),
             min_free_bytes=int(settings.storage.min_free_mb * MIB),

@@ -99,8 +99,10 @@ class Dispatcher:
         self._last_refresh = 0.0
         self._sender = sender_for(self.transport)
         # Claim rounds and hooks claimed for, answered or not: it moves while the loop lives
-        # (readiness and the runtime's watchdog look at it).
+        # (the runtime's watchdog looks at it). `rounds`: the rounds the store answered in full
+        # (readiness looks at it: deliveries wait and nothing claims).
         self.beats = 0
+        self.rounds = 0
 
     async def _bounded(self, call: Awaitable[T]) -> T:
         """`call` (a store call), given up after `store_deadline` seconds."""
@@ -128,6 +130,7 @@ class Dispatcher:
             self._wake.clear()  # before the round: a wake-up during it is not lost
             try:
                 claimed = await self._claim_round()
+                self.rounds += 1
             except StoreError as exc:
                 log.error("dispatcher: the store failed: %s", exc)
                 claimed = 0
