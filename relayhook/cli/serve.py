@@ -87,7 +87,8 @@ async def serve_parts(parts: Parts, args: argparse.Namespace, out: TextIO, *,
         gc.collect()
         gc.freeze()
         runtime.start()
-        log.info("relayhook serve --role %s: started", parts.role)
+        owner = f" (claims as {runtime.dispatcher.owner})" if runtime.dispatcher else ""
+        log.info("relayhook serve --role %s: started%s", parts.role, owner)
         port = settings.server.port if parts.takes_requests else settings.worker.metrics_port
         if port is None:
             await _until_signalled()

@@ -161,7 +161,7 @@ class Dispatcher:
             if hook is None:  # deleted since: its deliveries were cancelled
                 continue
             lane = self._lane(hook)
-            if not is_active or hook.concurrency <= lane.in_flight or self._stopping:
+            if not is_active or self._full(hook, lane) or self._stopping:
                 continue
             claimed += await self._claim_hook(hook, lane, now)
             self.beats += 1
@@ -187,6 +187,13 @@ class Dispatcher:
         for delivery, verdict in zip(batch, verdicts, strict=True):
             self._start(hook, lane, delivery, verdict, now if verdict else next(times))
         return len(batch)
+
+    def _full(self, hook: Hook, lane: _HookLane) -> bool:
+        """No claim for the hook now: `concurrency` requests are in flight, or more than as
+        many are answered and wait for their finish to commit. A writer slower than the
+        receivers holds the sends back, so that what a crash of this process sends again (sent,
+        not yet recorded) stays under twice the concurrency; it used to be hundreds."""
+        return hook.concurrency <= lane.in_flight or hook.concurrency < len(lane.answered)
 
     def _lane(self, hook: Hook) -> _HookLane:
         """The hook's lane; a hook created or changed at run time gets its pacing anew (its
