@@ -71,8 +71,8 @@ async def serve_parts(parts: Parts, args: argparse.Namespace, out: TextIO, *,
 
     settings = parts.settings
     runtime = Runtime(parts)
-    await runtime.open(migrate=args.migrate)
     try:
+        await runtime.open(migrate=args.migrate)
         console = None
         if parts.takes_requests:
             console = console_login_hint(settings, await ensure_password(parts.store,
