@@ -107,6 +107,7 @@ class Supervisor:
         delay = self.backoff_min
         while not self._stopping:
             started = self.clock()
+            log.debug("%s: running", name, extra={"task": name})
             try:
                 await self._run_once(run, progress, stalled_after)
             except asyncio.CancelledError:
