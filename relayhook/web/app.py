@@ -88,7 +88,8 @@ def create_app(
     intake = Intake(the_store, live, new_id, spool=parts.spool,
                     store_timeout=settings.spool.store_timeout, wake=parts.wake,
                     stored=metrics.observe_stored, secrets=settings.template_secrets(),
-                    explain=settings.outcomes.record)
+                    explain=settings.outcomes.record,
+                    render_seconds=settings.limits.render_seconds)
     console = Console(parts, clock=clock, new_id=new_id) if takes_requests else None
 
     @contextlib.asynccontextmanager
