@@ -21,10 +21,16 @@ from relayhook.core.regex import compile_regex
 
 CATASTROPHIC = r"^([a-zA-Z0-9]+)+@example\.com$"
 ORDINARY = [  # (what, pattern, text): as the shipped and test connectors use them
-    ("signature header (t=, v1=)", r"v1=([0-9a-f]+)",
-     "t=1717171717,v1=" + "a1" * 32 + ",v0=" + "b2" * 32),
-    ("standard webhooks list", r"(?:^|\s)v1,([A-Za-z0-9+/=]+)",
-     "v1,K5oZfzN95Z9UVu1EsfQmfVNQhnkZ2pj9o9NDN/H/pI4= v1,bm9wZQ=="),
+    (
+        "signature header (t=, v1=)",
+        r"v1=([0-9a-f]+)",
+        "t=1717171717,v1=" + "a1" * 32 + ",v0=" + "b2" * 32,
+    ),
+    (
+        "standard webhooks list",
+        r"(?:^|\s)v1,([A-Za-z0-9+/=]+)",
+        "v1,K5oZfzN95Z9UVu1EsfQmfVNQhnkZ2pj9o9NDN/H/pI4= v1,bm9wZQ==",
+    ),
     ("an e-mail in a 2 KB text", r"[a-z0-9._-]+@example\.com", "x" * 2000 + " amit@example.com"),
 ]
 
@@ -59,8 +65,9 @@ def main() -> None:
     for length in (30, 1000, 100_000):
         text = "a" * length + "!"
         linear = per_search(re2.search, text, 10)
-        print(f"| catastrophic, {length:,} characters | (not run: ~2^{length} steps) | "
-              f"{linear:.2f} |")
+        print(
+            f"| catastrophic, {length:,} characters | (not run: ~2^{length} steps) | {linear:.2f} |"
+        )
 
 
 if __name__ == "__main__":

@@ -32,17 +32,20 @@ def test_the_catastrophic_pattern_answers_at_once_on_a_long_input() -> None:
     assert template.render({"email": "amit@example.com"}) == "amit"
 
 
-@pytest.mark.parametrize(("pattern", "words"), [
-    pytest.param(r"(a)\1", "backreference", id="backreference"),
-    pytest.param(r"(?P<x>a)(?P=x)", "named backreference", id="named backreference"),
-    pytest.param(r"a(?=b)", "lookahead", id="lookahead"),
-    pytest.param(r"a(?!b)", "negative lookahead", id="negative lookahead"),
-    pytest.param(r"(?<=a)b", "lookbehind", id="lookbehind"),
-    pytest.param(r"(?<!a)b", "negative lookbehind", id="negative lookbehind"),
-    pytest.param(r"a++", "possessive", id="possessive"),
-    pytest.param(r"a\Z", r"written `\z`", id="\\Z"),
-    pytest.param(r"a(", "not a regular expression: missing )", id="a plain mistake"),
-])
+@pytest.mark.parametrize(
+    ("pattern", "words"),
+    [
+        pytest.param(r"(a)\1", "backreference", id="backreference"),
+        pytest.param(r"(?P<x>a)(?P=x)", "named backreference", id="named backreference"),
+        pytest.param(r"a(?=b)", "lookahead", id="lookahead"),
+        pytest.param(r"a(?!b)", "negative lookahead", id="negative lookahead"),
+        pytest.param(r"(?<=a)b", "lookbehind", id="lookbehind"),
+        pytest.param(r"(?<!a)b", "negative lookbehind", id="negative lookbehind"),
+        pytest.param(r"a++", "possessive", id="possessive"),
+        pytest.param(r"a\Z", r"written `\z`", id="\\Z"),
+        pytest.param(r"a(", "not a regular expression: missing )", id="a plain mistake"),
+    ],
+)
 def test_what_re2_cannot_run_is_refused_with_the_reason(pattern: str, words: str) -> None:
     with pytest.raises(RegexError) as caught:
         compile_regex(pattern, "auth.pattern")
@@ -65,8 +68,9 @@ def test_a_pattern_made_at_render_time_is_a_render_error() -> None:
 
 
 def test_a_connector_pattern_re2_cannot_run_fails_at_load(tmp_path: Path) -> None:
-    text = (SIGNED / "paystream.toml").read_text().replace('"v1=([0-9a-f]+)"',
-                                                           '"(?<=v1=)([0-9a-f]+)"')
+    text = (
+        (SIGNED / "paystream.toml").read_text().replace('"v1=([0-9a-f]+)"', '"(?<=v1=)([0-9a-f]+)"')
+    )
     path = tmp_path / "paystream.toml"
     path.write_text(text)
     with pytest.raises(ConnectorError) as caught:
@@ -76,7 +80,8 @@ def test_a_connector_pattern_re2_cannot_run_fails_at_load(tmp_path: Path) -> Non
 
 def test_a_render_past_its_cpu_budget_ends_that_render_only() -> None:
     slow = compile_template(
-        "{% for i in range(45000) %}{{ i | string | length }}{% endfor %}", "body")
+        "{% for i in range(45000) %}{{ i | string | length }}{% endfor %}", "body"
+    )
     quick = compile_template("{{ 1 + 1 }}", "quick")
     with time_budget(0.01):
         started = time.thread_time()

@@ -21,7 +21,6 @@ import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
-from urllib.parse import urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
@@ -165,6 +164,7 @@ class Hook:
     signing_secret: Template | None
     patterns: tuple[re.Pattern[str], ...] = field(repr=False)
     secret_places: SecretPlaces = field(default=SecretPlaces(), repr=False)
+    reads_secrets: bool = False  # a template of its request names `secrets` (a safe guess)
 
     @property
     def name(self) -> str:
@@ -275,6 +275,8 @@ def compile_hook(spec: HookSpec) -> Hook:
         ),
         patterns=tuple(pattern_regex(p) for p in spec.events),
         secret_places=SecretPlaces.of(spec.model_dump()),
+        reads_secrets="secrets" in spec.model_dump_json(
+            include={"url", "headers", "params", "body", "signing_secret"}),
     )
 
 
@@ -300,8 +302,11 @@ AUTHORIZATION_TWICE = (
 
 
 def has_userinfo(url: str) -> bool:
-    """Whether `url` carries credentials (`https://user:password@host/`)."""
-    return "@" in urlsplit(url).netloc
+    """Whether `url` carries credentials (`https://user:password@host/`). Read as urlsplit
+    reads the authority, without its checks: a URL shown with its password redacted
+    (`user:[redacted]@host`) is not a bracketed IPv6 host to refuse here."""
+    authority = url.partition("://")[2] if "://" in url else url
+    return "@" in re.split(r"[/?#]", authority, maxsplit=1)[0]
 
 
 def decode_whsec(secret: str) -> bytes:

@@ -149,6 +149,72 @@ def render_request(
     return OutboundRequest(hook.method, url, tuple(headers.items()), body)
 
 
+def record_request(hook: Hook, event: Event, request: OutboundRequest, *, delivery_id: str,
+                   secrets: Mapping[str, str], now: float) -> dict[str, Any]:
+    """`request` as the history keeps it and the preview shows it: `record`'s redaction, and
+    every value a template derived from a `[secrets]` value masked, whatever the template did
+    to it (`{{ secrets.crm | reverse }}`, `| lower`, `[:-1]`, `| length`).
+
+    Masked by where secrets are read, not by what they look like: the request is rendered a
+    second time with stand-ins for the secrets, and in each part that comes out different
+    (the URL, a header's value, the body) the span from the first to the last character that
+    changed is `[redacted]`. Only hooks whose templates name `secrets` pay the second render."""
+    record = request.record(secrets, hook.secret_places)
+    if not secrets or not hook.reads_secrets:
+        return record
+    stand_ins = {name: _stand_in(value) for name, value in secrets.items()}
+    try:
+        shadow: dict[str, Any] | None = render_request(
+            hook, event, delivery_id=delivery_id, secrets=stand_ins, now=now,
+        ).record(stand_ins, hook.secret_places)
+    except RenderError:  # the stand-ins failed where the secrets did not: mask it all
+        shadow = None
+    return _mask_differences(record, shadow)
+
+
+def _stand_in(secret: str) -> str:
+    """A value that differs from `secret` at every position, in case too, and in length."""
+    chars = "".join("1" if c == "0" else "0" for c in secret)
+    return chars + next(c for c in "234" if c != secret[-1:].lower())
+
+
+_UNMASKED = frozenset({"webhook-signature"})  # an HMAC tells nothing of its key
+
+
+def _mask_differences(record: dict[str, Any], shadow: dict[str, Any] | None) -> dict[str, Any]:
+    if shadow is None:
+        return {**record, "url": _masked(record["url"], None), "body": REDACTED,
+                "headers": [[k, v if k in _UNMASKED or k in ("user-agent", "webhook-id",
+                                                             "webhook-timestamp")
+                             else REDACTED] for k, v in record["headers"]]}
+    other = {k: v for k, v in shadow["headers"]}
+    headers = [[k, v if k in _UNMASKED else _masked(v, other.get(k))]
+               for k, v in record["headers"]]
+    body = record["body"]
+    if body != shadow["body"]:
+        both_text = record["body_encoding"] == shadow["body_encoding"] == "utf-8"
+        body = _masked(body, shadow["body"]) if both_text else REDACTED
+    return {**record, "url": _masked(record["url"], shadow["url"]), "headers": headers,
+            "body": body}
+
+
+def _masked(text: str, other: str | None) -> str:
+    """`text` with the span where it differs from `other` as [redacted] (all of it without
+    `other`)."""
+    if text == other:
+        return text
+    if other is None:
+        return REDACTED
+    start = 0
+    limit = min(len(text), len(other))
+    while start < limit and text[start] == other[start]:
+        start += 1
+    end = 0
+    while end < limit - start and text[-1 - end] == other[-1 - end]:
+        end += 1
+    return text[:start] + REDACTED + text[len(text) - end:]
+
+
 def sign(secret: str, msg_id: str, timestamp: str, body: bytes) -> str:
     """Standard Webhooks: `v1,` + base64 HMAC-SHA256 of `id.timestamp.body`, keyed with the
     base64 part of a `whsec_` secret (any other secret is used as its UTF-8 bytes)."""

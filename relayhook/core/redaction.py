@@ -43,10 +43,22 @@ def netloc_without_password(parts: SplitResult) -> str:
     return f"{user.partition(':')[0]}:{REDACTED}@{host}"
 
 
+_STAND_IN = "redacted-0b5e1c"  # urlsplit reads `[redacted]` in a netloc as an IPv6 host
+
+
+def split_url(url: str) -> SplitResult:
+    """urlsplit, also for a URL shown with its password redacted (`user:[redacted]@host`)."""
+    if REDACTED not in url:
+        return urlsplit(url)
+    parts = urlsplit(url.replace(REDACTED, _STAND_IN))
+    return parts._replace(**{name: getattr(parts, name).replace(_STAND_IN, REDACTED)
+                             for name in parts._fields})
+
+
 def redacted_url(url: str) -> str:
     """The URL with its password and every literal query value replaced by [redacted]; the
     rest (templates included) exactly as written."""
-    parts = urlsplit(url)
+    parts = split_url(url)
     fields = []
     for field in parts.query.split("&") if parts.query else []:
         name, equals, value = field.partition("=")
@@ -144,7 +156,7 @@ class SecretPlaces:
         params = set(found.get("params", {}))
         values = [*found.get("headers", {}).values(), *found.get("params", {}).values()]
         if "url" in found:
-            parts = urlsplit(found["url"])
+            parts = split_url(found["url"])
             literal = [(k, v) for k, v in parse_qsl(parts.query, True)
                        if _is_literal_query_value(v)]
             params.update(name for name, _ in literal)

@@ -58,11 +58,15 @@ def _explain(pattern: str, reason: str) -> str:
         if reason.startswith(start):
             return message + " (regexes run on RE2, in time linear in the text)"
     if reason.startswith("invalid perl operator: (?P") and "(?P=" in pattern:
-        return ("a named backreference `(?P=name)` is not supported (regexes run on RE2, in "
-                "time linear in the text)")
+        return (
+            "a named backreference `(?P=name)` is not supported (regexes run on RE2, in "
+            "time linear in the text)"
+        )
     if reason.startswith("invalid escape sequence: \\") and reason[-1:].isdigit():
-        return ("a backreference `\\1` is not supported (regexes run on RE2, in time linear "
-                "in the text)")
+        return (
+            "a backreference `\\1` is not supported (regexes run on RE2, in time linear "
+            "in the text)"
+        )
     return f"not a regular expression RE2 can run: {reason}"
 
 

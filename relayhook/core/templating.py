@@ -153,8 +153,24 @@ def _budgeted_loop(iterable: Any) -> Iterator[Any]:
         yield item
 
 
+def _data_only(values: Any, depth: int = 3) -> None:
+    """Refuse a function, method or class where data is due: written out through `~`, `%`,
+    `format` or a filter it would deliver its Python name (`{{ '%s' % range }}`). Looks into
+    small lists and objects (`[range] | join`): one a template built, not a payload's."""
+    for value in values:
+        if callable(value) and not isinstance(value, jinja2.Undefined):
+            raise SecurityError(f"a template works on data, not on {_kind_of(value)}")
+        if depth and isinstance(value, list | tuple | dict) and len(value) <= 64:
+            _data_only(value.values() if isinstance(value, dict) else value, depth - 1)
+
+
+def _kind_of(value: Any) -> str:
+    return "a class" if isinstance(value, type) else f"a {type(value).__name__}"
+
+
 def _checked_concat(*parts: Any) -> str:
     # `a ~ b`: the result may not pass MAX_STRING, so a chain of `~` cannot double its way up.
+    _data_only(parts)
     texts = [str(part) for part in parts]
     if sum(map(len, texts)) > MAX_STRING:
         raise SecurityError("the result of `~` is too large")
@@ -292,12 +308,19 @@ def _bounded_filters(filters: dict[str, Any]) -> None:
         filters[name] = _checked_result(function, name)
 
 
+def _is_jinja_context(value: Any) -> bool:
+    # What Jinja passes first to a pass_context / pass_eval_context filter.
+    return isinstance(value, jinja2.runtime.Context | nodes.EvalContext)
+
+
 def _checked_result(function: Any, name: str) -> Any:
     """A filter whose result may not pass the size limits (`format` with ten 1 MiB args)."""
 
     @functools.wraps(function)  # keeps jinja_pass_arg: context/eval-context filters stay so
     def checked(*args: Any, **kwargs: Any) -> Any:
         _charge(weight=_TICKS)
+        _data_only(arg for arg in args if not _is_jinja_context(arg))
+        _data_only(kwargs.values())
         result = function(*args, **kwargs)
         if _too_big(result):
             raise SecurityError(f"the result of the {name} filter is too large")
@@ -350,6 +373,8 @@ class SandboxEnvironment(ImmutableSandboxedEnvironment):
 
     def call(self, context: Any, obj: Any, /, *args: Any, **kwargs: Any) -> Any:
         _charge(weight=_TICKS)
+        _data_only(args)
+        _data_only(kwargs.values())
         checked = _check_str_method(obj, args, kwargs)
         result = super().call(context, obj, *checked, **kwargs)
         if _too_big(result):
@@ -361,8 +386,11 @@ class SandboxEnvironment(ImmutableSandboxedEnvironment):
             raise SecurityError(f"{left!r} ** {right!r} is too large")
         if operator == "*" and _size_of_product(left, right) > MAX_STRING:
             raise SecurityError("the product of `*` is too large")
+        _data_only((left, right))
         if operator == "%" and isinstance(left, str):
             _check_width(left, *(right if isinstance(right, tuple) else (right,)))
+            _data_only(right if isinstance(right, tuple) else right.values()
+                       if isinstance(right, dict) else ())
         result = super().call_binop(context, operator, left, right)
         if _too_big(result):
             raise SecurityError(f"the result of `{operator}` is too large")
@@ -458,6 +486,8 @@ def make_environment(finalize: Any = _refuse_non_data) -> SandboxEnvironment:
     env.globals["_checked_concat"] = _checked_concat
     env.globals.pop("lipsum", None)  # unbounded text generator, of no use here
     env.globals.pop("namespace", None)  # mutable state across loop iterations: exponential growth
+    env.globals.pop("cycler", None)  # state across iterations, and a class name in `'%s' % ...`
+    env.globals.pop("joiner", None)
     _bounded_filters(env.filters)
     env.filters["epoch_ms"] = epoch_ms
     env.filters["epoch_s"] = epoch_s

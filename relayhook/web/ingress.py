@@ -130,9 +130,10 @@ class Ingress:
                      time.perf_counter() - started)
 
     async def handle(self, scope: Scope, receive: Receive, relay: Relay | None) -> Answer:
+        refused = refusal(scope)
         if relay is None:
-            return _error(404, "no relay at this URL")
-        if (refused := refusal(scope)) is not None:
+            return _error(*refused) if refused else _error(404, "no relay at this URL")
+        if refused is not None:
             return await self._refused_headers(scope, relay, *refused)
         method: str = scope["method"]
         accept = relay.connector.spec.accept
@@ -174,8 +175,6 @@ class Ingress:
                                reason: str) -> Answer:
         """A request whose headers passed a limit (web/slow.py): kept as rejected, with the
         headers read so far and no body, when what was read authenticates it."""
-        if status != 431:
-            return _error(status, reason)
         method: str = scope["method"]
         pairs = tuple((key.decode("latin-1").lower(), value.decode("latin-1"))
                       for key, value in scope["headers"])
@@ -186,13 +185,15 @@ class Ingress:
             # before them): nothing unauthenticated is kept, as with a 401.
             log.warning("relay %s: refused a request: %s", relay.name, reason)
             return _error(status, reason)
-        message = f"{reason} (the limit is [limits] max_header_bytes); the headers before it" \
-                  " are kept, the body was not read"
+        message = (f"{reason}: kept with its URL cut at that length; the body was not read"
+                   if status == 414 else
+                   f"{reason}: kept with the headers read before the limit; the body was not "
+                   "read")
         record = _record(self.new_id(), relay, self.clock(),
                          _inbound(method, query, relay, pairs, b""), "rejected", message,
                          truncated=True)
         kept = await self._intake.keep(relay, record)
-        return _error(status, reason, None if kept.where == "nowhere" else record.id)
+        return _error(status, message, None if kept.where == "nowhere" else record.id)
 
     def _authenticate(self, method: str, query: str, relay: Relay,
                       pairs: Iterable[tuple[str, str]], body: bytes = b"") -> str | None:

@@ -18,8 +18,9 @@ Headers are bounded as nginx bounds them (8 KiB a line, 32 KiB in all, 100 field
 the parser is never fed more than the limits allow before the headers end, so 64 MiB of headers
 cost a connection no more memory than 40 KiB do. A request past a limit is handed to the app
 with the headers read so far, no body, and `scope["extensions"]["relayhook.refused"]` =
-`{"status": 431, "reason": ...}` (414 for a request line too long); the app answers it (the
-ingress keeps it as a rejected request of its relay) and the connection closes after the answer.
+`{"status": 431, "reason": ...}` (414 for a request line too long: its URL cut at the limit,
+its headers read); the app answers it (the ingress keeps it as a rejected request of its relay)
+and the connection closes after the answer.
 
     uvicorn.run(app, http=guarded_protocol(ConnectionLimits(header_timeout=10)))
 """
@@ -79,6 +80,7 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
         self._head_size = 0  # bytes of this request's header lines, as parsed
         self._fields = 0
         self._refused = False  # answered for its headers: what else comes is dropped
+        self._url_cut = False  # the request line passed its limit: the rest was dropped
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         super().connection_made(transport)
@@ -108,22 +110,28 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
         if self._refused:
             return
         if self._phase == "headers":
-            self._refuse(431, f"the request headers are larger than "
-                         f"{self.limits.max_header_bytes} bytes")
+            self._refuse(*((414, self._url_too_long()) if self._url_cut else (
+                431, f"the request headers are larger than {self.limits.max_header_bytes} "
+                "bytes")))
             return
         self.data_received(data[room:])  # the headers ended within the limit
 
     def on_message_begin(self) -> None:
         super().on_message_begin()
         self._head_size = self._fields = 0
+        self._url_cut = False
+
+    def _url_too_long(self) -> str:
+        return f"the request line is longer than {self.limits.max_header_line_bytes} bytes"
 
     def on_url(self, url: bytes) -> None:
-        if self._refused:
-            return
+        # A URL past the limit is kept cut at it, and refused once the headers are in: they
+        # may hold the credentials that let the ingress keep the request.
+        room = self.limits.max_header_line_bytes - len(self.url)
+        if len(url) > room:
+            self._url_cut = True
+            url = url[:max(room, 0)]
         super().on_url(url)
-        if len(self.url) > self.limits.max_header_line_bytes:
-            self._refuse(414, f"the request line is longer than "
-                         f"{self.limits.max_header_line_bytes} bytes")
 
     def on_header(self, name: bytes, value: bytes) -> None:
         if self._refused:
@@ -145,6 +153,9 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
 
     def on_headers_complete(self) -> None:
         if self._refused:
+            return
+        if self._url_cut:
+            self._refuse(414, self._url_too_long())
             return
         self._enter("body")
         super().on_headers_complete()
@@ -175,12 +186,11 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
         except (httptools.HttpParserError, UnicodeDecodeError):
             scope["method"] = "GET"
         path, query = b"/", b""
-        if status == 431:  # the request line was read whole
-            try:
-                parsed = httptools.parse_url(self.url)
-                path, query = parsed.path or b"/", parsed.query or b""
-            except httptools.HttpParserInvalidURLError:
-                pass
+        try:  # the URL as read: cut at the limit for a 414
+            parsed = httptools.parse_url(self.url)
+            path, query = parsed.path or b"/", parsed.query or b""
+        except httptools.HttpParserInvalidURLError:
+            pass
         scope["path"] = self.root_path + urllib.parse.unquote(path.decode("latin-1"))
         scope["raw_path"] = self.root_path.encode("ascii") + path
         scope["query_string"] = query
