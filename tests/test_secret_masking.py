@@ -4,6 +4,7 @@ there; and a template cannot write out a function's or a class's Python name."""
 
 from __future__ import annotations
 
+import base64
 import time
 from typing import Any
 
@@ -13,6 +14,7 @@ from relayhook.core.events import Event
 from relayhook.core.hooks import build_hooks
 from relayhook.core.outbound import record_request, render_request
 from relayhook.core.templating import RenderError, compile_template
+from relayhook.logs import Redactor
 
 SECRET = "SuperSecretToken42"
 SECRETS = {"crm": SECRET}
@@ -121,3 +123,27 @@ def test_a_template_cannot_write_out_a_python_name(source: str) -> None:
 def test_data_still_formats() -> None:
     assert compile_template("{{ '%s-%d' % ('a', 2) }}", "b").render({}) == "a-2"
     assert compile_template("{{ [1, 2] | join(',') }}", "b").render({}) == "1,2"
+
+
+# --- log lines: base64 forms --------------------------------------------------------------
+
+PASSWORD = "Sm7p-pa55word!"
+
+
+@pytest.mark.parametrize("prefix", [b"\0a@b.c\0", b"\0ab@b.c\0", b"\0abc@b.c\0", b"u:", b""])
+@pytest.mark.parametrize("urlsafe", [False, True], ids=["standard", "url-safe"])
+def test_a_secret_base64_encoded_inside_a_longer_text_is_redacted_in_log_lines(
+    prefix: bytes, urlsafe: bool
+) -> None:
+    encode = base64.urlsafe_b64encode if urlsafe else base64.b64encode
+    token = encode(prefix + PASSWORD.encode() + b"\0tail").decode()
+    line = Redactor({PASSWORD: "[redacted]"})(f"535 5.7.8 AUTH PLAIN {token} refused")
+    assert "[redacted]" in line
+    left = line.split()[4].replace("[redacted]", "")
+    assert PASSWORD.encode()[2:-2] not in base64.b64decode(left + "===")  # nothing usable
+    assert line.startswith("535 5.7.8 AUTH PLAIN ") and line.endswith(" refused")
+
+
+def test_ordinary_base64_is_left_alone() -> None:
+    token = base64.b64encode(b"\0alerts@example.com\0another password").decode()
+    assert Redactor({PASSWORD: "[redacted]"})(token) == token
