@@ -7,9 +7,9 @@
 The redactor knows the values the configuration holds as secrets (relay secrets and tokens,
 `[secrets]`, the admin token, hooks' fixed header and parameter values, URL passwords, signing
 secrets) and replaces them, in every form a line may show them (as is, URL-encoded, JSON-escaped,
-base64-encoded inside a longer base64 text), in the whole formatted line, traceback included. It is the last line of defence: log calls name
-hooks and deliveries, not URLs or headers, in the first place. uvicorn's loggers and Python's
-warnings go through the same handler.
+base64-encoded inside a longer base64 text), in the whole formatted line, traceback included.
+It is the last line of defence: log calls name hooks and deliveries, not URLs or headers, in
+the first place. uvicorn's loggers and Python's warnings go through the same handler.
 """
 
 from __future__ import annotations

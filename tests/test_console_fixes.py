@@ -16,6 +16,7 @@ from conftest import run
 
 from relayhook.passwords import set_password
 from relayhook.settings import load_settings
+from relayhook.store.base import StoredHook
 from relayhook.web.app import RelayhookApp, create_app
 
 ADMIN = "admin-token-console-fixes"
@@ -164,3 +165,86 @@ async def the_preview_and_the_history_mask_a_transformed_secret(tmp_path: Path) 
                 assert form not in text
         assert "[redacted]" in shown[0] and "u-1" in shown[0]
         assert "x-key: [redacted]" in shown[2]  # the preview, masked as the history is
+
+
+# --- names ----------------------------------------------------------------------------------
+
+
+def test_names_that_shadow_console_pages_or_hold_line_breaks_are_refused(tmp_path: Path) -> None:
+    run(names_that_shadow_console_pages_or_hold_line_breaks_are_refused(tmp_path))
+
+
+async def names_that_shadow_console_pages_or_hold_line_breaks_are_refused(tmp_path: Path) -> None:
+    async with console(tmp_path) as (client, app):
+        for name, words in [
+            ("new", "taken by a console page (/hooks/new)"),
+            ("Preview", "taken by a console page (/hooks/preview)"),
+            ("two\nlines", "line break"),
+            ("tab\tinside", "line break or a control character"),
+            (" padded", "starting with a letter or digit"),
+            ("a/b", "letters, digits and spaces"),
+        ]:
+            answer = await client.post(
+                "/api/hooks",
+                headers=api(client),
+                json={"name": name, "events": ["*"], "url": "https://93.184.215.14/x"},
+            )
+            assert answer.status_code == 422, (name, answer.text)
+            assert words in answer.text, (name, answer.text)
+        await make_hook(client, name="Quiz results to Zapier (v2)", url="https://93.184.215.14/x")
+        answer = await client.post(
+            "/api/relays", headers=api(client), json={"name": "new", "connector": "generic"}
+        )
+        assert answer.status_code == 422 and "taken by a console page" in answer.text
+        form = await client.get("/hooks/new")
+        csrf = re.search(r'name="csrf" value="([^"]+)"', form.text)
+        assert csrf is not None
+        page = await client.post(
+            "/hooks/new",
+            data={
+                "csrf": csrf.group(1),
+                "action": "save",
+                "name": "new",
+                "events": "*",
+                "url": "https://93.184.215.14/x",
+                "method": "POST",
+            },
+        )
+        assert "taken by a console page" in page.text
+
+
+def test_hooks_stored_before_the_rule_can_still_be_shown_edited_and_deleted(
+    tmp_path: Path,
+) -> None:
+    run(hooks_stored_before_the_rule_can_still_be_shown_edited_and_deleted(tmp_path))
+
+
+async def hooks_stored_before_the_rule_can_still_be_shown_edited_and_deleted(
+    tmp_path: Path,
+) -> None:
+    async with console(tmp_path) as (client, app):
+        parts = app.state.relayhook
+        for name in ("new", "two\nlines"):
+            spec = {"name": name, "events": ["*"], "url": "https://93.184.215.14/x"}
+            assert await parts.store.put_hook(StoredHook(name, "api", spec, None, 0.0), create=True)
+        await parts.live.refresh(parts.store)
+        listing = (await client.get("/hooks")).text
+        assert 'href="/hooks/new/view"' in listing and 'href="/hooks/two%0Alines"' in listing
+        for path in ("/hooks/new/view", "/hooks/two%0Alines"):
+            page = await client.get(path)
+            assert page.status_code == 200 and "93.184.215.14" in page.text, path
+        for path in ("/hooks/new/edit", "/hooks/two%0Alines/edit"):
+            assert (await client.get(path)).status_code == 200, path
+        edited = await client.put(
+            "/api/hooks/new",
+            headers=api(client),
+            json={"name": "new", "events": ["*"], "url": "https://93.184.215.14/y"},
+        )
+        assert edited.status_code == 200, edited.text
+        for name in ("new", "two%0Alines"):
+            page = await client.get(f"/hooks/{name}/edit")
+            csrf = re.search(r'name="csrf" value="([^"]+)"', page.text)
+            assert csrf is not None
+            gone = await client.post(f"/hooks/{name}/delete", data={"csrf": csrf.group(1)})
+            assert gone.status_code == 303, gone.text
+        assert parts.live.hooks.keys() == set()

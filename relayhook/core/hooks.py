@@ -337,6 +337,27 @@ def validate_hook(raw: dict[str, Any], presets_dir: Path = PRESETS_DIR) -> Hook:
         raise InvalidError([SpecError(tuple(exc.name.split(".", 1)), exc.message)]) from exc
 
 
+# A name is a path segment of the console and a word in log lines: letters and digits (any
+# script), spaces and a little punctuation; never a console page's own address.
+HOOK_NAME = re.compile(r"[^\W_](?:[\w .,:()&+'-]{0,98}[\w.)'])?")
+RESERVED_HOOK_NAMES = frozenset({"new", "preview"})  # /hooks/new, /hooks/preview
+CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]")
+
+
+def hook_name_problem(name: object) -> str | None:
+    """Why `name` cannot be a new hook's name, or None. Names stored before this rule keep
+    working; only new hooks (API, console, config file) must follow it."""
+    if not isinstance(name, str) or not HOOK_NAME.fullmatch(name):
+        shown = f" ({name!r} has a line break or a control character)" if isinstance(
+            name, str) and CONTROL.search(name) else ""
+        return ("a hook name is 1 to 100 letters, digits and spaces, with . , : ( ) & + ' _ -"
+                f" inside, starting with a letter or digit{shown}")
+    if name.lower() in RESERVED_HOOK_NAMES:
+        return (f"{name!r} is taken by a console page (/hooks/{name.lower()}): add a word, "
+                f"such as '{name} hook'")
+    return None
+
+
 def build_hooks(raw_hooks: list[dict[str, Any]], where: str = "(config)",
                 presets_dir: Path = PRESETS_DIR,
                 locate: Any = None) -> dict[str, Hook]:
@@ -350,6 +371,11 @@ def build_hooks(raw_hooks: list[dict[str, Any]], where: str = "(config)",
         return HookError(where, format_path(path), line, message)
 
     for index, raw in enumerate(raw_hooks):
+        if CONTROL.search(str(raw.get("name", ""))) or str(raw.get("name", "")).lower() in (
+                RESERVED_HOOK_NAMES):
+            # The config file is read at every start: only what breaks the console and the
+            # logs is refused here (a hook named `new` has no page; a line break forges lines).
+            raise fail(index, ("name",), hook_name_problem(raw["name"]) or "")
         try:
             hook = validate_hook(raw, presets_dir)
         except InvalidError as exc:

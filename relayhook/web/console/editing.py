@@ -29,7 +29,7 @@ from relayhook.web.console.hookform import (
     values_from_spec,
     values_of,
 )
-from relayhook.web.console.pages import Ctx, NotFound
+from relayhook.web.console.pages import Ctx, NotFound, hook_address
 from relayhook.web.readmodel import attempt_curl
 from relayhook.web.samples_api import try_condition
 
@@ -118,7 +118,7 @@ async def hook_form(console: Console, ctx: Ctx) -> Response:
     if action == "save" and not errors:
         problem = await changes.save_hook(console, spec, name)
         if problem is None:
-            return ctx.redirect(f"/hooks/{spec['name']}", f"Hook {spec['name']!r} is saved; "
+            return ctx.redirect(hook_address(spec["name"]), f"Hook {spec['name']!r} is saved; "
                                 "it takes effect for the next event.")
         shown_errors = (errors_by_field(problem.errors, values)
                         if isinstance(problem, InvalidError) else {"name": problem})
