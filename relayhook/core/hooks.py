@@ -16,6 +16,7 @@ description) and `secrets` (`[secrets]` in the config or RELAYHOOK_SECRETS__NAME
 from __future__ import annotations
 
 import base64
+import json
 import re
 import tomllib
 from dataclasses import dataclass, field
@@ -164,7 +165,13 @@ class Hook:
     signing_secret: Template | None
     patterns: tuple[re.Pattern[str], ...] = field(repr=False)
     secret_places: SecretPlaces = field(default=SecretPlaces(), repr=False)
-    reads_secrets: bool = False  # a template of its request names `secrets` (a safe guess)
+    # The parts of its request whose templates name `secrets` ("url", "body", "header:NAME"):
+    # what record_request renders again with stand-ins. A name, not a proof: a safe guess.
+    secret_reads: frozenset[str] = frozenset()
+
+    @property
+    def reads_secrets(self) -> bool:
+        return bool(self.secret_reads)
 
     @property
     def name(self) -> str:
@@ -275,9 +282,15 @@ def compile_hook(spec: HookSpec) -> Hook:
         ),
         patterns=tuple(pattern_regex(p) for p in spec.events),
         secret_places=SecretPlaces.of(spec.model_dump()),
-        reads_secrets="secrets" in spec.model_dump_json(
-            include={"url", "headers", "params", "body", "signing_secret"}),
+        secret_reads=_secret_reads(spec),
     )
+
+
+def _secret_reads(spec: HookSpec) -> frozenset[str]:
+    parts = {f"header:{name.lower()}": value for name, value in spec.headers.items()}
+    parts["url"] = json.dumps([spec.url, spec.params])
+    parts["body"] = json.dumps(spec.body)
+    return frozenset(part for part, source in parts.items() if "secrets" in source)
 
 
 _TEMPLATE_PART = re.compile(r"\{\{.*?\}\}|\{%.*?%\}|\{#.*?#\}", re.DOTALL)

@@ -155,21 +155,24 @@ def record_request(hook: Hook, event: Event, request: OutboundRequest, *, delive
     every value a template derived from a `[secrets]` value masked, whatever the template did
     to it (`{{ secrets.crm | reverse }}`, `| lower`, `[:-1]`, `| length`).
 
-    Masked by where secrets are read, not by what they look like: the request is rendered a
-    second time with stand-ins for the secrets, and in each part that comes out different
-    (the URL, a header's value, the body) the span from the first to the last character that
-    changed is `[redacted]`. Only hooks whose templates name `secrets` pay the second render."""
+    Masked by where secrets are read, not by what they look like: the parts whose templates
+    name `secrets` (the URL, a header, the body) are rendered a second time with stand-ins for
+    the secrets, and where a part comes out different, the span from its first to its last
+    changed character is `[redacted]`. A hook that names no secret pays nothing."""
     record = request.record(secrets, hook.secret_places)
-    if not secrets or not hook.reads_secrets:
+    if not secrets or not hook.secret_reads:
         return record
-    stand_ins = {name: _stand_in(value) for name, value in secrets.items()}
+    stand_ins = _stand_ins(tuple(secrets.items()))
     try:
-        shadow: dict[str, Any] | None = render_request(
-            hook, event, delivery_id=delivery_id, secrets=stand_ins, now=now,
-        ).record(stand_ins, hook.secret_places)
-    except RenderError:  # the stand-ins failed where the secrets did not: mask it all
+        shadow: dict[str, Any] | None = _shadow(hook, event, record, dict(stand_ins))
+    except RenderError:  # the stand-ins failed where the secrets did not: mask those parts
         shadow = None
-    return _mask_differences(record, shadow)
+    return _mask_differences(hook, record, shadow)
+
+
+@functools.lru_cache(maxsize=16)
+def _stand_ins(secrets: tuple[tuple[str, str], ...]) -> tuple[tuple[str, str], ...]:
+    return tuple((name, _stand_in(value)) for name, value in secrets)
 
 
 def _stand_in(secret: str) -> str:
@@ -178,24 +181,44 @@ def _stand_in(secret: str) -> str:
     return chars + next(c for c in "234" if c != secret[-1:].lower())
 
 
-_UNMASKED = frozenset({"webhook-signature"})  # an HMAC tells nothing of its key
+def _shadow(hook: Hook, event: Event, record: dict[str, Any],
+            stand_ins: dict[str, str]) -> dict[str, Any]:
+    """The parts of the record that read secrets, rendered with `stand_ins` and redacted as
+    `record` redacts them."""
+    context = hook_context(hook, event, stand_ins)
+    places, reads = hook.secret_places, hook.secret_reads
+    redact = redactor(stand_ins, places)
+    shadow: dict[str, Any] = {"headers": {}}
+    for name, template in hook.headers.items():
+        key = name.lower()
+        if f"header:{key}" in reads:
+            value = template.render(context)
+            shadow["headers"][key] = None if value is None else (
+                REDACTED if key in places.headers else redact(_header_value(value, name)))
+    if "url" in reads:
+        sent = {k for k, _ in record["headers"]}
+        url = _url(hook.url.render(context), _params(hook, context), "authorization" in sent)
+        shadow["url"] = OutboundRequest(hook.method, url, (), b"").record(stand_ins,
+                                                                          places)["url"]
+    if "body" in reads:
+        body = OutboundRequest(hook.method, "http://x/", (), _body(hook, context))
+        shadow["body"] = body.record(stand_ins, places)["body"]
+    return shadow
 
 
-def _mask_differences(record: dict[str, Any], shadow: dict[str, Any] | None) -> dict[str, Any]:
-    if shadow is None:
-        return {**record, "url": _masked(record["url"], None), "body": REDACTED,
-                "headers": [[k, v if k in _UNMASKED or k in ("user-agent", "webhook-id",
-                                                             "webhook-timestamp")
-                             else REDACTED] for k, v in record["headers"]]}
-    other = {k: v for k, v in shadow["headers"]}
-    headers = [[k, v if k in _UNMASKED else _masked(v, other.get(k))]
-               for k, v in record["headers"]]
-    body = record["body"]
-    if body != shadow["body"]:
-        both_text = record["body_encoding"] == shadow["body_encoding"] == "utf-8"
-        body = _masked(body, shadow["body"]) if both_text else REDACTED
-    return {**record, "url": _masked(record["url"], shadow["url"]), "headers": headers,
-            "body": body}
+def _mask_differences(hook: Hook, record: dict[str, Any],
+                      shadow: dict[str, Any] | None) -> dict[str, Any]:
+    masked = dict(record)
+    reads = hook.secret_reads
+    other = shadow["headers"] if shadow is not None else {}
+    masked["headers"] = [
+        [k, _masked(v, other.get(k)) if f"header:{k}" in reads else v]
+        for k, v in record["headers"]]
+    for part in ("url", "body"):
+        if part in reads:
+            theirs = shadow.get(part) if shadow is not None else None
+            masked[part] = _masked(record[part], theirs)
+    return masked
 
 
 def _masked(text: str, other: str | None) -> str:
