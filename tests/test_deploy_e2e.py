@@ -40,8 +40,12 @@ FIXTURES = Path(__file__).parent / "fixtures"
 ADMIN = "admin-token-deploy-0123456789abcdef"
 PASSWORD = "console-password-deploy-0123"
 KEY = b"deploy-test-signing-key-32-bytes!"
-HOOKCASTER = RelayConfig("hookcaster", "hookcaster", "tok-deploy-hookcaster-0001",
-                         "whsec_" + base64.b64encode(KEY).decode())
+HOOKCASTER = RelayConfig(
+    "hookcaster",
+    "hookcaster",
+    "tok-deploy-hookcaster-0001",
+    "whsec_" + base64.b64encode(KEY).decode(),
+)
 CLIENT = "127.0.0.2"  # curl's address: Caddy itself reaches Relayhook from 127.0.0.1
 WAIT = 30.0
 # `[server] forwarded_allow_ips` comes with the attack17b work (X-Forwarded-For is ignored
@@ -54,9 +58,13 @@ def installed(program: str, package: str) -> str:
     scripts/test does); skip where that cannot be done."""
     found = shutil.which(program)
     if found is None and shutil.which("apt-get") and _is_root():
-        subprocess.run(["apt-get", "install", "-y", "-qq", package], check=False,
-                       capture_output=True, timeout=600, env={**clean_env(),
-                                                              "DEBIAN_FRONTEND": "noninteractive"})
+        subprocess.run(
+            ["apt-get", "install", "-y", "-qq", package],
+            check=False,
+            capture_output=True,
+            timeout=600,
+            env={**clean_env(), "DEBIAN_FRONTEND": "noninteractive"},
+        )
         found = shutil.which(program)
     if found is None:
         pytest.skip(f"{program} is missing and could not be installed (apt-get install {package})")
@@ -65,13 +73,21 @@ def installed(program: str, package: str) -> str:
 
 def _is_root() -> bool:
     import os
+
     return os.geteuid() == 0
 
 
 def relayhook(*args: str, cwd: Path, stdin: str | None = None) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "relayhook.cli", *args], cwd=cwd, input=stdin,
-                          capture_output=True, text=True, timeout=60, env=clean_env(),
-                          check=False)
+    return subprocess.run(
+        [sys.executable, "-m", "relayhook.cli", *args],
+        cwd=cwd,
+        input=stdin,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env=clean_env(),
+        check=False,
+    )
 
 
 # --- the systemd unit -------------------------------------------------------------------------
@@ -81,8 +97,16 @@ def test_the_printed_unit_passes_systemd_analyze_verify(tmp_path: Path) -> None:
     analyze = installed("systemd-analyze", "systemd")
     program = Path(sys.executable).parent / "relayhook"
     assert program.is_file()
-    done = relayhook("print-unit", "--user", "relayhook", "--exec", str(program), "--config",
-                     "/etc/relayhook/relayhook.toml", cwd=tmp_path)
+    done = relayhook(
+        "print-unit",
+        "--user",
+        "relayhook",
+        "--exec",
+        str(program),
+        "--config",
+        "/etc/relayhook/relayhook.toml",
+        cwd=tmp_path,
+    )
     assert done.returncode == 0, done.stderr
     unit = done.stdout
     settings = dict(re.findall(r"^(\w+)=(.*)$", unit, re.MULTILINE))
@@ -95,18 +119,31 @@ def test_the_printed_unit_passes_systemd_analyze_verify(tmp_path: Path) -> None:
     assert int(settings["TimeoutStopSec"]) > server.header_timeout + server.body_timeout
     path = tmp_path / "relayhook.service"
     path.write_text(unit, encoding="utf-8")
-    verified = subprocess.run([analyze, "verify", str(path)], capture_output=True, text=True,
-                              timeout=60, check=False, cwd=tmp_path)
+    verified = subprocess.run(
+        [analyze, "verify", str(path)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+        cwd=tmp_path,
+    )
     # verify exits 0 on an unknown key too: it only warns. No warning at all is the bar.
     assert verified.returncode == 0 and verified.stderr.strip() == "", verified.stderr
 
 
 def test_print_unit_takes_the_config_timeouts_and_refuses_a_bad_path(tmp_path: Path) -> None:
     config = tmp_path / "relayhook.toml"
-    config.write_text(render_config(relays=[]) + render_tables(server={"body_timeout": 100.0}),
-                      encoding="utf-8")
-    done = relayhook("print-unit", "--exec", "/opt/relayhook/bin/relayhook", "--config",
-                     str(config), cwd=tmp_path)
+    config.write_text(
+        render_config(relays=[]) + render_tables(server={"body_timeout": 100.0}), encoding="utf-8"
+    )
+    done = relayhook(
+        "print-unit",
+        "--exec",
+        "/opt/relayhook/bin/relayhook",
+        "--config",
+        str(config),
+        cwd=tmp_path,
+    )
     assert done.returncode == 0, done.stderr
     assert int(re.search(r"^TimeoutStopSec=(\d+)$", done.stdout, re.MULTILINE)[1]) > 110  # type: ignore[index]
     bad = relayhook("print-unit", "--exec", "relayhook serve", cwd=tmp_path)
@@ -131,9 +168,11 @@ def caddyfile(https_port: int, http_port: int, upstream: int, data: Path) -> str
     assert shipped.count(site) == 1 and shipped.count("127.0.0.1:8080") == 1
     shipped = shipped.replace(site, f"localhost:{https_port} {{\n\tbind 127.0.0.1\n\ttls internal")
     shipped = shipped.replace("127.0.0.1:8080", f"127.0.0.1:{upstream}")
-    options = (f"{{\n\tadmin off\n\tstorage file_system {data}\n\tskip_install_trust\n"
-               f"\thttp_port {http_port}\n\thttps_port {https_port}\n"
-               "\tauto_https disable_redirects\n}\n")
+    options = (
+        f"{{\n\tadmin off\n\tstorage file_system {data}\n\tskip_install_trust\n"
+        f"\thttp_port {http_port}\n\thttps_port {https_port}\n"
+        "\tauto_https disable_redirects\n}\n"
+    )
     return options + shipped
 
 
@@ -152,13 +191,21 @@ class Caddy:
         self.data = folder / "data"
         path = folder / "Caddyfile"
         path.write_text(caddyfile(self.port, free_port(), upstream, self.data), encoding="utf-8")
-        env = clean_env(HOME=str(folder), XDG_DATA_HOME=str(folder / "xdg"),
-                        XDG_CONFIG_HOME=str(folder / "xdg-config"))
+        env = clean_env(
+            HOME=str(folder),
+            XDG_DATA_HOME=str(folder / "xdg"),
+            XDG_CONFIG_HOME=str(folder / "xdg-config"),
+        )
         self.log = folder / "caddy.log"
         with self.log.open("wb") as log:
             self.process = subprocess.Popen(
-                [binary, "run", "--config", str(path), "--adapter", "caddyfile"], cwd=folder,
-                env=env, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT)
+                [binary, "run", "--config", str(path), "--adapter", "caddyfile"],
+                cwd=folder,
+                env=env,
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+            )
 
     @property
     def root_cert(self) -> Path:
@@ -168,16 +215,35 @@ class Caddy:
         """curl from 127.0.0.1's neighbour CLIENT to https://localhost:PORT/path, trusting
         only Caddy's CA; `-i` prints the answer's headers too."""
         return subprocess.run(
-            ["curl", "-sS", "-i", "--noproxy", "*", "--max-time", "10", "--cacert",
-             str(self.root_cert), "--resolve", f"localhost:{self.port}:127.0.0.1",
-             "--interface", CLIENT, *args, f"https://localhost:{self.port}{path}"],
-            capture_output=True, text=True, timeout=30, check=False)
+            [
+                "curl",
+                "-sS",
+                "-i",
+                "--noproxy",
+                "*",
+                "--max-time",
+                "10",
+                "--cacert",
+                str(self.root_cert),
+                "--resolve",
+                f"localhost:{self.port}:127.0.0.1",
+                "--interface",
+                CLIENT,
+                *args,
+                f"https://localhost:{self.port}{path}",
+            ],
+            capture_output=True,
+            text=True,
+            timeout=30,
+            check=False,
+        )
 
     def wait_ready(self) -> None:
         def answers() -> bool:
             if self.process.poll() is not None:
                 raise AssertionError(f"caddy exited:\n{self.log.read_text(errors='replace')}")
             return self.root_cert.is_file() and self.curl("/healthz").returncode == 0
+
         wait_until(answers, timeout=WAIT, interval=0.1, what="caddy answering over TLS")
 
     def stop(self) -> None:
@@ -197,13 +263,19 @@ def proxied(tmp_path: Path, caddy_binary: str) -> Iterator[tuple[RelayhookProces
     server_section: dict[str, object] = {"public_url": f"https://localhost:{caddy_port}"}
     if HAS_FORWARDED_SETTING:
         server_section["forwarded_allow_ips"] = ["127.0.0.1"]
-    config = (render_config(relays=[HOOKCASTER], admin_token=ADMIN)
-              + render_tables(server=server_section,
-                              connectors={"dirs": [str(FIXTURES / "signed")]}))
+    config = render_config(relays=[HOOKCASTER], admin_token=ADMIN) + render_tables(
+        server=server_section, connectors={"dirs": [str(FIXTURES / "signed")]}
+    )
     server = LoggedServer(tmp_path / "relayhook", config)
     assert server.config_path is not None
-    done = relayhook("--config", str(server.config_path), "admin", "password",
-                     cwd=server.workdir, stdin=PASSWORD + "\n")
+    done = relayhook(
+        "--config",
+        str(server.config_path),
+        "admin",
+        "password",
+        cwd=server.workdir,
+        stdin=PASSWORD + "\n",
+    )
     assert done.returncode == 0, done.stderr
     with server:
         caddy = Caddy(caddy_binary, tmp_path / "caddy", caddy_port, server.port)
@@ -217,20 +289,35 @@ def proxied(tmp_path: Path, caddy_binary: str) -> Iterator[tuple[RelayhookProces
 def signed(body: bytes, message_id: str) -> list[str]:
     stamp = str(int(time.time()))
     mac = hmac.new(KEY, f"{message_id}.{stamp}.".encode() + body, hashlib.sha256).digest()
-    headers = {"Content-Type": "application/json", "webhook-id": message_id,
-               "webhook-timestamp": stamp,
-               "webhook-signature": "v1," + base64.b64encode(mac).decode()}
+    headers = {
+        "Content-Type": "application/json",
+        "webhook-id": message_id,
+        "webhook-timestamp": stamp,
+        "webhook-signature": "v1," + base64.b64encode(mac).decode(),
+    }
     return [part for name, value in headers.items() for part in ("-H", f"{name}: {value}")]
 
 
 def test_a_signed_request_through_caddy_over_https(
-        proxied: tuple[RelayhookProcess, Caddy], tmp_path: Path) -> None:
+    proxied: tuple[RelayhookProcess, Caddy], tmp_path: Path
+) -> None:
     server, caddy = proxied
-    body = json.dumps({"type": "contact.created", "timestamp": "2024-05-01T12:00:00Z",
-                       "data": {"email": "ada@example.com"}}).encode()
+    body = json.dumps(
+        {
+            "type": "contact.created",
+            "timestamp": "2024-05-01T12:00:00Z",
+            "data": {"email": "ada@example.com"},
+        }
+    ).encode()
     (tmp_path / "body.json").write_bytes(body)
-    sent = caddy.curl(f"/in/{HOOKCASTER.token}", "-X", "POST", *signed(body, "msg_deploy_1"),
-                      "--data-binary", f"@{tmp_path / 'body.json'}")
+    sent = caddy.curl(
+        f"/in/{HOOKCASTER.token}",
+        "-X",
+        "POST",
+        *signed(body, "msg_deploy_1"),
+        "--data-binary",
+        f"@{tmp_path / 'body.json'}",
+    )
     assert sent.returncode == 0, sent.stderr
     assert sent.stdout.startswith("HTTP/2 200"), sent.stdout
     assert json.loads(sent.stdout.split("\n\n", 1)[1])["accepted"] == 1
@@ -256,19 +343,36 @@ def test_a_signed_request_through_caddy_over_https(
     assert page.stdout.startswith("HTTP/2 200"), page.stdout
     csrf = re.search(r'name="csrf" value="([^"]+)"', page.stdout)
     assert csrf is not None
-    signed_in = caddy.curl("/signin", "-b", jar, "-c", jar, "--data-urlencode",
-                           f"password={PASSWORD}", "--data-urlencode", f"csrf={csrf[1]}")
+    signed_in = caddy.curl(
+        "/signin",
+        "-b",
+        jar,
+        "-c",
+        jar,
+        "--data-urlencode",
+        f"password={PASSWORD}",
+        "--data-urlencode",
+        f"csrf={csrf[1]}",
+    )
     assert signed_in.stdout.startswith("HTTP/2 303"), signed_in.stdout
-    cookies = [line for line in (page.stdout + signed_in.stdout).splitlines()
-               if line.lower().startswith("set-cookie:")]
-    assert cookies and all("; secure" in line.lower() and "httponly" in line.lower()
-                           for line in cookies), cookies
+    cookies = [
+        line
+        for line in (page.stdout + signed_in.stdout).splitlines()
+        if line.lower().startswith("set-cookie:")
+    ]
+    assert cookies and all(
+        "; secure" in line.lower() and "httponly" in line.lower() for line in cookies
+    ), cookies
 
     # The relay saw the real client: uvicorn's access log names 127.0.0.2, not Caddy's address.
     if not HAS_FORWARDED_SETTING:
-        pytest.skip("[server] forwarded_allow_ips is not in this build yet (attack17b): the"
-                    " relay's view of the client address is checked once it is")
-    line = wait_until(lambda: next((row for row in server.log().splitlines()
-                                    if '"POST /in/' in row), None), timeout=WAIT,
-                      what="the access log line")
+        pytest.skip(
+            "[server] forwarded_allow_ips is not in this build yet (attack17b): the"
+            " relay's view of the client address is checked once it is"
+        )
+    line = wait_until(
+        lambda: next((row for row in server.log().splitlines() if '"POST /in/' in row), None),
+        timeout=WAIT,
+        what="the access log line",
+    )
     assert f" {CLIENT}:" in f" {line}", line

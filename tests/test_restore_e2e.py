@@ -28,9 +28,15 @@ WAIT = 20.0
 
 
 def relayhook(config: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "relayhook.cli", "--config", str(config), *args],
-                          capture_output=True, text=True, timeout=60, env=clean_env(),
-                          check=False, cwd=config.parent)
+    return subprocess.run(
+        [sys.executable, "-m", "relayhook.cli", "--config", str(config), *args],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env=clean_env(),
+        check=False,
+        cwd=config.parent,
+    )
 
 
 def stored_ids(server: RelayhookProcess) -> set[str]:
@@ -52,8 +58,11 @@ def test_a_backup_under_load_restores_every_acknowledged_request(tmp_path: Path)
             for n in range(100_000):  # bounded; stopped by `stop` long before
                 if stop.is_set():
                     return
-                response = client.post(f"/in/{GEN.token}", content=json.dumps({"n": n}),
-                                       headers={"Content-Type": "application/json"})
+                response = client.post(
+                    f"/in/{GEN.token}",
+                    content=json.dumps({"n": n}),
+                    headers={"Content-Type": "application/json"},
+                )
                 answers.append(response.status_code)
                 if response.status_code == 200:
                     acked.append((time.monotonic(), response.json()["request_id"]))
@@ -68,8 +77,9 @@ def test_a_backup_under_load_restores_every_acknowledged_request(tmp_path: Path)
             assert live.config_path is not None
             backed_up = relayhook(live.config_path, "backup", str(copy))
             during = len(acked)
-            wait_until(lambda: len(acked) >= during + 30, timeout=WAIT,
-                       what="traffic after the backup")
+            wait_until(
+                lambda: len(acked) >= during + 30, timeout=WAIT, what="traffic after the backup"
+            )
         finally:
             stop.set()
             thread.join(timeout=WAIT)
@@ -113,7 +123,8 @@ def test_restore_refuses_a_file_that_is_no_backup_and_a_postgres_store(tmp_path:
     assert missing.returncode == 1 and "none.db: no such file" in missing.stderr
 
     postgres = tmp_path / "pg.toml"
-    postgres.write_text(render_config(relays=[GEN], storage_url="postgresql://x@127.0.0.1/x"),
-                        encoding="utf-8")
+    postgres.write_text(
+        render_config(relays=[GEN], storage_url="postgresql://x@127.0.0.1/x"), encoding="utf-8"
+    )
     done = relayhook(postgres, "restore", str(tmp_path / "notes.txt"))
     assert done.returncode == 1 and "pg_restore" in done.stderr, done.stderr
