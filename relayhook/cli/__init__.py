@@ -15,7 +15,7 @@
     relayhook prune                          delete what [retention] lets go
     relayhook backup FILE                    a consistent copy of the store, while serving
     relayhook restore FILE                   put a backup in the stopped store's place
-    relayhook keys rotate                    seal every stored secret with a new key
+    relayhook keys rotate|new                seal every stored secret with a new key
     relayhook print-unit [--user U] [--exec P] [--config F]   a systemd unit for serve
 """
 
@@ -30,6 +30,7 @@ from relayhook.cli import (
     admin,
     authoring,
     deploy,
+    keys,
     manage,
     migrate,
     ops,
@@ -52,7 +53,7 @@ from relayhook.settings import DEFAULT_CONFIG
 from relayhook.store import StoreError
 
 # Each adds its subcommands.
-FAMILIES = (serve, migrate, authoring, stored, sending, manage, ops, admin, why, deploy)
+FAMILIES = (serve, migrate, authoring, stored, sending, manage, ops, admin, why, deploy, keys)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -32,18 +32,26 @@ def stop_timeout(server: ServerSettings) -> int:
     return math.ceil(server.header_timeout + server.body_timeout + STOP_GRACE + 5)
 
 
-def render_unit(*, user: str, executable: str, config: str, state: str,
-                server: ServerSettings) -> str:
+def render_unit(
+    *, user: str, executable: str, config: str, state: str, server: ServerSettings
+) -> str:
     for what, value in (("--user", user), ("--state-dir", state)):
         if not NAME.fullmatch(value):
             raise UsageError(f"{what} {value!r}: use lower-case letters, digits, - and _")
     for what, value in (("--exec", executable), ("--config", config)):
         if not value.startswith("/") or any(c.isspace() or c in "%$\\\"'" for c in value):
-            raise UsageError(f"{what} {value!r}: give an absolute path without spaces,"
-                             " quotes, % or $")
+            raise UsageError(
+                f"{what} {value!r}: give an absolute path without spaces, quotes, % or $"
+            )
     template = (shipped_dir("deploy") / "relayhook.service").read_text(encoding="utf-8")
-    return template.format(user=user, group=user, exec=executable, config=config, state=state,
-                           stop_timeout=stop_timeout(server))
+    return template.format(
+        user=user,
+        group=user,
+        exec=executable,
+        config=config,
+        state=state,
+        stop_timeout=stop_timeout(server),
+    )
 
 
 def default_executable() -> str:
@@ -62,20 +70,33 @@ def server_settings(config: Path) -> ServerSettings:
 
 
 def cmd_print_unit(args: argparse.Namespace, out: TextIO) -> int:
-    out.write(render_unit(user=args.user, executable=args.exec or default_executable(),
-                          config=args.unit_config, state=args.state_dir,
-                          server=server_settings(Path(args.unit_config))))
+    out.write(
+        render_unit(
+            user=args.user,
+            executable=args.exec or default_executable(),
+            config=args.unit_config,
+            state=args.state_dir,
+            server=server_settings(Path(args.unit_config)),
+        )
+    )
     return 0
 
 
 def register(sub: Any) -> None:
     unit = sub.add_parser("print-unit", help="print a systemd unit that runs relayhook serve")
-    unit.add_argument("--user", default="relayhook",
-                      help="the dedicated user it runs as (default: relayhook)")
+    unit.add_argument(
+        "--user", default="relayhook", help="the dedicated user it runs as (default: relayhook)"
+    )
     unit.add_argument("--exec", help="the relayhook program (default: this one)")
-    unit.add_argument("--config", dest="unit_config", default=DEFAULT_CONFIG_PATH,
-                      help=f"the config file the service reads (default: {DEFAULT_CONFIG_PATH})")
-    unit.add_argument("--state-dir", default="relayhook",
-                      help="its folder under /var/lib for the database, key and spool"
-                      " (default: relayhook)")
+    unit.add_argument(
+        "--config",
+        dest="unit_config",
+        default=DEFAULT_CONFIG_PATH,
+        help=f"the config file the service reads (default: {DEFAULT_CONFIG_PATH})",
+    )
+    unit.add_argument(
+        "--state-dir",
+        default="relayhook",
+        help="its folder under /var/lib for the database, key and spool (default: relayhook)",
+    )
     unit.set_defaults(func=cmd_print_unit)

@@ -38,6 +38,7 @@ from relayhook.store.base import (
     BacklogEntry,
     Cutoffs,
     PruneResult,
+    Resealed,
     StoredHook,
     StoredRelay,
     StoreError,
@@ -428,6 +429,9 @@ class SQLiteStore:
 
     async def delete_relay(self, name: str) -> bool:
         return await self._write(lambda conn: config_sql.delete_relay(conn, name))
+
+    async def reseal(self, changes: Sequence[Resealed]) -> int:
+        return await self._write(lambda conn: config_sql.reseal(conn, changes))
 
     async def get_delivery(self, delivery_id: str) -> tuple[Delivery, list[Attempt]] | None:
         return await self._read(lambda conn: deliveries_sql.get_delivery(conn, delivery_id))

@@ -23,8 +23,9 @@ from relayhook.store.base import StoreError
 from relayhook.store.sqlite.ops import backup as copy_database
 from relayhook.store.sqlite.schema import LATEST
 
-IN_USE = ("{path} is in use by a running relayhook (serve, or another command): stop it"
-          " before restoring")
+IN_USE = (
+    "{path} is in use by a running relayhook (serve, or another command): stop it before restoring"
+)
 
 
 def _locked(path: Path, mode: int) -> int:
@@ -58,12 +59,15 @@ def check_backup(source: Path) -> int:
     if not source.is_file():
         raise StoreError(f"{source}: no such file")
     try:
-        with contextlib.closing(sqlite3.connect(f"{source.absolute().as_uri()}?mode=ro",
-                                                uri=True)) as conn:
+        with contextlib.closing(
+            sqlite3.connect(f"{source.absolute().as_uri()}?mode=ro", uri=True)
+        ) as conn:
             result = conn.execute("PRAGMA quick_check").fetchone()[0]
             version: int = conn.execute("PRAGMA user_version").fetchone()[0]
-            tables = {row[0] for row in conn.execute(
-                "SELECT name FROM sqlite_master WHERE type = 'table'")}
+            tables = {
+                row[0]
+                for row in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")
+            }
     except sqlite3.DatabaseError as exc:
         raise StoreError(f"{source} is not an SQLite database: {exc}") from exc
     if result != "ok":
@@ -71,8 +75,10 @@ def check_backup(source: Path) -> int:
     if version < 1 or "requests" not in tables:
         raise StoreError(f"{source} is not a relayhook backup (no relayhook schema in it)")
     if version > LATEST:
-        raise StoreError(f"{source} has schema version {version}, newer than this relayhook's"
-                         f" ({LATEST}): restore it with the release that made it")
+        raise StoreError(
+            f"{source} has schema version {version}, newer than this relayhook's"
+            f" ({LATEST}): restore it with the release that made it"
+        )
     return version
 
 
