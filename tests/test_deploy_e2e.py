@@ -15,6 +15,7 @@ import hmac
 import json
 import re
 import shutil
+import signal
 import subprocess
 import sys
 import time
@@ -376,3 +377,82 @@ def test_a_signed_request_through_caddy_over_https(
         what="the access log line",
     )
     assert f" {CLIENT}:" in f" {line}", line
+
+
+# --- the README's commands hold what the code accepts -------------------------------------------
+
+
+def test_the_readme_server_recipe_caddyfiles_and_config_are_valid(
+    tmp_path: Path, caddy_binary: str
+) -> None:
+    readme = (Path(__file__).parents[1] / "README.md").read_text(encoding="utf-8")
+    recipe = readme[readme.index("## Run it on a server") :]
+    caddy_block = re.search(r"<<'CADDY'\n(.*?)\nCADDY\n", recipe, re.DOTALL)
+    assert caddy_block is not None
+    for name, text in (
+        ("readme", caddy_block[1]),
+        ("shipped", (shipped_dir("deploy") / "Caddyfile").read_text("utf-8")),
+    ):
+        path = tmp_path / f"{name}.Caddyfile"
+        path.write_text(text, encoding="utf-8")
+        adapted = subprocess.run(
+            [caddy_binary, "adapt", "--config", str(path), "--adapter", "caddyfile"],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+            env=clean_env(HOME=str(tmp_path)),
+        )
+        assert adapted.returncode == 0, adapted.stderr
+        assert '"dial":"127.0.0.1:8080"' in adapted.stdout
+
+    config_block = re.search(r"<<CONFIG\n(.*?)\nCONFIG\n", recipe, re.DOTALL)
+    assert config_block is not None
+    config = tmp_path / "relayhook.toml"
+    config.write_text(
+        config_block[1].replace(
+            "$(/opt/relayhook/bin/relayhook keys new)", "a-token-made-by-keys-new-0123456789"
+        ),
+        "utf-8",
+    )
+    if not HAS_FORWARDED_SETTING:
+        pytest.skip(
+            "[server] forwarded_allow_ips is not in this build yet (attack17b): the"
+            " README's config names it"
+        )
+    from relayhook.settings import load_settings
+
+    settings = load_settings(config)
+    assert settings.public_url() == "https://relayhook.example.com"
+    assert str(settings.storage.url) == "sqlite:////var/lib/relayhook/relayhook.db"
+
+
+def test_sigterm_drains_within_the_units_stop_timeout(tmp_path: Path) -> None:
+    """What systemd does at `systemctl stop`: SIGTERM, then SIGKILL after TimeoutStopSec. With a
+    delivery hanging at its receiver, the server still exits cleanly well before that."""
+    from receiver import Receiver, Reply
+    from servers import render_hooks
+
+    from relayhook.cli.deploy import stop_timeout
+
+    generic = RelayConfig("gen", "generic", "tok-deploy-generic-0001")
+    with Receiver() as rx:
+        rx.script("/hang/", Reply(hang=True))
+        config = (
+            render_config(relays=[generic])
+            + render_tables(delivery={"allow_cidrs": ["127.0.0.1/32"], "poll_interval": 0.1})
+            + render_hooks([{"name": "slow", "events": ["*"], "url": rx.url + "/hang/"}])
+        )
+        server = RelayhookProcess(tmp_path, config)
+        with server, http_client(base_url=server.url) as client:
+            sent = client.post(f"/in/{generic.token}", json={"n": 1})
+            assert sent.status_code == 200
+            rx.wait_for(1, timeout=WAIT, path="/hang/")  # the delivery is in flight
+            began = time.monotonic()
+            code = server.stop(timeout=stop_timeout(ServerSettings()))
+            took = time.monotonic() - began
+    # uvicorn ends by raising the SIGTERM it caught again, once shut down: systemd counts an
+    # exit by SIGTERM as clean (Restart=on-failure does not restart it).
+    assert code in (0, -signal.SIGTERM), server.log()
+    assert "Application shutdown complete" in server.log()
+    assert took < stop_timeout(ServerSettings())
