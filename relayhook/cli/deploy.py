@@ -70,13 +70,16 @@ def server_settings(config: Path) -> ServerSettings:
 
 
 def cmd_print_unit(args: argparse.Namespace, out: TextIO) -> int:
+    # `relayhook --config FILE print-unit` names the service's config too.
+    given = args.unit_config or args.config
+    config = str(Path(given).absolute()) if given else DEFAULT_CONFIG_PATH
     out.write(
         render_unit(
             user=args.user,
             executable=args.exec or default_executable(),
-            config=args.unit_config,
+            config=config,
             state=args.state_dir,
-            server=server_settings(Path(args.unit_config)),
+            server=server_settings(Path(config)),
         )
     )
     return 0
@@ -91,7 +94,6 @@ def register(sub: Any) -> None:
     unit.add_argument(
         "--config",
         dest="unit_config",
-        default=DEFAULT_CONFIG_PATH,
         help=f"the config file the service reads (default: {DEFAULT_CONFIG_PATH})",
     )
     unit.add_argument(

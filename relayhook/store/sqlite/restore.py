@@ -33,7 +33,10 @@ def _locked(path: Path, mode: int) -> int:
     now (a restore may have put another in its place meanwhile). BlockingIOError if taken."""
     path.parent.mkdir(parents=True, exist_ok=True)
     for _ in range(10):  # bounded: a name replaced ten times over in a row is a fault
-        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+        except PermissionError:  # a database this user may only read: a lock needs no more
+            fd = os.open(path, os.O_RDONLY)
         try:
             fcntl.flock(fd, mode | fcntl.LOCK_NB)
             if os.fstat(fd).st_ino == os.stat(path).st_ino:
