@@ -97,7 +97,7 @@ def rotate_killed_then_again(
     return before, after
 
 
-# --- SQLite, with a server running throughout ---------------------------------------------------
+# --- with a server running throughout, on both engines ------------------------------------------
 
 
 @pytest.fixture
@@ -115,12 +115,34 @@ def sqlite_rows(db: Path) -> dict[str, str]:
         return dict(rows.fetchall())
 
 
-def test_rotate_while_serving_killed_midway_then_finished(tmp_path: Path, rx: Receiver) -> None:
-    config = render_config(relays=[], admin_token=ADMIN) + render_tables(
+def postgres_rows(url: str) -> dict[str, str]:
+    found = query(
+        url,
+        "SELECT 'relay ' || name, sealed FROM relays UNION ALL"
+        " SELECT 'hook ' || name, sealed FROM hooks WHERE sealed IS NOT NULL",
+    )
+    return {name: sealed for name, sealed in found}
+
+
+@pytest.mark.parametrize("engine", ["sqlite", "postgres"])
+def test_rotate_while_serving_killed_midway_then_finished(
+    tmp_path: Path, rx: Receiver, engine: str, request: pytest.FixtureRequest
+) -> None:
+    if engine == "sqlite":
+        storage_url = "sqlite:///relayhook.db"
+        key_path = tmp_path / "relayhook.db.key"  # beside the database
+    else:
+        storage_url = request.getfixturevalue("postgres_url")
+        key_path = tmp_path / "relayhook.key"  # beside the config
+    config = render_config(relays=[], admin_token=ADMIN, storage_url=storage_url) + render_tables(
         delivery={"allow_cidrs": ["127.0.0.1/32"], "poll_interval": 0.1}
     )
     server = RelayhookProcess(tmp_path, config)
     assert server.config_path is not None
+
+    def rows() -> dict[str, str]:
+        return sqlite_rows(server.db_path) if engine == "sqlite" else postgres_rows(storage_url)
+
     with server, http_client(base_url=server.url, headers=AUTH) as client:
         tokens = {}
         for name, secret in RELAYS.items():
@@ -157,8 +179,7 @@ def test_rotate_while_serving_killed_midway_then_finished(tmp_path: Path, rx: Re
                 assert refused.status_code == 401
 
         send_all(0)
-        key_path = tmp_path / "relayhook.db.key"
-        rotate_killed_then_again(server.config_path, key_path, lambda: sqlite_rows(server.db_path))
+        rotate_killed_then_again(server.config_path, key_path, rows)
         # The server never stopped: every relay still takes its secret, every hook still
         # sends its own header.
         send_all(1)
@@ -169,7 +190,7 @@ def test_rotate_while_serving_killed_midway_then_finished(tmp_path: Path, rx: Re
         made = client.post("/api/relays", json={"name": "late", "connector": "gamify"})
         assert made.status_code == 201
         [new_key] = read_key_file(key_path)
-        assert Sealer.from_key(new_key).is_current(sqlite_rows(server.db_path)["relay late"])
+        assert Sealer.from_key(new_key).is_current(rows()["relay late"])
         assert "Traceback" not in server.log()
 
     with server, http_client(base_url=server.url) as client:  # and after a restart
@@ -182,7 +203,7 @@ def test_rotate_while_serving_killed_midway_then_finished(tmp_path: Path, rx: Re
         assert sent.status_code == 200, sent.text
 
 
-# --- PostgreSQL: the key file beside the config ------------------------------------------------
+# --- PostgreSQL, relays and hooks made by the CLI, no server -------------------------------------
 
 
 def test_rotate_a_postgres_store_killed_midway_then_finished(
@@ -211,14 +232,8 @@ def test_rotate_a_postgres_store_killed_midway_then_finished(
     added = relayhook(config, "hooks", "add", str(hooks))
     assert added.returncode == 0, added.stderr
 
-    def rows() -> dict[str, str]:
-        found = query(
-            postgres_url,
-            "SELECT 'relay ' || name, sealed FROM relays UNION ALL"
-            " SELECT 'hook ' || name, sealed FROM hooks WHERE sealed IS NOT NULL",
-        )
-        return {name: sealed for name, sealed in found}
-
-    rotate_killed_then_again(config, tmp_path / "relayhook.key", rows)
+    rotate_killed_then_again(
+        config, tmp_path / "relayhook.key", lambda: postgres_rows(postgres_url)
+    )
     listed = relayhook(config, "relays", "list")
     assert listed.returncode == 0 and all(name in listed.stdout for name in RELAYS)
