@@ -44,11 +44,16 @@ async def reseal_all(
 ) -> int:
     """Seal every stored secret that is not sealed with `sealer`'s current key again with it;
     how many were. SealError naming each value that no key of the ring opens (then nothing
-    more is written: those need the key that sealed them)."""
+    more is written: those need the key that sealed them).
+
+    The batches leave the config version alone (each move makes every process open every
+    relay again: with thousands, a pause in answering requests); it moves once at the end."""
     done = 0
     for _ in range(MAX_PASSES):
         stale = await _stale(store, sealer)
         if not stale:
+            if done:
+                await store.reseal([], bump=True)  # every process reads the new values
             return done
         unreadable = [
             f"{kind} {name!r}" for kind, name, sealed in stale if not _opens(sealer, sealed)
@@ -100,7 +105,7 @@ async def rotate_key_file(
     current, *old = read_key_file(path)
     write_key_file(path, [current])
     rotation.dropped = len(old)
-    await store.reseal([])  # every process reads relays and hooks again, with the new ring
+    await store.reseal([], bump=True)  # every process reads them again, with the new ring
     return rotation
 
 

@@ -378,10 +378,11 @@ class Store(Protocol):
         """Remove a relay (its requests and events stay); False if there was none. Moves the
         config version."""
 
-    async def reseal(self, changes: Sequence[Resealed]) -> int:
+    async def reseal(self, changes: Sequence[Resealed], *, bump: bool = False) -> int:
         """In one transaction, write each change's `new` where its relay or hook still holds
-        `old` (one changed meanwhile keeps that change); how many were written. Moves the
-        config version, even for none: every process reads relays and hooks again."""
+        `old` (one changed meanwhile keeps that change); how many were written. `bump` moves
+        the config version (even for no change): every process reads relays and hooks again.
+        Without it, a process reads the new values whenever it next reads them."""
 
     async def get_delivery(self, delivery_id: str) -> tuple[Delivery, list[Attempt]] | None:
         """One delivery with its event and its attempts (oldest first), or None."""

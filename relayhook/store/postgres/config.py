@@ -107,12 +107,13 @@ async def _changed(conn: asyncpg.Connection, tag: str) -> bool:
     return True
 
 
-async def reseal(conn: asyncpg.Connection, changes: Sequence[Resealed]) -> int:
+async def reseal(conn: asyncpg.Connection, changes: Sequence[Resealed], announce: bool) -> int:
     written = 0
     for change in changes:
         table = "relays" if change.kind == "relay" else "hooks"
         written += count_of(await conn.execute(
             f"UPDATE {table} SET sealed = $1 WHERE name = $2 AND sealed = $3",
             change.new, change.name, change.old))
-    await bump(conn)
+    if announce:
+        await bump(conn)
     return written

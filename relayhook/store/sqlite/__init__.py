@@ -430,8 +430,8 @@ class SQLiteStore:
     async def delete_relay(self, name: str) -> bool:
         return await self._write(lambda conn: config_sql.delete_relay(conn, name))
 
-    async def reseal(self, changes: Sequence[Resealed]) -> int:
-        return await self._write(lambda conn: config_sql.reseal(conn, changes))
+    async def reseal(self, changes: Sequence[Resealed], *, bump: bool = False) -> int:
+        return await self._write(lambda conn: config_sql.reseal(conn, changes, bump))
 
     async def get_delivery(self, delivery_id: str) -> tuple[Delivery, list[Attempt]] | None:
         return await self._read(lambda conn: deliveries_sql.get_delivery(conn, delivery_id))

@@ -122,11 +122,12 @@ def delete_relay(conn: sqlite3.Connection, name: str) -> bool:
     return True
 
 
-def reseal(conn: sqlite3.Connection, changes: Sequence[Resealed]) -> int:
+def reseal(conn: sqlite3.Connection, changes: Sequence[Resealed], announce: bool) -> int:
     written = 0
     for change in changes:
         table = "relays" if change.kind == "relay" else "hooks"
         written += conn.execute(f"UPDATE {table} SET sealed = ? WHERE name = ? AND sealed = ?",
                                 (change.new, change.name, change.old)).rowcount
-    bump(conn)
+    if announce:
+        bump(conn)
     return written
