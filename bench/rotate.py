@@ -55,8 +55,12 @@ async def fill(database: Path, count: int) -> None:
     try:
         now = time.time()
         for n in range(count):
-            sealed = sealer.seal({"token": f"tok-bench-{n:08d}-0123456789",
-                                  "secret": f"secret-{n:08d}-0123456789abcdef"})
+            sealed = sealer.seal(
+                {
+                    "token": f"tok-bench-{n:08d}-0123456789",
+                    "secret": f"secret-{n:08d}-0123456789abcdef",
+                }
+            )
             await store.create_relay(StoredRelay(f"r{n}", "gamify", "api", sealed, now, now))
     finally:
         await store.close()
@@ -64,8 +68,7 @@ async def fill(database: Path, count: int) -> None:
 
 def env() -> dict[str, str]:
     environ = {k: v for k, v in os.environ.items() if not k.startswith("RELAYHOOK_")}
-    environ["PYTHONPATH"] = os.pathsep.join(filter(None, [str(PROJECT),
-                                                          environ.get("PYTHONPATH")]))
+    environ["PYTHONPATH"] = os.pathsep.join(filter(None, [str(PROJECT), environ.get("PYTHONPATH")]))
     return environ
 
 
@@ -74,17 +77,33 @@ def run(count: int) -> None:
         folder = Path(folder_name)
         port = free_port()
         config = folder / "relayhook.toml"
-        config.write_text(f'[server]\nhost = "{HOST}"\nport = {port}\n\n[storage]\n'
-                          f'url = "sqlite:///relayhook.db"\n\n[[relays]]\nname = "generic"\n'
-                          f'connector = "generic"\ntoken = "{TOKEN}"\n', encoding="utf-8")
+        config.write_text(
+            f'[server]\nhost = "{HOST}"\nport = {port}\n\n[storage]\n'
+            f'url = "sqlite:///relayhook.db"\n\n[[relays]]\nname = "generic"\n'
+            f'connector = "generic"\ntoken = "{TOKEN}"\n',
+            encoding="utf-8",
+        )
         started = time.monotonic()
         asyncio.run(fill(folder / "relayhook.db", count))
         filled = time.monotonic() - started
         with (folder / "server.log").open("wb") as log:
             server = subprocess.Popen(
-                [sys.executable, "-m", "relayhook.cli", "--config", str(config), "serve",
-                 "--no-access-log", "--log-level", "warning"], cwd=folder, env=env(),
-                stdout=log, stderr=subprocess.STDOUT)
+                [
+                    sys.executable,
+                    "-m",
+                    "relayhook.cli",
+                    "--config",
+                    str(config),
+                    "serve",
+                    "--no-access-log",
+                    "--log-level",
+                    "warning",
+                ],
+                cwd=folder,
+                env=env(),
+                stdout=log,
+                stderr=subprocess.STDOUT,
+            )
         stop = threading.Event()
         answered: list[tuple[float, float]] = []  # (when sent, seconds to the answer)
         try:
@@ -113,9 +132,24 @@ def run(count: int) -> None:
             time.sleep(1.0)  # the load running before the rotation starts
             began = time.monotonic()
             done = subprocess.run(
-                [sys.executable, "-m", "relayhook.cli", "--config", str(config), "keys",
-                 "rotate", "--grace", "0"], cwd=folder, env=env(), capture_output=True,
-                text=True, timeout=600, check=False)
+                [
+                    sys.executable,
+                    "-m",
+                    "relayhook.cli",
+                    "--config",
+                    str(config),
+                    "keys",
+                    "rotate",
+                    "--grace",
+                    "0",
+                ],
+                cwd=folder,
+                env=env(),
+                capture_output=True,
+                text=True,
+                timeout=600,
+                check=False,
+            )
             took = time.monotonic() - began
             stop.set()
             thread.join(timeout=10)
@@ -125,9 +159,11 @@ def run(count: int) -> None:
         if done.returncode != 0:
             raise SystemExit(f"keys rotate failed:\n{done.stdout}\n{done.stderr}")
         during = [seconds for sent, seconds in answered if began <= sent <= began + took]
-        print(f"| {count:,} | {filled:.1f} | {took:.2f} | {count / took:,.0f} |"
-              f" {len(during)} | {statistics.median(during) * 1000:.1f} |"
-              f" {max(during) * 1000:.1f} |")
+        print(
+            f"| {count:,} | {filled:.1f} | {took:.2f} | {count / took:,.0f} |"
+            f" {len(during)} | {statistics.median(during) * 1000:.1f} |"
+            f" {max(during) * 1000:.1f} |"
+        )
 
 
 def main() -> None:
