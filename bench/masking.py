@@ -18,17 +18,34 @@ from relayhook.core.hooks import Hook, build_hooks
 from relayhook.core.outbound import record_request, render_request
 
 SECRETS = {"crm": "SuperSecretToken42", "other": "not read by these hooks"}
-EVENT = Event("e-1", "gmetri/org/dep", "gmetri.rule.triggered", "amit@gmetri.com",
-              "2024-05-01T12:00:00.000Z",
-              {"rule_id": "r-17", "rule": "Quiz completed", "scene": "Lobby", "score": 75},
-              "gm")
+EVENT = Event(
+    "e-1",
+    "gmetri/org/dep",
+    "gmetri.rule.triggered",
+    "amit@gmetri.com",
+    "2024-05-01T12:00:00.000Z",
+    {"rule_id": "r-17", "rule": "Quiz completed", "scene": "Lobby", "score": 75},
+    "gm",
+)
 BODY = "{{ {'rule': event.data.rule, 'who': event.subject, 'score': event.data.score} }}"
-HOOKS = build_hooks([
-    {"name": "plain", "events": ["*"], "url": "https://hooks.example/catch/1/",
-     "headers": {"X-Source": "{{ event.source }}"}, "body": BODY},
-    {"name": "reads a secret", "events": ["*"], "url": "https://hooks.example/catch/1/",
-     "headers": {"Authorization": "Bearer {{ secrets.crm }}"}, "body": BODY},
-])
+HOOKS = build_hooks(
+    [
+        {
+            "name": "plain",
+            "events": ["*"],
+            "url": "https://hooks.example/catch/1/",
+            "headers": {"X-Source": "{{ event.source }}"},
+            "body": BODY,
+        },
+        {
+            "name": "reads a secret",
+            "events": ["*"],
+            "url": "https://hooks.example/catch/1/",
+            "headers": {"Authorization": "Bearer {{ secrets.crm }}"},
+            "body": BODY,
+        },
+    ]
+)
 
 
 def per_delivery(deliver: Callable[[], object], count: int) -> float:
@@ -43,14 +60,15 @@ def old_way(hook: Hook) -> Callable[[], object]:
     def deliver() -> object:
         request = render_request(hook, EVENT, delivery_id="d-1", secrets=SECRETS, now=1.0)
         return request.record(SECRETS, hook.secret_places)
+
     return deliver
 
 
 def new_way(hook: Hook) -> Callable[[], object]:
     def deliver() -> object:
         request = render_request(hook, EVENT, delivery_id="d-1", secrets=SECRETS, now=1.0)
-        return record_request(hook, EVENT, request, delivery_id="d-1", secrets=SECRETS,
-                              now=1.0)
+        return record_request(hook, EVENT, request, delivery_id="d-1", secrets=SECRETS, now=1.0)
+
     return deliver
 
 
