@@ -6,7 +6,6 @@ cost (431 before the parser holds more than the limits, the request kept small),
 from __future__ import annotations
 
 import json
-import os
 import socket
 import statistics
 import threading
@@ -33,11 +32,14 @@ GENERIC = RelayConfig("open-door", "generic", "tok-bounded-generic-001")
 ARCADE = RelayConfig("arcade", "synthesisvr", "tok-bounded-arcade-0001")
 CATASTROPHIC = r"^([a-zA-Z0-9]+)+@example\.com$"  # `re`: 2 min 18 s for 30 characters
 MIB = 1 << 20
+ATTACK_PAUSE = 0.04  # seconds between two catastrophic posts
 SESSION = json.dumps([{"uuid": "u-1", "action": "create", "customerid": 7}]).encode()
 
 
-@pytest.fixture(scope="module")
-def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RelayhookProcess]:
+@pytest.fixture(scope="module", params=["sqlite", "postgres"])
+def server(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[RelayhookProcess]:
     hooks = render_hooks(
         [
             {
@@ -50,8 +52,13 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RelayhookProces
             }
         ]
     )
+    storage = (
+        "sqlite:///relayhook.db"
+        if request.param == "sqlite"
+        else request.getfixturevalue("postgres_database").url()
+    )
     config = (
-        render_config(relays=[GENERIC, ARCADE], admin_token=TOKEN)
+        render_config(relays=[GENERIC, ARCADE], admin_token=TOKEN, storage_url=storage)
         + render_tables(delivery={"allow_cidrs": ["127.0.0.0/8"]})
         + hooks
     )
@@ -120,7 +127,7 @@ def stored_requests(server: RelayhookProcess) -> list[dict[str, object]]:
 def test_16_mib_of_headers_is_refused_with_431_and_nothing_large_is_stored(
     server: RelayhookProcess,
 ) -> None:
-    before = server.db_path.stat().st_size
+    before = server.db_path.stat().st_size if server.db_path.exists() else 0
     answers: list[bytes] = []
     flood(server.port, f"/in/{GENERIC.token}", 16 * MIB, answers)
     assert answers[0].startswith(b"HTTP/1.1 431 "), answers[0][:200]
@@ -135,7 +142,8 @@ def test_16_mib_of_headers_is_refused_with_431_and_nothing_large_is_stored(
         what="the refused request kept",
     )
     assert len(json.dumps(kept[0])) < 64 * 1024
-    assert server.db_path.stat().st_size - before < MIB  # 16.5 MB before the limit
+    if server.db_path.exists():  # SQLite: the file itself (16.5 MB more before the limit)
+        assert server.db_path.stat().st_size - before < MIB
     with http_client() as client:  # and the server takes the next request as usual
         assert client.post(server.url + f"/in/{GENERIC.token}", json={"a": 1}).status_code == 200
 
@@ -213,8 +221,10 @@ def test_a_catastrophic_regex_on_one_relay_does_not_hold_another_relays_answers(
     posted = [0]
 
     def attack() -> None:
+        # 25 posts a second: with `re` one alone held the process for minutes; this measures
+        # that none holds it now, not how a flood of any request queues up behind itself.
         with http_client() as client:
-            while not stop.is_set() and posted[0] < 2000:
+            while not stop.wait(ATTACK_PAUSE) and posted[0] < 2000:
                 email = "a" * (30 + posted[0] % 20) + "!"
                 answer = client.post(server.url + f"/in/{GENERIC.token}", json={"email": email})
                 assert answer.status_code == 200
@@ -245,4 +255,3 @@ def test_a_catastrophic_regex_on_one_relay_does_not_hold_another_relays_answers(
     )
     assert posted[0] >= 5
     assert p99 < 0.100
-    assert os.path.exists(server.db_path)
