@@ -148,6 +148,19 @@ def test_16_mib_of_headers_is_refused_with_431_and_nothing_large_is_stored(
         assert client.post(server.url + f"/in/{GENERIC.token}", json={"a": 1}).status_code == 200
 
 
+def test_a_client_that_sends_all_its_headers_before_reading_still_gets_the_431(
+    server: RelayhookProcess,
+) -> None:
+    # Past the limit the server reads on and drops what comes (a lingering close): without
+    # that, closing with unread data resets the connection before the client reads the 431.
+    with socket.create_connection((HOST, server.port), timeout=20) as sock:
+        sock.sendall(b"POST /healthz HTTP/1.1\r\nHost: x\r\nX-Big: ")
+        for _ in range(64):  # 16 MiB, more than the socket buffers hold
+            sock.sendall(b"z" * (256 * 1024))
+        answer = sock.recv(65536)
+    assert answer.startswith(b"HTTP/1.1 431 "), answer[:200]
+
+
 @pytest.mark.parametrize(
     ("head", "status"),
     [

@@ -41,6 +41,7 @@ log = logging.getLogger("relayhook.web.slow")
 
 Phase = Literal["headers", "body", "app"]
 REFUSED = "relayhook.refused"  # the scope extension of a request refused for its headers
+LINGER_SECONDS = 2.0  # how long a refused connection is read (and dropped) after its answer
 
 
 @dataclass(frozen=True, slots=True)
@@ -196,7 +197,8 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
         scope["query_string"] = query
         scope["extensions"] = {REFUSED: {"status": status, "reason": reason}}
         previous, self.cycle = self.cycle, RequestResponseCycle(
-            scope=scope, transport=self.transport, flow=self.flow, logger=self.logger,
+            scope=scope, transport=_Lingering(self.transport, self.loop), flow=self.flow,  # type: ignore[arg-type]  # a transport's stand-in
+            logger=self.logger,
             access_logger=self.access_logger, access_log=self.access_log,
             default_headers=self.server_state.default_headers,
             message_event=asyncio.Event(), expect_100_continue=False, keep_alive=False,
@@ -209,6 +211,9 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
             self.pipeline.appendleft((self.cycle, self.app))
 
     def on_response_complete(self) -> None:
+        if self._refused:  # the lingering close ends this connection (_Lingering)
+            self.server_state.total_requests += 1
+            return
         super().on_response_complete()
         # The next request's headers are due; one already read waits in the pipeline.
         if not self.transport.is_closing() and not self.pipeline:
@@ -241,6 +246,36 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
         # take this one for a live one and close another.
         self.connections.discard(self)
         self.transport.close()
+
+
+class _Lingering:
+    """The transport of a refused request's answer. Closing it (once the answer is written)
+    only ends our side: the client may still be sending the headers we stopped reading, and a
+    close with unread data sends a reset that can reach it before our 431 does. What it sends
+    is read and dropped (data_received) until it closes, or LINGER_SECONDS, as nginx's
+    lingering close does."""
+
+    def __init__(self, transport: asyncio.Transport, loop: asyncio.AbstractEventLoop) -> None:
+        self._transport = transport
+        self._loop = loop
+        self._closed = False
+
+    def close(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        transport = self._transport
+        if transport.is_closing() or not transport.can_write_eof():
+            transport.close()
+            return
+        transport.write_eof()
+        self._loop.call_later(LINGER_SECONDS, transport.close)
+
+    def is_closing(self) -> bool:
+        return self._closed or self._transport.is_closing()
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._transport, name)
 
 
 def guarded_protocol(limits: ConnectionLimits) -> type[GuardedHttpToolsProtocol]:
