@@ -144,6 +144,14 @@ def test_16_mib_of_headers_is_refused_with_431_and_nothing_large_is_stored(
     assert len(json.dumps(kept[0])) < 64 * 1024
     if server.db_path.exists():  # SQLite: the file itself (16.5 MB more before the limit)
         assert server.db_path.stat().st_size - before < MIB
+    with http_client(headers={"Authorization": f"Bearer {TOKEN}"}) as client:
+        metrics = client.get(server.url + "/metrics").text
+        refused = [
+            line
+            for line in metrics.splitlines()
+            if line.startswith('relayhook_headers_refused_total{status="431"}')
+        ]
+        assert refused and float(refused[0].split()[-1]) >= 1, metrics[:2000]
     with http_client() as client:  # and the server takes the next request as usual
         assert client.post(server.url + f"/in/{GENERIC.token}", json={"a": 1}).status_code == 200
 
