@@ -86,6 +86,17 @@ class AdminSettings(Section):
 
 class LimitsSettings(Section):
     max_body_bytes: int = Field(default=1_048_576, ge=1)
+    max_header_line_bytes: int = Field(
+        default=8192, ge=256, description="Longest request line or header line (name and "
+        "value); longer: 431 (a request line: 414).")
+    max_header_bytes: int = Field(
+        default=32768, ge=1024, description="All of a request's header lines together; more: "
+        "431, read no further, kept as a rejected request of its relay.")
+    max_header_fields: int = Field(default=100, ge=1, description="Header lines in a request.")
+    render_seconds: float = Field(
+        default=0.2, gt=0, description="CPU time a request's templates may take at ingest "
+        "(the connector's mapping, then the hooks' conditions); past it the request is "
+        "rejected, kept, and answered 400.")
 
 
 class ConnectorsSettings(Section):
@@ -306,6 +317,11 @@ class Settings(BaseSettings):
     secret_key: str = Field(
         default="", description="The key that seals secrets at rest; from RELAYHOOK_SECRET_KEY."
     )
+    previous_secret_key: str = Field(
+        default="", description="The key secrets were sealed with before `secret_key`, kept to "
+        "open them until `relayhook keys rotate` has sealed them again; from "
+        "RELAYHOOK_PREVIOUS_SECRET_KEY.",
+    )
     hooks: list[dict[str, Any]] = Field(
         default=[], description="[[hooks]] tables, validated by relayhook.core.hooks.HookSpec."
     )
@@ -337,11 +353,19 @@ class Settings(BaseSettings):
 
     def template_secrets(self) -> dict[str, str]:
         """`[secrets]` as hooks see them: without `key`, which only seals secrets at rest."""
-        return {name: value for name, value in self.secrets.items() if name != "key"}
+        return {name: value for name, value in self.secrets.items()
+                if name not in ("key", "previous_key")}
 
     def sealing_key(self) -> str | None:
         """RELAYHOOK_SECRET_KEY, else `[secrets] key`; None: use (or make) the key file."""
         return self.secret_key or self.secrets.get("key") or None
+
+    def sealing_keys(self) -> list[str]:
+        """The configured key ring: the sealing key, then the previous one
+        (RELAYHOOK_PREVIOUS_SECRET_KEY, else `[secrets] previous_key`) if set; [] for none."""
+        current = self.sealing_key()
+        previous = self.previous_secret_key or self.secrets.get("previous_key")
+        return [key for key in (current, previous) if key] if current else []
 
     def public_url(self) -> str:
         if self.server.public_url:

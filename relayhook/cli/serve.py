@@ -112,7 +112,10 @@ async def _serve_http(runtime: Runtime, args: argparse.Namespace, level: str,
     app = create_app(settings, role=args.role, runtime=runtime)
     limits = ConnectionLimits(header_timeout=settings.server.header_timeout,
                               body_timeout=settings.server.body_timeout,
-                              max_connections=settings.server.max_connections)
+                              max_connections=settings.server.max_connections,
+                              max_header_line_bytes=settings.limits.max_header_line_bytes,
+                              max_header_bytes=settings.limits.max_header_bytes,
+                              max_header_fields=settings.limits.max_header_fields)
     # log_config=None: uvicorn keeps the handler configure_logging set (format, redaction).
     config = uvicorn.Config(app, host=settings.server.host, port=port, log_config=None,
                             log_level=level, access_log=args.access_log,

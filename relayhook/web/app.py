@@ -17,19 +17,21 @@ from collections.abc import AsyncIterator, Callable
 from datetime import datetime
 
 import httpx
+import orjson
 from starlette.applications import Starlette
 from starlette.routing import BaseRoute
 from starlette.types import Receive, Scope, Send
 
 from relayhook.assembly import Role, assemble, new_uuid, utc_now
 from relayhook.core.ssrf import Resolver
+from relayhook.metrics import Metrics
 from relayhook.runtime import Runtime
 from relayhook.settings import Settings
 from relayhook.store import Store
 from relayhook.web.api import api_routes
 from relayhook.web.config_api import config_api_routes
 from relayhook.web.console import Console, console_routes
-from relayhook.web.ingress import Ingress, ingress_token
+from relayhook.web.ingress import Answer, Ingress, ingress_token, refusal
 from relayhook.web.ops import ops_routes
 from relayhook.web.samples_api import samples_api_routes
 
@@ -41,10 +43,16 @@ class RelayhookApp(Starlette):
     is a plain ASGI handler (see web/ingress.py), everything else is routed as usual."""
 
     ingress: Ingress | None = None
+    metrics: Metrics | None = None
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        refused = refusal(scope) if scope["type"] == "http" else None
+        if refused is not None and self.metrics is not None:
+            self.metrics.headers_refused.labels(str(refused[0])).inc()
         if self.ingress is not None and (token := ingress_token(scope)) is not None:
             await self.ingress.serve(token, scope, receive, send)
+        elif refused is not None:  # not a relay URL: nothing to keep
+            await Answer(refused[0], orjson.dumps({"error": refused[1]})).send(send)
         else:
             await super().__call__(scope, receive, send)
 
@@ -99,5 +107,6 @@ def create_app(
         app.ingress = Ingress(parts.live, parts.store, settings.limits.max_body_bytes, clock,
                               new_id, wake=parts.wake, intake=parts.intake,
                               observe=parts.metrics.observe_request)
+    app.metrics = parts.metrics
     app.state.relayhook = parts
     return app
