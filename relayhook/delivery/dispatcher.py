@@ -193,7 +193,7 @@ class Dispatcher:
         """No claim for the hook now: `concurrency` requests are in flight, or more than as
         many are answered and wait for their finish to commit. A writer slower than the
         receivers holds the sends back, so that what a crash of this process sends again (sent,
-        not yet recorded) stays under twice the concurrency; it used to be hundreds."""
+        not yet recorded) is at most twice the concurrency; it used to be hundreds."""
         return hook.concurrency <= lane.in_flight or hook.concurrency < len(lane.answered)
 
     def _lane(self, hook: Hook) -> _HookLane:
