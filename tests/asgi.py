@@ -26,24 +26,35 @@ BEARER = {"Authorization": f"Bearer {TOKEN}"}
 
 
 @contextlib.asynccontextmanager
-async def in_process(workdir: Path, config: str, *, peer: tuple[str, int] = ("127.0.0.1", 50000),
-                     **kwargs: Any) -> AsyncIterator[tuple[RelayhookApp, httpx.AsyncClient]]:
+async def in_process(
+    workdir: Path,
+    config: str,
+    *,
+    peer: tuple[str, int] = ("127.0.0.1", 50000),
+    password: str | None = PASSWORD,
+    **kwargs: Any,
+) -> AsyncIterator[tuple[RelayhookApp, httpx.AsyncClient]]:
     """The app over `config` (TOML written to workdir/relayhook.toml), started, with a client;
-    the console's password is PASSWORD."""
+    the console's password is set to `password` (None: left as the store has it)."""
     path = workdir / "relayhook.toml"
     path.write_text(config, encoding="utf-8")
     app = create_app(load_settings(path), **kwargs)
     async with app.router.lifespan_context(app):
-        await set_password(app.state.relayhook.store, PASSWORD, 0.0)
+        if password is not None:
+            await set_password(app.state.relayhook.store, password, 0.0)
         async with client_of(app, peer) as client:
             yield app, client
 
 
-def client_of(app: RelayhookApp, peer: tuple[str, int] = ("127.0.0.1", 50000),
-              **kwargs: Any) -> httpx.AsyncClient:
+def client_of(
+    app: RelayhookApp, peer: tuple[str, int] = ("127.0.0.1", 50000), **kwargs: Any
+) -> httpx.AsyncClient:
     """Another browser of the same app (its own cookies), from `peer`."""
-    return httpx.AsyncClient(transport=httpx.ASGITransport(app=app, client=peer),
-                             base_url="http://127.0.0.1:8080", **kwargs)
+    return httpx.AsyncClient(
+        transport=httpx.ASGITransport(app=app, client=peer),
+        base_url="http://127.0.0.1:8080",
+        **kwargs,
+    )
 
 
 def csrf_of(page: str) -> str:
@@ -52,16 +63,19 @@ def csrf_of(page: str) -> str:
     return found.group(1)
 
 
-async def sign_in(client: httpx.AsyncClient, password: str = PASSWORD,
-                  **headers: str) -> httpx.Response:
+async def sign_in(
+    client: httpx.AsyncClient, password: str = PASSWORD, **headers: str
+) -> httpx.Response:
     """GET the sign-in page (its CSRF token), post the password; the answer (303 when right)."""
     page = await client.get("/signin")
-    return await client.post("/signin", data={"csrf": csrf_of(page.text), "password": password},
-                             headers=headers)
+    return await client.post(
+        "/signin", data={"csrf": csrf_of(page.text), "password": password}, headers=headers
+    )
 
 
-async def post_form(client: httpx.AsyncClient, path: str, data: dict[str, Any],
-                    page: str = "/") -> httpx.Response:
+async def post_form(
+    client: httpx.AsyncClient, path: str, data: dict[str, Any], page: str = "/"
+) -> httpx.Response:
     """A console form post with the CSRF token of `page` (as a browser sends it)."""
     token = csrf_of((await client.get(page)).text)
     return await client.post(path, data={"csrf": token, **data})

@@ -33,8 +33,9 @@ class StubResolver:
         return self.answers[host]
 
 
-RESOLVER = StubResolver({"mixed.example": ["93.184.215.14", "127.0.0.2"],
-                         "public.example": ["93.184.215.14"]})
+RESOLVER = StubResolver(
+    {"mixed.example": ["93.184.215.14", "127.0.0.2"], "public.example": ["93.184.215.14"]}
+)
 
 # (host as written in http://HOST/x, words the reason holds). The config under test allows
 # 127.0.0.1/32 (as the red team's did): allow_cidrs admits that address, never a name.
@@ -42,18 +43,33 @@ NAME_FORMS = [
     pytest.param("localhost.", "localhost. is a loopback name", id="localhost."),
     pytest.param("api.localhost", "api.localhost is a loopback name", id="api.localhost"),
     pytest.param("x.localhost.", "x.localhost. is a loopback name", id="x.localhost."),
-    pytest.param("metadata.google.internal", "metadata.google.internal is a cloud metadata name",
-                 id="metadata.google.internal"),
-    pytest.param("metadata.google.internal.",
-                 "metadata.google.internal. is a cloud metadata name",
-                 id="metadata.google.internal."),
+    pytest.param(
+        "metadata.google.internal",
+        "metadata.google.internal is a cloud metadata name",
+        id="metadata.google.internal",
+    ),
+    pytest.param(
+        "metadata.google.internal.",
+        "metadata.google.internal. is a cloud metadata name",
+        id="metadata.google.internal.",
+    ),
     pytest.param("metadata", "metadata is a cloud metadata name", id="metadata"),
-    pytest.param("mixed.example", "mixed.example resolves to a refused address: 127.0.0.2 is a"
-                 " loopback address", id="one public and one loopback record"),
-    pytest.param("127.0.0.1:8645\\@127.0.0.5:8646", "the URL parsers disagree on where it "
-                 "leads (urllib reads 127.0.0.5:8646; yarl cannot read it", id="backslash-at"),
-    pytest.param("xn--localhost-", "xn--localhost- reads as localhost, which is a loopback name",
-                 id="xn--localhost-"),
+    pytest.param(
+        "mixed.example",
+        "mixed.example resolves to a refused address: 127.0.0.2 is a loopback address",
+        id="one public and one loopback record",
+    ),
+    pytest.param(
+        "127.0.0.1:8645\\@127.0.0.5:8646",
+        "the URL parsers disagree on where it "
+        "leads (urllib reads 127.0.0.5:8646; yarl cannot read it",
+        id="backslash-at",
+    ),
+    pytest.param(
+        "xn--localhost-",
+        "xn--localhost- reads as localhost, which is a loopback name",
+        id="xn--localhost-",
+    ),
 ]
 
 
@@ -62,16 +78,22 @@ def url_of(host: str) -> str:
 
 
 def config(hooks: str = "") -> str:
-    return (render_config(relays=[], admin_token=TOKEN)
-            + render_tables(delivery={"allow_cidrs": ["127.0.0.1/32"]}) + hooks)
+    return (
+        render_config(relays=[], admin_token=TOKEN)
+        + render_tables(delivery={"allow_cidrs": ["127.0.0.1/32"]})
+        + hooks
+    )
 
 
 @pytest.mark.parametrize(("host", "words"), NAME_FORMS)
 def test_the_api_refuses_every_name_form_at_save(tmp_path: Path, host: str, words: str) -> None:
     async def main() -> None:
         async with in_process(tmp_path, config(), resolver=RESOLVER) as (_, client):
-            answer = await client.post("/api/hooks", headers=BEARER, json={
-                "name": "h", "events": ["*"], "url": url_of(host)})
+            answer = await client.post(
+                "/api/hooks",
+                headers=BEARER,
+                json={"name": "h", "events": ["*"], "url": url_of(host)},
+            )
             assert answer.status_code == 422, answer.text
             [error] = answer.json()["errors"]
             assert error["field"] == "url"
@@ -80,22 +102,34 @@ def test_the_api_refuses_every_name_form_at_save(tmp_path: Path, host: str, word
             assert (await client.get("/api/hooks/h", headers=BEARER)).status_code == 404
             # the control: a public name and the allowed address are saved
             for url in ("http://public.example/x", "http://127.0.0.1:9/x"):
-                saved = await client.post("/api/hooks", headers=BEARER, json={
-                    "name": f"ok {url[7:13]}", "events": ["*"], "url": url})
+                saved = await client.post(
+                    "/api/hooks",
+                    headers=BEARER,
+                    json={"name": f"ok {url[7:13]}", "events": ["*"], "url": url},
+                )
                 assert saved.status_code == 201, saved.text
 
     run(main())
 
 
 @pytest.mark.parametrize(("host", "words"), NAME_FORMS)
-def test_the_console_refuses_every_name_form_at_save(tmp_path: Path, host: str,
-                                                     words: str) -> None:
+def test_the_console_refuses_every_name_form_at_save(tmp_path: Path, host: str, words: str) -> None:
     async def main() -> None:
         async with in_process(tmp_path, config(), resolver=RESOLVER) as (_, client):
             assert (await sign_in(client)).status_code == 303
-            page = await post_form(client, "/hooks/new", {
-                "action": "save", "name": "h", "patterns": "*", "method": "POST",
-                "url": url_of(host), "body_mode": "default"}, page="/hooks/new")
+            page = await post_form(
+                client,
+                "/hooks/new",
+                {
+                    "action": "save",
+                    "name": "h",
+                    "patterns": "*",
+                    "method": "POST",
+                    "url": url_of(host),
+                    "body_mode": "default",
+                },
+                page="/hooks/new",
+            )
             assert page.status_code == 422, page.text[:500]
             assert "There is a problem" in page.text
             text = page.text.replace("&#39;", "'").replace("&amp;", "&")
@@ -107,22 +141,27 @@ def test_the_console_refuses_every_name_form_at_save(tmp_path: Path, host: str,
 
 
 def test_the_config_file_refuses_every_name_form(tmp_path: Path) -> None:
-    hooks = render_hooks([{"name": f"to {index}", "events": ["*"], "url": url_of(host)}
-                          for index, (host, _) in enumerate(p.values for p in NAME_FORMS)])
+    hooks = render_hooks(
+        [
+            {"name": f"to {index}", "events": ["*"], "url": url_of(host)}
+            for index, (host, _) in enumerate(p.values for p in NAME_FORMS)
+        ]
+    )
     path = tmp_path / "relayhook.toml"
     path.write_text(config(hooks), encoding="utf-8")
     settings = load_settings(path)
-    refusals = run(check_destinations(load_hooks(settings), destination_policy(settings),
-                                      RESOLVER))
+    refusals = run(check_destinations(load_hooks(settings), destination_policy(settings), RESOLVER))
     for index, param in enumerate(NAME_FORMS):
         host, words = param.values
         assert words in refusals[f"to {index}"], (host, refusals.get(f"to {index}"))
 
 
-@pytest.mark.parametrize(("host", "words"), [p for p in NAME_FORMS if p.id != "one public and"
-                                             " one loopback record"])
-def test_send_time_refuses_them_as_a_destination_not_an_internal_error(host: str,
-                                                                       words: str) -> None:
+@pytest.mark.parametrize(
+    ("host", "words"), [p for p in NAME_FORMS if p.id != "one public and one loopback record"]
+)
+def test_send_time_refuses_them_as_a_destination_not_an_internal_error(
+    host: str, words: str
+) -> None:
     """What was accepted before reached the sender; `\\@` and `xn--localhost-` ended as class
     `internal` with a traceback. Now the sender refuses them with the same reason."""
     settings = load_settings(None, delivery={"allow_cidrs": ["127.0.0.1/32"]})

@@ -71,20 +71,29 @@ def _readings(url: str) -> dict[str, tuple[str, str, int] | str]:
     try:
         parts = urlsplit(url)
         scheme = parts.scheme.lower()
-        readings["urllib"] = (scheme, _same_host(parts.hostname or ""),
-                              parts.port or default.get(scheme, 0))
+        readings["urllib"] = (
+            scheme,
+            _same_host(parts.hostname or ""),
+            parts.port or default.get(scheme, 0),
+        )
     except ValueError as exc:
         readings["urllib"] = str(exc)
     try:
         target = yarl.URL(url)
-        readings["yarl"] = (target.scheme, _same_host(target.raw_host or ""),
-                            target.explicit_port or default.get(target.scheme, 0))
+        readings["yarl"] = (
+            target.scheme,
+            _same_host(target.raw_host or ""),
+            target.explicit_port or default.get(target.scheme, 0),
+        )
     except (ValueError, UnicodeError, TypeError) as exc:
         readings["yarl"] = str(exc)
     try:
         client = httpx.URL(url)
-        readings["httpx"] = (client.scheme, _same_host(client.raw_host.decode("ascii")),
-                             client.port or default.get(client.scheme, 0))
+        readings["httpx"] = (
+            client.scheme,
+            _same_host(client.raw_host.decode("ascii")),
+            client.port or default.get(client.scheme, 0),
+        )
     except (httpx.InvalidURL, ValueError, UnicodeError) as exc:
         readings["httpx"] = str(exc)
     return readings
@@ -113,16 +122,21 @@ def destination_of(url: str, policy: DestinationPolicy) -> tuple[str, int]:
         raise DestinationRefused(reason)
     if any(reading != first for reading in readings.values()):
         said = "; ".join(
-            f"{parser} cannot read it ({reading})" if isinstance(reading, str)
+            f"{parser} cannot read it ({reading})"
+            if isinstance(reading, str)
             else f"{parser} reads {reading[1]}:{reading[2]}"
-            for parser, reading in readings.items())
-        raise DestinationRefused(f"{url!r}: the URL parsers disagree on where it leads ({said});"
-                                 " write it plainly (no backslash, no odd host name)")
+            for parser, reading in readings.items()
+        )
+        raise DestinationRefused(
+            f"{url!r}: the URL parsers disagree on where it leads ({said});"
+            " write it plainly (no backslash, no odd host name)"
+        )
     return written, port
 
 
-async def check_destination(url: str, policy: DestinationPolicy,
-                            resolver: Resolver | None = None) -> list[str]:
+async def check_destination(
+    url: str, policy: DestinationPolicy, resolver: Resolver | None = None
+) -> list[str]:
     """The addresses a request to `url` may connect to, or DestinationRefused with the reason.
     The host must pass `policy.check_name` (names internal by definition, metadata names,
     unusual address forms) and an IP literal `policy.check`. With a `resolver` (at save time)
