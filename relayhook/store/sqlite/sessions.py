@@ -6,21 +6,14 @@ from __future__ import annotations
 import sqlite3
 
 from relayhook.store.base import ConsoleSession
+from relayhook.store.sqlite.rows import Row
 
 COLUMNS = "id, account, created_at, last_seen_at, expires_at, address, user_agent"
 
 
-def _session(row: tuple[object, ...]) -> ConsoleSession:
+def _session(row: Row) -> ConsoleSession:
     id_, account, created, seen, expires, address, agent = row
-    return ConsoleSession(
-        str(id_),
-        str(account),
-        float(created),  # type: ignore[arg-type]
-        float(seen),
-        float(expires),
-        str(address),  # type: ignore[arg-type]
-        str(agent),
-    )
+    return ConsoleSession(id_, account, created, seen, expires, address, agent)
 
 
 def create(conn: sqlite3.Connection, session: ConsoleSession, token_hash: str) -> None:
@@ -45,7 +38,7 @@ def find(conn: sqlite3.Connection, token_hash: str, now: float) -> ConsoleSessio
         f"SELECT {COLUMNS} FROM console_sessions WHERE token_hash = ? AND expires_at > ?",
         (token_hash, now),
     ).fetchone()
-    return None if row is None else _session(tuple(row))
+    return None if row is None else _session(row)
 
 
 def touch(conn: sqlite3.Connection, session_id: str, at: float) -> None:
@@ -64,7 +57,7 @@ def list_open(conn: sqlite3.Connection, account: str | None, now: float) -> list
         f"SELECT {COLUMNS} FROM console_sessions WHERE {where} ORDER BY last_seen_at DESC, id",
         params,
     ).fetchall()
-    return [_session(tuple(row)) for row in rows]
+    return [_session(row) for row in rows]
 
 
 def revoke(conn: sqlite3.Connection, session_id: str) -> bool:
