@@ -57,9 +57,11 @@ async def revoke_others(console: Console, ctx: Ctx) -> Response:
 
 
 async def change_password(console: Console, ctx: Ctx) -> Response:
-    gate, form = console.gate, ctx.form
+    gate, form, record = console.gate, ctx.form, ctx.session.record
     address = gate.address_of(ctx.request)
-    refused = gate.guard.refusal(address, ADMIN_ACCOUNT, None)
+    # A signed-in browser counts its wrong current passwords on its own (as a known browser).
+    own = f"session {record.id}" if record is not None else None
+    refused = gate.guard.refusal(address, ADMIN_ACCOUNT, own)
     if refused is not None:
         return await sessions_page(console, ctx, 429, current_password=refused[1])
     new, again = form.get("new_password"), form.get("new_password_again")
@@ -78,7 +80,7 @@ async def change_password(console: Console, ctx: Ctx) -> Response:
             current_password="Many sign-ins are being tried at once. Try again in a second.",
         )
     if not matched:
-        gate.guard.failed(address, ADMIN_ACCOUNT, None)
+        gate.guard.failed(address, ADMIN_ACCOUNT, own)
         errors["current_password"] = "That is not the current password. Check it and try again."
     if len(new) < MIN_PASSWORD:
         errors["new_password"] = f"Enter a new password of at least {MIN_PASSWORD} characters."
@@ -86,7 +88,6 @@ async def change_password(console: Console, ctx: Ctx) -> Response:
         errors["new_password_again"] = "The two new passwords differ. Type the same one twice."
     if errors:
         return await sessions_page(console, ctx, 422, **errors)
-    record = ctx.session.record
     ended = await set_password(
         console.parts.store,
         new,

@@ -5,14 +5,17 @@
     matched = await guard.verify(password_matches, stored, given)   # None: too busy now
 
 Three counts of wrong passwords, each over THROTTLE_WINDOW:
-- per address (an IPv6 address by its /64): FAILURES_ALLOWED, then 429 for that address only;
-- per account, from browsers that never signed in to it: ACCOUNT_FAILURES, then 429 for such
-  browsers (a guessing attack spread over many addresses);
+- per address (an IPv6 address by its /64), from browsers new to the account: FAILURES_ALLOWED,
+  then 429 for that address only;
+- per account, from browsers new to it: ACCOUNT_FAILURES, then 429 for such browsers (a
+  guessing attack spread over many addresses);
 - per known browser (the device cookie a successful sign-in leaves): FAILURES_ALLOWED.
-A browser that signed in to the account before is not held back by the account's count, so an
-attacker, even from many addresses, cannot lock the admin out of a browser they used: OWASP's
-"device cookies". A browser new to the account waits out an attack's window (or the admin signs
-in from a browser used before). Counts are per process (a scale-out multiplies them).
+A browser that signed in to the account before is held back by its own count only, not by its
+address's nor the account's, so an attacker, from one address or many, even from the admin's
+own address (behind a proxy that is not in `forwarded_allow_ips` every client shares one), cannot
+lock the admin out of a browser they used: OWASP's "device cookies". A browser new to the
+account waits out an attack's window (or the admin signs in from a browser used before). Counts
+are per process (a scale-out multiplies them).
 
 Every argon2 verification runs on a thread of its own pool (ARGON2_SLOTS at once, at most
 ARGON2_WAITING waiting, else "busy") at the lowest CPU priority (nice 19, Linux): one argon2id
@@ -103,22 +106,21 @@ class SignInGuard:
         self.by_address = Throttle(clock)
         self.by_device = Throttle(clock)
         self.by_account = Throttle(clock, allowed=ACCOUNT_FAILURES)
-        self._pool = ThreadPoolExecutor(slots, thread_name_prefix="argon2",
-                                        initializer=lowest_priority)
+        self._pool = ThreadPoolExecutor(
+            slots, thread_name_prefix="argon2", initializer=lowest_priority
+        )
         self._waiting = 0
         self.max_waiting = waiting
 
     def refusal(self, address: str, account: str, device: str | None) -> tuple[int, str] | None:
         """(seconds to wait, what to tell the person) while a count is full; else None."""
-        wait = self.by_address.retry_after(address_key(address))
+        if device is not None:  # a browser that signed in before: only its own count
+            wait = self.by_device.retry_after(device)
+        else:
+            wait = self.by_address.retry_after(address_key(address))
         if wait is not None:
             return wait, f"Too many wrong passwords. Try again in {wait} seconds."
-        if device is not None:
-            wait = self.by_device.retry_after(device)
-            if wait is not None:
-                return wait, f"Too many wrong passwords. Try again in {wait} seconds."
-            return None
-        wait = self.by_account.retry_after(account)
+        wait = None if device is not None else self.by_account.retry_after(account)
         if wait is not None:
             return wait, (
                 f"Too many wrong passwords for this account from new browsers. Try "
@@ -127,10 +129,10 @@ class SignInGuard:
         return None
 
     def failed(self, address: str, account: str, device: str | None) -> None:
-        self.by_address.fail(address_key(address))
         if device is not None:
             self.by_device.fail(device)
         else:
+            self.by_address.fail(address_key(address))
             self.by_account.fail(account)
 
     def succeeded(self, address: str, device: str | None) -> None:
