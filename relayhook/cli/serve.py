@@ -117,9 +117,13 @@ async def _serve_http(runtime: Runtime, args: argparse.Namespace, level: str,
                               max_header_bytes=settings.limits.max_header_bytes,
                               max_header_fields=settings.limits.max_header_fields)
     # log_config=None: uvicorn keeps the handler configure_logging set (format, redaction).
+    # uvicorn believes X-Forwarded-For from 127.0.0.1 unless told: it is told our list, and to
+    # read no proxy header at all when the list is empty (relayhook.core.clients).
+    proxies = settings.server.forwarded_allow_ips
     config = uvicorn.Config(app, host=settings.server.host, port=port, log_config=None,
                             log_level=level, access_log=args.access_log,
-                            http=guarded_protocol(limits))
+                            http=guarded_protocol(limits), proxy_headers=bool(proxies),
+                            forwarded_allow_ips=proxies or None)
     # uvicorn raises the signal that stopped it again once it has stopped; with a handler of
     # ours in place, that ends nothing: the runtime's tasks still stop (and the store closes).
     for signum in (signal.SIGTERM, signal.SIGINT):

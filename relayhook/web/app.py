@@ -34,6 +34,7 @@ from relayhook.web.console import Console, console_routes
 from relayhook.web.ingress import Answer, Ingress, ingress_token, refusal
 from relayhook.web.ops import ops_routes
 from relayhook.web.samples_api import samples_api_routes
+from relayhook.web.sessions_api import sessions_api_routes
 
 __all__ = ["Role", "RelayhookApp", "create_app"]
 
@@ -100,6 +101,7 @@ def create_app(
         routes += api_routes(parts, settings.admin.token, clock)
         routes += samples_api_routes(parts, settings.admin.token, clock)
         routes += config_api_routes(parts, settings.admin.token)
+        routes += sessions_api_routes(parts.store, settings.admin.token, clock)
     if console is not None:
         routes += console_routes(console)
     app = RelayhookApp(routes=routes, lifespan=lifespan)

@@ -211,6 +211,21 @@ CREATE INDEX IF NOT EXISTS events_request_seq ON events (request_id, seq);
 DROP INDEX IF EXISTS events_request_id;
 """
 
+# Console sessions, one row per sign-in: the same table as SQLite's (its migration 12).
+SESSIONS = """
+CREATE TABLE IF NOT EXISTS console_sessions (
+    id            text PRIMARY KEY,
+    token_hash    text NOT NULL UNIQUE,
+    account       text NOT NULL,
+    created_at    double precision NOT NULL,
+    last_seen_at  double precision NOT NULL,
+    expires_at    double precision NOT NULL,
+    address       text NOT NULL,
+    user_agent    text NOT NULL
+);
+CREATE INDEX IF NOT EXISTS console_sessions_account ON console_sessions (account, expires_at);
+"""
+
 MIGRATIONS = (
     Migration(1, "requests, events, deliveries, attempts, hooks", INITIAL),
     Migration(2, "hook pacing shared by all dispatchers", PACING),
@@ -222,6 +237,7 @@ MIGRATIONS = (
     Migration(7, "dead deliveries in a row per hook, for [alerts] disable_after", STREAKS),
     Migration(8, "a request's events by (request_id, seq): /api/events?request=",
               EVENTS_BY_REQUEST),
+    Migration(9, "console sessions, one row per sign-in", SESSIONS),
 )
 check_numbering(MIGRATIONS)
 LATEST = MIGRATIONS[-1].version
