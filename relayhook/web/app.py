@@ -80,7 +80,7 @@ def create_app(
     behind stops the start)."""
     owned_store = store is None
     parts = assemble(settings, store=store, resolver=resolver,
-                     clock=lambda: clock().timestamp())
+                     clock=lambda: clock().timestamp(), transport=transport, new_id=new_id)
     the_store, live = parts.store, parts.live
     takes_requests = role in ("web", "all")
     parts.spool = Spool(spool_path(settings)) if takes_requests else None
@@ -139,6 +139,7 @@ def create_app(
             await asyncio.gather(*parts.tasks, return_exceptions=True)
             if sender is not None and transport is None:
                 await sender.aclose()
+            await parts.operations.aclose()
             if owned_store:
                 await the_store.close()
             if parts.spool is not None:

@@ -19,7 +19,6 @@ from relayhook.web.readmodel import (
     pretty_body,
     request_json,
 )
-from relayhook.web.samples_api import pin
 
 if TYPE_CHECKING:
     from relayhook.web.console.core import Console
@@ -75,8 +74,8 @@ async def pin_sample(console: Console, ctx: Ctx) -> Response:
     """Pin as sample: the request with its events, or one of them (`event`), under a name."""
     request_id = ctx.param("id")
     try:
-        sample = await pin(console.parts, ctx.form.get("name", ""), request_id,
-                           ctx.form.get("event") or None, console.now())
+        sample = await console.parts.operations.pin_sample(ctx.form.get("name", ""), request_id,
+                                                           ctx.form.get("event") or None)
     except InvalidError as exc:
         return ctx.redirect(f"/requests/{request_id}#pin", exc.errors[0].message)
     except (NotFoundError, ConflictError) as exc:
@@ -103,16 +102,15 @@ async def show_delivery(console: Console, ctx: Ctx) -> Response:
 
 
 async def replay_delivery(console: Console, ctx: Ctx) -> Response:
-    store = console.parts.store
-    found = await store.get_delivery(ctx.param("id"))
-    if found is None:
-        raise NotFound("There is no delivery with this id.")
-    if found[0].status == "claimed":
-        return ctx.redirect(f"/deliveries/{found[0].id}",
+    delivery_id = ctx.param("id")
+    try:
+        await console.parts.operations.replay_delivery(delivery_id)
+    except NotFoundError as exc:
+        raise NotFound("There is no delivery with this id.") from exc
+    except ConflictError:
+        return ctx.redirect(f"/deliveries/{delivery_id}",
                             "It is being sent right now; replay it once this try is over.")
-    await store.replay(now=console.now(), delivery_id=found[0].id)
-    console.parts.wake()
-    return ctx.redirect(f"/deliveries/{found[0].id}", "Replayed: it is sent again now.")
+    return ctx.redirect(f"/deliveries/{delivery_id}", "Replayed: it is sent again now.")
 
 
 ROUTES = [
