@@ -42,6 +42,7 @@ from relayhook.retention import cutoffs_at
 from relayhook.sealing import Sealer, read_or_create_key_file
 from relayhook.settings import RetentionSettings, Settings
 from relayhook.store import PruneResult, Store, open_store, sqlite_path
+from relayhook.store.base import MaintenanceStore
 
 if TYPE_CHECKING:
     from relayhook.delivery.dispatcher import Dispatcher
@@ -122,7 +123,8 @@ async def refuse_destinations(settings: Settings, hooks: Mapping[str, Hook],
 
 
 
-async def prune_now(store: Store, retention: RetentionSettings, now: float) -> PruneResult:
+async def prune_now(store: MaintenanceStore, retention: RetentionSettings,
+                    now: float) -> PruneResult:
     """Delete what `[retention]` lets go at `now` (epoch seconds); what was deleted."""
     return await store.prune(cutoffs_at(now, days=retention.days, relays=retention.relays,
                                         hooks=retention.hooks))

@@ -16,7 +16,7 @@ from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
 
 if TYPE_CHECKING:
-    from relayhook.store.base import Store
+    from relayhook.store.base import ConfigStore
 
 PASSWORD_HASH = "password_hash"
 MIN_PASSWORD = 10
@@ -46,7 +46,7 @@ def fingerprint(stored_hash: str) -> str:
     return hashlib.sha256(stored_hash.encode()).hexdigest()[:16]
 
 
-async def ensure_password(store: Store, now: float) -> str | None:
+async def ensure_password(store: ConfigStore, now: float) -> str | None:
     """Make up a password when none is stored; returns it (to be shown once) if this call set
     it, None when one was there already (or another process set one first)."""
     if await store.get_admin_value(PASSWORD_HASH) is not None:
@@ -57,6 +57,6 @@ async def ensure_password(store: Store, now: float) -> str | None:
     return password if written else None
 
 
-async def set_password(store: Store, password: str, now: float) -> None:
+async def set_password(store: ConfigStore, password: str, now: float) -> None:
     stored_hash = await asyncio.to_thread(hash_password, password)
     await store.set_admin_value(PASSWORD_HASH, stored_hash, now)

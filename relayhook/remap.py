@@ -12,12 +12,13 @@ from relayhook.core.mapping import InboundRequest, MappingError, map_request
 from relayhook.core.routing import route_explained
 from relayhook.live import LiveConfig
 from relayhook.relays import Relay
-from relayhook.store import HookOutcome, NewDelivery, RequestRecord, Store
+from relayhook.store import HookOutcome, NewDelivery, RequestRecord
+from relayhook.store.base import RecordsStore
 
 MAX_EVENT_PAGES = 1000  # x 500 events: more than any one request maps to
 
 
-async def remap_request(record: RequestRecord, by_name: Mapping[str, Relay], store: Store,
+async def remap_request(record: RequestRecord, by_name: Mapping[str, Relay], store: RecordsStore,
                         registry: LiveConfig, now: float,
                         secrets: Mapping[str, str] | None = None) -> str:
     """Map a kept request again with its relay's connector now; what became of it, in words
@@ -43,7 +44,7 @@ async def remap_request(record: RequestRecord, by_name: Mapping[str, Relay], sto
             f"{result.deliveries} deliveries")
 
 
-async def run_again(record: RequestRecord, by_name: Mapping[str, Relay], store: Store,
+async def run_again(record: RequestRecord, by_name: Mapping[str, Relay], store: RecordsStore,
                     registry: LiveConfig, now: float,
                     secrets: Mapping[str, str] | None = None) -> str:
     """Route a kept request again with the hooks as they are now: the deliveries a fix allows
@@ -57,7 +58,7 @@ async def run_again(record: RequestRecord, by_name: Mapping[str, Relay], store: 
     return f"ran again: {created} new deliveries, {requeued} skipped deliveries due again"
 
 
-async def request_events(store: Store, request_id: str) -> list[Event]:
+async def request_events(store: RecordsStore, request_id: str) -> list[Event]:
     """Every event stored for the request, oldest first."""
     events: list[Event] = []
     before: str | None = None

@@ -43,6 +43,8 @@ def assert_counted_nowhere(app: WebApp, delivery_id: str) -> None:
     hooks = {h["name"]: h for h in app.api("GET", "/api/hooks")["items"]}
     assert hooks["crm"]["active"] is True
     assert hooks["crm"]["deliveries"]["dead"] == 0  # a test is history, not work
+    (relay,) = app.api("GET", "/api/relays")["items"]
+    assert relay["last_24h"].get("accepted", 0) == 0  # nor traffic the relay received
 
 
 def test_a_failed_console_test_send_is_a_test_and_switches_nothing_off(

@@ -1,6 +1,9 @@
-"""The application factory. Collaborators are arguments, so tests and benchmarks pass their own:
+"""The application factory. Collaborators are arguments, so tests (tests/web.py) and
+benchmarks pass their own:
 
     app = create_app(settings, store=store, transport=mock, clock=lambda: fixed, role="all")
+
+`transport` carries every outbound request: the dispatcher's and the test sends'.
 
 Roles: `web` takes requests (ingress, API and console), `worker` dispatches deliveries, `all`
 does both.

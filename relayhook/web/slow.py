@@ -25,7 +25,14 @@ from collections import OrderedDict
 from dataclasses import dataclass
 from typing import Any, ClassVar, Literal
 
+# A private class of uvicorn's: pyproject bounds uvicorn to the versions this is tested on, and
+# tests/test_slow_clients.py fails loudly when a hook or attribute used here disappears.
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
+
+# What of HttpToolsProtocol this module relies on (the test checks every one).
+OVERRIDDEN = ("connection_made", "connection_lost", "on_headers_complete",
+              "on_message_complete", "on_response_complete")
+USED_ATTRIBUTES = ("connections", "pipeline", "loop", "transport", "client")
 
 log = logging.getLogger("relayhook.web.slow")
 
@@ -41,7 +48,8 @@ class ConnectionLimits:
 
 @dataclass
 class ClosedCounts:
-    """Connections closed so far, by cause (for metrics)."""
+    """Connections closed so far, by cause, per protocol class (kept for debugging: no metric
+    reads them yet)."""
 
     header_timeout: int = 0
     body_timeout: int = 0

@@ -108,7 +108,7 @@ async def hook_form(console: Console, ctx: Ctx) -> Response:
     hook, errors_compiled = compile_spec(spec) if not errors_read else (None, [])
     errors += errors_read + errors_compiled
     if action == "save" and not errors:
-        problem = await changes.save_hook(console, spec, name)
+        problem = await changes.save_hook(console, spec, name, hook)
         if problem is None:
             return ctx.redirect(f"/hooks/{spec['name']}", f"Hook {spec['name']!r} is saved; "
                                 "it takes effect for the next event.")

@@ -11,7 +11,7 @@ from starlette.responses import Response
 from relayhook.core.hooks import Hook
 from relayhook.errors import ConflictError, NotFoundError
 from relayhook.explain import hook_skips
-from relayhook.operations import ReplayJob
+from relayhook.operations import TEST_RELAY, ReplayJob
 from relayhook.store import DELIVERY_STATUSES, DeliveryFilter
 from relayhook.web.console import changes
 from relayhook.web.console.pages import Ctx, Form, NotFound
@@ -22,7 +22,6 @@ if TYPE_CHECKING:
     from relayhook.web.console.core import Console
 
 HISTORY_PAGE = 50
-OLD_TEST_RELAY = "(test)"  # how test sends were marked before they were `test` deliveries
 FILTER_KEYS = ("min_code", "max_code", "since", "until", "text")
 
 def hook_named(console: Console, name: str) -> Hook:
@@ -63,7 +62,7 @@ async def show_hook(console: Console, ctx: Ctx) -> Response:
     return ctx.render(
         "hook.html", title=f"Hook {hook.name}", hook=await summary_of(console, hook.name),
         deliveries=deliveries, shown=shown, statuses=DELIVERY_STATUSES, filter_error=error,
-        filtered=filtered, filter_query=urlencode(pairs), test_relay=OLD_TEST_RELAY,
+        filtered=filtered, filter_query=urlencode(pairs), test_relay=TEST_RELAY,
         skips=await hook_skips(console.parts, hook.name),
         problems=shown_problems(await console.parts.store.list_problems(hook=hook.name)),
         sample_options=[("", "the connector's example"), *[

@@ -26,7 +26,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from relayhook.passwords import PASSWORD_HASH, fingerprint, password_matches
-from relayhook.store.base import Store
+from relayhook.store.base import ConfigStore
 
 SESSION_KEY = "session_key"
 COOKIE = "relayhook_console"
@@ -102,7 +102,7 @@ class Throttle:
 class Gate:
     """Reads and writes the session cookie; checks passwords against the stored hash."""
 
-    def __init__(self, store: Store, *, secure: bool, clock: Callable[[], float]) -> None:
+    def __init__(self, store: ConfigStore, *, secure: bool, clock: Callable[[], float]) -> None:
         self.store, self.secure, self.clock = store, secure, clock
         self.throttle = Throttle(clock)
         self._serializer: URLSafeTimedSerializer | None = None
