@@ -7,8 +7,9 @@ from __future__ import annotations
 import io
 from pathlib import Path
 
+import pytest
 from servers import RelayConfig
-from web import MakeWebApp
+from web import ADMIN_TOKEN, MakeWebApp
 
 from relayhook.cli import main as cli_main
 
@@ -41,12 +42,34 @@ def test_invalid_input_names_the_field_in_the_words_of_check(web_app: MakeWebApp
 
 # --- from test_e2e.py -------------------------------------------------------------------------
 
+
+@pytest.mark.parametrize("path", ["/api/requests", "/api/events", "/api/relays"])
+def test_the_api_needs_the_bearer_token(web_app: MakeWebApp, path: str) -> None:
+    app = web_app()
+    missing = app.get(path)
+    assert missing.status_code == 401, missing.text
+    assert missing.headers["WWW-Authenticate"].lower().startswith("bearer")
+    wrong = app.get(path, headers={"Authorization": "Bearer not-the-admin-token"})
+    assert wrong.status_code == 401, wrong.text
+    basic_auth = app.get(path, headers={"Authorization": f"Basic {ADMIN_TOKEN}"})
+    assert basic_auth.status_code == 401, basic_auth.text
+
+
+@pytest.mark.parametrize("path", ["/api/requests", "/api/events"])
+@pytest.mark.parametrize("limit", ["0", "-1", "abc", "1001"])
+def test_a_bad_limit_is_400(web_app: MakeWebApp, path: str, limit: str) -> None:
+    answer = web_app().api("GET", path, params={"limit": limit}, status=400)
+    assert "limit" in answer["error"]
+
+
 ACME_CONNECTOR = """\
 id = "acme"
-title = "Acme shop"
+title = "Acme orders"
+accept = {{ methods = ["POST"], formats = ["json-object"] }}
 auth = {{ scheme = "none" }}
 
 [[events]]
+name = "one event per ordered item"
 for = ["item in {items}"]
 type = "acme.item.ordered"
 source = "acme/{{{{ relay }}}}"

@@ -16,7 +16,9 @@ The lifespan runs for real (entered at start, left at close), as uvicorn would r
 from __future__ import annotations
 
 import contextlib
+import functools
 import re
+import unittest.mock
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -27,10 +29,12 @@ import httpx
 from conftest import run
 from servers import RelayConfig, render_config, render_hooks
 
+from relayhook import assembly
 from relayhook.assembly import Parts
-from relayhook.passwords import set_password
+from relayhook.core.connectors import Connector, load_connectors
+from relayhook.passwords import PASSWORD_HASH, hash_password
 from relayhook.settings import load_settings
-from relayhook.store import Store
+from relayhook.store import SQLiteStore, Store
 from relayhook.web.app import RelayhookApp, Role, create_app
 
 ADMIN_TOKEN = "in-process-admin-token"
@@ -108,7 +112,6 @@ class WebApp:
         return response.json() if response.content else None
 
     def sign_in(self) -> None:
-        run(set_password(self.store, PASSWORD, self.clock().timestamp()))
         self.csrf = self._csrf(self.get("/signin"))
         signed = self.request("POST", "/signin", data={"password": PASSWORD, "csrf": self.csrf})
         assert signed.status_code == 303, signed.text
@@ -132,22 +135,51 @@ class WebApp:
 MakeWebApp = Callable[..., WebApp]
 
 
+@functools.cache
+def password_hash() -> str:
+    return hash_password(PASSWORD)
+
+
+_CONNECTORS: dict[tuple[object, ...], dict[str, Connector]] = {}
+
+
+def cached_connectors(dirs: Sequence[Path]) -> dict[str, Connector]:
+    """load_connectors, once per test process for the same files (compiling the shipped
+    connectors' templates takes most of an app's build); a file changed is loaded again."""
+    key = tuple((str(folder), tuple(sorted((str(path), path.stat().st_mtime_ns, path.stat().st_size)
+                                           for path in folder.rglob("*") if path.is_file())))
+                for folder in map(Path, dirs) if folder.is_dir())
+    if key not in _CONNECTORS:
+        _CONNECTORS[key] = load_connectors(dirs)
+    return dict(_CONNECTORS[key])
+
+
 def build_web_app(tmp_path: Path, *, relays: Sequence[RelayConfig] = (),
                   hooks: Sequence[Mapping[str, Any]] = (), store: Store | None = None,
                   role: Role = "web", resolver: Any = None, **sections: dict[str, Any]) -> WebApp:
     """The app over `tmp_path/relayhook.db` (or `store`, opened and closed by the caller), its
-    lifespan entered."""
+    lifespan entered; the console's password is PASSWORD."""
     text = render_config(relays=relays, admin_token=ADMIN_TOKEN, **sections)
     text += render_hooks([dict(hook) for hook in hooks])
     config_path = tmp_path / "relayhook.toml"
     config_path.write_text(text, encoding="utf-8")
     clock, outbound = Clock(), Outbound()
-    app = create_app(load_settings(config_path), store=store, role=role, clock=clock,
-                     transport=httpx.MockTransport(outbound.handle),
-                     resolver=resolver or StubResolver())
+    own_store = store is None
+    the_store = store if store is not None else SQLiteStore(tmp_path / "relayhook.db")
+    with unittest.mock.patch.object(assembly, "load_connectors", cached_connectors):
+        app = create_app(load_settings(config_path), store=the_store, role=role, clock=clock,
+                         transport=httpx.MockTransport(outbound.handle),
+                         resolver=resolver or StubResolver())
 
     async def start() -> WebApp:
         stack = contextlib.AsyncExitStack()
+        if own_store:
+            await the_store.open()
+            stack.push_async_callback(the_store.close)
+        # Hashed once per test process (argon2 is slow on purpose), stored before the console
+        # starts, so that it makes none up.
+        await the_store.set_admin_value(PASSWORD_HASH, password_hash(),
+                                        clock().timestamp(), replace=False)
         await stack.enter_async_context(app.router.lifespan_context(app))
         client = httpx.AsyncClient(transport=httpx.ASGITransport(app=app),
                                    base_url="http://testserver")
