@@ -21,6 +21,7 @@ from web import MakeWebApp, WebApp
 from relayhook.cli import main as cli_main
 from relayhook.core.records import DeliveryFilter, Outcome
 from relayhook.operations import REPLAY_PAGE, ReplayJob
+from relayhook.store import Store
 
 GMETRI = RelayConfig("gmetri", "gmetri", "tok-gmetri-000000000001", "gm-secret-0123456789")
 HOOK = {"name": "crm", "events": ["gmetri.*"], "url": "https://crm.example/in",
@@ -149,6 +150,20 @@ def test_the_api_replays_one_delivery_and_a_hooks_dead_ones_in_pages(
         "replayed": REPLAY_PAGE + 2}
     assert statuses(app)["pending"] == REPLAY_PAGE + 3
     assert statuses(app)["dead"] == 0
+
+
+def test_a_bulk_replay_and_a_test_send_on_either_engine(web_app: MakeWebApp,
+                                                        store: Store) -> None:
+    app = web_app(relays=[GMETRI], hooks=[HOOK], store=store)  # each engine of conftest
+    app.outbound.status = 500
+    hook = app.parts.live.hooks["crm"]
+    chosen = run(app.parts.operations.choose_event(hook))
+    test = run(app.parts.operations.send_test(hook, chosen.event))
+    dead_deliveries(app, 3)
+
+    assert app.api("POST", "/api/hooks/crm/replay?status=dead") == {"replayed": 3}
+    assert statuses(app)["pending"] == 3
+    assert run(store.get_delivery(test.delivery_id))[0].status == "dead"  # type: ignore[index]
 
 
 def test_the_console_replays_what_matches_with_the_count_first_then_progress(
