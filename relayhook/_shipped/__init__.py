@@ -13,8 +13,10 @@ from pathlib import Path
 from typing import Literal
 
 
-def shipped_dir(name: Literal["connectors", "presets"]) -> Path:
-    """The folder of the shipped connectors (`*.toml`, `examples/`, `schema.json`) or presets."""
+def shipped_dir(name: Literal["connectors", "presets", "deploy"]) -> Path:
+    """The folder of the shipped connectors (`*.toml`, `examples/`, `schema.json`), presets, or
+    deployment files (the systemd unit, the Caddy and nginx examples): each a subpackage of
+    this one, named as its folder at the top of the repository."""
     root = files(f"{__name__}.{name}")
     if not isinstance(root, Path):  # the loaders glob real folders; a zipped install has none
         raise RuntimeError(f"Relayhook must be installed as files, not zipped: {root}")
