@@ -57,6 +57,8 @@ from relayhook.delivery.http import make_http_transport
 from relayhook.delivery.sender import Sender, sender_for
 from relayhook.errors import ConflictError, InvalidError, NotFoundError, SpecError
 from relayhook.live import LiveConfig
+from relayhook.relays import Relay
+from relayhook.remap import remap_request, run_again
 from relayhook.store.base import RecordsStore
 
 REPLAY_PAGE = 200  # deliveries a bulk replay reads and makes due again at a time
@@ -233,6 +235,32 @@ class Operations:
         count = await self.store.replay_problem(problem.id, now=self.clock())
         self.wake()
         return count, problem
+
+    # -- kept requests: map again, run again
+
+    async def kept_request(self, request_id: str) -> RequestRecord:
+        record = await self.store.get_request(request_id)
+        if record is None:
+            raise NotFoundError("no such request")
+        return record
+
+    async def map_again(self, record: RequestRecord) -> str:
+        """Map a kept request again with its relay's connector now (`relayhook remap`, Map
+        again); what became of it, in words."""
+        message = await remap_request(record, self._relays_by_name(), self.store, self.live,
+                                      self.clock(), self.secrets, self.new_id)
+        self.wake()
+        return message
+
+    async def run_again(self, record: RequestRecord) -> str:
+        """Route a kept request again with the hooks as they are now (Run again); in words."""
+        message = await run_again(record, self._relays_by_name(), self.store, self.live,
+                                  self.clock(), self.secrets, self.new_id)
+        self.wake()
+        return message
+
+    def _relays_by_name(self) -> dict[str, Relay]:
+        return {relay.name: relay for relay in self.live.relays.values()}
 
     # -- samples and dry runs
 

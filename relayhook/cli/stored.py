@@ -10,7 +10,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import sys
-import time
 from typing import Any, TextIO
 
 from relayhook.assembly import (
@@ -21,7 +20,6 @@ from relayhook.core.events import parse_time
 from relayhook.core.records import DELIVERY_STATUSES, DeliveryFilter
 from relayhook.errors import UsageError
 from relayhook.operations import ReplayJob
-from relayhook.remap import remap_request
 from relayhook.settings import Settings
 
 # --- remap ---------------------------------------------------------------------------------
@@ -31,8 +29,7 @@ async def remap(settings: Settings, relay_name: str | None, out: TextIO) -> int:
     """Map every kept rejected request again; new events get their deliveries."""
     fixed = failed = skipped = 0
     async with running(settings) as parts:
-        store, registry = parts.store, parts.live
-        by_name = {relay.name: relay for relay in registry.relays.values()}
+        store = parts.store
         before: str | None = None
         for _ in range(1_000_000):  # bounded: pages of 200 until none is left
             page = await store.list_requests(relay=relay_name, status="rejected", limit=200,
@@ -41,8 +38,7 @@ async def remap(settings: Settings, relay_name: str | None, out: TextIO) -> int:
                 break
             before = page[-1].id
             for record in page:
-                message = await remap_request(record, by_name, store, registry, time.time(),
-                                              settings.template_secrets())
+                message = await parts.operations.map_again(record)
                 print(f"{record.id}: {message}", file=out)
                 fixed += message.startswith("accepted")
                 failed += message.startswith("still rejected")

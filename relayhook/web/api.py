@@ -32,7 +32,6 @@ from relayhook.core.records import PROBLEM_STATUSES, DeliveryFilter
 from relayhook.core.tomlpos import format_path
 from relayhook.errors import ConflictError, InvalidError, NotFoundError
 from relayhook.explain import hook_skips, request_outcomes
-from relayhook.remap import run_again
 from relayhook.store import REQUEST_STATUSES, RequestRecord
 from relayhook.web.readmodel import (
     FilterError,
@@ -164,10 +163,7 @@ def api_routes(parts: Parts, token: str, clock: Callable[[], datetime]) -> list[
         return {"replayed": await operations.replay_matching(where)}
 
     async def kept_request(request: Request) -> RequestRecord:
-        record = await store.get_request(request.path_params["id"])
-        if record is None:
-            raise ApiError(404, "no such request")
-        return record
+        return await operations.kept_request(request.path_params["id"])
 
     async def get_outcomes(request: Request) -> dict[str, Any]:
         record = await kept_request(request)
@@ -176,10 +172,7 @@ def api_routes(parts: Parts, token: str, clock: Callable[[], datetime]) -> list[
 
     async def run_request_again(request: Request) -> dict[str, Any]:
         record = await kept_request(request)
-        by_name = {relay.name: relay for relay in parts.live.relays.values()}
-        message = await run_again(record, by_name, store, parts.live, clock().timestamp(),
-                                  parts.settings.template_secrets())
-        parts.wake()
+        message = await operations.run_again(record)
         return {"request_id": record.id, "result": message,
                 "items": await request_outcomes(parts, record)}
 

@@ -10,8 +10,7 @@ from starlette.responses import Response
 from relayhook.core.outcomes import marked_fields, names_read
 from relayhook.errors import ConflictError, InvalidError, NotFoundError
 from relayhook.explain import request_outcomes
-from relayhook.remap import remap_request, run_again
-from relayhook.store import FINAL_STATUSES, DeliveryFilter
+from relayhook.store import FINAL_STATUSES, DeliveryFilter, RequestRecord
 from relayhook.web.console.pages import Ctx, NotFound
 from relayhook.web.readmodel import (
     attempt_curl,
@@ -46,27 +45,22 @@ async def show_request(console: Console, ctx: Ctx) -> Response:
                                       for r in console.parts.live.relays.values()))
 
 
+async def kept_request(console: Console, request_id: str) -> RequestRecord:
+    try:
+        return await console.parts.operations.kept_request(request_id)
+    except NotFoundError as exc:
+        raise NotFound("There is no kept request with this id.") from exc
+
+
 async def remap(console: Console, ctx: Ctx) -> Response:
-    store = console.parts.store
-    record = await store.get_request(ctx.param("id"))
-    if record is None:
-        raise NotFound("There is no kept request with this id.")
-    by_name = {relay.name: relay for relay in console.parts.live.relays.values()}
-    message = await remap_request(record, by_name, store, console.parts.live, console.now(),
-                                  console.parts.settings.template_secrets())
-    console.parts.wake()
+    record = await kept_request(console, ctx.param("id"))
+    message = await console.parts.operations.map_again(record)
     return ctx.redirect(f"/requests/{record.id}", f"Mapped again: {message}.")
 
 
 async def rerun(console: Console, ctx: Ctx) -> Response:
-    parts = console.parts
-    record = await parts.store.get_request(ctx.param("id"))
-    if record is None:
-        raise NotFound("There is no kept request with this id.")
-    by_name = {relay.name: relay for relay in parts.live.relays.values()}
-    message = await run_again(record, by_name, parts.store, parts.live, console.now(),
-                              parts.settings.template_secrets())
-    parts.wake()
+    record = await kept_request(console, ctx.param("id"))
+    message = await console.parts.operations.run_again(record)
     return ctx.redirect(f"/requests/{record.id}#why", f"Run again: {message}.")
 
 
