@@ -109,3 +109,35 @@ def test_remap_maps_a_rejected_request_again_once_its_connector_is_fixed(
     assert sorted(e["subject"] for e in events) == ["a-1", "b-2"]
     assert {e["type"] for e in events} == {"acme.item.ordered"}
     assert sorted(record["event_ids"]) == sorted(e["id"] for e in events)
+
+
+# --- from test_samples_e2e.py -------------------------------------------------------------------
+
+QUIZ = RelayConfig("quiz-in", "generic", "tok-samples-000000000000")
+
+
+def test_a_condition_is_dry_run_over_the_last_real_events(web_app: MakeWebApp) -> None:
+    app = web_app(relays=[QUIZ], hooks=[{
+        "name": "zap", "events": ["quiz.*"], "relays": [QUIZ.name],
+        "url": "https://zap.example/zap/", "when": "{{ event.data.score > 100 }}"}])
+    for score in range(10):
+        answer = app.request("POST", f"/in/{QUIZ.token}?type=quiz.done", json={"score": score})
+        assert answer.status_code == 200, answer.text
+    other = app.request("POST", f"/in/{QUIZ.token}?type=other.thing", json={"score": 99})
+    assert other.status_code == 200  # a type the hook does not take
+
+    result = app.api("POST", "/api/hooks/dry-run", json={
+        "hook": "zap", "when": "{{ event.data.score >= 7 }}", "limit": 8})
+    assert (result["evaluated"], result["matched"], result["failed"]) == (8, 3, 0)
+    assert result["summary"] == "This condition would have matched 3 of the last 8 events."
+    # The saved condition (score > 100), and a hook not saved yet, given by its keys.
+    assert app.api("POST", "/api/hooks/dry-run", json={"hook": "zap"})["matched"] == 0
+    unsaved = {"name": "new", "events": ["quiz.done"], "relays": [QUIZ.name],
+               "url": "http://127.0.0.1:9/x", "when": "{{ event.data.score % 2 == 0 }}"}
+    assert app.api("POST", "/api/hooks/dry-run",
+                   json={"hook": unsaved, "limit": 10})["matched"] == 5
+
+    broken = app.api("POST", "/api/hooks/dry-run", status=422,
+                     json={"hook": "zap", "when": "{{ event.data"})
+    assert broken["errors"][0]["field"] == "when"
+    app.api("POST", "/api/hooks/dry-run", status=422, json={"hook": "zap", "limit": 5000})
