@@ -26,21 +26,18 @@ from typing import Any
 
 from relayhook.core.auth import as_hmac, needs_secret, secret_problem
 from relayhook.core.connectors import Auth, Connector
-from relayhook.core.hooks import Hook, validate_hook
+from relayhook.core.hooks import Hook, hook_name_problem, validate_hook
 from relayhook.core.redaction import restore_secrets, secret_values, still_redacted, strip_secrets
-from relayhook.core.ssrf import (
-    DestinationPolicy,
-    DestinationRefused,
-    Resolver,
-    SystemResolver,
-    check_url,
-)
+from relayhook.core.ssrf import DestinationPolicy, DestinationRefused, Resolver
+from relayhook.delivery.destinations import SystemResolver, check_destination
 from relayhook.errors import ConflictError, InvalidError, NotFoundError, SpecError
 from relayhook.live import LiveConfig
 from relayhook.relays import Relay
 from relayhook.store.base import ConfigStore, StoredHook, StoredRelay
 
-RELAY_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$")
+Compiled = tuple[Mapping[str, Any], Hook]  # a spec, and the hook validate_hook made of it
+RELAY_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}\Z")  # \Z: `$` takes a final "\n"
+RESERVED_RELAY_NAMES = frozenset({"new"})  # /relays/new
 MAX_SECRET = 1000
 
 
@@ -110,6 +107,10 @@ class Manager:
         if not isinstance(name, str) or not RELAY_NAME.match(name):
             errors.append(SpecError(("name",), "a name is 1 to 100 letters, digits, '.', '_' or"
                                     " '-', starting with a letter or digit"))
+        elif name.lower() in RESERVED_RELAY_NAMES:
+            errors.append(SpecError(("name",), f"{name!r} is taken by a console page "
+                                    f"(/relays/{name.lower()}): add a word, such as "
+                                    f"'{name}-relay'"))
         if connector not in self.connectors:
             known = ", ".join(sorted(self.connectors))
             errors.append(SpecError(("connector",), f"no connector {connector!r} (known: {known})"))
@@ -180,20 +181,24 @@ class Manager:
         hook = self.hook(name)
         return self.live.written.get(name) or hook.stored_spec()
 
-    async def create_hook(self, raw: Mapping[str, Any], *, compiled: Hook | None = None) -> Hook:
-        """A new run-time hook. `compiled`: the caller's `validate_hook(raw)`, if it has one
-        (the console's form has): a hook is compiled once per save."""
+    async def create_hook(self, raw: Mapping[str, Any], *,
+                          compiled: Compiled | None = None) -> Hook:
+        """A new run-time hook. `compiled`: (spec, validate_hook(spec)) if the caller compiled
+        it already (the console's form has); taken when `spec` is exactly what is saved, so
+        that a hook is compiled once per save."""
         name = raw.get("name")
         if isinstance(name, str) and name in self.live.hooks:
             raise ConflictError(f"a hook named {name!r} exists already")
+        if (problem := hook_name_problem(name)) is not None:
+            raise InvalidError([SpecError(("name",), problem)])
         hook = await self._validate(dict(raw), {}, compiled)
         await self._put(hook, dict(raw), create=True)
         return self.live.hooks[hook.name]
 
     async def replace_hook(self, name: str, raw: Mapping[str, Any], *,
-                           compiled: Hook | None = None) -> Hook:
+                           compiled: Compiled | None = None) -> Hook:
         """Replace a run-time hook; values still shown as [redacted] keep their secret.
-        `compiled` as for `create_hook` (used only when no [redacted] value was restored)."""
+        `compiled` as for `create_hook`, of the spec with those secrets put back."""
         self.hook(name)
         if self.live.is_config_hook(name):
             raise ConflictError(f"hook {name!r} is defined in the config file: change it there")
@@ -203,7 +208,7 @@ class Manager:
                                           " and delete this one to rename it")])
         kept = self.live.kept_secrets(name)
         full = restore_secrets(given, kept)
-        hook = await self._validate(full, kept, compiled if full == dict(raw) else None)
+        hook = await self._validate(full, kept, compiled)
         await self._put(hook, full, create=False)
         return self.live.hooks[name]
 
@@ -228,16 +233,17 @@ class Manager:
                                           " person", self.clock())
 
     async def _validate(self, raw: dict[str, Any], kept: Mapping[str, Any],
-                        compiled: Hook | None = None) -> Hook:
+                        compiled: Compiled | None = None) -> Hook:
         unknown = still_redacted(raw)
         if unknown:
             raise InvalidError([SpecError(tuple(key.split(".", 1)), "[redacted] stands for a"
                                           " secret this hook does not have: type its value")
                                 for key in unknown])
-        hook = compiled if compiled is not None else validate_hook(raw)
+        hook = (compiled[1] if compiled is not None and compiled[0] == raw
+                else validate_hook(raw))
         if hook.url.is_constant:
             try:
-                await check_url(hook.url.source, self.policy, self.resolver)
+                await check_destination(hook.url.source, self.policy, self.resolver)
             except DestinationRefused as exc:
                 raise InvalidError([SpecError(("url",), f"destination refused: {exc}")]) from exc
             except OSError:

@@ -31,7 +31,7 @@ from relayhook.core.connectors import Connector
 from relayhook.core.events import Event, format_time
 from relayhook.core.examples import example_event, newest_event, recent_events
 from relayhook.core.hooks import Hook
-from relayhook.core.outbound import redactor, render_request
+from relayhook.core.outbound import record_request, redactor, render_request
 from relayhook.core.records import (
     Attempt,
     DeliveryFilter,
@@ -51,7 +51,7 @@ from relayhook.core.samples import (
     with_condition,
 )
 from relayhook.core.ssrf import DestinationPolicy, Resolver
-from relayhook.core.templating import RenderError
+from relayhook.core.templating import RenderError, time_budget
 from relayhook.delivery.dispatcher import MAX_RESPONSE_BODY, classify
 from relayhook.delivery.http import make_http_transport
 from relayhook.delivery.sender import Sender, sender_for
@@ -64,6 +64,7 @@ from relayhook.store.base import RecordsStore
 REPLAY_PAGE = 200  # deliveries a bulk replay reads and makes due again at a time
 MAX_JOBS = 100  # bulk replays remembered in this process (the finished ones go first)
 PINNED_EVENTS = 1000  # events of one request a sample keeps
+DRY_RUN_SECONDS = 1.0  # CPU time for all the renders of one dry run
 # A test send's request is kept under this relay (not a possible relay name), so that a test
 # never counts as traffic a relay received (its summary, "Wired."); its event keeps its relay.
 TEST_RELAY = "(test)"
@@ -292,7 +293,8 @@ class Operations:
         except SpecError as exc:
             raise InvalidError([exc]) from exc
         events = await recent_events(self.store, hook, min(max(limit, 1), MAX_DRY_RUN))
-        return dry_run(hook, events, self.secrets)
+        with time_budget(DRY_RUN_SECONDS):  # the whole trial, on the event loop: bounded
+            return dry_run(hook, events, self.secrets)
 
     # -- the event a hook is shown or tested with
 
@@ -344,7 +346,9 @@ class Operations:
         except RenderError as exc:
             attempt = self._attempt(delivery_id, started, {}, error=("render", str(exc)))
             return await self._keep(hook, event, delivery_id, started, {}, attempt)
-        record = request.record(self.secrets, hook.secret_places)
+        # As the history keeps it: secrets masked by place and by what templates derive.
+        record = record_request(hook, event, request, delivery_id=delivery_id,
+                                secrets=self.secrets, now=started)
         try:
             reply = await self._sender().send(request.method, request.url, request.headers,
                                               request.body, timeout=hook.timeout,

@@ -155,16 +155,21 @@ def test_the_private_uvicorn_hooks_web_slow_overrides_are_still_there() -> None:
     renames one of the hooks it overrides, or an attribute it reads, must fail here, loudly,
     not silently leave slow clients unbounded."""
     import asyncio
+    import inspect
 
     from uvicorn.config import Config
-    from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
+    from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol, RequestResponseCycle
     from uvicorn.server import ServerState
 
     from relayhook.web.slow import OVERRIDDEN, USED_ATTRIBUTES
 
+    assert {"scope", "transport", "flow", "logger", "access_logger", "access_log",
+            "default_headers", "message_event", "expect_100_continue", "keep_alive",
+            "on_response"} <= set(inspect.signature(RequestResponseCycle).parameters), (
+        "uvicorn's RequestResponseCycle takes other arguments now: see web/slow.py")
     for name in OVERRIDDEN:
         assert callable(getattr(HttpToolsProtocol, name, None)), (
-            f"uvicorn's HttpToolsProtocol has no {name}(): web/slow.py's deadlines would not run")
+            f"uvicorn's HttpToolsProtocol has no {name}(): web/slow.py relies on it")
 
     async def attributes() -> set[str]:
         config = Config(app=lambda scope, receive, send: None, http="httptools")

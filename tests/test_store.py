@@ -95,7 +95,7 @@ async def opened(new_store: StoreFactory) -> AsyncIterator[Store]:
 # -- the contract: every engine
 
 
-ROLES = [base.Lifecycle, base.IngestStore, base.DeliveryStore, base.ConfigStore,
+ROLES = [base.Lifecycle, base.IngestStore, base.DeliveryStore, base.ConfigStore, base.ConsoleStore,
          base.HistoryStore, base.OperationsStore, base.MaintenanceStore]
 
 

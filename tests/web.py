@@ -19,7 +19,7 @@ import contextlib
 import functools
 import re
 import unittest.mock
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -124,15 +124,28 @@ class WebApp:
 
     @staticmethod
     def _csrf(page: httpx.Response) -> str:
-        found = CSRF.search(page.text)
-        assert found, page.text[:500]
-        return found.group(1)
+        return csrf_of(page.text)
 
     def close(self) -> None:
         run(self.stack.aclose())
 
 
 MakeWebApp = Callable[..., WebApp]
+
+
+@contextlib.asynccontextmanager
+async def running_app(app: RelayhookApp) -> AsyncIterator[RelayhookApp]:
+    """The app with its lifespan entered, as uvicorn enters it, and left at the end (the one
+    way every in-process test starts the app: this fixture, and tests/asgi.py's `in_process`)."""
+    async with app.router.lifespan_context(app):
+        yield app
+
+
+def csrf_of(page: str) -> str:
+    """The CSRF token of a console page's forms."""
+    found = CSRF.search(page)
+    assert found, page[:2000]
+    return found.group(1)
 
 
 @functools.cache
@@ -180,7 +193,7 @@ def build_web_app(tmp_path: Path, *, relays: Sequence[RelayConfig] = (),
         # starts, so that it makes none up.
         await the_store.set_admin_value(PASSWORD_HASH, password_hash(),
                                         clock().timestamp(), replace=False)
-        await stack.enter_async_context(app.router.lifespan_context(app))
+        await stack.enter_async_context(running_app(app))
         client = httpx.AsyncClient(transport=httpx.ASGITransport(app=app),
                                    base_url="http://testserver")
         stack.push_async_callback(client.aclose)

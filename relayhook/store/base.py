@@ -1,8 +1,8 @@
 """The store contract, in roles: `IngestStore` (the ingress), `DeliveryStore` (dispatchers and
-the alerter), `ConfigStore` (the live configuration), `HistoryStore` (the read model),
-`OperationsStore` (actions on records), `MaintenanceStore` (prune, readiness, backup), and
-`Lifecycle`. `Store` is all of them: what an engine implements; a caller types against the
-narrowest role it uses.
+the alerter), `ConfigStore` (the live configuration), `ConsoleStore` (the console's values and
+sessions), `HistoryStore` (the read model), `OperationsStore` (actions on records),
+`MaintenanceStore` (prune, readiness, backup), and `Lifecycle`. `Store` is all of them: what an
+engine implements; a caller types against the narrowest role it uses.
 
 Two engines (SQLite, PostgreSQL), one contract test suite. Every write method is durable when
 it returns: the caller may acknowledge the provider right after it. Several processes may share
@@ -74,6 +74,21 @@ class PruneResult:
     def __add__(self, other: PruneResult) -> PruneResult:
         return PruneResult(self.requests + other.requests, self.events + other.events,
                            self.deliveries + other.deliveries, self.attempts + other.attempts)
+
+
+@dataclass(frozen=True, slots=True)
+class ConsoleSession:
+    """One sign-in to the console: `id` names it in lists and to revoke it (the cookie's token
+    is stored only as a hash, never shown). `account` is whose it is ("admin" today). Times in
+    epoch seconds; `address` and `user_agent` as they were at sign-in."""
+
+    id: str
+    account: str
+    created_at: float
+    last_seen_at: float
+    expires_at: float
+    address: str
+    user_agent: str
 
 
 @dataclass(frozen=True, slots=True)
@@ -296,6 +311,11 @@ class ConfigStore(Protocol):
         the config version (even for no change): every process reads relays and hooks again.
         Without it, a process reads the new values whenever it next reads them."""
 
+
+class ConsoleStore(Protocol):
+    """The console's own state: its values (the password hash, the session key) and the
+    sessions of the people signed in."""
+
     async def get_admin_value(self, name: str) -> str | None:
         """A value of the console's own state (`password_hash`, `session_key`), or None."""
 
@@ -303,6 +323,30 @@ class ConfigStore(Protocol):
                               replace: bool = True) -> bool:
         """Store a console value; with `replace=False` only if none is stored yet (so that two
         processes starting at once agree on one). Returns whether it was written."""
+
+    async def change_secret(self, name: str, value: str, at: float, *, account: str,
+                            keep: str | None = None) -> int:
+        """Store a console value (a password hash) and end every session of `account` but
+        `keep`, in one transaction: no session outlives the password it signed in with. Returns
+        how many sessions ended."""
+
+    async def create_session(self, session: ConsoleSession, token_hash: str) -> None:
+        """Keep a new session under the hash of its token (and forget expired ones)."""
+
+    async def find_session(self, token_hash: str, now: float) -> ConsoleSession | None:
+        """The open session whose token hashes to `token_hash`; None if revoked or expired."""
+
+    async def touch_session(self, session_id: str, at: float) -> None:
+        """Note that the session was seen at `at` (never moves it back)."""
+
+    async def list_sessions(self, account: str | None, now: float) -> list[ConsoleSession]:
+        """Open sessions (of `account`, or everyone's), the most recently seen first."""
+
+    async def revoke_session(self, session_id: str) -> bool:
+        """End one session now, in every process; whether it was open."""
+
+    async def revoke_sessions(self, account: str, *, keep: str | None = None) -> int:
+        """End every session of `account` but `keep`; how many."""
 
 
 class HistoryStore(Protocol):
@@ -504,8 +548,8 @@ class RecordsStore(HistoryStore, OperationsStore, Protocol):
     """Acting on records: reading what is acted on, and the actions."""
 
 
-class Store(Lifecycle, IngestStore, DeliveryStore, ConfigStore, HistoryStore, OperationsStore,
-            MaintenanceStore, Protocol):
+class Store(Lifecycle, IngestStore, DeliveryStore, ConfigStore, ConsoleStore, HistoryStore,
+            OperationsStore, MaintenanceStore, Protocol):
     """The whole contract, every role: what an engine implements. A caller types against the
     narrowest role (or intersection of roles) it uses."""
 

@@ -10,7 +10,7 @@ from relayhook.core.tomlpos import format_path
 from relayhook.errors import ConflictError, InvalidError, NotFoundError
 
 if TYPE_CHECKING:
-    from relayhook.core.hooks import Hook
+    from relayhook.manage import Compiled
     from relayhook.web.console.core import Console
 
 
@@ -46,9 +46,10 @@ async def delete_relay(console: Console, name: str) -> str | None:
 
 
 async def save_hook(console: Console, spec: dict[str, Any], old_name: str | None,
-                    compiled: Hook | None = None) -> InvalidError | str | None:
+                    compiled: Compiled | None = None) -> InvalidError | str | None:
     """None when saved; the InvalidError (shown at its fields) or a conflict's message.
-    `compiled`: the form's compile of `spec`, so that a save compiles the hook once."""
+    `compiled`: the form's compile (of `spec` with its kept secrets put back), so that a save
+    compiles the hook once."""
     manager = console.parts.manager
     try:
         if old_name is None:

@@ -14,7 +14,7 @@ from relayhook.explain import hook_skips
 from relayhook.operations import TEST_RELAY, ReplayJob
 from relayhook.store import DELIVERY_STATUSES, DeliveryFilter
 from relayhook.web.console import changes
-from relayhook.web.console.pages import Ctx, Form, NotFound
+from relayhook.web.console.pages import Ctx, Form, NotFound, hook_address
 from relayhook.web.console.problems import shown as shown_problems
 from relayhook.web.readmodel import FilterError, delivery_filter, hook_summaries
 
@@ -95,7 +95,7 @@ async def send_test(console: Console, ctx: Ctx) -> Response:
     try:
         chosen = await operations.choose_event(hook, sample=ctx.form.get("sample") or None)
     except NotFoundError as exc:
-        return ctx.redirect(f"/hooks/{hook.name}", f"{exc}.")
+        return ctx.redirect(hook_address(hook.name), f"{exc}.")
     sent = await operations.send_test(hook, chosen.event)
     return ctx.redirect(f"/deliveries/{sent.delivery_id}", "Test event sent to the hook's URL: "
                         "its answer shows below.")
@@ -107,7 +107,7 @@ async def replay_matching(console: Console, ctx: Ctx) -> Response:
     try:
         where, shown = filter_of(ctx.form, hook.name)
     except FilterError as exc:
-        return ctx.redirect(f"/hooks/{hook.name}", f"The filter cannot be read: {exc}")
+        return ctx.redirect(hook_address(hook.name), f"The filter cannot be read: {exc}")
     count = await console.parts.operations.count_matching(where)
     if ctx.form.get("confirm") != "yes" or count == 0:
         return ctx.render("replay_confirm.html", title=f"Replay {hook.name}", hook=hook.name,
@@ -134,12 +134,13 @@ async def delete_hook(console: Console, ctx: Ctx) -> Response:
     name = hook_named(console, ctx.param("name")).name
     deleted, message = await changes.delete_hook(console, name)
     if not deleted:
-        return ctx.redirect(f"/hooks/{name}", message)
+        return ctx.redirect(hook_address(name), message)
     return ctx.redirect("/hooks", f"Hook {name!r} is deleted; its history stays. {message}")
 
 ROUTES = [
     ("/hooks", list_hooks, ["GET"]),
     ("/hooks/{name}", show_hook, ["GET"]),
+    ("/hooks/{name}/view", show_hook, ["GET"]),  # the page of a hook called `new` (hook_page)
     ("/hooks/{name}/active", set_active, ["POST"]),
     ("/hooks/{name}/test", send_test, ["POST"]),
     ("/hooks/{name}/replay", replay_matching, ["POST"]),
