@@ -1,6 +1,9 @@
-"""The application factory. Collaborators are arguments, so tests and benchmarks pass their own:
+"""The application factory. Collaborators are arguments, so tests (tests/web.py) and
+benchmarks pass their own:
 
     app = create_app(settings, store=store, transport=mock, clock=lambda: fixed, role="all")
+
+`transport` carries every outbound request: the dispatcher's and the test sends'.
 
 Roles: `web` takes requests (ingress, API and console), `worker` dispatches deliveries, `all`
 does both.
@@ -88,7 +91,7 @@ def create_app(
     behind stops the start)."""
     owned_store = store is None
     parts = assemble(settings, store=store, resolver=resolver,
-                     clock=lambda: clock().timestamp())
+                     clock=lambda: clock().timestamp(), transport=transport, new_id=new_id)
     the_store, live = parts.store, parts.live
     takes_requests = role in ("web", "all")
     parts.spool = Spool(spool_path(settings)) if takes_requests else None
@@ -148,6 +151,7 @@ def create_app(
             await asyncio.gather(*parts.tasks, return_exceptions=True)
             if sender is not None and transport is None:
                 await sender.aclose()
+            await parts.operations.aclose()
             if owned_store:
                 await the_store.close()
             if parts.spool is not None:
