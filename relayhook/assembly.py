@@ -21,6 +21,8 @@ from pathlib import Path
 from typing import Literal
 from urllib.parse import urlsplit
 
+import httpx
+
 from relayhook.core.connectors import SHIPPED_DIR, Connector, load_connectors
 from relayhook.core.hooks import Hook, build_hooks
 from relayhook.core.ssrf import DestinationPolicy, DestinationRefused, Resolver
@@ -31,12 +33,14 @@ from relayhook.intake import Intake
 from relayhook.live import LiveConfig
 from relayhook.manage import Manager
 from relayhook.metrics import Metrics
+from relayhook.operations import Operations
 from relayhook.relays import Relay, build_relays
 from relayhook.retention import cutoffs_at
 from relayhook.sealing import Sealer, read_or_create_key_file
 from relayhook.settings import RetentionSettings, Settings
 from relayhook.spool import Spool
 from relayhook.store import PruneResult, Store, open_store, sqlite_path
+from relayhook.store.base import MaintenanceStore
 
 log = logging.getLogger("relayhook")
 
@@ -113,7 +117,8 @@ async def refuse_destinations(settings: Settings, hooks: Mapping[str, Hook],
 
 
 
-async def prune_now(store: Store, retention: RetentionSettings, now: float) -> PruneResult:
+async def prune_now(store: MaintenanceStore, retention: RetentionSettings,
+                    now: float) -> PruneResult:
     """Delete what `[retention]` lets go at `now` (epoch seconds); what was deleted."""
     return await store.prune(cutoffs_at(now, days=retention.days, relays=retention.relays,
                                         hooks=retention.hooks))
@@ -215,6 +220,7 @@ class Parts:
     policy: DestinationPolicy
     intake: Intake
     metrics: Metrics
+    operations: Operations  # actions on records (replay, test sends, samples...)
     new_key_file: Path | None = None
     role: Role | None = None  # None: a CLI command, no process role
     spool: Spool | None = None  # web roles: `spool.depth` requests wait for the store
@@ -235,10 +241,12 @@ class Parts:
 
 def assemble(settings: Settings, *, role: Role | None = None, store: Store | None = None,
              resolver: Resolver | None = None, clock: Callable[[], float] = time.time,
+             transport: httpx.AsyncBaseTransport | None = None,
              new_id: Callable[[], str] = new_uuid) -> Parts:
     """Settings -> connectors, config relays and hooks, the live configuration over them, the
-    destination policy, the store (not opened), the manager that changes them, the intake of
-    requests and the metrics; for the web roles (`role` "web" or "all") the spool."""
+    destination policy, the store (not opened), the manager that changes the configuration,
+    the operations on records (a test send goes through `transport` when one is given), the
+    intake of requests and the metrics; for the web roles (`role` "web" or "all") the spool."""
     connectors, relays = load_relays(settings)
     hooks = load_hooks(settings)  # before a key file is made: a config mistake makes none
     sealer, new_key = load_sealer(settings)
@@ -255,8 +263,11 @@ def assemble(settings: Settings, *, role: Role | None = None, store: Store | Non
                     spooled=spooled.fire, stored=metrics.observe_stored,
                     secrets=settings.template_secrets(), explain=settings.outcomes.record,
                     render_seconds=settings.limits.render_seconds)
+    operations = Operations(the_store, live, connectors, policy=policy,
+                            secrets=settings.template_secrets(), new_id=new_id, wake=due.fire,
+                            transport=transport, resolver=resolver, clock=clock)
     return Parts(settings, connectors, live, the_store, manager, policy, intake, metrics,
-                 new_key, role, spool, due, spooled)
+                 operations, new_key, role, spool, due, spooled)
 
 
 @contextlib.asynccontextmanager
@@ -270,4 +281,5 @@ async def running(settings: Settings) -> AsyncIterator[Parts]:
         await parts.live.refresh(parts.store, force=True)
         yield parts
     finally:
+        await parts.operations.aclose()
         await parts.store.close()

@@ -32,9 +32,9 @@ from relayhook.store import (
     IngestResult,
     NewDelivery,
     RequestRecord,
-    Store,
     StoreUnavailableError,
 )
+from relayhook.store.base import IngestStore
 
 log = logging.getLogger("relayhook.intake")
 
@@ -72,7 +72,7 @@ class Intake:
     `wake` is called when new deliveries were stored; `spooled` when a request was spooled;
     `stored` with the relay name and the result of every request stored (metrics count it)."""
 
-    store: Store
+    store: IngestStore
     live: LiveConfig
     new_id: Callable[[], str]
     spool: Spool | None = None
@@ -173,7 +173,7 @@ class Intake:
     async def _append(self, record: RequestRecord, reason: str | None) -> Kept:
         assert self.spool is not None
         try:
-            await asyncio.to_thread(self.spool.append, record)
+            await self.spool.call(self.spool.append, record)
         except Exception as exc:
             log.critical("relay %s: request %s is lost: the spool cannot take it either: %s",
                          record.relay, record.id, describe(exc))
@@ -218,7 +218,7 @@ class SpoolDrainer:
     async def drain(self) -> bool:
         """Store what the spool holds; False when the store stopped taking it."""
         while True:
-            entries = await asyncio.to_thread(self.spool.read)
+            entries = await self.spool.call(self.spool.read)
             if not entries:
                 return True
             # Started in order, so the writer takes them in order (one group commit).
@@ -233,7 +233,7 @@ class SpoolDrainer:
                     self.spool.set_aside(record, outcome.reason or "refused by the store")
                 done, end = done + 1, entry_end
             if done:
-                await asyncio.to_thread(self.spool.drained, end, done)
+                await self.spool.call(self.spool.drained, end, done)
                 log.info("spool: stored %d spooled requests, %d wait", done, self.spool.depth)
             if done < len(entries):
                 reason = kept[done].reason

@@ -16,7 +16,7 @@ from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
 
 if TYPE_CHECKING:
-    from relayhook.store.base import Store
+    from relayhook.store.base import ConsoleStore
 
 PASSWORD_HASH = "password_hash"
 ADMIN_ACCOUNT = "admin"  # whose sessions are kept: the one admin (people of their own later)
@@ -47,7 +47,7 @@ def fingerprint(stored_hash: str) -> str:
     return hashlib.sha256(stored_hash.encode()).hexdigest()[:16]
 
 
-async def ensure_password(store: Store, now: float) -> str | None:
+async def ensure_password(store: ConsoleStore, now: float) -> str | None:
     """Make up a password when none is stored; returns it (to be shown once) if this call set
     it, None when one was there already (or another process set one first)."""
     if await store.get_admin_value(PASSWORD_HASH) is not None:
@@ -58,7 +58,7 @@ async def ensure_password(store: Store, now: float) -> str | None:
     return password if written else None
 
 
-async def set_password(store: Store, password: str, now: float, *,
+async def set_password(store: ConsoleStore, password: str, now: float, *,
                        keep_session: str | None = None) -> int:
     """Set a new password and end every session but `keep_session` (the one that changed it),
     in one transaction; how many sessions ended."""

@@ -282,6 +282,7 @@ class Runtime:
         await self.supervisor.stop()
         if self._own_transport and self.transport is not None:
             await self.transport.aclose()
+        await self.parts.operations.aclose()
 
     async def close(self) -> None:
         """Close what `open` opened."""

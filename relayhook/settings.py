@@ -29,7 +29,7 @@ from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, Settings
 
 from relayhook.core.clients import TrustedProxies
 from relayhook.core.tomlpos import format_path, locate_error, toml_error_line
-from relayhook.errors import ConfigError
+from relayhook.errors import ConfigError, field_message
 
 DEFAULT_CONFIG = "relayhook.toml"
 
@@ -428,8 +428,7 @@ def load_settings(path: Path | None, **overrides: Any) -> Settings:
     except ValidationError as exc:
         error = exc.errors()[0]
         key, line = locate_error(text, error["loc"])
-        message = "unknown key (a typo?)" if error["type"] == "extra_forbidden" else error["msg"]
-        raise ConfigError(path or "(environment)", key, line, message) from exc
+        raise ConfigError(path or "(environment)", key, line, field_message(error)) from exc
     finally:
         _file_values.reset(token)
 

@@ -18,6 +18,7 @@ it already has. One process owns a spool at a time (an exclusive `flock`).
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import contextlib
 import fcntl
@@ -26,9 +27,10 @@ import logging
 import os
 import threading
 import zlib
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import Any, BinaryIO, TypeVar
 
 from relayhook.errors import RelayhookError
 from relayhook.store import RequestRecord
@@ -71,8 +73,12 @@ def decode_entry(line: bytes) -> RequestRecord:
     )
 
 
+T = TypeVar("T")
+
+
 class Spool:
-    """An append-only file of request records. Thread-safe: appends run in worker threads."""
+    """An append-only file of request records. Thread-safe; `call` runs its methods on the
+    spool's own thread."""
 
     def __init__(self, path: Path) -> None:
         self.path = path
@@ -80,6 +86,14 @@ class Spool:
         self._lock = threading.Lock()
         self._read_at = 0  # where the next read starts: everything before it is stored
         self._depth = 0
+        self._executor: ThreadPoolExecutor | None = None
+
+    async def call(self, method: Callable[..., T], *args: Any) -> T:
+        """`method(*args)` on the spool's own thread: an emergency append's fsync never waits
+        behind the default executor's argon2 hashes, SMTP sends or DNS lookups."""
+        if self._executor is None:
+            self._executor = ThreadPoolExecutor(1, thread_name_prefix="relayhook-spool")
+        return await asyncio.get_running_loop().run_in_executor(self._executor, method, *args)
 
     @property
     def depth(self) -> int:
@@ -111,6 +125,9 @@ class Spool:
             if self._file is not None:
                 self._file.close()  # also releases the flock
                 self._file = None
+        executor, self._executor = self._executor, None
+        if executor is not None:
+            executor.shutdown(wait=False)
 
     def append(self, record: RequestRecord) -> None:
         """Add a record and fsync it: once this returns, the request survives a crash.

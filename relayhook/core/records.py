@@ -162,7 +162,7 @@ class DeliveryFilter:
     `statuses`: any of these; `min_code`..`max_code`: the last HTTP status, inclusive;
     `since`..`until`: created at or after / before (epoch seconds); `text`: case-insensitive,
     inside the event's type, subject or data; `request_id`: the events of one raw request;
-    `event_id`: one event's."""
+    `event_id`: one event's; `tests` False leaves test sends out (a bulk replay's filter)."""
 
     hook: str | None = None
     statuses: tuple[DeliveryStatus, ...] = ()
@@ -173,6 +173,7 @@ class DeliveryFilter:
     text: str | None = None
     request_id: str | None = None
     event_id: str | None = None
+    tests: bool = True
 
 
 # (relay or hook name, bucket number counted from `since`, status, count)

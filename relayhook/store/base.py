@@ -1,8 +1,12 @@
-"""The store contract: what the ingress, the CLI and the dispatcher need from storage.
+"""The store contract, in roles: `IngestStore` (the ingress), `DeliveryStore` (dispatchers and
+the alerter), `ConfigStore` (the live configuration), `ConsoleStore` (the console's values and
+sessions), `HistoryStore` (the read model), `OperationsStore` (actions on records),
+`MaintenanceStore` (prune, readiness, backup), and `Lifecycle`. `Store` is all of them: what an
+engine implements; a caller types against the narrowest role it uses.
 
-One contract, two engines (SQLite, PostgreSQL), one contract test suite. Every write method is
-durable when it returns: the caller may acknowledge the provider right after it. Several
-processes may share one database: claims, a hook's concurrency and its pacing hold across them.
+Two engines (SQLite, PostgreSQL), one contract test suite. Every write method is durable when
+it returns: the caller may acknowledge the provider right after it. Several processes may share
+one database: claims, a hook's concurrency and its pacing hold across them.
 """
 
 from __future__ import annotations
@@ -32,7 +36,7 @@ from relayhook.core.records import (
 )
 from relayhook.errors import RelayhookError
 
-if TYPE_CHECKING:  # hooks imports retry, which imports this module
+if TYPE_CHECKING:  # types only: migrations imports this module (StoreError)
     from relayhook.core.hooks import RateLimitSpec
     from relayhook.store.migrations import Migration
 
@@ -141,7 +145,9 @@ class Resealed:
 Topic = Literal["deliveries", "config"]
 
 
-class Store(Protocol):
+class Lifecycle(Protocol):
+    """How a process holds the store: open it, close it, hear of others' commits."""
+
     schema_version: int  # the schema version of the open database
     migrations_applied: Sequence[Migration]  # by `open`
 
@@ -152,6 +158,16 @@ class Store(Protocol):
 
     async def close(self) -> None:
         """Finish pending writes and release connections. Safe to call twice."""
+
+    def subscribe(self, callback: Callable[[Topic], None]) -> None:
+        """Call `callback("deliveries")` when new deliveries may be due and
+        `callback("config")` when hooks changed, as committed by any process sharing the
+        database (PostgreSQL: LISTEN/NOTIFY; SQLite: none, its users poll). Best effort: a
+        lost notification only delays a poll. Callbacks run on the opener's event loop."""
+
+
+class IngestStore(Protocol):
+    """What the ingress and the spool drainer write: received requests, durably."""
 
     async def ingest(
         self,
@@ -172,83 +188,13 @@ class Store(Protocol):
         write at all). A caller cancelled while waiting may still have its write committed.
         """
 
-    async def remap(
-        self,
-        request_id: str,
-        events: Sequence[Event],
-        *,
-        status: RequestStatus,
-        error: str | None,
-        deliveries: Sequence[NewDelivery] = (),
-        outcomes: Sequence[HookOutcome] = (),
-    ) -> IngestResult:
-        """Record the outcome of mapping a stored request again: set its status and error and add
-        its events (skipping stored ids) and the deliveries of the new ones, in one transaction.
-        `outcomes` replace those stored for the same request x hook. `KeyError` for an unknown
-        id."""
-
-    async def request_outcomes(self, request_id: str) -> list[HookOutcome]:
-        """The stored outcomes of one request, one per hook routed then, by hook name."""
-
-    async def hook_outcomes(self, hook: str, *, kinds: Sequence[str] | None = None,
-                            exclude: Sequence[str] = (), limit: int = 50) -> list[HookOutcome]:
-        """One hook's outcomes, newest request first: of `kinds` only (None: any), without
-        those of `exclude` ("the requests it skipped": exclude=("queued",))."""
-
-    async def rerun(self, request_id: str, deliveries: Sequence[NewDelivery],
-                    outcomes: Sequence[HookOutcome], *, now: float) -> tuple[int, int]:
-        """Run again: in one transaction, add those of `deliveries` (of the request's stored
-        events) whose event x hook has none yet, make due `now` those that exist as `skipped`
-        (status as given: pending or paused), and replace all the request's outcomes with
-        `outcomes`. Never a second delivery of an event x hook. (created, requeued)."""
-
-    async def record_test(self, request: RequestRecord, event: Event, delivery: NewDelivery,
-                          attempt: Attempt | None, outcome: Outcome) -> None:
-        """Keep a test send (`relayhook send-test`) in the hook's history, in one transaction:
-        `request` (marked `test`, accepted), its one `event` (a fresh id: a copy of an example
-        or stored event, routed to no other hook), `delivery` of it to the hook, marked `test`
-        and finished as `outcome` says (succeeded or dead), and `attempt`. A test delivery is
-        listed and read like any other, is not counted by `count_deliveries`, and is replayed
-        only by its id. Engine-neutral: every engine keeps the two `test` flags."""
-
     async def record_auth_failure(self, relay: str, at: str) -> None:
         """Count one request refused for missing or wrong credentials (nothing else is kept)."""
 
-    async def auth_failures(self) -> dict[str, tuple[int, str]]:
-        """Per relay name: (refused requests so far, time of the last one)."""
 
-    async def get_request(self, request_id: str) -> RequestRecord | None:
-        """One stored request with its `event_ids`, or None."""
-
-    async def list_requests(
-        self,
-        *,
-        relay: str | None = None,
-        status: RequestStatus | None = None,
-        limit: int = 50,
-        before: str | None = None,
-        text: str | None = None,
-    ) -> list[RequestRecord]:
-        """Stored requests, newest first, each with its `event_ids`; `before` is a request id to
-        page from (exclusive); `text` keeps those whose body holds it (case-insensitive)."""
-
-    async def list_events(
-        self,
-        *,
-        relay: str | None = None,
-        type: str | None = None,
-        subject: str | None = None,
-        request_id: str | None = None,
-        limit: int = 50,
-        before: str | None = None,
-    ) -> list[Event]:
-        """Stored events, newest first, each with the `request_id` that produced it; `before` is
-        an event id to page from (exclusive)."""
-
-    async def count_events(self, *, relay: str | None = None, source: str | None = None) -> int:
-        """How many events are stored (optionally for one relay or source)."""
-
-    # --- deliveries -----------------------------------------------------------------------
+class DeliveryStore(Protocol):
+    """What a dispatcher and the alerter need: claims, pacing shared by every process, finishing
+    (with problems and streaks in the same transaction), alerts sent once."""
 
     async def claim_due(
         self,
@@ -285,12 +231,6 @@ class Store(Protocol):
         dispatcher shares (one row per hook): the time each may go, ascending. Two processes
         never get the same slot, so together they send no faster than the limit."""
 
-    def subscribe(self, callback: Callable[[Topic], None]) -> None:
-        """Call `callback("deliveries")` when new deliveries may be due and
-        `callback("config")` when hooks changed, as committed by any process sharing the
-        database (PostgreSQL: LISTEN/NOTIFY; SQLite: none, its users poll). Best effort: a
-        lost notification only delays a poll. Callbacks run on the opener's event loop."""
-
     async def finish(
         self, delivery_id: str, *, owner: str, outcome: Outcome, attempt: Attempt | None,
         disable_after: int = 0,
@@ -311,40 +251,18 @@ class Store(Protocol):
         a row` and switches the hook off as `set_hook_active` does, its reason "deactivated
         after N dead deliveries in a row" (relayhook.core.problems.streak_signature)."""
 
-    async def list_problems(self, *, hook: str | None = None,
-                            statuses: Sequence[ProblemStatus] = ("open", "acknowledged"),
-                            limit: int = 50) -> list[Problem]:
-        """Problems in `statuses` (of one hook, or all), newest opened first."""
-
-    async def get_problem(self, problem_id: str) -> Problem | None:
-        """One problem, or None."""
-
-    async def acknowledge_problem(self, problem_id: str, *, at: float) -> bool:
-        """An open problem becomes acknowledged (someone is on it); False if there is no open
-        problem of that id. It is still resolved by the hook's next success."""
-
     async def mark_problem_notified(self, problem_id: str) -> bool:
         """Mark that the alert about a problem is being sent: True for the one caller that
         marked it (so that of several processes only one sends it), False if it was already."""
 
-    async def replay_problem(self, problem_id: str, *, now: float, limit: int = 500) -> int:
-        """Replay affected: make the problem's deliveries that are not done (failed, dead,
-        paused) due again now, as `replay` does (`paused` where their hook is inactive; never a
-        claimed one). Returns how many."""
 
-    async def save_sample(self, sample: Sample, *, replace: bool = False) -> bool:
-        """Keep a copy of a request or event under `sample.name`; False if the name is taken
-        (unless `replace`). A sample is no reference: `prune` never deletes one, and deleting
-        its original leaves it whole."""
+class ConfigStore(Protocol):
+    """The live configuration: relays and hooks changed while running, hooks on and off, the
+    console's own values."""
 
-    async def get_sample(self, name: str) -> Sample | None:
-        """One sample by name, or None."""
-
-    async def list_samples(self) -> list[Sample]:
-        """Every sample, by name."""
-
-    async def delete_sample(self, name: str) -> bool:
-        """Remove a sample; False if there was none of that name."""
+    async def config_version(self) -> int:
+        """A counter that every change of a relay, a hook or a hook's state moves forward:
+        a process that saw this number has seen every change up to it. Cheap: polled."""
 
     async def set_hook_active(self, hook: str, active: bool, reason: str | None, at: float) -> int:
         """Remember that a hook is (in)active, with why; pause its unfinished deliveries
@@ -363,12 +281,6 @@ class Store(Protocol):
 
     async def list_hooks(self) -> list[StoredHook]:
         """Every stored hook, by name."""
-
-    # --- live configuration: relays and hooks changed while running -----------------------
-
-    async def config_version(self) -> int:
-        """A counter that every change of a relay, a hook or a hook's state moves forward:
-        a process that saw this number has seen every change up to it. Cheap: polled."""
 
     async def put_hook(self, hook: StoredHook, *, create: bool) -> bool:
         """Create (`create`: False if the name is taken) or replace (False if there is no hook
@@ -399,57 +311,10 @@ class Store(Protocol):
         the config version (even for no change): every process reads relays and hooks again.
         Without it, a process reads the new values whenever it next reads them."""
 
-    async def get_delivery(self, delivery_id: str) -> tuple[Delivery, list[Attempt]] | None:
-        """One delivery with its event and its attempts (oldest first), or None."""
 
-    async def list_deliveries(
-        self,
-        *,
-        hook: str | None = None,
-        status: DeliveryStatus | None = None,
-        event_id: str | None = None,
-        limit: int = 50,
-        before: str | None = None,
-    ) -> list[Delivery]:
-        """Deliveries, newest first (without their events); `before` is a delivery id."""
-
-    async def count_deliveries(
-        self, *, hook: str | None = None, status: DeliveryStatus | None = None
-    ) -> dict[str, int]:
-        """How many deliveries per status (optionally of one hook / one status)."""
-
-    async def replay(
-        self,
-        *,
-        now: float,
-        delivery_id: str | None = None,
-        hook: str | None = None,
-        statuses: Sequence[DeliveryStatus] = ("dead",),
-        since: float | None = None,
-        limit: int = 500,
-    ) -> int:
-        """Make up to `limit` matching deliveries due again now (`pending`, `tries` = 0), or
-        `paused` where their hook is inactive. One delivery by id (any status but `claimed`),
-        or a hook's deliveries in `statuses` created at or after `since`. Returns how many."""
-
-    # --- what the console and the API browse with ------------------------------------------
-
-    async def find_deliveries(
-        self, where: DeliveryFilter, *, limit: int = 50, before: str | None = None
-    ) -> list[Delivery]:
-        """Deliveries matching `where`, newest first, each with its event; `before` is a
-        delivery id to page from (exclusive)."""
-
-    async def count_found_deliveries(self, where: DeliveryFilter) -> int:
-        """How many deliveries match `where`."""
-
-    async def request_activity(self, *, since: float, bucket_seconds: float) -> list[ActivityRow]:
-        """Requests received at or after `since` (epoch seconds), counted per relay, per bucket
-        of `bucket_seconds` (0 is the first) and per status (accepted / rejected)."""
-
-    async def delivery_activity(self, *, since: float, bucket_seconds: float) -> list[ActivityRow]:
-        """Deliveries created at or after `since`, counted per hook, per bucket of
-        `bucket_seconds` and per status they have now."""
+class ConsoleStore(Protocol):
+    """The console's own state: its values (the password hash, the session key) and the
+    sessions of the people signed in."""
 
     async def get_admin_value(self, name: str) -> str | None:
         """A value of the console's own state (`password_hash`, `session_key`), or None."""
@@ -464,8 +329,6 @@ class Store(Protocol):
         """Store a console value (a password hash) and end every session of `account` but
         `keep`, in one transaction: no session outlives the password it signed in with. Returns
         how many sessions ended."""
-
-    # --- console sessions -------------------------------------------------------------------
 
     async def create_session(self, session: ConsoleSession, token_hash: str) -> None:
         """Keep a new session under the hash of its token (and forget expired ones)."""
@@ -485,7 +348,179 @@ class Store(Protocol):
     async def revoke_sessions(self, account: str, *, keep: str | None = None) -> int:
         """End every session of `account` but `keep`; how many."""
 
-    # --- operations -----------------------------------------------------------------------
+
+class HistoryStore(Protocol):
+    """The read model: what was received and sent, what became of it, problems and samples, as
+    the console, the API and the metrics read them."""
+
+    async def get_request(self, request_id: str) -> RequestRecord | None:
+        """One stored request with its `event_ids`, or None."""
+
+    async def list_requests(
+        self,
+        *,
+        relay: str | None = None,
+        status: RequestStatus | None = None,
+        limit: int = 50,
+        before: str | None = None,
+        text: str | None = None,
+    ) -> list[RequestRecord]:
+        """Stored requests, newest first, each with its `event_ids`; `before` is a request id to
+        page from (exclusive); `text` keeps those whose body holds it (case-insensitive)."""
+
+    async def list_events(
+        self,
+        *,
+        relay: str | None = None,
+        type: str | None = None,
+        subject: str | None = None,
+        request_id: str | None = None,
+        limit: int = 50,
+        before: str | None = None,
+    ) -> list[Event]:
+        """Stored events, newest first, each with the `request_id` that produced it; `before` is
+        an event id to page from (exclusive)."""
+
+    async def count_events(self, *, relay: str | None = None, source: str | None = None) -> int:
+        """How many events are stored (optionally for one relay or source)."""
+
+    async def request_outcomes(self, request_id: str) -> list[HookOutcome]:
+        """The stored outcomes of one request, one per hook routed then, by hook name."""
+
+    async def hook_outcomes(self, hook: str, *, kinds: Sequence[str] | None = None,
+                            exclude: Sequence[str] = (), limit: int = 50) -> list[HookOutcome]:
+        """One hook's outcomes, newest request first: of `kinds` only (None: any), without
+        those of `exclude` ("the requests it skipped": exclude=("queued",))."""
+
+    async def auth_failures(self) -> dict[str, tuple[int, str]]:
+        """Per relay name: (refused requests so far, time of the last one)."""
+
+    async def get_delivery(self, delivery_id: str) -> tuple[Delivery, list[Attempt]] | None:
+        """One delivery with its event and its attempts (oldest first), or None."""
+
+    async def list_deliveries(
+        self,
+        *,
+        hook: str | None = None,
+        status: DeliveryStatus | None = None,
+        event_id: str | None = None,
+        limit: int = 50,
+        before: str | None = None,
+    ) -> list[Delivery]:
+        """Deliveries, newest first (without their events); `before` is a delivery id."""
+
+    async def count_deliveries(
+        self, *, hook: str | None = None, status: DeliveryStatus | None = None
+    ) -> dict[str, int]:
+        """How many deliveries per status (optionally of one hook / one status)."""
+
+    async def find_deliveries(
+        self, where: DeliveryFilter, *, limit: int = 50, before: str | None = None
+    ) -> list[Delivery]:
+        """Deliveries matching `where`, newest first, each with its event; `before` is a
+        delivery id to page from (exclusive)."""
+
+    async def count_found_deliveries(self, where: DeliveryFilter) -> int:
+        """How many deliveries match `where`."""
+
+    async def request_activity(self, *, since: float, bucket_seconds: float) -> list[ActivityRow]:
+        """Requests received at or after `since` (epoch seconds), counted per relay, per bucket
+        of `bucket_seconds` (0 is the first) and per status (accepted / rejected)."""
+
+    async def delivery_activity(self, *, since: float, bucket_seconds: float) -> list[ActivityRow]:
+        """Deliveries created at or after `since`, counted per hook, per bucket of
+        `bucket_seconds` and per status they have now."""
+
+    async def list_problems(self, *, hook: str | None = None,
+                            statuses: Sequence[ProblemStatus] = ("open", "acknowledged"),
+                            limit: int = 50) -> list[Problem]:
+        """Problems in `statuses` (of one hook, or all), newest opened first."""
+
+    async def get_problem(self, problem_id: str) -> Problem | None:
+        """One problem, or None."""
+
+    async def get_sample(self, name: str) -> Sample | None:
+        """One sample by name, or None."""
+
+    async def list_samples(self) -> list[Sample]:
+        """Every sample, by name."""
+
+    async def backlog(self) -> list[BacklogEntry]:
+        """Deliveries per hook and status for the BACKLOG_STATUSES (statuses no delivery has
+        are left out), with the oldest waiting one's age for pending, failed and claimed.
+        Cheap enough for every metrics scrape: it reads indexes of unfinished, dead and paused
+        deliveries only, not the whole history."""
+
+
+class OperationsStore(Protocol):
+    """Actions on records (relayhook.operations, relayhook.remap): replays, run again, map
+    again, problems acknowledged, test sends and samples kept."""
+
+    async def replay(
+        self,
+        *,
+        now: float,
+        delivery_id: str | None = None,
+        hook: str | None = None,
+        statuses: Sequence[DeliveryStatus] = ("dead",),
+        since: float | None = None,
+        limit: int = 500,
+    ) -> int:
+        """Make up to `limit` matching deliveries due again now (`pending`, `tries` = 0), or
+        `paused` where their hook is inactive. One delivery by id (any status but `claimed`),
+        or a hook's deliveries in `statuses` created at or after `since`. Returns how many."""
+
+    async def replay_problem(self, problem_id: str, *, now: float, limit: int = 500) -> int:
+        """Replay affected: make the problem's deliveries that are not done (failed, dead,
+        paused) due again now, as `replay` does (`paused` where their hook is inactive; never a
+        claimed one). Returns how many."""
+
+    async def acknowledge_problem(self, problem_id: str, *, at: float) -> bool:
+        """An open problem becomes acknowledged (someone is on it); False if there is no open
+        problem of that id. It is still resolved by the hook's next success."""
+
+    async def remap(
+        self,
+        request_id: str,
+        events: Sequence[Event],
+        *,
+        status: RequestStatus,
+        error: str | None,
+        deliveries: Sequence[NewDelivery] = (),
+        outcomes: Sequence[HookOutcome] = (),
+    ) -> IngestResult:
+        """Record the outcome of mapping a stored request again: set its status and error and add
+        its events (skipping stored ids) and the deliveries of the new ones, in one transaction.
+        `outcomes` replace those stored for the same request x hook. `KeyError` for an unknown
+        id."""
+
+    async def rerun(self, request_id: str, deliveries: Sequence[NewDelivery],
+                    outcomes: Sequence[HookOutcome], *, now: float) -> tuple[int, int]:
+        """Run again: in one transaction, add those of `deliveries` (of the request's stored
+        events) whose event x hook has none yet, make due `now` those that exist as `skipped`
+        (status as given: pending or paused), and replace all the request's outcomes with
+        `outcomes`. Never a second delivery of an event x hook. (created, requeued)."""
+
+    async def record_test(self, request: RequestRecord, event: Event, delivery: NewDelivery,
+                          attempt: Attempt | None, outcome: Outcome) -> None:
+        """Keep a test send (`relayhook send-test`) in the hook's history, in one transaction:
+        `request` (marked `test`, accepted), its one `event` (a fresh id: a copy of an example
+        or stored event, routed to no other hook), `delivery` of it to the hook, marked `test`
+        and finished as `outcome` says (succeeded or dead), and `attempt`. A test delivery is
+        listed and read like any other, is not counted by `count_deliveries`, and is replayed
+        only by its id. Engine-neutral: every engine keeps the two `test` flags."""
+
+    async def save_sample(self, sample: Sample, *, replace: bool = False) -> bool:
+        """Keep a copy of a request or event under `sample.name`; False if the name is taken
+        (unless `replace`). A sample is no reference: `prune` never deletes one, and deleting
+        its original leaves it whole."""
+
+    async def delete_sample(self, name: str) -> bool:
+        """Remove a sample; False if there was none of that name."""
+
+
+class MaintenanceStore(Protocol):
+    """Keeping the store: pruning, readiness, schema checks and backups."""
 
     async def prune(self, cutoffs: Cutoffs, *, batch: int = 500) -> PruneResult:
         """Delete what `cutoffs` let go: finished deliveries (succeeded, dead, skipped) last
@@ -494,12 +529,6 @@ class Store(Protocol):
         left. So an unfinished delivery, its event and its request are never deleted. Works in
         transactions of at most `batch` deliveries or requests, so that other writes go on
         between them, until nothing more is prunable. Returns what was deleted in all."""
-
-    async def backlog(self) -> list[BacklogEntry]:
-        """Deliveries per hook and status for the BACKLOG_STATUSES (statuses no delivery has
-        are left out), with the oldest waiting one's age for pending, failed and claimed.
-        Cheap enough for every metrics scrape: it reads indexes of unfinished, dead and paused
-        deliveries only, not the whole history."""
 
     async def probe_write(self) -> None:
         """Take the write lock and commit an empty transaction; StoreError if the store cannot
@@ -514,6 +543,15 @@ class Store(Protocol):
         is in use (writes go on meanwhile). FileExistsError if `target` exists; StoreError if
         the copy fails, or the engine copies no files (PostgreSQL: use pg_dump)."""
 
+
+class RecordsStore(HistoryStore, OperationsStore, Protocol):
+    """Acting on records: reading what is acted on, and the actions."""
+
+
+class Store(Lifecycle, IngestStore, DeliveryStore, ConfigStore, ConsoleStore, HistoryStore,
+            OperationsStore, MaintenanceStore, Protocol):
+    """The whole contract, every role: what an engine implements. A caller types against the
+    narrowest role (or intersection of roles) it uses."""
 
 
 # -- checks every engine makes before it writes (the same words, whatever the engine)

@@ -28,11 +28,10 @@ from starlette.routing import Route
 from relayhook.assembly import Parts
 from relayhook.core.events import parse_time
 from relayhook.core.problems import problem_json
-from relayhook.core.records import PROBLEM_STATUSES, Problem
+from relayhook.core.records import PROBLEM_STATUSES, DeliveryFilter
 from relayhook.core.tomlpos import format_path
 from relayhook.errors import ConflictError, InvalidError, NotFoundError
 from relayhook.explain import hook_skips, request_outcomes
-from relayhook.remap import run_again
 from relayhook.store import REQUEST_STATUSES, RequestRecord
 from relayhook.web.readmodel import (
     FilterError,
@@ -107,7 +106,7 @@ def guard(token: str) -> Callable[[Handler], Endpoint]:
 
 
 def api_routes(parts: Parts, token: str, clock: Callable[[], datetime]) -> list[Route]:
-    store, manager = parts.store, parts.manager
+    store, manager, operations = parts.store, parts.manager, parts.operations
     guarded = guard(token)
 
     def hook_named(request: Request) -> str:
@@ -151,14 +150,7 @@ def api_routes(parts: Parts, token: str, clock: Callable[[], datetime]) -> list[
                 "attempts": [attempt_json(a) for a in attempts]}
 
     async def replay_delivery(request: Request) -> dict[str, Any]:
-        found = await store.get_delivery(request.path_params["id"])
-        if found is None:
-            raise ApiError(404, "no such delivery")
-        if found[0].status == "claimed":
-            raise ApiError(409, "the delivery is being sent right now")
-        count = await store.replay(now=clock().timestamp(), delivery_id=found[0].id)
-        parts.wake()
-        return {"replayed": count}
+        return {"replayed": await operations.replay_delivery(request.path_params["id"])}
 
     async def replay_hook(request: Request) -> dict[str, Any]:
         name = hook_named(request)
@@ -166,22 +158,12 @@ def api_routes(parts: Parts, token: str, clock: Callable[[], datetime]) -> list[
         for status in statuses:
             _one_of(status, ("dead", "failed", "succeeded", "skipped"), "status")
         since = _since(request.query_params.get("since"))
-        total = 0
-        for _ in range(100_000):  # bounded: each page changes up to 500 deliveries
-            count = await store.replay(now=clock().timestamp(), hook=name,
-                                       statuses=statuses,  # type: ignore[arg-type]
-                                       since=since, limit=500)
-            total += count
-            if count < 500:
-                break
-        parts.wake()
-        return {"replayed": total}
+        where = DeliveryFilter(hook=name, statuses=statuses,  # type: ignore[arg-type]
+                               since=since)
+        return {"replayed": await operations.replay_matching(where)}
 
     async def kept_request(request: Request) -> RequestRecord:
-        record = await store.get_request(request.path_params["id"])
-        if record is None:
-            raise ApiError(404, "no such request")
-        return record
+        return await operations.kept_request(request.path_params["id"])
 
     async def get_outcomes(request: Request) -> dict[str, Any]:
         record = await kept_request(request)
@@ -190,10 +172,7 @@ def api_routes(parts: Parts, token: str, clock: Callable[[], datetime]) -> list[
 
     async def run_request_again(request: Request) -> dict[str, Any]:
         record = await kept_request(request)
-        by_name = {relay.name: relay for relay in parts.live.relays.values()}
-        message = await run_again(record, by_name, store, parts.live, clock().timestamp(),
-                                  parts.settings.template_secrets())
-        parts.wake()
+        message = await operations.run_again(record)
         return {"request_id": record.id, "result": message,
                 "items": await request_outcomes(parts, record)}
 
@@ -210,24 +189,11 @@ def api_routes(parts: Parts, token: str, clock: Callable[[], datetime]) -> list[
         return {"items": [problem_json(p) for p in problems]}
 
     async def acknowledge_problem(request: Request) -> dict[str, Any]:
-        problem_id = request.path_params["id"]
-        if not await store.acknowledge_problem(problem_id, at=clock().timestamp()):
-            if await store.get_problem(problem_id) is None:
-                raise ApiError(404, "no such problem")
-            raise ApiError(409, "only an open problem is acknowledged")
-        return problem_json(await _problem(problem_id))
+        return problem_json(await operations.acknowledge_problem(request.path_params["id"]))
 
     async def replay_problem(request: Request) -> dict[str, Any]:
-        problem = await _problem(request.path_params["id"])
-        count = await store.replay_problem(problem.id, now=clock().timestamp())
-        parts.wake()
+        count, problem = await operations.replay_problem(request.path_params["id"])
         return {"replayed": count, "problem": problem_json(problem)}
-
-    async def _problem(problem_id: str) -> Problem:
-        problem = await store.get_problem(problem_id)
-        if problem is None:
-            raise ApiError(404, "no such problem")
-        return problem
 
     return [
         Route("/api/problems", guarded(list_problems), methods=["GET"]),

@@ -1,12 +1,14 @@
-"""The application factory: the routes. Collaborators are arguments, so tests and benchmarks
-pass their own:
+"""The application factory: the routes. Collaborators are arguments, so tests (tests/web.py)
+and benchmarks pass their own:
 
     app = create_app(settings, store=store, transport=mock, clock=lambda: fixed, role="all")
+
+`transport` carries every outbound request: the dispatcher's and the test sends'.
 
 Roles: `web` takes requests (ingress, API and console), `worker` dispatches deliveries and
 answers only /healthz, /readyz and /metrics, `all` does both. The background tasks are the
 runtime's (relayhook.runtime): `relayhook serve` runs them itself and passes `runtime`; without
-it (`uvicorn app:app`) the app's lifespan opens the store and runs a runtime for `role`.
+it (`uvicorn app:app`, tests) the app's lifespan opens the store and runs a runtime for `role`.
 """
 
 from __future__ import annotations
@@ -79,7 +81,7 @@ def create_app(
     hosted = runtime is None
     if runtime is None:
         parts = assemble(settings, role=role, store=store, resolver=resolver,
-                         clock=lambda: clock().timestamp(), new_id=new_id)
+                         clock=lambda: clock().timestamp(), transport=transport, new_id=new_id)
         runtime = Runtime(parts, transport=transport, resolver=resolver, clock=clock, rand=rand)
     parts = runtime.parts
     console = Console(parts, clock=clock, new_id=new_id) if parts.takes_requests else None

@@ -81,6 +81,7 @@ from relayhook.store.text import from_column, to_column
 
 if TYPE_CHECKING:
     from relayhook.core.hooks import RateLimitSpec
+    from relayhook.store.base import Store
 
 T = TypeVar("T")
 
@@ -582,3 +583,7 @@ def _page(table: str, columns: str, filters: Sequence[tuple[str, object]], befor
         clause = f"{clause} AND {seek}" if clause else f"WHERE {seek}"
     params.append(limit)
     return f"SELECT {columns} FROM {table} {clause} ORDER BY seq DESC LIMIT ${len(params)}", params
+
+
+if TYPE_CHECKING:  # mypy proves the engine implements every role of the contract
+    _ENGINE: type[Store] = PostgresStore

@@ -78,8 +78,9 @@ from relayhook.store.sqlite.rows import page_query, where
 from relayhook.store.sqlite.threads import GroupCommitWriter, ReaderPool
 from relayhook.store.text import to_column
 
-if TYPE_CHECKING:  # hooks -> retry -> store -> here: types only
+if TYPE_CHECKING:  # a type only: core.hooks loads Jinja, which the store needs not
     from relayhook.core.hooks import RateLimitSpec
+    from relayhook.store.base import Store
 
 SCHEMA_VERSION = schema.LATEST
 
@@ -593,7 +594,7 @@ class SQLiteStore:
     # -- running jobs
 
     async def _read(self, fn: Callable[[sqlite3.Connection], T]) -> T:
-        return await asyncio.to_thread(self._readers.run, fn)
+        return await self._readers.read(fn)
 
     async def _write(self, fn: Callable[[sqlite3.Connection], T]) -> T:
         return await self._writer.submit(fn)
@@ -613,3 +614,7 @@ def _insert_events(
     accepted: int = conn.executemany(INSERT_EVENT, event_rows).rowcount
     routed = deliveries_sql.insert_deliveries(conn, delivery_rows, last_seq) if accepted else 0
     return IngestResult(accepted=accepted, duplicates=len(event_rows) - accepted, deliveries=routed)
+
+
+if TYPE_CHECKING:  # mypy proves the engine implements every role of the contract
+    _ENGINE: type[Store] = SQLiteStore

@@ -1,9 +1,11 @@
 """The web console: server-rendered pages at `/`, for people (the JSON API is for scripts).
 
-    routes = console_routes(Console(parts, settings, clock=clock, new_id=new_id))
+    routes = console_routes(Console(parts, clock=clock, new_id=new_id))
 
 Every basic flow is a plain form post (no JavaScript needed); `static/console.js` only enhances
-(copy buttons, the live preview). Pages read through `relayhook.web.readmodel`, as the API does.
+(copy buttons, the live preview). Pages read through `relayhook.web.readmodel`, as the API does;
+changes go through the two services, `parts.manager` (relays, hooks) and `parts.operations`
+(replays, problems, test sends, samples, dry runs).
 """
 
 from __future__ import annotations

@@ -3,18 +3,17 @@ live preview the script asks for (`POST /hooks/preview`, JSON)."""
 
 from __future__ import annotations
 
+import contextlib
 import time
 from typing import TYPE_CHECKING, Any
 
 from starlette.responses import JSONResponse, Response
 
 from relayhook.core.connectors import emitted_types
-from relayhook.core.events import Event
-from relayhook.core.examples import example_event, example_events, newest_event
+from relayhook.core.examples import example_events
 from relayhook.core.hooks import PRESETS_DIR, Hook
 from relayhook.core.outbound import record_request, render_request
 from relayhook.core.redaction import restore_secrets
-from relayhook.core.samples import sample_event
 from relayhook.core.templating import RenderError
 from relayhook.errors import InvalidError, NotFoundError, SpecError
 from relayhook.web.console import changes
@@ -31,7 +30,6 @@ from relayhook.web.console.hookform import (
 )
 from relayhook.web.console.pages import Ctx, NotFound, hook_address
 from relayhook.web.readmodel import attempt_curl
-from relayhook.web.samples_api import try_condition
 
 if TYPE_CHECKING:
     from relayhook.web.console.core import Console
@@ -60,20 +58,18 @@ async def preview_of(console: Console, hook: Hook | None, values: dict[str, Any]
     the newest stored event the hook takes (else a connector's example), and which event."""
     if hook is None:
         return {"curl": "", "source": "Fix the errors to see the request."}
-    event: Event | None = None
-    saved = await console.parts.store.get_sample(sample) if sample else None
-    if saved is not None:
-        event, source = sample_event(saved, hook), f"sample {saved.name!r}"
-    else:
-        event = await newest_event(console.parts.store, hook)
-        source = "the newest matching event received"
-    if event is None and saved is None:
-        sources = [(c, c.id) for c in console.connectors.values()]
-        event = example_event(hook, sources)
-        source = "the connector's example (no matching event received yet)"
-    if event is None:
+    operations = console.parts.operations
+    try:
+        chosen = await operations.choose_event(hook, sample=sample or None, newest=True)
+    except NotFoundError:
+        chosen = None
+    if chosen is None and sample:  # a sample deleted meanwhile: as if none were chosen
+        with contextlib.suppress(NotFoundError):
+            chosen = await operations.choose_event(hook, newest=True)
+    if chosen is None:
         return {"curl": "", "source": "No received event or connector example matches the "
                 "events chosen."}
+    event, source = chosen.event, chosen.source
     secrets, now = console.settings.template_secrets(), time.time()
     try:
         request = render_request(hook, event, delivery_id="preview", secrets=secrets, now=now)
@@ -116,7 +112,8 @@ async def hook_form(console: Console, ctx: Ctx) -> Response:
     hook, errors_compiled = compile_spec(full) if not errors_read else (None, [])
     errors += errors_read + errors_compiled
     if action == "save" and not errors:
-        problem = await changes.save_hook(console, spec, name)
+        problem = await changes.save_hook(console, spec, name,
+                                          (full, hook) if hook is not None else None)
         if problem is None:
             return ctx.redirect(hook_address(spec["name"]), f"Hook {spec['name']!r} is saved; "
                                 "it takes effect for the next event.")
@@ -129,8 +126,8 @@ async def hook_form(console: Console, ctx: Ctx) -> Response:
                if action == "preview" or name else None)
     trial = None
     if action == "dry_run" and hook is not None:
-        trial = (await try_condition(console.parts, hook, values["when"] or None,
-                                     DRY_RUN_EVENTS)).summary()
+        trial = (await console.parts.operations.dry_run(hook, values["when"] or None,
+                                                        DRY_RUN_EVENTS)).summary()
     return await render_form(ctx, console, name, values, errors_by_field(shown, values),
                              preview, sample=sample, trial=trial)
 

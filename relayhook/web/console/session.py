@@ -31,7 +31,7 @@ from starlette.responses import Response
 
 from relayhook.core.clients import TrustedProxies
 from relayhook.passwords import ADMIN_ACCOUNT, PASSWORD_HASH, password_matches
-from relayhook.store.base import ConsoleSession, Store
+from relayhook.store.base import ConsoleSession, ConsoleStore
 from relayhook.web.console.throttle import SignInGuard
 
 SESSION_KEY = "session_key"
@@ -89,7 +89,7 @@ class Gate:
     """Reads and writes the session cookie, keeps the session rows, checks passwords against
     the stored hash (through the sign-in guard)."""
 
-    def __init__(self, store: Store, *, secure: bool, clock: Callable[[], float],
+    def __init__(self, store: ConsoleStore, *, secure: bool, clock: Callable[[], float],
                  new_id: Callable[[], str], proxies: TrustedProxies | None = None) -> None:
         self.store, self.secure, self.clock, self.new_id = store, secure, clock, new_id
         self.proxies = proxies or TrustedProxies()
