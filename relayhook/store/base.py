@@ -287,8 +287,23 @@ class Store(Protocol):
 
     async def list_problems(self, *, hook: str | None = None,
                             statuses: Sequence[ProblemStatus] = ("open", "acknowledged"),
-                            limit: int = 50) -> list[Problem]:
-        """Problems in `statuses` (of one hook, or all), newest opened first."""
+                            limit: int = 50, relay: str | None = None) -> list[Problem]:
+        """Problems in `statuses` (of one hook, one relay, or all), newest opened first."""
+
+    async def open_relay_problem(self, relay: str, signature: str, text: str, *, at: float,
+                                 request: str | None = None) -> bool:
+        """Open a relay's problem (`quiet`, `shape: ...`): `text` says what happened, `request`
+        the first request that showed it. An unresolved one of that signature is updated
+        instead (its text, `last_at`). True when a new problem was opened."""
+
+    async def resolve_relay_problem(self, relay: str, signature: str, *, at: float) -> bool:
+        """Resolve the relay's unresolved problem of `signature`; False if there was none."""
+
+    async def get_shapes(self, relay: str) -> dict[str, str]:
+        """The payload shapes of a relay's events, by event type, as saved (JSON text)."""
+
+    async def save_shape(self, relay: str, event_type: str, shape: str, *, at: float) -> None:
+        """Keep the payload shape of one relay and event type (JSON text), replacing it."""
 
     async def get_problem(self, problem_id: str) -> Problem | None:
         """One problem, or None."""

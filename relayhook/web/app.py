@@ -33,6 +33,7 @@ from relayhook.core.ssrf import Resolver
 from relayhook.delivery.alerts import Alerter, alert_channels
 from relayhook.delivery.dispatcher import Dispatcher
 from relayhook.delivery.http import make_http_transport
+from relayhook.delivery.watch import QuietWatch
 from relayhook.intake import Intake, SpoolDrainer
 from relayhook.metrics import Metrics
 from relayhook.settings import Settings
@@ -125,6 +126,10 @@ def create_app(
                 if channels:
                     alerter = Alerter(the_store, channels, settings.alerts.interval)
                     parts.tasks.append(asyncio.create_task(alerter.run()))
+                if settings.watch.interval > 0:
+                    watch = QuietWatch(the_store, lambda: live.relays.values(), settings.watch,
+                                       clock=lambda: clock().timestamp())
+                    parts.tasks.append(asyncio.create_task(watch.run()))
                 if settings.retention.interval > 0:
                     parts.tasks.append(asyncio.create_task(
                         prune_periodically(the_store, settings.retention, clock)))

@@ -293,9 +293,24 @@ class PostgresStore:
 
     async def list_problems(self, *, hook: str | None = None,
                             statuses: Sequence[ProblemStatus] = ("open", "acknowledged"),
-                            limit: int = 50) -> list[Problem]:
+                            limit: int = 50, relay: str | None = None) -> list[Problem]:
         return await self._read(
-            lambda conn: problems_sql.list_problems(conn, hook, statuses, limit))
+            lambda conn: problems_sql.list_problems(conn, hook, statuses, limit, relay))
+
+    async def open_relay_problem(self, relay: str, signature: str, text: str, *, at: float,
+                                 request: str | None = None) -> bool:
+        return await self._write(lambda conn: problems_sql.open_relay_problem(
+            conn, relay, signature, text, request, at))
+
+    async def resolve_relay_problem(self, relay: str, signature: str, *, at: float) -> bool:
+        return await self._write(
+            lambda conn: problems_sql.resolve_relay_problem(conn, relay, signature, at))
+
+    async def get_shapes(self, relay: str) -> dict[str, str]:
+        return await self._read(lambda conn: problems_sql.get_shapes(conn, relay))
+
+    async def save_shape(self, relay: str, event_type: str, shape: str, *, at: float) -> None:
+        await self._write(lambda conn: problems_sql.save_shape(conn, relay, event_type, shape, at))
 
     async def get_problem(self, problem_id: str) -> Problem | None:
         return await self._read(lambda conn: problems_sql.get_problem(conn, problem_id))

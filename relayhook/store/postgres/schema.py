@@ -203,6 +203,22 @@ CREATE TABLE IF NOT EXISTS hook_streaks (
 );
 """
 
+# A relay's problems: see relayhook.store.sqlite.problems.RELAY_PROBLEMS.
+RELAY_PROBLEMS = """
+ALTER TABLE problems ADD COLUMN relay text NOT NULL DEFAULT '';
+ALTER TABLE problems ADD COLUMN request text;
+DROP INDEX IF EXISTS problems_current;
+CREATE UNIQUE INDEX problems_current ON problems (hook, relay, signature)
+    WHERE status <> 'resolved';
+CREATE TABLE IF NOT EXISTS payload_shapes (
+    relay       text NOT NULL,
+    type        text NOT NULL,
+    shape       text NOT NULL,
+    updated_at  double precision NOT NULL,
+    PRIMARY KEY (relay, type)
+);
+"""
+
 MIGRATIONS = (
     Migration(1, "requests, events, deliveries, attempts, hooks", INITIAL),
     Migration(2, "hook pacing shared by all dispatchers", PACING),
@@ -212,6 +228,8 @@ MIGRATIONS = (
     Migration(5, "problems: a hook's failures grouped by signature", PROBLEMS),
     Migration(6, "saved samples: requests and events pinned by name", SAMPLES),
     Migration(7, "dead deliveries in a row per hook, for [alerts] disable_after", STREAKS),
+    Migration(8, "relays' problems (quiet, changed shape) and payload shapes",
+              RELAY_PROBLEMS),
 )
 check_numbering(MIGRATIONS)
 LATEST = MIGRATIONS[-1].version
