@@ -16,7 +16,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Literal
 
@@ -81,6 +81,8 @@ class Intake:
     stored: Callable[[str, IngestResult], None] = lambda relay, result: None
     secrets: Mapping[str, str] = field(default_factory=dict)  # what a hook's `when` may read
     explain: bool = True  # record why each hook did or did not fire (`[outcomes] record`)
+    # after each commit, the request and its events (relayhook.shapewatch: payload shapes)
+    observe: Callable[[RequestRecord, Sequence[Event]], None] = lambda record, events: None
 
     async def keep(self, relay: Relay | None, record: RequestRecord, *,
                    may_spool: bool = True) -> Kept:
@@ -147,6 +149,7 @@ class Intake:
             _, outcomes = self._route(record, [])
             return Kept(record, "store", await self.store.ingest(record, (), (), outcomes))
         self.stored(record.relay, result)
+        self.observe(record, events)
         if result.deliveries:
             self.wake()
         return Kept(record, "store", result)

@@ -268,6 +268,9 @@ class WatchSettings(Section):
                                 "at least this many requests in the window is watched.")
     weeks: int = Field(default=4, ge=1, le=12, description="Weeks of history to learn from.")
     min_weeks: int = Field(default=2, ge=1, description="Weeks of history needed to learn.")
+    shapes: bool = Field(default=True, description="Learn the shape of each relay's payloads "
+                         "(per event type) and open a problem when a field is added, goes "
+                         "missing or changes type.")
 
 
 _file_values: contextvars.ContextVar[dict[str, Any]] = contextvars.ContextVar("relayhook_file")

@@ -35,8 +35,9 @@ def received(store: Store, name: str, at: float, n: int, spread: float = 0.0) ->
     """`n` requests from `at` on, evenly over `spread` seconds."""
     for i in range(n):
         stamp = format_time(datetime.fromtimestamp(at + i * spread / n, UTC))
-        record = dataclasses.replace(make_request(f"{name}-{at}-{i}", relay=name),
-                                     received_at=stamp)
+        record = dataclasses.replace(
+            make_request(f"{name}-{at}-{i}", relay=name), received_at=stamp
+        )
         run(store.ingest(record, []))
 
 
@@ -51,12 +52,14 @@ def weekly_pattern(store: Store, name: str) -> None:
 
 
 def test_a_relay_gone_quiet_opens_its_problem_in_the_window_and_resolves_when_traffic_returns(
-        store: Store) -> None:
+    store: Store,
+) -> None:
     weekly_pattern(store, "gmetri-prod")
     received(store, "rare", NOW - 3 * WEEK, 1)  # two a month: never "usually" enough to watch
     now = [NOW]
-    watch = QuietWatch(store, lambda: [relay("gmetri-prod"), relay("rare")], WatchSettings(),
-                       clock=lambda: now[0])
+    watch = QuietWatch(
+        store, lambda: [relay("gmetri-prod"), relay("rare")], WatchSettings(), clock=lambda: now[0]
+    )
     opened_at = None
     for step in range(40):  # every 5 minutes for 3 h 20 min
         now[0] = NOW + step * 300
@@ -72,9 +75,11 @@ def test_a_relay_gone_quiet_opens_its_problem_in_the_window_and_resolves_when_tr
 
     (problem,) = run(store.list_problems(relay="gmetri-prod"))
     assert problem.status == "open" and problem.hook == "" and problem.signature == "quiet"
-    assert re.fullmatch(r"gmetri-prod: only \d requests in the last 2 h, none for 1 h \d+ min;"
-                        r" usually \d\d-\d\d an hour on Thursdays at this time \(UTC\)",
-                        describe_problem(problem))
+    assert re.fullmatch(
+        r"gmetri-prod: only \d requests in the last 2 h, none for 1 h \d+ min;"
+        r" usually \d\d-\d\d an hour on Thursdays at this time \(UTC\)",
+        describe_problem(problem),
+    )
     assert run(store.list_problems(relay="rare")) == []
     assert run(store.list_problems(hook="gmetri-prod")) == []
 
@@ -98,8 +103,11 @@ def test_a_relay_gone_quiet_opens_its_problem_in_the_window_and_resolves_when_tr
     assert run(watch.check()) == ["gmetri-prod"]
     (again,) = run(store.list_problems(relay="gmetri-prod"))
     assert again.id == problem.id
-    assert re.fullmatch(r"gmetri-prod: no request for 2 h \d+ min; usually \d\d-\d\d an hour on"
-                        r" Thursdays at this time \(UTC\)", describe_problem(again))
+    assert re.fullmatch(
+        r"gmetri-prod: no request for 2 h \d+ min; usually \d\d-\d\d an hour on"
+        r" Thursdays at this time \(UTC\)",
+        describe_problem(again),
+    )
 
     # Traffic returns: resolved at the next look.
     received(store, "gmetri-prod", now[0] + 30, 3)
@@ -130,15 +138,18 @@ def flat(per_hour: int, weeks: int = 4) -> Traffic:
     return Traffic(0.0, {h: per_hour for h in range(weeks * WEEK_HOURS)})
 
 
-@pytest.mark.parametrize(("rule", "traffic", "recent", "quiet"), [
-    pytest.param(Learned(), flat(50), 0, True, id="silence where 100 are usual"),
-    pytest.param(Learned(), flat(50), 10, True, id="a tenth of the usual is far less"),
-    pytest.param(Learned(), flat(50), 11, False, id="more than a tenth is not"),
-    pytest.param(Learned(), flat(4), 0, None, id="too little usual traffic to tell"),
-    pytest.param(Learned(), flat(50, weeks=1), 0, None, id="one week of history is too new"),
-    pytest.param(Fixed(10, 60), Traffic(0.0, {}), 9, True, id="fixed rule: under N"),
-    pytest.param(Fixed(10, 60), Traffic(0.0, {}), 10, False, id="fixed rule: N is enough"),
-])
+@pytest.mark.parametrize(
+    ("rule", "traffic", "recent", "quiet"),
+    [
+        pytest.param(Learned(), flat(50), 0, True, id="silence where 100 are usual"),
+        pytest.param(Learned(), flat(50), 10, True, id="a tenth of the usual is far less"),
+        pytest.param(Learned(), flat(50), 11, False, id="more than a tenth is not"),
+        pytest.param(Learned(), flat(4), 0, None, id="too little usual traffic to tell"),
+        pytest.param(Learned(), flat(50, weeks=1), 0, None, id="one week of history is too new"),
+        pytest.param(Fixed(10, 60), Traffic(0.0, {}), 9, True, id="fixed rule: under N"),
+        pytest.param(Fixed(10, 60), Traffic(0.0, {}), 10, False, id="fixed rule: N is enough"),
+    ],
+)
 def test_judge(rule: Learned | Fixed, traffic: Traffic, recent: int, quiet: bool | None) -> None:
     now = 4 * WEEK
     verdict = judge(rule, traffic, now=now, recent=recent, last_at=now - 3 * HOUR)
@@ -151,8 +162,7 @@ def test_recovery_needs_traffic_above_the_threshold_since_it_returned() -> None:
     assert recovered(rule, traffic, now=now, returned_at=now - 600, since_returned=1)
     assert not recovered(rule, traffic, now=now, returned_at=now - 3600, since_returned=2)
     assert recovered(Fixed(3, 10), traffic, now=now, returned_at=now - 60, since_returned=1)
-    assert not recovered(Fixed(30, 10), traffic, now=now, returned_at=now - 60,
-                         since_returned=2)
+    assert not recovered(Fixed(30, 10), traffic, now=now, returned_at=now - 60, since_returned=2)
 
 
 def test_a_relay_problem_alerts_as_such() -> None:

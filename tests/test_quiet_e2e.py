@@ -50,20 +50,35 @@ def seed_history(path: Path, now: float) -> None:
     for week in range(1, 5):
         for second in range(-5400, 5400, 12):
             at = datetime.fromtimestamp(now - week * WEEK + second, UTC)
-            rows.append((f"req_seed_{week}_{second}", RELAY.name, format_time(at), "POST", "",
-                         "[]", b"{}", "accepted"))
+            rows.append(
+                (
+                    f"req_seed_{week}_{second}",
+                    RELAY.name,
+                    format_time(at),
+                    "POST",
+                    "",
+                    "[]",
+                    b"{}",
+                    "accepted",
+                )
+            )
     for second in range(-3600, 0, 3):
         at = datetime.fromtimestamp(now + second, UTC)
-        rows.append((f"req_now_{second}", RELAY.name, format_time(at), "POST", "", "[]", b"{}",
-                     "accepted"))
+        rows.append(
+            (f"req_now_{second}", RELAY.name, format_time(at), "POST", "", "[]", b"{}", "accepted")
+        )
     with sqlite3.connect(path) as conn:
-        conn.executemany("INSERT INTO requests (id, relay, received_at, method, query, headers,"
-                         " body, status) VALUES (?, ?, ?, ?, ?, ?, ?, ?)", rows)
+        conn.executemany(
+            "INSERT INTO requests (id, relay, received_at, method, query, headers,"
+            " body, status) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+            rows,
+        )
 
 
 def relay_problems(client: httpx.Client, status: str) -> list[dict[str, Any]]:
-    answer = client.get("/api/problems", params={"relay": RELAY.name, "status": status},
-                        headers=AUTH)
+    answer = client.get(
+        "/api/problems", params={"relay": RELAY.name, "status": status}, headers=AUTH
+    )
     assert answer.status_code == 200, answer.text
     items: list[dict[str, Any]] = answer.json()["items"]
     return items
@@ -72,13 +87,12 @@ def relay_problems(client: httpx.Client, status: str) -> list[dict[str, Any]]:
 def test_silence_opens_the_quiet_problem_and_traffic_resolves_it(tmp_path: Path) -> None:
     seed_history(tmp_path / "relayhook.db", time.time())
     with Receiver() as alerts:
-        text = (render_config(relays=[RELAY], admin_token=ADMIN_TOKEN)
-                + render_tables(watch={"interval": 0.2, "window_minutes": WINDOW / 60,
-                                       "min_expected": 0.3},
-                                alerts={"webhook": f"{alerts.url}/alerts/", "interval": 0.1},
-                                delivery={"allow_cidrs": ["127.0.0.1/32"]}))
-        with RelayhookProcess(tmp_path, text) as server, \
-                http_client(base_url=server.url) as client:
+        text = render_config(relays=[RELAY], admin_token=ADMIN_TOKEN) + render_tables(
+            watch={"interval": 0.2, "window_minutes": WINDOW / 60, "min_expected": 0.3},
+            alerts={"webhook": f"{alerts.url}/alerts/", "interval": 0.1},
+            delivery={"allow_cidrs": ["127.0.0.1/32"]},
+        )
+        with RelayhookProcess(tmp_path, text) as server, http_client(base_url=server.url) as client:
             for n in range(3):  # the provider calls...
                 answer = client.post(f"/in/{RELAY.token}", json={"n": n})
                 assert answer.status_code == 200, answer.text
@@ -86,8 +100,12 @@ def test_silence_opens_the_quiet_problem_and_traffic_resolves_it(tmp_path: Path)
             assert relay_problems(client, "open") == []
 
             # ... then falls silent: the problem opens once the window passed without it.
-            (problem,) = wait_until(lambda: relay_problems(client, "open"),
-                                    timeout=WINDOW + 10, interval=0.1, what="quiet problem")
+            (problem,) = wait_until(
+                lambda: relay_problems(client, "open"),
+                timeout=WINDOW + 10,
+                interval=0.1,
+                what="quiet problem",
+            )
             silent = time.monotonic() - last_call
             assert silent >= WINDOW * 0.9
             assert problem["relay"] == RELAY.name and problem["hook"] is None
@@ -106,8 +124,12 @@ def test_silence_opens_the_quiet_problem_and_traffic_resolves_it(tmp_path: Path)
 
             # The provider calls again: resolved at the next look.
             assert client.post(f"/in/{RELAY.token}", json={"n": 9}).status_code == 200
-            wait_until(lambda: relay_problems(client, "open") == [], timeout=10,
-                       interval=0.1, what="resolved")
+            wait_until(
+                lambda: relay_problems(client, "open") == [],
+                timeout=10,
+                interval=0.1,
+                what="resolved",
+            )
             (resolved,) = relay_problems(client, "resolved")
             assert resolved["id"] == problem["id"] and resolved["resolved_at"]
             assert len(alerts.requests("/alerts/")) == 1

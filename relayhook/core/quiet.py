@@ -117,8 +117,9 @@ def expected_between(rule: Learned, traffic: Traffic, start: float, end: float) 
     return total
 
 
-def judge(rule: Rule, traffic: Traffic, *, now: float, recent: int,
-          last_at: float | None) -> Verdict | None:
+def judge(
+    rule: Rule, traffic: Traffic, *, now: float, recent: int, last_at: float | None
+) -> Verdict | None:
     """Is the relay quiet now? `recent` counts its requests in the last `rule.window`,
     `last_at` is when its newest request came (None: never). None when the rule cannot tell
     (a learned rule without `min_weeks` of history, or too little usual traffic)."""
@@ -135,12 +136,14 @@ def judge(rule: Rule, traffic: Traffic, *, now: float, recent: int,
         expected = found
         quiet = recent <= rule.ratio * expected
         usually = _usually(rule, traffic, now)
-    return Verdict(quiet, f"{_received(recent, rule.window, now, last_at)}; {usually}",
-                   expected, recent)
+    return Verdict(
+        quiet, f"{_received(recent, rule.window, now, last_at)}; {usually}", expected, recent
+    )
 
 
-def recovered(rule: Rule, traffic: Traffic, *, now: float, returned_at: float | None,
-              since_returned: int) -> bool:
+def recovered(
+    rule: Rule, traffic: Traffic, *, now: float, returned_at: float | None, since_returned: int
+) -> bool:
     """Has traffic returned? `returned_at` is when the first request since the problem opened
     came (None: none yet), `since_returned` counts the requests from then on: they must reach
     the threshold of that stretch (at most one window long), a learned rule's `ratio` of what

@@ -41,9 +41,13 @@ def rule_for(relay: Relay, settings: WatchSettings) -> Rule:
     """The relay's fixed rule (`expect`) if it has one, else the learned rule of [watch]."""
     if relay.expect is not None:
         return Fixed(*relay.expect)
-    return Learned(window=settings.window_minutes * MINUTE, ratio=settings.ratio,
-                   min_expected=settings.min_expected, weeks=settings.weeks,
-                   min_weeks=settings.min_weeks)
+    return Learned(
+        window=settings.window_minutes * MINUTE,
+        ratio=settings.ratio,
+        min_expected=settings.min_expected,
+        weeks=settings.weeks,
+        min_weeks=settings.min_weeks,
+    )
 
 
 @dataclass
@@ -95,8 +99,11 @@ class QuietWatch:
         step = max(1.0, min(MINUTE, min(windows) / 10))  # a tenth of the shortest window
         recent = Recent(now - math.ceil(max(windows) / step) * step, step)
         recent.counts = await self._counts(recent.since, step)
-        open_problems = {p.relay: p for p in await self.store.list_problems(limit=1000)
-                         if p.relay and p.signature == SIGNATURE}
+        open_problems = {
+            p.relay: p
+            for p in await self.store.list_problems(limit=1000)
+            if p.relay and p.signature == SIGNATURE
+        }
         quiet = []
         for name, rule in sorted(rules.items()):
             traffic = Traffic(start, hourly.get(name, {}))
@@ -104,33 +111,53 @@ class QuietWatch:
                 quiet.append(name)
         return quiet
 
-    async def _look(self, name: str, rule: Rule, traffic: Traffic, recent: Recent,
-                    problem: Problem | None, now: float) -> bool:
+    async def _look(
+        self,
+        name: str,
+        rule: Rule,
+        traffic: Traffic,
+        recent: Recent,
+        problem: Problem | None,
+        now: float,
+    ) -> bool:
         if problem is not None:
             back = recent.first_after(name, problem.first_at)
-            if recovered(rule, traffic, now=now, returned_at=back,
-                         since_returned=0 if back is None else recent.count(name, back)):
+            if recovered(
+                rule,
+                traffic,
+                now=now,
+                returned_at=back,
+                since_returned=0 if back is None else recent.count(name, back),
+            ):
                 await self.store.resolve_relay_problem(name, SIGNATURE, at=now)
                 log.info("relay %r: traffic returned", name)
                 return False
-        verdict = judge(rule, traffic, now=now, recent=recent.count(name, now - rule.window),
-                        last_at=None)
+        verdict = judge(
+            rule, traffic, now=now, recent=recent.count(name, now - rule.window), last_at=None
+        )
         if verdict is None or not verdict.quiet:
             if problem is not None and verdict is None:
                 # the rule cannot tell any more (history pruned, rule changed): let it go
                 await self.store.resolve_relay_problem(name, SIGNATURE, at=now)
             return False
-        verdict = judge(rule, traffic, now=now, recent=verdict.received,  # "no request for 3 h"
-                        last_at=await self._last_at(name))
-        if verdict is not None and await self.store.open_relay_problem(name, SIGNATURE,
-                                                                        verdict.text, at=now):
+        verdict = judge(
+            rule,
+            traffic,
+            now=now,
+            recent=verdict.received,  # "no request for 3 h"
+            last_at=await self._last_at(name),
+        )
+        if verdict is not None and await self.store.open_relay_problem(
+            name, SIGNATURE, verdict.text, at=now
+        ):
             log.warning("relay %r: %s", name, verdict.text)
         return True
 
     async def _counts(self, since: float, bucket: float) -> dict[str, dict[int, int]]:
         counts: dict[str, dict[int, int]] = defaultdict(dict)
         for relay, index, _status, count in await self.store.request_activity(
-                since=since, bucket_seconds=bucket):
+            since=since, bucket_seconds=bucket
+        ):
             counts[relay][index] = counts[relay].get(index, 0) + count
         return counts
 

@@ -37,6 +37,7 @@ from relayhook.delivery.watch import QuietWatch
 from relayhook.intake import Intake, SpoolDrainer
 from relayhook.metrics import Metrics
 from relayhook.settings import Settings
+from relayhook.shapewatch import ShapeWatch
 from relayhook.spool import Spool
 from relayhook.store import Store
 from relayhook.web.api import api_routes
@@ -91,6 +92,10 @@ def create_app(
                     stored=metrics.observe_stored, secrets=settings.template_secrets(),
                     explain=settings.outcomes.record)
     console = Console(parts, clock=clock, new_id=new_id) if takes_requests else None
+    shapes = None
+    if takes_requests and settings.watch.shapes:
+        shapes = ShapeWatch(the_store, live, clock=lambda: clock().timestamp())
+        intake.observe = shapes.note
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
@@ -107,6 +112,8 @@ def create_app(
                 parts.tasks.append(asyncio.create_task(drainer.run()))
             if console is not None:
                 await console.start()
+            if shapes is not None:
+                parts.tasks.append(asyncio.create_task(shapes.run()))
             if role in ("worker", "all"):
                 sender = sender or make_http_transport(
                     parts.policy, resolver=resolver,

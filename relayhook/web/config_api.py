@@ -67,6 +67,10 @@ def config_api_routes(parts: Parts, token: str) -> list[Route]:
     async def list_relays(request: Request) -> dict[str, Any]:
         return {"items": await readmodel.relay_summaries(parts, time.time())}
 
+    async def relay_shape(request: Request) -> dict[str, Any]:
+        relay = manager.relay(request.path_params["name"])
+        return {"relay": relay.name, "items": await readmodel.relay_shapes(parts, relay.name)}
+
     async def create_relay(request: Request) -> Response:
         data = await json_object(request)
         relay = await manager.create_relay(data.get("name"),  # type: ignore[arg-type]
@@ -124,6 +128,7 @@ def config_api_routes(parts: Parts, token: str) -> list[Route]:
               methods=["GET", "POST"]),
         Route("/api/relays/{name}", guarded(delete_relay), methods=["DELETE"]),
         Route("/api/relays/{name}/secret", guarded(relay_secret), methods=["POST"]),
+        Route("/api/relays/{name}/shape", guarded(relay_shape), methods=["GET"]),
         Route("/api/hooks", guarded(one(get=list_hooks, post=create_hook)),
               methods=["GET", "POST"]),
         Route("/api/hooks/{name}", guarded(one(get=get_hook, put=replace_hook,

@@ -18,6 +18,7 @@ from relayhook.assembly import Parts
 from relayhook.core.events import format_time, parse_time
 from relayhook.core.problems import problem_json
 from relayhook.core.redaction import redacted_url
+from relayhook.core.shapes import Shape
 from relayhook.relays import Relay
 from relayhook.store import (
     DELIVERY_STATUSES,
@@ -266,3 +267,16 @@ async def hook_summaries(parts: Parts, now: float) -> list[dict[str, Any]]:
         })
     return items
 
+
+
+async def relay_shapes(parts: Parts, name: str) -> list[dict[str, Any]]:
+    """The shape of a relay's payloads (relayhook.shapewatch), per event type, the request body
+    first: its fields with their type and how often each is present; what a field picker
+    offers."""
+    shapes = await parts.store.get_shapes(name)
+    items = []
+    for type_ in sorted(shapes):
+        shape = Shape.from_json(json.loads(shapes[type_]))
+        items.append({"type": type_ or None, "payloads": shape.payloads,
+                      "fields": shape.field_list()})
+    return items
