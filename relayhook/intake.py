@@ -18,7 +18,7 @@ import contextlib
 import logging
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
-from typing import Literal
+from typing import Any, Literal
 
 from relayhook.core.events import Event, parse_time
 from relayhook.core.mapping import InboundRequest, Mapped, MappingError, ProviderAnswer, map_inbound
@@ -81,8 +81,10 @@ class Intake:
     stored: Callable[[str, IngestResult], None] = lambda relay, result: None
     secrets: Mapping[str, str] = field(default_factory=dict)  # what a hook's `when` may read
     explain: bool = True  # record why each hook did or did not fire (`[outcomes] record`)
-    # after each commit, the request and its events (relayhook.shapewatch: payload shapes)
-    observe: Callable[[RequestRecord, Sequence[Event]], None] = lambda record, events: None
+    # after each commit: the request, its events and its body as parsed, if it was JSON
+    # (relayhook.shapewatch learns payload shapes from them)
+    observe: Callable[[RequestRecord, Sequence[Event], Any], None] = (
+        lambda record, events, body: None)
 
     async def keep(self, relay: Relay | None, record: RequestRecord, *,
                    may_spool: bool = True) -> Kept:
@@ -91,10 +93,11 @@ class Intake:
         if relay is None:
             record = rejected(record, f"relay {record.relay!r} is not configured any more")
         record, mapped = self.map_record(relay, record)
-        kept = await self._keep(record, mapped.events, may_spool)
+        kept = await self._keep(record, mapped.events, may_spool, mapped.body)
         return replace(kept, answer=mapped.answer) if mapped.answer is not None else kept
 
-    async def _keep(self, record: RequestRecord, events: list[Event], may_spool: bool) -> Kept:
+    async def _keep(self, record: RequestRecord, events: list[Event], may_spool: bool,
+                    body: Any = None) -> Kept:
         if may_spool and self.spool is not None and self.spool.depth:
             # Requests already wait in the spool: this one goes behind them, so that the store
             # sees them in the order they came (a session's create before its delete).
@@ -103,7 +106,7 @@ class Intake:
                 return kept
         try:
             async with asyncio.timeout(self.store_timeout):
-                return await self._store(record, events)
+                return await self._store(record, events, body)
         except TimeoutError:
             reason, retry = f"the store did not answer within {self.store_timeout} s", True
         except Exception as exc:
@@ -132,7 +135,8 @@ class Intake:
             return rejected(record, message), NOTHING
         return record, mapped
 
-    async def _store(self, record: RequestRecord, events: list[Event]) -> Kept:
+    async def _store(self, record: RequestRecord, events: list[Event], body: Any = None
+                     ) -> Kept:
         """Store the request with its events and deliveries; if that fails for any reason but
         the store being unavailable, store it alone as `rejected` with the error."""
         try:
@@ -149,7 +153,7 @@ class Intake:
             _, outcomes = self._route(record, [])
             return Kept(record, "store", await self.store.ingest(record, (), (), outcomes))
         self.stored(record.relay, result)
-        self.observe(record, events)
+        self.observe(record, events, body)
         if result.deliveries:
             self.wake()
         return Kept(record, "store", result)

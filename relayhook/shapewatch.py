@@ -20,6 +20,9 @@ import logging
 from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from typing import Any
+
+import orjson
 
 from relayhook.core.events import Event
 from relayhook.core.shapes import (
@@ -28,6 +31,7 @@ from relayhook.core.shapes import (
     Shape,
     body_names,
     event_names,
+    json_type,
     observe,
     paths_of,
     reads,
@@ -38,22 +42,30 @@ from relayhook.live import LiveConfig
 from relayhook.store import RequestRecord, Store, StoreError
 
 log = logging.getLogger("relayhook.shapewatch")
-QUEUE = 1000
+QUEUE = 200  # requests waiting to be learned (their parsed bodies held meanwhile)
 BODY = ""  # the event type key of the request body's own shape
 
 
-def event_paths(events: Sequence[Event]) -> dict[str, dict[str, str]]:
-    """Per event type, the union of the paths of its first ITEMS events."""
+def event_paths(events: Sequence[Event], body: Any = None,
+                body_paths: dict[str, str] | None = None) -> dict[str, dict[str, str]]:
+    """Per event type, the union of the paths of its first ITEMS events. An event whose data
+    is the request body itself (the generic connector's) reuses `body_paths` (under `body`)."""
     by_type: dict[str, dict[str, str]] = {}
     counts: dict[str, int] = {}
     for event in events:
-        if counts.get(event.type, 0) >= ITEMS:
+        seen = counts.get(event.type, 0)
+        if seen >= ITEMS:
             continue
-        counts[event.type] = counts.get(event.type, 0) + 1
+        counts[event.type] = seen + 1
         found = by_type.setdefault(event.type, {})
-        for path, kind in paths_of({"subject": event.subject, "data": event.data}).items():
-            if found.get(path, "null") == "null":
-                found[path] = kind
+        if found.get("subject", "null") == "null":
+            found["subject"] = json_type(event.subject)
+        if found.get("data", "null") == "null":
+            found["data"] = json_type(event.data)
+        if body_paths is not None and event.data is body and not seen:
+            found.update({f"data{path[4:]}": kind for path, kind in body_paths.items()})
+        else:
+            paths_of(event.data, "data", found)
     return by_type
 
 
@@ -63,7 +75,7 @@ class ShapeWatch:
     live: LiveConfig
     clock: Callable[[], float]
     flush_interval: float = 5.0
-    queue: deque[tuple[RequestRecord, Sequence[Event]]] = field(
+    queue: deque[tuple[RequestRecord, Sequence[Event], Any]] = field(
         default_factory=lambda: deque(maxlen=QUEUE)
     )
     shapes: dict[tuple[str, str], Shape] = field(default_factory=dict)
@@ -72,10 +84,11 @@ class ShapeWatch:
     _dirty: set[tuple[str, str]] = field(default_factory=set)
     _wake: asyncio.Event = field(default_factory=asyncio.Event)
 
-    def note(self, record: RequestRecord, events: Sequence[Event]) -> None:
-        """A stored request and its events (the hot path: one append)."""
+    def note(self, record: RequestRecord, events: Sequence[Event], body: Any = None) -> None:
+        """A stored request, its events and its body as the mapping parsed it (None: parse it
+        again). The hot path: one append."""
         if record.status == "accepted" and not record.truncated:
-            self.queue.append((record, events))
+            self.queue.append((record, events, body))
             self._wake.set()
 
     async def run(self) -> None:
@@ -96,22 +109,24 @@ class ShapeWatch:
         """Learn up to `limit` noted requests; how many."""
         done = 0
         while self.queue and done < limit:
-            record, events = self.queue.popleft()
-            await self.learn(record, events)
+            record, events, body = self.queue.popleft()
+            await self.learn(record, events, body)
             done += 1
             if done % 50 == 0:
                 await asyncio.sleep(0)  # let the ingress answer in between
         return done
 
-    async def learn(self, record: RequestRecord, events: Sequence[Event]) -> list[Change]:
+    async def learn(self, record: RequestRecord, events: Sequence[Event],
+                    body: Any = None) -> list[Change]:
         """Learn one request's shapes; open a problem per change (returned)."""
         await self._load(record.relay)
         found: dict[str, dict[str, str]] = {}
         try:
-            found[BODY] = paths_of(json.loads(record.body), "body")
-        except ValueError:
+            parsed = orjson.loads(record.body) if body is None else body
+            found[BODY] = paths_of(parsed, "body")
+        except orjson.JSONDecodeError:
             pass  # not JSON: its body has no shape to keep, its events still do
-        found.update(event_paths(events))
+        found.update(event_paths(events, body, found.get(BODY)))
         changes = []
         for type_, paths in found.items():
             key = (record.relay, type_)

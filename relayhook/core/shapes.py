@@ -36,7 +36,14 @@ WORDS = {
 }
 
 
+_TYPES = {str: "string", bool: "boolean", int: "number", float: "number",
+          type(None): "null", list: "array", dict: "object"}
+
+
 def json_type(value: object) -> str:
+    kind = _TYPES.get(type(value))
+    if kind is not None:
+        return kind
     if isinstance(value, str):
         return "string"
     if isinstance(value, bool):
@@ -45,34 +52,34 @@ def json_type(value: object) -> str:
         return "number"
     if value is None:
         return "null"
-    return "array" if isinstance(value, list) else "object"
+    return "array" if isinstance(value, list | tuple) else "object"
 
 
-def paths_of(value: object, prefix: str = "") -> dict[str, str]:
-    """Every field path of a JSON value with its type; of an array, its first ITEMS items.
-    A path seen as null and as something else keeps the something else."""
-    found: dict[str, str] = {}
-    _walk(value, prefix, found, 0)
+def paths_of(value: object, prefix: str = "", found: dict[str, str] | None = None
+             ) -> dict[str, str]:
+    """Every field path of a JSON value with its type (added to `found`, if given); of an
+    array, its first ITEMS items. A path seen as null and as something else keeps the
+    something else."""
+    found = {} if found is None else found
+    stack: list[tuple[object, str, int]] = [(value, prefix, 0)]
+    while stack:  # bounded: each node of the (sampled) value once
+        node, path, depth = stack.pop()
+        if depth > DEPTH:
+            continue
+        if isinstance(node, dict):
+            items: Iterable[tuple[str, object]] = (
+                ((f"{path}.{key}" if path else str(key)), item) for key, item in node.items())
+        elif isinstance(node, list | tuple):
+            items = ((f"{path}[]", item) for item in node[:ITEMS])
+        else:
+            continue
+        for child, item in items:
+            kind = _TYPES.get(type(item)) or json_type(item)
+            if found.get(child, "null") == "null":
+                found[child] = kind
+            if kind == "object" or kind == "array":
+                stack.append((item, child, depth + 1))
     return found
-
-
-def _walk(value: object, path: str, found: dict[str, str], depth: int) -> None:
-    if depth > DEPTH:
-        return
-    if isinstance(value, dict):
-        for key, item in value.items():
-            _note(item, f"{path}.{key}" if path else str(key), found, depth)
-    elif isinstance(value, list):
-        for item in value[:ITEMS]:
-            _note(item, f"{path}[]", found, depth)
-
-
-def _note(value: object, path: str, found: dict[str, str], depth: int) -> None:
-    kind = json_type(value)
-    if found.get(path, "null") == "null":
-        found[path] = kind
-    if kind in ("object", "array"):
-        _walk(value, path, found, depth + 1)
 
 
 @dataclass
@@ -162,7 +169,9 @@ def observe(shape: Shape, paths: Mapping[str, str], request: str) -> list[Change
     shape has learned LEARN payloads."""
     learned = shape.payloads >= LEARN
     changes: list[Change] = []
-    if learned:
+    if learned and shape.recent and shape.recent[-1] == paths:
+        pass  # the same shape as the last payload's: it was checked, nothing can be new
+    elif learned:
         for path, kind in paths.items():
             known = shape.fields.get(path)
             if known is None:
