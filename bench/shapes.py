@@ -47,14 +47,25 @@ async def one_round(body: bytes, connector_id: str, requests: int) -> tuple[floa
         store = SQLiteStore(Path(folder) / "relayhook.db")
         await store.open()
         kept: list[tuple[RequestRecord, Sequence[Event], Any]] = []
-        intake = Intake(store, live, lambda: uuid.uuid4().hex,
-                        observe=lambda record, events, body: kept.append((record, events, body)))
+        intake = Intake(
+            store,
+            live,
+            lambda: uuid.uuid4().hex,
+            observe=lambda record, events, body: kept.append((record, events, body)),
+        )
         try:
             started = time.process_time()
             for n in range(requests):
                 record = RequestRecord(
-                    f"req_{n}", "bench", format_time_now(), "POST", "",
-                    (("content-type", "application/json"),), body, "accepted")
+                    f"req_{n}",
+                    "bench",
+                    format_time_now(),
+                    "POST",
+                    "",
+                    (("content-type", "application/json"),),
+                    body,
+                    "accepted",
+                )
                 await intake.keep(relay, record)
             ingest = time.process_time() - started
             watch = ShapeWatch(store, live, clock=time.time)
@@ -73,8 +84,9 @@ def format_time_now() -> str:
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--requests", type=int, default=200)
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--bodies", type=Path, default=BODIES)
@@ -84,8 +96,9 @@ def main() -> int:
         body = (args.bodies / name).read_bytes()
         if connector_id == "synthesisvr":
             body = json.dumps(json.loads(body)).encode()
-        runs = [asyncio.run(one_round(body, connector_id, args.requests))
-                for _ in range(args.rounds)]
+        runs = [
+            asyncio.run(one_round(body, connector_id, args.requests)) for _ in range(args.rounds)
+        ]
         ingest = statistics.median(r[0] for r in runs) / args.requests * 1e6
         shapes = statistics.median(r[1] for r in runs) / args.requests * 1e6
         rows.append((name, ingest, shapes))

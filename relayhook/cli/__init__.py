@@ -5,6 +5,8 @@
     relayhook check [FILES...]               connectors and configs; file:key:line on error
     relayhook map CONNECTOR [PAYLOAD] [--query k=v] [--header 'Name: value'] [--method M]
     relayhook remap [--relay NAME]           map kept rejected requests again
+    relayhook diff FILE [--last N] [--json] [--remap]   what a changed connector or hook would
+                                             change over the last kept requests
     relayhook replay --hook NAME [--status dead,failed] [--since T]
     relayhook render HOOK [--event FILE | --newest | --sample NAME]   exact request, as cURL
     relayhook send-test HOOK [--event FILE | --newest | --sample NAME]  send it (a test)
@@ -23,7 +25,18 @@ import sys
 from collections.abc import Sequence
 from typing import TextIO
 
-from relayhook.cli import admin, authoring, manage, migrate, ops, sending, serve, stored, why
+from relayhook.cli import (
+    admin,
+    authoring,
+    diff,
+    manage,
+    migrate,
+    ops,
+    sending,
+    serve,
+    stored,
+    why,
+)
 from relayhook.core.mapping import MappingError
 from relayhook.core.templating import RenderError
 from relayhook.errors import (
@@ -38,7 +51,7 @@ from relayhook.settings import DEFAULT_CONFIG
 from relayhook.store import StoreError
 
 # Each adds its subcommands.
-FAMILIES = (serve, migrate, authoring, stored, sending, manage, ops, admin, why)
+FAMILIES = (serve, migrate, authoring, stored, diff, sending, manage, ops, admin, why)
 
 
 def build_parser() -> argparse.ArgumentParser:
