@@ -20,6 +20,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any, Literal
 
+from relayhook.core.erasure import redact_request
 from relayhook.core.events import Event, parse_time
 from relayhook.core.mapping import InboundRequest, Mapped, MappingError, ProviderAnswer, map_inbound
 from relayhook.core.routing import route, route_explained
@@ -92,6 +93,9 @@ class Intake:
         durable. `relay` None: the relay is gone (a spooled request after a config change)."""
         if relay is None:
             record = rejected(record, f"relay {record.relay!r} is not configured any more")
+        elif relay.connector.spec.redact or relay.connector.spec.drop:
+            spec = relay.connector.spec  # fields that must never reach the store
+            record = redact_request(record, spec.redact, spec.drop)
         record, mapped = self.map_record(relay, record)
         kept = await self._keep(record, mapped.events, may_spool, mapped.body)
         return replace(kept, answer=mapped.answer) if mapped.answer is not None else kept

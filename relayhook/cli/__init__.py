@@ -16,6 +16,7 @@
     relayhook admin password                 set the web console's password (stdin if piped)
     relayhook prune                          delete what [retention] lets go
     relayhook backup FILE                    a consistent copy of the store, while serving
+    relayhook erase --subject EMAIL          erase a person from every kept record and the spool
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ from relayhook.cli import (
     admin,
     authoring,
     diff,
+    erase,
     manage,
     migrate,
     ops,
@@ -51,7 +53,7 @@ from relayhook.settings import DEFAULT_CONFIG
 from relayhook.store import StoreError
 
 # Each adds its subcommands.
-FAMILIES = (serve, migrate, authoring, stored, diff, sending, manage, ops, admin, why)
+FAMILIES = (serve, migrate, authoring, stored, diff, erase, sending, manage, ops, admin, why)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, Protocol
 
+from relayhook.core.erasure import Found, Subject
 from relayhook.core.events import Event
 from relayhook.core.records import (
     DELIVERY_STATUSES,
@@ -298,6 +299,13 @@ class Store(Protocol):
 
     async def resolve_relay_problem(self, relay: str, signature: str, *, at: float) -> bool:
         """Resolve the relay's unresolved problem of `signature`; False if there was none."""
+
+    async def erase_subject(self, subject: Subject) -> Found:
+        """Erase a person (relayhook.core.erasure): delete the events whose subject is theirs
+        with their deliveries and attempts, write over every other occurrence of the value
+        in requests, events, deliveries, attempts, outcomes and problems, in one transaction;
+        then leave no old copy in the engine's files (SQLite: VACUUM and an emptied WAL;
+        PostgreSQL: VACUUM of those tables). Samples are the caller's (their own methods)."""
 
     async def get_shapes(self, relay: str) -> dict[str, str]:
         """The payload shapes of a relay's events, by event type, as saved (JSON text)."""

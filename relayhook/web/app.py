@@ -44,6 +44,7 @@ from relayhook.web.api import api_routes
 from relayhook.web.config_api import config_api_routes
 from relayhook.web.console import Console, console_routes
 from relayhook.web.diff_api import diff_api_routes
+from relayhook.web.erase_api import erase_api_routes
 from relayhook.web.ingress import Ingress, ingress_token
 from relayhook.web.ops import Readiness, ops_routes, prune_periodically
 from relayhook.web.samples_api import samples_api_routes
@@ -165,6 +166,7 @@ def create_app(
     routes += samples_api_routes(parts, settings.admin.token, clock)
     routes += config_api_routes(parts, settings.admin.token)
     routes += diff_api_routes(parts, settings.admin.token)
+    routes += erase_api_routes(parts, settings.admin.token)
     if console is not None:
         routes += console_routes(console)
     app = RelayhookApp(routes=routes, lifespan=lifespan)

@@ -22,6 +22,7 @@ from urllib.parse import urlsplit
 import asyncpg
 
 from relayhook.core import pacing
+from relayhook.core.erasure import Found, Subject
 from relayhook.core.events import Event, format_time
 from relayhook.core.records import (
     DELIVERY_STATUSES,
@@ -62,6 +63,7 @@ from relayhook.store.migrations import Migration
 from relayhook.store.postgres import browse, schema
 from relayhook.store.postgres import config as config_sql
 from relayhook.store.postgres import deliveries as sql
+from relayhook.store.postgres import erasure as erasure_sql
 from relayhook.store.postgres import outcomes as outcomes_sql
 from relayhook.store.postgres import problems as problems_sql
 from relayhook.store.postgres import requests as requests_sql
@@ -305,6 +307,11 @@ class PostgresStore:
     async def resolve_relay_problem(self, relay: str, signature: str, *, at: float) -> bool:
         return await self._write(
             lambda conn: problems_sql.resolve_relay_problem(conn, relay, signature, at))
+
+    async def erase_subject(self, subject: Subject) -> Found:
+        found = await self._write(lambda conn: erasure_sql.erase(conn, subject))
+        await self._read(erasure_sql.wipe)
+        return found
 
     async def get_shapes(self, relay: str) -> dict[str, str]:
         return await self._read(lambda conn: problems_sql.get_shapes(conn, relay))

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from relayhook.core import pacing
+from relayhook.core.erasure import Found, Subject
 from relayhook.core.events import Event, format_time
 from relayhook.core.records import (
     ActivityRow,
@@ -62,6 +63,7 @@ from relayhook.store.rows import (
 from relayhook.store.sqlite import browse, schema
 from relayhook.store.sqlite import config as config_sql
 from relayhook.store.sqlite import deliveries as deliveries_sql
+from relayhook.store.sqlite import erasure as erasure_sql
 from relayhook.store.sqlite import ops as sqlite_ops
 from relayhook.store.sqlite import outcomes as outcomes_sql
 from relayhook.store.sqlite import problems as problems_sql
@@ -361,6 +363,11 @@ class SQLiteStore:
     async def resolve_relay_problem(self, relay: str, signature: str, *, at: float) -> bool:
         return await self._write(
             lambda conn: problems_sql.resolve_relay_problem(conn, relay, signature, at))
+
+    async def erase_subject(self, subject: Subject) -> Found:
+        found = await self._write(lambda conn: erasure_sql.erase(conn, subject))
+        await asyncio.to_thread(erasure_sql.wipe, self.path)
+        return found
 
     async def get_shapes(self, relay: str) -> dict[str, str]:
         return await self._read(lambda conn: problems_sql.get_shapes(conn, relay))
