@@ -133,3 +133,36 @@ def test_silence_opens_the_quiet_problem_and_traffic_resolves_it(tmp_path: Path)
             (resolved,) = relay_problems(client, "resolved")
             assert resolved["id"] == problem["id"] and resolved["resolved_at"]
             assert len(alerts.requests("/alerts/")) == 1
+
+
+def test_a_fixed_rule_set_through_the_api_watches_a_new_relay(tmp_path: Path) -> None:
+    text = render_config(relays=[], admin_token=ADMIN_TOKEN) + render_tables(
+        watch={"interval": 0.2})
+    with RelayhookProcess(tmp_path, text) as server, http_client(base_url=server.url) as client:
+        bad = client.post("/api/relays", json={"name": "shop", "connector": "generic",
+                                               "expect": {"at_least": 0, "minutes": 1}},
+                          headers=AUTH)
+        assert bad.status_code == 422 and bad.json()["errors"][0]["field"] == "expect.at_least"
+        made = client.post("/api/relays", json={"name": "shop", "connector": "generic",
+                                                "expect": {"at_least": 2, "minutes": 0.1}},
+                           headers=AUTH)
+        assert made.status_code == 201, made.text
+        assert made.json()["expect"] == {"at_least": 2, "minutes": 0.1}
+
+        def shop_problems(status: str = "open") -> list[dict[str, Any]]:
+            answer = client.get("/api/problems", params={"relay": "shop", "status": status},
+                                headers=AUTH)
+            items: list[dict[str, Any]] = answer.json()["items"]
+            return items
+
+        (problem,) = wait_until(shop_problems, timeout=10, interval=0.1, what="quiet problem")
+        assert problem["summary"] == "shop: no request yet; expected at least 2 per 6 s"
+        url = made.json()["url"].replace("https://relay.example.com", server.url)
+        for n in range(2):
+            assert client.post(f"/in/{url.rsplit('/', 1)[1]}", json={"n": n}).status_code == 200
+        wait_until(lambda: not shop_problems(), timeout=10, interval=0.1, what="resolved")
+
+        off = client.put("/api/relays/shop/expect", json={"expect": None}, headers=AUTH)
+        assert off.status_code == 200 and off.json()["expect"] is None
+        config = client.put("/api/relays/nope/expect", json={"expect": None}, headers=AUTH)
+        assert config.status_code == 404

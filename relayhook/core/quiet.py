@@ -185,8 +185,10 @@ def _usually(rule: Learned, traffic: Traffic, now: float) -> str:
 
 
 def _duration(seconds: float) -> str:
-    """3 h, 2 h 30 min, 45 min."""
-    minutes = max(0, round(seconds / 60))
+    """3 h, 2 h 30 min, 45 min, 20 s."""
+    if seconds < 60:
+        return f"{max(0, round(seconds))} s"
+    minutes = round(seconds / 60)
     hours, rest = divmod(minutes, 60)
     if hours and rest:
         return f"{hours} h {rest} min"

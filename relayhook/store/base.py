@@ -98,6 +98,7 @@ class StoredRelay:
     sealed: str
     created_at: float
     updated_at: float
+    expect: str | None = None  # JSON {"at_least", "minutes"}: its fixed quiet rule, if any
 
 
 @dataclass(frozen=True, slots=True)
@@ -396,6 +397,10 @@ class Store(Protocol):
     async def update_relay(self, name: str, *, sealed: str, at: float) -> bool:
         """Replace a relay's sealed token and secret (a rotation); False if there is none.
         Moves the config version."""
+
+    async def set_relay_expect(self, name: str, expect: str | None, *, at: float) -> bool:
+        """Set (JSON) or remove (None) a relay's fixed quiet rule; False if there is no such
+        relay. Moves the config version."""
 
     async def delete_relay(self, name: str) -> bool:
         """Remove a relay (its requests and events stay); False if there was none. Moves the

@@ -206,6 +206,7 @@ CREATE TABLE IF NOT EXISTS hook_streaks (
 # A relay's problems: see relayhook.store.sqlite.problems.RELAY_PROBLEMS.
 RELAY_PROBLEMS = """
 ALTER TABLE problems ADD COLUMN relay text NOT NULL DEFAULT '';
+ALTER TABLE relays ADD COLUMN expect text;
 ALTER TABLE problems ADD COLUMN request text;
 DROP INDEX IF EXISTS problems_current;
 CREATE UNIQUE INDEX problems_current ON problems (hook, relay, signature)

@@ -449,6 +449,9 @@ class SQLiteStore:
     async def update_relay(self, name: str, *, sealed: str, at: float) -> bool:
         return await self._write(lambda conn: config_sql.update_relay(conn, name, sealed, at))
 
+    async def set_relay_expect(self, name: str, expect: str | None, *, at: float) -> bool:
+        return await self._write(lambda conn: config_sql.set_relay_expect(conn, name, expect, at))
+
     async def delete_relay(self, name: str) -> bool:
         return await self._write(lambda conn: config_sql.delete_relay(conn, name))
 

@@ -45,6 +45,7 @@ CREATE TABLE IF NOT EXISTS problem_deliveries (
 # bodies received (relayhook.core.shapes.Shape as JSON).
 SCHEMA_RELAY_PROBLEMS = """
 ALTER TABLE problems ADD COLUMN relay TEXT NOT NULL DEFAULT '';
+ALTER TABLE relays ADD COLUMN expect TEXT;
 ALTER TABLE problems ADD COLUMN request TEXT;
 DROP INDEX IF EXISTS problems_current;
 CREATE UNIQUE INDEX problems_current ON problems (hook, relay, signature)
