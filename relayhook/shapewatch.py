@@ -1,7 +1,8 @@
 """Payload shapes, kept off the hot path: the intake hands each stored request and its events
 to `ShapeWatch.note` (an append to a bounded queue, nothing more); a background task learns
 their shapes (relayhook.core.shapes), per relay and event type (`""`: the request body
-itself, paths under `body.`), opens a relay problem for each change, naming the hooks and
+itself, paths under `body.`, unless its events carry it whole, as the generic connector's
+do), opens a relay problem for each change, naming the hooks and
 connector rules that read the changed path, and saves the shapes every `flush_interval`.
 
 When requests come faster than the task learns them, the queue keeps the newest QUEUE and
@@ -127,6 +128,8 @@ class ShapeWatch:
         except orjson.JSONDecodeError:
             pass  # not JSON: its body has no shape to keep, its events still do
         found.update(event_paths(events, body, found.get(BODY)))
+        if body is not None and events and all(event.data is body for event in events):
+            del found[BODY]  # its events carry the body whole: one shape, one problem per change
         changes = []
         for type_, paths in found.items():
             key = (record.relay, type_)
