@@ -133,6 +133,13 @@ def test_a_fixed_rule_watches_a_new_relay(store: Store) -> None:
     assert run(watch.check()) == []
     assert run(store.list_problems(relay="new-shop")) == []
 
+    # A relay deleted while quiet: its problem is let go.
+    now[0] += 601
+    assert run(watch.check()) == ["new-shop"]
+    gone = QuietWatch(store, lambda: [], WatchSettings(), clock=lambda: now[0])
+    assert run(gone.check()) == []
+    assert run(store.list_problems(relay="new-shop")) == []
+
 
 def flat(per_hour: int, weeks: int = 4) -> Traffic:
     return Traffic(0.0, {h: per_hour for h in range(weeks * WEEK_HOURS)})

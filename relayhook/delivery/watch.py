@@ -91,6 +91,13 @@ class QuietWatch:
         the relays quiet now."""
         now = self.clock()
         rules = {relay.name: rule_for(relay, self.settings) for relay in self.relays()}
+        open_problems = {
+            p.relay: p
+            for p in await self.store.list_problems(limit=1000)
+            if p.relay and p.signature == SIGNATURE
+        }
+        for gone in sorted(open_problems.keys() - rules.keys()):  # a relay deleted meanwhile
+            await self.store.resolve_relay_problem(gone, SIGNATURE, at=now)
         if not rules:
             return []
         start = math.floor(now / HOUR) * HOUR - max(self.settings.weeks, 1) * WEEK
@@ -99,11 +106,6 @@ class QuietWatch:
         step = max(1.0, min(MINUTE, min(windows) / 10))  # a tenth of the shortest window
         recent = Recent(now - math.ceil(max(windows) / step) * step, step)
         recent.counts = await self._counts(recent.since, step)
-        open_problems = {
-            p.relay: p
-            for p in await self.store.list_problems(limit=1000)
-            if p.relay and p.signature == SIGNATURE
-        }
         quiet = []
         for name, rule in sorted(rules.items()):
             traffic = Traffic(start, hourly.get(name, {}))
