@@ -203,6 +203,29 @@ CREATE TABLE IF NOT EXISTS hook_streaks (
 );
 """
 
+# `/api/events?request=`: `WHERE request_id = $1 ORDER BY seq DESC LIMIT n` walked the primary
+# key backwards and filtered (a prepared statement's generic plan: 69 ms at 150k events, growing
+# with the table); with (request_id, seq) it reads the request's own events, newest first.
+EVENTS_BY_REQUEST = """
+CREATE INDEX IF NOT EXISTS events_request_seq ON events (request_id, seq);
+DROP INDEX IF EXISTS events_request_id;
+"""
+
+# Console sessions, one row per sign-in: the same table as SQLite's (its migration 12).
+SESSIONS = """
+CREATE TABLE IF NOT EXISTS console_sessions (
+    id            text PRIMARY KEY,
+    token_hash    text NOT NULL UNIQUE,
+    account       text NOT NULL,
+    created_at    double precision NOT NULL,
+    last_seen_at  double precision NOT NULL,
+    expires_at    double precision NOT NULL,
+    address       text NOT NULL,
+    user_agent    text NOT NULL
+);
+CREATE INDEX IF NOT EXISTS console_sessions_account ON console_sessions (account, expires_at);
+"""
+
 # A relay's problems: see relayhook.store.sqlite.problems.RELAY_PROBLEMS.
 RELAY_PROBLEMS = """
 ALTER TABLE problems ADD COLUMN relay text NOT NULL DEFAULT '';
@@ -229,7 +252,10 @@ MIGRATIONS = (
     Migration(5, "problems: a hook's failures grouped by signature", PROBLEMS),
     Migration(6, "saved samples: requests and events pinned by name", SAMPLES),
     Migration(7, "dead deliveries in a row per hook, for [alerts] disable_after", STREAKS),
-    Migration(8, "relays' problems (quiet, changed shape) and payload shapes",
+    Migration(8, "a request's events by (request_id, seq): /api/events?request=",
+              EVENTS_BY_REQUEST),
+    Migration(9, "console sessions, one row per sign-in", SESSIONS),
+    Migration(10, "relays' problems (quiet, changed shape) and payload shapes",
               RELAY_PROBLEMS),
 )
 check_numbering(MIGRATIONS)
