@@ -76,6 +76,9 @@ class QuietWatch:
     settings: WatchSettings
     clock: Callable[[], float]
     sleep: Callable[[float], Awaitable[None]] = asyncio.sleep
+    # The weeks of hourly counts, read whole once an hour; in between, only the last two
+    # hours are read again (a look a minute must not scan four weeks of requests each time).
+    _history: tuple[float, dict[str, dict[int, int]]] | None = None
 
     async def run(self) -> None:
         """Look every `interval` seconds until cancelled; a store failure is logged."""
@@ -101,7 +104,7 @@ class QuietWatch:
         if not rules:
             return []
         start = math.floor(now / HOUR) * HOUR - max(self.settings.weeks, 1) * WEEK
-        hourly = await self._counts(start, HOUR)
+        hourly = await self._hourly(start)
         windows = [rule.window for rule in rules.values()]
         step = max(1.0, min(MINUTE, min(windows) / 10))  # a tenth of the shortest window
         recent = Recent(now - math.ceil(max(windows) / step) * step, step)
@@ -154,6 +157,20 @@ class QuietWatch:
         ):
             log.warning("relay %r: %s", name, verdict.text)
         return True
+
+    async def _hourly(self, start: float) -> dict[str, dict[int, int]]:
+        if self._history is None or self._history[0] != start:
+            self._history = (start, await self._counts(start, HOUR))
+            return self._history[1]
+        recent_from = start + max(self.settings.weeks, 1) * WEEK - HOUR  # the last two hours
+        offset = round((recent_from - start) / HOUR)
+        history = self._history[1]
+        for counts in history.values():
+            for hour in [h for h in counts if h >= offset]:
+                del counts[hour]
+        for relay, counts in (await self._counts(recent_from, HOUR)).items():
+            history.setdefault(relay, {}).update({offset + h: n for h, n in counts.items()})
+        return history
 
     async def _counts(self, since: float, bucket: float) -> dict[str, dict[int, int]]:
         counts: dict[str, dict[int, int]] = defaultdict(dict)
