@@ -17,6 +17,7 @@ file defines it), NotFoundError.
 from __future__ import annotations
 
 import base64
+import json
 import re
 import secrets
 import time
@@ -72,6 +73,22 @@ def describe_connector(connector: Connector) -> ConnectorInfo:
     body = connector.example_body()
     return ConnectorInfo(spec.id, spec.title, spec.description, spec.setup, types,
                          body.decode("utf-8", errors="replace") if body is not None else None)
+
+
+def expect_rule(expect: Any) -> tuple[int, float]:
+    """`{"at_least": N, "minutes": M}` as a rule; InvalidError saying what is wrong."""
+    errors = []
+    if not isinstance(expect, dict) or set(expect) != {"at_least", "minutes"}:
+        raise InvalidError([SpecError(("expect",), 'give {"at_least": N, "minutes": M}, or'
+                                      " null to use the learned traffic")])
+    at_least, minutes = expect["at_least"], expect["minutes"]
+    if isinstance(at_least, bool) or not isinstance(at_least, int) or at_least < 1:
+        errors.append(SpecError(("expect", "at_least"), "a whole number of requests, 1 or more"))
+    if isinstance(minutes, bool) or not isinstance(minutes, int | float) or minutes <= 0:
+        errors.append(SpecError(("expect", "minutes"), "a number of minutes above 0"))
+    if errors:
+        raise InvalidError(errors)
+    return at_least, float(minutes)
 
 
 class Manager:
@@ -157,6 +174,21 @@ class Manager:
             raise NotFoundError(f"no relay named {name!r}")
         await self.live.refresh(self.store)
         return rotated
+
+    async def set_expect(self, name: str, expect: Any) -> Relay:
+        """Give a run-time relay a fixed quiet rule, `{"at_least": N, "minutes": M}` (at
+        least N requests per M minutes), or take it away (None): the quiet watch uses it
+        instead of the traffic it learned."""
+        relay = self.relay(name)
+        if relay.source == "config":
+            raise ConflictError(f"relay {name!r} is defined in the config file: set its expect"
+                                " there")
+        rule = None if expect is None else expect_rule(expect)
+        if not await self.store.set_relay_expect(name, None if rule is None else json.dumps(
+                {"at_least": rule[0], "minutes": rule[1]}), at=self.clock()):
+            raise NotFoundError(f"no relay named {name!r}")
+        await self.live.refresh(self.store)
+        return self.relay(name)
 
     async def delete_relay(self, name: str) -> None:
         """Its URL answers 404 from now on; its requests and events stay."""

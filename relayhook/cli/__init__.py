@@ -5,6 +5,8 @@
     relayhook check [FILES...]               connectors and configs; file:key:line on error
     relayhook map CONNECTOR [PAYLOAD] [--query k=v] [--header 'Name: value'] [--method M]
     relayhook remap [--relay NAME]           map kept rejected requests again
+    relayhook diff FILE [--last N] [--json] [--remap]   what a changed connector or hook would
+                                             change over the last kept requests
     relayhook replay --hook NAME [--status dead,failed] [--since T]
     relayhook render HOOK [--event FILE | --newest | --sample NAME]   exact request, as cURL
     relayhook send-test HOOK [--event FILE | --newest | --sample NAME]  send it (a test)
@@ -17,6 +19,7 @@
     relayhook restore FILE                   put a backup in the stopped store's place
     relayhook keys rotate|new                seal every stored secret with a new key
     relayhook print-unit [--user U] [--exec P] [--config F]   a systemd unit for serve
+    relayhook erase --subject EMAIL          erase a person from every kept record and the spool
 """
 
 from __future__ import annotations
@@ -30,6 +33,8 @@ from relayhook.cli import (
     admin,
     authoring,
     deploy,
+    diff,
+    erase,
     keys,
     manage,
     migrate,
@@ -53,7 +58,8 @@ from relayhook.settings import DEFAULT_CONFIG
 from relayhook.store import StoreError
 
 # Each adds its subcommands.
-FAMILIES = (serve, migrate, authoring, stored, sending, manage, ops, admin, why, deploy, keys)
+FAMILIES = (serve, migrate, authoring, stored, diff, erase, sending, manage, ops, admin, why,
+            deploy, keys)
 
 
 def build_parser() -> argparse.ArgumentParser:

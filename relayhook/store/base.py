@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, Protocol
 
+from relayhook.core.erasure import Found, Subject
 from relayhook.core.events import Event
 from relayhook.core.records import (
     DELIVERY_STATUSES,
@@ -116,6 +117,7 @@ class StoredRelay:
     sealed: str
     created_at: float
     updated_at: float
+    expect: str | None = None  # JSON {"at_least", "minutes"}: its fixed quiet rule, if any
 
 
 @dataclass(frozen=True, slots=True)
@@ -301,6 +303,10 @@ class ConfigStore(Protocol):
         """Replace a relay's sealed token and secret (a rotation); False if there is none.
         Moves the config version."""
 
+    async def set_relay_expect(self, name: str, expect: str | None, *, at: float) -> bool:
+        """Set (JSON) or remove (None) a relay's fixed quiet rule; False if there is no such
+        relay. Moves the config version."""
+
     async def delete_relay(self, name: str) -> bool:
         """Remove a relay (its requests and events stay); False if there was none. Moves the
         config version."""
@@ -433,8 +439,8 @@ class HistoryStore(Protocol):
 
     async def list_problems(self, *, hook: str | None = None,
                             statuses: Sequence[ProblemStatus] = ("open", "acknowledged"),
-                            limit: int = 50) -> list[Problem]:
-        """Problems in `statuses` (of one hook, or all), newest opened first."""
+                            limit: int = 50, relay: str | None = None) -> list[Problem]:
+        """Problems in `statuses` (of one hook, one relay, or all), newest opened first."""
 
     async def get_problem(self, problem_id: str) -> Problem | None:
         """One problem, or None."""
@@ -518,6 +524,33 @@ class OperationsStore(Protocol):
     async def delete_sample(self, name: str) -> bool:
         """Remove a sample; False if there was none of that name."""
 
+    async def erase_subject(self, subject: Subject) -> Found:
+        """Erase a person (relayhook.core.erasure): delete the events whose subject is theirs
+        with their deliveries and attempts, write over every other occurrence of the value
+        in requests, events, deliveries, attempts, outcomes and problems, in one transaction;
+        then leave no old copy in the engine's files (SQLite: VACUUM and an emptied WAL;
+        PostgreSQL: VACUUM of those tables). Samples are the caller's (their own methods)."""
+
+
+class WatchStore(Protocol):
+    """What the watchers keep (relayhook.delivery.watch, relayhook.shapewatch): a relay gone
+    quiet, a payload that changed shape."""
+
+    async def open_relay_problem(self, relay: str, signature: str, text: str, *, at: float,
+                                 request: str | None = None) -> bool:
+        """Open a relay's problem (`quiet`, `shape: ...`): `text` says what happened, `request`
+        the first request that showed it. An unresolved one of that signature is updated
+        instead (its text, `last_at`). True when a new problem was opened."""
+
+    async def resolve_relay_problem(self, relay: str, signature: str, *, at: float) -> bool:
+        """Resolve the relay's unresolved problem of `signature`; False if there was none."""
+
+    async def get_shapes(self, relay: str) -> dict[str, str]:
+        """The payload shapes of a relay's events, by event type, as saved (JSON text)."""
+
+    async def save_shape(self, relay: str, event_type: str, shape: str, *, at: float) -> None:
+        """Keep the payload shape of one relay and event type (JSON text), replacing it."""
+
 
 class MaintenanceStore(Protocol):
     """Keeping the store: pruning, readiness, schema checks and backups."""
@@ -549,7 +582,7 @@ class RecordsStore(HistoryStore, OperationsStore, Protocol):
 
 
 class Store(Lifecycle, IngestStore, DeliveryStore, ConfigStore, ConsoleStore, HistoryStore,
-            OperationsStore, MaintenanceStore, Protocol):
+            OperationsStore, WatchStore, MaintenanceStore, Protocol):
     """The whole contract, every role: what an engine implements. A caller types against the
     narrowest role (or intersection of roles) it uses."""
 

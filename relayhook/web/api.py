@@ -7,7 +7,8 @@
     GET  /api/deliveries/{id}                              a delivery, its event and attempts
     POST /api/deliveries/{id}/replay                       send it again
     POST /api/hooks/{name}/replay?status=dead[,failed]&since=   send a hook's deliveries again
-    GET  /api/problems?hook=&status=open,acknowledged,resolved&limit=   failures grouped
+    GET  /api/problems?hook=&relay=&status=open,acknowledged,resolved&limit=   failures grouped,
+                                                           a relay gone quiet or changed shape
     POST /api/problems/{id}/acknowledge                    someone is on it
     POST /api/problems/{id}/replay                         Replay affected: its deliveries again
 
@@ -185,7 +186,8 @@ def api_routes(parts: Parts, token: str, clock: Callable[[], datetime]) -> list[
             _one_of(status, PROBLEM_STATUSES, "status")
         problems = await store.list_problems(hook=request.query_params.get("hook"),
                                              statuses=statuses,  # type: ignore[arg-type]
-                                             limit=_limit(request))
+                                             limit=_limit(request),
+                                             relay=request.query_params.get("relay"))
         return {"items": [problem_json(p) for p in problems]}
 
     async def acknowledge_problem(request: Request) -> dict[str, Any]:

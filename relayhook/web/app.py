@@ -37,14 +37,18 @@ from relayhook.core.ssrf import Resolver
 from relayhook.delivery.alerts import Alerter, alert_channels
 from relayhook.delivery.dispatcher import Dispatcher
 from relayhook.delivery.http import make_http_transport
+from relayhook.delivery.watch import QuietWatch
 from relayhook.intake import Intake, SpoolDrainer
 from relayhook.metrics import Metrics
 from relayhook.settings import Settings
+from relayhook.shapewatch import ShapeWatch
 from relayhook.spool import Spool
 from relayhook.store import Store
 from relayhook.web.api import api_routes
 from relayhook.web.config_api import config_api_routes
 from relayhook.web.console import Console, console_routes
+from relayhook.web.diff_api import diff_api_routes
+from relayhook.web.erase_api import erase_api_routes
 from relayhook.web.ingress import Answer, Ingress, ingress_token, refusal
 from relayhook.web.ops import Readiness, ops_routes, prune_periodically
 from relayhook.web.samples_api import samples_api_routes
@@ -102,6 +106,10 @@ def create_app(
                     explain=settings.outcomes.record,
                     render_seconds=settings.limits.render_seconds)
     console = Console(parts, clock=clock, new_id=new_id) if takes_requests else None
+    shapes = None
+    if takes_requests and settings.watch.shapes:
+        shapes = ShapeWatch(the_store, live, clock=lambda: clock().timestamp())
+        intake.observe = shapes.note
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
@@ -118,6 +126,8 @@ def create_app(
                 parts.tasks.append(asyncio.create_task(drainer.run()))
             if console is not None:
                 await console.start()
+            if shapes is not None:
+                parts.tasks.append(asyncio.create_task(shapes.run()))
             if role in ("worker", "all"):
                 sender = sender or make_http_transport(
                     parts.policy, resolver=resolver,
@@ -137,6 +147,10 @@ def create_app(
                 if channels:
                     alerter = Alerter(the_store, channels, settings.alerts.interval)
                     parts.tasks.append(asyncio.create_task(alerter.run()))
+                if settings.watch.interval > 0:
+                    watch = QuietWatch(the_store, lambda: live.relays.values(), settings.watch,
+                                       clock=lambda: clock().timestamp())
+                    parts.tasks.append(asyncio.create_task(watch.run()))
                 if settings.retention.interval > 0:
                     parts.tasks.append(asyncio.create_task(
                         prune_periodically(the_store, settings.retention, clock)))
@@ -165,6 +179,8 @@ def create_app(
     routes += samples_api_routes(parts, settings.admin.token, clock)
     routes += config_api_routes(parts, settings.admin.token)
     routes += sessions_api_routes(the_store, settings.admin.token, clock)
+    routes += diff_api_routes(parts, settings.admin.token)
+    routes += erase_api_routes(parts, settings.admin.token)
     if console is not None:
         routes += console_routes(console)
     app = RelayhookApp(routes=routes, lifespan=lifespan)

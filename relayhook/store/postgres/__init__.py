@@ -22,6 +22,7 @@ from urllib.parse import urlsplit
 import asyncpg
 
 from relayhook.core import pacing
+from relayhook.core.erasure import Found, Subject
 from relayhook.core.events import Event, format_time
 from relayhook.core.records import (
     DELIVERY_STATUSES,
@@ -64,6 +65,7 @@ from relayhook.store.migrations import Migration
 from relayhook.store.postgres import browse, schema
 from relayhook.store.postgres import config as config_sql
 from relayhook.store.postgres import deliveries as sql
+from relayhook.store.postgres import erasure as erasure_sql
 from relayhook.store.postgres import outcomes as outcomes_sql
 from relayhook.store.postgres import problems as problems_sql
 from relayhook.store.postgres import requests as requests_sql
@@ -297,9 +299,29 @@ class PostgresStore:
 
     async def list_problems(self, *, hook: str | None = None,
                             statuses: Sequence[ProblemStatus] = ("open", "acknowledged"),
-                            limit: int = 50) -> list[Problem]:
+                            limit: int = 50, relay: str | None = None) -> list[Problem]:
         return await self._read(
-            lambda conn: problems_sql.list_problems(conn, hook, statuses, limit))
+            lambda conn: problems_sql.list_problems(conn, hook, statuses, limit, relay))
+
+    async def open_relay_problem(self, relay: str, signature: str, text: str, *, at: float,
+                                 request: str | None = None) -> bool:
+        return await self._write(lambda conn: problems_sql.open_relay_problem(
+            conn, relay, signature, text, request, at))
+
+    async def resolve_relay_problem(self, relay: str, signature: str, *, at: float) -> bool:
+        return await self._write(
+            lambda conn: problems_sql.resolve_relay_problem(conn, relay, signature, at))
+
+    async def erase_subject(self, subject: Subject) -> Found:
+        found = await self._write(lambda conn: erasure_sql.erase(conn, subject))
+        await self._read(erasure_sql.wipe)
+        return found
+
+    async def get_shapes(self, relay: str) -> dict[str, str]:
+        return await self._read(lambda conn: problems_sql.get_shapes(conn, relay))
+
+    async def save_shape(self, relay: str, event_type: str, shape: str, *, at: float) -> None:
+        await self._write(lambda conn: problems_sql.save_shape(conn, relay, event_type, shape, at))
 
     async def get_problem(self, problem_id: str) -> Problem | None:
         return await self._read(lambda conn: problems_sql.get_problem(conn, problem_id))
@@ -362,6 +384,10 @@ class PostgresStore:
     async def update_relay(self, name: str, *, sealed: str, at: float) -> bool:
         return await self._write(
             lambda conn: config_sql.update_relay(conn, name, sealed, at), "config")
+
+    async def set_relay_expect(self, name: str, expect: str | None, *, at: float) -> bool:
+        return await self._write(
+            lambda conn: config_sql.set_relay_expect(conn, name, expect, at), "config")
 
     async def delete_relay(self, name: str) -> bool:
         return await self._write(lambda conn: config_sql.delete_relay(conn, name), "config")

@@ -226,6 +226,23 @@ CREATE TABLE IF NOT EXISTS console_sessions (
 CREATE INDEX IF NOT EXISTS console_sessions_account ON console_sessions (account, expires_at);
 """
 
+# A relay's problems: see relayhook.store.sqlite.problems.RELAY_PROBLEMS.
+RELAY_PROBLEMS = """
+ALTER TABLE problems ADD COLUMN relay text NOT NULL DEFAULT '';
+ALTER TABLE relays ADD COLUMN expect text;
+ALTER TABLE problems ADD COLUMN request text;
+DROP INDEX IF EXISTS problems_current;
+CREATE UNIQUE INDEX problems_current ON problems (hook, relay, signature)
+    WHERE status <> 'resolved';
+CREATE TABLE IF NOT EXISTS payload_shapes (
+    relay       text NOT NULL,
+    type        text NOT NULL,
+    shape       text NOT NULL,
+    updated_at  double precision NOT NULL,
+    PRIMARY KEY (relay, type)
+);
+"""
+
 MIGRATIONS = (
     Migration(1, "requests, events, deliveries, attempts, hooks", INITIAL),
     Migration(2, "hook pacing shared by all dispatchers", PACING),
@@ -238,6 +255,8 @@ MIGRATIONS = (
     Migration(8, "a request's events by (request_id, seq): /api/events?request=",
               EVENTS_BY_REQUEST),
     Migration(9, "console sessions, one row per sign-in", SESSIONS),
+    Migration(10, "relays' problems (quiet, changed shape) and payload shapes",
+              RELAY_PROBLEMS),
 )
 check_numbering(MIGRATIONS)
 LATEST = MIGRATIONS[-1].version

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from relayhook.core import pacing
+from relayhook.core.erasure import Found, Subject
 from relayhook.core.events import Event, format_time
 from relayhook.core.records import (
     ActivityRow,
@@ -65,6 +66,7 @@ from relayhook.store.rows import (
 from relayhook.store.sqlite import browse, schema
 from relayhook.store.sqlite import config as config_sql
 from relayhook.store.sqlite import deliveries as deliveries_sql
+from relayhook.store.sqlite import erasure as erasure_sql
 from relayhook.store.sqlite import ops as sqlite_ops
 from relayhook.store.sqlite import outcomes as outcomes_sql
 from relayhook.store.sqlite import problems as problems_sql
@@ -368,9 +370,29 @@ class SQLiteStore:
 
     async def list_problems(self, *, hook: str | None = None,
                             statuses: Sequence[ProblemStatus] = ("open", "acknowledged"),
-                            limit: int = 50) -> list[Problem]:
+                            limit: int = 50, relay: str | None = None) -> list[Problem]:
         return await self._read(
-            lambda conn: problems_sql.list_problems(conn, hook, tuple(statuses), limit))
+            lambda conn: problems_sql.list_problems(conn, hook, tuple(statuses), limit, relay))
+
+    async def open_relay_problem(self, relay: str, signature: str, text: str, *, at: float,
+                                 request: str | None = None) -> bool:
+        return await self._write(lambda conn: problems_sql.open_relay_problem(
+            conn, relay, signature, text, request, at))
+
+    async def resolve_relay_problem(self, relay: str, signature: str, *, at: float) -> bool:
+        return await self._write(
+            lambda conn: problems_sql.resolve_relay_problem(conn, relay, signature, at))
+
+    async def erase_subject(self, subject: Subject) -> Found:
+        found = await self._write(lambda conn: erasure_sql.erase(conn, subject))
+        await asyncio.to_thread(erasure_sql.wipe, self.path)
+        return found
+
+    async def get_shapes(self, relay: str) -> dict[str, str]:
+        return await self._read(lambda conn: problems_sql.get_shapes(conn, relay))
+
+    async def save_shape(self, relay: str, event_type: str, shape: str, *, at: float) -> None:
+        await self._write(lambda conn: problems_sql.save_shape(conn, relay, event_type, shape, at))
 
     async def get_problem(self, problem_id: str) -> Problem | None:
         return await self._read(lambda conn: problems_sql.get_problem(conn, problem_id))
@@ -429,6 +451,9 @@ class SQLiteStore:
 
     async def update_relay(self, name: str, *, sealed: str, at: float) -> bool:
         return await self._write(lambda conn: config_sql.update_relay(conn, name, sealed, at))
+
+    async def set_relay_expect(self, name: str, expect: str | None, *, at: float) -> bool:
+        return await self._write(lambda conn: config_sql.set_relay_expect(conn, name, expect, at))
 
     async def delete_relay(self, name: str) -> bool:
         return await self._write(lambda conn: config_sql.delete_relay(conn, name))

@@ -18,6 +18,7 @@ from relayhook.store.sqlite.deliveries import CLAIMABLE, INDEXES_V10, UNFINISHED
 from relayhook.store.sqlite.ops import INDEXES_V5
 from relayhook.store.sqlite.outcomes import SCHEMA_7 as OUTCOMES
 from relayhook.store.sqlite.problems import SCHEMA_8 as PROBLEMS
+from relayhook.store.sqlite.problems import SCHEMA_RELAY_PROBLEMS as RELAY_PROBLEMS
 from relayhook.store.sqlite.requests import SCHEMA_4
 from relayhook.store.sqlite.samples import SCHEMA_9 as SAMPLES
 from relayhook.store.sqlite.streaks import SCHEMA_11 as STREAKS
@@ -204,6 +205,8 @@ MIGRATIONS = (
     Migration(10, "claims that seek the due deliveries, not the whole backlog", INDEXES_V10),
     Migration(11, "dead deliveries in a row per hook, for [alerts] disable_after", STREAKS),
     Migration(12, "console sessions, one row per sign-in", SESSIONS),
+    Migration(13, "relays' problems (quiet, changed shape) and payload shapes",
+              RELAY_PROBLEMS),
 )
 check_numbering(MIGRATIONS)
 LATEST = MIGRATIONS[-1].version

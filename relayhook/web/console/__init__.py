@@ -18,7 +18,7 @@ from starlette.routing import BaseRoute, Mount, Route
 from starlette.staticfiles import StaticFiles
 
 from relayhook.passwords import ADMIN_ACCOUNT
-from relayhook.web.console import editing, hooks, problems, records, relays, sessions
+from relayhook.web.console import editing, erasing, hooks, problems, records, relays, sessions
 from relayhook.web.console.core import Console
 from relayhook.web.console.pages import WEB_DIR, Ctx
 from relayhook.web.readmodel import hook_summaries, relay_summaries
@@ -84,6 +84,6 @@ def console_routes(console: Console) -> list[BaseRoute]:
         Mount("/static", app=StaticFiles(directory=WEB_DIR / "static"), name="static"),
     ]
     # editing first: /hooks/new before /hooks/{name}
-    for module in (relays, records, editing, hooks, problems, sessions):
+    for module in (relays, records, editing, hooks, problems, sessions, erasing):
         routes += [Route(path, view(fn), methods=methods) for path, fn, methods in module.ROUTES]
     return routes
