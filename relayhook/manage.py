@@ -26,13 +26,8 @@ from relayhook.core.auth import as_hmac, needs_secret, secret_problem
 from relayhook.core.connectors import Auth, Connector
 from relayhook.core.hooks import Hook, validate_hook
 from relayhook.core.redaction import restore_secrets, secret_values, still_redacted, strip_secrets
-from relayhook.core.ssrf import (
-    DestinationPolicy,
-    DestinationRefused,
-    Resolver,
-    SystemResolver,
-    check_url,
-)
+from relayhook.core.ssrf import DestinationPolicy, DestinationRefused, Resolver
+from relayhook.delivery.destinations import SystemResolver, check_destination
 from relayhook.errors import ConflictError, InvalidError, NotFoundError, SpecError
 from relayhook.live import LiveConfig
 from relayhook.relays import Relay
@@ -230,7 +225,7 @@ class Manager:
         hook = validate_hook(raw)
         if hook.url.is_constant:
             try:
-                await check_url(hook.url.source, self.policy, self.resolver)
+                await check_destination(hook.url.source, self.policy, self.resolver)
             except DestinationRefused as exc:
                 raise InvalidError([SpecError(("url",), f"destination refused: {exc}")]) from exc
             except OSError:

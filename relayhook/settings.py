@@ -27,6 +27,7 @@ from pydantic import (
 )
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
+from relayhook.core.clients import TrustedProxies
 from relayhook.core.tomlpos import format_path, locate_error, toml_error_line
 from relayhook.errors import ConfigError
 
@@ -55,6 +56,17 @@ class ServerSettings(Section):
         default=500, ge=1, description="Open connections at most; past it, the oldest one still "
         "waiting for its headers (or else the new one) is closed.",
     )
+    forwarded_allow_ips: list[str] = Field(
+        default_factory=list, description="Proxies (addresses or networks, `*` for any) whose "
+        "X-Forwarded-For names the client. Empty: the header is ignored; the socket peer is "
+        "the client.",
+    )
+
+    @field_validator("forwarded_allow_ips")
+    @classmethod
+    def _proxies(cls, values: list[str]) -> list[str]:
+        TrustedProxies.from_config(values)  # ValueError naming the bad entry
+        return values
 
 
 class StorageSettings(Section):

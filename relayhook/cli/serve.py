@@ -70,8 +70,12 @@ def cmd_serve(args: argparse.Namespace, out: TextIO) -> int:
                               body_timeout=settings.server.body_timeout,
                               max_connections=settings.server.max_connections)
     # log_config=None: uvicorn keeps the handler configure_logging set (format, redaction).
+    # uvicorn believes X-Forwarded-For from 127.0.0.1 unless told: it is told our list, and to
+    # read no proxy header at all when the list is empty (relayhook.core.clients).
+    proxies = settings.server.forwarded_allow_ips
     uvicorn.run(app, host=settings.server.host, port=settings.server.port, log_config=None,
-                log_level=level, access_log=args.access_log, http=guarded_protocol(limits))
+                log_level=level, access_log=args.access_log, http=guarded_protocol(limits),
+                proxy_headers=bool(proxies), forwarded_allow_ips=proxies or None)
     return 0
 
 

@@ -44,6 +44,7 @@ from relayhook.web.console import Console, console_routes
 from relayhook.web.ingress import Ingress, ingress_token
 from relayhook.web.ops import Readiness, ops_routes, prune_periodically
 from relayhook.web.samples_api import samples_api_routes
+from relayhook.web.sessions_api import sessions_api_routes
 
 Role = Literal["web", "worker", "all"]
 FOLLOW_INTERVAL = 0.5  # seconds: a change made in another process shows here within this
@@ -151,6 +152,7 @@ def create_app(
     routes += api_routes(parts, settings.admin.token, clock)
     routes += samples_api_routes(parts, settings.admin.token, clock)
     routes += config_api_routes(parts, settings.admin.token)
+    routes += sessions_api_routes(the_store, settings.admin.token, clock)
     if console is not None:
         routes += console_routes(console)
     app = RelayhookApp(routes=routes, lifespan=lifespan)
