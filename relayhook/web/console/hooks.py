@@ -20,6 +20,7 @@ from relayhook.explain import hook_skips
 from relayhook.store import DELIVERY_STATUSES, DeliveryFilter, NewDelivery, RequestRecord
 from relayhook.web.console import changes
 from relayhook.web.console.pages import Ctx, Form, NotFound
+from relayhook.web.console.people import last_change
 from relayhook.web.console.problems import shown as shown_problems
 from relayhook.web.readmodel import FilterError, delivery_filter, hook_summaries
 
@@ -74,7 +75,8 @@ async def show_hook(console: Console, ctx: Ctx) -> Response:
         problems=shown_problems(await console.parts.store.list_problems(hook=hook.name)),
         sample_options=[("", "the connector's example"), *[
             (s.name, f"sample {s.name}") for s in await console.parts.store.list_samples()]],
-        next_before=deliveries[-1].id if len(deliveries) == HISTORY_PAGE else None)
+        next_before=deliveries[-1].id if len(deliveries) == HISTORY_PAGE else None,
+        last_change=await last_change(console, f"hook:{hook.name}"))
 
 async def set_active(console: Console, ctx: Ctx) -> Response:
     hook = hook_named(console, ctx.param("name"))

@@ -14,6 +14,7 @@ from relayhook.errors import ConflictError
 from relayhook.relays import Relay
 from relayhook.web.console import changes
 from relayhook.web.console.pages import Ctx
+from relayhook.web.console.people import last_change
 from relayhook.web.readmodel import relay_summaries
 
 if TYPE_CHECKING:
@@ -72,6 +73,7 @@ async def relay_page(console: Console, ctx: Ctx, *, revealed: str | None = None,
         has_secret=bool(relay.secret), has_sample=bool(example_events(relay.connector,
                                                                      relay.name)),
         more=len(records) == EXAMPLE_PAGE, next_before=records[-1].id if records else None,
+        last_change=await last_change(console, f"relay:{relay.name}"),
     )
 
 
