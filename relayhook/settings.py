@@ -240,6 +240,10 @@ class RetentionSettings(Section):
         default=3600, ge=0, description="Seconds between background prunes (0: only "
         "`relayhook prune`)."
     )
+    audit_days: float = Field(
+        default=400, ge=0, description="Keep the audit log (who changed, revealed, replayed, "
+        "signed in) this long, longer than `days` by default (0: forever)."
+    )
 
     @model_validator(mode="after")
     def _non_negative(self) -> RetentionSettings:

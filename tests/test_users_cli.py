@@ -1,0 +1,60 @@
+"""Issue 20, item 1: `relayhook users list|add|disable|enable|reset` for scripts, each change
+in the audit log with the CLI as its actor."""
+
+from __future__ import annotations
+
+import io
+import sys
+from pathlib import Path
+
+import pytest
+from conftest import run
+
+from relayhook.assembly import opened_store
+from relayhook.cli import main
+from relayhook.settings import load_settings
+
+
+def users(config: Path, *args: str, stdin: str = "") -> str:
+    out = io.StringIO()
+    old = sys.stdin
+    sys.stdin = io.StringIO(stdin)
+    try:
+        assert main(["--config", str(config), "users", *args], out=out) == 0
+    finally:
+        sys.stdin = old
+    return out.getvalue()
+
+
+def test_users_add_list_disable_reset(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    config = tmp_path / "relayhook.toml"
+    config.write_text(f'[storage]\nurl = "sqlite:///{tmp_path / "r.db"}"\n'
+                      '[server]\npublic_url = "https://relay.example.com"\n')
+    printed = users(config, "add", "ana@example.com", "--name", "Ana", "--role", "operator")
+    assert "https://relay.example.com/welcome/" in printed
+    users(config, "add", "bo@example.com", "--name", "Bo", "--password-stdin",
+          stdin="bo's long password\n")
+    listed = users(config, "list")
+    assert "admin\tadmin\tactive" in listed
+    assert "\toperator\tactive\tana@example.com\tAna" in listed
+    assert "\tviewer\tactive\tbo@example.com\tBo" in listed
+    assert "signed out everywhere" in users(config, "disable", "ana@example.com")
+    assert "\toperator\tdisabled\tana@example.com" in users(config, "list")
+    assert "/welcome/" in users(config, "reset", "bo@example.com")
+
+    async def audit() -> list[tuple[str, str]]:
+        async with opened_store(load_settings(config)) as store:
+            return [(e.action, e.actor) for e in await store.list_audit()]
+
+    actions = run(audit())
+    assert ("people.disable", "token:cli") in actions
+    assert ("people.create", "token:cli") in actions and ("people.reset", "token:cli") in actions
+    assert "bo's long password" not in repr(actions)
+
+
+def test_users_refuses_an_unknown_person(tmp_path: Path) -> None:
+    config = tmp_path / "relayhook.toml"
+    config.write_text(f'[storage]\nurl = "sqlite:///{tmp_path / "r.db"}"\n')
+    out = io.StringIO()
+    code = main(["--config", str(config), "users", "disable", "who@example.com"], out=out)
+    assert code != 0
