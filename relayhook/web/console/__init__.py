@@ -19,6 +19,7 @@ from relayhook.passwords import ADMIN_ACCOUNT, dummy_hash
 from relayhook.web.console import (
     editing,
     hooks,
+    oidc,
     people,
     problems,
     records,
@@ -102,7 +103,11 @@ def console_routes(console: Console) -> list[BaseRoute]:
         Mount("/static", app=StaticFiles(directory=WEB_DIR / "static"), name="static"),
     ]
     # editing first: /hooks/new before /hooks/{name}
-    for module in (relays, records, editing, hooks, problems, sessions, people):
-        routes += [Route(path, view(fn, public=path in people.PUBLIC_PATHS), methods=methods)
+    modules = [relays, records, editing, hooks, problems, sessions, people]
+    if console.oidc is not None:
+        modules.append(oidc)
+    public = (*people.PUBLIC_PATHS, *(path for path, _, _ in oidc.ROUTES))
+    for module in modules:
+        routes += [Route(path, view(fn, public=path in public), methods=methods)
                    for path, fn, methods in module.ROUTES]
     return routes

@@ -17,6 +17,7 @@ from relayhook.passwords import ensure_password
 from relayhook.people import People
 from relayhook.relays import Relay
 from relayhook.settings import Settings
+from relayhook.web.console.oidc import Provider
 from relayhook.web.console.pages import Ctx, Form, NotFound, Pages, make_environment
 from relayhook.web.console.session import Gate
 
@@ -33,13 +34,19 @@ class Console:
     people: People
     gate: Gate = field(init=False)
     pages: Pages = field(init=False)
+    oidc: Provider | None = field(init=False, default=None)
 
     def __post_init__(self) -> None:
         secure = self.settings.public_url().startswith("https:")
         proxies = TrustedProxies.from_config(self.settings.server.forwarded_allow_ips)
         self.gate = Gate(self.parts.store, secure=secure, clock=self.now, new_id=self.new_id,
                          proxies=proxies)
-        self.pages = Pages(self.gate, make_environment(), {"product": "Relayhook", "oidc": ""})
+        oidc = self.settings.auth.oidc
+        if oidc.enabled:
+            self.oidc = Provider(oidc, self.settings.public_url().rstrip("/")
+                                 + "/signin/oidc/callback")
+        self.pages = Pages(self.gate, make_environment(), {
+            "product": "Relayhook", "oidc": oidc.name if oidc.enabled else ""})
 
     @property
     def settings(self) -> Settings:
