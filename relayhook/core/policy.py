@@ -80,10 +80,12 @@ POLICY: dict[tuple[str, str], Rule] = {
     ("GET", "/"): V,
     ("GET", "/relays"): V,
     ("GET", "/relays/{name}"): V,
+    ("GET", "/relays/{name}/view"): V,  # a relay whose name is a word of ours ("new")
     ("GET", "/requests/{id}"): V,
     ("GET", "/deliveries/{id}"): V,
     ("GET", "/hooks"): V,
     ("GET", "/hooks/{name}"): V,
+    ("GET", "/hooks/{name}/view"): V,
     ("GET", "/jobs/{id}"): V,
     ("GET", "/problems"): V,
     # -- the console: operating

@@ -17,6 +17,7 @@ from datetime import datetime
 from typing import Literal
 
 import httpx
+import orjson
 from starlette.applications import Starlette
 from starlette.routing import BaseRoute
 from starlette.types import Receive, Scope, Send
@@ -43,7 +44,7 @@ from relayhook.web.access import Access, enforce
 from relayhook.web.api import api_routes
 from relayhook.web.config_api import config_api_routes
 from relayhook.web.console import Console, console_routes
-from relayhook.web.ingress import Ingress, ingress_token
+from relayhook.web.ingress import Answer, Ingress, ingress_token, refusal
 from relayhook.web.ops import Readiness, ops_routes, prune_periodically
 from relayhook.web.people_api import describe, live_secrets, people_api_routes
 from relayhook.web.samples_api import samples_api_routes
@@ -59,10 +60,16 @@ class RelayhookApp(Starlette):
     is a plain ASGI handler (see web/ingress.py), everything else is routed as usual."""
 
     ingress: Ingress | None = None
+    metrics: Metrics | None = None
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        refused = refusal(scope) if scope["type"] == "http" else None
+        if refused is not None and self.metrics is not None:
+            self.metrics.headers_refused.labels(str(refused[0])).inc()
         if self.ingress is not None and (token := ingress_token(scope)) is not None:
             await self.ingress.serve(token, scope, receive, send)
+        elif refused is not None:  # not a relay URL: nothing to keep
+            await Answer(refused[0], orjson.dumps({"error": refused[1]})).send(send)
         else:
             await super().__call__(scope, receive, send)
 
@@ -92,7 +99,8 @@ def create_app(
     intake = Intake(the_store, live, new_id, spool=parts.spool,
                     store_timeout=settings.spool.store_timeout, wake=parts.wake,
                     stored=metrics.observe_stored, secrets=settings.template_secrets(),
-                    explain=settings.outcomes.record)
+                    explain=settings.outcomes.record,
+                    render_seconds=settings.limits.render_seconds)
     people = People(the_store, clock=lambda: clock().timestamp(), new_id=new_id,
                     admin_token=settings.admin.token,
                     secrets_to_hide=lambda: live_secrets(parts),
@@ -169,6 +177,7 @@ def create_app(
         access.forbidden_page = console.forbidden
         access.address_of = console.gate.address_of
     app = RelayhookApp(routes=enforce(routes, access), lifespan=lifespan)
+    app.metrics = metrics
     if takes_requests:
         app.ingress = Ingress(live, the_store, settings.limits.max_body_bytes, clock, new_id,
                               wake=parts.wake, intake=intake, observe=metrics.observe_request)

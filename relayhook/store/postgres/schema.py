@@ -203,6 +203,14 @@ CREATE TABLE IF NOT EXISTS hook_streaks (
 );
 """
 
+# `/api/events?request=`: `WHERE request_id = $1 ORDER BY seq DESC LIMIT n` walked the primary
+# key backwards and filtered (a prepared statement's generic plan: 69 ms at 150k events, growing
+# with the table); with (request_id, seq) it reads the request's own events, newest first.
+EVENTS_BY_REQUEST = """
+CREATE INDEX IF NOT EXISTS events_request_seq ON events (request_id, seq);
+DROP INDEX IF EXISTS events_request_id;
+"""
+
 # Console sessions, one row per sign-in: the same table as SQLite's (its migration 12).
 SESSIONS = """
 CREATE TABLE IF NOT EXISTS console_sessions (
@@ -274,8 +282,10 @@ MIGRATIONS = (
     Migration(5, "problems: a hook's failures grouped by signature", PROBLEMS),
     Migration(6, "saved samples: requests and events pinned by name", SAMPLES),
     Migration(7, "dead deliveries in a row per hook, for [alerts] disable_after", STREAKS),
-    Migration(8, "console sessions, one row per sign-in", SESSIONS),
-    Migration(9, "people, API keys and the audit log", PEOPLE),
+    Migration(8, "a request's events by (request_id, seq): /api/events?request=",
+              EVENTS_BY_REQUEST),
+    Migration(9, "console sessions, one row per sign-in", SESSIONS),
+    Migration(10, "people, API keys and the audit log", PEOPLE),
 )
 check_numbering(MIGRATIONS)
 LATEST = MIGRATIONS[-1].version
