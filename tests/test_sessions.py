@@ -74,11 +74,8 @@ def test_sessions_are_listed_and_revoked_in_the_console_and_the_api(
                 assert (await sign_in(phone, **{"User-Agent": "Phone"})).status_code == 303
                 assert (await sign_in(tablet, **{"User-Agent": "Tablet"})).status_code == 303
                 listed = (await laptop.get("/api/sessions", headers=BEARER)).json()["sessions"]
-                assert [s["user_agent"] for s in listed] == [
-                    "Tablet",
-                    "Phone",
-                    UA["User-Agent"],
-                ] or sorted(s["user_agent"] for s in listed) == sorted(
+                # every browser signed in within the same second: no order to rely on
+                assert sorted(s["user_agent"] for s in listed) == sorted(
                     ["Tablet", "Phone", UA["User-Agent"]]
                 )
                 by_agent = {s["user_agent"]: s for s in listed}

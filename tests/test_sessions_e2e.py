@@ -84,7 +84,9 @@ def test_two_processes_on_one_postgresql_refuse_a_revoked_cookie_within_a_second
     while signed_in(second.url, cookie):
         assert time.monotonic() - signed_out_at < 5, "the other process kept the session"
         time.sleep(0.02)
-    assert time.monotonic() - signed_out_at < 1.0
+    took = time.monotonic() - signed_out_at
+    print(f"the other process refused the signed-out cookie after {took:.3f} s")
+    assert took < 1.0
 
 
 def test_rotating_x_forwarded_for_does_not_bypass_the_throttle(

@@ -215,3 +215,20 @@ def test_argon2_work_is_capped() -> None:
 
     assert run(main()) == [None, True, True, True]
     assert most == 1
+
+
+def test_behind_a_proxy_not_listed_the_admins_browser_still_gets_in(tmp_path: Path) -> None:
+    """Every client shares the proxy's address when it is not in forwarded_allow_ips: an
+    attacker's guesses hold that address back, but not a browser that signed in before."""
+
+    async def main() -> None:
+        async with in_process(tmp_path, config(), peer=PROXY) as (app, admin):
+            assert (await sign_in(admin)).status_code == 303  # leaves the device cookie
+            async with client_of(app, PROXY) as bad:
+                codes = [await guess(bad) for _ in range(FAILURES_ALLOWED + 3)]
+                assert codes[-1] == 429
+                assert (await sign_in(bad)).status_code == 429  # the address is held back
+            admin.cookies.delete("relayhook_console")
+            assert (await sign_in(admin)).status_code == 303
+
+    run(main())

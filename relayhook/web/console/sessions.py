@@ -61,9 +61,12 @@ async def revoke_others(console: Console, ctx: Ctx) -> Response:
 
 
 async def change_password(console: Console, ctx: Ctx) -> Response:
-    gate, form, account_id = console.gate, ctx.form, _account(ctx)
+    gate, form, record = console.gate, ctx.form, ctx.session.record
+    account_id = _account(ctx)
     address = gate.address_of(ctx.request)
-    refused = gate.guard.refusal(address, account_id, None)
+    # A signed-in browser counts its wrong current passwords on its own (as a known browser).
+    own = f"session {record.id}" if record is not None else None
+    refused = gate.guard.refusal(address, account_id, own)
     if refused is not None:
         return await sessions_page(console, ctx, 429, current_password=refused[1])
     new, again = form.get("new_password"), form.get("new_password_again")
@@ -83,7 +86,7 @@ async def change_password(console: Console, ctx: Ctx) -> Response:
             current_password="Many sign-ins are being tried at once. Try again in a second.",
         )
     if not matched:
-        gate.guard.failed(address, account_id, None)
+        gate.guard.failed(address, account_id, own)
         errors["current_password"] = "That is not the current password. Check it and try again."
     if len(new) < MIN_PASSWORD:
         errors["new_password"] = f"Enter a new password of at least {MIN_PASSWORD} characters."
@@ -91,7 +94,6 @@ async def change_password(console: Console, ctx: Ctx) -> Response:
         errors["new_password_again"] = "The two new passwords differ. Type the same one twice."
     if errors:
         return await sessions_page(console, ctx, 422, **errors)
-    record = ctx.session.record
     before = len(await console.parts.store.list_sessions(account_id, console.now()))
     await console.people.set_password(account_id, new,
                                       keep=record.id if record is not None else None)
