@@ -58,3 +58,47 @@ def test_users_refuses_an_unknown_person(tmp_path: Path) -> None:
     out = io.StringIO()
     code = main(["--config", str(config), "users", "disable", "who@example.com"], out=out)
     assert code != 0
+
+
+def test_an_invite_is_emailed_through_alerts_email(tmp_path: Path) -> None:
+    from smtp import SmtpServer
+
+    with SmtpServer() as smtp:
+        config = tmp_path / "relayhook.toml"
+        config.write_text(f'[storage]\nurl = "sqlite:///{tmp_path / "r.db"}"\n'
+                          '[server]\npublic_url = "https://relay.example.com"\n'
+                          f'[alerts.email]\nhost = "127.0.0.1"\nport = {smtp.port}\n'
+                          'from = "Relayhook <relayhook@example.com>"\ntls = "none"\n')
+        printed = users(config, "add", "ana@example.com", "--name", "Ana")
+        link = printed.split()[-1]
+        [message] = smtp.wait_for(1, timeout=10)
+        assert message["To"] == "ana@example.com"
+        assert message["Subject"] == "You are invited to Relayhook"
+        assert link in message.get_content() and "Hello Ana" in message.get_content()
+
+
+def test_configuration_changed_from_the_command_line_is_audited(tmp_path: Path) -> None:
+    config = tmp_path / "relayhook.toml"
+    config.write_text(f'[storage]\nurl = "sqlite:///{tmp_path / "r.db"}"\n')
+    canary = "cli-secret-canary-0f9e8d7c6b5a4d3c2b1a"
+
+    def relayhook(*args: str, stdin: str = "") -> None:
+        old, sys.stdin = sys.stdin, io.StringIO(stdin)
+        try:
+            assert main(["--config", str(config), *args], out=io.StringIO()) == 0
+        finally:
+            sys.stdin = old
+
+    relayhook("relays", "add", "players", "--connector", "gamify", "--secret-stdin",
+              stdin=canary + "\n")
+    relayhook("relays", "secret", "players")
+    relayhook("relays", "list")
+
+    async def audit() -> list[tuple[str, str, str]]:
+        async with opened_store(load_settings(config)) as store:
+            lines = await store.list_audit()
+            assert canary not in repr(lines)
+            return [(e.action, e.target, e.actor) for e in lines]
+
+    assert run(audit()) == [("relays.secret", "relay:players", "token:cli"),
+                            ("relays.add", "relay:players", "token:cli")]

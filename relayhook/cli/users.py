@@ -26,6 +26,7 @@ from relayhook.core.people import ROLES, Account, Principal
 from relayhook.errors import NotFoundError, UsageError
 from relayhook.people import People, invite_mailer
 from relayhook.settings import Settings
+from relayhook.store.base import Store
 
 
 def cli_principal() -> Principal:
@@ -35,6 +36,14 @@ def cli_principal() -> Principal:
     except (KeyError, OSError):
         user = "unknown user"
     return Principal("cli", "token", "admin", f"relayhook users ({user})")
+
+
+async def audit_cli(store: Store, action: str, target: str,
+                    detail: dict[str, Any] | None = None) -> None:
+    """One audit line for a change made from the command line."""
+    people = People(store, clock=time.time, new_id=lambda: str(uuid.uuid4()))
+    await people.record(cli_principal(), "cli", action, target,
+                        {k: v for k, v in (detail or {}).items() if v is not None})
 
 
 @contextlib.asynccontextmanager
