@@ -79,8 +79,11 @@ def test_an_invite_is_emailed_through_alerts_email(tmp_path: Path) -> None:
 
 def test_configuration_changed_from_the_command_line_is_audited(tmp_path: Path) -> None:
     config = tmp_path / "relayhook.toml"
-    config.write_text(f'[storage]\nurl = "sqlite:///{tmp_path / "r.db"}"\n')
+    config.write_text(f'[storage]\nurl = "sqlite:///{tmp_path / "r.db"}"\n'
+                      '[delivery]\nallow_private_destinations = true\n')
     canary = "cli-secret-canary-0f9e8d7c6b5a4d3c2b1a"
+    hooks = tmp_path / "hooks.toml"
+    hooks.write_text('[[hooks]]\nname = "crm"\nevents = ["*"]\nurl = "http://127.0.0.1:9/x"\n')
 
     def relayhook(*args: str, stdin: str = "") -> None:
         old, sys.stdin = sys.stdin, io.StringIO(stdin)
@@ -93,6 +96,8 @@ def test_configuration_changed_from_the_command_line_is_audited(tmp_path: Path) 
               stdin=canary + "\n")
     relayhook("relays", "secret", "players")
     relayhook("relays", "list")
+    relayhook("hooks", "add", str(hooks))
+    relayhook("replay", "--hook", "crm", "--status", "dead,failed")
 
     async def audit() -> list[tuple[str, str, str]]:
         async with opened_store(load_settings(config)) as store:
@@ -100,5 +105,7 @@ def test_configuration_changed_from_the_command_line_is_audited(tmp_path: Path) 
             assert canary not in repr(lines)
             return [(e.action, e.target, e.actor) for e in lines]
 
-    assert run(audit()) == [("relays.secret", "relay:players", "token:cli"),
+    assert run(audit()) == [("hooks.replay", "hook:crm", "token:cli"),
+                            ("hooks.add", "", "token:cli"),
+                            ("relays.secret", "relay:players", "token:cli"),
                             ("relays.add", "relay:players", "token:cli")]

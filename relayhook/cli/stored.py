@@ -17,6 +17,7 @@ from relayhook.assembly import (
     running,
 )
 from relayhook.cli.common import add_config_flag, settings_of
+from relayhook.cli.users import audit_cli
 from relayhook.core.events import parse_time
 from relayhook.errors import UsageError
 from relayhook.remap import remap_request
@@ -81,6 +82,8 @@ async def replay(settings: Settings, hook: str, statuses: list[str], since: str 
             _progress(min(done, max(total, done)), max(total, done), progress)
             if count < 200:
                 break
+        await audit_cli(store, "hooks.replay", f"hook:{hook}",
+                        {"status": statuses, "since": since, "replayed": done})
     progress.write("\n")
     print(f"replayed {done} deliveries of hook {hook!r}; a running worker sends them now",
           file=out)
