@@ -118,9 +118,12 @@ def test_roles_in_the_api_and_the_console(tmp_path: Path, storage_url: str) -> N
             shown = (await operator.get("/hooks/crm")).text
             assert "Send test event" in shown and "Make inactive" in shown
             assert ">Edit<" not in shown
-            replay = await post_form(operator, "/hooks/crm/replay", {"status": "dead"},
-                                     page="/hooks/crm")
-            assert replay.status_code in (200, 303), replay.text[:500]
+            asked = await post_form(operator, "/hooks/crm/replay", {"status": "dead"},
+                                    page="/hooks/crm")
+            assert asked.status_code == 200, asked.text[:500]  # nothing to replay: a question
+            switched = await post_form(operator, "/hooks/crm/active", {"active": "off"},
+                                       page="/hooks/crm")
+            assert switched.status_code == 303
             assert (await operator.get("/hooks/crm/edit")).status_code == 403
             reveal = await post_form(operator, "/relays/vr/secret", {"action": "reveal"},
                                      page="/relays/vr")
@@ -137,7 +140,8 @@ def test_roles_in_the_api_and_the_console(tmp_path: Path, storage_url: str) -> N
             assert secret not in text
             by_action = {(e.action, e.actor_name) for e in lines}
             assert ("relays.secret.reveal", "Edda") in by_action
-            assert ("hooks.replay", "Otto") in by_action
+            assert ("hooks.active", "Otto") in by_action
+            assert ("hooks.replay", "Otto") not in by_action  # only asked: nothing was done
             assert ("signin.success", "Vera") in by_action
             assert ("people.create", "admin") in by_action
             assert ("relays.create", "[admin] token") in by_action
@@ -146,6 +150,9 @@ def test_roles_in_the_api_and_the_console(tmp_path: Path, storage_url: str) -> N
             relay_page = await admin.get("/relays/vr")
             assert "Changed by Edda" not in relay_page.text  # a reveal changes nothing
             assert "Changed by [admin] token" in relay_page.text
+            switch = next(e for e in lines if e.action == "hooks.active")
+            assert switch.detail["before"]["active"] and not switch.detail["after"]["active"]
+            assert "Changed by Otto" in (await viewer.get("/hooks/crm")).text
 
     run(main())
 
@@ -233,8 +240,10 @@ def test_api_keys_scopes_and_revocation(tmp_path: Path, storage_url: str) -> Non
             assert (await client.get("/api/hooks", headers=viewer)).status_code == 401
 
             lines = (await audit_lines(app))
-            assert any(e.action == "hooks.replay" and e.actor_name == "crm only"
-                       and e.detail.get("status") == 200 for e in lines)
+            replayed = next(e for e in lines if e.action == "hooks.replay"
+                            and e.actor_name == "crm only")
+            assert replayed.detail["status"] == 200 and replayed.detail["replayed"] == 0
+            assert replayed.target == "hook:crm" and replayed.address == "127.0.0.1"
             assert any(e.action == "keys.delete" and e.actor_name == "[admin] token"
                        for e in lines)
             assert key["token"] not in repr(lines) and op["token"] not in repr(lines)

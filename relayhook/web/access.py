@@ -10,7 +10,9 @@ A console refusal is a page, so a forged form post gets no further than a missin
 
 Every request that is not a GET is written to the audit log after it was answered: who, from
 which address, what (the route, its names and ids, the form's choices), the answer's status,
-and for a relay or a hook its configuration before and after (secrets redacted).
+and for a relay or a hook its configuration before and after (secrets redacted). A view adds
+its own words with `request.scope["audit"] = {"replayed": n}`, or says that nothing was done
+(a confirmation page) with `request.scope["audit"] = None`.
 """
 
 from __future__ import annotations
@@ -153,16 +155,24 @@ class Access:
         try:
             await app(scope, replay_body, capture)
         finally:
-            after = await self._describe(kind, name)
-            detail = audit_detail(request, path, body, bytes(answer), status)
-            if before != after:
-                detail.update(before=before, after=after)
-            who = request.scope.get("principal") or principal
-            action = action_of(request.method, path, detail)
-            if action == "signin":
-                action = f"signin.{SIGNIN_RESULTS.get(status, 'failure')}"
-            target = f"{kind}:{name}" if name else target_of(request, path)
-            await self.people.record(who, self.address_of(request), action, target, detail)
+            extra = scope.get("audit", {})  # a view's own words: a count; None: nothing done
+            if extra is not None:
+                await self._record(request, path, principal, kind, name, before, body,
+                                   bytes(answer), status, extra)
+
+    async def _record(self, request: Request, path: str, principal: Principal | None,
+                      kind: str, name: str | None, before: dict[str, Any] | None, body: bytes,
+                      answer: bytes, status: int, extra: Mapping[str, Any]) -> None:
+        after = await self._describe(kind, name)
+        detail = {**audit_detail(request, path, body, answer, status), **extra}
+        if before != after:
+            detail.update(before=before, after=after)
+        who = request.scope.get("principal") or principal
+        action = action_of(request.method, path, detail)
+        if action == "signin":
+            action = f"signin.{SIGNIN_RESULTS.get(status, 'failure')}"
+        target = f"{kind}:{name}" if name else target_of(request, path)
+        await self.people.record(who, self.address_of(request), action, target, detail)
 
     async def _describe(self, kind: str, name: str | None) -> dict[str, Any] | None:
         if self.describe is None or not name:

@@ -177,6 +177,7 @@ async def replay_matching(console: Console, ctx: Ctx) -> Response:
         return ctx.redirect(hook_address(hook.name), f"The filter cannot be read: {exc}")
     count = await console.parts.store.count_found_deliveries(where)
     if ctx.form.get("confirm") != "yes" or count == 0:
+        ctx.request.scope["audit"] = None  # a question, not yet an action
         return ctx.render("replay_confirm.html", title=f"Replay {hook.name}", hook=hook.name,
                           count=count, shown=shown, keys=FILTER_KEYS)
     for old in [j for j in JOBS.values() if j.finished][: max(0, len(JOBS) - MAX_JOBS + 1)]:
@@ -184,6 +185,7 @@ async def replay_matching(console: Console, ctx: Ctx) -> Response:
     job = ReplayJob(id=console.new_id(), hook=hook.name, total=count)
     JOBS[job.id] = job
     job.task = asyncio.create_task(run_replay(console, job, where))
+    ctx.request.scope["audit"] = {"replayed": count, "job": job.id}
     return ctx.redirect(f"/jobs/{job.id}")
 
 def job_named(job_id: str) -> ReplayJob:

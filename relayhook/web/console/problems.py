@@ -50,6 +50,7 @@ async def replay_affected(console: Console, ctx: Ctx) -> Response:
     if problem is None:
         raise NotFound("There is no problem with this id.")
     count = await store.replay_problem(problem.id, now=console.now())
+    ctx.request.scope["audit"] = {"replayed": count, "hook": problem.hook}
     console.parts.wake()
     return ctx.redirect(back_to(ctx), f"Replayed {count} affected deliveries of hook "
                                       f"{problem.hook}: they are sent again now.")

@@ -111,7 +111,8 @@ async def replay_delivery(console: Console, ctx: Ctx) -> Response:
     if found[0].status == "claimed":
         return ctx.redirect(f"/deliveries/{found[0].id}",
                             "It is being sent right now; replay it once this try is over.")
-    await store.replay(now=console.now(), delivery_id=found[0].id)
+    replayed = await store.replay(now=console.now(), delivery_id=found[0].id)
+    ctx.request.scope["audit"] = {"replayed": replayed, "hook": found[0].hook}
     console.parts.wake()
     return ctx.redirect(f"/deliveries/{found[0].id}", "Replayed: it is sent again now.")
 
