@@ -145,6 +145,9 @@ def test_roles_in_the_api_and_the_console(tmp_path: Path, storage_url: str) -> N
             assert ("signin.success", "Vera") in by_action
             assert ("people.create", "admin") in by_action
             assert ("relays.create", "[admin] token") in by_action
+            welcomes = [e for e in lines if e.action == "welcome"]
+            assert len(welcomes) == 3 and all(e.target == "" for e in welcomes)
+            assert "/welcome/" not in text.replace("'route': 'POST /welcome/{token}'", "")
             refused = [e for e in lines if e.actor_name == "Vera" and e.action == "hooks.replay"]
             assert not refused  # refused before it ran: not an action taken
             relay_page = await admin.get("/relays/vr")

@@ -206,7 +206,7 @@ def _path_params(request: Request) -> Mapping[str, Any]:
 
 
 def target_of(request: Request, path: str) -> str:
-    params = _path_params(request)
+    params = {k: v for k, v in _path_params(request).items() if k != "token"}  # a link's secret
     if not params:
         return ""
     first = path.strip("/").split("/")
