@@ -1,5 +1,5 @@
 """Console sessions on PostgreSQL: the same contract as relayhook.store.sqlite.sessions (its
-table: migration 8 in relayhook.store.postgres.schema)."""
+table: migration 9 in relayhook.store.postgres.schema)."""
 
 from __future__ import annotations
 
