@@ -134,6 +134,22 @@ def test_roles_in_the_api_and_the_console(tmp_path: Path, storage_url: str) -> N
                                      page="/relays/vr")
             assert reveal.status_code == 200 and secret in reveal.text
 
+            # a person sees their own sessions; an admin everyone's, and revokes one
+            own = await viewer.get("/settings/sessions")
+            assert "Everyone's sessions" not in own.text and "Otto" not in own.text
+            everyone = await admin.get("/settings/sessions")
+            assert "Revoke the session of Otto" in everyone.text
+            store = app.state.relayhook.store
+            otto = await store.find_account("otto@example.com")
+            [otto_id] = [s.id for s in await store.list_sessions(otto.id, time.time())]
+            forged = await post_form(viewer, f"/settings/sessions/{otto_id}/revoke", {},
+                                     page="/settings/sessions")
+            assert forged.status_code == 303 and (await operator.get("/hooks")).status_code == 200
+            revoked = await post_form(admin, f"/settings/sessions/{otto_id}/revoke", {},
+                                      page="/settings/sessions")
+            assert revoked.status_code == 303
+            assert (await operator.get("/hooks")).status_code == 303
+
             # the audit log: who did what, and never the secret
             lines = (await audit_lines(app))
             text = repr(lines)

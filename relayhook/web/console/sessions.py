@@ -26,10 +26,17 @@ async def settings_context(console: Console, ctx: Ctx, **errors: str) -> dict[st
     """What `_sessions.html` and `_password.html` need."""
     record = ctx.session.record
     account = record.account if record is not None else ADMIN_ACCOUNT
+    everyone = []
+    if ctx.can("admin"):  # admins see and revoke everyone's sessions
+        names = {a.id: a.name for a in await console.parts.store.list_accounts()}
+        everyone = [(names.get(s.account, s.account), s)
+                    for s in await console.parts.store.list_sessions(None, console.now())
+                    if s.account != account]
     return {
         "sessions": await console.parts.store.list_sessions(account, console.now()),
         "current": record.id if record is not None else None,
         "password_errors": errors,
+        "everyone": everyone,
     }
 
 
@@ -47,7 +54,8 @@ async def revoke(console: Console, ctx: Ctx) -> Response:
     if ctx.session.record is not None and session_id == ctx.session.record.id:
         await console.gate.sign_out(ctx.session)
         return ctx.redirect("/signin", "You are signed out.")
-    mine = await console.parts.store.list_sessions(_account(ctx), console.now())
+    mine = await console.parts.store.list_sessions(
+        None if ctx.can("admin") else _account(ctx), console.now())
     if session_id not in {s.id for s in mine}:
         return ctx.redirect(PAGE, "That session had ended already.")
     if await console.gate.revoke(session_id):
