@@ -68,3 +68,19 @@ def test_the_audit_log_is_appended_filtered_paged_and_pruned(store: Store) -> No
         "hooks.replay", "hooks.update"]
     assert run(store.prune_audit(NOW + 2)) == 2
     assert len(run(store.list_audit())) == 2
+
+
+def test_retention_keeps_the_audit_log_longer_than_the_history(store: Store) -> None:
+    from relayhook.assembly import prune_now
+    from relayhook.settings import RetentionSettings
+
+    day = 86400.0
+    for age in (500, 100, 10):
+        run(store.append_audit(AuditEntry(NOW - age * day, "person:a", "a", "::1", "x")))
+    assert RetentionSettings().audit_days == 400 > RetentionSettings().days
+    run(prune_now(store, RetentionSettings(), NOW))  # history 30 days, the audit log 400
+    assert len(run(store.list_audit())) == 2
+    run(prune_now(store, RetentionSettings(audit_days=0), NOW))  # 0: kept forever
+    assert len(run(store.list_audit())) == 2
+    run(prune_now(store, RetentionSettings(audit_days=50), NOW))
+    assert len(run(store.list_audit())) == 1
