@@ -18,6 +18,7 @@ from typing import Any
 
 import httpx
 import pytest
+from asgi import csrf_of
 from servers import RelayhookProcess, StartServer, http_client, render_config, render_tables
 
 pytestmark = pytest.mark.slow
@@ -31,12 +32,6 @@ LAUNCH_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking
 def console_password(server: RelayhookProcess) -> str:
     found = re.search(r"Console password \(shown once[^)]*\): (\S+)", server.log())
     assert found, server.log()
-    return found.group(1)
-
-
-def csrf_of(page: str) -> str:
-    found = re.search(r'name="csrf" value="([^"]+)"', page)
-    assert found, page[:1000]
     return found.group(1)
 
 
