@@ -142,7 +142,62 @@ class Resealed:
 Topic = Literal["deliveries", "config"]
 
 
-class Store(Protocol):
+class PeopleStore(Protocol):
+    """People, their one-time links, API keys and the append-only audit log (relayhook.people):
+    a role of the store of its own, which `Store` includes."""
+
+    async def save_account(self, account: Account, *, end_sessions: bool = False,
+                           keep: str | None = None) -> int:
+        """Create or change an account; with `end_sessions`, in the same transaction end every
+        session of it but `keep` (a disabled person, a new password). How many ended."""
+
+    async def get_account(self, account_id: str) -> Account | None:
+        """One account by id, or None."""
+
+    async def find_account(self, email: str) -> Account | None:
+        """The account with this e-mail (any case), or None."""
+
+    async def list_accounts(self) -> list[Account]:
+        """Every account, the oldest first."""
+
+    async def create_link(self, token_hash: str, account: str, expires_at: float) -> None:
+        """Keep a one-time link (an invite, a password reset) under the hash of its token."""
+
+    async def peek_link(self, token_hash: str, now: float) -> str | None:
+        """The account of an unused, unexpired link, or None (the link stays unused)."""
+
+    async def use_link(self, token_hash: str, now: float) -> str | None:
+        """Use a link once: its account, or None if it was used, expired or never made."""
+
+    async def create_key(self, key: ApiKey, token_hash: str) -> None:
+        """Keep a new API key under the hash of its token."""
+
+    async def find_key(self, token_hash: str) -> ApiKey | None:
+        """The key whose token hashes to `token_hash` (revoked or expired ones too), or None."""
+
+    async def list_keys(self) -> list[ApiKey]:
+        """Every key, the newest first."""
+
+    async def revoke_key(self, key_id: str, at: float) -> bool:
+        """Revoke a key now; whether it was usable."""
+
+    async def touch_key(self, key_id: str, at: float) -> None:
+        """Note the key's last use (never moves it back)."""
+
+    async def append_audit(self, entry: AuditEntry) -> None:
+        """Add one line to the audit log (it has no method to change or delete one)."""
+
+    async def list_audit(self, *, actor: str | None = None, action: str | None = None,
+                         target: str | None = None, since: float | None = None,
+                         before: int | None = None, limit: int = 50) -> list[AuditEntry]:
+        """Audit lines, newest first: `actor` by id or name, `action` by name or its prefix
+        (`hook` finds hook.update), `before` an id to page from (exclusive)."""
+
+    async def prune_audit(self, before: float, *, batch: int = 500) -> int:
+        """Delete up to `batch` audit lines older than `before` (retention only); how many."""
+
+
+class Store(PeopleStore, Protocol):
     schema_version: int  # the schema version of the open database
     migrations_applied: Sequence[Migration]  # by `open`
 
@@ -485,58 +540,6 @@ class Store(Protocol):
 
     async def revoke_sessions(self, account: str, *, keep: str | None = None) -> int:
         """End every session of `account` but `keep`; how many."""
-
-    # --- people, API keys, the audit log (relayhook.people) ----------------------------------
-
-    async def save_account(self, account: Account, *, end_sessions: bool = False,
-                           keep: str | None = None) -> int:
-        """Create or change an account; with `end_sessions`, in the same transaction end every
-        session of it but `keep` (a disabled person, a new password). How many ended."""
-
-    async def get_account(self, account_id: str) -> Account | None:
-        """One account by id, or None."""
-
-    async def find_account(self, email: str) -> Account | None:
-        """The account with this e-mail (any case), or None."""
-
-    async def list_accounts(self) -> list[Account]:
-        """Every account, the oldest first."""
-
-    async def create_link(self, token_hash: str, account: str, expires_at: float) -> None:
-        """Keep a one-time link (an invite, a password reset) under the hash of its token."""
-
-    async def peek_link(self, token_hash: str, now: float) -> str | None:
-        """The account of an unused, unexpired link, or None (the link stays unused)."""
-
-    async def use_link(self, token_hash: str, now: float) -> str | None:
-        """Use a link once: its account, or None if it was used, expired or never made."""
-
-    async def create_key(self, key: ApiKey, token_hash: str) -> None:
-        """Keep a new API key under the hash of its token."""
-
-    async def find_key(self, token_hash: str) -> ApiKey | None:
-        """The key whose token hashes to `token_hash` (revoked or expired ones too), or None."""
-
-    async def list_keys(self) -> list[ApiKey]:
-        """Every key, the newest first."""
-
-    async def revoke_key(self, key_id: str, at: float) -> bool:
-        """Revoke a key now; whether it was usable."""
-
-    async def touch_key(self, key_id: str, at: float) -> None:
-        """Note the key's last use (never moves it back)."""
-
-    async def append_audit(self, entry: AuditEntry) -> None:
-        """Add one line to the audit log (it has no method to change or delete one)."""
-
-    async def list_audit(self, *, actor: str | None = None, action: str | None = None,
-                         target: str | None = None, since: float | None = None,
-                         before: int | None = None, limit: int = 50) -> list[AuditEntry]:
-        """Audit lines, newest first: `actor` by id or name, `action` by name or its prefix
-        (`hook` finds hook.update), `before` an id to page from (exclusive)."""
-
-    async def prune_audit(self, before: float, *, batch: int = 500) -> int:
-        """Delete up to `batch` audit lines older than `before` (retention only); how many."""
 
     # --- operations -----------------------------------------------------------------------
 
