@@ -120,9 +120,16 @@ async def refuse_destinations(settings: Settings, hooks: Mapping[str, Hook],
 
 async def prune_now(store: MaintenanceStore, retention: RetentionSettings,
                     now: float) -> PruneResult:
-    """Delete what `[retention]` lets go at `now` (epoch seconds); what was deleted."""
-    return await store.prune(cutoffs_at(now, days=retention.days, relays=retention.relays,
-                                        hooks=retention.hooks))
+    """Delete what `[retention]` lets go at `now` (epoch seconds); what was deleted. The audit
+    log has its own, longer `audit_days`."""
+    result = await store.prune(cutoffs_at(now, days=retention.days, relays=retention.relays,
+                                          hooks=retention.hooks))
+    if retention.audit_days > 0:
+        before = now - retention.audit_days * 86400
+        for _ in range(10_000):  # bounded: each batch deletes up to 500 lines
+            if await store.prune_audit(before) < 500:
+                break
+    return result
 
 
 @contextlib.asynccontextmanager

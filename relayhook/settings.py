@@ -251,6 +251,10 @@ class RetentionSettings(Section):
         default=3600, ge=0, description="Seconds between background prunes (0: only "
         "`relayhook prune`)."
     )
+    audit_days: float = Field(
+        default=400, ge=0, description="Keep the audit log (who changed, revealed, replayed, "
+        "signed in) this long, longer than `days` by default (0: forever)."
+    )
 
     @model_validator(mode="after")
     def _non_negative(self) -> RetentionSettings:
@@ -309,6 +313,37 @@ class _FileSource(PydanticBaseSettingsSource):
         return _file_values.get({})
 
 
+class OidcSettings(Section):
+    issuer: str = Field(
+        default="", description="The OpenID Connect provider's issuer URL (its "
+        "/.well-known/openid-configuration is read from it). Empty: no sign-in with a provider.",
+        examples=["https://accounts.google.com"],
+    )
+    client_id: str = Field(default="", description="This Relayhook's client id at the provider.")
+    client_secret: SecretStr = Field(
+        default=SecretStr(""), description="Its client secret: never logged or shown.",
+    )
+    allowed_domains: list[str] = Field(
+        default_factory=list, description="E-mail domains that may sign in (a verified e-mail "
+        "is required). Empty: any domain the provider vouches for.",
+        examples=[["example.com"]],
+    )
+    role: Literal["viewer", "operator", "editor", "admin"] = Field(
+        default="viewer", description="The role of someone signing in for the first time "
+        "(an admin changes it later in Settings > People).",
+    )
+    name: str = Field(default="your company account", description="Shown on the button: "
+                      "Sign in with <name>.")
+
+    @property
+    def enabled(self) -> bool:
+        return bool(self.issuer and self.client_id)
+
+
+class AuthSettings(Section):
+    oidc: OidcSettings = OidcSettings()
+
+
 class Settings(BaseSettings):
     # A validation error shows no input values: they may hold secrets (the SMTP password...).
     model_config = SettingsConfigDict(
@@ -330,6 +365,7 @@ class Settings(BaseSettings):
     outcomes: OutcomesSettings = OutcomesSettings()
     alerts: AlertsSettings = AlertsSettings()
     watch: WatchSettings = WatchSettings()
+    auth: AuthSettings = AuthSettings()
     secrets: dict[str, str] = Field(
         default={},
         description="Values hooks use as {{ secrets.name }}; never stored or logged. `key` is "

@@ -96,7 +96,8 @@ async def opened(new_store: StoreFactory) -> AsyncIterator[Store]:
 
 
 ROLES = [base.Lifecycle, base.IngestStore, base.DeliveryStore, base.ConfigStore, base.ConsoleStore,
-         base.HistoryStore, base.OperationsStore, base.WatchStore, base.MaintenanceStore]
+         base.HistoryStore, base.OperationsStore, base.WatchStore, base.PeopleStore,
+         base.MaintenanceStore]
 
 
 def methods_of(protocol: type) -> set[str]:

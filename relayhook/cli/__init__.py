@@ -14,6 +14,7 @@
     relayhook relays list|add|secret|remove  relays created at run time (and the config's)
     relayhook hooks list|add FILE|remove|activate|deactivate
     relayhook admin password                 set the web console's password (stdin if piped)
+    relayhook users list|add|disable|enable|reset   people of the console, with their roles
     relayhook prune                          delete what [retention] lets go
     relayhook backup FILE                    a consistent copy of the store, while serving
     relayhook restore FILE                   put a backup in the stopped store's place
@@ -42,6 +43,7 @@ from relayhook.cli import (
     sending,
     serve,
     stored,
+    users,
     why,
 )
 from relayhook.core.mapping import MappingError
@@ -58,8 +60,8 @@ from relayhook.settings import DEFAULT_CONFIG
 from relayhook.store import StoreError
 
 # Each adds its subcommands.
-FAMILIES = (serve, migrate, authoring, stored, diff, erase, sending, manage, ops, admin, why,
-            deploy, keys)
+FAMILIES = (serve, migrate, authoring, stored, diff, erase, sending, manage, ops, admin, users,
+            why, deploy, keys)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any, Literal, Protocol
 
 from relayhook.core.erasure import Found, Subject
 from relayhook.core.events import Event
+from relayhook.core.people import Account, ApiKey, AuditEntry
 from relayhook.core.records import (
     DELIVERY_STATUSES,
     ActivityRow,
@@ -145,6 +146,58 @@ class Resealed:
 
 
 Topic = Literal["deliveries", "config"]
+
+
+class PeopleStore(Protocol):
+    """People, their one-time links, API keys and the append-only audit log (relayhook.people):
+    a role of the store of its own, which `Store` includes."""
+
+    async def save_account(self, account: Account, *, end_sessions: bool = False,
+                           keep: str | None = None) -> int:
+        """Create or change an account; with `end_sessions`, in the same transaction end every
+        session of it but `keep` (a disabled person, a new password). How many ended."""
+
+    async def get_account(self, account_id: str) -> Account | None:
+        """One account by id, or None."""
+
+    async def find_account(self, email: str) -> Account | None:
+        """The account with this e-mail (any case), or None."""
+
+    async def list_accounts(self) -> list[Account]:
+        """Every account, the oldest first."""
+
+    async def create_link(self, token_hash: str, account: str, expires_at: float) -> None:
+        """Keep a one-time link (an invite, a password reset) under the hash of its token."""
+
+    async def peek_link(self, token_hash: str, now: float) -> str | None:
+        """The account of an unused, unexpired link, or None (the link stays unused)."""
+
+    async def use_link(self, token_hash: str, now: float) -> str | None:
+        """Use a link once: its account, or None if it was used, expired or never made."""
+
+    async def create_key(self, key: ApiKey, token_hash: str) -> None:
+        """Keep a new API key under the hash of its token."""
+
+    async def find_key(self, token_hash: str) -> ApiKey | None:
+        """The key whose token hashes to `token_hash` (revoked or expired ones too), or None."""
+
+    async def list_keys(self) -> list[ApiKey]:
+        """Every key, the newest first."""
+
+    async def revoke_key(self, key_id: str, at: float) -> bool:
+        """Revoke a key now; whether it was usable."""
+
+    async def touch_key(self, key_id: str, at: float) -> None:
+        """Note the key's last use (never moves it back)."""
+
+    async def append_audit(self, entry: AuditEntry) -> None:
+        """Add one line to the audit log (it has no method to change or delete one)."""
+
+    async def list_audit(self, *, actor: str | None = None, action: str | None = None,
+                         target: str | None = None, since: float | None = None,
+                         before: int | None = None, limit: int = 50) -> list[AuditEntry]:
+        """Audit lines, newest first: `actor` by id or name, `action` by name or its prefix
+        (`hook` finds hook.update), `before` an id to page from (exclusive)."""
 
 
 class Lifecycle(Protocol):
@@ -555,6 +608,9 @@ class WatchStore(Protocol):
 class MaintenanceStore(Protocol):
     """Keeping the store: pruning, readiness, schema checks and backups."""
 
+    async def prune_audit(self, before: float, *, batch: int = 500) -> int:
+        """Delete up to `batch` audit lines older than `before` (retention only); how many."""
+
     async def prune(self, cutoffs: Cutoffs, *, batch: int = 500) -> PruneResult:
         """Delete what `cutoffs` let go: finished deliveries (succeeded, dead, skipped) last
         changed before their hook's cutoff, with their attempts; then requests received before
@@ -582,7 +638,7 @@ class RecordsStore(HistoryStore, OperationsStore, Protocol):
 
 
 class Store(Lifecycle, IngestStore, DeliveryStore, ConfigStore, ConsoleStore, HistoryStore,
-            OperationsStore, WatchStore, MaintenanceStore, Protocol):
+            OperationsStore, WatchStore, PeopleStore, MaintenanceStore, Protocol):
     """The whole contract, every role: what an engine implements. A caller types against the
     narrowest role (or intersection of roles) it uses."""
 

@@ -40,10 +40,12 @@ from relayhook.delivery.http import make_http_transport
 from relayhook.delivery.watch import QuietWatch
 from relayhook.intake import Intake, SpoolDrainer
 from relayhook.metrics import Metrics
+from relayhook.people import People, invite_mailer
 from relayhook.settings import Settings
 from relayhook.shapewatch import ShapeWatch
 from relayhook.spool import Spool
 from relayhook.store import Store
+from relayhook.web.access import Access, enforce
 from relayhook.web.api import api_routes
 from relayhook.web.config_api import config_api_routes
 from relayhook.web.console import Console, console_routes
@@ -51,6 +53,7 @@ from relayhook.web.diff_api import diff_api_routes
 from relayhook.web.erase_api import erase_api_routes
 from relayhook.web.ingress import Answer, Ingress, ingress_token, refusal
 from relayhook.web.ops import Readiness, ops_routes, prune_periodically
+from relayhook.web.people_api import describe, live_secrets, people_api_routes
 from relayhook.web.samples_api import samples_api_routes
 from relayhook.web.sessions_api import sessions_api_routes
 
@@ -105,7 +108,12 @@ def create_app(
                     stored=metrics.observe_stored, secrets=settings.template_secrets(),
                     explain=settings.outcomes.record,
                     render_seconds=settings.limits.render_seconds)
-    console = Console(parts, clock=clock, new_id=new_id) if takes_requests else None
+    people = People(the_store, clock=lambda: clock().timestamp(), new_id=new_id,
+                    admin_token=settings.admin.token,
+                    secrets_to_hide=lambda: live_secrets(parts),
+                    mailer=invite_mailer(settings), public_url=settings.public_url())
+    console = (Console(parts, clock=clock, new_id=new_id, people=people) if takes_requests
+               else None)
     shapes = None
     if takes_requests and settings.watch.shapes:
         shapes = ShapeWatch(the_store, live, clock=lambda: clock().timestamp())
@@ -181,14 +189,20 @@ def create_app(
     routes += sessions_api_routes(the_store, settings.admin.token, clock)
     routes += diff_api_routes(parts, settings.admin.token)
     routes += erase_api_routes(parts, settings.admin.token)
+    routes += people_api_routes(people, clock)
+    access = Access(people, describe=lambda kind, name: describe(parts, kind, name))
     if console is not None:
         routes += console_routes(console)
-    app = RelayhookApp(routes=routes, lifespan=lifespan)
+        access.session_account = console.gate.account_of
+        access.forbidden_page = console.forbidden
+        access.address_of = console.gate.address_of
+    app = RelayhookApp(routes=enforce(routes, access), lifespan=lifespan)
     app.metrics = metrics
     if takes_requests:
         app.ingress = Ingress(live, the_store, settings.limits.max_body_bytes, clock, new_id,
                               wake=parts.wake, intake=intake, observe=metrics.observe_request)
     app.state.relayhook = parts
+    app.state.people = people
     return app
 
 

@@ -24,6 +24,7 @@ import asyncpg
 from relayhook.core import pacing
 from relayhook.core.erasure import Found, Subject
 from relayhook.core.events import Event, format_time
+from relayhook.core.people import Account, ApiKey, AuditEntry
 from relayhook.core.records import (
     DELIVERY_STATUSES,
     ActivityRow,
@@ -67,6 +68,7 @@ from relayhook.store.postgres import config as config_sql
 from relayhook.store.postgres import deliveries as sql
 from relayhook.store.postgres import erasure as erasure_sql
 from relayhook.store.postgres import outcomes as outcomes_sql
+from relayhook.store.postgres import people as people_sql
 from relayhook.store.postgres import problems as problems_sql
 from relayhook.store.postgres import requests as requests_sql
 from relayhook.store.postgres import samples as samples_sql
@@ -491,6 +493,59 @@ class PostgresStore:
 
     async def revoke_sessions(self, account: str, *, keep: str | None = None) -> int:
         return await self._write(lambda conn: sessions_sql.revoke_all(conn, account, keep))
+
+    # -- people, API keys, the audit log
+
+    async def save_account(self, account: Account, *, end_sessions: bool = False,
+                           keep: str | None = None) -> int:
+        return await self._write(
+            lambda conn: people_sql.save_account(conn, account, end_sessions, keep))
+
+    async def get_account(self, account_id: str) -> Account | None:
+        return await self._read(lambda conn: people_sql.get_account(conn, account_id))
+
+    async def find_account(self, email: str) -> Account | None:
+        return await self._read(lambda conn: people_sql.find_account(conn, email))
+
+    async def list_accounts(self) -> list[Account]:
+        return await self._read(people_sql.list_accounts)
+
+    async def create_link(self, token_hash: str, account: str, expires_at: float) -> None:
+        await self._write(lambda conn: people_sql.create_link(conn, token_hash, account,
+                                                              expires_at))
+
+    async def peek_link(self, token_hash: str, now: float) -> str | None:
+        return await self._read(lambda conn: people_sql.peek_link(conn, token_hash, now))
+
+    async def use_link(self, token_hash: str, now: float) -> str | None:
+        return await self._write(lambda conn: people_sql.use_link(conn, token_hash, now))
+
+    async def create_key(self, key: ApiKey, token_hash: str) -> None:
+        await self._write(lambda conn: people_sql.create_key(conn, key, token_hash))
+
+    async def find_key(self, token_hash: str) -> ApiKey | None:
+        return await self._read(lambda conn: people_sql.find_key(conn, token_hash))
+
+    async def list_keys(self) -> list[ApiKey]:
+        return await self._read(people_sql.list_keys)
+
+    async def revoke_key(self, key_id: str, at: float) -> bool:
+        return await self._write(lambda conn: people_sql.revoke_key(conn, key_id, at))
+
+    async def touch_key(self, key_id: str, at: float) -> None:
+        await self._write(lambda conn: people_sql.touch_key(conn, key_id, at))
+
+    async def append_audit(self, entry: AuditEntry) -> None:
+        await self._write(lambda conn: people_sql.append_audit(conn, entry))
+
+    async def list_audit(self, *, actor: str | None = None, action: str | None = None,
+                         target: str | None = None, since: float | None = None,
+                         before: int | None = None, limit: int = 50) -> list[AuditEntry]:
+        return await self._read(lambda conn: people_sql.list_audit(
+            conn, actor, action, target, since, before, limit))
+
+    async def prune_audit(self, before: float, *, batch: int = 500) -> int:
+        return await self._write(lambda conn: people_sql.prune_audit(conn, before, batch))
 
     # -- operations
 

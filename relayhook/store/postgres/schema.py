@@ -243,6 +243,53 @@ CREATE TABLE IF NOT EXISTS payload_shapes (
 );
 """
 
+# People, their one-time links (invites and resets), API keys and the append-only audit log
+# (relayhook.people). Tokens are kept as their SHA-256 only.
+PEOPLE = """
+CREATE TABLE IF NOT EXISTS accounts (
+    id            text PRIMARY KEY,
+    name          text NOT NULL,
+    email         text NOT NULL,
+    role          text NOT NULL,
+    password_hash text,
+    created_at    double precision NOT NULL,
+    disabled_at   double precision,
+    origin        text NOT NULL
+);
+CREATE INDEX IF NOT EXISTS accounts_email ON accounts (lower(email));
+CREATE TABLE IF NOT EXISTS account_links (
+    token_hash    text PRIMARY KEY,
+    account       text NOT NULL,
+    expires_at    double precision NOT NULL,
+    used_at       double precision
+);
+CREATE TABLE IF NOT EXISTS api_keys (
+    id            text PRIMARY KEY,
+    token_hash    text NOT NULL UNIQUE,
+    name          text NOT NULL,
+    role          text NOT NULL,
+    relays        text NOT NULL,
+    hooks         text NOT NULL,
+    created_by    text NOT NULL,
+    created_at    double precision NOT NULL,
+    expires_at    double precision,
+    last_used_at  double precision,
+    revoked_at    double precision
+);
+CREATE TABLE IF NOT EXISTS audit_log (
+    id            bigserial PRIMARY KEY,
+    at            double precision NOT NULL,
+    actor         text NOT NULL,
+    actor_name    text NOT NULL,
+    address       text NOT NULL,
+    action        text NOT NULL,
+    target        text NOT NULL,
+    detail        text NOT NULL
+);
+CREATE INDEX IF NOT EXISTS audit_log_target ON audit_log (target, id);
+CREATE INDEX IF NOT EXISTS audit_log_at ON audit_log (at);
+"""
+
 MIGRATIONS = (
     Migration(1, "requests, events, deliveries, attempts, hooks", INITIAL),
     Migration(2, "hook pacing shared by all dispatchers", PACING),
@@ -257,6 +304,7 @@ MIGRATIONS = (
     Migration(9, "console sessions, one row per sign-in", SESSIONS),
     Migration(10, "relays' problems (quiet, changed shape) and payload shapes",
               RELAY_PROBLEMS),
+    Migration(11, "people, API keys and the audit log", PEOPLE),
 )
 check_numbering(MIGRATIONS)
 LATEST = MIGRATIONS[-1].version

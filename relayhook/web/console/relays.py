@@ -14,6 +14,7 @@ from relayhook.errors import ConflictError
 from relayhook.relays import Relay
 from relayhook.web.console import changes
 from relayhook.web.console.pages import Ctx, relay_address
+from relayhook.web.console.people import last_change
 from relayhook.web.console.problems import shown as shown_problems
 from relayhook.web.readmodel import relay_shapes, relay_summaries
 
@@ -76,6 +77,7 @@ async def relay_page(console: Console, ctx: Ctx, *, revealed: str | None = None,
         more=len(records) == EXAMPLE_PAGE, next_before=records[-1].id if records else None,
         problems=shown_problems(await console.parts.store.list_problems(relay=relay.name)),
         shapes=await relay_shapes(console.parts, relay.name) if tab == "fields" else [],
+        last_change=await last_change(console, f"relay:{relay.name}"),
     )
 
 
