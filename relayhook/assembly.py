@@ -217,7 +217,8 @@ def assemble(settings: Settings, *, store: Store | None = None,
     the_store = store if store is not None else open_settings_store(settings)
     policy = destination_policy(settings)
     manager = Manager(the_store, live, connectors, public_url=settings.public_url(),
-                      policy=policy, resolver=resolver, clock=clock)
+                      policy=policy, resolver=resolver, clock=clock,
+                      secrets=settings.template_secrets())
     return Parts(settings, connectors, live, the_store, manager, policy, new_key)
 
 

@@ -24,6 +24,7 @@ from typing import Any
 
 from relayhook.core.auth import as_hmac, needs_secret, secret_problem
 from relayhook.core.connectors import Auth, Connector
+from relayhook.core.diagnostics import Finding
 from relayhook.core.hooks import Hook, validate_hook
 from relayhook.core.redaction import restore_secrets, secret_values, still_redacted, strip_secrets
 from relayhook.core.ssrf import (
@@ -33,7 +34,8 @@ from relayhook.core.ssrf import (
     SystemResolver,
     check_url,
 )
-from relayhook.errors import ConflictError, InvalidError, NotFoundError, SpecError
+from relayhook.core.tomlpos import KeyPath
+from relayhook.errors import ConflictError, FindingsError, InvalidError, NotFoundError, SpecError
 from relayhook.live import LiveConfig
 from relayhook.relays import Relay
 from relayhook.store.base import Store, StoredHook, StoredRelay
@@ -75,6 +77,13 @@ def describe_connector(connector: Connector) -> ConnectorInfo:
                          body.decode("utf-8", errors="replace") if body is not None else None)
 
 
+def finding_key(finding: Finding) -> KeyPath:
+    """The key path of a stored hook's finding (`hook 'x': retry.schedule`)."""
+    from relayhook.core.connectors import _key_path
+
+    return _key_path(finding.location.partition(": ")[2])
+
+
 class Manager:
     def __init__(
         self,
@@ -86,8 +95,10 @@ class Manager:
         policy: DestinationPolicy,
         resolver: Resolver | None = None,
         clock: Callable[[], float] = time.time,
+        secrets: Mapping[str, str] | None = None,
     ) -> None:
         self.store, self.live, self.connectors = store, live, connectors
+        self.secrets = secrets or {}  # `{{ secrets.x }}`: hooks are rendered by diagnostics
         self.public_url = public_url.rstrip("/")
         self.policy, self.resolver, self.clock = policy, resolver or SystemResolver(), clock
 
@@ -178,16 +189,45 @@ class Manager:
         hook = self.hook(name)
         return self.live.written.get(name) or hook.stored_spec()
 
-    async def create_hook(self, raw: Mapping[str, Any]) -> Hook:
+    async def create_hook(self, raw: Mapping[str, Any], *,
+                          accept_findings: bool = False) -> Hook:
+        """A new run-time hook. Refused with FindingsError (422) when diagnostics finds an error
+        in it, unless `accept_findings` (the console's "Save anyway")."""
         name = raw.get("name")
         if isinstance(name, str) and name in self.live.hooks:
             raise ConflictError(f"a hook named {name!r} exists already")
         hook = await self._validate(dict(raw), {})
+        await self._refuse_errors(hook, accept_findings)
         await self._put(hook.name, dict(raw), create=True)
         return self.live.hooks[hook.name]
 
-    async def replace_hook(self, name: str, raw: Mapping[str, Any]) -> Hook:
-        """Replace a run-time hook; values still shown as [redacted] keep their secret."""
+    async def replace_hook(self, name: str, raw: Mapping[str, Any], *,
+                           accept_findings: bool = False) -> Hook:
+        """Replace a run-time hook; values still shown as [redacted] keep their secret.
+        Diagnostics as for create_hook."""
+        full, kept = self._replacement(name, raw)
+        hook = await self._validate(full, kept)
+        await self._refuse_errors(hook, accept_findings)
+        await self._put(name, full, create=False)
+        return self.live.hooks[name]
+
+    async def proposed_findings(self, raw: Mapping[str, Any],
+                                name: str | None = None) -> list[Finding]:
+        """What diagnostics finds in a hook before it is saved (a new one, or a replacement
+        of hook `name`); InvalidError when it does not even validate. Nothing is saved."""
+        if name is None:
+            hook = await self._validate(dict(raw), {})
+        else:
+            full, kept = self._replacement(name, raw)
+            hook = await self._validate(full, kept)
+        return await self._findings_of(hook)
+
+    async def hook_findings(self, name: str) -> list[Finding]:
+        """What diagnostics finds in a hook as it is now."""
+        return await self._findings_of(self.hook(name))
+
+    def _replacement(self, name: str, raw: Mapping[str, Any]) -> tuple[dict[str, Any],
+                                                                         dict[str, Any]]:
         self.hook(name)
         if self.live.is_config_hook(name):
             raise ConflictError(f"hook {name!r} is defined in the config file: change it there")
@@ -196,10 +236,20 @@ class Manager:
             raise InvalidError([SpecError(("name",), "a hook keeps its name: create a new hook"
                                           " and delete this one to rename it")])
         kept = self.live.kept_secrets(name)
-        full = restore_secrets(given, kept)
-        await self._validate(full, kept)
-        await self._put(name, full, create=False)
-        return self.live.hooks[name]
+        return restore_secrets(given, kept), kept
+
+    async def _findings_of(self, hook: Hook) -> list[Finding]:
+        from relayhook.diagnostics import hook_diagnosis, read_traffic
+
+        return hook_diagnosis(hook, self.connectors, self.live.relays.values(),
+                              await read_traffic(self.store), self.secrets)
+
+    async def _refuse_errors(self, hook: Hook, accept: bool) -> None:
+        findings = await self._findings_of(hook)
+        errors = [f for f in findings if f.level == "error"]
+        if errors and not accept:
+            raise FindingsError([SpecError(finding_key(f), f.message) for f in errors],
+                                [f.to_json() for f in findings])
 
     async def delete_hook(self, name: str) -> int:
         """Remove a run-time hook; its unsent deliveries end `cancelled`. Returns how many."""

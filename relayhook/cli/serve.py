@@ -7,6 +7,7 @@ import asyncio
 import gc
 import logging
 import os
+import sys
 from pathlib import Path
 from typing import Any, TextIO
 
@@ -53,6 +54,8 @@ def cmd_serve(args: argparse.Namespace, out: TextIO) -> int:
     # Before anything else opens the store: --no-migrate must find a database that is behind
     # still behind (and say so), and several processes starting at once migrate it once.
     asyncio.run(prepare_schema(settings, migrate=args.migrate))
+    if not start_allowed(settings):
+        return 2
     console = None
     if args.role in ("all", "web"):
         console = console_login_hint(settings, asyncio.run(first_password(settings)))
@@ -73,6 +76,25 @@ def cmd_serve(args: argparse.Namespace, out: TextIO) -> int:
     uvicorn.run(app, host=settings.server.host, port=settings.server.port, log_config=None,
                 log_level=level, access_log=args.access_log, http=guarded_protocol(limits))
     return 0
+
+
+def start_allowed(settings: Settings) -> bool:
+    """`serve` is as strict as `check` (relayhook.diagnostics, with the store's traffic and
+    hooks): an error stops it with check's message on stderr; each warning is logged once at
+    WARNING and the server starts."""
+    from relayhook.cli.authoring import config_findings_with_store
+
+    findings = asyncio.run(config_findings_with_store(settings))
+    errors = [f for f in findings if f.level == "error"]
+    for finding in errors:
+        print(finding, file=sys.stderr)
+    if errors:
+        print(f"Not starting: {len(errors)} error(s) in the configuration (what `relayhook "
+              "check` prints); fix them, then start again.", file=sys.stderr)
+        return False
+    for finding in findings:
+        log.warning("%s", finding, extra={"location": finding.location})
+    return True
 
 
 def log_inactive_hooks(live: LiveConfig) -> None:

@@ -222,6 +222,10 @@ class Store(Protocol):
     async def count_events(self, *, relay: str | None = None, source: str | None = None) -> int:
         """How many events are stored (optionally for one relay or source)."""
 
+    async def event_type_counts(self) -> dict[str, int]:
+        """Each event type stored, with how many events have it (what diagnostics checks hook
+        patterns against: types built from the payload are only known from traffic)."""
+
     # --- deliveries -----------------------------------------------------------------------
 
     async def claim_due(
