@@ -23,7 +23,18 @@ import sys
 from collections.abc import Sequence
 from typing import TextIO
 
-from relayhook.cli import admin, authoring, manage, migrate, ops, sending, serve, stored, why
+from relayhook.cli import (
+    admin,
+    authoring,
+    manage,
+    migrate,
+    ops,
+    sending,
+    serve,
+    signing,
+    stored,
+    why,
+)
 from relayhook.core.mapping import MappingError
 from relayhook.core.templating import RenderError
 from relayhook.errors import (
@@ -38,7 +49,7 @@ from relayhook.settings import DEFAULT_CONFIG
 from relayhook.store import StoreError
 
 # Each adds its subcommands.
-FAMILIES = (serve, migrate, authoring, stored, sending, manage, ops, admin, why)
+FAMILIES = (serve, migrate, authoring, signing, stored, sending, manage, ops, admin, why)
 
 
 def build_parser() -> argparse.ArgumentParser:

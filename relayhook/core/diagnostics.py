@@ -160,16 +160,37 @@ def example_findings(connector: Connector) -> list[Finding_]:
                 map_inbound(connector, request, relay="example", received_at=EXAMPLE_TIME,
                             new_id=_example_ids())
             except MappingError as exc:
-                findings.append((_example_key(connector, example.name),
-                                 f"example {example.name!r} does not map: {exc}"))
+                findings.append(_not_mapped(connector, example.name, exc))
+    # A template that failed stopped the mapping: rules after it were never tried on that
+    # example, so "applies to none" would be noise about them.
+    failed = any(" fails on example " in message for _, message in findings)
     for rule in connector.rules:
         shown = f"{rule.name}.type" if rule.makes_events else f"{rule.name}.answer.body"
+        if failed:
+            continue
         if rule.reject is None and not any(n.startswith(shown) for n in log.rendered):
             findings.append((rule.name, f"rule {rule.label!r} applies to none of the examples: "
                                         "add one it applies to (`[[examples]]`)"))
     for (template, name), keys in sorted(log.never_found().items()):
         findings.append((template, _never_found(name, keys, len(examples))))
     return findings
+
+
+def _not_mapped(connector: Connector, example: str, exc: MappingError) -> Finding_:
+    """An example that does not map, said at the template that failed (a `let` at its own
+    line, with why it ran at all) or at the example."""
+    cause = exc.__cause__
+    if not isinstance(cause, RenderError):
+        return (_example_key(connector, example), f"example {example!r} does not map: {exc}")
+    rule = next((r for r in connector.rules if cause.name.startswith(r.name + ".")), None)
+    label = f" of rule {rule.label!r}" if rule is not None else ""
+    what = cause.name.rpartition(".")[2]
+    if ".let." in cause.name:
+        return (cause.name, f"`let` value {what!r}{label} fails on example {example!r}: "
+                            f"{cause.message}. A rule's `let` values are computed before its "
+                            "`when`, on every request: guard it (`| default(...)`, `if ... "
+                            "else`) for requests the rule is not for")
+    return (cause.name, f"{cause.name}{label} fails on example {example!r}: {cause.message}")
 
 
 def _example_ids() -> Callable[[], str]:
