@@ -16,9 +16,9 @@ from typing import Any
 
 import pytest
 
+from relayhook.core.auth import verify_example
 from relayhook.core.connectors import SHIPPED_DIR, Connector, load_connectors
 from relayhook.core.events import keyed_event_id
-from relayhook.core.auth import verify_example
 from relayhook.core.mapping import InboundRequest, MappingError, map_inbound, map_request
 
 EXAMPLES = SHIPPED_DIR / "examples"
