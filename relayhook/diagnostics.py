@@ -119,24 +119,31 @@ def diagnose(
     found: list[Finding] = []
     if with_connectors:
         found += connector_diagnosis(
-            [c for c in connectors.values() if c.path.parent != SHIPPED_DIR], moment)
+            [c for c in connectors.values() if c.path.parent != SHIPPED_DIR], moment
+        )
     hooks = config_hooks if config_hooks is not None else load_hooks(settings)
     index = {str(raw.get("name")): i for i, raw in enumerate(settings.hooks)}
     for name, hook in hooks.items():
-        found += hook_findings(hook, config_locator(settings, index.get(name, 0)), scope,
-                               traffic, secrets)
+        found += hook_findings(
+            hook, config_locator(settings, index.get(name, 0)), scope, traffic, secrets
+        )
     for name, hook in (stored_hooks or {}).items():
         if name not in hooks:
             found += hook_findings(hook, stored_locator(name), scope, traffic, secrets)
     return found
 
 
-def hook_diagnosis(hook: Hook, connectors: Mapping[str, Connector], relays: Iterable[Relay],
-                   traffic: Traffic = NO_TRAFFIC,
-                   secrets: Mapping[str, str] | None = None) -> list[Finding]:
+def hook_diagnosis(
+    hook: Hook,
+    connectors: Mapping[str, Connector],
+    relays: Iterable[Relay],
+    traffic: Traffic = NO_TRAFFIC,
+    secrets: Mapping[str, str] | None = None,
+) -> list[Finding]:
     """The findings of one proposed hook (a change through the API or the console)."""
-    return hook_findings(hook, stored_locator(hook.name), Scope(connectors, tuple(relays)),
-                         traffic, secrets or {})
+    return hook_findings(
+        hook, stored_locator(hook.name), Scope(connectors, tuple(relays)), traffic, secrets or {}
+    )
 
 
 def connector_file_diagnosis(path: Path, now: float | None = None) -> list[Finding]:
@@ -152,5 +159,11 @@ async def running_diagnosis(parts: Parts) -> list[Finding]:
     live = parts.live
     config = {n: h for n, h in live.hooks.items() if live.is_config_hook(n)}
     stored = {n: h for n, h in live.hooks.items() if not live.is_config_hook(n)}
-    return diagnose(parts.settings, parts.connectors, live.relays.values(), stored,
-                    await read_traffic(parts.store), config_hooks=config)
+    return diagnose(
+        parts.settings,
+        parts.connectors,
+        live.relays.values(),
+        stored,
+        await read_traffic(parts.store),
+        config_hooks=config,
+    )

@@ -64,14 +64,14 @@ def cmd_sign(args: argparse.Namespace, out: TextIO) -> int:
         if body and "content-type" not in headers:
             headers["content-type"] = "application/json"
     try:
-        signed = provider_headers(connector.spec.auth, args.secret, headers, body, query=query,
-                                  method=method, now=now())
+        signed = provider_headers(
+            connector.spec.auth, args.secret, headers, body, query=query, method=method, now=now()
+        )
     except RenderError as exc:
         raise UsageError(f"cannot sign this request: {exc}") from exc
     except ValueError as exc:
         raise UsageError(f"cannot sign with this secret: {exc}") from exc
-    print(curl(method, url + (f"?{query}" if query else ""), {**headers, **signed}, body),
-          file=out)
+    print(curl(method, url + (f"?{query}" if query else ""), {**headers, **signed}, body), file=out)
     return 0
 
 

@@ -51,7 +51,8 @@ EXAMPLE_TIME = datetime(2024, 1, 1, tzinfo=UTC)
 EARLIEST = datetime(2000, 1, 1, tzinfo=UTC)
 LATEST = datetime(2100, 1, 1, tzinfo=UTC)
 MAX_RETRY_DELAY = 7 * 86_400  # one wait of a retry schedule, in seconds
-MAX_WINDOW = 86_400  # a rate limit's window, in seconds
+MAX_WINDOW = 86_400  # a rate limit's window, in seconds (a daily quota at most); a whole
+# number of thousands above an hour is warned of: milliseconds, most likely
 MIN_TIMEOUT = 1.0  # seconds; less is a timeout written in minutes or a typo
 DUMMY_SECRET = "relayhook-check-dummy-secret-0123456789"
 
@@ -446,12 +447,13 @@ def bounds_findings(hook: Hook, locate: Locate) -> list[Finding]:
                              f"{MAX_RETRY_DELAY} s (7 days): milliseconds? "
                              f"[{', '.join(seconds)}]", f"[{', '.join(seconds)}]"))
     limit = hook.rate_limit
-    if limit is not None and limit.window is not None and limit.window > MAX_WINDOW:
-        found.append(Finding("error", locate(("rate_limit", "window")),
-                             f"rate_limit.window is {_short(limit.window)} s "
-                             f"({limit.window / 3600:.1f} hours): it is in seconds, at most "
-                             f"{MAX_WINDOW} (a day): milliseconds? {_short(limit.window / 1000)}",
-                             _short(limit.window / 1000)))
+    window = limit.window if limit is not None else None
+    if window is not None and (window > MAX_WINDOW or (window > 3600 and window % 1000 == 0)):
+        found.append(Finding("error" if window > MAX_WINDOW else "warning",
+                             locate(("rate_limit", "window")),
+                             f"rate_limit.window is {_short(window)} s ({window / 3600:.1f} "
+                             f"hours): it is in seconds, at most {MAX_WINDOW} (a day): "
+                             f"milliseconds? {_short(window / 1000)}", _short(window / 1000)))
     if limit is not None and limit.per_second is not None and limit.per_second > 10_000:
         found.append(Finding("warning", locate(("rate_limit", "per_second")),
                              f"rate_limit.per_second = {_short(limit.per_second)} is no limit "
