@@ -71,7 +71,9 @@ def cmd_sign(args: argparse.Namespace, out: TextIO) -> int:
         raise UsageError(f"cannot sign this request: {exc}") from exc
     except ValueError as exc:
         raise UsageError(f"cannot sign with this secret: {exc}") from exc
-    print(curl(method, url + (f"?{query}" if query else ""), {**headers, **signed}, body), file=out)
+    replaced = {name.lower() for name in signed}  # an example's own signature gives way
+    kept = {name: value for name, value in headers.items() if name.lower() not in replaced}
+    print(curl(method, url + (f"?{query}" if query else ""), {**kept, **signed}, body), file=out)
     return 0
 
 
