@@ -106,3 +106,18 @@ def test_finding_json() -> None:
         "nearest": "right",
     }
     assert str(finding) == "f.toml:a:1: wrong"
+
+
+def test_a_finding_never_shows_a_secret_value() -> None:
+    connectors = load_connectors([SHIPPED_DIR])
+    hook = one_hook(events=["stripe.invoice.paid"], url="{{ secrets.crm }}")
+    found = hook_findings(
+        hook,
+        locate,
+        Scope({"stripe": connectors["stripe"]}),  # type: ignore[arg-type]
+        secrets={"crm": "canary-secret-value-0123"},
+    )
+    assert [f.message for f in found] == [
+        "url fails on the example event 'stripe.invoice.paid' and 1 more of the 2 it matches: "
+        "'[redacted]' is not an http:// or https:// URL; the delivery would die"
+    ]

@@ -335,12 +335,8 @@ def needs_secret(auth: Auth) -> bool:
     return not isinstance(auth, NoAuth)
 
 
-def credentials_for(auth: Auth, secret: str, body: bytes) -> dict[str, str]:
-    """The headers a provider sends to authenticate `body` (for the console's Send sample)."""
-    if isinstance(auth, BasicAuth):
-        return {"Authorization": f"Basic {secret}"}
-    if isinstance(auth, HeaderAuth):
-        return {auth.header: auth.prefix + secret}
-    if isinstance(auth, HmacAuth):
-        return {auth.header: sign(auth, secret, body)}
-    return {}
+def credentials_for(auth: Auth, secret: str, body: bytes, *, now: float = 0.0,
+                    headers: Mapping[str, str] | None = None) -> dict[str, str]:
+    """The headers a provider sends to authenticate `body` (for the console's Send sample),
+    signed at `now` (epoch seconds) as `provider_headers` writes them."""
+    return provider_headers(auth, secret, headers or {}, body, now=now)

@@ -37,7 +37,7 @@ from relayhook.core.connectors import Connector, ExampleRequest, emitted_types
 from relayhook.core.events import Event, parse_time
 from relayhook.core.hooks import Hook, pattern_regex
 from relayhook.core.mapping import InboundRequest, MappingError, map_inbound
-from relayhook.core.outbound import render_request, should_deliver
+from relayhook.core.outbound import redactor, render_request, should_deliver
 from relayhook.core.templating import RenderError, recording_lookups
 from relayhook.core.tomlpos import KeyPath
 
@@ -487,8 +487,9 @@ def render_findings(hook: Hook, locate: Locate, examples: Sequence[Event], traff
             failures.setdefault(f"{exc.name}\n{exc.message}", []).append((event, kind))
     total = len(matched) + len(stored[:MAX_RENDERED])
     found: list[Finding] = []
+    hide = redactor(secrets, hook.secret_places)  # an error may quote a secret value
     for text, events in failures.items():
-        name, message = text.split("\n", 1)
+        name, message = hide(text).split("\n", 1)
         event, kind = events[0]
         which = (f"the example event {event.type!r}" if kind == "example"
                  else f"stored event {event.id} ({event.type})")
