@@ -409,17 +409,19 @@ def pattern_findings(hook: Hook, locate: Locate, scope: Scope, examples: Sequenc
     found: list[Finding] = []
     for p, pattern in enumerate(hook.spec.events):
         where = locate(("events", p))
-        if not pattern_can_match(pattern, literal, prefixes):
-            message = _no_match(pattern, literal, prefixes)
-            found.append(Finding("error", where, message, _nearest(pattern, literal | known)))
-            continue
         regex = pattern_regex(pattern)
+        seen = any(regex.fullmatch(t) for t in traffic.seen_types)  # it came: it can come
+        if not seen and not pattern_can_match(pattern, literal, prefixes):
+            message = _no_match(pattern, literal, prefixes)
+            found.append(Finding("error", where, message, _nearest(pattern, literal | known)
+                                 or message.rpartition("nearest: ")[2].split(", ")[0]))
+            continue
         if any(regex.fullmatch(t) for t in literal | known):
             continue
         near = _nearest(pattern, known | literal)
-        seen = sum(traffic.seen_types.values())
+        total = sum(traffic.seen_types.values())
         message = (f"event pattern {pattern!r} matches none of the event types the examples "
-                   f"produce or the store has seen ({seen} events): a typo? the hook fires "
+                   f"produce or the store has seen ({total} events): a typo? the hook fires "
                    "only if such a type ever comes")
         if near is not None:
             count = traffic.seen_types.get(near)
