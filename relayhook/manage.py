@@ -8,8 +8,16 @@ their poll of the config version).
     relay = await manager.create_relay("shop", "generic")   # relay.secret: shown once here
     hook = await manager.create_hook({"name": "crm", "events": ["*"], "url": "https://..."})
 
-Errors: InvalidError (each problem at its key path), ConflictError (a name taken, or the config
-file defines it), NotFoundError.
+Every hook saved is diagnosed first (relayhook.diagnostics, against the examples and the store's
+traffic): an error refuses it with FindingsError (an InvalidError: 422, each error at its key
+path, `findings` holding every finding), unless the caller accepts them explicitly:
+
+    findings = await manager.proposed_findings(raw)            # nothing saved; name= to replace
+    hook = await manager.create_hook(raw, accept_findings=True) # "Save anyway"
+    findings = await manager.hook_findings(hook.name)           # what is left to fix
+
+Errors: InvalidError (each problem at its key path), FindingsError, ConflictError (a name taken,
+or the config file defines it), NotFoundError.
 """
 
 from __future__ import annotations
