@@ -228,6 +228,14 @@ MISTAKES = [
         hook=hook(events=["crm.contact.updated"], body={"a": "{{ event.data.amount }}"}),
         stored=SEEN,
     ),
+    Mistake(
+        "a typo in a [secrets] name",
+        "{where}:hooks[0].headers.Authorization:{line}: headers.Authorization fails on the "
+        "example event 'stripe.invoice.paid' and 1 more of the 2 it matches: 'dict object' has "
+        "no attribute 'crm_tokn'; the delivery would die",
+        ALL,
+        hook=hook(headers={"Authorization": "Bearer {{ secrets.crm_tokn }}"}),
+    ),
     # --- bounds ----------------------------------------------------------------------------
     Mistake(
         "a retry schedule in milliseconds",
@@ -307,6 +315,19 @@ MISTAKES = [
             "slack.toml",
             "{{ body.event.event_ts | default('') }}",
             "{{ (body.event_time * 1000) | epoch_s }}",
+        ),
+    ),
+    Mistake(
+        "a text with a fraction (epoch seconds) through | epoch_ms",
+        "{where}:events[1].time:{line}: event 'slack.message' of the examples has time "
+        "1970-01-21T01:24:10.000Z, before 2000 or after 2100: epoch seconds read as "
+        "milliseconds? write `{{ ... | epoch_s }}` (a text with a fraction, "
+        "'1733050000.000100', is read as seconds)",
+        FILES,
+        connector=(
+            "slack.toml",
+            "{{ body.event.event_ts | default('') }}",
+            "{{ body.event.event_ts | epoch_ms }}",
         ),
     ),
     # --- connectors: signatures (signed offline) --------------------------------------------
