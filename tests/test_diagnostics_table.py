@@ -737,3 +737,25 @@ def test_a_400_is_logged_once_with_its_reason_and_request_id(
         f"relay deals: refused request {request_id} with 400: body is not valid "
         "JSON: Expecting value (line 1, column 8)"
     ]
+
+
+def test_hooks_add_refuses_an_error_at_its_line_unless_accepted(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    config = make_config(tmp_path, MISTAKES[0], with_hook=False)
+    file = tmp_path / "hook.toml"
+    file.write_text(hook_toml(hook(retry={"schedule": [0, 5000, 300000, 1800000]})))
+    args = ["--config", str(config), "hooks", "add", str(file)]
+    assert main(args, out=io.StringIO()) == 2
+    assert capsys.readouterr().err.strip() == (
+        f"{file}:hooks[0].retry.schedule:5: retry.schedule waits 1800000 s at once and 24 days "
+        "in all; it is in seconds, each wait at most 604800 s (7 days): milliseconds? "
+        "[0, 5, 300, 1800]"
+    )
+    out = io.StringIO()
+    assert main([*args, "--accept-findings"], out=out) == 0
+    assert out.getvalue().splitlines() == [
+        "added hook 'h'",
+        "hook 'h': retry.schedule: retry.schedule waits 1800000 s at once and 24 days in all; "
+        "it is in seconds, each wait at most 604800 s (7 days): milliseconds? [0, 5, 300, 1800]",
+    ]
