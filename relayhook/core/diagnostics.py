@@ -369,16 +369,19 @@ class Scope:
         return [e for c in self.connectors.values() for e in _cached_examples(c, "example")]
 
 
-_EXAMPLES: dict[tuple[int, str], list[Event]] = {}
+# The example events of a connector, per relay: every hook of a scope renders against them.
+# The connector is kept beside its events, so an id reused by a later connector never matches.
+_EXAMPLES: dict[tuple[int, str], tuple[Connector, list[Event]]] = {}
 
 
 def _cached_examples(connector: Connector, relay: str) -> list[Event]:
     key = (id(connector), relay)
-    if key not in _EXAMPLES:
+    cached = _EXAMPLES.get(key)
+    if cached is None or cached[0] is not connector:
         if len(_EXAMPLES) > 512:
             _EXAMPLES.clear()
-        _EXAMPLES[key] = example_events(connector, relay)
-    return _EXAMPLES[key]
+        cached = _EXAMPLES[key] = (connector, example_events(connector, relay))
+    return cached[1]
 
 
 def hook_findings(hook: Hook, locate: Locate, scope: Scope, traffic: Traffic = NO_TRAFFIC,
