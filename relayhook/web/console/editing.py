@@ -12,7 +12,8 @@ from relayhook.core.connectors import emitted_types
 from relayhook.core.events import Event
 from relayhook.core.examples import example_event, example_events, newest_event
 from relayhook.core.hooks import PRESETS_DIR, Hook
-from relayhook.core.outbound import render_request
+from relayhook.core.outbound import record_request, render_request
+from relayhook.core.redaction import restore_secrets
 from relayhook.core.samples import sample_event
 from relayhook.core.templating import RenderError
 from relayhook.errors import InvalidError, NotFoundError, SpecError
@@ -24,12 +25,11 @@ from relayhook.web.console.hookform import (
     blank_values,
     compile_spec,
     errors_by_field,
-    secret_values,
     spec_of,
     values_from_spec,
     values_of,
 )
-from relayhook.web.console.pages import Ctx, NotFound
+from relayhook.web.console.pages import Ctx, NotFound, hook_address
 from relayhook.web.readmodel import attempt_curl
 from relayhook.web.samples_api import try_condition
 
@@ -74,14 +74,16 @@ async def preview_of(console: Console, hook: Hook | None, values: dict[str, Any]
     if event is None:
         return {"curl": "", "source": "No received event or connector example matches the "
                 "events chosen."}
+    secrets, now = console.settings.template_secrets(), time.time()
     try:
-        request = render_request(hook, event, delivery_id="preview",
-                                 secrets=console.settings.template_secrets(), now=time.time())
+        request = render_request(hook, event, delivery_id="preview", secrets=secrets, now=now)
+        # What the history would keep: the hook's own secrets by place, and anything its
+        # templates derive from `[secrets]` (a `| reverse`, a `[:-1]`) masked.
+        shown = record_request(hook, event, request, delivery_id="preview", secrets=secrets,
+                               now=now)
     except RenderError as exc:
         return {"curl": "", "source": f"Rendering failed for {source}: {exc}"}
-    hidden = {**console.settings.template_secrets(),
-              **{f"field{i}": v for i, v in enumerate(secret_values(values))}}
-    return {"curl": attempt_curl(request.record(hidden)),
+    return {"curl": attempt_curl(shown),
             "source": f"{source}: {event.type}, subject {event.subject or '(none)'}"}
 
 
@@ -109,12 +111,14 @@ async def hook_form(console: Console, ctx: Ctx) -> Response:
     if values["body_mode"] == "rows" and not values["body_rows"]:
         values["body_rows"].append(Row())
     spec, errors_read = spec_of(values)
-    hook, errors_compiled = compile_spec(spec) if not errors_read else (None, [])
+    # Compiled (for the preview) with the secrets the form shows as [redacted] put back.
+    full = restore_secrets(spec, console.parts.live.kept_secrets(name)) if name else spec
+    hook, errors_compiled = compile_spec(full) if not errors_read else (None, [])
     errors += errors_read + errors_compiled
     if action == "save" and not errors:
         problem = await changes.save_hook(console, spec, name)
         if problem is None:
-            return ctx.redirect(f"/hooks/{spec['name']}", f"Hook {spec['name']!r} is saved; "
+            return ctx.redirect(hook_address(spec["name"]), f"Hook {spec['name']!r} is saved; "
                                 "it takes effect for the next event.")
         shown_errors = (errors_by_field(problem.errors, values)
                         if isinstance(problem, InvalidError) else {"name": problem})

@@ -230,11 +230,3 @@ def errors_by_field(errors: list[SpecError], values: dict[str, Any]) -> dict[str
     for error in errors:
         by_field.setdefault(field_of(error, values), error.message)
     return by_field
-
-
-def secret_values(values: dict[str, Any]) -> list[str]:
-    """What the preview masks: header values marked secret and the signing secret."""
-    hidden = [row.value for row in values["header"] if row.secret and row.source == "fixed"]
-    if values["signing_secret"].strip() and "{{" not in values["signing_secret"]:
-        hidden.append(values["signing_secret"].strip())
-    return [value for value in hidden if value]
