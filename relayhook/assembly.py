@@ -38,6 +38,7 @@ from relayhook.relays import Relay, build_relays
 from relayhook.retention import cutoffs_at
 from relayhook.sealing import Sealer, read_or_create_key_file
 from relayhook.settings import RetentionSettings, Settings
+from relayhook.shapewatch import ShapeWatch
 from relayhook.spool import Spool
 from relayhook.store import PruneResult, Store, open_store, sqlite_path
 from relayhook.store.base import MaintenanceStore
@@ -119,9 +120,16 @@ async def refuse_destinations(settings: Settings, hooks: Mapping[str, Hook],
 
 async def prune_now(store: MaintenanceStore, retention: RetentionSettings,
                     now: float) -> PruneResult:
-    """Delete what `[retention]` lets go at `now` (epoch seconds); what was deleted."""
-    return await store.prune(cutoffs_at(now, days=retention.days, relays=retention.relays,
-                                        hooks=retention.hooks))
+    """Delete what `[retention]` lets go at `now` (epoch seconds); what was deleted. The audit
+    log has its own, longer `audit_days`."""
+    result = await store.prune(cutoffs_at(now, days=retention.days, relays=retention.relays,
+                                          hooks=retention.hooks))
+    if retention.audit_days > 0:
+        before = now - retention.audit_days * 86400
+        for _ in range(10_000):  # bounded: each batch deletes up to 500 lines
+            if await store.prune_audit(before) < 500:
+                break
+    return result
 
 
 @contextlib.asynccontextmanager
@@ -226,6 +234,7 @@ class Parts:
     spool: Spool | None = None  # web roles: `spool.depth` requests wait for the store
     due: Signal = field(default_factory=Signal)  # new deliveries may be due: look now
     spooled: Signal = field(default_factory=Signal)  # a request waits in the spool
+    shapes: ShapeWatch | None = None  # web roles with [watch] shapes: payload shapes seen
 
     def wake(self) -> None:
         self.due.fire()
@@ -254,20 +263,25 @@ def assemble(settings: Settings, *, role: Role | None = None, store: Store | Non
     the_store = store if store is not None else open_settings_store(settings)
     policy = destination_policy(settings)
     manager = Manager(the_store, live, connectors, public_url=settings.public_url(),
-                      policy=policy, resolver=resolver, clock=clock)
+                      policy=policy, resolver=resolver, clock=clock,
+                      secrets=settings.template_secrets())
     spool = Spool(spool_path(settings)) if role in ("web", "all") else None
     metrics = Metrics(spool_depth=(lambda: spool.depth) if spool is not None else lambda: 0)
     due, spooled = Signal(), Signal()
+    shapes = (ShapeWatch(the_store, live, clock=clock)
+              if role in ("web", "all") and settings.watch.shapes else None)
     intake = Intake(the_store, live, new_id, spool=spool,
                     store_timeout=settings.spool.store_timeout, wake=due.fire,
                     spooled=spooled.fire, stored=metrics.observe_stored,
                     secrets=settings.template_secrets(), explain=settings.outcomes.record,
                     render_seconds=settings.limits.render_seconds)
+    if shapes is not None:
+        intake.observe = shapes.note
     operations = Operations(the_store, live, connectors, policy=policy,
                             secrets=settings.template_secrets(), new_id=new_id, wake=due.fire,
                             transport=transport, resolver=resolver, clock=clock)
     return Parts(settings, connectors, live, the_store, manager, policy, intake, metrics,
-                 operations, new_key, role, spool, due, spooled)
+                 operations, new_key, role, spool, due, spooled, shapes)
 
 
 @contextlib.asynccontextmanager

@@ -16,10 +16,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
-from typing import Literal
+from typing import Any, Literal
 
+from relayhook.core.erasure import redact_request
 from relayhook.core.events import Event, parse_time
 from relayhook.core.mapping import InboundRequest, Mapped, MappingError, ProviderAnswer, map_inbound
 from relayhook.core.routing import route, route_explained
@@ -83,6 +84,10 @@ class Intake:
     secrets: Mapping[str, str] = field(default_factory=dict)  # what a hook's `when` may read
     explain: bool = True  # record why each hook did or did not fire (`[outcomes] record`)
     render_seconds: float = 0.2  # CPU time for a request's mapping, and again for its routing
+    # after each commit: the request, its events and its body as parsed, if it was JSON
+    # (relayhook.shapewatch learns payload shapes from them)
+    observe: Callable[[RequestRecord, Sequence[Event], Any], None] = (
+        lambda record, events, body: None)
 
     async def keep(self, relay: Relay | None, record: RequestRecord, *,
                    may_spool: bool = True) -> Kept:
@@ -90,11 +95,15 @@ class Intake:
         durable. `relay` None: the relay is gone (a spooled request after a config change)."""
         if relay is None:
             record = rejected(record, f"relay {record.relay!r} is not configured any more")
+        elif relay.connector.spec.redact or relay.connector.spec.drop:
+            spec = relay.connector.spec  # fields that must never reach the store
+            record = redact_request(record, spec.redact, spec.drop)
         record, mapped = self.map_record(relay, record)
-        kept = await self._keep(record, mapped.events, may_spool)
+        kept = await self._keep(record, mapped.events, may_spool, mapped.body)
         return replace(kept, answer=mapped.answer) if mapped.answer is not None else kept
 
-    async def _keep(self, record: RequestRecord, events: list[Event], may_spool: bool) -> Kept:
+    async def _keep(self, record: RequestRecord, events: list[Event], may_spool: bool,
+                    body: Any = None) -> Kept:
         if may_spool and self.spool is not None and self.spool.depth:
             # Requests already wait in the spool: this one goes behind them, so that the store
             # sees them in the order they came (a session's create before its delete).
@@ -103,7 +112,7 @@ class Intake:
                 return kept
         try:
             async with asyncio.timeout(self.store_timeout):
-                return await self._store(record, events)
+                return await self._store(record, events, body)
         except TimeoutError:
             reason, retry = f"the store did not answer within {self.store_timeout} s", True
         except Exception as exc:
@@ -134,7 +143,8 @@ class Intake:
             return rejected(record, message), NOTHING
         return record, mapped
 
-    async def _store(self, record: RequestRecord, events: list[Event]) -> Kept:
+    async def _store(self, record: RequestRecord, events: list[Event], body: Any = None
+                     ) -> Kept:
         """Store the request with its events and deliveries; if that fails for any reason but
         the store being unavailable, store it alone as `rejected` with the error."""
         try:
@@ -151,6 +161,7 @@ class Intake:
             _, outcomes = self._route(record, [])
             return Kept(record, "store", await self.store.ingest(record, (), (), outcomes))
         self.stored(record.relay, result)
+        self.observe(record, events, body)
         if result.deliveries:
             self.wake()
         return Kept(record, "store", result)

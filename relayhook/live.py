@@ -13,6 +13,7 @@ version moved: a poll of one number, so every role sees a change within its poll
 
 from __future__ import annotations
 
+import json
 import logging
 from collections.abc import Mapping
 from typing import Any
@@ -201,7 +202,9 @@ class LiveConfig:
         except (SealError, RuntimeError) as exc:
             log.error("relay %r is left out: %s", stored.name, exc)
             return None
-        return Relay(stored.name, connector, sealed["token"], sealed["secret"], source="api")
+        expect = json.loads(stored.expect) if stored.expect else None
+        return Relay(stored.name, connector, sealed["token"], sealed["secret"], source="api",
+                     expect=None if expect is None else (expect["at_least"], expect["minutes"]))
 
     def _compute_active(self) -> dict[str, bool]:
         return {name: hook.active and name not in self._disabled

@@ -8,6 +8,7 @@ process, set by `relayhook admin password` or made up on the first start.
 from __future__ import annotations
 
 import asyncio
+import functools
 import hashlib
 import secrets
 from typing import TYPE_CHECKING
@@ -23,6 +24,13 @@ ADMIN_ACCOUNT = "admin"  # whose sessions are kept: the one admin (people of the
 MIN_PASSWORD = 10
 
 _hasher = PasswordHasher()  # argon2id, RFC 9106's low-memory profile
+
+
+@functools.cache
+def dummy_hash() -> str:
+    """Checked against when no one of that name can sign in: the same work, so the time of
+    the answer does not tell which names exist."""
+    return _hasher.hash(secrets.token_urlsafe(16))
 
 
 def hash_password(password: str) -> str:

@@ -35,6 +35,7 @@ from relayhook.core.ssrf import Resolver
 from relayhook.delivery.alerts import Alerter, alert_channels
 from relayhook.delivery.dispatcher import Dispatcher
 from relayhook.delivery.http import make_http_transport
+from relayhook.delivery.watch import QuietWatch
 from relayhook.intake import SpoolDrainer
 from relayhook.readiness import MIB, Readiness, free_bytes
 from relayhook.settings import RetentionSettings
@@ -246,6 +247,8 @@ class Runtime:
             drainer = SpoolDrainer(parts.intake, parts.spool, parts.live.relay_named)
             parts.spooled.connect(drainer.wake)
             supervisor.start("spool drainer", drainer.run)
+        if parts.shapes is not None:
+            supervisor.start("shape watch", parts.shapes.run)
         if self.dispatcher is None:  # the dispatcher keeps a worker's copy fresh
             supervisor.start("config follower", lambda: follow_changes(parts))
             return
@@ -269,6 +272,10 @@ class Runtime:
         if channels:
             alerter = Alerter(parts.store, channels, settings.alerts.interval)
             supervisor.start("alerter", alerter.run)
+        if settings.watch.interval > 0:
+            watch = QuietWatch(parts.store, lambda: parts.live.relays.values(), settings.watch,
+                               clock=lambda: self.clock().timestamp())
+            supervisor.start("quiet watch", watch.run)
         if settings.retention.interval > 0:
             supervisor.start(
                 "pruner", lambda: prune_periodically(parts.store, settings.retention, self.clock)

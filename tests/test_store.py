@@ -96,7 +96,8 @@ async def opened(new_store: StoreFactory) -> AsyncIterator[Store]:
 
 
 ROLES = [base.Lifecycle, base.IngestStore, base.DeliveryStore, base.ConfigStore, base.ConsoleStore,
-         base.HistoryStore, base.OperationsStore, base.MaintenanceStore]
+         base.HistoryStore, base.OperationsStore, base.WatchStore, base.PeopleStore,
+         base.MaintenanceStore]
 
 
 def methods_of(protocol: type) -> set[str]:
@@ -211,6 +212,12 @@ def test_count_events(store: Store) -> None:
     assert run(store.count_events(relay="github")) == 3
     assert run(store.count_events(source="https://stripe.com")) == 1
     assert run(store.count_events(relay="github", source="https://stripe.com")) == 0
+
+
+def test_event_type_counts(store: Store) -> None:
+    assert run(store.event_type_counts()) == {}
+    seed_events(store)
+    assert run(store.event_type_counts()) == {"push": 3, "issues": 1}
 
 
 def test_duplicate_event_across_requests_stays_with_the_first(store: Store) -> None:

@@ -23,6 +23,7 @@ from typing import Any, TextIO
 
 from relayhook.assembly import Parts, running
 from relayhook.cli.common import add_config_flag, settings_of
+from relayhook.cli.users import audit_cli
 from relayhook.core.redaction import redacted_url
 from relayhook.core.tomlpos import format_path, locate_error
 from relayhook.errors import HookError, InvalidError, LocatedError, LocatedErrors, UsageError
@@ -104,11 +105,12 @@ async def hooks_add(parts: Parts, args: argparse.Namespace, out: TextIO) -> int:
     for index, raw in enumerate(hooks):
         name = raw.get("name")
         try:
+            accept = args.accept_findings
             if args.replace and isinstance(name, str) and name in parts.live.hooks:
-                await parts.manager.replace_hook(name, raw)
+                await parts.manager.replace_hook(name, raw, accept_findings=accept)
                 verb = "replaced"
             else:
-                await parts.manager.create_hook(raw)
+                await parts.manager.create_hook(raw, accept_findings=accept)
                 verb = "added"
         except InvalidError as exc:
             errors: list[LocatedError] = []
@@ -118,6 +120,8 @@ async def hooks_add(parts: Parts, args: argparse.Namespace, out: TextIO) -> int:
                 errors.append(HookError(path, key or format_path(where), line, error.message))
             raise LocatedErrors(errors) from exc
         print(f"{verb} hook {name!r}", file=out)
+        for finding in await parts.manager.hook_findings(str(name)):
+            print(finding, file=out)  # warnings, or the errors accepted
     return 0
 
 
@@ -144,11 +148,20 @@ def _command(action: Action) -> Callable[[argparse.Namespace, TextIO], int]:
     def command(args: argparse.Namespace, out: TextIO) -> int:
         async def go() -> int:
             async with running(settings_of(args)) as parts:
-                return await action(parts, args, out)
+                code = await action(parts, args, out)
+                if args.action != "list":  # a change, or a secret shown: in the audit log
+                    await audit_cli(parts.store, f"{args.command}.{args.action}",
+                                    target_of(args), {"rotate": getattr(args, "rotate", None)})
+                return code
 
         return asyncio.run(go())
 
     return command
+
+
+def target_of(args: argparse.Namespace) -> str:
+    name = getattr(args, "name", None)
+    return f"{args.command.rstrip('s')}:{name}" if name else ""
 
 
 class _Leaves:
@@ -191,6 +204,8 @@ def register(sub: Any) -> None:
     add_hooks.add_argument("file")
     add_hooks.add_argument("--replace", action="store_true",
                            help="replace hooks of the same name (made at run time)")
+    add_hooks.add_argument("--accept-findings", action="store_true",
+                           help="save a hook even where `relayhook check` finds an error in it")
     add_hooks.set_defaults(func=_command(hooks_add))
     for action, text in (("remove", "remove a hook; its unsent deliveries are cancelled"),
                          ("activate", "switch a hook on: its paused deliveries are sent"),

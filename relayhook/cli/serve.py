@@ -9,6 +9,7 @@ import gc
 import logging
 import os
 import signal
+import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -21,6 +22,7 @@ from relayhook.settings import DEFAULT_CONFIG, Settings, sample_config
 
 if TYPE_CHECKING:
     from relayhook.assembly import Parts
+    from relayhook.core.diagnostics import Finding
     from relayhook.runtime import Runtime
 
 log = logging.getLogger("relayhook.serve")
@@ -57,15 +59,15 @@ def cmd_serve(args: argparse.Namespace, out: TextIO) -> int:
               " it up with the database: without it, relays and hooks created at run time cannot"
               " be read. Or set RELAYHOOK_SECRET_KEY.", file=out)
     with asyncio.Runner(loop_factory=_loop_factory()) as runner:
-        runner.run(serve_parts(parts, args, out, wrote_config=wrote_config, level=level))
-    return 0
+        return runner.run(serve_parts(parts, args, out, wrote_config=wrote_config, level=level))
 
 
 async def serve_parts(parts: Parts, args: argparse.Namespace, out: TextIO, *,
-                      wrote_config: bool, level: str) -> None:
-    """Open the store (once: migrating it, or refusing a database that is behind), say what
-    to paste where, start the role's tasks, then serve HTTP (web roles; a worker only with
-    `[worker] metrics_port`) or wait for SIGTERM / SIGINT; stop the tasks, close the store."""
+                      wrote_config: bool, level: str) -> int:
+    """Open the store (once: migrating it, or refusing a database that is behind), check the
+    config as `check` does (its errors stop the start), say what to paste where, start the
+    role's tasks, then serve HTTP (web roles; a worker only with `[worker] metrics_port`) or
+    wait for SIGTERM / SIGINT; stop the tasks, close the store. The exit code."""
     from relayhook.passwords import ensure_password
     from relayhook.runtime import Runtime
 
@@ -73,11 +75,13 @@ async def serve_parts(parts: Parts, args: argparse.Namespace, out: TextIO, *,
     runtime = Runtime(parts)
     try:
         await runtime.open(migrate=args.migrate)
+        await parts.live.refresh(parts.store, force=True)
+        if not start_allowed(await findings_of(parts), accept_errors=args.accept_findings):
+            return 2
         console = None
         if parts.takes_requests:
             console = console_login_hint(settings, await ensure_password(parts.store,
                                                                          time.time()))
-        await parts.live.refresh(parts.store, force=True)
         print(banner(settings, parts.live, wrote_config=wrote_config, console=console,
                      role=parts.role), file=out)
         log_inactive_hooks(parts.live)
@@ -94,6 +98,7 @@ async def serve_parts(parts: Parts, args: argparse.Namespace, out: TextIO, *,
             await _until_signalled()
         else:
             await _serve_http(runtime, args, level, port)
+        return 0
     finally:
         try:
             await runtime.stop()
@@ -152,6 +157,34 @@ def _loop_factory() -> Callable[[], asyncio.AbstractEventLoop] | None:
     except ImportError:
         return None
     return uvloop.new_event_loop
+
+
+async def findings_of(parts: Parts) -> list[Finding]:
+    """What `relayhook check` finds (relayhook.diagnostics), with the open store's traffic
+    and hooks."""
+    from relayhook.cli.authoring import config_findings
+    from relayhook.diagnostics import read_traffic
+
+    traffic = await read_traffic(parts.store)
+    return config_findings(parts.settings, traffic, dict(parts.live.hooks))
+
+
+def start_allowed(findings: list[Finding], *, accept_errors: bool = False) -> bool:
+    """`serve` is as strict as `check`: an error stops it with check's message on stderr; each
+    warning is logged once at WARNING and the server starts. `accept_errors`
+    (`--accept-findings`, the config file's "Save anyway") logs the errors at WARNING too and
+    starts."""
+    errors = [f for f in findings if f.level == "error"]
+    if not accept_errors:
+        for finding in errors:
+            print(finding, file=sys.stderr)
+    if errors and not accept_errors:
+        print(f"Not starting: {len(errors)} error(s) in the configuration (what `relayhook "
+              "check` prints); fix them, then start again.", file=sys.stderr)
+        return False
+    for finding in findings:
+        log.warning("%s", finding, extra={"location": finding.location})
+    return True
 
 
 def log_inactive_hooks(live: LiveConfig) -> None:
@@ -274,5 +307,8 @@ def register(sub: Any) -> None:
     serve.add_argument("--log-level", choices=["debug", "info", "warning", "error"],
                        help="default: [log] level (info)")
     serve.add_argument("--no-access-log", dest="access_log", action="store_false")
+    serve.add_argument("--accept-findings", action="store_true",
+                       help="start even when `relayhook check` finds errors (each is logged at"
+                       " WARNING): hooks that would fail, fail at run time")
     serve.set_defaults(func=cmd_serve)
 

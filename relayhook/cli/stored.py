@@ -16,6 +16,7 @@ from relayhook.assembly import (
     running,
 )
 from relayhook.cli.common import add_config_flag, settings_of
+from relayhook.cli.users import audit_cli
 from relayhook.core.events import parse_time
 from relayhook.core.records import DELIVERY_STATUSES, DeliveryFilter
 from relayhook.errors import UsageError
@@ -75,6 +76,8 @@ async def replay(settings: Settings, hook: str, statuses: list[str], since: str 
         _progress(0, job.total, progress)
         done = await parts.operations.replay_matching(
             where, job, lambda job: _progress(job.done, max(job.total, job.done), progress))
+        await audit_cli(parts.store, "hooks.replay", f"hook:{hook}",
+                        {"status": statuses, "since": since, "replayed": done})
     progress.write("\n")
     print(f"replayed {done} deliveries of hook {hook!r}; a running worker sends them now",
           file=out)

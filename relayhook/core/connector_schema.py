@@ -6,9 +6,10 @@ teaches them by example, and `relayhook.core.connectors` loads and compiles file
 
 from __future__ import annotations
 
+import re
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 REQUEST_VARIABLES = ("body", "query", "headers", "method", "relay")
 Method = Literal["GET", "POST", "PUT", "PATCH", "DELETE"]
@@ -70,7 +71,7 @@ class HmacAuth(Spec):
         "every match is one signature (its first group, or the whole match), and the request is "
         "authentic when any of them matches (several during a secret rotation). Default: the "
         "whole value after `prefix`.",
-        examples=["v1=([0-9a-f]+)"],
+        examples=["v1=([0-9a-fA-F]+)"],
     )
     content: str | None = Field(
         default=None,
@@ -92,8 +93,18 @@ class HmacAuth(Spec):
     )
     secret_format: Literal["text", "whsec"] = Field(
         default="text",
-        description="`text`: the key is the secret's UTF-8 bytes; `whsec`: the secret is "
-        "`whsec_<base64>` (or just the base64) and the key is the decoded bytes.",
+        description="`text`: the key is the secret's UTF-8 bytes (Stripe's `whsec_...` secrets "
+        "too: they are used as text); `whsec`: the secret is `whsec_<base64>` (or just the "
+        "base64) and the key is the decoded bytes (Standard Webhooks, Svix).",
+    )
+    sign_headers: dict[str, str] | None = Field(
+        default=None,
+        description="How the provider writes its signature headers: templates with `signature` "
+        "(the encoded digest) and `timestamp` (epoch seconds) in scope. `relayhook sign` sends "
+        "these and `relayhook check` signs every example with them and verifies it, so a wrong "
+        "header, prefix, pattern or content fails offline. Default: `header` = `prefix` + "
+        "signature.",
+        examples=[{"Stripe-Signature": "t={{ timestamp }},v1={{ signature }}"}],
     )
 
 
@@ -194,6 +205,13 @@ class Example(Spec):
         default={}, description="Headers (a form body needs its Content-Type).",
         examples=[{"Idempotency-Key": "order-1001"}],
     )
+    secret: str | None = Field(
+        default=None,
+        description="The secret the provider signed this example with (a test secret from its "
+        "docs, never a real one): its `headers` then carry the provider's own signature, and "
+        "`relayhook check` verifies it as it is (at the example's timestamp). A wrong "
+        "`secret_format`, hex case or content fails there.",
+    )
 
 
 class EventRule(Spec):
@@ -243,7 +261,8 @@ class EventRule(Spec):
     time: str | None = Field(
         default=None,
         description="When it happened: RFC 3339 / ISO 8601 text, or a number of epoch "
-        "milliseconds (`| epoch_s` for seconds). Absent or empty: the time Relayhook received "
+        "milliseconds (`| epoch_s` for seconds); a text with a fraction (`\"1733050000.000100\"`) "
+        "is epoch seconds. Absent or empty: the time Relayhook received "
         "the request. " + _LOOP_SCOPE,
         examples=["{{ rule.timestamp }}"],
     )
@@ -272,6 +291,9 @@ class EventRule(Spec):
         "as rejected; no rule makes events of it. " + _REQUEST_SCOPE,
         examples=["parameter `user` was sent unfilled"],
     )
+
+
+FIELD_PATH = re.compile(r"[^.\[\]\s]+(\[\])?(\.[^.\[\]\s]+(\[\])?)*")
 
 
 class ConnectorSpec(Spec):
@@ -307,6 +329,28 @@ class ConnectorSpec(Spec):
         description="More example requests, beside `example`/`example_query`: one for each "
         "event type the connector emits (and each handshake it answers).",
     )
+    redact: list[str] = Field(
+        default=[],
+        description="Fields written over with `[redacted]` as a request comes in, before it "
+        "is stored, spooled or mapped, so they never reach the store: `headers.NAME`, "
+        "`query.NAME`, or a path in the JSON body (`data.email`; `data.rows[].email` for each "
+        "item of a list; `body.headers.x` for a body field named like a header).",
+        examples=[["data.email", "headers.x-token"]],
+    )
+    drop: list[str] = Field(
+        default=[],
+        description="Fields removed as a request comes in, written as in `redact`.",
+        examples=[["data.rows[].phone", "query.token"]],
+    )
     events: list[EventRule] = Field(
         min_length=1, description="Event rules; every rule that applies makes its events."
     )
+
+    @field_validator("redact", "drop")
+    @classmethod
+    def _field_paths(cls, paths: list[str]) -> list[str]:
+        for path in paths:
+            if not FIELD_PATH.fullmatch(path):
+                raise ValueError(f"{path!r} is not a field: write `headers.NAME`, `query.NAME` "
+                                 "or a body path such as `data.email` or `data.rows[].email`")
+        return paths

@@ -255,6 +255,7 @@ class Mapped:
 
     events: list[Event]
     answer: ProviderAnswer | None = None
+    body: Any = None  # the request's body as parsed, when it is JSON (payload shapes read it)
 
 
 def map_request(
@@ -301,7 +302,7 @@ def map_inbound(
     if not applied:
         names = "; ".join(rule.label for rule in connector.rules)
         raise MappingError(f"{connector.id}: no event rule applies to this request ({names})")
-    return Mapped(events)
+    return Mapped(events, body=None if plain_body is _NOT_PLAIN else plain_body)
 
 
 def _apply(connector: Connector, rule: CompiledRule, scope: dict[str, Any],
@@ -460,7 +461,9 @@ def _time(value: Any, received_at: str, name: str) -> str:
     if value is None or value == "":
         return received_at
     if isinstance(value, str) and _NUMBER.match(value.strip()):
-        value = float(value)
+        # A text with a fraction is epoch seconds (Slack's "1733050000.000100"); a whole
+        # number, text or not, is epoch milliseconds (GMetri's timestamps).
+        value = float(value) * 1000 if "." in value else float(value)
     if isinstance(value, int | float) and not isinstance(value, bool):
         if not math.isfinite(value) or abs(value) > 253402300799999:
             raise RenderError(name, f"{value!r} is not a time in epoch milliseconds")

@@ -52,7 +52,8 @@ class Channel(Protocol):
 
 def alert_body(problem: Problem) -> dict[str, object]:
     """What the alert webhook receives for a newly opened problem."""
-    return {"type": f"relayhook.{alert_kind(problem.signature)}", "text": alert_text(problem),
+    kind = alert_kind(problem.signature, problem.relay)
+    return {"type": f"relayhook.{kind}", "text": alert_text(problem),
             "problem": problem_json(problem)}
 
 

@@ -16,7 +16,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, Protocol
 
+from relayhook.core.erasure import Found, Subject
 from relayhook.core.events import Event
+from relayhook.core.people import Account, ApiKey, AuditEntry
 from relayhook.core.records import (
     DELIVERY_STATUSES,
     ActivityRow,
@@ -116,6 +118,7 @@ class StoredRelay:
     sealed: str
     created_at: float
     updated_at: float
+    expect: str | None = None  # JSON {"at_least", "minutes"}: its fixed quiet rule, if any
 
 
 @dataclass(frozen=True, slots=True)
@@ -143,6 +146,58 @@ class Resealed:
 
 
 Topic = Literal["deliveries", "config"]
+
+
+class PeopleStore(Protocol):
+    """People, their one-time links, API keys and the append-only audit log (relayhook.people):
+    a role of the store of its own, which `Store` includes."""
+
+    async def save_account(self, account: Account, *, end_sessions: bool = False,
+                           keep: str | None = None) -> int:
+        """Create or change an account; with `end_sessions`, in the same transaction end every
+        session of it but `keep` (a disabled person, a new password). How many ended."""
+
+    async def get_account(self, account_id: str) -> Account | None:
+        """One account by id, or None."""
+
+    async def find_account(self, email: str) -> Account | None:
+        """The account with this e-mail (any case), or None."""
+
+    async def list_accounts(self) -> list[Account]:
+        """Every account, the oldest first."""
+
+    async def create_link(self, token_hash: str, account: str, expires_at: float) -> None:
+        """Keep a one-time link (an invite, a password reset) under the hash of its token."""
+
+    async def peek_link(self, token_hash: str, now: float) -> str | None:
+        """The account of an unused, unexpired link, or None (the link stays unused)."""
+
+    async def use_link(self, token_hash: str, now: float) -> str | None:
+        """Use a link once: its account, or None if it was used, expired or never made."""
+
+    async def create_key(self, key: ApiKey, token_hash: str) -> None:
+        """Keep a new API key under the hash of its token."""
+
+    async def find_key(self, token_hash: str) -> ApiKey | None:
+        """The key whose token hashes to `token_hash` (revoked or expired ones too), or None."""
+
+    async def list_keys(self) -> list[ApiKey]:
+        """Every key, the newest first."""
+
+    async def revoke_key(self, key_id: str, at: float) -> bool:
+        """Revoke a key now; whether it was usable."""
+
+    async def touch_key(self, key_id: str, at: float) -> None:
+        """Note the key's last use (never moves it back)."""
+
+    async def append_audit(self, entry: AuditEntry) -> None:
+        """Add one line to the audit log (it has no method to change or delete one)."""
+
+    async def list_audit(self, *, actor: str | None = None, action: str | None = None,
+                         target: str | None = None, since: float | None = None,
+                         before: int | None = None, limit: int = 50) -> list[AuditEntry]:
+        """Audit lines, newest first: `actor` by id or name, `action` by name or its prefix
+        (`hook` finds hook.update), `before` an id to page from (exclusive)."""
 
 
 class Lifecycle(Protocol):
@@ -301,6 +356,10 @@ class ConfigStore(Protocol):
         """Replace a relay's sealed token and secret (a rotation); False if there is none.
         Moves the config version."""
 
+    async def set_relay_expect(self, name: str, expect: str | None, *, at: float) -> bool:
+        """Set (JSON) or remove (None) a relay's fixed quiet rule; False if there is no such
+        relay. Moves the config version."""
+
     async def delete_relay(self, name: str) -> bool:
         """Remove a relay (its requests and events stay); False if there was none. Moves the
         config version."""
@@ -431,10 +490,14 @@ class HistoryStore(Protocol):
         """Deliveries created at or after `since`, counted per hook, per bucket of
         `bucket_seconds` and per status they have now."""
 
+    async def event_type_counts(self) -> dict[str, int]:
+        """Each event type stored, with how many events have it (what diagnostics checks hook
+        patterns against: types built from the payload are only known from traffic)."""
+
     async def list_problems(self, *, hook: str | None = None,
                             statuses: Sequence[ProblemStatus] = ("open", "acknowledged"),
-                            limit: int = 50) -> list[Problem]:
-        """Problems in `statuses` (of one hook, or all), newest opened first."""
+                            limit: int = 50, relay: str | None = None) -> list[Problem]:
+        """Problems in `statuses` (of one hook, one relay, or all), newest opened first."""
 
     async def get_problem(self, problem_id: str) -> Problem | None:
         """One problem, or None."""
@@ -518,9 +581,39 @@ class OperationsStore(Protocol):
     async def delete_sample(self, name: str) -> bool:
         """Remove a sample; False if there was none of that name."""
 
+    async def erase_subject(self, subject: Subject) -> Found:
+        """Erase a person (relayhook.core.erasure): delete the events whose subject is theirs
+        with their deliveries and attempts, write over every other occurrence of the value
+        in requests, events, deliveries, attempts, outcomes and problems, in one transaction;
+        then leave no old copy in the engine's files (SQLite: VACUUM and an emptied WAL;
+        PostgreSQL: VACUUM of those tables). Samples are the caller's (their own methods)."""
+
+
+class WatchStore(Protocol):
+    """What the watchers keep (relayhook.delivery.watch, relayhook.shapewatch): a relay gone
+    quiet, a payload that changed shape."""
+
+    async def open_relay_problem(self, relay: str, signature: str, text: str, *, at: float,
+                                 request: str | None = None) -> bool:
+        """Open a relay's problem (`quiet`, `shape: ...`): `text` says what happened, `request`
+        the first request that showed it. An unresolved one of that signature is updated
+        instead (its text, `last_at`). True when a new problem was opened."""
+
+    async def resolve_relay_problem(self, relay: str, signature: str, *, at: float) -> bool:
+        """Resolve the relay's unresolved problem of `signature`; False if there was none."""
+
+    async def get_shapes(self, relay: str) -> dict[str, str]:
+        """The payload shapes of a relay's events, by event type, as saved (JSON text)."""
+
+    async def save_shape(self, relay: str, event_type: str, shape: str, *, at: float) -> None:
+        """Keep the payload shape of one relay and event type (JSON text), replacing it."""
+
 
 class MaintenanceStore(Protocol):
     """Keeping the store: pruning, readiness, schema checks and backups."""
+
+    async def prune_audit(self, before: float, *, batch: int = 500) -> int:
+        """Delete up to `batch` audit lines older than `before` (retention only); how many."""
 
     async def prune(self, cutoffs: Cutoffs, *, batch: int = 500) -> PruneResult:
         """Delete what `cutoffs` let go: finished deliveries (succeeded, dead, skipped) last
@@ -544,12 +637,17 @@ class MaintenanceStore(Protocol):
         the copy fails, or the engine copies no files (PostgreSQL: use pg_dump)."""
 
 
+class ManagedStore(ConfigStore, HistoryStore, Protocol):
+    """What the configuration service needs (relayhook.manage): the configuration, and the
+    traffic its diagnostics check a change against."""
+
+
 class RecordsStore(HistoryStore, OperationsStore, Protocol):
     """Acting on records: reading what is acted on, and the actions."""
 
 
 class Store(Lifecycle, IngestStore, DeliveryStore, ConfigStore, ConsoleStore, HistoryStore,
-            OperationsStore, MaintenanceStore, Protocol):
+            OperationsStore, WatchStore, PeopleStore, MaintenanceStore, Protocol):
     """The whole contract, every role: what an engine implements. A caller types against the
     narrowest role (or intersection of roles) it uses."""
 

@@ -7,7 +7,8 @@
     GET  /api/deliveries/{id}                              a delivery, its event and attempts
     POST /api/deliveries/{id}/replay                       send it again
     POST /api/hooks/{name}/replay?status=dead[,failed]&since=   send a hook's deliveries again
-    GET  /api/problems?hook=&status=open,acknowledged,resolved&limit=   failures grouped
+    GET  /api/problems?hook=&relay=&status=open,acknowledged,resolved&limit=   failures grouped,
+                                                           a relay gone quiet or changed shape
     POST /api/problems/{id}/acknowledge                    someone is on it
     POST /api/problems/{id}/replay                         Replay affected: its deliveries again
 
@@ -30,7 +31,7 @@ from relayhook.core.events import parse_time
 from relayhook.core.problems import problem_json
 from relayhook.core.records import PROBLEM_STATUSES, DeliveryFilter
 from relayhook.core.tomlpos import format_path
-from relayhook.errors import ConflictError, InvalidError, NotFoundError
+from relayhook.errors import ConflictError, FindingsError, InvalidError, NotFoundError
 from relayhook.explain import hook_skips, request_outcomes
 from relayhook.store import REQUEST_STATUSES, RequestRecord
 from relayhook.web.readmodel import (
@@ -77,23 +78,27 @@ def refuse_bearer(request: Request, token: str, off: str) -> JSONResponse | None
     return None
 
 
-def guard(token: str) -> Callable[[Handler], Endpoint]:
-    """Wrap a handler behind the admin bearer token. A handler returns a dict (answered 200) or
-    a Response; the errors of relayhook.errors become their status with a JSON body:
-    InvalidError 422 with each problem at its field, NotFoundError 404, ConflictError 409."""
+def guard(token: str = "") -> Callable[[Handler], Endpoint]:
+    """Wrap a handler of a route that relayhook.web.access lets through only with a bearer
+    token (the `[admin] token` or an API key) whose role the policy table allows. A handler
+    returns a dict (answered 200) or a Response; the errors of relayhook.errors become their
+    status with a JSON body: InvalidError 422 with each problem at its field, NotFoundError
+    404, ConflictError 409."""
 
     def guarded(handler: Handler) -> Endpoint:
         async def endpoint(request: Request) -> Response:
-            refused = refuse_bearer(request, token, "the API is off: set [admin] token")
-            if refused is not None:
-                return refused
+            if request.scope.get("principal") is None:  # relayhook.web.access refuses first
+                return JSONResponse({"error": "missing or wrong bearer token"}, 401)
             try:
                 answer = await handler(request)
             except ApiError as exc:
                 return JSONResponse({"error": str(exc)}, exc.status)
             except InvalidError as exc:
                 errors = [{"field": format_path(e.key), "message": e.message} for e in exc.errors]
-                return JSONResponse({"error": str(exc), "errors": errors}, 422)
+                body: dict[str, Any] = {"error": str(exc), "errors": errors}
+                if isinstance(exc, FindingsError):
+                    body["findings"] = exc.findings
+                return JSONResponse(body, 422)
             except NotFoundError as exc:
                 return JSONResponse({"error": str(exc)}, 404)
             except ConflictError as exc:
@@ -185,7 +190,8 @@ def api_routes(parts: Parts, token: str, clock: Callable[[], datetime]) -> list[
             _one_of(status, PROBLEM_STATUSES, "status")
         problems = await store.list_problems(hook=request.query_params.get("hook"),
                                              statuses=statuses,  # type: ignore[arg-type]
-                                             limit=_limit(request))
+                                             limit=_limit(request),
+                                             relay=request.query_params.get("relay"))
         return {"items": [problem_json(p) for p in problems]}
 
     async def acknowledge_problem(request: Request) -> dict[str, Any]:

@@ -27,14 +27,19 @@ from starlette.types import Receive, Scope, Send
 from relayhook.assembly import Role, assemble, new_uuid, utc_now
 from relayhook.core.ssrf import Resolver
 from relayhook.metrics import Metrics
+from relayhook.people import People, invite_mailer
 from relayhook.runtime import Runtime
 from relayhook.settings import Settings
 from relayhook.store import Store
+from relayhook.web.access import Access, enforce
 from relayhook.web.api import api_routes
 from relayhook.web.config_api import config_api_routes
 from relayhook.web.console import Console, console_routes
+from relayhook.web.diff_api import diff_api_routes
+from relayhook.web.erase_api import erase_api_routes
 from relayhook.web.ingress import Answer, Ingress, ingress_token, refusal
 from relayhook.web.ops import ops_routes
+from relayhook.web.people_api import describe, live_secrets, people_api_routes
 from relayhook.web.samples_api import samples_api_routes
 from relayhook.web.sessions_api import sessions_api_routes
 
@@ -84,7 +89,12 @@ def create_app(
                          clock=lambda: clock().timestamp(), transport=transport, new_id=new_id)
         runtime = Runtime(parts, transport=transport, resolver=resolver, clock=clock, rand=rand)
     parts = runtime.parts
-    console = Console(parts, clock=clock, new_id=new_id) if parts.takes_requests else None
+    people = People(parts.store, clock=lambda: clock().timestamp(), new_id=new_id,
+                    admin_token=settings.admin.token,
+                    secrets_to_hide=lambda: live_secrets(parts),
+                    mailer=invite_mailer(settings), public_url=settings.public_url())
+    console = (Console(parts, clock=clock, new_id=new_id, people=people)
+               if parts.takes_requests else None)
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
@@ -104,13 +114,21 @@ def create_app(
         routes += samples_api_routes(parts, settings.admin.token, clock)
         routes += config_api_routes(parts, settings.admin.token)
         routes += sessions_api_routes(parts.store, settings.admin.token, clock)
+        routes += diff_api_routes(parts, settings.admin.token)
+        routes += erase_api_routes(parts, settings.admin.token)
+        routes += people_api_routes(people, clock)
+    access = Access(people, describe=lambda kind, name: describe(parts, kind, name))
     if console is not None:
         routes += console_routes(console)
-    app = RelayhookApp(routes=routes, lifespan=lifespan)
+        access.session_account = console.gate.account_of
+        access.forbidden_page = console.forbidden
+        access.address_of = console.gate.address_of
+    app = RelayhookApp(routes=enforce(routes, access), lifespan=lifespan)
     if parts.takes_requests:
         app.ingress = Ingress(parts.live, parts.store, settings.limits.max_body_bytes, clock,
                               new_id, wake=parts.wake, intake=parts.intake,
                               observe=parts.metrics.observe_request)
     app.metrics = parts.metrics
     app.state.relayhook = parts
+    app.state.people = people
     return app

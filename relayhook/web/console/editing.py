@@ -29,6 +29,7 @@ from relayhook.web.console.hookform import (
     values_of,
 )
 from relayhook.web.console.pages import Ctx, NotFound, hook_address
+from relayhook.web.console.whatchanges import what_would_change
 from relayhook.web.readmodel import attempt_curl
 
 if TYPE_CHECKING:
@@ -120,16 +121,20 @@ async def hook_form(console: Console, ctx: Ctx) -> Response:
         shown_errors = (errors_by_field(problem.errors, values)
                         if isinstance(problem, InvalidError) else {"name": problem})
         return await render_form(ctx, console, name, values, shown_errors, None)
-    shown = errors if action in ("save", "preview", "dry_run") else []
+    shown = errors if action in ("save", "preview", "dry_run", "what_would_change") else []
     sample = ctx.form.get("sample", "") if ctx.request.method == "POST" else ""
     preview = (await preview_of(console, hook, values, sample)
                if action == "preview" or name else None)
+    would_change = None
+    if action == "what_would_change" and hook is not None:
+        would_change = await what_would_change(console, hook)
     trial = None
     if action == "dry_run" and hook is not None:
         trial = (await console.parts.operations.dry_run(hook, values["when"] or None,
                                                         DRY_RUN_EVENTS)).summary()
     return await render_form(ctx, console, name, values, errors_by_field(shown, values),
-                             preview, sample=sample, trial=trial)
+                             preview, sample=sample, trial=trial,
+                             would_change=would_change)
 
 
 async def stored_values(console: Console, name: str, known: set[str]) -> dict[str, Any]:
@@ -143,7 +148,8 @@ async def stored_values(console: Console, name: str, known: set[str]) -> dict[st
 
 async def render_form(ctx: Ctx, console: Console, name: str | None, values: dict[str, Any],
                       errors: dict[str, str], preview: dict[str, str] | None, *,
-                      sample: str = "", trial: str | None = None) -> Response:
+                      sample: str = "", trial: str | None = None,
+                      would_change: dict[str, Any] | None = None) -> Response:
     samples = [(s.name, f"sample {s.name}") for s in await console.parts.store.list_samples()]
     return ctx.render(
         "hook_form.html", 422 if errors else 200,
@@ -151,7 +157,7 @@ async def render_form(ctx: Ctx, console: Console, name: str | None, values: dict
         errors=errors, preview=preview, event_groups=event_choices(console),
         relays=sorted(r.name for r in console.parts.live.relays.values()), presets=presets(),
         method_options=[(m, m) for m in METHODS], trial=trial, sample=sample,
-        sample_options=[("", "the newest matching event"), *samples])
+        sample_options=[("", "the newest matching event"), *samples], would_change=would_change)
 
 
 async def live_preview(console: Console, ctx: Ctx) -> Response:

@@ -15,6 +15,7 @@ from relayhook.operations import TEST_RELAY, ReplayJob
 from relayhook.store import DELIVERY_STATUSES, DeliveryFilter
 from relayhook.web.console import changes
 from relayhook.web.console.pages import Ctx, Form, NotFound, hook_address
+from relayhook.web.console.people import last_change
 from relayhook.web.console.problems import shown as shown_problems
 from relayhook.web.readmodel import FilterError, delivery_filter, hook_summaries
 
@@ -67,7 +68,8 @@ async def show_hook(console: Console, ctx: Ctx) -> Response:
         problems=shown_problems(await console.parts.store.list_problems(hook=hook.name)),
         sample_options=[("", "the connector's example"), *[
             (s.name, f"sample {s.name}") for s in await console.parts.store.list_samples()]],
-        next_before=deliveries[-1].id if len(deliveries) == HISTORY_PAGE else None)
+        next_before=deliveries[-1].id if len(deliveries) == HISTORY_PAGE else None,
+        last_change=await last_change(console, f"hook:{hook.name}"))
 
 async def set_active(console: Console, ctx: Ctx) -> Response:
     hook = hook_named(console, ctx.param("name"))
@@ -110,9 +112,11 @@ async def replay_matching(console: Console, ctx: Ctx) -> Response:
         return ctx.redirect(hook_address(hook.name), f"The filter cannot be read: {exc}")
     count = await console.parts.operations.count_matching(where)
     if ctx.form.get("confirm") != "yes" or count == 0:
+        ctx.request.scope["audit"] = None  # a question, not yet an action
         return ctx.render("replay_confirm.html", title=f"Replay {hook.name}", hook=hook.name,
                           count=count, shown=shown, keys=FILTER_KEYS)
     job = console.parts.operations.start_replay(where, count)
+    ctx.request.scope["audit"] = {"replayed": count, "job": job.id}
     return ctx.redirect(f"/jobs/{job.id}")
 
 def job_named(console: Console, job_id: str) -> ReplayJob:

@@ -51,6 +51,7 @@ async def replay_affected(console: Console, ctx: Ctx) -> Response:
         count, problem = await console.parts.operations.replay_problem(ctx.param("id"))
     except NotFoundError as exc:
         raise NotFound("There is no problem with this id.") from exc
+    ctx.request.scope["audit"] = {"replayed": count, "hook": problem.hook}
     return ctx.redirect(back_to(ctx), f"Replayed {count} affected deliveries of hook "
                                       f"{problem.hook}: they are sent again now.")
 

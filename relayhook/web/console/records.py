@@ -99,12 +99,13 @@ async def show_delivery(console: Console, ctx: Ctx) -> Response:
 async def replay_delivery(console: Console, ctx: Ctx) -> Response:
     delivery_id = ctx.param("id")
     try:
-        await console.parts.operations.replay_delivery(delivery_id)
+        replayed = await console.parts.operations.replay_delivery(delivery_id)
     except NotFoundError as exc:
         raise NotFound("There is no delivery with this id.") from exc
     except ConflictError:
         return ctx.redirect(f"/deliveries/{delivery_id}",
                             "It is being sent right now; replay it once this try is over.")
+    ctx.request.scope["audit"] = {"replayed": replayed}
     return ctx.redirect(f"/deliveries/{delivery_id}", "Replayed: it is sent again now.")
 
 
