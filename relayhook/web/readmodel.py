@@ -214,7 +214,11 @@ async def hook_json(parts: Parts, name: str) -> dict[str, Any]:
         "description": spec.description, "active": active,
         "inactive_reason": None if active else live.reason(name),
         "events": spec.events, "relays": spec.relays, "preset": spec.preset,
-        "method": hook.method, "url": redacted_url(hook.url.source), "timeout": hook.timeout,
+        "method": hook.method, "url": redacted_url(hook.url.source),
+        # as typed ({event.subject} stays so), where `url` is the template it was compiled to
+        "url_written": redacted_url(str(parts.manager.written(name).get("url") or
+                                        hook.url.source)),
+        "timeout": hook.timeout,
         "concurrency": hook.concurrency, "ordered": hook.ordered,
         "rate_limit": hook.rate_limit.model_dump() if hook.rate_limit else None,
         "signed": hook.signing_secret is not None,

@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 
 from starlette.requests import Request
-from starlette.responses import RedirectResponse, Response
+from starlette.responses import FileResponse, RedirectResponse, Response
 from starlette.routing import BaseRoute, Mount, Route
 from starlette.staticfiles import StaticFiles
 
@@ -60,6 +60,11 @@ async def sign_out(console: Console, ctx: Ctx) -> Response:
     return ctx.redirect("/signin", "You are signed out.")
 
 
+async def favicon(request: Request) -> Response:
+    return FileResponse(WEB_DIR / "static" / "favicon.svg", media_type="image/svg+xml",
+                        headers={"Cache-Control": "public, max-age=86400"})
+
+
 ConsoleView = Callable[[Console, Ctx], Awaitable[Response]]
 
 
@@ -74,6 +79,7 @@ def console_routes(console: Console) -> list[BaseRoute]:
         Route("/", view(overview), methods=["GET"]),
         Route("/signin", view(sign_in, public=True), methods=["GET", "POST"]),
         Route("/signout", view(sign_out, public=True), methods=["POST"]),
+        Route("/favicon.ico", favicon, methods=["GET"]),  # asked for by browsers, signed in or not
         Mount("/static", app=StaticFiles(directory=WEB_DIR / "static"), name="static"),
     ]
     # editing first: /hooks/new before /hooks/{name}

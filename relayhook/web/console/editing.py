@@ -94,6 +94,8 @@ async def hook_form(console: Console, ctx: Ctx) -> Response:
         values = blank_values() if name is None else await stored_values(console, name, known)
     else:
         values = values_of(ctx.form, known)
+        if name is not None:
+            values["name"] = name  # a hook keeps its name (the field is read-only)
     if action == "preset" and values["preset"]:
         try:
             values = apply_preset(values)

@@ -63,18 +63,32 @@ async def show_hook(console: Console, ctx: Ctx) -> Response:
     before = query.get("before") or None
     deliveries = await console.parts.store.find_deliveries(where, limit=HISTORY_PAGE,
                                                            before=before)
+    took = await last_attempt_ms(console, deliveries)
     filtered = bool(shown["status"]) or any(shown[key] for key in FILTER_KEYS)
     pairs = [("status", s) for s in shown["status"]] + [
         (key, shown[key]) for key in FILTER_KEYS if shown[key]]
     return ctx.render(
         "hook.html", title=f"Hook {hook.name}", hook=await summary_of(console, hook.name),
-        deliveries=deliveries, shown=shown, statuses=DELIVERY_STATUSES, filter_error=error,
+        deliveries=deliveries, took=took, shown=shown, statuses=DELIVERY_STATUSES,
+        filter_error=error,
         filtered=filtered, filter_query=urlencode(pairs), test_relay=TEST_RELAY,
         skips=await hook_skips(console.parts, hook.name),
         problems=shown_problems(await console.parts.store.list_problems(hook=hook.name)),
         sample_options=[("", "the connector's example"), *[
             (s.name, f"sample {s.name}") for s in await console.parts.store.list_samples()]],
         next_before=deliveries[-1].id if len(deliveries) == HISTORY_PAGE else None)
+
+async def last_attempt_ms(console: Console, deliveries: list[Any]) -> dict[str, float]:
+    """How long each delivery's last attempt took (its "Took"; the waits between retries are
+    not in it: "Done after" shows those)."""
+    took: dict[str, float] = {}
+    for delivery in deliveries:
+        if delivery.attempts:
+            found = await console.parts.store.get_delivery(delivery.id)
+            if found is not None and found[1]:
+                took[delivery.id] = max(found[1], key=lambda a: a.number).duration_ms
+    return took
+
 
 async def set_active(console: Console, ctx: Ctx) -> Response:
     hook = hook_named(console, ctx.param("name"))

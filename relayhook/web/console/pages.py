@@ -88,7 +88,24 @@ def make_environment() -> Environment:
     env.filters["urlpart"] = lambda value: quote(str(value), safe="")
     env.filters["json"] = lambda value: json.dumps(value, indent=2, ensure_ascii=False)
     env.filters["pretty"] = pretty_body
+    env.filters["duration"] = format_duration
     return env
+
+
+def format_duration(value: float, seconds: bool = False) -> str:
+    """A duration as people read it: `3 ms`, `1.2 s`, `46 s`, `12 min`, `3 h 5 min`.
+    `value` is milliseconds, or seconds with `seconds=True`."""
+    ms = value * 1000 if seconds else value
+    if ms < 1000:
+        return f"{ms:,.0f} ms"
+    if ms < 10_000:
+        return f"{ms / 1000:.1f} s"
+    total = round(ms / 1000)
+    if total < 120:
+        return f"{total} s"
+    if total < 7200:
+        return f"{round(total / 60)} min"
+    return f"{total // 3600} h {round(total % 3600 / 60)} min"
 
 
 def format_when(value: str | float | None) -> str:
