@@ -197,10 +197,10 @@ def test_the_whole_story_in_a_browser(server: RelayhookProcess, receiver: Receiv
     page.get_by_role("link", name="New hook").first.click()
     expect(page.get_by_role("heading", name="New hook")).to_be_visible()
     page.get_by_label("Name", exact=True).fill(HOOK)
-    page.get_by_label("gmetri.rule.triggered", exact=True).check()
-    page.get_by_label("Preset", exact=True).select_option("zapier")  # the script applies it at once
-    expect(page.get_by_label("Body", exact=True)).to_contain_text("flatten")
+    page.get_by_label("GMetri: rule triggered").check()
+    page.get_by_label("Zapier", exact=False).check()  # the script applies it at once
     expect(page.get_by_label("Rate limit")).to_have_value("25")
+    expect(page.get_by_label("The preset's body, or the whole event as JSON")).to_be_checked()
     page.get_by_label("URL", exact=True).fill(receiver.url + "/zap/catch/1/")
     headers = page.get_by_role("group", name="Headers")
     headers.get_by_label("Key", exact=True).first.fill("X-Api-Key")
@@ -211,7 +211,7 @@ def test_the_whole_story_in_a_browser(server: RelayhookProcess, receiver: Receiv
     params.get_by_label("Key", exact=True).first.fill("user")
     params.get_by_label("Value source").first.select_option(label="Event field")
     params.get_by_label("Value", exact=True).first.fill("subject")
-    page.get_by_text("Timing, retries and signing").click()
+    page.get_by_text("Advanced: condition, timing, retries, signing").click()
     page.get_by_label("Retry schedule").fill("0, 0.3")
 
     # The preview shows the exact request as cURL for the newest real event, secret masked.
@@ -352,8 +352,8 @@ def test_every_basic_flow_works_without_javascript(server: RelayhookProcess,
 
     page.goto(server.url + "/hooks/new")
     page.get_by_label("Name", exact=True).fill(HOOK)
-    page.get_by_label("gmetri.rule.triggered", exact=True).check()
-    page.get_by_label("Preset", exact=True).select_option("zapier")
+    page.get_by_label("GMetri: rule triggered").check()
+    page.get_by_label("Zapier").check()
     page.get_by_role("button", name="Use preset").click()
     expect(page.get_by_label("Rate limit")).to_have_value("25")
     page.get_by_label("URL", exact=True).fill(receiver.url + "/nojs/")
