@@ -20,7 +20,7 @@ from typing import Any
 import pytest
 import test_console_browser as console_tests
 from receiver import Receiver
-from servers import RelayhookProcess, http_client, render_config, render_tables
+from servers import RelayhookProcess, http_client, render_config, render_tables, wait_until
 from test_console_browser import (
     ADMIN_TOKEN,
     CHROMIUM,
@@ -34,6 +34,7 @@ from test_console_browser import (
     expect,
     sign_in,
 )
+from test_outcomes_browser import api_post
 
 pytestmark = console_tests.pytestmark
 sync_api = console_tests.sync_api
@@ -268,9 +269,35 @@ def test_story_b_gamify_to_pabbly_with_typos_and_a_subjectless_opt_in(
     assert got.path == "/pabbly/spring"
     sent = json.loads(got.body)
     assert sent["subject"] is None and sent["event_type"] == "gamify.optin.submitted"
+    wait_until(
+        lambda: api(server, "/api/deliveries?status=succeeded")["items"],
+        timeout=20,
+        what="the delivery recorded as succeeded",
+    )
     page.reload()
     expect(page.get_by_role("region", name="History").last).to_contain_text("succeeded")
     visits.check(page, "b-hook-delivered")
+
+    # A hook whose request cannot be made for its preview event is not switched on unasked.
+    api_post(
+        server,
+        "/api/hooks",
+        {
+            "name": "Broken",
+            "events": ["gamify.optin.submitted"],
+            "url": receiver.url + "/broken/{event.data.nothere}",
+        },
+    )
+    api_post(server, "/api/hooks/Broken/deactivate", {})
+    page.goto(server.url + "/hooks")
+    page.get_by_role("button", name="Make active: Broken").click()
+    expect(page.get_by_role("heading", name="Switch on Broken?")).to_be_visible()
+    expect(page.get_by_role("alert")).to_contain_text("No field 'data.nothere' in this event.")
+    visits.check(page, "b-activate-confirm")
+    assert not api(server, "/api/hooks/Broken")["active"]
+    page.get_by_role("button", name="Switch on anyway").click()
+    expect(page.get_by_role("status").first).to_contain_text("is active")
+    assert api(server, "/api/hooks/Broken")["active"]
     assert not visits.problems, "\n".join(visits.problems)
     context.close()
 

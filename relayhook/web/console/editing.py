@@ -18,6 +18,7 @@ from relayhook.core.templating import RenderError
 from relayhook.errors import InvalidError, NotFoundError, SpecError
 from relayhook.web.console import changes
 from relayhook.web.console.hookcheck import (
+    Finding,
     blocking,
     event_fields,
     pattern_findings,
@@ -120,6 +121,20 @@ async def preview_event(console: Console, spec: dict[str, Any],
     if event is not None:
         return event, "the connector's example (no matching event received yet)"
     return None, "No received event or connector example matches the events chosen."
+
+
+async def activation_findings(console: Console, hook: Hook) -> tuple[list[Finding], str]:
+    """What stops a hook from being switched on without a confirmation: its request cannot
+    be made for its preview event. And which event that was."""
+    event, source = await preview_event(console, {"events": hook.spec.events,
+                                                  "relays": hook.spec.relays})
+    if event is None:
+        return [], source
+    known = {t for group in event_choices(console) for t in group["types"]}
+    values = values_from_spec(console.parts.manager.written(hook.name), known)
+    findings = render_findings(hook, event, values, console.settings.template_secrets(),
+                               console.now())
+    return blocking(findings), source
 
 
 async def known_types(console: Console) -> set[str]:

@@ -19,6 +19,7 @@ from relayhook.errors import ConflictError
 from relayhook.explain import hook_skips
 from relayhook.store import DELIVERY_STATUSES, DeliveryFilter, NewDelivery, RequestRecord
 from relayhook.web.console import changes
+from relayhook.web.console.editing import activation_findings
 from relayhook.web.console.pages import Ctx, Form, NotFound
 from relayhook.web.console.problems import shown as shown_problems
 from relayhook.web.readmodel import FilterError, delivery_filter, hook_summaries
@@ -95,6 +96,11 @@ async def set_active(console: Console, ctx: Ctx) -> Response:
     active = ctx.form.get("active") == "on"
     back = ctx.form.get("back", "/hooks")
     back = back if back.startswith("/") and not back.startswith("//") else "/hooks"
+    if active and ctx.form.get("confirm") != "yes":
+        findings, source = await activation_findings(console, hook)
+        if findings:
+            return ctx.render("activate_confirm.html", 409, title=f"Switch on {hook.name}?",
+                              hook=hook.name, findings=findings, source=source, back=back)
     try:
         changed = await console.parts.manager.set_active(hook.name, active,
                                                          "switched off in the console")
