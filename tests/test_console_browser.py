@@ -227,7 +227,7 @@ def test_the_whole_story_in_a_browser(server: RelayhookProcess, receiver: Receiv
 
     # Send test event: the receiver gets it, the delivery page shows the answer.
     page.get_by_role("button", name="Send test event").click()
-    expect(page.get_by_role("heading", level=1)).to_contain_text("succeeded", timeout=20_000)
+    expect(page.get_by_role("heading", level=1)).to_contain_text("delivered", timeout=20_000)
     got = receiver.wait_for(1, timeout=10, path="/zap/")[0]
     assert got.header("x-api-key") == "key-123"
     assert ("user", "amit@gmetri.com") in got.params()  # the connector's example, not real data
@@ -247,18 +247,18 @@ def test_the_whole_story_in_a_browser(server: RelayhookProcess, receiver: Receiv
     wait_until(lambda: api(server, "/api/deliveries?status=dead")["items"], timeout=20,
                what="a dead delivery")
     page.reload()
-    page.get_by_role("checkbox", name="dead").check()
+    page.get_by_role("checkbox", name="gave up").check()
     page.get_by_role("button", name="Filter", exact=True).click()
     rows = page.get_by_role("region", name="History").get_by_role("row")
     expect(rows).to_have_count(2)  # the header and the dead one
     expect(rows.nth(1)).to_contain_text("500")
     rows.nth(1).get_by_role("link").click()
-    expect(page.get_by_role("heading", level=1)).to_contain_text("dead")
+    expect(page.get_by_role("heading", level=1)).to_contain_text("gave up")
     expect(page.get_by_role("heading", name="Attempt 2: 500")).to_be_visible()
     visits.check(page, "delivery-dead")
     receiver.script("/zap/", Reply(200))
     page.get_by_role("button", name="Replay").click()
-    expect(page.get_by_role("heading", level=1)).to_contain_text("succeeded", timeout=20_000)
+    expect(page.get_by_role("heading", level=1)).to_contain_text("delivered", timeout=20_000)
     assert receiver.requests("/zap/")[-1].params() == [("user", "dead@example.com")]
 
     # Switch the hook Inactive: new deliveries wait, paused; Active again: they arrive.
@@ -284,7 +284,7 @@ def test_the_whole_story_in_a_browser(server: RelayhookProcess, receiver: Receiv
 
     # Replay all that match the filter: the count first, then progress.
     page.reload()
-    page.get_by_role("checkbox", name="succeeded").check()
+    page.get_by_role("checkbox", name="delivered").check()
     page.get_by_role("button", name="Filter", exact=True).click()
     page.get_by_role("button", name="Replay all that match the filter").click()
     expect(page.get_by_text(re.compile(r"\d+ deliveries match the filter"))).to_be_visible()
@@ -380,7 +380,7 @@ def test_every_basic_flow_works_without_javascript(server: RelayhookProcess,
     page.goto(server.url + f"/hooks/{HOOK}")
     page.get_by_role("region", name="History").get_by_role("row").nth(1).get_by_role("link")\
         .click()
-    expect(page.get_by_role("heading", level=1)).to_contain_text("succeeded")
+    expect(page.get_by_role("heading", level=1)).to_contain_text("delivered")
     page.get_by_role("button", name="Replay").click()
     receiver.wait_for(2, timeout=20, path="/nojs/")
     context.close()

@@ -275,7 +275,7 @@ def test_story_b_gamify_to_pabbly_with_typos_and_a_subjectless_opt_in(
         what="the delivery recorded as succeeded",
     )
     page.reload()
-    expect(page.get_by_role("region", name="History").last).to_contain_text("succeeded")
+    expect(page.get_by_role("region", name="History").last).to_contain_text("delivered")
     visits.check(page, "b-hook-delivered")
 
     # A hook whose request cannot be made for its preview event is not switched on unasked.

@@ -13,10 +13,21 @@ if TYPE_CHECKING:
     from relayhook.web.console.core import Console
 
 
+PLAIN_RELAY = {  # the schema's words -> a person's, by form field
+    ("name", "pattern"): "A name may not start with a space and may not hold a '/'.",
+    ("name", "required"): "Give the relay a name.",
+    ("connector", "no connector"): "Choose the service that will send to this relay.",
+    ("connector", "required"): "Choose the service that will send to this relay.",
+}
+
+
 def _by_field(exc: InvalidError) -> dict[str, str]:
     found: dict[str, str] = {}
     for error in exc.errors:
-        found.setdefault(format_path(error.key[:1]) if error.key else "name", error.message)
+        field = format_path(error.key[:1]) if error.key else "name"
+        message = next((said for (where, clue), said in PLAIN_RELAY.items()
+                        if where == field and clue in error.message), error.message)
+        found.setdefault(field, message[:1].upper() + message[1:])
     return found
 
 

@@ -71,6 +71,7 @@ async def show_hook(console: Console, ctx: Ctx) -> Response:
     return ctx.render(
         "hook.html", title=f"Hook {hook.name}", hook=await summary_of(console, hook.name),
         deliveries=deliveries, took=took, shown=shown, statuses=DELIVERY_STATUSES,
+        attempts_max=len(hook.retry.schedule),
         filter_error=error,
         filtered=filtered, filter_query=urlencode(pairs), test_relay=TEST_RELAY,
         skips=await hook_skips(console.parts, hook.name),

@@ -10,6 +10,7 @@ A form post without the session's CSRF token is answered 403 before anything els
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -89,7 +90,43 @@ def make_environment() -> Environment:
     env.filters["json"] = lambda value: json.dumps(value, indent=2, ensure_ascii=False)
     env.filters["pretty"] = pretty_body
     env.filters["duration"] = format_duration
+    env.filters["word"] = lambda value: STATUS_WORDS.get(str(value), str(value).replace("_", " "))
+    env.filters["plain_error"] = plain_error
     return env
+
+
+STATUS_WORDS = {  # a stored status or outcome kind -> the word a person reads
+    "pending": "waiting", "claimed": "sending", "succeeded": "delivered",
+    "failed": "will retry", "dead": "gave up", "skipped": "filtered out", "paused": "paused",
+    "cancelled": "cancelled", "queued": "waiting", "condition_false": "filtered out",
+    "type_not_subscribed": "not its event type", "relay_not_subscribed": "not from its relays",
+    "no_event": "no event", "not_evaluated": "not checked yet", "delivered": "delivered",
+    "render_error": "could not be made", "destination_refused": "address not allowed",
+}
+_MISSING = re.compile(r"has no attribute '([^']*)'|'([^']*)' is undefined")
+
+
+def plain_error(text: str | None) -> str:
+    """A delivery's error as a no-code user reads it (the raw text goes under Details)."""
+    if not text:
+        return ""
+    lowered = text.lower()
+    missing = _MISSING.search(text)
+    if missing:
+        return (f"The event has no field {missing.group(1) or missing.group(2)!r}: the hook "
+                "reads a field this event does not have.")
+    if "timed out" in lowered or "timeout" in lowered:
+        return "No answer in time: the service took too long."
+    if "private" in lowered or "not allowed" in lowered or "loopback" in lowered:
+        return ("The address is a private or local one, which is not allowed: allow it in "
+                "Settings if it is yours.")
+    if "connect" in lowered or "name or service" in lowered or "resolve" in lowered:
+        return "Could not reach the address: check the URL, or whether the service is up."
+    answered = re.match(r"(?:HTTP )?(\d{3})\b", text)
+    if answered:
+        return f"The service answered {answered.group(1)}."
+    return text if len(text) <= 120 and "Error" not in text and "'" not in text else \
+        "The request could not be sent: see Details."
 
 
 def format_duration(value: float, seconds: bool = False) -> str:
