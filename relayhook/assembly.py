@@ -32,7 +32,7 @@ from relayhook.core.ssrf import (
 )
 from relayhook.core.tomlpos import format_path
 from relayhook.errors import HookError, LocatedError, LocatedErrors
-from relayhook.live import LiveConfig
+from relayhook.live import LiveConfig, RunSettings
 from relayhook.manage import Manager
 from relayhook.relays import Relay, build_relays
 from relayhook.retention import cutoffs_at
@@ -218,7 +218,16 @@ def assemble(settings: Settings, *, store: Store | None = None,
     policy = destination_policy(settings)
     manager = Manager(the_store, live, connectors, public_url=settings.public_url(),
                       policy=policy, resolver=resolver, clock=clock)
+    live.follow_settings(lambda run: follow_run_settings(run, settings, policy, manager))
     return Parts(settings, connectors, live, the_store, manager, policy, new_key)
+
+
+def follow_run_settings(run: RunSettings, settings: Settings, policy: DestinationPolicy,
+                        manager: Manager) -> None:
+    """Apply the console's run-time settings in this process: the networks hooks may reach
+    besides the config's, and the public URL relay URLs start with."""
+    policy.widen(run.allow_cidrs)
+    manager.public_url = (run.public_url or settings.public_url()).rstrip("/")
 
 
 @contextlib.asynccontextmanager

@@ -13,8 +13,10 @@ version moved: a poll of one number, so every role sees a change within its poll
 
 from __future__ import annotations
 
+import json
 import logging
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from typing import Any
 
 from relayhook.core.connectors import Connector
@@ -28,6 +30,30 @@ from relayhook.store.base import Store, StoredHook, StoredRelay
 log = logging.getLogger("relayhook.live")
 
 CONFIG_INACTIVE = "inactive in the config"
+RUN_SETTINGS = "run_settings"  # the admin value the console's Settings page writes
+
+
+@dataclass(frozen=True)
+class RunSettings:
+    """Settings changed at run time in the console, beside the config file's: networks hooks
+    may reach although private (added to `[delivery] allow_cidrs`) and the public URL (over
+    `[server] public_url`). Every process applies them at its next refresh."""
+
+    allow_cidrs: tuple[str, ...] = ()
+    public_url: str = ""
+
+    @classmethod
+    def parse(cls, text: str | None) -> RunSettings:
+        if not text:
+            return cls()
+        data = json.loads(text)
+        if not isinstance(data, dict):
+            raise ValueError("the run-time settings are not a JSON object")
+        return cls(allow_cidrs=tuple(str(c) for c in data.get("allow_cidrs", [])),
+                   public_url=str(data.get("public_url", "")))
+
+    def dump(self) -> str:
+        return json.dumps({"allow_cidrs": list(self.allow_cidrs), "public_url": self.public_url})
 
 
 class LiveConfig:
@@ -56,6 +82,9 @@ class LiveConfig:
         self.relays: dict[str, Relay] = dict(relays or {})
         self.version = -1
         self._active = self._compute_active()
+        self.run_settings = RunSettings()
+        self._run_text: str | None = None
+        self._followers: list[Callable[[RunSettings], None]] = []
 
     # -- what the ingress, the dispatcher and the API read
 
@@ -114,8 +143,29 @@ class LiveConfig:
                 reason = None if is_active else self.reason(name)
                 await store.set_hook_active(name, is_active, reason, now)
 
+    def follow_settings(self, follower: Callable[[RunSettings], None]) -> None:
+        """Call `follower` with the run-time settings now and whenever they change."""
+        self._followers.append(follower)
+        follower(self.run_settings)
+
+    async def refresh_settings(self, store: Store) -> bool:
+        """Read the run-time settings (the console's Settings page): one row, every refresh.
+        True if they changed."""
+        text = await store.get_admin_value(RUN_SETTINGS)
+        if text == self._run_text:
+            return False
+        settings = RunSettings.parse(text)
+        for follower in self._followers:
+            follower(settings)
+        self.run_settings, self._run_text = settings, text
+        return True
+
     async def refresh(self, store: Store, *, force: bool = False) -> bool:
         """Read the store again if its config version moved (or `force`). True if it did."""
+        try:
+            await self.refresh_settings(store)
+        except ValueError as exc:  # written by a newer or broken version: keep what holds
+            log.error("cannot apply the run-time settings: %s", exc)
         version = await store.config_version()
         if version == self.version and not force:
             return False

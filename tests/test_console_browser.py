@@ -174,7 +174,8 @@ def test_the_whole_story_in_a_browser(server: RelayhookProcess, receiver: Receiv
     expect(page.get_by_text("4 events")).to_be_visible()
     example = page.get_by_role("list").filter(has_text="gmetri.rule.triggered").last
     expect(example.get_by_role("listitem")).to_have_count(4)
-    expect(page.get_by_role("status", name="Wiring")).to_contain_text("Wired.")
+    # The refusal came after the accepted request: the banner says so, in red, not "Wired".
+    expect(page.get_by_role("status", name="Wiring")).to_contain_text("Credentials refused.")
     expect(page.get_by_role("status", name="Wiring")).to_contain_text("1 request refused")
     visits.check(page, "relay-example")
     page.get_by_label("Search inside bodies").fill("Rule G")

@@ -206,6 +206,13 @@ def test_story_b_gamify_to_pabbly_with_typos_and_a_subjectless_opt_in(
     page = walk.page
     sign_in(page, server)
     relay_url, secret = new_relay(walk, "Gamify", "gamify")
+    expect(page.get_by_role("note", name="Address")).to_contain_text(
+        "A provider on the internet cannot reach this URL"
+    )
+    page.get_by_role("button", name="Send sample").click()
+    wiring = page.get_by_role("status", name="Wiring")
+    expect(wiring).to_contain_text("Only a sample from the console so far")
+    visits.check(page, "b-relay-sample")
 
     # Gamify GETs an opt-in with query parameters and no player: an event with no subject.
     with http_client() as client:
@@ -215,6 +222,18 @@ def test_story_b_gamify_to_pabbly_with_typos_and_a_subjectless_opt_in(
             headers={"X-Relay-Secret": secret},
         )
     assert answer.status_code == 200, answer.text
+    page.reload()
+    expect(wiring).to_contain_text("Wired.")
+    with http_client() as client:
+        refused = client.get(
+            relay_url,
+            params={"event": "Opt-in Submit"},
+            headers={"X-Relay-Secret": "not the secret"},
+        )
+    assert refused.status_code == 401
+    page.reload()
+    expect(wiring).to_contain_text("Credentials refused.")
+    visits.check(page, "b-relay-refused")
 
     walk.click(page.get_by_role("navigation", name="Sections").get_by_role("link", name="Hooks"))
     walk.click(page.get_by_role("link", name="New hook").first)
@@ -323,3 +342,76 @@ def test_the_hook_form_fits_a_phone(server: RelayhookProcess, browser: Any) -> N
         .map(e => e.tagName + '#' + e.id + '.' + e.className).slice(-8)""")
     assert wide == []
     context.close()
+
+
+def test_settings_allow_a_private_destination_and_change_the_password(
+    tmp_path: Path, receiver: Receiver, browser: Any
+) -> None:
+    """A self-hosted receiver on 127.0.0.1: refused until Settings allows it (live, no
+    restart); then the password changed from Settings signs the browser out."""
+    config = render_config(relays=[], admin_token=ADMIN_TOKEN) + render_tables(
+        delivery={"poll_interval": 0.1}
+    )
+    with RelayhookProcess(tmp_path, config) as server:
+        visits, context, walk = start_walk(browser)
+        page = walk.page
+        sign_in(page, server)
+        relay_url, secret = new_relay(walk, "Any webhook", "local")
+        with http_client() as client:
+            client.post(relay_url + "?type=demo.ping", json={"n": 1})
+        page.goto(server.url + "/hooks/new")
+        page.get_by_label("Name", exact=True).fill("To my n8n")
+        page.get_by_label("Any webhook: demo ping").check()
+        page.get_by_label("URL", exact=True).fill(receiver.url + "/n8n/")
+        page.get_by_role("button", name="Save hook").click()
+        expect(page.get_by_role("alert")).to_contain_text("allowed in Settings")
+        visits.check(page, "s-hook-private-refused")
+
+        settings = browser.new_context(viewport={"width": WIDE, "height": 900}).new_page()
+        settings.context.add_cookies(context.cookies())
+        settings.goto(server.url + "/settings")
+        expect(settings.get_by_role("heading", name="Settings", level=1)).to_be_visible()
+        expect(settings.get_by_text("What this risks.")).to_be_visible()
+        settings.get_by_label("Also allowed").fill("10.0.0.0/33")
+        settings.get_by_role("button", name="Save the address and destinations").click()
+        expect(settings.get_by_role("alert")).to_contain_text("Write one address or network")
+        settings.get_by_label("Also allowed").fill("127.0.0.1")
+        settings.get_by_label("Public URL").fill("https://relay.example.com")
+        settings.get_by_role("button", name="Save the address and destinations").click()
+        expect(settings.get_by_role("status").first).to_contain_text("Saved")
+        expect(settings.get_by_label("Also allowed")).to_have_value("127.0.0.1")
+        visits.check(settings, "s-settings")
+
+        # Back on the form, nothing lost: Save now passes, and the event is delivered.
+        page.get_by_role("button", name="Save hook").click()
+        expect(page.get_by_role("heading", name="Hook To my n8n")).to_be_visible()
+        with http_client() as client:
+            client.post(relay_url + "?type=demo.ping", json={"n": 2})
+        (got,) = receiver.wait_for(1, timeout=20, path="/n8n/")
+        assert json.loads(got.body)["data"] == {"n": 2}
+        # The public URL applies at once: relay URLs start with it.
+        page.goto(server.url + "/relays/local")
+        expect(page.get_by_label("Relay URL")).to_have_value(
+            re.compile(r"^https://relay\.example\.com/in/")
+        )
+
+        settings.goto(server.url + "/settings")
+        settings.get_by_label("Current password").fill("wrong password!")
+        settings.get_by_label("New password", exact=True).fill("a brand new password")
+        settings.get_by_label("New password again").fill("a brand new password")
+        settings.get_by_role("button", name="Change the password").click()
+        expect(settings.get_by_role("alert")).to_contain_text("not the current password")
+        settings.get_by_label("Current password").fill(console_tests.console_password(server))
+        settings.get_by_label("New password", exact=True).fill("a brand new password")
+        settings.get_by_label("New password again").fill("a brand new password")
+        settings.get_by_role("button", name="Change the password").click()
+        expect(settings.get_by_role("status").first).to_contain_text("password is changed")
+        visits.check(settings, "s-password-changed")
+        page.goto(server.url + "/hooks")  # the other browser tab is signed out too
+        expect(page.get_by_role("heading", name="Sign in to Relayhook")).to_be_visible()
+        page.get_by_label("Password").fill("a brand new password")
+        page.get_by_role("button", name="Sign in").click()
+        expect(page.get_by_role("heading", name="Hooks")).to_be_visible()
+        assert not visits.problems, "\n".join(visits.problems)
+        context.close()
+        settings.context.close()

@@ -215,9 +215,10 @@ async def hook_json(parts: Parts, name: str) -> dict[str, Any]:
         "inactive_reason": None if active else live.reason(name),
         "events": spec.events, "relays": spec.relays, "preset": spec.preset,
         "method": hook.method, "url": redacted_url(hook.url.source),
-        # as typed ({event.subject} stays so), where `url` is the template it was compiled to
-        "url_written": redacted_url(str(parts.manager.written(name).get("url") or
-                                        hook.url.source)),
+        # as typed ({event.subject} stays so; its secrets already [redacted]), where `url`
+        # is the template it was compiled to
+        "url_written": str(parts.manager.written(name).get("url") or
+                           redacted_url(hook.url.source)),
         "timeout": hook.timeout,
         "concurrency": hook.concurrency, "ordered": hook.ordered,
         "rate_limit": hook.rate_limit.model_dump() if hook.rate_limit else None,

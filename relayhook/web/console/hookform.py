@@ -236,6 +236,8 @@ PLAIN = {  # what the schema says -> what a person reads, by form field
     ("url", "required"): "Enter the address to send to, such as your Zapier catch hook's URL.",
     ("events", "required"): "Tick at least one event, or write a pattern.",
     ("events", "at least 1"): "Tick at least one event, or write a pattern.",
+    ("url", "allow_cidrs"): "This is a private or local address, which hooks may not send to "
+    "unless it is allowed in Settings, under Private destinations.",
 }
 
 
