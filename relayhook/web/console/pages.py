@@ -71,7 +71,9 @@ class Ctx:
             csrf=self.session.csrf, signed_in=self.session.signed_in,
             flash=self.session.take_flash(), path=self.request.url.path, **self.globals,
             **context)
-        return HTMLResponse(page, status_code=status)
+        # A lone surrogate from a hostile payload (JSON allows "\udfff") is shown escaped:
+        # strict UTF-8 would turn the page into a 500.
+        return HTMLResponse(page.encode("utf-8", "backslashreplace"), status_code=status)
 
     def redirect(self, url: str, flash: str | None = None) -> RedirectResponse:
         if flash:
@@ -102,6 +104,9 @@ STATUS_WORDS = {  # a stored status or outcome kind -> the word a person reads
     "type_not_subscribed": "not its event type", "relay_not_subscribed": "not from its relays",
     "no_event": "no event", "not_evaluated": "not checked yet", "delivered": "delivered",
     "render_error": "could not be made", "destination_refused": "address not allowed",
+    # an attempt's error class
+    "render": "the request could not be made", "timeout": "no answer in time",
+    "connect": "could not connect", "destination": "address not allowed",
 }
 _MISSING = re.compile(r"has no attribute '([^']*)'|'([^']*)' is undefined")
 
@@ -117,7 +122,7 @@ def plain_error(text: str | None) -> str:
                 "reads a field this event does not have.")
     if "timed out" in lowered or "timeout" in lowered:
         return "No answer in time: the service took too long."
-    if "private" in lowered or "not allowed" in lowered or "loopback" in lowered:
+    if any(word in lowered for word in ("private", "not allowed", "loopback", "destination refused")):
         return ("The address is a private or local one, which is not allowed: allow it in "
                 "Settings if it is yours.")
     if "connect" in lowered or "name or service" in lowered or "resolve" in lowered:

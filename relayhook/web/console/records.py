@@ -90,14 +90,15 @@ async def show_delivery(console: Console, ctx: Ctx) -> Response:
     if found is None:
         raise NotFound("There is no delivery with this id.")
     delivery, attempts = found
-    shown = [{**attempt_json(a), "curl": attempt_curl(a.request),
+    # An attempt that failed at render sent nothing: it has no request to show.
+    shown = [{**attempt_json(a), "curl": attempt_curl(a.request) if a.request else "",
               "response_text": pretty_body(a.response_body)} for a in reversed(attempts)]
     hook = console.parts.live.hooks.get(delivery.hook)
     read = names_read(hook.stored_spec()) if hook is not None else ()
     fields = (marked_fields(delivery.event.to_cloudevent(), read)
               if delivery.event is not None else [])
     return ctx.render("delivery.html", title="Delivery", delivery=delivery, attempts=shown,
-                      fields=fields, sent=shown[0] if shown else None,
+                      fields=fields, sent=next((a for a in shown if a["request"]), None),
                       event=delivery.event, finished=delivery.status in FINAL_STATUSES,
                       hook_known=delivery.hook in console.parts.live.hooks)
 
