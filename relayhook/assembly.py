@@ -171,17 +171,19 @@ def key_file(settings: Settings) -> Path:
 
 
 def load_sealer(settings: Settings) -> tuple[Sealer, Path | None]:
-    """The sealer of secrets at rest, and the key file's path if it was made just now."""
-    key = settings.sealing_key()
-    if key is not None:
+    """The sealer of secrets at rest, and the key file's path if it was made just now. A
+    configured key (with the previous one, during a rotation) or the key file's ring, which
+    the sealer reads again when `relayhook keys rotate` changes it."""
+    keys = settings.sealing_keys()
+    if keys:
         try:
-            return Sealer.from_key(key), None
+            return Sealer.from_keys(keys), None
         except ValueError as exc:
             raise settings.error_at(("secrets", "key"), str(exc)) from exc
     path = key_file(settings)
-    key, created = read_or_create_key_file(path)
+    _, created = read_or_create_key_file(path)
     try:
-        return Sealer.from_key(key), path if created else None
+        return Sealer.from_key_file(path), path if created else None
     except ValueError as exc:
         raise settings.error_at(("secrets", "key"), f"{path}: {exc}") from exc
 

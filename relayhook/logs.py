@@ -78,6 +78,7 @@ class Redactor:
         `hooks`."""
         values = dict.fromkeys(settings.secrets.values(), REDACTED)
         values[settings.admin.token] = REDACTED
+        values.update(dict.fromkeys(settings.sealing_keys(), REDACTED))
         values[settings.alerts.email.password.get_secret_value()] = REDACTED
         return cls({**values, **config_secrets(relays, hooks)})
 

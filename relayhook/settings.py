@@ -287,6 +287,11 @@ class Settings(BaseSettings):
     secret_key: str = Field(
         default="", description="The key that seals secrets at rest; from RELAYHOOK_SECRET_KEY."
     )
+    previous_secret_key: str = Field(
+        default="", description="The key secrets were sealed with before `secret_key`, kept to "
+        "open them until `relayhook keys rotate` has sealed them again; from "
+        "RELAYHOOK_PREVIOUS_SECRET_KEY.",
+    )
     hooks: list[dict[str, Any]] = Field(
         default=[], description="[[hooks]] tables, validated by relayhook.core.hooks.HookSpec."
     )
@@ -318,11 +323,19 @@ class Settings(BaseSettings):
 
     def template_secrets(self) -> dict[str, str]:
         """`[secrets]` as hooks see them: without `key`, which only seals secrets at rest."""
-        return {name: value for name, value in self.secrets.items() if name != "key"}
+        return {name: value for name, value in self.secrets.items()
+                if name not in ("key", "previous_key")}
 
     def sealing_key(self) -> str | None:
         """RELAYHOOK_SECRET_KEY, else `[secrets] key`; None: use (or make) the key file."""
         return self.secret_key or self.secrets.get("key") or None
+
+    def sealing_keys(self) -> list[str]:
+        """The configured key ring: the sealing key, then the previous one
+        (RELAYHOOK_PREVIOUS_SECRET_KEY, else `[secrets] previous_key`) if set; [] for none."""
+        current = self.sealing_key()
+        previous = self.previous_secret_key or self.secrets.get("previous_key")
+        return [key for key in (current, previous) if key] if current else []
 
     def public_url(self) -> str:
         if self.server.public_url:

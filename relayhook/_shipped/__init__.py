@@ -13,11 +13,12 @@ from pathlib import Path
 from typing import Literal
 
 # The subpackage, then the folder inside it.
-_WHERE = {"connectors": ("connectors",), "presets": ("templates", "presets")}
+_WHERE = {"connectors": ("connectors",), "presets": ("templates", "presets"), "deploy": ("deploy",)}
 
 
-def shipped_dir(name: Literal["connectors", "presets"]) -> Path:
-    """The folder of the shipped connectors (`*.toml`, `examples/`, `schema.json`) or presets."""
+def shipped_dir(name: Literal["connectors", "presets", "deploy"]) -> Path:
+    """The folder of the shipped connectors (`*.toml`, `examples/`, `schema.json`), presets, or
+    deployment files (the systemd unit, the Caddy and nginx examples)."""
     package, *inside = _WHERE[name]
     root = files(f"{__name__}.{package}")
     if not isinstance(root, Path):  # the loaders glob real folders; a zipped install has none

@@ -14,6 +14,9 @@
     relayhook admin password                 set the web console's password (stdin if piped)
     relayhook prune                          delete what [retention] lets go
     relayhook backup FILE                    a consistent copy of the store, while serving
+    relayhook restore FILE                   put a backup in the stopped store's place
+    relayhook keys rotate|new                seal every stored secret with a new key
+    relayhook print-unit [--user U] [--exec P] [--config F]   a systemd unit for serve
 """
 
 from __future__ import annotations
@@ -23,7 +26,19 @@ import sys
 from collections.abc import Sequence
 from typing import TextIO
 
-from relayhook.cli import admin, authoring, manage, migrate, ops, sending, serve, stored, why
+from relayhook.cli import (
+    admin,
+    authoring,
+    deploy,
+    keys,
+    manage,
+    migrate,
+    ops,
+    sending,
+    serve,
+    stored,
+    why,
+)
 from relayhook.core.mapping import MappingError
 from relayhook.core.templating import RenderError
 from relayhook.errors import (
@@ -38,7 +53,7 @@ from relayhook.settings import DEFAULT_CONFIG
 from relayhook.store import StoreError
 
 # Each adds its subcommands.
-FAMILIES = (serve, migrate, authoring, stored, sending, manage, ops, admin, why)
+FAMILIES = (serve, migrate, authoring, stored, sending, manage, ops, admin, why, deploy, keys)
 
 
 def build_parser() -> argparse.ArgumentParser:

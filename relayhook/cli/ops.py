@@ -1,8 +1,9 @@
-"""The operator's commands: `prune` and `backup`. They open the store the config names; both
-work while `relayhook serve` runs on it.
+"""The operator's commands: `prune`, `backup` and `restore`. They act on the store the config
+names; `prune` and `backup` work while `relayhook serve` runs on it, `restore` refuses to.
 
     relayhook prune                 delete what [retention] lets go now
     relayhook backup FILE           a consistent copy of the store into a new file
+    relayhook restore FILE          put a backup in the store's place (SQLite; the server stopped)
 """
 
 from __future__ import annotations
@@ -15,6 +16,10 @@ from typing import Any, TextIO
 
 from relayhook.cli.common import add_config_flag, settings_of
 from relayhook.settings import Settings
+from relayhook.store import StoreError, sqlite_path
+
+RESTORE_POSTGRES = ("relayhook restore puts SQLite backups back; restore a PostgreSQL store with"
+                    " pg_restore (README: Backup and restore)")
 
 
 async def prune(settings: Settings, out: TextIO) -> int:
@@ -41,12 +46,35 @@ async def backup(settings: Settings, target: Path, out: TextIO) -> int:
     return 0
 
 
+def restore(settings: Settings, source: Path, out: TextIO) -> int:
+    from relayhook.assembly import key_file
+    from relayhook.store.sqlite.restore import restore as restore_file
+
+    if settings.storage.url.lower().startswith("postgres"):
+        raise StoreError(RESTORE_POSTGRES)
+    try:
+        target = sqlite_path(settings.storage.url, base_dir=settings.config_dir)
+    except ValueError as exc:
+        raise StoreError(str(exc)) from None
+    kept = restore_file(source, target)
+    if kept is not None:
+        print(f"kept what {target} held before as {kept}", file=out)
+    print(f"restored {source} into {target}. Its secrets open with the key that sealed them:"
+          f" put that key file at {key_file(settings)} (or set [secrets] key) before you start"
+          " relayhook serve", file=out)
+    return 0
+
+
 def cmd_prune(args: argparse.Namespace, out: TextIO) -> int:
     return asyncio.run(prune(settings_of(args), out))
 
 
 def cmd_backup(args: argparse.Namespace, out: TextIO) -> int:
     return asyncio.run(backup(settings_of(args), Path(args.file), out))
+
+
+def cmd_restore(args: argparse.Namespace, out: TextIO) -> int:
+    return restore(settings_of(args), Path(args.file), out)
 
 
 def register(sub: Any) -> None:
@@ -59,3 +87,9 @@ def register(sub: Any) -> None:
     add_config_flag(copy)
     copy.add_argument("file", help="the new file (it must not exist)")
     copy.set_defaults(func=cmd_backup)
+
+    back = sub.add_parser("restore", help="put a backup in the place of the store (SQLite; stop"
+                          " relayhook serve first)")
+    add_config_flag(back)
+    back.add_argument("file", help="a file `relayhook backup` wrote")
+    back.set_defaults(func=cmd_restore)

@@ -29,6 +29,7 @@ from relayhook.store.base import (
     BacklogEntry,
     Cutoffs,
     PruneResult,
+    Resealed,
     Store,
     StoredHook,
     StoredRelay,
@@ -38,6 +39,7 @@ from relayhook.store.base import (
 from relayhook.store.sqlite import SQLiteStore
 
 __all__ = [
+    "Resealed",
     "BACKLOG_STATUSES",
     "DELIVERY_STATUSES",
     "FINAL_STATUSES",

@@ -112,6 +112,17 @@ class StoredHook:
     updated_at: float
 
 
+@dataclass(frozen=True, slots=True)
+class Resealed:
+    """A run-time relay's or hook's sealed secrets, sealed again with a new key (a key
+    rotation): `old` as read, `new` to write in its place."""
+
+    kind: Literal["relay", "hook"]
+    name: str
+    old: str
+    new: str
+
+
 Topic = Literal["deliveries", "config"]
 
 
@@ -366,6 +377,12 @@ class Store(Protocol):
     async def delete_relay(self, name: str) -> bool:
         """Remove a relay (its requests and events stay); False if there was none. Moves the
         config version."""
+
+    async def reseal(self, changes: Sequence[Resealed], *, bump: bool = False) -> int:
+        """In one transaction, write each change's `new` where its relay or hook still holds
+        `old` (one changed meanwhile keeps that change); how many were written. `bump` moves
+        the config version (even for no change): every process reads relays and hooks again.
+        Without it, a process reads the new values whenever it next reads them."""
 
     async def get_delivery(self, delivery_id: str) -> tuple[Delivery, list[Attempt]] | None:
         """One delivery with its event and its attempts (oldest first), or None."""

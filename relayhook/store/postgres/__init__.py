@@ -45,6 +45,7 @@ from relayhook.store.base import (
     BacklogEntry,
     Cutoffs,
     PruneResult,
+    Resealed,
     StoredHook,
     StoredRelay,
     StoreError,
@@ -361,6 +362,10 @@ class PostgresStore:
 
     async def delete_relay(self, name: str) -> bool:
         return await self._write(lambda conn: config_sql.delete_relay(conn, name), "config")
+
+    async def reseal(self, changes: Sequence[Resealed], *, bump: bool = False) -> int:
+        return await self._write(lambda conn: config_sql.reseal(conn, changes, bump),
+                                 "config" if bump else None)
 
     async def get_delivery(self, delivery_id: str) -> tuple[Delivery, list[Attempt]] | None:
         async def fetch(conn: asyncpg.Connection) -> tuple[Delivery, list[Attempt]] | None:

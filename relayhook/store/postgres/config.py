@@ -6,12 +6,12 @@ processes read it at once (and polling `config_version` stays the fallback).
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import asyncpg
 
-from relayhook.store.base import StoredHook, StoredRelay
+from relayhook.store.base import Resealed, StoredHook, StoredRelay
 from relayhook.store.postgres.deliveries import count_of
 from relayhook.store.text import dumps, loads
 
@@ -105,3 +105,15 @@ async def _changed(conn: asyncpg.Connection, tag: str) -> bool:
         return False
     await bump(conn)
     return True
+
+
+async def reseal(conn: asyncpg.Connection, changes: Sequence[Resealed], announce: bool) -> int:
+    written = 0
+    for change in changes:
+        table = "relays" if change.kind == "relay" else "hooks"
+        written += count_of(await conn.execute(
+            f"UPDATE {table} SET sealed = $1 WHERE name = $2 AND sealed = $3",
+            change.new, change.name, change.old))
+    if announce:
+        await bump(conn)
+    return written

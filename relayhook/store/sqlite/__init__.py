@@ -8,6 +8,7 @@ and events, and the `SQLiteStore` that puts it all behind the `Store` contract.
 from __future__ import annotations
 
 import asyncio
+import os
 import sqlite3
 import time
 from collections.abc import Callable, Collection, Mapping, Sequence
@@ -37,6 +38,7 @@ from relayhook.store.base import (
     BacklogEntry,
     Cutoffs,
     PruneResult,
+    Resealed,
     StoredHook,
     StoredRelay,
     StoreError,
@@ -69,6 +71,7 @@ from relayhook.store.sqlite import requests as requests_sql
 from relayhook.store.sqlite import samples as samples_sql
 from relayhook.store.sqlite import streaks as streaks_sql
 from relayhook.store.sqlite.requests import INSERT_REQUEST
+from relayhook.store.sqlite.restore import hold_shared
 from relayhook.store.sqlite.rows import page_query, where
 from relayhook.store.sqlite.threads import GroupCommitWriter, ReaderPool
 from relayhook.store.text import to_column
@@ -120,6 +123,7 @@ class SQLiteStore:
         self.synchronous = synchronous.upper()
         self.busy_timeout = busy_timeout
         self._writer = GroupCommitWriter(max_batch=max_batch)
+        self._held: int | None = None  # the fd of the shared lock on the database file
         self.schema_version = schema.LATEST  # once open: what it holds, always the latest
         self.migrations_applied: Sequence[Migration] = ()  # by `open`
         self._readers = ReaderPool(self._connect_reader, READERS)
@@ -138,14 +142,26 @@ class SQLiteStore:
         if self._writer.started:
             raise StoreError("a store is opened once")
         try:
+            # Held while open: `relayhook restore` refuses to replace a store in use.
+            self._held = await asyncio.to_thread(hold_shared, self.path)
             conn = await asyncio.to_thread(self._connect_writer, migrate)
         except (sqlite3.Error, OSError) as exc:
+            self._release()
             raise StoreError(f"cannot open {self.path}: {exc}") from exc
+        except BaseException:
+            self._release()
+            raise
         self._writer.start(conn)
 
     async def close(self) -> None:
         await self._writer.stop()
         self._readers.close()
+        self._release()
+
+    def _release(self) -> None:
+        if self._held is not None:
+            os.close(self._held)
+            self._held = None
 
     # -- writes: requests and events
 
@@ -413,6 +429,9 @@ class SQLiteStore:
 
     async def delete_relay(self, name: str) -> bool:
         return await self._write(lambda conn: config_sql.delete_relay(conn, name))
+
+    async def reseal(self, changes: Sequence[Resealed], *, bump: bool = False) -> int:
+        return await self._write(lambda conn: config_sql.reseal(conn, changes, bump))
 
     async def get_delivery(self, delivery_id: str) -> tuple[Delivery, list[Attempt]] | None:
         return await self._read(lambda conn: deliveries_sql.get_delivery(conn, delivery_id))

@@ -9,10 +9,10 @@ from __future__ import annotations
 
 import json
 import sqlite3
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
-from relayhook.store.base import StoredHook, StoredRelay
+from relayhook.store.base import Resealed, StoredHook, StoredRelay
 from relayhook.store.sqlite.rows import dumps
 
 BUMP_VERSION = "UPDATE config_version SET version = version + 1 WHERE id = 1"
@@ -120,3 +120,14 @@ def delete_relay(conn: sqlite3.Connection, name: str) -> bool:
         return False
     bump(conn)
     return True
+
+
+def reseal(conn: sqlite3.Connection, changes: Sequence[Resealed], announce: bool) -> int:
+    written = 0
+    for change in changes:
+        table = "relays" if change.kind == "relay" else "hooks"
+        written += conn.execute(f"UPDATE {table} SET sealed = ? WHERE name = ? AND sealed = ?",
+                                (change.new, change.name, change.old)).rowcount
+    if announce:
+        bump(conn)
+    return written
