@@ -122,7 +122,8 @@ def plain_error(text: str | None) -> str:
                 "reads a field this event does not have.")
     if "timed out" in lowered or "timeout" in lowered:
         return "No answer in time: the service took too long."
-    if any(word in lowered for word in ("private", "not allowed", "loopback", "destination refused")):
+    if any(word in lowered for word in ("private", "not allowed", "loopback",
+                                        "destination refused")):
         return ("The address is a private or local one, which is not allowed: allow it in "
                 "Settings if it is yours.")
     if "connect" in lowered or "name or service" in lowered or "resolve" in lowered:
