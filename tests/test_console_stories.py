@@ -172,9 +172,11 @@ def test_story_a_gmetri_to_zapier_by_clicking_fields(
     pick_field(walk, rows.get_by_label("Value", exact=True).nth(1), "data.score")
     preview = page.get_by_role("complementary", name="Preview")
     expect(preview).to_contain_text(re.compile(r'"score":(100|75)'))
+    page.get_by_role("heading", name="What it sends").scroll_into_view_if_needed()
     visits.check(page, "a-hook-rows", readme=True)
     walk.click(page.get_by_role("button", name="Save hook"))
     expect(page.get_by_role("heading", name="Hook Quiz results to Zapier")).to_be_visible()
+    page.wait_for_load_state("load")
     loads, clicks = walk.loads, walk.clicks
     visits.check(page, "a-hook-saved")
 
