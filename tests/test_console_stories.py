@@ -224,7 +224,7 @@ def test_story_b_gamify_to_pabbly_with_typos_and_a_subjectless_opt_in(
             headers={"X-Relay-Secret": secret},
         )
     assert answer.status_code == 200, answer.text
-    page.reload()
+    page.goto(server.url + "/relays/gamify")  # (a reload would post Send sample again)
     expect(wiring).to_contain_text("Wired.")
     with http_client() as client:
         refused = client.get(
@@ -233,9 +233,24 @@ def test_story_b_gamify_to_pabbly_with_typos_and_a_subjectless_opt_in(
             headers={"X-Relay-Secret": "not the secret"},
         )
     assert refused.status_code == 401
-    page.reload()
+    page.goto(server.url + "/relays/gamify")  # (a reload would post Send sample again)
     expect(wiring).to_contain_text("Credentials refused.")
     visits.check(page, "b-relay-refused")
+    with http_client() as client:  # Gamify's own docs' example bodies are not valid JSON
+        bad = client.post(
+            relay_url,
+            content=b'{"event": "high score", "player": {"id": "p-1}',
+            headers={"X-Relay-Secret": secret, "Content-Type": "application/json"},
+        )
+    assert bad.status_code == 400
+    page.goto(server.url + "/problems")
+    relays = page.get_by_role("region", name="At the relays")
+    expect(relays).to_contain_text("credentials refused 1 time")
+    expect(relays).to_contain_text("1 request rejected: its body is not valid JSON")
+    expect(
+        page.get_by_role("navigation", name="Sections").get_by_role("link", name="Problems")
+    ).to_contain_text("2")
+    visits.check(page, "b-problems")
 
     walk.click(page.get_by_role("navigation", name="Sections").get_by_role("link", name="Hooks"))
     walk.click(page.get_by_role("link", name="New hook").first)

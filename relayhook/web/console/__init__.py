@@ -71,6 +71,8 @@ ConsoleView = Callable[[Console, Ctx], Awaitable[Response]]
 def console_routes(console: Console) -> list[BaseRoute]:
     def view(fn: ConsoleView, public: bool = False) -> Callable[[Request], Awaitable[Response]]:
         async def bound(ctx: Ctx) -> Response:
+            if ctx.session.signed_in and ctx.request.method == "GET":
+                ctx.globals = {**ctx.globals, "problem_count": await problems.open_count(console)}
             return await fn(console, ctx)
 
         return console.pages.wrap(bound, public=public)
