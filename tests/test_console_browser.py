@@ -299,7 +299,12 @@ def test_the_whole_story_in_a_browser(server: RelayhookProcess, receiver: Receiv
 
     # The overview: counts and a chart per hook.
     page.get_by_role("navigation", name="Sections").get_by_role("link", name="Overview").click()
-    expect(page.get_by_role("img", name=re.compile("Deliveries per hour"))).to_be_visible()
+    chart = page.get_by_role("group", name=re.compile("Deliveries per hour"))
+    expect(chart).to_be_visible()
+    hours = chart.get_by_role("img", name=re.compile(r"\d\d:\d\d-\d\d:\d\d UTC: [1-9]\d* delivered"))
+    expect(hours.first).to_be_visible()  # each hour's counts, read on focus and by readers
+    expect(page.get_by_text(re.compile(r"^24 h: \d+ deliveries, \d+ delivered"))).to_be_visible()
+    expect(page.get_by_role("group", name=re.compile("Requests per hour to relay"))).to_be_visible()
     visits.check(page, "overview", readme=True)
     page.goto(server.url + "/relays")
     visits.check(page, "relays")

@@ -236,13 +236,15 @@ async def relay_summaries(parts: Parts, now: float) -> list[dict[str, Any]]:
     items = []
     for relay in sorted(parts.live.relays.values(), key=lambda r: r.name):
         newest = await store.list_requests(relay=relay.name, limit=1)
-        counts = activity.get(relay.name, Activity()).totals
+        recent = activity.get(relay.name, Activity())
+        counts = recent.totals
         items.append({
             **relay_json(parts, relay, failures),
             "last_request_at": newest[0].received_at if newest else None,
             "last_request_status": newest[0].status if newest else None,
             "last_24h": {"accepted": counts.get("accepted", 0),
                          "rejected": counts.get("rejected", 0)},
+            "last_24h_hourly": recent.hours,
         })
     return items
 

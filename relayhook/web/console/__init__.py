@@ -27,7 +27,8 @@ async def overview(console: Console, ctx: Ctx) -> Response:
     now = console.now()
     relays = await relay_summaries(console.parts, now)
     hooks = await hook_summaries(console.parts, now)
-    return ctx.render("overview.html", relays=relays, hooks=hooks, title="Overview")
+    return ctx.render("overview.html", relays=relays, hooks=hooks, title="Overview",
+                      chart_start=now - 86400)
 
 
 async def sign_in(console: Console, ctx: Ctx) -> Response:

@@ -94,7 +94,18 @@ def make_environment() -> Environment:
     env.filters["duration"] = format_duration
     env.filters["word"] = lambda value: STATUS_WORDS.get(str(value), str(value).replace("_", " "))
     env.filters["plain_error"] = plain_error
+    env.filters["hour_label"] = hour_label
     return env
+
+
+def hour_label(epoch: float, short: bool = False) -> str:
+    """The UTC hour starting at `epoch`: `14:00` (short) or `14:00-15:00 UTC`."""
+    moment = datetime.fromtimestamp(epoch, UTC)
+    start = f"{moment.hour:02d}:{moment.minute:02d}"
+    if short:
+        return start
+    end = datetime.fromtimestamp(epoch + 3600, UTC)
+    return f"{start}-{end.hour:02d}:{end.minute:02d} UTC"
 
 
 STATUS_WORDS = {  # a stored status or outcome kind -> the word a person reads
