@@ -301,7 +301,8 @@ def test_the_whole_story_in_a_browser(server: RelayhookProcess, receiver: Receiv
     page.get_by_role("navigation", name="Sections").get_by_role("link", name="Overview").click()
     chart = page.get_by_role("group", name=re.compile("Deliveries per hour"))
     expect(chart).to_be_visible()
-    hours = chart.get_by_role("img", name=re.compile(r"\d\d:\d\d-\d\d:\d\d UTC: [1-9]\d* delivered"))
+    hour = re.compile(r"\d\d:\d\d-\d\d:\d\d UTC: [1-9]\d* delivered")
+    hours = chart.get_by_role("img", name=hour)
     expect(hours.first).to_be_visible()  # each hour's counts, read on focus and by readers
     expect(page.get_by_text(re.compile(r"^24 h: \d+ deliveries, \d+ delivered"))).to_be_visible()
     expect(page.get_by_role("group", name=re.compile("Requests per hour to relay"))).to_be_visible()
