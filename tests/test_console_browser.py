@@ -179,10 +179,10 @@ def test_the_whole_story_in_a_browser(server: RelayhookProcess, receiver: Receiv
     expect(page.get_by_role("status", name="Wiring")).to_contain_text("1 request refused")
     visits.check(page, "relay-example")
     page.get_by_label("Search inside bodies").fill("Rule G")
-    page.get_by_role("button", name="Search").click()
+    page.get_by_role("main").get_by_role("button", name="Search").click()
     expect(page.get_by_text("4 events")).to_be_visible()
     page.get_by_label("Search inside bodies").fill("no such text anywhere")
-    page.get_by_role("button", name="Search").click()
+    page.get_by_role("main").get_by_role("button", name="Search").click()
     expect(page.get_by_text("No request body holds")).to_be_visible()
 
     # Lineage: the request -> its events (-> their deliveries, none yet).

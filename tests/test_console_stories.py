@@ -314,6 +314,18 @@ def test_story_b_gamify_to_pabbly_with_typos_and_a_subjectless_opt_in(
     expect(page.get_by_role("region", name="History").last).to_contain_text("delivered")
     visits.check(page, "b-hook-delivered")
 
+    # One search box finds the GET opt-ins by their query string, and their events.
+    box = page.get_by_role("search", name="Search everything").first
+    box.get_by_role("searchbox").fill("spring")
+    box.get_by_role("searchbox").press("Enter")
+    expect(page.get_by_role("status").first).to_contain_text(
+        re.compile(r"^[2-9] requests and [2-9] events hold spring")
+    )
+    expect(page.get_by_role("region", name="Requests").locator("mark").first).to_have_text(
+        "spring"
+    )
+    visits.check(page, "b-search")
+
     # A hook whose request cannot be made for its preview event is not switched on unasked.
     api_post(
         server,

@@ -15,7 +15,7 @@ from starlette.responses import FileResponse, RedirectResponse, Response
 from starlette.routing import BaseRoute, Mount, Route
 from starlette.staticfiles import StaticFiles
 
-from relayhook.web.console import admin, editing, hooks, problems, records, relays
+from relayhook.web.console import admin, editing, hooks, problems, records, relays, search
 from relayhook.web.console.core import Console
 from relayhook.web.console.pages import WEB_DIR, Ctx
 from relayhook.web.readmodel import hook_summaries, relay_summaries
@@ -86,6 +86,6 @@ def console_routes(console: Console) -> list[BaseRoute]:
         Mount("/static", app=StaticFiles(directory=WEB_DIR / "static"), name="static"),
     ]
     # editing first: /hooks/new before /hooks/{name}
-    for module in (relays, records, editing, hooks, problems, admin):
+    for module in (relays, records, editing, hooks, problems, admin, search):
         routes += [Route(path, view(fn), methods=methods) for path, fn, methods in module.ROUTES]
     return routes

@@ -74,11 +74,33 @@ async def show_hook(console: Console, ctx: Ctx) -> Response:
         attempts_max=len(hook.retry.schedule),
         filter_error=error,
         filtered=filtered, filter_query=urlencode(pairs), test_relay=TEST_RELAY,
-        skips=await hook_skips(console.parts, hook.name),
+        skips=wanted_skips(hook, await hook_skips(console.parts, hook.name, SKIPS_SCANNED))
+        [:SKIPS_SHOWN],
         problems=shown_problems(await console.parts.store.list_problems(hook=hook.name)),
         sample_options=[("", "the connector's example"), *[
             (s.name, f"sample {s.name}") for s in await console.parts.store.list_samples()]],
         next_before=deliveries[-1].id if len(deliveries) == HISTORY_PAGE else None)
+
+SKIPS_SCANNED, SKIPS_SHOWN = 200, 20
+
+
+def wanted_skips(hook: Hook, skips: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The requests the hook did not take that it might have wanted: none from relays it does
+    not listen to, and of the events of another type only those of a service it listens to
+    (a type starting as one of its patterns does: `gamify.` for `gamify.optin.submitted`)."""
+    prefixes = {pattern.split(".")[0] + "." for pattern in hook.spec.events
+                if not pattern.startswith("*")}
+    wanted = []
+    for skip in skips:
+        if skip["outcome"] == "relay_not_subscribed":
+            continue
+        if skip["outcome"] == "type_not_subscribed" and prefixes and "*" not in prefixes:
+            types = skip.get("types") or []
+            if types and not any(t.startswith(tuple(prefixes)) for t in types):
+                continue
+        wanted.append(skip)
+    return wanted
+
 
 async def last_attempt_ms(console: Console, deliveries: list[Any]) -> dict[str, float]:
     """How long each delivery's last attempt took (its "Took"; the waits between retries are
