@@ -60,6 +60,34 @@ def server(tmp_path: Path) -> Iterator[RelayhookProcess]:
         yield process
 
 
+SMALL_TARGETS = """() => [...document.querySelectorAll(
+    'button, input:not([type=hidden]), select, textarea, summary, nav a')]
+    .filter(e => e.offsetParent !== null)
+    .map(e => [e.id || e.getAttribute('aria-label') || e.textContent.trim().slice(0, 30),
+               e.getBoundingClientRect()])
+    .filter(([_, r]) => r.height < 24 || r.width < 24).map(([n, r]) =>
+        `${n} (${Math.round(r.width)}x${Math.round(r.height)})`)"""
+
+
+class BothWidths(Visits):
+    """Visits that also runs axe at 390 px and checks that every control is a tap target of
+    at least 24 x 24 px there."""
+
+    def check(self, page: Any, name: str, readme: bool = False) -> None:
+        super().check(page, name, readme)
+        page.set_viewport_size({"width": NARROW, "height": 844})
+        for violation in self.axe.run(page).response["violations"]:
+            if violation["impact"] in ("serious", "critical"):
+                targets = [node["target"] for node in violation["nodes"]][:3]
+                self.problems.append(
+                    f"{name} at {NARROW}: {violation['id']} ({violation['impact']}) at {targets}"
+                )
+        small = page.evaluate(SMALL_TARGETS)
+        if small:
+            self.problems.append(f"{name} at {NARROW}: tap targets under 24 px: {small}")
+        page.set_viewport_size({"width": WIDE, "height": 900})
+
+
 class Walk:
     """Counts what a person does: page loads (main-frame navigations) and clicks."""
 
@@ -96,7 +124,7 @@ def new_relay(walk: Walk, connector: str, name: str) -> tuple[str, str]:
 
 
 def start_walk(browser: Any) -> tuple[Visits, Any, Walk]:
-    visits = Visits(SCREENSHOTS / "stories")
+    visits = BothWidths(SCREENSHOTS / "stories")
     context = browser.new_context(viewport={"width": WIDE, "height": 900})
     page = context.new_page()
     page.set_default_timeout(20_000)
@@ -321,9 +349,7 @@ def test_story_b_gamify_to_pabbly_with_typos_and_a_subjectless_opt_in(
     expect(page.get_by_role("status").first).to_contain_text(
         re.compile(r"^[2-9] requests and [2-9] events hold spring")
     )
-    expect(page.get_by_role("region", name="Requests").locator("mark").first).to_have_text(
-        "spring"
-    )
+    expect(page.get_by_role("region", name="Requests").locator("mark").first).to_have_text("spring")
     visits.check(page, "b-search")
 
     # A hook whose request cannot be made for its preview event is not switched on unasked.
