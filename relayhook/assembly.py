@@ -23,14 +23,9 @@ from urllib.parse import urlsplit
 
 from relayhook.core.connectors import SHIPPED_DIR, Connector, load_connectors
 from relayhook.core.hooks import Hook, build_hooks
-from relayhook.core.ssrf import (
-    DestinationPolicy,
-    DestinationRefused,
-    Resolver,
-    SystemResolver,
-    check_url,
-)
+from relayhook.core.ssrf import DestinationPolicy, DestinationRefused, Resolver
 from relayhook.core.tomlpos import format_path
+from relayhook.delivery.destinations import SystemResolver, check_destination
 from relayhook.errors import HookError, LocatedError, LocatedErrors
 from relayhook.live import LiveConfig, RunSettings
 from relayhook.manage import Manager
@@ -92,7 +87,7 @@ async def check_destinations(hooks: Mapping[str, Hook], policy: DestinationPolic
         if not hook.url.is_constant:
             continue
         try:
-            await check_url(url, policy, resolver or SystemResolver())
+            await check_destination(url, policy, resolver or SystemResolver())
         except DestinationRefused as exc:
             refusals[hook.name] = f"destination refused: {exc}"
         except OSError as exc:  # no DNS here now: checked again when sent

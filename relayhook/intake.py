@@ -23,6 +23,7 @@ from typing import Literal
 from relayhook.core.events import Event, parse_time
 from relayhook.core.mapping import InboundRequest, Mapped, MappingError, ProviderAnswer, map_inbound
 from relayhook.core.routing import route, route_explained
+from relayhook.core.templating import time_budget
 from relayhook.live import LiveConfig
 from relayhook.relays import Relay
 from relayhook.spool import Spool
@@ -81,6 +82,7 @@ class Intake:
     stored: Callable[[str, IngestResult], None] = lambda relay, result: None
     secrets: Mapping[str, str] = field(default_factory=dict)  # what a hook's `when` may read
     explain: bool = True  # record why each hook did or did not fire (`[outcomes] record`)
+    render_seconds: float = 0.2  # CPU time for a request's mapping, and again for its routing
 
     async def keep(self, relay: Relay | None, record: RequestRecord, *,
                    may_spool: bool = True) -> Kept:
@@ -120,8 +122,10 @@ class Intake:
             return record, NOTHING
         inbound = InboundRequest(record.method, record.query, record.headers, record.body)
         try:
-            mapped = map_inbound(relay.connector, inbound, relay=relay.name,
-                                 received_at=parse_time(record.received_at), new_id=self.new_id)
+            with time_budget(self.render_seconds):
+                mapped = map_inbound(relay.connector, inbound, relay=relay.name,
+                                     received_at=parse_time(record.received_at),
+                                     new_id=self.new_id)
         except MappingError as exc:
             return rejected(record, str(exc)), NOTHING
         except Exception as exc:
@@ -153,6 +157,11 @@ class Intake:
 
     def _route(self, record: RequestRecord, events: list[Event]
                ) -> tuple[list[NewDelivery], list[HookOutcome]]:
+        with time_budget(self.render_seconds):  # a `when` that runs long is a false one
+            return self._route_now(record, events)
+
+    def _route_now(self, record: RequestRecord, events: list[Event]
+                   ) -> tuple[list[NewDelivery], list[HookOutcome]]:
         now = parse_time(record.received_at).timestamp()
         if not self.explain:
             return (route(events, self.live.hooks.values(), active=self.live.active(), now=now,

@@ -6,10 +6,10 @@
 
 The redactor knows the values the configuration holds as secrets (relay secrets and tokens,
 `[secrets]`, the admin token, hooks' fixed header and parameter values, URL passwords, signing
-secrets) and replaces them, in every form a line may show them (as is, URL-encoded, JSON-escaped),
-in the whole formatted line, traceback included. It is the last line of defence: log calls name
-hooks and deliveries, not URLs or headers, in the first place. uvicorn's loggers and Python's
-warnings go through the same handler.
+secrets) and replaces them, in every form a line may show them (as is, URL-encoded, JSON-escaped,
+base64-encoded inside a longer base64 text), in the whole formatted line, traceback included.
+It is the last line of defence: log calls name hooks and deliveries, not URLs or headers, in
+the first place. uvicorn's loggers and Python's warnings go through the same handler.
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Any, Literal, TextIO
 
 from relayhook.core.hooks import Hook
 from relayhook.core.outbound import secret_forms
-from relayhook.core.redaction import REDACTED
+from relayhook.core.redaction import REDACTED, base64_forms
 from relayhook.relays import Relay
 from relayhook.settings import Settings
 
@@ -59,17 +59,26 @@ class Redactor:
                                                            live.hooks.values())})
         if self._pattern is None:
             return text
-        return self._pattern.sub(lambda match: self._forms[match.group()], text)
+        text = self._pattern.sub(lambda match: self._forms[match.group()], text)
+        return self._base64.sub(REDACTED, text) if self._base64 is not None else text
 
     def _compile(self, replacements: Mapping[str, str]) -> None:
         forms: dict[str, str] = {}
+        encoded: set[str] = set()
         for secret, replacement in replacements.items():
             if len(secret) >= MIN_SECRET:
                 forms.update(dict.fromkeys(secret_forms(secret), replacement))
+                encoded.update(base64_forms(secret))
         # Longest first, so a secret that holds another is replaced whole.
         ordered = sorted(forms, key=len, reverse=True)
         self._forms = forms
         self._pattern = re.compile("|".join(map(re.escape, ordered))) if ordered else None
+        # A base64 run of a secret, with the base64 characters around it (the secret's own
+        # first and last bytes, mixed with its neighbours'): an SMTP server that echoes
+        # `AUTH PLAIN <base64>` puts the password in a WARNING line that way.
+        runs = "|".join(map(re.escape, sorted(encoded, key=len, reverse=True)))
+        self._base64 = (re.compile(f"[A-Za-z0-9+/_-]{{0,4}}(?:{runs})[A-Za-z0-9+/_=-]{{0,4}}")
+                        if runs else None)
 
     @classmethod
     def from_settings(cls, settings: Settings, relays: Iterable[Relay] = (),

@@ -24,21 +24,17 @@ from typing import Any
 
 from relayhook.core.auth import as_hmac, needs_secret, secret_problem
 from relayhook.core.connectors import Auth, Connector
-from relayhook.core.hooks import Hook, validate_hook
+from relayhook.core.hooks import Hook, hook_name_problem, validate_hook
 from relayhook.core.redaction import restore_secrets, secret_values, still_redacted, strip_secrets
-from relayhook.core.ssrf import (
-    DestinationPolicy,
-    DestinationRefused,
-    Resolver,
-    SystemResolver,
-    check_url,
-)
+from relayhook.core.ssrf import DestinationPolicy, DestinationRefused, Resolver
+from relayhook.delivery.destinations import SystemResolver, check_destination
 from relayhook.errors import ConflictError, InvalidError, NotFoundError, SpecError
 from relayhook.live import LiveConfig
 from relayhook.relays import Relay
 from relayhook.store.base import Store, StoredHook, StoredRelay
 
-RELAY_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$")
+RELAY_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}\Z")  # \Z: `$` takes a final "\n"
+RESERVED_RELAY_NAMES = frozenset({"new"})  # /relays/new
 MAX_SECRET = 1000
 
 
@@ -108,6 +104,10 @@ class Manager:
         if not isinstance(name, str) or not RELAY_NAME.match(name):
             errors.append(SpecError(("name",), "a name is 1 to 100 letters, digits, '.', '_' or"
                                     " '-', starting with a letter or digit"))
+        elif name.lower() in RESERVED_RELAY_NAMES:
+            errors.append(SpecError(("name",), f"{name!r} is taken by a console page "
+                                    f"(/relays/{name.lower()}): add a word, such as "
+                                    f"'{name}-relay'"))
         if connector not in self.connectors:
             known = ", ".join(sorted(self.connectors))
             errors.append(SpecError(("connector",), f"no connector {connector!r} (known: {known})"))
@@ -182,6 +182,8 @@ class Manager:
         name = raw.get("name")
         if isinstance(name, str) and name in self.live.hooks:
             raise ConflictError(f"a hook named {name!r} exists already")
+        if (problem := hook_name_problem(name)) is not None:
+            raise InvalidError([SpecError(("name",), problem)])
         hook = await self._validate(dict(raw), {})
         await self._put(hook.name, dict(raw), create=True)
         return self.live.hooks[hook.name]
@@ -230,7 +232,7 @@ class Manager:
         hook = validate_hook(raw)
         if hook.url.is_constant:
             try:
-                await check_url(hook.url.source, self.policy, self.resolver)
+                await check_destination(hook.url.source, self.policy, self.resolver)
             except DestinationRefused as exc:
                 raise InvalidError([SpecError(("url",), f"destination refused: {exc}")]) from exc
             except OSError:

@@ -51,6 +51,10 @@ class Metrics:
         self.auth_failures = Counter("relayhook_auth_failures", "Requests refused for missing "
                                      "or wrong credentials, by relay.", ["relay"],
                                      registry=registry)
+        self.headers_refused = Counter(
+            "relayhook_headers_refused", "Requests refused for their headers before they were "
+            "read whole ([limits] max_header_*), by status: 431, or 414 for the request line.",
+            ["status"], registry=registry)
         self.deliveries = Counter("relayhook_deliveries", "Delivery rounds by hook and outcome:"
                                   " succeeded, failed (retried later), dead, skipped, paused.",
                                   ["hook", "outcome"], registry=registry)

@@ -19,6 +19,7 @@ if TYPE_CHECKING:
     from relayhook.store.base import Store
 
 PASSWORD_HASH = "password_hash"
+ADMIN_ACCOUNT = "admin"  # whose sessions are kept: the one admin (people of their own later)
 MIN_PASSWORD = 10
 
 _hasher = PasswordHasher()  # argon2id, RFC 9106's low-memory profile
@@ -57,6 +58,10 @@ async def ensure_password(store: Store, now: float) -> str | None:
     return password if written else None
 
 
-async def set_password(store: Store, password: str, now: float) -> None:
+async def set_password(store: Store, password: str, now: float, *,
+                       keep_session: str | None = None) -> int:
+    """Set a new password and end every session but `keep_session` (the one that changed it),
+    in one transaction; how many sessions ended."""
     stored_hash = await asyncio.to_thread(hash_password, password)
-    await store.set_admin_value(PASSWORD_HASH, stored_hash, now)
+    return await store.change_secret(PASSWORD_HASH, stored_hash, now, account=ADMIN_ACCOUNT,
+                                     keep=keep_session)

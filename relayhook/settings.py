@@ -28,6 +28,7 @@ from pydantic import (
 )
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
+from relayhook.core.clients import TrustedProxies
 from relayhook.core.tomlpos import format_path, locate_error, toml_error_line
 from relayhook.errors import ConfigError
 
@@ -56,6 +57,17 @@ class ServerSettings(Section):
         default=500, ge=1, description="Open connections at most; past it, the oldest one still "
         "waiting for its headers (or else the new one) is closed.",
     )
+    forwarded_allow_ips: list[str] = Field(
+        default_factory=list, description="Proxies (addresses or networks, `*` for any) whose "
+        "X-Forwarded-For names the client. Empty: the header is ignored; the socket peer is "
+        "the client.",
+    )
+
+    @field_validator("forwarded_allow_ips")
+    @classmethod
+    def _proxies(cls, values: list[str]) -> list[str]:
+        TrustedProxies.from_config(values)  # ValueError naming the bad entry
+        return values
 
 
 class StorageSettings(Section):
@@ -83,6 +95,17 @@ class AdminSettings(Section):
 
 class LimitsSettings(Section):
     max_body_bytes: int = Field(default=1_048_576, ge=1)
+    max_header_line_bytes: int = Field(
+        default=8192, ge=256, description="Longest request line or header line (name and "
+        "value); longer: 431 (a request line: 414).")
+    max_header_bytes: int = Field(
+        default=32768, ge=1024, description="All of a request's header lines together; more: "
+        "431, read no further, kept as a rejected request of its relay.")
+    max_header_fields: int = Field(default=100, ge=1, description="Header lines in a request.")
+    render_seconds: float = Field(
+        default=0.2, gt=0, description="CPU time a request's templates may take at ingest "
+        "(the connector's mapping, then the hooks' conditions); past it the request is "
+        "rejected, kept, and answered 400.")
 
 
 class ConnectorsSettings(Section):

@@ -18,7 +18,7 @@ from relayhook.passwords import (
     password_matches,
 )
 from relayhook.store import SQLiteStore
-from relayhook.web.console.session import Throttle
+from relayhook.web.console.throttle import Throttle
 
 
 class Clock:

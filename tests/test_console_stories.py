@@ -423,7 +423,7 @@ def test_settings_allow_a_private_destination_and_change_the_password(
         visits.check(page, "s-hook-private-refused")
 
         settings = browser.new_context(viewport={"width": WIDE, "height": 900}).new_page()
-        settings.context.add_cookies(context.cookies())
+        sign_in(settings, server)  # a second browser: its own session
         settings.goto(server.url + "/settings")
         expect(settings.get_by_role("heading", name="Settings", level=1)).to_be_visible()
         expect(settings.get_by_text("What this risks.")).to_be_visible()
@@ -460,7 +460,9 @@ def test_settings_allow_a_private_destination_and_change_the_password(
         settings.get_by_label("New password", exact=True).fill("a brand new password")
         settings.get_by_label("New password again").fill("a brand new password")
         settings.get_by_role("button", name="Change the password").click()
-        expect(settings.get_by_role("status").first).to_contain_text("password is changed")
+        expect(settings.get_by_role("status").first).to_contain_text(
+            "The password is changed; 1 other session was signed out."
+        )
         visits.check(settings, "s-password-changed")
         page.goto(server.url + "/hooks")  # the other browser tab is signed out too
         expect(page.get_by_role("heading", name="Sign in to Relayhook")).to_be_visible()

@@ -713,7 +713,7 @@ def test_sigkill_with_deliveries_in_flight_loses_nothing(
 
 LOOPBACK_FORMS = ["127.0.0.1", "127.1", "0x7f000001", "2130706433", "localhost", "[::1]",
                   "[::ffff:127.0.0.1]", "127.000.000.001", "0x7f.1", "localhost.", "127.0.0.1.",
-                  "api.localhost"]
+                  "api.localhost", "x.localhost.", "xn--localhost-"]  # the last: class internal
 
 
 @pytest.fixture

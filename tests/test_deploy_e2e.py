@@ -49,9 +49,6 @@ HOOKCASTER = RelayConfig(
 )
 CLIENT = "127.0.0.2"  # curl's address: Caddy itself reaches Relayhook from 127.0.0.1
 WAIT = 30.0
-# `[server] forwarded_allow_ips` comes with the attack17b work (X-Forwarded-For is ignored
-# unless the proxy's address is listed); until it is on main, its assertion is skipped.
-HAS_FORWARDED_SETTING = "forwarded_allow_ips" in ServerSettings.model_fields
 
 
 def installed(program: str, package: str) -> str:
@@ -261,9 +258,11 @@ class Caddy:
 def proxied(tmp_path: Path, caddy_binary: str) -> Iterator[tuple[RelayhookProcess, Caddy]]:
     shutil.which("curl") or pytest.skip("curl is missing")
     caddy_port = free_port()
-    server_section: dict[str, object] = {"public_url": f"https://localhost:{caddy_port}"}
-    if HAS_FORWARDED_SETTING:
-        server_section["forwarded_allow_ips"] = ["127.0.0.1"]
+    # Caddy reaches Relayhook from 127.0.0.1: the one proxy whose X-Forwarded-For is believed.
+    server_section: dict[str, object] = {
+        "public_url": f"https://localhost:{caddy_port}",
+        "forwarded_allow_ips": ["127.0.0.1"],
+    }
     config = render_config(relays=[HOOKCASTER], admin_token=ADMIN) + render_tables(
         server=server_section, connectors={"dirs": [str(FIXTURES / "signed")]}
     )
@@ -366,11 +365,6 @@ def test_a_signed_request_through_caddy_over_https(
     ), cookies
 
     # The relay saw the real client: uvicorn's access log names 127.0.0.2, not Caddy's address.
-    if not HAS_FORWARDED_SETTING:
-        pytest.skip(
-            "[server] forwarded_allow_ips is not in this build yet (attack17b): the"
-            " relay's view of the client address is checked once it is"
-        )
     line = wait_until(
         lambda: next((row for row in server.log().splitlines() if '"POST /in/' in row), None),
         timeout=WAIT,
@@ -415,11 +409,6 @@ def test_the_readme_server_recipe_caddyfiles_and_config_are_valid(
         ),
         "utf-8",
     )
-    if not HAS_FORWARDED_SETTING:
-        pytest.skip(
-            "[server] forwarded_allow_ips is not in this build yet (attack17b): the"
-            " README's config names it"
-        )
     from relayhook.settings import load_settings
 
     settings = load_settings(config)

@@ -13,12 +13,12 @@ import pytest
 from relayhook.core.ssrf import (
     DestinationPolicy,
     DestinationRefused,
-    check_url,
     check_url_text,
     looks_like_ip,
     parse_cidrs,
     refusal_reason,
 )
+from relayhook.delivery.destinations import check_destination as check_url
 
 DEFAULT = DestinationPolicy()
 PRIVATE_OK = DestinationPolicy(allow_private=True)
@@ -266,11 +266,18 @@ def test_check_url_refuses_a_name_that_resolves_only_to_refused_addresses(
     assert resolver.calls == [(host, 8080)]
 
 
+def test_a_name_with_one_refused_record_is_refused_at_save() -> None:
+    """Issue 17, item 6: at save, one refused address among public ones refuses the name (at
+    send time the connector's resolver keeps only the allowed ones: test_http_client.py)."""
+    for answer in (["10.0.0.5", "93.184.215.14"], ["93.184.215.14", "127.0.0.1"]):
+        reason = refusal("http://mixed.example/", resolver=StubResolver({"mixed.example": answer}))
+        assert reason.startswith("mixed.example resolves to a refused address: ")
+        assert ("10.0.0.5 is a private" in reason) or ("127.0.0.1 is a loopback" in reason)
+
+
 @pytest.mark.parametrize(
     ("url", "answer", "kept"),
     [
-        pytest.param("http://mixed.example/", ["10.0.0.5", "93.184.215.14"], ["93.184.215.14"],
-                     id="one public, one private: the public one"),
         pytest.param("https://public.example/",
                      ["93.184.215.14", "2606:2800:21f:cb07:6820:80da:af6b:8b2c"],
                      ["93.184.215.14", "2606:2800:21f:cb07:6820:80da:af6b:8b2c"],
@@ -427,19 +434,32 @@ def test_allowing_private_addresses_judges_internal_names_by_their_addresses() -
     resolver = StubResolver({"localhost": ["127.0.0.1"], "db.internal": ["10.0.0.9"]})
     assert asyncio.run(check_url("http://localhost/", PRIVATE_OK, resolver)) == ["127.0.0.1"]
     assert asyncio.run(check_url("http://db.internal/", PRIVATE_OK, resolver)) == ["10.0.0.9"]
-    only_loopback = StubResolver({"localhost": ["127.0.0.1", "::1"]})
-    assert asyncio.run(check_url("http://localhost/", LOOPBACK_ONLY, only_loopback)) == [
+
+
+@pytest.mark.parametrize("host", ["localhost", "localhost.", "api.localhost", "x.localhost.",
+                                  "db.internal", "xn--localhost-"])
+def test_allow_cidrs_admits_addresses_not_names(host: str) -> None:
+    """Issue 17, item 6: `allow_cidrs` reached `localhost` (the README said it could not):
+    a name internal by definition is refused by name under it; write the address."""
+    resolver = StubResolver()
+    reason = refusal(f"http://{host}:8080/", LOOPBACK_ONLY, resolver)
+    assert "write the address and allow it with [delivery] allow_cidrs" in reason
+    assert resolver.calls == []
+    assert asyncio.run(check_url("http://127.0.0.1:8080/", LOOPBACK_ONLY, resolver)) == [
         "127.0.0.1"]
 
 
-def test_a_metadata_name_needs_allow_cidrs_and_then_its_address_is_judged() -> None:
-    assert "cloud metadata name" in refusal("http://metadata.google.internal/", PRIVATE_OK)
-    metadata_ok = DestinationPolicy(allow=(ip_network("169.254.169.254/32"),))
-    resolver = StubResolver({"metadata.google.internal": ["169.254.169.254"]})
-    assert asyncio.run(check_url("http://metadata.google.internal/", metadata_ok,
-                                 resolver)) == ["169.254.169.254"]
-    other = DestinationPolicy(allow=(ip_network("10.0.0.0/8"),))
-    assert "cloud metadata" in refusal("http://metadata.google.internal/", other, resolver)
+@pytest.mark.parametrize("policy", [DEFAULT, PRIVATE_OK, LOOPBACK_ONLY,
+                                    DestinationPolicy(allow=(ip_network("169.254.169.254/32"),))])
+@pytest.mark.parametrize("host", ["metadata.google.internal", "metadata.google.internal.",
+                                  "metadata", "metadata.", "instance-data"])
+def test_a_metadata_name_is_refused_by_every_policy(policy: DestinationPolicy,
+                                                    host: str) -> None:
+    resolver = StubResolver()
+    reason = refusal(f"http://{host}/computeMetadata/v1/", policy, resolver)
+    assert reason == (f"{host} is a cloud metadata name (write its address and allow it with "
+                      "[delivery] allow_cidrs)")
+    assert resolver.calls == []
 
 
 UNUSUAL_FORMS = [

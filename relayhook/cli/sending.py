@@ -26,7 +26,7 @@ from relayhook.cli.common import add_config_flag, settings_of
 from relayhook.core.events import Event, format_time
 from relayhook.core.examples import example_event, newest_event
 from relayhook.core.hooks import Hook
-from relayhook.core.outbound import OutboundRequest, render_request
+from relayhook.core.outbound import OutboundRequest, record_request, render_request
 from relayhook.core.samples import sample_event
 from relayhook.errors import UsageError
 from relayhook.settings import Settings
@@ -105,7 +105,8 @@ async def send_test(settings: Settings, name: str, event_file: str | None, newes
         started = time.time()
         request = render_request(hook, event, delivery_id=delivery_id, secrets=secrets,
                                  now=started)
-        record = request.record(secrets, hook.secret_places)
+        record = record_request(hook, event, request, delivery_id=delivery_id,
+                                secrets=secrets, now=started)
         print(_shown_request(record, event), file=out)
         attempt, outcome = await _send(parts, hook, request, record, delivery_id, started)
         print(_shown_answer(attempt), file=out)

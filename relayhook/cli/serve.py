@@ -71,10 +71,17 @@ def cmd_serve(args: argparse.Namespace, out: TextIO) -> int:
     gc.freeze()
     limits = ConnectionLimits(header_timeout=settings.server.header_timeout,
                               body_timeout=settings.server.body_timeout,
-                              max_connections=settings.server.max_connections)
+                              max_connections=settings.server.max_connections,
+                              max_header_line_bytes=settings.limits.max_header_line_bytes,
+                              max_header_bytes=settings.limits.max_header_bytes,
+                              max_header_fields=settings.limits.max_header_fields)
     # log_config=None: uvicorn keeps the handler configure_logging set (format, redaction).
+    # uvicorn believes X-Forwarded-For from 127.0.0.1 unless told: it is told our list, and to
+    # read no proxy header at all when the list is empty (relayhook.core.clients).
+    proxies = settings.server.forwarded_allow_ips
     uvicorn.run(app, host=settings.server.host, port=settings.server.port, log_config=None,
-                log_level=level, access_log=args.access_log, http=guarded_protocol(limits))
+                log_level=level, access_log=args.access_log, http=guarded_protocol(limits),
+                proxy_headers=bool(proxies), forwarded_allow_ips=proxies or None)
     return 0
 
 

@@ -13,7 +13,6 @@ import binascii
 import functools
 import hmac
 import math
-import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -27,6 +26,7 @@ from relayhook.core.connectors import (
     StandardWebhooksAuth,
 )
 from relayhook.core.mapping import parse_pairs
+from relayhook.core.regex import compile_regex
 from relayhook.core.templating import RenderError, Template, compile_template
 
 
@@ -62,7 +62,7 @@ def _check_header(auth: HeaderAuth, secret: str, headers: Mapping[str, str]) -> 
 class _Signing:
     """An `hmac` scheme's pattern and templates, compiled once per scheme."""
 
-    pattern: re.Pattern[str] | None
+    pattern: Any  # an RE2 pattern (core/regex.py): linear time on a provider's header
     content: Template | None
     timestamp: Template | None
 
@@ -71,7 +71,7 @@ class _Signing:
 def _signing(auth: HmacAuth) -> _Signing:
     # Load already compiled these to report mistakes with their line; this is the cached copy.
     return _Signing(
-        re.compile(auth.pattern) if auth.pattern is not None else None,
+        compile_regex(auth.pattern, "auth.pattern") if auth.pattern is not None else None,
         compile_template(auth.content, "auth.content") if auth.content is not None else None,
         compile_template(auth.timestamp, "auth.timestamp") if auth.timestamp else None,
     )

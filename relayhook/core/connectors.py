@@ -35,6 +35,7 @@ from relayhook.core.connector_schema import (
     NoAuth,
     StandardWebhooksAuth,
 )
+from relayhook.core.regex import RegexError, compile_regex
 from relayhook.core.templating import (
     Template,
     TemplateError,
@@ -278,9 +279,9 @@ def _check_auth(auth: Auth) -> None:
         return
     if auth.pattern is not None:
         try:
-            compiled = re.compile(auth.pattern)
-        except re.error as exc:
-            raise TemplateError("auth.pattern", f"not a regular expression: {exc}") from exc
+            compiled = compile_regex(auth.pattern, "auth.pattern")
+        except RegexError as exc:
+            raise TemplateError("auth.pattern", exc.message) from exc
         if compiled.groups > 1:
             raise TemplateError("auth.pattern", "at most one group: the signature")
     for key in ("content", "timestamp"):

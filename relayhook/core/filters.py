@@ -6,7 +6,6 @@
 
 from __future__ import annotations
 
-import functools
 import re
 import urllib.parse
 from collections.abc import Mapping
@@ -14,6 +13,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from relayhook.core.events import format_time
+from relayhook.core.regex import compile_regex
 
 
 def epoch_ms(value: Any) -> str:
@@ -55,18 +55,15 @@ def flatten(value: Any, sep: str = "__", prefix: str = "") -> Any:
     return flat
 
 
-@functools.lru_cache(maxsize=256)
-def _regex(pattern: str) -> re.Pattern[str]:
-    return re.compile(pattern)
-
-
 def regex_search(value: Any, pattern: str) -> str | None:
     """Filter: the first match of `pattern` in the text: its first group if it has one, else the
-    whole match; none when it does not match (`{{ h | regex_search('t=([0-9]+)') }}`)."""
-    match = _regex(pattern).search(str(value))
+    whole match; none when it does not match (`{{ h | regex_search('t=([0-9]+)') }}`). RE2
+    syntax, linear in the text (core/regex.py): a provider's text cannot make it run away."""
+    match = compile_regex(pattern, "regex_search").search(str(value))
     if match is None:
         return None
-    return match.group(1) if match.re.groups else match.group(0)
+    found: str | None = match.group(1) if match.re.groups else match.group(0)
+    return found
 
 
 _PLACEHOLDER_TEXT = re.compile(r"\{\s*[A-Za-z_][\w.-]*\s*\}")

@@ -16,12 +16,12 @@ description) and `secrets` (`[secrets]` in the config or RELAYHOOK_SECRETS__NAME
 from __future__ import annotations
 
 import base64
+import json
 import re
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
-from urllib.parse import urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
@@ -165,6 +165,13 @@ class Hook:
     signing_secret: Template | None
     patterns: tuple[re.Pattern[str], ...] = field(repr=False)
     secret_places: SecretPlaces = field(default=SecretPlaces(), repr=False)
+    # The parts of its request whose templates name `secrets` ("url", "body", "header:NAME"):
+    # what record_request renders again with stand-ins. A name, not a proof: a safe guess.
+    secret_reads: frozenset[str] = frozenset()
+
+    @property
+    def reads_secrets(self) -> bool:
+        return bool(self.secret_reads)
 
     @property
     def name(self) -> str:
@@ -275,7 +282,15 @@ def compile_hook(spec: HookSpec) -> Hook:
         ),
         patterns=tuple(pattern_regex(p) for p in spec.events),
         secret_places=SecretPlaces.of(spec.model_dump()),
+        secret_reads=_secret_reads(spec),
     )
+
+
+def _secret_reads(spec: HookSpec) -> frozenset[str]:
+    parts = {f"header:{name.lower()}": value for name, value in spec.headers.items()}
+    parts["url"] = json.dumps([spec.url, spec.params])
+    parts["body"] = json.dumps(spec.body)
+    return frozenset(part for part, source in parts.items() if "secrets" in source)
 
 
 _TEMPLATE_PART = re.compile(r"\{\{.*?\}\}|\{%.*?%\}|\{#.*?#\}", re.DOTALL)
@@ -300,8 +315,11 @@ AUTHORIZATION_TWICE = (
 
 
 def has_userinfo(url: str) -> bool:
-    """Whether `url` carries credentials (`https://user:password@host/`)."""
-    return "@" in urlsplit(url).netloc
+    """Whether `url` carries credentials (`https://user:password@host/`). Read as urlsplit
+    reads the authority, without its checks: a URL shown with its password redacted
+    (`user:[redacted]@host`) is not a bracketed IPv6 host to refuse here."""
+    authority = url.partition("://")[2] if "://" in url else url
+    return "@" in re.split(r"[/?#]", authority, maxsplit=1)[0]
 
 
 def decode_whsec(secret: str) -> bytes:
@@ -332,6 +350,27 @@ def validate_hook(raw: dict[str, Any], presets_dir: Path = PRESETS_DIR) -> Hook:
         raise InvalidError([SpecError(tuple(exc.name.split(".", 1)), exc.message)]) from exc
 
 
+# A name is a path segment of the console and a word in log lines: letters and digits (any
+# script), spaces and a little punctuation; never a console page's own address.
+HOOK_NAME = re.compile(r"[^\W_](?:[\w .,:()&+'-]{0,98}[\w.)'])?")
+RESERVED_HOOK_NAMES = frozenset({"new", "preview"})  # /hooks/new, /hooks/preview
+CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]")
+
+
+def hook_name_problem(name: object) -> str | None:
+    """Why `name` cannot be a new hook's name, or None. Names stored before this rule keep
+    working; only new hooks (API, console, config file) must follow it."""
+    if not isinstance(name, str) or not HOOK_NAME.fullmatch(name):
+        shown = f" ({name!r} has a line break or a control character)" if isinstance(
+            name, str) and CONTROL.search(name) else ""
+        return ("a hook name is 1 to 100 letters, digits and spaces, with . , : ( ) & + ' _ -"
+                f" inside, starting with a letter or digit{shown}")
+    if name.lower() in RESERVED_HOOK_NAMES:
+        return (f"{name!r} is taken by a console page (/hooks/{name.lower()}): add a word, "
+                f"such as '{name} hook'")
+    return None
+
+
 def build_hooks(raw_hooks: list[dict[str, Any]], where: str = "(config)",
                 presets_dir: Path = PRESETS_DIR,
                 locate: Any = None) -> dict[str, Hook]:
@@ -345,6 +384,11 @@ def build_hooks(raw_hooks: list[dict[str, Any]], where: str = "(config)",
         return HookError(where, format_path(path), line, message)
 
     for index, raw in enumerate(raw_hooks):
+        if CONTROL.search(str(raw.get("name", ""))) or str(raw.get("name", "")).lower() in (
+                RESERVED_HOOK_NAMES):
+            # The config file is read at every start: only what breaks the console and the
+            # logs is refused here (a hook named `new` has no page; a line break forges lines).
+            raise fail(index, ("name",), hook_name_problem(raw["name"]) or "")
         try:
             hook = validate_hook(raw, presets_dir)
         except InvalidError as exc:

@@ -150,6 +150,95 @@ def render_request(
     return OutboundRequest(hook.method, url, tuple(headers.items()), body)
 
 
+def record_request(hook: Hook, event: Event, request: OutboundRequest, *, delivery_id: str,
+                   secrets: Mapping[str, str], now: float) -> dict[str, Any]:
+    """`request` as the history keeps it and the preview shows it: `record`'s redaction, and
+    every value a template derived from a `[secrets]` value masked, whatever the template did
+    to it (`{{ secrets.crm | reverse }}`, `| lower`, `[:-1]`, `| length`).
+
+    Masked by where secrets are read, not by what they look like: the parts whose templates
+    name `secrets` (the URL, a header, the body) are rendered a second time with stand-ins for
+    the secrets, and where a part comes out different, the span from its first to its last
+    changed character is `[redacted]`. A hook that names no secret pays nothing."""
+    record = request.record(secrets, hook.secret_places)
+    if not secrets or not hook.secret_reads:
+        return record
+    stand_ins = _stand_ins(tuple(secrets.items()))
+    try:
+        shadow: dict[str, Any] | None = _shadow(hook, event, record, dict(stand_ins))
+    except RenderError:  # the stand-ins failed where the secrets did not: mask those parts
+        shadow = None
+    return _mask_differences(hook, record, shadow)
+
+
+@functools.lru_cache(maxsize=16)
+def _stand_ins(secrets: tuple[tuple[str, str], ...]) -> tuple[tuple[str, str], ...]:
+    return tuple((name, _stand_in(value)) for name, value in secrets)
+
+
+def _stand_in(secret: str) -> str:
+    """A value that differs from `secret` at every position, in case too, and in length."""
+    chars = "".join("1" if c == "0" else "0" for c in secret)
+    return chars + next(c for c in "234" if c != secret[-1:].lower())
+
+
+def _shadow(hook: Hook, event: Event, record: dict[str, Any],
+            stand_ins: dict[str, str]) -> dict[str, Any]:
+    """The parts of the record that read secrets, rendered with `stand_ins` and redacted as
+    `record` redacts them."""
+    context = hook_context(hook, event, stand_ins)
+    places, reads = hook.secret_places, hook.secret_reads
+    redact = redactor(stand_ins, places)
+    shadow: dict[str, Any] = {"headers": {}}
+    for name, template in hook.headers.items():
+        key = name.lower()
+        if f"header:{key}" in reads:
+            value = template.render(context)
+            shadow["headers"][key] = None if value is None else (
+                REDACTED if key in places.headers else redact(_header_value(value, name)))
+    if "url" in reads:
+        sent = {k for k, _ in record["headers"]}
+        url = _url(hook.url.render(context), _params(hook, context), "authorization" in sent)
+        shadow["url"] = OutboundRequest(hook.method, url, (), b"").record(stand_ins,
+                                                                          places)["url"]
+    if "body" in reads:
+        body = OutboundRequest(hook.method, "http://x/", (), _body(hook, context))
+        shadow["body"] = body.record(stand_ins, places)["body"]
+    return shadow
+
+
+def _mask_differences(hook: Hook, record: dict[str, Any],
+                      shadow: dict[str, Any] | None) -> dict[str, Any]:
+    masked = dict(record)
+    reads = hook.secret_reads
+    other = shadow["headers"] if shadow is not None else {}
+    masked["headers"] = [
+        [k, _masked(v, other.get(k)) if f"header:{k}" in reads else v]
+        for k, v in record["headers"]]
+    for part in ("url", "body"):
+        if part in reads:
+            theirs = shadow.get(part) if shadow is not None else None
+            masked[part] = _masked(record[part], theirs)
+    return masked
+
+
+def _masked(text: str, other: str | None) -> str:
+    """`text` with the span where it differs from `other` as [redacted] (all of it without
+    `other`)."""
+    if text == other:
+        return text
+    if other is None:
+        return REDACTED
+    start = 0
+    limit = min(len(text), len(other))
+    while start < limit and text[start] == other[start]:
+        start += 1
+    end = 0
+    while end < limit - start and text[-1 - end] == other[-1 - end]:
+        end += 1
+    return text[:start] + REDACTED + text[len(text) - end:]
+
+
 def sign(secret: str, msg_id: str, timestamp: str, body: bytes) -> str:
     """Standard Webhooks: `v1,` + base64 HMAC-SHA256 of `id.timestamp.body`, keyed with the
     base64 part of a `whsec_` secret (any other secret is used as its UTF-8 bytes)."""

@@ -12,6 +12,7 @@ that never carry credentials (Content-Type, Accept, ...) are not secrets.
 
 from __future__ import annotations
 
+import base64
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -43,10 +44,40 @@ def netloc_without_password(parts: SplitResult) -> str:
     return f"{user.partition(':')[0]}:{REDACTED}@{host}"
 
 
+_STAND_IN = "redacted-0b5e1c"  # urlsplit reads `[redacted]` in a netloc as an IPv6 host
+
+
+def split_url(url: str) -> SplitResult:
+    """urlsplit, also for a URL shown with its password redacted (`user:[redacted]@host`)."""
+    if REDACTED not in url:
+        return urlsplit(url)
+    parts = urlsplit(url.replace(REDACTED, _STAND_IN))
+    return parts._replace(**{name: getattr(parts, name).replace(_STAND_IN, REDACTED)
+                             for name in parts._fields})
+
+
+MIN_BASE64_BYTES = 6  # a shorter aligned run would be a few common characters
+
+
+def base64_forms(secret: str) -> set[str]:
+    """The runs of base64 text that always appear where `secret` is base64-encoded inside a
+    longer text (an SMTP AUTH PLAIN `\0user\0password`, a Basic credential `user:password`):
+    for each of the three alignments the secret can start at, the base64 of its bytes that
+    fill whole 3-byte groups, standard and URL-safe. Empty for secrets too short to tell."""
+    data = secret.encode("utf-8")
+    forms: set[str] = set()
+    for skip in range(3):
+        run = data[skip:][: (len(data) - skip) // 3 * 3]
+        if len(run) >= MIN_BASE64_BYTES:
+            encoded = base64.b64encode(run).decode("ascii")
+            forms.update((encoded, encoded.replace("+", "-").replace("/", "_")))
+    return forms
+
+
 def redacted_url(url: str) -> str:
     """The URL with its password and every literal query value replaced by [redacted]; the
     rest (templates included) exactly as written."""
-    parts = urlsplit(url)
+    parts = split_url(url)
     fields = []
     for field in parts.query.split("&") if parts.query else []:
         name, equals, value = field.partition("=")
@@ -144,7 +175,7 @@ class SecretPlaces:
         params = set(found.get("params", {}))
         values = [*found.get("headers", {}).values(), *found.get("params", {}).values()]
         if "url" in found:
-            parts = urlsplit(found["url"])
+            parts = split_url(found["url"])
             literal = [(k, v) for k, v in parse_qsl(parts.query, True)
                        if _is_literal_query_value(v)]
             params.update(name for name, _ in literal)

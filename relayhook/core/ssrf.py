@@ -2,25 +2,24 @@
 
     policy = DestinationPolicy()                  # the default: public addresses only
     policy.check("10.0.0.1")                      # "10.0.0.1 is a private address (set ...)"
-    await check_url("http://localhost/", policy, SystemResolver())   # raises DestinationRefused
+    policy.check_name("localhost.")               # "localhost. is a loopback name (...)"
 
 The ranges are an explicit table, not `ipaddress`' `is_private`/`is_global` (they have had wrong
 ranges). IPv4-mapped, NAT64 and 6to4 addresses are judged by the IPv4 address they embed.
-`check_url` runs when a hook is saved; at send time `relayhook.delivery.http` applies the same
-policy to the address it actually connects to.
+Pure: no resolver and no socket here. The one destination check a URL goes through when a hook
+is saved (config file, API, console) and when it is sent is
+`relayhook.delivery.destinations.check_destination`, over these rules; at send time
+`relayhook.delivery.http` also applies the policy to the address it actually connects to.
 """
 
 from __future__ import annotations
 
-import asyncio
 import errno
 import re
-import socket
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from ipaddress import IPv4Address, IPv4Network, IPv6Address, IPv6Network, ip_address, ip_network
 from typing import Protocol
-from urllib.parse import urlsplit
 
 IPAddress = IPv4Address | IPv6Address
 IPNetwork = IPv4Network | IPv6Network
@@ -98,6 +97,9 @@ EMBEDDING: tuple[tuple[IPv6Network, str, Callable[[IPv6Address], IPv4Address]], 
 
 _HINT = "set [delivery] allow_private_destinations or allow_cidrs to reach it"
 _METADATA_HINT = "only [delivery] allow_cidrs can reach it"
+_METADATA_NAME_HINT = "write its address and allow it with [delivery] allow_cidrs"
+_NAME_HINT = ("write the address and allow it with [delivery] allow_cidrs, or set "
+              "allow_private_destinations")
 
 # Names that lead to this host, a private network or a cloud's metadata service by definition,
 # refused without asking a resolver (which may not know them at check time, and would then let
@@ -116,6 +118,7 @@ METADATA_NAMES = frozenset({
 # `2130706433`, `127.000.000.001`); other parsers and resolvers read some of them differently.
 _NUMBER_LABEL = re.compile(r"0[xX][0-9a-fA-F]*|[0-9]+")
 UNSAFE_URL_CHARACTERS = re.compile(r"[\x00-\x20\x7f]")
+_NAME = re.compile(r"[a-z0-9_-]+(?:\.[a-z0-9_-]+)*")
 
 
 class DestinationRefused(OSError):
@@ -220,10 +223,11 @@ class DestinationPolicy:
         return f"{subject} {blocked[1]} ({_HINT})"
 
     def check_name(self, host: str) -> str | None:
-        """None if `host` may be resolved (or used as an address), else why not: an IP address
-        in an unusual form (always), a name internal by definition (unless the policy lets
-        private addresses through: then its addresses are judged), a cloud metadata name (unless
-        allow_cidrs is set: then its addresses are judged).
+        """None if `host` may be resolved (or used as an address), else why not: no valid host
+        name, an IP address in an unusual form, a cloud metadata name (always: write its address
+        and allow it with allow_cidrs), a name internal by definition (unless the policy lets
+        private addresses through: then its addresses are judged). `allow_cidrs` admits
+        addresses, never names. An `xn--` label is judged by what it decodes to as well.
 
             DestinationPolicy().check_name("localhost.")   # "localhost. is a loopback name ..."
         """
@@ -233,14 +237,20 @@ class DestinationPolicy:
         odd = unusual_ipv4(host.lower())
         if odd is not None:
             return f"{host} is {odd}; write the address as a.b.c.d (parsers disagree on this form)"
-        if name in METADATA_NAMES:
-            return None if self.allow or self.extra else (
-                f"{host} is a cloud metadata name ({_METADATA_HINT})")
-        if self.allow or self.extra or self.allow_private:
-            return None
-        for suffix, label in INTERNAL_SUFFIXES:
-            if name == suffix or name.endswith("." + suffix):
-                return f"{host} is {label} ({_HINT})"
+        decoded = decoded_name(name)
+        for candidate in dict.fromkeys((name, decoded or name)):
+            subject = (f"{host} is" if candidate == name
+                       else f"{host} reads as {candidate}, which is")
+            if candidate in METADATA_NAMES:
+                return f"{subject} a cloud metadata name ({_METADATA_NAME_HINT})"
+            if self.allow_private:
+                continue
+            for suffix, label in INTERNAL_SUFFIXES:
+                if candidate == suffix or candidate.endswith("." + suffix):
+                    return f"{subject} {label} ({_NAME_HINT})"
+        if decoded is None or (decoded != name and decoded.isascii()):
+            return (f"{host} is not a valid international (IDNA) name: an xn-- label must "
+                    "decode to letters that need it")
         return None
 
     def _allowed(self, address: IPAddress) -> bool:
@@ -269,26 +279,10 @@ class Resolver(Protocol):
     async def resolve(self, host: str, port: int) -> list[str]: ...
 
 
-class SystemResolver:
-    """The system's resolver (`getaddrinfo`). It also turns numeric forms such as `127.1`,
-    `0x7f000001` and `2130706433` into 127.0.0.1: the policy then sees the real address."""
-
-    async def resolve(self, host: str, port: int) -> list[str]:
-        loop = asyncio.get_running_loop()
-        infos = await loop.getaddrinfo(host, port, type=socket.SOCK_STREAM)
-        addresses: list[str] = []
-        for family, _, _, _, sockaddr in infos:
-            address = str(sockaddr[0])
-            if family == socket.AF_INET6 and len(sockaddr) == 4 and sockaddr[3]:
-                address = f"{address.split('%', 1)[0]}%{sockaddr[3]}"  # keep the zone
-            if address not in addresses:
-                addresses.append(address)
-        return addresses
-
-
 def normal_name(host: str) -> str | None:
     """`host` as resolvers see it: lower case, IDNA-mapped (fullwidth `ｌｏｃａｌｈｏｓｔ` is
-    `localhost`), without trailing dots; None if it is not a host name at all."""
+    `localhost`), without trailing dots; None if it is neither a host name (letters, digits,
+    `-`, `_` in dot-separated labels) nor an IP address."""
     if not host.isascii():
         try:
             host = host.encode("idna").decode("ascii")
@@ -296,7 +290,54 @@ def normal_name(host: str) -> str | None:
             return None
     if UNSAFE_URL_CHARACTERS.search(host):
         return None
-    return host.lower().rstrip(".")
+    name = host.lower().rstrip(".")
+    if ":" in name:
+        return name if _literal(name) is not None else None
+    return name if _NAME.fullmatch(name) else None
+
+
+def decoded_name(name: str) -> str | None:
+    """`name` with each `xn--` label decoded (Punycode), lower case; None when one does not
+    decode. `xn--localhost-` decodes to `localhost` (an ACE form IDNA forbids)."""
+    labels = []
+    for label in name.split("."):
+        if label.startswith("xn--"):
+            try:
+                label = label[4:].encode("ascii").decode("punycode")
+            except (UnicodeError, ValueError):
+                return None
+            mapped = normal_name(label)
+            if mapped is None:
+                return None
+            label = mapped
+        labels.append(label)
+    return ".".join(labels)
+
+
+def inet_aton(text: str) -> IPv4Address | None:
+    """The address the C library's `inet_aton` (and so a resolver) reads in `text`: 1 to 4
+    parts, each decimal, octal (`0177`) or hex (`0x7f`), the last filling the bytes left
+    (`127.1` is 127.0.0.1); None if it reads none."""
+    parts = text.split(".")
+    if not 1 <= len(parts) <= 4:
+        return None
+    values = []
+    for part in parts:
+        if re.fullmatch(r"0[xX][0-9a-fA-F]*", part):
+            values.append(int(part[2:] or "0", 16))
+        elif re.fullmatch(r"0[0-7]*", part):
+            values.append(int(part, 8))
+        elif re.fullmatch(r"[1-9][0-9]*", part):
+            values.append(int(part))
+        else:
+            return None
+    *head, last = values
+    if any(value > 255 for value in head) or last >= 256 ** (4 - len(head)):
+        return None
+    number = 0
+    for value in head:
+        number = number << 8 | value
+    return IPv4Address(number << 8 * (4 - len(head)) | last)
 
 
 def unusual_ipv4(host: str) -> str | None:
@@ -310,12 +351,11 @@ def unusual_ipv4(host: str) -> str | None:
         return None
     except ValueError:
         pass
-    try:
-        address = IPv4Address(socket.inet_aton(bare))
-        blocked = blocked_range(address)
-        return f"an unusual form of {address}" + (f", {blocked[1]}" if blocked else "")
-    except OSError:
+    address = inet_aton(bare)
+    if address is None:
         return "not a valid IPv4 address"
+    blocked = blocked_range(address)
+    return f"an unusual form of {address}" + (f", {blocked[1]}" if blocked else "")
 
 
 def check_url_text(url: str) -> str | None:
@@ -340,47 +380,6 @@ def _literal(host: str) -> IPAddress | None:
         return parse_ip(host)
     except ValueError:
         return None
-
-
-async def check_host(
-    host: str, port: int, policy: DestinationPolicy, resolver: Resolver
-) -> list[str]:
-    """The addresses of `host` a hook may connect to: an IP literal is checked as is, a name
-    is resolved and its refused addresses dropped. DestinationRefused if none is left; a
-    resolver failure (socket.gaierror) propagates."""
-    reason = policy.check_name(host)
-    if reason is not None:
-        raise DestinationRefused(reason)
-    literal = _literal(host)
-    if literal is not None:
-        reason = policy.check(literal)
-        if reason is not None:
-            raise DestinationRefused(reason)
-        return [str(literal)]
-    return policy.filter(host, await resolver.resolve(host, port))
-
-
-async def check_url(url: str, policy: DestinationPolicy, resolver: Resolver) -> list[str]:
-    """The addresses a request to `url` (rendered) may connect to; DestinationRefused with a
-    reason for a non-HTTP scheme, a URL without host, or a host with only refused addresses.
-    For example `http://[::ffff:127.0.0.1]:8080/` is refused with "::ffff:127.0.0.1 is the
-    IPv4-mapped form of 127.0.0.1, a loopback address (set ...)".
-    """
-    unsafe = check_url_text(url)
-    if unsafe is not None:
-        raise DestinationRefused(f"{url!r} {unsafe}")
-    try:
-        parts = urlsplit(url)
-        port = parts.port
-    except ValueError as exc:
-        raise DestinationRefused(f"{url!r} is not a valid URL ({exc})") from None
-    scheme = parts.scheme.lower()
-    if scheme not in ("http", "https"):
-        raise DestinationRefused(f"{url!r}: only http and https URLs are allowed")
-    if not parts.hostname:
-        raise DestinationRefused(f"{url!r} has no host")
-    port = port if port is not None else (443 if scheme == "https" else 80)
-    return await check_host(parts.hostname, port, policy, resolver)
 
 
 def refusal_reason(exc: BaseException | None) -> str | None:

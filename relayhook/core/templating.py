@@ -10,7 +10,10 @@ dict, 75 stays 75); anything else renders to a string; a string with no `{{` or 
 
 The sandbox is immutable (no `.append`, no `.update`), strict about undefined names, has no loader
 (no `include`/`import`), and bounds what a hostile template can make the process do: `range` and
-loops share an iteration budget per render, and `*`, `**` and `+` refuse results past a size.
+loops share an iteration budget per render, `*`, `**` and `+` refuse results past a size, and a
+render has a CPU-time budget (MAX_RENDER_SECONDS; `time_budget` sets a shorter one for a whole
+request at ingest): past it the render ends with a RenderError, the process goes on. Regexes run
+on RE2 (core/regex.py), in time linear in the text.
 """
 
 from __future__ import annotations
@@ -22,6 +25,7 @@ import itertools
 import json
 import math
 import re
+import time
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -42,6 +46,7 @@ from relayhook.core.filters import (
     regex_search,
     unfilled_placeholders,
 )
+from relayhook.core.regex import RegexError, compile_regex
 from relayhook.core.shortcuts import Miss, shortcut_expression, shortcut_text
 from relayhook.errors import RelayhookError
 
@@ -51,8 +56,14 @@ MAX_STRING = 1 << 20  # characters (or items) a `*` or `+` may produce
 MAX_INT_BITS = 4096  # size of an integer a `**` or `*` may produce
 MAX_ITERATIONS = 100_000  # loop iterations per render, all loops together
 MAX_OUTPUT = 8 << 20  # characters one render may output
+MAX_RENDER_SECONDS = 0.5  # CPU time one render may take (loops, calls, filters are checked)
+_TICKS = 256  # loop iterations between two looks at the CPU clock
+REGEX_FILTERS = frozenset({"regex_search"})  # filters whose first argument is a pattern
 
 _budget: contextvars.ContextVar[_Budget] = contextvars.ContextVar("template_budget")
+# The CPU-clock deadline of every render in the block (time_budget): one request at ingest.
+_deadline: contextvars.ContextVar[float | None] = contextvars.ContextVar("render_deadline",
+                                                                        default=None)
 
 
 class TemplateError(RelayhookError):
@@ -75,16 +86,34 @@ class RenderError(RelayhookError):
 
 
 class _Budget:
-    """What one render may still do: loop iterations and characters of output."""
+    """What one render may still do: loop iterations, characters of output, CPU time. The
+    clock is read at the first call, filter or loop (a plain lookup never reads it)."""
 
-    __slots__ = ("iterations", "characters")
+    __slots__ = ("iterations", "characters", "ticks", "deadline", "outer")
 
-    def __init__(self) -> None:
+    def __init__(self, outer: float | None) -> None:
         self.iterations = MAX_ITERATIONS
         self.characters = MAX_OUTPUT
+        self.ticks = 0
+        self.deadline: float | None = None
+        self.outer = outer  # the deadline of the request around this render, if any
+
+    def tick(self, weight: int) -> None:
+        self.ticks -= weight
+        if self.ticks > 0:
+            return
+        self.ticks = _TICKS
+        now = time.thread_time()
+        if self.deadline is None:
+            self.deadline = now + MAX_RENDER_SECONDS
+            if self.outer is not None:
+                self.deadline = min(self.deadline, self.outer)
+        if now > self.deadline:
+            raise SecurityError("the render took more than its CPU time budget "
+                                f"({MAX_RENDER_SECONDS} s, less at ingest)")
 
 
-def _charge(iterations: int = 0, characters: int = 0) -> None:
+def _charge(iterations: int = 0, characters: int = 0, weight: int = 0) -> None:
     budget = _budget.get(None)
     if budget is None:
         return
@@ -94,6 +123,20 @@ def _charge(iterations: int = 0, characters: int = 0) -> None:
         raise SecurityError(f"more than {MAX_ITERATIONS} loop iterations in one render")
     if budget.characters < 0:
         raise SecurityError(f"more than {MAX_OUTPUT} characters of output in one render")
+    if iterations or weight:
+        budget.tick(weight or iterations)
+
+
+@contextlib.contextmanager
+def time_budget(seconds: float) -> Iterator[None]:
+    """Every render in the block ends (RenderError) once the thread has used `seconds` of CPU
+    time since the block began: the ingress runs a request's mapping and hooks' conditions
+    under one, so a provider cannot hold the event loop."""
+    token = _deadline.set(time.thread_time() + seconds)
+    try:
+        yield
+    finally:
+        _deadline.reset(token)
 
 
 def _budgeted_range(*args: int) -> range:
@@ -110,8 +153,24 @@ def _budgeted_loop(iterable: Any) -> Iterator[Any]:
         yield item
 
 
+def _data_only(values: Any, depth: int = 3) -> None:
+    """Refuse a function, method or class where data is due: written out through `~`, `%`,
+    `format` or a filter it would deliver its Python name (`{{ '%s' % range }}`). Looks into
+    small lists and objects (`[range] | join`): one a template built, not a payload's."""
+    for value in values:
+        if callable(value) and not isinstance(value, jinja2.Undefined):
+            raise SecurityError(f"a template works on data, not on {_kind_of(value)}")
+        if depth and isinstance(value, list | tuple | dict) and len(value) <= 64:
+            _data_only(value.values() if isinstance(value, dict) else value, depth - 1)
+
+
+def _kind_of(value: Any) -> str:
+    return "a class" if isinstance(value, type) else f"a {type(value).__name__}"
+
+
 def _checked_concat(*parts: Any) -> str:
     # `a ~ b`: the result may not pass MAX_STRING, so a chain of `~` cannot double its way up.
+    _data_only(parts)
     texts = [str(part) for part in parts]
     if sum(map(len, texts)) > MAX_STRING:
         raise SecurityError("the result of `~` is too large")
@@ -249,11 +308,19 @@ def _bounded_filters(filters: dict[str, Any]) -> None:
         filters[name] = _checked_result(function, name)
 
 
+def _is_jinja_context(value: Any) -> bool:
+    # What Jinja passes first to a pass_context / pass_eval_context filter.
+    return isinstance(value, jinja2.runtime.Context | nodes.EvalContext)
+
+
 def _checked_result(function: Any, name: str) -> Any:
     """A filter whose result may not pass the size limits (`format` with ten 1 MiB args)."""
 
     @functools.wraps(function)  # keeps jinja_pass_arg: context/eval-context filters stay so
     def checked(*args: Any, **kwargs: Any) -> Any:
+        _charge(weight=_TICKS)
+        _data_only(arg for arg in args if not _is_jinja_context(arg))
+        _data_only(kwargs.values())
         result = function(*args, **kwargs)
         if _too_big(result):
             raise SecurityError(f"the result of the {name} filter is too large")
@@ -284,6 +351,7 @@ class SandboxEnvironment(ImmutableSandboxedEnvironment):
             raise jinja2.TemplateSyntaxError(
                 "include, import and extends are not available", node.lineno, name, filename
             )
+        _check_patterns(tree, name, filename)
         rewritten = _BudgetLoops().visit(tree)
         return super().compile(rewritten, name, filename, raw, defer_init)  # type: ignore[call-overload]  # raw is a plain bool here
 
@@ -304,6 +372,9 @@ class SandboxEnvironment(ImmutableSandboxedEnvironment):
         return value
 
     def call(self, context: Any, obj: Any, /, *args: Any, **kwargs: Any) -> Any:
+        _charge(weight=_TICKS)
+        _data_only(args)
+        _data_only(kwargs.values())
         checked = _check_str_method(obj, args, kwargs)
         result = super().call(context, obj, *checked, **kwargs)
         if _too_big(result):
@@ -315,12 +386,31 @@ class SandboxEnvironment(ImmutableSandboxedEnvironment):
             raise SecurityError(f"{left!r} ** {right!r} is too large")
         if operator == "*" and _size_of_product(left, right) > MAX_STRING:
             raise SecurityError("the product of `*` is too large")
+        _data_only((left, right))
         if operator == "%" and isinstance(left, str):
             _check_width(left, *(right if isinstance(right, tuple) else (right,)))
+            _data_only(right if isinstance(right, tuple) else right.values()
+                       if isinstance(right, dict) else ())
         result = super().call_binop(context, operator, left, right)
         if _too_big(result):
             raise SecurityError(f"the result of `{operator}` is too large")
         return result
+
+
+def _check_patterns(tree: nodes.Template, name: str | None, filename: str | None) -> None:
+    """A regex filter's pattern written in the template is compiled now: one that RE2 cannot
+    run (a backreference, a lookaround) fails when the config loads, naming the key."""
+    for node in tree.find_all(nodes.Filter):
+        if node.name not in REGEX_FILTERS or not node.args:
+            continue
+        pattern = node.args[0]
+        if isinstance(pattern, nodes.Const) and isinstance(pattern.value, str):
+            try:
+                compile_regex(pattern.value, node.name)
+            except RegexError as exc:
+                raise jinja2.TemplateSyntaxError(
+                    f"{node.name}({pattern.value!r}): {exc.message}", node.lineno, name,
+                    filename) from None
 
 
 def _refuse_non_data(value: Any) -> Any:
@@ -396,6 +486,8 @@ def make_environment(finalize: Any = _refuse_non_data) -> SandboxEnvironment:
     env.globals["_checked_concat"] = _checked_concat
     env.globals.pop("lipsum", None)  # unbounded text generator, of no use here
     env.globals.pop("namespace", None)  # mutable state across loop iterations: exponential growth
+    env.globals.pop("cycler", None)  # state across iterations, and a class name in `'%s' % ...`
+    env.globals.pop("joiner", None)
     _bounded_filters(env.filters)
     env.filters["epoch_ms"] = epoch_ms
     env.filters["epoch_s"] = epoch_s
@@ -437,7 +529,7 @@ class Template:
     _render: Any  # a callable(context) -> value
 
     def render(self, context: Mapping[str, Any]) -> Any:
-        token = _budget.set(_Budget())
+        token = _budget.set(_Budget(_deadline.get()))
         log, outer = _lookups, ""
         if log is not None:
             outer, log.current = log.current, self.name
@@ -446,6 +538,8 @@ class Template:
             return self._render(context)
         except (jinja2.TemplateError, ArithmeticError, TypeError, ValueError, LookupError) as exc:
             raise RenderError(self.name, _describe(exc)) from exc
+        except RegexError as exc:  # a pattern made at render time
+            raise RenderError(self.name, str(exc)) from exc
         except RecursionError as exc:
             raise RenderError(self.name, "recursion too deep") from exc
         finally:

@@ -20,6 +20,7 @@ import uuid
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from typing import Any
 from urllib.parse import urlsplit
 
 import httpx
@@ -29,6 +30,7 @@ from relayhook.core.hooks import Hook, RateLimitSpec
 from relayhook.core.outbound import (
     OutboundRequest,
     hook_context,
+    record_request,
     redactor,
     render_request,
     should_deliver,
@@ -284,11 +286,12 @@ class Dispatcher:
                                      secrets=self.secrets, now=started)
         except RenderError as exc:
             return self._failed(hook, delivery, started, None, "render", str(exc))
-        return await self._send(hook, delivery, request, started)
+        record = record_request(hook, delivery.event, request, delivery_id=delivery.id,
+                                secrets=self.secrets, now=started)
+        return await self._send(hook, delivery, request, record, started)
 
     async def _send(self, hook: Hook, delivery: Delivery, request: OutboundRequest,
-                    started: float) -> tuple[Outcome, Attempt]:
-        record = request.record(self.secrets, hook.secret_places)
+                    record: dict[str, Any], started: float) -> tuple[Outcome, Attempt]:
         try:
             reply = await self._sender.send(request.method, request.url, request.headers,
                                             request.body, timeout=hook.timeout,

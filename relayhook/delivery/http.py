@@ -16,9 +16,10 @@ aiohttp sends 2,200-2,800/s under httpx's API (issue 3, item 9), and the dispatc
 it without httpx's request and response objects, twice that (issue 12).
 
 The SSRF guard sits at three points, so the address checked is the address connected:
-1. `GuardedTransport` refuses a non-HTTP scheme and checks a host that aiohttp would connect
-   to without resolving (an IP literal, or all digits and dots such as `127.1`), as httpx and
-   as yarl parse it. The policy is immutable, so the verdict is kept per URL text.
+1. `GuardedTransport` puts the URL through `check_destination`, the check a hook's URL gets
+   when it is saved: a non-HTTP scheme, URL parsers that disagree (urllib, yarl, httpx), a name
+   internal by definition and an IP literal are refused before aiohttp sees the URL. The policy
+   is immutable, so the verdict is kept per URL text.
 2. `PolicyResolver`, aiohttp's resolver, resolves a name once and hands aiohttp only the
    allowed addresses; aiohttp connects to those, and keeps the name for Host and TLS SNI.
 3. `guarded_socket`, aiohttp's socket factory, checks the socket address of every connection
@@ -62,11 +63,9 @@ from relayhook.core.ssrf import (
     DestinationPolicy,
     DestinationRefused,
     Resolver,
-    SystemResolver,
-    check_host,
-    looks_like_ip,
     refusal_reason,
 )
+from relayhook.delivery.destinations import SystemResolver, check_destination
 from relayhook.delivery.sender import Reply
 
 __all__ = [
@@ -242,11 +241,7 @@ class GuardedTransport(httpx.AsyncBaseTransport):
             self._judged_with = self._policy.extra
         target = self._targets.get(url)
         if target is None:
-            parsed = request.url if request is not None else httpx.URL(url)  # or InvalidURL
-            try:
-                target = await self._check(parsed)
-            except OSError as exc:  # a numeric host that does not resolve
-                raise httpx.ConnectError(str(exc), request=request) from exc
+            target = await self._check(url, request)
             if len(self._targets) >= MAX_TARGETS:
                 self._targets.clear()
             self._targets[url] = target
@@ -255,23 +250,19 @@ class GuardedTransport(httpx.AsyncBaseTransport):
             raise httpx.ConnectError(str(refused), request=request) from refused
         return target
 
-    async def _check(self, url: httpx.URL) -> yarl.URL | str:
-        """Where to connect for `url`, or the reason it is refused."""
-        if url.scheme not in ("http", "https"):
-            return f"{url}: only http and https URLs are allowed"
-        # aiohttp connects to the host yarl parses from str(url): check that one too.
-        target = yarl.URL(str(url))
-        port = url.port or (443 if url.scheme == "https" else 80)
-        for host in dict.fromkeys((url.host, target.raw_host or "")):
-            reason = self._policy.check_name(host)
-            if reason is not None:
-                return reason
-            if looks_like_ip(host):
-                try:
-                    await check_host(host, port, self._policy, self._resolver)
-                except DestinationRefused as exc:
-                    return exc.reason
-        return target
+    async def _check(self, url: str, request: httpx.Request | None) -> yarl.URL | str:
+        """Where to connect for `url`, or the reason it is refused: the URL as written and as
+        httpx wrote it again go through the destination check a hook's URL gets when it is
+        saved (without a resolver: `PolicyResolver` checks the addresses of a name)."""
+        try:
+            await check_destination(url, self._policy)
+            parsed = request.url if request is not None else httpx.URL(url)
+            if str(parsed) != url:
+                await check_destination(str(parsed), self._policy)
+        except DestinationRefused as exc:
+            return exc.reason
+        # aiohttp connects to the host yarl parses from str(parsed): checked just now.
+        return yarl.URL(str(parsed))
 
     async def aclose(self) -> None:
         if self._session is not None:

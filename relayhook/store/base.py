@@ -73,6 +73,21 @@ class PruneResult:
 
 
 @dataclass(frozen=True, slots=True)
+class ConsoleSession:
+    """One sign-in to the console: `id` names it in lists and to revoke it (the cookie's token
+    is stored only as a hash, never shown). `account` is whose it is ("admin" today). Times in
+    epoch seconds; `address` and `user_agent` as they were at sign-in."""
+
+    id: str
+    account: str
+    created_at: float
+    last_seen_at: float
+    expires_at: float
+    address: str
+    user_agent: str
+
+
+@dataclass(frozen=True, slots=True)
 class BacklogEntry:
     """Deliveries of one hook in one status, now. `oldest_created_at` (epoch seconds) is the
     creation time of the oldest one, for `pending`, `failed` and `claimed` only."""
@@ -443,6 +458,32 @@ class Store(Protocol):
                               replace: bool = True) -> bool:
         """Store a console value; with `replace=False` only if none is stored yet (so that two
         processes starting at once agree on one). Returns whether it was written."""
+
+    async def change_secret(self, name: str, value: str, at: float, *, account: str,
+                            keep: str | None = None) -> int:
+        """Store a console value (a password hash) and end every session of `account` but
+        `keep`, in one transaction: no session outlives the password it signed in with. Returns
+        how many sessions ended."""
+
+    # --- console sessions -------------------------------------------------------------------
+
+    async def create_session(self, session: ConsoleSession, token_hash: str) -> None:
+        """Keep a new session under the hash of its token (and forget expired ones)."""
+
+    async def find_session(self, token_hash: str, now: float) -> ConsoleSession | None:
+        """The open session whose token hashes to `token_hash`; None if revoked or expired."""
+
+    async def touch_session(self, session_id: str, at: float) -> None:
+        """Note that the session was seen at `at` (never moves it back)."""
+
+    async def list_sessions(self, account: str | None, now: float) -> list[ConsoleSession]:
+        """Open sessions (of `account`, or everyone's), the most recently seen first."""
+
+    async def revoke_session(self, session_id: str) -> bool:
+        """End one session now, in every process; whether it was open."""
+
+    async def revoke_sessions(self, account: str, *, keep: str | None = None) -> int:
+        """End every session of `account` but `keep`; how many."""
 
     # --- operations -----------------------------------------------------------------------
 

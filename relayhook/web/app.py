@@ -17,6 +17,7 @@ from datetime import datetime
 from typing import Literal
 
 import httpx
+import orjson
 from starlette.applications import Starlette
 from starlette.routing import BaseRoute
 from starlette.types import Receive, Scope, Send
@@ -41,9 +42,10 @@ from relayhook.store import Store
 from relayhook.web.api import api_routes
 from relayhook.web.config_api import config_api_routes
 from relayhook.web.console import Console, console_routes
-from relayhook.web.ingress import Ingress, ingress_token
+from relayhook.web.ingress import Answer, Ingress, ingress_token, refusal
 from relayhook.web.ops import Readiness, ops_routes, prune_periodically
 from relayhook.web.samples_api import samples_api_routes
+from relayhook.web.sessions_api import sessions_api_routes
 
 Role = Literal["web", "worker", "all"]
 FOLLOW_INTERVAL = 0.5  # seconds: a change made in another process shows here within this
@@ -55,10 +57,16 @@ class RelayhookApp(Starlette):
     is a plain ASGI handler (see web/ingress.py), everything else is routed as usual."""
 
     ingress: Ingress | None = None
+    metrics: Metrics | None = None
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        refused = refusal(scope) if scope["type"] == "http" else None
+        if refused is not None and self.metrics is not None:
+            self.metrics.headers_refused.labels(str(refused[0])).inc()
         if self.ingress is not None and (token := ingress_token(scope)) is not None:
             await self.ingress.serve(token, scope, receive, send)
+        elif refused is not None:  # not a relay URL: nothing to keep
+            await Answer(refused[0], orjson.dumps({"error": refused[1]})).send(send)
         else:
             await super().__call__(scope, receive, send)
 
@@ -88,7 +96,8 @@ def create_app(
     intake = Intake(the_store, live, new_id, spool=parts.spool,
                     store_timeout=settings.spool.store_timeout, wake=parts.wake,
                     stored=metrics.observe_stored, secrets=settings.template_secrets(),
-                    explain=settings.outcomes.record)
+                    explain=settings.outcomes.record,
+                    render_seconds=settings.limits.render_seconds)
     console = Console(parts, clock=clock, new_id=new_id) if takes_requests else None
 
     @contextlib.asynccontextmanager
@@ -151,9 +160,11 @@ def create_app(
     routes += api_routes(parts, settings.admin.token, clock)
     routes += samples_api_routes(parts, settings.admin.token, clock)
     routes += config_api_routes(parts, settings.admin.token)
+    routes += sessions_api_routes(the_store, settings.admin.token, clock)
     if console is not None:
         routes += console_routes(console)
     app = RelayhookApp(routes=routes, lifespan=lifespan)
+    app.metrics = metrics
     if takes_requests:
         app.ingress = Ingress(live, the_store, settings.limits.max_body_bytes, clock, new_id,
                               wake=parts.wake, intake=intake, observe=metrics.observe_request)

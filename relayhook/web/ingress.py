@@ -130,8 +130,11 @@ class Ingress:
                      time.perf_counter() - started)
 
     async def handle(self, scope: Scope, receive: Receive, relay: Relay | None) -> Answer:
+        refused = refusal(scope)
         if relay is None:
-            return _error(404, "no relay at this URL")
+            return _error(*refused) if refused else _error(404, "no relay at this URL")
+        if refused is not None:
+            return await self._refused_headers(scope, relay, *refused)
         method: str = scope["method"]
         accept = relay.connector.spec.accept
         if method not in accept.methods:
@@ -168,6 +171,30 @@ class Ingress:
         record = _record(request_id, relay, received_at, inbound, "accepted", None)
         return _answer(await self._intake.keep(relay, record))
 
+    async def _refused_headers(self, scope: Scope, relay: Relay, status: int,
+                               reason: str) -> Answer:
+        """A request whose headers passed a limit (web/slow.py): kept as rejected, with the
+        headers read so far and no body, when what was read authenticates it."""
+        method: str = scope["method"]
+        pairs = tuple((key.decode("latin-1").lower(), value.decode("latin-1"))
+                      for key, value in scope["headers"])
+        query: str = scope["query_string"].decode("latin-1")
+        auth = relay.connector.spec.auth
+        if needs_body(auth) or self._authenticate(method, query, relay, pairs):
+            # Credentials we could not check (a signature over the body, or headers cut
+            # before them): nothing unauthenticated is kept, as with a 401.
+            log.warning("relay %s: refused a request: %s", relay.name, reason)
+            return _error(status, reason)
+        message = (f"{reason}: kept with its URL cut at that length; the body was not read"
+                   if status == 414 else
+                   f"{reason}: kept with the headers read before the limit; the body was not "
+                   "read")
+        record = _record(self.new_id(), relay, self.clock(),
+                         _inbound(method, query, relay, pairs, b""), "rejected", message,
+                         truncated=True)
+        kept = await self._intake.keep(relay, record)
+        return _error(status, message, None if kept.where == "nowhere" else record.id)
+
     def _authenticate(self, method: str, query: str, relay: Relay,
                       pairs: Iterable[tuple[str, str]], body: bytes = b"") -> str | None:
         return check_credentials(relay.connector.spec.auth, relay.secret, dict(pairs), body,
@@ -184,6 +211,12 @@ class Ingress:
                       exc or "the store did not answer in time")
         return _error(401, "missing or wrong credentials",
                       headers=(("WWW-Authenticate", challenge(relay.connector.spec.auth)),))
+
+
+def refusal(scope: Scope) -> tuple[int, str] | None:
+    """(status, reason) of a request the server refused for its headers (web/slow.py)."""
+    refused = scope.get("extensions", {}).get("relayhook.refused")
+    return None if refused is None else (refused["status"], refused["reason"])
 
 
 def _inbound(method: str, query: str, relay: Relay, pairs: tuple[tuple[str, str], ...],

@@ -34,6 +34,7 @@ from relayhook.core.samples import (
     pin_request,
     with_condition,
 )
+from relayhook.core.templating import time_budget
 from relayhook.errors import ConflictError, InvalidError, NotFoundError, SpecError
 from relayhook.web.api import guard
 from relayhook.web.config_api import json_object
@@ -45,6 +46,9 @@ def sample_json(sample: Sample) -> dict[str, Any]:
             "saved_at": format_epoch(sample.saved_at),
             "request": None if sample.request is None else request_json(sample.request),
             "events": [event_json(e) for e in sample.events]}
+
+
+DRY_RUN_SECONDS = 1.0  # CPU time for all the renders of one dry run
 
 
 def dry_run_json(result: DryRun) -> dict[str, Any]:
@@ -80,7 +84,8 @@ async def try_condition(parts: Parts, hook: Hook, when: str | None, limit: int) 
     except SpecError as exc:
         raise InvalidError([exc]) from exc
     events = await recent_events(parts.store, hook, min(max(limit, 1), MAX_DRY_RUN))
-    return dry_run(hook, events, parts.settings.template_secrets())
+    with time_budget(DRY_RUN_SECONDS):  # the whole trial, on the event loop: bounded
+        return dry_run(hook, events, parts.settings.template_secrets())
 
 
 def samples_api_routes(parts: Parts, token: str, clock: Callable[[], datetime]) -> list[Route]:

@@ -43,6 +43,7 @@ from relayhook.core.records import (
 from relayhook.store import rows as records
 from relayhook.store.base import (
     BacklogEntry,
+    ConsoleSession,
     Cutoffs,
     PruneResult,
     Resealed,
@@ -67,6 +68,7 @@ from relayhook.store.postgres import outcomes as outcomes_sql
 from relayhook.store.postgres import problems as problems_sql
 from relayhook.store.postgres import requests as requests_sql
 from relayhook.store.postgres import samples as samples_sql
+from relayhook.store.postgres import sessions as sessions_sql
 from relayhook.store.postgres import streaks as streaks_sql
 from relayhook.store.postgres.committer import CONNECTION_ERRORS, GroupCommitter, store_error
 from relayhook.store.postgres.listener import Listener
@@ -434,6 +436,34 @@ class PostgresStore:
                               replace: bool = True) -> bool:
         return await self._write(
             lambda conn: browse.set_admin_value(conn, name, value, at, replace))
+
+    async def change_secret(self, name: str, value: str, at: float, *, account: str,
+                            keep: str | None = None) -> int:
+        async def change(conn: asyncpg.Connection) -> int:
+            await browse.set_admin_value(conn, name, value, at, True)
+            return await sessions_sql.revoke_all(conn, account, keep)
+
+        return await self._write(change)
+
+    # -- console sessions
+
+    async def create_session(self, session: ConsoleSession, token_hash: str) -> None:
+        await self._write(lambda conn: sessions_sql.create(conn, session, token_hash))
+
+    async def find_session(self, token_hash: str, now: float) -> ConsoleSession | None:
+        return await self._read(lambda conn: sessions_sql.find(conn, token_hash, now))
+
+    async def touch_session(self, session_id: str, at: float) -> None:
+        await self._write(lambda conn: sessions_sql.touch(conn, session_id, at))
+
+    async def list_sessions(self, account: str | None, now: float) -> list[ConsoleSession]:
+        return await self._read(lambda conn: sessions_sql.list_open(conn, account, now))
+
+    async def revoke_session(self, session_id: str) -> bool:
+        return await self._write(lambda conn: sessions_sql.revoke(conn, session_id))
+
+    async def revoke_sessions(self, account: str, *, keep: str | None = None) -> int:
+        return await self._write(lambda conn: sessions_sql.revoke_all(conn, account, keep))
 
     # -- operations
 

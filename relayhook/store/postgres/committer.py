@@ -26,9 +26,12 @@ T = TypeVar("T")
 log = logging.getLogger("relayhook.store.postgres")
 
 CHANNEL = "relayhook"  # NOTIFY relayhook, 'deliveries' | 'config'
+# InternalClientError: asyncpg's protocol state machine after a connection was terminated in
+# the middle of an exchange ("cannot switch to state 15"): that connection is done for.
 CONNECTION_ERRORS = (OSError, TimeoutError, asyncpg.PostgresConnectionError,
-                     asyncpg.InterfaceError, asyncpg.CannotConnectNowError,
-                     asyncpg.AdminShutdownError, asyncpg.CrashShutdownError)
+                     asyncpg.InterfaceError, asyncpg.InternalClientError,
+                     asyncpg.CannotConnectNowError, asyncpg.AdminShutdownError,
+                     asyncpg.CrashShutdownError)
 CONTRACT_ERRORS = (KeyError,)  # passed to the caller as they are
 
 Connect = Callable[[], Awaitable[asyncpg.Connection]]

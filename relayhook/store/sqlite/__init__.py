@@ -36,6 +36,7 @@ from relayhook.core.records import (
 )
 from relayhook.store.base import (
     BacklogEntry,
+    ConsoleSession,
     Cutoffs,
     PruneResult,
     Resealed,
@@ -69,6 +70,7 @@ from relayhook.store.sqlite import outcomes as outcomes_sql
 from relayhook.store.sqlite import problems as problems_sql
 from relayhook.store.sqlite import requests as requests_sql
 from relayhook.store.sqlite import samples as samples_sql
+from relayhook.store.sqlite import sessions as sessions_sql
 from relayhook.store.sqlite import streaks as streaks_sql
 from relayhook.store.sqlite.requests import INSERT_REQUEST
 from relayhook.store.sqlite.restore import hold_shared
@@ -506,6 +508,34 @@ class SQLiteStore:
                               replace: bool = True) -> bool:
         return await self._write(
             lambda conn: browse.set_admin_value(conn, name, value, at, replace))
+
+    async def change_secret(self, name: str, value: str, at: float, *, account: str,
+                            keep: str | None = None) -> int:
+        def change(conn: sqlite3.Connection) -> int:
+            browse.set_admin_value(conn, name, value, at, True)
+            return sessions_sql.revoke_all(conn, account, keep)
+
+        return await self._write(change)
+
+    # -- console sessions
+
+    async def create_session(self, session: ConsoleSession, token_hash: str) -> None:
+        await self._write(lambda conn: sessions_sql.create(conn, session, token_hash))
+
+    async def find_session(self, token_hash: str, now: float) -> ConsoleSession | None:
+        return await self._read(lambda conn: sessions_sql.find(conn, token_hash, now))
+
+    async def touch_session(self, session_id: str, at: float) -> None:
+        await self._write(lambda conn: sessions_sql.touch(conn, session_id, at))
+
+    async def list_sessions(self, account: str | None, now: float) -> list[ConsoleSession]:
+        return await self._read(lambda conn: sessions_sql.list_open(conn, account, now))
+
+    async def revoke_session(self, session_id: str) -> bool:
+        return await self._write(lambda conn: sessions_sql.revoke(conn, session_id))
+
+    async def revoke_sessions(self, account: str, *, keep: str | None = None) -> int:
+        return await self._write(lambda conn: sessions_sql.revoke_all(conn, account, keep))
 
     # -- operations
 

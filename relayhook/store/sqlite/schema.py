@@ -173,6 +173,23 @@ CREATE TABLE IF NOT EXISTS hook_pacing (
 );
 """
 
+# Console sessions, one row per sign-in (relayhook.web.console.session): the cookie holds a
+# random token, the row its SHA-256 (`token_hash`), so a copy of the database signs no one in.
+# `account` is whose session it is: today the one admin ("admin"); people of their own later.
+SESSIONS = """
+CREATE TABLE IF NOT EXISTS console_sessions (
+    id            TEXT PRIMARY KEY,
+    token_hash    TEXT NOT NULL UNIQUE,
+    account       TEXT NOT NULL,
+    created_at    REAL NOT NULL,
+    last_seen_at  REAL NOT NULL,
+    expires_at    REAL NOT NULL,
+    address       TEXT NOT NULL,
+    user_agent    TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS console_sessions_account ON console_sessions (account, expires_at);
+"""
+
 MIGRATIONS = (
     Migration(1, "requests, events, deliveries, attempts, hooks", INITIAL),
     Migration(2, "relays and hooks as live data, cancelled deliveries", LIVE_CONFIG,
@@ -186,6 +203,7 @@ MIGRATIONS = (
     Migration(9, "saved samples: requests and events pinned by name", SAMPLES),
     Migration(10, "claims that seek the due deliveries, not the whole backlog", INDEXES_V10),
     Migration(11, "dead deliveries in a row per hook, for [alerts] disable_after", STREAKS),
+    Migration(12, "console sessions, one row per sign-in", SESSIONS),
 )
 check_numbering(MIGRATIONS)
 LATEST = MIGRATIONS[-1].version

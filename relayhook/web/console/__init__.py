@@ -15,7 +15,17 @@ from starlette.responses import FileResponse, RedirectResponse, Response
 from starlette.routing import BaseRoute, Mount, Route
 from starlette.staticfiles import StaticFiles
 
-from relayhook.web.console import admin, editing, hooks, problems, records, relays, search
+from relayhook.passwords import ADMIN_ACCOUNT
+from relayhook.web.console import (
+    admin,
+    editing,
+    hooks,
+    problems,
+    records,
+    relays,
+    search,
+    sessions,
+)
 from relayhook.web.console.core import Console
 from relayhook.web.console.pages import WEB_DIR, Ctx
 from relayhook.web.readmodel import hook_summaries, relay_summaries
@@ -39,25 +49,29 @@ async def sign_in(console: Console, ctx: Ctx) -> Response:
         if ctx.session.signed_in:
             return RedirectResponse(target, 303)
         return ctx.render("signin.html", title="Sign in", next=target, error=None)
-    address = ctx.request.client.host if ctx.request.client else "unknown"
-    wait = console.gate.throttle.retry_after(address)
-    if wait is not None:
-        response = ctx.render("signin.html", 429, title="Sign in", next=target,
-                              error=f"Too many wrong passwords. Try again in {wait} seconds.")
+    gate = console.gate
+    address, device = gate.address_of(ctx.request), await gate.device_of(ctx.request)
+    refused = gate.guard.refusal(address, ADMIN_ACCOUNT, device)
+    matched = None if refused else await gate.check_password(ctx.form.get("password"))
+    if refused or matched is None:
+        wait, error = refused or (1, "Many sign-ins are being tried at once. Try again in a "
+                                  "second.")
+        response = ctx.render("signin.html", 429, title="Sign in", next=target, error=error)
         response.headers["Retry-After"] = str(wait)
         return response
-    if not await console.gate.check_password(ctx.form.get("password")):
-        console.gate.throttle.fail(address)
+    if not matched:
+        gate.guard.failed(address, ADMIN_ACCOUNT, device)
         return ctx.render("signin.html", 401, title="Sign in", next=target,
                           error="That password is not right. Check it and try again.")
-    console.gate.throttle.forget(address)
-    await console.gate.sign_in(ctx.session)
-    return RedirectResponse(target, 303)
+    gate.guard.succeeded(address, device)
+    await gate.sign_in(ctx.session, ctx.request)
+    redirect = RedirectResponse(target, 303)
+    await gate.remember_device(redirect, device)
+    return redirect
 
 
 async def sign_out(console: Console, ctx: Ctx) -> Response:
-    ctx.session.data = {}
-    ctx.session.signed_in, ctx.session.changed = False, True
+    await console.gate.sign_out(ctx.session)
     return ctx.redirect("/signin", "You are signed out.")
 
 
@@ -86,6 +100,6 @@ def console_routes(console: Console) -> list[BaseRoute]:
         Mount("/static", app=StaticFiles(directory=WEB_DIR / "static"), name="static"),
     ]
     # editing first: /hooks/new before /hooks/{name}
-    for module in (relays, records, editing, hooks, problems, admin, search):
+    for module in (relays, records, editing, hooks, problems, sessions, admin, search):
         routes += [Route(path, view(fn), methods=methods) for path, fn, methods in module.ROUTES]
     return routes

@@ -1,5 +1,6 @@
-"""The Settings page: the admin password, the public URL relay URLs start with, and the private
-networks hooks may send to. The last two are run-time settings (`relayhook.live.RunSettings`):
+"""The Settings page: the public URL relay URLs start with and the private networks hooks may
+send to, beside the signed-in sessions and the password (the partials of `sessions.py`). The
+first two are run-time settings (`relayhook.live.RunSettings`):
 kept in the store, applied by every process at its next refresh, like relays and hooks."""
 
 from __future__ import annotations
@@ -12,8 +13,8 @@ from starlette.responses import Response
 
 from relayhook.core.ssrf import parse_cidrs
 from relayhook.live import RUN_SETTINGS, RunSettings
-from relayhook.passwords import MIN_PASSWORD, set_password
 from relayhook.web.console.pages import Ctx
+from relayhook.web.console.sessions import settings_context
 
 if TYPE_CHECKING:
     from relayhook.web.console.core import Console
@@ -44,34 +45,12 @@ async def show_settings(
         effective_public_url=console.parts.manager.public_url,
         config_cidrs=list(config.delivery.allow_cidrs),
         allow_private=config.delivery.allow_private_destinations,
-        min_password=MIN_PASSWORD,
+        **await settings_context(console, ctx),  # for the sessions and password partials
     )
 
 
 async def settings_page(console: Console, ctx: Ctx) -> Response:
     return await show_settings(console, ctx)
-
-
-async def change_password(console: Console, ctx: Ctx) -> Response:
-    """Current + new (twice). Every session of the old password ends, this one too."""
-    current, new, again = (ctx.form.get(k) for k in ("current", "new_password", "again"))
-    errors: dict[str, str] = {}
-    if not await console.gate.check_password(current):
-        errors["current"] = "That is not the current password."
-    if len(new) < MIN_PASSWORD:
-        errors["new_password"] = f"A password has at least {MIN_PASSWORD} characters."
-    elif new != again:
-        errors["again"] = "The two new passwords differ."
-    if errors:
-        return await show_settings(console, ctx, errors=errors)
-    await set_password(console.parts.store, new, console.now())
-    ctx.session.data = {}
-    ctx.session.signed_in, ctx.session.changed = False, True
-    return ctx.redirect(
-        "/signin",
-        "The password is changed, and every browser that was "
-        "signed in is signed out. Sign in with the new password.",
-    )
 
 
 def check_public_url(text: str) -> str | None:
@@ -119,6 +98,5 @@ async def save_network(console: Console, ctx: Ctx) -> Response:
 
 ROUTES = [
     ("/settings", settings_page, ["GET"]),
-    ("/settings/password", change_password, ["POST"]),
     ("/settings/network", save_network, ["POST"]),
 ]

@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 
 from relayhook.assembly import Parts
+from relayhook.core.clients import TrustedProxies
 from relayhook.core.connectors import Connector
 from relayhook.passwords import ensure_password
 from relayhook.relays import Relay
@@ -30,7 +31,9 @@ class Console:
 
     def __post_init__(self) -> None:
         secure = self.settings.public_url().startswith("https:")
-        self.gate = Gate(self.parts.store, secure=secure, clock=self.now)
+        proxies = TrustedProxies.from_config(self.settings.server.forwarded_allow_ips)
+        self.gate = Gate(self.parts.store, secure=secure, clock=self.now, new_id=self.new_id,
+                         proxies=proxies)
         self.pages = Pages(self.gate, make_environment(), {"product": "Relayhook"})
 
     @property

@@ -12,7 +12,8 @@ from relayhook.core.connectors import emitted_types
 from relayhook.core.events import Event
 from relayhook.core.examples import example_event, example_events, newest_event
 from relayhook.core.hooks import PRESETS_DIR, Hook, validate_hook
-from relayhook.core.outbound import render_request
+from relayhook.core.outbound import record_request, render_request
+from relayhook.core.redaction import restore_secrets
 from relayhook.core.samples import sample_event
 from relayhook.core.templating import RenderError
 from relayhook.errors import InvalidError, NotFoundError, SpecError
@@ -31,12 +32,11 @@ from relayhook.web.console.hookform import (
     blank_values,
     compile_spec,
     errors_by_field,
-    secret_values,
     spec_of,
     values_from_spec,
     values_of,
 )
-from relayhook.web.console.pages import Ctx, NotFound
+from relayhook.web.console.pages import Ctx, NotFound, hook_address
 from relayhook.web.readmodel import attempt_curl
 from relayhook.web.samples_api import try_condition
 
@@ -157,17 +157,19 @@ async def preview_of(console: Console, hook: Hook | None, values: dict[str, Any]
                                 [p for p in values["patterns"].split() if p])
     if event is None:
         return {**shown, "findings": findings}
-    secrets = console.settings.template_secrets()
+    secrets, now = console.settings.template_secrets(), time.time()
     findings += render_findings(hook, event, values, secrets, console.now())
     try:
-        request = render_request(hook, event, delivery_id="preview", secrets=secrets,
-                                 now=time.time())
-    except RenderError:
+        request = render_request(hook, event, delivery_id="preview", secrets=secrets, now=now)
+        # What the history would keep: the hook's own secrets by place, and anything its
+        # templates derive from `[secrets]` (a `| reverse`, a `[:-1]`) masked.
+        kept = record_request(hook, event, request, delivery_id="preview", secrets=secrets,
+                              now=now)
+    except (RenderError, ValueError):  # ValueError: a URL the client's parser refuses
         return {**shown, "findings": findings,
                 "source": f"The request cannot be made for {source}: see the message at the "
                 "field."}
-    hidden = {**secrets, **{f"field{i}": v for i, v in enumerate(secret_values(values))}}
-    return {**shown, "findings": findings, "curl": attempt_curl(request.record(hidden)),
+    return {**shown, "findings": findings, "curl": attempt_curl(kept),
             "source": f"{source}: {event.type}, subject {event.subject or '(none)'}"}
 
 
@@ -197,7 +199,9 @@ async def hook_form(console: Console, ctx: Ctx) -> Response:
     if not values["body_rows"]:  # shown at once when "Fields, one per row" is chosen
         values["body_rows"].append(Row())
     spec, errors_read = spec_of(values)
-    hook, errors_compiled = compile_spec(spec) if not errors_read else (None, [])
+    # Compiled (for the preview) with the secrets the form shows as [redacted] put back.
+    full = restore_secrets(spec, console.parts.live.kept_secrets(name)) if name else spec
+    hook, errors_compiled = compile_spec(full) if not errors_read else (None, [])
     errors += errors_read + errors_compiled
     sample = ctx.form.get("sample", "") if ctx.request.method == "POST" else ""
     preview = await preview_of(console, hook, values, spec, sample)
@@ -206,7 +210,7 @@ async def hook_form(console: Console, ctx: Ctx) -> Response:
             not stopping or action == "save_anyway"):
         problem = await changes.save_hook(console, spec, name)
         if problem is None:
-            return ctx.redirect(f"/hooks/{spec['name']}", f"Hook {spec['name']!r} is saved; "
+            return ctx.redirect(hook_address(spec["name"]), f"Hook {spec['name']!r} is saved; "
                                 "it takes effect for the next event.")
         shown_errors = (errors_by_field(problem.errors, values)
                         if isinstance(problem, InvalidError) else {"name": problem})
@@ -253,6 +257,9 @@ async def live_preview(console: Console, ctx: Ctx) -> Response:
     known = {t for group in event_choices(console) for t in group["types"]}
     values = values_of(ctx.form, known)
     spec, errors = spec_of(values)
+    name = ctx.form.get("editing") or None
+    if name is not None and name in console.parts.live.hooks:  # its [redacted] secrets back
+        spec = restore_secrets(spec, console.parts.live.kept_secrets(name))
     hook, compiled = compile_spec(spec) if not errors else (None, [])
     preview = await preview_of(console, hook, values, spec, ctx.form.get("sample", ""))
     return JSONResponse({

@@ -146,6 +146,9 @@ def render_findings(
         render_request(hook, event, delivery_id="preview", secrets=secrets, now=now)
     except RenderError as exc:
         return [_render_finding(exc, event, values)]
+    except ValueError as exc:  # a URL the HTTP client's parser refuses (a backslash, ...)
+        return [Finding("warning", "url", "This address cannot be used: check it for stray "
+                        "characters such as a backslash.", None, str(exc))]
     return []
 
 

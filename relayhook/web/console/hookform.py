@@ -236,13 +236,16 @@ PLAIN = {  # what the schema says -> what a person reads, by form field
     ("url", "required"): "Enter the address to send to, such as your Zapier catch hook's URL.",
     ("events", "required"): "Tick at least one event, or write a pattern.",
     ("events", "at least 1"): "Tick at least one event, or write a pattern.",
-    ("url", "allow_cidrs"): "This is a private or local address, which hooks may not send to "
-    "unless it is allowed in Settings, under Private destinations.",
 }
+REFUSED = "destination refused: "
 
 
 def plain(field: str, message: str) -> str:
     """The schema's words for a missing or malformed field, in words for a person."""
+    if message.startswith(REFUSED):  # the reason stays; the config hint becomes Settings
+        reason = re.sub(r"\s*\([^()]*\)$", "", message.removeprefix(REFUSED))
+        return (f"Hooks may not send to this address: {reason}. If it is one of your own "
+                "services, allow it in Settings, under Private destinations.")
     for (where, clue), said in PLAIN.items():
         if field == where and clue in message:
             return said
@@ -255,11 +258,3 @@ def errors_by_field(errors: list[SpecError], values: dict[str, Any]) -> dict[str
         field = field_of(error, values)
         by_field.setdefault(field, plain(field, error.message))
     return by_field
-
-
-def secret_values(values: dict[str, Any]) -> list[str]:
-    """What the preview masks: header values marked secret and the signing secret."""
-    hidden = [row.value for row in values["header"] if row.secret and row.source == "fixed"]
-    if values["signing_secret"].strip() and "{{" not in values["signing_secret"]:
-        hidden.append(values["signing_secret"].strip())
-    return [value for value in hidden if value]

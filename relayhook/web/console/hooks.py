@@ -20,7 +20,7 @@ from relayhook.explain import hook_skips
 from relayhook.store import DELIVERY_STATUSES, DeliveryFilter, NewDelivery, RequestRecord
 from relayhook.web.console import changes
 from relayhook.web.console.editing import activation_findings
-from relayhook.web.console.pages import Ctx, Form, NotFound
+from relayhook.web.console.pages import Ctx, Form, NotFound, hook_address
 from relayhook.web.console.problems import shown as shown_problems
 from relayhook.web.readmodel import FilterError, delivery_filter, hook_summaries
 
@@ -145,13 +145,13 @@ async def send_test(console: Console, ctx: Ctx) -> Response:
     if saved is not None:
         example = sample_event(saved, hook)
         if example is None:
-            return ctx.redirect(f"/hooks/{hook.name}", f"Sample {saved.name!r} holds no event.")
+            return ctx.redirect(hook_address(hook.name), f"Sample {saved.name!r} holds no event.")
     else:
         sources = [(r.connector, r.name) for r in console.parts.live.relays.values()]
         sources += [(c, c.id) for c in console.connectors.values()]
         example = example_event(hook, sources)
     if example is None:
-        return ctx.redirect(f"/hooks/{hook.name}", "No connector's example makes an event this "
+        return ctx.redirect(hook_address(hook.name), "No connector's example makes an event this "
                             f"hook takes ({', '.join(hook.spec.events)}).")
     now = console.clock()
     event = Event(id=console.new_id(), source=example.source, type=example.type,
@@ -215,7 +215,7 @@ async def replay_matching(console: Console, ctx: Ctx) -> Response:
     try:
         where, shown = filter_of(ctx.form, hook.name)
     except FilterError as exc:
-        return ctx.redirect(f"/hooks/{hook.name}", f"The filter cannot be read: {exc}")
+        return ctx.redirect(hook_address(hook.name), f"The filter cannot be read: {exc}")
     count = await console.parts.store.count_found_deliveries(where)
     if ctx.form.get("confirm") != "yes" or count == 0:
         return ctx.render("replay_confirm.html", title=f"Replay {hook.name}", hook=hook.name,
@@ -248,12 +248,13 @@ async def delete_hook(console: Console, ctx: Ctx) -> Response:
     name = hook_named(console, ctx.param("name")).name
     deleted, message = await changes.delete_hook(console, name)
     if not deleted:
-        return ctx.redirect(f"/hooks/{name}", message)
+        return ctx.redirect(hook_address(name), message)
     return ctx.redirect("/hooks", f"Hook {name!r} is deleted; its history stays. {message}")
 
 ROUTES = [
     ("/hooks", list_hooks, ["GET"]),
     ("/hooks/{name}", show_hook, ["GET"]),
+    ("/hooks/{name}/view", show_hook, ["GET"]),  # the page of a hook called `new` (hook_page)
     ("/hooks/{name}/active", set_active, ["POST"]),
     ("/hooks/{name}/test", send_test, ["POST"]),
     ("/hooks/{name}/replay", replay_matching, ["POST"]),

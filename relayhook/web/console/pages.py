@@ -22,6 +22,8 @@ from jinja2 import Environment, FileSystemLoader, StrictUndefined
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, RedirectResponse, Response
 
+from relayhook.core.hooks import RESERVED_HOOK_NAMES
+from relayhook.manage import RESERVED_RELAY_NAMES
 from relayhook.web.console.session import Gate, Session
 from relayhook.web.readmodel import pretty_body
 
@@ -89,6 +91,8 @@ def make_environment() -> Environment:
                       undefined=StrictUndefined, trim_blocks=True, lstrip_blocks=True)
     env.filters["when"] = format_when
     env.filters["urlpart"] = lambda value: quote(str(value), safe="")
+    env.filters["hook_page"] = hook_address
+    env.filters["relay_page"] = relay_address
     env.filters["json"] = lambda value: json.dumps(value, indent=2, ensure_ascii=False)
     env.filters["pretty"] = pretty_body
     env.filters["duration"] = format_duration
@@ -160,6 +164,20 @@ def format_duration(value: float, seconds: bool = False) -> str:
     if total < 7200:
         return f"{round(total / 60)} min"
     return f"{total // 3600} h {round(total % 3600 / 60)} min"
+def hook_address(name: str) -> str:
+    """The address of a hook's page. A hook stored before names were checked may be called
+    `new` or `preview`: its page is then /hooks/NAME/view (/hooks/new is the new-hook form)."""
+    return _page("/hooks/", name, RESERVED_HOOK_NAMES)
+
+
+def relay_address(name: str) -> str:
+    """The address of a relay's page (/relays/NAME/view for a relay called `new`)."""
+    return _page("/relays/", name, RESERVED_RELAY_NAMES)
+
+
+def _page(prefix: str, name: str, reserved: frozenset[str]) -> str:
+    path = prefix + quote(str(name), safe="")
+    return path + "/view" if str(name) in reserved else path
 
 
 def format_when(value: str | float | None) -> str:

@@ -15,7 +15,7 @@ from relayhook.core.examples import example_events
 from relayhook.errors import ConflictError
 from relayhook.relays import Relay
 from relayhook.web.console import changes
-from relayhook.web.console.pages import Ctx
+from relayhook.web.console.pages import Ctx, relay_address
 from relayhook.web.readmodel import relay_summaries
 
 if TYPE_CHECKING:
@@ -41,7 +41,7 @@ async def new_relay(console: Console, ctx: Ctx) -> Response:
     if ctx.request.method == "POST":
         errors = await changes.create_relay(console, values["name"], values["connector"])
         if not errors:
-            return ctx.redirect(f"/relays/{values['name']}",
+            return ctx.redirect(relay_address(values['name']),
                                 f"Relay {values['name']!r} is ready: paste its URL and secret "
                                 "into the provider's webhook settings.")
     return ctx.render("relay_new.html", 422 if errors else 200, title="New relay",
@@ -175,7 +175,7 @@ async def delete_relay(console: Console, ctx: Ctx) -> Response:
     error = await changes.delete_relay(console, name)
     if error:
         ctx.session.flash(error)
-        return ctx.redirect(f"/relays/{name}")
+        return ctx.redirect(relay_address(name))
     return ctx.redirect("/relays", f"Relay {name!r} is deleted; its URL answers 404 now. Its "
                         "kept requests and events stay.")
 
@@ -184,6 +184,7 @@ ROUTES = [
     ("/relays", list_relays, ["GET"]),
     ("/relays/new", new_relay, ["GET", "POST"]),
     ("/relays/{name}", show_relay, ["GET"]),
+    ("/relays/{name}/view", show_relay, ["GET"]),  # the page of a relay called `new`
     ("/relays/{name}/secret", relay_secret, ["POST"]),
     ("/relays/{name}/sample", send_sample, ["POST"]),
     ("/relays/{name}/delete", delete_relay, ["POST"]),
