@@ -419,7 +419,7 @@ def test_settings_allow_a_private_destination_and_change_the_password(
         page.get_by_label("Any webhook: demo ping").check()
         page.get_by_label("URL", exact=True).fill(receiver.url + "/n8n/")
         page.get_by_role("button", name="Save hook").click()
-        expect(page.get_by_role("alert")).to_contain_text("allowed in Settings")
+        expect(page.get_by_role("alert")).to_contain_text("allow it in Settings")
         visits.check(page, "s-hook-private-refused")
 
         settings = browser.new_context(viewport={"width": WIDE, "height": 900}).new_page()
