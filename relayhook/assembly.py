@@ -29,7 +29,7 @@ from relayhook.core.ssrf import DestinationPolicy, DestinationRefused, Resolver
 from relayhook.core.tomlpos import format_path
 from relayhook.delivery.destinations import SystemResolver, check_destination
 from relayhook.errors import HookError, LocatedError, LocatedErrors
-from relayhook.live import LiveConfig
+from relayhook.live import LiveConfig, RunSettings
 from relayhook.manage import Manager
 from relayhook.operations import Operations
 from relayhook.relays import Relay, build_relays
@@ -232,12 +232,21 @@ def assemble(settings: Settings, *, store: Store | None = None,
     manager = Manager(the_store, live, connectors, public_url=settings.public_url(),
                       policy=policy, resolver=resolver, clock=clock,
                       secrets=settings.template_secrets())
+    live.follow_settings(lambda run: follow_run_settings(run, settings, policy, manager))
     parts = Parts(settings, connectors, live, the_store, manager, policy, new_key)
     parts.operations = Operations(the_store, live, connectors, policy=policy,
                                   secrets=settings.template_secrets(), new_id=new_id or new_uuid,
                                   wake=parts.wake, transport=transport, resolver=resolver,
                                   clock=clock)
     return parts
+
+
+def follow_run_settings(run: RunSettings, settings: Settings, policy: DestinationPolicy,
+                        manager: Manager) -> None:
+    """Apply the console's run-time settings in this process: the networks hooks may reach
+    besides the config's, and the public URL relay URLs start with."""
+    policy.widen(run.allow_cidrs)
+    manager.public_url = (run.public_url or settings.public_url()).rstrip("/")
 
 
 @contextlib.asynccontextmanager

@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextvars
 import email.utils
 import ipaddress
+import json
 import re
 import secrets
 import tomllib
@@ -478,14 +479,15 @@ def load_settings(path: Path | None, **overrides: Any) -> Settings:
         _file_values.reset(token)
 
 
-def sample_config(connector_ids: list[str]) -> str:
-    """A first config: one relay per shipped connector, fresh random tokens and secrets."""
+def sample_config(connector_ids: list[str], *, host: str = "127.0.0.1", port: int = 8080) -> str:
+    """A first config: one relay per shipped connector, fresh random tokens and secrets; the
+    address `serve --host/--port` was started with, so later commands name the same URL."""
     lines = [
         "# Written by `relayhook serve` on its first start. Every setting: config.example.toml.",
         "",
         "[server]",
-        'host = "127.0.0.1"',
-        "port = 8080",
+        f"host = {json.dumps(host)}",
+        f"port = {port}",
         "",
         "[storage]",
         'url = "sqlite:///relayhook.db"',

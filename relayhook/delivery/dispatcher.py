@@ -44,14 +44,14 @@ from relayhook.core.templating import RenderError
 from relayhook.delivery.sender import Reply, sender_for
 from relayhook.live import LiveConfig
 from relayhook.store import Attempt, Delivery, Outcome, StoreError
-from relayhook.store.base import ConfigStore, DeliveryStore, Topic
+from relayhook.store.base import DeliveryStore, LiveStore, Topic
 
 log = logging.getLogger("relayhook.delivery.dispatcher")
 
 MAX_RESPONSE_BODY = 64 * 1024
 
 
-class DispatchStore(DeliveryStore, ConfigStore, Protocol):
+class DispatchStore(DeliveryStore, LiveStore, Protocol):
     """A dispatcher claims and finishes, and follows the hooks it switches on and off."""
 
 
