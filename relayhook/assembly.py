@@ -38,6 +38,7 @@ from relayhook.store import PruneResult, Store, open_store, sqlite_path
 if TYPE_CHECKING:
     from relayhook.delivery.dispatcher import Dispatcher
     from relayhook.spool import Spool
+    from relayhook.tracing import Tracing
 
 log = logging.getLogger("relayhook")
 
@@ -198,6 +199,7 @@ class Parts:
     dispatcher: Dispatcher | None = None
     spool: Spool | None = None  # web roles: `spool.depth` requests wait for the store
     tasks: list[asyncio.Task[None]] = field(default_factory=list)
+    tracing: Tracing | None = None  # [tracing] on: the spans' tracer (relayhook.tracing)
 
     def wake(self) -> None:
         if self.dispatcher is not None:
