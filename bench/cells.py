@@ -158,10 +158,13 @@ class ServerProcess(Server):
 
 
 def relayhook_process(folder: Path, port: int, cpu: int, sink: str | None,
-                      concurrency: int) -> ServerProcess:
-    """`relayhook serve`: the generic relay, SQLite FULL; one hook to `sink` if given."""
+                      concurrency: int, traces_to: str | None = None) -> ServerProcess:
+    """`relayhook serve`: the generic relay, SQLite FULL; one hook to `sink` if given; spans
+    exported over OTLP/HTTP to `traces_to` if given (`[tracing]` on)."""
     config = RELAYHOOK_CONFIG.format(host=HOST, port=port, concurrency=concurrency,
                                      token=RELAY_TOKEN)
+    if traces_to is not None:
+        config += f'\n[tracing]\nenabled = true\nendpoint = "{traces_to}"\n'
     if sink is not None:
         config += RELAYHOOK_HOOK.format(sink=sink, concurrency=concurrency)
     (folder / "relayhook.toml").write_text(config, encoding="utf-8")

@@ -125,7 +125,8 @@ def _start(kind: str, folder: Path, sink_url: str, args: argparse.Namespace) -> 
     port = free_port()
     if kind.startswith("relayhook"):
         hook_to = sink_url if kind == "relayhook-forward" else None
-        return relayhook_process(folder, port, args.server_cpu, hook_to, args.hook_concurrency)
+        return relayhook_process(folder, port, args.server_cpu, hook_to, args.hook_concurrency,
+                                 args.traces_to)
     if kind.startswith("durable"):
         command = [sys.executable, str(PROJECT / "bench" / "durable.py"), "--port", str(port),
                    "--database", str(folder / DURABLE_DB),
@@ -344,6 +345,9 @@ def build_parser() -> argparse.ArgumentParser:
                         help="where the temporary databases go (default: the system temp dir)")
     parser.add_argument("--py-spy", type=Path, default=None, metavar="DIR",
                         help="sample the Relayhook cells with py-spy (speedscope files in DIR)")
+    parser.add_argument("--tracing", action="store_true",
+                        help="Relayhook with [tracing] on, its spans posted over OTLP/HTTP to a"
+                             " second sink of their own (on --load-cpu)")
     parser.add_argument("--json-out", type=Path, default=DEFAULT_JSON,
                         help=f"where the results go as JSON (default: {DEFAULT_JSON})")
     return parser
@@ -373,6 +377,9 @@ def main(argv: list[str] | None = None) -> int:
     about = machine(args, node_red)
     cells: list[Cell] = []
     sink = Receiver(lifetime=3600 * 3)
+    traces = Receiver(lifetime=3600 * 3) if args.tracing else None  # answers 200, counts
+    args.traces_to = f"{traces.url}/hook/v1/traces" if traces else None  # counted, 200
+    about["tracing"] = args.tracing
     try:
         for kind in kinds:
             for body in args.body or list(BODIES):
@@ -380,6 +387,8 @@ def main(argv: list[str] | None = None) -> int:
                 cells.append(run_cell(kind, body, sink, args))
     finally:
         sink.stop()
+        if traces is not None:
+            traces.stop()
     text = report(cells, about)
     print(text)
     args.json_out.parent.mkdir(parents=True, exist_ok=True)

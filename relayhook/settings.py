@@ -161,6 +161,10 @@ class TracingSettings(Section):
         description="The OTLP/HTTP traces URL of a collector (protobuf POSTs).",
     )
     service_name: str = Field(default="relayhook", description="The traces' service.name.")
+    sample_ratio: float = Field(
+        default=1.0, ge=0, le=1, description="The share of requests traced (with all their "
+        "deliveries: the choice follows the request's trace id, the same in every process)."
+    )
     export_timeout: float = Field(
         default=10.0, gt=0, le=60, description="Seconds an export to the endpoint may take."
     )

@@ -82,10 +82,14 @@ class Tracing:
         from opentelemetry.sdk.resources import Resource
         from opentelemetry.sdk.trace import TracerProvider
         from opentelemetry.sdk.trace.export import BatchSpanProcessor, SimpleSpanProcessor
+        from opentelemetry.sdk.trace.sampling import TraceIdRatioBased
 
         self.provider: TracerProvider = TracerProvider(
             resource=Resource.create({"service.name": settings.service_name}),
             id_generator=_id_generator(),
+            # By the trace id alone, not the parent's flag: the trace id is the request's, so a
+            # request's ingest and every attempt of its deliveries are kept or dropped together.
+            sampler=TraceIdRatioBased(settings.sample_ratio),
         )
         if exporter is not None:
             self.provider.add_span_processor(SimpleSpanProcessor(exporter))

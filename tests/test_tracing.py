@@ -302,3 +302,23 @@ def test_a_request_id_always_gives_the_same_trace() -> None:
     assert len(trace_id_hex("req-1")) == 32
     trace_id, span_id = trace_ids("req-1")
     assert 0 < trace_id < 2**128 and 0 < span_id < 2**64
+
+
+def test_a_request_not_sampled_is_not_traced_with_any_of_its_deliveries(
+    tmp_path: Path, receiver: Receiver
+) -> None:
+    exporter = InMemorySpanExporter()
+    tracing = {"enabled": True, "sample_ratio": 0.0}
+
+    async def main() -> None:
+        async with in_process(
+            tmp_path, config(receiver, tracing=tracing), span_exporter=exporter
+        ) as (app, client):
+            assert (await client.post(f"/in/{RELAY.token}", json=BODY)).status_code == 200
+            await _wait(lambda: receiver.count("/traced/"), "the delivery")
+            # The destination is told the trace is not sampled (flags 00), so it drops it too.
+            (traced,) = receiver.requests("/traced/")
+            assert (traced.header("traceparent") or "").endswith("-00")
+            assert exporter.get_finished_spans() == ()
+
+    run(main())
