@@ -78,6 +78,9 @@ token = "{synthesis_token}"
 
 [outcomes]
 record = {outcomes}
+
+[watch]
+shapes = {shapes}
 """
 
 # --hooks: four inactive hooks (their deliveries wait, paused: nothing is sent), one of each
@@ -284,7 +287,7 @@ class Server:
     """`relayhook serve` on a fresh config and database in `folder`; stop() is idempotent."""
 
     def __init__(self, folder: Path, synchronous: str, store_url: str = DEFAULT_URL,
-                 hooks: bool = False, outcomes: bool = True) -> None:
+                 hooks: bool = False, outcomes: bool = True, shapes: bool = True) -> None:
         self.folder = folder
         self.port = free_port()
         self.gmetri_secret = secrets.token_urlsafe(18)
@@ -295,6 +298,7 @@ class Server:
             gmetri_token=GMETRI_TOKEN,
             gmetri_secret=self.gmetri_secret,
             synthesis_token=SYNTHESIS_TOKEN, outcomes="true" if outcomes else "false",
+            shapes="true" if shapes else "false",
         ) + (HOOKS if hooks else ""),
             encoding="utf-8")
         # No RELAYHOOK_* overrides from this shell; this tree's relayhook, wherever we run.
@@ -419,7 +423,7 @@ def _row(stream: Stream, outcome: dict[str, Any], server: dict[str, float],
 def run_scenario(scenario: str, args: argparse.Namespace) -> list[dict[str, Any]]:
     with tempfile.TemporaryDirectory(prefix="relayhook-bench-", dir=args.dir) as folder:
         server = Server(Path(folder), args.synchronous, args.store_url, hooks=args.hooks,
-                        outcomes=not args.no_outcomes)
+                        outcomes=not args.no_outcomes, shapes=not args.no_shapes)
         try:
             try:
                 server.wait_healthy()
@@ -583,6 +587,8 @@ def build_parser() -> argparse.ArgumentParser:
                         help="run this scenario (repeatable; default: all, in order)")
     parser.add_argument("--hooks", action="store_true",
                         help="four inactive hooks, one per routing outcome (see HOOKS)")
+    parser.add_argument("--no-shapes", action="store_true",
+                        help="[watch] shapes = false: ingest without learning payload shapes")
     parser.add_argument("--no-outcomes", action="store_true",
                         help="[outcomes] record = false: route without recording outcomes")
     parser.add_argument("--synchronous", default="FULL", choices=["NORMAL", "FULL", "EXTRA"],

@@ -21,6 +21,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
+import httpx
+
 from relayhook.core.connectors import SHIPPED_DIR, Connector, load_connectors
 from relayhook.core.hooks import Hook, build_hooks
 from relayhook.core.ssrf import DestinationPolicy, DestinationRefused, Resolver
@@ -29,11 +31,13 @@ from relayhook.delivery.destinations import SystemResolver, check_destination
 from relayhook.errors import HookError, LocatedError, LocatedErrors
 from relayhook.live import LiveConfig
 from relayhook.manage import Manager
+from relayhook.operations import Operations
 from relayhook.relays import Relay, build_relays
 from relayhook.retention import cutoffs_at
 from relayhook.sealing import Sealer, read_or_create_key_file
 from relayhook.settings import RetentionSettings, Settings
 from relayhook.store import PruneResult, Store, open_store, sqlite_path
+from relayhook.store.base import MaintenanceStore
 
 if TYPE_CHECKING:
     from relayhook.delivery.dispatcher import Dispatcher
@@ -115,10 +119,18 @@ async def refuse_destinations(settings: Settings, hooks: Mapping[str, Hook],
 
 
 
-async def prune_now(store: Store, retention: RetentionSettings, now: float) -> PruneResult:
-    """Delete what `[retention]` lets go at `now` (epoch seconds); what was deleted."""
-    return await store.prune(cutoffs_at(now, days=retention.days, relays=retention.relays,
-                                        hooks=retention.hooks))
+async def prune_now(store: MaintenanceStore, retention: RetentionSettings,
+                    now: float) -> PruneResult:
+    """Delete what `[retention]` lets go at `now` (epoch seconds); what was deleted. The audit
+    log has its own, longer `audit_days`."""
+    result = await store.prune(cutoffs_at(now, days=retention.days, relays=retention.relays,
+                                          hooks=retention.hooks))
+    if retention.audit_days > 0:
+        before = now - retention.audit_days * 86400
+        for _ in range(10_000):  # bounded: each batch deletes up to 500 lines
+            if await store.prune_audit(before) < 500:
+                break
+    return result
 
 
 @contextlib.asynccontextmanager
@@ -200,6 +212,7 @@ class Parts:
     spool: Spool | None = None  # web roles: `spool.depth` requests wait for the store
     tasks: list[asyncio.Task[None]] = field(default_factory=list)
     tracing: Tracing | None = None  # [tracing] on: the spans' tracer (relayhook.tracing)
+    operations: Operations = field(init=False)  # set by `assemble`: it wakes these parts
 
     def wake(self) -> None:
         if self.dispatcher is not None:
@@ -207,9 +220,12 @@ class Parts:
 
 
 def assemble(settings: Settings, *, store: Store | None = None,
-             resolver: Resolver | None = None, clock: Callable[[], float] = time.time) -> Parts:
+             resolver: Resolver | None = None, clock: Callable[[], float] = time.time,
+             transport: httpx.AsyncBaseTransport | None = None,
+             new_id: Callable[[], str] | None = None) -> Parts:
     """Settings -> connectors, config relays and hooks, the live configuration over them, the
-    destination policy, the store (not opened) and the manager that changes them."""
+    destination policy, the store (not opened), the manager that changes the configuration and
+    the operations on records (a test send goes through `transport` when one is given)."""
     connectors, relays = load_relays(settings)
     sealer, new_key = load_sealer(settings)
     live = LiveConfig(load_hooks(settings), relays, connectors=connectors, sealer=sealer)
@@ -217,7 +233,12 @@ def assemble(settings: Settings, *, store: Store | None = None,
     policy = destination_policy(settings)
     manager = Manager(the_store, live, connectors, public_url=settings.public_url(),
                       policy=policy, resolver=resolver, clock=clock)
-    return Parts(settings, connectors, live, the_store, manager, policy, new_key)
+    parts = Parts(settings, connectors, live, the_store, manager, policy, new_key)
+    parts.operations = Operations(the_store, live, connectors, policy=policy,
+                                  secrets=settings.template_secrets(), new_id=new_id or new_uuid,
+                                  wake=parts.wake, transport=transport, resolver=resolver,
+                                  clock=clock)
+    return parts
 
 
 @contextlib.asynccontextmanager
@@ -231,4 +252,5 @@ async def running(settings: Settings) -> AsyncIterator[Parts]:
         await parts.live.refresh(parts.store, force=True)
         yield parts
     finally:
+        await parts.operations.aclose()
         await parts.store.close()

@@ -19,9 +19,19 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from pathlib import Path
+from typing import Any
 
 from relayhook.core.tomlpos import KeyPath, format_path
+
+UNKNOWN_KEY = "unknown key (a typo?)"
+
+
+def field_message(error: Mapping[str, Any]) -> str:
+    """What a person reads for one pydantic validation error: its message, but a key no model
+    has is a typo (`extra="forbid"`), in one wording for settings, connectors and hooks."""
+    return UNKNOWN_KEY if error["type"] == "extra_forbidden" else str(error["msg"])
 
 
 class RelayhookError(Exception):

@@ -16,10 +16,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
+from relayhook.core.erasure import redact_request
 from relayhook.core.events import Event, parse_time
 from relayhook.core.mapping import InboundRequest, Mapped, MappingError, ProviderAnswer, map_inbound
 from relayhook.core.routing import route, route_explained
@@ -32,9 +33,9 @@ from relayhook.store import (
     IngestResult,
     NewDelivery,
     RequestRecord,
-    Store,
     StoreUnavailableError,
 )
+from relayhook.store.base import IngestStore
 
 if TYPE_CHECKING:
     from relayhook.tracing import Tracing
@@ -75,7 +76,7 @@ class Intake:
     `wake` is called when new deliveries were stored; `spooled` when a request was spooled;
     `stored` with the relay name and the result of every request stored (metrics count it)."""
 
-    store: Store
+    store: IngestStore
     live: LiveConfig
     new_id: Callable[[], str]
     spool: Spool | None = None
@@ -86,6 +87,10 @@ class Intake:
     secrets: Mapping[str, str] = field(default_factory=dict)  # what a hook's `when` may read
     explain: bool = True  # record why each hook did or did not fire (`[outcomes] record`)
     render_seconds: float = 0.2  # CPU time for a request's mapping, and again for its routing
+    # after each commit: the request, its events and its body as parsed, if it was JSON
+    # (relayhook.shapewatch learns payload shapes from them)
+    observe: Callable[[RequestRecord, Sequence[Event], Any], None] = (
+        lambda record, events, body: None)
     tracing: Tracing | None = None  # [tracing] on: a span per request kept (relayhook.tracing)
 
     async def keep(self, relay: Relay | None, record: RequestRecord, *,
@@ -117,11 +122,15 @@ class Intake:
                            may_spool: bool) -> Kept:
         if relay is None:
             record = rejected(record, f"relay {record.relay!r} is not configured any more")
+        elif relay.connector.spec.redact or relay.connector.spec.drop:
+            spec = relay.connector.spec  # fields that must never reach the store
+            record = redact_request(record, spec.redact, spec.drop)
         record, mapped = self.map_record(relay, record)
-        kept = await self._keep(record, mapped.events, may_spool)
+        kept = await self._keep(record, mapped.events, may_spool, mapped.body)
         return replace(kept, answer=mapped.answer) if mapped.answer is not None else kept
 
-    async def _keep(self, record: RequestRecord, events: list[Event], may_spool: bool) -> Kept:
+    async def _keep(self, record: RequestRecord, events: list[Event], may_spool: bool,
+                    body: Any = None) -> Kept:
         if may_spool and self.spool is not None and self.spool.depth:
             # Requests already wait in the spool: this one goes behind them, so that the store
             # sees them in the order they came (a session's create before its delete).
@@ -130,7 +139,7 @@ class Intake:
                 return kept
         try:
             async with asyncio.timeout(self.store_timeout):
-                return await self._store(record, events)
+                return await self._store(record, events, body)
         except TimeoutError:
             reason, retry = f"the store did not answer within {self.store_timeout} s", True
         except Exception as exc:
@@ -161,7 +170,8 @@ class Intake:
             return rejected(record, message), NOTHING
         return record, mapped
 
-    async def _store(self, record: RequestRecord, events: list[Event]) -> Kept:
+    async def _store(self, record: RequestRecord, events: list[Event], body: Any = None
+                     ) -> Kept:
         """Store the request with its events and deliveries; if that fails for any reason but
         the store being unavailable, store it alone as `rejected` with the error."""
         try:
@@ -178,6 +188,7 @@ class Intake:
             _, outcomes = self._route(record, [])
             return Kept(record, "store", await self.store.ingest(record, (), (), outcomes))
         self.stored(record.relay, result)
+        self.observe(record, events, body)
         if result.deliveries:
             self.wake()
         return Kept(record, "store", result)
@@ -200,7 +211,7 @@ class Intake:
     async def _append(self, record: RequestRecord, reason: str | None) -> Kept:
         assert self.spool is not None
         try:
-            await asyncio.to_thread(self.spool.append, record)
+            await self.spool.call(self.spool.append, record)
         except Exception as exc:
             log.critical("relay %s: request %s is lost: the spool cannot take it either: %s",
                          record.relay, record.id, describe(exc))
@@ -245,7 +256,7 @@ class SpoolDrainer:
     async def drain(self) -> bool:
         """Store what the spool holds; False when the store stopped taking it."""
         while True:
-            entries = await asyncio.to_thread(self.spool.read)
+            entries = await self.spool.call(self.spool.read)
             if not entries:
                 return True
             # Started in order, so the writer takes them in order (one group commit).
@@ -260,7 +271,7 @@ class SpoolDrainer:
                     self.spool.set_aside(record, outcome.reason or "refused by the store")
                 done, end = done + 1, entry_end
             if done:
-                await asyncio.to_thread(self.spool.drained, end, done)
+                await self.spool.call(self.spool.drained, end, done)
                 log.info("spool: stored %d spooled requests, %d wait", done, self.spool.depth)
             if done < len(entries):
                 reason = kept[done].reason

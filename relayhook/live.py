@@ -13,6 +13,7 @@ version moved: a poll of one number, so every role sees a change within its poll
 
 from __future__ import annotations
 
+import json
 import logging
 from collections.abc import Mapping
 from typing import Any
@@ -23,7 +24,7 @@ from relayhook.core.redaction import restore_secrets
 from relayhook.errors import ConflictError, InvalidError
 from relayhook.relays import Relay
 from relayhook.sealing import Sealer, SealError
-from relayhook.store.base import Store, StoredHook, StoredRelay
+from relayhook.store.base import ConfigStore, StoredHook, StoredRelay
 
 log = logging.getLogger("relayhook.live")
 
@@ -91,7 +92,7 @@ class LiveConfig:
 
     # -- keeping up with the store
 
-    async def sync(self, store: Store, now: float) -> None:
+    async def sync(self, store: ConfigStore, now: float) -> None:
         """At start: refuse names the config shares with run-time relays or hooks, store the
         config's hooks (no secret values), read everything, and pause the deliveries of
         inactive hooks and resume those of active ones."""
@@ -114,7 +115,7 @@ class LiveConfig:
                 reason = None if is_active else self.reason(name)
                 await store.set_hook_active(name, is_active, reason, now)
 
-    async def refresh(self, store: Store, *, force: bool = False) -> bool:
+    async def refresh(self, store: ConfigStore, *, force: bool = False) -> bool:
         """Read the store again if its config version moved (or `force`). True if it did."""
         version = await store.config_version()
         if version == self.version and not force:
@@ -127,7 +128,7 @@ class LiveConfig:
         self.version = version
         return True
 
-    async def set_active(self, store: Store, name: str, active: bool, reason: str | None,
+    async def set_active(self, store: ConfigStore, name: str, active: bool, reason: str | None,
                          now: float) -> int:
         """Switch a hook on or off in the store (every process follows) and here at once."""
         if active:
@@ -173,6 +174,11 @@ class LiveConfig:
         }
         self._active = self._compute_active()
 
+    def remember(self, hook: Hook, updated_at: float) -> None:
+        """A run-time hook just compiled and stored at `updated_at`: the next refresh takes it
+        as it is instead of compiling it again."""
+        self._compiled[hook.name] = (updated_at, hook)
+
     def _compile(self, stored: StoredHook) -> Hook | None:
         known = self._compiled.get(stored.name)
         if known is not None and known[0] == stored.updated_at:
@@ -195,7 +201,9 @@ class LiveConfig:
         except (SealError, RuntimeError) as exc:
             log.error("relay %r is left out: %s", stored.name, exc)
             return None
-        return Relay(stored.name, connector, sealed["token"], sealed["secret"], source="api")
+        expect = json.loads(stored.expect) if stored.expect else None
+        return Relay(stored.name, connector, sealed["token"], sealed["secret"], source="api",
+                     expect=None if expect is None else (expect["at_least"], expect["minutes"]))
 
     def _compute_active(self) -> dict[str, bool]:
         return {name: hook.active and name not in self._disabled

@@ -1,10 +1,12 @@
-"""Changing relays and hooks while running: what the JSON API, the console and the CLI call.
+"""Changing relays and hooks while running: what the JSON API, the console and the CLI call
+(actions on what was received and sent are relayhook.operations').
 
 Every change is validated by the same models as the config file, its secrets are sealed before
 the store sees them, and it is applied to this process at once (other processes follow within
 their poll of the config version).
 
-    manager = Manager(store, live, public_url="https://relay.example.com", policy=policy)
+    manager = Manager(store, live, connectors, public_url="https://relay.example.com",
+                      policy=policy)
     relay = await manager.create_relay("shop", "generic")   # relay.secret: shown once here
     hook = await manager.create_hook({"name": "crm", "events": ["*"], "url": "https://..."})
 
@@ -15,6 +17,7 @@ file defines it), NotFoundError.
 from __future__ import annotations
 
 import base64
+import json
 import re
 import secrets
 import time
@@ -31,8 +34,9 @@ from relayhook.delivery.destinations import SystemResolver, check_destination
 from relayhook.errors import ConflictError, InvalidError, NotFoundError, SpecError
 from relayhook.live import LiveConfig
 from relayhook.relays import Relay
-from relayhook.store.base import Store, StoredHook, StoredRelay
+from relayhook.store.base import ConfigStore, StoredHook, StoredRelay
 
+Compiled = tuple[Mapping[str, Any], Hook]  # a spec, and the hook validate_hook made of it
 RELAY_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}\Z")  # \Z: `$` takes a final "\n"
 RESERVED_RELAY_NAMES = frozenset({"new"})  # /relays/new
 MAX_SECRET = 1000
@@ -71,10 +75,26 @@ def describe_connector(connector: Connector) -> ConnectorInfo:
                          body.decode("utf-8", errors="replace") if body is not None else None)
 
 
+def expect_rule(expect: Any) -> tuple[int, float]:
+    """`{"at_least": N, "minutes": M}` as a rule; InvalidError saying what is wrong."""
+    errors = []
+    if not isinstance(expect, dict) or set(expect) != {"at_least", "minutes"}:
+        raise InvalidError([SpecError(("expect",), 'give {"at_least": N, "minutes": M}, or'
+                                      " null to use the learned traffic")])
+    at_least, minutes = expect["at_least"], expect["minutes"]
+    if isinstance(at_least, bool) or not isinstance(at_least, int) or at_least < 1:
+        errors.append(SpecError(("expect", "at_least"), "a whole number of requests, 1 or more"))
+    if isinstance(minutes, bool) or not isinstance(minutes, int | float) or minutes <= 0:
+        errors.append(SpecError(("expect", "minutes"), "a number of minutes above 0"))
+    if errors:
+        raise InvalidError(errors)
+    return at_least, float(minutes)
+
+
 class Manager:
     def __init__(
         self,
-        store: Store,
+        store: ConfigStore,
         live: LiveConfig,
         connectors: Mapping[str, Connector],
         *,
@@ -155,6 +175,21 @@ class Manager:
         await self.live.refresh(self.store)
         return rotated
 
+    async def set_expect(self, name: str, expect: Any) -> Relay:
+        """Give a run-time relay a fixed quiet rule, `{"at_least": N, "minutes": M}` (at
+        least N requests per M minutes), or take it away (None): the quiet watch uses it
+        instead of the traffic it learned."""
+        relay = self.relay(name)
+        if relay.source == "config":
+            raise ConflictError(f"relay {name!r} is defined in the config file: set its expect"
+                                " there")
+        rule = None if expect is None else expect_rule(expect)
+        if not await self.store.set_relay_expect(name, None if rule is None else json.dumps(
+                {"at_least": rule[0], "minutes": rule[1]}), at=self.clock()):
+            raise NotFoundError(f"no relay named {name!r}")
+        await self.live.refresh(self.store)
+        return self.relay(name)
+
     async def delete_relay(self, name: str) -> None:
         """Its URL answers 404 from now on; its requests and events stay."""
         relay = self.relay(name)
@@ -178,18 +213,24 @@ class Manager:
         hook = self.hook(name)
         return self.live.written.get(name) or hook.stored_spec()
 
-    async def create_hook(self, raw: Mapping[str, Any]) -> Hook:
+    async def create_hook(self, raw: Mapping[str, Any], *,
+                          compiled: Compiled | None = None) -> Hook:
+        """A new run-time hook. `compiled`: (spec, validate_hook(spec)) if the caller compiled
+        it already (the console's form has); taken when `spec` is exactly what is saved, so
+        that a hook is compiled once per save."""
         name = raw.get("name")
         if isinstance(name, str) and name in self.live.hooks:
             raise ConflictError(f"a hook named {name!r} exists already")
         if (problem := hook_name_problem(name)) is not None:
             raise InvalidError([SpecError(("name",), problem)])
-        hook = await self._validate(dict(raw), {})
-        await self._put(hook.name, dict(raw), create=True)
+        hook = await self._validate(dict(raw), {}, compiled)
+        await self._put(hook, dict(raw), create=True)
         return self.live.hooks[hook.name]
 
-    async def replace_hook(self, name: str, raw: Mapping[str, Any]) -> Hook:
-        """Replace a run-time hook; values still shown as [redacted] keep their secret."""
+    async def replace_hook(self, name: str, raw: Mapping[str, Any], *,
+                           compiled: Compiled | None = None) -> Hook:
+        """Replace a run-time hook; values still shown as [redacted] keep their secret.
+        `compiled` as for `create_hook`, of the spec with those secrets put back."""
         self.hook(name)
         if self.live.is_config_hook(name):
             raise ConflictError(f"hook {name!r} is defined in the config file: change it there")
@@ -199,8 +240,8 @@ class Manager:
                                           " and delete this one to rename it")])
         kept = self.live.kept_secrets(name)
         full = restore_secrets(given, kept)
-        await self._validate(full, kept)
-        await self._put(name, full, create=False)
+        hook = await self._validate(full, kept, compiled)
+        await self._put(hook, full, create=False)
         return self.live.hooks[name]
 
     async def delete_hook(self, name: str) -> int:
@@ -223,13 +264,15 @@ class Manager:
                                           None if active else reason or "switched off by a"
                                           " person", self.clock())
 
-    async def _validate(self, raw: dict[str, Any], kept: Mapping[str, Any]) -> Hook:
+    async def _validate(self, raw: dict[str, Any], kept: Mapping[str, Any],
+                        compiled: Compiled | None = None) -> Hook:
         unknown = still_redacted(raw)
         if unknown:
             raise InvalidError([SpecError(tuple(key.split(".", 1)), "[redacted] stands for a"
                                           " secret this hook does not have: type its value")
                                 for key in unknown])
-        hook = validate_hook(raw)
+        hook = (compiled[1] if compiled is not None and compiled[0] == raw
+                else validate_hook(raw))
         if hook.url.is_constant:
             try:
                 await check_destination(hook.url.source, self.policy, self.resolver)
@@ -239,12 +282,13 @@ class Manager:
                 pass  # no DNS now: the address is checked again when each request is sent
         return hook
 
-    async def _put(self, name: str, raw: dict[str, Any], *, create: bool) -> None:
+    async def _put(self, hook: Hook, raw: dict[str, Any], *, create: bool) -> None:
         found = secret_values(raw)
         sealed = self.live.sealer().seal(found) if found else None
-        stored = StoredHook(name, "api", strip_secrets(raw), sealed, self.clock())
+        stored = StoredHook(hook.name, "api", strip_secrets(raw), sealed, self.clock())
         if not await self.store.put_hook(stored, create=create):
             if create:
-                raise ConflictError(f"a hook named {name!r} exists already")
-            raise NotFoundError(f"no hook named {name!r}")
+                raise ConflictError(f"a hook named {hook.name!r} exists already")
+            raise NotFoundError(f"no hook named {hook.name!r}")
+        self.live.remember(hook, stored.updated_at)  # the refresh takes it, not compiles it
         await self.live.refresh(self.store)

@@ -8,6 +8,7 @@ process, set by `relayhook admin password` or made up on the first start.
 from __future__ import annotations
 
 import asyncio
+import functools
 import hashlib
 import secrets
 from typing import TYPE_CHECKING
@@ -16,13 +17,20 @@ from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
 
 if TYPE_CHECKING:
-    from relayhook.store.base import Store
+    from relayhook.store.base import ConsoleStore
 
 PASSWORD_HASH = "password_hash"
 ADMIN_ACCOUNT = "admin"  # whose sessions are kept: the one admin (people of their own later)
 MIN_PASSWORD = 10
 
 _hasher = PasswordHasher()  # argon2id, RFC 9106's low-memory profile
+
+
+@functools.cache
+def dummy_hash() -> str:
+    """Checked against when no one of that name can sign in: the same work, so the time of
+    the answer does not tell which names exist."""
+    return _hasher.hash(secrets.token_urlsafe(16))
 
 
 def hash_password(password: str) -> str:
@@ -47,7 +55,7 @@ def fingerprint(stored_hash: str) -> str:
     return hashlib.sha256(stored_hash.encode()).hexdigest()[:16]
 
 
-async def ensure_password(store: Store, now: float) -> str | None:
+async def ensure_password(store: ConsoleStore, now: float) -> str | None:
     """Make up a password when none is stored; returns it (to be shown once) if this call set
     it, None when one was there already (or another process set one first)."""
     if await store.get_admin_value(PASSWORD_HASH) is not None:
@@ -58,7 +66,7 @@ async def ensure_password(store: Store, now: float) -> str | None:
     return password if written else None
 
 
-async def set_password(store: Store, password: str, now: float, *,
+async def set_password(store: ConsoleStore, password: str, now: float, *,
                        keep_session: str | None = None) -> int:
     """Set a new password and end every session but `keep_session` (the one that changed it),
     in one transaction; how many sessions ended."""

@@ -16,6 +16,7 @@ class Relay:
     token: str = field(repr=False)
     secret: str = field(repr=False)
     source: str = "config"  # or "api": created through the API, the console or the CLI
+    expect: tuple[int, float] | None = None  # at least N requests per M minutes (quiet watch)
 
 
 def build_relays(settings: Settings, connectors: dict[str, Connector]) -> dict[str, Relay]:
@@ -36,5 +37,7 @@ def build_relays(settings: Settings, connectors: dict[str, Connector]) -> dict[s
         if problem := secret_problem(connector.spec.auth, relay.secret):
             raise settings.error_at(("relays", index, "secret"), f"connector {connector.id!r}: "
                                     f"{problem}")
-        relays[relay.token] = Relay(relay.name, connector, relay.token, relay.secret)
+        expect = None if relay.expect is None else (relay.expect.at_least, relay.expect.minutes)
+        relays[relay.token] = Relay(relay.name, connector, relay.token, relay.secret,
+                                    expect=expect)
     return relays

@@ -29,7 +29,7 @@ from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, Settings
 
 from relayhook.core.clients import TrustedProxies
 from relayhook.core.tomlpos import format_path, locate_error, toml_error_line
-from relayhook.errors import ConfigError
+from relayhook.errors import ConfigError, field_message
 
 DEFAULT_CONFIG = "relayhook.toml"
 
@@ -270,6 +270,10 @@ class RetentionSettings(Section):
         default=3600, ge=0, description="Seconds between background prunes (0: only "
         "`relayhook prune`)."
     )
+    audit_days: float = Field(
+        default=400, ge=0, description="Keep the audit log (who changed, revealed, replayed, "
+        "signed in) this long, longer than `days` by default (0: forever)."
+    )
 
     @model_validator(mode="after")
     def _non_negative(self) -> RetentionSettings:
@@ -280,11 +284,39 @@ class RetentionSettings(Section):
         return self
 
 
+class ExpectSettings(Section):
+    at_least: int = Field(ge=1, description="Open a problem when fewer requests than this ...")
+    minutes: float = Field(gt=0, description="... came in this many minutes.")
+
+
 class RelaySettings(Section):
     name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
     connector: str
     token: str = Field(min_length=16, pattern=r"^[A-Za-z0-9_-]+$")
     secret: str = ""
+    expect: ExpectSettings | None = Field(
+        default=None, description="A fixed rule for a quiet provider, for a relay too new to "
+        "have learned its usual traffic: `{ at_least = 10, minutes = 30 }`. Replaces the "
+        "learned rule of [watch] for this relay.",
+    )
+
+
+class WatchSettings(Section):
+    """A provider gone quiet: each relay's usual traffic, learned from its stored requests."""
+
+    interval: float = Field(default=60, ge=0, description="Seconds between looks at each "
+                            "relay's traffic (0: never look).")
+    window_minutes: float = Field(default=120, gt=0, description="How long a relay must "
+                                  "receive far less than usual before a problem opens.")
+    ratio: float = Field(default=0.1, ge=0, lt=1, description="Far less: at most this share "
+                         "of what the same hours of the week usually bring.")
+    min_expected: float = Field(default=10, gt=0, description="Only a relay that usually gets "
+                                "at least this many requests in the window is watched.")
+    weeks: int = Field(default=4, ge=1, le=12, description="Weeks of history to learn from.")
+    min_weeks: int = Field(default=2, ge=1, description="Weeks of history needed to learn.")
+    shapes: bool = Field(default=True, description="Learn the shape of each relay's payloads "
+                         "(per event type) and open a problem when a field is added, goes "
+                         "missing or changes type.")
 
 
 _file_values: contextvars.ContextVar[dict[str, Any]] = contextvars.ContextVar("relayhook_file")
@@ -298,6 +330,37 @@ class _FileSource(PydanticBaseSettingsSource):
 
     def __call__(self) -> dict[str, Any]:
         return _file_values.get({})
+
+
+class OidcSettings(Section):
+    issuer: str = Field(
+        default="", description="The OpenID Connect provider's issuer URL (its "
+        "/.well-known/openid-configuration is read from it). Empty: no sign-in with a provider.",
+        examples=["https://accounts.google.com"],
+    )
+    client_id: str = Field(default="", description="This Relayhook's client id at the provider.")
+    client_secret: SecretStr = Field(
+        default=SecretStr(""), description="Its client secret: never logged or shown.",
+    )
+    allowed_domains: list[str] = Field(
+        default_factory=list, description="E-mail domains that may sign in (a verified e-mail "
+        "is required). Empty: any domain the provider vouches for.",
+        examples=[["example.com"]],
+    )
+    role: Literal["viewer", "operator", "editor", "admin"] = Field(
+        default="viewer", description="The role of someone signing in for the first time "
+        "(an admin changes it later in Settings > People).",
+    )
+    name: str = Field(default="your company account", description="Shown on the button: "
+                      "Sign in with <name>.")
+
+    @property
+    def enabled(self) -> bool:
+        return bool(self.issuer and self.client_id)
+
+
+class AuthSettings(Section):
+    oidc: OidcSettings = OidcSettings()
 
 
 class Settings(BaseSettings):
@@ -321,6 +384,8 @@ class Settings(BaseSettings):
     outcomes: OutcomesSettings = OutcomesSettings()
     tracing: TracingSettings = TracingSettings()
     alerts: AlertsSettings = AlertsSettings()
+    watch: WatchSettings = WatchSettings()
+    auth: AuthSettings = AuthSettings()
     secrets: dict[str, str] = Field(
         default={},
         description="Values hooks use as {{ secrets.name }}; never stored or logged. `key` is "
@@ -428,8 +493,7 @@ def load_settings(path: Path | None, **overrides: Any) -> Settings:
     except ValidationError as exc:
         error = exc.errors()[0]
         key, line = locate_error(text, error["loc"])
-        message = "unknown key (a typo?)" if error["type"] == "extra_forbidden" else error["msg"]
-        raise ConfigError(path or "(environment)", key, line, message) from exc
+        raise ConfigError(path or "(environment)", key, line, field_message(error)) from exc
     finally:
         _file_values.reset(token)
 

@@ -18,6 +18,7 @@ it already has. One process owns a spool at a time (an exclusive `flock`).
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import contextlib
 import fcntl
@@ -26,9 +27,10 @@ import logging
 import os
 import threading
 import zlib
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import Any, BinaryIO, TypeVar
 
 from relayhook.errors import RelayhookError
 from relayhook.store import RequestRecord
@@ -36,6 +38,7 @@ from relayhook.store import RequestRecord
 log = logging.getLogger("relayhook.spool")
 
 READ_CHUNK = 64  # entries handed over per read: one group commit's worth
+EPOCH_SHIFT = 48  # a read's offsets carry the file's rewrite count above this bit
 
 
 class SpoolError(RelayhookError):
@@ -71,8 +74,12 @@ def decode_entry(line: bytes) -> RequestRecord:
     )
 
 
+T = TypeVar("T")
+
+
 class Spool:
-    """An append-only file of request records. Thread-safe: appends run in worker threads."""
+    """An append-only file of request records. Thread-safe; `call` runs its methods on the
+    spool's own thread."""
 
     def __init__(self, path: Path) -> None:
         self.path = path
@@ -80,6 +87,15 @@ class Spool:
         self._lock = threading.Lock()
         self._read_at = 0  # where the next read starts: everything before it is stored
         self._depth = 0
+        self._executor: ThreadPoolExecutor | None = None
+        self._epoch = 0  # bumped when `scrub` rewrites the file: older read offsets are void
+
+    async def call(self, method: Callable[..., T], *args: Any) -> T:
+        """`method(*args)` on the spool's own thread: an emergency append's fsync never waits
+        behind the default executor's argon2 hashes, SMTP sends or DNS lookups."""
+        if self._executor is None:
+            self._executor = ThreadPoolExecutor(1, thread_name_prefix="relayhook-spool")
+        return await asyncio.get_running_loop().run_in_executor(self._executor, method, *args)
 
     @property
     def depth(self) -> int:
@@ -111,6 +127,9 @@ class Spool:
             if self._file is not None:
                 self._file.close()  # also releases the flock
                 self._file = None
+        executor, self._executor = self._executor, None
+        if executor is not None:
+            executor.shutdown(wait=False)
 
     def append(self, record: RequestRecord) -> None:
         """Add a record and fsync it: once this returns, the request survives a crash.
@@ -143,7 +162,7 @@ class Spool:
                     self._set_aside(line, f"damaged: {exc}")
                     self._read_at, self._depth = end, max(0, self._depth - 1)
                     continue
-                records.append((end, record))
+                records.append((self._epoch << EPOCH_SHIFT | end, record))
                 if len(records) >= limit:
                     break
         return records
@@ -153,6 +172,8 @@ class Spool:
         the file when nothing else is in it."""
         with self._lock:
             file = self._opened()
+            if end >> EPOCH_SHIFT != self._epoch:
+                return  # read before `scrub` rewrote the file: handed over again, skipped by id
             self._read_at = max(self._read_at, end)
             self._depth = max(0, self._depth - count)
             if self._read_at >= file.seek(0, os.SEEK_END):
@@ -193,6 +214,29 @@ class Spool:
         file.truncate(keep)
         os.fsync(file.fileno())
 
+    def scrub(self, scrub: Callable[[RequestRecord], RequestRecord | None]) -> int:
+        """Rewrite the entries not yet stored through `scrub` (None: keep the entry as is), and
+        the set-aside ones of `<path>.bad`; the number of entries changed. Crash-safe: a new
+        file replaces the old one whole. Entries a drain has read meanwhile are handed over
+        again (the store skips their ids)."""
+        with self._lock:
+            file = self._opened()
+            lines = [line for _, line in self._lines(self._read_at)]
+            new, changed = _scrubbed(lines, scrub)
+            if changed:
+                fresh = _replace_file(self.path, new)
+                fcntl.flock(fresh.fileno(), fcntl.LOCK_EX)
+                file.close()
+                self._file = fresh
+                self._read_at, self._depth, self._epoch = 0, len(new), self._epoch + 1
+        bad = self.path.with_name(self.path.name + ".bad")
+        if bad.exists():
+            new, bad_changed = _scrubbed(bad.read_bytes().splitlines(), scrub)
+            if bad_changed:
+                _replace_file(bad, new).close()
+            changed += bad_changed
+        return changed
+
     def set_aside(self, record: RequestRecord, why: str) -> None:
         """Copy a record the store refuses for what it is to `<path>.bad` (it is drained as
         stored), rather than let it hold back every request behind it."""
@@ -205,6 +249,35 @@ class Spool:
             file.write(line + b"\n")
             file.flush()
             os.fsync(file.fileno())
+
+
+def _scrubbed(lines: list[bytes], scrub: Callable[[RequestRecord], RequestRecord | None]
+              ) -> tuple[list[bytes], int]:
+    """The lines with each record scrubbed; a damaged line is dropped (it can no longer be
+    read, so nothing in it can be kept safely)."""
+    new, changed = [], 0
+    for line in lines:
+        try:
+            record = decode_entry(line)
+        except (ValueError, KeyError, TypeError):
+            changed += 1
+            continue
+        scrubbed = scrub(record)
+        changed += scrubbed is not None
+        new.append(line if scrubbed is None else encode_entry(scrubbed)[:-1])
+    return new, changed
+
+
+def _replace_file(path: Path, lines: list[bytes]) -> BinaryIO:
+    """Write `lines` to a new file that takes `path`'s place (fsync'd); it, opened."""
+    temporary = path.with_name(path.name + ".new")
+    with temporary.open("wb") as out:
+        out.write(b"".join(line + b"\n" for line in lines))
+        out.flush()
+        os.fsync(out.fileno())
+    os.replace(temporary, path)
+    _fsync_dir(path.parent)
+    return path.open("a+b")
 
 
 def _fsync_dir(path: Path) -> None:

@@ -1,4 +1,6 @@
-"""The web app in process: its lifespan run, an httpx client over ASGI, a real SQLite file.
+"""The web app in process, for async tests that write their own config and need several
+clients (browsers) or a peer address: built on tests/web.py's `running_app` (the `web_app`
+fixture there is the way for the rest).
 
     async with in_process(tmp_path, config_toml, resolver=stub) as (app, client):
         await client.post("/api/hooks", json=..., headers=BEARER)
@@ -9,12 +11,12 @@
 from __future__ import annotations
 
 import contextlib
-import re
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
 import httpx
+from web import csrf_of, running_app
 
 from relayhook.passwords import set_password
 from relayhook.settings import load_settings
@@ -39,7 +41,7 @@ async def in_process(
     path = workdir / "relayhook.toml"
     path.write_text(config, encoding="utf-8")
     app = create_app(load_settings(path), **kwargs)
-    async with app.router.lifespan_context(app):
+    async with running_app(app):
         if password is not None:
             await set_password(app.state.relayhook.store, password, 0.0)
         async with client_of(app, peer) as client:
@@ -55,12 +57,6 @@ def client_of(
         base_url="http://127.0.0.1:8080",
         **kwargs,
     )
-
-
-def csrf_of(page: str) -> str:
-    found = re.search(r'name="csrf" value="([^"]+)"', page)
-    assert found, page[:2000]
-    return found.group(1)
 
 
 async def sign_in(

@@ -91,3 +91,14 @@ def postgres_url(postgres_database: TestDatabase) -> str:
     """The URL of this run's PostgreSQL database, emptied for the test (skip without a
     server, fail in CI)."""
     return postgres_database.url()
+
+
+@pytest.fixture
+def web_app(tmp_path: Path) -> Iterator[Any]:
+    """`web_app(relays=..., hooks=..., alerts={...})`: the app in process (tests/web.py), over
+    a SQLite file in tmp_path (or `store=` an opened store of either engine), closed at
+    teardown."""
+    from web import web_apps
+
+    with web_apps(tmp_path) as make:
+        yield make

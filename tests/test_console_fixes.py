@@ -12,12 +12,11 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+from asgi import in_process, sign_in
 from conftest import run
 
-from relayhook.passwords import set_password
-from relayhook.settings import load_settings
 from relayhook.store.base import StoredHook
-from relayhook.web.app import RelayhookApp, create_app
+from relayhook.web.app import RelayhookApp
 
 ADMIN = "admin-token-console-fixes"
 PASSWORD = "a console password of some length"
@@ -37,26 +36,17 @@ async def console(
 ) -> AsyncIterator[tuple[httpx.AsyncClient, RelayhookApp]]:
     """A signed-in console client and its app (SQLite file in `tmp_path`, outbound requests
     answered by `handler`)."""
-    config = tmp_path / "relayhook.toml"
-    config.write_text(
+    config = (
         f'[storage]\nurl = "sqlite:///{tmp_path / "relayhook.db"}"\n'
         f'[admin]\ntoken = "{ADMIN}"\n[delivery]\npoll_interval = 0.05\n'
         f'[[relays]]\nname = "door"\nconnector = "generic"\n'
         f'token = "{RELAY_TOKEN}"\n' + hooks + extra
     )
-    app = create_app(load_settings(config), transport=httpx.MockTransport(handler))
-    async with app.router.lifespan_context(app):
-        await set_password(app.state.relayhook.store, PASSWORD, 0.0)
-        transport = httpx.ASGITransport(app=app)
-        async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as client:
-            page = await client.get("/signin")
-            csrf = re.search(r'name="csrf" value="([^"]+)"', page.text)
-            assert csrf is not None
-            signed = await client.post(
-                "/signin", data={"password": PASSWORD, "csrf": csrf.group(1), "next": "/"}
-            )
-            assert signed.status_code == 303, signed.text
-            yield client, app
+    async with in_process(tmp_path, config, password=PASSWORD,
+                          transport=httpx.MockTransport(handler)) as (app, client):
+        signed = await sign_in(client, PASSWORD)
+        assert signed.status_code == 303, signed.text
+        yield client, app
 
 
 def api(client: httpx.AsyncClient) -> dict[str, str]:

@@ -26,10 +26,10 @@ from servers import (
 PROJECT = Path(__file__).resolve().parents[1]
 # What a build reads; copied out so that setuptools' build/ never lands (or goes stale) in the
 # checkout.
-SOURCES = ("pyproject.toml", "README.md", "relayhook", "connectors", "templates", "deploy")
+SOURCES = ("pyproject.toml", "README.md", "relayhook", "connectors", "presets", "deploy")
 # Each top-level folder and where the wheel carries it (pyproject.toml [tool.setuptools]).
 SHIPPED = {"relayhook": "relayhook", "connectors": "relayhook/_shipped/connectors",
-           "templates": "relayhook/_shipped/templates", "deploy": "relayhook/_shipped/deploy"}
+           "presets": "relayhook/_shipped/presets", "deploy": "relayhook/_shipped/deploy"}
 GMETRI = RelayConfig("gmetri", "gmetri", "tok-installed-gmetri-0001", "relay-user:pa55-w0rd-0123")
 BUILD_TIMEOUT = 120.0  # the build fetches setuptools and the install the dependencies (cached)
 

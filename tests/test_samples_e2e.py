@@ -1,7 +1,7 @@
 """Saved samples end to end: `relayhook serve` on 127.0.0.1 with a real SQLite file and a real
 receiver. A stored request is pinned as a named sample through the API, outlives retention
-(`relayhook prune` deletes its original), and `relayhook send-test --sample` sends its event;
-a condition is dry-run over the last N real events before it is saved.
+(`relayhook prune` deletes its original), and `relayhook send-test --sample` sends its event.
+A condition dry-run over the last N real events is tested in process (test_api_inprocess.py).
 """
 
 from __future__ import annotations
@@ -73,37 +73,6 @@ def post(client: httpx.Client, type: str, data: dict[str, Any],
     records = client.get("/api/requests", params={"limit": 1}, headers=AUTH).json()["items"]
     request_id: str = records[0]["id"]
     return request_id
-
-
-def dry_run(client: httpx.Client, body: dict[str, Any]) -> dict[str, Any]:
-    answer = client.post("/api/hooks/dry-run", json=body, headers=AUTH)
-    assert answer.status_code == 200, answer.text
-    result: dict[str, Any] = answer.json()
-    return result
-
-
-def test_a_condition_is_dry_run_over_the_last_real_events(client: httpx.Client) -> None:
-    for score in range(10):
-        post(client, "quiz.done", {"score": score})
-    post(client, "other.thing", {"score": 99})  # a type the hook does not take
-
-    result = dry_run(client, {"hook": "zap", "when": "{{ event.data.score >= 7 }}",
-                              "limit": 8})
-    assert (result["evaluated"], result["matched"], result["failed"]) == (8, 3, 0)
-    assert result["summary"] == "This condition would have matched 3 of the last 8 events."
-    # The saved condition (score > 100), and a hook not saved yet, given by its keys.
-    assert dry_run(client, {"hook": "zap"})["matched"] == 0
-    unsaved = {"name": "new", "events": ["quiz.done"], "relays": [RELAY.name],
-               "url": "http://127.0.0.1:9/x",
-               "when": "{{ event.data.score % 2 == 0 }}"}
-    assert dry_run(client, {"hook": unsaved, "limit": 10})["matched"] == 5
-
-    broken = client.post("/api/hooks/dry-run", json={"hook": "zap", "when": "{{ event.data"},
-                         headers=AUTH)
-    assert broken.status_code == 422 and broken.json()["errors"][0]["field"] == "when"
-    too_many = client.post("/api/hooks/dry-run", json={"hook": "zap", "limit": 5000},
-                           headers=AUTH)
-    assert too_many.status_code == 422
 
 
 def test_a_pinned_sample_outlives_retention_and_is_sent_by_send_test(

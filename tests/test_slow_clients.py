@@ -148,3 +148,34 @@ def test_past_max_connections_the_longest_waiting_one_is_closed(
         assert response.status_code == 200, response.text
         assert closed_by_server(idle[0], 1.0), "the oldest idle connection was not closed"
         assert not closed_by_server(idle[-1], 0.05)
+
+
+def test_the_private_uvicorn_hooks_web_slow_overrides_are_still_there() -> None:
+    """web/slow.py subclasses uvicorn's private HttpToolsProtocol: a uvicorn release that
+    renames one of the hooks it overrides, or an attribute it reads, must fail here, loudly,
+    not silently leave slow clients unbounded."""
+    import asyncio
+    import inspect
+
+    from uvicorn.config import Config
+    from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol, RequestResponseCycle
+    from uvicorn.server import ServerState
+
+    from relayhook.web.slow import OVERRIDDEN, USED_ATTRIBUTES
+
+    assert {"scope", "transport", "flow", "logger", "access_logger", "access_log",
+            "default_headers", "message_event", "expect_100_continue", "keep_alive",
+            "on_response"} <= set(inspect.signature(RequestResponseCycle).parameters), (
+        "uvicorn's RequestResponseCycle takes other arguments now: see web/slow.py")
+    for name in OVERRIDDEN:
+        assert callable(getattr(HttpToolsProtocol, name, None)), (
+            f"uvicorn's HttpToolsProtocol has no {name}(): web/slow.py relies on it")
+
+    async def attributes() -> set[str]:
+        config = Config(app=lambda scope, receive, send: None, http="httptools")
+        config.load()
+        protocol = HttpToolsProtocol(config=config, server_state=ServerState(), app_state={})
+        return set(vars(protocol))
+
+    missing = set(USED_ATTRIBUTES) - asyncio.run(attributes())
+    assert not missing, f"uvicorn's HttpToolsProtocol lost {sorted(missing)}: see web/slow.py"

@@ -29,6 +29,7 @@ from relayhook.store import (
     Store,
     StoreError,
     StoreUnavailableError,
+    base,
     open_store,
 )
 from relayhook.store.sqlite import SCHEMA_VERSION, schema
@@ -92,6 +93,27 @@ async def opened(new_store: StoreFactory) -> AsyncIterator[Store]:
 
 
 # -- the contract: every engine
+
+
+ROLES = [base.Lifecycle, base.IngestStore, base.DeliveryStore, base.ConfigStore, base.ConsoleStore,
+         base.HistoryStore, base.OperationsStore, base.WatchStore, base.PeopleStore,
+         base.MaintenanceStore]
+
+
+def methods_of(protocol: type) -> set[str]:
+    return {name for name, value in vars(protocol).items()
+            if callable(value) and not name.startswith("_")}
+
+
+def test_the_roles_share_out_the_whole_contract_and_both_engines_implement_it() -> None:
+    from relayhook.store.postgres import PostgresStore
+
+    owned = [name for role in ROLES for name in methods_of(role)]
+    assert len(owned) == len(set(owned)), "a method belongs to one role"
+    assert set(owned) == {name for cls in base.Store.__mro__ for name in methods_of(cls)}
+    for engine in (SQLiteStore, PostgresStore):
+        missing = [name for name in owned if not callable(getattr(engine, name, None))]
+        assert not missing, (engine.__name__, missing)
 
 
 def test_ingest_then_read_back(store: Store) -> None:
@@ -226,7 +248,7 @@ def test_remap_records_the_events_a_request_now_maps_to(store: Store) -> None:
 
 
 def test_a_test_send_is_history_not_work(store: Store) -> None:
-    from relayhook.store import Attempt, NewDelivery, Outcome
+    from relayhook.store import Attempt, DeliveryFilter, NewDelivery, Outcome
 
     request = dataclasses.replace(make_request("t1"), test=True)
     event = make_event("te1")
@@ -248,6 +270,13 @@ def test_a_test_send_is_history_not_work(store: Store) -> None:
     assert stored is not None and stored.test and stored.event_ids == ("te1",)
     # A hook's replay leaves test sends alone; by its id, one is sent again.
     assert run(store.replay(now=2000.0, hook="zap", statuses=["succeeded"])) == 0
+    # The history finds it; a bulk replay's filter (tests=False) does not.
+    where = DeliveryFilter(hook="zap", statuses=("succeeded",))
+    assert [d.id for d in run(store.find_deliveries(where))] == ["td1"]
+    assert run(store.count_found_deliveries(where)) == 1
+    no_tests = dataclasses.replace(where, tests=False)
+    assert run(store.find_deliveries(no_tests)) == []
+    assert run(store.count_found_deliveries(no_tests)) == 0
     assert run(store.replay(now=2000.0, delivery_id="td1")) == 1
 
 

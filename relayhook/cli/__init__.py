@@ -5,6 +5,8 @@
     relayhook check [FILES...]               connectors and configs; file:key:line on error
     relayhook map CONNECTOR [PAYLOAD] [--query k=v] [--header 'Name: value'] [--method M]
     relayhook remap [--relay NAME]           map kept rejected requests again
+    relayhook diff FILE [--last N] [--json] [--remap]   what a changed connector or hook would
+                                             change over the last kept requests
     relayhook replay --hook NAME [--status dead,failed] [--since T]
     relayhook render HOOK [--event FILE | --newest | --sample NAME]   exact request, as cURL
     relayhook send-test HOOK [--event FILE | --newest | --sample NAME]  send it (a test)
@@ -12,11 +14,13 @@
     relayhook relays list|add|secret|remove  relays created at run time (and the config's)
     relayhook hooks list|add FILE|remove|activate|deactivate
     relayhook admin password                 set the web console's password (stdin if piped)
+    relayhook users list|add|disable|enable|reset   people of the console, with their roles
     relayhook prune                          delete what [retention] lets go
     relayhook backup FILE                    a consistent copy of the store, while serving
     relayhook restore FILE                   put a backup in the stopped store's place
     relayhook keys rotate|new                seal every stored secret with a new key
     relayhook print-unit [--user U] [--exec P] [--config F]   a systemd unit for serve
+    relayhook erase --subject EMAIL          erase a person from every kept record and the spool
 """
 
 from __future__ import annotations
@@ -30,6 +34,8 @@ from relayhook.cli import (
     admin,
     authoring,
     deploy,
+    diff,
+    erase,
     keys,
     manage,
     migrate,
@@ -37,6 +43,7 @@ from relayhook.cli import (
     sending,
     serve,
     stored,
+    users,
     why,
 )
 from relayhook.core.mapping import MappingError
@@ -53,7 +60,8 @@ from relayhook.settings import DEFAULT_CONFIG
 from relayhook.store import StoreError
 
 # Each adds its subcommands.
-FAMILIES = (serve, migrate, authoring, stored, sending, manage, ops, admin, why, deploy, keys)
+FAMILIES = (serve, migrate, authoring, stored, diff, erase, sending, manage, ops, admin, users,
+            why, deploy, keys)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -23,6 +23,7 @@ from typing import Any, TextIO
 
 from relayhook.assembly import Parts, running
 from relayhook.cli.common import add_config_flag, settings_of
+from relayhook.cli.users import audit_cli
 from relayhook.core.redaction import redacted_url
 from relayhook.core.tomlpos import format_path, locate_error
 from relayhook.errors import HookError, InvalidError, LocatedError, LocatedErrors, UsageError
@@ -144,11 +145,20 @@ def _command(action: Action) -> Callable[[argparse.Namespace, TextIO], int]:
     def command(args: argparse.Namespace, out: TextIO) -> int:
         async def go() -> int:
             async with running(settings_of(args)) as parts:
-                return await action(parts, args, out)
+                code = await action(parts, args, out)
+                if args.action != "list":  # a change, or a secret shown: in the audit log
+                    await audit_cli(parts.store, f"{args.command}.{args.action}",
+                                    target_of(args), {"rotate": getattr(args, "rotate", None)})
+                return code
 
         return asyncio.run(go())
 
     return command
+
+
+def target_of(args: argparse.Namespace) -> str:
+    name = getattr(args, "name", None)
+    return f"{args.command.rstrip('s')}:{name}" if name else ""
 
 
 class _Leaves:

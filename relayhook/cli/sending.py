@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import dataclasses
 import json
 import time
 from pathlib import Path
@@ -23,14 +22,12 @@ from typing import Any, TextIO
 
 from relayhook.assembly import Parts, new_uuid, running
 from relayhook.cli.common import add_config_flag, settings_of
-from relayhook.core.events import Event, format_time
-from relayhook.core.examples import example_event, newest_event
+from relayhook.core.events import Event
 from relayhook.core.hooks import Hook
-from relayhook.core.outbound import OutboundRequest, record_request, render_request
-from relayhook.core.samples import sample_event
-from relayhook.errors import UsageError
+from relayhook.core.outbound import render_request
+from relayhook.errors import NotFoundError, UsageError
 from relayhook.settings import Settings
-from relayhook.store import Attempt, NewDelivery, Outcome, RequestRecord
+from relayhook.store import Attempt
 
 MAX_SHOWN = 2000  # characters of an answer's body printed
 
@@ -47,31 +44,15 @@ def event_from_json(data: dict[str, object]) -> Event:
 
 async def choose_event(parts: Parts, hook: Hook, event_file: str | None, newest: bool,
                        sample: str | None = None) -> Event:
-    if sample is not None:
-        return await _sample_event(parts, hook, sample)
-    if event_file is not None:
+    if event_file is not None and sample is None:
         return event_from_json(json.loads(Path(event_file).read_text(encoding="utf-8")))
-    if newest:
-        event = await newest_event(parts.store, hook)
-        if event is None:
-            raise UsageError(f"hook {hook.name!r}: no stored event matches {hook.spec.events}")
-        return event
-    event = example_event(hook, ((r.connector, r.name) for r in parts.live.relays.values()))
-    if event is None:
-        raise UsageError(f"hook {hook.name!r}: no connector example of its relays matches "
-                         f"{hook.spec.events}; pass --newest or --event FILE")
-    return event
-
-
-async def _sample_event(parts: Parts, hook: Hook, name: str) -> Event:
-    saved = await parts.store.get_sample(name)
-    if saved is None:
-        names = [s.name for s in await parts.store.list_samples()]
-        raise UsageError(f"no sample named {name!r} (samples: {', '.join(names) or 'none'})")
-    event = sample_event(saved, hook)
-    if event is None:
-        raise UsageError(f"sample {name!r} holds no event: its request mapped to none")
-    return event
+    try:
+        chosen = await parts.operations.choose_event(hook, sample=sample, newest=newest,
+                                                     example=not newest)
+    except NotFoundError as exc:
+        hint = "" if newest or sample is not None else "; pass --newest or --event FILE"
+        raise UsageError(f"{exc}{hint}") from exc
+    return chosen.event
 
 
 def _hook(parts: Parts, name: str) -> Hook:
@@ -94,73 +75,24 @@ async def render(settings: Settings, name: str, event_file: str | None, newest: 
 
 async def send_test(settings: Settings, name: str, event_file: str | None, newest: bool,
                     out: TextIO, sample: str | None = None) -> int:
-    """Send one event through the hook with the guarded client the dispatcher uses, print the
-    request and the answer, and keep it in the hook's history as a test delivery."""
+    """Send one event through the hook by the Sender the dispatcher uses, print the request
+    and the answer, and keep it in the hook's history as a test delivery."""
     async with running(settings) as parts:
         hook = _hook(parts, name)
-        event = dataclasses.replace(await choose_event(parts, hook, event_file, newest, sample),
-                                    id=new_uuid())  # a copy: the test is its own event
-        delivery_id = new_uuid()
-        secrets = settings.template_secrets()
-        started = time.time()
-        request = render_request(hook, event, delivery_id=delivery_id, secrets=secrets,
-                                 now=started)
-        record = record_request(hook, event, request, delivery_id=delivery_id,
-                                secrets=secrets, now=started)
-        print(_shown_request(record, event), file=out)
-        attempt, outcome = await _send(parts, hook, request, record, delivery_id, started)
-        print(_shown_answer(attempt), file=out)
-        await parts.store.record_test(_test_request(event, started), event,
-                                      NewDelivery(delivery_id, event.id, hook.name,
-                                                  event.subject, "pending", started),
-                                      attempt, outcome)
-    print(f"\nrecorded in the history of hook {hook.name!r} as test delivery {delivery_id}",
+        event = await choose_event(parts, hook, event_file, newest, sample)
+        sent = await parts.operations.send_test(hook, event)
+    print(_shown_request(sent.request, sent.event), file=out)
+    print(_shown_answer(sent.attempt), file=out)
+    print(f"\nrecorded in the history of hook {hook.name!r} as test delivery {sent.delivery_id}",
           file=out)
-    return 0 if outcome.status == "succeeded" else 1
-
-
-async def _send(parts: Parts, hook: Hook, request: OutboundRequest, record: dict[str, Any],
-                delivery_id: str, started: float) -> tuple[Attempt, Outcome]:
-    import httpx
-
-    from relayhook.delivery.dispatcher import MAX_RESPONSE_BODY, classify
-    from relayhook.delivery.http import make_http_client
-
-    client = make_http_client(parts.policy)
-    try:
-        response = await client.request(request.method, request.url,
-                                        headers=list(request.headers),
-                                        content=request.body or None,
-                                        timeout=httpx.Timeout(hook.timeout))
-    except (httpx.HTTPError, httpx.InvalidURL, OSError) as exc:
-        error_class, message = classify(exc, hook.timeout)
-        attempt = Attempt(delivery_id, 1, started, (time.time() - started) * 1000, record,
-                          None, (), b"", error_class, message)
-        return attempt, Outcome("dead", error=message)
-    finally:
-        await client.aclose()
-    attempt = Attempt(delivery_id, 1, started, (time.time() - started) * 1000, record,
-                      response.status_code, tuple(response.headers.multi_items()),
-                      response.content[:MAX_RESPONSE_BODY], None, None)
-    if response.is_success:
-        return attempt, Outcome("succeeded", response_status=response.status_code)
-    return attempt, Outcome("dead", response_status=response.status_code,
-                            error=f"HTTP {response.status_code}")
-
-
-def _test_request(event: Event, at: float) -> RequestRecord:
-    from datetime import UTC, datetime
-
-    body = json.dumps(event.to_cloudevent(), ensure_ascii=False).encode("utf-8")
-    return RequestRecord(id=new_uuid(), relay=event.relay,
-                         received_at=format_time(datetime.fromtimestamp(at, UTC)),
-                         method="POST", query="", headers=(("content-type", "application/json"),),
-                         body=body, status="accepted", test=True)
+    return 0 if sent.outcome.status == "succeeded" else 1
 
 
 def _shown_request(record: dict[str, Any], event: Event) -> str:
-    lines = [f"event: {event.type} (relay {event.relay}, subject {event.subject})", "",
-             f"> {record['method']} {record['url']}"]
+    lines = [f"event: {event.type} (relay {event.relay}, subject {event.subject})", ""]
+    if not record:  # not rendered: the answer says why
+        return lines[0]
+    lines.append(f"> {record['method']} {record['url']}")
     lines += [f"> {name}: {value}" for name, value in record["headers"]]
     return "\n".join(lines) + ("\n>\n" + record["body"] if record["body"] else "")
 

@@ -10,16 +10,17 @@ from __future__ import annotations
 import argparse
 import asyncio
 import sys
-import time
 from typing import Any, TextIO
 
 from relayhook.assembly import (
     running,
 )
 from relayhook.cli.common import add_config_flag, settings_of
+from relayhook.cli.users import audit_cli
 from relayhook.core.events import parse_time
+from relayhook.core.records import DELIVERY_STATUSES, DeliveryFilter
 from relayhook.errors import UsageError
-from relayhook.remap import remap_request
+from relayhook.operations import ReplayJob
 from relayhook.settings import Settings
 
 # --- remap ---------------------------------------------------------------------------------
@@ -29,8 +30,7 @@ async def remap(settings: Settings, relay_name: str | None, out: TextIO) -> int:
     """Map every kept rejected request again; new events get their deliveries."""
     fixed = failed = skipped = 0
     async with running(settings) as parts:
-        store, registry = parts.store, parts.live
-        by_name = {relay.name: relay for relay in registry.relays.values()}
+        store = parts.store
         before: str | None = None
         for _ in range(1_000_000):  # bounded: pages of 200 until none is left
             page = await store.list_requests(relay=relay_name, status="rejected", limit=200,
@@ -39,8 +39,7 @@ async def remap(settings: Settings, relay_name: str | None, out: TextIO) -> int:
                 break
             before = page[-1].id
             for record in page:
-                message = await remap_request(record, by_name, store, registry, time.time(),
-                                              settings.template_secrets())
+                message = await parts.operations.map_again(record)
                 print(f"{record.id}: {message}", file=out)
                 fixed += message.startswith("accepted")
                 failed += message.startswith("still rejected")
@@ -65,22 +64,20 @@ async def replay(settings: Settings, hook: str, statuses: list[str], since: str 
     """Make a hook's dead (or failed) deliveries due again; the dispatcher sends them."""
     since_at = parse_time(since).timestamp() if since else None
     async with running(settings) as parts:
-        store = parts.store
         if hook not in parts.live.hooks:
             known = ", ".join(sorted(parts.live.hooks))
             raise UsageError(f"no hook named {hook!r} (hooks: {known})")
-        counts = await store.count_deliveries(hook=hook)
-        total = sum(counts.get(status, 0) for status in statuses)
-        done = 0
-        _progress(done, total, progress)
-        for _ in range(1_000_000):  # bounded: pages of 200 until none is left
-            count = await store.replay(now=time.time(), hook=hook,
-                                       statuses=statuses,  # type: ignore[arg-type]
-                                       since=since_at, limit=200)
-            done += count
-            _progress(min(done, max(total, done)), max(total, done), progress)
-            if count < 200:
-                break
+        wrong = [s for s in statuses if s not in DELIVERY_STATUSES or s == "claimed"]
+        if wrong:
+            raise UsageError(f"--status takes dead, failed, succeeded or skipped, not {wrong[0]!r}")
+        where = DeliveryFilter(hook=hook, statuses=tuple(statuses),  # type: ignore[arg-type]
+                               since=since_at)
+        job = ReplayJob(id="cli", hook=hook, total=await parts.operations.count_matching(where))
+        _progress(0, job.total, progress)
+        done = await parts.operations.replay_matching(
+            where, job, lambda job: _progress(job.done, max(job.total, job.done), progress))
+        await audit_cli(parts.store, "hooks.replay", f"hook:{hook}",
+                        {"status": statuses, "since": since, "replayed": done})
     progress.write("\n")
     print(f"replayed {done} deliveries of hook {hook!r}; a running worker sends them now",
           file=out)

@@ -10,14 +10,12 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import time
 from typing import Any, TextIO
 
 from relayhook.assembly import running
 from relayhook.cli.common import add_config_flag, settings_of
 from relayhook.errors import UsageError
 from relayhook.explain import request_outcomes
-from relayhook.remap import run_again
 from relayhook.settings import Settings
 
 
@@ -28,10 +26,7 @@ async def why(settings: Settings, request_id: str, *, again: bool, as_json: bool
         if record is None:
             raise UsageError(f"no kept request has the id {request_id!r}")
         if again:
-            by_name = {relay.name: relay for relay in parts.live.relays.values()}
-            message = await run_again(record, by_name, parts.store, parts.live, time.time(),
-                                      settings.template_secrets())
-            print(message, file=out)
+            print(await parts.operations.run_again(record), file=out)
         items = await request_outcomes(parts, record)
     if as_json:
         print(json.dumps({"request_id": record.id, "status": record.status,

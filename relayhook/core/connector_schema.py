@@ -6,9 +6,10 @@ teaches them by example, and `relayhook.core.connectors` loads and compiles file
 
 from __future__ import annotations
 
+import re
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 REQUEST_VARIABLES = ("body", "query", "headers", "method", "relay")
 Method = Literal["GET", "POST", "PUT", "PATCH", "DELETE"]
@@ -274,6 +275,9 @@ class EventRule(Spec):
     )
 
 
+FIELD_PATH = re.compile(r"[^.\[\]\s]+(\[\])?(\.[^.\[\]\s]+(\[\])?)*")
+
+
 class ConnectorSpec(Spec):
     """How one provider's webhook is authenticated, parsed and split into events."""
 
@@ -307,6 +311,28 @@ class ConnectorSpec(Spec):
         description="More example requests, beside `example`/`example_query`: one for each "
         "event type the connector emits (and each handshake it answers).",
     )
+    redact: list[str] = Field(
+        default=[],
+        description="Fields written over with `[redacted]` as a request comes in, before it "
+        "is stored, spooled or mapped, so they never reach the store: `headers.NAME`, "
+        "`query.NAME`, or a path in the JSON body (`data.email`; `data.rows[].email` for each "
+        "item of a list; `body.headers.x` for a body field named like a header).",
+        examples=[["data.email", "headers.x-token"]],
+    )
+    drop: list[str] = Field(
+        default=[],
+        description="Fields removed as a request comes in, written as in `redact`.",
+        examples=[["data.rows[].phone", "query.token"]],
+    )
     events: list[EventRule] = Field(
         min_length=1, description="Event rules; every rule that applies makes its events."
     )
+
+    @field_validator("redact", "drop")
+    @classmethod
+    def _field_paths(cls, paths: list[str]) -> list[str]:
+        for path in paths:
+            if not FIELD_PATH.fullmatch(path):
+                raise ValueError(f"{path!r} is not a field: write `headers.NAME`, `query.NAME` "
+                                 "or a body path such as `data.email` or `data.rows[].email`")
+        return paths

@@ -52,7 +52,7 @@ from relayhook.core.tomlpos import (
 )
 from relayhook.core.values import CompiledValue, compile_value, parse_loop, value_names
 from relayhook.core.values import Loop as ParsedLoop
-from relayhook.errors import ConnectorError
+from relayhook.errors import ConnectorError, field_message
 
 __all__ = [
     "SHIPPED_DIR", "REQUEST_VARIABLES", "Accept", "Answer", "Auth", "BasicAuth", "BodyFormat",
@@ -353,12 +353,9 @@ def _without_union_tags(loc: tuple[str | int, ...]) -> tuple[str | int, ...]:
 
 
 def _pydantic_message(error: Any) -> str:
-    message = str(error["msg"])
-    if error["type"] == "extra_forbidden":
-        return "unknown key (a typo?)"
     if error["type"] == "missing":
         return "required key is missing"
-    return message.removeprefix("Value error, ")
+    return field_message(error).removeprefix("Value error, ")
 
 
 def connector_files(dirs: Iterable[Path]) -> list[Path]:

@@ -14,12 +14,12 @@ from relayhook.core.hooks import Hook, pattern_regex
 from relayhook.core.mapping import InboundRequest, MappingError, map_request
 
 if TYPE_CHECKING:
-    from relayhook.store.base import Store
+    from relayhook.store.base import HistoryStore
 
 EXAMPLE_TIME = "2024-01-01T00:00:00Z"
 
 
-async def newest_event(store: Store, hook: Hook) -> Event | None:
+async def newest_event(store: HistoryStore, hook: Hook) -> Event | None:
     """The hook's newest stored event: by type where its patterns are exact, else by paging
     back through the newest 20,000 events."""
     exact = [p for p in hook.spec.events if "*" not in p]
@@ -37,7 +37,7 @@ async def newest_event(store: Store, hook: Hook) -> Event | None:
     return None
 
 
-async def recent_events(store: Store, hook: Hook, limit: int) -> list[Event]:
+async def recent_events(store: HistoryStore, hook: Hook, limit: int) -> list[Event]:
     """The newest `limit` stored events the hook takes (by type and relay), newest first,
     looking back through at most the newest 20,000 events."""
     found: list[Event] = []

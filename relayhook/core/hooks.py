@@ -38,7 +38,7 @@ from relayhook.core.templating import (
 )
 from relayhook.core.tomlpos import format_path
 from relayhook.core.values import CompiledValue, compile_value
-from relayhook.errors import HookError, InvalidError, SpecError
+from relayhook.errors import HookError, InvalidError, SpecError, field_message
 
 PRESETS_DIR = shipped_dir("presets")
 
@@ -109,7 +109,7 @@ class HookSpec(Spec):
         description="A condition, one {{ expression }}: false skips the delivery. " + _SCOPE,
         examples=["{{ event.data.quizCompleted }}"],
     )
-    preset: str | None = Field(default=None, description="A preset in templates/presets.")
+    preset: str | None = Field(default=None, description="A preset in presets/.")
     method: HookMethod | None = Field(default=None, description="Default POST.")
     url: str | None = Field(
         default=None,
@@ -348,9 +348,7 @@ def validate_hook(raw: dict[str, Any], presets_dir: Path = PRESETS_DIR) -> Hook:
         raise InvalidError([exc]) from exc
     except ValidationError as exc:
         raise InvalidError([
-            SpecError(tuple(error["loc"]), "unknown key (a typo?)"
-                      if error["type"] == "extra_forbidden" else error["msg"])
-            for error in exc.errors()
+            SpecError(tuple(error["loc"]), field_message(error)) for error in exc.errors()
         ]) from exc
     except TemplateError as exc:
         # `headers.X.Custom` is the header `X.Custom`: split at the first dot only

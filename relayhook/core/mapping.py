@@ -255,6 +255,7 @@ class Mapped:
 
     events: list[Event]
     answer: ProviderAnswer | None = None
+    body: Any = None  # the request's body as parsed, when it is JSON (payload shapes read it)
 
 
 def map_request(
@@ -301,7 +302,7 @@ def map_inbound(
     if not applied:
         names = "; ".join(rule.label for rule in connector.rules)
         raise MappingError(f"{connector.id}: no event rule applies to this request ({names})")
-    return Mapped(events)
+    return Mapped(events, body=None if plain_body is _NOT_PLAIN else plain_body)
 
 
 def _apply(connector: Connector, rule: CompiledRule, scope: dict[str, Any],

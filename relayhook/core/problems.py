@@ -13,7 +13,8 @@ from typing import Literal
 from relayhook.core.events import format_time
 from relayhook.core.records import Attempt, Outcome, Problem
 
-AlertKind = Literal["problem.opened", "hook.will_deactivate", "hook.deactivated"]
+AlertKind = Literal["problem.opened", "hook.will_deactivate", "hook.deactivated",
+                    "relay.problem"]
 
 # What a failure opens a problem for: a delivery that will be tried again, is given up, or
 # whose receiver said 410 (the hook is paused by it).
@@ -66,9 +67,12 @@ def deactivation_reason(dead: int) -> str:
     return f"deactivated after {dead} dead deliveries in a row"
 
 
-def alert_kind(signature: str) -> AlertKind:
+def alert_kind(signature: str, relay: str = "") -> AlertKind:
     """What an alert about a problem of this signature says: a 410 and `disable_after` deactivate
-    the hook, one dead delivery before `disable_after` warns, every other cause is a problem."""
+    the hook, one dead delivery before `disable_after` warns, every other cause is a problem; a
+    relay's problem (quiet, changed shape) is a `relay.problem`."""
+    if relay:
+        return "relay.problem"
     if signature == "status 410" or signature.startswith("deactivated: "):
         return "hook.deactivated"
     if signature.startswith("will deactivate: "):
@@ -80,6 +84,8 @@ def describe_problem(problem: Problem) -> str:
     """"hook 'hubspot': status 401 since 09:12 UTC, 23 deliveries"; for the problems of
     `disable_after`, what happened: "hook 'hubspot' was deactivated after 3 dead deliveries in a
     row (2026-12-01 09:12 UTC)"."""
+    if problem.relay:  # "gmetri-prod: no request for 3 h; usually 40-60 an hour ..."
+        return f"{problem.relay}: {problem.error or problem.signature}"
     since = datetime.fromtimestamp(problem.first_at, UTC).strftime("%Y-%m-%d %H:%M UTC")
     streak = streak_text(problem.signature)
     if streak is not None:
@@ -118,7 +124,8 @@ def problem_json(problem: Problem) -> dict[str, object]:
     def when(at: float | None) -> str | None:
         return None if at is None else format_time(datetime.fromtimestamp(at, UTC))
 
-    return {"id": problem.id, "hook": problem.hook, "signature": problem.signature,
+    return {"id": problem.id, "hook": problem.hook or None, "relay": problem.relay or None,
+            "request": problem.request, "signature": problem.signature,
             "status": problem.status, "summary": describe_problem(problem),
             "deliveries": problem.deliveries, "error": problem.error,
             "first_at": when(problem.first_at), "last_at": when(problem.last_at),

@@ -162,7 +162,7 @@ class DeliveryFilter:
     `statuses`: any of these; `min_code`..`max_code`: the last HTTP status, inclusive;
     `since`..`until`: created at or after / before (epoch seconds); `text`: case-insensitive,
     inside the event's type, subject or data; `request_id`: the events of one raw request;
-    `event_id`: one event's."""
+    `event_id`: one event's; `tests` False leaves test sends out (a bulk replay's filter)."""
 
     hook: str | None = None
     statuses: tuple[DeliveryStatus, ...] = ()
@@ -173,6 +173,7 @@ class DeliveryFilter:
     text: str | None = None
     request_id: str | None = None
     event_id: str | None = None
+    tests: bool = True
 
 
 # (relay or hook name, bucket number counted from `since`, status, count)
@@ -188,7 +189,12 @@ class Problem:
     """Failures of one hook with one signature (`status 401`, `connect`), grouped: open from
     `first_at` (epoch seconds), acknowledged by a person, resolved by the hook's next success.
     `deliveries` counts the distinct deliveries it holds; `error` is the last one's error;
-    `notified` whether the alert about it was sent (or is not wanted)."""
+    `notified` whether the alert about it was sent (or is not wanted).
+
+    A relay's problem (`relay` set, `hook` empty) is about what a provider sends: it went quiet
+    (signature `quiet`), or its payloads changed shape (`shape: ...`); `error` then holds what
+    happened, in words, and `request` the first request that showed it, if any. It resolves
+    itself when the cause is gone (traffic returns)."""
 
     id: str
     hook: str
@@ -201,6 +207,8 @@ class Problem:
     acknowledged_at: float | None = None
     resolved_at: float | None = None
     notified: bool = False
+    relay: str = ""
+    request: str | None = None
 
 
 SampleKind = Literal["request", "event"]

@@ -30,7 +30,8 @@ from relayhook.core.records import Problem
 from relayhook.delivery.mail import Mailer, MailError
 from relayhook.delivery.sender import sender_for
 from relayhook.settings import AlertsSettings
-from relayhook.store import Store, StoreError
+from relayhook.store import StoreError
+from relayhook.store.base import DeliveryStore, HistoryStore
 
 log = logging.getLogger("relayhook.delivery.alerts")
 
@@ -51,7 +52,8 @@ class Channel(Protocol):
 
 def alert_body(problem: Problem) -> dict[str, object]:
     """What the alert webhook receives for a newly opened problem."""
-    return {"type": f"relayhook.{alert_kind(problem.signature)}", "text": alert_text(problem),
+    kind = alert_kind(problem.signature, problem.relay)
+    return {"type": f"relayhook.{kind}", "text": alert_text(problem),
             "problem": problem_json(problem)}
 
 
@@ -101,9 +103,13 @@ def alert_channels(settings: AlertsSettings, transport: httpx.AsyncBaseTransport
     return channels
 
 
+class AlertStore(HistoryStore, DeliveryStore, Protocol):
+    """The alerter reads the open problems and marks each one's alert as sent, once."""
+
+
 @dataclass
 class Alerter:
-    store: Store
+    store: AlertStore
     channels: Sequence[Channel]
     interval: float = 1.0
     sleep: Callable[[float], Awaitable[None]] = asyncio.sleep

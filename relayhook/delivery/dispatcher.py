@@ -1,5 +1,6 @@
-"""The dispatcher: claims due deliveries, sends them through one shared httpx client, records
-every attempt, and decides what comes next (retry.decide).
+"""The dispatcher: claims due deliveries, sends them through the one `Sender` it is given
+(relayhook.delivery.sender: aiohttp in `relayhook serve`, any httpx transport in tests), records
+every attempt, and decides what comes next (relayhook.core.retry.decide).
 
 Per hook at most `concurrency` requests are in flight and they are paced by `rate_limit`, both
 counted in the store, so that they hold for every dispatcher sharing it together (two workers on
@@ -20,7 +21,7 @@ import uuid
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 from urllib.parse import urlsplit
 
 import httpx
@@ -42,8 +43,8 @@ from relayhook.core.ssrf import refusal_reason, unusual_ipv4
 from relayhook.core.templating import RenderError
 from relayhook.delivery.sender import Reply, sender_for
 from relayhook.live import LiveConfig
-from relayhook.store import Attempt, Delivery, Outcome, Store, StoreError
-from relayhook.store.base import Topic
+from relayhook.store import Attempt, Delivery, Outcome, StoreError
+from relayhook.store.base import ConfigStore, DeliveryStore, Topic
 
 if TYPE_CHECKING:
     from relayhook.tracing import Tracing
@@ -51,6 +52,10 @@ if TYPE_CHECKING:
 log = logging.getLogger("relayhook.delivery.dispatcher")
 
 MAX_RESPONSE_BODY = 64 * 1024
+
+
+class DispatchStore(DeliveryStore, ConfigStore, Protocol):
+    """A dispatcher claims and finishes, and follows the hooks it switches on and off."""
 
 
 @dataclass
@@ -69,7 +74,7 @@ class _HookLane:
 
 @dataclass
 class Dispatcher:
-    store: Store
+    store: DispatchStore
     registry: LiveConfig
     # relayhook.delivery.http.make_http_transport, or any httpx transport (a mock)
     transport: httpx.AsyncBaseTransport

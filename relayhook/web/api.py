@@ -7,7 +7,8 @@
     GET  /api/deliveries/{id}                              a delivery, its event and attempts
     POST /api/deliveries/{id}/replay                       send it again
     POST /api/hooks/{name}/replay?status=dead[,failed]&since=   send a hook's deliveries again
-    GET  /api/problems?hook=&status=open,acknowledged,resolved&limit=   failures grouped
+    GET  /api/problems?hook=&relay=&status=open,acknowledged,resolved&limit=   failures grouped,
+                                                           a relay gone quiet or changed shape
     POST /api/problems/{id}/acknowledge                    someone is on it
     POST /api/problems/{id}/replay                         Replay affected: its deliveries again
 
@@ -28,11 +29,10 @@ from starlette.routing import Route
 from relayhook.assembly import Parts
 from relayhook.core.events import parse_time
 from relayhook.core.problems import problem_json
-from relayhook.core.records import PROBLEM_STATUSES, Problem
+from relayhook.core.records import PROBLEM_STATUSES, DeliveryFilter
 from relayhook.core.tomlpos import format_path
 from relayhook.errors import ConflictError, InvalidError, NotFoundError
 from relayhook.explain import hook_skips, request_outcomes
-from relayhook.remap import run_again
 from relayhook.store import REQUEST_STATUSES, RequestRecord
 from relayhook.web.readmodel import (
     FilterError,
@@ -78,16 +78,17 @@ def refuse_bearer(request: Request, token: str, off: str) -> JSONResponse | None
     return None
 
 
-def guard(token: str) -> Callable[[Handler], Endpoint]:
-    """Wrap a handler behind the admin bearer token. A handler returns a dict (answered 200) or
-    a Response; the errors of relayhook.errors become their status with a JSON body:
-    InvalidError 422 with each problem at its field, NotFoundError 404, ConflictError 409."""
+def guard(token: str = "") -> Callable[[Handler], Endpoint]:
+    """Wrap a handler of a route that relayhook.web.access lets through only with a bearer
+    token (the `[admin] token` or an API key) whose role the policy table allows. A handler
+    returns a dict (answered 200) or a Response; the errors of relayhook.errors become their
+    status with a JSON body: InvalidError 422 with each problem at its field, NotFoundError
+    404, ConflictError 409."""
 
     def guarded(handler: Handler) -> Endpoint:
         async def endpoint(request: Request) -> Response:
-            refused = refuse_bearer(request, token, "the API is off: set [admin] token")
-            if refused is not None:
-                return refused
+            if request.scope.get("principal") is None:  # relayhook.web.access refuses first
+                return JSONResponse({"error": "missing or wrong bearer token"}, 401)
             try:
                 answer = await handler(request)
             except ApiError as exc:
@@ -107,7 +108,7 @@ def guard(token: str) -> Callable[[Handler], Endpoint]:
 
 
 def api_routes(parts: Parts, token: str, clock: Callable[[], datetime]) -> list[Route]:
-    store, manager = parts.store, parts.manager
+    store, manager, operations = parts.store, parts.manager, parts.operations
     guarded = guard(token)
 
     def hook_named(request: Request) -> str:
@@ -151,14 +152,7 @@ def api_routes(parts: Parts, token: str, clock: Callable[[], datetime]) -> list[
                 "attempts": [attempt_json(a) for a in attempts]}
 
     async def replay_delivery(request: Request) -> dict[str, Any]:
-        found = await store.get_delivery(request.path_params["id"])
-        if found is None:
-            raise ApiError(404, "no such delivery")
-        if found[0].status == "claimed":
-            raise ApiError(409, "the delivery is being sent right now")
-        count = await store.replay(now=clock().timestamp(), delivery_id=found[0].id)
-        parts.wake()
-        return {"replayed": count}
+        return {"replayed": await operations.replay_delivery(request.path_params["id"])}
 
     async def replay_hook(request: Request) -> dict[str, Any]:
         name = hook_named(request)
@@ -166,22 +160,12 @@ def api_routes(parts: Parts, token: str, clock: Callable[[], datetime]) -> list[
         for status in statuses:
             _one_of(status, ("dead", "failed", "succeeded", "skipped"), "status")
         since = _since(request.query_params.get("since"))
-        total = 0
-        for _ in range(100_000):  # bounded: each page changes up to 500 deliveries
-            count = await store.replay(now=clock().timestamp(), hook=name,
-                                       statuses=statuses,  # type: ignore[arg-type]
-                                       since=since, limit=500)
-            total += count
-            if count < 500:
-                break
-        parts.wake()
-        return {"replayed": total}
+        where = DeliveryFilter(hook=name, statuses=statuses,  # type: ignore[arg-type]
+                               since=since)
+        return {"replayed": await operations.replay_matching(where)}
 
     async def kept_request(request: Request) -> RequestRecord:
-        record = await store.get_request(request.path_params["id"])
-        if record is None:
-            raise ApiError(404, "no such request")
-        return record
+        return await operations.kept_request(request.path_params["id"])
 
     async def get_outcomes(request: Request) -> dict[str, Any]:
         record = await kept_request(request)
@@ -190,10 +174,7 @@ def api_routes(parts: Parts, token: str, clock: Callable[[], datetime]) -> list[
 
     async def run_request_again(request: Request) -> dict[str, Any]:
         record = await kept_request(request)
-        by_name = {relay.name: relay for relay in parts.live.relays.values()}
-        message = await run_again(record, by_name, store, parts.live, clock().timestamp(),
-                                  parts.settings.template_secrets())
-        parts.wake()
+        message = await operations.run_again(record)
         return {"request_id": record.id, "result": message,
                 "items": await request_outcomes(parts, record)}
 
@@ -206,28 +187,16 @@ def api_routes(parts: Parts, token: str, clock: Callable[[], datetime]) -> list[
             _one_of(status, PROBLEM_STATUSES, "status")
         problems = await store.list_problems(hook=request.query_params.get("hook"),
                                              statuses=statuses,  # type: ignore[arg-type]
-                                             limit=_limit(request))
+                                             limit=_limit(request),
+                                             relay=request.query_params.get("relay"))
         return {"items": [problem_json(p) for p in problems]}
 
     async def acknowledge_problem(request: Request) -> dict[str, Any]:
-        problem_id = request.path_params["id"]
-        if not await store.acknowledge_problem(problem_id, at=clock().timestamp()):
-            if await store.get_problem(problem_id) is None:
-                raise ApiError(404, "no such problem")
-            raise ApiError(409, "only an open problem is acknowledged")
-        return problem_json(await _problem(problem_id))
+        return problem_json(await operations.acknowledge_problem(request.path_params["id"]))
 
     async def replay_problem(request: Request) -> dict[str, Any]:
-        problem = await _problem(request.path_params["id"])
-        count = await store.replay_problem(problem.id, now=clock().timestamp())
-        parts.wake()
+        count, problem = await operations.replay_problem(request.path_params["id"])
         return {"replayed": count, "problem": problem_json(problem)}
-
-    async def _problem(problem_id: str) -> Problem:
-        problem = await store.get_problem(problem_id)
-        if problem is None:
-            raise ApiError(404, "no such problem")
-        return problem
 
     return [
         Route("/api/problems", guarded(list_problems), methods=["GET"]),

@@ -1,6 +1,9 @@
-"""The application factory. Collaborators are arguments, so tests and benchmarks pass their own:
+"""The application factory. Collaborators are arguments, so tests (tests/web.py) and
+benchmarks pass their own:
 
     app = create_app(settings, store=store, transport=mock, clock=lambda: fixed, role="all")
+
+`transport` carries every outbound request: the dispatcher's and the test sends'.
 
 Roles: `web` takes requests (ingress, API and console), `worker` dispatches deliveries, `all`
 does both.
@@ -34,17 +37,24 @@ from relayhook.core.ssrf import Resolver
 from relayhook.delivery.alerts import Alerter, alert_channels
 from relayhook.delivery.dispatcher import Dispatcher
 from relayhook.delivery.http import make_http_transport
+from relayhook.delivery.watch import QuietWatch
 from relayhook.intake import Intake, SpoolDrainer
 from relayhook.metrics import Metrics
+from relayhook.people import People, invite_mailer
 from relayhook.settings import Settings
+from relayhook.shapewatch import ShapeWatch
 from relayhook.spool import Spool
 from relayhook.store import Store
 from relayhook.tracing import start_tracing, stop_tracing
+from relayhook.web.access import Access, enforce
 from relayhook.web.api import api_routes
 from relayhook.web.config_api import config_api_routes
 from relayhook.web.console import Console, console_routes
+from relayhook.web.diff_api import diff_api_routes
+from relayhook.web.erase_api import erase_api_routes
 from relayhook.web.ingress import Answer, Ingress, ingress_token, refusal
 from relayhook.web.ops import Readiness, ops_routes, prune_periodically
+from relayhook.web.people_api import describe, live_secrets, people_api_routes
 from relayhook.web.samples_api import samples_api_routes
 from relayhook.web.sessions_api import sessions_api_routes
 
@@ -90,7 +100,7 @@ def create_app(
     behind stops the start)."""
     owned_store = store is None
     parts = assemble(settings, store=store, resolver=resolver,
-                     clock=lambda: clock().timestamp())
+                     clock=lambda: clock().timestamp(), transport=transport, new_id=new_id)
     the_store, live = parts.store, parts.live
     takes_requests = role in ("web", "all")
     parts.spool = Spool(spool_path(settings)) if takes_requests else None
@@ -103,7 +113,16 @@ def create_app(
     # [tracing] on (relayhook[otel]); `span_exporter`: where spans go instead of OTLP (tests).
     tracing = parts.tracing = start_tracing(settings, span_exporter)
     intake.tracing = tracing
-    console = Console(parts, clock=clock, new_id=new_id) if takes_requests else None
+    people = People(the_store, clock=lambda: clock().timestamp(), new_id=new_id,
+                    admin_token=settings.admin.token,
+                    secrets_to_hide=lambda: live_secrets(parts),
+                    mailer=invite_mailer(settings), public_url=settings.public_url())
+    console = (Console(parts, clock=clock, new_id=new_id, people=people) if takes_requests
+               else None)
+    shapes = None
+    if takes_requests and settings.watch.shapes:
+        shapes = ShapeWatch(the_store, live, clock=lambda: clock().timestamp())
+        intake.observe = shapes.note
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
@@ -120,6 +139,8 @@ def create_app(
                 parts.tasks.append(asyncio.create_task(drainer.run()))
             if console is not None:
                 await console.start()
+            if shapes is not None:
+                parts.tasks.append(asyncio.create_task(shapes.run()))
             if role in ("worker", "all"):
                 sender = sender or make_http_transport(
                     parts.policy, resolver=resolver,
@@ -139,6 +160,10 @@ def create_app(
                 if channels:
                     alerter = Alerter(the_store, channels, settings.alerts.interval)
                     parts.tasks.append(asyncio.create_task(alerter.run()))
+                if settings.watch.interval > 0:
+                    watch = QuietWatch(the_store, lambda: live.relays.values(), settings.watch,
+                                       clock=lambda: clock().timestamp())
+                    parts.tasks.append(asyncio.create_task(watch.run()))
                 if settings.retention.interval > 0:
                     parts.tasks.append(asyncio.create_task(
                         prune_periodically(the_store, settings.retention, clock)))
@@ -153,6 +178,7 @@ def create_app(
             await asyncio.gather(*parts.tasks, return_exceptions=True)
             if sender is not None and transport is None:
                 await sender.aclose()
+            await parts.operations.aclose()
             if owned_store:
                 await the_store.close()
             if parts.spool is not None:
@@ -168,14 +194,22 @@ def create_app(
     routes += samples_api_routes(parts, settings.admin.token, clock)
     routes += config_api_routes(parts, settings.admin.token)
     routes += sessions_api_routes(the_store, settings.admin.token, clock)
+    routes += diff_api_routes(parts, settings.admin.token)
+    routes += erase_api_routes(parts, settings.admin.token)
+    routes += people_api_routes(people, clock)
+    access = Access(people, describe=lambda kind, name: describe(parts, kind, name))
     if console is not None:
         routes += console_routes(console)
-    app = RelayhookApp(routes=routes, lifespan=lifespan)
+        access.session_account = console.gate.account_of
+        access.forbidden_page = console.forbidden
+        access.address_of = console.gate.address_of
+    app = RelayhookApp(routes=enforce(routes, access), lifespan=lifespan)
     app.metrics = metrics
     if takes_requests:
         app.ingress = Ingress(live, the_store, settings.limits.max_body_bytes, clock, new_id,
                               wake=parts.wake, intake=intake, observe=metrics.observe_request)
     app.state.relayhook = parts
+    app.state.people = people
     return app
 
 

@@ -4,6 +4,9 @@
     GET    /api/relays                      relays, URLs (no secrets), newest request, 24 h counts
     POST   /api/relays                      {"name", "connector", "secret"?} -> 201, secret shown
     POST   /api/relays/{name}/secret        reveal; {"rotate": true} makes a new one
+    PUT    /api/relays/{name}/expect        {"expect": {"at_least": N, "minutes": M} | null}:
+                                            a fixed quiet rule (also in POST /api/relays)
+    GET    /api/relays/{name}/shape         the fields its payloads carry, per event type
     DELETE /api/relays/{name}               -> 204; the URL answers 404, its requests stay
     GET    /api/hooks                       hooks, whether active (and why not), deliveries, 24 h
     POST   /api/hooks                       the keys of a [[hooks]] table as JSON -> 201
@@ -29,7 +32,7 @@ from starlette.routing import Route
 
 from relayhook.assembly import Parts
 from relayhook.errors import InvalidError, SpecError
-from relayhook.manage import describe_connector
+from relayhook.manage import describe_connector, expect_rule
 from relayhook.relays import Relay
 from relayhook.web import readmodel
 from relayhook.web.api import Handler, guard
@@ -67,12 +70,25 @@ def config_api_routes(parts: Parts, token: str) -> list[Route]:
     async def list_relays(request: Request) -> dict[str, Any]:
         return {"items": await readmodel.relay_summaries(parts, time.time())}
 
+    async def relay_shape(request: Request) -> dict[str, Any]:
+        relay = manager.relay(request.path_params["name"])
+        return {"relay": relay.name, "items": await readmodel.relay_shapes(parts, relay.name)}
+
     async def create_relay(request: Request) -> Response:
         data = await json_object(request)
+        if data.get("expect") is not None:
+            expect_rule(data["expect"])  # refused before the relay is made
         relay = await manager.create_relay(data.get("name"),  # type: ignore[arg-type]
                                            data.get("connector"),  # type: ignore[arg-type]
                                            data.get("secret"))
+        if data.get("expect") is not None:
+            relay = await manager.set_expect(relay.name, data["expect"])
         return JSONResponse(relay_json(relay, {}, secret=True), 201)
+
+    async def relay_expect(request: Request) -> dict[str, Any]:
+        data = await json_object(request)
+        relay = await manager.set_expect(request.path_params["name"], data.get("expect"))
+        return relay_json(relay, await store.auth_failures())
 
     async def relay_secret(request: Request) -> dict[str, Any]:
         data = await json_object(request)
@@ -124,6 +140,8 @@ def config_api_routes(parts: Parts, token: str) -> list[Route]:
               methods=["GET", "POST"]),
         Route("/api/relays/{name}", guarded(delete_relay), methods=["DELETE"]),
         Route("/api/relays/{name}/secret", guarded(relay_secret), methods=["POST"]),
+        Route("/api/relays/{name}/shape", guarded(relay_shape), methods=["GET"]),
+        Route("/api/relays/{name}/expect", guarded(relay_expect), methods=["PUT"]),
         Route("/api/hooks", guarded(one(get=list_hooks, post=create_hook)),
               methods=["GET", "POST"]),
         Route("/api/hooks/{name}", guarded(one(get=get_hook, put=replace_hook,

@@ -26,7 +26,8 @@ from relayhook.core.redaction import REDACTED
 from relayhook.intake import Intake, Kept
 from relayhook.live import LiveConfig
 from relayhook.relays import Relay
-from relayhook.store import RequestRecord, RequestStatus, Store, StoreError
+from relayhook.store import RequestRecord, RequestStatus, StoreError
+from relayhook.store.base import IngestStore
 
 log = logging.getLogger("relayhook.web.ingress")
 
@@ -101,7 +102,7 @@ class Ingress:
     is told of every answer (metrics)."""
 
     live: LiveConfig  # relays by token, hooks and whether each is active: read per request
-    store: Store
+    store: IngestStore
     max_body_bytes: int
     clock: Callable[[], datetime]
     new_id: Callable[[], str]

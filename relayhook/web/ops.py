@@ -27,6 +27,7 @@ from relayhook.assembly import prune_now
 from relayhook.metrics import CONTENT_TYPE, Metrics
 from relayhook.settings import RetentionSettings
 from relayhook.store import PruneResult, Store, StoreError
+from relayhook.store.base import MaintenanceStore
 from relayhook.web.api import refuse_bearer
 
 log = logging.getLogger("relayhook.web.ops")
@@ -41,7 +42,7 @@ class Readiness:
     """Whether this process can do its work now. One write probe at a time: a probe still
     waiting for the lock is shared by the checks that come meanwhile."""
 
-    store: Store
+    store: MaintenanceStore
     spool_depth: Callable[[], int] = lambda: 0
     clock: Callable[[], float] = time.monotonic
     probe_seconds: float = PROBE_SECONDS
@@ -130,7 +131,7 @@ def ops_routes(store: Store, metrics: Metrics, readiness: Readiness, *, admin_to
     ]
 
 
-async def prune_periodically(store: Store, retention: RetentionSettings,
+async def prune_periodically(store: MaintenanceStore, retention: RetentionSettings,
                              clock: Callable[[], datetime],
                              sleep: Callable[[float], Awaitable[None]] = asyncio.sleep) -> None:
     """Prune what `[retention]` lets go now, then every `interval` seconds, until cancelled.

@@ -16,7 +16,9 @@ from typing import Any
 
 from relayhook.assembly import Parts
 from relayhook.core.events import format_time, parse_time
+from relayhook.core.problems import problem_json
 from relayhook.core.redaction import redacted_url
+from relayhook.core.shapes import Shape
 from relayhook.relays import Relay
 from relayhook.store import (
     DELIVERY_STATUSES,
@@ -200,6 +202,8 @@ def relay_json(parts: Parts, relay: Relay, failures: Mapping[str, tuple[int, str
         "name": relay.name, "connector": relay.connector.id,
         "connector_title": relay.connector.spec.title, "url": parts.manager.relay_url(relay),
         "source": relay.source, "auth_failures": count, "last_auth_failure": last,
+        "expect": (None if relay.expect is None
+                   else {"at_least": relay.expect[0], "minutes": relay.expect[1]}),
     }
     return {**shown, "secret": relay.secret} if secret else shown
 
@@ -224,9 +228,14 @@ async def hook_json(parts: Parts, name: str) -> dict[str, Any]:
 
 
 async def relay_summaries(parts: Parts, now: float) -> list[dict[str, Any]]:
-    """Each relay (relay_json), its newest request and its last 24 hours' counts."""
+    """Each relay (relay_json), its newest request, its last 24 hours' counts and its open
+    problems (gone quiet, payloads changed shape)."""
     store = parts.store
     failures = await store.auth_failures()
+    problems: dict[str, list[dict[str, object]]] = {}
+    for problem in reversed(await store.list_problems(limit=1000)):
+        if problem.relay:
+            problems.setdefault(problem.relay, []).append(problem_json(problem))
     activity = activities(await store.request_activity(since=now - DAY, bucket_seconds=HOUR))
     items = []
     for relay in sorted(parts.live.relays.values(), key=lambda r: r.name):
@@ -238,6 +247,7 @@ async def relay_summaries(parts: Parts, now: float) -> list[dict[str, Any]]:
             "last_request_status": newest[0].status if newest else None,
             "last_24h": {"accepted": counts.get("accepted", 0),
                          "rejected": counts.get("rejected", 0)},
+            "problems": problems.get(relay.name, []),
         })
     return items
 
@@ -257,3 +267,16 @@ async def hook_summaries(parts: Parts, now: float) -> list[dict[str, Any]]:
         })
     return items
 
+
+
+async def relay_shapes(parts: Parts, name: str) -> list[dict[str, Any]]:
+    """The shape of a relay's payloads (relayhook.shapewatch), per event type, the request body
+    first: its fields with their type and how often each is present; what a field picker
+    offers."""
+    shapes = await parts.store.get_shapes(name)
+    items = []
+    for type_ in sorted(shapes):
+        shape = Shape.from_json(json.loads(shapes[type_]))
+        items.append({"type": type_ or None, "payloads": shape.payloads,
+                      "fields": shape.field_list()})
+    return items

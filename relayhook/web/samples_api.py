@@ -22,20 +22,10 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from relayhook.assembly import Parts
-from relayhook.core.examples import recent_events
-from relayhook.core.hooks import Hook, validate_hook
+from relayhook.core.hooks import validate_hook
 from relayhook.core.records import Sample
-from relayhook.core.samples import (
-    MAX_DRY_RUN,
-    DryRun,
-    dry_run,
-    event_json,
-    pin_event,
-    pin_request,
-    with_condition,
-)
-from relayhook.core.templating import time_budget
-from relayhook.errors import ConflictError, InvalidError, NotFoundError, SpecError
+from relayhook.core.samples import MAX_DRY_RUN, DryRun, event_json
+from relayhook.errors import InvalidError, NotFoundError, SpecError
 from relayhook.web.api import guard
 from relayhook.web.config_api import json_object
 from relayhook.web.readmodel import format_epoch, request_json
@@ -48,44 +38,8 @@ def sample_json(sample: Sample) -> dict[str, Any]:
             "events": [event_json(e) for e in sample.events]}
 
 
-DRY_RUN_SECONDS = 1.0  # CPU time for all the renders of one dry run
-
-
 def dry_run_json(result: DryRun) -> dict[str, Any]:
     return {**dataclasses.asdict(result), "summary": result.summary()}
-
-
-async def pin(parts: Parts, name: str, request_id: str, event_id: str | None,
-              at: float) -> Sample:
-    """Pin a stored request, or one event of it; NotFoundError / ConflictError / InvalidError."""
-    record = await parts.store.get_request(request_id)
-    if record is None:
-        raise NotFoundError(f"no stored request {request_id!r}")
-    events = await parts.store.list_events(request_id=request_id, limit=1000)
-    try:
-        if event_id is None:
-            sample = pin_request(name, record, events, at)
-        else:
-            event = next((e for e in events if e.id == event_id), None)
-            if event is None:
-                raise NotFoundError(f"request {request_id!r} has no event {event_id!r}")
-            sample = pin_event(name, event, at)
-    except ValueError as exc:
-        raise InvalidError([SpecError(("name",), str(exc))]) from exc
-    if not await parts.store.save_sample(sample):
-        raise ConflictError(f"a sample named {sample.name!r} exists already")
-    return sample
-
-
-async def try_condition(parts: Parts, hook: Hook, when: str | None, limit: int) -> DryRun:
-    """The condition `when` over the last `limit` stored events the hook takes."""
-    try:
-        hook = with_condition(hook, when)
-    except SpecError as exc:
-        raise InvalidError([exc]) from exc
-    events = await recent_events(parts.store, hook, min(max(limit, 1), MAX_DRY_RUN))
-    with time_budget(DRY_RUN_SECONDS):  # the whole trial, on the event loop: bounded
-        return dry_run(hook, events, parts.settings.template_secrets())
 
 
 def samples_api_routes(parts: Parts, token: str, clock: Callable[[], datetime]) -> list[Route]:
@@ -104,7 +58,7 @@ def samples_api_routes(parts: Parts, token: str, clock: Callable[[], datetime]) 
             errors.append(SpecError(("event_id",), "a string, or left out"))
         if errors:
             raise InvalidError(errors)
-        sample = await pin(parts, str(name), str(request_id), event_id, clock().timestamp())
+        sample = await parts.operations.pin_sample(str(name), str(request_id), event_id)
         return JSONResponse(sample_json(sample), 201)
 
     async def get_sample(request: Request) -> dict[str, Any]:
@@ -133,7 +87,7 @@ def samples_api_routes(parts: Parts, token: str, clock: Callable[[], datetime]) 
         when = data.get("when", hook.spec.when)
         if when is not None and not isinstance(when, str):
             raise InvalidError([SpecError(("when",), "a string, or left out")])
-        return dry_run_json(await try_condition(parts, hook, when, limit))
+        return dry_run_json(await parts.operations.dry_run(hook, when, limit))
 
     async def one_sample(request: Request) -> Response:
         handler = delete_sample if request.method == "DELETE" else get_sample

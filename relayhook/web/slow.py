@@ -35,7 +35,19 @@ from dataclasses import dataclass
 from typing import Any, ClassVar, Literal
 
 import httptools
+
+# Private parts of uvicorn's: pyproject bounds uvicorn to the versions this is tested on, and
+# tests/test_slow_clients.py fails loudly when a hook or attribute used here disappears.
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol, RequestResponseCycle
+
+# What of HttpToolsProtocol this module relies on (the test checks every one).
+OVERRIDDEN = ("connection_made", "connection_lost", "data_received", "on_message_begin",
+              "on_url", "on_header", "on_headers_complete", "on_body", "on_message_complete",
+              "on_response_complete", "_start_asgi_task")
+# Set by its __init__ (`url` too, but by on_message_begin, which is in OVERRIDDEN).
+USED_ATTRIBUTES = ("connections", "pipeline", "loop", "transport", "client", "parser", "cycle",
+                   "flow", "scope", "app", "logger", "access_logger", "access_log", "root_path",
+                   "server_state")
 
 log = logging.getLogger("relayhook.web.slow")
 
@@ -56,7 +68,8 @@ class ConnectionLimits:
 
 @dataclass
 class ClosedCounts:
-    """Connections closed so far, by cause (for metrics)."""
+    """Connections closed so far, by cause, per protocol class (kept for debugging: no metric
+    reads them yet)."""
 
     header_timeout: int = 0
     body_timeout: int = 0

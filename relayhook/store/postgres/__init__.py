@@ -22,7 +22,9 @@ from urllib.parse import urlsplit
 import asyncpg
 
 from relayhook.core import pacing
+from relayhook.core.erasure import Found, Subject
 from relayhook.core.events import Event, format_time
+from relayhook.core.people import Account, ApiKey, AuditEntry
 from relayhook.core.records import (
     DELIVERY_STATUSES,
     ActivityRow,
@@ -64,7 +66,9 @@ from relayhook.store.migrations import Migration
 from relayhook.store.postgres import browse, schema
 from relayhook.store.postgres import config as config_sql
 from relayhook.store.postgres import deliveries as sql
+from relayhook.store.postgres import erasure as erasure_sql
 from relayhook.store.postgres import outcomes as outcomes_sql
+from relayhook.store.postgres import people as people_sql
 from relayhook.store.postgres import problems as problems_sql
 from relayhook.store.postgres import requests as requests_sql
 from relayhook.store.postgres import samples as samples_sql
@@ -76,6 +80,7 @@ from relayhook.store.text import from_column, to_column
 
 if TYPE_CHECKING:
     from relayhook.core.hooks import RateLimitSpec
+    from relayhook.store.base import Store
 
 T = TypeVar("T")
 
@@ -296,9 +301,29 @@ class PostgresStore:
 
     async def list_problems(self, *, hook: str | None = None,
                             statuses: Sequence[ProblemStatus] = ("open", "acknowledged"),
-                            limit: int = 50) -> list[Problem]:
+                            limit: int = 50, relay: str | None = None) -> list[Problem]:
         return await self._read(
-            lambda conn: problems_sql.list_problems(conn, hook, statuses, limit))
+            lambda conn: problems_sql.list_problems(conn, hook, statuses, limit, relay))
+
+    async def open_relay_problem(self, relay: str, signature: str, text: str, *, at: float,
+                                 request: str | None = None) -> bool:
+        return await self._write(lambda conn: problems_sql.open_relay_problem(
+            conn, relay, signature, text, request, at))
+
+    async def resolve_relay_problem(self, relay: str, signature: str, *, at: float) -> bool:
+        return await self._write(
+            lambda conn: problems_sql.resolve_relay_problem(conn, relay, signature, at))
+
+    async def erase_subject(self, subject: Subject) -> Found:
+        found = await self._write(lambda conn: erasure_sql.erase(conn, subject))
+        await self._read(erasure_sql.wipe)
+        return found
+
+    async def get_shapes(self, relay: str) -> dict[str, str]:
+        return await self._read(lambda conn: problems_sql.get_shapes(conn, relay))
+
+    async def save_shape(self, relay: str, event_type: str, shape: str, *, at: float) -> None:
+        await self._write(lambda conn: problems_sql.save_shape(conn, relay, event_type, shape, at))
 
     async def get_problem(self, problem_id: str) -> Problem | None:
         return await self._read(lambda conn: problems_sql.get_problem(conn, problem_id))
@@ -361,6 +386,10 @@ class PostgresStore:
     async def update_relay(self, name: str, *, sealed: str, at: float) -> bool:
         return await self._write(
             lambda conn: config_sql.update_relay(conn, name, sealed, at), "config")
+
+    async def set_relay_expect(self, name: str, expect: str | None, *, at: float) -> bool:
+        return await self._write(
+            lambda conn: config_sql.set_relay_expect(conn, name, expect, at), "config")
 
     async def delete_relay(self, name: str) -> bool:
         return await self._write(lambda conn: config_sql.delete_relay(conn, name), "config")
@@ -465,6 +494,59 @@ class PostgresStore:
     async def revoke_sessions(self, account: str, *, keep: str | None = None) -> int:
         return await self._write(lambda conn: sessions_sql.revoke_all(conn, account, keep))
 
+    # -- people, API keys, the audit log
+
+    async def save_account(self, account: Account, *, end_sessions: bool = False,
+                           keep: str | None = None) -> int:
+        return await self._write(
+            lambda conn: people_sql.save_account(conn, account, end_sessions, keep))
+
+    async def get_account(self, account_id: str) -> Account | None:
+        return await self._read(lambda conn: people_sql.get_account(conn, account_id))
+
+    async def find_account(self, email: str) -> Account | None:
+        return await self._read(lambda conn: people_sql.find_account(conn, email))
+
+    async def list_accounts(self) -> list[Account]:
+        return await self._read(people_sql.list_accounts)
+
+    async def create_link(self, token_hash: str, account: str, expires_at: float) -> None:
+        await self._write(lambda conn: people_sql.create_link(conn, token_hash, account,
+                                                              expires_at))
+
+    async def peek_link(self, token_hash: str, now: float) -> str | None:
+        return await self._read(lambda conn: people_sql.peek_link(conn, token_hash, now))
+
+    async def use_link(self, token_hash: str, now: float) -> str | None:
+        return await self._write(lambda conn: people_sql.use_link(conn, token_hash, now))
+
+    async def create_key(self, key: ApiKey, token_hash: str) -> None:
+        await self._write(lambda conn: people_sql.create_key(conn, key, token_hash))
+
+    async def find_key(self, token_hash: str) -> ApiKey | None:
+        return await self._read(lambda conn: people_sql.find_key(conn, token_hash))
+
+    async def list_keys(self) -> list[ApiKey]:
+        return await self._read(people_sql.list_keys)
+
+    async def revoke_key(self, key_id: str, at: float) -> bool:
+        return await self._write(lambda conn: people_sql.revoke_key(conn, key_id, at))
+
+    async def touch_key(self, key_id: str, at: float) -> None:
+        await self._write(lambda conn: people_sql.touch_key(conn, key_id, at))
+
+    async def append_audit(self, entry: AuditEntry) -> None:
+        await self._write(lambda conn: people_sql.append_audit(conn, entry))
+
+    async def list_audit(self, *, actor: str | None = None, action: str | None = None,
+                         target: str | None = None, since: float | None = None,
+                         before: int | None = None, limit: int = 50) -> list[AuditEntry]:
+        return await self._read(lambda conn: people_sql.list_audit(
+            conn, actor, action, target, since, before, limit))
+
+    async def prune_audit(self, before: float, *, batch: int = 500) -> int:
+        return await self._write(lambda conn: people_sql.prune_audit(conn, before, batch))
+
     # -- operations
 
     async def prune(self, cutoffs: Cutoffs, *, batch: int = 500) -> PruneResult:
@@ -561,3 +643,7 @@ def _page(table: str, columns: str, filters: Sequence[tuple[str, object]], befor
         clause = f"{clause} AND {seek}" if clause else f"WHERE {seek}"
     params.append(limit)
     return f"SELECT {columns} FROM {table} {clause} ORDER BY seq DESC LIMIT ${len(params)}", params
+
+
+if TYPE_CHECKING:  # mypy proves the engine implements every role of the contract
+    _ENGINE: type[Store] = PostgresStore

@@ -53,6 +53,8 @@ def filter_clause(f: DeliveryFilter, params: list[object]) -> str:
     ) if value is not None]
     if f.statuses:
         conditions.append(f"d.status = ANY({param(list(f.statuses))}::text[])")
+    if not f.tests:
+        conditions.append("NOT d.test")
     if f.text:
         like = param(like_pattern(f.text))
         # ILIKE: SQLite's LIKE ignores the case of ASCII letters.

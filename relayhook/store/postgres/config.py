@@ -17,7 +17,7 @@ from relayhook.store.text import dumps, loads
 
 BUMP_VERSION = "UPDATE config_version SET version = version + 1 WHERE id = 1"
 HOOK_COLUMNS = "name, source, spec, sealed, updated_at"
-RELAY_COLUMNS = "name, connector, source, sealed, created_at, updated_at"
+RELAY_COLUMNS = "name, connector, source, sealed, created_at, updated_at, expect"
 CANCEL = (
     "UPDATE deliveries SET status = 'cancelled', lease_until = NULL, lease_owner = NULL,"
     " last_error = 'its hook was deleted', updated_at = $1"
@@ -82,16 +82,23 @@ async def list_relays(conn: asyncpg.Connection) -> list[StoredRelay]:
 
 async def create_relay(conn: asyncpg.Connection, relay: StoredRelay) -> bool:
     tag = await conn.execute(
-        f"INSERT INTO relays ({RELAY_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6)"
+        f"INSERT INTO relays ({RELAY_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7)"
         " ON CONFLICT (name) DO NOTHING",
         relay.name, relay.connector, relay.source, relay.sealed, relay.created_at,
-        relay.updated_at)
+        relay.updated_at, relay.expect)
     return await _changed(conn, tag)
 
 
 async def update_relay(conn: asyncpg.Connection, name: str, sealed: str, at: float) -> bool:
     tag = await conn.execute("UPDATE relays SET sealed = $1, updated_at = $2 WHERE name = $3",
                              sealed, at, name)
+    return await _changed(conn, tag)
+
+
+async def set_relay_expect(conn: asyncpg.Connection, name: str, expect: str | None,
+                           at: float) -> bool:
+    tag = await conn.execute("UPDATE relays SET expect = $1, updated_at = $2 WHERE name = $3",
+                             expect, at, name)
     return await _changed(conn, tag)
 
 

@@ -14,13 +14,20 @@ from relayhook.store.postgres.deliveries import REPLAY, count_of
 from relayhook.store.text import from_column, to_column
 
 COLUMNS = ("id, hook, signature, status, first_at, last_at, deliveries, error, acknowledged_at,"
-           " resolved_at, notified")
+           " resolved_at, notified, relay, request")
 OPEN = """
 INSERT INTO problems (id, hook, signature, status, first_at, last_at, error)
 SELECT $1, d.hook, $2, 'open', $3, $3, $4 FROM deliveries AS d WHERE d.id = $5
-ON CONFLICT (hook, signature) WHERE status <> 'resolved'
+ON CONFLICT (hook, relay, signature) WHERE status <> 'resolved'
 DO UPDATE SET last_at = excluded.last_at, error = excluded.error
 RETURNING id
+"""
+OPEN_RELAY = """
+INSERT INTO problems (id, hook, relay, signature, status, first_at, last_at, error, request)
+VALUES ($1, '', $2, $3, 'open', $4, $4, $5, $6)
+ON CONFLICT (hook, relay, signature) WHERE status <> 'resolved'
+DO UPDATE SET last_at = excluded.last_at, error = excluded.error
+RETURNING first_at = last_at
 """
 # A success also starts the hook's dead deliveries in a row again (streaks): one round trip.
 RESOLVE = """
@@ -60,18 +67,37 @@ async def open_problem(conn: asyncpg.Connection, delivery_id: str, signature: st
 
 def to_problem(row: asyncpg.Record) -> Problem:
     (id_, hook, signature, status, first_at, last_at, deliveries, error, acknowledged_at,
-     resolved_at, notified) = row
+     resolved_at, notified, relay, request) = row
     return Problem(id_, hook, signature, status, first_at, last_at, deliveries,
-                   from_column(error), acknowledged_at, resolved_at, notified)
+                   from_column(error), acknowledged_at, resolved_at, notified, relay, request)
+
+
+async def open_relay_problem(conn: asyncpg.Connection, relay: str, signature: str, text: str,
+                             request: str | None, now: float) -> bool:
+    """As SQLite's: open the relay's problem of `signature`, or update its text."""
+    opened: bool = await conn.fetchval(OPEN_RELAY, f"prb_{uuid.uuid4().hex[:20]}", relay,
+                                       signature, now, to_column(text), request)
+    return opened
+
+
+async def resolve_relay_problem(conn: asyncpg.Connection, relay: str, signature: str,
+                                now: float) -> bool:
+    sql = ("UPDATE problems SET status = 'resolved', resolved_at = $1"
+           " WHERE hook = '' AND relay = $2 AND signature = $3 AND status <> 'resolved'")
+    return count_of(await conn.execute(sql, now, relay, signature)) > 0
 
 
 async def list_problems(conn: asyncpg.Connection, hook: str | None,
-                        statuses: Sequence[ProblemStatus], limit: int) -> list[Problem]:
+                        statuses: Sequence[ProblemStatus], limit: int,
+                        relay: str | None = None) -> list[Problem]:
     sql = f"SELECT {COLUMNS} FROM problems WHERE status = ANY($1::text[])"
     params: list[object] = [list(statuses)]
     if hook is not None:
         params.append(hook)
         sql += f" AND hook = ${len(params)}"
+    if relay is not None:
+        params.append(relay)
+        sql += f" AND relay = ${len(params)}"
     params.append(limit)
     sql += f" ORDER BY seq DESC LIMIT ${len(params)}"
     return [to_problem(row) for row in await conn.fetch(sql, *params)]
@@ -97,3 +123,15 @@ async def replay(conn: asyncpg.Connection, problem_id: str, now: float, limit: i
 async def mark_notified(conn: asyncpg.Connection, problem_id: str) -> bool:
     sql = "UPDATE problems SET notified = true WHERE id = $1 AND NOT notified"
     return count_of(await conn.execute(sql, problem_id)) == 1
+
+
+async def get_shapes(conn: asyncpg.Connection, relay: str) -> dict[str, str]:
+    rows = await conn.fetch("SELECT type, shape FROM payload_shapes WHERE relay = $1", relay)
+    return {str(row[0]): str(row[1]) for row in rows}
+
+
+async def save_shape(conn: asyncpg.Connection, relay: str, type_: str, shape: str,
+                     at: float) -> None:
+    await conn.execute("INSERT INTO payload_shapes VALUES ($1, $2, $3, $4) ON CONFLICT (relay,"
+                       " type) DO UPDATE SET shape = excluded.shape,"
+                       " updated_at = excluded.updated_at", relay, type_, shape, at)

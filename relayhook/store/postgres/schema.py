@@ -226,6 +226,70 @@ CREATE TABLE IF NOT EXISTS console_sessions (
 CREATE INDEX IF NOT EXISTS console_sessions_account ON console_sessions (account, expires_at);
 """
 
+# A relay's problems: see relayhook.store.sqlite.problems.RELAY_PROBLEMS.
+RELAY_PROBLEMS = """
+ALTER TABLE problems ADD COLUMN relay text NOT NULL DEFAULT '';
+ALTER TABLE relays ADD COLUMN expect text;
+ALTER TABLE problems ADD COLUMN request text;
+DROP INDEX IF EXISTS problems_current;
+CREATE UNIQUE INDEX problems_current ON problems (hook, relay, signature)
+    WHERE status <> 'resolved';
+CREATE TABLE IF NOT EXISTS payload_shapes (
+    relay       text NOT NULL,
+    type        text NOT NULL,
+    shape       text NOT NULL,
+    updated_at  double precision NOT NULL,
+    PRIMARY KEY (relay, type)
+);
+"""
+
+# People, their one-time links (invites and resets), API keys and the append-only audit log
+# (relayhook.people). Tokens are kept as their SHA-256 only.
+PEOPLE = """
+CREATE TABLE IF NOT EXISTS accounts (
+    id            text PRIMARY KEY,
+    name          text NOT NULL,
+    email         text NOT NULL,
+    role          text NOT NULL,
+    password_hash text,
+    created_at    double precision NOT NULL,
+    disabled_at   double precision,
+    origin        text NOT NULL
+);
+CREATE INDEX IF NOT EXISTS accounts_email ON accounts (lower(email));
+CREATE TABLE IF NOT EXISTS account_links (
+    token_hash    text PRIMARY KEY,
+    account       text NOT NULL,
+    expires_at    double precision NOT NULL,
+    used_at       double precision
+);
+CREATE TABLE IF NOT EXISTS api_keys (
+    id            text PRIMARY KEY,
+    token_hash    text NOT NULL UNIQUE,
+    name          text NOT NULL,
+    role          text NOT NULL,
+    relays        text NOT NULL,
+    hooks         text NOT NULL,
+    created_by    text NOT NULL,
+    created_at    double precision NOT NULL,
+    expires_at    double precision,
+    last_used_at  double precision,
+    revoked_at    double precision
+);
+CREATE TABLE IF NOT EXISTS audit_log (
+    id            bigserial PRIMARY KEY,
+    at            double precision NOT NULL,
+    actor         text NOT NULL,
+    actor_name    text NOT NULL,
+    address       text NOT NULL,
+    action        text NOT NULL,
+    target        text NOT NULL,
+    detail        text NOT NULL
+);
+CREATE INDEX IF NOT EXISTS audit_log_target ON audit_log (target, id);
+CREATE INDEX IF NOT EXISTS audit_log_at ON audit_log (at);
+"""
+
 MIGRATIONS = (
     Migration(1, "requests, events, deliveries, attempts, hooks", INITIAL),
     Migration(2, "hook pacing shared by all dispatchers", PACING),
@@ -238,6 +302,9 @@ MIGRATIONS = (
     Migration(8, "a request's events by (request_id, seq): /api/events?request=",
               EVENTS_BY_REQUEST),
     Migration(9, "console sessions, one row per sign-in", SESSIONS),
+    Migration(10, "relays' problems (quiet, changed shape) and payload shapes",
+              RELAY_PROBLEMS),
+    Migration(11, "people, API keys and the audit log", PEOPLE),
 )
 check_numbering(MIGRATIONS)
 LATEST = MIGRATIONS[-1].version

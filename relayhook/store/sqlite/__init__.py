@@ -17,7 +17,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from relayhook.core import pacing
+from relayhook.core.erasure import Found, Subject
 from relayhook.core.events import Event, format_time
+from relayhook.core.people import Account, ApiKey, AuditEntry
 from relayhook.core.records import (
     ActivityRow,
     Attempt,
@@ -65,8 +67,10 @@ from relayhook.store.rows import (
 from relayhook.store.sqlite import browse, schema
 from relayhook.store.sqlite import config as config_sql
 from relayhook.store.sqlite import deliveries as deliveries_sql
+from relayhook.store.sqlite import erasure as erasure_sql
 from relayhook.store.sqlite import ops as sqlite_ops
 from relayhook.store.sqlite import outcomes as outcomes_sql
+from relayhook.store.sqlite import people as people_sql
 from relayhook.store.sqlite import problems as problems_sql
 from relayhook.store.sqlite import requests as requests_sql
 from relayhook.store.sqlite import samples as samples_sql
@@ -78,8 +82,9 @@ from relayhook.store.sqlite.rows import page_query, where
 from relayhook.store.sqlite.threads import GroupCommitWriter, ReaderPool
 from relayhook.store.text import to_column
 
-if TYPE_CHECKING:  # hooks -> retry -> store -> here: types only
+if TYPE_CHECKING:  # a type only: core.hooks loads Jinja, which the store needs not
     from relayhook.core.hooks import RateLimitSpec
+    from relayhook.store.base import Store
 
 SCHEMA_VERSION = schema.LATEST
 
@@ -367,9 +372,29 @@ class SQLiteStore:
 
     async def list_problems(self, *, hook: str | None = None,
                             statuses: Sequence[ProblemStatus] = ("open", "acknowledged"),
-                            limit: int = 50) -> list[Problem]:
+                            limit: int = 50, relay: str | None = None) -> list[Problem]:
         return await self._read(
-            lambda conn: problems_sql.list_problems(conn, hook, tuple(statuses), limit))
+            lambda conn: problems_sql.list_problems(conn, hook, tuple(statuses), limit, relay))
+
+    async def open_relay_problem(self, relay: str, signature: str, text: str, *, at: float,
+                                 request: str | None = None) -> bool:
+        return await self._write(lambda conn: problems_sql.open_relay_problem(
+            conn, relay, signature, text, request, at))
+
+    async def resolve_relay_problem(self, relay: str, signature: str, *, at: float) -> bool:
+        return await self._write(
+            lambda conn: problems_sql.resolve_relay_problem(conn, relay, signature, at))
+
+    async def erase_subject(self, subject: Subject) -> Found:
+        found = await self._write(lambda conn: erasure_sql.erase(conn, subject))
+        await asyncio.to_thread(erasure_sql.wipe, self.path)
+        return found
+
+    async def get_shapes(self, relay: str) -> dict[str, str]:
+        return await self._read(lambda conn: problems_sql.get_shapes(conn, relay))
+
+    async def save_shape(self, relay: str, event_type: str, shape: str, *, at: float) -> None:
+        await self._write(lambda conn: problems_sql.save_shape(conn, relay, event_type, shape, at))
 
     async def get_problem(self, problem_id: str) -> Problem | None:
         return await self._read(lambda conn: problems_sql.get_problem(conn, problem_id))
@@ -428,6 +453,9 @@ class SQLiteStore:
 
     async def update_relay(self, name: str, *, sealed: str, at: float) -> bool:
         return await self._write(lambda conn: config_sql.update_relay(conn, name, sealed, at))
+
+    async def set_relay_expect(self, name: str, expect: str | None, *, at: float) -> bool:
+        return await self._write(lambda conn: config_sql.set_relay_expect(conn, name, expect, at))
 
     async def delete_relay(self, name: str) -> bool:
         return await self._write(lambda conn: config_sql.delete_relay(conn, name))
@@ -537,6 +565,59 @@ class SQLiteStore:
     async def revoke_sessions(self, account: str, *, keep: str | None = None) -> int:
         return await self._write(lambda conn: sessions_sql.revoke_all(conn, account, keep))
 
+    # -- people, API keys, the audit log
+
+    async def save_account(self, account: Account, *, end_sessions: bool = False,
+                           keep: str | None = None) -> int:
+        return await self._write(
+            lambda conn: people_sql.save_account(conn, account, end_sessions, keep))
+
+    async def get_account(self, account_id: str) -> Account | None:
+        return await self._read(lambda conn: people_sql.get_account(conn, account_id))
+
+    async def find_account(self, email: str) -> Account | None:
+        return await self._read(lambda conn: people_sql.find_account(conn, email))
+
+    async def list_accounts(self) -> list[Account]:
+        return await self._read(people_sql.list_accounts)
+
+    async def create_link(self, token_hash: str, account: str, expires_at: float) -> None:
+        await self._write(lambda conn: people_sql.create_link(conn, token_hash, account,
+                                                              expires_at))
+
+    async def peek_link(self, token_hash: str, now: float) -> str | None:
+        return await self._read(lambda conn: people_sql.peek_link(conn, token_hash, now))
+
+    async def use_link(self, token_hash: str, now: float) -> str | None:
+        return await self._write(lambda conn: people_sql.use_link(conn, token_hash, now))
+
+    async def create_key(self, key: ApiKey, token_hash: str) -> None:
+        await self._write(lambda conn: people_sql.create_key(conn, key, token_hash))
+
+    async def find_key(self, token_hash: str) -> ApiKey | None:
+        return await self._read(lambda conn: people_sql.find_key(conn, token_hash))
+
+    async def list_keys(self) -> list[ApiKey]:
+        return await self._read(people_sql.list_keys)
+
+    async def revoke_key(self, key_id: str, at: float) -> bool:
+        return await self._write(lambda conn: people_sql.revoke_key(conn, key_id, at))
+
+    async def touch_key(self, key_id: str, at: float) -> None:
+        await self._write(lambda conn: people_sql.touch_key(conn, key_id, at))
+
+    async def append_audit(self, entry: AuditEntry) -> None:
+        await self._write(lambda conn: people_sql.append_audit(conn, entry))
+
+    async def list_audit(self, *, actor: str | None = None, action: str | None = None,
+                         target: str | None = None, since: float | None = None,
+                         before: int | None = None, limit: int = 50) -> list[AuditEntry]:
+        return await self._read(lambda conn: people_sql.list_audit(
+            conn, actor, action, target, since, before, limit))
+
+    async def prune_audit(self, before: float, *, batch: int = 500) -> int:
+        return await self._write(lambda conn: people_sql.prune_audit(conn, before, batch))
+
     # -- operations
 
     async def prune(self, cutoffs: Cutoffs, *, batch: int = 500) -> PruneResult:
@@ -593,7 +674,7 @@ class SQLiteStore:
     # -- running jobs
 
     async def _read(self, fn: Callable[[sqlite3.Connection], T]) -> T:
-        return await asyncio.to_thread(self._readers.run, fn)
+        return await self._readers.read(fn)
 
     async def _write(self, fn: Callable[[sqlite3.Connection], T]) -> T:
         return await self._writer.submit(fn)
@@ -613,3 +694,7 @@ def _insert_events(
     accepted: int = conn.executemany(INSERT_EVENT, event_rows).rowcount
     routed = deliveries_sql.insert_deliveries(conn, delivery_rows, last_seq) if accepted else 0
     return IngestResult(accepted=accepted, duplicates=len(event_rows) - accepted, deliveries=routed)
+
+
+if TYPE_CHECKING:  # mypy proves the engine implements every role of the contract
+    _ENGINE: type[Store] = SQLiteStore

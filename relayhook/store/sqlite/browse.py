@@ -43,6 +43,8 @@ def filter_clause(f: DeliveryFilter) -> tuple[str, list[object]]:
     if f.statuses:
         conditions.append(f"d.status IN ({', '.join('?' for _ in f.statuses)})")
         params += list(f.statuses)
+    if not f.tests:
+        conditions.append("d.test = 0")
     if f.text:
         conditions.append(TEXT_CONDITION)
         params += [like_pattern(f.text)] * 3

@@ -17,7 +17,7 @@ from relayhook.store.sqlite.rows import dumps
 
 BUMP_VERSION = "UPDATE config_version SET version = version + 1 WHERE id = 1"
 HOOK_COLUMNS = "name, source, spec, sealed, updated_at"
-RELAY_COLUMNS = "name, connector, source, sealed, created_at, updated_at"
+RELAY_COLUMNS = "name, connector, source, sealed, created_at, updated_at, expect"
 CANCEL = (
     "UPDATE deliveries SET status = 'cancelled', lease_until = NULL, lease_owner = NULL,"
     " last_error = 'its hook was deleted', updated_at = ?"
@@ -95,10 +95,10 @@ def list_relays(conn: sqlite3.Connection) -> list[StoredRelay]:
 
 def create_relay(conn: sqlite3.Connection, relay: StoredRelay) -> bool:
     cursor = conn.execute(
-        f"INSERT INTO relays ({RELAY_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?)"
+        f"INSERT INTO relays ({RELAY_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?)"
         " ON CONFLICT (name) DO NOTHING",
         (relay.name, relay.connector, relay.source, relay.sealed, relay.created_at,
-         relay.updated_at),
+         relay.updated_at, relay.expect),
     )
     if cursor.rowcount == 0:
         return False
@@ -109,6 +109,15 @@ def create_relay(conn: sqlite3.Connection, relay: StoredRelay) -> bool:
 def update_relay(conn: sqlite3.Connection, name: str, sealed: str, at: float) -> bool:
     cursor = conn.execute("UPDATE relays SET sealed = ?, updated_at = ? WHERE name = ?",
                           (sealed, at, name))
+    if cursor.rowcount == 0:
+        return False
+    bump(conn)
+    return True
+
+
+def set_relay_expect(conn: sqlite3.Connection, name: str, expect: str | None, at: float) -> bool:
+    cursor = conn.execute("UPDATE relays SET expect = ?, updated_at = ? WHERE name = ?",
+                          (expect, at, name))
     if cursor.rowcount == 0:
         return False
     bump(conn)

@@ -39,12 +39,32 @@ CREATE TABLE IF NOT EXISTS problem_deliveries (
 ) WITHOUT ROWID;
 """
 
+# A relay's problems (a provider gone quiet, payloads that changed shape) share the table: their
+# `hook` is empty and `relay` names the relay (a hook's have an empty `relay`); the index of
+# the unresolved ones takes both. `payload_shapes`: per relay and event type, the shape of the
+# bodies received (relayhook.core.shapes.Shape as JSON).
+SCHEMA_RELAY_PROBLEMS = """
+ALTER TABLE problems ADD COLUMN relay TEXT NOT NULL DEFAULT '';
+ALTER TABLE relays ADD COLUMN expect TEXT;
+ALTER TABLE problems ADD COLUMN request TEXT;
+DROP INDEX IF EXISTS problems_current;
+CREATE UNIQUE INDEX problems_current ON problems (hook, relay, signature)
+    WHERE status <> 'resolved';
+CREATE TABLE IF NOT EXISTS payload_shapes (
+    relay       TEXT NOT NULL,
+    type        TEXT NOT NULL,
+    shape       TEXT NOT NULL,
+    updated_at  REAL NOT NULL,
+    PRIMARY KEY (relay, type)
+) WITHOUT ROWID;
+"""
+
 COLUMNS = ("id, hook, signature, status, first_at, last_at, deliveries, error, acknowledged_at,"
-           " resolved_at, notified")
+           " resolved_at, notified, relay, request")
 OPEN = """
 INSERT INTO problems (id, hook, signature, status, first_at, last_at, error)
 VALUES (?, ?, ?, 'open', ?, ?, ?)
-ON CONFLICT (hook, signature) WHERE status <> 'resolved'
+ON CONFLICT (hook, relay, signature) WHERE status <> 'resolved'
 DO UPDATE SET last_at = excluded.last_at, error = excluded.error
 RETURNING id
 """
@@ -83,18 +103,47 @@ def open_problem(conn: sqlite3.Connection, delivery_id: str, hook: str, signatur
 
 def to_problem(row: Row) -> Problem:
     (id_, hook, signature, status, first_at, last_at, deliveries, error, acknowledged_at,
-     resolved_at, notified) = row
+     resolved_at, notified, relay, request) = row
     return Problem(id_, hook, signature, status, first_at, last_at, deliveries,
-                   from_column(error), acknowledged_at, resolved_at, bool(notified))
+                   from_column(error), acknowledged_at, resolved_at, bool(notified), relay,
+                   request)
+
+
+OPEN_RELAY = """
+INSERT INTO problems (id, hook, relay, signature, status, first_at, last_at, error, request)
+VALUES (?, '', ?, ?, 'open', ?, ?, ?, ?)
+ON CONFLICT (hook, relay, signature) WHERE status <> 'resolved'
+DO UPDATE SET last_at = excluded.last_at, error = excluded.error
+RETURNING id, first_at = last_at
+"""
+
+
+def open_relay_problem(conn: sqlite3.Connection, relay: str, signature: str, text: str,
+                       request: str | None, now: float) -> bool:
+    """Open the relay's problem of `signature` (or update its unresolved one's text): True
+    when it is new."""
+    row = (f"prb_{uuid.uuid4().hex[:20]}", relay, signature, now, now, to_column(text), request)
+    opened: int = conn.execute(OPEN_RELAY, row).fetchone()[1]
+    return bool(opened)
+
+
+def resolve_relay_problem(conn: sqlite3.Connection, relay: str, signature: str,
+                          now: float) -> bool:
+    sql = ("UPDATE problems SET status = 'resolved', resolved_at = ?"
+           " WHERE hook = '' AND relay = ? AND signature = ? AND status <> 'resolved'")
+    return conn.execute(sql, (now, relay, signature)).rowcount > 0
 
 
 def list_problems(conn: sqlite3.Connection, hook: str | None, statuses: tuple[ProblemStatus, ...],
-                  limit: int) -> list[Problem]:
+                  limit: int, relay: str | None = None) -> list[Problem]:
     sql = f"SELECT {COLUMNS} FROM problems WHERE status IN ({', '.join('?' * len(statuses))})"
     params: list[object] = list(statuses)
     if hook is not None:
         sql += " AND hook = ?"
         params.append(hook)
+    if relay is not None:
+        sql += " AND relay = ?"
+        params.append(relay)
     sql += " ORDER BY seq DESC LIMIT ?"
     return [to_problem(row) for row in conn.execute(sql, [*params, limit])]
 
@@ -121,3 +170,14 @@ def replay(conn: sqlite3.Connection, problem_id: str, now: float, limit: int) ->
 def mark_notified(conn: sqlite3.Connection, problem_id: str) -> bool:
     sql = "UPDATE problems SET notified = 1 WHERE id = ? AND notified = 0"
     return conn.execute(sql, (problem_id,)).rowcount == 1
+
+
+def get_shapes(conn: sqlite3.Connection, relay: str) -> dict[str, str]:
+    rows = conn.execute("SELECT type, shape FROM payload_shapes WHERE relay = ?", (relay,))
+    return {str(type_): str(shape) for type_, shape in rows}
+
+
+def save_shape(conn: sqlite3.Connection, relay: str, type_: str, shape: str, at: float) -> None:
+    conn.execute("INSERT INTO payload_shapes VALUES (?, ?, ?, ?) ON CONFLICT (relay, type)"
+                 " DO UPDATE SET shape = excluded.shape, updated_at = excluded.updated_at",
+                 (relay, type_, shape, at))

@@ -18,6 +18,7 @@ from relayhook.store.sqlite.deliveries import CLAIMABLE, INDEXES_V10, UNFINISHED
 from relayhook.store.sqlite.ops import INDEXES_V5
 from relayhook.store.sqlite.outcomes import SCHEMA_7 as OUTCOMES
 from relayhook.store.sqlite.problems import SCHEMA_8 as PROBLEMS
+from relayhook.store.sqlite.problems import SCHEMA_RELAY_PROBLEMS as RELAY_PROBLEMS
 from relayhook.store.sqlite.requests import SCHEMA_4
 from relayhook.store.sqlite.samples import SCHEMA_9 as SAMPLES
 from relayhook.store.sqlite.streaks import SCHEMA_11 as STREAKS
@@ -190,6 +191,53 @@ CREATE TABLE IF NOT EXISTS console_sessions (
 CREATE INDEX IF NOT EXISTS console_sessions_account ON console_sessions (account, expires_at);
 """
 
+# People, their one-time links (invites and resets), API keys and the append-only audit log
+# (relayhook.people). Tokens are kept as their SHA-256 only.
+PEOPLE = """
+CREATE TABLE IF NOT EXISTS accounts (
+    id            TEXT PRIMARY KEY,
+    name          TEXT NOT NULL,
+    email         TEXT NOT NULL,
+    role          TEXT NOT NULL,
+    password_hash TEXT,
+    created_at    REAL NOT NULL,
+    disabled_at   REAL,
+    origin        TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS accounts_email ON accounts (lower(email));
+CREATE TABLE IF NOT EXISTS account_links (
+    token_hash    TEXT PRIMARY KEY,
+    account       TEXT NOT NULL,
+    expires_at    REAL NOT NULL,
+    used_at       REAL
+);
+CREATE TABLE IF NOT EXISTS api_keys (
+    id            TEXT PRIMARY KEY,
+    token_hash    TEXT NOT NULL UNIQUE,
+    name          TEXT NOT NULL,
+    role          TEXT NOT NULL,
+    relays        TEXT NOT NULL,
+    hooks         TEXT NOT NULL,
+    created_by    TEXT NOT NULL,
+    created_at    REAL NOT NULL,
+    expires_at    REAL,
+    last_used_at  REAL,
+    revoked_at    REAL
+);
+CREATE TABLE IF NOT EXISTS audit_log (
+    id            INTEGER PRIMARY KEY AUTOINCREMENT,
+    at            REAL NOT NULL,
+    actor         TEXT NOT NULL,
+    actor_name    TEXT NOT NULL,
+    address       TEXT NOT NULL,
+    action        TEXT NOT NULL,
+    target        TEXT NOT NULL,
+    detail        TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS audit_log_target ON audit_log (target, id);
+CREATE INDEX IF NOT EXISTS audit_log_at ON audit_log (at);
+"""
+
 MIGRATIONS = (
     Migration(1, "requests, events, deliveries, attempts, hooks", INITIAL),
     Migration(2, "relays and hooks as live data, cancelled deliveries", LIVE_CONFIG,
@@ -204,6 +252,9 @@ MIGRATIONS = (
     Migration(10, "claims that seek the due deliveries, not the whole backlog", INDEXES_V10),
     Migration(11, "dead deliveries in a row per hook, for [alerts] disable_after", STREAKS),
     Migration(12, "console sessions, one row per sign-in", SESSIONS),
+    Migration(13, "relays' problems (quiet, changed shape) and payload shapes",
+              RELAY_PROBLEMS),
+    Migration(14, "people, API keys and the audit log", PEOPLE),
 )
 check_numbering(MIGRATIONS)
 LATEST = MIGRATIONS[-1].version

@@ -16,6 +16,7 @@ import queue
 import sqlite3
 import threading
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
@@ -206,7 +207,9 @@ def _run_in_savepoint(
 
 
 class ReaderPool:
-    """Up to `size` read connections, created on first need, each used by one thread at a time."""
+    """Up to `size` read connections, created on first need, each used by one thread at a time;
+    `read` runs on the pool's own `size` threads, so a page of the console never waits behind
+    the default executor's argon2 hashes, SMTP sends or DNS lookups (nor they behind it)."""
 
     def __init__(self, connect: Callable[[], sqlite3.Connection], size: int) -> None:
         self._connect = connect
@@ -215,6 +218,16 @@ class ReaderPool:
         self._created = 0
         self._closed = False
         self._changed = threading.Condition()
+        self._executor: ThreadPoolExecutor | None = None
+
+    async def read(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+        """`run(fn)` on one of the pool's threads."""
+        if self._closed:
+            raise StoreError("the store is closed")
+        if self._executor is None:
+            self._executor = ThreadPoolExecutor(self._size,
+                                                thread_name_prefix="relayhook-sqlite-read")
+        return await asyncio.get_running_loop().run_in_executor(self._executor, self.run, fn)
 
     def acquire(self) -> sqlite3.Connection:
         with self._changed:
@@ -248,6 +261,9 @@ class ReaderPool:
             self._changed.notify_all()
         for conn in idle:
             conn.close()
+        executor, self._executor = self._executor, None
+        if executor is not None:
+            executor.shutdown(wait=False)
 
     def _forget(self) -> None:
         with self._changed:

@@ -1,9 +1,11 @@
 """The web console: server-rendered pages at `/`, for people (the JSON API is for scripts).
 
-    routes = console_routes(Console(parts, settings, clock=clock, new_id=new_id))
+    routes = console_routes(Console(parts, clock=clock, new_id=new_id))
 
 Every basic flow is a plain form post (no JavaScript needed); `static/console.js` only enhances
-(copy buttons, the live preview). Pages read through `relayhook.web.readmodel`, as the API does.
+(copy buttons, the live preview). Pages read through `relayhook.web.readmodel`, as the API does;
+changes go through the two services, `parts.manager` (relays, hooks) and `parts.operations`
+(replays, problems, test sends, samples, dry runs).
 """
 
 from __future__ import annotations
@@ -15,8 +17,18 @@ from starlette.responses import RedirectResponse, Response
 from starlette.routing import BaseRoute, Mount, Route
 from starlette.staticfiles import StaticFiles
 
-from relayhook.passwords import ADMIN_ACCOUNT
-from relayhook.web.console import editing, hooks, problems, records, relays, sessions
+from relayhook.passwords import ADMIN_ACCOUNT, dummy_hash
+from relayhook.web.console import (
+    editing,
+    erasing,
+    hooks,
+    oidc,
+    people,
+    problems,
+    records,
+    relays,
+    sessions,
+)
 from relayhook.web.console.core import Console
 from relayhook.web.console.pages import WEB_DIR, Ctx
 from relayhook.web.readmodel import hook_summaries, relay_summaries
@@ -38,25 +50,37 @@ async def sign_in(console: Console, ctx: Ctx) -> Response:
     if ctx.request.method == "GET":
         if ctx.session.signed_in:
             return RedirectResponse(target, 303)
-        return ctx.render("signin.html", title="Sign in", next=target, error=None)
-    gate = console.gate
-    address, device = gate.address_of(ctx.request), await gate.device_of(ctx.request)
-    refused = gate.guard.refusal(address, ADMIN_ACCOUNT, device)
-    matched = None if refused else await gate.check_password(ctx.form.get("password"))
+        return ctx.render("signin.html", title="Sign in", next=target, error=None, login="")
+    gate, people = console.gate, console.people
+    login = ctx.form.get("login").strip()
+    account = await people.login(login)
+    account_id = account.id if account is not None else (login or ADMIN_ACCOUNT).lower()
+    address = gate.address_of(ctx.request)
+    device = await gate.device_of(ctx.request, account_id)
+    refused = gate.guard.refusal(address, account_id, device)
+    matched: bool | None = False
+    if refused is None and account is not None and account.active:
+        stored = await people.password_hash(account)
+        matched = await gate.check_password(ctx.form.get("password"), stored or "")
+    elif refused is None:  # the same work for no one, so a name cannot be told by the time
+        await gate.check_password(ctx.form.get("password"), dummy_hash())
     if refused or matched is None:
         wait, error = refused or (1, "Many sign-ins are being tried at once. Try again in a "
                                   "second.")
-        response = ctx.render("signin.html", 429, title="Sign in", next=target, error=error)
+        response = ctx.render("signin.html", 429, title="Sign in", next=target, error=error,
+                              login=login)
         response.headers["Retry-After"] = str(wait)
         return response
-    if not matched:
-        gate.guard.failed(address, ADMIN_ACCOUNT, device)
-        return ctx.render("signin.html", 401, title="Sign in", next=target,
-                          error="That password is not right. Check it and try again.")
+    if not matched or account is None:
+        gate.guard.failed(address, account_id, device)
+        return ctx.render("signin.html", 401, title="Sign in", next=target, login=login,
+                          error="That e-mail or password is not right. Check them and try "
+                          "again.")
     gate.guard.succeeded(address, device)
-    await gate.sign_in(ctx.session, ctx.request)
+    await gate.sign_in(ctx.session, ctx.request, account.id)
+    ctx.request.scope["principal"] = await people.principal_of_account(account.id)
     redirect = RedirectResponse(target, 303)
-    await gate.remember_device(redirect, device)
+    await gate.remember_device(redirect, device, account.id)
     return redirect
 
 
@@ -82,6 +106,11 @@ def console_routes(console: Console) -> list[BaseRoute]:
         Mount("/static", app=StaticFiles(directory=WEB_DIR / "static"), name="static"),
     ]
     # editing first: /hooks/new before /hooks/{name}
-    for module in (relays, records, editing, hooks, problems, sessions):
-        routes += [Route(path, view(fn), methods=methods) for path, fn, methods in module.ROUTES]
+    modules = [relays, records, editing, hooks, problems, sessions, erasing, people]
+    if console.oidc is not None:
+        modules.append(oidc)
+    public = (*people.PUBLIC_PATHS, *(path for path, _, _ in oidc.ROUTES))
+    for module in modules:
+        routes += [Route(path, view(fn, public=path in public), methods=methods)
+                   for path, fn, methods in module.ROUTES]
     return routes

@@ -10,6 +10,7 @@ from relayhook.core.tomlpos import format_path
 from relayhook.errors import ConflictError, InvalidError, NotFoundError
 
 if TYPE_CHECKING:
+    from relayhook.manage import Compiled
     from relayhook.web.console.core import Console
 
 
@@ -44,15 +45,17 @@ async def delete_relay(console: Console, name: str) -> str | None:
     return None
 
 
-async def save_hook(console: Console, spec: dict[str, Any],
-                    old_name: str | None) -> InvalidError | str | None:
-    """None when saved; the InvalidError (shown at its fields) or a conflict's message."""
+async def save_hook(console: Console, spec: dict[str, Any], old_name: str | None,
+                    compiled: Compiled | None = None) -> InvalidError | str | None:
+    """None when saved; the InvalidError (shown at its fields) or a conflict's message.
+    `compiled`: the form's compile (of `spec` with its kept secrets put back), so that a save
+    compiles the hook once."""
     manager = console.parts.manager
     try:
         if old_name is None:
-            await manager.create_hook(spec)
+            await manager.create_hook(spec, compiled=compiled)
         else:
-            await manager.replace_hook(old_name, spec)
+            await manager.replace_hook(old_name, spec, compiled=compiled)
     except InvalidError as exc:
         return exc
     except (ConflictError, NotFoundError) as exc:

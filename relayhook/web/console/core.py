@@ -7,13 +7,18 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 
+from starlette.requests import Request
+from starlette.responses import Response
+
 from relayhook.assembly import Parts
 from relayhook.core.clients import TrustedProxies
 from relayhook.core.connectors import Connector
 from relayhook.passwords import ensure_password
+from relayhook.people import People
 from relayhook.relays import Relay
 from relayhook.settings import Settings
-from relayhook.web.console.pages import NotFound, Pages, make_environment
+from relayhook.web.console.oidc import Provider
+from relayhook.web.console.pages import Ctx, Form, NotFound, Pages, make_environment
 from relayhook.web.console.session import Gate
 
 log = logging.getLogger("relayhook.console")
@@ -26,15 +31,22 @@ class Console:
     parts: Parts
     clock: Callable[[], datetime]
     new_id: Callable[[], str]
+    people: People
     gate: Gate = field(init=False)
     pages: Pages = field(init=False)
+    oidc: Provider | None = field(init=False, default=None)
 
     def __post_init__(self) -> None:
         secure = self.settings.public_url().startswith("https:")
         proxies = TrustedProxies.from_config(self.settings.server.forwarded_allow_ips)
         self.gate = Gate(self.parts.store, secure=secure, clock=self.now, new_id=self.new_id,
                          proxies=proxies)
-        self.pages = Pages(self.gate, make_environment(), {"product": "Relayhook"})
+        oidc = self.settings.auth.oidc
+        if oidc.enabled:
+            self.oidc = Provider(oidc, self.settings.public_url().rstrip("/")
+                                 + "/signin/oidc/callback")
+        self.pages = Pages(self.gate, make_environment(), {
+            "product": "Relayhook", "oidc": oidc.name if oidc.enabled else ""})
 
     @property
     def settings(self) -> Settings:
@@ -53,9 +65,17 @@ class Console:
             raise NotFound(f"There is no relay named {name!r}.")
         return relay
 
+    async def forbidden(self, request: Request, message: str) -> Response:
+        """The page for a role too low (a forged form post gets it too)."""
+        session = await self.gate.read(request)
+        ctx = Ctx(request, session, Form(), self.pages.env, self.pages.globals)
+        response = ctx.render("error.html", 403, title="Not allowed", message=message)
+        return await self.pages.finish(session, response)
+
     async def start(self) -> None:
         """At start (the app's lifespan): the session key, and a password if none is set."""
         await self.gate.start()
+        await self.people.ensure_admin()
         password = await ensure_password(self.parts.store, self.now())
         if password is not None:
             log.warning("console: no admin password was set; made one up: %s (shown once; "

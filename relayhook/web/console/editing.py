@@ -3,18 +3,17 @@ live preview the script asks for (`POST /hooks/preview`, JSON)."""
 
 from __future__ import annotations
 
+import contextlib
 import time
 from typing import TYPE_CHECKING, Any
 
 from starlette.responses import JSONResponse, Response
 
 from relayhook.core.connectors import emitted_types
-from relayhook.core.events import Event
-from relayhook.core.examples import example_event, example_events, newest_event
+from relayhook.core.examples import example_events
 from relayhook.core.hooks import PRESETS_DIR, Hook
 from relayhook.core.outbound import record_request, render_request
 from relayhook.core.redaction import restore_secrets
-from relayhook.core.samples import sample_event
 from relayhook.core.templating import RenderError
 from relayhook.errors import InvalidError, NotFoundError, SpecError
 from relayhook.web.console import changes
@@ -30,8 +29,8 @@ from relayhook.web.console.hookform import (
     values_of,
 )
 from relayhook.web.console.pages import Ctx, NotFound, hook_address
+from relayhook.web.console.whatchanges import what_would_change
 from relayhook.web.readmodel import attempt_curl
-from relayhook.web.samples_api import try_condition
 
 if TYPE_CHECKING:
     from relayhook.web.console.core import Console
@@ -60,20 +59,18 @@ async def preview_of(console: Console, hook: Hook | None, values: dict[str, Any]
     the newest stored event the hook takes (else a connector's example), and which event."""
     if hook is None:
         return {"curl": "", "source": "Fix the errors to see the request."}
-    event: Event | None = None
-    saved = await console.parts.store.get_sample(sample) if sample else None
-    if saved is not None:
-        event, source = sample_event(saved, hook), f"sample {saved.name!r}"
-    else:
-        event = await newest_event(console.parts.store, hook)
-        source = "the newest matching event received"
-    if event is None and saved is None:
-        sources = [(c, c.id) for c in console.connectors.values()]
-        event = example_event(hook, sources)
-        source = "the connector's example (no matching event received yet)"
-    if event is None:
+    operations = console.parts.operations
+    try:
+        chosen = await operations.choose_event(hook, sample=sample or None, newest=True)
+    except NotFoundError:
+        chosen = None
+    if chosen is None and sample:  # a sample deleted meanwhile: as if none were chosen
+        with contextlib.suppress(NotFoundError):
+            chosen = await operations.choose_event(hook, newest=True)
+    if chosen is None:
         return {"curl": "", "source": "No received event or connector example matches the "
                 "events chosen."}
+    event, source = chosen.event, chosen.source
     secrets, now = console.settings.template_secrets(), time.time()
     try:
         request = render_request(hook, event, delivery_id="preview", secrets=secrets, now=now)
@@ -116,23 +113,28 @@ async def hook_form(console: Console, ctx: Ctx) -> Response:
     hook, errors_compiled = compile_spec(full) if not errors_read else (None, [])
     errors += errors_read + errors_compiled
     if action == "save" and not errors:
-        problem = await changes.save_hook(console, spec, name)
+        problem = await changes.save_hook(console, spec, name,
+                                          (full, hook) if hook is not None else None)
         if problem is None:
             return ctx.redirect(hook_address(spec["name"]), f"Hook {spec['name']!r} is saved; "
                                 "it takes effect for the next event.")
         shown_errors = (errors_by_field(problem.errors, values)
                         if isinstance(problem, InvalidError) else {"name": problem})
         return await render_form(ctx, console, name, values, shown_errors, None)
-    shown = errors if action in ("save", "preview", "dry_run") else []
+    shown = errors if action in ("save", "preview", "dry_run", "what_would_change") else []
     sample = ctx.form.get("sample", "") if ctx.request.method == "POST" else ""
     preview = (await preview_of(console, hook, values, sample)
                if action == "preview" or name else None)
+    would_change = None
+    if action == "what_would_change" and hook is not None:
+        would_change = await what_would_change(console, hook)
     trial = None
     if action == "dry_run" and hook is not None:
-        trial = (await try_condition(console.parts, hook, values["when"] or None,
-                                     DRY_RUN_EVENTS)).summary()
+        trial = (await console.parts.operations.dry_run(hook, values["when"] or None,
+                                                        DRY_RUN_EVENTS)).summary()
     return await render_form(ctx, console, name, values, errors_by_field(shown, values),
-                             preview, sample=sample, trial=trial)
+                             preview, sample=sample, trial=trial,
+                             would_change=would_change)
 
 
 async def stored_values(console: Console, name: str, known: set[str]) -> dict[str, Any]:
@@ -146,7 +148,8 @@ async def stored_values(console: Console, name: str, known: set[str]) -> dict[st
 
 async def render_form(ctx: Ctx, console: Console, name: str | None, values: dict[str, Any],
                       errors: dict[str, str], preview: dict[str, str] | None, *,
-                      sample: str = "", trial: str | None = None) -> Response:
+                      sample: str = "", trial: str | None = None,
+                      would_change: dict[str, Any] | None = None) -> Response:
     samples = [(s.name, f"sample {s.name}") for s in await console.parts.store.list_samples()]
     return ctx.render(
         "hook_form.html", 422 if errors else 200,
@@ -154,7 +157,7 @@ async def render_form(ctx: Ctx, console: Console, name: str | None, values: dict
         errors=errors, preview=preview, event_groups=event_choices(console),
         relays=sorted(r.name for r in console.parts.live.relays.values()), presets=presets(),
         method_options=[(m, m) for m in METHODS], trial=trial, sample=sample,
-        sample_options=[("", "the newest matching event"), *samples])
+        sample_options=[("", "the newest matching event"), *samples], would_change=would_change)
 
 
 async def live_preview(console: Console, ctx: Ctx) -> Response:

@@ -3,23 +3,19 @@ Replay all that match, with the count first, then progress, cancellable) and Sen
 
 from __future__ import annotations
 
-import asyncio
-import json
-from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlencode
 
 from starlette.responses import Response
 
-from relayhook.core.events import Event, format_time
-from relayhook.core.examples import example_event
 from relayhook.core.hooks import Hook
-from relayhook.core.samples import sample_event
-from relayhook.errors import ConflictError
+from relayhook.errors import ConflictError, NotFoundError
 from relayhook.explain import hook_skips
-from relayhook.store import DELIVERY_STATUSES, DeliveryFilter, NewDelivery, RequestRecord
+from relayhook.operations import TEST_RELAY, ReplayJob
+from relayhook.store import DELIVERY_STATUSES, DeliveryFilter
 from relayhook.web.console import changes
 from relayhook.web.console.pages import Ctx, Form, NotFound, hook_address
+from relayhook.web.console.people import last_change
 from relayhook.web.console.problems import shown as shown_problems
 from relayhook.web.readmodel import FilterError, delivery_filter, hook_summaries
 
@@ -27,8 +23,6 @@ if TYPE_CHECKING:
     from relayhook.web.console.core import Console
 
 HISTORY_PAGE = 50
-REPLAY_PAGE = 100
-TEST_RELAY = "(test)"  # not a possible relay name: marks the console's test events
 FILTER_KEYS = ("min_code", "max_code", "since", "until", "text")
 
 def hook_named(console: Console, name: str) -> Hook:
@@ -74,7 +68,8 @@ async def show_hook(console: Console, ctx: Ctx) -> Response:
         problems=shown_problems(await console.parts.store.list_problems(hook=hook.name)),
         sample_options=[("", "the connector's example"), *[
             (s.name, f"sample {s.name}") for s in await console.parts.store.list_samples()]],
-        next_before=deliveries[-1].id if len(deliveries) == HISTORY_PAGE else None)
+        next_before=deliveries[-1].id if len(deliveries) == HISTORY_PAGE else None,
+        last_change=await last_change(console, f"hook:{hook.name}"))
 
 async def set_active(console: Console, ctx: Ctx) -> Response:
     hook = hook_named(console, ctx.param("name"))
@@ -96,76 +91,18 @@ async def set_active(console: Console, ctx: Ctx) -> Response:
 
 async def send_test(console: Console, ctx: Ctx) -> Response:
     """Send the connector's example event (never a customer's data unless a saved sample is
-    chosen) through the hook, by the real dispatcher, as a delivery marked test."""
+    chosen) through the hook now, kept in its history as a test delivery."""
     hook = hook_named(console, ctx.param("name"))
-    saved = await console.parts.store.get_sample(ctx.form.get("sample", "") or "")
-    if saved is not None:
-        example = sample_event(saved, hook)
-        if example is None:
-            return ctx.redirect(hook_address(hook.name), f"Sample {saved.name!r} holds no event.")
-    else:
-        sources = [(r.connector, r.name) for r in console.parts.live.relays.values()]
-        sources += [(c, c.id) for c in console.connectors.values()]
-        example = example_event(hook, sources)
-    if example is None:
-        return ctx.redirect(hook_address(hook.name), "No connector's example makes an event this "
-                            f"hook takes ({', '.join(hook.spec.events)}).")
-    now = console.clock()
-    event = Event(id=console.new_id(), source=example.source, type=example.type,
-                  subject=example.subject, time=example.time, data=example.data,
-                  relay=TEST_RELAY)
-    record = RequestRecord(
-        id=console.new_id(), relay=TEST_RELAY, received_at=format_time(now), method="POST",
-        query="", headers=(("x-relayhook-test", "console"),),
-        body=json.dumps(event.to_cloudevent()).encode(), status="accepted")
-    active = console.parts.live.active().get(hook.name, False)
-    delivery = NewDelivery(id=console.new_id(), event_id=event.id, hook=hook.name,
-                           subject=event.subject, status="pending" if active else "paused",
-                           due_at=now.timestamp())
-    await console.parts.store.ingest(record, [event], [delivery])
-    console.parts.wake()
-    return ctx.redirect(f"/deliveries/{delivery.id}", "Test event sent to the hook's URL: "
-                        "its answer shows below." if active else
-                        "The hook is inactive: the test event waits, paused, until it is on.")
+    operations = console.parts.operations
+    try:
+        chosen = await operations.choose_event(hook, sample=ctx.form.get("sample") or None)
+    except NotFoundError as exc:
+        return ctx.redirect(hook_address(hook.name), f"{exc}.")
+    sent = await operations.send_test(hook, chosen.event)
+    return ctx.redirect(f"/deliveries/{sent.delivery_id}", "Test event sent to the hook's URL: "
+                        "its answer shows below.")
 
 # --- Replay all that match ----------------------------------------------------------------
-
-@dataclass
-class ReplayJob:
-    """A bulk replay running in this process: `done` of `total`, cancellable between pages."""
-
-    id: str
-    hook: str
-    total: int
-    done: int = 0
-    cancelled: bool = False
-    finished: bool = False
-    error: str | None = None
-    task: asyncio.Task[None] | None = field(default=None, repr=False)
-
-JOBS: dict[str, ReplayJob] = {}
-MAX_JOBS = 100
-
-async def run_replay(console: Console, job: ReplayJob, where: DeliveryFilter) -> None:
-    store, before = console.parts.store, None
-    try:
-        for _ in range(1_000_000):  # bounded: pages until none is left
-            if job.cancelled:
-                break
-            page = await store.find_deliveries(where, limit=REPLAY_PAGE, before=before)
-            if not page:
-                break
-            before = page[-1].id
-            now = console.now()
-            # One replay per delivery, all at once: the store commits them together.
-            counts = await asyncio.gather(*(store.replay(now=now, delivery_id=d.id)
-                                            for d in page if d.status != "claimed"))
-            job.done += sum(counts)
-            console.parts.wake()
-    except Exception as exc:  # shown on the job's page: the replay stops, nothing is lost
-        job.error = str(exc)
-    finally:
-        job.finished = True
 
 async def replay_matching(console: Console, ctx: Ctx) -> Response:
     hook = hook_named(console, ctx.param("name"))
@@ -173,32 +110,28 @@ async def replay_matching(console: Console, ctx: Ctx) -> Response:
         where, shown = filter_of(ctx.form, hook.name)
     except FilterError as exc:
         return ctx.redirect(hook_address(hook.name), f"The filter cannot be read: {exc}")
-    count = await console.parts.store.count_found_deliveries(where)
+    count = await console.parts.operations.count_matching(where)
     if ctx.form.get("confirm") != "yes" or count == 0:
+        ctx.request.scope["audit"] = None  # a question, not yet an action
         return ctx.render("replay_confirm.html", title=f"Replay {hook.name}", hook=hook.name,
                           count=count, shown=shown, keys=FILTER_KEYS)
-    for old in [j for j in JOBS.values() if j.finished][: max(0, len(JOBS) - MAX_JOBS + 1)]:
-        del JOBS[old.id]
-    job = ReplayJob(id=console.new_id(), hook=hook.name, total=count)
-    JOBS[job.id] = job
-    job.task = asyncio.create_task(run_replay(console, job, where))
+    job = console.parts.operations.start_replay(where, count)
+    ctx.request.scope["audit"] = {"replayed": count, "job": job.id}
     return ctx.redirect(f"/jobs/{job.id}")
 
-def job_named(job_id: str) -> ReplayJob:
-    job = JOBS.get(job_id)
-    if job is None:
-        raise NotFound("There is no replay with this id running in this process.")
-    return job
+def job_named(console: Console, job_id: str) -> ReplayJob:
+    try:
+        return console.parts.operations.replay_job(job_id)
+    except NotFoundError as exc:
+        raise NotFound("There is no replay with this id running in this process.") from exc
 
 async def show_job(console: Console, ctx: Ctx) -> Response:
-    job = job_named(ctx.param("id"))
+    job = job_named(console, ctx.param("id"))
     return ctx.render("job.html", title=f"Replaying {job.hook}", job=job)
 
 async def cancel_job(console: Console, ctx: Ctx) -> Response:
-    job = job_named(ctx.param("id"))
-    job.cancelled = True
-    if job.task is not None:
-        await asyncio.wait({job.task}, timeout=5.0)
+    job = job_named(console, ctx.param("id"))
+    await console.parts.operations.cancel_replay(job.id)
     return ctx.redirect(f"/jobs/{job.id}", f"Replay cancelled after {job.done} deliveries.")
 
 async def delete_hook(console: Console, ctx: Ctx) -> Response:

@@ -22,6 +22,7 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse, RedirectResponse, Response
 
 from relayhook.core.hooks import RESERVED_HOOK_NAMES
+from relayhook.core.people import Principal, Role
 from relayhook.manage import RESERVED_RELAY_NAMES
 from relayhook.web.console.session import Gate, Session
 from relayhook.web.readmodel import pretty_body
@@ -67,8 +68,20 @@ class Ctx:
     def param(self, name: str) -> str:
         return self.request.path_params[name]  # type: ignore[no-any-return]
 
+    @property
+    def principal(self) -> Principal | None:
+        """Who is signed in (relayhook.web.access found them before the view ran)."""
+        found = self.request.scope.get("principal")
+        return found if isinstance(found, Principal) else None
+
+    def can(self, role: Role) -> bool:
+        """Whether the person may do what `role` may: templates show a button only then."""
+        principal = self.principal
+        return principal is not None and principal.may(role)
+
     def render(self, template: str, status: int = 200, **context: Any) -> HTMLResponse:
         page = self.env.get_template(template).render(
+            me=self.principal, can=self.can,
             csrf=self.session.csrf, signed_in=self.session.signed_in,
             flash=self.session.take_flash(), path=self.request.url.path, **self.globals,
             **context)

@@ -9,6 +9,8 @@ from starlette.responses import Response
 
 from relayhook.core.problems import describe_problem
 from relayhook.core.records import Problem
+from relayhook.errors import NotFoundError
+from relayhook.operations import NotOpenError
 from relayhook.web.console.pages import Ctx, NotFound
 
 if TYPE_CHECKING:
@@ -35,22 +37,21 @@ def back_to(ctx: Ctx) -> str:
 
 
 async def acknowledge(console: Console, ctx: Ctx) -> Response:
-    store = console.parts.store
-    problem = await store.get_problem(ctx.param("id"))
-    if problem is None:
-        raise NotFound("There is no problem with this id.")
-    if not await store.acknowledge_problem(problem.id, at=console.now()):
-        return ctx.redirect(back_to(ctx), f"It is {problem.status} already.")
+    try:
+        problem = await console.parts.operations.acknowledge_problem(ctx.param("id"))
+    except NotFoundError as exc:
+        raise NotFound("There is no problem with this id.") from exc
+    except NotOpenError as exc:
+        return ctx.redirect(back_to(ctx), f"It is {exc.problem.status} already.")
     return ctx.redirect(back_to(ctx), f"Acknowledged: {describe_problem(problem)}.")
 
 
 async def replay_affected(console: Console, ctx: Ctx) -> Response:
-    store = console.parts.store
-    problem = await store.get_problem(ctx.param("id"))
-    if problem is None:
-        raise NotFound("There is no problem with this id.")
-    count = await store.replay_problem(problem.id, now=console.now())
-    console.parts.wake()
+    try:
+        count, problem = await console.parts.operations.replay_problem(ctx.param("id"))
+    except NotFoundError as exc:
+        raise NotFound("There is no problem with this id.") from exc
+    ctx.request.scope["audit"] = {"replayed": count, "hook": problem.hook}
     return ctx.redirect(back_to(ctx), f"Replayed {count} affected deliveries of hook "
                                       f"{problem.hook}: they are sent again now.")
 

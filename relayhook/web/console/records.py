@@ -10,8 +10,7 @@ from starlette.responses import Response
 from relayhook.core.outcomes import marked_fields, names_read
 from relayhook.errors import ConflictError, InvalidError, NotFoundError
 from relayhook.explain import request_outcomes
-from relayhook.remap import remap_request, run_again
-from relayhook.store import FINAL_STATUSES, DeliveryFilter
+from relayhook.store import FINAL_STATUSES, DeliveryFilter, RequestRecord
 from relayhook.tracing import trace_id_hex
 from relayhook.web.console.pages import Ctx, NotFound
 from relayhook.web.readmodel import (
@@ -20,7 +19,6 @@ from relayhook.web.readmodel import (
     pretty_body,
     request_json,
 )
-from relayhook.web.samples_api import pin
 
 if TYPE_CHECKING:
     from relayhook.web.console.core import Console
@@ -48,27 +46,22 @@ async def show_request(console: Console, ctx: Ctx) -> Response:
                                       for r in console.parts.live.relays.values()))
 
 
+async def kept_request(console: Console, request_id: str) -> RequestRecord:
+    try:
+        return await console.parts.operations.kept_request(request_id)
+    except NotFoundError as exc:
+        raise NotFound("There is no kept request with this id.") from exc
+
+
 async def remap(console: Console, ctx: Ctx) -> Response:
-    store = console.parts.store
-    record = await store.get_request(ctx.param("id"))
-    if record is None:
-        raise NotFound("There is no kept request with this id.")
-    by_name = {relay.name: relay for relay in console.parts.live.relays.values()}
-    message = await remap_request(record, by_name, store, console.parts.live, console.now(),
-                                  console.parts.settings.template_secrets())
-    console.parts.wake()
+    record = await kept_request(console, ctx.param("id"))
+    message = await console.parts.operations.map_again(record)
     return ctx.redirect(f"/requests/{record.id}", f"Mapped again: {message}.")
 
 
 async def rerun(console: Console, ctx: Ctx) -> Response:
-    parts = console.parts
-    record = await parts.store.get_request(ctx.param("id"))
-    if record is None:
-        raise NotFound("There is no kept request with this id.")
-    by_name = {relay.name: relay for relay in parts.live.relays.values()}
-    message = await run_again(record, by_name, parts.store, parts.live, console.now(),
-                              parts.settings.template_secrets())
-    parts.wake()
+    record = await kept_request(console, ctx.param("id"))
+    message = await console.parts.operations.run_again(record)
     return ctx.redirect(f"/requests/{record.id}#why", f"Run again: {message}.")
 
 
@@ -76,8 +69,8 @@ async def pin_sample(console: Console, ctx: Ctx) -> Response:
     """Pin as sample: the request with its events, or one of them (`event`), under a name."""
     request_id = ctx.param("id")
     try:
-        sample = await pin(console.parts, ctx.form.get("name", ""), request_id,
-                           ctx.form.get("event") or None, console.now())
+        sample = await console.parts.operations.pin_sample(ctx.form.get("name", ""), request_id,
+                                                           ctx.form.get("event") or None)
     except InvalidError as exc:
         return ctx.redirect(f"/requests/{request_id}#pin", exc.errors[0].message)
     except (NotFoundError, ConflictError) as exc:
@@ -108,16 +101,16 @@ async def show_delivery(console: Console, ctx: Ctx) -> Response:
 
 
 async def replay_delivery(console: Console, ctx: Ctx) -> Response:
-    store = console.parts.store
-    found = await store.get_delivery(ctx.param("id"))
-    if found is None:
-        raise NotFound("There is no delivery with this id.")
-    if found[0].status == "claimed":
-        return ctx.redirect(f"/deliveries/{found[0].id}",
+    delivery_id = ctx.param("id")
+    try:
+        replayed = await console.parts.operations.replay_delivery(delivery_id)
+    except NotFoundError as exc:
+        raise NotFound("There is no delivery with this id.") from exc
+    except ConflictError:
+        return ctx.redirect(f"/deliveries/{delivery_id}",
                             "It is being sent right now; replay it once this try is over.")
-    await store.replay(now=console.now(), delivery_id=found[0].id)
-    console.parts.wake()
-    return ctx.redirect(f"/deliveries/{found[0].id}", "Replayed: it is sent again now.")
+    ctx.request.scope["audit"] = {"replayed": replayed}
+    return ctx.redirect(f"/deliveries/{delivery_id}", "Replayed: it is sent again now.")
 
 
 ROUTES = [

@@ -14,7 +14,9 @@ from relayhook.errors import ConflictError
 from relayhook.relays import Relay
 from relayhook.web.console import changes
 from relayhook.web.console.pages import Ctx, relay_address
-from relayhook.web.readmodel import relay_summaries
+from relayhook.web.console.people import last_change
+from relayhook.web.console.problems import shown as shown_problems
+from relayhook.web.readmodel import relay_shapes, relay_summaries
 
 if TYPE_CHECKING:
     from relayhook.web.console.core import Console
@@ -57,7 +59,8 @@ async def relay_page(console: Console, ctx: Ctx, *, revealed: str | None = None,
     summaries = await relay_summaries(console.parts, console.now())
     summary = next(r for r in summaries if r["name"] == relay.name)
     text = ctx.request.query_params.get("text", "").strip()
-    tab = "example" if ctx.request.query_params.get("tab") == "example" or text else "setup"
+    asked = ctx.request.query_params.get("tab")
+    tab = "example" if asked == "example" or text else "fields" if asked == "fields" else "setup"
     before = ctx.request.query_params.get("before") or None
     records = await console.parts.store.list_requests(relay=relay.name, limit=EXAMPLE_PAGE,
                                                       before=before, text=text or None)
@@ -72,6 +75,9 @@ async def relay_page(console: Console, ctx: Ctx, *, revealed: str | None = None,
         has_secret=bool(relay.secret), has_sample=bool(example_events(relay.connector,
                                                                      relay.name)),
         more=len(records) == EXAMPLE_PAGE, next_before=records[-1].id if records else None,
+        problems=shown_problems(await console.parts.store.list_problems(relay=relay.name)),
+        shapes=await relay_shapes(console.parts, relay.name) if tab == "fields" else [],
+        last_change=await last_change(console, f"relay:{relay.name}"),
     )
 
 

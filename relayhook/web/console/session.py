@@ -31,7 +31,7 @@ from starlette.responses import Response
 
 from relayhook.core.clients import TrustedProxies
 from relayhook.passwords import ADMIN_ACCOUNT, PASSWORD_HASH, password_matches
-from relayhook.store.base import ConsoleSession, Store
+from relayhook.store.base import ConsoleSession, ConsoleStore
 from relayhook.web.console.throttle import SignInGuard
 
 SESSION_KEY = "session_key"
@@ -89,7 +89,7 @@ class Gate:
     """Reads and writes the session cookie, keeps the session rows, checks passwords against
     the stored hash (through the sign-in guard)."""
 
-    def __init__(self, store: Store, *, secure: bool, clock: Callable[[], float],
+    def __init__(self, store: ConsoleStore, *, secure: bool, clock: Callable[[], float],
                  new_id: Callable[[], str], proxies: TrustedProxies | None = None) -> None:
         self.store, self.secure, self.clock, self.new_id = store, secure, clock, new_id
         self.proxies = proxies or TrustedProxies()
@@ -151,6 +151,20 @@ class Gate:
         return record
 
     async def read(self, request: Request) -> Session:
+        """The request's session, read once per request (kept in its scope)."""
+        known = request.scope.get("console_session")
+        if isinstance(known, Session):
+            return known
+        session = await self._read(request)
+        request.scope["console_session"] = session
+        return session
+
+    async def account_of(self, request: Request) -> str | None:
+        """Whose open session the request carries, or None."""
+        session = await self.read(request)
+        return session.record.account if session.record is not None else None
+
+    async def _read(self, request: Request) -> Session:
         data = await self._load(request.cookies.get(COOKIE), SESSION_SECONDS)
         token = data.get("sid")
         record = await self._session_of(token) if isinstance(token, str) else None
@@ -160,19 +174,22 @@ class Gate:
             session.changed = True
         return session
 
-    async def check_password(self, password: str) -> bool | None:
-        """Whether `password` is the admin's; None when too many checks run already (try
-        again in a second): argon2 work is capped, see throttle.SignInGuard."""
-        stored = await self.password_hash()
+    async def check_password(self, password: str, stored: str | None = None) -> bool | None:
+        """Whether `password` matches `stored` (default: the first admin's hash); None when
+        too many checks run already (try again in a second): argon2 work is capped, see
+        throttle.SignInGuard."""
+        stored = stored if stored is not None else await self.password_hash()
         if stored is None:
             return False
         return await self.guard.verify(password_matches, stored, password)
 
-    async def sign_in(self, session: Session, request: Request) -> None:
-        """A new session row for this browser; the cookie gets its token (and a new CSRF)."""
+    async def sign_in(self, session: Session, request: Request,
+                      account: str = ADMIN_ACCOUNT) -> None:
+        """A new session row of `account` for this browser; the cookie gets its token (and a
+        new CSRF)."""
         token, now = secrets.token_urlsafe(32), self.clock()
         agent = request.headers.get("user-agent", "")[:MAX_USER_AGENT]
-        record = ConsoleSession(self.new_id(), ADMIN_ACCOUNT, now, now, now + SESSION_SECONDS,
+        record = ConsoleSession(self.new_id(), account, now, now, now + SESSION_SECONDS,
                                 self.address_of(request), agent)
         await self.store.create_session(record, token_hash(token))
         session.data = {"sid": token, "csrf": secrets.token_urlsafe(24)}
@@ -192,7 +209,8 @@ class Gate:
 
     async def revoke_others(self, session: Session) -> int:
         keep = session.record.id if session.record is not None else None
-        ended = await self.store.revoke_sessions(ADMIN_ACCOUNT, keep=keep)
+        account = session.record.account if session.record is not None else ADMIN_ACCOUNT
+        ended = await self.store.revoke_sessions(account, keep=keep)
         self._sessions.clear()
         return ended
 

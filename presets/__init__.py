@@ -1,0 +1,1 @@
+"""Shipped as package data: the subpackage relayhook._shipped.presets (pyproject.toml)."""

@@ -1,1 +1,0 @@
-"""Shipped as package data: the subpackage relayhook._shipped.templates (pyproject.toml)."""
