@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import sqlite3
 import threading
 import time
 from collections.abc import Iterator
@@ -180,8 +181,12 @@ def test_off_by_default_nothing_is_traced_or_sent(tmp_path: Path, receiver: Rece
             )
             assert receiver.requests("/traced/")[0].header("traceparent") is None
             assert (await sign_in(client)).status_code == 303
-            deliveries = (await client.get("/hooks/traced")).text
-            assert "Trace" not in deliveries
+            with sqlite3.connect(tmp_path / "relayhook.db") as db:
+                (delivery_id,) = db.execute(
+                    "SELECT id FROM deliveries WHERE hook = 'traced'"
+                ).fetchone()
+            page = await client.get(f"/deliveries/{delivery_id}")
+            assert page.status_code == 200 and 'id="trace-id"' not in page.text
 
     run(main())
 
