@@ -232,7 +232,8 @@ def assemble(settings: Settings, *, store: Store | None = None,
     the_store = store if store is not None else open_settings_store(settings)
     policy = destination_policy(settings)
     manager = Manager(the_store, live, connectors, public_url=settings.public_url(),
-                      policy=policy, resolver=resolver, clock=clock)
+                      policy=policy, resolver=resolver, clock=clock,
+                      secrets=settings.template_secrets())
     parts = Parts(settings, connectors, live, the_store, manager, policy, new_key)
     parts.operations = Operations(the_store, live, connectors, policy=policy,
                                   secrets=settings.template_secrets(), new_id=new_id or new_uuid,

@@ -9,6 +9,7 @@
      ├── UsageError            a command was asked for something that is not there
      ├── SpecError             one value of a spec is wrong: a key path and why (no file yet)
      ├── InvalidError          a spec is wrong in one or more places (a list of SpecError)
+     │    └── FindingsError    a change refused for what diagnostics found in it
      ├── NotFoundError         no relay, hook, delivery or request by that name or id
      ├── ConflictError         a name taken, or a change to something the config defines
      ├── TemplateError         a template does not compile          (relayhook.core.templating)
@@ -92,6 +93,15 @@ class InvalidError(RelayhookError):
     def __init__(self, errors: list[SpecError]) -> None:
         super().__init__("; ".join(str(error) for error in errors))
         self.errors = errors
+
+
+class FindingsError(InvalidError):
+    """A change refused for the errors diagnostics found in it (relayhook.core.diagnostics);
+    `findings` holds every finding, warnings included (the API answers them with the 422)."""
+
+    def __init__(self, errors: list[SpecError], findings: list[Any]) -> None:
+        super().__init__(errors)
+        self.findings = findings
 
 
 class NotFoundError(RelayhookError):

@@ -33,7 +33,7 @@ if TYPE_CHECKING:
 
 # Structured fields a log call may pass as `extra=`; the JSON format writes them as keys.
 FIELDS = ("relay", "hook", "delivery", "request_id", "attempt", "status", "error_class",
-          "next_try", "reason", "trace_id")
+          "next_try", "reason", "location", "trace_id")
 MIN_SECRET = 4  # shorter values would redact ordinary words (as outbound's history does)
 
 

@@ -10,8 +10,16 @@ their poll of the config version).
     relay = await manager.create_relay("shop", "generic")   # relay.secret: shown once here
     hook = await manager.create_hook({"name": "crm", "events": ["*"], "url": "https://..."})
 
-Errors: InvalidError (each problem at its key path), ConflictError (a name taken, or the config
-file defines it), NotFoundError.
+Every hook saved is diagnosed first (relayhook.diagnostics, against the examples and the store's
+traffic): an error refuses it with FindingsError (an InvalidError: 422, each error at its key
+path, `findings` holding every finding), unless the caller accepts them explicitly:
+
+    findings = await manager.proposed_findings(raw)            # nothing saved; name= to replace
+    hook = await manager.create_hook(raw, accept_findings=True) # "Save anyway"
+    findings = await manager.hook_findings(hook.name)           # what is left to fix
+
+Errors: InvalidError (each problem at its key path), FindingsError, ConflictError (a name taken,
+or the config file defines it), NotFoundError.
 """
 
 from __future__ import annotations
@@ -27,14 +35,16 @@ from typing import Any
 
 from relayhook.core.auth import as_hmac, needs_secret, secret_problem
 from relayhook.core.connectors import Auth, Connector
+from relayhook.core.diagnostics import Finding
 from relayhook.core.hooks import Hook, hook_name_problem, validate_hook
 from relayhook.core.redaction import restore_secrets, secret_values, still_redacted, strip_secrets
 from relayhook.core.ssrf import DestinationPolicy, DestinationRefused, Resolver
+from relayhook.core.tomlpos import KeyPath
 from relayhook.delivery.destinations import SystemResolver, check_destination
-from relayhook.errors import ConflictError, InvalidError, NotFoundError, SpecError
+from relayhook.errors import ConflictError, FindingsError, InvalidError, NotFoundError, SpecError
 from relayhook.live import LiveConfig
 from relayhook.relays import Relay
-from relayhook.store.base import ConfigStore, StoredHook, StoredRelay
+from relayhook.store.base import ManagedStore, StoredHook, StoredRelay
 
 Compiled = tuple[Mapping[str, Any], Hook]  # a spec, and the hook validate_hook made of it
 RELAY_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}\Z")  # \Z: `$` takes a final "\n"
@@ -91,10 +101,17 @@ def expect_rule(expect: Any) -> tuple[int, float]:
     return at_least, float(minutes)
 
 
+def finding_key(finding: Finding) -> KeyPath:
+    """The key path of a stored hook's finding (`hook 'x': retry.schedule`)."""
+    from relayhook.core.connectors import _key_path
+
+    return _key_path(finding.location.partition(": ")[2])
+
+
 class Manager:
     def __init__(
         self,
-        store: ConfigStore,
+        store: ManagedStore,
         live: LiveConfig,
         connectors: Mapping[str, Connector],
         *,
@@ -102,8 +119,10 @@ class Manager:
         policy: DestinationPolicy,
         resolver: Resolver | None = None,
         clock: Callable[[], float] = time.time,
+        secrets: Mapping[str, str] | None = None,
     ) -> None:
         self.store, self.live, self.connectors = store, live, connectors
+        self.secrets = secrets or {}  # `{{ secrets.x }}`: hooks are rendered by diagnostics
         self.public_url = public_url.rstrip("/")
         self.policy, self.resolver, self.clock = policy, resolver or SystemResolver(), clock
 
@@ -214,23 +233,52 @@ class Manager:
         return self.live.written.get(name) or hook.stored_spec()
 
     async def create_hook(self, raw: Mapping[str, Any], *,
-                          compiled: Compiled | None = None) -> Hook:
+                          compiled: Compiled | None = None,
+                          accept_findings: bool = False) -> Hook:
         """A new run-time hook. `compiled`: (spec, validate_hook(spec)) if the caller compiled
         it already (the console's form has); taken when `spec` is exactly what is saved, so
-        that a hook is compiled once per save."""
+        that a hook is compiled once per save. Refused with FindingsError (422) when
+        diagnostics finds an error in it, unless `accept_findings` (the console's "Save
+        anyway")."""
         name = raw.get("name")
         if isinstance(name, str) and name in self.live.hooks:
             raise ConflictError(f"a hook named {name!r} exists already")
         if (problem := hook_name_problem(name)) is not None:
             raise InvalidError([SpecError(("name",), problem)])
         hook = await self._validate(dict(raw), {}, compiled)
+        await self._refuse_errors(hook, accept_findings)
         await self._put(hook, dict(raw), create=True)
         return self.live.hooks[hook.name]
 
     async def replace_hook(self, name: str, raw: Mapping[str, Any], *,
-                           compiled: Compiled | None = None) -> Hook:
+                           compiled: Compiled | None = None,
+                           accept_findings: bool = False) -> Hook:
         """Replace a run-time hook; values still shown as [redacted] keep their secret.
-        `compiled` as for `create_hook`, of the spec with those secrets put back."""
+        `compiled` as for `create_hook`, of the spec with those secrets put back; diagnostics
+        as for create_hook."""
+        full, kept = self._replacement(name, raw)
+        hook = await self._validate(full, kept, compiled)
+        await self._refuse_errors(hook, accept_findings)
+        await self._put(hook, full, create=False)
+        return self.live.hooks[name]
+
+    async def proposed_findings(self, raw: Mapping[str, Any],
+                                name: str | None = None) -> list[Finding]:
+        """What diagnostics finds in a hook before it is saved (a new one, or a replacement
+        of hook `name`); InvalidError when it does not even validate. Nothing is saved."""
+        if name is None:
+            hook = await self._validate(dict(raw), {})
+        else:
+            full, kept = self._replacement(name, raw)
+            hook = await self._validate(full, kept)
+        return await self._findings_of(hook)
+
+    async def hook_findings(self, name: str) -> list[Finding]:
+        """What diagnostics finds in a hook as it is now."""
+        return await self._findings_of(self.hook(name))
+
+    def _replacement(self, name: str, raw: Mapping[str, Any]) -> tuple[dict[str, Any],
+                                                                         dict[str, Any]]:
         self.hook(name)
         if self.live.is_config_hook(name):
             raise ConflictError(f"hook {name!r} is defined in the config file: change it there")
@@ -239,10 +287,20 @@ class Manager:
             raise InvalidError([SpecError(("name",), "a hook keeps its name: create a new hook"
                                           " and delete this one to rename it")])
         kept = self.live.kept_secrets(name)
-        full = restore_secrets(given, kept)
-        hook = await self._validate(full, kept, compiled)
-        await self._put(hook, full, create=False)
-        return self.live.hooks[name]
+        return restore_secrets(given, kept), kept
+
+    async def _findings_of(self, hook: Hook) -> list[Finding]:
+        from relayhook.diagnostics import hook_diagnosis, read_traffic
+
+        return hook_diagnosis(hook, self.connectors, self.live.relays.values(),
+                              await read_traffic(self.store), self.secrets)
+
+    async def _refuse_errors(self, hook: Hook, accept: bool) -> None:
+        findings = await self._findings_of(hook)
+        errors = [f for f in findings if f.level == "error"]
+        if errors and not accept:
+            raise FindingsError([SpecError(finding_key(f), f.message) for f in errors],
+                                [f.to_json() for f in findings])
 
     async def delete_hook(self, name: str) -> int:
         """Remove a run-time hook; its unsent deliveries end `cancelled`. Returns how many."""

@@ -86,7 +86,7 @@ def test_check_accepts_what_is_fine(tmp_path: Path) -> None:
     path.write_text(render_hooks([
         {"name": "credentials alone", "events": ["*"], "url": "https://u:p@93.184.215.14/"},
         {"name": "templated", "events": ["*"],
-         "url": "https://93.184.215.14/{{ event.subject | urlencode }}/{event.id}",
+         "url": "https://93.184.215.14/{{ event.subject | default('-') | urlencode }}/{event.id}",
          "headers": {"Authorization": "Bearer {{ secrets.t | default('') }}"}},
     ]), encoding="utf-8")
     result = run_check(path)

@@ -13,8 +13,8 @@ import pytest
 
 from relayhook.cli import main
 from relayhook.core.connectors import SHIPPED_DIR, load_connector, load_connectors
+from relayhook.core.diagnostics import example_findings, pattern_can_match, unmatched_patterns
 from relayhook.core.hooks import build_hooks
-from relayhook.core.lint import example_findings, pattern_can_match, unmatched_patterns
 
 CONNECTOR = """\
 id = "quiz"

@@ -16,9 +16,10 @@ from typing import Any
 
 import pytest
 
+from relayhook.core.auth import verify_example
 from relayhook.core.connectors import SHIPPED_DIR, Connector, load_connectors
 from relayhook.core.events import keyed_event_id
-from relayhook.core.mapping import InboundRequest, MappingError, map_request
+from relayhook.core.mapping import InboundRequest, MappingError, map_inbound, map_request
 
 EXAMPLES = SHIPPED_DIR / "examples"
 PRINTED = Path(__file__).parent / "fixtures" / "seeds"
@@ -93,6 +94,7 @@ SESSION_ITEM_DELETE = {**SESSION_ITEM_CREATE, "action": "delete"}
 CREATE_ID = keyed_event_id(RELAY, f"{SESSION_UUID}:create")
 DELETE_ID = keyed_event_id(RELAY, f"{SESSION_UUID}:delete")
 GAMIFY_EXAMPLE = json.loads(example("gamify.json"))
+STRIPE_INVOICE = json.loads(example("stripe-invoice-paid.json"))
 
 GOLDEN = [
     pytest.param(
@@ -384,7 +386,112 @@ GOLDEN = [
         ],
         id="generic webhook-id header: keyed id",
     ),
+    pytest.param(
+        "stripe",
+        {"body": example("stripe-invoice-paid.json")},
+        [
+            event(
+                keyed_event_id(RELAY, "evt_1QRsT2LkdIwHu7ixABCDEF12"), "stripe/test",
+                "stripe.invoice.paid", "cus_RKm8Q2pT7ab4Zc", "2024-12-01T10:46:40.000Z",
+                STRIPE_INVOICE["data"]["object"],
+            ),
+        ],
+        id="stripe invoice.paid: type from the payload, created | epoch_s, keyed by event id",
+    ),
+    pytest.param(
+        "stripe",
+        {"body": example("stripe-subscription-created.json")},
+        [
+            event(
+                keyed_event_id(RELAY, "evt_1QRsU8LkdIwHu7ixGHIJKL34"), "stripe/test",
+                "stripe.customer.subscription.created", "cus_RKm8Q2pT7ab4Zc",
+                "2024-12-01T10:48:43.000Z",
+                json.loads(example("stripe-subscription-created.json"))["data"]["object"],
+            ),
+        ],
+        id="stripe customer.subscription.created",
+    ),
+    pytest.param(
+        "slack",
+        {"body": example("slack-message.json")},
+        [
+            event(
+                keyed_event_id(RELAY, "Ev08MFMKH6"), "slack/T061EG9R6", "slack.message",
+                "U2147483697", "2024-12-01T10:46:40.000Z",
+                json.loads(example("slack-message.json"))["event"],
+            ),
+        ],
+        id="slack message: event_ts, a text with a fraction, read as epoch seconds",
+    ),
+    pytest.param(
+        "slack",
+        {"body": example("slack-app-mention.json")},
+        [
+            event(
+                keyed_event_id(RELAY, "Ev0LAN670R"), "slack/T061EG9R6", "slack.app_mention",
+                "U061F7AUR", "2024-12-01T10:48:20.000Z",
+                json.loads(example("slack-app-mention.json"))["event"],
+            ),
+        ],
+        id="slack app_mention",
+    ),
+    pytest.param(
+        "typeform",
+        {"body": example("typeform.json")},
+        [
+            event(
+                keyed_event_id(RELAY, "01JE0TYPEFORM0EXAMPLE00001"), "typeform/lT4Z3j",
+                "typeform.form_response.submitted", "a3a12ec67a1365927098a606107fac15",
+                "2024-12-01T10:46:40.000Z",
+                {
+                    "form": "lT4Z3j",
+                    "title": "Book a demo",
+                    "hidden": {"utm_source": "newsletter"},
+                    "answers": {"name": "Ada Lovelace", "email": "ada@example.com",
+                                "plan": {"label": "Pro"}, "team_size": 12, "news": True},
+                },
+            ),
+        ],
+        id="typeform answers, a list, become one object keyed by each question's ref",
+    ),
 ]
+
+
+def test_slack_url_verification_is_answered_with_its_challenge() -> None:
+    mapped = map_inbound(shipped()["slack"], InboundRequest(
+        "POST", "", JSON, example("slack-url-verification.json")), relay=RELAY,
+        received_at=RECEIVED_AT, new_id=lambda: "evt-1")
+    assert mapped.events == []
+    assert mapped.answer is not None
+    assert mapped.answer.to_json() == {
+        "status": 200, "headers": {"content-type": "application/json"},
+        "body": '{"challenge":"3eZbrw1aBm2rZgRNFdxV2595E9CY3gmdALWMmHkvFXO7tYXAYM8P"}'}
+
+
+@pytest.mark.parametrize("connector", ["stripe", "slack", "typeform"])
+def test_the_signed_example_verifies_and_one_changed_byte_does_not(connector: str) -> None:
+    """Each signed example carries a signature made as the provider documents it."""
+    found = shipped()[connector]
+    spec = next(ex for ex in found.spec.examples if ex.secret is not None)
+    request = next(ex for ex in found.examples() if ex.name == spec.name)
+    assert spec.secret is not None
+    headers = dict(request.headers)
+    assert verify_example(found.spec.auth, spec.secret, headers, request.body, now=0) is None
+    wrong = verify_example(found.spec.auth, spec.secret + "x", headers, request.body, now=0)
+    assert wrong is not None and wrong.startswith("wrong signature in ")
+    assert verify_example(found.spec.auth, spec.secret, headers, request.body + b" ",
+                          now=0) is not None
+
+
+def test_stripe_signature_hex_in_upper_case_passes() -> None:
+    found = shipped()["stripe"]
+    spec = found.spec.examples[0]
+    request = found.examples()[1]
+    header = dict(request.headers)["stripe-signature"]
+    upper = {**dict(request.headers), "stripe-signature": header.upper().replace("T=", "t=")
+             .replace("V1=", "v1=")}
+    assert spec.secret is not None
+    assert verify_example(found.spec.auth, spec.secret, upper, request.body, now=0) is None
 
 
 @pytest.mark.parametrize(("connector", "request_args", "expected"), GOLDEN)

@@ -260,7 +260,7 @@ def stored_ids(db: Path) -> set[str]:
 
 
 def test_serve_prunes_old_requests_in_the_background(tmp_path: Path) -> None:
-    hooks = [{"name": "waiting", "events": ["t"], "url": "http://127.0.0.1:9/"}]
+    hooks = [{"name": "waiting", "events": ["t"], "relays": ["gen"], "url": "http://127.0.0.1:9/"}]
     db = tmp_path / "relayhook.db"
     seed_old(db, days_ago=40, count=3, prefix="old")
     seed_old(db, days_ago=40, count=2, prefix="held", hook="waiting")  # unfinished: kept

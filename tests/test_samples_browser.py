@@ -25,7 +25,9 @@ HOOK = "Sampled"
 def test_pin_a_sample_try_a_condition_and_send_the_sample_as_a_test(
         server: RelayhookProcess, receiver: Receiver, browser: Any) -> None:
     relay = api_post(server, "/api/relays", {"name": "quizzes", "connector": "generic"})
-    api_post(server, "/api/hooks", {
+    # No event of a `sampled.` type exists yet, and only the generic connector (a type from
+    # the query) could make one: saved despite diagnostics' error, as a person would.
+    api_post(server, "/api/hooks?accept_findings=true", {
         "name": HOOK, "events": ["sampled.*"], "url": receiver.url + "/sampled/",
         "when": "{{ event.data.score > 1000 }}", "body": {"score": "{{ event.data.score }}"},
         "retry": {"schedule": [0], "jitter": 0}})

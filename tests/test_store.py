@@ -214,6 +214,12 @@ def test_count_events(store: Store) -> None:
     assert run(store.count_events(relay="github", source="https://stripe.com")) == 0
 
 
+def test_event_type_counts(store: Store) -> None:
+    assert run(store.event_type_counts()) == {}
+    seed_events(store)
+    assert run(store.event_type_counts()) == {"push": 3, "issues": 1}
+
+
 def test_duplicate_event_across_requests_stays_with_the_first(store: Store) -> None:
     original = make_event("e1", data={"first": True})
     run(store.ingest(make_request("r1"), [original]))

@@ -42,6 +42,7 @@ from relayhook.cli import (
     ops,
     sending,
     serve,
+    signing,
     stored,
     users,
     why,
@@ -60,8 +61,8 @@ from relayhook.settings import DEFAULT_CONFIG
 from relayhook.store import StoreError
 
 # Each adds its subcommands.
-FAMILIES = (serve, migrate, authoring, stored, diff, erase, sending, manage, ops, admin, users,
-            why, deploy, keys)
+FAMILIES = (serve, migrate, authoring, signing, stored, diff, erase, sending, manage, ops, admin,
+            users, why, deploy, keys)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import itertools
 import json
 import sys
 import tomllib
+from collections.abc import AsyncIterator, Mapping
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, TextIO
@@ -18,15 +20,16 @@ from relayhook.core.connectors import (
     Connector,
     ConnectorSpec,
     ExampleRequest,
-    line_in,
     load_connector,
     load_connectors,
 )
-from relayhook.core.lint import example_findings, unmatched_patterns
+from relayhook.core.diagnostics import NO_TRAFFIC, Finding, Traffic
+from relayhook.core.hooks import Hook
 from relayhook.core.mapping import InboundRequest, map_inbound
-from relayhook.core.tomlpos import format_path
-from relayhook.errors import ConnectorError, HookError, LocatedError, LocatedErrors, UsageError
+from relayhook.diagnostics import connector_file_diagnosis, diagnose, read_traffic
+from relayhook.errors import ConnectorError, LocatedError, LocatedErrors, UsageError
 from relayhook.settings import Settings, load_settings
+from relayhook.store.base import Store
 
 
 def _is_connector_file(path: Path) -> bool:
@@ -54,26 +57,57 @@ def check_config(settings: Settings) -> None:
     asyncio.run(refuse_destinations(settings, load_hooks(settings), destination_policy(settings)))
 
 
-def config_findings(settings: Settings) -> list[LocatedError]:
-    """The quiet mistakes of a config that loads: hook patterns that match no event type."""
+def config_findings(settings: Settings, traffic: Traffic = NO_TRAFFIC,
+                    stored_hooks: Mapping[str, Hook] | None = None) -> list[Finding]:
+    """The findings of a config that loads (relayhook.diagnostics): its connector folders, its
+    hooks and the store's hooks against the examples and the traffic the store has seen."""
     from relayhook.assembly import load_hooks, load_relays
 
     connectors, relays = load_relays(settings)
-    hooks = load_hooks(settings)
-    where = settings.config_file or "(settings)"
-    return [
-        HookError(where, format_path(("hooks", h, "events", p)),
-                  settings.line_of(("hooks", h, "events", p)), message)
-        for h, p, message in unmatched_patterns(hooks.values(), connectors, relays.values())
-    ]
+    return diagnose(settings, connectors, relays.values(), stored_hooks, traffic,
+                    config_hooks=load_hooks(settings))
 
 
-def connector_findings(path: Path) -> list[LocatedError]:
-    """Load a connector file and run it over its examples (`relayhook.core.lint`)."""
-    connector = load_connector(path)
-    text = path.read_text(encoding="utf-8")
-    return [ConnectorError(path, key, line_in(text, key), message)
-            for key, message in example_findings(connector)]
+async def config_findings_with_store(settings: Settings) -> list[Finding]:
+    """config_findings with the store's traffic and hooks, when its database exists."""
+    from relayhook.assembly import assemble
+
+    async with stored_traffic(settings) as (traffic, store):
+        stored: dict[str, Hook] = {}
+        if store is not None:
+            parts = assemble(settings, store=store)
+            await parts.live.refresh(store, force=True)
+            stored = dict(parts.live.hooks)
+        return config_findings(settings, traffic, stored)
+
+
+@contextlib.asynccontextmanager
+async def stored_traffic(settings: Settings) -> AsyncIterator[tuple[Traffic, Store | None]]:
+    """The store's traffic when its database exists and is current; none otherwise (`check`
+    on a machine without the database neither makes nor migrates one)."""
+    from relayhook.assembly import open_settings_store
+    from relayhook.errors import RelayhookError
+    from relayhook.store import sqlite_path
+
+    with contextlib.suppress(ValueError):
+        if not sqlite_path(settings.storage.url, base_dir=settings.config_dir).exists():
+            yield NO_TRAFFIC, None
+            return
+    store = open_settings_store(settings)
+    try:
+        await store.open(migrate=False)
+    except (RelayhookError, OSError):
+        yield NO_TRAFFIC, None
+        return
+    try:
+        yield await read_traffic(store), store
+    finally:
+        await store.close()
+
+
+def connector_findings(path: Path) -> list[Finding]:
+    """Load a connector file and run it over its examples (`relayhook.core.diagnostics`)."""
+    return connector_file_diagnosis(path)
 
 
 def _files_to_check(args: argparse.Namespace) -> list[Path]:
@@ -93,24 +127,28 @@ def _files_to_check(args: argparse.Namespace) -> list[Path]:
 
 
 def cmd_check(args: argparse.Namespace, out: TextIO) -> int:
+    """Exit 1 when any file has an error; warnings are printed and do not fail (`--strict`:
+    they do)."""
     files = _files_to_check(args)
     errors = 0
     printed: set[str] = set()  # a connector of the config's folders fails both: said once
     for path in files:
         try:
             if _is_connector_file(path):
-                findings: list[LocatedError | LocatedErrors] = list(connector_findings(path))
+                findings: list[Finding | LocatedError | LocatedErrors] = list(
+                    connector_findings(path))
             else:
                 settings = load_settings(path)
                 check_config(settings)
-                findings = list(config_findings(settings))
+                findings = list(asyncio.run(config_findings_with_store(settings)))
         except (LocatedError, LocatedErrors) as exc:
             findings = [exc]
         for finding in findings:
             if str(finding) not in printed:
                 print(finding, file=out)
                 printed.add(str(finding))
-        errors += bool(findings)
+        errors += any(not isinstance(f, Finding) or f.level == "error" or args.strict
+                      for f in findings)
     print(f"{len(files) - errors} of {len(files)} files ok", file=sys.stderr)
     return 1 if errors else 0
 
@@ -202,6 +240,7 @@ def register(sub: Any) -> None:
     check = sub.add_parser("check", help="validate connector and config files")
     add_config_flag(check)
     check.add_argument("files", nargs="*")
+    check.add_argument("--strict", action="store_true", help="fail on warnings too")
     check.set_defaults(func=cmd_check)
 
     mapping = sub.add_parser("map", help="print the events a payload maps to")

@@ -105,11 +105,12 @@ async def hooks_add(parts: Parts, args: argparse.Namespace, out: TextIO) -> int:
     for index, raw in enumerate(hooks):
         name = raw.get("name")
         try:
+            accept = args.accept_findings
             if args.replace and isinstance(name, str) and name in parts.live.hooks:
-                await parts.manager.replace_hook(name, raw)
+                await parts.manager.replace_hook(name, raw, accept_findings=accept)
                 verb = "replaced"
             else:
-                await parts.manager.create_hook(raw)
+                await parts.manager.create_hook(raw, accept_findings=accept)
                 verb = "added"
         except InvalidError as exc:
             errors: list[LocatedError] = []
@@ -119,6 +120,8 @@ async def hooks_add(parts: Parts, args: argparse.Namespace, out: TextIO) -> int:
                 errors.append(HookError(path, key or format_path(where), line, error.message))
             raise LocatedErrors(errors) from exc
         print(f"{verb} hook {name!r}", file=out)
+        for finding in await parts.manager.hook_findings(str(name)):
+            print(finding, file=out)  # warnings, or the errors accepted
     return 0
 
 
@@ -201,6 +204,8 @@ def register(sub: Any) -> None:
     add_hooks.add_argument("file")
     add_hooks.add_argument("--replace", action="store_true",
                            help="replace hooks of the same name (made at run time)")
+    add_hooks.add_argument("--accept-findings", action="store_true",
+                           help="save a hook even where `relayhook check` finds an error in it")
     add_hooks.set_defaults(func=_command(hooks_add))
     for action, text in (("remove", "remove a hook; its unsent deliveries are cancelled"),
                          ("activate", "switch a hook on: its paused deliveries are sent"),

@@ -7,6 +7,7 @@ import asyncio
 import gc
 import logging
 import os
+import sys
 from pathlib import Path
 from typing import Any, TextIO
 
@@ -53,6 +54,8 @@ def cmd_serve(args: argparse.Namespace, out: TextIO) -> int:
     # Before anything else opens the store: --no-migrate must find a database that is behind
     # still behind (and say so), and several processes starting at once migrate it once.
     asyncio.run(prepare_schema(settings, migrate=args.migrate))
+    if not start_allowed(settings, accept_errors=args.accept_findings):
+        return 2
     console = None
     if args.role in ("all", "web"):
         console = console_login_hint(settings, asyncio.run(first_password(settings)))
@@ -80,6 +83,27 @@ def cmd_serve(args: argparse.Namespace, out: TextIO) -> int:
                 log_level=level, access_log=args.access_log, http=guarded_protocol(limits),
                 proxy_headers=bool(proxies), forwarded_allow_ips=proxies or None)
     return 0
+
+
+def start_allowed(settings: Settings, *, accept_errors: bool = False) -> bool:
+    """`serve` is as strict as `check` (relayhook.diagnostics, with the store's traffic and
+    hooks): an error stops it with check's message on stderr; each warning is logged once at
+    WARNING and the server starts. `accept_errors` (`--accept-findings`, the config file's
+    "Save anyway") logs the errors at WARNING too and starts."""
+    from relayhook.cli.authoring import config_findings_with_store
+
+    findings = asyncio.run(config_findings_with_store(settings))
+    errors = [f for f in findings if f.level == "error"]
+    if not accept_errors:
+        for finding in errors:
+            print(finding, file=sys.stderr)
+    if errors and not accept_errors:
+        print(f"Not starting: {len(errors)} error(s) in the configuration (what `relayhook "
+              "check` prints); fix them, then start again.", file=sys.stderr)
+        return False
+    for finding in findings:
+        log.warning("%s", finding, extra={"location": finding.location})
+    return True
 
 
 def log_inactive_hooks(live: LiveConfig) -> None:
@@ -205,5 +229,8 @@ def register(sub: Any) -> None:
     serve.add_argument("--log-level", choices=["debug", "info", "warning", "error"],
                        help="default: [log] level (info)")
     serve.add_argument("--no-access-log", dest="access_log", action="store_false")
+    serve.add_argument("--accept-findings", action="store_true",
+                       help="start even when `relayhook check` finds errors (each is logged at"
+                       " WARNING): hooks that would fail, fail at run time")
     serve.set_defaults(func=cmd_serve)
 

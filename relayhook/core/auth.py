@@ -67,13 +67,18 @@ class _Signing:
     timestamp: Template | None
 
 
-@functools.lru_cache(maxsize=256)
 def _signing(auth: HmacAuth) -> _Signing:
+    return _compiled_signing(auth.pattern, auth.content, auth.timestamp)
+
+
+@functools.lru_cache(maxsize=256)
+def _compiled_signing(pattern: str | None, content: str | None,
+                      timestamp: str | None) -> _Signing:
     # Load already compiled these to report mistakes with their line; this is the cached copy.
     return _Signing(
-        compile_regex(auth.pattern, "auth.pattern") if auth.pattern is not None else None,
-        compile_template(auth.content, "auth.content") if auth.content is not None else None,
-        compile_template(auth.timestamp, "auth.timestamp") if auth.timestamp else None,
+        compile_regex(pattern, "auth.pattern") if pattern is not None else None,
+        compile_template(content, "auth.content") if content is not None else None,
+        compile_template(timestamp, "auth.timestamp") if timestamp else None,
     )
 
 
@@ -206,6 +211,73 @@ def _check_hmac(auth: HmacAuth, secret: str, headers: Mapping[str, str], body: b
     return None if matched else f"wrong signature in {auth.header}"
 
 
+# --- signing as the provider does (`relayhook sign`, `check`) -------------------------------
+
+
+def dummy_secret(auth: Auth, text: str) -> str:
+    """A secret of the scheme's format made from `text` (for signing examples offline)."""
+    hmac_auth = as_hmac(auth)
+    if hmac_auth is not None and hmac_auth.secret_format == "whsec":
+        return "whsec_" + base64.b64encode(text.encode("utf-8")).decode("ascii")
+    return text
+
+
+def _sign_templates(auth: Auth, hmac_auth: HmacAuth) -> dict[str, str]:
+    if isinstance(auth, StandardWebhooksAuth):
+        return {"webhook-id": "msg_relayhook_sign", "webhook-timestamp": "{{ timestamp }}",
+                "webhook-signature": "v1,{{ signature }}"}
+    if hmac_auth.sign_headers is not None:
+        return hmac_auth.sign_headers
+    return {hmac_auth.header: hmac_auth.prefix.replace("{", "{{ '{' }}") + "{{ signature }}"}
+
+
+def provider_headers(auth: Auth, secret: str, headers: Mapping[str, str], body: bytes, *,
+                     query: str = "", method: str = "POST", now: float) -> dict[str, str]:
+    """The headers the provider adds to authenticate this request, as `sign_headers` writes
+    them. RenderError when the signed content needs a value the request lacks; ValueError for a
+    secret the format refuses."""
+    if isinstance(auth, BasicAuth):
+        return {"Authorization": f"Basic {secret}"}
+    if isinstance(auth, HeaderAuth):
+        return {auth.header: auth.prefix + secret}
+    hmac_auth = as_hmac(auth)
+    if hmac_auth is None:
+        return {}
+    templates = {name: compile_template(text, f"auth.sign_headers.{name}")
+                 for name, text in _sign_templates(auth, hmac_auth).items()}
+    timestamp = str(int(now))
+    first = {name: str(t.render({"timestamp": timestamp, "signature": ""}))
+             for name, t in templates.items()}
+    merged = {**headers, **{name.lower(): value for name, value in first.items()}}
+    content = signed_content(hmac_auth, merged, body, query, method)
+    digest = hmac.new(signing_key(hmac_auth, secret), content, hmac_auth.algorithm).digest()
+    encoded = digest.hex() if hmac_auth.encoding == "hex" else base64.b64encode(digest).decode()
+    return {name: str(t.render({"timestamp": timestamp, "signature": encoded}))
+            for name, t in templates.items()}
+
+
+def signed_at(auth: Auth, headers: Mapping[str, str], body: bytes, query: str = "",
+              method: str = "POST") -> float | None:
+    """The request's signing time by the scheme's `timestamp` (None: none, or unreadable)."""
+    hmac_auth = as_hmac(auth)
+    template = _signing(hmac_auth).timestamp if hmac_auth is not None else None
+    if template is None:
+        return None
+    try:
+        return float(str(template.render(_scope(headers, body, query, method))).strip())
+    except (RenderError, ValueError):
+        return None
+
+
+def verify_example(auth: Auth, secret: str, headers: Mapping[str, str], body: bytes, *,
+                   query: str = "", method: str = "POST", now: float) -> str | None:
+    """Why the relay would refuse this request signed with `secret` (None: it passes), at the
+    request's own timestamp when the scheme has one, else at `now`."""
+    at = signed_at(auth, headers, body, query, method)
+    return check_credentials(auth, secret, headers, body, query=query, method=method,
+                             now=now if at is None else at)
+
+
 # --- the scheme's entry points -------------------------------------------------------------
 
 
@@ -263,12 +335,8 @@ def needs_secret(auth: Auth) -> bool:
     return not isinstance(auth, NoAuth)
 
 
-def credentials_for(auth: Auth, secret: str, body: bytes) -> dict[str, str]:
-    """The headers a provider sends to authenticate `body` (for the console's Send sample)."""
-    if isinstance(auth, BasicAuth):
-        return {"Authorization": f"Basic {secret}"}
-    if isinstance(auth, HeaderAuth):
-        return {auth.header: auth.prefix + secret}
-    if isinstance(auth, HmacAuth):
-        return {auth.header: sign(auth, secret, body)}
-    return {}
+def credentials_for(auth: Auth, secret: str, body: bytes, *, now: float = 0.0,
+                    headers: Mapping[str, str] | None = None) -> dict[str, str]:
+    """The headers a provider sends to authenticate `body` (for the console's Send sample),
+    signed at `now` (epoch seconds) as `provider_headers` writes them."""
+    return provider_headers(auth, secret, headers or {}, body, now=now)

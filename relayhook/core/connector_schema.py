@@ -71,7 +71,7 @@ class HmacAuth(Spec):
         "every match is one signature (its first group, or the whole match), and the request is "
         "authentic when any of them matches (several during a secret rotation). Default: the "
         "whole value after `prefix`.",
-        examples=["v1=([0-9a-f]+)"],
+        examples=["v1=([0-9a-fA-F]+)"],
     )
     content: str | None = Field(
         default=None,
@@ -93,8 +93,18 @@ class HmacAuth(Spec):
     )
     secret_format: Literal["text", "whsec"] = Field(
         default="text",
-        description="`text`: the key is the secret's UTF-8 bytes; `whsec`: the secret is "
-        "`whsec_<base64>` (or just the base64) and the key is the decoded bytes.",
+        description="`text`: the key is the secret's UTF-8 bytes (Stripe's `whsec_...` secrets "
+        "too: they are used as text); `whsec`: the secret is `whsec_<base64>` (or just the "
+        "base64) and the key is the decoded bytes (Standard Webhooks, Svix).",
+    )
+    sign_headers: dict[str, str] | None = Field(
+        default=None,
+        description="How the provider writes its signature headers: templates with `signature` "
+        "(the encoded digest) and `timestamp` (epoch seconds) in scope. `relayhook sign` sends "
+        "these and `relayhook check` signs every example with them and verifies it, so a wrong "
+        "header, prefix, pattern or content fails offline. Default: `header` = `prefix` + "
+        "signature.",
+        examples=[{"Stripe-Signature": "t={{ timestamp }},v1={{ signature }}"}],
     )
 
 
@@ -195,6 +205,13 @@ class Example(Spec):
         default={}, description="Headers (a form body needs its Content-Type).",
         examples=[{"Idempotency-Key": "order-1001"}],
     )
+    secret: str | None = Field(
+        default=None,
+        description="The secret the provider signed this example with (a test secret from its "
+        "docs, never a real one): its `headers` then carry the provider's own signature, and "
+        "`relayhook check` verifies it as it is (at the example's timestamp). A wrong "
+        "`secret_format`, hex case or content fails there.",
+    )
 
 
 class EventRule(Spec):
@@ -244,7 +261,8 @@ class EventRule(Spec):
     time: str | None = Field(
         default=None,
         description="When it happened: RFC 3339 / ISO 8601 text, or a number of epoch "
-        "milliseconds (`| epoch_s` for seconds). Absent or empty: the time Relayhook received "
+        "milliseconds (`| epoch_s` for seconds); a text with a fraction (`\"1733050000.000100\"`) "
+        "is epoch seconds. Absent or empty: the time Relayhook received "
         "the request. " + _LOOP_SCOPE,
         examples=["{{ rule.timestamp }}"],
     )

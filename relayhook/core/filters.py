@@ -18,12 +18,21 @@ from relayhook.core.regex import compile_regex
 
 def epoch_ms(value: Any) -> str:
     """Filter: epoch milliseconds -> RFC 3339 (`{{ rule.timestamp | epoch_ms }}`)."""
-    return format_time(datetime.fromtimestamp(float(value) / 1000, UTC))
+    return _epoch(value, 1000, "epoch milliseconds")
 
 
 def epoch_s(value: Any) -> str:
     """Filter: epoch seconds -> RFC 3339."""
-    return format_time(datetime.fromtimestamp(float(value), UTC))
+    return _epoch(value, 1, "epoch seconds")
+
+
+def _epoch(value: Any, per_second: int, unit: str) -> str:
+    try:
+        return format_time(datetime.fromtimestamp(float(value) / per_second, UTC))
+    except (OverflowError, OSError, ValueError) as exc:
+        hint = (" (epoch milliseconds? drop `| epoch_s`: numbers are epoch milliseconds)"
+                if per_second == 1 else "")
+        raise ValueError(f"{value!r} is not a time in {unit}{hint}") from exc
 
 
 def dotted(value: Any) -> str:

@@ -461,7 +461,9 @@ def _time(value: Any, received_at: str, name: str) -> str:
     if value is None or value == "":
         return received_at
     if isinstance(value, str) and _NUMBER.match(value.strip()):
-        value = float(value)
+        # A text with a fraction is epoch seconds (Slack's "1733050000.000100"); a whole
+        # number, text or not, is epoch milliseconds (GMetri's timestamps).
+        value = float(value) * 1000 if "." in value else float(value)
     if isinstance(value, int | float) and not isinstance(value, bool):
         if not math.isfinite(value) or abs(value) > 253402300799999:
             raise RenderError(name, f"{value!r} is not a time in epoch milliseconds")

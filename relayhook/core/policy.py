@@ -55,7 +55,9 @@ POLICY: dict[tuple[str, str], Rule] = {
     ("POST", "/api/relays/{name}/secret"): E,  # reveal or rotate
     ("GET", "/api/relays/{name}/shape"): V,
     ("PUT", "/api/relays/{name}/expect"): E,
-    ("POST", "/api/diff"): E,  # what a changed connector or hook would do; writes nothing
+    ("POST", "/api/diff"): E,
+    ("POST", "/api/hooks/check"): E,  # a proposed hook's findings; saves nothing
+    ("GET", "/api/diagnostics"): V,  # what a changed connector or hook would do; writes nothing
     ("POST", "/api/erase"): A,
     ("GET", "/api/hooks"): V,
     ("GET", "/api/hooks/{name}"): V,

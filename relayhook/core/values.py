@@ -166,11 +166,31 @@ def _compile_tree(node: Any, name: str) -> Any:
         return compile_template(node, name)
     if is_each(node):
         return _compile_each(node, name)
+    if (isinstance(node, dict) and isinstance(node.get("each"), str)
+            and _LOOP.match(node["each"]) and not EACH_KEYS <= node.keys()):
+        _refuse_each_keys(node, name)
     if isinstance(node, dict):
         return {key: _compile_tree(value, f"{name}.{key}") for key, value in node.items()}
     if isinstance(node, list):
         return [_compile_tree(value, f"{name}[{i}]") for i, value in enumerate(node)]
     return node
+
+
+def _refuse_each_keys(node: dict[str, Any], name: str) -> None:
+    """A table with `each = "x in ..."` that lacks `key` or `value`: a typo (`keys =`), said at
+    that key rather than as `'x' is undefined` when it runs. (A table with all three and more
+    is data.)"""
+    import difflib
+
+    allowed = EACH_KEYS | {"when"}
+    for key in node:
+        if key not in allowed:
+            near = difflib.get_close_matches(key, sorted(allowed), n=1, cutoff=0.5)
+            hint = f"; did you mean `{near[0]}`?" if near else ""
+            raise TemplateError(f"{name}.{key}", f"a table with `each` takes `each`, `key`, "
+                                f"`value` and optionally `when`, not `{key}`{hint}")
+    missing = sorted(EACH_KEYS - node.keys())
+    raise TemplateError(f"{name}.each", f"a table with `each` needs `{'` and `'.join(missing)}`")
 
 
 def compile_value(value: Any, name: str) -> CompiledValue:

@@ -490,6 +490,10 @@ class HistoryStore(Protocol):
         """Deliveries created at or after `since`, counted per hook, per bucket of
         `bucket_seconds` and per status they have now."""
 
+    async def event_type_counts(self) -> dict[str, int]:
+        """Each event type stored, with how many events have it (what diagnostics checks hook
+        patterns against: types built from the payload are only known from traffic)."""
+
     async def list_problems(self, *, hook: str | None = None,
                             statuses: Sequence[ProblemStatus] = ("open", "acknowledged"),
                             limit: int = 50, relay: str | None = None) -> list[Problem]:
@@ -631,6 +635,11 @@ class MaintenanceStore(Protocol):
         """Write a consistent copy of the whole store to the new file `target` while the store
         is in use (writes go on meanwhile). FileExistsError if `target` exists; StoreError if
         the copy fails, or the engine copies no files (PostgreSQL: use pg_dump)."""
+
+
+class ManagedStore(ConfigStore, HistoryStore, Protocol):
+    """What the configuration service needs (relayhook.manage): the configuration, and the
+    traffic its diagnostics check a change against."""
 
 
 class RecordsStore(HistoryStore, OperationsStore, Protocol):

@@ -31,7 +31,7 @@ from relayhook.core.events import parse_time
 from relayhook.core.problems import problem_json
 from relayhook.core.records import PROBLEM_STATUSES, DeliveryFilter
 from relayhook.core.tomlpos import format_path
-from relayhook.errors import ConflictError, InvalidError, NotFoundError
+from relayhook.errors import ConflictError, FindingsError, InvalidError, NotFoundError
 from relayhook.explain import hook_skips, request_outcomes
 from relayhook.store import REQUEST_STATUSES, RequestRecord
 from relayhook.web.readmodel import (
@@ -95,7 +95,10 @@ def guard(token: str = "") -> Callable[[Handler], Endpoint]:
                 return JSONResponse({"error": str(exc)}, exc.status)
             except InvalidError as exc:
                 errors = [{"field": format_path(e.key), "message": e.message} for e in exc.errors]
-                return JSONResponse({"error": str(exc), "errors": errors}, 422)
+                body: dict[str, Any] = {"error": str(exc), "errors": errors}
+                if isinstance(exc, FindingsError):
+                    body["findings"] = exc.findings
+                return JSONResponse(body, 422)
             except NotFoundError as exc:
                 return JSONResponse({"error": str(exc)}, 404)
             except ConflictError as exc:

@@ -12,11 +12,16 @@
     POST   /api/hooks                       the keys of a [[hooks]] table as JSON -> 201
     GET    /api/hooks/{name}                one hook; `spec` is what PUT takes back
     PUT    /api/hooks/{name}                replace it ([redacted] values keep their secret)
+    POST   /api/hooks/check[?name=NAME]     a proposed hook's findings, nothing saved
+    GET    /api/diagnostics                 every finding of the running configuration
     DELETE /api/hooks/{name}                -> 204; its unsent deliveries end `cancelled`
     POST   /api/hooks/{name}/activate | /deactivate
 
 Invalid input is 422 `{"error", "errors": [{"field": "headers.Authorization", "message"}]}`
-with the messages `relayhook check` prints; a name taken or a config-file item is 409.
+with the messages `relayhook check` prints; a name taken or a config-file item is 409. A hook
+that validates but in which diagnostics finds an error (relayhook.diagnostics) is 422 too, with
+`"findings": [{"level", "location", "message", "nearest"}]`; `?accept_findings=true` on POST or
+PUT saves it anyway. A saved hook's answer carries its `findings` (warnings).
 """
 
 from __future__ import annotations
@@ -31,6 +36,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from relayhook.assembly import Parts
+from relayhook.diagnostics import running_diagnosis
 from relayhook.errors import InvalidError, SpecError
 from relayhook.manage import describe_connector, expect_rule
 from relayhook.relays import Relay
@@ -103,17 +109,37 @@ def config_api_routes(parts: Parts, token: str) -> list[Route]:
     async def list_hooks(request: Request) -> dict[str, Any]:
         return {"items": await readmodel.hook_summaries(parts, time.time())}
 
+    def accept_findings(request: Request) -> bool:
+        return request.query_params.get("accept_findings", "").lower() in ("1", "true", "yes")
+
+    async def with_findings(name: str) -> dict[str, Any]:
+        findings = await manager.hook_findings(name)
+        return {**await hook_json(name), "findings": [f.to_json() for f in findings]}
+
     async def create_hook(request: Request) -> Response:
-        hook = await manager.create_hook(await json_object(request))
-        return JSONResponse(await hook_json(hook.name), 201)
+        hook = await manager.create_hook(await json_object(request),
+                                         accept_findings=accept_findings(request))
+        return JSONResponse(await with_findings(hook.name), 201)
 
     async def get_hook(request: Request) -> dict[str, Any]:
-        return await hook_json(manager.hook(request.path_params["name"]).name)
+        return await with_findings(manager.hook(request.path_params["name"]).name)
 
     async def replace_hook(request: Request) -> dict[str, Any]:
         hook = await manager.replace_hook(request.path_params["name"],
-                                          await json_object(request))
-        return await hook_json(hook.name)
+                                          await json_object(request),
+                                          accept_findings=accept_findings(request))
+        return await with_findings(hook.name)
+
+    async def check_hook(request: Request) -> dict[str, Any]:
+        name = request.query_params.get("name")
+        findings = await manager.proposed_findings(await json_object(request), name)
+        return {"findings": [f.to_json() for f in findings]}
+
+    async def diagnostics(request: Request) -> dict[str, Any]:
+        findings = await running_diagnosis(parts)
+        return {"errors": sum(f.level == "error" for f in findings),
+                "warnings": sum(f.level == "warning" for f in findings),
+                "findings": [f.to_json() for f in findings]}
 
     async def delete_hook(request: Request) -> Response:
         await manager.delete_hook(request.path_params["name"])
@@ -144,9 +170,11 @@ def config_api_routes(parts: Parts, token: str) -> list[Route]:
         Route("/api/relays/{name}/expect", guarded(relay_expect), methods=["PUT"]),
         Route("/api/hooks", guarded(one(get=list_hooks, post=create_hook)),
               methods=["GET", "POST"]),
+        Route("/api/hooks/check", guarded(check_hook), methods=["POST"]),
         Route("/api/hooks/{name}", guarded(one(get=get_hook, put=replace_hook,
                                                 delete=delete_hook)),
               methods=["GET", "PUT", "DELETE"]),
+        Route("/api/diagnostics", guarded(diagnostics), methods=["GET"]),
         Route("/api/hooks/{name}/activate", guarded(set_active(True)), methods=["POST"]),
         Route("/api/hooks/{name}/deactivate", guarded(set_active(False)), methods=["POST"]),
     ]

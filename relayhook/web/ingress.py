@@ -164,6 +164,9 @@ class Ingress:
                              truncated=True)
             return _answer(await self._intake.keep(relay, record))
         except ClientDisconnect:
+            log.warning("relay %s: refused request %s with 400: the client disconnected before "
+                        "the body was complete", relay.name, request_id,
+                        extra={"relay": relay.name, "request_id": request_id, "status": 400})
             return _error(400, "the client disconnected before the body was complete")
         if needs_body(auth) and (reason := self._authenticate(method, query, relay, pairs,
                                                                body)):
@@ -236,7 +239,13 @@ def _answer(kept: Kept) -> Answer:
     if kept.where == "nowhere":
         return _error(503, "the request could not be stored; send it again", record.id)
     if record.status == "rejected":
-        return _error(413 if record.truncated else 400, record.error or "rejected", record.id)
+        status = 413 if record.truncated else 400
+        # Once per request, as a 401 is: the reason a provider's request was refused belongs
+        # in the server's log too (the handler's formatter redacts known secrets).
+        log.warning("relay %s: refused request %s with %d: %s", record.relay, record.id,
+                    status, record.error or "rejected",
+                    extra={"relay": record.relay, "request_id": record.id, "status": status})
+        return _error(status, record.error or "rejected", record.id)
     if kept.answer is not None:  # a handshake: the connector's rule says what to answer
         return provider_answer(kept.answer)
     if kept.result is None:  # spooled: stored, with its events, as soon as the store can

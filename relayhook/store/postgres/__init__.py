@@ -257,6 +257,10 @@ class PostgresStore:
         rows = await self._fetch(f"SELECT count(*) FROM events {clause}", params)
         return int(rows[0][0])
 
+    async def event_type_counts(self) -> dict[str, int]:
+        rows = await self._fetch("SELECT type, count(*) FROM events GROUP BY type")
+        return {str(row[0]): int(row[1]) for row in rows}
+
     # -- deliveries
 
     async def claim_due(self, *, hook: str, now: float, limit: int, lease_seconds: float,

@@ -307,6 +307,11 @@ class SQLiteStore:
         count: int = await self._read(lambda conn: conn.execute(sql, params).fetchone()[0])
         return count
 
+    async def event_type_counts(self) -> dict[str, int]:
+        sql = "SELECT type, count(*) FROM events GROUP BY type"
+        rows = await self._read(lambda conn: conn.execute(sql).fetchall())
+        return {str(t): int(n) for t, n in rows}
+
     # -- deliveries
 
     async def claim_due(

@@ -109,7 +109,8 @@ async def send_sample(console: Console, ctx: Ctx) -> Response:
     method = "POST" if "POST" in connector.spec.accept.methods else connector.spec.accept.methods[0]
     url = str(ctx.request.base_url).rstrip("/") + f"/in/{relay.token}"
     headers = {"Content-Type": "application/json", "User-Agent": "Relayhook console sample",
-               **credentials_for(connector.spec.auth, relay.secret, body)}
+               **credentials_for(connector.spec.auth, relay.secret, body,
+                                 now=console.now())}
     try:
         async with httpx.AsyncClient(trust_env=False, timeout=10.0) as client:
             response = await client.request(method, url, params=connector.spec.example_query,
