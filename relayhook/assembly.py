@@ -42,6 +42,7 @@ from relayhook.store.base import MaintenanceStore
 if TYPE_CHECKING:
     from relayhook.delivery.dispatcher import Dispatcher
     from relayhook.spool import Spool
+    from relayhook.tracing import Tracing
 
 log = logging.getLogger("relayhook")
 
@@ -210,6 +211,7 @@ class Parts:
     dispatcher: Dispatcher | None = None
     spool: Spool | None = None  # web roles: `spool.depth` requests wait for the store
     tasks: list[asyncio.Task[None]] = field(default_factory=list)
+    tracing: Tracing | None = None  # [tracing] on: the spans' tracer (relayhook.tracing)
     operations: Operations = field(init=False)  # set by `assemble`: it wakes these parts
 
     def wake(self) -> None:

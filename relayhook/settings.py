@@ -152,6 +152,25 @@ class MetricsSettings(Section):
     )
 
 
+class TracingSettings(Section):
+    enabled: bool = Field(
+        default=False, description="Send OpenTelemetry traces (a span per ingest and per "
+        "delivery attempt) over OTLP/HTTP; needs `pip install relayhook[otel]`."
+    )
+    endpoint: str = Field(
+        default="http://127.0.0.1:4318/v1/traces",
+        description="The OTLP/HTTP traces URL of a collector (protobuf POSTs).",
+    )
+    service_name: str = Field(default="relayhook", description="The traces' service.name.")
+    sample_ratio: float = Field(
+        default=1.0, ge=0, le=1, description="The share of requests traced (with all their "
+        "deliveries: the choice follows the request's trace id, the same in every process)."
+    )
+    export_timeout: float = Field(
+        default=10.0, gt=0, le=60, description="Seconds an export to the endpoint may take."
+    )
+
+
 class OutcomesSettings(Section):
     record: bool = Field(
         default=True, description="At ingest, record per request and hook why it did or did "
@@ -364,6 +383,7 @@ class Settings(BaseSettings):
     metrics: MetricsSettings = MetricsSettings()
     retention: RetentionSettings = RetentionSettings()
     outcomes: OutcomesSettings = OutcomesSettings()
+    tracing: TracingSettings = TracingSettings()
     alerts: AlertsSettings = AlertsSettings()
     watch: WatchSettings = WatchSettings()
     auth: AuthSettings = AuthSettings()

@@ -17,7 +17,7 @@ import logging
 import random
 from collections.abc import AsyncIterator, Callable
 from datetime import datetime
-from typing import Literal
+from typing import Any, Literal
 
 import httpx
 import orjson
@@ -45,6 +45,7 @@ from relayhook.settings import Settings
 from relayhook.shapewatch import ShapeWatch
 from relayhook.spool import Spool
 from relayhook.store import Store
+from relayhook.tracing import start_tracing, stop_tracing
 from relayhook.web.access import Access, enforce
 from relayhook.web.api import api_routes
 from relayhook.web.config_api import config_api_routes
@@ -92,6 +93,7 @@ def create_app(
     rand: random.Random | None = None,
     role: Role = "all",
     migrate: bool = True,
+    span_exporter: Any = None,
 ) -> RelayhookApp:
     """The ASGI app. A store or transport passed in is opened and closed by its owner. An
     owned store is migrated when it opens, unless `migrate` is False (then a database that is
@@ -108,6 +110,9 @@ def create_app(
                     stored=metrics.observe_stored, secrets=settings.template_secrets(),
                     explain=settings.outcomes.record,
                     render_seconds=settings.limits.render_seconds)
+    # [tracing] on (relayhook[otel]); `span_exporter`: where spans go instead of OTLP (tests).
+    tracing = parts.tracing = start_tracing(settings, span_exporter)
+    intake.tracing = tracing
     people = People(the_store, clock=lambda: clock().timestamp(), new_id=new_id,
                     admin_token=settings.admin.token,
                     secrets_to_hide=lambda: live_secrets(parts),
@@ -147,7 +152,7 @@ def create_app(
                     lease_seconds=settings.delivery.lease_seconds,
                     poll_interval=settings.delivery.poll_interval,
                     report=metrics.observe_delivery,
-                    disable_after=settings.alerts.disable_after,
+                    disable_after=settings.alerts.disable_after, tracing=tracing,
                 )
                 the_store.subscribe(parts.dispatcher.notice)
                 parts.tasks.append(asyncio.create_task(parts.dispatcher.run()))
@@ -178,6 +183,8 @@ def create_app(
                 await the_store.close()
             if parts.spool is not None:
                 parts.spool.close()
+            if tracing is not None:
+                await asyncio.to_thread(stop_tracing, tracing)
 
     readiness = Readiness(the_store, spool_depth=metrics.spool_depth_now)
     routes: list[BaseRoute] = [*ops_routes(the_store, metrics, readiness,
