@@ -26,7 +26,9 @@ from relayhook.store import RequestRecord
 
 HOST = "127.0.0.1"
 PROJECT = Path(__file__).resolve().parents[1]
-SERVERS = ("starlette", "relayhook-ingest", "forward", "node-red", "relayhook-forward")
+SERVERS = ("starlette", "relayhook-ingest", "forward", "node-red", "relayhook-forward",
+           "durable-ingest", "durable-forward")
+DRAINED = ("relayhook-forward", "durable-forward")  # forward after answering: drained, counted
 WRK_TIMEOUT = "10s"  # a request slower than this counts as an error, not a latency
 RELAY_TOKEN = "bench-generic-relay-0001"
 UNFINISHED = ("pending", "failed", "claimed")  # deliveries that still have to go
@@ -156,10 +158,13 @@ class ServerProcess(Server):
 
 
 def relayhook_process(folder: Path, port: int, cpu: int, sink: str | None,
-                      concurrency: int) -> ServerProcess:
-    """`relayhook serve`: the generic relay, SQLite FULL; one hook to `sink` if given."""
+                      concurrency: int, traces_to: str | None = None) -> ServerProcess:
+    """`relayhook serve`: the generic relay, SQLite FULL; one hook to `sink` if given; spans
+    exported over OTLP/HTTP to `traces_to` if given (`[tracing]` on)."""
     config = RELAYHOOK_CONFIG.format(host=HOST, port=port, concurrency=concurrency,
                                      token=RELAY_TOKEN)
+    if traces_to is not None:
+        config += f'\n[tracing]\nenabled = true\nendpoint = "{traces_to}"\n'
     if sink is not None:
         config += RELAYHOOK_HOOK.format(sink=sink, concurrency=concurrency)
     (folder / "relayhook.toml").write_text(config, encoding="utf-8")
@@ -232,6 +237,7 @@ class Cell:
     profile: str | None = None
     failed: str | None = None
     cpu_at_start: float = 0.0  # the server's CPU seconds when the measured run began
+    load_average: float | None = None  # the machine's 1-minute load average at the window's end
 
     @property
     def requests(self) -> int:
@@ -266,6 +272,7 @@ class Cell:
             if spy is not None:
                 spy.wait(self.seconds + 60)
         self.window = (start, end)
+        self.load_average = os.getloadavg()[0]
         wall = end - start
         server_cpu = server.cpu_seconds() - served
         main, others_threads = (b - a for a, b in zip(threads, thread_cpu(server.process.pid),
@@ -307,7 +314,7 @@ class Cell:
         spooled: int = self.stored.get("spooled", 0)  # kept, stored at the next start
         if events + spooled < acked:  # one event per request
             return f"{acked} acknowledged but {events} events stored ({spooled} spooled)"
-        if self.kind == "relayhook-forward":
+        if self.kind in DRAINED:
             sent = self.stored["deliveries"].get("succeeded", 0)
             arrived = self.warmup_forwarded + (self.delivered or 0)
             if sent < events or arrived < events:

@@ -15,6 +15,11 @@ Servers (each a fresh process per cell, pinned with taskset to --server-cpu):
     relayhook-forward  relayhook-ingest plus one hook posting `{{ event.data }}` to the sink:
                        the acknowledged requests/s (wrk) and the forwarded/s (at the sink) over the
                        same window; then the backlog is drained and the drain reported
+    durable-ingest     the smallest honest durable forwarder (bench/durable.py): Starlette + one
+                       SQLite file (WAL, synchronous = FULL, group commit), answers after the commit
+    durable-forward    durable-ingest that then posts each stored body to the sink with aiohttp and
+                       records the outcome in a second write; drained and counted as
+                       relayhook-forward is
 
 The load is wrk (Debian's; a Lua script posts the body), one thread, 50 keep-alive connections,
 after an unmeasured warm-up; the sink is a raw asyncio + httptools server that counts requests
@@ -41,6 +46,7 @@ from pathlib import Path
 from typing import Any
 
 from cells import (
+    DRAINED,
     SERVERS,
     Cell,
     ServerProcess,
@@ -52,6 +58,7 @@ from cells import (
     run_wrk,
 )
 from deliver import Receiver, free_port
+from durable import counts as durable_counts
 from peers import ensure_node_red, node_red_command, write_node_red_files
 
 PROJECT = Path(__file__).resolve().parents[1]
@@ -62,6 +69,7 @@ DEFAULT_BODIES = next((folder / "shared" / "bench" / "bodies" for folder in PROJ
 BODIES = {"small": "small.json", "synthesis": "synthesis.json", "gmetri500": "gmetri500.json"}
 DEFAULT_NODE_RED = Path(tempfile.gettempdir()) / "relayhook-bench" / "node-red"
 DEFAULT_JSON = Path(tempfile.gettempdir()) / "relayhook-bench" / "compare.json"
+DURABLE_DB = "durable.db"
 QUIET_SECONDS = 1.0  # the sink saw nothing new for this long: a warm-up's deliveries are in
 STALL_SECONDS = 30.0  # no delivery for this long while some are pending: the drain gave up
 
@@ -79,12 +87,31 @@ def _wait_sink_quiet(sink: Receiver, deadline: float) -> int:
         time.sleep(0.1)
 
 
+def _pending(server: ServerProcess) -> int:
+    """What the server still has to send (-1: its database did not answer this time)."""
+    if server.kind.startswith("durable"):
+        try:
+            return durable_counts(server.folder / DURABLE_DB).get("pending", 0)
+        except sqlite3.OperationalError:
+            return -1
+    return pending_deliveries(server.folder)
+
+
+def _stored(server: ServerProcess) -> dict[str, Any]:
+    """What the stopped server's database holds, in relayhook_counts' shape."""
+    if not server.kind.startswith("durable"):
+        return relayhook_counts(server.folder)
+    rows = durable_counts(server.folder / DURABLE_DB)
+    return {"events": sum(rows.values()), "spooled": 0,
+            "deliveries": {"succeeded": rows.get("delivered", 0), **rows}}
+
+
 def _drain(server: ServerProcess, sink: Receiver, deadline: float) -> tuple[int, float]:
     """Wait until the server has no delivery left to send (bounded); (pending left, when the
     last one was seen go)."""
     last_count, changed = -1, time.monotonic()
     while True:
-        pending = pending_deliveries(server.folder)
+        pending = _pending(server)
         count = sink.stats()["count"]
         now = time.monotonic()
         if count != last_count:
@@ -98,7 +125,15 @@ def _start(kind: str, folder: Path, sink_url: str, args: argparse.Namespace) -> 
     port = free_port()
     if kind.startswith("relayhook"):
         hook_to = sink_url if kind == "relayhook-forward" else None
-        return relayhook_process(folder, port, args.server_cpu, hook_to, args.hook_concurrency)
+        return relayhook_process(folder, port, args.server_cpu, hook_to, args.hook_concurrency,
+                                 args.traces_to)
+    if kind.startswith("durable"):
+        command = [sys.executable, str(PROJECT / "bench" / "durable.py"), "--port", str(port),
+                   "--database", str(folder / DURABLE_DB),
+                   "--concurrency", str(args.hook_concurrency)]
+        if kind == "durable-forward":
+            command += ["--sink", sink_url]
+        return ServerProcess(kind, folder, port, command, args.server_cpu, path="/in")
     if kind == "node-red":
         user_dir = folder / "node-red"
         write_node_red_files(user_dir, port, sink_url)
@@ -122,13 +157,13 @@ def run_cell(kind: str, body_name: str, sink: Receiver, args: argparse.Namespace
             sink.reset()  # nothing of the cell before counts for this one
             warmup = run_wrk(server.url, body, args.warmup, args.connections, folder)
             cell.warmup_requests = warmup["requests"] - warmup["status"]
-            if kind == "relayhook-forward":  # the warm-up's deliveries go before the clock starts
+            if kind in DRAINED:  # the warm-up's deliveries go before the clock starts
                 _drain(server, sink, time.monotonic() + 120)
             cell.warmup_forwarded = _wait_sink_quiet(sink, time.monotonic() + 60)
             sink.reset()
             cell.measure(server, sink, server.url, body, args.connections, folder,
                          _spy_to(args, cell))
-            if kind == "relayhook-forward":
+            if kind in DRAINED:
                 deadline = time.monotonic() + max(120.0, 20 * args.duration)
                 cell.pending_after_drain, drained = _drain(server, sink, deadline)
                 cell.finish_forwarding(sink.arrivals()["times"], drained, server.cpu_seconds())
@@ -138,8 +173,8 @@ def run_cell(kind: str, body_name: str, sink: Receiver, args: argparse.Namespace
             cell.failed = f"{type(exc).__name__}: {exc}\n{server.log_tail()}"
         finally:
             server.stop()
-        if kind.startswith("relayhook") and not cell.failed:
-            cell.stored = relayhook_counts(folder)
+        if kind.startswith(("relayhook", "durable")) and not cell.failed:
+            cell.stored = _stored(server)
     return cell
 
 
@@ -175,6 +210,7 @@ def machine(args: argparse.Namespace, node_red: str | None) -> dict[str, Any]:
         "pinning": {"servers": args.server_cpu, "load_and_sink": args.load_cpu},
         "connections": args.connections, "seconds_per_cell": args.duration,
         "warmup_seconds": args.warmup, "hook_concurrency": args.hook_concurrency,
+        "load_average": os.getloadavg()[0],
     }
 
 
@@ -199,7 +235,10 @@ def markdown(cells: list[Cell], about: dict[str, Any]) -> str:
               "forward": "Starlette + aiohttp, forwards then answers",
               "node-red": f"{node_red}, forwards",
               "relayhook-forward": "Relayhook + hook, acknowledged/s",
-              "forwarded": f"Relayhook, forwarded/s (x {node_red})"}
+              "forwarded": f"Relayhook, forwarded/s (x {node_red})",
+              "durable-ingest": "durable Starlette + SQLite FULL, ingest only"
+                                " (Relayhook's ingest x it)",
+              "durable-forward": "durable + aiohttp, forwarded/s (Relayhook's forwarded x it)"}
     lines = ["| request body | " + " | ".join(titles.values()) + " |",
              "|" + " --- |" * (len(titles) + 1)]
     for body in dict.fromkeys(c.body for c in cells):
@@ -208,6 +247,8 @@ def markdown(cells: list[Cell], about: dict[str, Any]) -> str:
         label = next(c.label for c in cells if c.body == body)
         forwarded = by.get(("relayhook-forward", body))
         sink_rate = forwarded.forwarded_per_s if forwarded else None
+        durable = by.get(("durable-forward", body))
+        durable_rate = durable.forwarded_per_s if durable else None
         lines.append("| " + " | ".join([
             label, _figure(rate["starlette"]),
             _figure(rate["relayhook-ingest"]) + _ratio(rate["relayhook-ingest"],
@@ -215,6 +256,9 @@ def markdown(cells: list[Cell], about: dict[str, Any]) -> str:
             _figure(rate["forward"]), _figure(rate["node-red"]),
             _figure(rate["relayhook-forward"]),
             _figure(sink_rate) + _ratio(sink_rate, rate["node-red"]),
+            _figure(rate["durable-ingest"]) + _ratio(rate["relayhook-ingest"],
+                                                     rate["durable-ingest"]),
+            _figure(durable_rate) + _ratio(sink_rate, durable_rate),
         ]) + " |")
     return "\n".join(lines)
 
@@ -224,7 +268,8 @@ DETAIL_COLUMNS = [
     ("errors", "errors"), ("p50_ms", "p50 ms"), ("p99_ms", "p99 ms"),
     ("server_cpu_pct", "server CPU %"), ("server_us_per_request", "server CPU us/request"),
     ("load_cpu_pct", "wrk + sink CPU %"),
-    ("other_cpu_pct", "others' CPU %"), ("forwarded_per_s", "at sink /s (window)"),
+    ("other_cpu_pct", "others' CPU %"), ("load_average", "load avg 1 min"),
+    ("forwarded_per_s", "at sink /s (window)"),
     ("drain_seconds", "drain s"), ("delivered", "delivered (after drain)"),
     ("server_us_per_forwarded", "server CPU us/forwarded (to the drain's end)"), ("loss", "loss"),
 ]
@@ -253,7 +298,9 @@ def report(cells: list[Cell], about: dict[str, Any]) -> str:
             f" Python {about['python']}; SQLite {about['sqlite']}; {about['wrk'] or 'wrk'};"
             f" Node.js {about['node'] or '-'}; servers on CPU {about['pinning']['servers']},"
             f" wrk + sink on CPU {about['pinning']['load_and_sink']};"
-            f" {about['connections']} connections, {about['seconds_per_cell']} s per cell")
+            f" {about['connections']} connections, {about['seconds_per_cell']} s per cell;"
+            f" load average (1 min) at the start {about['load_average']:.1f}, per cell in the"
+            f" detail table")
     parts = [head, markdown(cells, about), detail_markdown(cells)]
     for cell in cells:
         if cell.failed:
@@ -281,7 +328,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--connections", type=int, default=50,
                         help="wrk's keep-alive connections (default: 50)")
     parser.add_argument("--hook-concurrency", type=int, default=64,
-                        help="relayhook-forward: the hook's concurrency (default: 64)")
+                        help="relayhook-forward: the hook's concurrency; durable-forward: its"
+                             " forwards in flight (default: 64)")
     parser.add_argument("--server-cpu", type=int, default=0,
                         help="the CPU every server is pinned to (default: 0)")
     parser.add_argument("--load-cpu", type=int, default=1,
@@ -297,6 +345,9 @@ def build_parser() -> argparse.ArgumentParser:
                         help="where the temporary databases go (default: the system temp dir)")
     parser.add_argument("--py-spy", type=Path, default=None, metavar="DIR",
                         help="sample the Relayhook cells with py-spy (speedscope files in DIR)")
+    parser.add_argument("--tracing", action="store_true",
+                        help="Relayhook with [tracing] on, its spans posted over OTLP/HTTP to a"
+                             " second sink of their own (on --load-cpu)")
     parser.add_argument("--json-out", type=Path, default=DEFAULT_JSON,
                         help=f"where the results go as JSON (default: {DEFAULT_JSON})")
     return parser
@@ -326,6 +377,9 @@ def main(argv: list[str] | None = None) -> int:
     about = machine(args, node_red)
     cells: list[Cell] = []
     sink = Receiver(lifetime=3600 * 3)
+    traces = Receiver(lifetime=3600 * 3) if args.tracing else None  # answers 200, counts
+    args.traces_to = f"{traces.url}/hook/v1/traces" if traces else None  # counted, 200
+    about["tracing"] = args.tracing
     try:
         for kind in kinds:
             for body in args.body or list(BODIES):
@@ -333,6 +387,8 @@ def main(argv: list[str] | None = None) -> int:
                 cells.append(run_cell(kind, body, sink, args))
     finally:
         sink.stop()
+        if traces is not None:
+            traces.stop()
     text = report(cells, about)
     print(text)
     args.json_out.parent.mkdir(parents=True, exist_ok=True)

@@ -18,7 +18,7 @@ from collections.abc import AsyncIterator, Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Literal
+from typing import TYPE_CHECKING, Any, Literal
 from urllib.parse import urlsplit
 
 import httpx
@@ -30,7 +30,7 @@ from relayhook.core.tomlpos import format_path
 from relayhook.delivery.destinations import SystemResolver, check_destination
 from relayhook.errors import HookError, LocatedError, LocatedErrors
 from relayhook.intake import Intake
-from relayhook.live import LiveConfig
+from relayhook.live import LiveConfig, RunSettings
 from relayhook.manage import Manager
 from relayhook.metrics import Metrics
 from relayhook.operations import Operations
@@ -42,6 +42,10 @@ from relayhook.shapewatch import ShapeWatch
 from relayhook.spool import Spool
 from relayhook.store import PruneResult, Store, open_store, sqlite_path
 from relayhook.store.base import MaintenanceStore
+from relayhook.tracing import start_tracing
+
+if TYPE_CHECKING:
+    from relayhook.tracing import Tracing
 
 log = logging.getLogger("relayhook")
 
@@ -235,6 +239,7 @@ class Parts:
     due: Signal = field(default_factory=Signal)  # new deliveries may be due: look now
     spooled: Signal = field(default_factory=Signal)  # a request waits in the spool
     shapes: ShapeWatch | None = None  # web roles with [watch] shapes: payload shapes seen
+    tracing: Tracing | None = None  # [tracing] on: the spans' tracer (relayhook.tracing)
 
     def wake(self) -> None:
         self.due.fire()
@@ -251,7 +256,7 @@ class Parts:
 def assemble(settings: Settings, *, role: Role | None = None, store: Store | None = None,
              resolver: Resolver | None = None, clock: Callable[[], float] = time.time,
              transport: httpx.AsyncBaseTransport | None = None,
-             new_id: Callable[[], str] = new_uuid) -> Parts:
+             new_id: Callable[[], str] = new_uuid, span_exporter: Any = None) -> Parts:
     """Settings -> connectors, config relays and hooks, the live configuration over them, the
     destination policy, the store (not opened), the manager that changes the configuration,
     the operations on records (a test send goes through `transport` when one is given), the
@@ -265,6 +270,7 @@ def assemble(settings: Settings, *, role: Role | None = None, store: Store | Non
     manager = Manager(the_store, live, connectors, public_url=settings.public_url(),
                       policy=policy, resolver=resolver, clock=clock,
                       secrets=settings.template_secrets())
+    live.follow_settings(lambda run: follow_run_settings(run, settings, policy, manager))
     spool = Spool(spool_path(settings)) if role in ("web", "all") else None
     metrics = Metrics(spool_depth=(lambda: spool.depth) if spool is not None else lambda: 0)
     due, spooled = Signal(), Signal()
@@ -277,11 +283,23 @@ def assemble(settings: Settings, *, role: Role | None = None, store: Store | Non
                     render_seconds=settings.limits.render_seconds)
     if shapes is not None:
         intake.observe = shapes.note
+    # [tracing] on (relayhook[otel]), for a process: `span_exporter` is where spans go instead
+    # of OTLP (tests).
+    tracing = start_tracing(settings, span_exporter) if role is not None else None
+    intake.tracing = tracing
     operations = Operations(the_store, live, connectors, policy=policy,
                             secrets=settings.template_secrets(), new_id=new_id, wake=due.fire,
                             transport=transport, resolver=resolver, clock=clock)
     return Parts(settings, connectors, live, the_store, manager, policy, intake, metrics,
-                 operations, new_key, role, spool, due, spooled, shapes)
+                 operations, new_key, role, spool, due, spooled, shapes, tracing)
+
+
+def follow_run_settings(run: RunSettings, settings: Settings, policy: DestinationPolicy,
+                        manager: Manager) -> None:
+    """Apply the console's run-time settings in this process: the networks hooks may reach
+    besides the config's, and the public URL relay URLs start with."""
+    policy.widen(run.allow_cidrs)
+    manager.public_url = (run.public_url or settings.public_url()).rstrip("/")
 
 
 @contextlib.asynccontextmanager

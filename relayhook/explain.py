@@ -71,5 +71,6 @@ async def hook_skips(parts: Parts, hook: str, limit: int = 20) -> list[dict[str,
     """A hook's recent requests that made it no delivery, newest first, and why."""
     found = await parts.store.hook_outcomes(hook, exclude=("queued",), limit=limit)
     return [{"request_id": o.request_id, "outcome": o.kind, "events": o.counts,
-             "summary": describe_outcome(o.kind, o.detail), "at": format_epoch(o.at)}
+             "summary": describe_outcome(o.kind, o.detail), "at": format_epoch(o.at),
+             "types": list(o.detail.get("types") or [])}
             for o in found]

@@ -18,7 +18,7 @@ import contextlib
 import logging
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from relayhook.core.erasure import redact_request
 from relayhook.core.events import Event, parse_time
@@ -36,6 +36,9 @@ from relayhook.store import (
     StoreUnavailableError,
 )
 from relayhook.store.base import IngestStore
+
+if TYPE_CHECKING:
+    from relayhook.tracing import Tracing
 
 log = logging.getLogger("relayhook.intake")
 
@@ -88,11 +91,35 @@ class Intake:
     # (relayhook.shapewatch learns payload shapes from them)
     observe: Callable[[RequestRecord, Sequence[Event], Any], None] = (
         lambda record, events, body: None)
+    tracing: Tracing | None = None  # [tracing] on: a span per request kept (relayhook.tracing)
 
     async def keep(self, relay: Relay | None, record: RequestRecord, *,
                    may_spool: bool = True) -> Kept:
         """Keep one raw request (status `accepted`, or `rejected` with its error) somewhere
         durable. `relay` None: the relay is gone (a spooled request after a config change)."""
+        if self.tracing is not None and may_spool:  # not again when the spool is drained
+            return await self._keep_traced(self.tracing, relay, record)
+        return await self._keep_mapped(relay, record, may_spool)
+
+    async def _keep_traced(self, tracing: Tracing, relay: Relay | None,
+                           record: RequestRecord) -> Kept:
+        connector = relay.connector.id if relay is not None else ""
+        with tracing.ingest(record.id, record.relay, connector) as span:
+            kept = await self._keep_mapped(relay, record, True)
+            result = kept.result
+            span.set_attributes({
+                "relayhook.events": result.accepted + result.duplicates if result else 0,
+                "relayhook.deliveries": result.deliveries if result else 0,
+                "relayhook.outcome": kept.record.status if kept.where == "store" else kept.where,
+            })
+            if kept.where == "nowhere" or kept.record.status == "rejected":
+                from opentelemetry.trace import StatusCode
+
+                span.set_status(StatusCode.ERROR, kept.reason or kept.record.error or "")
+            return kept
+
+    async def _keep_mapped(self, relay: Relay | None, record: RequestRecord,
+                           may_spool: bool) -> Kept:
         if relay is None:
             record = rejected(record, f"relay {record.relay!r} is not configured any more")
         elif relay.connector.spec.redact or relay.connector.spec.drop:

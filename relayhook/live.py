@@ -15,7 +15,8 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from typing import Any
 
 from relayhook.core.connectors import Connector
@@ -24,11 +25,35 @@ from relayhook.core.redaction import restore_secrets
 from relayhook.errors import ConflictError, InvalidError
 from relayhook.relays import Relay
 from relayhook.sealing import Sealer, SealError
-from relayhook.store.base import ConfigStore, StoredHook, StoredRelay
+from relayhook.store.base import ConfigStore, LiveStore, StoredHook, StoredRelay
 
 log = logging.getLogger("relayhook.live")
 
 CONFIG_INACTIVE = "inactive in the config"
+RUN_SETTINGS = "run_settings"  # the admin value the console's Settings page writes
+
+
+@dataclass(frozen=True)
+class RunSettings:
+    """Settings changed at run time in the console, beside the config file's: networks hooks
+    may reach although private (added to `[delivery] allow_cidrs`) and the public URL (over
+    `[server] public_url`). Every process applies them at its next refresh."""
+
+    allow_cidrs: tuple[str, ...] = ()
+    public_url: str = ""
+
+    @classmethod
+    def parse(cls, text: str | None) -> RunSettings:
+        if not text:
+            return cls()
+        data = json.loads(text)
+        if not isinstance(data, dict):
+            raise ValueError("the run-time settings are not a JSON object")
+        return cls(allow_cidrs=tuple(str(c) for c in data.get("allow_cidrs", [])),
+                   public_url=str(data.get("public_url", "")))
+
+    def dump(self) -> str:
+        return json.dumps({"allow_cidrs": list(self.allow_cidrs), "public_url": self.public_url})
 
 
 class LiveConfig:
@@ -57,6 +82,9 @@ class LiveConfig:
         self.relays: dict[str, Relay] = dict(relays or {})
         self.version = -1
         self._active = self._compute_active()
+        self.run_settings = RunSettings()
+        self._run_text: str | None = None
+        self._followers: list[Callable[[RunSettings], None]] = []
 
     # -- what the ingress, the dispatcher and the API read
 
@@ -92,7 +120,7 @@ class LiveConfig:
 
     # -- keeping up with the store
 
-    async def sync(self, store: ConfigStore, now: float) -> None:
+    async def sync(self, store: LiveStore, now: float) -> None:
         """At start: refuse names the config shares with run-time relays or hooks, store the
         config's hooks (no secret values), read everything, and pause the deliveries of
         inactive hooks and resume those of active ones."""
@@ -115,8 +143,29 @@ class LiveConfig:
                 reason = None if is_active else self.reason(name)
                 await store.set_hook_active(name, is_active, reason, now)
 
-    async def refresh(self, store: ConfigStore, *, force: bool = False) -> bool:
+    def follow_settings(self, follower: Callable[[RunSettings], None]) -> None:
+        """Call `follower` with the run-time settings now and whenever they change."""
+        self._followers.append(follower)
+        follower(self.run_settings)
+
+    async def refresh_settings(self, store: LiveStore) -> bool:
+        """Read the run-time settings (the console's Settings page): one row, every refresh.
+        True if they changed."""
+        text = await store.get_admin_value(RUN_SETTINGS)
+        if text == self._run_text:
+            return False
+        settings = RunSettings.parse(text)
+        for follower in self._followers:
+            follower(settings)
+        self.run_settings, self._run_text = settings, text
+        return True
+
+    async def refresh(self, store: LiveStore, *, force: bool = False) -> bool:
         """Read the store again if its config version moved (or `force`). True if it did."""
+        try:
+            await self.refresh_settings(store)
+        except ValueError as exc:  # written by a newer or broken version: keep what holds
+            log.error("cannot apply the run-time settings: %s", exc)
         version = await store.config_version()
         if version == self.version and not force:
             return False

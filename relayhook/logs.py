@@ -33,7 +33,7 @@ if TYPE_CHECKING:
 
 # Structured fields a log call may pass as `extra=`; the JSON format writes them as keys.
 FIELDS = ("relay", "hook", "delivery", "request_id", "attempt", "status", "error_class",
-          "next_try", "reason", "location")
+          "next_try", "reason", "location", "trace_id")
 MIN_SECRET = 4  # shorter values would redact ordinary words (as outbound's history does)
 
 
@@ -113,7 +113,11 @@ class TextFormatter(logging.Formatter):
         self._redact = redact
 
     def format(self, record: logging.LogRecord) -> str:
-        return self._redact(super().format(record))
+        text = super().format(record)
+        trace_id = getattr(record, "trace_id", None)  # [tracing] on: the span's trace
+        if trace_id is not None:
+            text = f"{text} trace_id={trace_id}"
+        return self._redact(text)
 
 
 class JsonFormatter(logging.Formatter):

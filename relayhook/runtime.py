@@ -40,6 +40,7 @@ from relayhook.intake import SpoolDrainer
 from relayhook.readiness import MIB, Readiness, free_bytes
 from relayhook.settings import RetentionSettings
 from relayhook.store import PruneResult, Store, StoreError, sqlite_path
+from relayhook.tracing import stop_tracing
 
 log = logging.getLogger("relayhook.runtime")
 
@@ -212,6 +213,7 @@ class Runtime:
                 report=parts.metrics.observe_delivery,
                 disable_after=settings.alerts.disable_after,
                 store_deadline=settings.worker.store_deadline,
+                tracing=parts.tracing,
             )
         dispatcher = self.dispatcher
         self.readiness = Readiness(
@@ -290,6 +292,8 @@ class Runtime:
         if self._own_transport and self.transport is not None:
             await self.transport.aclose()
         await self.parts.operations.aclose()
+        if self.parts.tracing is not None:
+            await asyncio.to_thread(stop_tracing, self.parts.tracing)
 
     async def close(self) -> None:
         """Close what `open` opened."""

@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextvars
 import email.utils
 import ipaddress
+import json
 import re
 import secrets
 import tomllib
@@ -167,6 +168,25 @@ class LogSettings(Section):
 class MetricsSettings(Section):
     public: bool = Field(
         default=False, description="Serve /metrics without the admin bearer token."
+    )
+
+
+class TracingSettings(Section):
+    enabled: bool = Field(
+        default=False, description="Send OpenTelemetry traces (a span per ingest and per "
+        "delivery attempt) over OTLP/HTTP; needs `pip install relayhook[otel]`."
+    )
+    endpoint: str = Field(
+        default="http://127.0.0.1:4318/v1/traces",
+        description="The OTLP/HTTP traces URL of a collector (protobuf POSTs).",
+    )
+    service_name: str = Field(default="relayhook", description="The traces' service.name.")
+    sample_ratio: float = Field(
+        default=1.0, ge=0, le=1, description="The share of requests traced (with all their "
+        "deliveries: the choice follows the request's trace id, the same in every process)."
+    )
+    export_timeout: float = Field(
+        default=10.0, gt=0, le=60, description="Seconds an export to the endpoint may take."
     )
 
 
@@ -383,6 +403,7 @@ class Settings(BaseSettings):
     metrics: MetricsSettings = MetricsSettings()
     retention: RetentionSettings = RetentionSettings()
     outcomes: OutcomesSettings = OutcomesSettings()
+    tracing: TracingSettings = TracingSettings()
     alerts: AlertsSettings = AlertsSettings()
     watch: WatchSettings = WatchSettings()
     auth: AuthSettings = AuthSettings()
@@ -498,14 +519,15 @@ def load_settings(path: Path | None, **overrides: Any) -> Settings:
         _file_values.reset(token)
 
 
-def sample_config(connector_ids: list[str]) -> str:
-    """A first config: one relay per shipped connector, fresh random tokens and secrets."""
+def sample_config(connector_ids: list[str], *, host: str = "127.0.0.1", port: int = 8080) -> str:
+    """A first config: one relay per shipped connector, fresh random tokens and secrets; the
+    address `serve --host/--port` was started with, so later commands name the same URL."""
     lines = [
         "# Written by `relayhook serve` on its first start. Every setting: config.example.toml.",
         "",
         "[server]",
-        'host = "127.0.0.1"',
-        "port = 8080",
+        f"host = {json.dumps(host)}",
+        f"port = {port}",
         "",
         "[storage]",
         'url = "sqlite:///relayhook.db"',

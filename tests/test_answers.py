@@ -149,8 +149,10 @@ def test_the_first_run_banner_leads_somewhere(tmp_path: Path) -> None:
         f"that. Set [server] public_url in {config} (or RELAYHOOK_SERVER__PUBLIC_URL) to the "
         "https address they reach this server at.",
         f"Admin API token (shown once; it is [admin] token in {config}): t0k3n-0123456789",
-        f"No hooks yet: nothing is sent anywhere. Add one to {config} and restart:",
+        "No hooks yet: nothing is sent anywhere. Make one in the console: "
+        "http://127.0.0.1:8080/hooks/new (Hooks > New hook; it takes effect at once).",
     ]
+    assert f"Or add one to {config} and restart:" in text
     assert 'events = ["gmetri.variables.changed"]' in text
     assert 'relayhook send-test "My first hook"' in text
     assert "Webhook Basic Auth String:  s3cret" in text

@@ -59,7 +59,8 @@ def test_quick_run_prints_the_table_and_loses_nothing(quick_run: dict[str, Any])
     about = quick_run["machine"]
     assert about["nproc"] and about["python"] and about["sqlite"] and about["cpu"]
     cells = quick_run["cells"]
-    kinds = {"starlette", "relayhook-ingest", "forward", "relayhook-forward"}
+    kinds = {"starlette", "relayhook-ingest", "forward", "relayhook-forward", "durable-ingest",
+             "durable-forward"}
     assert {cell["kind"] for cell in cells} >= kinds
     for cell in cells:
         assert cell["failed"] is None, cell
@@ -68,8 +69,23 @@ def test_quick_run_prints_the_table_and_loses_nothing(quick_run: dict[str, Any])
         # Every acknowledged event reached the sink once the backlog drained ("loss" above
         # compares the sink with the database). How many arrived within a 1 s window is a
         # figure of a loaded machine, not a behaviour: not asserted.
-        if cell["kind"] == "relayhook-forward":
+        if cell["kind"] in ("relayhook-forward", "durable-forward"):
             assert cell["pending_after_drain"] == 0, cell
+        if cell["kind"].startswith("durable"):  # its database holds every acknowledged body
+            assert cell["stored"]["events"] >= cell["requests"], cell
+        assert cell["load_average"] is not None, cell
+
+
+def test_durable_baseline_is_in_the_table(quick_run: dict[str, Any]) -> None:
+    assert quick_run["code"] == 0, quick_run["stdout"][-3000:] + quick_run["stderr"][-3000:]
+    header = quick_run["stdout"].split("| request body |", 1)[1].splitlines()[0]
+    assert "durable Starlette + SQLite FULL, ingest only (Relayhook's ingest x it)" in header
+    assert "durable + aiohttp, forwarded/s (Relayhook's forwarded x it)" in header
+    forwarded = [c for c in quick_run["cells"] if c["kind"] == "durable-forward"]
+    assert len(forwarded) == len(LABELS)
+    # Every body it acknowledged reached the sink and its outcome was written.
+    assert all(c["stored"]["deliveries"]["succeeded"] == c["stored"]["events"]
+               for c in forwarded), forwarded
 
 
 def test_node_red_column_is_measured(quick_run: dict[str, Any]) -> None:

@@ -174,14 +174,15 @@ def test_the_whole_story_in_a_browser(server: RelayhookProcess, receiver: Receiv
     expect(page.get_by_text("4 events")).to_be_visible()
     example = page.get_by_role("list").filter(has_text="gmetri.rule.triggered").last
     expect(example.get_by_role("listitem")).to_have_count(4)
-    expect(page.get_by_role("status", name="Wiring")).to_contain_text("Wired.")
+    # The refusal came after the accepted request: the banner says so, in red, not "Wired".
+    expect(page.get_by_role("status", name="Wiring")).to_contain_text("Credentials refused.")
     expect(page.get_by_role("status", name="Wiring")).to_contain_text("1 request refused")
     visits.check(page, "relay-example")
     page.get_by_label("Search inside bodies").fill("Rule G")
-    page.get_by_role("button", name="Search").click()
+    page.get_by_role("main").get_by_role("button", name="Search").click()
     expect(page.get_by_text("4 events")).to_be_visible()
     page.get_by_label("Search inside bodies").fill("no such text anywhere")
-    page.get_by_role("button", name="Search").click()
+    page.get_by_role("main").get_by_role("button", name="Search").click()
     expect(page.get_by_text("No request body holds")).to_be_visible()
 
     # Lineage: the request -> its events (-> their deliveries, none yet).
@@ -197,10 +198,10 @@ def test_the_whole_story_in_a_browser(server: RelayhookProcess, receiver: Receiv
     page.get_by_role("link", name="New hook").first.click()
     expect(page.get_by_role("heading", name="New hook")).to_be_visible()
     page.get_by_label("Name", exact=True).fill(HOOK)
-    page.get_by_label("gmetri.rule.triggered", exact=True).check()
-    page.get_by_label("Preset", exact=True).select_option("zapier")  # the script applies it at once
-    expect(page.get_by_label("Body", exact=True)).to_contain_text("flatten")
+    page.get_by_label("GMetri: rule triggered").check()
+    page.get_by_label("Zapier", exact=False).check()  # the script applies it at once
     expect(page.get_by_label("Rate limit")).to_have_value("25")
+    expect(page.get_by_label("The preset's body, or the whole event as JSON")).to_be_checked()
     page.get_by_label("URL", exact=True).fill(receiver.url + "/zap/catch/1/")
     headers = page.get_by_role("group", name="Headers")
     headers.get_by_label("Key", exact=True).first.fill("X-Api-Key")
@@ -211,7 +212,7 @@ def test_the_whole_story_in_a_browser(server: RelayhookProcess, receiver: Receiv
     params.get_by_label("Key", exact=True).first.fill("user")
     params.get_by_label("Value source").first.select_option(label="Event field")
     params.get_by_label("Value", exact=True).first.fill("subject")
-    page.get_by_text("Timing, retries and signing").click()
+    page.get_by_text("Advanced: condition, timing, retries, signing").click()
     page.get_by_label("Retry schedule").fill("0, 0.3")
 
     # The preview shows the exact request as cURL for the newest real event, secret masked.
@@ -227,7 +228,7 @@ def test_the_whole_story_in_a_browser(server: RelayhookProcess, receiver: Receiv
 
     # Send test event: the receiver gets it, the delivery page shows the answer.
     page.get_by_role("button", name="Send test event").click()
-    expect(page.get_by_role("heading", level=1)).to_contain_text("succeeded", timeout=20_000)
+    expect(page.get_by_role("heading", level=1)).to_contain_text("delivered", timeout=20_000)
     got = receiver.wait_for(1, timeout=10, path="/zap/")[0]
     assert got.header("x-api-key") == "key-123"
     assert ("user", "amit@gmetri.com") in got.params()  # the connector's example, not real data
@@ -247,18 +248,18 @@ def test_the_whole_story_in_a_browser(server: RelayhookProcess, receiver: Receiv
     wait_until(lambda: api(server, "/api/deliveries?status=dead")["items"], timeout=20,
                what="a dead delivery")
     page.reload()
-    page.get_by_role("checkbox", name="dead").check()
+    page.get_by_role("checkbox", name="gave up").check()
     page.get_by_role("button", name="Filter", exact=True).click()
     rows = page.get_by_role("region", name="History").get_by_role("row")
     expect(rows).to_have_count(2)  # the header and the dead one
     expect(rows.nth(1)).to_contain_text("500")
     rows.nth(1).get_by_role("link").click()
-    expect(page.get_by_role("heading", level=1)).to_contain_text("dead")
+    expect(page.get_by_role("heading", level=1)).to_contain_text("gave up")
     expect(page.get_by_role("heading", name="Attempt 2: 500")).to_be_visible()
     visits.check(page, "delivery-dead")
     receiver.script("/zap/", Reply(200))
     page.get_by_role("button", name="Replay").click()
-    expect(page.get_by_role("heading", level=1)).to_contain_text("succeeded", timeout=20_000)
+    expect(page.get_by_role("heading", level=1)).to_contain_text("delivered", timeout=20_000)
     assert receiver.requests("/zap/")[-1].params() == [("user", "dead@example.com")]
 
     # Switch the hook Inactive: new deliveries wait, paused; Active again: they arrive.
@@ -284,7 +285,7 @@ def test_the_whole_story_in_a_browser(server: RelayhookProcess, receiver: Receiv
 
     # Replay all that match the filter: the count first, then progress.
     page.reload()
-    page.get_by_role("checkbox", name="succeeded").check()
+    page.get_by_role("checkbox", name="delivered").check()
     page.get_by_role("button", name="Filter", exact=True).click()
     page.get_by_role("button", name="Replay all that match the filter").click()
     expect(page.get_by_text(re.compile(r"\d+ deliveries match the filter"))).to_be_visible()
@@ -298,7 +299,13 @@ def test_the_whole_story_in_a_browser(server: RelayhookProcess, receiver: Receiv
 
     # The overview: counts and a chart per hook.
     page.get_by_role("navigation", name="Sections").get_by_role("link", name="Overview").click()
-    expect(page.get_by_role("img", name=re.compile("Deliveries per hour"))).to_be_visible()
+    chart = page.get_by_role("group", name=re.compile("Deliveries per hour"))
+    expect(chart).to_be_visible()
+    hour = re.compile(r"\d\d:\d\d-\d\d:\d\d UTC: [1-9]\d* delivered")
+    hours = chart.get_by_role("img", name=hour)
+    expect(hours.first).to_be_visible()  # each hour's counts, read on focus and by readers
+    expect(page.get_by_text(re.compile(r"^24 h: \d+ deliveries, \d+ delivered"))).to_be_visible()
+    expect(page.get_by_role("group", name=re.compile("Requests per hour to relay"))).to_be_visible()
     visits.check(page, "overview", readme=True)
     page.goto(server.url + "/relays")
     visits.check(page, "relays")
@@ -352,8 +359,8 @@ def test_every_basic_flow_works_without_javascript(server: RelayhookProcess,
 
     page.goto(server.url + "/hooks/new")
     page.get_by_label("Name", exact=True).fill(HOOK)
-    page.get_by_label("gmetri.rule.triggered", exact=True).check()
-    page.get_by_label("Preset", exact=True).select_option("zapier")
+    page.get_by_label("GMetri: rule triggered").check()
+    page.get_by_label("Zapier").check()
     page.get_by_role("button", name="Use preset").click()
     expect(page.get_by_label("Rate limit")).to_have_value("25")
     page.get_by_label("URL", exact=True).fill(receiver.url + "/nojs/")
@@ -380,7 +387,7 @@ def test_every_basic_flow_works_without_javascript(server: RelayhookProcess,
     page.goto(server.url + f"/hooks/{HOOK}")
     page.get_by_role("region", name="History").get_by_role("row").nth(1).get_by_role("link")\
         .click()
-    expect(page.get_by_role("heading", level=1)).to_contain_text("succeeded")
+    expect(page.get_by_role("heading", level=1)).to_contain_text("delivered")
     page.get_by_role("button", name="Replay").click()
     receiver.wait_for(2, timeout=20, path="/nojs/")
     context.close()

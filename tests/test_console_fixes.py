@@ -137,7 +137,7 @@ async def the_preview_and_the_history_mask_a_transformed_secret(tmp_path: Path) 
                 "X-Key": "{{ secrets.crm | reverse }}",
                 "X-Low": "{{ secrets.crm | lower }}",
             },
-            body="{{ {'cut': secrets.crm[:-1], 'who': event.subject} }}",
+            body="{{ {'cut': secrets.crm[:-1], 'who': event.subject | default('')} }}",
         )
         assert (
             await client.post(f"/in/{RELAY_TOKEN}?subject=u-1", json={"a": 1})

@@ -49,7 +49,7 @@ def test_condition_false_shows_the_value_and_run_again_delivers_after_the_fix(
     page.goto(f"{server.url}/requests/{request_id}")
     outcomes = page.get_by_role("region", name="Outcome per hook")
     row = outcomes.get_by_role("row").filter(has_text=HOOK)
-    expect(row).to_contain_text("condition_false")
+    expect(row).to_contain_text("filtered out")
     expect(row).to_contain_text("condition false: event.data.score = 42")
     visits.check(page, "outcomes-request")
 

@@ -35,7 +35,10 @@ def cmd_serve(args: argparse.Namespace, out: TextIO) -> int:
     wrote_config = args.config is None and not Path(DEFAULT_CONFIG).exists()
     if wrote_config:
         shipped = sorted(p.stem for p in SHIPPED_DIR.glob("*.toml"))
-        Path(DEFAULT_CONFIG).write_text(sample_config(shipped), encoding="utf-8")
+        address = {"host": args.host, "port": args.port}
+        Path(DEFAULT_CONFIG).write_text(sample_config(shipped, **{
+            key: value for key, value in address.items() if value is not None}),
+            encoding="utf-8")
         print(f"No config given: wrote {DEFAULT_CONFIG} with a sample relay per connector.",
               file=out)
     server: dict[str, Any] = {}
@@ -216,7 +219,7 @@ def banner(settings: Settings, live: LiveConfig, *, wrote_config: bool,
     if role == "worker":
         return "\n".join([f"Relayhook worker: sends the deliveries of store "
                           f"{settings.storage.url}.", _worker_port_line(settings, config),
-                          *_hook_lines(live, config)])
+                          *_hook_lines(live, config, settings.public_url())])
     lines = [f"Relayhook on {settings.public_url()}, store {settings.storage.url}"]
     if settings.server.public_url:
         lines.append(f"Relay URLs start with {settings.public_url()} ([server] public_url).")
@@ -228,7 +231,7 @@ def banner(settings: Settings, live: LiveConfig, *, wrote_config: bool,
     lines.append(_admin_line(settings, config, wrote_config))
     if console is not None:
         lines.append(console)
-    lines += _hook_lines(live, config)
+    lines += _hook_lines(live, config, settings.public_url())
     for relay in live.relays.values():
         url = settings.public_url() + "/in/" + relay.token
         # Secrets are printed once, when they were just made up; after that they stay in the
@@ -269,11 +272,13 @@ def _example_type(live: LiveConfig) -> str:
     return "*"
 
 
-def _hook_lines(live: LiveConfig, config: Path | str) -> list[str]:
+def _hook_lines(live: LiveConfig, config: Path | str, console_url: str) -> list[str]:
     if not live.hooks:
         example = _example_type(live)
         return [
-            f"No hooks yet: nothing is sent anywhere. Add one to {config} and restart:",
+            f"No hooks yet: nothing is sent anywhere. Make one in the console: "
+            f"{console_url}/hooks/new (Hooks > New hook; it takes effect at once).",
+            f"Or add one to {config} and restart:",
             f'  [[hooks]]\n  name   = "My first hook"\n  events = ["{example}"]\n'
             '  url    = "https://hooks.zapier.com/hooks/catch/123/abc/"   # your catch URL',
             '  then try it: relayhook send-test "My first hook"  (or POST /api/hooks)',

@@ -143,6 +143,11 @@ class HookSpec(Spec):
         description="Standard Webhooks signing: `whsec_...` or a template such as "
         "`{{ secrets.zapier_signing }}`; adds webhook-timestamp and webhook-signature.",
     )
+    traceparent: bool | None = Field(
+        default=None,
+        description="When [tracing] is on, send a W3C `traceparent` header so the "
+        "destination's trace continues Relayhook's (default true; false: no header).",
+    )
 
 
 @dataclass(frozen=True, slots=True)
@@ -168,6 +173,7 @@ class Hook:
     # The parts of its request whose templates name `secrets` ("url", "body", "header:NAME"):
     # what record_request renders again with stand-ins. A name, not a proof: a safe guess.
     secret_reads: frozenset[str] = frozenset()
+    traceparent: bool = True  # when tracing is on: send `traceparent` to the destination
 
     @property
     def reads_secrets(self) -> bool:
@@ -283,6 +289,7 @@ def compile_hook(spec: HookSpec) -> Hook:
         patterns=tuple(pattern_regex(p) for p in spec.events),
         secret_places=SecretPlaces.of(spec.model_dump()),
         secret_reads=_secret_reads(spec),
+        traceparent=spec.traceparent is not False,
     )
 
 

@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import parse_qsl, quote, quote_plus, urlencode, urlsplit, urlunsplit
 
+import jinja2
 import orjson
 import yarl
 
@@ -316,6 +317,24 @@ def _body(hook: Hook, context: dict[str, Any]) -> bytes:
 _ORJSON_AS_JSON = orjson.OPT_PASSTHROUGH_DATETIME | orjson.OPT_PASSTHROUGH_DATACLASS
 
 
+def _undefined_in(value: Any, depth: int = 0) -> str | None:
+    """Jinja's own message for the first undefined value inside a rendered table or list
+    (`'dict object' has no attribute 'subject'`), None when it holds none. Only on an error."""
+    if isinstance(value, jinja2.Undefined):
+        try:
+            str(value)
+        except jinja2.UndefinedError as exc:
+            return str(exc)
+        return "a value is undefined"
+    items = value.values() if isinstance(value, dict) else value if isinstance(
+        value, list | tuple) else ()
+    for item in items if depth < 32 else ():
+        found = _undefined_in(item, depth + 1)
+        if found is not None:
+            return found
+    return None
+
+
 def _encode(hook: Hook, body: CompiledValue, context: dict[str, Any]) -> bytes:
     value = body.render(context)
     if hook.body_format == "form":
@@ -332,6 +351,9 @@ def _encode(hook: Hook, body: CompiledValue, context: dict[str, Any]) -> bytes:
     try:
         text = json.dumps(value, ensure_ascii=False, separators=(",", ":"), allow_nan=False)
     except (TypeError, ValueError) as exc:
+        missing = _undefined_in(value)
+        if missing is not None:  # `{'subject': event.subject}` for an event without one
+            raise RenderError("body", missing) from exc
         raise RenderError("body", f"cannot be written as JSON: {exc}") from exc
     if not text.isascii():
         try:

@@ -130,11 +130,12 @@ def condition_values(source: str, context: Mapping[str, Any]) -> dict[str, Any]:
             continue
         if head not in context:  # a loop variable or a filter's own name
             continue
-        values[name] = _shown(_lookup(context, name.split(".")))
+        values[name] = _shown(lookup(context, name.split(".")))
     return values
 
 
-def _lookup(value: Any, path: list[str]) -> Any:
+def lookup(value: Any, path: list[str]) -> Any:
+    """The value at a dotted path (list items by index), or UNDEFINED."""
     for part in path:
         if isinstance(value, Mapping) and part in value:
             value = value[part]

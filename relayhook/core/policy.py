@@ -28,6 +28,7 @@ POLICY: dict[tuple[str, str], Rule] = {
     # -- health and metrics
     ("GET", "/healthz"): PUBLIC,
     ("GET", "/readyz"): PUBLIC,
+    ("GET", "/favicon.ico"): PUBLIC,  # browsers ask for it, signed in or not
     ("GET", "/metrics"): OWN_CHECK,
     # -- the JSON API: records
     ("GET", "/api/requests"): V,
@@ -117,7 +118,9 @@ POLICY: dict[tuple[str, str], Rule] = {
     ("GET", "/hooks/{name}/edit"): E,
     ("POST", "/hooks/{name}/edit"): E,
     ("POST", "/hooks/{name}/delete"): E,
-    # -- the console: a person's own settings
+    # -- the console: a person's own settings (admin-wide ones are shown to admins only)
+    ("GET", "/settings"): SIGNED_IN,
+    ("GET", "/search"): V,
     ("GET", "/settings/sessions"): SIGNED_IN,
     ("POST", "/settings/sessions/revoke-others"): SIGNED_IN,
     ("POST", "/settings/sessions/{id}/revoke"): SIGNED_IN,
@@ -133,6 +136,7 @@ POLICY: dict[tuple[str, str], Rule] = {
     ("POST", "/settings/people/{id}/reset"): A,
     ("POST", "/settings/people/{id}/role"): A,
     ("GET", "/audit"): A,
+    ("POST", "/settings/network"): A,  # public_url, allowed private destinations
     ("GET", "/erase"): A,
     ("POST", "/erase"): A,
 }

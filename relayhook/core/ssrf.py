@@ -17,7 +17,7 @@ from __future__ import annotations
 import errno
 import re
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from ipaddress import IPv4Address, IPv4Network, IPv6Address, IPv6Network, ip_address, ip_network
 from typing import Protocol
 
@@ -186,6 +186,13 @@ class DestinationPolicy:
 
     allow_private: bool = False
     allow: tuple[IPNetwork, ...] = ()
+    # Networks allowed at run time (the console's Settings), beside the config's `allow`.
+    extra: tuple[IPNetwork, ...] = field(default=(), compare=False)
+
+    def widen(self, cidrs: Iterable[str]) -> None:
+        """Allow these networks too, from now on, in every holder of this policy (the
+        sender's resolver, socket factory and transport). ValueError naming a bad entry."""
+        object.__setattr__(self, "extra", parse_cidrs(cidrs))
 
     @classmethod
     def from_config(
@@ -247,7 +254,7 @@ class DestinationPolicy:
         return None
 
     def _allowed(self, address: IPAddress) -> bool:
-        return any(address in network for network in self.allow)
+        return any(address in network for network in (*self.allow, *self.extra))
 
     def filter(self, host: str, addresses: Iterable[str]) -> list[str]:
         """The allowed ones of `host`'s `addresses`, in order; DestinationRefused if none is."""

@@ -23,9 +23,9 @@ import random
 import time
 import uuid
 from collections.abc import Awaitable, Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
-from typing import Any, Protocol, TypeVar
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 from urllib.parse import urlsplit
 
 import httpx
@@ -48,7 +48,10 @@ from relayhook.core.templating import RenderError
 from relayhook.delivery.sender import Reply, sender_for
 from relayhook.live import LiveConfig
 from relayhook.store import Attempt, Delivery, Outcome, StoreError, StoreUnavailableError
-from relayhook.store.base import ConfigStore, DeliveryStore, Topic
+from relayhook.store.base import DeliveryStore, LiveStore, Topic
+
+if TYPE_CHECKING:
+    from relayhook.tracing import Tracing
 
 log = logging.getLogger("relayhook.delivery.dispatcher")
 
@@ -60,7 +63,7 @@ class StoreDeadlineError(StoreUnavailableError):
     """A store call of the dispatcher got no answer within its deadline."""
 
 
-class DispatchStore(DeliveryStore, ConfigStore, Protocol):
+class DispatchStore(DeliveryStore, LiveStore, Protocol):
     """A dispatcher claims and finishes, and follows the hooks it switches on and off."""
 
 
@@ -96,6 +99,7 @@ class Dispatcher:
     store_deadline: float = 10.0  # seconds each store call may take ([worker] store_deadline)
     # Told of every finished delivery round: (hook name, outcome, attempt); metrics count them.
     report: Callable[[str, Outcome, Attempt | None], None] = lambda hook, outcome, attempt: None
+    tracing: Tracing | None = None  # [tracing] on: a span per attempt (relayhook.tracing)
 
     def __post_init__(self) -> None:
         self._lanes: dict[str, _HookLane] = {}
@@ -306,7 +310,12 @@ class Dispatcher:
             self.report(hook.name, outcome, attempt)
         except Exception:  # metrics must never stop a delivery
             log.exception("dispatcher: cannot count delivery %s", delivery.id)
-        log_outcome(hook.name, delivery, outcome, attempt)
+        trace_id = None
+        if self.tracing is not None and delivery.event is not None:
+            from relayhook.tracing import trace_id_hex
+
+            trace_id = trace_id_hex(delivery.event.request_id)
+        log_outcome(hook.name, delivery, outcome, attempt, trace_id=trace_id)
 
     async def _record_internal_error(self, hook: Hook, delivery: Delivery,
                                      exc: Exception) -> None:
@@ -334,9 +343,39 @@ class Dispatcher:
                                      secrets=self.secrets, now=started)
         except RenderError as exc:
             return self._failed(hook, delivery, started, None, "render", str(exc))
+        if self.tracing is not None:
+            return await self._send_traced(self.tracing, hook, delivery, request, started)
         record = record_request(hook, delivery.event, request, delivery_id=delivery.id,
                                 secrets=self.secrets, now=started)
         return await self._send(hook, delivery, request, record, started)
+
+    async def _send_traced(self, tracing: Tracing, hook: Hook, delivery: Delivery,
+                           request: OutboundRequest, started: float) -> tuple[Outcome, Attempt]:
+        """`_send` inside the attempt's span, with `traceparent` unless the hook says not."""
+        from relayhook.tracing import TRACEPARENT, traceparent
+
+        assert delivery.event is not None
+        with tracing.attempt(delivery.event.request_id, hook.name, delivery.id,
+                             delivery.attempts + 1) as span:
+            if hook.traceparent:
+                headers = tuple(pair for pair in request.headers
+                                if pair[0].lower() != TRACEPARENT)
+                request = replace(request, headers=(*headers, (TRACEPARENT, traceparent(span))))
+            record = record_request(hook, delivery.event, request, delivery_id=delivery.id,
+                                    secrets=self.secrets, now=started)
+            outcome, attempt = await self._send(hook, delivery, request, record, started)
+            span.set_attributes({"relayhook.outcome": outcome.status,
+                                 "relayhook.duration_ms": attempt.duration_ms})
+            if attempt.response_status is not None:
+                span.set_attribute("http.response.status_code", attempt.response_status)
+            if attempt.error_class is not None:
+                span.set_attribute("error.type", attempt.error_class)
+            if outcome.status != "succeeded":
+                from opentelemetry.trace import StatusCode
+
+                span.set_status(StatusCode.ERROR, attempt.error_class
+                                or f"HTTP {attempt.response_status}")
+            return outcome, attempt
 
     async def _send(self, hook: Hook, delivery: Delivery, request: OutboundRequest,
                     record: dict[str, Any], started: float) -> tuple[Outcome, Attempt]:
@@ -392,12 +431,15 @@ def _header(reply: Reply, name: str) -> str | None:
 
 
 def log_outcome(hook: str, delivery: Delivery, outcome: Outcome,
-                attempt: Attempt | None) -> None:
+                attempt: Attempt | None, trace_id: str | None = None) -> None:
     """One line per failed attempt (with its next try), dead delivery or pause; debug for the
-    rest. Names the hook, the delivery and the status or error class, never the URL or
-    headers (they may hold secrets; the history has them, redacted)."""
+    rest. Names the hook, the delivery and the status or error class (and the trace, when
+    tracing is on), never the URL or headers (they may hold secrets; the history has them,
+    redacted)."""
     number = delivery.attempts + (attempt is not None)
     fields: dict[str, object] = {"hook": hook, "delivery": delivery.id, "attempt": number}
+    if trace_id is not None:
+        fields["trace_id"] = trace_id
     if attempt is not None and attempt.response_status is not None:
         what = f"HTTP {attempt.response_status}"
         fields["status"] = attempt.response_status

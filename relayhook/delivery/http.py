@@ -183,6 +183,7 @@ class GuardedTransport(httpx.AsyncBaseTransport):
         # URL text -> where aiohttp is to connect, or the reason it may not (never an error
         # of the moment such as a failed lookup: those are not kept).
         self._targets: dict[str, yarl.URL | str] = {}
+        self._judged_with = policy.extra
 
     @property
     def session(self) -> aiohttp.ClientSession:
@@ -235,6 +236,9 @@ class GuardedTransport(httpx.AsyncBaseTransport):
 
     async def _target(self, url: str, request: httpx.Request | None) -> yarl.URL:
         """The URL aiohttp is to connect to, once its host has passed the policy."""
+        if self._policy.extra is not self._judged_with:  # widened at run time: judge again
+            self._targets.clear()
+            self._judged_with = self._policy.extra
         target = self._targets.get(url)
         if target is None:
             target = await self._check(url, request)

@@ -637,7 +637,12 @@ class MaintenanceStore(Protocol):
         the copy fails, or the engine copies no files (PostgreSQL: use pg_dump)."""
 
 
-class ManagedStore(ConfigStore, HistoryStore, Protocol):
+class LiveStore(ConfigStore, ConsoleStore, Protocol):
+    """What the live configuration reads (relayhook.live): relays and hooks, and the run-time
+    settings the console's Settings page keeps as a value."""
+
+
+class ManagedStore(ConfigStore, ConsoleStore, HistoryStore, Protocol):
     """What the configuration service needs (relayhook.manage): the configuration, and the
     traffic its diagnostics check a change against."""
 

@@ -17,6 +17,7 @@ import contextlib
 import random
 from collections.abc import AsyncIterator, Callable
 from datetime import datetime
+from typing import Any
 
 import httpx
 import orjson
@@ -77,16 +78,19 @@ def create_app(
     role: Role = "all",
     migrate: bool = True,
     runtime: Runtime | None = None,
+    span_exporter: Any = None,
 ) -> RelayhookApp:
     """The ASGI app. With `runtime` (over its assembled parts), the caller has opened the
     store and runs the runtime's tasks: the app only routes. Without, the app assembles the
     parts for `role` and its lifespan runs a runtime over them; a store or transport passed in
     is opened and closed by its owner, an owned store is migrated when it opens unless
-    `migrate` is False (then a database that is behind stops the start)."""
+    `migrate` is False (then a database that is behind stops the start). `span_exporter`:
+    where spans go instead of OTLP with [tracing] on (tests)."""
     hosted = runtime is None
     if runtime is None:
         parts = assemble(settings, role=role, store=store, resolver=resolver,
-                         clock=lambda: clock().timestamp(), transport=transport, new_id=new_id)
+                         clock=lambda: clock().timestamp(), transport=transport, new_id=new_id,
+                         span_exporter=span_exporter)
         runtime = Runtime(parts, transport=transport, resolver=resolver, clock=clock, rand=rand)
     parts = runtime.parts
     people = People(parts.store, clock=lambda: clock().timestamp(), new_id=new_id,

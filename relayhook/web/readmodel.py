@@ -218,7 +218,12 @@ async def hook_json(parts: Parts, name: str) -> dict[str, Any]:
         "description": spec.description, "active": active,
         "inactive_reason": None if active else live.reason(name),
         "events": spec.events, "relays": spec.relays, "preset": spec.preset,
-        "method": hook.method, "url": redacted_url(hook.url.source), "timeout": hook.timeout,
+        "method": hook.method, "url": redacted_url(hook.url.source),
+        # as typed ({event.subject} stays so; its secrets already [redacted]), where `url`
+        # is the template it was compiled to
+        "url_written": str(parts.manager.written(name).get("url") or
+                           redacted_url(hook.url.source)),
+        "timeout": hook.timeout,
         "concurrency": hook.concurrency, "ordered": hook.ordered,
         "rate_limit": hook.rate_limit.model_dump() if hook.rate_limit else None,
         "signed": hook.signing_secret is not None,
@@ -240,7 +245,8 @@ async def relay_summaries(parts: Parts, now: float) -> list[dict[str, Any]]:
     items = []
     for relay in sorted(parts.live.relays.values(), key=lambda r: r.name):
         newest = await store.list_requests(relay=relay.name, limit=1)
-        counts = activity.get(relay.name, Activity()).totals
+        recent = activity.get(relay.name, Activity())
+        counts = recent.totals
         items.append({
             **relay_json(parts, relay, failures),
             "last_request_at": newest[0].received_at if newest else None,
@@ -248,6 +254,7 @@ async def relay_summaries(parts: Parts, now: float) -> list[dict[str, Any]]:
             "last_24h": {"accepted": counts.get("accepted", 0),
                          "rejected": counts.get("rejected", 0)},
             "problems": problems.get(relay.name, []),
+            "last_24h_hourly": recent.hours,
         })
     return items
 

@@ -13,12 +13,13 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 
 from starlette.requests import Request
-from starlette.responses import RedirectResponse, Response
+from starlette.responses import FileResponse, RedirectResponse, Response
 from starlette.routing import BaseRoute, Mount, Route
 from starlette.staticfiles import StaticFiles
 
 from relayhook.passwords import ADMIN_ACCOUNT, dummy_hash
 from relayhook.web.console import (
+    admin,
     editing,
     erasing,
     hooks,
@@ -27,6 +28,7 @@ from relayhook.web.console import (
     problems,
     records,
     relays,
+    search,
     sessions,
 )
 from relayhook.web.console.core import Console
@@ -40,7 +42,8 @@ async def overview(console: Console, ctx: Ctx) -> Response:
     now = console.now()
     relays = await relay_summaries(console.parts, now)
     hooks = await hook_summaries(console.parts, now)
-    return ctx.render("overview.html", relays=relays, hooks=hooks, title="Overview")
+    return ctx.render("overview.html", relays=relays, hooks=hooks, title="Overview",
+                      chart_start=now - 86400)
 
 
 async def sign_in(console: Console, ctx: Ctx) -> Response:
@@ -89,12 +92,19 @@ async def sign_out(console: Console, ctx: Ctx) -> Response:
     return ctx.redirect("/signin", "You are signed out.")
 
 
+async def favicon(request: Request) -> Response:
+    return FileResponse(WEB_DIR / "static" / "favicon.svg", media_type="image/svg+xml",
+                        headers={"Cache-Control": "public, max-age=86400"})
+
+
 ConsoleView = Callable[[Console, Ctx], Awaitable[Response]]
 
 
 def console_routes(console: Console) -> list[BaseRoute]:
     def view(fn: ConsoleView, public: bool = False) -> Callable[[Request], Awaitable[Response]]:
         async def bound(ctx: Ctx) -> Response:
+            if ctx.session.signed_in and ctx.request.method == "GET":
+                ctx.globals = {**ctx.globals, "problem_count": await problems.open_count(console)}
             return await fn(console, ctx)
 
         return console.pages.wrap(bound, public=public)
@@ -103,10 +113,11 @@ def console_routes(console: Console) -> list[BaseRoute]:
         Route("/", view(overview), methods=["GET"]),
         Route("/signin", view(sign_in, public=True), methods=["GET", "POST"]),
         Route("/signout", view(sign_out, public=True), methods=["POST"]),
+        Route("/favicon.ico", favicon, methods=["GET"]),  # asked for by browsers, signed in or not
         Mount("/static", app=StaticFiles(directory=WEB_DIR / "static"), name="static"),
     ]
     # editing first: /hooks/new before /hooks/{name}
-    modules = [relays, records, editing, hooks, problems, sessions, erasing, people]
+    modules = [relays, records, editing, hooks, problems, sessions, erasing, people, admin, search]
     if console.oidc is not None:
         modules.append(oidc)
     public = (*people.PUBLIC_PATHS, *(path for path, _, _ in oidc.ROUTES))

@@ -14,10 +14,21 @@ if TYPE_CHECKING:
     from relayhook.web.console.core import Console
 
 
+PLAIN_RELAY = {  # the schema's words -> a person's, by form field
+    ("name", "pattern"): "A name may not start with a space and may not hold a '/'.",
+    ("name", "required"): "Give the relay a name.",
+    ("connector", "no connector"): "Choose the service that will send to this relay.",
+    ("connector", "required"): "Choose the service that will send to this relay.",
+}
+
+
 def _by_field(exc: InvalidError) -> dict[str, str]:
     found: dict[str, str] = {}
     for error in exc.errors:
-        found.setdefault(format_path(error.key[:1]) if error.key else "name", error.message)
+        field = format_path(error.key[:1]) if error.key else "name"
+        message = next((said for (where, clue), said in PLAIN_RELAY.items()
+                        if where == field and clue in error.message), error.message)
+        found.setdefault(field, message[:1].upper() + message[1:])
     return found
 
 
@@ -46,16 +57,19 @@ async def delete_relay(console: Console, name: str) -> str | None:
 
 
 async def save_hook(console: Console, spec: dict[str, Any], old_name: str | None,
-                    compiled: Compiled | None = None) -> InvalidError | str | None:
-    """None when saved; the InvalidError (shown at its fields) or a conflict's message.
-    `compiled`: the form's compile (of `spec` with its kept secrets put back), so that a save
-    compiles the hook once."""
+                    compiled: Compiled | None = None, *,
+                    accept_findings: bool = False) -> InvalidError | str | None:
+    """None when saved; the InvalidError (shown at its fields; a FindingsError when only
+    diagnostics refused it) or a conflict's message. `compiled`: the form's compile (of `spec`
+    with its kept secrets put back), so that a save compiles the hook once. `accept_findings`:
+    the person chose "Save anyway"."""
     manager = console.parts.manager
     try:
         if old_name is None:
-            await manager.create_hook(spec, compiled=compiled)
+            await manager.create_hook(spec, compiled=compiled, accept_findings=accept_findings)
         else:
-            await manager.replace_hook(old_name, spec, compiled=compiled)
+            await manager.replace_hook(old_name, spec, compiled=compiled,
+                                       accept_findings=accept_findings)
     except InvalidError as exc:
         return exc
     except (ConflictError, NotFoundError) as exc:

@@ -128,8 +128,11 @@ def apply_preset(values: dict[str, Any]) -> dict[str, Any]:
         filled["method"] = preset["method"]
     if "body_format" in preset:
         filled["body_format"] = preset["body_format"]
-    if isinstance(preset.get("body"), str):
-        filled.update(body_mode="template", body=preset["body"].strip())
+    # A preset's template body stays the preset's ("The preset's body"): a person is not
+    # handed its Jinja to keep. A body of fields becomes rows to change.
+    if isinstance(preset.get("body"), str) and filled["body_mode"] == "template" \
+            and not filled["body"].strip():
+        filled["body_mode"] = "default"
     if isinstance(preset.get("body"), dict):
         filled.update(body_mode="rows", body_rows=rows_from(preset["body"]))
     if "headers" in preset:
@@ -160,6 +163,8 @@ def spec_of(values: dict[str, Any]) -> tuple[dict[str, Any], list[SpecError]]:
     patterns = [p.strip() for p in re.split(r"[\n,]", values["patterns"]) if p.strip()]
     spec: dict[str, Any] = {"name": values["name"].strip(), "active": values["active"],
                             "events": [*values["events"], *patterns]}
+    if values["relays"]:
+        spec["relays"] = list(values["relays"])
     for key in ("description", "when", "preset", "url", "signing_secret"):
         if values[key].strip():
             spec[key] = values[key].strip()
@@ -225,8 +230,31 @@ def field_of(error: SpecError, values: dict[str, Any]) -> str:
     return {"events": "events", "retry": "retry", "when": "when"}.get(head, head)
 
 
+PLAIN = {  # what the schema says -> what a person reads, by form field
+    ("name", "required"): "Give the hook a name.",
+    ("name", "pattern"): "A name may not start with a space and may not hold a '/'.",
+    ("url", "required"): "Enter the address to send to, such as your Zapier catch hook's URL.",
+    ("events", "required"): "Tick at least one event, or write a pattern.",
+    ("events", "at least 1"): "Tick at least one event, or write a pattern.",
+}
+REFUSED = "destination refused: "
+
+
+def plain(field: str, message: str) -> str:
+    """The schema's words for a missing or malformed field, in words for a person."""
+    if message.startswith(REFUSED):  # the reason stays; the config hint becomes Settings
+        reason = re.sub(r"\s*\([^()]*\)$", "", message.removeprefix(REFUSED))
+        return (f"Hooks may not send to this address: {reason}. If it is one of your own "
+                "services, allow it in Settings, under Private destinations.")
+    for (where, clue), said in PLAIN.items():
+        if field == where and clue in message:
+            return said
+    return message
+
+
 def errors_by_field(errors: list[SpecError], values: dict[str, Any]) -> dict[str, str]:
     by_field: dict[str, str] = {}
     for error in errors:
-        by_field.setdefault(field_of(error, values), error.message)
+        field = field_of(error, values)
+        by_field.setdefault(field, plain(field, error.message))
     return by_field

@@ -14,9 +14,9 @@ from relayhook.explain import hook_skips
 from relayhook.operations import TEST_RELAY, ReplayJob
 from relayhook.store import DELIVERY_STATUSES, DeliveryFilter
 from relayhook.web.console import changes
-from relayhook.web.console.pages import Ctx, Form, NotFound, hook_address
+from relayhook.web.console.editing import activation_findings
+from relayhook.web.console.pages import Ctx, Form, NotFound, hook_address, shown_problems
 from relayhook.web.console.people import last_change
-from relayhook.web.console.problems import shown as shown_problems
 from relayhook.web.readmodel import FilterError, delivery_filter, hook_summaries
 
 if TYPE_CHECKING:
@@ -57,25 +57,67 @@ async def show_hook(console: Console, ctx: Ctx) -> Response:
     before = query.get("before") or None
     deliveries = await console.parts.store.find_deliveries(where, limit=HISTORY_PAGE,
                                                            before=before)
+    took = await last_attempt_ms(console, deliveries)
     filtered = bool(shown["status"]) or any(shown[key] for key in FILTER_KEYS)
     pairs = [("status", s) for s in shown["status"]] + [
         (key, shown[key]) for key in FILTER_KEYS if shown[key]]
     return ctx.render(
         "hook.html", title=f"Hook {hook.name}", hook=await summary_of(console, hook.name),
-        deliveries=deliveries, shown=shown, statuses=DELIVERY_STATUSES, filter_error=error,
+        deliveries=deliveries, took=took, shown=shown, statuses=DELIVERY_STATUSES,
+        attempts_max=len(hook.retry.schedule),
+        filter_error=error,
         filtered=filtered, filter_query=urlencode(pairs), test_relay=TEST_RELAY,
-        skips=await hook_skips(console.parts, hook.name),
+        skips=wanted_skips(hook, await hook_skips(console.parts, hook.name, SKIPS_SCANNED))
+        [:SKIPS_SHOWN],
         problems=shown_problems(await console.parts.store.list_problems(hook=hook.name)),
         sample_options=[("", "the connector's example"), *[
             (s.name, f"sample {s.name}") for s in await console.parts.store.list_samples()]],
         next_before=deliveries[-1].id if len(deliveries) == HISTORY_PAGE else None,
         last_change=await last_change(console, f"hook:{hook.name}"))
 
+SKIPS_SCANNED, SKIPS_SHOWN = 200, 20
+
+
+def wanted_skips(hook: Hook, skips: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The requests the hook did not take that it might have wanted: none from relays it does
+    not listen to, and of the events of another type only those of a service it listens to
+    (a type starting as one of its patterns does: `gamify.` for `gamify.optin.submitted`)."""
+    prefixes = {pattern.split(".")[0] + "." for pattern in hook.spec.events
+                if not pattern.startswith("*")}
+    wanted = []
+    for skip in skips:
+        if skip["outcome"] == "relay_not_subscribed":
+            continue
+        if skip["outcome"] == "type_not_subscribed" and prefixes and "*" not in prefixes:
+            types = skip.get("types") or []
+            if types and not any(t.startswith(tuple(prefixes)) for t in types):
+                continue
+        wanted.append(skip)
+    return wanted
+
+
+async def last_attempt_ms(console: Console, deliveries: list[Any]) -> dict[str, float]:
+    """How long each delivery's last attempt took (its "Took"; the waits between retries are
+    not in it: "Done after" shows those)."""
+    took: dict[str, float] = {}
+    for delivery in deliveries:
+        if delivery.attempts:
+            found = await console.parts.store.get_delivery(delivery.id)
+            if found is not None and found[1]:
+                took[delivery.id] = max(found[1], key=lambda a: a.number).duration_ms
+    return took
+
+
 async def set_active(console: Console, ctx: Ctx) -> Response:
     hook = hook_named(console, ctx.param("name"))
     active = ctx.form.get("active") == "on"
     back = ctx.form.get("back", "/hooks")
     back = back if back.startswith("/") and not back.startswith("//") else "/hooks"
+    if active and ctx.form.get("confirm") != "yes":
+        findings, source = await activation_findings(console, hook)
+        if findings:
+            return ctx.render("activate_confirm.html", 409, title=f"Switch on {hook.name}?",
+                              hook=hook.name, findings=findings, source=source, back=back)
     try:
         changed = await console.parts.manager.set_active(hook.name, active,
                                                          "switched off in the console")

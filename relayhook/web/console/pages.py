@@ -10,6 +10,7 @@ A form post without the session's CSRF token is answered 403 before anything els
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -23,6 +24,8 @@ from starlette.responses import HTMLResponse, RedirectResponse, Response
 
 from relayhook.core.hooks import RESERVED_HOOK_NAMES
 from relayhook.core.people import Principal, Role
+from relayhook.core.problems import describe_problem
+from relayhook.core.records import Problem
 from relayhook.manage import RESERVED_RELAY_NAMES
 from relayhook.web.console.session import Gate, Session
 from relayhook.web.readmodel import pretty_body
@@ -85,7 +88,9 @@ class Ctx:
             csrf=self.session.csrf, signed_in=self.session.signed_in,
             flash=self.session.take_flash(), path=self.request.url.path, **self.globals,
             **context)
-        return HTMLResponse(page, status_code=status)
+        # A lone surrogate from a hostile payload (JSON allows "\udfff") is shown escaped:
+        # strict UTF-8 would turn the page into a 500.
+        return HTMLResponse(page.encode("utf-8", "backslashreplace"), status_code=status)
 
     def redirect(self, url: str, flash: str | None = None) -> RedirectResponse:
         if flash:
@@ -105,9 +110,75 @@ def make_environment() -> Environment:
     env.filters["relay_page"] = relay_address
     env.filters["json"] = lambda value: json.dumps(value, indent=2, ensure_ascii=False)
     env.filters["pretty"] = pretty_body
+    env.filters["duration"] = format_duration
+    env.filters["word"] = lambda value: STATUS_WORDS.get(str(value), str(value).replace("_", " "))
+    env.filters["plain_error"] = plain_error
+    env.filters["hour_label"] = hour_label
     return env
 
 
+def hour_label(epoch: float, short: bool = False) -> str:
+    """The UTC hour starting at `epoch`: `14:00` (short) or `14:00-15:00 UTC`."""
+    moment = datetime.fromtimestamp(epoch, UTC)
+    start = f"{moment.hour:02d}:{moment.minute:02d}"
+    if short:
+        return start
+    end = datetime.fromtimestamp(epoch + 3600, UTC)
+    return f"{start}-{end.hour:02d}:{end.minute:02d} UTC"
+
+
+STATUS_WORDS = {  # a stored status or outcome kind -> the word a person reads
+    "pending": "waiting", "claimed": "sending", "succeeded": "delivered",
+    "failed": "will retry", "dead": "gave up", "skipped": "filtered out", "paused": "paused",
+    "cancelled": "cancelled", "queued": "waiting", "condition_false": "filtered out",
+    "type_not_subscribed": "not its event type", "relay_not_subscribed": "not from its relays",
+    "no_event": "no event", "not_evaluated": "not checked yet", "delivered": "delivered",
+    "render_error": "could not be made", "destination_refused": "address not allowed",
+    # an attempt's error class
+    "render": "the request could not be made", "timeout": "no answer in time",
+    "connect": "could not connect", "destination": "address not allowed",
+}
+_MISSING = re.compile(r"has no attribute '([^']*)'|'([^']*)' is undefined")
+
+
+def plain_error(text: str | None) -> str:
+    """A delivery's error as a no-code user reads it (the raw text goes under Details)."""
+    if not text:
+        return ""
+    lowered = text.lower()
+    missing = _MISSING.search(text)
+    if missing:
+        return (f"The event has no field {missing.group(1) or missing.group(2)!r}: the hook "
+                "reads a field this event does not have.")
+    if "timed out" in lowered or "timeout" in lowered:
+        return "No answer in time: the service took too long."
+    if any(word in lowered for word in ("private", "not allowed", "loopback",
+                                        "destination refused")):
+        return ("The address is a private or local one, which is not allowed: allow it in "
+                "Settings if it is yours.")
+    if "connect" in lowered or "name or service" in lowered or "resolve" in lowered:
+        return "Could not reach the address: check the URL, or whether the service is up."
+    answered = re.match(r"(?:HTTP )?(\d{3})\b", text)
+    if answered:
+        return f"The service answered {answered.group(1)}."
+    return text if len(text) <= 120 and "Error" not in text and "'" not in text else \
+        "The request could not be sent: see Details."
+
+
+def format_duration(value: float, seconds: bool = False) -> str:
+    """A duration as people read it: `3 ms`, `1.2 s`, `46 s`, `12 min`, `3 h 5 min`.
+    `value` is milliseconds, or seconds with `seconds=True`."""
+    ms = value * 1000 if seconds else value
+    if ms < 1000:
+        return f"{ms:,.0f} ms"
+    if ms < 10_000:
+        return f"{ms / 1000:.1f} s"
+    total = round(ms / 1000)
+    if total < 120:
+        return f"{total} s"
+    if total < 7200:
+        return f"{round(total / 60)} min"
+    return f"{total // 3600} h {round(total % 3600 / 60)} min"
 def hook_address(name: str) -> str:
     """The address of a hook's page. A hook stored before names were checked may be called
     `new` or `preview`: its page is then /hooks/NAME/view (/hooks/new is the new-hook form)."""
@@ -189,3 +260,8 @@ class Pages:
 
 class NotFound(Exception):
     """A page for something that is not there; the message says what."""
+
+
+def shown_problems(problems: list[Problem]) -> list[dict[str, object]]:
+    """Problems as the `_problems.html` list shows them: each with its one-line summary."""
+    return [{"problem": p, "summary": describe_problem(p)} for p in problems]

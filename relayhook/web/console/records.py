@@ -11,6 +11,7 @@ from relayhook.core.outcomes import marked_fields, names_read
 from relayhook.errors import ConflictError, InvalidError, NotFoundError
 from relayhook.explain import request_outcomes
 from relayhook.store import FINAL_STATUSES, DeliveryFilter, RequestRecord
+from relayhook.tracing import trace_id_hex
 from relayhook.web.console.pages import Ctx, NotFound
 from relayhook.web.readmodel import (
     attempt_curl,
@@ -93,7 +94,10 @@ async def show_delivery(console: Console, ctx: Ctx) -> Response:
     return ctx.render("delivery.html", title="Delivery", delivery=delivery, attempts=shown,
                       fields=fields, sent=next((a for a in shown if a["request"]), None),
                       event=delivery.event, finished=delivery.status in FINAL_STATUSES,
-                      hook_known=delivery.hook in console.parts.live.hooks)
+                      hook_known=delivery.hook in console.parts.live.hooks,
+                      trace_id=(trace_id_hex(delivery.event.request_id)
+                                if console.settings.tracing.enabled and delivery.event is not None
+                                else None))
 
 
 async def replay_delivery(console: Console, ctx: Ctx) -> Response:

@@ -3,7 +3,9 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+import ipaddress
+from typing import TYPE_CHECKING, Any
+from urllib.parse import urlsplit
 
 import httpx
 from starlette.responses import Response
@@ -13,9 +15,8 @@ from relayhook.core.examples import example_events
 from relayhook.errors import ConflictError
 from relayhook.relays import Relay
 from relayhook.web.console import changes
-from relayhook.web.console.pages import Ctx, relay_address
+from relayhook.web.console.pages import Ctx, relay_address, shown_problems
 from relayhook.web.console.people import last_change
-from relayhook.web.console.problems import shown as shown_problems
 from relayhook.web.readmodel import relay_shapes, relay_summaries
 
 if TYPE_CHECKING:
@@ -70,6 +71,8 @@ async def relay_page(console: Console, ctx: Ctx, *, revealed: str | None = None,
                                                                   limit=50)
     return ctx.render(
         "relay.html", title=f"Relay {relay.name}", relay=summary, tab=tab, text=text,
+        wiring=await wiring(console, relay.name, summary),
+        private_url=private_address(console.parts.manager.relay_url(relay)),
         records=records, events=events, revealed=revealed, answer=answer,
         setup=setup_text(console, relay, revealed or MASK), mask=MASK,
         has_secret=bool(relay.secret), has_sample=bool(example_events(relay.connector,
@@ -79,6 +82,56 @@ async def relay_page(console: Console, ctx: Ctx, *, revealed: str | None = None,
         shapes=await relay_shapes(console.parts, relay.name) if tab == "fields" else [],
         last_change=await last_change(console, f"relay:{relay.name}"),
     )
+
+
+SAMPLE_AGENT = "Relayhook console sample"
+WIRING_LOOKBACK = 50  # requests looked through for the provider's own newest one
+
+
+async def wiring(console: Console, name: str, summary: dict[str, Any]) -> dict[str, Any]:
+    """What the relay's status banner says, honestly: nothing yet; only the console's own
+    sample; the provider's last request accepted (wired) or rejected (why); or credentials
+    refused since the provider's last accepted request."""
+    records = await console.parts.store.list_requests(relay=name, limit=WIRING_LOOKBACK)
+    own = [r for r in records if dict(r.headers).get("user-agent") != SAMPLE_AGENT]
+    accepted = next((r for r in own if r.status == "accepted"), None)
+    refused_at = summary.get("last_auth_failure")
+    if refused_at and (accepted is None or refused_at > accepted.received_at):
+        return {"level": "refused", "count": summary.get("auth_failures", 0),
+                "at": refused_at, "record": None}
+    if own:
+        newest = own[0]
+        level = "wired" if newest.status == "accepted" else "rejected"
+        return {"level": level, "record": newest, "at": newest.received_at,
+                "why": plain_rejection(newest.error)}
+    return {"level": "sample" if records else "nothing", "record": None,
+            "at": records[0].received_at if records else None}
+
+
+def plain_rejection(error: str | None) -> str:
+    if not error:
+        return "it could not be read"
+    lowered = error.lower()
+    if "json" in lowered:
+        return "its body is not valid JSON"
+    if "too large" in lowered or "size" in lowered:
+        return "it was too large"
+    if "method" in lowered:
+        return "it used a method the connector does not accept"
+    return error[:200]
+
+
+def private_address(url: str) -> bool:
+    """Whether a relay URL names a loopback, private or link-local address (or localhost):
+    a provider on the internet cannot reach it."""
+    host = (urlsplit(url).hostname or "").lower()
+    if host in ("localhost", "") or host.endswith(".localhost") or host.endswith(".local"):
+        return True
+    try:
+        address = ipaddress.ip_address(host)
+    except ValueError:
+        return False
+    return address.is_private or address.is_loopback or address.is_link_local
 
 
 async def show_relay(console: Console, ctx: Ctx) -> Response:
@@ -108,7 +161,7 @@ async def send_sample(console: Console, ctx: Ctx) -> Response:
     body = connector.example_body() or b""
     method = "POST" if "POST" in connector.spec.accept.methods else connector.spec.accept.methods[0]
     url = str(ctx.request.base_url).rstrip("/") + f"/in/{relay.token}"
-    headers = {"Content-Type": "application/json", "User-Agent": "Relayhook console sample",
+    headers = {"Content-Type": "application/json", "User-Agent": SAMPLE_AGENT,
                **credentials_for(connector.spec.auth, relay.secret, body,
                                  now=console.now())}
     try:
