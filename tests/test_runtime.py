@@ -440,7 +440,7 @@ def test_a_store_failure_in_a_claim_round_is_retried_not_a_task_failure(tmp_path
         )
         runtime.start()
         async with asyncio.timeout(5):
-            while calls.count("config_version") < 3:
+            while len(calls) < 3:  # three claim rounds, each failing at its first read
                 await asyncio.sleep(0.01)
         await runtime.stop()
         return runtime
