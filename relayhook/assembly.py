@@ -5,11 +5,11 @@ imports the web app.
     settings = load_settings(path)
     connectors, relays = load_relays(settings)
     store = open_settings_store(settings)        # not yet opened: `await store.open()`
+    parts = assemble(settings, role="all")       # all of it, for a process (relayhook.runtime)
 """
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import logging
 import os
@@ -18,7 +18,7 @@ from collections.abc import AsyncIterator, Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any, Literal
 from urllib.parse import urlsplit
 
 import httpx
@@ -29,19 +29,22 @@ from relayhook.core.ssrf import DestinationPolicy, DestinationRefused, Resolver
 from relayhook.core.tomlpos import format_path
 from relayhook.delivery.destinations import SystemResolver, check_destination
 from relayhook.errors import HookError, LocatedError, LocatedErrors
+from relayhook.intake import Intake
 from relayhook.live import LiveConfig, RunSettings
 from relayhook.manage import Manager
+from relayhook.metrics import Metrics
 from relayhook.operations import Operations
 from relayhook.relays import Relay, build_relays
 from relayhook.retention import cutoffs_at
 from relayhook.sealing import Sealer, read_or_create_key_file
 from relayhook.settings import RetentionSettings, Settings
+from relayhook.shapewatch import ShapeWatch
+from relayhook.spool import Spool
 from relayhook.store import PruneResult, Store, open_store, sqlite_path
 from relayhook.store.base import MaintenanceStore
+from relayhook.tracing import start_tracing
 
 if TYPE_CHECKING:
-    from relayhook.delivery.dispatcher import Dispatcher
-    from relayhook.spool import Spool
     from relayhook.tracing import Tracing
 
 log = logging.getLogger("relayhook")
@@ -196,10 +199,30 @@ def load_sealer(settings: Settings) -> tuple[Sealer, Path | None]:
         raise settings.error_at(("secrets", "key"), f"{path}: {exc}") from exc
 
 
-@dataclass
+Role = Literal["web", "worker", "all"]
+
+
+class Signal:
+    """Something happened (deliveries became due, a request was spooled): `fire()` calls
+    whoever `connect`ed. The web side fires; the runtime connects its tasks when it starts them,
+    so the parts need no change after assembly."""
+
+    def __init__(self) -> None:
+        self._callbacks: list[Callable[[], None]] = []
+
+    def connect(self, callback: Callable[[], None]) -> None:
+        self._callbacks.append(callback)
+
+    def fire(self) -> None:
+        for callback in self._callbacks:
+            callback()
+
+
+@dataclass(frozen=True)
 class Parts:
-    """The running parts, built from the settings by `assemble` (the app keeps them on
-    `app.state.relayhook`; the CLI uses them without a server)."""
+    """The running parts, built from the settings by `assemble` and never changed after it
+    (the app keeps them on `app.state.relayhook`; the runtime starts its tasks from them; the
+    CLI uses them without a server)."""
 
     settings: Settings
     connectors: dict[str, Connector]
@@ -207,40 +230,68 @@ class Parts:
     store: Store
     manager: Manager
     policy: DestinationPolicy
+    intake: Intake
+    metrics: Metrics
+    operations: Operations  # actions on records (replay, test sends, samples...)
     new_key_file: Path | None = None
-    dispatcher: Dispatcher | None = None
+    role: Role | None = None  # None: a CLI command, no process role
     spool: Spool | None = None  # web roles: `spool.depth` requests wait for the store
-    tasks: list[asyncio.Task[None]] = field(default_factory=list)
+    due: Signal = field(default_factory=Signal)  # new deliveries may be due: look now
+    spooled: Signal = field(default_factory=Signal)  # a request waits in the spool
+    shapes: ShapeWatch | None = None  # web roles with [watch] shapes: payload shapes seen
     tracing: Tracing | None = None  # [tracing] on: the spans' tracer (relayhook.tracing)
-    operations: Operations = field(init=False)  # set by `assemble`: it wakes these parts
 
     def wake(self) -> None:
-        if self.dispatcher is not None:
-            self.dispatcher.wake()
+        self.due.fire()
+
+    @property
+    def takes_requests(self) -> bool:
+        return self.role in ("web", "all")
+
+    @property
+    def delivers(self) -> bool:
+        return self.role in ("worker", "all")
 
 
-def assemble(settings: Settings, *, store: Store | None = None,
+def assemble(settings: Settings, *, role: Role | None = None, store: Store | None = None,
              resolver: Resolver | None = None, clock: Callable[[], float] = time.time,
              transport: httpx.AsyncBaseTransport | None = None,
-             new_id: Callable[[], str] | None = None) -> Parts:
+             new_id: Callable[[], str] = new_uuid, span_exporter: Any = None) -> Parts:
     """Settings -> connectors, config relays and hooks, the live configuration over them, the
-    destination policy, the store (not opened), the manager that changes the configuration and
-    the operations on records (a test send goes through `transport` when one is given)."""
+    destination policy, the store (not opened), the manager that changes the configuration,
+    the operations on records (a test send goes through `transport` when one is given), the
+    intake of requests and the metrics; for the web roles (`role` "web" or "all") the spool."""
     connectors, relays = load_relays(settings)
+    hooks = load_hooks(settings)  # before a key file is made: a config mistake makes none
     sealer, new_key = load_sealer(settings)
-    live = LiveConfig(load_hooks(settings), relays, connectors=connectors, sealer=sealer)
+    live = LiveConfig(hooks, relays, connectors=connectors, sealer=sealer)
     the_store = store if store is not None else open_settings_store(settings)
     policy = destination_policy(settings)
     manager = Manager(the_store, live, connectors, public_url=settings.public_url(),
                       policy=policy, resolver=resolver, clock=clock,
                       secrets=settings.template_secrets())
     live.follow_settings(lambda run: follow_run_settings(run, settings, policy, manager))
-    parts = Parts(settings, connectors, live, the_store, manager, policy, new_key)
-    parts.operations = Operations(the_store, live, connectors, policy=policy,
-                                  secrets=settings.template_secrets(), new_id=new_id or new_uuid,
-                                  wake=parts.wake, transport=transport, resolver=resolver,
-                                  clock=clock)
-    return parts
+    spool = Spool(spool_path(settings)) if role in ("web", "all") else None
+    metrics = Metrics(spool_depth=(lambda: spool.depth) if spool is not None else lambda: 0)
+    due, spooled = Signal(), Signal()
+    shapes = (ShapeWatch(the_store, live, clock=clock)
+              if role in ("web", "all") and settings.watch.shapes else None)
+    intake = Intake(the_store, live, new_id, spool=spool,
+                    store_timeout=settings.spool.store_timeout, wake=due.fire,
+                    spooled=spooled.fire, stored=metrics.observe_stored,
+                    secrets=settings.template_secrets(), explain=settings.outcomes.record,
+                    render_seconds=settings.limits.render_seconds)
+    if shapes is not None:
+        intake.observe = shapes.note
+    # [tracing] on (relayhook[otel]), for a process: `span_exporter` is where spans go instead
+    # of OTLP (tests).
+    tracing = start_tracing(settings, span_exporter) if role is not None else None
+    intake.tracing = tracing
+    operations = Operations(the_store, live, connectors, policy=policy,
+                            secrets=settings.template_secrets(), new_id=new_id, wake=due.fire,
+                            transport=transport, resolver=resolver, clock=clock)
+    return Parts(settings, connectors, live, the_store, manager, policy, intake, metrics,
+                 operations, new_key, role, spool, due, spooled, shapes, tracing)
 
 
 def follow_run_settings(run: RunSettings, settings: Settings, policy: DestinationPolicy,

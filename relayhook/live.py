@@ -179,13 +179,14 @@ class LiveConfig:
 
     async def set_active(self, store: ConfigStore, name: str, active: bool, reason: str | None,
                          now: float) -> int:
-        """Switch a hook on or off in the store (every process follows) and here at once."""
+        """Switch a hook on or off in the store (every process follows) and here at once.
+        Here only once the store took it: a failed write leaves both as they were."""
+        changed = await store.set_hook_active(name, active, reason, now)
         if active:
             self._disabled.pop(name, None)
         else:
             self._disabled[name] = reason or "disabled"
         self._active = self._compute_active()
-        changed = await store.set_hook_active(name, active, reason, now)
         if active:
             log.info("hook %r activated: %d deliveries resumed", name, changed,
                      extra={"hook": name})

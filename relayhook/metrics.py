@@ -69,6 +69,10 @@ class Metrics:
                                     "by hook.", ["hook"], registry=registry)
         self.store_readable = Gauge("relayhook_store_readable", "1 if the last scrape read the "
                                     "store, 0 if it failed.", registry=registry)
+        self.task_failures = Counter("relayhook_task_failures", "Background tasks (dispatcher, "
+                                     "alerter, spool drainer, pruner...) that failed or stalled "
+                                     "and were restarted, by task.", ["task"],
+                                     registry=registry)
         self.spool_depth = Gauge("relayhook_spool_depth", "Requests in the spool, waiting for "
                                  "the store to take them.", registry=registry)
         self.spool_depth.set_function(lambda: float(spool_depth()))
@@ -112,6 +116,9 @@ class Metrics:
         children[0].inc()
         if attempt is not None:
             children[1].observe(attempt.duration_ms / 1000)
+
+    def observe_task_failure(self, task: str) -> None:
+        self.task_failures.labels(task).inc()
 
     # -- on scrape
 

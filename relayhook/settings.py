@@ -76,6 +76,10 @@ class StorageSettings(Section):
     busy_timeout: float = Field(
         default=1.0, ge=0, description="Seconds a write waits for another process's lock.",
     )
+    min_free_mb: float = Field(
+        default=100, ge=0, description="/readyz says not ready while the disk under the SQLite "
+        "database or the spool has less free space than this many MiB (0: no check).",
+    )
 
 
 class SpoolSettings(Section):
@@ -135,6 +139,21 @@ class DeliverySettings(Section):
             except ValueError as exc:
                 raise ValueError(f"allow_cidrs: {cidr!r} is not a network: {exc}") from exc
         return self
+
+
+class WorkerSettings(Section):
+    metrics_port: int | None = Field(
+        default=None, ge=1, le=65535, description="`serve --role worker` answers /healthz, "
+        "/readyz and /metrics on this port (on [server] host); unset: it opens no port at all.",
+    )
+    stalled_after: float = Field(
+        default=30.0, gt=0, description="Seconds the dispatcher may go without a claim round "
+        "while deliveries wait: then /readyz says not ready and its task is restarted.",
+    )
+    store_deadline: float = Field(
+        default=10.0, gt=0, description="Seconds each store call of the dispatcher may take; "
+        "then it is given up (the lease brings the delivery back) and the dispatcher goes on.",
+    )
 
 
 class LogSettings(Section):
@@ -379,6 +398,7 @@ class Settings(BaseSettings):
     connectors: ConnectorsSettings = ConnectorsSettings()
     relays: list[RelaySettings] = []
     delivery: DeliverySettings = DeliverySettings()
+    worker: WorkerSettings = WorkerSettings()
     log: LogSettings = LogSettings()
     metrics: MetricsSettings = MetricsSettings()
     retention: RetentionSettings = RetentionSettings()

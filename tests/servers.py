@@ -160,10 +160,17 @@ class RelayhookProcess:
     def db_path(self) -> Path:
         return self.workdir / "relayhook.db"
 
+    @property
+    def worker(self) -> bool:
+        """`--role worker`: no HTTP server but the health one, on `port` (--metrics-port)."""
+        args = self.extra_args
+        return any(a == "--role" and b == "worker" for a, b in zip(args, args[1:], strict=False))
+
     def command(self) -> list[str]:
         config = ["--config", str(self.config_path)] if self.config_path is not None else []
+        port = ["--metrics-port" if self.worker else "--port", str(self.port)]
         return [*self.program, *config, "serve",
-                "--host", HOST, "--port", str(self.port), "--no-access-log", *self.extra_args]
+                "--host", HOST, *port, "--no-access-log", *self.extra_args]
 
     def start(self, timeout: float = START_TIMEOUT) -> RelayhookProcess:
         """Start the server and return once `GET /healthz` answers 200.

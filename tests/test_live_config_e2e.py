@@ -131,9 +131,10 @@ def test_a_410_seen_by_the_worker_pauses_the_hook_for_the_web_process_too(
             assert receiver.count("/gone/") == 1
 
             call(client, "POST", "/api/hooks/zap/activate")
-            receiver.wait_for(1 + 8, WAIT, path="/gone/")
-        with http_client(base_url=worker.url) as worker_client:
-            assert call(worker_client, "GET", "/api/hooks/zap")["active"] is True
+            receiver.wait_for(1 + 8, WAIT, path="/gone/")  # the worker saw it active again
+        with http_client(base_url=worker.url) as worker_client:  # a worker has no admin API
+            assert worker_client.get("/api/hooks/zap", headers=AUTH).status_code == 404
+            assert worker_client.get("/readyz").json() == {"status": "ready"}
 
 
 def test_secrets_typed_into_a_hook_appear_nowhere(tmp_path: Path,

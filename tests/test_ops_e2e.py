@@ -91,7 +91,8 @@ def test_healthz_and_readyz_say_little_and_readyz_sees_a_locked_store(tmp_path: 
             ready = c.get("/readyz")
             waited = time.monotonic() - started
             assert ready.status_code == 503
-            assert ready.json() == {"status": "not ready", "failing": ["store"]}
+            assert ready.json() == {"status": "not ready", "failing": ["store"],
+                                    "reasons": {"store": "the store takes no writes now"}}
             print(f"/readyz answered 503 in {waited:.2f} s with the write lock held")
             assert waited < 2.5, waited  # the probe is bounded (1 s), not the 5 s busy wait
             assert c.get("/healthz").status_code == 200  # the process still answers

@@ -6,8 +6,8 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
+from relayhook.readiness import Readiness
 from relayhook.store import StoreError
-from relayhook.web.ops import Readiness
 
 
 class FakeStore:

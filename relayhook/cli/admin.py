@@ -16,7 +16,7 @@ from typing import Any, TextIO
 from relayhook.assembly import opened_store
 from relayhook.cli.common import add_config_flag, settings_of
 from relayhook.errors import UsageError
-from relayhook.passwords import MIN_PASSWORD, ensure_password, set_password
+from relayhook.passwords import MIN_PASSWORD, set_password
 from relayhook.settings import Settings
 
 
@@ -34,13 +34,6 @@ async def set_admin_password(settings: Settings, password: str) -> None:
         raise UsageError(f"a console password has at least {MIN_PASSWORD} characters")
     async with opened_store(settings) as store:
         await set_password(store, password, time.time())
-
-
-async def first_password(settings: Settings) -> str | None:
-    """On a first start: make up a password if none is stored; it is returned to be printed
-    once. None when one is set already."""
-    async with opened_store(settings) as store:
-        return await ensure_password(store, time.time())
 
 
 def cmd_password(args: argparse.Namespace, out: TextIO) -> int:

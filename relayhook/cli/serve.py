@@ -1,4 +1,5 @@
-"""`relayhook serve`: check the config, print what to paste where, run the server."""
+"""`relayhook serve`: assemble the parts once, open the store once, print what to paste where,
+run the role's tasks (relayhook.runtime) and, for the web roles, the HTTP server."""
 
 from __future__ import annotations
 
@@ -7,27 +8,29 @@ import asyncio
 import gc
 import logging
 import os
+import signal
 import sys
+import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, TextIO
+from typing import TYPE_CHECKING, Any, TextIO
 
-from relayhook.cli.admin import first_password
-from relayhook.cli.authoring import check_config
 from relayhook.cli.common import add_config_flag, settings_of
 from relayhook.core.connectors import SHIPPED_DIR, emitted_types
 from relayhook.live import CONFIG_INACTIVE, LiveConfig
 from relayhook.settings import DEFAULT_CONFIG, Settings, sample_config
 
+if TYPE_CHECKING:
+    from relayhook.assembly import Parts
+    from relayhook.core.diagnostics import Finding
+    from relayhook.runtime import Runtime
+
 log = logging.getLogger("relayhook.serve")
 
 
 def cmd_serve(args: argparse.Namespace, out: TextIO) -> int:
-    import uvicorn
-
-    from relayhook.assembly import load_hooks, load_relays, load_sealer
+    from relayhook.assembly import assemble
     from relayhook.logs import Redactor, configure_logging
-    from relayhook.web.app import create_app  # serve alone runs the ASGI app
-    from relayhook.web.slow import ConnectionLimits, guarded_protocol
 
     wrote_config = args.config is None and not Path(DEFAULT_CONFIG).exists()
     if wrote_config:
@@ -43,35 +46,78 @@ def cmd_serve(args: argparse.Namespace, out: TextIO) -> int:
         server["host"] = args.host
     if args.port is not None:
         server["port"] = args.port
-    settings = settings_of(args, **({"server": server} if server else {}))
-    check_config(settings)  # what would stop the start, said as file:key:line, before it
-    _, relays = load_relays(settings)
+    overrides: dict[str, Any] = {"server": server} if server else {}
+    if args.metrics_port is not None:
+        overrides["worker"] = {"metrics_port": args.metrics_port}
+    settings = settings_of(args, **overrides)
+    # Assembled once, for this role: a config mistake stops the start here, as file:key:line.
+    parts = assemble(settings, role=args.role)
     level = args.log_level or settings.log.level
-    redact = Redactor.from_settings(settings, relays.values(), load_hooks(settings).values())
+    redact = Redactor.from_settings(settings, parts.live.relays.values(),
+                                    parts.live.hooks.values())
     configure_logging(level=level, fmt=settings.log.format, redact=redact)
-    _, new_key_file = load_sealer(settings)
-    if new_key_file is not None:
-        print(f"Made the key that seals secrets at rest: {new_key_file} (mode 0600). Back it"
-              " up with the database: without it, relays and hooks created at run time cannot"
+    redact.follow(parts.live)  # and the relays and hooks made at run time
+    if parts.new_key_file is not None:
+        print(f"Made the key that seals secrets at rest: {parts.new_key_file} (mode 0600). Back"
+              " it up with the database: without it, relays and hooks created at run time cannot"
               " be read. Or set RELAYHOOK_SECRET_KEY.", file=out)
-    # Before anything else opens the store: --no-migrate must find a database that is behind
-    # still behind (and say so), and several processes starting at once migrate it once.
-    asyncio.run(prepare_schema(settings, migrate=args.migrate))
-    if not start_allowed(settings, accept_errors=args.accept_findings):
-        return 2
-    console = None
-    if args.role in ("all", "web"):
-        console = console_login_hint(settings, asyncio.run(first_password(settings)))
-    live = asyncio.run(_live_config(settings))
-    print(banner(settings, live, wrote_config=wrote_config, console=console), file=out)
-    log_inactive_hooks(live)
-    out.flush()
-    app = create_app(settings, role=args.role, migrate=args.migrate)
-    redact.follow(app.state.relayhook.live)  # and the relays and hooks made at run time
-    # Everything loaded so far lives as long as the process: out of the collector's sight, a
-    # full collection no longer walks it (those took 19-37 ms: the ingest p99 tail).
-    gc.collect()
-    gc.freeze()
+    with asyncio.Runner(loop_factory=_loop_factory()) as runner:
+        return runner.run(serve_parts(parts, args, out, wrote_config=wrote_config, level=level))
+
+
+async def serve_parts(parts: Parts, args: argparse.Namespace, out: TextIO, *,
+                      wrote_config: bool, level: str) -> int:
+    """Open the store (once: migrating it, or refusing a database that is behind), check the
+    config as `check` does (its errors stop the start), say what to paste where, start the
+    role's tasks, then serve HTTP (web roles; a worker only with `[worker] metrics_port`) or
+    wait for SIGTERM / SIGINT; stop the tasks, close the store. The exit code."""
+    from relayhook.passwords import ensure_password
+    from relayhook.runtime import Runtime
+
+    settings = parts.settings
+    runtime = Runtime(parts)
+    try:
+        await runtime.open(migrate=args.migrate)
+        await parts.live.refresh(parts.store, force=True)
+        if not start_allowed(await findings_of(parts), accept_errors=args.accept_findings):
+            return 2
+        console = None
+        if parts.takes_requests:
+            console = console_login_hint(settings, await ensure_password(parts.store,
+                                                                         time.time()))
+        print(banner(settings, parts.live, wrote_config=wrote_config, console=console,
+                     role=parts.role), file=out)
+        log_inactive_hooks(parts.live)
+        out.flush()
+        # Everything loaded so far lives as long as the process: out of the collector's sight,
+        # a full collection no longer walks it (those took 19-37 ms: the ingest p99 tail).
+        gc.collect()
+        gc.freeze()
+        runtime.start()
+        owner = f" (claims as {runtime.dispatcher.owner})" if runtime.dispatcher else ""
+        log.info("relayhook serve --role %s: started%s", parts.role, owner)
+        port = settings.server.port if parts.takes_requests else settings.worker.metrics_port
+        if port is None:
+            await _until_signalled()
+        else:
+            await _serve_http(runtime, args, level, port)
+        return 0
+    finally:
+        try:
+            await runtime.stop()
+        finally:
+            await runtime.close()
+
+
+async def _serve_http(runtime: Runtime, args: argparse.Namespace, level: str,
+                      port: int) -> None:
+    import uvicorn
+
+    from relayhook.web.app import create_app  # serve alone runs the ASGI app
+    from relayhook.web.slow import ConnectionLimits, guarded_protocol
+
+    settings = runtime.parts.settings
+    app = create_app(settings, role=args.role, runtime=runtime)
     limits = ConnectionLimits(header_timeout=settings.server.header_timeout,
                               body_timeout=settings.server.body_timeout,
                               max_connections=settings.server.max_connections,
@@ -82,20 +128,55 @@ def cmd_serve(args: argparse.Namespace, out: TextIO) -> int:
     # uvicorn believes X-Forwarded-For from 127.0.0.1 unless told: it is told our list, and to
     # read no proxy header at all when the list is empty (relayhook.core.clients).
     proxies = settings.server.forwarded_allow_ips
-    uvicorn.run(app, host=settings.server.host, port=settings.server.port, log_config=None,
-                log_level=level, access_log=args.access_log, http=guarded_protocol(limits),
-                proxy_headers=bool(proxies), forwarded_allow_ips=proxies or None)
-    return 0
+    config = uvicorn.Config(app, host=settings.server.host, port=port, log_config=None,
+                            log_level=level, access_log=args.access_log,
+                            http=guarded_protocol(limits), proxy_headers=bool(proxies),
+                            forwarded_allow_ips=proxies or None)
+    # uvicorn raises the signal that stopped it again once it has stopped; with a handler of
+    # ours in place, that ends nothing: the runtime's tasks still stop (and the store closes).
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(signum, lambda number, frame: None)
+    await uvicorn.Server(config).serve()
 
 
-def start_allowed(settings: Settings, *, accept_errors: bool = False) -> bool:
-    """`serve` is as strict as `check` (relayhook.diagnostics, with the store's traffic and
-    hooks): an error stops it with check's message on stderr; each warning is logged once at
-    WARNING and the server starts. `accept_errors` (`--accept-findings`, the config file's
-    "Save anyway") logs the errors at WARNING too and starts."""
-    from relayhook.cli.authoring import config_findings_with_store
+async def _until_signalled() -> None:
+    """Wait for SIGTERM or SIGINT (a worker with no port)."""
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, stop.set)
+    try:
+        await stop.wait()
+    finally:
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            loop.remove_signal_handler(signum)
+    log.info("relayhook serve: stopping")
 
-    findings = asyncio.run(config_findings_with_store(settings))
+
+def _loop_factory() -> Callable[[], asyncio.AbstractEventLoop] | None:
+    """uvloop where it is installed (as uvicorn picks it), else asyncio's own loop."""
+    try:
+        import uvloop
+    except ImportError:
+        return None
+    return uvloop.new_event_loop
+
+
+async def findings_of(parts: Parts) -> list[Finding]:
+    """What `relayhook check` finds (relayhook.diagnostics), with the open store's traffic
+    and hooks."""
+    from relayhook.cli.authoring import config_findings
+    from relayhook.diagnostics import read_traffic
+
+    traffic = await read_traffic(parts.store)
+    return config_findings(parts.settings, traffic, dict(parts.live.hooks))
+
+
+def start_allowed(findings: list[Finding], *, accept_errors: bool = False) -> bool:
+    """`serve` is as strict as `check`: an error stops it with check's message on stderr; each
+    warning is logged once at WARNING and the server starts. `accept_errors`
+    (`--accept-findings`, the config file's "Save anyway") logs the errors at WARNING too and
+    starts."""
     errors = [f for f in findings if f.level == "error"]
     if not accept_errors:
         for finding in errors:
@@ -119,27 +200,6 @@ def log_inactive_hooks(live: LiveConfig) -> None:
                         extra={"hook": name, "reason": reason})
 
 
-async def prepare_schema(settings: Settings, *, migrate: bool) -> None:
-    """Apply the store's pending migrations, or (not `migrate`) refuse a database that has
-    some with a StoreError naming `relayhook migrate`; a newer schema is refused either way."""
-    from relayhook.assembly import open_settings_store
-
-    store = open_settings_store(settings)
-    try:
-        await store.open(migrate=migrate)
-    finally:
-        await store.close()
-
-
-async def _live_config(settings: Settings) -> LiveConfig:
-    """Relays and hooks as the server will start with them: the config's and the store's,
-    and which hooks stay inactive (a 410, the API) across this restart."""
-    from relayhook.assembly import running
-
-    async with running(settings) as parts:
-        return parts.live
-
-
 def console_login_hint(settings: Settings, password: str | None) -> str:
     """Where the console is and how to sign in: the password itself when it was just made
     (shown this once: only its argon2 hash is kept)."""
@@ -151,10 +211,15 @@ def console_login_hint(settings: Settings, password: str | None) -> str:
 
 
 def banner(settings: Settings, live: LiveConfig, *, wrote_config: bool,
-           console: str | None = None) -> str:
+           console: str | None = None, role: str | None = "all") -> str:
     """What `serve` prints before it starts: where it is, where its credentials are, what to
-    paste where for each relay, and what to do next."""
+    paste where for each relay, and what to do next (a worker: what it sends, where it
+    answers health checks)."""
     config = settings.config_file or DEFAULT_CONFIG
+    if role == "worker":
+        return "\n".join([f"Relayhook worker: sends the deliveries of store "
+                          f"{settings.storage.url}.", _worker_port_line(settings, config),
+                          *_hook_lines(live, config, settings.public_url())])
     lines = [f"Relayhook on {settings.public_url()}, store {settings.storage.url}"]
     if settings.server.public_url:
         lines.append(f"Relay URLs start with {settings.public_url()} ([server] public_url).")
@@ -176,6 +241,15 @@ def banner(settings: Settings, live: LiveConfig, *, wrote_config: bool,
         lines.append(f"\n== relay {relay.name} ({relay.connector.spec.title}) ==\n"
                      f"Relay URL: {url}\n{setup}")
     return "\n".join(lines)
+
+
+def _worker_port_line(settings: Settings, config: Path | str) -> str:
+    port = settings.worker.metrics_port
+    if port is None:
+        return (f"No port open (no admin API, no console). For /healthz, /readyz and /metrics"
+                f" set [worker] metrics_port in {config} or pass --metrics-port.")
+    return (f"Health and metrics: http://{settings.server.host}:{port}/healthz, /readyz,"
+            " /metrics (no admin API, no console).")
 
 
 def _admin_line(settings: Settings, config: Path | str, wrote_config: bool) -> str:
@@ -227,7 +301,11 @@ def register(sub: Any) -> None:
     serve.add_argument("--host")
     serve.add_argument("--port", type=int)
     serve.add_argument("--role", choices=["all", "web", "worker"], default="all",
-                       help="web: take requests; worker: send deliveries; all: both")
+                       help="web: take requests (ingress, API, console); worker: send "
+                       "deliveries (no port, unless --metrics-port); all: both")
+    serve.add_argument("--metrics-port", type=int,
+                       help="--role worker: answer /healthz, /readyz and /metrics on this port"
+                       " ([worker] metrics_port)")
     serve.add_argument("--no-migrate", dest="migrate", action="store_false",
                        help="refuse to start on a database with migrations pending, rather than"
                        " apply them (then run `relayhook migrate` first)")

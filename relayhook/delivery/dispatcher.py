@@ -8,6 +8,10 @@ a 25/s hook send 25/s between them); a receiver that hangs holds only its own ho
 other hooks go on. A delivery is claimed with a lease: if this process dies, another (or this
 one, restarted) claims it again when the lease ends, and the receiver sees the same `webhook-id`
 again (at-least-once delivery).
+
+Every store call the dispatcher makes has a deadline (`store_deadline`): a call that is never
+answered fails with StoreDeadlineError and the loop goes on. Any other exception ends `run`;
+the runtime (relayhook.runtime) logs it and runs it again.
 """
 
 from __future__ import annotations
@@ -21,7 +25,7 @@ import uuid
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 from urllib.parse import urlsplit
 
 import httpx
@@ -43,7 +47,7 @@ from relayhook.core.ssrf import refusal_reason, unusual_ipv4
 from relayhook.core.templating import RenderError
 from relayhook.delivery.sender import Reply, sender_for
 from relayhook.live import LiveConfig
-from relayhook.store import Attempt, Delivery, Outcome, StoreError
+from relayhook.store import Attempt, Delivery, Outcome, StoreError, StoreUnavailableError
 from relayhook.store.base import DeliveryStore, LiveStore, Topic
 
 if TYPE_CHECKING:
@@ -52,6 +56,11 @@ if TYPE_CHECKING:
 log = logging.getLogger("relayhook.delivery.dispatcher")
 
 MAX_RESPONSE_BODY = 64 * 1024
+T = TypeVar("T")
+
+
+class StoreDeadlineError(StoreUnavailableError):
+    """A store call of the dispatcher got no answer within its deadline."""
 
 
 class DispatchStore(DeliveryStore, LiveStore, Protocol):
@@ -87,6 +96,7 @@ class Dispatcher:
     refresh_interval: float = 0.5  # a change made elsewhere is seen within this
     owner: str = field(default_factory=lambda: f"worker-{uuid.uuid4().hex[:12]}")
     disable_after: int = 0  # [alerts]: a hook's N-th dead delivery in a row switches it off
+    store_deadline: float = 10.0  # seconds each store call may take ([worker] store_deadline)
     # Told of every finished delivery round: (hook name, outcome, attempt); metrics count them.
     report: Callable[[str, Outcome, Attempt | None], None] = lambda hook, outcome, attempt: None
     tracing: Tracing | None = None  # [tracing] on: a span per attempt (relayhook.tracing)
@@ -98,6 +108,20 @@ class Dispatcher:
         self._stopping = False
         self._last_refresh = 0.0
         self._sender = sender_for(self.transport)
+        # Claim rounds and hooks claimed for, answered or not: it moves while the loop lives
+        # (the runtime's watchdog looks at it). `rounds`: the rounds the store answered in full
+        # (readiness looks at it: deliveries wait and nothing claims).
+        self.beats = 0
+        self.rounds = 0
+
+    async def _bounded(self, call: Awaitable[T]) -> T:
+        """`call` (a store call), given up after `store_deadline` seconds."""
+        try:
+            async with asyncio.timeout(self.store_deadline):
+                return await call
+        except TimeoutError:
+            raise StoreDeadlineError(
+                f"no answer within {self.store_deadline:g} s ([worker] store_deadline)") from None
 
     def wake(self) -> None:
         """New deliveries may be due: look now rather than at the next poll."""
@@ -110,14 +134,17 @@ class Dispatcher:
         self._wake.set()
 
     async def run(self) -> None:
-        """Dispatch until `stop()`; a store failure is logged and retried, never fatal."""
+        """Dispatch until `stop()`; a store failure (or a store call past its deadline) is
+        logged and retried. Any other exception ends it: the runtime restarts it."""
         while not self._stopping:
             self._wake.clear()  # before the round: a wake-up during it is not lost
             try:
                 claimed = await self._claim_round()
+                self.rounds += 1
             except StoreError as exc:
                 log.error("dispatcher: the store failed: %s", exc)
                 claimed = 0
+            self.beats += 1
             if not claimed:
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self._wake.wait(), self.poll_interval)
@@ -136,37 +163,47 @@ class Dispatcher:
     async def _claim_round(self) -> int:
         now = self.clock()
         if now - self._last_refresh >= self.refresh_interval:
-            await self.registry.refresh(self.store)
+            await self._bounded(self.registry.refresh(self.store))
             self._last_refresh = now
         claimed = 0
         for name, is_active in self.registry.active().items():
-            hook = self.registry.hooks[name]
+            hook = self.registry.hooks.get(name)
+            if hook is None:  # deleted since: its deliveries were cancelled
+                continue
             lane = self._lane(hook)
-            if not is_active or hook.concurrency <= lane.in_flight or self._stopping:
+            if not is_active or self._full(hook, lane) or self._stopping:
                 continue
             claimed += await self._claim_hook(hook, lane, now)
+            self.beats += 1
         return claimed
 
     async def _claim_hook(self, hook: Hook, lane: _HookLane, now: float) -> int:
         horizon = self._lease(hook) / 4
-        if lane.interval and await self.store.pacing_wait(hook.name, hook.rate_limit,
-                                                          now) > horizon:
+        if lane.interval and await self._bounded(
+                self.store.pacing_wait(hook.name, hook.rate_limit, now)) > horizon:
             return 0
         # A delivery whose exchange is over does not hold a slot while its finish waits for
         # the writer (the next claim overlaps it): the store leaves those of ours that are
         # still claimed out of its count. Other processes' still count (conservative), so
         # never more than `concurrency` requests are in flight to the receiver.
-        batch = await self.store.claim_due(
+        batch = await self._bounded(self.store.claim_due(
             hook=hook.name, now=now, limit=hook.concurrency - lane.in_flight,
             lease_seconds=self._lease(hook), owner=self.owner, ordered=hook.ordered,
-            concurrency=self._concurrency(hook, lane), answered=tuple(lane.answered))
+            concurrency=self._concurrency(hook, lane), answered=tuple(lane.answered)))
         verdicts = [self._verdict(hook, delivery) for delivery in batch]
         sending = sum(verdict is None for verdict in verdicts)
-        times = iter(await self.store.reserve_sends(hook.name, hook.rate_limit, now, sending)
-                     if lane.interval else [now] * sending)
+        times = iter(await self._bounded(self.store.reserve_sends(
+            hook.name, hook.rate_limit, now, sending)) if lane.interval else [now] * sending)
         for delivery, verdict in zip(batch, verdicts, strict=True):
             self._start(hook, lane, delivery, verdict, now if verdict else next(times))
         return len(batch)
+
+    def _full(self, hook: Hook, lane: _HookLane) -> bool:
+        """No claim for the hook now: `concurrency` requests are in flight, or more than as
+        many are answered and wait for their finish to commit. A writer slower than the
+        receivers holds the sends back, so that what a crash of this process sends again (sent,
+        not yet recorded) is at most twice the concurrency; it used to be hundreds."""
+        return hook.concurrency <= lane.in_flight or hook.concurrency < len(lane.answered)
 
     def _lane(self, hook: Hook) -> _HookLane:
         """The hook's lane; a hook created or changed at run time gets its pacing anew (its
@@ -233,12 +270,17 @@ class Dispatcher:
                 lane.answered.add(delivery.id)
                 self._wake.set()
             if outcome.status == "paused":
-                await self.registry.set_active(self.store, hook.name, False,
-                                               outcome.error, self.clock())
-            await self.store.finish(delivery.id, owner=self.owner, outcome=outcome,
-                                    attempt=attempt, disable_after=self.disable_after)
+                await self._bounded(self.registry.set_active(self.store, hook.name, False,
+                                                             outcome.error, self.clock()))
+            await self._bounded(self.store.finish(delivery.id, owner=self.owner,
+                                                  outcome=outcome, attempt=attempt,
+                                                  disable_after=self.disable_after))
         except asyncio.CancelledError:
             raise
+        except StoreDeadlineError as exc:  # it may still commit: leave the rest to the lease
+            log.error("dispatcher: cannot record delivery %s of hook %s: %s", delivery.id,
+                      hook.name, exc, extra={"hook": hook.name, "delivery": delivery.id})
+            return
         except Exception as exc:  # one delivery's failure must not stop the others
             log.exception("dispatcher: delivery %s of hook %s failed", delivery.id, hook.name,
                           extra={"hook": hook.name, "delivery": delivery.id})
@@ -253,7 +295,7 @@ class Dispatcher:
         claiming for it here at once, and say so."""
         was_active = self.registry.active().get(hook.name, False)
         try:
-            await self.registry.refresh(self.store)
+            await self._bounded(self.registry.refresh(self.store))
         except StoreError as exc:
             log.error("dispatcher: the store failed: %s", exc)
             return
@@ -282,8 +324,9 @@ class Dispatcher:
         outcome, attempt = self._failed(hook, delivery, self.clock(), None, "internal",
                                         f"{type(exc).__name__}: {exc}")
         try:
-            await self.store.finish(delivery.id, owner=self.owner, outcome=outcome,
-                                    attempt=attempt, disable_after=self.disable_after)
+            await self._bounded(self.store.finish(delivery.id, owner=self.owner,
+                                                  outcome=outcome, attempt=attempt,
+                                                  disable_after=self.disable_after))
         except Exception:
             log.exception("dispatcher: cannot record the failure of delivery %s", delivery.id)
             return

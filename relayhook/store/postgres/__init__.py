@@ -74,7 +74,12 @@ from relayhook.store.postgres import requests as requests_sql
 from relayhook.store.postgres import samples as samples_sql
 from relayhook.store.postgres import sessions as sessions_sql
 from relayhook.store.postgres import streaks as streaks_sql
-from relayhook.store.postgres.committer import CONNECTION_ERRORS, GroupCommitter, store_error
+from relayhook.store.postgres.committer import (
+    CHANNEL,
+    CONNECTION_ERRORS,
+    GroupCommitter,
+    store_error,
+)
 from relayhook.store.postgres.listener import Listener
 from relayhook.store.text import from_column, to_column
 
@@ -301,7 +306,10 @@ class PostgresStore:
                 await streaks_sql.note(conn, delivery_id, outcome, attempt, at, disable_after)
             return done
 
-        return await self._write(job, notify)
+        # Beside the group commit, not behind it: the exchange is over, and until this
+        # commits a crash of this process sends the delivery again (the queue behind a busy
+        # writer held hundreds of answered deliveries). Parallel commits share WAL flushes.
+        return await self._direct(job, notify)
 
     async def list_problems(self, *, hook: str | None = None,
                             statuses: Sequence[ProblemStatus] = ("open", "acknowledged"),
@@ -596,6 +604,19 @@ class PostgresStore:
 
     async def _fetch(self, query: str, params: Sequence[object] = ()) -> list[asyncpg.Record]:
         return await self._read(lambda conn: conn.fetch(query, *params))
+
+    async def _direct(self, fn: Callable[[asyncpg.Connection], Awaitable[T]],
+                      notify: Topic | None = None) -> T:
+        """`fn` in a transaction of its own on a pooled connection, committed durably, beside
+        the group commit rather than behind it."""
+        async def run(conn: asyncpg.Connection) -> T:
+            async with conn.transaction():
+                result = await fn(conn)
+                if notify is not None:
+                    await conn.execute("SELECT pg_notify($1, $2)", CHANNEL, notify)
+                return result
+
+        return await self._read(run)
 
     async def _transact(self, fn: Callable[[asyncpg.Connection], Awaitable[T]]) -> T:
         """`fn` in a transaction of its own on a pooled connection, committed without waiting
