@@ -46,7 +46,7 @@ def server(
             {
                 "name": "example-com-only",
                 "events": ["generic.webhook.received"],
-                "when": "{{ event.data.email | regex_search('"
+                "when": "{{ event.data.email | default('') | regex_search('"
                 + CATASTROPHIC.replace("\\", "\\\\")
                 + "') }}",
                 "url": "http://127.0.0.1:9/never",  # the condition is false: nothing is sent

@@ -121,3 +121,14 @@ def test_a_finding_never_shows_a_secret_value() -> None:
         "url fails on the example event 'stripe.invoice.paid' and 1 more of the 2 it matches: "
         "'[redacted]' is not an http:// or https:// URL; the delivery would die"
     ]
+
+
+def test_the_fallback_of_a_templated_type_is_a_type_the_connector_emits() -> None:
+    """The generic connector's type is `{{ query.type | default('generic.webhook.received') }}`:
+    a hook on the documented default type may fire, so it is no "matches nothing" error."""
+    from relayhook.core.connectors import emitted_types
+
+    generic = load_connectors([SHIPPED_DIR])["generic"]
+    literal, prefixes = emitted_types(generic)
+    assert "generic.webhook.received" in literal
+    assert "" in prefixes  # any other ?type= stays possible

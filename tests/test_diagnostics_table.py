@@ -16,6 +16,7 @@ nor the console edits connectors); a relay secret where relays are made: check, 
 
 from __future__ import annotations
 
+import asyncio
 import html
 import io
 import json
@@ -558,11 +559,14 @@ def caught_by_serve(
     caplog.clear()
     capsys.readouterr()
     try:
-        from relayhook.cli.authoring import check_config
+        from relayhook.cli.authoring import check_config, config_findings_with_store
 
         check_config(settings)  # serve's first step: what does not load stops it
+        # then what `relayhook check` finds, with the store's traffic and hooks (serve asks
+        # relayhook.diagnostics the same, through the store it has opened)
+        findings = asyncio.run(config_findings_with_store(settings))
         with caplog.at_level(logging.WARNING, logger="relayhook.serve"):
-            started = start_allowed(settings)
+            started = start_allowed(findings)
     except (LocatedError, LocatedErrors) as exc:
         return False, str(exc).splitlines()
     said = capsys.readouterr().err.splitlines()

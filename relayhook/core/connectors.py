@@ -161,8 +161,10 @@ class Connector:
 
 
 def emitted_types(connector: Connector) -> tuple[set[str], set[str]]:
-    """The event types the connector can emit: literal ones, and the literal prefixes of
-    templated ones (`gamify.` of `gamify.{{ ... }}`; `""` for a type that is all template)."""
+    """The event types the connector can emit: literal ones (and the literal fallbacks of
+    templated ones: `generic.webhook.received` of `{{ query.type | default('generic.webhook.
+    received') }}`), and the literal prefixes of templated ones (`gamify.` of
+    `gamify.{{ ... }}`; `""` for a type that is all template)."""
     literal: set[str] = set()
     prefixes: set[str] = set()
     for rule in connector.spec.events:
@@ -174,7 +176,12 @@ def emitted_types(connector: Connector) -> tuple[set[str], set[str]]:
             literal.add(text.strip())
         else:
             prefixes.add(text[:cut].strip())
+            literal.update(m.group(2) for m in DEFAULT_LITERAL.finditer(text))
     return literal, prefixes
+
+
+# `| default('x')` / `| default("x")` in a templated type: a value the type takes for sure
+DEFAULT_LITERAL = re.compile(r"""\|\s*default\(\s*(['"])([^'"{}%]+)\1\s*\)""")
 
 
 def _check_free(variable: str, bound: set[str], name: str) -> None:
