@@ -480,7 +480,8 @@ MAX_RENDERED = 50  # stored events rendered per hook
 def render_findings(hook: Hook, locate: Locate, examples: Sequence[Event], traffic: Traffic,
                     secrets: Mapping[str, str]) -> list[Finding]:
     """The hook rendered against each example event and recent stored event it matches: a
-    template that fails on one is what would kill the first delivery."""
+    template that fails on all of them would kill the first delivery (an error); one that fails
+    on some would kill those (a warning)."""
     matched = [(e, "example") for e in examples if hook.matches(e.type, e.relay)]
     stored = [(e, "stored") for e in traffic.recent_events if hook.matches(e.type, e.relay)]
     failures: dict[str, list[tuple[Event, str]]] = {}
@@ -499,7 +500,9 @@ def render_findings(hook: Hook, locate: Locate, examples: Sequence[Event], traff
         which = (f"the example event {event.type!r}" if kind == "example"
                  else f"stored event {event.id} ({event.type})")
         more = f" and {len(events) - 1} more of the {total} it matches" if len(events) > 1 else ""
-        level: Level = "error" if kind == "example" or len(events) == total else "warning"
+        # An error when no event it matches renders: the first delivery would die. When some
+        # do (a real event carries a field the connector's example lacks), a warning.
+        level: Level = "error" if len(events) == total else "warning"
         found.append(Finding(level, locate(_hook_key(name)), f"{name} fails on {which}{more}: "
                              f"{message}; the delivery would die"))
     return found
