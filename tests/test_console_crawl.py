@@ -166,7 +166,7 @@ def produce_everything(server: RelayhookProcess, rx: Receiver) -> None:
     ]
     with http_client(base_url=server.url, headers={"Authorization": f"Bearer {ADMIN}"}) as c:
         for hook in hooks:
-            api(c, "POST", "/api/hooks", hook)
+            api(c, "POST", "/api/hooks?accept_findings=true", hook)  # broken on purpose
         api(c, "POST", "/api/hooks/paused/deactivate", {})
         api(c, "POST", "/api/hooks/to%20be%20deleted/deactivate", {})
     with http_client() as client:

@@ -174,7 +174,8 @@ def test_off_by_default_nothing_is_traced_or_sent(tmp_path: Path, receiver: Rece
     async def main() -> None:
         async with in_process(tmp_path, config(receiver)) as (app, client):
             parts = app.state.relayhook
-            assert parts.tracing is None and parts.dispatcher.tracing is None
+            dispatcher = app.state.runtime.dispatcher
+            assert parts.tracing is None and dispatcher is not None and dispatcher.tracing is None
             assert (await client.post(f"/in/{RELAY.token}", json=BODY)).status_code == 200
             await _wait(
                 lambda: receiver.count("/traced/") and receiver.count("/quiet/"), "both deliveries"

@@ -134,5 +134,6 @@ def create_app(
                               observe=parts.metrics.observe_request)
     app.metrics = parts.metrics
     app.state.relayhook = parts
+    app.state.runtime = runtime
     app.state.people = people
     return app
