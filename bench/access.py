@@ -42,8 +42,9 @@ from relayhook.web.app import create_app  # noqa: E402
 TOKEN = "bench-admin-token"
 
 
-async def timed(client: httpx.AsyncClient, method: str, paths: list[str],
-                headers: dict[str, str]) -> float:
+async def timed(
+    client: httpx.AsyncClient, method: str, paths: list[str], headers: dict[str, str]
+) -> float:
     started = time.perf_counter()
     for path in paths:
         answer = await client.request(method, path, headers=headers)
@@ -54,9 +55,14 @@ async def timed(client: httpx.AsyncClient, method: str, paths: list[str],
 async def run(reads: int, changes: int, rounds: int) -> dict[str, float]:
     folder = Path(tempfile.mkdtemp(prefix="relayhook-bench-access-"))
     config = folder / "relayhook.toml"
-    config.write_text(render_config(relays=[], admin_token=TOKEN,
-                                    storage_url=f"sqlite:///{folder / 'relayhook.db'}",
-                                    delivery={"allow_private_destinations": True}))
+    config.write_text(
+        render_config(
+            relays=[],
+            admin_token=TOKEN,
+            storage_url=f"sqlite:///{folder / 'relayhook.db'}",
+            delivery={"allow_private_destinations": True},
+        )
+    )
     app = create_app(load_settings(config))
     results: dict[str, list[float]] = {}
     async with app.router.lifespan_context(app):
@@ -64,10 +70,14 @@ async def run(reads: int, changes: int, rounds: int) -> dict[str, float]:
         async with httpx.AsyncClient(transport=transport, base_url="http://bench") as client:
             admin = {"Authorization": f"Bearer {TOKEN}"}
             for n in range(3):
-                await client.post("/api/hooks", headers=admin, json={
-                    "name": f"hook{n}", "events": ["*"], "url": "http://127.0.0.1:9/x"})
-            made = await client.post("/api/keys", headers=admin,
-                                     json={"name": "bench", "role": "operator"})
+                await client.post(
+                    "/api/hooks",
+                    headers=admin,
+                    json={"name": f"hook{n}", "events": ["*"], "url": "http://127.0.0.1:9/x"},
+                )
+            made = await client.post(
+                "/api/keys", headers=admin, json={"name": "bench", "role": "operator"}
+            )
             key = {"Authorization": f"Bearer {made.json()['token']}"}
             await timed(client, "GET", ["/api/hooks"] * reads, admin)  # warm-up
             for _ in range(rounds):
@@ -75,17 +85,23 @@ async def run(reads: int, changes: int, rounds: int) -> dict[str, float]:
                 access_module.rule_for = lambda method, path: policy.PUBLIC  # type: ignore
                 try:
                     results.setdefault("read-open", []).append(
-                        await timed(client, "GET", ["/api/hooks"] * reads, admin))
+                        await timed(client, "GET", ["/api/hooks"] * reads, admin)
+                    )
                 finally:
                     access_module.rule_for = real
                 results.setdefault("read-token", []).append(
-                    await timed(client, "GET", ["/api/hooks"] * reads, admin))
+                    await timed(client, "GET", ["/api/hooks"] * reads, admin)
+                )
                 results.setdefault("read-key", []).append(
-                    await timed(client, "GET", ["/api/hooks"] * reads, key))
-                paths = [f"/api/hooks/hook{i % 3}/{'deactivate' if i % 2 else 'activate'}"
-                         for i in range(changes)]
+                    await timed(client, "GET", ["/api/hooks"] * reads, key)
+                )
+                paths = [
+                    f"/api/hooks/hook{i % 3}/{'deactivate' if i % 2 else 'activate'}"
+                    for i in range(changes)
+                ]
                 results.setdefault("change-audited", []).append(
-                    await timed(client, "POST", paths, key))
+                    await timed(client, "POST", paths, key)
+                )
     return {name: statistics.median(values) for name, values in results.items()}
 
 

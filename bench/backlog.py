@@ -57,21 +57,27 @@ def fill(database: Path, pending: int, now: float) -> float:
         for first in range(0, pending, FILL_BATCH):
             # Ids as relayhook makes them (UUIDv7, time-ordered): random uuid4 ids would scatter
             # every index lookup over a million rows, which production never does.
-            ids = [(new_uuid(), new_uuid(), new_uuid())
-                   for _ in range(min(FILL_BATCH, pending - first))]
+            ids = [
+                (new_uuid(), new_uuid(), new_uuid())
+                for _ in range(min(FILL_BATCH, pending - first))
+            ]
             db.executemany(
                 "INSERT INTO requests (id, relay, received_at, method, query, headers, body,"
                 " status) VALUES (?, 'generic', ?, 'POST', '', '[]', ?, 'accepted')",
-                [(request, received, b'{"n": 1}') for request, _, _ in ids])
+                [(request, received, b'{"n": 1}') for request, _, _ in ids],
+            )
             db.executemany(
                 "INSERT INTO events (id, request_id, relay, type, source, subject, time, data)"
                 " VALUES (?, ?, 'generic', 'generic.webhook.received', 'generic/generic', NULL,"
-                " ?, '{\"n\":1}')", [(event, request, received) for request, event, _ in ids])
+                " ?, '{\"n\":1}')",
+                [(event, request, received) for request, event, _ in ids],
+            )
             db.executemany(
                 "INSERT INTO deliveries (id, event_id, hook, relay, status, tries, attempts,"
                 " due_at, last_error, created_at, updated_at) VALUES (?, ?, ?, 'generic',"
                 " 'failed', 1, 1, ?, 'connection refused', ?, ?)",
-                [(delivery, event, HOOK, now + 3600, now, now) for _, event, delivery in ids])
+                [(delivery, event, HOOK, now + 3600, now, now) for _, event, delivery in ids],
+            )
         db.commit()
     return time.monotonic() - start
 
@@ -85,8 +91,16 @@ def claim_times(database: Path, now: float, rounds: int, limit: int = 64) -> dic
             for _ in range(rounds):
                 db.execute("BEGIN IMMEDIATE")
                 start = time.perf_counter()
-                claimed = claim_due(db, hook=HOOK, now=at, limit=limit, lease_until=at + 60,
-                                    owner="bench", ordered=False, concurrency=None)
+                claimed = claim_due(
+                    db,
+                    hook=HOOK,
+                    now=at,
+                    limit=limit,
+                    lease_until=at + 60,
+                    owner="bench",
+                    ordered=False,
+                    concurrency=None,
+                )
                 times.append((time.perf_counter() - start) * 1000)
                 db.execute("ROLLBACK")
             out[label] = statistics.median(times)
@@ -121,11 +135,15 @@ def receiver_down(folder: Path, args: argparse.Namespace, dead_url: str) -> dict
         wrk = run_wrk(server.url, args.body, args.duration, args.connections, folder)
         answered = wrk["requests"] - wrk["status"]
         busy = server.cpu_seconds() - cpu0
-        return {"idle_cpu_pct": idle_cpu, "idle_mb": idle_memory,
-                "ingest_per_s": answered / (wrk["duration_us"] / 1e6),
-                "ingest_us_per_request": 1e6 * busy / max(1, answered),
-                "ingest_p99_ms": wrk["p99_us"] / 1000, "ingest_errors": wrk["status"],
-                "after_ingest_mb": memory_mb(server.process.pid)}
+        return {
+            "idle_cpu_pct": idle_cpu,
+            "idle_mb": idle_memory,
+            "ingest_per_s": answered / (wrk["duration_us"] / 1e6),
+            "ingest_us_per_request": 1e6 * busy / max(1, answered),
+            "ingest_p99_ms": wrk["p99_us"] / 1000,
+            "ingest_errors": wrk["status"],
+            "after_ingest_mb": memory_mb(server.process.pid),
+        }
     finally:
         server.stop()
 
@@ -144,12 +162,17 @@ def receiver_back(folder: Path, args: argparse.Namespace, sink: Receiver) -> dic
         server.stop()
     count, first, last = arrived["count"], arrived["first"], arrived["last"]
     with sqlite3.connect(folder / "relayhook.db") as db:
-        left = db.execute("SELECT count(*) FROM deliveries WHERE status IN"
-                          " ('pending', 'failed', 'claimed')").fetchone()[0]
+        left = db.execute(
+            "SELECT count(*) FROM deliveries WHERE status IN ('pending', 'failed', 'claimed')"
+        ).fetchone()[0]
     # From the first arrival to the last: the rate while there was something to drain.
-    return {"drain_per_s": (count - 1) / (last - first) if count > 1 else 0.0,
-            "drain_mb": memory, "drained": count, "duplicates": count - arrived["unique_ids"],
-            "left_to_drain": left}
+    return {
+        "drain_per_s": (count - 1) / (last - first) if count > 1 else 0.0,
+        "drain_mb": memory,
+        "drained": count,
+        "duplicates": count - arrived["unique_ids"],
+        "left_to_drain": left,
+    }
 
 
 def run(pending: int, args: argparse.Namespace, sink: Receiver) -> dict[str, Any]:
@@ -158,8 +181,10 @@ def run(pending: int, args: argparse.Namespace, sink: Receiver) -> dict[str, Any
         dead_url = f"http://{HOST}:{free_port()}/down"  # nothing listens there
         start(folder, dead_url, args.server_cpu).stop()  # the schema and the hook
         now = time.time()
-        row: dict[str, Any] = {"pending": pending,
-                               "fill_s": fill(folder / "relayhook.db", pending, now)}
+        row: dict[str, Any] = {
+            "pending": pending,
+            "fill_s": fill(folder / "relayhook.db", pending, now),
+        }
         row["claim_ms"] = claim_times(folder / "relayhook.db", now, args.claims)
         row.update(receiver_down(folder, args, dead_url))
         row.update(receiver_back(folder, args, sink))
@@ -184,11 +209,14 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         sink.stop()
     for row in rows:
-        print(f"{row['pending']:>9,} pending: claim {row['claim_ms']['nothing due']:.2f} ms"
-              f" (nothing due) / {row['claim_ms']['all due']:.2f} ms (all due);"
-              f" RSS idle {row['idle_mb']['VmRSS']:.0f} MB, peak {row['drain_mb']['VmHWM']:.0f} MB;"
-              f" ingest {row['ingest_per_s']:,.0f}/s ({row['ingest_us_per_request']:.0f} us);"
-              f" drain {row['drain_per_s']:,.0f}/s", file=sys.stderr)
+        print(
+            f"{row['pending']:>9,} pending: claim {row['claim_ms']['nothing due']:.2f} ms"
+            f" (nothing due) / {row['claim_ms']['all due']:.2f} ms (all due);"
+            f" RSS idle {row['idle_mb']['VmRSS']:.0f} MB, peak {row['drain_mb']['VmHWM']:.0f} MB;"
+            f" ingest {row['ingest_per_s']:,.0f}/s ({row['ingest_us_per_request']:.0f} us);"
+            f" drain {row['drain_per_s']:,.0f}/s",
+            file=sys.stderr,
+        )
     return 0
 
 

@@ -26,8 +26,15 @@ from relayhook.store import RequestRecord
 
 HOST = "127.0.0.1"
 PROJECT = Path(__file__).resolve().parents[1]
-SERVERS = ("starlette", "relayhook-ingest", "forward", "node-red", "relayhook-forward",
-           "durable-ingest", "durable-forward")
+SERVERS = (
+    "starlette",
+    "relayhook-ingest",
+    "forward",
+    "node-red",
+    "relayhook-forward",
+    "durable-ingest",
+    "durable-forward",
+)
 DRAINED = ("relayhook-forward", "durable-forward")  # forward after answering: drained, counted
 WRK_TIMEOUT = "10s"  # a request slower than this counts as an error, not a latency
 RELAY_TOKEN = "bench-generic-relay-0001"
@@ -112,8 +119,17 @@ def run_wrk(url: str, body: Path, seconds: int, connections: int, folder: Path) 
     """One wrk run (one thread): its summary, and the CPU seconds it used (from wait4)."""
     script = folder / "post.lua"
     script.write_text(WRK_SCRIPT.format(body=body.resolve()), encoding="utf-8")
-    command = ["wrk", "-t1", f"-c{connections}", f"-d{seconds}s", "--timeout", WRK_TIMEOUT,
-               "-s", str(script), url]
+    command = [
+        "wrk",
+        "-t1",
+        f"-c{connections}",
+        f"-d{seconds}s",
+        "--timeout",
+        WRK_TIMEOUT,
+        "-s",
+        str(script),
+        url,
+    ]
     process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
     deadline = time.monotonic() + seconds + 60
     usage: resource.struct_rusage | None = None
@@ -143,26 +159,47 @@ class ServerProcess(Server):
     `folder`/server.log; ready when `GET /healthz` answers 200. Readiness, CPU, the log and
     stop() (SIGTERM, then SIGKILL) are ingest.py's `Server`'s; only the command differs."""
 
-    def __init__(self, kind: str, folder: Path, port: int, command: list[str], cpu: int,
-                 path: str, env: dict[str, str] | None = None) -> None:
+    def __init__(
+        self,
+        kind: str,
+        folder: Path,
+        port: int,
+        command: list[str],
+        cpu: int,
+        path: str,
+        env: dict[str, str] | None = None,
+    ) -> None:
         self.kind, self.folder, self.port = kind, folder, port
         self.url = self.base_url + path
         # No RELAYHOOK_* overrides from this shell; this tree's relayhook, wherever we run.
         environ = {k: v for k, v in os.environ.items() if not k.startswith("RELAYHOOK_")}
-        environ["PYTHONPATH"] = os.pathsep.join(filter(None, [str(PROJECT),
-                                                              environ.get("PYTHONPATH")]))
+        environ["PYTHONPATH"] = os.pathsep.join(
+            filter(None, [str(PROJECT), environ.get("PYTHONPATH")])
+        )
         self.log = (folder / "server.log").open("wb")
         self.process = subprocess.Popen(
-            ["taskset", "-c", str(cpu), *command], cwd=folder, env={**environ, **(env or {})},
-            stdout=self.log, stderr=subprocess.STDOUT, start_new_session=True)
+            ["taskset", "-c", str(cpu), *command],
+            cwd=folder,
+            env={**environ, **(env or {})},
+            stdout=self.log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
 
 
-def relayhook_process(folder: Path, port: int, cpu: int, sink: str | None,
-                      concurrency: int, traces_to: str | None = None) -> ServerProcess:
+def relayhook_process(
+    folder: Path,
+    port: int,
+    cpu: int,
+    sink: str | None,
+    concurrency: int,
+    traces_to: str | None = None,
+) -> ServerProcess:
     """`relayhook serve`: the generic relay, SQLite FULL; one hook to `sink` if given; spans
     exported over OTLP/HTTP to `traces_to` if given (`[tracing]` on)."""
-    config = RELAYHOOK_CONFIG.format(host=HOST, port=port, concurrency=concurrency,
-                                     token=RELAY_TOKEN)
+    config = RELAYHOOK_CONFIG.format(
+        host=HOST, port=port, concurrency=concurrency, token=RELAY_TOKEN
+    )
     if traces_to is not None:
         config += f'\n[tracing]\nenabled = true\nendpoint = "{traces_to}"\n'
     if sink is not None:
@@ -170,8 +207,17 @@ def relayhook_process(folder: Path, port: int, cpu: int, sink: str | None,
     (folder / "relayhook.toml").write_text(config, encoding="utf-8")
     # The key that seals secrets at rest, given so that no key file is written per cell.
     env = {"RELAYHOOK_SECRET_KEY": secrets.token_urlsafe(32)}
-    command = [sys.executable, "-m", "relayhook.cli", "serve", "--config", "relayhook.toml",
-               "--no-access-log", "--log-level", "warning"]
+    command = [
+        sys.executable,
+        "-m",
+        "relayhook.cli",
+        "serve",
+        "--config",
+        "relayhook.toml",
+        "--no-access-log",
+        "--log-level",
+        "warning",
+    ]
     kind = "relayhook-forward" if sink else "relayhook-ingest"
     return ServerProcess(kind, folder, port, command, cpu, f"/in/{RELAY_TOKEN}", env)
 
@@ -186,8 +232,9 @@ def pending_deliveries(folder: Path) -> int:
     try:
         with _database(folder) as db:
             marks = ", ".join("?" * len(UNFINISHED))
-            count: int = db.execute(f"SELECT count(*) FROM deliveries WHERE status IN ({marks})",
-                                    UNFINISHED).fetchone()[0]
+            count: int = db.execute(
+                f"SELECT count(*) FROM deliveries WHERE status IN ({marks})", UNFINISHED
+            ).fetchone()[0]
             return count
     except sqlite3.OperationalError:
         return -1
@@ -203,8 +250,9 @@ def relayhook_counts(folder: Path) -> dict[str, Any]:
         return {
             "requests": dict(db.execute("SELECT status, count(*) FROM requests GROUP BY status")),
             "events": db.execute("SELECT count(*) FROM events").fetchone()[0],
-            "deliveries": dict(db.execute(
-                "SELECT status, count(*) FROM deliveries GROUP BY status")),
+            "deliveries": dict(
+                db.execute("SELECT status, count(*) FROM deliveries GROUP BY status")
+            ),
             "spooled": sum(1 for record in _spooled(folder) if record.id not in stored_ids),
         }
 
@@ -256,12 +304,24 @@ class Cell:
             return None
         return self.forwarded_in_window / (self.window[1] - self.window[0])
 
-    def measure(self, server: ServerProcess, sink: Receiver, url: str, body: Path,
-                connections: int, folder: Path, spy_to: Path | None) -> None:
+    def measure(
+        self,
+        server: ServerProcess,
+        sink: Receiver,
+        url: str,
+        body: Path,
+        connections: int,
+        folder: Path,
+        spy_to: Path | None,
+    ) -> None:
         """The measured wrk run, with every process's CPU over it (and py-spy, if asked)."""
         spy = _start_py_spy(server.process.pid, self.seconds, spy_to) if spy_to else None
-        busy, own, served, sunk = (machine_busy_seconds(), time.process_time(),
-                                   server.cpu_seconds(), sink.cpu_seconds())
+        busy, own, served, sunk = (
+            machine_busy_seconds(),
+            time.process_time(),
+            server.cpu_seconds(),
+            sink.cpu_seconds(),
+        )
         threads = thread_cpu(server.process.pid)
         self.cpu_at_start = served
         start = time.monotonic()
@@ -275,20 +335,32 @@ class Cell:
         self.load_average = os.getloadavg()[0]
         wall = end - start
         server_cpu = server.cpu_seconds() - served
-        main, others_threads = (b - a for a, b in zip(threads, thread_cpu(server.process.pid),
-                                                       strict=True))
+        main, others_threads = (
+            b - a for a, b in zip(threads, thread_cpu(server.process.pid), strict=True)
+        )
         sink_cpu = sink.cpu_seconds() - sunk
-        others = (machine_busy_seconds() - busy - server_cpu - sink_cpu - self.wrk["cpu_seconds"]
-                  - (time.process_time() - own))
-        self.cpu = {"server": 100 * server_cpu / wall, "wrk": 100 * self.wrk["cpu_seconds"] / wall,
-                    "sink": 100 * sink_cpu / wall, "others": max(0.0, 100 * others / wall),
-                    "server_main_thread": 100 * main / wall,
-                    "server_other_threads": 100 * others_threads / wall,
-                    "server_us_per_request": 1e6 * server_cpu / max(1, self.requests)}
+        others = (
+            machine_busy_seconds()
+            - busy
+            - server_cpu
+            - sink_cpu
+            - self.wrk["cpu_seconds"]
+            - (time.process_time() - own)
+        )
+        self.cpu = {
+            "server": 100 * server_cpu / wall,
+            "wrk": 100 * self.wrk["cpu_seconds"] / wall,
+            "sink": 100 * sink_cpu / wall,
+            "others": max(0.0, 100 * others / wall),
+            "server_main_thread": 100 * main / wall,
+            "server_other_threads": 100 * others_threads / wall,
+            "server_us_per_request": 1e6 * server_cpu / max(1, self.requests),
+        }
         self.profile = str(spy_to) if spy_to else None
 
-    def finish_forwarding(self, times: list[float], drained_at: float | None,
-                          server_cpu: float) -> None:
+    def finish_forwarding(
+        self, times: list[float], drained_at: float | None, server_cpu: float
+    ) -> None:
         """What reached the sink: in the measured window, and in all (after the drain); and
         the server's CPU per forwarded request from the window's start to now, so that work
         left in a backlog at the window's end is counted too."""
@@ -318,19 +390,24 @@ class Cell:
             sent = self.stored["deliveries"].get("succeeded", 0)
             arrived = self.warmup_forwarded + (self.delivered or 0)
             if sent < events or arrived < events:
-                return (f"{events} events, {sent} deliveries succeeded, {arrived} reached the"
-                        f" sink, {self.pending_after_drain} still pending after the drain")
+                return (
+                    f"{events} events, {sent} deliveries succeeded, {arrived} reached the"
+                    f" sink, {self.pending_after_drain} still pending after the drain"
+                )
         return None
 
     def row(self) -> dict[str, Any]:
         """The cell as a flat dict (the JSON file's rows, the detail table's columns)."""
         data = asdict(self)
-        errors = {k: self.wrk.get(k, 0) for k in ("connect", "read", "write", "status",
-                                                     "timeout")}
+        errors = {k: self.wrk.get(k, 0) for k in ("connect", "read", "write", "status", "timeout")}
         data.update(
-            requests=self.requests, rate=self.rate, errors=sum(errors.values()) or "",
-            error_kinds=errors, forwarded_per_s=self.forwarded_per_s,
-            p50_ms=self.wrk.get("p50_us", 0) / 1000, p99_ms=self.wrk.get("p99_us", 0) / 1000,
+            requests=self.requests,
+            rate=self.rate,
+            errors=sum(errors.values()) or "",
+            error_kinds=errors,
+            forwarded_per_s=self.forwarded_per_s,
+            p50_ms=self.wrk.get("p50_us", 0) / 1000,
+            p99_ms=self.wrk.get("p99_us", 0) / 1000,
             server_cpu_pct=self.cpu.get("server"),
             server_us_per_request=self.cpu.get("server_us_per_request"),
             server_us_per_forwarded=self.cpu.get("server_us_per_forwarded"),
@@ -347,6 +424,22 @@ def _start_py_spy(pid: int, seconds: int, out: Path) -> subprocess.Popen[bytes]:
     beside = Path(sys.executable).parent / "py-spy"  # installed in this venv, not activated
     py_spy = str(beside) if beside.exists() else "py-spy"
     return subprocess.Popen(
-        [py_spy, "record", "--pid", str(pid), "--duration", str(seconds), "--rate", "250",
-         "--threads", "--gil", "--format", "speedscope", "--output", str(out)],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        [
+            py_spy,
+            "record",
+            "--pid",
+            str(pid),
+            "--duration",
+            str(seconds),
+            "--rate",
+            "250",
+            "--threads",
+            "--gil",
+            "--format",
+            "speedscope",
+            "--output",
+            str(out),
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )

@@ -63,9 +63,14 @@ from peers import ensure_node_red, node_red_command, write_node_red_files
 
 PROJECT = Path(__file__).resolve().parents[1]
 # The maintainers' bodies sit in shared/ beside the clone (in a git worktree, further up).
-DEFAULT_BODIES = next((folder / "shared" / "bench" / "bodies" for folder in PROJECT.parents
-                       if (folder / "shared" / "bench" / "bodies").is_dir()),
-                      PROJECT.parent / "shared" / "bench" / "bodies")
+DEFAULT_BODIES = next(
+    (
+        folder / "shared" / "bench" / "bodies"
+        for folder in PROJECT.parents
+        if (folder / "shared" / "bench" / "bodies").is_dir()
+    ),
+    PROJECT.parent / "shared" / "bench" / "bodies",
+)
 BODIES = {"small": "small.json", "synthesis": "synthesis.json", "gmetri500": "gmetri500.json"}
 DEFAULT_NODE_RED = Path(tempfile.gettempdir()) / "relayhook-bench" / "node-red"
 DEFAULT_JSON = Path(tempfile.gettempdir()) / "relayhook-bench" / "compare.json"
@@ -102,8 +107,11 @@ def _stored(server: ServerProcess) -> dict[str, Any]:
     if not server.kind.startswith("durable"):
         return relayhook_counts(server.folder)
     rows = durable_counts(server.folder / DURABLE_DB)
-    return {"events": sum(rows.values()), "spooled": 0,
-            "deliveries": {"succeeded": rows.get("delivered", 0), **rows}}
+    return {
+        "events": sum(rows.values()),
+        "spooled": 0,
+        "deliveries": {"succeeded": rows.get("delivered", 0), **rows},
+    }
 
 
 def _drain(server: ServerProcess, sink: Receiver, deadline: float) -> tuple[int, float]:
@@ -125,22 +133,42 @@ def _start(kind: str, folder: Path, sink_url: str, args: argparse.Namespace) -> 
     port = free_port()
     if kind.startswith("relayhook"):
         hook_to = sink_url if kind == "relayhook-forward" else None
-        return relayhook_process(folder, port, args.server_cpu, hook_to, args.hook_concurrency,
-                                 args.traces_to)
+        return relayhook_process(
+            folder, port, args.server_cpu, hook_to, args.hook_concurrency, args.traces_to
+        )
     if kind.startswith("durable"):
-        command = [sys.executable, str(PROJECT / "bench" / "durable.py"), "--port", str(port),
-                   "--database", str(folder / DURABLE_DB),
-                   "--concurrency", str(args.hook_concurrency)]
+        command = [
+            sys.executable,
+            str(PROJECT / "bench" / "durable.py"),
+            "--port",
+            str(port),
+            "--database",
+            str(folder / DURABLE_DB),
+            "--concurrency",
+            str(args.hook_concurrency),
+        ]
         if kind == "durable-forward":
             command += ["--sink", sink_url]
         return ServerProcess(kind, folder, port, command, args.server_cpu, path="/in")
     if kind == "node-red":
         user_dir = folder / "node-red"
         write_node_red_files(user_dir, port, sink_url)
-        return ServerProcess(kind, folder, port, node_red_command(args.node_red_dir, user_dir),
-                             args.server_cpu, path="/in", env={"NODE_ENV": "production"})
-    command = [sys.executable, str(PROJECT / "bench" / "peers.py"), "starlette",
-               "--port", str(port)]
+        return ServerProcess(
+            kind,
+            folder,
+            port,
+            node_red_command(args.node_red_dir, user_dir),
+            args.server_cpu,
+            path="/in",
+            env={"NODE_ENV": "production"},
+        )
+    command = [
+        sys.executable,
+        str(PROJECT / "bench" / "peers.py"),
+        "starlette",
+        "--port",
+        str(port),
+    ]
     if kind == "forward":
         command = [*command[:2], "forward", "--port", str(port), "--sink", sink_url]
     return ServerProcess(kind, folder, port, command, args.server_cpu, path="/in")
@@ -161,8 +189,9 @@ def run_cell(kind: str, body_name: str, sink: Receiver, args: argparse.Namespace
                 _drain(server, sink, time.monotonic() + 120)
             cell.warmup_forwarded = _wait_sink_quiet(sink, time.monotonic() + 60)
             sink.reset()
-            cell.measure(server, sink, server.url, body, args.connections, folder,
-                         _spy_to(args, cell))
+            cell.measure(
+                server, sink, server.url, body, args.connections, folder, _spy_to(args, cell)
+            )
             if kind in DRAINED:
                 deadline = time.monotonic() + max(120.0, 20 * args.duration)
                 cell.pending_after_drain, drained = _drain(server, sink, deadline)
@@ -195,21 +224,34 @@ def _version(package: str) -> str:
 
 
 def machine(args: argparse.Namespace, node_red: str | None) -> dict[str, Any]:
-    model = next((line.split(":", 1)[1].strip() for line in
-                  Path("/proc/cpuinfo").read_text().splitlines()
-                  if line.startswith("model name")), platform.processor())
+    model = next(
+        (
+            line.split(":", 1)[1].strip()
+            for line in Path("/proc/cpuinfo").read_text().splitlines()
+            if line.startswith("model name")
+        ),
+        platform.processor(),
+    )
     wrk = shutil.which("wrk")
     return {
-        "date": datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"), "nproc": os.cpu_count(),
-        "cpu": model, "kernel": platform.release(), "python": platform.python_version(),
-        "sqlite": sqlite3.sqlite_version, "node_red": node_red,
+        "date": datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"),
+        "nproc": os.cpu_count(),
+        "cpu": model,
+        "kernel": platform.release(),
+        "python": platform.python_version(),
+        "sqlite": sqlite3.sqlite_version,
+        "node_red": node_red,
         "node": _first_line(["node", "--version"]) if node_red else None,
         "wrk": _first_line([wrk, "--version"]) if wrk else None,
-        "packages": {p: _version(p) for p in ("starlette", "uvicorn", "uvloop", "httptools",
-                                              "aiohttp", "httpx")},
+        "packages": {
+            p: _version(p)
+            for p in ("starlette", "uvicorn", "uvloop", "httptools", "aiohttp", "httpx")
+        },
         "pinning": {"servers": args.server_cpu, "load_and_sink": args.load_cpu},
-        "connections": args.connections, "seconds_per_cell": args.duration,
-        "warmup_seconds": args.warmup, "hook_concurrency": args.hook_concurrency,
+        "connections": args.connections,
+        "seconds_per_cell": args.duration,
+        "warmup_seconds": args.warmup,
+        "hook_concurrency": args.hook_concurrency,
         "load_average": os.getloadavg()[0],
     }
 
@@ -230,58 +272,80 @@ def _ratio(top: float | None, bottom: float | None) -> str:
 def markdown(cells: list[Cell], about: dict[str, Any]) -> str:
     by = {(c.kind, c.body): c for c in cells}
     node_red = f"Node-RED {about['node_red']}" if about["node_red"] else "Node-RED"
-    titles = {"starlette": "bare Starlette, answers 200",
-              "relayhook-ingest": "Relayhook, ingest only (x bare Starlette)",
-              "forward": "Starlette + aiohttp, forwards then answers",
-              "node-red": f"{node_red}, forwards",
-              "relayhook-forward": "Relayhook + hook, acknowledged/s",
-              "forwarded": f"Relayhook, forwarded/s (x {node_red})",
-              "durable-ingest": "durable Starlette + SQLite FULL, ingest only"
-                                " (Relayhook's ingest x it)",
-              "durable-forward": "durable + aiohttp, forwarded/s (Relayhook's forwarded x it)"}
-    lines = ["| request body | " + " | ".join(titles.values()) + " |",
-             "|" + " --- |" * (len(titles) + 1)]
+    titles = {
+        "starlette": "bare Starlette, answers 200",
+        "relayhook-ingest": "Relayhook, ingest only (x bare Starlette)",
+        "forward": "Starlette + aiohttp, forwards then answers",
+        "node-red": f"{node_red}, forwards",
+        "relayhook-forward": "Relayhook + hook, acknowledged/s",
+        "forwarded": f"Relayhook, forwarded/s (x {node_red})",
+        "durable-ingest": "durable Starlette + SQLite FULL, ingest only (Relayhook's ingest x it)",
+        "durable-forward": "durable + aiohttp, forwarded/s (Relayhook's forwarded x it)",
+    }
+    lines = [
+        "| request body | " + " | ".join(titles.values()) + " |",
+        "|" + " --- |" * (len(titles) + 1),
+    ]
     for body in dict.fromkeys(c.body for c in cells):
-        rate = {kind: (by[(kind, body)].rate if (kind, body) in by else None)
-                for kind in SERVERS}
+        rate = {kind: (by[(kind, body)].rate if (kind, body) in by else None) for kind in SERVERS}
         label = next(c.label for c in cells if c.body == body)
         forwarded = by.get(("relayhook-forward", body))
         sink_rate = forwarded.forwarded_per_s if forwarded else None
         durable = by.get(("durable-forward", body))
         durable_rate = durable.forwarded_per_s if durable else None
-        lines.append("| " + " | ".join([
-            label, _figure(rate["starlette"]),
-            _figure(rate["relayhook-ingest"]) + _ratio(rate["relayhook-ingest"],
-                                                       rate["starlette"]),
-            _figure(rate["forward"]), _figure(rate["node-red"]),
-            _figure(rate["relayhook-forward"]),
-            _figure(sink_rate) + _ratio(sink_rate, rate["node-red"]),
-            _figure(rate["durable-ingest"]) + _ratio(rate["relayhook-ingest"],
-                                                     rate["durable-ingest"]),
-            _figure(durable_rate) + _ratio(sink_rate, durable_rate),
-        ]) + " |")
+        lines.append(
+            "| "
+            + " | ".join(
+                [
+                    label,
+                    _figure(rate["starlette"]),
+                    _figure(rate["relayhook-ingest"])
+                    + _ratio(rate["relayhook-ingest"], rate["starlette"]),
+                    _figure(rate["forward"]),
+                    _figure(rate["node-red"]),
+                    _figure(rate["relayhook-forward"]),
+                    _figure(sink_rate) + _ratio(sink_rate, rate["node-red"]),
+                    _figure(rate["durable-ingest"])
+                    + _ratio(rate["relayhook-ingest"], rate["durable-ingest"]),
+                    _figure(durable_rate) + _ratio(sink_rate, durable_rate),
+                ]
+            )
+            + " |"
+        )
     return "\n".join(lines)
 
 
 DETAIL_COLUMNS = [
-    ("label", "body"), ("kind", "server"), ("requests", "2xx"), ("rate", "req/s"),
-    ("errors", "errors"), ("p50_ms", "p50 ms"), ("p99_ms", "p99 ms"),
-    ("server_cpu_pct", "server CPU %"), ("server_us_per_request", "server CPU us/request"),
+    ("label", "body"),
+    ("kind", "server"),
+    ("requests", "2xx"),
+    ("rate", "req/s"),
+    ("errors", "errors"),
+    ("p50_ms", "p50 ms"),
+    ("p99_ms", "p99 ms"),
+    ("server_cpu_pct", "server CPU %"),
+    ("server_us_per_request", "server CPU us/request"),
     ("load_cpu_pct", "wrk + sink CPU %"),
-    ("other_cpu_pct", "others' CPU %"), ("load_average", "load avg 1 min"),
+    ("other_cpu_pct", "others' CPU %"),
+    ("load_average", "load avg 1 min"),
     ("forwarded_per_s", "at sink /s (window)"),
-    ("drain_seconds", "drain s"), ("delivered", "delivered (after drain)"),
-    ("server_us_per_forwarded", "server CPU us/forwarded (to the drain's end)"), ("loss", "loss"),
+    ("drain_seconds", "drain s"),
+    ("delivered", "delivered (after drain)"),
+    ("server_us_per_forwarded", "server CPU us/forwarded (to the drain's end)"),
+    ("loss", "loss"),
 ]
 
 
 def detail_markdown(cells: list[Cell]) -> str:
-    lines = ["| " + " | ".join(title for _, title in DETAIL_COLUMNS) + " |",
-             "|" + " --- |" * len(DETAIL_COLUMNS)]
+    lines = [
+        "| " + " | ".join(title for _, title in DETAIL_COLUMNS) + " |",
+        "|" + " --- |" * len(DETAIL_COLUMNS),
+    ]
     for cell in cells:
         row = cell.row()
-        lines.append("| " + " | ".join(_cell_text(row.get(key)) for key, _ in DETAIL_COLUMNS)
-                     + " |")
+        lines.append(
+            "| " + " | ".join(_cell_text(row.get(key)) for key, _ in DETAIL_COLUMNS) + " |"
+        )
     return "\n".join(lines)
 
 
@@ -294,13 +358,15 @@ def _cell_text(value: Any) -> str:
 
 
 def report(cells: list[Cell], about: dict[str, Any]) -> str:
-    head = (f"{about['date']}; nproc {about['nproc']}, {about['cpu']}; Linux {about['kernel']};"
-            f" Python {about['python']}; SQLite {about['sqlite']}; {about['wrk'] or 'wrk'};"
-            f" Node.js {about['node'] or '-'}; servers on CPU {about['pinning']['servers']},"
-            f" wrk + sink on CPU {about['pinning']['load_and_sink']};"
-            f" {about['connections']} connections, {about['seconds_per_cell']} s per cell;"
-            f" load average (1 min) at the start {about['load_average']:.1f}, per cell in the"
-            f" detail table")
+    head = (
+        f"{about['date']}; nproc {about['nproc']}, {about['cpu']}; Linux {about['kernel']};"
+        f" Python {about['python']}; SQLite {about['sqlite']}; {about['wrk'] or 'wrk'};"
+        f" Node.js {about['node'] or '-'}; servers on CPU {about['pinning']['servers']},"
+        f" wrk + sink on CPU {about['pinning']['load_and_sink']};"
+        f" {about['connections']} connections, {about['seconds_per_cell']} s per cell;"
+        f" load average (1 min) at the start {about['load_average']:.1f}, per cell in the"
+        f" detail table"
+    )
     parts = [head, markdown(cells, about), detail_markdown(cells)]
     for cell in cells:
         if cell.failed:
@@ -314,42 +380,89 @@ def report(cells: list[Cell], about: dict[str, Any]) -> str:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--server", action="append", choices=SERVERS,
-                        help="measure this server (repeatable; default: all)")
-    parser.add_argument("--body", action="append", choices=list(BODIES),
-                        help="with this body (repeatable; default: all)")
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument(
+        "--server",
+        action="append",
+        choices=SERVERS,
+        help="measure this server (repeatable; default: all)",
+    )
+    parser.add_argument(
+        "--body",
+        action="append",
+        choices=list(BODIES),
+        help="with this body (repeatable; default: all)",
+    )
     parser.add_argument("--duration", type=int, default=8, help="seconds per cell (default: 8)")
-    parser.add_argument("--warmup", type=int, default=2,
-                        help="unmeasured seconds of load first (default: 2)")
-    parser.add_argument("--quick", action="store_true",
-                        help="1 s per cell and 1 s of warm-up: a smoke run")
-    parser.add_argument("--connections", type=int, default=50,
-                        help="wrk's keep-alive connections (default: 50)")
-    parser.add_argument("--hook-concurrency", type=int, default=64,
-                        help="relayhook-forward: the hook's concurrency; durable-forward: its"
-                             " forwards in flight (default: 64)")
-    parser.add_argument("--server-cpu", type=int, default=0,
-                        help="the CPU every server is pinned to (default: 0)")
-    parser.add_argument("--load-cpu", type=int, default=1,
-                        help="the CPU of wrk, the sink and this script (default: 1)")
-    parser.add_argument("--no-node-red", action="store_true",
-                        help="leave Node-RED out (no npm here); its column reads n/a")
-    parser.add_argument("--node-red-dir", type=Path, default=DEFAULT_NODE_RED,
-                        help=f"where Node-RED is (installed with npm if missing; default:"
-                             f" {DEFAULT_NODE_RED})")
-    parser.add_argument("--bodies", type=Path, default=DEFAULT_BODIES,
-                        help=f"the maintainers' load bodies (default: {DEFAULT_BODIES})")
-    parser.add_argument("--dir", type=Path, default=None,
-                        help="where the temporary databases go (default: the system temp dir)")
-    parser.add_argument("--py-spy", type=Path, default=None, metavar="DIR",
-                        help="sample the Relayhook cells with py-spy (speedscope files in DIR)")
-    parser.add_argument("--tracing", action="store_true",
-                        help="Relayhook with [tracing] on, its spans posted over OTLP/HTTP to a"
-                             " second sink of their own (on --load-cpu)")
-    parser.add_argument("--json-out", type=Path, default=DEFAULT_JSON,
-                        help=f"where the results go as JSON (default: {DEFAULT_JSON})")
+    parser.add_argument(
+        "--warmup", type=int, default=2, help="unmeasured seconds of load first (default: 2)"
+    )
+    parser.add_argument(
+        "--quick", action="store_true", help="1 s per cell and 1 s of warm-up: a smoke run"
+    )
+    parser.add_argument(
+        "--connections", type=int, default=50, help="wrk's keep-alive connections (default: 50)"
+    )
+    parser.add_argument(
+        "--hook-concurrency",
+        type=int,
+        default=64,
+        help="relayhook-forward: the hook's concurrency; durable-forward: its"
+        " forwards in flight (default: 64)",
+    )
+    parser.add_argument(
+        "--server-cpu", type=int, default=0, help="the CPU every server is pinned to (default: 0)"
+    )
+    parser.add_argument(
+        "--load-cpu",
+        type=int,
+        default=1,
+        help="the CPU of wrk, the sink and this script (default: 1)",
+    )
+    parser.add_argument(
+        "--no-node-red",
+        action="store_true",
+        help="leave Node-RED out (no npm here); its column reads n/a",
+    )
+    parser.add_argument(
+        "--node-red-dir",
+        type=Path,
+        default=DEFAULT_NODE_RED,
+        help=f"where Node-RED is (installed with npm if missing; default: {DEFAULT_NODE_RED})",
+    )
+    parser.add_argument(
+        "--bodies",
+        type=Path,
+        default=DEFAULT_BODIES,
+        help=f"the maintainers' load bodies (default: {DEFAULT_BODIES})",
+    )
+    parser.add_argument(
+        "--dir",
+        type=Path,
+        default=None,
+        help="where the temporary databases go (default: the system temp dir)",
+    )
+    parser.add_argument(
+        "--py-spy",
+        type=Path,
+        default=None,
+        metavar="DIR",
+        help="sample the Relayhook cells with py-spy (speedscope files in DIR)",
+    )
+    parser.add_argument(
+        "--tracing",
+        action="store_true",
+        help="Relayhook with [tracing] on, its spans posted over OTLP/HTTP to a"
+        " second sink of their own (on --load-cpu)",
+    )
+    parser.add_argument(
+        "--json-out",
+        type=Path,
+        default=DEFAULT_JSON,
+        help=f"where the results go as JSON (default: {DEFAULT_JSON})",
+    )
     return parser
 
 
@@ -392,8 +505,12 @@ def main(argv: list[str] | None = None) -> int:
     text = report(cells, about)
     print(text)
     args.json_out.parent.mkdir(parents=True, exist_ok=True)
-    args.json_out.write_text(json.dumps({"machine": about, "cells": [c.row() for c in cells],
-                                         "markdown": text}, indent=2), encoding="utf-8")
+    args.json_out.write_text(
+        json.dumps(
+            {"machine": about, "cells": [c.row() for c in cells], "markdown": text}, indent=2
+        ),
+        encoding="utf-8",
+    )
     print(f"\nJSON: {args.json_out}", file=sys.stderr)
     return 1 if any(c.failed for c in cells) else 0
 

@@ -193,10 +193,13 @@ class _ReceiverProtocol(asyncio.Protocol):
     def _control(self) -> bytes:
         state = self.state
         if self.url.startswith(b"/_stats"):
-            data: Any = {"count": state.count, "unique_ids": len(state.ids),
-                         "first": state.times[0] if state.times else None,
-                         "last": state.times[-1] if state.times else None,
-                         "connections": state.connections}
+            data: Any = {
+                "count": state.count,
+                "unique_ids": len(state.ids),
+                "first": state.times[0] if state.times else None,
+                "last": state.times[-1] if state.times else None,
+                "connections": state.connections,
+            }
         elif self.url.startswith(b"/_arrivals"):
             data = {"times": state.times, "keys": state.keys, "unique_ids": len(state.ids)}
         elif self.url.startswith(b"/_reset"):
@@ -206,8 +209,10 @@ class _ReceiverProtocol(asyncio.Protocol):
             body = b"not found"
             return (b"HTTP/1.1 404 Not Found\r\nContent-Length: %d\r\n\r\n" % len(body)) + body
         body = json.dumps(data).encode()
-        return (b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n"
-                b"Content-Length: %d\r\n\r\n" % len(body)) + body
+        return (
+            b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n"
+            b"Content-Length: %d\r\n\r\n" % len(body)
+        ) + body
 
 
 def _receiver_main(port_out: Any, lifetime: float) -> None:
@@ -233,8 +238,9 @@ class Receiver:
     def __init__(self, lifetime: float) -> None:
         context = multiprocessing.get_context("spawn")
         ours, theirs = context.Pipe()
-        self.process = context.Process(target=_receiver_main, args=(theirs, lifetime),
-                                       daemon=True, name="bench-receiver")
+        self.process = context.Process(
+            target=_receiver_main, args=(theirs, lifetime), daemon=True, name="bench-receiver"
+        )
         self.process.start()
         theirs.close()
         if not ours.poll(STARTUP_SECONDS):
@@ -330,8 +336,9 @@ async def _run_load(load: Load) -> LoadOutcome:
     outcome = LoadOutcome()
     connector = aiohttp.TCPConnector(limit=MAX_IN_FLIGHT if load.rate else load.clients)
     timeout = aiohttp.ClientTimeout(total=load.timeout)
-    async with aiohttp.ClientSession(connector=connector, timeout=timeout,
-                                     trust_env=False) as session:
+    async with aiohttp.ClientSession(
+        connector=connector, timeout=timeout, trust_env=False
+    ) as session:
         start = time.monotonic()
         if load.rate is None:
             budget = [load.count]
@@ -375,8 +382,9 @@ class LoadProcess:
     def __init__(self, load: Load) -> None:
         context = multiprocessing.get_context("spawn")
         self.results = context.Queue()
-        self.process = context.Process(target=_load_worker, args=(load, self.results),
-                                       daemon=True, name="bench-load")
+        self.process = context.Process(
+            target=_load_worker, args=(load, self.results), daemon=True, name="bench-load"
+        )
         self.process.start()
         self.limit = load.timeout + load.duration + 30
 
@@ -427,23 +435,42 @@ def thread_cpu(pid: int) -> tuple[float, float]:
 class Server:
     """`relayhook serve` on a fresh config and database in `folder`; stop() is idempotent."""
 
-    def __init__(self, folder: Path, *, synchronous: str, receiver_port: int, concurrency: int,
-                 key_header: bool, prelude: Path | None = None, store_url: str = DEFAULT_URL,
-                 workers: int = 0) -> None:
+    def __init__(
+        self,
+        folder: Path,
+        *,
+        synchronous: str,
+        receiver_port: int,
+        concurrency: int,
+        key_header: bool,
+        prelude: Path | None = None,
+        store_url: str = DEFAULT_URL,
+        workers: int = 0,
+    ) -> None:
         self.folder = folder
         self.port = free_port()
         self.gmetri_secret = secrets.token_urlsafe(18)
         self.admin_token = secrets.token_urlsafe(24)
         self.store = RunStore(store_url, folder)
         config = folder / "relayhook.toml"
-        config.write_text(CONFIG.format(
-            host=HOST, port=self.port, synchronous=synchronous, store_url=self.store.url,
-            admin_token=self.admin_token,
-            max_connections=concurrency, gmetri_token=GMETRI_TOKEN,
-            gmetri_secret=self.gmetri_secret, synthesis_token=SYNTHESIS_TOKEN, hook=HOOK,
-            receiver_port=receiver_port, concurrency=concurrency,
-            extra=KEY_HEADER if key_header else "",
-        ), encoding="utf-8")
+        config.write_text(
+            CONFIG.format(
+                host=HOST,
+                port=self.port,
+                synchronous=synchronous,
+                store_url=self.store.url,
+                admin_token=self.admin_token,
+                max_connections=concurrency,
+                gmetri_token=GMETRI_TOKEN,
+                gmetri_secret=self.gmetri_secret,
+                synthesis_token=SYNTHESIS_TOKEN,
+                hook=HOOK,
+                receiver_port=receiver_port,
+                concurrency=concurrency,
+                extra=KEY_HEADER if key_header else "",
+            ),
+            encoding="utf-8",
+        )
         # No RELAYHOOK_* overrides from this shell; this tree's relayhook, wherever we run.
         env = {k: v for k, v in os.environ.items() if not k.startswith("RELAYHOOK_")}
         env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(PROJECT), env.get("PYTHONPATH")]))
@@ -454,15 +481,29 @@ class Server:
         command += ["serve", "--config", str(config), "--no-access-log", "--log-level", "warning"]
         # `workers`: this process takes requests (--role web) and that many `--role worker`
         # processes send (several processes share a PostgreSQL store).
-        self.process = subprocess.Popen(command + (["--role", "web"] if workers else []),
-                                        cwd=folder, env=env, stdout=self.log,
-                                        stderr=subprocess.STDOUT)
-        self.workers = [subprocess.Popen(command + ["--role", "worker", "--port",
-                                                    str(free_port())],
-                                         cwd=folder, env=env, stdout=self.log,
-                                         stderr=subprocess.STDOUT) for _ in range(workers)]
-        self.api = httpx.Client(base_url=self.base_url, timeout=60.0, trust_env=False,
-                                headers={"Authorization": f"Bearer {self.admin_token}"})
+        self.process = subprocess.Popen(
+            command + (["--role", "web"] if workers else []),
+            cwd=folder,
+            env=env,
+            stdout=self.log,
+            stderr=subprocess.STDOUT,
+        )
+        self.workers = [
+            subprocess.Popen(
+                command + ["--role", "worker", "--port", str(free_port())],
+                cwd=folder,
+                env=env,
+                stdout=self.log,
+                stderr=subprocess.STDOUT,
+            )
+            for _ in range(workers)
+        ]
+        self.api = httpx.Client(
+            base_url=self.base_url,
+            timeout=60.0,
+            trust_env=False,
+            headers={"Authorization": f"Bearer {self.admin_token}"},
+        )
 
     @property
     def base_url(self) -> str:
@@ -472,8 +513,9 @@ class Server:
         deadline = time.monotonic() + STARTUP_SECONDS
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
-                raise RuntimeError(f"the server exited with {self.process.returncode}:\n"
-                                   + self.log_tail())
+                raise RuntimeError(
+                    f"the server exited with {self.process.returncode}:\n" + self.log_tail()
+                )
             try:
                 if self.api.get("/healthz", timeout=1.0).status_code == 200:
                     return
@@ -522,8 +564,9 @@ class Server:
         """Deliveries per status and attempts, read from the database once the server stopped;
         then a PostgreSQL run's database is dropped."""
         try:
-            counts = dict(self.store.query(
-                "SELECT status, count(*) FROM deliveries GROUP BY status"))
+            counts = dict(
+                self.store.query("SELECT status, count(*) FROM deliveries GROUP BY status")
+            )
             counts["attempts"] = self.store.query("SELECT count(*) FROM attempts")[0][0]
             return counts
         finally:
@@ -551,9 +594,23 @@ class Profiler:
         self.out = out
         self.started = time.monotonic()
         self.process = subprocess.Popen(
-            ["py-spy", "record", "--pid", str(pid), "--rate", str(self.RATE), "--threads",
-             "--format", "raw", "--output", str(out), "--duration", "600"],
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+            [
+                "py-spy",
+                "record",
+                "--pid",
+                str(pid),
+                "--rate",
+                str(self.RATE),
+                "--threads",
+                "--format",
+                "raw",
+                "--output",
+                str(out),
+                "--duration",
+                "600",
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
         )
 
     def stop(self) -> float:
@@ -573,28 +630,69 @@ class Profiler:
 # asyncio itself (asyncio.timeout, create_task...) count for their caller; a sample in none is
 # the event loop's own work (uvloop's I/O, callbacks, task steps: Runner.run as the leaf).
 LOOP_RULES: list[tuple[str, Callable[[str, str], bool]]] = [
-    ("attempt record (redaction, Attempt)", lambda fn, path: fn in (
-        "OutboundRequest.record", "Dispatcher._secrets_of")),
-    ("render (templates, JSON body, URL)", lambda fn, path: path.startswith((
-        "relayhook/core/templating.py", "relayhook/core/outbound.py", "jinja2/",
-        "relayhook/core/events.py"))),
-    ("guarded transport (delivery/http.py, delivery/sender.py, ssrf.py)",
-     lambda fn, path: path.startswith((
-         "relayhook/delivery/http.py", "relayhook/delivery/sender.py", "relayhook/core/ssrf.py"))),
-    ("httpx (client, models)", lambda fn, path: path.startswith((
-        "httpx/", "httpcore/", "h11/", "anyio/", "sniffio/"))),
-    ("aiohttp client (pool, protocol, yarl)", lambda fn, path: path.startswith((
-        "aiohttp/", "yarl/", "multidict/", "propcache/", "aiohappyeyeballs/"))),
-    ("store calls on the loop (rows, submit, readers)", lambda fn, path: path.startswith(
-        "relayhook/store/")),
-    ("dispatcher bookkeeping (claim round, retry.decide)", lambda fn, path: path.startswith((
-        "relayhook/delivery/dispatcher.py", "relayhook/core/retry.py",
-        "relayhook/core/pacing.py"))),
-    ("ingress, mapping, routing", lambda fn, path: path.startswith((
-        "relayhook/ingress.py", "relayhook/core/mapping.py", "relayhook/core/routing.py",
-        "relayhook/api.py", "relayhook/core/auth.py"))),
-    ("web server (uvicorn's protocol, starlette)", lambda fn, path: path.startswith((
-        "uvicorn/protocols/", "uvicorn/middleware/", "starlette/", "httptools/"))),
+    (
+        "attempt record (redaction, Attempt)",
+        lambda fn, path: fn in ("OutboundRequest.record", "Dispatcher._secrets_of"),
+    ),
+    (
+        "render (templates, JSON body, URL)",
+        lambda fn, path: path.startswith(
+            (
+                "relayhook/core/templating.py",
+                "relayhook/core/outbound.py",
+                "jinja2/",
+                "relayhook/core/events.py",
+            )
+        ),
+    ),
+    (
+        "guarded transport (delivery/http.py, delivery/sender.py, ssrf.py)",
+        lambda fn, path: path.startswith(
+            ("relayhook/delivery/http.py", "relayhook/delivery/sender.py", "relayhook/core/ssrf.py")
+        ),
+    ),
+    (
+        "httpx (client, models)",
+        lambda fn, path: path.startswith(("httpx/", "httpcore/", "h11/", "anyio/", "sniffio/")),
+    ),
+    (
+        "aiohttp client (pool, protocol, yarl)",
+        lambda fn, path: path.startswith(
+            ("aiohttp/", "yarl/", "multidict/", "propcache/", "aiohappyeyeballs/")
+        ),
+    ),
+    (
+        "store calls on the loop (rows, submit, readers)",
+        lambda fn, path: path.startswith("relayhook/store/"),
+    ),
+    (
+        "dispatcher bookkeeping (claim round, retry.decide)",
+        lambda fn, path: path.startswith(
+            (
+                "relayhook/delivery/dispatcher.py",
+                "relayhook/core/retry.py",
+                "relayhook/core/pacing.py",
+            )
+        ),
+    ),
+    (
+        "ingress, mapping, routing",
+        lambda fn, path: path.startswith(
+            (
+                "relayhook/ingress.py",
+                "relayhook/core/mapping.py",
+                "relayhook/core/routing.py",
+                "relayhook/api.py",
+                "relayhook/core/auth.py",
+            )
+        ),
+    ),
+    (
+        "web server (uvicorn's protocol, starlette)",
+        lambda fn, path: path.startswith(
+            ("uvicorn/protocols/", "uvicorn/middleware/", "starlette/", "httptools/")
+        ),
+    ),
 ]
 # Writer thread: the job a sample is in (outermost match), else the transaction around it.
 WRITER_JOBS = {
@@ -611,8 +709,9 @@ def _frame(text: str) -> tuple[str, str]:
     return func, rest.rsplit(":", 1)[0]
 
 
-def summarize_profile(path: Path, seconds: float, rate: int = Profiler.RATE,
-                      top: int = 12) -> dict[str, Any]:
+def summarize_profile(
+    path: Path, seconds: float, rate: int = Profiler.RATE, top: int = 12
+) -> dict[str, Any]:
     """Per thread: the share of the wall time it was on CPU; the loop thread's CPU by layer,
     the writer thread's by job; the functions with the most inclusive and self time."""
     wall = max(1.0, seconds * rate)  # the samples a thread busy all the time would have
@@ -629,8 +728,13 @@ def summarize_profile(path: Path, seconds: float, rate: int = Profiler.RATE,
         frames = stack.split(";")
         thread = frames[0].split(": ", 1)[-1] if frames[0].startswith("thread") else "?"
         frames = frames[1:] if frames[0].startswith("thread") else frames
-        kind = ("loop" if thread == "MainThread" else
-                "writer" if thread == "relayhook-sqlite-writer" else "readers and others")
+        kind = (
+            "loop"
+            if thread == "MainThread"
+            else "writer"
+            if thread == "relayhook-sqlite-writer"
+            else "readers and others"
+        )
         threads[kind] += count
         if kind == "loop":
             parsed = [_frame(f) for f in frames]
@@ -643,9 +747,13 @@ def summarize_profile(path: Path, seconds: float, rate: int = Profiler.RATE,
             funcs = [_frame(f)[0] for f in frames]
             job = next((WRITER_JOBS[f] for f in funcs if f in WRITER_JOBS), None)
             if job is None:
-                job = ("BEGIN / COMMIT (fsync), savepoints" if any(
-                    f in ("GroupCommitWriter._commit_batch", "_run_in_savepoint") for f in funcs)
-                    else "queue, answering the loop")
+                job = (
+                    "BEGIN / COMMIT (fsync), savepoints"
+                    if any(
+                        f in ("GroupCommitWriter._commit_batch", "_run_in_savepoint") for f in funcs
+                    )
+                    else "queue, answering the loop"
+                )
             writer[job] += count
 
     def shares(counter: collections.Counter[str], total: float) -> dict[str, float]:
@@ -710,12 +818,17 @@ def _wait_for_arrivals(receiver: Receiver, expected: int, deadline: float) -> di
 def _bodies(args: argparse.Namespace) -> tuple[bytes, int, bytes, str]:
     gmetri = (args.bodies / "gmetri500.json").read_bytes()
     synthesis = (args.bodies / "synthesis.json").read_bytes()
-    return (gmetri, len(json.loads(gmetri)["data"]["rows"]), synthesis,
-            json.loads(synthesis)[0]["uuid"])
+    return (
+        gmetri,
+        len(json.loads(gmetri)["data"]["rows"]),
+        synthesis,
+        json.loads(synthesis)[0]["uuid"],
+    )
 
 
-def run_throughput(args: argparse.Namespace, concurrency: int, mode: str,
-                   profile_to: Path | None) -> dict[str, Any]:
+def run_throughput(
+    args: argparse.Namespace, concurrency: int, mode: str, profile_to: Path | None
+) -> dict[str, Any]:
     gmetri, rows, _, _ = _bodies(args)
     batches = -(-args.events // rows)
     expected = batches * rows
@@ -724,25 +837,43 @@ def run_throughput(args: argparse.Namespace, concurrency: int, mode: str,
         server = None
         profiler = None
         try:
-            server = Server(Path(folder), synchronous=args.synchronous,
-                            receiver_port=receiver.port, concurrency=concurrency,
-                            key_header=False, prelude=args.server_prelude,
-                            store_url=args.store_url, workers=args.workers)
+            server = Server(
+                Path(folder),
+                synchronous=args.synchronous,
+                receiver_port=receiver.port,
+                concurrency=concurrency,
+                key_header=False,
+                prelude=args.server_prelude,
+                store_url=args.store_url,
+                workers=args.workers,
+            )
             server.wait_healthy()
-            load = Load(f"{server.base_url}/in/{GMETRI_TOKEN}", gmetri,
-                        {"Content-Type": "application/json",
-                         "Authorization": f"Basic {server.gmetri_secret}"},
-                        count=batches, timeout=args.timeout, clients=args.load_clients)
+            load = Load(
+                f"{server.base_url}/in/{GMETRI_TOKEN}",
+                gmetri,
+                {
+                    "Content-Type": "application/json",
+                    "Authorization": f"Basic {server.gmetri_secret}",
+                },
+                count=batches,
+                timeout=args.timeout,
+                clients=args.load_clients,
+            )
             loaded: dict[str, Any] | None = None
             if mode == "preload":
                 server.set_hook(False)
                 loaded = LoadProcess(load).result()
                 if loaded["events"] != expected:
-                    raise RuntimeError(f"preload: {loaded['events']} of {expected} events"
-                                       f" acknowledged ({loaded['errors']})")
+                    raise RuntimeError(
+                        f"preload: {loaded['events']} of {expected} events"
+                        f" acknowledged ({loaded['errors']})"
+                    )
             receiver.reset()
-            cpu, receiver_cpu, threads = server.cpu_seconds(), receiver.cpu_seconds(), \
-                server.thread_cpu()
+            cpu, receiver_cpu, threads = (
+                server.cpu_seconds(),
+                receiver.cpu_seconds(),
+                server.thread_cpu(),
+            )
             start = time.monotonic()
             if profile_to is not None:
                 profiler = Profiler(server.process.pid, profile_to)
@@ -755,8 +886,7 @@ def run_throughput(args: argparse.Namespace, concurrency: int, mode: str,
             wall = time.monotonic() - start
             server_cpu = server.cpu_seconds() - cpu
             receiver_cpu = receiver.cpu_seconds() - receiver_cpu
-            main_cpu, other_cpu = (b - a for a, b in zip(threads, server.thread_cpu(),
-                                                         strict=True))
+            main_cpu, other_cpu = (b - a for a, b in zip(threads, server.thread_cpu(), strict=True))
             profiled = profiler.stop() if profiler is not None else None
             if loader is not None:
                 loaded = loader.result()
@@ -771,19 +901,26 @@ def run_throughput(args: argparse.Namespace, concurrency: int, mode: str,
         counts = server.delivery_counts()
     times = arrivals["times"]
     if stats["count"] < expected:
-        print(f"WARNING throughput {mode} x{concurrency}: {stats['count']} of {expected}"
-              " deliveries arrived before the deadline", file=sys.stderr)
+        print(
+            f"WARNING throughput {mode} x{concurrency}: {stats['count']} of {expected}"
+            " deliveries arrived before the deadline",
+            file=sys.stderr,
+        )
     span = times[-1] - times[0] if len(times) > 1 else float("nan")
     cut = len(times) // 20
     row = {
-        "scenario": "throughput", "load": mode, "concurrency": concurrency,
+        "scenario": "throughput",
+        "load": mode,
+        "concurrency": concurrency,
         "store": "postgresql" if is_postgres(args.store_url) else "sqlite",
         "workers": args.workers or "all",
-        "synchronous": args.synchronous, "events": expected,
-        "delivered": stats["count"], "unique": arrivals["unique_ids"],
+        "synchronous": args.synchronous,
+        "events": expected,
+        "delivered": stats["count"],
+        "unique": arrivals["unique_ids"],
         "seconds": round(span, 2),
         "deliveries_per_s": round(_rate(times)),
-        "middle_90_per_s": round(_rate(times[cut:len(times) - cut])) if cut else None,
+        "middle_90_per_s": round(_rate(times[cut : len(times) - cut])) if cut else None,
         "start_delay_s": round(times[0] - start, 2) if times else None,
         "server_cpu_pct": round(100 * server_cpu / wall),
         "server_cpu_us_per_delivery": round(1e6 * server_cpu / max(1, stats["count"])),
@@ -810,18 +947,38 @@ def run_latency(args: argparse.Namespace, rate: float, concurrency: int) -> dict
         receiver = Receiver(lifetime=args.timeout + args.duration + 600)
         server = None
         try:
-            server = Server(Path(folder), synchronous=args.synchronous,
-                            receiver_port=receiver.port, concurrency=concurrency,
-                            key_header=True, prelude=args.server_prelude,
-                            store_url=args.store_url, workers=args.workers)
+            server = Server(
+                Path(folder),
+                synchronous=args.synchronous,
+                receiver_port=receiver.port,
+                concurrency=concurrency,
+                key_header=True,
+                prelude=args.server_prelude,
+                store_url=args.store_url,
+                workers=args.workers,
+            )
             server.wait_healthy()
-            load = Load(f"{server.base_url}/in/{SYNTHESIS_TOKEN}", synthesis,
-                        {"Content-Type": "application/json"}, count=args.max_requests,
-                        timeout=args.timeout, rate=rate, duration=args.duration,
-                        unique_uuid=template_uuid)
+            load = Load(
+                f"{server.base_url}/in/{SYNTHESIS_TOKEN}",
+                synthesis,
+                {"Content-Type": "application/json"},
+                count=args.max_requests,
+                timeout=args.timeout,
+                rate=rate,
+                duration=args.duration,
+                unique_uuid=template_uuid,
+            )
             # Warm up: a few requests, delivered before the clock starts.
-            warm = LoadProcess(Load(load.url, load.body, load.headers, count=20,
-                                    timeout=args.timeout, unique_uuid=template_uuid)).result()
+            warm = LoadProcess(
+                Load(
+                    load.url,
+                    load.body,
+                    load.headers,
+                    count=20,
+                    timeout=args.timeout,
+                    unique_uuid=template_uuid,
+                )
+            ).result()
             _wait_for_arrivals(receiver, warm["events"], time.monotonic() + 30)
             receiver.reset()
             cpu, start = server.cpu_seconds(), time.monotonic()
@@ -842,16 +999,24 @@ def run_latency(args: argparse.Namespace, rate: float, concurrency: int) -> dict
     acks = sorted(loaded["acks"])
     ms = {f"p{p}_ms": round(_percentile(latencies, p) * 1000, 1) for p in (50, 90, 99)}
     return {
-        "scenario": "latency", "load": f"{rate:g} events/s", "concurrency": concurrency,
-        "synchronous": args.synchronous, "seconds": round(loaded["elapsed"], 1),
-        "sent": sent, "acked": loaded["events"], "delivered": len(latencies),
-        "missing": sent - len(latencies), **ms,
+        "scenario": "latency",
+        "load": f"{rate:g} events/s",
+        "concurrency": concurrency,
+        "synchronous": args.synchronous,
+        "seconds": round(loaded["elapsed"], 1),
+        "sent": sent,
+        "acked": loaded["events"],
+        "delivered": len(latencies),
+        "missing": sent - len(latencies),
+        **ms,
         "max_ms": round(latencies[-1] * 1000, 1) if latencies else None,
         "ack_p50_ms": round(_percentile(acks, 50) * 1000, 1),
         "ack_p99_ms": round(_percentile(acks, 99) * 1000, 1),
-        "errors": loaded["errors"], "max_send_lag_ms": round(loaded["max_send_lag"] * 1000, 1),
+        "errors": loaded["errors"],
+        "max_send_lag_ms": round(loaded["max_send_lag"] * 1000, 1),
         "server_cpu_pct": round(100 * server_cpu / wall),
-        "server_peak_rss_mb": round(rss, 1), "statuses": counts,
+        "server_peak_rss_mb": round(rss, 1),
+        "statuses": counts,
     }
 
 
@@ -862,13 +1027,23 @@ def _sample_delivery(args: argparse.Namespace) -> tuple[bytes, dict[str, str]]:
     """A body and headers like the throughput hook's: one GMetri event as CloudEvent JSON."""
     gmetri = json.loads((args.bodies / "gmetri500.json").read_bytes())
     row = gmetri["data"]["rows"][0]
-    event = {"specversion": "1.0", "id": str(uuid.uuid4()), "source": "gmetri/o/d",
-             "type": "gmetri.variables.changed", "subject": row["identifier"],
-             "time": "2024-05-01T12:00:00.000Z", "datacontenttype": "application/json",
-             "data": row["variables"], "relay": "gmetri"}
+    event = {
+        "specversion": "1.0",
+        "id": str(uuid.uuid4()),
+        "source": "gmetri/o/d",
+        "type": "gmetri.variables.changed",
+        "subject": row["identifier"],
+        "time": "2024-05-01T12:00:00.000Z",
+        "datacontenttype": "application/json",
+        "data": row["variables"],
+        "relay": "gmetri",
+    }
     body = json.dumps(event, separators=(",", ":")).encode()
-    headers = {"user-agent": "Relayhook/bench", "content-type": "application/json",
-               "webhook-id": str(uuid.uuid4())}
+    headers = {
+        "user-agent": "Relayhook/bench",
+        "content-type": "application/json",
+        "webhook-id": str(uuid.uuid4()),
+    }
     return body, headers
 
 
@@ -876,8 +1051,9 @@ Sender = Callable[[], Awaitable[None]]
 Closer = Callable[[], Awaitable[None]]
 
 
-async def _measure(send: Sender, in_flight: int, seconds: float, cap: int,
-                   warmup: int) -> dict[str, Any]:
+async def _measure(
+    send: Sender, in_flight: int, seconds: float, cap: int, warmup: int
+) -> dict[str, Any]:
     """`in_flight` tasks, each sending its next request when the last is answered, for
     `seconds` or `cap` requests; the rate and this process's CPU per request."""
     for _ in range(warmup):
@@ -899,33 +1075,40 @@ async def _measure(send: Sender, in_flight: int, seconds: float, cap: int,
     await asyncio.gather(*(one() for _ in range(in_flight)))
     elapsed = time.monotonic() - start
     used = time.process_time() - cpu
-    return {"requests": done[0], "seconds": round(elapsed, 2),
-            "requests_per_s": round(done[0] / elapsed),
-            "client_cpu_pct": round(100 * used / elapsed),
-            "cpu_us_per_request": round(1e6 * used / max(1, done[0])), "errors": dict(errors)}
+    return {
+        "requests": done[0],
+        "seconds": round(elapsed, 2),
+        "requests_per_s": round(done[0] / elapsed),
+        "client_cpu_pct": round(100 * used / elapsed),
+        "cpu_us_per_request": round(1e6 * used / max(1, done[0])),
+        "errors": dict(errors),
+    }
 
 
-def _httpx_sender(client: httpx.AsyncClient, url: str, body: bytes,
-                  headers: dict[str, str]) -> Sender:
+def _httpx_sender(
+    client: httpx.AsyncClient, url: str, body: bytes, headers: dict[str, str]
+) -> Sender:
     async def send() -> None:
         response = await client.post(url, content=body, headers=headers)
         if response.status_code != 200:
             raise RuntimeError(f"http {response.status_code}")
+
     return send
 
 
-def _dispatcher_sender(transport: Any, url: str, body: bytes,
-                       headers: dict[str, str]) -> Sender:
+def _dispatcher_sender(transport: Any, url: str, body: bytes, headers: dict[str, str]) -> Sender:
     """The exact call of Dispatcher._send: the transport's Sender.send."""
     from relayhook.delivery.dispatcher import MAX_RESPONSE_BODY
 
     pairs = tuple(headers.items())
 
     async def send() -> None:
-        reply = await transport.send("POST", url, pairs, body, timeout=10.0,
-                                     limit=MAX_RESPONSE_BODY)
+        reply = await transport.send(
+            "POST", url, pairs, body, timeout=10.0, limit=MAX_RESPONSE_BODY
+        )
         if reply.status != 200:
             raise RuntimeError(f"http {reply.status}")
+
     return send
 
 
@@ -936,8 +1119,9 @@ class ClientVariant:
     make: Callable[[int, str, bytes, dict[str, str]], Awaitable[tuple[Sender, Closer]]]
 
 
-async def _make_httpx_default(k: int, url: str, body: bytes,
-                              headers: dict[str, str]) -> tuple[Sender, Any]:
+async def _make_httpx_default(
+    k: int, url: str, body: bytes, headers: dict[str, str]
+) -> tuple[Sender, Any]:
     limits = httpx.Limits(max_connections=k, max_keepalive_connections=k)
     client = httpx.AsyncClient(limits=limits, timeout=10.0, trust_env=False)
     return _httpx_sender(client, url, body, headers), client.aclose
@@ -949,43 +1133,54 @@ def _policy() -> Any:
     return DestinationPolicy.from_config(allow_cidrs=["127.0.0.1/32"])
 
 
-async def _make_guarded(k: int, url: str, body: bytes,
-                        headers: dict[str, str]) -> tuple[Sender, Any]:
+async def _make_guarded(
+    k: int, url: str, body: bytes, headers: dict[str, str]
+) -> tuple[Sender, Any]:
     from relayhook.delivery.http import make_http_client
 
     client = make_http_client(_policy(), max_connections=k)
     return _httpx_sender(client, url, body, headers), client.aclose
 
 
-async def _make_guarded_dispatcher_call(k: int, url: str, body: bytes,
-                                        headers: dict[str, str]) -> tuple[Sender, Any]:
+async def _make_guarded_dispatcher_call(
+    k: int, url: str, body: bytes, headers: dict[str, str]
+) -> tuple[Sender, Any]:
     from relayhook.delivery.http import make_http_transport
 
     transport = make_http_transport(_policy(), max_connections=k)
     return _dispatcher_sender(transport, url, body, headers), transport.aclose
 
 
-async def _make_aiohttp(k: int, url: str, body: bytes,
-                        headers: dict[str, str]) -> tuple[Sender, Any]:
+async def _make_aiohttp(
+    k: int, url: str, body: bytes, headers: dict[str, str]
+) -> tuple[Sender, Any]:
     import aiohttp
 
-    session = aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=k), trust_env=False,
-                                    timeout=aiohttp.ClientTimeout(total=10))
+    session = aiohttp.ClientSession(
+        connector=aiohttp.TCPConnector(limit=k),
+        trust_env=False,
+        timeout=aiohttp.ClientTimeout(total=10),
+    )
 
     async def send() -> None:
         async with session.post(url, data=body, headers=headers) as response:
             await response.read()
             if response.status != 200:
                 raise RuntimeError(f"http {response.status}")
+
     return send, session.close
 
 
 CLIENTS = [
     ClientVariant("httpx, default transport (httpcore)", (4, 16, 64), _make_httpx_default),
-    ClientVariant("httpx over our guarded aiohttp transport (make_http_client)", (4, 16, 64),
-                  _make_guarded),
-    ClientVariant("the same transport as the dispatcher calls it (GuardedTransport.send)",
-                  (4, 16, 64), _make_guarded_dispatcher_call),
+    ClientVariant(
+        "httpx over our guarded aiohttp transport (make_http_client)", (4, 16, 64), _make_guarded
+    ),
+    ClientVariant(
+        "the same transport as the dispatcher calls it (GuardedTransport.send)",
+        (4, 16, 64),
+        _make_guarded_dispatcher_call,
+    ),
     ClientVariant("aiohttp", (4, 16, 64), _make_aiohttp),
 ]
 
@@ -1000,16 +1195,27 @@ async def _transport_runs(args: argparse.Namespace, receiver: Receiver) -> list[
             before, busy = load_average(), machine_busy(1.0)
             send, close = await variant.make(k, url, body, headers)
             try:
-                figures = await _measure(send, k, args.transport_seconds, args.max_requests,
-                                         warmup=4 * k)
+                figures = await _measure(
+                    send, k, args.transport_seconds, args.max_requests, warmup=4 * k
+                )
             finally:
                 await close()
             received = receiver.stats()["count"]
-            rows.append({"scenario": "transport", "client": variant.name, "in_flight": k,
-                         "loop": args.loop, **figures, "received": received, "load_avg": before,
-                         "busy_before_pct": busy})
-            print(f"  {variant.name} x{k}: {figures['requests_per_s']}/s", file=sys.stderr,
-                  flush=True)
+            rows.append(
+                {
+                    "scenario": "transport",
+                    "client": variant.name,
+                    "in_flight": k,
+                    "loop": args.loop,
+                    **figures,
+                    "received": received,
+                    "load_avg": before,
+                    "busy_before_pct": busy,
+                }
+            )
+            print(
+                f"  {variant.name} x{k}: {figures['requests_per_s']}/s", file=sys.stderr, flush=True
+            )
     return rows
 
 
@@ -1039,12 +1245,22 @@ def _filesystem(path: Path) -> str:
 
 def machine(args: argparse.Namespace) -> dict[str, Any]:
     folder = Path(args.dir or tempfile.gettempdir())
-    model = next((line.split(":", 1)[1].strip() for line in
-                  Path("/proc/cpuinfo").read_text().splitlines()
-                  if line.startswith("model name")), platform.processor())
-    return {"date": datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"), "cpus": os.cpu_count(),
-            "cpu": model, "python": platform.python_version(), "kernel": platform.release(),
-            "filesystem": _filesystem(folder)}
+    model = next(
+        (
+            line.split(":", 1)[1].strip()
+            for line in Path("/proc/cpuinfo").read_text().splitlines()
+            if line.startswith("model name")
+        ),
+        platform.processor(),
+    )
+    return {
+        "date": datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"),
+        "cpus": os.cpu_count(),
+        "cpu": model,
+        "python": platform.python_version(),
+        "kernel": platform.release(),
+        "filesystem": _filesystem(folder),
+    }
 
 
 def load_average() -> str:
@@ -1078,35 +1294,58 @@ def wait_quiet(below: float | None, limit: float = 180.0) -> tuple[str, float]:
 
 
 def _table(rows: list[dict[str, Any]], columns: list[tuple[str, str]]) -> str:
-    lines = ["| " + " | ".join(title for _, title in columns) + " |",
-             "|" + "|".join(" --- " for _ in columns) + "|"]
-    lines += ["| " + " | ".join(str(row.get(key, "")) for key, _ in columns) + " |"
-              for row in rows]
+    lines = [
+        "| " + " | ".join(title for _, title in columns) + " |",
+        "|" + "|".join(" --- " for _ in columns) + "|",
+    ]
+    lines += ["| " + " | ".join(str(row.get(key, "")) for key, _ in columns) + " |" for row in rows]
     return "\n".join(lines)
 
 
 THROUGHPUT_COLUMNS = [
-    ("store", "store"), ("workers", "workers"),
-    ("load", "load"), ("concurrency", "concurrency"), ("synchronous", "sync"),
-    ("delivered", "delivered"), ("seconds", "first->last s"),
-    ("deliveries_per_s", "deliveries/s"), ("middle_90_per_s", "middle 90% /s"),
-    ("server_cpu_pct", "server CPU %"), ("loop_thread_cpu_pct", "loop thread CPU %"),
-    ("other_threads_cpu_pct", "writer + readers CPU %"), ("receiver_cpu_pct", "receiver CPU %"),
+    ("store", "store"),
+    ("workers", "workers"),
+    ("load", "load"),
+    ("concurrency", "concurrency"),
+    ("synchronous", "sync"),
+    ("delivered", "delivered"),
+    ("seconds", "first->last s"),
+    ("deliveries_per_s", "deliveries/s"),
+    ("middle_90_per_s", "middle 90% /s"),
+    ("server_cpu_pct", "server CPU %"),
+    ("loop_thread_cpu_pct", "loop thread CPU %"),
+    ("other_threads_cpu_pct", "writer + readers CPU %"),
+    ("receiver_cpu_pct", "receiver CPU %"),
     ("server_cpu_us_per_delivery", "server CPU us/delivery"),
-    ("server_peak_rss_mb", "server peak RSS MB"), ("load_avg", "load avg before"),
+    ("server_peak_rss_mb", "server peak RSS MB"),
+    ("load_avg", "load avg before"),
     ("busy_before_pct", "others' CPU % before"),
 ]
 LATENCY_COLUMNS = [
-    ("load", "load"), ("concurrency", "concurrency"), ("synchronous", "sync"), ("sent", "sent"),
-    ("delivered", "delivered"), ("p50_ms", "p50 ms"), ("p90_ms", "p90 ms"), ("p99_ms", "p99 ms"),
-    ("max_ms", "max ms"), ("ack_p50_ms", "ack p50 ms"), ("ack_p99_ms", "ack p99 ms"),
-    ("server_cpu_pct", "server CPU %"), ("server_peak_rss_mb", "server peak RSS MB"),
-    ("load_avg", "load avg before"), ("busy_before_pct", "others' CPU % before"),
+    ("load", "load"),
+    ("concurrency", "concurrency"),
+    ("synchronous", "sync"),
+    ("sent", "sent"),
+    ("delivered", "delivered"),
+    ("p50_ms", "p50 ms"),
+    ("p90_ms", "p90 ms"),
+    ("p99_ms", "p99 ms"),
+    ("max_ms", "max ms"),
+    ("ack_p50_ms", "ack p50 ms"),
+    ("ack_p99_ms", "ack p99 ms"),
+    ("server_cpu_pct", "server CPU %"),
+    ("server_peak_rss_mb", "server peak RSS MB"),
+    ("load_avg", "load avg before"),
+    ("busy_before_pct", "others' CPU % before"),
 ]
 TRANSPORT_COLUMNS = [
-    ("client", "client"), ("in_flight", "in flight"), ("requests_per_s", "requests/s"),
-    ("cpu_us_per_request", "client CPU us/request"), ("client_cpu_pct", "client CPU %"),
-    ("requests", "requests"), ("load_avg", "load avg before"),
+    ("client", "client"),
+    ("in_flight", "in flight"),
+    ("requests_per_s", "requests/s"),
+    ("cpu_us_per_request", "client CPU us/request"),
+    ("client_cpu_pct", "client CPU %"),
+    ("requests", "requests"),
+    ("load_avg", "load avg before"),
     ("busy_before_pct", "others' CPU % before"),
 ]
 
@@ -1117,86 +1356,173 @@ def _profile_text(row: dict[str, Any]) -> str:
     def line(shares: dict[str, float]) -> str:
         return ", ".join(f"{name} {pct:g}%" for name, pct in shares.items())
 
-    return "\n".join([
-        f"py-spy, {row['load']} x{row['concurrency']} ({row['deliveries_per_s']}/s while"
-        f" sampled, {profile['seconds']} s, {row['profile_file']}):",
-        f"- threads on CPU, % of wall: {line(profile['busy_pct_of_wall'])}",
-        f"- loop thread by layer, % of its samples: {line(profile['loop_pct_by_layer'])}",
-        f"- writer thread by job, % of wall: {line(profile['writer_pct_of_wall_by_job'])}",
-        f"- loop, inclusive: {line(profile['loop_top_inclusive_pct'])}",
-        f"- loop, self: {line(profile['loop_top_self_pct'])}",
-    ])
+    return "\n".join(
+        [
+            f"py-spy, {row['load']} x{row['concurrency']} ({row['deliveries_per_s']}/s while"
+            f" sampled, {profile['seconds']} s, {row['profile_file']}):",
+            f"- threads on CPU, % of wall: {line(profile['busy_pct_of_wall'])}",
+            f"- loop thread by layer, % of its samples: {line(profile['loop_pct_by_layer'])}",
+            f"- writer thread by job, % of wall: {line(profile['writer_pct_of_wall_by_job'])}",
+            f"- loop, inclusive: {line(profile['loop_top_inclusive_pct'])}",
+            f"- loop, self: {line(profile['loop_top_self_pct'])}",
+        ]
+    )
 
 
 def report(about: dict[str, Any], rows: list[dict[str, Any]]) -> str:
-    parts = [f"{about['date']}; {about['cpus']} x {about['cpu']}; Python {about['python']};"
-             f" Linux {about['kernel']}; database on {about['filesystem']}"]
-    for scenario, columns in (("throughput", THROUGHPUT_COLUMNS), ("latency", LATENCY_COLUMNS),
-                              ("transport", TRANSPORT_COLUMNS)):
+    parts = [
+        f"{about['date']}; {about['cpus']} x {about['cpu']}; Python {about['python']};"
+        f" Linux {about['kernel']}; database on {about['filesystem']}"
+    ]
+    for scenario, columns in (
+        ("throughput", THROUGHPUT_COLUMNS),
+        ("latency", LATENCY_COLUMNS),
+        ("transport", TRANSPORT_COLUMNS),
+    ):
         chosen = [row for row in rows if row["scenario"] == scenario]
         if chosen:
             parts.append(f"### {scenario}\n\n" + _table(chosen, columns))
         for row in chosen:
             if row.get("profile"):
                 parts.append(_profile_text(row))
-            odd = {k: v for k, v in row.get("statuses", {}).items()
-                   if k not in ("succeeded", "attempts")}
+            odd = {
+                k: v
+                for k, v in row.get("statuses", {}).items()
+                if k not in ("succeeded", "attempts")
+            }
             if odd or row.get("missing") or row.get("errors"):
-                parts.append(f"note: {scenario} {row.get('load')} x{row.get('concurrency')}:"
-                             f" statuses {row.get('statuses')}, errors {row.get('errors')}")
+                parts.append(
+                    f"note: {scenario} {row.get('load')} x{row.get('concurrency')}:"
+                    f" statuses {row.get('statuses')}, errors {row.get('errors')}"
+                )
     return "\n\n".join(parts)
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--scenario", action="append", choices=SCENARIOS,
-                        help="run this scenario (repeatable; default: all, in order)")
-    parser.add_argument("--store-url", default=DEFAULT_URL,
-                        help="[storage] url; a postgresql:// URL names a server on which each"
-                        " run gets a new database, dropped after it (default: SQLite)")
-    parser.add_argument("--workers", type=int, default=0,
-                        help="0: one `--role all` process (default); N: one `--role web`"
-                        " process and N `--role worker` processes (needs PostgreSQL)")
-    parser.add_argument("--concurrency", action="append", type=int,
-                        help="the hook's concurrency and [delivery] max_connections (repeatable;"
-                             " default: 64)")
-    parser.add_argument("--load", action="append", choices=LOADS,
-                        help="throughput: preload (default) or live (repeatable)")
-    parser.add_argument("--events", type=int, default=20_000,
-                        help="throughput: events, in 500-row GMetri batches (default: 20000)")
-    parser.add_argument("--load-clients", type=int, default=2,
-                        help="throughput: closed-loop clients posting the batches (default: 2)")
-    parser.add_argument("--rate", action="append", type=float,
-                        help="latency: SynthesisVR events per second (repeatable; default: 200)")
-    parser.add_argument("--duration", type=float, default=20.0,
-                        help="latency: seconds of load (default: 20)")
-    parser.add_argument("--transport-seconds", type=float, default=5.0,
-                        help="transport: measured seconds per client and level (default: 5)")
-    parser.add_argument("--loop", choices=["uvloop", "asyncio"], default="uvloop",
-                        help="transport: the event loop of this process (default: uvloop, as"
-                             " `relayhook serve` runs)")
-    parser.add_argument("--max-requests", type=int, default=200_000,
-                        help="cap on the requests of one run (default: 200000)")
-    parser.add_argument("--synchronous", default="FULL", choices=["NORMAL", "FULL", "EXTRA"],
-                        help="[storage] synchronous of the server (default: FULL)")
-    parser.add_argument("--server-prelude", type=Path, default=None, metavar="FILE",
-                        help="a diagnostic: run this Python file in the server process before"
-                             " relayhook starts (e.g. a monkeypatch that estimates what a change"
-                             " would gain); never for the reference figures")
-    parser.add_argument("--quiet-below", type=float, default=None, metavar="PCT",
-                        help="before each run, wait (up to 180 s) until other processes use"
-                             " less than PCT%% of all CPUs (default: do not wait)")
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument(
+        "--scenario",
+        action="append",
+        choices=SCENARIOS,
+        help="run this scenario (repeatable; default: all, in order)",
+    )
+    parser.add_argument(
+        "--store-url",
+        default=DEFAULT_URL,
+        help="[storage] url; a postgresql:// URL names a server on which each"
+        " run gets a new database, dropped after it (default: SQLite)",
+    )
+    parser.add_argument(
+        "--workers",
+        type=int,
+        default=0,
+        help="0: one `--role all` process (default); N: one `--role web`"
+        " process and N `--role worker` processes (needs PostgreSQL)",
+    )
+    parser.add_argument(
+        "--concurrency",
+        action="append",
+        type=int,
+        help="the hook's concurrency and [delivery] max_connections (repeatable; default: 64)",
+    )
+    parser.add_argument(
+        "--load",
+        action="append",
+        choices=LOADS,
+        help="throughput: preload (default) or live (repeatable)",
+    )
+    parser.add_argument(
+        "--events",
+        type=int,
+        default=20_000,
+        help="throughput: events, in 500-row GMetri batches (default: 20000)",
+    )
+    parser.add_argument(
+        "--load-clients",
+        type=int,
+        default=2,
+        help="throughput: closed-loop clients posting the batches (default: 2)",
+    )
+    parser.add_argument(
+        "--rate",
+        action="append",
+        type=float,
+        help="latency: SynthesisVR events per second (repeatable; default: 200)",
+    )
+    parser.add_argument(
+        "--duration", type=float, default=20.0, help="latency: seconds of load (default: 20)"
+    )
+    parser.add_argument(
+        "--transport-seconds",
+        type=float,
+        default=5.0,
+        help="transport: measured seconds per client and level (default: 5)",
+    )
+    parser.add_argument(
+        "--loop",
+        choices=["uvloop", "asyncio"],
+        default="uvloop",
+        help="transport: the event loop of this process (default: uvloop, as"
+        " `relayhook serve` runs)",
+    )
+    parser.add_argument(
+        "--max-requests",
+        type=int,
+        default=200_000,
+        help="cap on the requests of one run (default: 200000)",
+    )
+    parser.add_argument(
+        "--synchronous",
+        default="FULL",
+        choices=["NORMAL", "FULL", "EXTRA"],
+        help="[storage] synchronous of the server (default: FULL)",
+    )
+    parser.add_argument(
+        "--server-prelude",
+        type=Path,
+        default=None,
+        metavar="FILE",
+        help="a diagnostic: run this Python file in the server process before"
+        " relayhook starts (e.g. a monkeypatch that estimates what a change"
+        " would gain); never for the reference figures",
+    )
+    parser.add_argument(
+        "--quiet-below",
+        type=float,
+        default=None,
+        metavar="PCT",
+        help="before each run, wait (up to 180 s) until other processes use"
+        " less than PCT%% of all CPUs (default: do not wait)",
+    )
     parser.add_argument("--repeat", type=int, default=1, help="runs of each setting (default: 1)")
-    parser.add_argument("--timeout", type=float, default=180.0,
-                        help="seconds a run may take before it is given up (default: 180)")
-    parser.add_argument("--bodies", type=Path, default=DEFAULT_BODIES,
-                        help=f"the maintainers' load bodies (default: {DEFAULT_BODIES})")
-    parser.add_argument("--dir", type=Path, default=None,
-                        help="where the temporary database goes (default: the system temp dir)")
-    parser.add_argument("--py-spy", type=Path, default=None, metavar="DIR",
-                        help="throughput: also sample the server with py-spy (raw stacks into"
-                             " DIR, a summary in the results); the first run of each setting")
+    parser.add_argument(
+        "--timeout",
+        type=float,
+        default=180.0,
+        help="seconds a run may take before it is given up (default: 180)",
+    )
+    parser.add_argument(
+        "--bodies",
+        type=Path,
+        default=DEFAULT_BODIES,
+        help=f"the maintainers' load bodies (default: {DEFAULT_BODIES})",
+    )
+    parser.add_argument(
+        "--dir",
+        type=Path,
+        default=None,
+        help="where the temporary database goes (default: the system temp dir)",
+    )
+    parser.add_argument(
+        "--py-spy",
+        type=Path,
+        default=None,
+        metavar="DIR",
+        help="throughput: also sample the server with py-spy (raw stacks into"
+        " DIR, a summary in the results); the first run of each setting",
+    )
     parser.add_argument("--json", action="store_true", help="print JSON, not Markdown")
     return parser
 
@@ -1206,15 +1532,21 @@ def main(argv: list[str] | None = None) -> int:
     concurrencies = args.concurrency or [64]
     if min(concurrencies) < 1 or max(concurrencies) > 256:
         raise SystemExit("--concurrency is 1 to 256 (a hook's limit)")
-    if min(args.events, args.load_clients, args.repeat, args.max_requests) < 1 or min(
-            args.duration, args.transport_seconds, args.timeout) <= 0:
+    if (
+        min(args.events, args.load_clients, args.repeat, args.max_requests) < 1
+        or min(args.duration, args.transport_seconds, args.timeout) <= 0
+    ):
         raise SystemExit("counts must be at least 1 and durations positive")
     about = machine(args)
     rows: list[dict[str, Any]] = []
     for scenario in args.scenario or SCENARIOS:
         for repeat in range(args.repeat):
-            print(f"running {scenario} ({repeat + 1}/{args.repeat}), load average"
-                  f" {load_average()}...", file=sys.stderr, flush=True)
+            print(
+                f"running {scenario} ({repeat + 1}/{args.repeat}), load average"
+                f" {load_average()}...",
+                file=sys.stderr,
+                flush=True,
+            )
             if scenario == "throughput":
                 for mode in args.load or ["preload"]:
                     for k in concurrencies:
@@ -1223,16 +1555,22 @@ def main(argv: list[str] | None = None) -> int:
                             spy = args.py_spy / f"throughput-{mode}-c{k}.txt"
                         row = run_throughput(args, k, mode, spy)
                         row["load_avg"], row["busy_before_pct"] = before, busy
-                        print(f"  {mode} x{k}: {row['deliveries_per_s']}/s", file=sys.stderr,
-                              flush=True)
+                        print(
+                            f"  {mode} x{k}: {row['deliveries_per_s']}/s",
+                            file=sys.stderr,
+                            flush=True,
+                        )
                         rows.append(row)
             elif scenario == "latency":
                 for rate in args.rate or [200.0]:
                     before, busy = wait_quiet(args.quiet_below)
                     row = run_latency(args, rate, concurrencies[0])
                     row["load_avg"], row["busy_before_pct"] = before, busy
-                    print(f"  {rate:g}/s: p50 {row['p50_ms']} ms, p99 {row['p99_ms']} ms",
-                          file=sys.stderr, flush=True)
+                    print(
+                        f"  {rate:g}/s: p50 {row['p50_ms']} ms, p99 {row['p99_ms']} ms",
+                        file=sys.stderr,
+                        flush=True,
+                    )
                     rows.append(row)
             else:
                 wait_quiet(args.quiet_below)

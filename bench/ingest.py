@@ -163,12 +163,12 @@ def _body_for(stream: Stream) -> bytes:
     return stream.body.replace(stream.unique_uuid.encode(), str(uuid.uuid4()).encode())
 
 
-async def _post(client: httpx.AsyncClient, stream: Stream, outcome: Outcome,
-                started: float, record: bool = True) -> None:
+async def _post(
+    client: httpx.AsyncClient, stream: Stream, outcome: Outcome, started: float, record: bool = True
+) -> None:
     """One request; latency from `started` (the due time, for paced streams) to the 200."""
     try:
-        response = await client.post(stream.url, content=_body_for(stream),
-                                     headers=stream.headers)
+        response = await client.post(stream.url, content=_body_for(stream), headers=stream.headers)
     except httpx.TimeoutException:
         outcome.error("timeout")
         return
@@ -189,8 +189,7 @@ async def _post(client: httpx.AsyncClient, stream: Stream, outcome: Outcome,
     outcome.latencies.append(latency)
 
 
-async def _paced(client: httpx.AsyncClient, stream: Stream, outcome: Outcome,
-                 start: float) -> None:
+async def _paced(client: httpx.AsyncClient, stream: Stream, outcome: Outcome, start: float) -> None:
     """Open loop: request i is due at start + i/rate, sent then whether or not earlier ones
     were answered. Latency counts from the due time, so a late sender cannot hide a slow server."""
     assert stream.rate is not None
@@ -211,8 +210,9 @@ async def _paced(client: httpx.AsyncClient, stream: Stream, outcome: Outcome,
         await asyncio.wait(in_flight, timeout=stream.timeout + 5)
 
 
-async def _closed(client: httpx.AsyncClient, stream: Stream, outcome: Outcome,
-                  start: float) -> None:
+async def _closed(
+    client: httpx.AsyncClient, stream: Stream, outcome: Outcome, start: float
+) -> None:
     """Closed loop: `clients` tasks, each sending its next request when the last is answered."""
     end = start + stream.duration
     budget = [stream.max_requests]
@@ -244,6 +244,7 @@ async def _run_stream(stream: Stream, ready: Callable[[], Awaitable[None]]) -> O
 
 def _worker(stream: Stream, barrier: Any, results: Any) -> None:
     """A worker process: warm up, meet the others at the barrier, load, send the outcome back."""
+
     async def ready() -> None:
         await asyncio.to_thread(barrier.wait, STARTUP_SECONDS)
 
@@ -286,29 +287,53 @@ def free_port() -> int:
 class Server:
     """`relayhook serve` on a fresh config and database in `folder`; stop() is idempotent."""
 
-    def __init__(self, folder: Path, synchronous: str, store_url: str = DEFAULT_URL,
-                 hooks: bool = False, outcomes: bool = True, shapes: bool = True) -> None:
+    def __init__(
+        self,
+        folder: Path,
+        synchronous: str,
+        store_url: str = DEFAULT_URL,
+        hooks: bool = False,
+        outcomes: bool = True,
+        shapes: bool = True,
+    ) -> None:
         self.folder = folder
         self.port = free_port()
         self.gmetri_secret = secrets.token_urlsafe(18)
         self.store = RunStore(store_url, folder)
         config = folder / "relayhook.toml"
-        config.write_text(CONFIG.format(
-            host=HOST, port=self.port, synchronous=synchronous, store_url=self.store.url,
-            gmetri_token=GMETRI_TOKEN,
-            gmetri_secret=self.gmetri_secret,
-            synthesis_token=SYNTHESIS_TOKEN, outcomes="true" if outcomes else "false",
-            shapes="true" if shapes else "false",
-        ) + (HOOKS if hooks else ""),
-            encoding="utf-8")
+        config.write_text(
+            CONFIG.format(
+                host=HOST,
+                port=self.port,
+                synchronous=synchronous,
+                store_url=self.store.url,
+                gmetri_token=GMETRI_TOKEN,
+                gmetri_secret=self.gmetri_secret,
+                synthesis_token=SYNTHESIS_TOKEN,
+                outcomes="true" if outcomes else "false",
+                shapes="true" if shapes else "false",
+            )
+            + (HOOKS if hooks else ""),
+            encoding="utf-8",
+        )
         # No RELAYHOOK_* overrides from this shell; this tree's relayhook, wherever we run.
         env = {k: v for k, v in os.environ.items() if not k.startswith("RELAYHOOK_")}
         env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(PROJECT), env.get("PYTHONPATH")]))
         self.log = (folder / "server.log").open("wb")
-        command = [sys.executable, "-m", "relayhook.cli", "serve", "--config", str(config),
-                   "--no-access-log", "--log-level", "warning"]
-        self.process = subprocess.Popen(command, cwd=folder, env=env, stdout=self.log,
-                                        stderr=subprocess.STDOUT)
+        command = [
+            sys.executable,
+            "-m",
+            "relayhook.cli",
+            "serve",
+            "--config",
+            str(config),
+            "--no-access-log",
+            "--log-level",
+            "warning",
+        ]
+        self.process = subprocess.Popen(
+            command, cwd=folder, env=env, stdout=self.log, stderr=subprocess.STDOUT
+        )
 
     @property
     def base_url(self) -> str:
@@ -318,11 +343,14 @@ class Server:
         deadline = time.monotonic() + STARTUP_SECONDS
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
-                raise RuntimeError(f"the server exited with {self.process.returncode}:\n"
-                                   + self.log_tail())
+                raise RuntimeError(
+                    f"the server exited with {self.process.returncode}:\n" + self.log_tail()
+                )
             try:
-                if httpx.get(self.base_url + "/healthz", timeout=1.0,
-                             trust_env=False).status_code == 200:
+                if (
+                    httpx.get(self.base_url + "/healthz", timeout=1.0, trust_env=False).status_code
+                    == 200
+                ):
                     return
             except httpx.HTTPError:
                 pass
@@ -367,15 +395,24 @@ def _streams(scenario: str, server: Server, args: argparse.Namespace) -> list[St
     gmetri_body = (args.bodies / "gmetri500.json").read_bytes()
     synthesis_body = (args.bodies / "synthesis.json").read_bytes()
     gmetri = Stream(
-        "gmetri", f"{server.base_url}/in/{GMETRI_TOKEN}", gmetri_body,
+        "gmetri",
+        f"{server.base_url}/in/{GMETRI_TOKEN}",
+        gmetri_body,
         # GMetri sends the string typed in its form after "Basic ", as is.
         {"Content-Type": "application/json", "Authorization": f"Basic {server.gmetri_secret}"},
-        expect_events=len(json.loads(gmetri_body)["data"]["rows"]), duration=args.duration,
-        timeout=args.timeout, warmup=args.warmup, max_requests=args.max_requests,
+        expect_events=len(json.loads(gmetri_body)["data"]["rows"]),
+        duration=args.duration,
+        timeout=args.timeout,
+        warmup=args.warmup,
+        max_requests=args.max_requests,
     )
     synthesis = replace(
-        gmetri, name="synthesis", url=f"{server.base_url}/in/{SYNTHESIS_TOKEN}",
-        body=synthesis_body, headers={"Content-Type": "application/json"}, expect_events=1,
+        gmetri,
+        name="synthesis",
+        url=f"{server.base_url}/in/{SYNTHESIS_TOKEN}",
+        body=synthesis_body,
+        headers={"Content-Type": "application/json"},
+        expect_events=1,
         unique_uuid=json.loads(synthesis_body)[0]["uuid"],
     )
     paced = replace(gmetri, rate=args.rate)
@@ -383,8 +420,10 @@ def _streams(scenario: str, server: Server, args: argparse.Namespace) -> list[St
         "gmetri-paced": [replace(paced, name=scenario)],
         "gmetri-max": [replace(gmetri, name=scenario, clients=args.clients)],
         "synthesis-max": [replace(synthesis, name=scenario, clients=args.clients)],
-        "mixed": [replace(paced, name="mixed: gmetri"),
-                  replace(synthesis, name="mixed: synthesis", clients=args.mixed_clients)],
+        "mixed": [
+            replace(paced, name="mixed: gmetri"),
+            replace(synthesis, name="mixed: synthesis", clients=args.mixed_clients),
+        ],
     }[scenario]
 
 
@@ -396,8 +435,9 @@ def _percentile(ordered: list[float], p: float) -> float:
     return ordered[int(rank) - 1]
 
 
-def _row(stream: Stream, outcome: dict[str, Any], server: dict[str, float],
-         synchronous: str) -> dict[str, Any]:
+def _row(
+    stream: Stream, outcome: dict[str, Any], server: dict[str, float], synchronous: str
+) -> dict[str, Any]:
     ordered = sorted(outcome["latencies"])
     elapsed = outcome["elapsed"] or float("nan")
     ms = {f"p{p}_ms": round(_percentile(ordered, p) * 1000, 1) for p in (50, 90, 99)}
@@ -422,8 +462,14 @@ def _row(stream: Stream, outcome: dict[str, Any], server: dict[str, float],
 
 def run_scenario(scenario: str, args: argparse.Namespace) -> list[dict[str, Any]]:
     with tempfile.TemporaryDirectory(prefix="relayhook-bench-", dir=args.dir) as folder:
-        server = Server(Path(folder), args.synchronous, args.store_url, hooks=args.hooks,
-                        outcomes=not args.no_outcomes, shapes=not args.no_shapes)
+        server = Server(
+            Path(folder),
+            args.synchronous,
+            args.store_url,
+            hooks=args.hooks,
+            outcomes=not args.no_outcomes,
+            shapes=not args.no_shapes,
+        )
         try:
             try:
                 server.wait_healthy()
@@ -436,8 +482,7 @@ def run_scenario(scenario: str, args: argparse.Namespace) -> list[dict[str, Any]
             server.store.drop()  # a PostgreSQL run's database
     acked = sum(o["events"] + o["warmup_events"] for o in outcomes.values())
     if stored < acked:
-        print(f"WARNING {scenario}: {acked} events acknowledged, {stored} stored",
-              file=sys.stderr)
+        print(f"WARNING {scenario}: {acked} events acknowledged, {stored} stored", file=sys.stderr)
     server_figures["stored_events"] = stored
     server_figures["store"] = "postgresql" if is_postgres(args.store_url) else "sqlite"
     return [_row(s, outcomes[s.name], server_figures, args.synchronous) for s in streams]
@@ -466,14 +511,17 @@ def _merge(parts: list[dict[str, Any]]) -> dict[str, Any]:
     return merged
 
 
-def _load(server: Server, streams: list[Stream],
-          args: argparse.Namespace) -> tuple[dict[str, dict[str, Any]], dict[str, Any]]:
+def _load(
+    server: Server, streams: list[Stream], args: argparse.Namespace
+) -> tuple[dict[str, dict[str, Any]], dict[str, Any]]:
     parts = [part for stream in streams for part in _parts(stream, args.procs)]
     context = multiprocessing.get_context("spawn")
     barrier = context.Barrier(len(parts) + 1)
     results = context.Queue()
-    workers = [context.Process(target=_worker, args=(part, barrier, results), daemon=True)
-               for part in parts]
+    workers = [
+        context.Process(target=_worker, args=(part, barrier, results), daemon=True)
+        for part in parts
+    ]
     profiler = None
     try:
         for worker in workers:
@@ -499,10 +547,12 @@ def _load(server: Server, streams: list[Stream],
         # The rest of the machine: other people's work would make these figures worse.
         clients = sum(o["cpu_seconds"] for o in reported)
         others = machine_busy_seconds() - busy - server_cpu - clients
-        figures = {"server_cpu_pct": round(100 * server_cpu / wall),
-                   "other_cpu_pct": max(0, round(100 * others / wall)),
-                   "server_peak_rss_mb": round(server.peak_rss_mb(), 1),
-                   "client_processes": len(parts)}
+        figures = {
+            "server_cpu_pct": round(100 * server_cpu / wall),
+            "other_cpu_pct": max(0, round(100 * others / wall)),
+            "server_peak_rss_mb": round(server.peak_rss_mb(), 1),
+            "client_processes": len(parts),
+        }
         outcomes = {s.name: _merge([o for o in reported if o["name"] == s.name]) for s in streams}
         return outcomes, figures
     finally:
@@ -523,10 +573,24 @@ def _start_py_spy(args: argparse.Namespace, server: Server, name: str) -> subpro
     if py_spy is None:
         raise RuntimeError("--py-spy: no py-spy here; `pip install py-spy` first")
     return subprocess.Popen(
-        [py_spy, "record", "--pid", str(server.process.pid), "--duration",
-         str(int(args.duration)), "--rate", "200", "--threads", "--idle", "--format", "raw",
-         "--output", str(out)],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        [
+            py_spy,
+            "record",
+            "--pid",
+            str(server.process.pid),
+            "--duration",
+            str(int(args.duration)),
+            "--rate",
+            "200",
+            "--threads",
+            "--idle",
+            "--format",
+            "raw",
+            "--output",
+            str(out),
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
     )
 
 
@@ -557,72 +621,166 @@ def _fdatasync_ms(folder: Path, count: int = 30) -> float:
 
 def machine(args: argparse.Namespace) -> dict[str, Any]:
     folder = Path(args.dir or tempfile.gettempdir())
-    model = next((line.split(":", 1)[1].strip() for line in
-                  Path("/proc/cpuinfo").read_text().splitlines()
-                  if line.startswith("model name")), platform.processor())
-    return {"date": datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"), "cpus": os.cpu_count(),
-            "cpu": model, "python": platform.python_version(), "kernel": platform.release(),
-            "filesystem": _filesystem(folder), "fdatasync_ms": _fdatasync_ms(folder)}
+    model = next(
+        (
+            line.split(":", 1)[1].strip()
+            for line in Path("/proc/cpuinfo").read_text().splitlines()
+            if line.startswith("model name")
+        ),
+        platform.processor(),
+    )
+    return {
+        "date": datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"),
+        "cpus": os.cpu_count(),
+        "cpu": model,
+        "python": platform.python_version(),
+        "kernel": platform.release(),
+        "filesystem": _filesystem(folder),
+        "fdatasync_ms": _fdatasync_ms(folder),
+    }
 
 
-COLUMNS = [("scenario", "scenario"), ("store", "store"), ("synchronous", "sync"), ("load", "load"),
-           ("requests", "requests"), ("requests_per_s", "req/s"), ("events_per_s", "events/s"),
-           ("p50_ms", "p50 ms"), ("p90_ms", "p90 ms"), ("p99_ms", "p99 ms"), ("max_ms", "max ms"),
-           ("over_2s", "> 2 s"), ("errors", "errors"), ("server_cpu_pct", "server CPU %"),
-           ("client_cpu_pct", "client CPU %"), ("other_cpu_pct", "other CPU %"),
-           ("server_peak_rss_mb", "server peak RSS MB")]
+COLUMNS = [
+    ("scenario", "scenario"),
+    ("store", "store"),
+    ("synchronous", "sync"),
+    ("load", "load"),
+    ("requests", "requests"),
+    ("requests_per_s", "req/s"),
+    ("events_per_s", "events/s"),
+    ("p50_ms", "p50 ms"),
+    ("p90_ms", "p90 ms"),
+    ("p99_ms", "p99 ms"),
+    ("max_ms", "max ms"),
+    ("over_2s", "> 2 s"),
+    ("errors", "errors"),
+    ("server_cpu_pct", "server CPU %"),
+    ("client_cpu_pct", "client CPU %"),
+    ("other_cpu_pct", "other CPU %"),
+    ("server_peak_rss_mb", "server peak RSS MB"),
+]
 
 
 def markdown(rows: list[dict[str, Any]]) -> str:
-    lines = ["| " + " | ".join(title for _, title in COLUMNS) + " |",
-             "|" + "|".join(" --- " for _ in COLUMNS) + "|"]
+    lines = [
+        "| " + " | ".join(title for _, title in COLUMNS) + " |",
+        "|" + "|".join(" --- " for _ in COLUMNS) + "|",
+    ]
     lines += ["| " + " | ".join(str(row[key]) for key, _ in COLUMNS) + " |" for row in rows]
     return "\n".join(lines)
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--scenario", action="append", choices=SCENARIOS,
-                        help="run this scenario (repeatable; default: all, in order)")
-    parser.add_argument("--hooks", action="store_true",
-                        help="four inactive hooks, one per routing outcome (see HOOKS)")
-    parser.add_argument("--no-shapes", action="store_true",
-                        help="[watch] shapes = false: ingest without learning payload shapes")
-    parser.add_argument("--no-outcomes", action="store_true",
-                        help="[outcomes] record = false: route without recording outcomes")
-    parser.add_argument("--synchronous", default="FULL", choices=["NORMAL", "FULL", "EXTRA"],
-                        help="[storage] synchronous of the server (default: FULL)")
-    parser.add_argument("--store-url", default=DEFAULT_URL,
-                        help="[storage] url; a postgresql:// URL names a server on which each"
-                        " run gets a new database, dropped after it (default: SQLite)")
-    parser.add_argument("--duration", type=float, default=20.0,
-                        help="measured seconds per scenario (default: 20)")
-    parser.add_argument("--rate", type=float, default=5.0,
-                        help="GMetri batches per second when paced (default: 5, GMetri's max)")
-    parser.add_argument("--clients", type=int, default=4,
-                        help="concurrent closed-loop clients of the *-max scenarios (default: 4)")
-    parser.add_argument("--mixed-clients", type=int, default=1,
-                        help="closed-loop SynthesisVR clients in `mixed` (default: 1)")
-    parser.add_argument("--procs", type=int, default=1,
-                        help="worker processes a closed-loop stream's clients are spread over"
-                             " (default: 1; a paced stream always has one)")
-    parser.add_argument("--warmup", type=int, default=5,
-                        help="unmeasured requests per stream before the clock starts (default: 5)")
-    parser.add_argument("--timeout", type=float, default=30.0,
-                        help="seconds before a request counts as an error (default: 30)")
-    parser.add_argument("--max-requests", type=int, default=500_000,
-                        help="cap on the requests of one stream (default: 500000)")
-    parser.add_argument("--bodies", type=Path, default=DEFAULT_BODIES,
-                        help=f"the maintainers' load bodies (default: {DEFAULT_BODIES})")
-    parser.add_argument("--dir", type=Path, default=None,
-                        help="where the temporary database goes (default: the system temp dir);"
-                             " it must be a real disk for synchronous to mean anything")
-    parser.add_argument("--py-spy", type=Path, default=None, metavar="DIR",
-                        help="also sample the server with py-spy (raw stacks into DIR)")
-    parser.add_argument("--quiet-below", type=float, default=None, metavar="PCT",
-                        help="before each scenario, wait (at most 180 s) until other processes"
-                             " use less than PCT%% of one core")
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument(
+        "--scenario",
+        action="append",
+        choices=SCENARIOS,
+        help="run this scenario (repeatable; default: all, in order)",
+    )
+    parser.add_argument(
+        "--hooks",
+        action="store_true",
+        help="four inactive hooks, one per routing outcome (see HOOKS)",
+    )
+    parser.add_argument(
+        "--no-shapes",
+        action="store_true",
+        help="[watch] shapes = false: ingest without learning payload shapes",
+    )
+    parser.add_argument(
+        "--no-outcomes",
+        action="store_true",
+        help="[outcomes] record = false: route without recording outcomes",
+    )
+    parser.add_argument(
+        "--synchronous",
+        default="FULL",
+        choices=["NORMAL", "FULL", "EXTRA"],
+        help="[storage] synchronous of the server (default: FULL)",
+    )
+    parser.add_argument(
+        "--store-url",
+        default=DEFAULT_URL,
+        help="[storage] url; a postgresql:// URL names a server on which each"
+        " run gets a new database, dropped after it (default: SQLite)",
+    )
+    parser.add_argument(
+        "--duration", type=float, default=20.0, help="measured seconds per scenario (default: 20)"
+    )
+    parser.add_argument(
+        "--rate",
+        type=float,
+        default=5.0,
+        help="GMetri batches per second when paced (default: 5, GMetri's max)",
+    )
+    parser.add_argument(
+        "--clients",
+        type=int,
+        default=4,
+        help="concurrent closed-loop clients of the *-max scenarios (default: 4)",
+    )
+    parser.add_argument(
+        "--mixed-clients",
+        type=int,
+        default=1,
+        help="closed-loop SynthesisVR clients in `mixed` (default: 1)",
+    )
+    parser.add_argument(
+        "--procs",
+        type=int,
+        default=1,
+        help="worker processes a closed-loop stream's clients are spread over"
+        " (default: 1; a paced stream always has one)",
+    )
+    parser.add_argument(
+        "--warmup",
+        type=int,
+        default=5,
+        help="unmeasured requests per stream before the clock starts (default: 5)",
+    )
+    parser.add_argument(
+        "--timeout",
+        type=float,
+        default=30.0,
+        help="seconds before a request counts as an error (default: 30)",
+    )
+    parser.add_argument(
+        "--max-requests",
+        type=int,
+        default=500_000,
+        help="cap on the requests of one stream (default: 500000)",
+    )
+    parser.add_argument(
+        "--bodies",
+        type=Path,
+        default=DEFAULT_BODIES,
+        help=f"the maintainers' load bodies (default: {DEFAULT_BODIES})",
+    )
+    parser.add_argument(
+        "--dir",
+        type=Path,
+        default=None,
+        help="where the temporary database goes (default: the system temp dir);"
+        " it must be a real disk for synchronous to mean anything",
+    )
+    parser.add_argument(
+        "--py-spy",
+        type=Path,
+        default=None,
+        metavar="DIR",
+        help="also sample the server with py-spy (raw stacks into DIR)",
+    )
+    parser.add_argument(
+        "--quiet-below",
+        type=float,
+        default=None,
+        metavar="PCT",
+        help="before each scenario, wait (at most 180 s) until other processes"
+        " use less than PCT%% of one core",
+    )
     parser.add_argument("--json", action="store_true", help="print JSON, not Markdown")
     return parser
 
@@ -642,9 +800,11 @@ def main(argv: list[str] | None = None) -> int:
     if args.json:
         print(json.dumps({"machine": about, "results": rows}, indent=2))
     else:
-        print(f"{about['date']}; {about['cpus']} x {about['cpu']}; Python {about['python']};"
-              f" Linux {about['kernel']}; database on {about['filesystem']}"
-              f" (4 KiB fdatasync p50 {about['fdatasync_ms']} ms)\n")
+        print(
+            f"{about['date']}; {about['cpus']} x {about['cpu']}; Python {about['python']};"
+            f" Linux {about['kernel']}; database on {about['filesystem']}"
+            f" (4 KiB fdatasync p50 {about['fdatasync_ms']} ms)\n"
+        )
         print(markdown(rows))
     return 0
 

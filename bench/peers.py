@@ -60,8 +60,9 @@ def starlette_app(sink: str | None) -> Any:
     async def ingest(request: Request) -> Response:
         body = await request.body()
         if sink is not None:
-            async with session[0].post(sink, data=body,
-                                       headers={"Content-Type": "application/json"}) as answer:
+            async with session[0].post(
+                sink, data=body, headers={"Content-Type": "application/json"}
+            ) as answer:
                 await answer.read()
             if answer.status >= 300:
                 return Response(b"sink answered %d" % answer.status, status_code=502)
@@ -70,13 +71,16 @@ def starlette_app(sink: str | None) -> Any:
     async def health(request: Request) -> Response:
         return Response(b"ok")
 
-    return Starlette(routes=[Route("/in", ingest, methods=["POST"]), Route("/healthz", health)],
-                     lifespan=lifespan)
+    return Starlette(
+        routes=[Route("/in", ingest, methods=["POST"]), Route("/healthz", health)],
+        lifespan=lifespan,
+    )
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("kind", choices=["starlette", "forward"])
     parser.add_argument("--port", type=int, required=True)
     parser.add_argument("--sink", help="forward: the URL the body is posted to")
@@ -85,8 +89,9 @@ def main(argv: list[str] | None = None) -> int:
         parser.error("--sink is for `forward`, and `forward` needs it")
     import uvicorn
 
-    uvicorn.run(starlette_app(args.sink), host=HOST, port=args.port, log_level="warning",
-                access_log=False)
+    uvicorn.run(
+        starlette_app(args.sink), host=HOST, port=args.port, log_level="warning", access_log=False
+    )
     return 0
 
 
@@ -109,16 +114,23 @@ def ensure_node_red(folder: Path, timeout: float = 900.0) -> str:
         return version
     npm = shutil.which("npm")
     if npm is None or shutil.which("node") is None:
-        raise RuntimeError("Node-RED needs node and npm (Debian: apt-get install -y nodejs npm);"
-                           " or leave it out with --no-node-red")
+        raise RuntimeError(
+            "Node-RED needs node and npm (Debian: apt-get install -y nodejs npm);"
+            " or leave it out with --no-node-red"
+        )
     folder.mkdir(parents=True, exist_ok=True)
     manifest = folder / "package.json"
     if not manifest.exists():  # npm installs here, not in some parent folder's package.json
-        manifest.write_text('{"name": "relayhook-bench-node-red", "private": true}\n',
-                            encoding="utf-8")
+        manifest.write_text(
+            '{"name": "relayhook-bench-node-red", "private": true}\n', encoding="utf-8"
+        )
     print(f"installing {NODE_RED_SPEC} into {folder} with npm...", flush=True)
-    subprocess.run([npm, "install", "--no-audit", "--no-fund", "--loglevel=error",
-                    NODE_RED_SPEC], cwd=folder, check=True, timeout=timeout)
+    subprocess.run(
+        [npm, "install", "--no-audit", "--no-fund", "--loglevel=error", NODE_RED_SPEC],
+        cwd=folder,
+        check=True,
+        timeout=timeout,
+    )
     version = node_red_version(folder)
     if version is None or not version.startswith(NODE_RED_MAJOR):
         raise RuntimeError(f"npm installed Node-RED {version}, not 4.x, in {folder}")
@@ -128,45 +140,95 @@ def ensure_node_red(folder: Path, timeout: float = 900.0) -> str:
 def node_red_command(folder: Path, user_dir: Path) -> list[str]:
     node = shutil.which("node") or "node"
     red = folder / "node_modules" / "node-red" / "red.js"
-    return [node, str(red), "--settings", str(user_dir / "settings.js"),
-            "--userDir", str(user_dir)]
+    return [node, str(red), "--settings", str(user_dir / "settings.js"), "--userDir", str(user_dir)]
 
 
 def write_node_red_files(user_dir: Path, port: int, sink: str) -> None:
     """settings.js and flows.json: `POST /in` -> `POST sink` -> the answer; `GET /healthz`."""
     user_dir.mkdir(parents=True, exist_ok=True)
     settings = {
-        "uiHost": HOST, "uiPort": port, "userDir": str(user_dir), "flowFile": "flows.json",
-        "flowFilePretty": False, "credentialSecret": False,
-        "httpAdminRoot": False, "disableEditor": True, "httpNodeRoot": "/",
+        "uiHost": HOST,
+        "uiPort": port,
+        "userDir": str(user_dir),
+        "flowFile": "flows.json",
+        "flowFilePretty": False,
+        "credentialSecret": False,
+        "httpAdminRoot": False,
+        "disableEditor": True,
+        "httpNodeRoot": "/",
         "nodesIncludes": NODE_RED_NODES,
         "logging": {"console": {"level": "warn", "metrics": False, "audit": False}},
         "diagnostics": {"enabled": False, "ui": False},
         "runtimeState": {"enabled": False, "ui": False},
         "telemetry": {"enabled": False, "updateNotification": False},
-        "externalModules": {"autoInstall": False, "palette": {"allowInstall": False},
-                            "modules": {"allowInstall": False}},
+        "externalModules": {
+            "autoInstall": False,
+            "palette": {"allowInstall": False},
+            "modules": {"allowInstall": False},
+        },
         "functionExternalModules": False,
         "editorTheme": {"projects": {"enabled": False}, "tours": False},
         "contextStorage": {"default": {"module": "memory"}},
     }
     (user_dir / "settings.js").write_text(
-        "module.exports = " + json.dumps(settings, indent=2) + ";\n", encoding="utf-8")
+        "module.exports = " + json.dumps(settings, indent=2) + ";\n", encoding="utf-8"
+    )
     flow = [
         {"id": "bench", "type": "tab", "label": "bench"},
-        {"id": "in", "type": "http in", "z": "bench", "url": "/in", "method": "post",
-         "upload": False, "swaggerDoc": "", "wires": [["forward"]]},
+        {
+            "id": "in",
+            "type": "http in",
+            "z": "bench",
+            "url": "/in",
+            "method": "post",
+            "upload": False,
+            "swaggerDoc": "",
+            "wires": [["forward"]],
+        },
         # persist: keep-alive to the sink, as the other forwarders do.
-        {"id": "forward", "type": "http request", "z": "bench", "method": "POST", "ret": "txt",
-         "paytoqs": "ignore", "url": sink, "tls": "", "persist": True, "proxy": "",
-         "insecureHTTPParser": False, "authType": "", "senderr": False, "headers": [],
-         "wires": [["answer"]]},
-        {"id": "answer", "type": "http response", "z": "bench", "statusCode": "",
-         "headers": {}, "wires": []},
-        {"id": "health", "type": "http in", "z": "bench", "url": "/healthz", "method": "get",
-         "upload": False, "swaggerDoc": "", "wires": [["healthy"]]},
-        {"id": "healthy", "type": "http response", "z": "bench", "statusCode": "200",
-         "headers": {}, "wires": []},
+        {
+            "id": "forward",
+            "type": "http request",
+            "z": "bench",
+            "method": "POST",
+            "ret": "txt",
+            "paytoqs": "ignore",
+            "url": sink,
+            "tls": "",
+            "persist": True,
+            "proxy": "",
+            "insecureHTTPParser": False,
+            "authType": "",
+            "senderr": False,
+            "headers": [],
+            "wires": [["answer"]],
+        },
+        {
+            "id": "answer",
+            "type": "http response",
+            "z": "bench",
+            "statusCode": "",
+            "headers": {},
+            "wires": [],
+        },
+        {
+            "id": "health",
+            "type": "http in",
+            "z": "bench",
+            "url": "/healthz",
+            "method": "get",
+            "upload": False,
+            "swaggerDoc": "",
+            "wires": [["healthy"]],
+        },
+        {
+            "id": "healthy",
+            "type": "http response",
+            "z": "bench",
+            "statusCode": "200",
+            "headers": {},
+            "wires": [],
+        },
     ]
     (user_dir / "flows.json").write_text(json.dumps(flow), encoding="utf-8")
 

@@ -86,8 +86,14 @@ def gmetri_batch() -> tuple[str, bytes, list[str], list[str], list[str], list[st
     row = {"identifier": "user123@x.com", "variables": {"score": 75, "quizCompleted": False}}
     data = json.dumps(row, separators=(",", ":"))
     events = [str(uuid.uuid4()) for _ in range(500)]
-    return (str(uuid.uuid4()), json.dumps([row] * 500).encode(), events,
-            ["user123@x.com"] * 500, [data] * 500, [str(uuid.uuid4()) for _ in range(500)])
+    return (
+        str(uuid.uuid4()),
+        json.dumps([row] * 500).encode(),
+        events,
+        ["user123@x.com"] * 500,
+        [data] * 500,
+        [str(uuid.uuid4()) for _ in range(500)],
+    )
 
 
 # -- each driver: a writer that group-commits, and a claimer
@@ -134,8 +140,9 @@ async def ingest(writer: Writer, clients: int, batches: int) -> float:
 
 async def psycopg_ingest(dsn: str, clients: int, batches: int) -> float:
     conn = await psycopg.AsyncConnection.connect(dsn, autocommit=True)
-    request, events, deliveries = (psycopg_sql(s) for s in (INSERT_REQUEST, INSERT_EVENTS,
-                                                           INSERT_DELIVERIES))
+    request, events, deliveries = (
+        psycopg_sql(s) for s in (INSERT_REQUEST, INSERT_EVENTS, INSERT_DELIVERIES)
+    )
 
     async def run_batch(jobs: list[Any]) -> None:
         async with conn.transaction():
@@ -167,8 +174,9 @@ async def asyncpg_ingest(dsn: str, clients: int, batches: int) -> float:
 
 
 async def psycopg_claim(dsn: str, claimers: int, total: int) -> float:
-    pool = psycopg_pool.AsyncConnectionPool(dsn, min_size=claimers, max_size=claimers,
-                                            kwargs={"autocommit": True}, open=False)
+    pool = psycopg_pool.AsyncConnectionPool(
+        dsn, min_size=claimers, max_size=claimers, kwargs={"autocommit": True}, open=False
+    )
     await pool.open(wait=True)
     claim, finish = psycopg_sql(CLAIM), psycopg_sql(FINISH)
 
@@ -176,8 +184,7 @@ async def psycopg_claim(dsn: str, claimers: int, total: int) -> float:
         done = 0
         for _ in range(total):  # bounded
             async with pool.connection() as conn:
-                rows = await (await conn.execute(claim, params(50, time.time(), owner)))\
-                    .fetchall()
+                rows = await (await conn.execute(claim, params(50, time.time(), owner))).fetchall()
             if not rows:
                 return done
             for row in rows:
@@ -261,8 +268,10 @@ async def main(args: argparse.Namespace) -> None:
     for _ in range(args.repeat):
         for driver in results:
             results[driver].append(await one_run(args, driver))
-    print(f"| driver | ingest events/s (median of {args.repeat}) |"
-          " claim + finish deliveries/s (median) |")
+    print(
+        f"| driver | ingest events/s (median of {args.repeat}) |"
+        " claim + finish deliveries/s (median) |"
+    )
     print("| --- | --- | --- |")
     for driver, runs in results.items():
         ingest_rate = statistics.median(r["ingest events/s"] for r in runs)
@@ -275,8 +284,9 @@ def version(driver: str) -> str:
 
 
 if __name__ == "__main__":
-    parser = argparse.ArgumentParser(description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--dsn", default="postgresql://postgres@127.0.0.1:5432/postgres")
     parser.add_argument("--clients", type=int, default=8, help="concurrent ingest writers")
     parser.add_argument("--batches", type=int, default=40, help="500-event writes per run")

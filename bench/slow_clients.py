@@ -53,8 +53,21 @@ def free_port() -> int:
 
 
 def start_server(workdir: Path, port: int) -> subprocess.Popen[bytes]:
-    command = [sys.executable, "-m", "relayhook.cli", "--config", "relayhook.toml", "serve",
-               "--host", HOST, "--port", str(port), "--no-access-log", "--log-level", "warning"]
+    command = [
+        sys.executable,
+        "-m",
+        "relayhook.cli",
+        "--config",
+        "relayhook.toml",
+        "serve",
+        "--host",
+        HOST,
+        "--port",
+        str(port),
+        "--no-access-log",
+        "--log-level",
+        "warning",
+    ]
     log = (workdir / "serve.log").open("wb")
     process = subprocess.Popen(command, cwd=workdir, stdout=log, stderr=subprocess.STDOUT)
     deadline = time.monotonic() + 30
@@ -70,8 +83,17 @@ def start_server(workdir: Path, port: int) -> subprocess.Popen[bytes]:
 
 def post_synthesis(port: int) -> float:
     """One SynthesisVR webhook on a new connection: seconds to its 200."""
-    body = json.dumps([{"uuid": str(uuid.uuid4()), "action": "create", "location": "Bench",
-                        "stations": 1, "customerid": 7685}])
+    body = json.dumps(
+        [
+            {
+                "uuid": str(uuid.uuid4()),
+                "action": "create",
+                "location": "Bench",
+                "stations": 1,
+                "customerid": 7685,
+            }
+        ]
+    )
     started = time.perf_counter()
     conn = http.client.HTTPConnection(HOST, port, timeout=10)
     try:
@@ -131,8 +153,13 @@ def percentiles(values: list[float]) -> dict[str, float]:
     def rank(p: float) -> float:  # nearest rank
         return ordered[max(0, min(len(ordered) - 1, int(round(p * len(ordered))) - 1))]
 
-    return {"n": len(ordered), "p50_ms": rank(0.50) * 1000, "p99_ms": rank(0.99) * 1000,
-            "max_ms": ordered[-1] * 1000, "mean_ms": statistics.fmean(ordered) * 1000}
+    return {
+        "n": len(ordered),
+        "p50_ms": rank(0.50) * 1000,
+        "p99_ms": rank(0.99) * 1000,
+        "max_ms": ordered[-1] * 1000,
+        "mean_ms": statistics.fmean(ordered) * 1000,
+    }
 
 
 def main() -> None:
@@ -147,9 +174,13 @@ def main() -> None:
 
     with tempfile.TemporaryDirectory(prefix="relayhook-bench-slow-") as tmp:
         workdir = Path(tmp)
-        (workdir / "relayhook.toml").write_text(CONFIG.format(
-            header_timeout=args.header_timeout, max_connections=args.max_connections,
-            token=TOKEN))
+        (workdir / "relayhook.toml").write_text(
+            CONFIG.format(
+                header_timeout=args.header_timeout,
+                max_connections=args.max_connections,
+                token=TOKEN,
+            )
+        )
         port = free_port()
         server = start_server(workdir, port)
         try:
@@ -158,7 +189,8 @@ def main() -> None:
             results: Any = multiprocessing.get_context("spawn").Queue()
             window = args.header_timeout + 5.0
             slow = multiprocessing.get_context("spawn").Process(
-                target=run_slow, args=(port, args.slow, window, results))
+                target=run_slow, args=(port, args.slow, window, results)
+            )
             slow.start()
             time.sleep(0.5)  # let the slow connections open before measuring beside them
             loaded = run_client(port, args.header_timeout, args.pause)
@@ -173,13 +205,17 @@ def main() -> None:
 
     lived = [t for t in closed if t is not None]
     report = {
-        "machine": {"nproc": os.cpu_count(), "cpu": cpu_model(),
-                    "python": platform.python_version()},
+        "machine": {
+            "nproc": os.cpu_count(),
+            "cpu": cpu_model(),
+            "python": platform.python_version(),
+        },
         "header_timeout_s": args.header_timeout,
         "synthesis_alone": percentiles(baseline),
         "synthesis_beside_slow": percentiles(loaded),
         "slow_connections": {
-            "opened": len(closed), "closed_by_server": len(lived),
+            "opened": len(closed),
+            "closed_by_server": len(lived),
             "still_open": len(closed) - len(lived),
             "lived_min_s": min(lived, default=float("nan")),
             "lived_median_s": statistics.median(lived) if lived else float("nan"),
@@ -192,12 +228,16 @@ def main() -> None:
     print(f"machine: {report['machine']}")
     for name in ("synthesis_alone", "synthesis_beside_slow"):
         p = report[name]
-        print(f"{name:24} n={p['n']:5}  p50 {p['p50_ms']:6.1f} ms  p99 {p['p99_ms']:6.1f} ms"
-              f"  max {p['max_ms']:6.1f} ms")
+        print(
+            f"{name:24} n={p['n']:5}  p50 {p['p50_ms']:6.1f} ms  p99 {p['p99_ms']:6.1f} ms"
+            f"  max {p['max_ms']:6.1f} ms"
+        )
     s = report["slow_connections"]
-    print(f"slow connections: {s['opened']} opened, {s['closed_by_server']} closed by the server"
-          f" after {s['lived_min_s']:.2f} / {s['lived_median_s']:.2f} / {s['lived_max_s']:.2f} s"
-          f" (min / median / max; deadline {args.header_timeout} s), {s['still_open']} open")
+    print(
+        f"slow connections: {s['opened']} opened, {s['closed_by_server']} closed by the server"
+        f" after {s['lived_min_s']:.2f} / {s['lived_median_s']:.2f} / {s['lived_max_s']:.2f} s"
+        f" (min / median / max; deadline {args.header_timeout} s), {s['still_open']} open"
+    )
 
 
 def cpu_model() -> str:

@@ -32,18 +32,36 @@ def _under(*prefixes: str) -> Rule:
 # Innermost match wins; earlier rules win at the same frame.
 LAYERS: list[tuple[str, Rule]] = [
     ("event ids (new_uuid)", lambda func, path: func == "new_uuid"),
-    ("templates (relayhook.core.templating, jinja2)", _under(
-        "relayhook/core/templating.py", "jinja2/", "<template>", "markupsafe/")),
-    ("mapping (relayhook.core.mapping, connectors, events)", _under(
-        "relayhook/core/mapping.py", "relayhook/core/connectors.py", "relayhook/core/events.py",
-        "relayhook/core/auth.py")),
+    (
+        "templates (relayhook.core.templating, jinja2)",
+        _under("relayhook/core/templating.py", "jinja2/", "<template>", "markupsafe/"),
+    ),
+    (
+        "mapping (relayhook.core.mapping, connectors, events)",
+        _under(
+            "relayhook/core/mapping.py",
+            "relayhook/core/connectors.py",
+            "relayhook/core/events.py",
+            "relayhook/core/auth.py",
+        ),
+    ),
     ("routing to hooks", _under("relayhook/core/routing.py", "relayhook/core/hooks.py")),
     ("store, loop side (rows, JSON of the data, submit)", _under("relayhook/store/")),
     ("ingress (relayhook.web)", _under("relayhook/web/", "relayhook/live.py")),
-    ("delivery (dispatcher, outbound, HTTP client)", _under(
-        "relayhook/delivery/", "relayhook/core/outbound.py", "relayhook/core/retry.py",
-        "relayhook/core/pacing.py", "relayhook/core/redaction.py", "httpx/",
-        "aiohttp/", "yarl/", "multidict/")),
+    (
+        "delivery (dispatcher, outbound, HTTP client)",
+        _under(
+            "relayhook/delivery/",
+            "relayhook/core/outbound.py",
+            "relayhook/core/retry.py",
+            "relayhook/core/pacing.py",
+            "relayhook/core/redaction.py",
+            "httpx/",
+            "aiohttp/",
+            "yarl/",
+            "multidict/",
+        ),
+    ),
     ("Starlette (middleware, routing, Request, JSONResponse)", _under("starlette/")),
     ("uvicorn + httptools (HTTP/1.1, the response write)", _under("uvicorn/", "httptools/")),
     ("logging", _under("logging/")),
@@ -95,11 +113,13 @@ def summarize(data: dict[str, Any], top: int = 15) -> dict[str, Any]:
     def shares(counter: collections.Counter[str], of: float, count: int) -> dict[str, float]:
         return {name: round(100 * v / of, 1) for name, v in counter.most_common(count)}
 
-    return {"seconds": {t: round(s, 2) for t, s in threads.items()},
-            "threads_pct": shares(threads, total, 10),
-            "main_by_layer_pct": shares(layers, main, len(LAYERS) + 1),
-            "main_inclusive_pct": shares(inclusive, main, top),
-            "main_self_pct": shares(own, main, top)}
+    return {
+        "seconds": {t: round(s, 2) for t, s in threads.items()},
+        "threads_pct": shares(threads, total, 10),
+        "main_by_layer_pct": shares(layers, main, len(LAYERS) + 1),
+        "main_inclusive_pct": shares(inclusive, main, top),
+        "main_self_pct": shares(own, main, top),
+    }
 
 
 def markdown(summary: dict[str, Any]) -> str:
@@ -108,18 +128,21 @@ def markdown(summary: dict[str, Any]) -> str:
         return "\n".join(rows + [f"| {name} | {pct} |" for name, pct in shares.items()])
 
     seconds = ", ".join(f"{t} {s} s" for t, s in summary["seconds"].items())
-    return "\n\n".join([
-        f"GIL-holding samples: {seconds}",
-        table("thread (share of all samples)", summary["threads_pct"]),
-        table("main thread, by layer", summary["main_by_layer_pct"]),
-        table("main thread, inclusive", summary["main_inclusive_pct"]),
-        table("main thread, own time", summary["main_self_pct"]),
-    ])
+    return "\n\n".join(
+        [
+            f"GIL-holding samples: {seconds}",
+            table("thread (share of all samples)", summary["threads_pct"]),
+            table("main thread, by layer", summary["main_by_layer_pct"]),
+            table("main thread, inclusive", summary["main_inclusive_pct"]),
+            table("main thread, own time", summary["main_self_pct"]),
+        ]
+    )
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("file", type=Path, help="a py-spy speedscope file")
     parser.add_argument("--top", type=int, default=15, help="functions listed (default: 15)")
     parser.add_argument("--json", action="store_true", help="print JSON, not Markdown")

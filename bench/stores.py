@@ -66,6 +66,7 @@ class RunStore:
 
     def drop(self) -> None:
         if self.name:
-            asyncio.run(_execute(self.base_url,
-                                 f'DROP DATABASE IF EXISTS "{self.name}" WITH (FORCE)'))
+            asyncio.run(
+                _execute(self.base_url, f'DROP DATABASE IF EXISTS "{self.name}" WITH (FORCE)')
+            )
             self.name = None

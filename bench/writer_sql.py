@@ -46,10 +46,32 @@ def database(folder: Path, drop: tuple[str, ...]) -> sqlite3.Connection:
 
 def rows() -> tuple[tuple[Any, ...], list[tuple[Any, ...]]]:
     request_id = new_uuid()
-    request = (request_id, "generic", NOW, "POST", "", HEADERS, b'{"a":1,"bb":"hello"}' * 17,
-               "accepted", None, 0, "[]", 0)
-    events = [(new_uuid(), request_id, "generic", "generic.webhook.received",
-               "generic/generic", "", NOW, '{"a":1,"bb":"hello"}')]
+    request = (
+        request_id,
+        "generic",
+        NOW,
+        "POST",
+        "",
+        HEADERS,
+        b'{"a":1,"bb":"hello"}' * 17,
+        "accepted",
+        None,
+        0,
+        "[]",
+        0,
+    )
+    events = [
+        (
+            new_uuid(),
+            request_id,
+            "generic",
+            "generic.webhook.received",
+            "generic/generic",
+            "",
+            NOW,
+            '{"a":1,"bb":"hello"}',
+        )
+    ]
     return request, events
 
 
@@ -76,8 +98,12 @@ def main() -> None:
     parser.add_argument("--batches", type=int, default=200)
     parser.add_argument("--per-commit", type=int, default=25)
     args = parser.parse_args()
-    variants = [("every index", (), "FULL"), ("every index", (), "NORMAL"),
-                ("every index", (), "OFF"), ("no secondary index", SECONDARY, "FULL")]
+    variants = [
+        ("every index", (), "FULL"),
+        ("every index", (), "NORMAL"),
+        ("every index", (), "OFF"),
+        ("no secondary index", SECONDARY, "FULL"),
+    ]
     print("| variant | synchronous | CPU us/request | wall us/request |")
     print("| --- | --- | --- | --- |")
     with tempfile.TemporaryDirectory() as folder:

@@ -71,8 +71,9 @@ def load_relays(settings: Settings) -> tuple[dict[str, Connector], dict[str, Rel
 
 def load_hooks(settings: Settings) -> dict[str, Hook]:
     """The config's hooks, merged over their presets and compiled. Raises ConfigError."""
-    return build_hooks(settings.hooks, str(settings.config_file or "(settings)"),
-                       locate=settings.line_of)
+    return build_hooks(
+        settings.hooks, str(settings.config_file or "(settings)"), locate=settings.line_of
+    )
 
 
 def destination_policy(settings: Settings) -> DestinationPolicy:
@@ -85,8 +86,9 @@ def destination_policy(settings: Settings) -> DestinationPolicy:
         raise settings.error_at(("delivery", "allow_cidrs"), str(exc)) from exc
 
 
-async def check_destinations(hooks: Mapping[str, Hook], policy: DestinationPolicy,
-                             resolver: Resolver | None = None) -> dict[str, str]:
+async def check_destinations(
+    hooks: Mapping[str, Hook], policy: DestinationPolicy, resolver: Resolver | None = None
+) -> dict[str, str]:
     """Check each hook's fixed URL when it is saved (loaded); templated hosts are checked when
     sent. Returns the refusals by hook name; a name that does not resolve now is let through."""
     refusals: dict[str, str] = {}
@@ -100,13 +102,21 @@ async def check_destinations(hooks: Mapping[str, Hook], policy: DestinationPolic
             refusals[hook.name] = f"destination refused: {exc}"
         except OSError as exc:  # no DNS here now: checked again when sent
             # The host only: the URL may hold credentials or a token.
-            log.warning("hook %r: cannot resolve %s now (%s); checked when sent", hook.name,
-                        urlsplit(url).hostname, exc.strerror or type(exc).__name__)
+            log.warning(
+                "hook %r: cannot resolve %s now (%s); checked when sent",
+                hook.name,
+                urlsplit(url).hostname,
+                exc.strerror or type(exc).__name__,
+            )
     return refusals
 
 
-async def refuse_destinations(settings: Settings, hooks: Mapping[str, Hook],
-                              policy: DestinationPolicy, resolver: Resolver | None = None) -> None:
+async def refuse_destinations(
+    settings: Settings,
+    hooks: Mapping[str, Hook],
+    policy: DestinationPolicy,
+    resolver: Resolver | None = None,
+) -> None:
     """LocatedErrors, one HookError at `hooks[i].url` per config hook whose fixed URL is
     refused."""
     refusals = await check_destinations(hooks, policy, resolver)
@@ -115,19 +125,26 @@ async def refuse_destinations(settings: Settings, hooks: Mapping[str, Hook],
         message = refusals.get(str(raw.get("name")))
         if message is not None:
             path = ("hooks", index, "url")
-            errors.append(HookError(settings.config_file or "(settings)", format_path(path),
-                                    settings.line_of(path), f"hook {raw['name']!r}: {message}"))
+            errors.append(
+                HookError(
+                    settings.config_file or "(settings)",
+                    format_path(path),
+                    settings.line_of(path),
+                    f"hook {raw['name']!r}: {message}",
+                )
+            )
     if errors:
         raise LocatedErrors(errors)
 
 
-
-async def prune_now(store: MaintenanceStore, retention: RetentionSettings,
-                    now: float) -> PruneResult:
+async def prune_now(
+    store: MaintenanceStore, retention: RetentionSettings, now: float
+) -> PruneResult:
     """Delete what `[retention]` lets go at `now` (epoch seconds); what was deleted. The audit
     log has its own, longer `audit_days`."""
-    result = await store.prune(cutoffs_at(now, days=retention.days, relays=retention.relays,
-                                          hooks=retention.hooks))
+    result = await store.prune(
+        cutoffs_at(now, days=retention.days, relays=retention.relays, hooks=retention.hooks)
+    )
     if retention.audit_days > 0:
         before = now - retention.audit_days * 86400
         for _ in range(10_000):  # bounded: each batch deletes up to 500 lines
@@ -150,9 +167,12 @@ async def opened_store(settings: Settings) -> AsyncIterator[Store]:
 def open_settings_store(settings: Settings) -> Store:
     """The store the settings name, not yet opened."""
     try:
-        return open_store(settings.storage.url, base_dir=settings.config_dir,
-                          synchronous=settings.storage.synchronous,
-                          busy_timeout=settings.storage.busy_timeout)
+        return open_store(
+            settings.storage.url,
+            base_dir=settings.config_dir,
+            synchronous=settings.storage.synchronous,
+            busy_timeout=settings.storage.busy_timeout,
+        )
     except ValueError as exc:
         raise settings.error_at(("storage", "url"), str(exc)) from exc
 
@@ -253,10 +273,17 @@ class Parts:
         return self.role in ("worker", "all")
 
 
-def assemble(settings: Settings, *, role: Role | None = None, store: Store | None = None,
-             resolver: Resolver | None = None, clock: Callable[[], float] = time.time,
-             transport: httpx.AsyncBaseTransport | None = None,
-             new_id: Callable[[], str] = new_uuid, span_exporter: Any = None) -> Parts:
+def assemble(
+    settings: Settings,
+    *,
+    role: Role | None = None,
+    store: Store | None = None,
+    resolver: Resolver | None = None,
+    clock: Callable[[], float] = time.time,
+    transport: httpx.AsyncBaseTransport | None = None,
+    new_id: Callable[[], str] = new_uuid,
+    span_exporter: Any = None,
+) -> Parts:
     """Settings -> connectors, config relays and hooks, the live configuration over them, the
     destination policy, the store (not opened), the manager that changes the configuration,
     the operations on records (a test send goes through `transport` when one is given), the
@@ -267,35 +294,79 @@ def assemble(settings: Settings, *, role: Role | None = None, store: Store | Non
     live = LiveConfig(hooks, relays, connectors=connectors, sealer=sealer)
     the_store = store if store is not None else open_settings_store(settings)
     policy = destination_policy(settings)
-    manager = Manager(the_store, live, connectors, public_url=settings.public_url(),
-                      policy=policy, resolver=resolver, clock=clock,
-                      secrets=settings.template_secrets())
+    manager = Manager(
+        the_store,
+        live,
+        connectors,
+        public_url=settings.public_url(),
+        policy=policy,
+        resolver=resolver,
+        clock=clock,
+        secrets=settings.template_secrets(),
+    )
     live.follow_settings(lambda run: follow_run_settings(run, settings, policy, manager))
     spool = Spool(spool_path(settings)) if role in ("web", "all") else None
     metrics = Metrics(spool_depth=(lambda: spool.depth) if spool is not None else lambda: 0)
     due, spooled = Signal(), Signal()
-    shapes = (ShapeWatch(the_store, live, clock=clock)
-              if role in ("web", "all") and settings.watch.shapes else None)
-    intake = Intake(the_store, live, new_id, spool=spool,
-                    store_timeout=settings.spool.store_timeout, wake=due.fire,
-                    spooled=spooled.fire, stored=metrics.observe_stored,
-                    secrets=settings.template_secrets(), explain=settings.outcomes.record,
-                    render_seconds=settings.limits.render_seconds)
+    shapes = (
+        ShapeWatch(the_store, live, clock=clock)
+        if role in ("web", "all") and settings.watch.shapes
+        else None
+    )
+    intake = Intake(
+        the_store,
+        live,
+        new_id,
+        spool=spool,
+        store_timeout=settings.spool.store_timeout,
+        wake=due.fire,
+        spooled=spooled.fire,
+        stored=metrics.observe_stored,
+        secrets=settings.template_secrets(),
+        explain=settings.outcomes.record,
+        render_seconds=settings.limits.render_seconds,
+    )
     if shapes is not None:
         intake.observe = shapes.note
     # [tracing] on (relayhook[otel]), for a process: `span_exporter` is where spans go instead
     # of OTLP (tests).
     tracing = start_tracing(settings, span_exporter) if role is not None else None
     intake.tracing = tracing
-    operations = Operations(the_store, live, connectors, policy=policy,
-                            secrets=settings.template_secrets(), new_id=new_id, wake=due.fire,
-                            transport=transport, resolver=resolver, clock=clock)
-    return Parts(settings, connectors, live, the_store, manager, policy, intake, metrics,
-                 operations, new_key, role, spool, due, spooled, shapes, tracing)
+    operations = Operations(
+        the_store,
+        live,
+        connectors,
+        policy=policy,
+        secrets=settings.template_secrets(),
+        new_id=new_id,
+        wake=due.fire,
+        transport=transport,
+        resolver=resolver,
+        clock=clock,
+    )
+    return Parts(
+        settings,
+        connectors,
+        live,
+        the_store,
+        manager,
+        policy,
+        intake,
+        metrics,
+        operations,
+        new_key,
+        role,
+        spool,
+        due,
+        spooled,
+        shapes,
+        tracing,
+    )
 
 
-def follow_run_settings(run: RunSettings, settings: Settings, policy: DestinationPolicy,
-                        manager: Manager) -> None:
+def follow_run_settings(
+    run: RunSettings, settings: Settings, policy: DestinationPolicy, manager: Manager
+) -> None:
     """Apply the console's run-time settings in this process: the networks hooks may reach
     besides the config's, and the public URL relay URLs start with."""
     policy.widen(run.allow_cidrs)

@@ -1,21 +1,21 @@
 """One exception tree. What a user can fix names where: `file:key:line: message`.
 
-    RelayhookError
-     ├── LocatedError          file:key:line: message, formatted here and nowhere else
-     │    ├── ConfigError      the settings file (relayhook.toml) or the environment
-     │    ├── ConnectorError   a connector file
-     │    └── HookError        a hook (from the config, the API, the console)
-     ├── LocatedErrors         several of the above at once, one per line
-     ├── UsageError            a command was asked for something that is not there
-     ├── SpecError             one value of a spec is wrong: a key path and why (no file yet)
-     ├── InvalidError          a spec is wrong in one or more places (a list of SpecError)
-     │    └── FindingsError    a change refused for what diagnostics found in it
-     ├── NotFoundError         no relay, hook, delivery or request by that name or id
-     ├── ConflictError         a name taken, or a change to something the config defines
-     ├── TemplateError         a template does not compile          (relayhook.core.templating)
-     ├── RenderError           a template failed on this input      (relayhook.core.templating)
-     ├── MappingError          a request cannot become events       (relayhook.core.mapping)
-     └── StoreError            storage failed, nothing of the write kept (relayhook.store)
+RelayhookError
+ ├── LocatedError          file:key:line: message, formatted here and nowhere else
+ │    ├── ConfigError      the settings file (relayhook.toml) or the environment
+ │    ├── ConnectorError   a connector file
+ │    └── HookError        a hook (from the config, the API, the console)
+ ├── LocatedErrors         several of the above at once, one per line
+ ├── UsageError            a command was asked for something that is not there
+ ├── SpecError             one value of a spec is wrong: a key path and why (no file yet)
+ ├── InvalidError          a spec is wrong in one or more places (a list of SpecError)
+ │    └── FindingsError    a change refused for what diagnostics found in it
+ ├── NotFoundError         no relay, hook, delivery or request by that name or id
+ ├── ConflictError         a name taken, or a change to something the config defines
+ ├── TemplateError         a template does not compile          (relayhook.core.templating)
+ ├── RenderError           a template failed on this input      (relayhook.core.templating)
+ ├── MappingError          a request cannot become events       (relayhook.core.mapping)
+ └── StoreError            storage failed, nothing of the write kept (relayhook.store)
 """
 
 from __future__ import annotations
@@ -37,7 +37,6 @@ def field_message(error: Mapping[str, Any]) -> str:
 
 class RelayhookError(Exception):
     """The root of every error Relayhook raises on purpose."""
-
 
 
 class LocatedError(RelayhookError):

@@ -32,8 +32,9 @@ async def request_outcomes(parts: Parts, record: RequestRecord) -> list[dict[str
     routed = {o.hook: o for o in await store.request_outcomes(record.id)}
     counts: dict[str, dict[str, int]] = {}
     errors: dict[str, dict[str, str]] = {}
-    found = await store.find_deliveries(DeliveryFilter(request_id=record.id),
-                                        limit=MAX_OUTCOME_DELIVERIES)
+    found = await store.find_deliveries(
+        DeliveryFilter(request_id=record.id), limit=MAX_OUTCOME_DELIVERIES
+    )
     lookups = 0
     for delivery in found:
         status: str = delivery.status
@@ -50,13 +51,23 @@ async def request_outcomes(parts: Parts, record: RequestRecord) -> list[dict[str
     for name in sorted(set(parts.live.hooks) | set(routed) | set(counts)):
         outcome = routed.get(name)
         kind, line = current_outcome(outcome, counts.get(name, {}), errors.get(name, {}))
-        items.append({
-            "hook": name, "hook_exists": name in parts.live.hooks,
-            "outcome": kind, "summary": line, "deliveries": counts.get(name, {}),
-            "routed": None if outcome is None else {
-                "outcome": outcome.kind, "events": outcome.counts, "detail": outcome.detail,
-                "at": format_epoch(outcome.at)},
-        })
+        items.append(
+            {
+                "hook": name,
+                "hook_exists": name in parts.live.hooks,
+                "outcome": kind,
+                "summary": line,
+                "deliveries": counts.get(name, {}),
+                "routed": None
+                if outcome is None
+                else {
+                    "outcome": outcome.kind,
+                    "events": outcome.counts,
+                    "detail": outcome.detail,
+                    "at": format_epoch(outcome.at),
+                },
+            }
+        )
     return items
 
 
@@ -70,7 +81,14 @@ async def _dead_kind(parts: Parts, delivery_id: str) -> str:
 async def hook_skips(parts: Parts, hook: str, limit: int = 20) -> list[dict[str, Any]]:
     """A hook's recent requests that made it no delivery, newest first, and why."""
     found = await parts.store.hook_outcomes(hook, exclude=("queued",), limit=limit)
-    return [{"request_id": o.request_id, "outcome": o.kind, "events": o.counts,
-             "summary": describe_outcome(o.kind, o.detail), "at": format_epoch(o.at),
-             "types": list(o.detail.get("types") or [])}
-            for o in found]
+    return [
+        {
+            "request_id": o.request_id,
+            "outcome": o.kind,
+            "events": o.counts,
+            "summary": describe_outcome(o.kind, o.detail),
+            "at": format_epoch(o.at),
+            "types": list(o.detail.get("types") or []),
+        }
+        for o in found
+    ]

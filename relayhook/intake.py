@@ -89,37 +89,45 @@ class Intake:
     render_seconds: float = 0.2  # CPU time for a request's mapping, and again for its routing
     # after each commit: the request, its events and its body as parsed, if it was JSON
     # (relayhook.shapewatch learns payload shapes from them)
-    observe: Callable[[RequestRecord, Sequence[Event], Any], None] = (
-        lambda record, events, body: None)
+    observe: Callable[[RequestRecord, Sequence[Event], Any], None] = lambda record, events, body: (
+        None
+    )
     tracing: Tracing | None = None  # [tracing] on: a span per request kept (relayhook.tracing)
 
-    async def keep(self, relay: Relay | None, record: RequestRecord, *,
-                   may_spool: bool = True) -> Kept:
+    async def keep(
+        self, relay: Relay | None, record: RequestRecord, *, may_spool: bool = True
+    ) -> Kept:
         """Keep one raw request (status `accepted`, or `rejected` with its error) somewhere
         durable. `relay` None: the relay is gone (a spooled request after a config change)."""
         if self.tracing is not None and may_spool:  # not again when the spool is drained
             return await self._keep_traced(self.tracing, relay, record)
         return await self._keep_mapped(relay, record, may_spool)
 
-    async def _keep_traced(self, tracing: Tracing, relay: Relay | None,
-                           record: RequestRecord) -> Kept:
+    async def _keep_traced(
+        self, tracing: Tracing, relay: Relay | None, record: RequestRecord
+    ) -> Kept:
         connector = relay.connector.id if relay is not None else ""
         with tracing.ingest(record.id, record.relay, connector) as span:
             kept = await self._keep_mapped(relay, record, True)
             result = kept.result
-            span.set_attributes({
-                "relayhook.events": result.accepted + result.duplicates if result else 0,
-                "relayhook.deliveries": result.deliveries if result else 0,
-                "relayhook.outcome": kept.record.status if kept.where == "store" else kept.where,
-            })
+            span.set_attributes(
+                {
+                    "relayhook.events": result.accepted + result.duplicates if result else 0,
+                    "relayhook.deliveries": result.deliveries if result else 0,
+                    "relayhook.outcome": kept.record.status
+                    if kept.where == "store"
+                    else kept.where,
+                }
+            )
             if kept.where == "nowhere" or kept.record.status == "rejected":
                 from opentelemetry.trace import StatusCode
 
                 span.set_status(StatusCode.ERROR, kept.reason or kept.record.error or "")
             return kept
 
-    async def _keep_mapped(self, relay: Relay | None, record: RequestRecord,
-                           may_spool: bool) -> Kept:
+    async def _keep_mapped(
+        self, relay: Relay | None, record: RequestRecord, may_spool: bool
+    ) -> Kept:
         if relay is None:
             record = rejected(record, f"relay {record.relay!r} is not configured any more")
         elif relay.connector.spec.redact or relay.connector.spec.drop:
@@ -129,8 +137,9 @@ class Intake:
         kept = await self._keep(record, mapped.events, may_spool, mapped.body)
         return replace(kept, answer=mapped.answer) if mapped.answer is not None else kept
 
-    async def _keep(self, record: RequestRecord, events: list[Event], may_spool: bool,
-                    body: Any = None) -> Kept:
+    async def _keep(
+        self, record: RequestRecord, events: list[Event], may_spool: bool, body: Any = None
+    ) -> Kept:
         if may_spool and self.spool is not None and self.spool.depth:
             # Requests already wait in the spool: this one goes behind them, so that the store
             # sees them in the order they came (a session's create before its delete).
@@ -149,8 +158,9 @@ class Intake:
             return await self._append(record, reason)
         return Kept(record, "nowhere", reason=reason, retry=retry)
 
-    def map_record(self, relay: Relay | None, record: RequestRecord
-                   ) -> tuple[RequestRecord, Mapped]:
+    def map_record(
+        self, relay: Relay | None, record: RequestRecord
+    ) -> tuple[RequestRecord, Mapped]:
         """The events of an `accepted` record (and a rule's answer to the provider, if one
         answers it), or the record `rejected` with what was wrong. Any exception while mapping
         rejects the request: a bug must not lose it."""
@@ -159,9 +169,13 @@ class Intake:
         inbound = InboundRequest(record.method, record.query, record.headers, record.body)
         try:
             with time_budget(self.render_seconds):
-                mapped = map_inbound(relay.connector, inbound, relay=relay.name,
-                                     received_at=parse_time(record.received_at),
-                                     new_id=self.new_id)
+                mapped = map_inbound(
+                    relay.connector,
+                    inbound,
+                    relay=relay.name,
+                    received_at=parse_time(record.received_at),
+                    new_id=self.new_id,
+                )
         except MappingError as exc:
             return rejected(record, str(exc)), NOTHING
         except Exception as exc:
@@ -170,8 +184,7 @@ class Intake:
             return rejected(record, message), NOTHING
         return record, mapped
 
-    async def _store(self, record: RequestRecord, events: list[Event], body: Any = None
-                     ) -> Kept:
+    async def _store(self, record: RequestRecord, events: list[Event], body: Any = None) -> Kept:
         """Store the request with its events and deliveries; if that fails for any reason but
         the store being unavailable, store it alone as `rejected` with the error."""
         try:
@@ -182,8 +195,9 @@ class Intake:
         except Exception as exc:
             if record.status == "rejected":
                 raise
-            log.exception("relay %s: the events of request %s could not be stored",
-                          record.relay, record.id)
+            log.exception(
+                "relay %s: the events of request %s could not be stored", record.relay, record.id
+            )
             record = rejected(record, f"its events could not be stored: {describe(exc)}")
             _, outcomes = self._route(record, [])
             return Kept(record, "store", await self.store.ingest(record, (), (), outcomes))
@@ -193,31 +207,56 @@ class Intake:
             self.wake()
         return Kept(record, "store", result)
 
-    def _route(self, record: RequestRecord, events: list[Event]
-               ) -> tuple[list[NewDelivery], list[HookOutcome]]:
+    def _route(
+        self, record: RequestRecord, events: list[Event]
+    ) -> tuple[list[NewDelivery], list[HookOutcome]]:
         with time_budget(self.render_seconds):  # a `when` that runs long is a false one
             return self._route_now(record, events)
 
-    def _route_now(self, record: RequestRecord, events: list[Event]
-                   ) -> tuple[list[NewDelivery], list[HookOutcome]]:
+    def _route_now(
+        self, record: RequestRecord, events: list[Event]
+    ) -> tuple[list[NewDelivery], list[HookOutcome]]:
         now = parse_time(record.received_at).timestamp()
         if not self.explain:
-            return (route(events, self.live.hooks.values(), active=self.live.active(), now=now,
-                          new_id=self.new_id) if events else []), []
-        return route_explained(record, events, self.live.hooks.values(),
-                               active=self.live.active(), now=now, new_id=self.new_id,
-                               secrets=self.secrets)
+            return (
+                route(
+                    events,
+                    self.live.hooks.values(),
+                    active=self.live.active(),
+                    now=now,
+                    new_id=self.new_id,
+                )
+                if events
+                else []
+            ), []
+        return route_explained(
+            record,
+            events,
+            self.live.hooks.values(),
+            active=self.live.active(),
+            now=now,
+            new_id=self.new_id,
+            secrets=self.secrets,
+        )
 
     async def _append(self, record: RequestRecord, reason: str | None) -> Kept:
         assert self.spool is not None
         try:
             await self.spool.call(self.spool.append, record)
         except Exception as exc:
-            log.critical("relay %s: request %s is lost: the spool cannot take it either: %s",
-                         record.relay, record.id, describe(exc))
+            log.critical(
+                "relay %s: request %s is lost: the spool cannot take it either: %s",
+                record.relay,
+                record.id,
+                describe(exc),
+            )
             return Kept(record, "nowhere", reason=reason or describe(exc))
-        log.warning("relay %s: request %s spooled (%s)", record.relay, record.id,
-                    reason or "requests before it wait in the spool")
+        log.warning(
+            "relay %s: request %s spooled (%s)",
+            record.relay,
+            record.id,
+            reason or "requests before it wait in the spool",
+        )
         self.spooled()
         return Kept(record, "spool", reason=reason)
 
@@ -226,9 +265,15 @@ class SpoolDrainer:
     """Stores what waits in the spool, in order and once by request id, as soon as the store
     takes writes again; then the spool file is emptied. Runs as a background task."""
 
-    def __init__(self, intake: Intake, spool: Spool, relay_named: Callable[[str], Relay | None],
-                 *,
-                 retry_min: float = 0.1, retry_max: float = 2.0) -> None:
+    def __init__(
+        self,
+        intake: Intake,
+        spool: Spool,
+        relay_named: Callable[[str], Relay | None],
+        *,
+        retry_min: float = 0.1,
+        retry_max: float = 2.0,
+    ) -> None:
         self.intake = intake
         self.spool = spool
         self.relay_named = relay_named
@@ -260,9 +305,12 @@ class SpoolDrainer:
             if not entries:
                 return True
             # Started in order, so the writer takes them in order (one group commit).
-            kept = await asyncio.gather(*(
-                self.intake.keep(self.relay_named(record.relay), record, may_spool=False)
-                for _, record in entries))
+            kept = await asyncio.gather(
+                *(
+                    self.intake.keep(self.relay_named(record.relay), record, may_spool=False)
+                    for _, record in entries
+                )
+            )
             done, end = 0, 0
             for (entry_end, record), outcome in zip(entries, kept, strict=True):
                 if outcome.where == "nowhere" and outcome.retry:
@@ -275,6 +323,9 @@ class SpoolDrainer:
                 log.info("spool: stored %d spooled requests, %d wait", done, self.spool.depth)
             if done < len(entries):
                 reason = kept[done].reason
-                log.warning("spool: %d requests wait; the store does not take them yet: %s",
-                            self.spool.depth, reason)
+                log.warning(
+                    "spool: %d requests wait; the store does not take them yet: %s",
+                    self.spool.depth,
+                    reason,
+                )
                 return False

@@ -49,8 +49,10 @@ class RunSettings:
         data = json.loads(text)
         if not isinstance(data, dict):
             raise ValueError("the run-time settings are not a JSON object")
-        return cls(allow_cidrs=tuple(str(c) for c in data.get("allow_cidrs", [])),
-                   public_url=str(data.get("public_url", "")))
+        return cls(
+            allow_cidrs=tuple(str(c) for c in data.get("allow_cidrs", [])),
+            public_url=str(data.get("public_url", "")),
+        )
 
     def dump(self) -> str:
         return json.dumps({"allow_cidrs": list(self.allow_cidrs), "public_url": self.public_url})
@@ -126,12 +128,15 @@ class LiveConfig:
         inactive hooks and resume those of active ones."""
         taken_hooks = {h.name for h in await store.list_hooks() if h.source != "config"}
         taken_relays = {r.name for r in await store.list_relays()}
-        for kind, names, taken in (("hook", self._config_hooks, taken_hooks),
-                                   ("relay", self._config_relays, taken_relays)):
+        for kind, names, taken in (
+            ("hook", self._config_hooks, taken_hooks),
+            ("relay", self._config_relays, taken_relays),
+        ):
             for name in sorted(set(names) & taken):
                 raise ConflictError(
                     f"the config defines a {kind} {name!r}, and one of that name was created"
-                    f" through the API or the console: rename one of them")
+                    f" through the API or the console: rename one of them"
+                )
         specs = {name: hook.stored_spec() for name, hook in self._config_hooks.items()}
         await store.save_hooks("config", specs, now)
         await self.refresh(store, force=True)
@@ -177,8 +182,9 @@ class LiveConfig:
         self.version = version
         return True
 
-    async def set_active(self, store: ConfigStore, name: str, active: bool, reason: str | None,
-                         now: float) -> int:
+    async def set_active(
+        self, store: ConfigStore, name: str, active: bool, reason: str | None, now: float
+    ) -> int:
         """Switch a hook on or off in the store (every process follows) and here at once.
         Here only once the store took it: a failed write leaves both as they were."""
         changed = await store.set_hook_active(name, active, reason, now)
@@ -188,16 +194,25 @@ class LiveConfig:
             self._disabled[name] = reason or "disabled"
         self._active = self._compute_active()
         if active:
-            log.info("hook %r activated: %d deliveries resumed", name, changed,
-                     extra={"hook": name})
+            log.info(
+                "hook %r activated: %d deliveries resumed", name, changed, extra={"hook": name}
+            )
         else:
-            log.warning("hook %r deactivated: %s; %d deliveries wait, paused, until it is"
-                        " activated", name, reason or "disabled", changed,
-                        extra={"hook": name, "reason": reason})
+            log.warning(
+                "hook %r deactivated: %s; %d deliveries wait, paused, until it is activated",
+                name,
+                reason or "disabled",
+                changed,
+                extra={"hook": name, "reason": reason},
+            )
         return changed
 
-    def _apply(self, states: Mapping[str, tuple[bool, str | None, float]],
-               stored_hooks: list[StoredHook], stored_relays: list[StoredRelay]) -> None:
+    def _apply(
+        self,
+        states: Mapping[str, tuple[bool, str | None, float]],
+        stored_hooks: list[StoredHook],
+        stored_relays: list[StoredRelay],
+    ) -> None:
         hooks = dict(self._config_hooks)
         compiled: dict[str, tuple[float, Hook]] = {}
         written: dict[str, dict[str, Any]] = {}
@@ -243,8 +258,9 @@ class LiveConfig:
     def _open_relay(self, stored: StoredRelay) -> Relay | None:
         connector = self._connectors.get(stored.connector)
         if connector is None:
-            log.error("relay %r is left out: no connector %r is loaded", stored.name,
-                      stored.connector)
+            log.error(
+                "relay %r is left out: no connector %r is loaded", stored.name, stored.connector
+            )
             return None
         try:
             sealed = self.sealer().open(stored.sealed)
@@ -252,9 +268,16 @@ class LiveConfig:
             log.error("relay %r is left out: %s", stored.name, exc)
             return None
         expect = json.loads(stored.expect) if stored.expect else None
-        return Relay(stored.name, connector, sealed["token"], sealed["secret"], source="api",
-                     expect=None if expect is None else (expect["at_least"], expect["minutes"]))
+        return Relay(
+            stored.name,
+            connector,
+            sealed["token"],
+            sealed["secret"],
+            source="api",
+            expect=None if expect is None else (expect["at_least"], expect["minutes"]),
+        )
 
     def _compute_active(self) -> dict[str, bool]:
-        return {name: hook.active and name not in self._disabled
-                for name, hook in self.hooks.items()}
+        return {
+            name: hook.active and name not in self._disabled for name, hook in self.hooks.items()
+        }

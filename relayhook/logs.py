@@ -32,8 +32,19 @@ if TYPE_CHECKING:
     from relayhook.live import LiveConfig
 
 # Structured fields a log call may pass as `extra=`; the JSON format writes them as keys.
-FIELDS = ("relay", "hook", "delivery", "request_id", "attempt", "status", "error_class",
-          "next_try", "reason", "location", "trace_id")
+FIELDS = (
+    "relay",
+    "hook",
+    "delivery",
+    "request_id",
+    "attempt",
+    "status",
+    "error_class",
+    "next_try",
+    "reason",
+    "location",
+    "trace_id",
+)
 MIN_SECRET = 4  # shorter values would redact ordinary words (as outbound's history does)
 
 
@@ -55,8 +66,9 @@ class Redactor:
         live = self._live
         if live is not None and live.version != self._version:
             self._version = live.version
-            self._compile({**self._fixed, **config_secrets(live.relays.values(),
-                                                           live.hooks.values())})
+            self._compile(
+                {**self._fixed, **config_secrets(live.relays.values(), live.hooks.values())}
+            )
         if self._pattern is None:
             return text
         text = self._pattern.sub(lambda match: self._forms[match.group()], text)
@@ -77,12 +89,14 @@ class Redactor:
         # first and last bytes, mixed with its neighbours'): an SMTP server that echoes
         # `AUTH PLAIN <base64>` puts the password in a WARNING line that way.
         runs = "|".join(map(re.escape, sorted(encoded, key=len, reverse=True)))
-        self._base64 = (re.compile(f"[A-Za-z0-9+/_-]{{0,4}}(?:{runs})[A-Za-z0-9+/_=-]{{0,4}}")
-                        if runs else None)
+        self._base64 = (
+            re.compile(f"[A-Za-z0-9+/_-]{{0,4}}(?:{runs})[A-Za-z0-9+/_=-]{{0,4}}") if runs else None
+        )
 
     @classmethod
-    def from_settings(cls, settings: Settings, relays: Iterable[Relay] = (),
-                      hooks: Iterable[Hook] = ()) -> Redactor:
+    def from_settings(
+        cls, settings: Settings, relays: Iterable[Relay] = (), hooks: Iterable[Hook] = ()
+    ) -> Redactor:
         """`[secrets]`, the admin token, the SMTP password, and the secrets of `relays` and
         `hooks`."""
         values = dict.fromkeys(settings.secrets.values(), REDACTED)
@@ -151,8 +165,9 @@ class JsonFormatter(logging.Formatter):
 LogFormat = Literal["text", "json"]
 
 
-def configure_logging(*, level: str, fmt: LogFormat, redact: Callable[[str], str],
-                      stream: TextIO | None = None) -> logging.Handler:
+def configure_logging(
+    *, level: str, fmt: LogFormat, redact: Callable[[str], str], stream: TextIO | None = None
+) -> logging.Handler:
     """One handler on the root logger, for Relayhook's, uvicorn's and every library's lines
     (uvicorn is then started with `log_config=None`, so it keeps this); returns it."""
     handler = logging.StreamHandler(stream or sys.stderr)

@@ -81,16 +81,28 @@ def describe_connector(connector: Connector) -> ConnectorInfo:
     spec = connector.spec
     types = tuple(dict.fromkeys(rule.type for rule in spec.events if rule.type is not None))
     body = connector.example_body()
-    return ConnectorInfo(spec.id, spec.title, spec.description, spec.setup, types,
-                         body.decode("utf-8", errors="replace") if body is not None else None)
+    return ConnectorInfo(
+        spec.id,
+        spec.title,
+        spec.description,
+        spec.setup,
+        types,
+        body.decode("utf-8", errors="replace") if body is not None else None,
+    )
 
 
 def expect_rule(expect: Any) -> tuple[int, float]:
     """`{"at_least": N, "minutes": M}` as a rule; InvalidError saying what is wrong."""
     errors = []
     if not isinstance(expect, dict) or set(expect) != {"at_least", "minutes"}:
-        raise InvalidError([SpecError(("expect",), 'give {"at_least": N, "minutes": M}, or'
-                                      " null to use the learned traffic")])
+        raise InvalidError(
+            [
+                SpecError(
+                    ("expect",),
+                    'give {"at_least": N, "minutes": M}, or null to use the learned traffic',
+                )
+            ]
+        )
     at_least, minutes = expect["at_least"], expect["minutes"]
     if isinstance(at_least, bool) or not isinstance(at_least, int) or at_least < 1:
         errors.append(SpecError(("expect", "at_least"), "a whole number of requests, 1 or more"))
@@ -141,21 +153,41 @@ class Manager:
         """A new relay at a new URL; `secret` made up when not given (then shown once)."""
         errors = []
         if not isinstance(name, str) or not RELAY_NAME.match(name):
-            errors.append(SpecError(("name",), "a name is 1 to 100 letters, digits, '.', '_' or"
-                                    " '-', starting with a letter or digit"))
+            errors.append(
+                SpecError(
+                    ("name",),
+                    "a name is 1 to 100 letters, digits, '.', '_' or"
+                    " '-', starting with a letter or digit",
+                )
+            )
         elif name.lower() in RESERVED_RELAY_NAMES:
-            errors.append(SpecError(("name",), f"{name!r} is taken by a console page "
-                                    f"(/relays/{name.lower()}): add a word, such as "
-                                    f"'{name}-relay'"))
+            errors.append(
+                SpecError(
+                    ("name",),
+                    f"{name!r} is taken by a console page "
+                    f"(/relays/{name.lower()}): add a word, such as "
+                    f"'{name}-relay'",
+                )
+            )
         if connector not in self.connectors:
             known = ", ".join(sorted(self.connectors))
             errors.append(SpecError(("connector",), f"no connector {connector!r} (known: {known})"))
-        if secret is not None and (not isinstance(secret, str) or not 1 <= len(secret)
-                                   <= MAX_SECRET or secret.strip() != secret):
-            errors.append(SpecError(("secret",), f"a secret is 1 to {MAX_SECRET} characters,"
-                                    " with no space at either end"))
-        problem = (secret_problem(self.connectors[connector].spec.auth, secret)
-                   if connector in self.connectors and isinstance(secret, str) else None)
+        if secret is not None and (
+            not isinstance(secret, str)
+            or not 1 <= len(secret) <= MAX_SECRET
+            or secret.strip() != secret
+        ):
+            errors.append(
+                SpecError(
+                    ("secret",),
+                    f"a secret is 1 to {MAX_SECRET} characters, with no space at either end",
+                )
+            )
+        problem = (
+            secret_problem(self.connectors[connector].spec.auth, secret)
+            if connector in self.connectors and isinstance(secret, str)
+            else None
+        )
         if problem is not None:
             errors.append(SpecError(("secret",), problem))
         if errors:
@@ -164,11 +196,11 @@ class Manager:
             raise ConflictError(f"a relay named {name!r} exists already")
         now = self.clock()
         auth = self.connectors[connector].spec.auth
-        relay = Relay(name, self.connectors[connector], new_token(), secret or new_secret(auth),
-                      source="api")
+        relay = Relay(
+            name, self.connectors[connector], new_token(), secret or new_secret(auth), source="api"
+        )
         sealed = self.live.sealer().seal({"token": relay.token, "secret": relay.secret})
-        if not await self.store.create_relay(StoredRelay(name, connector, "api", sealed, now,
-                                                         now)):
+        if not await self.store.create_relay(StoredRelay(name, connector, "api", sealed, now, now)):
             raise ConflictError(f"a relay named {name!r} exists already")
         await self.live.refresh(self.store)
         return relay
@@ -181,11 +213,13 @@ class Manager:
         if not rotate:
             return relay
         if relay.source == "config":
-            raise ConflictError(f"relay {name!r} is defined in the config file: change its secret"
-                                " there")
+            raise ConflictError(
+                f"relay {name!r} is defined in the config file: change its secret there"
+            )
         if needs_secret(relay.connector.spec.auth):
-            rotated = Relay(name, relay.connector, relay.token,
-                            new_secret(relay.connector.spec.auth), "api")
+            rotated = Relay(
+                name, relay.connector, relay.token, new_secret(relay.connector.spec.auth), "api"
+            )
         else:
             rotated = Relay(name, relay.connector, new_token(), new_secret(), "api")
         sealed = self.live.sealer().seal({"token": rotated.token, "secret": rotated.secret})
@@ -200,11 +234,15 @@ class Manager:
         instead of the traffic it learned."""
         relay = self.relay(name)
         if relay.source == "config":
-            raise ConflictError(f"relay {name!r} is defined in the config file: set its expect"
-                                " there")
+            raise ConflictError(
+                f"relay {name!r} is defined in the config file: set its expect there"
+            )
         rule = None if expect is None else expect_rule(expect)
-        if not await self.store.set_relay_expect(name, None if rule is None else json.dumps(
-                {"at_least": rule[0], "minutes": rule[1]}), at=self.clock()):
+        if not await self.store.set_relay_expect(
+            name,
+            None if rule is None else json.dumps({"at_least": rule[0], "minutes": rule[1]}),
+            at=self.clock(),
+        ):
             raise NotFoundError(f"no relay named {name!r}")
         await self.live.refresh(self.store)
         return self.relay(name)
@@ -232,9 +270,13 @@ class Manager:
         hook = self.hook(name)
         return self.live.written.get(name) or hook.stored_spec()
 
-    async def create_hook(self, raw: Mapping[str, Any], *,
-                          compiled: Compiled | None = None,
-                          accept_findings: bool = False) -> Hook:
+    async def create_hook(
+        self,
+        raw: Mapping[str, Any],
+        *,
+        compiled: Compiled | None = None,
+        accept_findings: bool = False,
+    ) -> Hook:
         """A new run-time hook. `compiled`: (spec, validate_hook(spec)) if the caller compiled
         it already (the console's form has); taken when `spec` is exactly what is saved, so
         that a hook is compiled once per save. Refused with FindingsError (422) when
@@ -250,9 +292,14 @@ class Manager:
         await self._put(hook, dict(raw), create=True)
         return self.live.hooks[hook.name]
 
-    async def replace_hook(self, name: str, raw: Mapping[str, Any], *,
-                           compiled: Compiled | None = None,
-                           accept_findings: bool = False) -> Hook:
+    async def replace_hook(
+        self,
+        name: str,
+        raw: Mapping[str, Any],
+        *,
+        compiled: Compiled | None = None,
+        accept_findings: bool = False,
+    ) -> Hook:
         """Replace a run-time hook; values still shown as [redacted] keep their secret.
         `compiled` as for `create_hook`, of the spec with those secrets put back; diagnostics
         as for create_hook."""
@@ -262,8 +309,9 @@ class Manager:
         await self._put(hook, full, create=False)
         return self.live.hooks[name]
 
-    async def proposed_findings(self, raw: Mapping[str, Any],
-                                name: str | None = None) -> list[Finding]:
+    async def proposed_findings(
+        self, raw: Mapping[str, Any], name: str | None = None
+    ) -> list[Finding]:
         """What diagnostics finds in a hook before it is saved (a new one, or a replacement
         of hook `name`); InvalidError when it does not even validate. Nothing is saved."""
         if name is None:
@@ -277,30 +325,44 @@ class Manager:
         """What diagnostics finds in a hook as it is now."""
         return await self._findings_of(self.hook(name))
 
-    def _replacement(self, name: str, raw: Mapping[str, Any]) -> tuple[dict[str, Any],
-                                                                         dict[str, Any]]:
+    def _replacement(
+        self, name: str, raw: Mapping[str, Any]
+    ) -> tuple[dict[str, Any], dict[str, Any]]:
         self.hook(name)
         if self.live.is_config_hook(name):
             raise ConflictError(f"hook {name!r} is defined in the config file: change it there")
         given = {**raw, "name": raw.get("name", name)}
         if given["name"] != name:
-            raise InvalidError([SpecError(("name",), "a hook keeps its name: create a new hook"
-                                          " and delete this one to rename it")])
+            raise InvalidError(
+                [
+                    SpecError(
+                        ("name",),
+                        "a hook keeps its name: create a new hook and delete this one to rename it",
+                    )
+                ]
+            )
         kept = self.live.kept_secrets(name)
         return restore_secrets(given, kept), kept
 
     async def _findings_of(self, hook: Hook) -> list[Finding]:
         from relayhook.diagnostics import hook_diagnosis, read_traffic
 
-        return hook_diagnosis(hook, self.connectors, self.live.relays.values(),
-                              await read_traffic(self.store), self.secrets)
+        return hook_diagnosis(
+            hook,
+            self.connectors,
+            self.live.relays.values(),
+            await read_traffic(self.store),
+            self.secrets,
+        )
 
     async def _refuse_errors(self, hook: Hook, accept: bool) -> None:
         findings = await self._findings_of(hook)
         errors = [f for f in findings if f.level == "error"]
         if errors and not accept:
-            raise FindingsError([SpecError(finding_key(f), f.message) for f in errors],
-                                [f.to_json() for f in findings])
+            raise FindingsError(
+                [SpecError(finding_key(f), f.message) for f in errors],
+                [f.to_json() for f in findings],
+            )
 
     async def delete_hook(self, name: str) -> int:
         """Remove a run-time hook; its unsent deliveries end `cancelled`. Returns how many."""
@@ -318,19 +380,29 @@ class Manager:
         hook = self.hook(name)
         if active and not hook.active:
             raise ConflictError(f"hook {name!r} is inactive in the config file: change it there")
-        return await self.live.set_active(self.store, name, active,
-                                          None if active else reason or "switched off by a"
-                                          " person", self.clock())
+        return await self.live.set_active(
+            self.store,
+            name,
+            active,
+            None if active else reason or "switched off by a person",
+            self.clock(),
+        )
 
-    async def _validate(self, raw: dict[str, Any], kept: Mapping[str, Any],
-                        compiled: Compiled | None = None) -> Hook:
+    async def _validate(
+        self, raw: dict[str, Any], kept: Mapping[str, Any], compiled: Compiled | None = None
+    ) -> Hook:
         unknown = still_redacted(raw)
         if unknown:
-            raise InvalidError([SpecError(tuple(key.split(".", 1)), "[redacted] stands for a"
-                                          " secret this hook does not have: type its value")
-                                for key in unknown])
-        hook = (compiled[1] if compiled is not None and compiled[0] == raw
-                else validate_hook(raw))
+            raise InvalidError(
+                [
+                    SpecError(
+                        tuple(key.split(".", 1)),
+                        "[redacted] stands for a secret this hook does not have: type its value",
+                    )
+                    for key in unknown
+                ]
+            )
+        hook = compiled[1] if compiled is not None and compiled[0] == raw else validate_hook(raw)
         if hook.url.is_constant:
             try:
                 await check_destination(hook.url.source, self.policy, self.resolver)

@@ -35,52 +35,101 @@ REFRESH_SECONDS = 2.0  # scrapes closer together than this share one read of the
 
 
 class Metrics:
-    def __init__(self, *, spool_depth: Callable[[], int] = lambda: 0,
-                 clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(
+        self,
+        *,
+        spool_depth: Callable[[], int] = lambda: 0,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
         registry = self.registry = CollectorRegistry()
-        self.requests = Counter("relayhook_requests", "Requests to relay URLs, by relay and "
-                                "HTTP answer.", ["relay", "code"], registry=registry)
-        self.ack_seconds = Histogram("relayhook_ack_seconds", "Time from reading a request "
-                                     "to its answer, by relay.", ["relay"],
-                                     buckets=ACK_BUCKETS, registry=registry)
-        self.events = Counter("relayhook_events", "Events stored, by relay.", ["relay"],
-                              registry=registry)
-        self.duplicate_events = Counter("relayhook_duplicate_events", "Events already stored "
-                                        "(same de-duplication key), by relay.", ["relay"],
-                                        registry=registry)
-        self.auth_failures = Counter("relayhook_auth_failures", "Requests refused for missing "
-                                     "or wrong credentials, by relay.", ["relay"],
-                                     registry=registry)
+        self.requests = Counter(
+            "relayhook_requests",
+            "Requests to relay URLs, by relay and HTTP answer.",
+            ["relay", "code"],
+            registry=registry,
+        )
+        self.ack_seconds = Histogram(
+            "relayhook_ack_seconds",
+            "Time from reading a request to its answer, by relay.",
+            ["relay"],
+            buckets=ACK_BUCKETS,
+            registry=registry,
+        )
+        self.events = Counter(
+            "relayhook_events", "Events stored, by relay.", ["relay"], registry=registry
+        )
+        self.duplicate_events = Counter(
+            "relayhook_duplicate_events",
+            "Events already stored (same de-duplication key), by relay.",
+            ["relay"],
+            registry=registry,
+        )
+        self.auth_failures = Counter(
+            "relayhook_auth_failures",
+            "Requests refused for missing or wrong credentials, by relay.",
+            ["relay"],
+            registry=registry,
+        )
         self.headers_refused = Counter(
-            "relayhook_headers_refused", "Requests refused for their headers before they were "
+            "relayhook_headers_refused",
+            "Requests refused for their headers before they were "
             "read whole ([limits] max_header_*), by status: 431, or 414 for the request line.",
-            ["status"], registry=registry)
-        self.deliveries = Counter("relayhook_deliveries", "Delivery rounds by hook and outcome:"
-                                  " succeeded, failed (retried later), dead, skipped, paused.",
-                                  ["hook", "outcome"], registry=registry)
-        self.attempt_seconds = Histogram("relayhook_attempt_seconds", "Duration of delivery "
-                                         "attempts, by hook.", ["hook"],
-                                         buckets=ATTEMPT_BUCKETS, registry=registry)
-        self.stored_deliveries = Gauge("relayhook_stored_deliveries", "Deliveries in the store "
-                                       "now, by hook and status (pending, failed, claimed, "
-                                       "paused, dead).", ["hook", "status"], registry=registry)
-        self.oldest_pending = Gauge("relayhook_oldest_pending_age_seconds", "Age of the oldest "
-                                    "delivery not yet delivered (pending, failed or claimed), "
-                                    "by hook.", ["hook"], registry=registry)
-        self.store_readable = Gauge("relayhook_store_readable", "1 if the last scrape read the "
-                                    "store, 0 if it failed.", registry=registry)
-        self.task_failures = Counter("relayhook_task_failures", "Background tasks (dispatcher, "
-                                     "alerter, spool drainer, pruner...) that failed or stalled "
-                                     "and were restarted, by task.", ["task"],
-                                     registry=registry)
-        self.spool_depth = Gauge("relayhook_spool_depth", "Requests in the spool, waiting for "
-                                 "the store to take them.", registry=registry)
+            ["status"],
+            registry=registry,
+        )
+        self.deliveries = Counter(
+            "relayhook_deliveries",
+            "Delivery rounds by hook and outcome:"
+            " succeeded, failed (retried later), dead, skipped, paused.",
+            ["hook", "outcome"],
+            registry=registry,
+        )
+        self.attempt_seconds = Histogram(
+            "relayhook_attempt_seconds",
+            "Duration of delivery attempts, by hook.",
+            ["hook"],
+            buckets=ATTEMPT_BUCKETS,
+            registry=registry,
+        )
+        self.stored_deliveries = Gauge(
+            "relayhook_stored_deliveries",
+            "Deliveries in the store "
+            "now, by hook and status (pending, failed, claimed, "
+            "paused, dead).",
+            ["hook", "status"],
+            registry=registry,
+        )
+        self.oldest_pending = Gauge(
+            "relayhook_oldest_pending_age_seconds",
+            "Age of the oldest delivery not yet delivered (pending, failed or claimed), by hook.",
+            ["hook"],
+            registry=registry,
+        )
+        self.store_readable = Gauge(
+            "relayhook_store_readable",
+            "1 if the last scrape read the store, 0 if it failed.",
+            registry=registry,
+        )
+        self.task_failures = Counter(
+            "relayhook_task_failures",
+            "Background tasks (dispatcher, "
+            "alerter, spool drainer, pruner...) that failed or stalled "
+            "and were restarted, by task.",
+            ["task"],
+            registry=registry,
+        )
+        self.spool_depth = Gauge(
+            "relayhook_spool_depth",
+            "Requests in the spool, waiting for the store to take them.",
+            registry=registry,
+        )
         self.spool_depth.set_function(lambda: float(spool_depth()))
         self.spool_depth_now = spool_depth
         self._clock = clock
         self._refreshed_at: float | None = None
-        self._request_children: dict[tuple[str, int], tuple[Counter, Histogram,
-                                                              Counter | None]] = {}
+        self._request_children: dict[
+            tuple[str, int], tuple[Counter, Histogram, Counter | None]
+        ] = {}
         self._delivery_children: dict[tuple[str, str], tuple[Counter, Histogram]] = {}
 
     # -- the hot paths
@@ -96,8 +145,9 @@ class Metrics:
         if refused is not None:
             refused.inc()
 
-    def _new_request_children(self, relay: str,
-                              code: int) -> tuple[Counter, Histogram, Counter | None]:
+    def _new_request_children(
+        self, relay: str, code: int
+    ) -> tuple[Counter, Histogram, Counter | None]:
         refused = self.auth_failures.labels(relay) if code == 401 else None
         return self.requests.labels(relay, str(code)), self.ack_seconds.labels(relay), refused
 
@@ -112,7 +162,9 @@ class Metrics:
         children = self._delivery_children.get(key)
         if children is None:
             children = self._delivery_children[key] = (
-                self.deliveries.labels(*key), self.attempt_seconds.labels(hook))
+                self.deliveries.labels(*key),
+                self.attempt_seconds.labels(hook),
+            )
         children[0].inc()
         if attempt is not None:
             children[1].observe(attempt.duration_ms / 1000)

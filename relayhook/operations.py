@@ -156,8 +156,12 @@ class Operations:
         """How many deliveries a bulk replay of `where` takes (test sends are history)."""
         return await self.store.count_found_deliveries(dataclasses.replace(where, tests=False))
 
-    async def replay_matching(self, where: DeliveryFilter, job: ReplayJob | None = None,
-                              on_page: Callable[[ReplayJob], None] | None = None) -> int:
+    async def replay_matching(
+        self,
+        where: DeliveryFilter,
+        job: ReplayJob | None = None,
+        on_page: Callable[[ReplayJob], None] | None = None,
+    ) -> int:
         """Make every delivery matching `where` due again, a page of REPLAY_PAGE at a time,
         until none is left or `job.cancelled`; `job.done` counts them as they go. Claimed ones
         are being sent and test sends are history: both are left as they are."""
@@ -173,8 +177,13 @@ class Operations:
             before = page[-1].id
             now = self.clock()
             # One replay per delivery, all at once: the store commits them together.
-            counts = await asyncio.gather(*(self.store.replay(now=now, delivery_id=d.id)
-                                            for d in page if d.status != "claimed"))
+            counts = await asyncio.gather(
+                *(
+                    self.store.replay(now=now, delivery_id=d.id)
+                    for d in page
+                    if d.status != "claimed"
+                )
+            )
             job.done += sum(counts)
             self.wake()
             if on_page is not None:
@@ -186,7 +195,8 @@ class Operations:
     def start_replay(self, where: DeliveryFilter, total: int) -> ReplayJob:
         """`replay_matching` in the background of this process, followed by `replay_job`."""
         for old in [j for j in self.jobs.values() if j.finished][
-                : max(0, len(self.jobs) - MAX_JOBS + 1)]:
+            : max(0, len(self.jobs) - MAX_JOBS + 1)
+        ]:
             del self.jobs[old.id]
         job = ReplayJob(id=self.new_id(), hook=where.hook, total=total)
         self.jobs[job.id] = job
@@ -248,15 +258,29 @@ class Operations:
     async def map_again(self, record: RequestRecord) -> str:
         """Map a kept request again with its relay's connector now (`relayhook remap`, Map
         again); what became of it, in words."""
-        message = await remap_request(record, self._relays_by_name(), self.store, self.live,
-                                      self.clock(), self.secrets, self.new_id)
+        message = await remap_request(
+            record,
+            self._relays_by_name(),
+            self.store,
+            self.live,
+            self.clock(),
+            self.secrets,
+            self.new_id,
+        )
         self.wake()
         return message
 
     async def run_again(self, record: RequestRecord) -> str:
         """Route a kept request again with the hooks as they are now (Run again); in words."""
-        message = await run_again(record, self._relays_by_name(), self.store, self.live,
-                                  self.clock(), self.secrets, self.new_id)
+        message = await run_again(
+            record,
+            self._relays_by_name(),
+            self.store,
+            self.live,
+            self.clock(),
+            self.secrets,
+            self.new_id,
+        )
         self.wake()
         return message
 
@@ -298,8 +322,9 @@ class Operations:
 
     # -- the event a hook is shown or tested with
 
-    async def choose_event(self, hook: Hook, *, sample: str | None = None,
-                           newest: bool = False, example: bool = True) -> ChosenEvent:
+    async def choose_event(
+        self, hook: Hook, *, sample: str | None = None, newest: bool = False, example: bool = True
+    ) -> ChosenEvent:
         """A saved `sample`'s event the hook takes; else, with `newest`, the newest stored event
         it takes; else (when `example`) its connector's example, of the hook's relays first.
         NotFoundError says which was missing."""
@@ -307,28 +332,35 @@ class Operations:
             saved = await self.store.get_sample(sample)
             if saved is None:
                 names = [s.name for s in await self.store.list_samples()]
-                raise NotFoundError(f"no sample named {sample!r} (samples: "
-                                    f"{', '.join(names) or 'none'})")
+                raise NotFoundError(
+                    f"no sample named {sample!r} (samples: {', '.join(names) or 'none'})"
+                )
             event = sample_event(saved, hook)
             if event is None:
-                raise NotFoundError(f"sample {saved.name!r} holds no event: its request mapped"
-                                    " to none")
+                raise NotFoundError(
+                    f"sample {saved.name!r} holds no event: its request mapped to none"
+                )
             return ChosenEvent(event, f"sample {saved.name!r}")
         if newest:
             event = await newest_event(self.store, hook)
             if event is not None:
                 return ChosenEvent(event, "the newest matching event received")
             if not example:
-                raise NotFoundError(f"hook {hook.name!r}: no stored event matches "
-                                    f"{hook.spec.events}")
+                raise NotFoundError(
+                    f"hook {hook.name!r}: no stored event matches {hook.spec.events}"
+                )
         sources = [(r.connector, r.name) for r in self.live.relays.values()]
         sources += [(c, c.id) for c in self.connectors.values()]
         event = example_event(hook, sources)
         if event is None:
-            raise NotFoundError(f"hook {hook.name!r}: no connector's example makes an event it"
-                                f" takes ({', '.join(hook.spec.events)})")
-        return ChosenEvent(event, "the connector's example" + (
-            " (no matching event received yet)" if newest else ""))
+            raise NotFoundError(
+                f"hook {hook.name!r}: no connector's example makes an event it"
+                f" takes ({', '.join(hook.spec.events)})"
+            )
+        return ChosenEvent(
+            event,
+            "the connector's example" + (" (no matching event received yet)" if newest else ""),
+        )
 
     # -- test sends
 
@@ -341,44 +373,78 @@ class Operations:
         delivery_id = self.new_id()
         started = self.clock()
         try:
-            request = render_request(hook, event, delivery_id=delivery_id,
-                                     secrets=self.secrets, now=started)
+            request = render_request(
+                hook, event, delivery_id=delivery_id, secrets=self.secrets, now=started
+            )
         except RenderError as exc:
             attempt = self._attempt(delivery_id, started, {}, error=("render", str(exc)))
             return await self._keep(hook, event, delivery_id, started, {}, attempt)
         # As the history keeps it: secrets masked by place and by what templates derive.
-        record = record_request(hook, event, request, delivery_id=delivery_id,
-                                secrets=self.secrets, now=started)
+        record = record_request(
+            hook, event, request, delivery_id=delivery_id, secrets=self.secrets, now=started
+        )
         try:
-            reply = await self._sender().send(request.method, request.url, request.headers,
-                                              request.body, timeout=hook.timeout,
-                                              limit=MAX_RESPONSE_BODY)
+            reply = await self._sender().send(
+                request.method,
+                request.url,
+                request.headers,
+                request.body,
+                timeout=hook.timeout,
+                limit=MAX_RESPONSE_BODY,
+            )
         except (httpx.HTTPError, TimeoutError, OSError) as exc:
             error_class, message = classify(exc, hook.timeout)
             message = redactor(self.secrets, hook.secret_places)(message)  # a URL's token
             attempt = self._attempt(delivery_id, started, record, error=(error_class, message))
         else:
             attempt = dataclasses.replace(
-                self._attempt(delivery_id, started, record), response_status=reply.status,
-                response_headers=reply.headers, response_body=reply.body)
+                self._attempt(delivery_id, started, record),
+                response_status=reply.status,
+                response_headers=reply.headers,
+                response_body=reply.body,
+            )
         return await self._keep(hook, event, delivery_id, started, record, attempt)
 
     def _sender(self) -> Sender:
         if self._transport is not None:
             return sender_for(self._transport)
         if self._own_sender is None:
-            self._own_sender = make_http_transport(self.policy, resolver=self.resolver,
-                                                   max_connections=4)
+            self._own_sender = make_http_transport(
+                self.policy, resolver=self.resolver, max_connections=4
+            )
         sender: Sender = self._own_sender
         return sender
 
-    def _attempt(self, delivery_id: str, started: float, record: dict[str, Any], *,
-                 error: tuple[str, str] | None = None) -> Attempt:
-        return Attempt(delivery_id, 1, started, (self.clock() - started) * 1000, record,
-                       None, (), b"", error[0] if error else None, error[1] if error else None)
+    def _attempt(
+        self,
+        delivery_id: str,
+        started: float,
+        record: dict[str, Any],
+        *,
+        error: tuple[str, str] | None = None,
+    ) -> Attempt:
+        return Attempt(
+            delivery_id,
+            1,
+            started,
+            (self.clock() - started) * 1000,
+            record,
+            None,
+            (),
+            b"",
+            error[0] if error else None,
+            error[1] if error else None,
+        )
 
-    async def _keep(self, hook: Hook, event: Event, delivery_id: str, started: float,
-                    record: dict[str, Any], attempt: Attempt) -> TestSend:
+    async def _keep(
+        self,
+        hook: Hook,
+        event: Event,
+        delivery_id: str,
+        started: float,
+        record: dict[str, Any],
+        attempt: Attempt,
+    ) -> TestSend:
         status = attempt.response_status
         if status is not None and 200 <= status < 300:
             outcome = Outcome("succeeded", response_status=status)
@@ -388,11 +454,17 @@ class Operations:
             outcome = Outcome("dead", error=attempt.error)
         body = orjson.dumps(event.to_cloudevent())
         received = format_time(datetime.fromtimestamp(started, UTC))
-        test_request = RequestRecord(id=self.new_id(), relay=TEST_RELAY, received_at=received,
-                                     method="POST", query="",
-                                     headers=(("content-type", "application/json"),),
-                                     body=body, status="accepted", test=True)
-        delivery = NewDelivery(delivery_id, event.id, hook.name, event.subject, "pending",
-                               started)
+        test_request = RequestRecord(
+            id=self.new_id(),
+            relay=TEST_RELAY,
+            received_at=received,
+            method="POST",
+            query="",
+            headers=(("content-type", "application/json"),),
+            body=body,
+            status="accepted",
+            test=True,
+        )
+        delivery = NewDelivery(delivery_id, event.id, hook.name, event.subject, "pending", started)
         await self.store.record_test(test_request, event, delivery, attempt, outcome)
         return TestSend(delivery_id, event, record, attempt, outcome)

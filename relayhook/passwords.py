@@ -66,10 +66,12 @@ async def ensure_password(store: ConsoleStore, now: float) -> str | None:
     return password if written else None
 
 
-async def set_password(store: ConsoleStore, password: str, now: float, *,
-                       keep_session: str | None = None) -> int:
+async def set_password(
+    store: ConsoleStore, password: str, now: float, *, keep_session: str | None = None
+) -> int:
     """Set a new password and end every session but `keep_session` (the one that changed it),
     in one transaction; how many sessions ended."""
     stored_hash = await asyncio.to_thread(hash_password, password)
-    return await store.change_secret(PASSWORD_HASH, stored_hash, now, account=ADMIN_ACCOUNT,
-                                     keep=keep_session)
+    return await store.change_secret(
+        PASSWORD_HASH, stored_hash, now, account=ADMIN_ACCOUNT, keep=keep_session
+    )

@@ -56,10 +56,17 @@ def token_hash(token: str) -> str:
 class People:
     """Accounts, one-time links, API keys and the audit log, over the store."""
 
-    def __init__(self, store: Store, *, clock: Callable[[], float],
-                 new_id: Callable[[], str], admin_token: str = "",
-                 secrets_to_hide: Callable[[], Sequence[str]] = tuple,
-                 mailer: Mailer | None = None, public_url: str = "") -> None:
+    def __init__(
+        self,
+        store: Store,
+        *,
+        clock: Callable[[], float],
+        new_id: Callable[[], str],
+        admin_token: str = "",
+        secrets_to_hide: Callable[[], Sequence[str]] = tuple,
+        mailer: Mailer | None = None,
+        public_url: str = "",
+    ) -> None:
         self.store, self.clock, self.new_id = store, clock, new_id
         self.admin_token, self.mailer, self.public_url = admin_token, mailer, public_url
         self.secrets_to_hide = secrets_to_hide
@@ -71,8 +78,9 @@ class People:
     async def ensure_admin(self) -> None:
         """The first admin's account row (its password is relayhook.passwords')."""
         if await self.store.get_account(ADMIN_ACCOUNT) is None:
-            await self.store.save_account(Account(ADMIN_ACCOUNT, "admin", "", "admin",
-                                                  self.clock()))
+            await self.store.save_account(
+                Account(ADMIN_ACCOUNT, "admin", "", "admin", self.clock())
+            )
 
     async def account(self, account_id: str) -> Account | None:
         """The account, as the store said at most CHECK_SECONDS ago."""
@@ -102,8 +110,15 @@ class People:
             return await self.store.get_admin_value(PASSWORD_HASH)
         return account.password_hash
 
-    async def add(self, name: str, email: str, role: str, *, password: str | None = None,
-                  origin: str = "password") -> Account:
+    async def add(
+        self,
+        name: str,
+        email: str,
+        role: str,
+        *,
+        password: str | None = None,
+        origin: str = "password",
+    ) -> Account:
         """A new person. InvalidError naming the field that is wrong; ConflictError when the
         e-mail is taken."""
         errors = []
@@ -125,8 +140,15 @@ class People:
             raise InvalidError(errors)
         if await self.store.find_account(email.strip()) is not None:
             raise ConflictError(f"someone has the e-mail {email.strip()} already")
-        account = Account(self.new_id(), name.strip(), email.strip(), checked_role, self.clock(),
-                          hashed, origin=origin)
+        account = Account(
+            self.new_id(),
+            name.strip(),
+            email.strip(),
+            checked_role,
+            self.clock(),
+            hashed,
+            origin=origin,
+        )
         await self.store.save_account(account)
         return account
 
@@ -137,12 +159,18 @@ class People:
         await self.store.create_link(token_hash(token), account.id, self.clock() + LINK_SECONDS)
         link = f"{self.public_url.rstrip('/')}/welcome/{token}"
         if self.mailer is not None and account.email:
-            subject = ("You are invited to Relayhook" if kind == "invite"
-                       else "Set a new Relayhook password")
+            subject = (
+                "You are invited to Relayhook"
+                if kind == "invite"
+                else "Set a new Relayhook password"
+            )
             try:
-                await self.mailer(account.email, subject,
-                                  f"Hello {account.name},\n\nSet your password here (the link "
-                                  f"works once, for a day):\n{link}\n")
+                await self.mailer(
+                    account.email,
+                    subject,
+                    f"Hello {account.name},\n\nSet your password here (the link "
+                    f"works once, for a day):\n{link}\n",
+                )
             except Exception:
                 log.exception("could not e-mail the %s link to %s", kind, account.email)
         return link
@@ -155,11 +183,11 @@ class People:
         """The old password stops working and every session ends; a link sets a new one."""
         account = await self.must(account_id)
         if account.id == ADMIN_ACCOUNT:
-            await self.store.change_secret(PASSWORD_HASH, "!reset", self.clock(),
-                                           account=ADMIN_ACCOUNT)
+            await self.store.change_secret(
+                PASSWORD_HASH, "!reset", self.clock(), account=ADMIN_ACCOUNT
+            )
         else:
-            await self.store.save_account(replace(account, password_hash=None),
-                                          end_sessions=True)
+            await self.store.save_account(replace(account, password_hash=None), end_sessions=True)
         self.forget()
         return await self.new_link(account, "reset")
 
@@ -175,14 +203,21 @@ class People:
             return None
         return await self.set_password(account_id, hashed=hashed)
 
-    async def set_password(self, account_id: str, password: str = "", *,
-                           hashed: str | None = None, keep: str | None = None) -> Account:
+    async def set_password(
+        self,
+        account_id: str,
+        password: str = "",
+        *,
+        hashed: str | None = None,
+        keep: str | None = None,
+    ) -> Account:
         """A new password; every session of the account but `keep` ends."""
         account = await self.must(account_id)
         hashed = hashed or hash_password(password)
         if account.id == ADMIN_ACCOUNT:
-            await self.store.change_secret(PASSWORD_HASH, hashed, self.clock(),
-                                           account=ADMIN_ACCOUNT, keep=keep)
+            await self.store.change_secret(
+                PASSWORD_HASH, hashed, self.clock(), account=ADMIN_ACCOUNT, keep=keep
+            )
         else:
             account = replace(account, password_hash=hashed)
             await self.store.save_account(account, end_sessions=True, keep=keep)
@@ -210,8 +245,10 @@ class People:
         return account
 
     async def _last_admin(self, account: Account) -> bool:
-        return not any(a.role == "admin" and a.active and a.id != account.id
-                       for a in await self.store.list_accounts())
+        return not any(
+            a.role == "admin" and a.active and a.id != account.id
+            for a in await self.store.list_accounts()
+        )
 
     def forget(self) -> None:
         """After a change made in this process: read accounts and keys again at once."""
@@ -226,9 +263,16 @@ class People:
 
     # -- API keys
 
-    async def create_key(self, name: str, role: str, *, by: Principal,
-                         expires_at: float | None = None, relays: Sequence[str] = (),
-                         hooks: Sequence[str] = ()) -> tuple[ApiKey, str]:
+    async def create_key(
+        self,
+        name: str,
+        role: str,
+        *,
+        by: Principal,
+        expires_at: float | None = None,
+        relays: Sequence[str] = (),
+        hooks: Sequence[str] = (),
+    ) -> tuple[ApiKey, str]:
         """A new key and its token (shown once: only its hash is kept)."""
         errors = []
         if not name.strip():
@@ -244,8 +288,16 @@ class People:
         if errors:
             raise InvalidError(errors)
         token = KEY_PREFIX + secrets.token_urlsafe(32)
-        key = ApiKey(self.new_id(), name.strip(), checked, by.actor, self.clock(), expires_at,
-                     tuple(r for r in relays if r), tuple(h for h in hooks if h))
+        key = ApiKey(
+            self.new_id(),
+            name.strip(),
+            checked,
+            by.actor,
+            self.clock(),
+            expires_at,
+            tuple(r for r in relays if r),
+            tuple(h for h in hooks if h),
+        )
         await self.store.create_key(key, token_hash(token))
         return key, token
 
@@ -277,14 +329,25 @@ class People:
 
     # -- the audit log
 
-    async def record(self, who: Principal | None, address: str, action: str, target: str = "",
-                     detail: Mapping[str, Any] | None = None) -> None:
+    async def record(
+        self,
+        who: Principal | None,
+        address: str,
+        action: str,
+        target: str = "",
+        detail: Mapping[str, Any] | None = None,
+    ) -> None:
         """Append one audit line; secrets (by name, and every secret value the configuration
         holds) are redacted. A failure to write is logged, never raised to the person."""
         entry = AuditEntry(
-            self.clock(), who.actor if who else "anonymous", who.name if who else "anonymous",
-            address, action, target,
-            redact_detail(dict(detail or {}), list(self.secrets_to_hide())))
+            self.clock(),
+            who.actor if who else "anonymous",
+            who.name if who else "anonymous",
+            address,
+            action,
+            target,
+            redact_detail(dict(detail or {}), list(self.secrets_to_hide())),
+        )
         try:
             await self.store.append_audit(entry)
         except Exception:
@@ -298,8 +361,16 @@ def invite_mailer(settings: Settings) -> Mailer | None:
         return None
 
     async def send(to: str, subject: str, text: str) -> None:
-        server = SmtpMailer(mail.host, mail.port, mail.sender, (to,), mail.username,
-                            mail.password.get_secret_value(), mail.tls, mail.timeout)
+        server = SmtpMailer(
+            mail.host,
+            mail.port,
+            mail.sender,
+            (to,),
+            mail.username,
+            mail.password.get_secret_value(),
+            mail.tls,
+            mail.timeout,
+        )
         message = EmailMessage()
         message["Subject"], message["From"], message["To"] = subject, mail.sender, to
         message["Date"] = formatdate(usegmt=True)

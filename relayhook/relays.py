@@ -35,9 +35,9 @@ def build_relays(settings: Settings, connectors: dict[str, Connector]) -> dict[s
             )
             raise settings.error_at(("relays", index, "secret"), message)
         if problem := secret_problem(connector.spec.auth, relay.secret):
-            raise settings.error_at(("relays", index, "secret"), f"connector {connector.id!r}: "
-                                    f"{problem}")
+            raise settings.error_at(
+                ("relays", index, "secret"), f"connector {connector.id!r}: {problem}"
+            )
         expect = None if relay.expect is None else (relay.expect.at_least, relay.expect.minutes)
-        relays[relay.token] = Relay(relay.name, connector, relay.token, relay.secret,
-                                    expect=expect)
+        relays[relay.token] = Relay(relay.name, connector, relay.token, relay.secret, expect=expect)
     return relays

@@ -17,9 +17,15 @@ from relayhook.store.base import RecordsStore
 MAX_EVENT_PAGES = 1000  # x 500 events: more than any one request maps to
 
 
-async def remap_request(record: RequestRecord, by_name: Mapping[str, Relay], store: RecordsStore,
-                        registry: LiveConfig, now: float, secrets: Mapping[str, str] | None,
-                        new_id: Callable[[], str]) -> str:
+async def remap_request(
+    record: RequestRecord,
+    by_name: Mapping[str, Relay],
+    store: RecordsStore,
+    registry: LiveConfig,
+    now: float,
+    secrets: Mapping[str, str] | None,
+    new_id: Callable[[], str],
+) -> str:
     """Map a kept request again with its relay's connector now; what became of it, in words
     (`accepted, ...`, `still rejected: ...`, `skipped: ...`)."""
     if record.truncated:
@@ -30,23 +36,32 @@ async def remap_request(record: RequestRecord, by_name: Mapping[str, Relay], sto
     request = InboundRequest(record.method, record.query, record.headers, record.body)
     received = parse_time(record.received_at)
     try:
-        events = map_request(relay.connector, request, relay=relay.name, received_at=received,
-                             new_id=new_id)
+        events = map_request(
+            relay.connector, request, relay=relay.name, received_at=received, new_id=new_id
+        )
     except MappingError as exc:
-        _, outcomes = _route(replace(record, error=str(exc)), [], registry, now, secrets,
-                             new_id)
+        _, outcomes = _route(replace(record, error=str(exc)), [], registry, now, secrets, new_id)
         await store.remap(record.id, (), status="rejected", error=str(exc), outcomes=outcomes)
         return f"still rejected: {exc}"
     deliveries, outcomes = _route(record, events, registry, now, secrets, new_id)
-    result = await store.remap(record.id, events, status="accepted", error=None,
-                               deliveries=deliveries, outcomes=outcomes)
-    return (f"accepted, {result.accepted} new events, {result.duplicates} already stored, "
-            f"{result.deliveries} deliveries")
+    result = await store.remap(
+        record.id, events, status="accepted", error=None, deliveries=deliveries, outcomes=outcomes
+    )
+    return (
+        f"accepted, {result.accepted} new events, {result.duplicates} already stored, "
+        f"{result.deliveries} deliveries"
+    )
 
 
-async def run_again(record: RequestRecord, by_name: Mapping[str, Relay], store: RecordsStore,
-                    registry: LiveConfig, now: float, secrets: Mapping[str, str] | None,
-                    new_id: Callable[[], str]) -> str:
+async def run_again(
+    record: RequestRecord,
+    by_name: Mapping[str, Relay],
+    store: RecordsStore,
+    registry: LiveConfig,
+    now: float,
+    secrets: Mapping[str, str] | None,
+    new_id: Callable[[], str],
+) -> str:
     """Route a kept request again with the hooks as they are now: the deliveries a fix allows
     are created (never a second one per event x hook), those the dispatcher skipped are due
     again, and its outcomes are recorded anew. A rejected request is mapped again first."""
@@ -71,8 +86,20 @@ async def request_events(store: RecordsStore, request_id: str) -> list[Event]:
     return events[::-1]
 
 
-def _route(record: RequestRecord, events: list[Event], registry: LiveConfig, now: float,
-           secrets: Mapping[str, str] | None, new_id: Callable[[], str]
-           ) -> tuple[list[NewDelivery], list[HookOutcome]]:
-    return route_explained(record, events, registry.hooks.values(), active=registry.active(),
-                           now=now, new_id=new_id, secrets=secrets or {})
+def _route(
+    record: RequestRecord,
+    events: list[Event],
+    registry: LiveConfig,
+    now: float,
+    secrets: Mapping[str, str] | None,
+    new_id: Callable[[], str],
+) -> tuple[list[NewDelivery], list[HookOutcome]]:
+    return route_explained(
+        record,
+        events,
+        registry.hooks.values(),
+        active=registry.active(),
+        now=now,
+        new_id=new_id,
+        secrets=secrets or {},
+    )

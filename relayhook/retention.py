@@ -19,8 +19,13 @@ def cutoff(now: float, days: float) -> float | None:
     return None if days <= 0 else now - days * DAY
 
 
-def cutoffs_at(now: float, *, days: float, relays: Mapping[str, float] | None = None,
-               hooks: Mapping[str, float] | None = None) -> Cutoffs:
+def cutoffs_at(
+    now: float,
+    *,
+    days: float,
+    relays: Mapping[str, float] | None = None,
+    hooks: Mapping[str, float] | None = None,
+) -> Cutoffs:
     return Cutoffs(
         default=cutoff(now, days),
         relays={name: cutoff(now, value) for name, value in (relays or {}).items()},

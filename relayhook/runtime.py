@@ -275,8 +275,12 @@ class Runtime:
             alerter = Alerter(parts.store, channels, settings.alerts.interval)
             supervisor.start("alerter", alerter.run)
         if settings.watch.interval > 0:
-            watch = QuietWatch(parts.store, lambda: parts.live.relays.values(), settings.watch,
-                               clock=lambda: self.clock().timestamp())
+            watch = QuietWatch(
+                parts.store,
+                lambda: parts.live.relays.values(),
+                settings.watch,
+                clock=lambda: self.clock().timestamp(),
+            )
             supervisor.start("quiet watch", watch.run)
         if settings.retention.interval > 0:
             supervisor.start(

@@ -32,8 +32,10 @@ from cryptography.fernet import Fernet, InvalidToken, MultiFernet
 from relayhook.errors import RelayhookError
 
 MIN_KEY_LENGTH = 32
-CANNOT_OPEN = ("a sealed secret cannot be opened with this key (was the key changed? set"
-               " [secrets] key to the one that sealed it)")
+CANNOT_OPEN = (
+    "a sealed secret cannot be opened with this key (was the key changed? set"
+    " [secrets] key to the one that sealed it)"
+)
 
 
 class SealError(RelayhookError):

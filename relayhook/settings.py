@@ -46,19 +46,26 @@ class ServerSettings(Section):
         default=None, description="The URL providers reach this server at; relay URLs start here."
     )
     header_timeout: float = Field(
-        default=10.0, gt=0, le=30,
+        default=10.0,
+        gt=0,
+        le=30,
         description="Seconds a connection has to send a request's headers; then it is closed.",
     )
     body_timeout: float = Field(
-        default=30.0, gt=0, description="Seconds a request has to send its body once its headers "
+        default=30.0,
+        gt=0,
+        description="Seconds a request has to send its body once its headers "
         "are in; then the connection is closed.",
     )
     max_connections: int = Field(
-        default=500, ge=1, description="Open connections at most; past it, the oldest one still "
+        default=500,
+        ge=1,
+        description="Open connections at most; past it, the oldest one still "
         "waiting for its headers (or else the new one) is closed.",
     )
     forwarded_allow_ips: list[str] = Field(
-        default_factory=list, description="Proxies (addresses or networks, `*` for any) whose "
+        default_factory=list,
+        description="Proxies (addresses or networks, `*` for any) whose "
         "X-Forwarded-For names the client. Empty: the header is ignored; the socket peer is "
         "the client.",
     )
@@ -74,21 +81,29 @@ class StorageSettings(Section):
     url: str = "sqlite:///relayhook.db"
     synchronous: Literal["NORMAL", "FULL", "EXTRA"] = "FULL"
     busy_timeout: float = Field(
-        default=1.0, ge=0, description="Seconds a write waits for another process's lock.",
+        default=1.0,
+        ge=0,
+        description="Seconds a write waits for another process's lock.",
     )
     min_free_mb: float = Field(
-        default=100, ge=0, description="/readyz says not ready while the disk under the SQLite "
+        default=100,
+        ge=0,
+        description="/readyz says not ready while the disk under the SQLite "
         "database or the spool has less free space than this many MiB (0: no check).",
     )
 
 
 class SpoolSettings(Section):
     path: str = Field(
-        default="", description="The spool file, relative to the config file; empty: beside the "
+        default="",
+        description="The spool file, relative to the config file; empty: beside the "
         "database (relayhook.db -> relayhook.spool).",
     )
     store_timeout: float = Field(
-        default=0.5, gt=0, le=1.5, description="Seconds a request waits for the store before it "
+        default=0.5,
+        gt=0,
+        le=1.5,
+        description="Seconds a request waits for the store before it "
         "is spooled (SynthesisVR gives up after 2 s).",
     )
 
@@ -100,16 +115,25 @@ class AdminSettings(Section):
 class LimitsSettings(Section):
     max_body_bytes: int = Field(default=1_048_576, ge=1)
     max_header_line_bytes: int = Field(
-        default=8192, ge=256, description="Longest request line or header line (name and "
-        "value); longer: 431 (a request line: 414).")
+        default=8192,
+        ge=256,
+        description="Longest request line or header line (name and "
+        "value); longer: 431 (a request line: 414).",
+    )
     max_header_bytes: int = Field(
-        default=32768, ge=1024, description="All of a request's header lines together; more: "
-        "431, read no further, kept as a rejected request of its relay.")
+        default=32768,
+        ge=1024,
+        description="All of a request's header lines together; more: "
+        "431, read no further, kept as a rejected request of its relay.",
+    )
     max_header_fields: int = Field(default=100, ge=1, description="Header lines in a request.")
     render_seconds: float = Field(
-        default=0.2, gt=0, description="CPU time a request's templates may take at ingest "
+        default=0.2,
+        gt=0,
+        description="CPU time a request's templates may take at ingest "
         "(the connector's mapping, then the hooks' conditions); past it the request is "
-        "rejected, kept, and answered 400.")
+        "rejected, kept, and answered 400.",
+    )
 
 
 class ConnectorsSettings(Section):
@@ -143,15 +167,22 @@ class DeliverySettings(Section):
 
 class WorkerSettings(Section):
     metrics_port: int | None = Field(
-        default=None, ge=1, le=65535, description="`serve --role worker` answers /healthz, "
+        default=None,
+        ge=1,
+        le=65535,
+        description="`serve --role worker` answers /healthz, "
         "/readyz and /metrics on this port (on [server] host); unset: it opens no port at all.",
     )
     stalled_after: float = Field(
-        default=30.0, gt=0, description="Seconds the dispatcher may go without a claim round "
+        default=30.0,
+        gt=0,
+        description="Seconds the dispatcher may go without a claim round "
         "while deliveries wait: then /readyz says not ready and its task is restarted.",
     )
     store_deadline: float = Field(
-        default=10.0, gt=0, description="Seconds each store call of the dispatcher may take; "
+        default=10.0,
+        gt=0,
+        description="Seconds each store call of the dispatcher may take; "
         "then it is given up (the lease brings the delivery back) and the dispatcher goes on.",
     )
 
@@ -173,8 +204,9 @@ class MetricsSettings(Section):
 
 class TracingSettings(Section):
     enabled: bool = Field(
-        default=False, description="Send OpenTelemetry traces (a span per ingest and per "
-        "delivery attempt) over OTLP/HTTP; needs `pip install relayhook[otel]`."
+        default=False,
+        description="Send OpenTelemetry traces (a span per ingest and per "
+        "delivery attempt) over OTLP/HTTP; needs `pip install relayhook[otel]`.",
     )
     endpoint: str = Field(
         default="http://127.0.0.1:4318/v1/traces",
@@ -182,8 +214,11 @@ class TracingSettings(Section):
     )
     service_name: str = Field(default="relayhook", description="The traces' service.name.")
     sample_ratio: float = Field(
-        default=1.0, ge=0, le=1, description="The share of requests traced (with all their "
-        "deliveries: the choice follows the request's trace id, the same in every process)."
+        default=1.0,
+        ge=0,
+        le=1,
+        description="The share of requests traced (with all their "
+        "deliveries: the choice follows the request's trace id, the same in every process).",
     )
     export_timeout: float = Field(
         default=10.0, gt=0, le=60, description="Seconds an export to the endpoint may take."
@@ -192,8 +227,9 @@ class TracingSettings(Section):
 
 class OutcomesSettings(Section):
     record: bool = Field(
-        default=True, description="At ingest, record per request and hook why it did or did "
-        "not get deliveries (and evaluate each hook's `when` then, not at delivery)."
+        default=True,
+        description="At ingest, record per request and hook why it did or did "
+        "not get deliveries (and evaluate each hook's `when` then, not at delivery).",
     )
 
 
@@ -202,26 +238,35 @@ ADDRESS = re.compile(r"^[^@\s<>,;\"]+@[^@\s<>,;\"]+$")
 
 class EmailAlertSettings(Section):
     to: list[str] = Field(
-        default=[], description="Send every alert by e-mail to these addresses (one, or a "
-        "list). Empty: no e-mail.", examples=[["ops@example.com"]],
+        default=[],
+        description="Send every alert by e-mail to these addresses (one, or a "
+        "list). Empty: no e-mail.",
+        examples=[["ops@example.com"]],
     )
     sender: str = Field(
-        default="", alias="from", description="The From of the alerts, e.g. "
-        "\"Relayhook <relayhook@example.com>\"; needed with `to`.",
+        default="",
+        alias="from",
+        description="The From of the alerts, e.g. "
+        '"Relayhook <relayhook@example.com>"; needed with `to`.',
     )
     host: str = Field(default="", description="The SMTP server; needed with `to`.")
     port: int = Field(default=587, ge=1, le=65535)
     username: str = Field(default="", description="Log in as this user; empty: no login.")
     password: SecretStr = Field(
-        default=SecretStr(""), description="The SMTP password: never logged or shown "
-        "(RELAYHOOK_ALERTS__EMAIL__PASSWORD).",
+        default=SecretStr(""),
+        description="The SMTP password: never logged or shown (RELAYHOOK_ALERTS__EMAIL__PASSWORD).",
     )
     tls: Literal["starttls", "ssl", "none"] = Field(
-        default="starttls", description="starttls (port 587), ssl (implicit TLS, port 465), or "
+        default="starttls",
+        description="starttls (port 587), ssl (implicit TLS, port 465), or "
         "none (plain SMTP: a local relay only).",
     )
-    timeout: float = Field(default=10.0, gt=0, le=300, description="Seconds each step of "
-                           "talking to the SMTP server may take.")
+    timeout: float = Field(
+        default=10.0,
+        gt=0,
+        le=300,
+        description="Seconds each step of talking to the SMTP server may take.",
+    )
 
     @field_validator("to", mode="before")
     @classmethod
@@ -232,8 +277,10 @@ class EmailAlertSettings(Section):
     @classmethod
     def _addresses(cls, value: str | list[str]) -> str | list[str]:
         for address in [value] if isinstance(value, str) else value:
-            if address and (not ADDRESS.match(email.utils.parseaddr(address)[1])
-                            or any(c in address for c in "\r\n")):
+            if address and (
+                not ADDRESS.match(email.utils.parseaddr(address)[1])
+                or any(c in address for c in "\r\n")
+            ):
                 raise ValueError(f"{address!r} is not an e-mail address")
         return value
 
@@ -246,15 +293,18 @@ class EmailAlertSettings(Section):
 
 class AlertsSettings(Section):
     webhook: str = Field(
-        default="", description="POST a JSON alert here when a problem opens (a hook's "
+        default="",
+        description="POST a JSON alert here when a problem opens (a hook's "
         "deliveries fail with a new cause) or a 410 deactivates a hook; sent through the same "
         "destination checks as deliveries. Empty: no alerts.",
         examples=["https://hooks.slack.com/services/T000/B000/XXXX"],
     )
-    interval: float = Field(default=1.0, gt=0, description="Seconds between looks for new "
-                            "problems to alert about.")
+    interval: float = Field(
+        default=1.0, gt=0, description="Seconds between looks for new problems to alert about."
+    )
     disable_after: int = Field(
-        default=0, description="Deactivate a hook when this many of its deliveries in a row "
+        default=0,
+        description="Deactivate a hook when this many of its deliveries in a row "
         "end dead (retries used up), with a warning alert one dead delivery before; a success, "
         "or activating the hook, starts the count again. 0: never.",
     )
@@ -264,8 +314,10 @@ class AlertsSettings(Section):
     @classmethod
     def _count(cls, value: int) -> int:
         if value < 0:
-            raise ValueError(f"disable_after is a number of dead deliveries in a row (0: "
-                             f"never deactivate), not {value}")
+            raise ValueError(
+                f"disable_after is a number of dead deliveries in a row (0: "
+                f"never deactivate), not {value}"
+            )
         return value
 
     @model_validator(mode="after")
@@ -277,8 +329,10 @@ class AlertsSettings(Section):
 
 class RetentionSettings(Section):
     days: float = Field(
-        default=30, ge=0, description="Keep requests, events and finished deliveries this long "
-        "(0: forever). Unfinished deliveries and their events are never pruned."
+        default=30,
+        ge=0,
+        description="Keep requests, events and finished deliveries this long "
+        "(0: forever). Unfinished deliveries and their events are never pruned.",
     )
     relays: dict[str, float] = Field(
         default={}, description="Days per relay name, over `days`, for its requests and events."
@@ -287,12 +341,15 @@ class RetentionSettings(Section):
         default={}, description="Days per hook name, over `days`, for its finished deliveries."
     )
     interval: float = Field(
-        default=3600, ge=0, description="Seconds between background prunes (0: only "
-        "`relayhook prune`)."
+        default=3600,
+        ge=0,
+        description="Seconds between background prunes (0: only `relayhook prune`).",
     )
     audit_days: float = Field(
-        default=400, ge=0, description="Keep the audit log (who changed, revealed, replayed, "
-        "signed in) this long, longer than `days` by default (0: forever)."
+        default=400,
+        ge=0,
+        description="Keep the audit log (who changed, revealed, replayed, "
+        "signed in) this long, longer than `days` by default (0: forever).",
     )
 
     @model_validator(mode="after")
@@ -315,7 +372,8 @@ class RelaySettings(Section):
     token: str = Field(min_length=16, pattern=r"^[A-Za-z0-9_-]+$")
     secret: str = ""
     expect: ExpectSettings | None = Field(
-        default=None, description="A fixed rule for a quiet provider, for a relay too new to "
+        default=None,
+        description="A fixed rule for a quiet provider, for a relay too new to "
         "have learned its usual traffic: `{ at_least = 10, minutes = 30 }`. Replaces the "
         "learned rule of [watch] for this relay.",
     )
@@ -324,19 +382,37 @@ class RelaySettings(Section):
 class WatchSettings(Section):
     """A provider gone quiet: each relay's usual traffic, learned from its stored requests."""
 
-    interval: float = Field(default=60, ge=0, description="Seconds between looks at each "
-                            "relay's traffic (0: never look).")
-    window_minutes: float = Field(default=120, gt=0, description="How long a relay must "
-                                  "receive far less than usual before a problem opens.")
-    ratio: float = Field(default=0.1, ge=0, lt=1, description="Far less: at most this share "
-                         "of what the same hours of the week usually bring.")
-    min_expected: float = Field(default=10, gt=0, description="Only a relay that usually gets "
-                                "at least this many requests in the window is watched.")
+    interval: float = Field(
+        default=60,
+        ge=0,
+        description="Seconds between looks at each relay's traffic (0: never look).",
+    )
+    window_minutes: float = Field(
+        default=120,
+        gt=0,
+        description="How long a relay must receive far less than usual before a problem opens.",
+    )
+    ratio: float = Field(
+        default=0.1,
+        ge=0,
+        lt=1,
+        description="Far less: at most this share "
+        "of what the same hours of the week usually bring.",
+    )
+    min_expected: float = Field(
+        default=10,
+        gt=0,
+        description="Only a relay that usually gets "
+        "at least this many requests in the window is watched.",
+    )
     weeks: int = Field(default=4, ge=1, le=12, description="Weeks of history to learn from.")
     min_weeks: int = Field(default=2, ge=1, description="Weeks of history needed to learn.")
-    shapes: bool = Field(default=True, description="Learn the shape of each relay's payloads "
-                         "(per event type) and open a problem when a field is added, goes "
-                         "missing or changes type.")
+    shapes: bool = Field(
+        default=True,
+        description="Learn the shape of each relay's payloads "
+        "(per event type) and open a problem when a field is added, goes "
+        "missing or changes type.",
+    )
 
 
 _file_values: contextvars.ContextVar[dict[str, Any]] = contextvars.ContextVar("relayhook_file")
@@ -354,25 +430,30 @@ class _FileSource(PydanticBaseSettingsSource):
 
 class OidcSettings(Section):
     issuer: str = Field(
-        default="", description="The OpenID Connect provider's issuer URL (its "
+        default="",
+        description="The OpenID Connect provider's issuer URL (its "
         "/.well-known/openid-configuration is read from it). Empty: no sign-in with a provider.",
         examples=["https://accounts.google.com"],
     )
     client_id: str = Field(default="", description="This Relayhook's client id at the provider.")
     client_secret: SecretStr = Field(
-        default=SecretStr(""), description="Its client secret: never logged or shown.",
+        default=SecretStr(""),
+        description="Its client secret: never logged or shown.",
     )
     allowed_domains: list[str] = Field(
-        default_factory=list, description="E-mail domains that may sign in (a verified e-mail "
+        default_factory=list,
+        description="E-mail domains that may sign in (a verified e-mail "
         "is required). Empty: any domain the provider vouches for.",
         examples=[["example.com"]],
     )
     role: Literal["viewer", "operator", "editor", "admin"] = Field(
-        default="viewer", description="The role of someone signing in for the first time "
+        default="viewer",
+        description="The role of someone signing in for the first time "
         "(an admin changes it later in Settings > People).",
     )
-    name: str = Field(default="your company account", description="Shown on the button: "
-                      "Sign in with <name>.")
+    name: str = Field(
+        default="your company account", description="Shown on the button: Sign in with <name>."
+    )
 
     @property
     def enabled(self) -> bool:
@@ -386,7 +467,9 @@ class AuthSettings(Section):
 class Settings(BaseSettings):
     # A validation error shows no input values: they may hold secrets (the SMTP password...).
     model_config = SettingsConfigDict(
-        env_prefix="RELAYHOOK_", env_nested_delimiter="__", extra="forbid",
+        env_prefix="RELAYHOOK_",
+        env_nested_delimiter="__",
+        extra="forbid",
         hide_input_in_errors=True,
     )
 
@@ -416,7 +499,8 @@ class Settings(BaseSettings):
         default="", description="The key that seals secrets at rest; from RELAYHOOK_SECRET_KEY."
     )
     previous_secret_key: str = Field(
-        default="", description="The key secrets were sealed with before `secret_key`, kept to "
+        default="",
+        description="The key secrets were sealed with before `secret_key`, kept to "
         "open them until `relayhook keys rotate` has sealed them again; from "
         "RELAYHOOK_PREVIOUS_SECRET_KEY.",
     )
@@ -451,8 +535,11 @@ class Settings(BaseSettings):
 
     def template_secrets(self) -> dict[str, str]:
         """`[secrets]` as hooks see them: without `key`, which only seals secrets at rest."""
-        return {name: value for name, value in self.secrets.items()
-                if name not in ("key", "previous_key")}
+        return {
+            name: value
+            for name, value in self.secrets.items()
+            if name not in ("key", "previous_key")
+        }
 
     def sealing_key(self) -> str | None:
         """RELAYHOOK_SECRET_KEY, else `[secrets] key`; None: use (or make) the key file."""

@@ -47,8 +47,9 @@ QUEUE = 200  # requests waiting to be learned (their parsed bodies held meanwhil
 BODY = ""  # the event type key of the request body's own shape
 
 
-def event_paths(events: Sequence[Event], body: Any = None,
-                body_paths: dict[str, str] | None = None) -> dict[str, dict[str, str]]:
+def event_paths(
+    events: Sequence[Event], body: Any = None, body_paths: dict[str, str] | None = None
+) -> dict[str, dict[str, str]]:
     """Per event type, the union of the paths of its first ITEMS events. An event whose data
     is the request body itself (the generic connector's) reuses `body_paths` (under `body`)."""
     by_type: dict[str, dict[str, str]] = {}
@@ -117,8 +118,9 @@ class ShapeWatch:
                 await asyncio.sleep(0)  # let the ingress answer in between
         return done
 
-    async def learn(self, record: RequestRecord, events: Sequence[Event],
-                    body: Any = None) -> list[Change]:
+    async def learn(
+        self, record: RequestRecord, events: Sequence[Event], body: Any = None
+    ) -> list[Change]:
         """Learn one request's shapes; open a problem per change (returned)."""
         await self._load(record.relay)
         found: dict[str, dict[str, str]] = {}

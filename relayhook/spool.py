@@ -48,11 +48,16 @@ class SpoolError(RelayhookError):
 def encode_entry(record: RequestRecord) -> bytes:
     """One spool line for a request record."""
     data = {
-        "id": record.id, "relay": record.relay, "received_at": record.received_at,
-        "method": record.method, "query": record.query,
+        "id": record.id,
+        "relay": record.relay,
+        "received_at": record.received_at,
+        "method": record.method,
+        "query": record.query,
         "headers": [[name, value] for name, value in record.headers],
         "body": base64.b64encode(record.body).decode("ascii"),
-        "status": record.status, "error": record.error, "truncated": record.truncated,
+        "status": record.status,
+        "error": record.error,
+        "truncated": record.truncated,
     }
     # ASCII-only JSON: an error message with any character at all still makes a valid line.
     text = json.dumps(data, separators=(",", ":")).encode("ascii")
@@ -66,10 +71,15 @@ def decode_entry(line: bytes) -> RequestRecord:
         raise ValueError("CRC mismatch")
     data: dict[str, Any] = json.loads(text)
     return RequestRecord(
-        id=data["id"], relay=data["relay"], received_at=data["received_at"],
-        method=data["method"], query=data["query"],
+        id=data["id"],
+        relay=data["relay"],
+        received_at=data["received_at"],
+        method=data["method"],
+        query=data["query"],
         headers=tuple((name, value) for name, value in data["headers"]),
-        body=base64.b64decode(data["body"]), status=data["status"], error=data["error"],
+        body=base64.b64decode(data["body"]),
+        status=data["status"],
+        error=data["error"],
         truncated=bool(data["truncated"]),
     )
 
@@ -114,8 +124,10 @@ class Spool:
             fcntl.flock(file.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
         except OSError as exc:
             file.close()
-            raise SpoolError(f"the spool {self.path} is in use by another relayhook process;"
-                             " give each web process its own [spool] path") from exc
+            raise SpoolError(
+                f"the spool {self.path} is in use by another relayhook process;"
+                " give each web process its own [spool] path"
+            ) from exc
         if created:
             _fsync_dir(self.path.parent)  # the new file's name survives a power cut too
         self._file = file
@@ -209,8 +221,12 @@ class Spool:
         keep = 0
         for end, _ in self._lines(0):
             keep = end
-        log.warning("spool %s: cut a request that was being written when the process stopped"
-                    " (%d bytes, never acknowledged)", self.path, size - keep)
+        log.warning(
+            "spool %s: cut a request that was being written when the process stopped"
+            " (%d bytes, never acknowledged)",
+            self.path,
+            size - keep,
+        )
         file.truncate(keep)
         os.fsync(file.fileno())
 
@@ -251,8 +267,9 @@ class Spool:
             os.fsync(file.fileno())
 
 
-def _scrubbed(lines: list[bytes], scrub: Callable[[RequestRecord], RequestRecord | None]
-              ) -> tuple[list[bytes], int]:
+def _scrubbed(
+    lines: list[bytes], scrub: Callable[[RequestRecord], RequestRecord | None]
+) -> tuple[list[bytes], int]:
     """The lines with each record scrubbed; a damaged line is dropped (it can no longer be
     read, so nothing in it can be kept safely)."""
     new, changed = [], 0

@@ -32,6 +32,8 @@ def one_loop_per_test() -> Iterator[None]:
     if _runner is not None:
         _runner.close()
         _runner = None
+
+
 ENGINES = ["sqlite", "postgres"]  # an engine joins by adding a param here and to store_factory
 
 

@@ -38,14 +38,22 @@ class OidcProvider:
         self.token_requests = 0
         self._server = ThreadingHTTPServer(("127.0.0.1", 0), _handler(self))
         self.url = f"http://127.0.0.1:{self._server.server_address[1]}"
-        self._thread = threading.Thread(target=self._server.serve_forever,
-                                        kwargs={"poll_interval": 0.05}, daemon=True)
+        self._thread = threading.Thread(
+            target=self._server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
+        )
         self._thread.start()
 
     def id_token(self, nonce: str) -> str:
         now = int(time.time())
-        claims = {"iss": self.url, "aud": self.client_id, "sub": self.user.get("email", "x"),
-                  "iat": now, "exp": now + 300, "nonce": nonce, **self.user}
+        claims = {
+            "iss": self.url,
+            "aud": self.client_id,
+            "sub": self.user.get("email", "x"),
+            "iat": now,
+            "exp": now + 300,
+            "nonce": nonce,
+            **self.user,
+        }
         key = self.other_key if self.tamper else self.key
         return jwt.encode({"alg": "RS256", "kid": "test-key"}, claims, key)
 
@@ -57,8 +65,12 @@ class OidcProvider:
     def __enter__(self) -> OidcProvider:
         return self
 
-    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
-                 tb: TracebackType | None) -> None:
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
         self.close()
 
 
@@ -67,8 +79,9 @@ def _handler(provider: OidcProvider) -> type[BaseHTTPRequestHandler]:
         def log_message(self, format: str, *args: Any) -> None:
             pass
 
-        def answer(self, status: int, body: dict[str, Any] | None = None,
-                   location: str | None = None) -> None:
+        def answer(
+            self, status: int, body: dict[str, Any] | None = None, location: str | None = None
+        ) -> None:
             data = json.dumps(body or {}).encode()
             self.send_response(status)
             if location:
@@ -82,11 +95,17 @@ def _handler(provider: OidcProvider) -> type[BaseHTTPRequestHandler]:
             url = urlsplit(self.path)
             query = {k: v[0] for k, v in parse_qs(url.query).items()}
             if url.path == "/.well-known/openid-configuration":
-                self.answer(200, {
-                    "issuer": provider.url, "authorization_endpoint": provider.url + "/authorize",
-                    "token_endpoint": provider.url + "/token", "jwks_uri": provider.url + "/jwks",
-                    "response_types_supported": ["code"],
-                    "id_token_signing_alg_values_supported": ["RS256"]})
+                self.answer(
+                    200,
+                    {
+                        "issuer": provider.url,
+                        "authorization_endpoint": provider.url + "/authorize",
+                        "token_endpoint": provider.url + "/token",
+                        "jwks_uri": provider.url + "/jwks",
+                        "response_types_supported": ["code"],
+                        "id_token_signing_alg_values_supported": ["RS256"],
+                    },
+                )
             elif url.path == "/jwks":
                 self.answer(200, {"keys": [provider.key.as_dict(private=False)]})
             elif url.path == "/authorize":
@@ -105,14 +124,28 @@ def _handler(provider: OidcProvider) -> type[BaseHTTPRequestHandler]:
             form = {k: v[0] for k, v in parse_qs(self.rfile.read(length).decode()).items()}
             provider.token_requests += 1
             asked = provider.codes.pop(form.get("code", ""), None)
-            challenge = base64.urlsafe_b64encode(hashlib.sha256(
-                form.get("code_verifier", "").encode()).digest()).rstrip(b"=").decode()
-            if (asked is None or form.get("client_secret") != provider.client_secret
-                    or form.get("redirect_uri") != asked["redirect_uri"]
-                    or challenge != asked.get("code_challenge")):
+            challenge = (
+                base64.urlsafe_b64encode(
+                    hashlib.sha256(form.get("code_verifier", "").encode()).digest()
+                )
+                .rstrip(b"=")
+                .decode()
+            )
+            if (
+                asked is None
+                or form.get("client_secret") != provider.client_secret
+                or form.get("redirect_uri") != asked["redirect_uri"]
+                or challenge != asked.get("code_challenge")
+            ):
                 self.answer(400, {"error": "invalid_grant"})
                 return
-            self.answer(200, {"access_token": "at", "token_type": "Bearer",
-                              "id_token": provider.id_token(asked["nonce"])})
+            self.answer(
+                200,
+                {
+                    "access_token": "at",
+                    "token_type": "Bearer",
+                    "id_token": provider.id_token(asked["nonce"]),
+                },
+            )
 
     return Handler

@@ -30,6 +30,7 @@ def url_of(database: str, admin_url: str = ADMIN_URL) -> str:
 
 def on(url: str, fn: Callable[[asyncpg.Connection], Awaitable[T]]) -> T:
     """`fn(conn)` on a connection to `url`, from synchronous test code."""
+
     async def run() -> T:
         conn = await asyncpg.connect(url, timeout=5)
         try:
@@ -80,6 +81,8 @@ class TestDatabase:
 
     def drop(self) -> None:
         if self.created:
-            on(ADMIN_URL, lambda conn: conn.execute(
-                f"DROP DATABASE IF EXISTS {self.name} WITH (FORCE)"))
+            on(
+                ADMIN_URL,
+                lambda conn: conn.execute(f"DROP DATABASE IF EXISTS {self.name} WITH (FORCE)"),
+            )
             self.created = False

@@ -118,8 +118,9 @@ class Receiver:
         self._server.block_on_close = True  # server_close() joins the request threads
         self.host = host
         self.port: int = self._server.server_address[1]
-        self._thread = threading.Thread(target=self._server.serve_forever,
-                                        kwargs={"poll_interval": 0.05}, daemon=True)
+        self._thread = threading.Thread(
+            target=self._server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
+        )
         self._thread.start()
 
     @property
@@ -142,8 +143,9 @@ class Receiver:
         with self._lock:
             self._limiters[prefix] = _Limiter(per_second)
 
-    def _take(self, method: str, target: str, headers: tuple[tuple[str, str], ...],
-              body: bytes) -> Reply:
+    def _take(
+        self, method: str, target: str, headers: tuple[tuple[str, str], ...], body: bytes
+    ) -> Reply:
         """Record a request that has fully arrived and choose its reply, under one lock: the
         records are in the order the replies were handed out, and arrival times ascend."""
         with self._changed:
@@ -181,8 +183,10 @@ class Receiver:
                     return found
                 left = deadline - time.monotonic()
                 if left <= 0:
-                    raise TimeoutError(f"{len(found)} of {count} requests under {path!r} "
-                                       f"arrived within {timeout} s")
+                    raise TimeoutError(
+                        f"{len(found)} of {count} requests under {path!r} "
+                        f"arrived within {timeout} s"
+                    )
                 self._changed.wait(min(left, 0.1))
 
     # -- life
@@ -204,8 +208,12 @@ class Receiver:
     def __enter__(self) -> Receiver:
         return self
 
-    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
-                 tb: TracebackType | None) -> None:
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
         self.close()
 
 

@@ -169,8 +169,16 @@ class RelayhookProcess:
     def command(self) -> list[str]:
         config = ["--config", str(self.config_path)] if self.config_path is not None else []
         port = ["--metrics-port" if self.worker else "--port", str(self.port)]
-        return [*self.program, *config, "serve",
-                "--host", HOST, *port, "--no-access-log", *self.extra_args]
+        return [
+            *self.program,
+            *config,
+            "serve",
+            "--host",
+            HOST,
+            *port,
+            "--no-access-log",
+            *self.extra_args,
+        ]
 
     def start(self, timeout: float = START_TIMEOUT) -> RelayhookProcess:
         """Start the server and return once `GET /healthz` answers 200.
@@ -196,8 +204,12 @@ class RelayhookProcess:
         env = clean_env(**(self.env or {}))
         with self.log_path.open("wb") as log:
             self.process = subprocess.Popen(
-                self.command(), cwd=self.workdir, env=env, stdin=subprocess.DEVNULL,
-                stdout=log, stderr=subprocess.STDOUT,
+                self.command(),
+                cwd=self.workdir,
+                env=env,
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=subprocess.STDOUT,
             )
         try:
             self._wait_ready(timeout)
@@ -340,6 +352,7 @@ class Canary:
 def toml_inline(value: Any) -> str:
     """`value` as a TOML value on one line: strings, numbers, booleans, lists, inline tables."""
     import json
+
     if isinstance(value, bool):
         return "true" if value else "false"
     if isinstance(value, int | float):
@@ -349,8 +362,11 @@ def toml_inline(value: Any) -> str:
     if isinstance(value, list | tuple):
         return "[" + ", ".join(toml_inline(item) for item in value) + "]"
     if isinstance(value, dict):
-        return "{ " + ", ".join(f"{json.dumps(str(k))} = {toml_inline(v)}"
-                                for k, v in value.items()) + " }"
+        return (
+            "{ "
+            + ", ".join(f"{json.dumps(str(k))} = {toml_inline(v)}" for k, v in value.items())
+            + " }"
+        )
     raise TypeError(f"no TOML for {value!r}")
 
 
@@ -358,6 +374,7 @@ def render_tables(**tables: dict[str, Any]) -> str:
     """`[name]` tables whose values may be nested (`delivery={"allow_cidrs": [...]}`), to add
     to what `render_config` writes (which must not hold the same tables)."""
     import json
+
     lines: list[str] = []
     for table, values in tables.items():
         lines.append(f"[{table}]")

@@ -32,15 +32,23 @@ class SmtpServer:
         # AUTH offered over plain SMTP (on 127.0.0.1 only); not required, which aiosmtpd
         # warns about without TLS: a client that logs in is checked all the same.
         self._controller = Controller(
-            self, hostname=HOST, port=self.port, authenticator=self._authenticate,
-            auth_require_tls=False)
+            self,
+            hostname=HOST,
+            port=self.port,
+            authenticator=self._authenticate,
+            auth_require_tls=False,
+        )
 
     def __enter__(self) -> SmtpServer:
         self._controller.start()
         return self
 
-    def __exit__(self, kind: type[BaseException] | None, error: BaseException | None,
-                 trace: TracebackType | None) -> None:
+    def __exit__(
+        self,
+        kind: type[BaseException] | None,
+        error: BaseException | None,
+        trace: TracebackType | None,
+    ) -> None:
         self._controller.stop()
 
     async def handle_DATA(self, server: SMTP, session: Session, envelope: Envelope) -> str:
@@ -53,8 +61,9 @@ class SmtpServer:
             self.envelopes.append((envelope.mail_from or "", list(envelope.rcpt_tos)))
         return "250 OK"
 
-    def _authenticate(self, server: SMTP, session: Session, envelope: Envelope,
-                      mechanism: str, auth_data: Any) -> AuthResult:
+    def _authenticate(
+        self, server: SMTP, session: Session, envelope: Envelope, mechanism: str, auth_data: Any
+    ) -> AuthResult:
         user = password = ""
         if isinstance(auth_data, LoginPassword):
             user, password = auth_data.login.decode(), auth_data.password.decode()
@@ -71,5 +80,7 @@ class SmtpServer:
         """The first `count` messages, once that many arrived (TimeoutError at the deadline)."""
         found: list[EmailMessage] = wait_until(
             lambda: len(self.received()) >= count and self.received()[:count],
-            timeout=timeout, what=f"{count} e-mail(s)")
+            timeout=timeout,
+            what=f"{count} e-mail(s)",
+        )
         return found

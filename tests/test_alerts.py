@@ -23,7 +23,8 @@ async def no_wait(seconds: float) -> None:
 
 
 def test_a_failing_webhook_is_tried_then_given_up_without_logging_its_url(
-        store: Store, caplog: pytest.LogCaptureFixture) -> None:
+    store: Store, caplog: pytest.LogCaptureFixture
+) -> None:
     seen: list[httpx.Request] = []
 
     def answer(request: httpx.Request) -> httpx.Response:

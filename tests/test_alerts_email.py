@@ -26,8 +26,17 @@ WAIT = 10.0
 
 
 def mailer(port: int, password: str = PASSWORD, **kwargs: object) -> Mailer:
-    return Mailer("127.0.0.1", port, SENDER, ("ops@example.com", "oncall@example.com"),
-                  "relayhook", password, "none", 5.0, **kwargs)  # type: ignore[arg-type]
+    return Mailer(
+        "127.0.0.1",
+        port,
+        SENDER,
+        ("ops@example.com", "oncall@example.com"),
+        "relayhook",
+        password,
+        "none",
+        5.0,
+        **kwargs,
+    )  # type: ignore[arg-type]
 
 
 def a_401(store: Store) -> None:
@@ -36,7 +45,8 @@ def a_401(store: Store) -> None:
 
 
 def test_an_opened_problem_is_mailed_once_with_its_subject_text_and_console_link(
-        store: Store, caplog: pytest.LogCaptureFixture) -> None:
+    store: Store, caplog: pytest.LogCaptureFixture
+) -> None:
     a_401(store)
     with SmtpServer(login=("relayhook", PASSWORD)) as smtp, caplog.at_level(logging.DEBUG):
         channel = EmailChannel(mailer(smtp.port, console_url="https://relay.example.com/"))
@@ -45,8 +55,9 @@ def test_an_opened_problem_is_mailed_once_with_its_subject_text_and_console_link
         [message] = smtp.wait_for(1, WAIT)
         assert run(alerter.alert_new()) == 0  # marked: sent once
         assert smtp.logins == [("relayhook", True)]
-        assert smtp.envelopes == [("relayhook@example.com",
-                                   ["ops@example.com", "oncall@example.com"])]
+        assert smtp.envelopes == [
+            ("relayhook@example.com", ["ops@example.com", "oncall@example.com"])
+        ]
     assert message["Subject"] == "Relayhook: hook 'crm' failing: status 401"
     assert message["From"] == SENDER
     assert message["To"] == "ops@example.com, oncall@example.com"
@@ -60,10 +71,10 @@ def test_an_opened_problem_is_mailed_once_with_its_subject_text_and_console_link
 
 
 def test_a_refused_login_is_tried_then_given_up_without_showing_the_password(
-        store: Store, caplog: pytest.LogCaptureFixture) -> None:
+    store: Store, caplog: pytest.LogCaptureFixture
+) -> None:
     a_401(store)
-    with SmtpServer(login=("relayhook", "the-right-one")) as smtp, \
-            caplog.at_level(logging.WARNING):
+    with SmtpServer(login=("relayhook", "the-right-one")) as smtp, caplog.at_level(logging.WARNING):
         alerter = Alerter(store, [EmailChannel(mailer(smtp.port))], sleep=no_wait)
         assert run(alerter.alert_new()) == 0
         # smtplib tries each mechanism the server offers (PLAIN, LOGIN) before it gives up
@@ -75,7 +86,8 @@ def test_a_refused_login_is_tried_then_given_up_without_showing_the_password(
 
 
 def test_an_unreachable_smtp_server_is_logged_and_the_webhook_still_sent(
-        store: Store, caplog: pytest.LogCaptureFixture) -> None:
+    store: Store, caplog: pytest.LogCaptureFixture
+) -> None:
     a_401(store)
     posted: list[httpx.Request] = []
 
@@ -84,8 +96,10 @@ def test_an_unreachable_smtp_server_is_logged_and_the_webhook_still_sent(
         return httpx.Response(204)
 
     port = free_port()  # nothing listens there
-    channels = [EmailChannel(mailer(port)),
-                WebhookChannel(httpx.MockTransport(answer), "https://alerts.example/hook")]
+    channels = [
+        EmailChannel(mailer(port)),
+        WebhookChannel(httpx.MockTransport(answer), "https://alerts.example/hook"),
+    ]
     with caplog.at_level(logging.WARNING):
         assert run(Alerter(store, channels, sleep=no_wait).alert_new()) == 1  # the webhook's
     assert len(posted) == 1
@@ -96,28 +110,53 @@ def test_an_unreachable_smtp_server_is_logged_and_the_webhook_still_sent(
 
 
 def problem(signature: str) -> Problem:
-    return Problem("prb_1", "hubspot", signature, "open", 1_700_000_000.0, 1_700_000_000.0, 1,
-                   "HTTP 500", None, None, False)
+    return Problem(
+        "prb_1",
+        "hubspot",
+        signature,
+        "open",
+        1_700_000_000.0,
+        1_700_000_000.0,
+        1,
+        "HTTP 500",
+        None,
+        None,
+        False,
+    )
 
 
-@pytest.mark.parametrize(("signature", "subject", "first_line"), [
-    pytest.param("status 401", "Relayhook: hook 'hubspot' failing: status 401",
-                 "hook 'hubspot': status 401 since 2023-11-14 22:13 UTC, 1 delivery",
-                 id="a new cause of failure"),
-    pytest.param("will deactivate: 4 dead in a row",
-                 "Relayhook: hook 'hubspot' will be deactivated after one more dead delivery",
-                 "hook 'hubspot' will be deactivated after one more dead delivery; 4 in a row"
-                 " so far.", id="one dead delivery before disable_after"),
-    pytest.param("deactivated: 5 dead in a row", "Relayhook: hook 'hubspot' deactivated",
-                 "hook 'hubspot' was deactivated after 5 dead deliveries in a row. Its new"
-                 " deliveries wait, paused, until it is switched back on.",
-                 id="disable_after reached"),
-    pytest.param("status 410", "Relayhook: hook 'hubspot' deactivated",
-                 "hook 'hubspot' was deactivated: its receiver answered 410 Gone. Its new"
-                 " deliveries wait, paused, until it is switched back on.", id="a 410"),
-])
-def test_each_kind_of_alert_has_its_subject(signature: str, subject: str,
-                                            first_line: str) -> None:
+@pytest.mark.parametrize(
+    ("signature", "subject", "first_line"),
+    [
+        pytest.param(
+            "status 401",
+            "Relayhook: hook 'hubspot' failing: status 401",
+            "hook 'hubspot': status 401 since 2023-11-14 22:13 UTC, 1 delivery",
+            id="a new cause of failure",
+        ),
+        pytest.param(
+            "will deactivate: 4 dead in a row",
+            "Relayhook: hook 'hubspot' will be deactivated after one more dead delivery",
+            "hook 'hubspot' will be deactivated after one more dead delivery; 4 in a row so far.",
+            id="one dead delivery before disable_after",
+        ),
+        pytest.param(
+            "deactivated: 5 dead in a row",
+            "Relayhook: hook 'hubspot' deactivated",
+            "hook 'hubspot' was deactivated after 5 dead deliveries in a row. Its new"
+            " deliveries wait, paused, until it is switched back on.",
+            id="disable_after reached",
+        ),
+        pytest.param(
+            "status 410",
+            "Relayhook: hook 'hubspot' deactivated",
+            "hook 'hubspot' was deactivated: its receiver answered 410 Gone. Its new"
+            " deliveries wait, paused, until it is switched back on.",
+            id="a 410",
+        ),
+    ],
+)
+def test_each_kind_of_alert_has_its_subject(signature: str, subject: str, first_line: str) -> None:
     message = mailer(25).message(problem(signature))
     assert message["Subject"] == subject
     assert message.get_content().splitlines()[0] == first_line

@@ -25,8 +25,13 @@ AT = datetime(2024, 5, 1, tzinfo=UTC)
 
 
 def mapped(path: Path, method: str, query: str = "", body: bytes = b"") -> Mapped:
-    return map_inbound(load_connector(path), InboundRequest(method, query, (), body),
-                       relay="r", received_at=AT, new_id=lambda: "e")
+    return map_inbound(
+        load_connector(path),
+        InboundRequest(method, query, (), body),
+        relay="r",
+        received_at=AT,
+        new_id=lambda: "e",
+    )
 
 
 def test_a_get_challenge_is_echoed_as_text() -> None:
@@ -34,7 +39,10 @@ def test_a_get_challenge_is_echoed_as_text() -> None:
     assert result.events == []
     assert result.answer is not None
     assert (result.answer.status, result.answer.headers, result.answer.body) == (
-        200, (("content-type", "text/plain; charset=utf-8"),), b"abc d")
+        200,
+        (("content-type", "text/plain; charset=utf-8"),),
+        b"abc d",
+    )
 
 
 def test_a_post_challenge_is_answered_as_json() -> None:
@@ -46,28 +54,35 @@ def test_a_post_challenge_is_answered_as_json() -> None:
 def test_other_requests_make_events_and_no_answer() -> None:
     body = (CHATTER.parent / "examples" / "chatter-message.json").read_bytes()
     result = mapped(CHATTER, "POST", body=body)
-    assert result.answer is None and [e.type for e in result.events] == [
-        "chatter.message.posted"]
+    assert result.answer is None and [e.type for e in result.events] == ["chatter.message.posted"]
 
 
 def write(tmp_path: Path, rules: str) -> Path:
     path = tmp_path / "hs.toml"
-    path.write_text('id = "hs"\ntitle = "H"\naccept = { methods = ["GET", "POST"], formats = '
-                    '["query", "json-object"] }\nauth = { scheme = "none" }\n\n' + rules)
+    path.write_text(
+        'id = "hs"\ntitle = "H"\naccept = { methods = ["GET", "POST"], formats = '
+        '["query", "json-object"] }\nauth = { scheme = "none" }\n\n' + rules
+    )
     return path
 
 
 def test_an_answer_with_events_status_and_headers(tmp_path: Path) -> None:
-    path = write(tmp_path, '[[events]]\nwhen = "{{ query.ping is defined }}"\n'
-                           'type = "hs.pinged"\nsource = "hs"\n'
-                           'answer = { status = 202, content_type = "text/csv", body = "ok,{{ '
-                           'query.ping }}", headers = { "X-Echo" = "{{ query.ping }}" } }\n'
-                           '[[events]]\ntype = "hs.other"\nsource = "hs"\n')
+    path = write(
+        tmp_path,
+        '[[events]]\nwhen = "{{ query.ping is defined }}"\n'
+        'type = "hs.pinged"\nsource = "hs"\n'
+        'answer = { status = 202, content_type = "text/csv", body = "ok,{{ '
+        'query.ping }}", headers = { "X-Echo" = "{{ query.ping }}" } }\n'
+        '[[events]]\ntype = "hs.other"\nsource = "hs"\n',
+    )
     result = mapped(path, "GET", "ping=7")
     assert [e.type for e in result.events] == ["hs.pinged"]  # the other rule is not used
     assert result.answer is not None
     assert (result.answer.status, result.answer.headers, result.answer.body) == (
-        202, (("content-type", "text/csv"), ("x-echo", "7")), b"ok,7")
+        202,
+        (("content-type", "text/csv"), ("x-echo", "7")),
+        b"ok,7",
+    )
 
 
 def test_an_answer_header_that_http_cannot_carry_is_a_mapping_error(tmp_path: Path) -> None:
@@ -80,30 +95,51 @@ def test_an_answer_header_that_http_cannot_carry_is_a_mapping_error(tmp_path: Pa
 
 
 def test_reject_refuses_with_its_message(tmp_path: Path) -> None:
-    path = write(tmp_path, '[[events]]\nwhen = "{{ query.bad is defined }}"\n'
-                           'reject = "bad is {{ query.bad }}"\n'
-                           '[[events]]\ntype = "hs.ok"\nsource = "hs"\n')
+    path = write(
+        tmp_path,
+        '[[events]]\nwhen = "{{ query.bad is defined }}"\n'
+        'reject = "bad is {{ query.bad }}"\n'
+        '[[events]]\ntype = "hs.ok"\nsource = "hs"\n',
+    )
     with pytest.raises(MappingError) as caught:
         mapped(path, "GET", "bad=1")
     assert str(caught.value) == "hs: bad is 1"
     assert [e.type for e in mapped(path, "GET", "good=1").events] == ["hs.ok"]
 
 
-@pytest.mark.parametrize(("rules", "key", "message"), [
-    ('[[events]]\nfor = ["x in body.xs"]\nanswer = { body = "{{ x }}" }\n',
-     "events[0].answer.body", "is decided once per request: it may not read a loop variable"),
-    ('[[events]]\nanswer = { status = 503 }\n', "events[0].answer.status",
-     "Input should be less than or equal to 499"),
-    ('[[events]]\nreject = "no"\ntype = "a.b"\nsource = "s"\n', "events[0].reject",
-     "a rule that rejects makes no event and gives no answer: drop type, source and answer"),
-    ('[[events]]\nsource = "s"\n', "events[0].type",
-     "required key is missing (or answer, or reject)"),
-    ('[[events]]\nanswer = { headers = { "Content-Type" = "x" } }\n',
-     "events[0].answer.headers.Content-Type",
-     "'Content-Type' cannot be set here (content_type sets the Content-Type)"),
-])
-def test_what_a_deciding_rule_may_not_do(tmp_path: Path, rules: str, key: str,
-                                         message: str) -> None:
+@pytest.mark.parametrize(
+    ("rules", "key", "message"),
+    [
+        (
+            '[[events]]\nfor = ["x in body.xs"]\nanswer = { body = "{{ x }}" }\n',
+            "events[0].answer.body",
+            "is decided once per request: it may not read a loop variable",
+        ),
+        (
+            "[[events]]\nanswer = { status = 503 }\n",
+            "events[0].answer.status",
+            "Input should be less than or equal to 499",
+        ),
+        (
+            '[[events]]\nreject = "no"\ntype = "a.b"\nsource = "s"\n',
+            "events[0].reject",
+            "a rule that rejects makes no event and gives no answer: drop type, source and answer",
+        ),
+        (
+            '[[events]]\nsource = "s"\n',
+            "events[0].type",
+            "required key is missing (or answer, or reject)",
+        ),
+        (
+            '[[events]]\nanswer = { headers = { "Content-Type" = "x" } }\n',
+            "events[0].answer.headers.Content-Type",
+            "'Content-Type' cannot be set here (content_type sets the Content-Type)",
+        ),
+    ],
+)
+def test_what_a_deciding_rule_may_not_do(
+    tmp_path: Path, rules: str, key: str, message: str
+) -> None:
     with pytest.raises(ConnectorError) as caught:
         load_connector(write(tmp_path, rules))
     assert (caught.value.key, caught.value.message) == (key, message)
@@ -111,25 +147,37 @@ def test_what_a_deciding_rule_may_not_do(tmp_path: Path, rules: str, key: str,
 
 def test_generic_refuses_an_unfilled_query_placeholder() -> None:
     out = io.StringIO()
-    assert main(["map", "generic", "/dev/null", "--method", "GET", "--query", "a={ x }"],
-                out=out) == 1
+    assert (
+        main(["map", "generic", "/dev/null", "--method", "GET", "--query", "a={ x }"], out=out) == 1
+    )
     generic = load_connectors([SHIPPED_DIR])["generic"]
     with pytest.raises(MappingError) as caught:
-        map_inbound(generic, InboundRequest("GET", "order=%7BorderId%7D&n=1", (), b""),
-                    relay="r", received_at=AT, new_id=lambda: "e")
+        map_inbound(
+            generic,
+            InboundRequest("GET", "order=%7BorderId%7D&n=1", (), b""),
+            relay="r",
+            received_at=AT,
+            new_id=lambda: "e",
+        )
     assert str(caught.value).startswith(
-        "generic: query parameter `order` arrived as `{orderId}`: the provider did not fill in")
+        "generic: query parameter `order` arrived as `{orderId}`: the provider did not fill in"
+    )
     body = b'{"template": "{name}"}'  # a body is data: braces in it are not placeholders
-    assert map_inbound(generic, InboundRequest("POST", "", (), body), relay="r",
-                       received_at=AT, new_id=lambda: "e").events
+    assert map_inbound(
+        generic, InboundRequest("POST", "", (), body), relay="r", received_at=AT, new_id=lambda: "e"
+    ).events
 
 
 def test_map_prints_the_answer_first() -> None:
     out = io.StringIO()
     assert main(["map", str(CHATTER), "--example", "GET handshake"], out=out) == 0
-    assert json.loads(out.getvalue()) == {"answer": {
-        "status": 200, "headers": {"content-type": "text/plain; charset=utf-8"},
-        "body": "b8e1f0c2"}}
+    assert json.loads(out.getvalue()) == {
+        "answer": {
+            "status": 200,
+            "headers": {"content-type": "text/plain; charset=utf-8"},
+            "body": "b8e1f0c2",
+        }
+    }
 
 
 # --- the banner ----------------------------------------------------------------------------
@@ -137,8 +185,10 @@ def test_map_prints_the_answer_first() -> None:
 
 def test_the_first_run_banner_leads_somewhere(tmp_path: Path) -> None:
     config = tmp_path / "relayhook.toml"
-    config.write_text('[admin]\ntoken = "t0k3n-0123456789"\n\n[[relays]]\nname = "gm"\n'
-                      'connector = "gmetri"\ntoken = "gm-token-0123456789"\nsecret = "s3cret"\n')
+    config.write_text(
+        '[admin]\ntoken = "t0k3n-0123456789"\n\n[[relays]]\nname = "gm"\n'
+        'connector = "gmetri"\ntoken = "gm-token-0123456789"\nsecret = "s3cret"\n'
+    )
     settings = load_settings(config)
     connectors = load_connectors([SHIPPED_DIR])
     relay = Relay("gm", connectors["gmetri"], "gm-token-0123456789", "s3cret")
@@ -158,11 +208,14 @@ def test_the_first_run_banner_leads_somewhere(tmp_path: Path) -> None:
     assert "Webhook Basic Auth String:  s3cret" in text
 
     public = load_settings(config, server={"public_url": "https://relay.example.com/"})
-    hooks = build_hooks([{"name": "h", "events": ["*"], "url": "https://example.com/",
-                          "active": False}])
+    hooks = build_hooks(
+        [{"name": "h", "events": ["*"], "url": "https://example.com/", "active": False}]
+    )
     later = banner(public, LiveConfig(hooks, {relay.token: relay}), wrote_config=False)
     assert "Relay URLs start with https://relay.example.com ([server] public_url)." in later
     assert f"Admin API token: [admin] token in {config}" in later
     assert "s3cret" not in later and "t0k3n" not in later
-    assert ("  inactive: 'h': inactive in the config; it stays inactive across restarts until "
-            "you set active = true in the config.") in later
+    assert (
+        "  inactive: 'h': inactive in the config; it stays inactive across restarts until "
+        "you set active = true in the config."
+    ) in later

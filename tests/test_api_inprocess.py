@@ -18,15 +18,31 @@ from relayhook.cli import main as cli_main
 
 def test_invalid_input_names_the_field_in_the_words_of_check(web_app: MakeWebApp) -> None:
     app = web_app(delivery={"allow_private_destinations": True})
-    answer = app.api("POST", "/api/hooks", status=422, json={
-        "name": "bad", "events": ["x.*"], "url": "http://127.0.0.1:9/", "timeout": -1,
-        "retry": {"schedule": "soon"}, "colour": "red"})
+    answer = app.api(
+        "POST",
+        "/api/hooks",
+        status=422,
+        json={
+            "name": "bad",
+            "events": ["x.*"],
+            "url": "http://127.0.0.1:9/",
+            "timeout": -1,
+            "retry": {"schedule": "soon"},
+            "colour": "red",
+        },
+    )
     fields = {e["field"]: e["message"] for e in answer["errors"]}
-    assert fields == {"timeout": "Input should be greater than 0",
-                      "retry.schedule": "Input should be a valid list",
-                      "colour": "unknown key (a typo?)"}
-    answer = app.api("POST", "/api/hooks", status=422, json={
-        "name": "h", "events": ["x"], "url": "http://127.0.0.1:9/{{ event.nope("})
+    assert fields == {
+        "timeout": "Input should be greater than 0",
+        "retry.schedule": "Input should be a valid list",
+        "colour": "unknown key (a typo?)",
+    }
+    answer = app.api(
+        "POST",
+        "/api/hooks",
+        status=422,
+        json={"name": "h", "events": ["x"], "url": "http://127.0.0.1:9/{{ event.nope("},
+    )
     assert answer["errors"][0]["field"] == "url"
     answer = app.api("POST", "/api/relays", status=422, json={"name": "a b", "connector": "zzz"})
     assert {e["field"] for e in answer["errors"]} == {"name", "connector"}
@@ -81,7 +97,8 @@ ORDER = b'{"order": 7, "items": [{"sku": "a-1", "qty": 2}, {"sku": "b-2", "qty":
 
 
 def test_remap_maps_a_rejected_request_again_once_its_connector_is_fixed(
-        web_app: MakeWebApp, tmp_path: Path) -> None:
+    web_app: MakeWebApp, tmp_path: Path
+) -> None:
     connector = tmp_path / "extra" / "acme.toml"  # beside the config web_app writes
     connector.parent.mkdir()
     connector.write_text(ACME_CONNECTOR.format(items="body.order_items"), encoding="utf-8")  # typo
@@ -117,27 +134,46 @@ QUIZ = RelayConfig("quiz-in", "generic", "tok-samples-000000000000")
 
 
 def test_a_condition_is_dry_run_over_the_last_real_events(web_app: MakeWebApp) -> None:
-    app = web_app(relays=[QUIZ], hooks=[{
-        "name": "zap", "events": ["quiz.*"], "relays": [QUIZ.name],
-        "url": "https://zap.example/zap/", "when": "{{ event.data.score > 100 }}"}])
+    app = web_app(
+        relays=[QUIZ],
+        hooks=[
+            {
+                "name": "zap",
+                "events": ["quiz.*"],
+                "relays": [QUIZ.name],
+                "url": "https://zap.example/zap/",
+                "when": "{{ event.data.score > 100 }}",
+            }
+        ],
+    )
     for score in range(10):
         answer = app.request("POST", f"/in/{QUIZ.token}?type=quiz.done", json={"score": score})
         assert answer.status_code == 200, answer.text
     other = app.request("POST", f"/in/{QUIZ.token}?type=other.thing", json={"score": 99})
     assert other.status_code == 200  # a type the hook does not take
 
-    result = app.api("POST", "/api/hooks/dry-run", json={
-        "hook": "zap", "when": "{{ event.data.score >= 7 }}", "limit": 8})
+    result = app.api(
+        "POST",
+        "/api/hooks/dry-run",
+        json={"hook": "zap", "when": "{{ event.data.score >= 7 }}", "limit": 8},
+    )
     assert (result["evaluated"], result["matched"], result["failed"]) == (8, 3, 0)
     assert result["summary"] == "This condition would have matched 3 of the last 8 events."
     # The saved condition (score > 100), and a hook not saved yet, given by its keys.
     assert app.api("POST", "/api/hooks/dry-run", json={"hook": "zap"})["matched"] == 0
-    unsaved = {"name": "new", "events": ["quiz.done"], "relays": [QUIZ.name],
-               "url": "http://127.0.0.1:9/x", "when": "{{ event.data.score % 2 == 0 }}"}
-    assert app.api("POST", "/api/hooks/dry-run",
-                   json={"hook": unsaved, "limit": 10})["matched"] == 5
+    unsaved = {
+        "name": "new",
+        "events": ["quiz.done"],
+        "relays": [QUIZ.name],
+        "url": "http://127.0.0.1:9/x",
+        "when": "{{ event.data.score % 2 == 0 }}",
+    }
+    assert (
+        app.api("POST", "/api/hooks/dry-run", json={"hook": unsaved, "limit": 10})["matched"] == 5
+    )
 
-    broken = app.api("POST", "/api/hooks/dry-run", status=422,
-                     json={"hook": "zap", "when": "{{ event.data"})
+    broken = app.api(
+        "POST", "/api/hooks/dry-run", status=422, json={"hook": "zap", "when": "{{ event.data"}
+    )
     assert broken["errors"][0]["field"] == "when"
     app.api("POST", "/api/hooks/dry-run", status=422, json={"hook": "zap", "limit": 5000})

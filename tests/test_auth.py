@@ -24,18 +24,39 @@ def b64(text: str) -> str:
 @pytest.mark.parametrize(
     ("secret", "headers", "ok"),
     [
-        pytest.param(SECRET, {"authorization": f"Basic {SECRET}"}, True,
-                     id="raw secret, as GMetri sends it"),
-        pytest.param(SECRET, {"authorization": f"basic  {SECRET} "}, True,
-                     id="scheme in any case, extra spaces"),
-        pytest.param("ada:pa55word", {"authorization": f"Basic {b64('ada:pa55word')}"}, True,
-                     id="user:password secret, base64 as RFC 7617 sends it"),
-        pytest.param("ada:pa55word", {"authorization": "Basic ada:pa55word"}, True,
-                     id="user:password secret, raw"),
-        pytest.param(SECRET, {"authorization": f"Basic {b64(SECRET)}"}, False,
-                     id="a secret without a colon does not match its base64"),
-        pytest.param("ada:pa55word", {"authorization": f"Basic {b64('ada:wrong')}"}, False,
-                     id="wrong password, base64"),
+        pytest.param(
+            SECRET, {"authorization": f"Basic {SECRET}"}, True, id="raw secret, as GMetri sends it"
+        ),
+        pytest.param(
+            SECRET,
+            {"authorization": f"basic  {SECRET} "},
+            True,
+            id="scheme in any case, extra spaces",
+        ),
+        pytest.param(
+            "ada:pa55word",
+            {"authorization": f"Basic {b64('ada:pa55word')}"},
+            True,
+            id="user:password secret, base64 as RFC 7617 sends it",
+        ),
+        pytest.param(
+            "ada:pa55word",
+            {"authorization": "Basic ada:pa55word"},
+            True,
+            id="user:password secret, raw",
+        ),
+        pytest.param(
+            SECRET,
+            {"authorization": f"Basic {b64(SECRET)}"},
+            False,
+            id="a secret without a colon does not match its base64",
+        ),
+        pytest.param(
+            "ada:pa55word",
+            {"authorization": f"Basic {b64('ada:wrong')}"},
+            False,
+            id="wrong password, base64",
+        ),
         pytest.param(SECRET, {"authorization": "Basic not-the-secret"}, False, id="wrong"),
         pytest.param(SECRET, {"authorization": f"Basic {SECRET}x"}, False, id="secret prefix"),
         pytest.param(SECRET, {}, False, id="missing"),
@@ -87,10 +108,15 @@ def signature(algorithm: str, encoding: str, body: bytes = BODY, secret: str = S
 @pytest.mark.parametrize("encoding", ["hex", "base64"])
 @pytest.mark.parametrize("prefix", ["", "sha256="])
 def test_hmac_accepts_a_correct_signature(algorithm: str, encoding: str, prefix: str) -> None:
-    auth = HmacAuth.model_validate({
-        "scheme": "hmac", "header": "X-Signature", "algorithm": algorithm,
-        "encoding": encoding, "prefix": prefix,
-    })
+    auth = HmacAuth.model_validate(
+        {
+            "scheme": "hmac",
+            "header": "X-Signature",
+            "algorithm": algorithm,
+            "encoding": encoding,
+            "prefix": prefix,
+        }
+    )
     headers = {"x-signature": prefix + signature(algorithm, encoding)}
     assert check_credentials(auth, SECRET, headers, BODY) is None
     assert check_credentials(auth, SECRET, headers, BODY + b" ") is not None  # tampered body
@@ -104,14 +130,21 @@ HMAC = HmacAuth(scheme="hmac", header="X-Signature", prefix="sha256=")
     ("headers", "ok"),
     [
         pytest.param({"x-signature": "sha256=" + signature("sha256", "hex")}, True, id="right"),
-        pytest.param({"x-signature": "sha256=" + signature("sha256", "hex").upper()}, True,
-                     id="hex in upper case"),
+        pytest.param(
+            {"x-signature": "sha256=" + signature("sha256", "hex").upper()},
+            True,
+            id="hex in upper case",
+        ),
         pytest.param({"x-signature": signature("sha256", "hex")}, False, id="prefix missing"),
-        pytest.param({"x-signature": "sha256=" + signature("sha1", "hex")}, False,
-                     id="other algorithm"),
+        pytest.param(
+            {"x-signature": "sha256=" + signature("sha1", "hex")}, False, id="other algorithm"
+        ),
         pytest.param({"x-signature": "sha256=" + "0" * 64}, False, id="wrong signature"),
-        pytest.param({"x-signature": "sha256=" + signature("sha256", "hex", BODY + b"\n")}, False,
-                     id="signature of another body"),
+        pytest.param(
+            {"x-signature": "sha256=" + signature("sha256", "hex", BODY + b"\n")},
+            False,
+            id="signature of another body",
+        ),
         pytest.param({}, False, id="missing"),
     ],
 )

@@ -21,8 +21,14 @@ import pytest
 pytestmark = pytest.mark.slow
 
 PROJECT = Path(__file__).resolve().parents[1]
-BODIES = next((folder / "shared" / "bench" / "bodies" for folder in PROJECT.parents
-               if (folder / "shared" / "bench" / "bodies").is_dir()), None)
+BODIES = next(
+    (
+        folder / "shared" / "bench" / "bodies"
+        for folder in PROJECT.parents
+        if (folder / "shared" / "bench" / "bodies").is_dir()
+    ),
+    None,
+)
 IN_CI = os.environ.get("CI") == "true"
 HAVE_NPM = shutil.which("npm") is not None and shutil.which("node") is not None
 LABELS = ("343 B JSON", "122 B array", "39 KB JSON")
@@ -41,8 +47,15 @@ def quick_run(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
         _missing("no shared/bench/bodies beside the repo")
     folder = tmp_path_factory.mktemp("compare")
     out = folder / "compare.json"
-    command = [sys.executable, str(PROJECT / "bench" / "compare.py"), "--quick",
-               "--json-out", str(out), "--dir", str(folder)]
+    command = [
+        sys.executable,
+        str(PROJECT / "bench" / "compare.py"),
+        "--quick",
+        "--json-out",
+        str(out),
+        "--dir",
+        str(folder),
+    ]
     if not HAVE_NPM and not IN_CI:
         command.append("--no-node-red")
     done = subprocess.run(command, cwd=PROJECT, capture_output=True, text=True, timeout=900)
@@ -59,8 +72,14 @@ def test_quick_run_prints_the_table_and_loses_nothing(quick_run: dict[str, Any])
     about = quick_run["machine"]
     assert about["nproc"] and about["python"] and about["sqlite"] and about["cpu"]
     cells = quick_run["cells"]
-    kinds = {"starlette", "relayhook-ingest", "forward", "relayhook-forward", "durable-ingest",
-             "durable-forward"}
+    kinds = {
+        "starlette",
+        "relayhook-ingest",
+        "forward",
+        "relayhook-forward",
+        "durable-ingest",
+        "durable-forward",
+    }
     assert {cell["kind"] for cell in cells} >= kinds
     for cell in cells:
         assert cell["failed"] is None, cell
@@ -84,8 +103,9 @@ def test_durable_baseline_is_in_the_table(quick_run: dict[str, Any]) -> None:
     forwarded = [c for c in quick_run["cells"] if c["kind"] == "durable-forward"]
     assert len(forwarded) == len(LABELS)
     # Every body it acknowledged reached the sink and its outcome was written.
-    assert all(c["stored"]["deliveries"]["succeeded"] == c["stored"]["events"]
-               for c in forwarded), forwarded
+    assert all(
+        c["stored"]["deliveries"]["succeeded"] == c["stored"]["events"] for c in forwarded
+    ), forwarded
 
 
 def test_node_red_column_is_measured(quick_run: dict[str, Any]) -> None:

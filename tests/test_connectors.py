@@ -49,7 +49,11 @@ def map_body(
 
 def test_the_five_providers_are_shipped() -> None:
     assert {path.stem for path in SHIPPED} >= {
-        "gmetri", "synthesisvr", "netmera", "gamify", "generic"
+        "gmetri",
+        "synthesisvr",
+        "netmera",
+        "gamify",
+        "generic",
     }
 
 
@@ -115,100 +119,178 @@ deep = "{{ row.x }"
 
 BROKEN = [
     pytest.param(
-        "subject = ", "sbject = ", "events[1].sbject", 15, "unknown key",
+        "subject = ",
+        "sbject = ",
+        "events[1].sbject",
+        15,
+        "unknown key",
         id="typo'd key",
     ),
     pytest.param(
-        'subject = "{{ row.identifier }}"', 'subject = "{{ row.identifier }"',
-        "events[1].subject", 15, "unexpected '}'",
+        'subject = "{{ row.identifier }}"',
+        'subject = "{{ row.identifier }"',
+        "events[1].subject",
+        15,
+        "unexpected '}'",
         id="bad template",
     ),
     pytest.param(
-        '"row in body.rows"', '"row body.rows"', "events[1].for[0]", 12, "name in expression",
+        '"row in body.rows"',
+        '"row body.rows"',
+        "events[1].for[0]",
+        12,
+        "name in expression",
         id="for without in",
     ),
     pytest.param(
-        '"row in body.rows"', '"row in body.rows)"', "events[1].for[0]", 12, "unexpected ')'",
+        '"row in body.rows"',
+        '"row in body.rows)"',
+        "events[1].for[0]",
+        12,
+        "unexpected ')'",
         id="for with a bad expression",
     ),
     pytest.param(
-        '"row in body.rows"', '"body in body.rows"', "events[1].for[0]", 12,
+        '"row in body.rows"',
+        '"body in body.rows"',
+        "events[1].for[0]",
+        12,
         "hides another variable",
         id="for hiding a request variable",
     ),
     pytest.param(
-        '"row in body.rows"', '"a in b.rows", "b in body.x"', "events[1].for[0]", 12,
+        '"row in body.rows"',
+        '"a in b.rows", "b in body.x"',
+        "events[1].for[0]",
+        12,
         "bound after it",
         id="for reading a later loop's variable",
     ),
     pytest.param(
-        'id = "demo"', 'id = "other"', "id", 1, "must equal the file name",
+        'id = "demo"',
+        'id = "other"',
+        "id",
+        1,
+        "must equal the file name",
         id="id not matching the file name",
     ),
     pytest.param(
-        '{ scheme = "none" }', '{ scheme = "oauth" }', "auth", 3, "'oauth'",
+        '{ scheme = "none" }',
+        '{ scheme = "oauth" }',
+        "auth",
+        3,
+        "'oauth'",
         id="unknown auth scheme",
     ),
     pytest.param(
-        '{ scheme = "none" }', '{ scheme = "hmac", header = "X-Sig", algorithm = "md5" }',
-        "auth.algorithm", 3, "sha256",
+        '{ scheme = "none" }',
+        '{ scheme = "hmac", header = "X-Sig", algorithm = "md5" }',
+        "auth.algorithm",
+        3,
+        "sha256",
         id="unknown hmac algorithm",
     ),
     pytest.param(
-        '{ scheme = "none" }', '{ scheme = "header" }', "auth.header", 3, "required key",
+        '{ scheme = "none" }',
+        '{ scheme = "header" }',
+        "auth.header",
+        3,
+        "required key",
         id="header auth without its header",
     ),
     pytest.param(
-        '["POST"]', '["FETCH"]', "accept.methods[0]", 4, "'POST'",
+        '["POST"]',
+        '["FETCH"]',
+        "accept.methods[0]",
+        4,
+        "'POST'",
         id="unknown method",
     ),
     pytest.param(
-        'title = "Demo"', 'title = "Demo', "(toml)", 2, "",
+        'title = "Demo"',
+        'title = "Demo',
+        "(toml)",
+        2,
+        "",
         id="invalid TOML",
     ),
     pytest.param(
-        'source = "demo"\n', "source = demo\n", "(toml)", 14, "",
+        'source = "demo"\n',
+        "source = demo\n",
+        "(toml)",
+        14,
+        "",
         id="invalid TOML further down",
     ),
     pytest.param(
-        'type = "demo.row"\n', "", "events[1].type", 11, "required key is missing",
+        'type = "demo.row"\n',
+        "",
+        "events[1].type",
+        11,
+        "required key is missing",
         id="missing required key",
     ),
     pytest.param(
-        'title = "Demo"', 'title = "Demo"\ncolour = "red"', "colour", 3, "unknown key",
+        'title = "Demo"',
+        'title = "Demo"\ncolour = "red"',
+        "colour",
+        3,
+        "unknown key",
         id="unknown top-level key",
     ),
     pytest.param(
-        'deep = "{{ row.x }}"', 'deep = "{{ row.x }"', "events[1].data.nested.deep", 16,
+        'deep = "{{ row.x }}"',
+        'deep = "{{ row.x }"',
+        "events[1].data.nested.deep",
+        16,
         "unexpected '}'",
         id="bad template in an inline table",
     ),
     pytest.param(
-        'data = { id = "{{ row.id }}", nested = { deep = "{{ row.x }}" } }\n', SUBTABLE_DATA,
-        "events[1].data.nested.deep", 19, "unexpected '}'",
+        'data = { id = "{{ row.id }}", nested = { deep = "{{ row.x }}" } }\n',
+        SUBTABLE_DATA,
+        "events[1].data.nested.deep",
+        19,
+        "unexpected '}'",
         id="bad template in a sub-table",
     ),
     pytest.param(
-        'name = "first"', 'name = "first"\nlet = { x = "{{ body. }}" }', "events[0].let.x", 8, "",
+        'name = "first"',
+        'name = "first"\nlet = { x = "{{ body. }}" }',
+        "events[0].let.x",
+        8,
+        "",
         id="bad let",
     ),
     pytest.param(
-        'name = "first"', 'name = "first"\nwhen = """{{ body.a\n  and ) }}"""',
-        "events[0].when", 9, "unexpected ')'",
+        'name = "first"',
+        'name = "first"\nwhen = """{{ body.a\n  and ) }}"""',
+        "events[0].when",
+        9,
+        "unexpected ')'",
         id="error on the second line of a multi-line template",
     ),
     pytest.param(
-        'title = "Demo"', 'title = "Demo"\nsetup = """\nline one\nline two {{ relay_url }\n"""',
-        "setup", 5, "unexpected '}'",
+        'title = "Demo"',
+        'title = "Demo"\nsetup = """\nline one\nline two {{ relay_url }\n"""',
+        "setup",
+        5,
+        "unexpected '}'",
         id="error in a multi-line string that starts with a newline",
     ),
     pytest.param(
-        'name = "first"', 'name = "first"\nwhen = "{{ body.paid }} and {{ body.shipped }}"',
-        "events[0].when", 8, "a condition is one {{ expression }}",
+        'name = "first"',
+        'name = "first"\nwhen = "{{ body.paid }} and {{ body.shipped }}"',
+        "events[0].when",
+        8,
+        "a condition is one {{ expression }}",
         id="a when that is text, not one expression",
     ),
     pytest.param(
-        'title = "Demo"', 'title = "Demo"\nexample = "examples/nope.json"', "example", 3,
+        'title = "Demo"',
+        'title = "Demo"\nexample = "examples/nope.json"',
+        "example",
+        3,
         "no such file",
         id="missing example file",
     ),
@@ -310,9 +392,15 @@ def summary(events: list[Event]) -> list[tuple[str, str, str | None, Any]]:
 
 
 def test_nested_loops_and_let(levels: Connector) -> None:
-    body = {"kind": "rows", "org": "acme", "rows": [
-        {"id": 1, "tags": ["a", "b"]}, {"id": 2, "tags": []}, {"id": 3, "tags": ["c"]},
-    ]}
+    body = {
+        "kind": "rows",
+        "org": "acme",
+        "rows": [
+            {"id": 1, "tags": ["a", "b"]},
+            {"id": 2, "tags": []},
+            {"id": 3, "tags": ["c"]},
+        ],
+    }
     events = map_body(levels, json.dumps(body).encode())
     assert summary(events) == [
         ("levels.tag", "levels/ACME", "1", "a"),
@@ -366,8 +454,13 @@ def test_no_rule_applies_is_a_mapping_error_naming_the_rules(tmp_path: Path) -> 
     ("old", "new", "key", "line"),
     [
         pytest.param("subject = ", "sbject = ", "events[1].sbject", 15, id="typo"),
-        pytest.param('"{{ row.identifier }}"', '"{{ row.identifier }"', "events[1].subject", 15,
-                     id="bad template"),
+        pytest.param(
+            '"{{ row.identifier }}"',
+            '"{{ row.identifier }"',
+            "events[1].subject",
+            15,
+            id="bad template",
+        ),
         pytest.param('id = "demo"', 'id = "other"', "id", 1, id="id not the file name"),
         pytest.param('title = "Demo"', 'title = "Demo', "(toml)", 2, id="invalid TOML"),
     ],
@@ -439,8 +532,13 @@ def test_one_request_makes_at_most_max_events(tmp_path: Path) -> None:
     )
     request = InboundRequest("POST", "", (), b"")
     with pytest.raises(MappingError, match=f"more than {MAX_EVENTS} events"):
-        map_request(load_connector(path), request, relay="r", received_at=datetime.now(UTC),
-                    new_id=lambda: "x")
+        map_request(
+            load_connector(path),
+            request,
+            relay="r",
+            received_at=datetime.now(UTC),
+            new_id=lambda: "x",
+        )
 
 
 def test_a_loop_may_go_over_an_iterator(tmp_path: Path) -> None:
@@ -452,6 +550,7 @@ def test_a_loop_may_go_over_an_iterator(tmp_path: Path) -> None:
         encoding="utf-8",
     )
     request = InboundRequest("POST", "", (), b'{"a": 1, "b": 2}')
-    events = map_request(load_connector(path), request, relay="r",
-                         received_at=datetime.now(UTC), new_id=lambda: "x")
+    events = map_request(
+        load_connector(path), request, relay="r", received_at=datetime.now(UTC), new_id=lambda: "x"
+    )
     assert [(e.type, e.data) for e in events] == [("pairs.a", 1), ("pairs.b", 2)]

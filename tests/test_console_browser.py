@@ -21,8 +21,14 @@ from receiver import Receiver, Reply
 from servers import RelayhookProcess, http_client, render_config, render_tables, wait_until
 
 CHROMIUM = Path("/usr/bin/chromium")
-LAUNCH_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking",
-               "--disable-component-update", "--disable-sync", "--no-first-run"]
+LAUNCH_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
 ROOT = Path(__file__).resolve().parent.parent
 SCREENSHOTS = Path(os.environ.get("RELAYHOOK_SCREENSHOTS", ROOT / "build" / "console-screenshots"))
 EXAMPLES = ROOT / "relayhook" / "connectors" / "examples"
@@ -34,8 +40,10 @@ WIDE, NARROW = 1280, 390
 
 pytestmark = [
     pytest.mark.slow,
-    pytest.mark.skipif(not CHROMIUM.exists(), reason="needs Debian's chromium at "
-                       "/usr/bin/chromium (scripts/test installs it)"),
+    pytest.mark.skipif(
+        not CHROMIUM.exists(),
+        reason="needs Debian's chromium at /usr/bin/chromium (scripts/test installs it)",
+    ),
 ]
 sync_api = pytest.importorskip("playwright.sync_api")
 axe_module = pytest.importorskip("axe_playwright_python.sync_playwright")
@@ -59,8 +67,10 @@ class Visits:
         for violation in results.response["violations"]:
             if violation["impact"] in ("serious", "critical"):
                 targets = [node["target"] for node in violation["nodes"]][:3]
-                self.problems.append(f"{name}: {violation['id']} ({violation['impact']}): "
-                                     f"{violation['help']} at {targets}")
+                self.problems.append(
+                    f"{name}: {violation['id']} ({violation['impact']}): "
+                    f"{violation['help']} at {targets}"
+                )
         for width in (WIDE, NARROW):
             page.set_viewport_size({"width": width, "height": 800 if width == WIDE else 844})
             page.screenshot(path=str(self.folder / f"{name}-{width}.png"), full_page=True)
@@ -79,7 +89,8 @@ def receiver() -> Iterator[Receiver]:
 @pytest.fixture
 def server(tmp_path: Path) -> Iterator[RelayhookProcess]:
     config = render_config(relays=[], admin_token=ADMIN_TOKEN) + render_tables(
-        delivery={"allow_private_destinations": True, "poll_interval": 0.1})
+        delivery={"allow_private_destinations": True, "poll_interval": 0.1}
+    )
     with RelayhookProcess(tmp_path, config) as process:
         yield process
 
@@ -87,8 +98,9 @@ def server(tmp_path: Path) -> Iterator[RelayhookProcess]:
 @pytest.fixture
 def browser() -> Iterator[Any]:
     with sync_api.sync_playwright() as playwright:
-        chromium = playwright.chromium.launch(executable_path=str(CHROMIUM), headless=True,
-                                              args=LAUNCH_ARGS)
+        chromium = playwright.chromium.launch(
+            executable_path=str(CHROMIUM), headless=True, args=LAUNCH_ARGS
+        )
         yield chromium
         chromium.close()
 
@@ -108,14 +120,36 @@ def api(server: RelayhookProcess, path: str) -> Any:
 
 def post_to_relay(url: str, secret: str, body: bytes) -> httpx.Response:
     with http_client() as client:
-        return client.post(url, content=body, headers={"Authorization": f"Basic {secret}",
-                                                       "Content-Type": "application/json"})
+        return client.post(
+            url,
+            content=body,
+            headers={"Authorization": f"Basic {secret}", "Content-Type": "application/json"},
+        )
 
 
 def one_rule(who: str) -> bytes:
-    return json.dumps({"type": "rules", "data": {"orgSlug": "gmetri", "depSlug": "demo", "rows": [
-        {"identifier": who, "rules": [{"cid": 7, "cname": "Quiz done", "scene_name": "end",
-                                       "timestamp": 1714564800000}]}]}}).encode()
+    return json.dumps(
+        {
+            "type": "rules",
+            "data": {
+                "orgSlug": "gmetri",
+                "depSlug": "demo",
+                "rows": [
+                    {
+                        "identifier": who,
+                        "rules": [
+                            {
+                                "cid": 7,
+                                "cname": "Quiz done",
+                                "scene_name": "end",
+                                "timestamp": 1714564800000,
+                            }
+                        ],
+                    }
+                ],
+            },
+        }
+    ).encode()
 
 
 def sign_in(page: Any, server: RelayhookProcess, visits: Visits | None = None) -> None:
@@ -128,8 +162,9 @@ def sign_in(page: Any, server: RelayhookProcess, visits: Visits | None = None) -
     expect(page.get_by_role("heading", name="Overview")).to_be_visible()
 
 
-def test_the_whole_story_in_a_browser(server: RelayhookProcess, receiver: Receiver,
-                                      browser: Any) -> None:
+def test_the_whole_story_in_a_browser(
+    server: RelayhookProcess, receiver: Receiver, browser: Any
+) -> None:
     visits = Visits(SCREENSHOTS)
     context = browser.new_context(viewport={"width": WIDE, "height": 900})
     page = context.new_page()
@@ -236,8 +271,9 @@ def test_the_whole_story_in_a_browser(server: RelayhookProcess, receiver: Receiv
     visits.check(page, "delivery-test")
 
     # The History tab shows it, marked as a test.
-    page.get_by_role("navigation", name="Breadcrumb").get_by_role("link", name=f"Hook {HOOK}")\
-        .click()
+    page.get_by_role("navigation", name="Breadcrumb").get_by_role(
+        "link", name=f"Hook {HOOK}"
+    ).click()
     history = page.get_by_role("region", name="History")
     expect(history.get_by_role("row").filter(has_text="test")).to_have_count(1)
     visits.check(page, "hook-history")
@@ -245,8 +281,11 @@ def test_the_whole_story_in_a_browser(server: RelayhookProcess, receiver: Receiv
     # The receiver answers 500 until the delivery is dead; then Replay -> succeeded.
     receiver.script("/zap/", Reply(500))
     assert post_to_relay(relay_url, secret, one_rule("dead@example.com")).status_code == 200
-    wait_until(lambda: api(server, "/api/deliveries?status=dead")["items"], timeout=20,
-               what="a dead delivery")
+    wait_until(
+        lambda: api(server, "/api/deliveries?status=dead")["items"],
+        timeout=20,
+        what="a dead delivery",
+    )
     page.reload()
     page.get_by_role("checkbox", name="gave up").check()
     page.get_by_role("button", name="Filter", exact=True).click()
@@ -270,10 +309,14 @@ def test_the_whole_story_in_a_browser(server: RelayhookProcess, receiver: Receiv
     before = receiver.count("/zap/")
     assert post_to_relay(relay_url, secret, one_rule("paused@example.com")).status_code == 200
     page.get_by_role("link", name=HOOK).click()
-    expect(page.get_by_text("Its new deliveries wait, paused, and are sent when it is switched "
-                            "back on.")).to_be_visible()
-    expect(page.get_by_role("region", name="History").get_by_role("row")
-           .filter(has_text="paused")).to_have_count(1)
+    expect(
+        page.get_by_text(
+            "Its new deliveries wait, paused, and are sent when it is switched back on."
+        )
+    ).to_be_visible()
+    expect(
+        page.get_by_role("region", name="History").get_by_role("row").filter(has_text="paused")
+    ).to_have_count(1)
     visits.check(page, "hook-inactive")
     assert receiver.count("/zap/") == before
     page.get_by_role("button", name=f"Make active: {HOOK}").click()
@@ -290,8 +333,12 @@ def test_the_whole_story_in_a_browser(server: RelayhookProcess, receiver: Receiv
     page.get_by_role("button", name="Replay all that match the filter").click()
     expect(page.get_by_text(re.compile(r"\d+ deliveries match the filter"))).to_be_visible()
     visits.check(page, "replay-confirm")
-    count = int(re.search(r"(\d+) deliveries match",  # type: ignore[union-attr]
-                          page.get_by_role("main").inner_text()).group(1))
+    count = int(
+        re.search(
+            r"(\d+) deliveries match",  # type: ignore[union-attr]
+            page.get_by_role("main").inner_text(),
+        ).group(1)
+    )
     page.get_by_role("button", name=re.compile(r"^Replay \d+ deliveries$")).click()
     expect(page.get_by_role("status").last).to_contain_text("Done", timeout=20_000)
     expect(page.get_by_label(f"Replayed {count} of {count}")).to_be_visible()
@@ -341,8 +388,9 @@ def test_the_whole_story_in_a_browser(server: RelayhookProcess, receiver: Receiv
     print(f"screenshots of {len(visits.seen)} pages in {SCREENSHOTS}")
 
 
-def test_every_basic_flow_works_without_javascript(server: RelayhookProcess,
-                                                   receiver: Receiver, browser: Any) -> None:
+def test_every_basic_flow_works_without_javascript(
+    server: RelayhookProcess, receiver: Receiver, browser: Any
+) -> None:
     context = browser.new_context(java_script_enabled=False)
     page = context.new_page()
     page.set_default_timeout(20_000)
@@ -365,8 +413,9 @@ def test_every_basic_flow_works_without_javascript(server: RelayhookProcess,
     expect(page.get_by_label("Rate limit")).to_have_value("25")
     page.get_by_label("URL", exact=True).fill(receiver.url + "/nojs/")
     page.get_by_role("button", name="Add a header").click()  # a second row, posted back
-    expect(page.get_by_role("group", name="Headers").get_by_label("Key", exact=True))\
-        .to_have_count(2)
+    expect(page.get_by_role("group", name="Headers").get_by_label("Key", exact=True)).to_have_count(
+        2
+    )
     page.get_by_role("button", name="Preview").click()
     expect(page.get_by_role("complementary", name="Preview")).to_contain_text("/nojs/")
     page.get_by_label("URL", exact=True).fill("not a url")
@@ -380,13 +429,13 @@ def test_every_basic_flow_works_without_javascript(server: RelayhookProcess,
     expect(page.get_by_role("status").first).to_contain_text("is inactive")
     assert post_to_relay(relay_url, secret, one_rule("a@example.com")).status_code == 200
     page.goto(server.url + f"/hooks/{HOOK}")
-    expect(page.get_by_role("region", name="History").get_by_role("row")
-           .filter(has_text="paused")).to_have_count(1)
+    expect(
+        page.get_by_role("region", name="History").get_by_role("row").filter(has_text="paused")
+    ).to_have_count(1)
     page.get_by_role("button", name=f"Make active: {HOOK}").click()
     receiver.wait_for(1, timeout=20, path="/nojs/")
     page.goto(server.url + f"/hooks/{HOOK}")
-    page.get_by_role("region", name="History").get_by_role("row").nth(1).get_by_role("link")\
-        .click()
+    page.get_by_role("region", name="History").get_by_role("row").nth(1).get_by_role("link").click()
     expect(page.get_by_role("heading", level=1)).to_contain_text("delivered")
     page.get_by_role("button", name="Replay").click()
     receiver.wait_for(2, timeout=20, path="/nojs/")

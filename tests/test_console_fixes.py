@@ -42,8 +42,9 @@ async def console(
         f'[[relays]]\nname = "door"\nconnector = "generic"\n'
         f'token = "{RELAY_TOKEN}"\n' + hooks + extra
     )
-    async with in_process(tmp_path, config, password=PASSWORD,
-                          transport=httpx.MockTransport(handler)) as (app, client):
+    async with in_process(
+        tmp_path, config, password=PASSWORD, transport=httpx.MockTransport(handler)
+    ) as (app, client):
         signed = await sign_in(client, PASSWORD)
         assert signed.status_code == 303, signed.text
         yield client, app

@@ -58,7 +58,8 @@ def test_a_password_is_kept_as_an_argon2id_hash() -> None:
 
 
 def test_admin_password_reads_stdin_and_replaces_the_first_one(
-        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     config = tmp_path / "relayhook.toml"
     config.write_text('[storage]\nurl = "sqlite:///relayhook.db"\n', encoding="utf-8")
 

@@ -66,8 +66,10 @@ class Load:
 
     def run_cycle(self) -> tuple[threading.Event, list[threading.Thread]]:
         stop = threading.Event()
-        threads = [threading.Thread(target=self._post_until, args=(stop,), daemon=True)
-                   for _ in range(CONCURRENCY)]
+        threads = [
+            threading.Thread(target=self._post_until, args=(stop,), daemon=True)
+            for _ in range(CONCURRENCY)
+        ]
         for thread in threads:
             thread.start()
         return stop, threads
@@ -121,11 +123,17 @@ def crash_under_load(server: RelayhookProcess, load: Load, plan: str, value: flo
     stop, threads = load.run_cycle()
     try:
         if plan == "acks":
-            wait_until(lambda: load.count_acked() >= acked_target, timeout=CYCLE_TIMEOUT,
-                       what=f"{value} acknowledged batches")
+            wait_until(
+                lambda: load.count_acked() >= acked_target,
+                timeout=CYCLE_TIMEOUT,
+                what=f"{value} acknowledged batches",
+            )
         else:
-            wait_until(lambda: load.count_sent() >= sent_target, timeout=CYCLE_TIMEOUT,
-                       what="requests in flight")
+            wait_until(
+                lambda: load.count_sent() >= sent_target,
+                timeout=CYCLE_TIMEOUT,
+                what="requests in flight",
+            )
             time.sleep(value)  # not synchronization: the random moment of the crash
     finally:
         server.kill()
@@ -154,8 +162,12 @@ def read_postgres_outcome(
     url: str,
 ) -> tuple[str, dict[str, int], dict[str, int], list[tuple[str, int]]]:
     """As read_outcome; PostgreSQL keeps its own integrity (WAL), so that part is "ok"."""
-    return ("ok", dict(query(url, EVENTS_PER_SOURCE)), dict(query(url, REQUESTS_PER_SOURCE)),
-            [(status, count) for status, count in query(url, REQUESTS_PER_STATUS)])
+    return (
+        "ok",
+        dict(query(url, EVENTS_PER_SOURCE)),
+        dict(query(url, REQUESTS_PER_SOURCE)),
+        [(status, count) for status, count in query(url, REQUESTS_PER_STATUS)],
+    )
 
 
 @pytest.mark.parametrize("engine", ["sqlite", "postgres"])
@@ -164,10 +176,12 @@ def test_acknowledged_batches_survive_sigkill_and_no_batch_is_half_stored(
 ) -> None:
     rng = random.Random(SEED)
     started = time.monotonic()
-    storage_url = ("sqlite:///relayhook.db" if engine == "sqlite"
-                   else request.getfixturevalue("postgres_url"))
-    config = render_config(relays=[GMETRI], admin_token="admin-token-crash-0123456789",
-                           storage_url=storage_url)
+    storage_url = (
+        "sqlite:///relayhook.db" if engine == "sqlite" else request.getfixturevalue("postgres_url")
+    )
+    config = render_config(
+        relays=[GMETRI], admin_token="admin-token-crash-0123456789", storage_url=storage_url
+    )
     server = RelayhookProcess(tmp_path, config)
     load = Load(f"{server.url}/in/{GMETRI.token}", batch_body_factory())
     plans = kill_plans(rng)
@@ -180,8 +194,14 @@ def test_acknowledged_batches_survive_sigkill_and_no_batch_is_half_stored(
         server.start()
         after = max(load.sent) + 1
         with http_client() as client:
-            response = client.post(load.url, content=load.body(after), headers={
-                "Authorization": f"Basic {GMETRI.secret}", "Content-Type": "application/json"})
+            response = client.post(
+                load.url,
+                content=load.body(after),
+                headers={
+                    "Authorization": f"Basic {GMETRI.secret}",
+                    "Content-Type": "application/json",
+                },
+            )
         assert response.status_code == 200, response.text
         load.sent.add(after)
         load.acked.add(after)
@@ -192,15 +212,21 @@ def test_acknowledged_batches_survive_sigkill_and_no_batch_is_half_stored(
     assert not load.errors, load.errors
     assert not load.refused, load.refused
     integrity, events, requests, statuses = (
-        read_outcome(server.db_path) if engine == "sqlite" else read_postgres_outcome(storage_url))
+        read_outcome(server.db_path) if engine == "sqlite" else read_postgres_outcome(storage_url)
+    )
     unanswered = sum(batch_source(n) in events for n in load.sent - load.acked)
-    print(f"seed {SEED}: {len(load.sent)} batches sent, {len(load.acked)} acknowledged,"
-          f" {unanswered} stored but killed before the answer, {time.monotonic() - started:.1f} s")
+    print(
+        f"seed {SEED}: {len(load.sent)} batches sent, {len(load.acked)} acknowledged,"
+        f" {unanswered} stored but killed before the answer, {time.monotonic() - started:.1f} s"
+    )
     assert integrity == "ok"
     sources = {batch_source(n): n for n in load.sent}
     assert set(events) <= set(sources), set(events) - set(sources)
-    missing = {n: events.get(batch_source(n), 0) for n in load.acked
-               if events.get(batch_source(n), 0) != ROWS}
+    missing = {
+        n: events.get(batch_source(n), 0)
+        for n in load.acked
+        if events.get(batch_source(n), 0) != ROWS
+    }
     assert not missing, f"acknowledged batches without all their events: {missing}"
     partial = {source: count for source, count in events.items() if count != ROWS}
     assert not partial, f"batches partly stored: {partial}"

@@ -79,8 +79,21 @@ FLAKY, THROTTLED, GONE = relay("gen-flaky"), relay("gen-throttled"), relay("gen-
 HANG, HEALTHY, SIGNED = relay("gen-hang"), relay("gen-healthy"), relay("gen-signed")
 ATTACK, REDIRECT = relay("gen-attack"), relay("gen-redirect")
 RENDER, REPLAY = relay("gen-render"), relay("gen-replay")
-SHARED_RELAYS = [GM_RULES, GM_PACED, ARCADE, FLAKY, THROTTLED, GONE, HANG, HEALTHY, SIGNED,
-                 ATTACK, REDIRECT, RENDER, REPLAY]
+SHARED_RELAYS = [
+    GM_RULES,
+    GM_PACED,
+    ARCADE,
+    FLAKY,
+    THROTTLED,
+    GONE,
+    HANG,
+    HEALTHY,
+    SIGNED,
+    ATTACK,
+    REDIRECT,
+    RENDER,
+    REPLAY,
+]
 
 ATTACKS = {
     "attack-mro": ("{{ ''.__class__.__mro__ }}", "json"),
@@ -88,8 +101,10 @@ ATTACKS = {
     "attack-attr": ("{{ 'a'|attr('format') }}", "json"),
     "attack-repeat": ("{{ 'A' * 10**9 }}", "json"),
     "attack-power": ("{{ 9 ** (9 ** 9) }}", "json"),  # Jinja reads 9**9**9 as (9**9)**9
-    "attack-loops": ("{% for i in range(100000) %}{% for j in range(100000) %}{{ j }}"
-                     "{% endfor %}{% endfor %}", "text"),
+    "attack-loops": (
+        "{% for i in range(100000) %}{% for j in range(100000) %}{{ j }}{% endfor %}{% endfor %}",
+        "text",
+    ),
 }
 
 
@@ -99,61 +114,110 @@ def no_retry() -> dict[str, Any]:
 
 def shared_hooks(rx: str) -> list[dict[str, Any]]:
     """The shared server's hooks; `rx` is the receiver's base URL."""
+
     def hook(name: str, relays: list[str], path: str, **more: Any) -> dict[str, Any]:
         return {"name": name, "events": ["*"], "relays": relays, "url": rx + path, **more}
 
     return [
         {
-            "name": "gmetri-rules", "description": "GMetri rules to a CRM",
-            "events": ["gmetri.rule.*"], "relays": [GM_RULES.name],
+            "name": "gmetri-rules",
+            "description": "GMetri rules to a CRM",
+            "events": ["gmetri.rule.*"],
+            "relays": [GM_RULES.name],
             "url": rx + "/rules/{event.subject}",
-            "params": {"rule": "{{ event.data.cname }}", "scene": "{{ event.data.scene_name }}",
-                       "fixed": "a b&c"},
+            "params": {
+                "rule": "{{ event.data.cname }}",
+                "scene": "{{ event.data.scene_name }}",
+                "fixed": "a b&c",
+            },
             "headers": {"X-Fixed": "fixed-value", "X-Api-Key": "{{ secrets.rules_key }}"},
-            "body": {"subject": "{{ event.subject }}", "rule_id": "{{ event.data.cid }}",
-                     "rule": "{{ event.data.cname }}", "time": "{{ event.time }}",
-                     "source": "{{ event.source }}", "hook": "{{ hook.name }}"},
+            "body": {
+                "subject": "{{ event.subject }}",
+                "rule_id": "{{ event.data.cid }}",
+                "rule": "{{ event.data.cname }}",
+                "time": "{{ event.time }}",
+                "source": "{{ event.source }}",
+                "hook": "{{ hook.name }}",
+            },
             "retry": no_retry(),
         },
-        hook("ordered-sessions", [ARCADE.name], "/ordered/{event.subject}/{event.data.action}",
-             events=["synthesisvr.session.*"], ordered=True,
-             retry={"schedule": [0, 0.3, 0.3], "jitter": 0}),
-        hook("flaky", [FLAKY.name], "/flaky/", retry={"schedule": [0, 0.2, 0.2, 0.2],
-                                                       "jitter": 0}),
-        hook("throttled", [THROTTLED.name], "/throttled/",
-             retry={"schedule": [0, 0.1, 0.1], "jitter": 0}),
+        hook(
+            "ordered-sessions",
+            [ARCADE.name],
+            "/ordered/{event.subject}/{event.data.action}",
+            events=["synthesisvr.session.*"],
+            ordered=True,
+            retry={"schedule": [0, 0.3, 0.3], "jitter": 0},
+        ),
+        hook("flaky", [FLAKY.name], "/flaky/", retry={"schedule": [0, 0.2, 0.2, 0.2], "jitter": 0}),
+        hook(
+            "throttled",
+            [THROTTLED.name],
+            "/throttled/",
+            retry={"schedule": [0, 0.1, 0.1], "jitter": 0},
+        ),
         hook("gone", [GONE.name], "/gone/", retry={"schedule": [0, 0.2], "jitter": 0}),
         hook("hang", [HANG.name], "/hang/", timeout=1, retry=no_retry()),
         hook("healthy", [HANG.name, HEALTHY.name], "/healthy/", retry=no_retry()),
-        hook("signed", [SIGNED.name], "/signed/", preset="standard-webhooks",
-             signing_secret=SIGNING_SECRET, retry=no_retry()),
+        hook(
+            "signed",
+            [SIGNED.name],
+            "/signed/",
+            preset="standard-webhooks",
+            signing_secret=SIGNING_SECRET,
+            retry=no_retry(),
+        ),
         hook("cloudevents", [SIGNED.name], "/ce/", preset="cloudevents", retry=no_retry()),
-        *[hook(name, [ATTACK.name], f"/{name}/", body=body, body_format=fmt, retry=no_retry())
-          for name, (body, fmt) in ATTACKS.items()],
+        *[
+            hook(name, [ATTACK.name], f"/{name}/", body=body, body_format=fmt, retry=no_retry())
+            for name, (body, fmt) in ATTACKS.items()
+        ],
         hook("bystander", [ATTACK.name], "/bystander/", retry=no_retry()),
         hook("redirect", [REDIRECT.name], "/redirect/", retry=no_retry()),
-        hook("render", [RENDER.name], "/render/{event.subject}/x", method="PUT",
-             params={"kind": "{{ event.type }}", "n": "{{ event.data.n }}", "fixed": "a b&c"},
-             headers={"X-Fixed": "fixed-value", "X-Api-Key": "{{ secrets.render_key }}"},
-             body={"subject": "{{ event.subject }}", "data": "{{ event.data }}",
-                   "note": "it's \"quoted\", $HOME `uname` \\ é"},
-             signing_secret="{{ secrets.render_signing }}", retry=no_retry()),
+        hook(
+            "render",
+            [RENDER.name],
+            "/render/{event.subject}/x",
+            method="PUT",
+            params={"kind": "{{ event.type }}", "n": "{{ event.data.n }}", "fixed": "a b&c"},
+            headers={"X-Fixed": "fixed-value", "X-Api-Key": "{{ secrets.render_key }}"},
+            body={
+                "subject": "{{ event.subject }}",
+                "data": "{{ event.data }}",
+                "note": 'it\'s "quoted", $HOME `uname` \\ é',
+            },
+            signing_secret="{{ secrets.render_signing }}",
+            retry=no_retry(),
+        ),
         hook("replay", [REPLAY.name], "/replay/", retry=no_retry()),
         {
-            "name": "paced", "events": ["gmetri.variables.changed"], "relays": [GM_PACED.name],
-            "preset": "zapier", "url": rx + "/paced/", "rate_limit": {"per_second": 25},
-            "concurrency": 4, "retry": {"schedule": [0, 1, 1], "jitter": 0},
+            "name": "paced",
+            "events": ["gmetri.variables.changed"],
+            "relays": [GM_PACED.name],
+            "preset": "zapier",
+            "url": rx + "/paced/",
+            "rate_limit": {"per_second": 25},
+            "concurrency": 4,
+            "retry": {"schedule": [0, 1, 1], "jitter": 0},
         },
     ]
 
 
-def config(relays: list[RelayConfig], hooks: list[dict[str, Any]], *,
-           allow_loopback: bool = True, **delivery: Any) -> str:
+def config(
+    relays: list[RelayConfig],
+    hooks: list[dict[str, Any]],
+    *,
+    allow_loopback: bool = True,
+    **delivery: Any,
+) -> str:
     if allow_loopback:
         delivery.setdefault("allow_cidrs", ["127.0.0.1/32"])
     delivery.setdefault("poll_interval", 0.1)  # retries due in 0.2 s go at about 0.2 s
-    return (render_config(relays=relays, admin_token=ADMIN_TOKEN)
-            + render_tables(delivery=delivery, secrets=SECRETS) + render_hooks(hooks))
+    return (
+        render_config(relays=relays, admin_token=ADMIN_TOKEN)
+        + render_tables(delivery=delivery, secrets=SECRETS)
+        + render_hooks(hooks)
+    )
 
 
 # --- fixtures -------------------------------------------------------------------------------------
@@ -173,13 +237,15 @@ def canary2() -> Iterator[Canary]:
 
 
 @pytest.fixture(scope="module")
-def server(tmp_path_factory: pytest.TempPathFactory,
-           receiver: Receiver) -> Iterator[RelayhookProcess]:
+def server(
+    tmp_path_factory: pytest.TempPathFactory, receiver: Receiver
+) -> Iterator[RelayhookProcess]:
     text = config(SHARED_RELAYS, shared_hooks(receiver.url))
     # Some hooks here are broken on purpose (template attacks, a missing field): diagnostics
     # would stop `serve`; they are accepted to show how they fail at run time.
-    with RelayhookProcess(tmp_path_factory.mktemp("delivery"), text,
-                          extra_args=["--accept-findings"]) as process:
+    with RelayhookProcess(
+        tmp_path_factory.mktemp("delivery"), text, extra_args=["--accept-findings"]
+    ) as process:
         yield process
 
 
@@ -199,15 +265,15 @@ def api(client: httpx.Client, path: str, **params: Any) -> Any:
 
 
 def api_post(client: httpx.Client, path: str, **params: Any) -> Any:
-    response = client.post(path, params=params,
-                           headers={"Authorization": f"Bearer {ADMIN_TOKEN}"})
+    response = client.post(path, params=params, headers={"Authorization": f"Bearer {ADMIN_TOKEN}"})
     assert response.status_code == 200, response.text
     return response.json()
 
 
 def deliveries(client: httpx.Client, hook: str, **params: Any) -> list[dict[str, Any]]:
-    items: list[dict[str, Any]] = api(client, "/api/deliveries", hook=hook, limit=1000,
-                                      **params)["items"]
+    items: list[dict[str, Any]] = api(client, "/api/deliveries", hook=hook, limit=1000, **params)[
+        "items"
+    ]
     return items
 
 
@@ -216,29 +282,42 @@ def delivery(client: httpx.Client, delivery_id: str) -> dict[str, Any]:
     return found
 
 
-def settled(client: httpx.Client, hook: str, count: int,
-            statuses: tuple[str, ...] = ("succeeded", "dead"),
-            timeout: float = WAIT) -> list[dict[str, Any]]:
+def settled(
+    client: httpx.Client,
+    hook: str,
+    count: int,
+    statuses: tuple[str, ...] = ("succeeded", "dead"),
+    timeout: float = WAIT,
+) -> list[dict[str, Any]]:
     """The hook's deliveries once `count` of them are in one of `statuses`."""
+
     def check() -> list[dict[str, Any]] | None:
         items = deliveries(client, hook)
         done = [d for d in items if d["status"] in statuses]
         return items if len(done) >= count else None
 
-    found: list[dict[str, Any]] = wait_until(check, timeout=timeout, interval=0.05,
-                                             what=f"{count} deliveries of {hook} in {statuses}")
+    found: list[dict[str, Any]] = wait_until(
+        check, timeout=timeout, interval=0.05, what=f"{count} deliveries of {hook} in {statuses}"
+    )
     return found
 
 
 def hook_state(client: httpx.Client, name: str) -> dict[str, Any]:
-    found: list[dict[str, Any]] = [h for h in api(client, "/api/hooks")["items"]
-                                   if h["name"] == name]
+    found: list[dict[str, Any]] = [
+        h for h in api(client, "/api/hooks")["items"] if h["name"] == name
+    ]
     assert len(found) == 1, name
     return found[0]
 
 
-def post_generic(client: httpx.Client, relay_config: RelayConfig, data: Any, *,
-                 type: str = "test.happened", subject: str = "") -> str:
+def post_generic(
+    client: httpx.Client,
+    relay_config: RelayConfig,
+    data: Any,
+    *,
+    type: str = "test.happened",
+    subject: str = "",
+) -> str:
     """One event through a generic relay; returns its id."""
     query = urlencode({"type": type, "subject": subject})
     response = client.post(f"/in/{relay_config.token}?{query}", json=data)
@@ -249,9 +328,14 @@ def post_generic(client: httpx.Client, relay_config: RelayConfig, data: Any, *,
 
 
 def post_gmetri(client: httpx.Client, relay_config: RelayConfig, body: bytes) -> dict[str, Any]:
-    response = client.post(f"/in/{relay_config.token}", content=body,
-                           headers={"Authorization": f"Basic {relay_config.secret}",
-                                    "Content-Type": "application/json"})
+    response = client.post(
+        f"/in/{relay_config.token}",
+        content=body,
+        headers={
+            "Authorization": f"Basic {relay_config.secret}",
+            "Content-Type": "application/json",
+        },
+    )
     assert response.status_code == 200, response.text
     answer: dict[str, Any] = response.json()
     return answer
@@ -299,20 +383,32 @@ def test_gmetri_rules_become_four_requests_exactly_as_templated(
         assert request.method == "POST"
         assert unquote(request.path) == f"/rules/{subject}"
         assert request.params() == [
-            ("rule", data["cname"]), ("scene", data["scene_name"]), ("fixed", "a b&c")]
+            ("rule", data["cname"]),
+            ("scene", data["scene_name"]),
+            ("fixed", "a b&c"),
+        ]
         assert request.header("x-fixed") == "fixed-value"
         assert request.header("x-api-key") == SECRETS["rules_key"]
         assert request.header("content-type") == "application/json"
         assert (request.header("user-agent") or "").startswith("Relayhook/")
         assert json.loads(request.body) == {
-            "subject": subject, "rule_id": data["cid"], "rule": data["cname"],
-            "time": event["time"], "source": "gmetri/gmetri/gmetridemo", "hook": "gmetri-rules",
+            "subject": subject,
+            "rule_id": data["cid"],
+            "rule": data["cname"],
+            "time": event["time"],
+            "source": "gmetri/gmetri/gmetridemo",
+            "hook": "gmetri-rules",
         }
-    assert seen == {("amit@gmetri.com", 1), ("mitul@gmetri.com", 1), ("mitul@gmetri.com", 2),
-                    ("amit@gmetri.com", 10)}
+    assert seen == {
+        ("amit@gmetri.com", 1),
+        ("mitul@gmetri.com", 1),
+        ("mitul@gmetri.com", 2),
+        ("amit@gmetri.com", 10),
+    }
 
-    response = client.get(f"/api/deliveries/{items[0]['id']}",
-                          headers={"Authorization": f"Bearer {ADMIN_TOKEN}"})
+    response = client.get(
+        f"/api/deliveries/{items[0]['id']}", headers={"Authorization": f"Bearer {ADMIN_TOKEN}"}
+    )
     detail = response.json()
     (attempt,) = detail["attempts"]
     assert attempt["response_status"] == 200 and attempt["error_class"] is None
@@ -327,8 +423,13 @@ def test_gmetri_rules_become_four_requests_exactly_as_templated(
 
 
 def synthesis(action: str, customer: int, session: str) -> dict[str, Any]:
-    return {"uuid": session, "action": action, "location": "Kamen Test", "stations": 1,
-            "customerid": customer}
+    return {
+        "uuid": session,
+        "action": action,
+        "location": "Kamen Test",
+        "stations": 1,
+        "customerid": customer,
+    }
 
 
 def test_ordered_hook_delivers_a_customers_create_before_its_delete_despite_a_500(
@@ -403,8 +504,11 @@ def test_410_disables_the_hook_its_deliveries_wait_and_drain_on_activate(
     receiver.script("/gone/", Reply(410), Reply(200))
     post_generic(client, GONE, {"n": 1})
     receiver.wait_for(1, WAIT, path="/gone/")
-    wait_until(lambda: not hook_state(client, "gone")["active"], timeout=WAIT,
-               what="the hook to be disabled")
+    wait_until(
+        lambda: not hook_state(client, "gone")["active"],
+        timeout=WAIT,
+        what="the hook to be disabled",
+    )
 
     state = hook_state(client, "gone")
     assert "410" in state["inactive_reason"], state
@@ -437,8 +541,9 @@ def test_a_receiver_that_never_answers_times_out_while_other_hooks_deliver(
     healthy_items = settled(client, "healthy", 4)
     (hung,) = settled(client, "hang", 1)
 
-    assert all(r.arrived < held.arrived + 1.0 for r in healthy), \
+    assert all(r.arrived < held.arrived + 1.0 for r in healthy), (
         "the healthy hook waited for the hanging one"
+    )
     assert [d["status"] for d in healthy_items] == ["succeeded"] * 4
     detail = delivery(client, hung["id"])
     assert detail["status"] == "dead"
@@ -456,7 +561,7 @@ def test_a_receiver_that_never_answers_times_out_while_other_hooks_deliver(
 def test_signed_and_cloudevents_deliveries_pass_the_reference_packages(
     client: httpx.Client, receiver: Receiver
 ) -> None:
-    data = {"score": 97, "quizCompleted": True, "name": "Zoë \"Z\" <z@x>"}
+    data = {"score": 97, "quizCompleted": True, "name": 'Zoë "Z" <z@x>'}
     event_id = post_generic(client, SIGNED, data, type="quiz.completed", subject="zoe@example.com")
     (event,) = api(client, "/api/events", relay=SIGNED.name)["items"]
 
@@ -497,8 +602,10 @@ def test_template_attacks_fail_their_delivery_fast_and_nothing_else(
         (attempt,) = detail["attempts"]
         assert attempt["error_class"] == "render", (name, attempt)
         assert attempt["error"].startswith("body: "), (name, attempt)
-        assert any(word in attempt["error"] for word in ("sandbox", "too large", "unsafe")), \
-            (name, attempt["error"])
+        assert any(word in attempt["error"] for word in ("sandbox", "too large", "unsafe")), (
+            name,
+            attempt["error"],
+        )
         assert attempt["duration_ms"] < 1000, (name, attempt)
         assert seconds(detail["updated_at"]) - seconds(detail["created_at"]) < 1.0, (name, detail)
         assert receiver.count(f"/{name}/") == 0
@@ -536,8 +643,13 @@ def run_cli(server: RelayhookProcess, *args: str) -> subprocess.CompletedProcess
     assert server.config_path is not None
     return subprocess.run(
         [sys.executable, "-m", "relayhook.cli", "--config", str(server.config_path), *args],
-        cwd=server.workdir, env=clean_env(), capture_output=True, text=True, timeout=60,
-        stdin=subprocess.DEVNULL, check=False,
+        cwd=server.workdir,
+        env=clean_env(),
+        capture_output=True,
+        text=True,
+        timeout=60,
+        stdin=subprocess.DEVNULL,
+        check=False,
     )
 
 
@@ -545,8 +657,15 @@ def run_curl(command: str) -> None:
     """Run a rendered cURL command as a shell would; where there is no curl, parse it with
     shlex and send it with httpx (the same method, URL, headers and body)."""
     if shutil.which("curl") and shutil.which("bash"):
-        ran = subprocess.run(["bash", "-c", command], capture_output=True, text=True,
-                             timeout=30, env=clean_env(), stdin=subprocess.DEVNULL, check=False)
+        ran = subprocess.run(
+            ["bash", "-c", command],
+            capture_output=True,
+            text=True,
+            timeout=30,
+            env=clean_env(),
+            stdin=subprocess.DEVNULL,
+            check=False,
+        )
         assert ran.returncode == 0, ran.stderr
         return
     args = shlex.split(command)
@@ -569,8 +688,13 @@ def run_curl(command: str) -> None:
 def test_relayhook_render_prints_a_curl_command_that_sends_the_same_request(
     client: httpx.Client, receiver: Receiver, server: RelayhookProcess
 ) -> None:
-    post_generic(client, RENDER, {"n": 42, "tags": ["a b", "c&d"]}, type="quiz.completed",
-                 subject="ada lovelace/1")
+    post_generic(
+        client,
+        RENDER,
+        {"n": 42, "tags": ["a b", "c&d"]},
+        type="quiz.completed",
+        subject="ada lovelace/1",
+    )
     (sent,) = receiver.wait_for(1, WAIT, path="/render/")
 
     result = run_cli(server, "render", "render", "--newest")  # the event just stored
@@ -589,8 +713,9 @@ def test_relayhook_render_prints_a_curl_command_that_sends_the_same_request(
     webhook_id = pasted.header("webhook-id") or ""
     assert len(webhook_id) == 36 and webhook_id[14] == "7"  # a UUIDv7, as real deliveries
     for request in (sent, pasted):
-        standardwebhooks.Webhook(SECRETS["render_signing"]).verify(request.body,
-                                                                   request.header_map())
+        standardwebhooks.Webhook(SECRETS["render_signing"]).verify(
+            request.body, request.header_map()
+        )
 
 
 def test_replay_from_the_cli_and_the_api_makes_dead_deliveries_succeed(
@@ -621,8 +746,11 @@ def test_replay_from_the_cli_and_the_api_makes_dead_deliveries_succeed(
     assert one["status"] == "dead"
     receiver.script("/replay/", Reply(200))
     assert api_post(client, f"/api/deliveries/{one['id']}/replay") == {"replayed": 1}
-    wait_until(lambda: delivery(client, one["id"])["status"] == "succeeded", timeout=WAIT,
-               what="the replayed delivery to succeed")
+    wait_until(
+        lambda: delivery(client, one["id"])["status"] == "succeeded",
+        timeout=WAIT,
+        what="the replayed delivery to succeed",
+    )
     assert [a["response_status"] for a in delivery(client, one["id"])["attempts"]] == [500, 200]
 
 
@@ -633,8 +761,9 @@ def gmetri_batch(rows: int) -> bytes:
     if rows == 500 and GMETRI500.is_file():
         return GMETRI500.read_bytes()
     row = {"identifier": "user123@x.com", "variables": {"score": 75, "quizCompleted": False}}
-    return json.dumps({"type": "variables", "data": {"orgSlug": "o", "depSlug": "d",
-                                                     "rows": [row] * rows}}).encode()
+    return json.dumps(
+        {"type": "variables", "data": {"orgSlug": "o", "depSlug": "d", "rows": [row] * rows}}
+    ).encode()
 
 
 def test_500_events_drain_at_the_rate_limit_without_a_single_429(
@@ -652,8 +781,7 @@ def test_500_events_drain_at_the_rate_limit_without_a_single_429(
     assert len(got) == 500 and len(webhook_ids(got)) == 500
     assert len(items) == 500
     assert 18.0 <= elapsed <= 30.0, elapsed
-    busiest = max(sum(1 for r in got if t <= r.arrived < t + 1.0) for t in
-                  (r.arrived for r in got))
+    busiest = max(sum(1 for r in got if t <= r.arrived < t + 1.0) for t in (r.arrived for r in got))
     assert busiest <= 30, busiest
     body = json.loads(got[0].body)  # the zapier preset: one flat object
     assert body["data__score"] == 75 and body["event_type"] == "gmetri.variables.changed"
@@ -675,11 +803,20 @@ def test_sigkill_with_deliveries_in_flight_loses_nothing(
     receiver.script("/slow/", Reply(200, delay=0.3))
     # timeout 1: a claim's lease is at least the request's timeout (+ pacing), so that a live
     # dispatcher never sees its own delivery claimed again; lease_seconds = 2 rules here.
-    hooks = [{"name": "slow", "events": ["*"], "url": receiver.url + "/slow/", "timeout": 1,
-              "concurrency": 4, "retry": {"schedule": [0, 0.5, 0.5, 0.5], "jitter": 0}}]
+    hooks = [
+        {
+            "name": "slow",
+            "events": ["*"],
+            "url": receiver.url + "/slow/",
+            "timeout": 1,
+            "concurrency": 4,
+            "retry": {"schedule": [0, 0.5, 0.5, 0.5], "jitter": 0},
+        }
+    ]
     rows = [{"identifier": f"viewer{n:02d}@x.com", "variables": {"n": n}} for n in range(40)]
-    body = json.dumps({"type": "variables",
-                       "data": {"orgSlug": "o", "depSlug": "d", "rows": rows}}).encode()
+    body = json.dumps(
+        {"type": "variables", "data": {"orgSlug": "o", "depSlug": "d", "rows": rows}}
+    ).encode()
 
     with RelayhookProcess(tmp_path, config([gm], hooks, lease_seconds=2)) as server:
         with http_client(base_url=server.url) as c:
@@ -688,8 +825,11 @@ def test_sigkill_with_deliveries_in_flight_loses_nothing(
             server.kill()  # 4 requests in flight (each answered after 0.3 s), claimed
             assert receiver.count("/slow/") < 40
             server.start()
-            got = wait_until(lambda: all_events_arrived(receiver, "/slow/", 40),
-                             timeout=30.0, what="every event at the receiver")
+            got = wait_until(
+                lambda: all_events_arrived(receiver, "/slow/", 40),
+                timeout=30.0,
+                what="every event at the receiver",
+            )
             items = settled(c, "slow", 40, statuses=("succeeded",), timeout=30.0)
             counts = api(c, "/api/hooks")["items"][0]["deliveries"]
             # Read again once all have settled: the events in flight at the kill had already
@@ -714,9 +854,22 @@ def test_sigkill_with_deliveries_in_flight_loses_nothing(
 
 # --- SSRF with the default policy -----------------------------------------------------------------
 
-LOOPBACK_FORMS = ["127.0.0.1", "127.1", "0x7f000001", "2130706433", "localhost", "[::1]",
-                  "[::ffff:127.0.0.1]", "127.000.000.001", "0x7f.1", "localhost.", "127.0.0.1.",
-                  "api.localhost", "x.localhost.", "xn--localhost-"]  # the last: class internal
+LOOPBACK_FORMS = [
+    "127.0.0.1",
+    "127.1",
+    "0x7f000001",
+    "2130706433",
+    "localhost",
+    "[::1]",
+    "[::ffff:127.0.0.1]",
+    "127.000.000.001",
+    "0x7f.1",
+    "localhost.",
+    "127.0.0.1.",
+    "api.localhost",
+    "x.localhost.",
+    "xn--localhost-",
+]  # the last: class internal
 
 
 @pytest.fixture
@@ -744,10 +897,11 @@ def test_fixed_loopback_urls_make_serve_refuse_to_start(
     tmp_path: Path, loopback_canary: list[Canary]
 ) -> None:
     port = loopback_canary[0].port
-    hooks = [{"name": f"fixed-{n}", "events": ["*"], "url": f"http://{host}:{port}/"}
-             for n, host in enumerate(LOOPBACK_FORMS)]
-    process = RelayhookProcess(tmp_path, config([relay("gen-ssrf")], hooks,
-                                                allow_loopback=False))
+    hooks = [
+        {"name": f"fixed-{n}", "events": ["*"], "url": f"http://{host}:{port}/"}
+        for n, host in enumerate(LOOPBACK_FORMS)
+    ]
+    process = RelayhookProcess(tmp_path, config([relay("gen-ssrf")], hooks, allow_loopback=False))
     try:
         with pytest.raises(ServerStartError) as failure:
             process.start()
@@ -768,13 +922,19 @@ def test_templated_loopback_hosts_are_refused_when_sent(
 ) -> None:
     port = loopback_canary[0].port
     gen = relay("gen-ssrf")
-    hooks = [{"name": f"templated-{n}", "events": ["*"],
-              "url": f"http://{{{{ secrets.host_{n} }}}}:{port}/",
-              "retry": {"schedule": [0, 0.1, 0.1], "jitter": 0}}
-             for n in range(len(LOOPBACK_FORMS))]
+    hooks = [
+        {
+            "name": f"templated-{n}",
+            "events": ["*"],
+            "url": f"http://{{{{ secrets.host_{n} }}}}:{port}/",
+            "retry": {"schedule": [0, 0.1, 0.1], "jitter": 0},
+        }
+        for n in range(len(LOOPBACK_FORMS))
+    ]
     text = config([gen], hooks, allow_loopback=False).replace(
-        "[secrets]\n", "[secrets]\n" + "".join(f'host_{n} = "{host}"\n'
-                                               for n, host in enumerate(LOOPBACK_FORMS)))
+        "[secrets]\n",
+        "[secrets]\n" + "".join(f'host_{n} = "{host}"\n' for n, host in enumerate(LOOPBACK_FORMS)),
+    )
     with RelayhookProcess(tmp_path, text) as server, http_client(base_url=server.url) as c:
         post_generic(c, gen, {"n": 1})
         for n, host in enumerate(LOOPBACK_FORMS):

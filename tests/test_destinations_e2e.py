@@ -32,13 +32,18 @@ INTERNAL = [
 def run_check(*files: Path) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [sys.executable, "-m", "relayhook.cli", "check", *map(str, files)],
-        capture_output=True, text=True, timeout=60, env=clean_env(), check=False,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env=clean_env(),
+        check=False,
     )
 
 
 def internal_config() -> str:
-    return render_hooks([{"name": f"to {host}", "events": ["*"], "url": f"http://{host}/x"}
-                         for host, _ in INTERNAL])
+    return render_hooks(
+        [{"name": f"to {host}", "events": ["*"], "url": f"http://{host}/x"} for host, _ in INTERNAL]
+    )
 
 
 def test_check_refuses_internal_names_and_unusual_addresses_at_their_lines(
@@ -61,17 +66,22 @@ def test_check_refuses_internal_names_and_unusual_addresses_at_their_lines(
 @pytest.mark.parametrize(
     ("url", "headers", "words"),
     [
-        pytest.param("http://93.184.215.14/a\r\nHost: evil", {}, "holds a CR at position 22",
-                     id="CR LF"),
-        pytest.param("http://93.184.215.14/a b", {}, "holds a space at position 22",
-                     id="a space"),
+        pytest.param(
+            "http://93.184.215.14/a\r\nHost: evil", {}, "holds a CR at position 22", id="CR LF"
+        ),
+        pytest.param("http://93.184.215.14/a b", {}, "holds a space at position 22", id="a space"),
         pytest.param("http://93.184.215.14/\t", {}, "holds a tab", id="a tab"),
-        pytest.param("https://user:pw@93.184.215.14/", {"Authorization": "Bearer t"},
-                     "a request carries one Authorization", id="credentials twice"),
+        pytest.param(
+            "https://user:pw@93.184.215.14/",
+            {"Authorization": "Bearer t"},
+            "a request carries one Authorization",
+            id="credentials twice",
+        ),
     ],
 )
-def test_check_refuses_a_url_it_would_have_altered(tmp_path: Path, url: str,
-                                                    headers: dict[str, str], words: str) -> None:
+def test_check_refuses_a_url_it_would_have_altered(
+    tmp_path: Path, url: str, headers: dict[str, str], words: str
+) -> None:
     path = tmp_path / "hook.toml"
     hook = {"name": "h", "events": ["*"], "url": url, **({"headers": headers} if headers else {})}
     path.write_text(render_hooks([hook]), encoding="utf-8")
@@ -83,20 +93,32 @@ def test_check_refuses_a_url_it_would_have_altered(tmp_path: Path, url: str,
 
 def test_check_accepts_what_is_fine(tmp_path: Path) -> None:
     path = tmp_path / "fine.toml"
-    path.write_text(render_hooks([
-        {"name": "credentials alone", "events": ["*"], "url": "https://u:p@93.184.215.14/"},
-        {"name": "templated", "events": ["*"],
-         "url": "https://93.184.215.14/{{ event.subject | default('-') | urlencode }}/{event.id}",
-         "headers": {"Authorization": "Bearer {{ secrets.t | default('') }}"}},
-    ]), encoding="utf-8")
+    path.write_text(
+        render_hooks(
+            [
+                {"name": "credentials alone", "events": ["*"], "url": "https://u:p@93.184.215.14/"},
+                {
+                    "name": "templated",
+                    "events": ["*"],
+                    "url": (
+                        "https://93.184.215.14/{{ event.subject | default('-') | urlencode }}"
+                        "/{event.id}"
+                    ),
+                    "headers": {"Authorization": "Bearer {{ secrets.t | default('') }}"},
+                },
+            ]
+        ),
+        encoding="utf-8",
+    )
     result = run_check(path)
     assert result.returncode == 0, result
     assert result.stdout == ""
 
 
 def test_serve_refuses_to_start_on_internal_names(tmp_path: Path) -> None:
-    process = RelayhookProcess(tmp_path, "[storage]\nurl = \"sqlite:///relayhook.db\"\n\n"
-                               + internal_config())
+    process = RelayhookProcess(
+        tmp_path, '[storage]\nurl = "sqlite:///relayhook.db"\n\n' + internal_config()
+    )
     try:
         with pytest.raises(ServerStartError) as failure:
             process.start()

@@ -52,20 +52,41 @@ def smtp() -> Iterator[SmtpServer]:
 
 
 @pytest.fixture(scope="module")
-def server(tmp_path_factory: pytest.TempPathFactory, receiver: Receiver,
-           smtp: SmtpServer) -> Iterator[RelayhookProcess]:
-    hook = {"name": "flaky", "events": ["flaky.*"], "relays": [RELAY.name],
-            "url": f"{receiver.url}/flaky/", "concurrency": 1,
-            "retry": {"schedule": [0], "jitter": 0}}  # one try: a failure is dead at once
-    email = {"to": "ops@example.com", "from": "Relayhook <relayhook@example.com>",
-             "host": "127.0.0.1", "port": smtp.port, "username": "relayhook",
-             "password": SMTP_PASSWORD, "tls": "none", "timeout": 5.0}
-    text = (render_config(relays=[RELAY], admin_token=ADMIN_TOKEN)
-            + render_tables(server={"public_url": "https://relay.example.com"},
-                            delivery={"allow_cidrs": ["127.0.0.1/32"], "poll_interval": 0.1},
-                            alerts={"webhook": f"{receiver.url}/alerts/", "interval": 0.1,
-                                    "disable_after": 3, "email": email})
-            + render_hooks([hook]))
+def server(
+    tmp_path_factory: pytest.TempPathFactory, receiver: Receiver, smtp: SmtpServer
+) -> Iterator[RelayhookProcess]:
+    hook = {
+        "name": "flaky",
+        "events": ["flaky.*"],
+        "relays": [RELAY.name],
+        "url": f"{receiver.url}/flaky/",
+        "concurrency": 1,
+        "retry": {"schedule": [0], "jitter": 0},
+    }  # one try: a failure is dead at once
+    email = {
+        "to": "ops@example.com",
+        "from": "Relayhook <relayhook@example.com>",
+        "host": "127.0.0.1",
+        "port": smtp.port,
+        "username": "relayhook",
+        "password": SMTP_PASSWORD,
+        "tls": "none",
+        "timeout": 5.0,
+    }
+    text = (
+        render_config(relays=[RELAY], admin_token=ADMIN_TOKEN)
+        + render_tables(
+            server={"public_url": "https://relay.example.com"},
+            delivery={"allow_cidrs": ["127.0.0.1/32"], "poll_interval": 0.1},
+            alerts={
+                "webhook": f"{receiver.url}/alerts/",
+                "interval": 0.1,
+                "disable_after": 3,
+                "email": email,
+            },
+        )
+        + render_hooks([hook])
+    )
     with RelayhookProcess(tmp_path_factory.mktemp("disable-after"), text) as process:
         yield process
 
@@ -84,7 +105,10 @@ def alerts(receiver: Receiver, kind: str) -> list[dict[str, Any]]:
 def wait_alerts(receiver: Receiver, kind: str, count: int) -> list[dict[str, Any]]:
     found: list[dict[str, Any]] = wait_until(
         lambda: len(alerts(receiver, kind)) >= count and alerts(receiver, kind),
-        timeout=WAIT, interval=0.05, what=f"{count} {kind} alert(s)")
+        timeout=WAIT,
+        interval=0.05,
+        what=f"{count} {kind} alert(s)",
+    )
     return found
 
 
@@ -96,8 +120,11 @@ def mails(smtp: SmtpServer, subject: str) -> list[EmailMessage]:
 
 def wait_mail(smtp: SmtpServer, subject: str, count: int = 1) -> EmailMessage:
     found: list[EmailMessage] = wait_until(
-        lambda: len(mails(smtp, subject)) >= count and mails(smtp, subject), timeout=WAIT,
-        interval=0.05, what=f"{count} e-mail(s) {subject!r}")
+        lambda: len(mails(smtp, subject)) >= count and mails(smtp, subject),
+        timeout=WAIT,
+        interval=0.05,
+        what=f"{count} e-mail(s) {subject!r}",
+    )
     return found[-1]
 
 
@@ -107,8 +134,7 @@ def hook_state(client: httpx.Client) -> tuple[bool, str | None]:
 
 
 def deliveries(client: httpx.Client, status: str) -> list[dict[str, Any]]:
-    answer = client.get("/api/deliveries", params={"hook": "flaky", "status": status},
-                        headers=AUTH)
+    answer = client.get("/api/deliveries", params={"hook": "flaky", "status": status}, headers=AUTH)
     assert answer.status_code == 200, answer.text
     items: list[dict[str, Any]] = answer.json()["items"]
     return items
@@ -122,13 +148,17 @@ def post(client: httpx.Client, n: int) -> None:
 def post_until(client: httpx.Client, n: int, status: str, count: int) -> None:
     """Post event `n`, then wait until the hook has `count` deliveries in `status`."""
     post(client, n)
-    wait_until(lambda: len(deliveries(client, status)) >= count, timeout=WAIT, interval=0.05,
-               what=f"{count} {status} deliveries")
+    wait_until(
+        lambda: len(deliveries(client, status)) >= count,
+        timeout=WAIT,
+        interval=0.05,
+        what=f"{count} {status} deliveries",
+    )
 
 
 def test_a_401_mails_a_problem_then_the_hook_is_warned_and_switched_off_at_three_dead(
-        client: httpx.Client, receiver: Receiver, smtp: SmtpServer,
-        server: RelayhookProcess) -> None:
+    client: httpx.Client, receiver: Receiver, smtp: SmtpServer, server: RelayhookProcess
+) -> None:
     receiver.script("/flaky/", Reply(401, body=b"token expired"))
     post_until(client, 1, "dead", 1)
     mail = wait_mail(smtp, "Relayhook: hook 'flaky' failing: status 401")
@@ -141,10 +171,12 @@ def test_a_401_mails_a_problem_then_the_hook_is_warned_and_switched_off_at_three
 
     post_until(client, 2, "dead", 2)
     (warning,) = wait_alerts(receiver, "hook.will_deactivate", 1)
-    assert warning["text"] == ("hook 'flaky' will be deactivated after one more dead delivery;"
-                               " 2 in a row so far.")
-    warned = wait_mail(smtp, "Relayhook: hook 'flaky' will be deactivated after one more dead"
-                             " delivery")
+    assert warning["text"] == (
+        "hook 'flaky' will be deactivated after one more dead delivery; 2 in a row so far."
+    )
+    warned = wait_mail(
+        smtp, "Relayhook: hook 'flaky' will be deactivated after one more dead delivery"
+    )
     assert warned.get_content().startswith(warning["text"])
     assert hook_state(client) == (True, None)
 
@@ -162,8 +194,12 @@ def test_a_401_mails_a_problem_then_the_hook_is_warned_and_switched_off_at_three
     # Switched on: the paused delivery goes (dead: one in a row), the next warns again.
     activated = client.post("/api/hooks/flaky/activate", headers=AUTH)
     assert activated.status_code == 200, activated.text
-    wait_until(lambda: len(deliveries(client, "dead")) == 4, timeout=WAIT, interval=0.05,
-               what="the resumed delivery dead")
+    wait_until(
+        lambda: len(deliveries(client, "dead")) == 4,
+        timeout=WAIT,
+        interval=0.05,
+        what="the resumed delivery dead",
+    )
     assert hook_state(client) == (True, None)
     post_until(client, 5, "dead", 5)
     wait_alerts(receiver, "hook.will_deactivate", 2)

@@ -80,11 +80,22 @@ def respond(status: int = 200, *chunks: bytes, headers: Any = ()) -> httpx.Respo
     return httpx.Response(status, headers=list(headers), stream=Body(*(chunks or (b"ok",))))
 
 
-def make_event(n: int, *, subject: str | None = "amit@gmetri.com",
-               type: str = "gmetri.rule.triggered", data: Any = None) -> Event:
-    return Event(id=f"evt-{n}", source="https://gmetri.com", type=type, subject=subject,
-                 time="2024-05-01T12:00:00.000Z", data={"n": n} if data is None else data,
-                 relay="prod")
+def make_event(
+    n: int,
+    *,
+    subject: str | None = "amit@gmetri.com",
+    type: str = "gmetri.rule.triggered",
+    data: Any = None,
+) -> Event:
+    return Event(
+        id=f"evt-{n}",
+        source="https://gmetri.com",
+        type=type,
+        subject=subject,
+        time="2024-05-01T12:00:00.000Z",
+        data={"n": n} if data is None else data,
+        relay="prod",
+    )
 
 
 def sent_event(request: httpx.Request) -> dict[str, Any]:
@@ -115,11 +126,23 @@ class Rig:
     async def ingest(self, *events: Event) -> list[str]:
         """Store events with their deliveries, routed as the ingress does; the delivery ids."""
         n = next(self._ids)
-        deliveries = route(events, self.registry.hooks.values(), active=self.registry.active(),
-                           now=self.time.now, new_id=lambda: f"dlv-{n}-{next(self._ids)}")
-        record = RequestRecord(id=f"req-{n}", relay="prod", received_at="2024-05-01T12:00:00Z",
-                               method="POST", query="", headers=(), body=b"{}",
-                               status="accepted")
+        deliveries = route(
+            events,
+            self.registry.hooks.values(),
+            active=self.registry.active(),
+            now=self.time.now,
+            new_id=lambda: f"dlv-{n}-{next(self._ids)}",
+        )
+        record = RequestRecord(
+            id=f"req-{n}",
+            relay="prod",
+            received_at="2024-05-01T12:00:00Z",
+            method="POST",
+            query="",
+            headers=(),
+            body=b"{}",
+            status="accepted",
+        )
         result = await self.store.ingest(record, list(events), deliveries)
         assert result.deliveries == len(deliveries)
         return [d.id for d in deliveries]
@@ -142,11 +165,13 @@ class Rig:
 
 
 @contextlib.asynccontextmanager
-async def open_rig(tmp_path: Path, hooks: list[dict[str, Any]], handler: Handler,
-                   **dispatcher_args: Any) -> AsyncIterator[Rig]:
+async def open_rig(
+    tmp_path: Path, hooks: list[dict[str, Any]], handler: Handler, **dispatcher_args: Any
+) -> AsyncIterator[Rig]:
     fake = FakeTime()
-    registry = LiveConfig(build_hooks(
-        [{"events": ["*"], "url": URL, **spec} for spec in hooks], "cfg"))
+    registry = LiveConfig(
+        build_hooks([{"events": ["*"], "url": URL, **spec} for spec in hooks], "cfg")
+    )
     store = SQLiteStore(tmp_path / "relayhook.db")
     await store.open()
     seen: list[Seen] = []
@@ -157,9 +182,16 @@ async def open_rig(tmp_path: Path, hooks: list[dict[str, Any]], handler: Handler
         return await response if isinstance(response, Awaitable) else response
 
     client = httpx.MockTransport(record)
-    dispatcher = Dispatcher(store, registry, client, {"token": "s3cr3t-token"},
-                            clock=fake.clock, sleep=fake.sleep, rand=random.Random(7),
-                            **dispatcher_args)
+    dispatcher = Dispatcher(
+        store,
+        registry,
+        client,
+        {"token": "s3cr3t-token"},
+        clock=fake.clock,
+        sleep=fake.sleep,
+        rand=random.Random(7),
+        **dispatcher_args,
+    )
     try:
         await registry.sync(store, fake.now)
         yield Rig(store, registry, dispatcher, fake, seen)
@@ -235,8 +267,11 @@ def test_a_response_the_transport_has_already_read_is_recorded(tmp_path: Path) -
 
 def test_secrets_are_redacted_in_the_recorded_request(tmp_path: Path) -> None:
     async def scenario() -> None:
-        hook = {"name": "h", "headers": {"Authorization": "Bearer {{ secrets.token }}"},
-                "url": URL + "?key={{ secrets.token }}"}
+        hook = {
+            "name": "h",
+            "headers": {"Authorization": "Bearer {{ secrets.token }}"},
+            "url": URL + "?key={{ secrets.token }}",
+        }
         async with open_rig(tmp_path, [hook], always(respond)) as rig:
             [delivery_id] = await rig.ingest(make_event(1))
             await rig.drain()
@@ -252,23 +287,36 @@ def test_secrets_are_redacted_in_the_recorded_request(tmp_path: Path) -> None:
     ("responses", "status", "last_status", "error"),
     [
         pytest.param([respond(204)], "succeeded", 204, None, id="204"),
-        pytest.param([respond(302, headers=[("location", "https://elsewhere.example/")])],
-                     "failed", 302, "HTTP 302", id="302 is a failure, not followed"),
+        pytest.param(
+            [respond(302, headers=[("location", "https://elsewhere.example/")])],
+            "failed",
+            302,
+            "HTTP 302",
+            id="302 is a failure, not followed",
+        ),
         pytest.param([respond(404)], "failed", 404, "HTTP 404", id="404"),
         pytest.param([respond(500)], "failed", 500, "HTTP 500", id="500"),
     ],
 )
-def test_what_an_answer_makes_of_a_delivery(tmp_path: Path, responses: list[httpx.Response],
-                                            status: str, last_status: int,
-                                            error: str | None) -> None:
+def test_what_an_answer_makes_of_a_delivery(
+    tmp_path: Path,
+    responses: list[httpx.Response],
+    status: str,
+    last_status: int,
+    error: str | None,
+) -> None:
     async def scenario() -> None:
-        async with open_rig(tmp_path, [{"name": "h", "retry": NO_JITTER}],
-                            in_turn(*responses)) as rig:
+        async with open_rig(
+            tmp_path, [{"name": "h", "retry": NO_JITTER}], in_turn(*responses)
+        ) as rig:
             [delivery_id] = await rig.ingest(make_event(1))
             await rig.drain()
             delivery, attempts = await rig.get(delivery_id)
             assert (delivery.status, delivery.last_status, delivery.last_error) == (
-                status, last_status, error)
+                status,
+                last_status,
+                error,
+            )
             assert len(rig.seen) == 1 and len(attempts) == 1
 
     run(scenario())
@@ -293,8 +341,7 @@ def test_a_500_is_retried_per_schedule_then_succeeds(tmp_path: Path) -> None:
             rig.time.advance(0.1)
             await rig.drain()
             delivery, _ = await rig.get(delivery_id)
-            assert (delivery.status, delivery.due_at, delivery.tries) == (
-                "failed", NOW + 5 + 60, 2)
+            assert (delivery.status, delivery.due_at, delivery.tries) == ("failed", NOW + 5 + 60, 2)
 
             rig.time.advance(60)
             await rig.drain()
@@ -309,8 +356,9 @@ def test_a_500_is_retried_per_schedule_then_succeeds(tmp_path: Path) -> None:
 
 def test_a_spent_schedule_makes_the_delivery_dead(tmp_path: Path) -> None:
     async def scenario() -> None:
-        async with open_rig(tmp_path, [{"name": "h", "retry": NO_JITTER}],
-                            always(lambda: respond(503))) as rig:
+        async with open_rig(
+            tmp_path, [{"name": "h", "retry": NO_JITTER}], always(lambda: respond(503))
+        ) as rig:
             [delivery_id] = await rig.ingest(make_event(1))
             for wait in (0, 5, 60, 3600):
                 rig.time.advance(wait)
@@ -328,8 +376,9 @@ def test_jitter_comes_from_the_injected_random(tmp_path: Path) -> None:
         path = tmp_path / f"run-{len(list(tmp_path.iterdir()))}"
         path.mkdir()
         retry = {"schedule": [0, 100], "jitter": 0.5}
-        async with open_rig(path, [{"name": "h", "retry": retry}],
-                            always(lambda: respond(500))) as rig:
+        async with open_rig(
+            path, [{"name": "h", "retry": retry}], always(lambda: respond(500))
+        ) as rig:
             [delivery_id] = await rig.ingest(make_event(1))
             await rig.drain()
             delivery, _ = await rig.get(delivery_id)
@@ -351,12 +400,20 @@ def test_jitter_comes_from_the_injected_random(tmp_path: Path) -> None:
         pytest.param(429, b"\xb2", 5.0, id="Retry-After of a superscript two (Latin-1)"),
     ],
 )
-def test_retry_after_is_honoured(tmp_path: Path, status: int, retry_after: str | bytes | None,
-                                 due_in: float) -> None:
+def test_retry_after_is_honoured(
+    tmp_path: Path, status: int, retry_after: str | bytes | None, due_in: float
+) -> None:
     async def scenario() -> None:
-        headers = [] if retry_after is None else [(b"retry-after", retry_after.encode()
-                                                   if isinstance(retry_after, str)
-                                                   else retry_after)]
+        headers = (
+            []
+            if retry_after is None
+            else [
+                (
+                    b"retry-after",
+                    retry_after.encode() if isinstance(retry_after, str) else retry_after,
+                )
+            ]
+        )
         handler = in_turn(respond(status, headers=headers), respond(200))
         async with open_rig(tmp_path, [{"name": "h", "retry": NO_JITTER}], handler) as rig:
             [delivery_id] = await rig.ingest(make_event(1))
@@ -392,21 +449,24 @@ def refused() -> httpx.ConnectError:
 @pytest.mark.parametrize(
     ("error", "error_class", "status"),
     [
-        pytest.param(httpx.ConnectTimeout("connect timed out"), "timeout", "failed",
-                     id="ConnectTimeout"),
+        pytest.param(
+            httpx.ConnectTimeout("connect timed out"), "timeout", "failed", id="ConnectTimeout"
+        ),
         pytest.param(httpx.ReadTimeout("read timed out"), "timeout", "failed", id="ReadTimeout"),
-        pytest.param(httpx.ConnectError("connection refused"), "connect", "failed",
-                     id="ConnectError"),
-        pytest.param(httpx.RemoteProtocolError("peer closed"), "network", "failed",
-                     id="RemoteProtocolError"),
+        pytest.param(
+            httpx.ConnectError("connection refused"), "connect", "failed", id="ConnectError"
+        ),
+        pytest.param(
+            httpx.RemoteProtocolError("peer closed"), "network", "failed", id="RemoteProtocolError"
+        ),
         pytest.param(refused(), "destination", "dead", id="a refused destination: dead at once"),
     ],
 )
-def test_a_network_error_is_classified_and_recorded(tmp_path: Path, error: Exception,
-                                                    error_class: str, status: str) -> None:
+def test_a_network_error_is_classified_and_recorded(
+    tmp_path: Path, error: Exception, error_class: str, status: str
+) -> None:
     async def scenario() -> None:
-        async with open_rig(tmp_path, [{"name": "h", "retry": NO_JITTER}],
-                            in_turn(error)) as rig:
+        async with open_rig(tmp_path, [{"name": "h", "retry": NO_JITTER}], in_turn(error)) as rig:
             [delivery_id] = await rig.ingest(make_event(1))
             await rig.drain()
             delivery, [attempt] = await rig.get(delivery_id)
@@ -439,8 +499,13 @@ def test_a_render_error_is_dead_at_once_and_sends_nothing(tmp_path: Path) -> Non
 def test_a_template_attack_fails_only_its_delivery(tmp_path: Path) -> None:
     async def scenario() -> None:
         hooks = [
-            {"name": "attack", "body": {"a": "{% for a in range(10**6) %}{% for b in "
-                                             "range(10**6) %}x{% endfor %}{% endfor %}"}},
+            {
+                "name": "attack",
+                "body": {
+                    "a": "{% for a in range(10**6) %}{% for b in "
+                    "range(10**6) %}x{% endfor %}{% endfor %}"
+                },
+            },
             {"name": "fine"},
         ]
         async with open_rig(tmp_path, hooks, always(respond)) as rig:
@@ -458,8 +523,10 @@ def test_when_false_skips_the_delivery_without_an_attempt(tmp_path: Path) -> Non
     async def scenario() -> None:
         hook = {"name": "h", "when": "{{ event.data.quizCompleted }}"}
         async with open_rig(tmp_path, [hook], always(respond)) as rig:
-            yes, no = (await rig.ingest(make_event(1, data={"quizCompleted": True}),
-                                        make_event(2, data={"quizCompleted": False})))
+            yes, no = await rig.ingest(
+                make_event(1, data={"quizCompleted": True}),
+                make_event(2, data={"quizCompleted": False}),
+            )
             await rig.drain()
             assert (await rig.get(yes))[0].status == "succeeded"
             skipped, attempts = await rig.get(no)
@@ -477,7 +544,7 @@ def test_the_response_body_is_kept_up_to_64_kib(tmp_path: Path) -> None:
     payload = bytes(range(256)) * 400  # 100 KiB
     cases = {
         "one chunk": [payload],
-        "many chunks": [payload[i:i + 7000] for i in range(0, len(payload), 7000)],
+        "many chunks": [payload[i : i + 7000] for i in range(0, len(payload), 7000)],
         "exactly 64 KiB": [payload[:MAX_RESPONSE_BODY]],
         "small": [b"tiny"],
     }
@@ -509,8 +576,10 @@ def test_per_hook_concurrency_is_never_exceeded(tmp_path: Path) -> None:
         return respond(200)
 
     async def scenario() -> None:
-        hooks = [{"name": "three", "url": "https://r.example/three", "concurrency": 3},
-                 {"name": "one", "url": "https://r.example/one", "concurrency": 1}]
+        hooks = [
+            {"name": "three", "url": "https://r.example/three", "concurrency": 3},
+            {"name": "one", "url": "https://r.example/one", "concurrency": 1},
+        ]
         async with open_rig(tmp_path, hooks, handler) as rig:
             ids = await rig.ingest(*(make_event(n) for n in range(10)))
             await rig.drain()
@@ -596,8 +665,10 @@ def test_a_hanging_receiver_holds_only_its_own_hook(tmp_path: Path) -> None:
         return respond(200)
 
     async def scenario() -> None:
-        hooks = [{"name": "slow", "url": "https://r.example/slow", "concurrency": 1},
-                 {"name": "fast", "url": "https://r.example/fast", "concurrency": 1}]
+        hooks = [
+            {"name": "slow", "url": "https://r.example/slow", "concurrency": 1},
+            {"name": "fast", "url": "https://r.example/fast", "concurrency": 1},
+        ]
         async with open_rig(tmp_path, hooks, handler) as rig:
             await rig.ingest(make_event(1), make_event(2), make_event(3))
             dispatcher = rig.dispatcher
@@ -631,8 +702,12 @@ def test_an_ordered_hook_delivers_each_subjects_events_in_sequence(tmp_path: Pat
         return respond(200)
 
     async def scenario() -> None:
-        hook = {"name": "h", "ordered": True, "concurrency": 4,
-                "retry": {"schedule": [0, 1, 1], "jitter": 0}}
+        hook = {
+            "name": "h",
+            "ordered": True,
+            "concurrency": 4,
+            "retry": {"schedule": [0, 1, 1], "jitter": 0},
+        }
         async with open_rig(tmp_path, [hook], handler) as rig:
             await rig.ingest(
                 make_event(1, subject="A", type="session.created"),
@@ -642,8 +717,9 @@ def test_an_ordered_hook_delivers_each_subjects_events_in_sequence(tmp_path: Pat
                 make_event(5, subject="A", type="session.deleted"),
             )
             await rig.drain()
-            first = [(sent_event(s.request)["subject"], sent_event(s.request)["type"])
-                     for s in rig.seen]
+            first = [
+                (sent_event(s.request)["subject"], sent_event(s.request)["type"]) for s in rig.seen
+            ]
             assert ("A", "session.updated") not in first  # held back by A's failed create
             rig.time.advance(1)
             await rig.drain()
@@ -652,8 +728,7 @@ def test_an_ordered_hook_delivers_each_subjects_events_in_sequence(tmp_path: Pat
                 event = sent_event(seen.request)
                 order.setdefault(event["subject"], []).append(event["type"])
             assert order == {
-                "A": ["session.created", "session.created", "session.updated",
-                      "session.deleted"],
+                "A": ["session.created", "session.created", "session.updated", "session.deleted"],
                 "B": ["session.created", "session.deleted"],
             }
 
@@ -688,8 +763,10 @@ def test_a_410_disables_the_hook_and_pauses_its_deliveries(tmp_path: Path) -> No
         return respond(200)
 
     async def scenario() -> None:
-        hooks = [{"name": "h", "url": "https://r.example/h", "concurrency": 1},
-                 {"name": "other", "url": "https://r.example/other"}]
+        hooks = [
+            {"name": "h", "url": "https://r.example/h", "concurrency": 1},
+            {"name": "other", "url": "https://r.example/other"},
+        ]
         async with open_rig(tmp_path, hooks, handler) as rig:
             first, _, second, _ = await rig.ingest(make_event(1), make_event(2))
             await rig.drain()
@@ -725,11 +802,11 @@ def test_a_410_disables_the_hook_and_pauses_its_deliveries(tmp_path: Path) -> No
 
 
 def test_disable_after_switches_the_hook_off_at_its_nth_dead_delivery_in_a_row(
-        tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
     async def scenario() -> None:
         hooks = [{"name": "h", "concurrency": 1, "retry": {"schedule": [0], "jitter": 0}}]
-        async with open_rig(tmp_path, hooks, always(lambda: respond(500)),
-                            disable_after=2) as rig:
+        async with open_rig(tmp_path, hooks, always(lambda: respond(500)), disable_after=2) as rig:
             ids = await rig.ingest(*(make_event(n) for n in range(4)))
             await rig.drain()
             statuses = [(await rig.get(delivery_id))[0].status for delivery_id in ids]
@@ -740,8 +817,7 @@ def test_disable_after_switches_the_hook_off_at_its_nth_dead_delivery_in_a_row(
 
     with caplog.at_level("WARNING", logger="relayhook.delivery.dispatcher"):
         run(scenario())
-    assert ("hook 'h' deactivated: deactivated after 2 dead deliveries in a row"
-            in caplog.text)
+    assert "hook 'h' deactivated: deactivated after 2 dead deliveries in a row" in caplog.text
 
 
 def test_a_hook_inactive_in_the_config_keeps_its_deliveries_paused(tmp_path: Path) -> None:
@@ -760,11 +836,11 @@ def test_a_hook_inactive_in_the_config_keeps_its_deliveries_paused(tmp_path: Pat
 
 def test_a_delivery_claimed_by_a_dead_worker_is_claimed_again(tmp_path: Path) -> None:
     async def scenario() -> None:
-        async with open_rig(tmp_path, [{"name": "h"}], always(respond),
-                            lease_seconds=30) as rig:
+        async with open_rig(tmp_path, [{"name": "h"}], always(respond), lease_seconds=30) as rig:
             [delivery_id] = await rig.ingest(make_event(1))
-            [taken] = await rig.store.claim_due(hook="h", now=NOW, limit=10, lease_seconds=5,
-                                                owner="dead-worker")
+            [taken] = await rig.store.claim_due(
+                hook="h", now=NOW, limit=10, lease_seconds=5, owner="dead-worker"
+            )
             assert taken.id == delivery_id
 
             await rig.drain()
@@ -777,8 +853,12 @@ def test_a_delivery_claimed_by_a_dead_worker_is_claimed_again(tmp_path: Path) ->
             assert [s.webhook_id for s in rig.seen] == [delivery_id]
             assert ["webhook-id", delivery_id] in attempt.request["headers"]
 
-            late = await rig.store.finish(delivery_id, owner="dead-worker",
-                                          outcome=Outcome("failed", due_at=NOW), attempt=None)
+            late = await rig.store.finish(
+                delivery_id,
+                owner="dead-worker",
+                outcome=Outcome("failed", due_at=NOW),
+                attempt=None,
+            )
             assert late is False
             assert (await rig.get(delivery_id))[0].status == "succeeded"
 

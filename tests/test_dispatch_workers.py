@@ -39,25 +39,56 @@ def test_two_workers_never_exceed_a_hooks_concurrency(new_store: StoreFactory) -
         stores = [new_store(), new_store()]
         for store in stores:
             await store.open()
-        hooks = build_hooks([{"name": "h", "events": ["*"], "url": "https://r.example/in",
-                              "concurrency": CONCURRENCY}], "cfg")
-        events = [Event(id=f"e{n}", source="s", type="t", subject=None,
-                        time="2024-05-01T12:00:00.000Z", data={"n": n}, relay="r")
-                  for n in range(DELIVERIES)]
+        hooks = build_hooks(
+            [
+                {
+                    "name": "h",
+                    "events": ["*"],
+                    "url": "https://r.example/in",
+                    "concurrency": CONCURRENCY,
+                }
+            ],
+            "cfg",
+        )
+        events = [
+            Event(
+                id=f"e{n}",
+                source="s",
+                type="t",
+                subject=None,
+                time="2024-05-01T12:00:00.000Z",
+                data={"n": n},
+                relay="r",
+            )
+            for n in range(DELIVERIES)
+        ]
         ids = iter(range(10**6))
-        deliveries = route(events, hooks.values(), active={"h": True}, now=time.time(),
-                           new_id=lambda: f"d{next(ids)}")
-        record = RequestRecord(id="req", relay="r", received_at="2024-05-01T12:00:00Z",
-                               method="POST", query="", headers=(), body=b"{}",
-                               status="accepted")
+        deliveries = route(
+            events,
+            hooks.values(),
+            active={"h": True},
+            now=time.time(),
+            new_id=lambda: f"d{next(ids)}",
+        )
+        record = RequestRecord(
+            id="req",
+            relay="r",
+            received_at="2024-05-01T12:00:00Z",
+            method="POST",
+            query="",
+            headers=(),
+            body=b"{}",
+            status="accepted",
+        )
         await stores[0].ingest(record, events, deliveries)
         transport = httpx.MockTransport(receiver)
         dispatchers = []
         for n, store in enumerate(stores):
             live = LiveConfig(hooks)
             await live.sync(store, time.time())
-            dispatchers.append(Dispatcher(store, live, transport, {}, owner=f"worker-{n}",
-                                          poll_interval=0.01))
+            dispatchers.append(
+                Dispatcher(store, live, transport, {}, owner=f"worker-{n}", poll_interval=0.01)
+            )
         runners = [asyncio.create_task(d.run()) for d in dispatchers]
         try:
             async with asyncio.timeout(60):

@@ -100,15 +100,21 @@ def relay_path(relay: RelayConfig) -> str:
 
 
 def synthesis_item(action: str, item_uuid: str, customerid: int = 7685) -> bytes:
-    item = {"uuid": item_uuid, "action": action, "location": "Kamen Test", "stations": 1,
-            "customerid": customerid}
+    item = {
+        "uuid": item_uuid,
+        "action": action,
+        "location": "Kamen Test",
+        "stations": 1,
+        "customerid": customerid,
+    }
     return json.dumps([item]).encode()
 
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RelayhookProcess]:
-    config = render_config(relays=RELAYS, admin_token=ADMIN_TOKEN,
-                           limits={"max_body_bytes": MAX_BODY_BYTES})
+    config = render_config(
+        relays=RELAYS, admin_token=ADMIN_TOKEN, limits={"max_body_bytes": MAX_BODY_BYTES}
+    )
     with RelayhookProcess(tmp_path_factory.mktemp("e2e"), config) as process:
         yield process
 
@@ -137,16 +143,18 @@ def find(items: list[dict[str, Any]], id: str) -> dict[str, Any]:
 def test_rules_with_basic_credentials_are_accepted_and_linked_to_their_events(
     client: httpx.Client, server: RelayhookProcess
 ) -> None:
-    response = client.post(relay_path(GMETRI), content=example("gmetri-rules.json"),
-                           headers=basic(GMETRI.secret))
+    response = client.post(
+        relay_path(GMETRI), content=example("gmetri-rules.json"), headers=basic(GMETRI.secret)
+    )
 
     assert response.status_code == 200, response.text
     answer = response.json()
     assert answer == {"accepted": 4, "duplicates": 0, "request_id": answer["request_id"]}
     request_id = answer["request_id"]
 
-    events = api(client, "/api/events", type="gmetri.rule.triggered",
-                 subject="mitul@gmetri.com")["items"]
+    events = api(client, "/api/events", type="gmetri.rule.triggered", subject="mitul@gmetri.com")[
+        "items"
+    ]
     assert len(events) == 2
     assert {e["data"]["cname"] for e in events} == {"Rule A", "Rule C"}
     assert {e["source"] for e in events} == {"gmetri/gmetri/gmetridemo"}
@@ -162,13 +170,17 @@ def test_rules_with_basic_credentials_are_accepted_and_linked_to_their_events(
 def test_the_authorization_header_is_stored_redacted(
     client: httpx.Client, server: RelayhookProcess
 ) -> None:
-    response = client.post(relay_path(GMETRI), content=example("gmetri-session.json"),
-                           headers=basic(GMETRI.secret))
+    response = client.post(
+        relay_path(GMETRI), content=example("gmetri-session.json"), headers=basic(GMETRI.secret)
+    )
     assert response.status_code == 200, response.text
     request_id = response.json()["request_id"]
 
-    listing = client.get("/api/requests", params={"relay": GMETRI.name},
-                         headers={"Authorization": f"Bearer {ADMIN_TOKEN}"})
+    listing = client.get(
+        "/api/requests",
+        params={"relay": GMETRI.name},
+        headers={"Authorization": f"Bearer {ADMIN_TOKEN}"},
+    )
     stored = find(listing.json()["items"], request_id)
     assert ["authorization", "[redacted]"] in stored["headers"]
     assert GMETRI.secret not in listing.text
@@ -187,14 +199,20 @@ def test_wrong_or_missing_credentials_get_401_and_only_a_count_is_kept(
         count: int = relay["auth_failures"]
         return count
 
-    wrong = client.post(relay_path(GMETRI_LOCKED), content=example("gmetri-rules.json"),
-                        headers=basic("not-the-secret-0123456789"))
+    wrong = client.post(
+        relay_path(GMETRI_LOCKED),
+        content=example("gmetri-rules.json"),
+        headers=basic("not-the-secret-0123456789"),
+    )
     assert wrong.status_code == 401, wrong.text
     assert wrong.headers["WWW-Authenticate"].lower().startswith("basic")
     assert failures() == 1
 
-    missing = client.post(relay_path(GMETRI_LOCKED), content=example("gmetri-rules.json"),
-                          headers={"Content-Type": "application/json"})
+    missing = client.post(
+        relay_path(GMETRI_LOCKED),
+        content=example("gmetri-rules.json"),
+        headers={"Content-Type": "application/json"},
+    )
     assert missing.status_code == 401, missing.text
     assert "WWW-Authenticate" in missing.headers
     assert failures() == 2
@@ -206,15 +224,20 @@ def test_wrong_or_missing_credentials_get_401_and_only_a_count_is_kept(
 def test_a_user_password_secret_also_matches_its_base64_encoding(client: httpx.Client) -> None:
     user, password = GMETRI_USERPW.secret.split(":", 1)
     body = example("gmetri-variables.json")
-    encoded = client.post(relay_path(GMETRI_USERPW), content=body, auth=(user, password),
-                          headers={"Content-Type": "application/json"})
+    encoded = client.post(
+        relay_path(GMETRI_USERPW),
+        content=body,
+        auth=(user, password),
+        headers={"Content-Type": "application/json"},
+    )
     assert encoded.status_code == 200, encoded.text
     assert encoded.json()["accepted"] == 2
     sent = base64.b64encode(GMETRI_USERPW.secret.encode()).decode()
     assert encoded.request.headers["Authorization"] == f"Basic {sent}"
 
-    as_typed = client.post(relay_path(GMETRI_USERPW), content=body,
-                           headers=basic(GMETRI_USERPW.secret))
+    as_typed = client.post(
+        relay_path(GMETRI_USERPW), content=body, headers=basic(GMETRI_USERPW.secret)
+    )
     assert as_typed.status_code == 200, as_typed.text
 
     wrong = client.post(relay_path(GMETRI_USERPW), content=body, auth=(user, "wrong-password"))
@@ -244,7 +267,9 @@ def test_a_repeated_synthesisvr_item_is_one_event(client: httpx.Client) -> None:
 
     events = api(client, "/api/events", relay=ARCADE.name)["items"]
     assert sorted(e["type"] for e in events) == [
-        "synthesisvr.session.created", "synthesisvr.session.deleted"]
+        "synthesisvr.session.created",
+        "synthesisvr.session.deleted",
+    ]
     requests = api(client, "/api/requests", relay=ARCADE.name)["items"]
     assert len(requests) == 3
     repeated = find(requests, again.json()["request_id"])
@@ -257,10 +282,18 @@ def test_a_repeated_synthesisvr_item_is_one_event(client: httpx.Client) -> None:
 @pytest.mark.parametrize(
     ("relay", "body", "where"),
     [
-        pytest.param(GMETRI, GMETRI_VARIABLES_AS_PRINTED, "line 2, column 3",
-                     id="GMetri variables seed (JavaScript object syntax)"),
-        pytest.param(ARCADE_MISC, SYNTHESIS_CREATE_AS_PRINTED, "line 1, column 3",
-                     id="SynthesisVR create seed (typographic quotes)"),
+        pytest.param(
+            GMETRI,
+            GMETRI_VARIABLES_AS_PRINTED,
+            "line 2, column 3",
+            id="GMetri variables seed (JavaScript object syntax)",
+        ),
+        pytest.param(
+            ARCADE_MISC,
+            SYNTHESIS_CREATE_AS_PRINTED,
+            "line 1, column 3",
+            id="SynthesisVR create seed (typographic quotes)",
+        ),
     ],
 )
 def test_a_seed_body_as_printed_is_a_clear_400_and_is_kept(
@@ -297,7 +330,7 @@ def test_a_method_the_connector_does_not_take_is_405_with_allow(client: httpx.Cl
 
 def chunks(body: bytes, size: int = 1000) -> Iterator[bytes]:
     for start in range(0, len(body), size):
-        yield body[start:start + size]
+        yield body[start : start + size]
 
 
 def test_a_chunked_body_within_the_limit_is_accepted(client: httpx.Client) -> None:
@@ -314,8 +347,7 @@ def test_a_chunked_body_over_the_limit_is_413(client: httpx.Client) -> None:
     item = json.loads(synthesis_item("create", str(uuid.uuid4())))[0]
     body = json.dumps([item] * 100).encode()
     assert len(body) > MAX_BODY_BYTES
-    response = client.post(relay_path(GMETRI), content=chunks(body),
-                           headers=basic(GMETRI.secret))
+    response = client.post(relay_path(GMETRI), content=chunks(body), headers=basic(GMETRI.secret))
     assert "content-length" not in response.request.headers
     assert response.status_code == 413, response.text
     answer = response.json()
@@ -366,8 +398,15 @@ CLEAN_EXIT = (0, -signal.SIGTERM)
 
 
 def run_cli(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "relayhook.cli", *args], cwd=cwd, env=clean_env(),
-                          capture_output=True, text=True, timeout=60, check=False)
+    return subprocess.run(
+        [sys.executable, "-m", "relayhook.cli", *args],
+        cwd=cwd,
+        env=clean_env(),
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
 
 
 SIGNED_CONNECTOR = """\
@@ -388,25 +427,29 @@ def test_an_hmac_relay_keeps_nothing_it_cannot_verify(
 ) -> None:
     (tmp_path / "extra").mkdir()
     (tmp_path / "extra" / "signed.toml").write_text(SIGNED_CONNECTOR, encoding="utf-8")
-    config = render_config(relays=[SIGNED, GMETRI], admin_token=ADMIN_TOKEN,
-                           connectors={"dirs": ["extra"]},
-                           limits={"max_body_bytes": MAX_BODY_BYTES})
+    config = render_config(
+        relays=[SIGNED, GMETRI],
+        admin_token=ADMIN_TOKEN,
+        connectors={"dirs": ["extra"]},
+        limits={"max_body_bytes": MAX_BODY_BYTES},
+    )
     server = start_server(tmp_path, config)
     body = b'{"thing": 1}'
     signature = "sha256=" + hmac.new(SIGNED.secret.encode(), body, "sha256").hexdigest()
     huge = b'{"pad": "' + b"x" * MAX_BODY_BYTES + b'"}'
     with http_client(base_url=server.url) as client:
-        signed = client.post(relay_path(SIGNED), content=body,
-                             headers={"X-Signature": signature})
+        signed = client.post(relay_path(SIGNED), content=body, headers={"X-Signature": signature})
         unsigned = client.post(relay_path(SIGNED), content=body)
-        tampered = client.post(relay_path(SIGNED), content=body + b" ",
-                               headers={"X-Signature": signature})
+        tampered = client.post(
+            relay_path(SIGNED), content=body + b" ", headers={"X-Signature": signature}
+        )
         oversize = client.post(relay_path(SIGNED), content=chunks(huge))
         stored = api(client, "/api/requests", relay=SIGNED.name)["items"]
         # A GMetri body over the limit passed its Basic check first: it is kept, marked cut.
         cut = client.post(relay_path(GMETRI), content=chunks(huge), headers=basic(GMETRI.secret))
-        kept = find(api(client, "/api/requests", relay=GMETRI.name)["items"],
-                    cut.json()["request_id"])
+        kept = find(
+            api(client, "/api/requests", relay=GMETRI.name)["items"], cut.json()["request_id"]
+        )
     assert signed.status_code == 200, signed.text
     assert (unsigned.status_code, tampered.status_code) == (401, 401)
     assert oversize.status_code == 413 and "request_id" not in oversize.json()

@@ -15,8 +15,10 @@ def by_strftime(moment: datetime) -> str:
 
 def test_format_time_matches_strftime() -> None:
     rng = random.Random(12)
-    moments = [datetime(year, 12, 31, 23, 59, 59, 999_999, tzinfo=UTC)
-               for year in (1, 9, 99, 999, 1000, 1969, 1970, 2038, 9998)]
+    moments = [
+        datetime(year, 12, 31, 23, 59, 59, 999_999, tzinfo=UTC)
+        for year in (1, 9, 99, 999, 1000, 1969, 1970, 2038, 9998)
+    ]
     for _ in range(20_000):
         zone = timezone(timedelta(minutes=rng.randint(-14 * 60, 14 * 60)))
         moments.append(datetime.fromtimestamp(rng.uniform(-6e10, 2.5e11), zone))

@@ -30,31 +30,49 @@ def compiled(monkeypatch: pytest.MonkeyPatch) -> list[str]:
     return names
 
 
-def test_a_hook_saved_through_the_api_is_compiled_once(web_app: MakeWebApp,
-                                                       compiled: list[str]) -> None:
+def test_a_hook_saved_through_the_api_is_compiled_once(
+    web_app: MakeWebApp, compiled: list[str]
+) -> None:
     app = web_app(relays=[GMETRI])
     compiled.clear()
 
-    app.api("POST", "/api/hooks", status=201, json={
-        "name": "crm", "events": ["gmetri.*"], "url": "https://crm.example/in"})
+    app.api(
+        "POST",
+        "/api/hooks",
+        status=201,
+        json={"name": "crm", "events": ["gmetri.*"], "url": "https://crm.example/in"},
+    )
     assert compiled == ["crm"]
     compiled.clear()
-    app.api("PUT", "/api/hooks/crm", json={
-        "name": "crm", "events": ["gmetri.*"], "url": "https://crm.example/v2"})
+    app.api(
+        "PUT",
+        "/api/hooks/crm",
+        json={"name": "crm", "events": ["gmetri.*"], "url": "https://crm.example/v2"},
+    )
     assert compiled == ["crm"]
     assert app.parts.live.hooks["crm"].url.source == "https://crm.example/v2"
 
 
-def test_a_hook_saved_in_the_console_is_compiled_once(web_app: MakeWebApp,
-                                                      compiled: list[str]) -> None:
+def test_a_hook_saved_in_the_console_is_compiled_once(
+    web_app: MakeWebApp, compiled: list[str]
+) -> None:
     app = web_app(relays=[GMETRI])
     app.sign_in()
     compiled.clear()
 
-    page = app.console_post("/hooks/new", {
-        "action": "save", "name": "crm", "events": "gmetri.variables.changed",
-        "url": "https://crm.example/in", "method": "POST", "body_mode": "default",
-        "body_format": "json", "active": "on"})
+    page = app.console_post(
+        "/hooks/new",
+        {
+            "action": "save",
+            "name": "crm",
+            "events": "gmetri.variables.changed",
+            "url": "https://crm.example/in",
+            "method": "POST",
+            "body_mode": "default",
+            "body_format": "json",
+            "active": "on",
+        },
+    )
 
     assert "Hook &#39;crm&#39; is saved" in page.text, page.text[:3000]
     assert compiled == ["crm"]

@@ -36,8 +36,12 @@ ADMIN_TOKEN = "admin-token-hostile-0123456789"
 MAX_BODY_BYTES = 1_048_576
 CONNECTORS = load_connectors([SHIPPED_DIR])
 SHIPPED = sorted(path.stem for path in SHIPPED_DIR.glob("*.toml"))
-RELAYS = {cid: RelayConfig(f"hostile-{cid}", cid, f"tok-hostile-{cid}-000000001",
-                           f"secret-{cid}-0123456789") for cid in SHIPPED}
+RELAYS = {
+    cid: RelayConfig(
+        f"hostile-{cid}", cid, f"tok-hostile-{cid}-000000001", f"secret-{cid}-0123456789"
+    )
+    for cid in SHIPPED
+}
 REFUSED = RelayConfig("refused-by-the-store", "generic", "tok-refused-by-the-store-01")
 
 HUGE_INT = "9" * 5000  # past int()'s 4300 digits: a 500 that lost the whole batch
@@ -72,8 +76,9 @@ def leaf_count(document: Any, kind: type | tuple[type, ...]) -> int:
     return int(isinstance(document, kind) and not isinstance(document, bool))
 
 
-def with_leaf(document: Any, kind: type | tuple[type, ...], token: str,
-              only: int | None = None) -> bytes:
+def with_leaf(
+    document: Any, kind: type | tuple[type, ...], token: str, only: int | None = None
+) -> bytes:
     """`document` as JSON text with its string (or number) leaves, or only the `only`-th,
     replaced by a raw JSON token: what json.dumps cannot write (lone surrogates, huge integers)
     written as such."""
@@ -114,8 +119,11 @@ def corpus(connector: Connector) -> Iterator[tuple[str, bytes, str]]:
     yield "whitespace", b" \r\n\t ", "application/json"
     yield "a BOM, then the example", b"\xef\xbb\xbf" + text, "application/json"
     yield "a BOM alone", b"\xef\xbb\xbf", "application/json"
-    yield "UTF-16 with its BOM", "\ufeff".encode("utf-16-le") + text.decode().encode("utf-16-le"), \
-        "application/json"
+    yield (
+        "UTF-16 with its BOM",
+        "\ufeff".encode("utf-16-le") + text.decode().encode("utf-16-le"),
+        "application/json",
+    )
     yield "truncated", text[: len(text) // 2], "application/json"
     yield "bad UTF-8 in a string", text.replace(b'"', b'"\xff\xfe', 2), "application/json"
     yield "an encoded surrogate (CESU)", b'{"a": "\xed\xa0\x80"}', "application/json"
@@ -135,8 +143,11 @@ def corpus(connector: Connector) -> Iterator[tuple[str, bytes, str]]:
     yield "typographic quotes", "{\u201cevent\u201d: \u201cx\u201d}".encode(), "application/json"
     yield "JavaScript, not JSON", b"{event: 'x', n: undefined}", "application/json"
     yield "Latin-1 text", '{"name": "Jos\u00e9"}'.encode("latin-1"), "application/json"
-    yield "form with bad percent-escapes", b"a=%ff%fe&b=%ED%A0%80&c=%00&d=%",\
-        "application/x-www-form-urlencoded"
+    yield (
+        "form with bad percent-escapes",
+        b"a=%ff%fe&b=%ED%A0%80&c=%00&d=%",
+        "application/x-www-form-urlencoded",
+    )
     yield "form that is binary", bytes(range(256)), "application/x-www-form-urlencoded"
     yield "binary as JSON", bytes(range(256)), "application/json"
     yield "larger than max_body_bytes", b"[" + b" " * MAX_BODY_BYTES + b"]", "application/json"
@@ -148,16 +159,20 @@ def credentials(connector: Connector, secret: str, body: bytes) -> dict[str, str
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RelayhookProcess]:
-    config = render_config(relays=[*RELAYS.values(), REFUSED], admin_token=ADMIN_TOKEN,
-                           limits={"max_body_bytes": MAX_BODY_BYTES})
+    config = render_config(
+        relays=[*RELAYS.values(), REFUSED],
+        admin_token=ADMIN_TOKEN,
+        limits={"max_body_bytes": MAX_BODY_BYTES},
+    )
     with RelayhookProcess(tmp_path_factory.mktemp("hostile"), config) as process:
         yield process
 
 
 def stored_request(db: Path, request_id: str) -> tuple[str, bytes, str | None, int] | None:
     with contextlib.closing(sqlite3.connect(f"file:{db}?mode=ro", uri=True)) as conn:
-        row = conn.execute("SELECT status, body, error, truncated FROM requests WHERE id = ?",
-                           (request_id,)).fetchone()
+        row = conn.execute(
+            "SELECT status, body, error, truncated FROM requests WHERE id = ?", (request_id,)
+        ).fetchone()
     return None if row is None else (row[0], bytes(row[1]), row[2], row[3])
 
 
@@ -167,8 +182,9 @@ def count_requests(db: Path) -> int:
         return count
 
 
-def check_kept(server: RelayhookProcess, client: httpx.Client, case: str,
-               response: httpx.Response, body: bytes) -> str:
+def check_kept(
+    server: RelayhookProcess, client: httpx.Client, case: str, response: httpx.Response, body: bytes
+) -> str:
     """Assert the rule for one answered request; returns a one-line summary."""
     status = response.status_code
     assert status < 500, f"{case}: {status} {response.text[:300]}"
@@ -188,8 +204,11 @@ def check_kept(server: RelayhookProcess, client: httpx.Client, case: str,
         assert kept_body == body, f"{case}: the body was not kept byte for byte"
     if 200 <= status < 300:
         assert kept_status == "accepted", case
-        events = client.get("/api/events", params={"request": answer["request_id"]},
-                            headers={"Authorization": f"Bearer {ADMIN_TOKEN}"})
+        events = client.get(
+            "/api/events",
+            params={"request": answer["request_id"]},
+            headers={"Authorization": f"Bearer {ADMIN_TOKEN}"},
+        )
         assert events.status_code == 200, f"{case}: its events cannot be read: {events.text}"
         assert len(events.json()["items"]) == answer["accepted"], case
     else:
@@ -237,8 +256,9 @@ def test_hostile_query_strings_are_never_a_5xx_and_every_refusal_is_kept(
             check_kept(server, client, case, response, b"")
 
 
-@pytest.mark.parametrize("connector_id", [c for c in SHIPPED
-                                          if CONNECTORS[c].spec.auth.scheme != "none"])
+@pytest.mark.parametrize(
+    "connector_id", [c for c in SHIPPED if CONNECTORS[c].spec.auth.scheme != "none"]
+)
 def test_hostile_bodies_without_credentials_keep_nothing(
     server: RelayhookProcess, connector_id: str
 ) -> None:
@@ -246,8 +266,9 @@ def test_hostile_bodies_without_credentials_keep_nothing(
     with http_client(base_url=server.url) as client:
         before = count_requests(server.db_path)
         for case, body, content_type in list(corpus(CONNECTORS[connector_id]))[:12]:
-            response = client.post(f"/in/{relay.token}", content=body,
-                                   headers={"Content-Type": content_type})
+            response = client.post(
+                f"/in/{relay.token}", content=body, headers={"Content-Type": content_type}
+            )
             assert response.status_code == 401, f"{case}: {response.status_code}"
         assert count_requests(server.db_path) == before
 
@@ -259,13 +280,18 @@ def gmetri_batch(value: str, rows: int = 500) -> bytes:
     """A GMetri variables batch whose row 250 carries `value` (a raw JSON token)."""
     row = '{"identifier": "user%d@x.com", "variables": {"score": %s}}'
     items = ",".join(row % (n, value if n == 250 else "75") for n in range(rows))
-    return (b'{"type": "variables", "data": {"orgSlug": "o", "depSlug": "d", "rows": [%s]}}'
-            % items.encode())
+    return (
+        b'{"type": "variables", "data": {"orgSlug": "o", "depSlug": "d", "rows": [%s]}}'
+        % items.encode()
+    )
 
 
 def events_of(client: httpx.Client, request_id: str) -> list[dict[str, Any]]:
-    response = client.get("/api/events", params={"request": request_id, "limit": 1000},
-                          headers={"Authorization": f"Bearer {ADMIN_TOKEN}"})
+    response = client.get(
+        "/api/events",
+        params={"request": request_id, "limit": 1000},
+        headers={"Authorization": f"Bearer {ADMIN_TOKEN}"},
+    )
     assert response.status_code == 200, response.text
     items: list[dict[str, Any]] = response.json()["items"]
     return items
@@ -273,8 +299,11 @@ def events_of(client: httpx.Client, request_id: str) -> list[dict[str, Any]]:
 
 def post_gmetri(client: httpx.Client, body: bytes) -> httpx.Response:
     relay = RELAYS["gmetri"]
-    return client.post(f"/in/{relay.token}", content=body, headers={
-        "Authorization": f"Basic {relay.secret}", "Content-Type": "application/json"})
+    return client.post(
+        f"/in/{relay.token}",
+        content=body,
+        headers={"Authorization": f"Basic {relay.secret}", "Content-Type": "application/json"},
+    )
 
 
 def test_a_batch_with_a_5000_digit_integer_is_stored_whole_with_every_digit(
@@ -311,15 +340,18 @@ def test_events_the_store_refuses_leave_the_request_kept_as_rejected_and_remappa
     body = b'{"order": "o-1"}'
     # Another program's trigger makes every insert of this relay's events fail inside the
     # store: the events cannot be stored, the raw request still can.
-    trigger = ("CREATE TRIGGER refuse_events BEFORE INSERT ON events WHEN NEW.relay = "
-               f"'{REFUSED.name}' BEGIN SELECT RAISE(ABORT, 'refused by a trigger'); END")
+    trigger = (
+        "CREATE TRIGGER refuse_events BEFORE INSERT ON events WHEN NEW.relay = "
+        f"'{REFUSED.name}' BEGIN SELECT RAISE(ABORT, 'refused by a trigger'); END"
+    )
     with contextlib.closing(sqlite3.connect(server.db_path, timeout=10)) as conn:
         conn.execute(trigger)
         conn.commit()
     try:
         with http_client(base_url=server.url) as client:
-            response = client.post(f"/in/{REFUSED.token}", content=body,
-                                   headers={"Content-Type": "application/json"})
+            response = client.post(
+                f"/in/{REFUSED.token}", content=body, headers={"Content-Type": "application/json"}
+            )
     finally:
         with contextlib.closing(sqlite3.connect(server.db_path, timeout=10)) as conn:
             conn.execute("DROP TRIGGER refuse_events")
@@ -333,9 +365,23 @@ def test_events_the_store_refuses_leave_the_request_kept_as_rejected_and_remappa
     assert stored is not None and stored[:3] == ("rejected", body, answer["error"])
 
     remap = subprocess.run(
-        [sys.executable, "-m", "relayhook.cli", "--config", str(server.config_path), "remap",
-         "--relay", REFUSED.name], cwd=tmp_path, env=clean_env(), capture_output=True,
-        text=True, timeout=60, check=False)
+        [
+            sys.executable,
+            "-m",
+            "relayhook.cli",
+            "--config",
+            str(server.config_path),
+            "remap",
+            "--relay",
+            REFUSED.name,
+        ],
+        cwd=tmp_path,
+        env=clean_env(),
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
     assert remap.returncode == 0, remap.stdout + remap.stderr
     stored = stored_request(server.db_path, answer["request_id"])
     assert stored is not None and stored[0] == "accepted"

@@ -88,9 +88,7 @@ class Receiver:
         return f"{scheme}://{self.host}:{self.port}/"
 
     async def __aenter__(self) -> Receiver:
-        self._server = await asyncio.start_server(
-            self._serve, self.host, 0, ssl=self.ssl_context
-        )
+        self._server = await asyncio.start_server(self._serve, self.host, 0, ssl=self.ssl_context)
         self.port = self._server.sockets[0].getsockname()[1]
         return self
 
@@ -130,8 +128,7 @@ def reply(status: int = 200, body: bytes = b"ok", **headers: str) -> Respond:
     async def respond(
         reader: asyncio.StreamReader, writer: asyncio.StreamWriter, closing: asyncio.Event
     ) -> None:
-        lines = [f"HTTP/1.1 {status} Whatever", f"Content-Length: {len(body)}",
-                 "Connection: close"]
+        lines = [f"HTTP/1.1 {status} Whatever", f"Content-Length: {len(body)}", "Connection: close"]
         lines += [f"{name.replace('_', '-')}: {value}" for name, value in headers.items()]
         writer.write(("\r\n".join(lines) + "\r\n\r\n").encode("latin-1") + body)
         await writer.drain()
@@ -224,22 +221,22 @@ async def refused(client: httpx.AsyncClient, url: str) -> httpx.HTTPError:
 
 
 LOOPBACK_SPELLINGS = [
-        pytest.param("http://127.0.0.1:{p}/", "127.0.0.1 is a loopback address", id="127.0.0.1"),
-        pytest.param("http://127.1:{p}/", "an unusual form of 127.0.0.1", id="127.1"),
-        pytest.param("http://0x7f000001:{p}/", "an unusual form of 127.0.0.1",
-                     id="0x7f000001"),
-        pytest.param("http://2130706433:{p}/", "an unusual form of 127.0.0.1",
-                     id="2130706433"),
-        pytest.param("http://0177.1:{p}/", "an unusual form of 127.0.0.1", id="0177.1"),
-        pytest.param("http://0x7f.1:{p}/", "an unusual form of 127.0.0.1", id="0x7f.1"),
-        pytest.param("http://localhost:{p}/", "localhost is a loopback name", id="localhost"),
-        pytest.param("http://LocalHost:{p}/x?y=1", "loopback name", id="LocalHost"),
-        pytest.param("http://localhost.:{p}/", "loopback name", id="localhost."),
-        pytest.param("http://[::ffff:127.0.0.1]:{p}/", "IPv4-mapped form of 127.0.0.1",
-                     id="[::ffff:127.0.0.1]"),
-        pytest.param("http://[::ffff:7f00:1]:{p}/", "IPv4-mapped form of 127.0.0.1",
-                     id="[::ffff:7f00:1]"),
-        pytest.param("https://127.0.0.1:{p}/", "127.0.0.1 is a loopback address", id="https"),
+    pytest.param("http://127.0.0.1:{p}/", "127.0.0.1 is a loopback address", id="127.0.0.1"),
+    pytest.param("http://127.1:{p}/", "an unusual form of 127.0.0.1", id="127.1"),
+    pytest.param("http://0x7f000001:{p}/", "an unusual form of 127.0.0.1", id="0x7f000001"),
+    pytest.param("http://2130706433:{p}/", "an unusual form of 127.0.0.1", id="2130706433"),
+    pytest.param("http://0177.1:{p}/", "an unusual form of 127.0.0.1", id="0177.1"),
+    pytest.param("http://0x7f.1:{p}/", "an unusual form of 127.0.0.1", id="0x7f.1"),
+    pytest.param("http://localhost:{p}/", "localhost is a loopback name", id="localhost"),
+    pytest.param("http://LocalHost:{p}/x?y=1", "loopback name", id="LocalHost"),
+    pytest.param("http://localhost.:{p}/", "loopback name", id="localhost."),
+    pytest.param(
+        "http://[::ffff:127.0.0.1]:{p}/", "IPv4-mapped form of 127.0.0.1", id="[::ffff:127.0.0.1]"
+    ),
+    pytest.param(
+        "http://[::ffff:7f00:1]:{p}/", "IPv4-mapped form of 127.0.0.1", id="[::ffff:7f00:1]"
+    ),
+    pytest.param("https://127.0.0.1:{p}/", "127.0.0.1 is a loopback address", id="https"),
 ]
 
 
@@ -259,9 +256,15 @@ def test_default_policy_refuses_loopback_in_every_spelling(
     reason = run(main())
     assert reason is not None
     assert words in reason
-    way_out = "write the address as a.b.c.d" if "unusual" in words else (
-        "allow_private_destinations" if "name" in words
-        else "allow_private_destinations or allow_cidrs")
+    way_out = (
+        "write the address as a.b.c.d"
+        if "unusual" in words
+        else (
+            "allow_private_destinations"
+            if "name" in words
+            else "allow_private_destinations or allow_cidrs"
+        )
+    )
     assert way_out in reason
     assert all(canary.connections() == 0 for canary in canaries if canary is not None)
 
@@ -329,8 +332,10 @@ def ipv6_loopback() -> bool:
     "policy",
     [
         pytest.param(LOOPBACK_V4, id="only 127.0.0.1 allowed"),
-        pytest.param(DestinationPolicy(allow=(ip_network("127.0.0.0/8"),)),
-                     id="127.0.0.2 allowed too: only not following keeps it away"),
+        pytest.param(
+            DestinationPolicy(allow=(ip_network("127.0.0.0/8"),)),
+            id="127.0.0.2 allowed too: only not following keeps it away",
+        ),
     ],
 )
 def test_a_redirect_is_returned_not_followed(policy: DestinationPolicy) -> None:
@@ -375,9 +380,12 @@ def test_an_allowed_receiver_answers() -> None:
         client = make_http_client(LOOPBACK_V4)
         try:
             async with Receiver(reply(200, b"delivered")) as receiver:
-                response = await client.post(receiver.url + "hook?x=1", content=b"{}",
-                                             headers={"content-type": "application/json"},
-                                             timeout=2.0)
+                response = await client.post(
+                    receiver.url + "hook?x=1",
+                    content=b"{}",
+                    headers={"content-type": "application/json"},
+                    timeout=2.0,
+                )
             assert response.status_code == 200
             assert response.text == "delivered"
             assert receiver.requests[0]["_line"] == "POST /hook?x=1 HTTP/1.1"
@@ -410,10 +418,27 @@ def tls_context(tmp_path: Path) -> ssl.SSLContext:
         pytest.skip("no openssl command to make a test certificate with")
     cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
     subprocess.run(
-        [openssl, "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1",
-         "-nodes", "-days", "1", "-subj", "/CN=localhost", "-keyout", str(key),
-         "-out", str(cert)],
-        check=True, capture_output=True, timeout=30,
+        [
+            openssl,
+            "req",
+            "-x509",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:prime256v1",
+            "-nodes",
+            "-days",
+            "1",
+            "-subj",
+            "/CN=localhost",
+            "-keyout",
+            str(key),
+            "-out",
+            str(cert),
+        ],
+        check=True,
+        capture_output=True,
+        timeout=30,
     )
     context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     context.load_cert_chain(cert, key)
@@ -638,10 +663,12 @@ def test_guarded_socket_checks_the_address_before_making_a_socket() -> None:
     with pytest.raises(DestinationRefused, match="loopback"):
         guarded_socket(DEFAULT, (socket.AF_INET, socket.SOCK_STREAM, 6, "", ("127.0.0.1", 80)))
     with pytest.raises(DestinationRefused, match="IPv4-mapped"):
-        guarded_socket(DEFAULT, (socket.AF_INET6, socket.SOCK_STREAM, 6, "",
-                                 ("::ffff:127.0.0.1", 80, 0, 0)))
-    sock = guarded_socket(LOOPBACK_V4,
-                          (socket.AF_INET, socket.SOCK_STREAM, 6, "", ("127.0.0.1", 80)))
+        guarded_socket(
+            DEFAULT, (socket.AF_INET6, socket.SOCK_STREAM, 6, "", ("::ffff:127.0.0.1", 80, 0, 0))
+        )
+    sock = guarded_socket(
+        LOOPBACK_V4, (socket.AF_INET, socket.SOCK_STREAM, 6, "", ("127.0.0.1", 80))
+    )
     sock.close()
 
 
@@ -654,11 +681,20 @@ class StubResolver:
 
 
 def test_policy_resolver_keeps_the_name_and_only_allowed_addresses() -> None:
-    resolver = PolicyResolver(DEFAULT, StubResolver({
-        "mixed.example": ["10.0.0.1", "93.184.215.14", "fd00::1",
-                          "2606:2800:21f:cb07:6820:80da:af6b:8b2c"],
-        "private.example": ["10.0.0.1", "fd00::1"],
-    }))
+    resolver = PolicyResolver(
+        DEFAULT,
+        StubResolver(
+            {
+                "mixed.example": [
+                    "10.0.0.1",
+                    "93.184.215.14",
+                    "fd00::1",
+                    "2606:2800:21f:cb07:6820:80da:af6b:8b2c",
+                ],
+                "private.example": ["10.0.0.1", "fd00::1"],
+            }
+        ),
+    )
 
     results = run(resolver.resolve("mixed.example", 443, socket.AF_UNSPEC))
     assert [(r["hostname"], r["host"], r["port"], r["family"]) for r in results] == [
@@ -699,11 +735,22 @@ def transport(policy: DestinationPolicy) -> GuardedTransport:
     return make_http_transport(policy)
 
 
-async def send(guarded: GuardedTransport, url: str, *, body: bytes = b"{}",
-               timeout: float = 2.0, limit: int = 65536) -> Reply:
-    return await guarded.send("POST", url, (("content-type", "application/json"),
-                                            ("user-agent", "Relayhook/test")), body,
-                              timeout=timeout, limit=limit)
+async def send(
+    guarded: GuardedTransport,
+    url: str,
+    *,
+    body: bytes = b"{}",
+    timeout: float = 2.0,
+    limit: int = 65536,
+) -> Reply:
+    return await guarded.send(
+        "POST",
+        url,
+        (("content-type", "application/json"), ("user-agent", "Relayhook/test")),
+        body,
+        timeout=timeout,
+        limit=limit,
+    )
 
 
 @pytest.mark.parametrize(("template", "words"), LOOPBACK_SPELLINGS)
@@ -741,8 +788,9 @@ def test_send_refuses_loopback_in_every_spelling_and_again_from_its_verdicts(
         pytest.param("ftp://127.0.0.1:{p}/", httpx.ConnectError, id="not http"),
     ],
 )
-def test_send_refuses_what_cannot_be_sent(canaries: tuple[Canary, Canary | None], url: str,
-                                          error: type[Exception]) -> None:
+def test_send_refuses_what_cannot_be_sent(
+    canaries: tuple[Canary, Canary | None], url: str, error: type[Exception]
+) -> None:
     async def main() -> None:
         guarded = transport(LOCALHOST)
         try:
@@ -758,8 +806,9 @@ def test_send_answers_status_headers_and_at_most_limit_bytes() -> None:
     async def main() -> None:
         guarded = transport(LOOPBACK_V4)
         try:
-            async with Receiver(reply(429, b"x" * 100_000, Retry_After="3",
-                                      X_Thing="caf\u00e9")) as receiver:
+            async with Receiver(
+                reply(429, b"x" * 100_000, Retry_After="3", X_Thing="caf\u00e9")
+            ) as receiver:
                 answer = await send(guarded, receiver.url + "hook?a=1", limit=1000)
             assert answer.status == 429
             assert answer.body == b"x" * 1000
@@ -767,7 +816,8 @@ def test_send_answers_status_headers_and_at_most_limit_bytes() -> None:
             assert ("x-thing", "caf\u00e9") in answer.headers  # ISO-8859-1, as httpx decodes
             async with Receiver(reply(200, b"")) as receiver:
                 assert await send(guarded, receiver.url) == Reply(
-                    200, (("content-length", "0"), ("connection", "close")), b"")
+                    200, (("content-length", "0"), ("connection", "close")), b""
+                )
         finally:
             await guarded.aclose()
 
@@ -784,8 +834,15 @@ def test_send_puts_the_request_on_the_wire_as_the_httpx_face_does() -> None:
             async with Receiver(reply()) as receiver:
                 url = f"http://localhost:{receiver.port}/hook?x=%20y"
                 await send(guarded, url, body=b'{"a":1}')
-                request = httpx.Request("POST", url, content=b'{"a":1}', headers=[
-                    ("content-type", "application/json"), ("user-agent", "Relayhook/test")])
+                request = httpx.Request(
+                    "POST",
+                    url,
+                    content=b'{"a":1}',
+                    headers=[
+                        ("content-type", "application/json"),
+                        ("user-agent", "Relayhook/test"),
+                    ],
+                )
                 await client.send(request)
             return receiver.requests
         finally:
@@ -800,8 +857,9 @@ def test_send_puts_the_request_on_the_wire_as_the_httpx_face_does() -> None:
 
 def test_a_name_refused_through_send_keeps_its_reason() -> None:
     async def main() -> BaseException:
-        guarded = make_http_transport(DEFAULT,
-                                      resolver=StubResolver({"hook.example": ["127.0.0.1"]}))
+        guarded = make_http_transport(
+            DEFAULT, resolver=StubResolver({"hook.example": ["127.0.0.1"]})
+        )
         try:
             with pytest.raises(httpx.ConnectError) as caught:
                 await send(guarded, "http://hook.example:9/")
@@ -824,8 +882,16 @@ def test_any_httpx_transport_is_a_sender() -> None:
     assert sender_for(guarded) is guarded
     mock = sender_for(httpx.MockTransport(handler))
     assert isinstance(mock, HttpxSender)
-    answer = run(mock.send("POST", "http://hook.example/", (("content-type", "application/json"),),
-                           b"{}", timeout=2.0, limit=10))
+    answer = run(
+        mock.send(
+            "POST",
+            "http://hook.example/",
+            (("content-type", "application/json"),),
+            b"{}",
+            timeout=2.0,
+            limit=10,
+        )
+    )
     assert answer.status == 201
     assert answer.body == b"y" * 10
     assert answer.headers[:2] == (("x-a", "1"), ("x-a", "2"))

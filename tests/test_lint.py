@@ -48,8 +48,10 @@ def test_a_typo_behind_default_is_reported_with_the_name_it_meant(tmp_path: Path
     (tmp_path / "quiz.json").write_text(json.dumps(PAYLOAD))
     code, out = check(str(path))
     assert code == 1
-    assert out == (f"{path}:events[0].data.choices:9: `lable` never resolves on the example, "
-                   "even where a default covers it: did you mean `label`?\n")
+    assert out == (
+        f"{path}:events[0].data.choices:9: `lable` never resolves on the example, "
+        "even where a default covers it: did you mean `label`?\n"
+    )
 
 
 def test_the_fixed_name_passes(tmp_path: Path) -> None:
@@ -72,7 +74,11 @@ def test_a_fallback_no_example_shows_is_reported_until_one_does(tmp_path: Path) 
 
 
 def test_an_example_that_does_not_map_and_a_rule_none_applies_to(tmp_path: Path) -> None:
-    path = write(tmp_path, "quiz.toml", CONNECTOR.replace("lable", "label") + """
+    path = write(
+        tmp_path,
+        "quiz.toml",
+        CONNECTOR.replace("lable", "label")
+        + """
 [[events]]
 name = "never"
 when = "{{ body.note == 'other' }}"
@@ -82,7 +88,8 @@ source = "quiz"
 [[examples]]
 name = "broken"
 body = "broken.json"
-""")
+""",
+    )
     (tmp_path / "quiz.json").write_text(json.dumps(PAYLOAD))
     (tmp_path / "broken.json").write_text('{"answers": [}')
     code, out = check(str(path))
@@ -105,36 +112,54 @@ def test_every_shipped_connector_has_an_example_per_event_type_and_checks_clean(
 # --- hook patterns ---------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize(("pattern", "literal", "prefixes", "expected"), [
-    ("gmetri.variables.changed", {"gmetri.variables.changed"}, set(), True),
-    ("gmetri.variable.changed", {"gmetri.variables.changed"}, set(), False),
-    ("gmetri.*", {"gmetri.variables.changed"}, set(), True),
-    ("*.changed", {"gmetri.variables.changed"}, set(), True),
-    ("gamify.level.completed", set(), {"gamify."}, True),
-    ("gamify.*", set(), {"gamify."}, True),
-    ("gam*", set(), {"gamify."}, True),
-    ("gamfy.level.completed", set(), {"gamify."}, False),
-    ("synthesisvr.session.created", set(), {"synthesisvr.session."}, True),
-])
-def test_pattern_can_match(pattern: str, literal: set[str], prefixes: set[str],
-                           expected: bool) -> None:
+@pytest.mark.parametrize(
+    ("pattern", "literal", "prefixes", "expected"),
+    [
+        ("gmetri.variables.changed", {"gmetri.variables.changed"}, set(), True),
+        ("gmetri.variable.changed", {"gmetri.variables.changed"}, set(), False),
+        ("gmetri.*", {"gmetri.variables.changed"}, set(), True),
+        ("*.changed", {"gmetri.variables.changed"}, set(), True),
+        ("gamify.level.completed", set(), {"gamify."}, True),
+        ("gamify.*", set(), {"gamify."}, True),
+        ("gam*", set(), {"gamify."}, True),
+        ("gamfy.level.completed", set(), {"gamify."}, False),
+        ("synthesisvr.session.created", set(), {"synthesisvr.session."}, True),
+    ],
+)
+def test_pattern_can_match(
+    pattern: str, literal: set[str], prefixes: set[str], expected: bool
+) -> None:
     assert pattern_can_match(pattern, literal, prefixes) is expected
 
 
 def _hooks(*patterns: list[str], relays: list[str] | None = None) -> list[object]:
-    raw = [{"name": f"h{i}", "events": events, "url": "http://127.0.0.1:9/",
-            **({"relays": relays} if relays else {})} for i, events in enumerate(patterns)]
+    raw = [
+        {
+            "name": f"h{i}",
+            "events": events,
+            "url": "http://127.0.0.1:9/",
+            **({"relays": relays} if relays else {}),
+        }
+        for i, events in enumerate(patterns)
+    ]
     return list(build_hooks(raw).values())
 
 
 def test_a_typo_in_a_hook_pattern_names_the_nearest_types() -> None:
     connectors = load_connectors([SHIPPED_DIR])
-    found = unmatched_patterns(_hooks(["gmetri.rule.triggered", "gmetri.variable.changed"]),
-                               connectors, [])
-    assert found == [(0, 1, "event pattern 'gmetri.variable.changed' matches no event type the "
-                            "connectors can emit (the hook would never fire); nearest: "
-                            "gmetri.variables.changed, gmetri.rule.triggered, "
-                            "gmetri.session.created")]
+    found = unmatched_patterns(
+        _hooks(["gmetri.rule.triggered", "gmetri.variable.changed"]), connectors, []
+    )
+    assert found == [
+        (
+            0,
+            1,
+            "event pattern 'gmetri.variable.changed' matches no event type the "
+            "connectors can emit (the hook would never fire); nearest: "
+            "gmetri.variables.changed, gmetri.rule.triggered, "
+            "gmetri.session.created",
+        )
+    ]
 
 
 def test_generic_any_type_counts_only_for_a_hook_that_names_its_relays(tmp_path: Path) -> None:
@@ -143,12 +168,14 @@ def test_generic_any_type_counts_only_for_a_hook_that_names_its_relays(tmp_path:
     connectors = load_connectors([SHIPPED_DIR])
     relay = Relay("catch-all", connectors["generic"], "t" * 16, "")
     assert unmatched_patterns(_hooks(["demo.ping"]), connectors, [relay])
-    assert not unmatched_patterns(_hooks(["demo.ping"], relays=["catch-all"]), connectors,
-                                  [relay])
+    assert not unmatched_patterns(_hooks(["demo.ping"], relays=["catch-all"]), connectors, [relay])
 
 
 def test_check_fails_on_the_config_with_file_key_line(tmp_path: Path) -> None:
-    config = write(tmp_path, "relayhook.toml", """\
+    config = write(
+        tmp_path,
+        "relayhook.toml",
+        """\
         [delivery]
         allow_private_destinations = true
 
@@ -162,11 +189,14 @@ def test_check_fails_on_the_config_with_file_key_line(tmp_path: Path) -> None:
         name = "Quiz results"
         events = ["gmetri.variable.changed"]
         url = "http://127.0.0.1:9/hook"
-        """)
+        """,
+    )
     code, out = check(str(config))
     assert code == 1
-    assert out.startswith(f"{config}:hooks[0].events[0]:12: event pattern "
-                          "'gmetri.variable.changed' matches no event type")
+    assert out.startswith(
+        f"{config}:hooks[0].events[0]:12: event pattern "
+        "'gmetri.variable.changed' matches no event type"
+    )
     config.write_text(config.read_text().replace("variable.", "variables."))
     assert check(str(config)) == (0, "")
 

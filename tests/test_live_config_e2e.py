@@ -31,41 +31,57 @@ WAIT = 15.0
 def config(db: Path | None = None) -> str:
     """No relays, no hooks: everything is made through the API. Hooks may reach 127.0.0.1."""
     storage = f"sqlite:///{db}" if db is not None else "sqlite:///relayhook.db"
-    return render_config(relays=[], admin_token=ADMIN, storage_url=storage,
-                         delivery={"allow_private_destinations": True, "poll_interval": 0.1})
+    return render_config(
+        relays=[],
+        admin_token=ADMIN,
+        storage_url=storage,
+        delivery={"allow_private_destinations": True, "poll_interval": 0.1},
+    )
 
 
-def call(client: httpx.Client, method: str, path: str, body: Any = None,
-         status: int = 200) -> Any:
-    response = client.request(method, path, headers=AUTH,
-                              content=None if body is None else json.dumps(body))
+def call(client: httpx.Client, method: str, path: str, body: Any = None, status: int = 200) -> Any:
+    response = client.request(
+        method, path, headers=AUTH, content=None if body is None else json.dumps(body)
+    )
     assert response.status_code == status, response.text
     return response.json() if response.content else None
 
 
 def post_gmetri(client: httpx.Client, url: str, secret: str) -> httpx.Response:
-    return client.post(url, content=RULES, headers={"Authorization": f"Basic {secret}",
-                                                     "Content-Type": "application/json"})
+    return client.post(
+        url,
+        content=RULES,
+        headers={"Authorization": f"Basic {secret}", "Content-Type": "application/json"},
+    )
 
 
 def test_a_relay_and_a_hook_made_through_the_api_work_and_change_without_a_restart(
-        tmp_path: Path, start_server: StartServer) -> None:
+    tmp_path: Path, start_server: StartServer
+) -> None:
     with Receiver() as receiver:
         server = start_server(tmp_path, config())
         with http_client(base_url=server.url) as client:
             assert call(client, "GET", "/api/relays") == {"items": []}
             assert call(client, "GET", "/api/hooks") == {"items": []}
 
-            relay = call(client, "POST", "/api/relays", {"name": "vr", "connector": "gmetri"},
-                         status=201)
+            relay = call(
+                client, "POST", "/api/relays", {"name": "vr", "connector": "gmetri"}, status=201
+            )
             assert relay["source"] == "api" and relay["connector"] == "gmetri"
             assert len(relay["secret"]) >= 43  # 32 random bytes, URL-safe
             assert "secret" not in call(client, "GET", "/api/relays")["items"][0]
-            hook = call(client, "POST", "/api/hooks", {
-                "name": "crm", "events": ["gmetri.rule.triggered"],
-                "url": receiver.url + "/v1/{event.subject}",
-                "headers": {"Authorization": "Bearer crm-token-0123456789"},
-            }, status=201)
+            hook = call(
+                client,
+                "POST",
+                "/api/hooks",
+                {
+                    "name": "crm",
+                    "events": ["gmetri.rule.triggered"],
+                    "url": receiver.url + "/v1/{event.subject}",
+                    "headers": {"Authorization": "Bearer crm-token-0123456789"},
+                },
+                status=201,
+            )
             assert hook["source"] == "api" and hook["active"] is True
             assert hook["spec"]["headers"] == {"Authorization": "[redacted]"}
             assert call(client, "GET", "/api/hooks/crm") == hook
@@ -98,22 +114,35 @@ def test_a_relay_and_a_hook_made_through_the_api_work_and_change_without_a_resta
             assert len(kept) == 3  # what the deleted relay received stays
             history = call(client, "GET", "/api/deliveries?hook=crm&limit=100")["items"]
             assert len(history) == 12 and {d["status"] for d in history} <= {
-                "succeeded", "cancelled"}
+                "succeeded",
+                "cancelled",
+            }
 
 
 def test_a_410_seen_by_the_worker_pauses_the_hook_for_the_web_process_too(
-        tmp_path: Path, start_server: StartServer) -> None:
+    tmp_path: Path, start_server: StartServer
+) -> None:
     db = tmp_path / "shared" / "relayhook.db"
     with Receiver() as receiver:
         receiver.script("/gone/", Reply(410, body=b"gone"), Reply(200))
         web = start_server(tmp_path / "web", config(db), extra_args=["--role", "web"])
         worker = start_server(tmp_path / "worker", config(db), extra_args=["--role", "worker"])
         with http_client(base_url=web.url) as client:
-            relay = call(client, "POST", "/api/relays", {"name": "vr", "connector": "gmetri"},
-                         status=201)
-            call(client, "POST", "/api/hooks", {"name": "zap", "events": ["gmetri.*"],
-                                                "url": receiver.url + "/gone/",
-                                                "concurrency": 1}, status=201)
+            relay = call(
+                client, "POST", "/api/relays", {"name": "vr", "connector": "gmetri"}, status=201
+            )
+            call(
+                client,
+                "POST",
+                "/api/hooks",
+                {
+                    "name": "zap",
+                    "events": ["gmetri.*"],
+                    "url": receiver.url + "/gone/",
+                    "concurrency": 1,
+                },
+                status=201,
+            )
             assert post_gmetri(client, relay["url"], relay["secret"]).status_code == 200
             receiver.wait_for(1, WAIT, path="/gone/")
 
@@ -121,8 +150,12 @@ def test_a_410_seen_by_the_worker_pauses_the_hook_for_the_web_process_too(
                 hook: dict[str, Any] = call(client, "GET", "/api/hooks/zap")
                 return hook if not hook["active"] else None
 
-            hook = wait_until(web_sees_it_inactive, timeout=2.0, interval=0.05,
-                              what="the web process to show the hook inactive")
+            hook = wait_until(
+                web_sees_it_inactive,
+                timeout=2.0,
+                interval=0.05,
+                what="the web process to show the hook inactive",
+            )
             assert "410" in hook["inactive_reason"]
             assert post_gmetri(client, relay["url"], relay["secret"]).status_code == 200
             paused = call(client, "GET", "/api/deliveries?hook=zap&status=paused&limit=100")
@@ -137,30 +170,43 @@ def test_a_410_seen_by_the_worker_pauses_the_hook_for_the_web_process_too(
             assert worker_client.get("/readyz").json() == {"status": "ready"}
 
 
-def test_secrets_typed_into_a_hook_appear_nowhere(tmp_path: Path,
-                                                 start_server: StartServer) -> None:
+def test_secrets_typed_into_a_hook_appear_nowhere(
+    tmp_path: Path, start_server: StartServer
+) -> None:
     header, password, query = "hdr-canary-7f3a9c", "pwd-canary-41b2e8", "qry-canary-9d0c55"
     with Receiver() as receiver:
         receiver.script("/fail/", Reply(500, body=b"no"))
         server = start_server(tmp_path, config(), extra_args=["--log-level", "debug"])
         with http_client(base_url=server.url) as client:
-            relay = call(client, "POST", "/api/relays", {"name": "vr", "connector": "gmetri"},
-                         status=201)
+            relay = call(
+                client, "POST", "/api/relays", {"name": "vr", "connector": "gmetri"}, status=201
+            )
             host = receiver.url.removeprefix("http://")
-            for name, url in (("failing", f"http://user:{password}@{host}/fail/?token={query}"),
-                              ("refused", f"http://user:{password}@127.0.0.1:9/?token={query}")):
-                call(client, "POST", "/api/hooks", {
-                    "name": name, "events": ["gmetri.*"], "url": url,
-                    "headers": {"X-Api-Key": header},
-                    "retry": {"schedule": [0, 0.2]},
-                }, status=201)
+            for name, url in (
+                ("failing", f"http://user:{password}@{host}/fail/?token={query}"),
+                ("refused", f"http://user:{password}@127.0.0.1:9/?token={query}"),
+            ):
+                call(
+                    client,
+                    "POST",
+                    "/api/hooks",
+                    {
+                        "name": name,
+                        "events": ["gmetri.*"],
+                        "url": url,
+                        "headers": {"X-Api-Key": header},
+                        "retry": {"schedule": [0, 0.2]},
+                    },
+                    status=201,
+                )
             assert post_gmetri(client, relay["url"], relay["secret"]).status_code == 200
             got = receiver.wait_for(4, WAIT, path="/fail/")
             assert got[0].header("x-api-key") == header and f"token={query}" in got[0].target
 
             def dead() -> list[dict[str, Any]] | None:
                 items: list[dict[str, Any]] = call(
-                    client, "GET", "/api/deliveries?status=dead&limit=100")["items"]
+                    client, "GET", "/api/deliveries?status=dead&limit=100"
+                )["items"]
                 return items if len(items) == 8 else None
 
             shown = [json.dumps(d) for d in wait_until(dead, timeout=WAIT, what="8 dead")]
@@ -182,38 +228,64 @@ def test_secrets_typed_into_a_hook_appear_nowhere(tmp_path: Path,
     assert any("[redacted]" in text for text in shown)
 
 
-def test_the_cli_changes_what_a_running_server_does(tmp_path: Path,
-                                                    start_server: StartServer) -> None:
+def test_the_cli_changes_what_a_running_server_does(
+    tmp_path: Path, start_server: StartServer
+) -> None:
     def relayhook(*args: str, stdin: str = "") -> str:
-        done = subprocess.run([sys.executable, "-m", "relayhook.cli", *args], cwd=tmp_path,
-                              input=stdin, capture_output=True, text=True, timeout=60,
-                              env=clean_env())
+        done = subprocess.run(
+            [sys.executable, "-m", "relayhook.cli", *args],
+            cwd=tmp_path,
+            input=stdin,
+            capture_output=True,
+            text=True,
+            timeout=60,
+            env=clean_env(),
+        )
         assert done.returncode == 0, done.stderr
         return done.stdout
 
     with Receiver() as receiver:
         server = start_server(tmp_path, config())
-        shown = relayhook("relays", "add", "vr", "--connector", "gmetri", "--secret-stdin",
-                          stdin="a-secret-typed-by-a-person-0123\n")
-        printed = next(line.split(": ", 1)[1] for line in shown.splitlines()
-                       if line.startswith("Relay URL: "))
+        shown = relayhook(
+            "relays",
+            "add",
+            "vr",
+            "--connector",
+            "gmetri",
+            "--secret-stdin",
+            stdin="a-secret-typed-by-a-person-0123\n",
+        )
+        printed = next(
+            line.split(": ", 1)[1] for line in shown.splitlines() if line.startswith("Relay URL: ")
+        )
         # the CLI prints the URL on [server] public_url; this server runs on a --port of its own
         url = server.url + "/in/" + printed.rsplit("/", 1)[1]
         (tmp_path / "hooks.toml").write_text(
-            f'[[hooks]]\nname = "crm"\nevents = ["gmetri.*"]\nurl = "{receiver.url}/cli/"\n')
+            f'[[hooks]]\nname = "crm"\nevents = ["gmetri.*"]\nurl = "{receiver.url}/cli/"\n'
+        )
         assert "added hook 'crm'" in relayhook("hooks", "add", "hooks.toml")
         assert "crm\tapi\tactive" in relayhook("hooks", "list")
         with http_client() as client:
+
             def accepted() -> bool:
-                return post_gmetri(client, url, "a-secret-typed-by-a-person-0123"
-                                   ).status_code == 200
+                return (
+                    post_gmetri(client, url, "a-secret-typed-by-a-person-0123").status_code == 200
+                )
 
             wait_until(accepted, timeout=2.0, interval=0.05, what="the server to see the relay")
             receiver.wait_for(4, WAIT, path="/cli/")
             relayhook("hooks", "deactivate", "crm")
             with http_client(base_url=server.url) as api:
-                wait_until(lambda: not call(api, "GET", "/api/hooks/crm")["active"],
-                           timeout=2.0, interval=0.05, what="the server to see it inactive")
+                wait_until(
+                    lambda: not call(api, "GET", "/api/hooks/crm")["active"],
+                    timeout=2.0,
+                    interval=0.05,
+                    what="the server to see it inactive",
+                )
             relayhook("relays", "remove", "vr")
-            wait_until(lambda: post_gmetri(client, url, "x").status_code == 404, timeout=2.0,
-                       interval=0.05, what="the relay URL to answer 404")
+            wait_until(
+                lambda: post_gmetri(client, url, "x").status_code == 404,
+                timeout=2.0,
+                interval=0.05,
+                what="the relay URL to answer 404",
+            )

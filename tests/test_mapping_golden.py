@@ -102,11 +102,19 @@ GOLDEN = [
         {"body": example("gmetri-variables.json")},
         [
             event(
-                "evt-1", GMETRI_SOURCE, "gmetri.variables.changed", "amit@gmetri.com", RECEIVED,
+                "evt-1",
+                GMETRI_SOURCE,
+                "gmetri.variables.changed",
+                "amit@gmetri.com",
+                RECEIVED,
                 {"score": 100, "quizCompleted": True},
             ),
             event(
-                "evt-2", GMETRI_SOURCE, "gmetri.variables.changed", "mitul@gmetri.com", RECEIVED,
+                "evt-2",
+                GMETRI_SOURCE,
+                "gmetri.variables.changed",
+                "mitul@gmetri.com",
+                RECEIVED,
                 {"score": 75, "quizCompleted": False},
             ),
         ],
@@ -117,22 +125,34 @@ GOLDEN = [
         {"body": example("gmetri-rules.json")},
         [
             event(
-                "evt-1", GMETRI_SOURCE, "gmetri.rule.triggered", "amit@gmetri.com",
+                "evt-1",
+                GMETRI_SOURCE,
+                "gmetri.rule.triggered",
+                "amit@gmetri.com",
                 "1970-01-01T00:02:03.456Z",
                 {"cid": 1, "cname": "Rule A", "scene_name": "scene 1", "timestamp": 123456},
             ),
             event(
-                "evt-2", GMETRI_SOURCE, "gmetri.rule.triggered", "mitul@gmetri.com",
+                "evt-2",
+                GMETRI_SOURCE,
+                "gmetri.rule.triggered",
+                "mitul@gmetri.com",
                 "1970-01-01T00:02:03.457Z",
                 {"cid": 1, "cname": "Rule A", "scene_name": "scene 2", "timestamp": 123457},
             ),
             event(
-                "evt-3", GMETRI_SOURCE, "gmetri.rule.triggered", "mitul@gmetri.com",
+                "evt-3",
+                GMETRI_SOURCE,
+                "gmetri.rule.triggered",
+                "mitul@gmetri.com",
                 "1970-01-01T00:02:03.458Z",
                 {"cid": 2, "cname": "Rule C", "scene_name": "scene 2", "timestamp": 123458},
             ),
             event(
-                "evt-4", GMETRI_SOURCE, "gmetri.rule.triggered", "amit@gmetri.com",
+                "evt-4",
+                GMETRI_SOURCE,
+                "gmetri.rule.triggered",
+                "amit@gmetri.com",
                 "1970-01-01T00:03:54.561Z",
                 {"cid": 10, "cname": "Rule G", "scene_name": "scene 4", "timestamp": 234561},
             ),
@@ -144,7 +164,11 @@ GOLDEN = [
         {"body": example("gmetri-session.json")},
         [
             event(
-                "evt-1", GMETRI_SOURCE, "gmetri.session.created", "amit@gmetri.com", RECEIVED,
+                "evt-1",
+                GMETRI_SOURCE,
+                "gmetri.session.created",
+                "amit@gmetri.com",
+                RECEIVED,
                 {
                     "uuid": "12134-dffgs-2345-vfsd",
                     "browser": "CHROME",
@@ -155,7 +179,11 @@ GOLDEN = [
                 },
             ),
             event(
-                "evt-2", GMETRI_SOURCE, "gmetri.session.created", "mitul@gmetri.com", RECEIVED,
+                "evt-2",
+                GMETRI_SOURCE,
+                "gmetri.session.created",
+                "mitul@gmetri.com",
+                RECEIVED,
                 {
                     "uuid": "12134-dffgs-2345-vfsd",
                     "browser": "CHROME",
@@ -166,7 +194,11 @@ GOLDEN = [
                 },
             ),
             event(
-                "evt-3", GMETRI_SOURCE, "gmetri.session.created", "amit@gmetri.com", RECEIVED,
+                "evt-3",
+                GMETRI_SOURCE,
+                "gmetri.session.created",
+                "amit@gmetri.com",
+                RECEIVED,
                 {
                     "uuid": "12134-3214-2345-vfsd",
                     "browser": "CHROME 1",
@@ -184,8 +216,12 @@ GOLDEN = [
         {"body": example("synthesisvr-create.json")},
         [
             event(
-                CREATE_ID, f"synthesisvr/{RELAY}", "synthesisvr.session.created", "7685",
-                RECEIVED, SESSION_ITEM_CREATE,
+                CREATE_ID,
+                f"synthesisvr/{RELAY}",
+                "synthesisvr.session.created",
+                "7685",
+                RECEIVED,
+                SESSION_ITEM_CREATE,
             ),
         ],
         id="synthesisvr create: keyed id, subject = customerid as text",
@@ -195,8 +231,12 @@ GOLDEN = [
         {"body": example("synthesisvr-delete.json")},
         [
             event(
-                DELETE_ID, f"synthesisvr/{RELAY}", "synthesisvr.session.deleted", "7685",
-                RECEIVED, SESSION_ITEM_DELETE,
+                DELETE_ID,
+                f"synthesisvr/{RELAY}",
+                "synthesisvr.session.deleted",
+                "7685",
+                RECEIVED,
+                SESSION_ITEM_DELETE,
             ),
         ],
         id="synthesisvr delete: keyed id",
@@ -206,12 +246,20 @@ GOLDEN = [
         {"body": json.dumps([SESSION_ITEM_CREATE, SESSION_ITEM_CREATE]).encode()},
         [
             event(
-                CREATE_ID, f"synthesisvr/{RELAY}", "synthesisvr.session.created", "7685",
-                RECEIVED, SESSION_ITEM_CREATE,
+                CREATE_ID,
+                f"synthesisvr/{RELAY}",
+                "synthesisvr.session.created",
+                "7685",
+                RECEIVED,
+                SESSION_ITEM_CREATE,
             ),
             event(
-                CREATE_ID, f"synthesisvr/{RELAY}", "synthesisvr.session.created", "7685",
-                RECEIVED, SESSION_ITEM_CREATE,
+                CREATE_ID,
+                f"synthesisvr/{RELAY}",
+                "synthesisvr.session.created",
+                "7685",
+                RECEIVED,
+                SESSION_ITEM_CREATE,
             ),
         ],
         id="synthesisvr same item twice: same id twice (one event once stored)",
@@ -221,12 +269,20 @@ GOLDEN = [
         {"body": json.dumps([SESSION_ITEM_CREATE, SESSION_ITEM_DELETE]).encode()},
         [
             event(
-                CREATE_ID, f"synthesisvr/{RELAY}", "synthesisvr.session.created", "7685",
-                RECEIVED, SESSION_ITEM_CREATE,
+                CREATE_ID,
+                f"synthesisvr/{RELAY}",
+                "synthesisvr.session.created",
+                "7685",
+                RECEIVED,
+                SESSION_ITEM_CREATE,
             ),
             event(
-                DELETE_ID, f"synthesisvr/{RELAY}", "synthesisvr.session.deleted", "7685",
-                RECEIVED, SESSION_ITEM_DELETE,
+                DELETE_ID,
+                f"synthesisvr/{RELAY}",
+                "synthesisvr.session.deleted",
+                "7685",
+                RECEIVED,
+                SESSION_ITEM_DELETE,
             ),
         ],
         id="synthesisvr create and delete in one array: two events",
@@ -236,7 +292,11 @@ GOLDEN = [
         {"method": "GET", "query": "trigger=push_click&user=u-1&campaign=spring", "headers": ()},
         [
             event(
-                "evt-1", f"netmera/{RELAY}", "netmera.push.clicked", "u-1", RECEIVED,
+                "evt-1",
+                f"netmera/{RELAY}",
+                "netmera.push.clicked",
+                "u-1",
+                RECEIVED,
                 {"trigger": "push_click", "user": "u-1", "campaign": "spring"},
             ),
         ],
@@ -247,7 +307,11 @@ GOLDEN = [
         {"method": "GET", "query": "trigger=message_log&user=u-2&msg=m-9", "headers": ()},
         [
             event(
-                "evt-1", f"netmera/{RELAY}", "netmera.message.logged", "u-2", RECEIVED,
+                "evt-1",
+                f"netmera/{RELAY}",
+                "netmera.message.logged",
+                "u-2",
+                RECEIVED,
                 {"trigger": "message_log", "user": "u-2", "msg": "m-9"},
             ),
         ],
@@ -258,7 +322,10 @@ GOLDEN = [
         {"method": "GET", "query": "trigger=geofence&user=u-3&time=1714600000000", "headers": ()},
         [
             event(
-                "evt-1", f"netmera/{RELAY}", "netmera.geofence.triggered", "u-3",
+                "evt-1",
+                f"netmera/{RELAY}",
+                "netmera.geofence.triggered",
+                "u-3",
                 "2024-05-01T21:46:40.000Z",
                 {"trigger": "geofence", "user": "u-3", "time": "1714600000000"},
             ),
@@ -270,8 +337,12 @@ GOLDEN = [
         {"body": example("gamify.json")},
         [
             event(
-                "evt-1", f"gamify/{RELAY}", "gamify.level.completed", "p-1001",
-                "2024-05-01T12:00:00.000Z", GAMIFY_EXAMPLE,
+                "evt-1",
+                f"gamify/{RELAY}",
+                "gamify.level.completed",
+                "p-1001",
+                "2024-05-01T12:00:00.000Z",
+                GAMIFY_EXAMPLE,
             ),
         ],
         id="gamify example: level completed",
@@ -281,7 +352,11 @@ GOLDEN = [
         {"body": b'{"event": "opt-in submit", "player": {"id": "p-7", "email": "e@x.io"}}'},
         [
             event(
-                "evt-1", f"gamify/{RELAY}", "gamify.optin.submitted", "p-7", RECEIVED,
+                "evt-1",
+                f"gamify/{RELAY}",
+                "gamify.optin.submitted",
+                "p-7",
+                RECEIVED,
                 {"event": "opt-in submit", "player": {"id": "p-7", "email": "e@x.io"}},
             ),
         ],
@@ -292,7 +367,11 @@ GOLDEN = [
         {"body": b'{"event": "high score", "player_id": "p-8", "data": {"score": 9000}}'},
         [
             event(
-                "evt-1", f"gamify/{RELAY}", "gamify.highscore.achieved", "p-8", RECEIVED,
+                "evt-1",
+                f"gamify/{RELAY}",
+                "gamify.highscore.achieved",
+                "p-8",
+                RECEIVED,
                 {"event": "high score", "player_id": "p-8", "data": {"score": 9000}},
             ),
         ],
@@ -303,7 +382,11 @@ GOLDEN = [
         {"method": "GET", "query": "event=level_completed&player_id=p-2&level=4", "headers": ()},
         [
             event(
-                "evt-1", f"gamify/{RELAY}", "gamify.level.completed", "p-2", RECEIVED,
+                "evt-1",
+                f"gamify/{RELAY}",
+                "gamify.level.completed",
+                "p-2",
+                RECEIVED,
                 {"event": "level_completed", "player_id": "p-2", "level": "4"},
             ),
         ],
@@ -314,7 +397,11 @@ GOLDEN = [
         {"body": b'{"player": {"id": "p-1"}, "score": 5}'},
         [
             event(
-                "evt-1", f"gamify/{RELAY}", "gamify.event.received", None, RECEIVED,
+                "evt-1",
+                f"gamify/{RELAY}",
+                "gamify.event.received",
+                None,
+                RECEIVED,
                 {"player": {"id": "p-1"}, "score": 5},
             ),
         ],
@@ -325,7 +412,11 @@ GOLDEN = [
         {"body": b'{"order": {"id": "o-17", "total": 42.5}}'},
         [
             event(
-                "evt-1", f"generic/{RELAY}", "generic.webhook.received", None, RECEIVED,
+                "evt-1",
+                f"generic/{RELAY}",
+                "generic.webhook.received",
+                None,
+                RECEIVED,
                 {"order": {"id": "o-17", "total": 42.5}},
             ),
         ],
@@ -336,7 +427,11 @@ GOLDEN = [
         {"body": b'[1, {"b": 2}]'},
         [
             event(
-                "evt-1", f"generic/{RELAY}", "generic.webhook.received", None, RECEIVED,
+                "evt-1",
+                f"generic/{RELAY}",
+                "generic.webhook.received",
+                None,
+                RECEIVED,
                 [1, {"b": 2}],
             ),
         ],
@@ -347,7 +442,11 @@ GOLDEN = [
         {"body": b"a=1&b=2&b=3", "headers": FORM},
         [
             event(
-                "evt-1", f"generic/{RELAY}", "generic.webhook.received", None, RECEIVED,
+                "evt-1",
+                f"generic/{RELAY}",
+                "generic.webhook.received",
+                None,
+                RECEIVED,
                 {"a": "1", "b": ["2", "3"]},
             ),
         ],
@@ -358,7 +457,11 @@ GOLDEN = [
         {"method": "GET", "query": "type=shop.order.paid&subject=o-1&total=3", "headers": ()},
         [
             event(
-                "evt-1", f"generic/{RELAY}", "shop.order.paid", "o-1", RECEIVED,
+                "evt-1",
+                f"generic/{RELAY}",
+                "shop.order.paid",
+                "o-1",
+                RECEIVED,
                 {"type": "shop.order.paid", "subject": "o-1", "total": "3"},
             ),
         ],
@@ -369,8 +472,12 @@ GOLDEN = [
         {"body": b'{"a": 1}', "headers": (*JSON, ("idempotency-key", "k-1"))},
         [
             event(
-                keyed_event_id(RELAY, "k-1"), f"generic/{RELAY}", "generic.webhook.received",
-                None, RECEIVED, {"a": 1},
+                keyed_event_id(RELAY, "k-1"),
+                f"generic/{RELAY}",
+                "generic.webhook.received",
+                None,
+                RECEIVED,
+                {"a": 1},
             ),
         ],
         id="generic Idempotency-Key header: keyed id",
@@ -380,8 +487,12 @@ GOLDEN = [
         {"body": b'{"a": 1}', "headers": (*JSON, ("webhook-id", "w-1"))},
         [
             event(
-                keyed_event_id(RELAY, "w-1"), f"generic/{RELAY}", "generic.webhook.received",
-                None, RECEIVED, {"a": 1},
+                keyed_event_id(RELAY, "w-1"),
+                f"generic/{RELAY}",
+                "generic.webhook.received",
+                None,
+                RECEIVED,
+                {"a": 1},
             ),
         ],
         id="generic webhook-id header: keyed id",
@@ -391,8 +502,11 @@ GOLDEN = [
         {"body": example("stripe-invoice-paid.json")},
         [
             event(
-                keyed_event_id(RELAY, "evt_1QRsT2LkdIwHu7ixABCDEF12"), "stripe/test",
-                "stripe.invoice.paid", "cus_RKm8Q2pT7ab4Zc", "2024-12-01T10:46:40.000Z",
+                keyed_event_id(RELAY, "evt_1QRsT2LkdIwHu7ixABCDEF12"),
+                "stripe/test",
+                "stripe.invoice.paid",
+                "cus_RKm8Q2pT7ab4Zc",
+                "2024-12-01T10:46:40.000Z",
                 STRIPE_INVOICE["data"]["object"],
             ),
         ],
@@ -403,8 +517,10 @@ GOLDEN = [
         {"body": example("stripe-subscription-created.json")},
         [
             event(
-                keyed_event_id(RELAY, "evt_1QRsU8LkdIwHu7ixGHIJKL34"), "stripe/test",
-                "stripe.customer.subscription.created", "cus_RKm8Q2pT7ab4Zc",
+                keyed_event_id(RELAY, "evt_1QRsU8LkdIwHu7ixGHIJKL34"),
+                "stripe/test",
+                "stripe.customer.subscription.created",
+                "cus_RKm8Q2pT7ab4Zc",
                 "2024-12-01T10:48:43.000Z",
                 json.loads(example("stripe-subscription-created.json"))["data"]["object"],
             ),
@@ -416,8 +532,11 @@ GOLDEN = [
         {"body": example("slack-message.json")},
         [
             event(
-                keyed_event_id(RELAY, "Ev08MFMKH6"), "slack/T061EG9R6", "slack.message",
-                "U2147483697", "2024-12-01T10:46:40.000Z",
+                keyed_event_id(RELAY, "Ev08MFMKH6"),
+                "slack/T061EG9R6",
+                "slack.message",
+                "U2147483697",
+                "2024-12-01T10:46:40.000Z",
                 json.loads(example("slack-message.json"))["event"],
             ),
         ],
@@ -428,8 +547,11 @@ GOLDEN = [
         {"body": example("slack-app-mention.json")},
         [
             event(
-                keyed_event_id(RELAY, "Ev0LAN670R"), "slack/T061EG9R6", "slack.app_mention",
-                "U061F7AUR", "2024-12-01T10:48:20.000Z",
+                keyed_event_id(RELAY, "Ev0LAN670R"),
+                "slack/T061EG9R6",
+                "slack.app_mention",
+                "U061F7AUR",
+                "2024-12-01T10:48:20.000Z",
                 json.loads(example("slack-app-mention.json"))["event"],
             ),
         ],
@@ -440,15 +562,22 @@ GOLDEN = [
         {"body": example("typeform.json")},
         [
             event(
-                keyed_event_id(RELAY, "01JE0TYPEFORM0EXAMPLE00001"), "typeform/lT4Z3j",
-                "typeform.form_response.submitted", "a3a12ec67a1365927098a606107fac15",
+                keyed_event_id(RELAY, "01JE0TYPEFORM0EXAMPLE00001"),
+                "typeform/lT4Z3j",
+                "typeform.form_response.submitted",
+                "a3a12ec67a1365927098a606107fac15",
                 "2024-12-01T10:46:40.000Z",
                 {
                     "form": "lT4Z3j",
                     "title": "Book a demo",
                     "hidden": {"utm_source": "newsletter"},
-                    "answers": {"name": "Ada Lovelace", "email": "ada@example.com",
-                                "plan": {"label": "Pro"}, "team_size": 12, "news": True},
+                    "answers": {
+                        "name": "Ada Lovelace",
+                        "email": "ada@example.com",
+                        "plan": {"label": "Pro"},
+                        "team_size": 12,
+                        "news": True,
+                    },
                 },
             ),
         ],
@@ -458,14 +587,20 @@ GOLDEN = [
 
 
 def test_slack_url_verification_is_answered_with_its_challenge() -> None:
-    mapped = map_inbound(shipped()["slack"], InboundRequest(
-        "POST", "", JSON, example("slack-url-verification.json")), relay=RELAY,
-        received_at=RECEIVED_AT, new_id=lambda: "evt-1")
+    mapped = map_inbound(
+        shipped()["slack"],
+        InboundRequest("POST", "", JSON, example("slack-url-verification.json")),
+        relay=RELAY,
+        received_at=RECEIVED_AT,
+        new_id=lambda: "evt-1",
+    )
     assert mapped.events == []
     assert mapped.answer is not None
     assert mapped.answer.to_json() == {
-        "status": 200, "headers": {"content-type": "application/json"},
-        "body": '{"challenge":"3eZbrw1aBm2rZgRNFdxV2595E9CY3gmdALWMmHkvFXO7tYXAYM8P"}'}
+        "status": 200,
+        "headers": {"content-type": "application/json"},
+        "body": '{"challenge":"3eZbrw1aBm2rZgRNFdxV2595E9CY3gmdALWMmHkvFXO7tYXAYM8P"}',
+    }
 
 
 @pytest.mark.parametrize("connector", ["stripe", "slack", "typeform"])
@@ -479,8 +614,10 @@ def test_the_signed_example_verifies_and_one_changed_byte_does_not(connector: st
     assert verify_example(found.spec.auth, spec.secret, headers, request.body, now=0) is None
     wrong = verify_example(found.spec.auth, spec.secret + "x", headers, request.body, now=0)
     assert wrong is not None and wrong.startswith("wrong signature in ")
-    assert verify_example(found.spec.auth, spec.secret, headers, request.body + b" ",
-                          now=0) is not None
+    assert (
+        verify_example(found.spec.auth, spec.secret, headers, request.body + b" ", now=0)
+        is not None
+    )
 
 
 def test_stripe_signature_hex_in_upper_case_passes() -> None:
@@ -488,8 +625,10 @@ def test_stripe_signature_hex_in_upper_case_passes() -> None:
     spec = found.spec.examples[0]
     request = found.examples()[1]
     header = dict(request.headers)["stripe-signature"]
-    upper = {**dict(request.headers), "stripe-signature": header.upper().replace("T=", "t=")
-             .replace("V1=", "v1=")}
+    upper = {
+        **dict(request.headers),
+        "stripe-signature": header.upper().replace("T=", "t=").replace("V1=", "v1="),
+    }
     assert spec.secret is not None
     assert verify_example(found.spec.auth, spec.secret, upper, request.body, now=0) is None
 
@@ -508,29 +647,44 @@ def test_keyed_ids_are_stable_across_releases() -> None:
 
 PRINTED_SEEDS = [
     pytest.param(
-        "gmetri", "gmetri-variables.printed.txt", "000_c2b68246809c881e.txt", "line 2, column 3",
+        "gmetri",
+        "gmetri-variables.printed.txt",
+        "000_c2b68246809c881e.txt",
+        "line 2, column 3",
         id="gmetri variables as printed (unquoted keys)",
     ),
     pytest.param(
-        "gmetri", "gmetri-rules.printed.txt", "000_c2b68246809c881e.txt", "line 2, column 3",
+        "gmetri",
+        "gmetri-rules.printed.txt",
+        "000_c2b68246809c881e.txt",
+        "line 2, column 3",
         id="gmetri rules as printed",
     ),
     pytest.param(
-        "gmetri", "gmetri-session.printed.txt", "000_c2b68246809c881e.txt", "line 2, column 3",
+        "gmetri",
+        "gmetri-session.printed.txt",
+        "000_c2b68246809c881e.txt",
+        "line 2, column 3",
         id="gmetri session as printed (unclosed quote, xyz, missing bracket)",
     ),
     pytest.param(
-        "gmetri", "gmetri-session.001.printed.txt", "001_19cb1b8b79a4edb2.txt",
+        "gmetri",
+        "gmetri-session.001.printed.txt",
+        "001_19cb1b8b79a4edb2.txt",
         "line 2, column 1",
         id="gmetri session, plain-text rendering",
     ),
     pytest.param(
-        "synthesisvr", "synthesisvr-create.printed.txt", "002_4f12302c520b0e09.txt",
+        "synthesisvr",
+        "synthesisvr-create.printed.txt",
+        "002_4f12302c520b0e09.txt",
         "line 1, column 3",
         id="synthesisvr create as printed (typographic quotes)",
     ),
     pytest.param(
-        "synthesisvr", "synthesisvr-delete.printed.txt", "002_4f12302c520b0e09.txt",
+        "synthesisvr",
+        "synthesisvr-delete.printed.txt",
+        "002_4f12302c520b0e09.txt",
         "line 1, column 3",
         id="synthesisvr delete as printed (typographic quotes)",
     ),
@@ -565,20 +719,27 @@ GMETRI_RULES_ROWS_NOT_A_LIST = (
 
 BAD_INPUT = [
     pytest.param(
-        "synthesisvr", {"body": b'{"uuid": "u", "action": "create"}'},
+        "synthesisvr",
+        {"body": b'{"uuid": "u", "action": "create"}'},
         ["'synthesisvr' takes a JSON array", "got a JSON object"],
         id="a JSON object to synthesisvr, which takes an array",
     ),
     pytest.param(
-        "gmetri", {"body": b"42"}, ["not an object or array"],
+        "gmetri",
+        {"body": b"42"},
+        ["not an object or array"],
         id="a scalar JSON body",
     ),
     pytest.param(
-        "generic", {"body": b'"just text"'}, ["not an object or array"],
+        "generic",
+        {"body": b'"just text"'},
+        ["not an object or array"],
         id="a JSON string body",
     ),
     pytest.param(
-        "gmetri", {"body": b'{"type": "rules", "data": "\xff\xfe"}'}, ["not UTF-8", "byte 27"],
+        "gmetri",
+        {"body": b'{"type": "rules", "data": "\xff\xfe"}'},
+        ["not UTF-8", "byte 27"],
         id="invalid UTF-8",
     ),
     pytest.param(
@@ -588,7 +749,9 @@ BAD_INPUT = [
         id="gmetri body without type names the rule's when",
     ),
     pytest.param(
-        "gmetri", {"body": GMETRI_RULES_ROWS_NOT_A_LIST}, ["events[1].for[0]", "expected a list"],
+        "gmetri",
+        {"body": GMETRI_RULES_ROWS_NOT_A_LIST},
+        ["events[1].for[0]", "expected a list"],
         id="gmetri rows that are not a list",
     ),
     pytest.param(
@@ -609,7 +772,9 @@ BAD_INPUT = [
         id="netmera unknown trigger names the rules",
     ),
     pytest.param(
-        "generic", {"body": b"a=1"}, ["body is not valid JSON"],
+        "generic",
+        {"body": b"a=1"},
+        ["body is not valid JSON"],
         id="a form body without its content type is read as JSON",
     ),
     pytest.param(

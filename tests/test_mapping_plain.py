@@ -18,16 +18,26 @@ GENERIC = load_connector(SHIPPED_DIR / "generic.toml")
 BODIES = [
     *(f'{{"n": {token}, "list": [1, {token}]}}' for token in HOSTILE_NUMBERS.values()),
     *(f'{{"s": {token}, "k": [{token}]}}' for token in HOSTILE_STRINGS.values()),
-    '{"a": 1.5, "b": [true, null, "x"], "c": {"d": -0.0}}', "[]", "{}", '[{"a": 1e308}]',
-    '{"a": 1e309}', '{"NaN": "Infinity"}', '{"deep": ' + "[" * 100 + "]" * 100 + "}",
+    '{"a": 1.5, "b": [true, null, "x"], "c": {"d": -0.0}}',
+    "[]",
+    "{}",
+    '[{"a": 1e308}]',
+    '{"a": 1e309}',
+    '{"NaN": "Infinity"}',
+    '{"deep": ' + "[" * 100 + "]" * 100 + "}",
 ]
 
 
 def outcome(body: str) -> Any:
     request = InboundRequest("POST", "", (("content-type", "application/json"),), body.encode())
     try:
-        events = map_request(GENERIC, request, relay="r", new_id=lambda: "id",
-                             received_at=datetime(2024, 1, 1, tzinfo=UTC))
+        events = map_request(
+            GENERIC,
+            request,
+            relay="r",
+            new_id=lambda: "id",
+            received_at=datetime(2024, 1, 1, tzinfo=UTC),
+        )
     except MappingError as exc:
         return "error", str(exc)
     return "events", repr([event.data for event in events])
@@ -54,11 +64,25 @@ def test_the_body_is_shared_not_copied_when_it_is_plain() -> None:
 
 
 EDGES = [
-    "9223372036854775807", "-9223372036854775808", "18446744073709551615",
-    "18446744073709551616", "-9223372036854775809", "123456789012345678901234567890",
-    '"12345678901234567890"', "1.7976931348623157e308", "1.7976931348623157e309", "5e-324",
-    "0.30000000000000004", '"\\ud83d\\ude00"', '"\\ud800"', '"\\u0000"', '{"a": 1, "a": 2}',
-    "\ufeff[1]", " \t[1]\r\n", "[1,]", "",
+    "9223372036854775807",
+    "-9223372036854775808",
+    "18446744073709551615",
+    "18446744073709551616",
+    "-9223372036854775809",
+    "123456789012345678901234567890",
+    '"12345678901234567890"',
+    "1.7976931348623157e308",
+    "1.7976931348623157e309",
+    "5e-324",
+    "0.30000000000000004",
+    '"\\ud83d\\ude00"',
+    '"\\ud800"',
+    '"\\u0000"',
+    '{"a": 1, "a": 2}',
+    "\ufeff[1]",
+    " \t[1]\r\n",
+    "[1,]",
+    "",
 ]
 
 
@@ -66,6 +90,7 @@ EDGES = [
 def test_the_fast_parser_reads_every_body_as_json_does(body: str) -> None:
     """orjson reads a body only where it gives what json gives, type for type: integers past
     64 bits (which orjson would make floats) and everything it refuses go to json."""
+
     def slow(data: bytes) -> Any:
         with mock.patch.object(mapping, "_MAYBE_LONG_INTEGER", b""):  # always "maybe": json
             return parse(data)

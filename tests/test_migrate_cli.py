@@ -51,7 +51,8 @@ def test_postgres_migrate_from_empty(tmp_path: Path, postgres_url: str) -> None:
     code, printed = migrate(config)
     assert code == 0 and printed.count("applied migration") == pg_schema.LATEST
     assert query(postgres_url, "SELECT max(version) FROM schema_migrations") == [
-        (pg_schema.LATEST,)]
+        (pg_schema.LATEST,)
+    ]
 
 
 @pytest.mark.slow

@@ -25,16 +25,25 @@ def provider() -> Iterator[OidcProvider]:
 
 
 def config(tmp_path: Path, provider: OidcProvider, **oidc: object) -> str:
-    return render_config(relays=[], admin_token=TOKEN,
-                         storage_url=f"sqlite:///{tmp_path / 'relayhook.db'}",
-                         server={"public_url": "http://127.0.0.1:8080"},
-                         **{"auth.oidc": {"issuer": provider.url, "client_id": "relayhook",
-                                          "client_secret": SECRET, "role": "operator",
-                                          "allowed_domains": ["example.com"], **oidc}})
+    return render_config(
+        relays=[],
+        admin_token=TOKEN,
+        storage_url=f"sqlite:///{tmp_path / 'relayhook.db'}",
+        server={"public_url": "http://127.0.0.1:8080"},
+        **{
+            "auth.oidc": {
+                "issuer": provider.url,
+                "client_id": "relayhook",
+                "client_secret": SECRET,
+                "role": "operator",
+                "allowed_domains": ["example.com"],
+                **oidc,
+            }
+        },
+    )
 
 
-async def through_provider(client: httpx.AsyncClient, next_page: str = "/hooks"
-                           ) -> httpx.Response:
+async def through_provider(client: httpx.AsyncClient, next_page: str = "/hooks") -> httpx.Response:
     """Click "Sign in with ...": to the provider and back, as a browser follows redirects."""
     started = await client.get(f"/signin/oidc?next={next_page}")
     assert started.status_code == 303, started.text
@@ -46,7 +55,8 @@ async def through_provider(client: httpx.AsyncClient, next_page: str = "/hooks"
 
 
 def test_someone_new_signs_in_and_gets_the_configured_role(
-        tmp_path: Path, provider: OidcProvider) -> None:
+    tmp_path: Path, provider: OidcProvider
+) -> None:
     import asyncio
 
     async def main() -> None:
@@ -67,23 +77,41 @@ def test_someone_new_signs_in_and_gets_the_configured_role(
             assert len([a for a in await store.list_accounts() if a.origin == "oidc"]) == 1
 
             lines = await store.list_audit()
-            assert [(e.action, e.actor_name) for e in lines if e.action.startswith("signin")
-                    ] == [("signin.success", "Ana"), ("signin.success", "Ana")]
+            assert [(e.action, e.actor_name) for e in lines if e.action.startswith("signin")] == [
+                ("signin.success", "Ana"),
+                ("signin.success", "Ana"),
+            ]
             assert SECRET not in repr(lines)
 
     asyncio.run(main())
 
 
-@pytest.mark.parametrize(("user", "tamper", "said"), [
-    pytest.param({"email": "eve@elsewhere.org", "email_verified": True}, False,
-                 "cannot sign in here", id="a domain not allowed"),
-    pytest.param({"email": "bob@example.com", "email_verified": False}, False,
-                 "no verified e-mail", id="an unverified e-mail"),
-    pytest.param({"email": "bob@example.com", "email_verified": True}, True,
-                 "could not be verified", id="an ID token signed with another key"),
-])
-def test_refused(tmp_path: Path, provider: OidcProvider, user: dict[str, object],
-                 tamper: bool, said: str) -> None:
+@pytest.mark.parametrize(
+    ("user", "tamper", "said"),
+    [
+        pytest.param(
+            {"email": "eve@elsewhere.org", "email_verified": True},
+            False,
+            "cannot sign in here",
+            id="a domain not allowed",
+        ),
+        pytest.param(
+            {"email": "bob@example.com", "email_verified": False},
+            False,
+            "no verified e-mail",
+            id="an unverified e-mail",
+        ),
+        pytest.param(
+            {"email": "bob@example.com", "email_verified": True},
+            True,
+            "could not be verified",
+            id="an ID token signed with another key",
+        ),
+    ],
+)
+def test_refused(
+    tmp_path: Path, provider: OidcProvider, user: dict[str, object], tamper: bool, said: str
+) -> None:
     import asyncio
 
     async def main() -> None:
@@ -95,16 +123,19 @@ def test_refused(tmp_path: Path, provider: OidcProvider, user: dict[str, object]
             assert said in page.text.replace("&#39;", "'")
             assert (await client.get("/hooks")).status_code == 303
             assert await app.state.relayhook.store.list_accounts() == [
-                a for a in await app.state.relayhook.store.list_accounts() if a.id == "admin"]
+                a for a in await app.state.relayhook.store.list_accounts() if a.id == "admin"
+            ]
             lines = await app.state.relayhook.store.list_audit()
-            assert any(e.action == "signin.failure" and e.detail.get("via") == "oidc"
-                       for e in lines)
+            assert any(
+                e.action == "signin.failure" and e.detail.get("via") == "oidc" for e in lines
+            )
 
     asyncio.run(main())
 
 
 def test_a_wrong_state_and_a_disabled_account_are_refused(
-        tmp_path: Path, provider: OidcProvider) -> None:
+    tmp_path: Path, provider: OidcProvider
+) -> None:
     import asyncio
 
     async def main() -> None:

@@ -24,8 +24,12 @@ from relayhook.operations import REPLAY_PAGE, ReplayJob
 from relayhook.store import Store
 
 GMETRI = RelayConfig("gmetri", "gmetri", "tok-gmetri-000000000001", "gm-secret-0123456789")
-HOOK = {"name": "crm", "events": ["gmetri.*"], "url": "https://crm.example/in",
-        "retry": {"schedule": [0]}}
+HOOK = {
+    "name": "crm",
+    "events": ["gmetri.*"],
+    "url": "https://crm.example/in",
+    "retry": {"schedule": [0]},
+}
 
 
 def app_with_failing_receiver(web_app: MakeWebApp) -> WebApp:
@@ -48,8 +52,7 @@ def assert_counted_nowhere(app: WebApp, delivery_id: str) -> None:
     assert relay["last_24h"].get("accepted", 0) == 0  # nor traffic the relay received
 
 
-def test_a_failed_console_test_send_is_a_test_and_switches_nothing_off(
-        web_app: MakeWebApp) -> None:
+def test_a_failed_console_test_send_is_a_test_and_switches_nothing_off(web_app: MakeWebApp) -> None:
     app = app_with_failing_receiver(web_app)
     app.sign_in()
 
@@ -68,15 +71,17 @@ def test_a_failed_console_test_send_is_a_test_and_switches_nothing_off(
 
 
 def test_a_failed_cli_send_test_is_a_test_and_switches_nothing_off(
-        web_app: MakeWebApp, monkeypatch: pytest.MonkeyPatch) -> None:
+    web_app: MakeWebApp, monkeypatch: pytest.MonkeyPatch
+) -> None:
     app = app_with_failing_receiver(web_app)
     transport = app.parts.operations._transport
     # The CLI builds its own parts; give it the same stub network as the app.
     from relayhook import assembly
 
     real = assembly.assemble
-    monkeypatch.setattr(assembly, "assemble", lambda settings, **kw: real(
-        settings, transport=transport, **kw))
+    monkeypatch.setattr(
+        assembly, "assemble", lambda settings, **kw: real(settings, transport=transport, **kw)
+    )
     out = io.StringIO()
 
     code = cli_main(["send-test", "--config", str(app.config_path), "crm"], out)
@@ -103,9 +108,12 @@ def test_a_console_test_send_with_a_sample_that_is_gone_says_so(web_app: MakeWeb
 
 def post_rows(app: WebApp, count: int) -> str:
     """`count` events from the relay (each a delivery to the hook); the request's id."""
-    post = app.request("POST", f"/in/{GMETRI.token}",
-                       headers={"Authorization": f"Basic {GMETRI.secret}"},
-                       content=json.dumps(gmetri_rows(count)))
+    post = app.request(
+        "POST",
+        f"/in/{GMETRI.token}",
+        headers={"Authorization": f"Basic {GMETRI.secret}"},
+        content=json.dumps(gmetri_rows(count)),
+    )
     assert post.status_code == 200, post.text
     request_id: str = app.api("GET", "/api/requests?limit=1")["items"][0]["id"]
     return request_id
@@ -113,8 +121,11 @@ def post_rows(app: WebApp, count: int) -> str:
 
 def finish_all(app: WebApp, outcome: Outcome) -> list[str]:
     """Every due delivery of the hook finished as `outcome`, as a dispatcher would."""
-    claimed = run(app.store.claim_due(hook="crm", now=app.clock().timestamp() + 1, limit=1000,
-                                      owner="w", lease_seconds=60))
+    claimed = run(
+        app.store.claim_due(
+            hook="crm", now=app.clock().timestamp() + 1, limit=1000, owner="w", lease_seconds=60
+        )
+    )
     for delivery in claimed:
         run(app.store.finish(delivery.id, owner="w", outcome=outcome, attempt=None))
     return [d.id for d in claimed]
@@ -129,8 +140,7 @@ def dead_deliveries(app: WebApp, count: int) -> list[str]:
 
 
 def gmetri_rows(count: int) -> dict[str, Any]:
-    rows = [{"identifier": f"user{n}@example.com", "variables": {"score": n}}
-            for n in range(count)]
+    rows = [{"identifier": f"user{n}@example.com", "variables": {"score": n}} for n in range(count)]
     return {"type": "variables", "data": {"orgSlug": "o", "depSlug": "d", "rows": rows}}
 
 
@@ -138,22 +148,20 @@ def statuses(app: WebApp) -> dict[str, int]:
     return run(app.store.count_deliveries(hook="crm"))
 
 
-def test_the_api_replays_one_delivery_and_a_hooks_dead_ones_in_pages(
-        web_app: MakeWebApp) -> None:
+def test_the_api_replays_one_delivery_and_a_hooks_dead_ones_in_pages(web_app: MakeWebApp) -> None:
     app = web_app(relays=[GMETRI], hooks=[HOOK])
     ids = dead_deliveries(app, REPLAY_PAGE + 3)
 
     assert app.api("POST", f"/api/deliveries/{ids[0]}/replay") == {"replayed": 1}
     assert app.api("POST", "/api/deliveries/nope/replay", status=404) == {
-        "error": "no such delivery"}
-    assert app.api("POST", "/api/hooks/crm/replay?status=dead") == {
-        "replayed": REPLAY_PAGE + 2}
+        "error": "no such delivery"
+    }
+    assert app.api("POST", "/api/hooks/crm/replay?status=dead") == {"replayed": REPLAY_PAGE + 2}
     assert statuses(app)["pending"] == REPLAY_PAGE + 3
     assert statuses(app)["dead"] == 0
 
 
-def test_a_bulk_replay_and_a_test_send_on_either_engine(web_app: MakeWebApp,
-                                                        store: Store) -> None:
+def test_a_bulk_replay_and_a_test_send_on_either_engine(web_app: MakeWebApp, store: Store) -> None:
     app = web_app(relays=[GMETRI], hooks=[HOOK], store=store)  # each engine of conftest
     app.outbound.status = 500
     hook = app.parts.live.hooks["crm"]
@@ -167,7 +175,8 @@ def test_a_bulk_replay_and_a_test_send_on_either_engine(web_app: MakeWebApp,
 
 
 def test_the_console_replays_what_matches_with_the_count_first_then_progress(
-        web_app: MakeWebApp) -> None:
+    web_app: MakeWebApp,
+) -> None:
     app = web_app(relays=[GMETRI], hooks=[HOOK])
     dead_deliveries(app, 5)
     app.sign_in()
@@ -221,7 +230,8 @@ def test_a_bulk_replay_leaves_test_sends_and_stops_when_cancelled(web_app: MakeW
 
 
 def test_problems_are_acknowledged_and_replayed_through_the_api_and_the_console(
-        web_app: MakeWebApp) -> None:
+    web_app: MakeWebApp,
+) -> None:
     app = web_app(relays=[GMETRI], hooks=[HOOK])
     post_rows(app, 2)
     finish_all(app, Outcome("dead", response_status=401, error="HTTP 401"))
@@ -236,8 +246,7 @@ def test_problems_are_acknowledged_and_replayed_through_the_api_and_the_console(
     assert "It is acknowledged already." in page.text
     page = app.console_post(f"/problems/{problem['id']}/replay", {})
     assert "Replayed 2 affected deliveries of hook crm" in page.text
-    assert app.api("POST", "/api/problems/nope/replay", status=404) == {
-        "error": "no such problem"}
+    assert app.api("POST", "/api/problems/nope/replay", status=404) == {"error": "no such problem"}
 
 
 def test_a_sample_is_pinned_from_the_console_and_the_api_alike(web_app: MakeWebApp) -> None:
@@ -247,9 +256,11 @@ def test_a_sample_is_pinned_from_the_console_and_the_api_alike(web_app: MakeWebA
 
     page = app.console_post(f"/requests/{request_id}/pin", {"name": "Ana"})
     assert "Pinned as sample &#39;Ana&#39;" in page.text
-    taken = app.api("POST", "/api/samples", json={"name": "Ana", "request_id": request_id},
-                    status=409)
+    taken = app.api(
+        "POST", "/api/samples", json={"name": "Ana", "request_id": request_id}, status=409
+    )
     assert taken == {"error": "a sample named 'Ana' exists already"}
-    trial = app.api("POST", "/api/hooks/dry-run",
-                    json={"hook": "crm", "when": "{{ event.data.score > 5 }}"})
+    trial = app.api(
+        "POST", "/api/hooks/dry-run", json={"hook": "crm", "when": "{{ event.data.score > 5 }}"}
+    )
     assert trial["summary"].startswith("This condition would have matched 0 of the last 1")

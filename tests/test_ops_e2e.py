@@ -49,17 +49,34 @@ WAIT = 15.0
 DAY = 86400.0
 
 
-def config(rx: Receiver | None = None, *, hooks: list[dict[str, Any]] | None = None,
-           **tables: dict[str, Any]) -> str:
-    hooks = hooks if hooks is not None else [] if rx is None else [
-        {"name": "ok", "events": ["*"], "url": rx.url + "/ok/"},
-        {"name": "flaky", "events": ["*"], "url": rx.url + "/flaky/",
-         "retry": {"schedule": [0, 0.2], "jitter": 0}},
-        {"name": "gone", "events": ["*"], "url": rx.url + "/gone/"},
-    ]
+def config(
+    rx: Receiver | None = None,
+    *,
+    hooks: list[dict[str, Any]] | None = None,
+    **tables: dict[str, Any],
+) -> str:
+    hooks = (
+        hooks
+        if hooks is not None
+        else []
+        if rx is None
+        else [
+            {"name": "ok", "events": ["*"], "url": rx.url + "/ok/"},
+            {
+                "name": "flaky",
+                "events": ["*"],
+                "url": rx.url + "/flaky/",
+                "retry": {"schedule": [0, 0.2], "jitter": 0},
+            },
+            {"name": "gone", "events": ["*"], "url": rx.url + "/gone/"},
+        ]
+    )
     tables.setdefault("delivery", {"allow_cidrs": ["127.0.0.1/32"], "poll_interval": 0.1})
-    return (render_config(relays=[GEN, GMETRI], admin_token=ADMIN) + render_tables(**tables)
-            + render_hooks(hooks))
+    return (
+        render_config(relays=[GEN, GMETRI], admin_token=ADMIN)
+        + render_tables(**tables)
+        + render_hooks(hooks)
+    )
 
 
 @pytest.fixture
@@ -70,10 +87,14 @@ def rx() -> Iterator[Receiver]:
         yield receiver
 
 
-def post(client: httpx.Client, relay: RelayConfig, body: bytes,
-         headers: dict[str, str] | None = None) -> httpx.Response:
-    return client.post(f"/in/{relay.token}", content=body,
-                       headers={"Content-Type": "application/json", **(headers or {})})
+def post(
+    client: httpx.Client, relay: RelayConfig, body: bytes, headers: dict[str, str] | None = None
+) -> httpx.Response:
+    return client.post(
+        f"/in/{relay.token}",
+        content=body,
+        headers={"Content-Type": "application/json", **(headers or {})},
+    )
 
 
 # --- health and readiness -------------------------------------------------------------------
@@ -91,16 +112,22 @@ def test_healthz_and_readyz_say_little_and_readyz_sees_a_locked_store(tmp_path: 
             ready = c.get("/readyz")
             waited = time.monotonic() - started
             assert ready.status_code == 503
-            assert ready.json() == {"status": "not ready", "failing": ["store"],
-                                    "reasons": {"store": "the store takes no writes now"}}
+            assert ready.json() == {
+                "status": "not ready",
+                "failing": ["store"],
+                "reasons": {"store": "the store takes no writes now"},
+            }
             print(f"/readyz answered 503 in {waited:.2f} s with the write lock held")
             assert waited < 2.5, waited  # the probe is bounded (1 s), not the 5 s busy wait
             assert c.get("/healthz").status_code == 200  # the process still answers
         finally:
             locker.execute("ROLLBACK")
             locker.close()
-        wait_until(lambda: c.get("/readyz").status_code == 200, timeout=WAIT,
-                   what="ready again once the lock is released")
+        wait_until(
+            lambda: c.get("/readyz").status_code == 200,
+            timeout=WAIT,
+            what="ready again once the lock is released",
+        )
 
 
 # --- metrics ----------------------------------------------------------------------------------
@@ -115,13 +142,15 @@ def samples(text: str) -> dict[tuple[str, frozenset[tuple[str, str]]], float]:
     return found
 
 
-def value(found: dict[tuple[str, frozenset[tuple[str, str]]], float], name: str,
-          **labels: str) -> float | None:
+def value(
+    found: dict[tuple[str, frozenset[tuple[str, str]]], float], name: str, **labels: str
+) -> float | None:
     return found.get((name, frozenset(labels.items())))
 
 
-def test_metrics_count_requests_events_deliveries_and_the_backlog(tmp_path: Path,
-                                                                  rx: Receiver) -> None:
+def test_metrics_count_requests_events_deliveries_and_the_backlog(
+    tmp_path: Path, rx: Receiver
+) -> None:
     with RelayhookProcess(tmp_path, config(rx)) as server, http_client(base_url=server.url) as c:
         assert c.get("/metrics").status_code == 401
         assert c.get("/metrics", headers={"Authorization": "Bearer nope"}).status_code == 401
@@ -163,11 +192,18 @@ def test_metrics_count_requests_events_deliveries_and_the_backlog(tmp_path: Path
     assert not any("tok-" in label for _, labels in found for _, label in labels)
 
 
-def test_public_metrics_need_no_token_and_show_the_oldest_pending_age(tmp_path: Path,
-                                                                     rx: Receiver) -> None:
+def test_public_metrics_need_no_token_and_show_the_oldest_pending_age(
+    tmp_path: Path, rx: Receiver
+) -> None:
     # One request an hour: the first event goes, the second waits, pending.
-    hooks = [{"name": "later", "events": ["*"], "url": rx.url + "/ok/",
-              "rate_limit": {"requests": 1, "window": 3600}}]
+    hooks = [
+        {
+            "name": "later",
+            "events": ["*"],
+            "url": rx.url + "/ok/",
+            "rate_limit": {"requests": 1, "window": 3600},
+        }
+    ]
     text = config(hooks=hooks, metrics={"public": True})
     with RelayhookProcess(tmp_path, text) as server, http_client(base_url=server.url) as c:
         assert post(c, GEN, b'{"n": 1}').status_code == 200
@@ -183,15 +219,19 @@ def test_public_metrics_need_no_token_and_show_the_oldest_pending_age(tmp_path: 
 # --- logs and the banner ------------------------------------------------------------------------
 
 
-def test_failed_attempts_dead_deliveries_and_deactivations_are_logged(tmp_path: Path,
-                                                                      rx: Receiver) -> None:
+def test_failed_attempts_dead_deliveries_and_deactivations_are_logged(
+    tmp_path: Path, rx: Receiver
+) -> None:
     server = RelayhookProcess(tmp_path, config(rx))
     with server, http_client(base_url=server.url) as c:
         assert post(c, GEN, b'{"n": 1}').status_code == 200
         rx.wait_for(2, timeout=WAIT, path="/flaky/")
         rx.wait_for(1, timeout=WAIT, path="/gone/")
-        wait_until(lambda: "is dead after attempt 2" in server.log()
-                   and "deactivated" in server.log(), timeout=WAIT, what="the log lines")
+        wait_until(
+            lambda: "is dead after attempt 2" in server.log() and "deactivated" in server.log(),
+            timeout=WAIT,
+            what="the log lines",
+        )
     log = server.log()
     failed = next(line for line in log.splitlines() if "attempt 1 failed" in line)
     assert "WARNING" in failed and "hook 'flaky': delivery " in failed
@@ -213,8 +253,11 @@ def test_json_logs_are_one_object_a_line_with_fields(tmp_path: Path, rx: Receive
     server = RelayhookProcess(tmp_path, config(rx, log={"format": "json"}))
     with server, http_client(base_url=server.url) as c:
         assert post(c, GEN, b'{"n": 1}').status_code == 200
-        wait_until(lambda: "is dead after attempt 2" in server.log(), timeout=WAIT,
-                   what="the dead delivery's line")
+        wait_until(
+            lambda: "is dead after attempt 2" in server.log(),
+            timeout=WAIT,
+            what="the dead delivery's line",
+        )
     lines = [json.loads(line) for line in server.log().splitlines() if line.startswith("{")]
     assert {"time", "level", "logger", "message"} <= lines[0].keys()
     failed = next(line for line in lines if "attempt 1 failed" in line["message"])
@@ -226,8 +269,9 @@ def test_json_logs_are_one_object_a_line_with_fields(tmp_path: Path, rx: Receive
 # --- retention ----------------------------------------------------------------------------------
 
 
-def seed_old(db: Path, *, days_ago: float, count: int, prefix: str,
-             hook: str | None = None) -> None:
+def seed_old(
+    db: Path, *, days_ago: float, count: int, prefix: str, hook: str | None = None
+) -> None:
     """`count` requests of relay gen received `days_ago`, each with one event (and, with
     `hook`, a pending delivery), written before the server starts."""
     received = time.time() - days_ago * DAY
@@ -238,12 +282,38 @@ def seed_old(db: Path, *, days_ago: float, count: int, prefix: str,
         try:
             for n in range(count):
                 request = RequestRecord(
-                    id=f"{prefix}-{n}", relay="gen", received_at=format_time_at(received),
-                    method="POST", query="", headers=(), body=b"{}", status="accepted")
-                event = Event(id=f"{prefix}-e{n}", source="s", type="t", subject=None,
-                              time=request.received_at, data={}, relay="gen")
-                routed = [NewDelivery(f"{prefix}-d{n}", event.id, hook, None, "pending",
-                                      received + 3600 * 24 * 365)] if hook else []
+                    id=f"{prefix}-{n}",
+                    relay="gen",
+                    received_at=format_time_at(received),
+                    method="POST",
+                    query="",
+                    headers=(),
+                    body=b"{}",
+                    status="accepted",
+                )
+                event = Event(
+                    id=f"{prefix}-e{n}",
+                    source="s",
+                    type="t",
+                    subject=None,
+                    time=request.received_at,
+                    data={},
+                    relay="gen",
+                )
+                routed = (
+                    [
+                        NewDelivery(
+                            f"{prefix}-d{n}",
+                            event.id,
+                            hook,
+                            None,
+                            "pending",
+                            received + 3600 * 24 * 365,
+                        )
+                    ]
+                    if hook
+                    else []
+                )
                 await store.ingest(request, [event], routed)
         finally:
             await store.close()
@@ -267,8 +337,11 @@ def test_serve_prunes_old_requests_in_the_background(tmp_path: Path) -> None:
     seed_old(db, days_ago=40, count=2, prefix="held", hook="waiting")  # unfinished: kept
     seed_old(db, days_ago=10, count=2, prefix="recent")
     with RelayhookProcess(tmp_path, config(hooks=hooks)) as server:
-        wait_until(lambda: "retention: pruned 3 requests, 3 events, 0 deliveries"
-                   in server.log(), timeout=WAIT, what="the background prune")
+        wait_until(
+            lambda: "retention: pruned 3 requests, 3 events, 0 deliveries" in server.log(),
+            timeout=WAIT,
+            what="the background prune",
+        )
     assert stored_ids(db) == {"held-0", "held-1", "recent-0", "recent-1"}
 
 
@@ -278,9 +351,15 @@ def test_relayhook_prune_keeps_per_relay_days(tmp_path: Path) -> None:
     seed_old(db, days_ago=3, count=1, prefix="three")
     path = tmp_path / "relayhook.toml"
     path.write_text(config(retention={"days": 30, "relays": {"gen": 7}}), encoding="utf-8")
-    result = subprocess.run([sys.executable, "-m", "relayhook.cli", "--config", str(path),
-                             "prune"], capture_output=True, text=True, timeout=60,
-                            env=clean_env(), check=False, cwd=tmp_path)
+    result = subprocess.run(
+        [sys.executable, "-m", "relayhook.cli", "--config", str(path), "prune"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env=clean_env(),
+        check=False,
+        cwd=tmp_path,
+    )
     assert result.returncode == 0, result
     assert result.stdout.startswith("pruned 2 requests, 2 events, 0 finished deliveries"), result
     assert stored_ids(db) == {"three-0"}
@@ -310,12 +389,26 @@ def test_backup_while_serving_then_restore(tmp_path: Path) -> None:
         try:
             wait_until(lambda: len(answered) >= 20, timeout=WAIT, what="traffic")
             result = subprocess.run(
-                [sys.executable, "-m", "relayhook.cli", "--config", str(server.config_path),
-                 "backup", str(copy)], capture_output=True, text=True, timeout=60,
-                env=clean_env(), check=False, cwd=server.workdir)
+                [
+                    sys.executable,
+                    "-m",
+                    "relayhook.cli",
+                    "--config",
+                    str(server.config_path),
+                    "backup",
+                    str(copy),
+                ],
+                capture_output=True,
+                text=True,
+                timeout=60,
+                env=clean_env(),
+                check=False,
+                cwd=server.workdir,
+            )
             during = len(answered)
-            wait_until(lambda: len(answered) >= during + 20, timeout=WAIT,
-                       what="traffic after the backup")
+            wait_until(
+                lambda: len(answered) >= during + 20, timeout=WAIT, what="traffic after the backup"
+            )
         finally:
             stop.set()
             thread.join(timeout=WAIT)
@@ -325,7 +418,8 @@ def test_backup_while_serving_then_restore(tmp_path: Path) -> None:
     with contextlib.closing(sqlite3.connect(copy)) as conn:
         assert conn.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
         requests, events = conn.execute(
-            "SELECT (SELECT count(*) FROM requests), (SELECT count(*) FROM events)").fetchone()
+            "SELECT (SELECT count(*) FROM requests), (SELECT count(*) FROM events)"
+        ).fetchone()
     assert 20 <= requests < len(answered) and events == requests
     assert requests < 1000  # the API lists them all below
 
@@ -343,9 +437,22 @@ def test_backup_refuses_an_existing_file(tmp_path: Path) -> None:
     path = tmp_path / "relayhook.toml"
     path.write_text(config(), encoding="utf-8")
     (tmp_path / "there.db").write_bytes(b"keep me")
-    result = subprocess.run([sys.executable, "-m", "relayhook.cli", "--config", str(path),
-                             "backup", str(tmp_path / "there.db")], capture_output=True,
-                            text=True, timeout=60, env=clean_env(), check=False, cwd=tmp_path)
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "relayhook.cli",
+            "--config",
+            str(path),
+            "backup",
+            str(tmp_path / "there.db"),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env=clean_env(),
+        check=False,
+        cwd=tmp_path,
+    )
     assert result.returncode == 2 and "exists: give a new file" in result.stderr, result
     assert (tmp_path / "there.db").read_bytes() == b"keep me"
-

@@ -70,15 +70,28 @@ def make_hook(**keys: Any) -> Hook:
     return build_hooks([raw], "cfg")["h"]
 
 
-def render(hook: Hook, event: Event = EVENT, secrets: dict[str, str] | None = None,
-           now: float = NOW) -> OutboundRequest:
-    return render_request(hook, event, delivery_id=DELIVERY_ID,
-                          secrets=SECRETS if secrets is None else secrets, now=now)
+def render(
+    hook: Hook, event: Event = EVENT, secrets: dict[str, str] | None = None, now: float = NOW
+) -> OutboundRequest:
+    return render_request(
+        hook,
+        event,
+        delivery_id=DELIVERY_ID,
+        secrets=SECRETS if secrets is None else secrets,
+        now=now,
+    )
 
 
 def with_data(data: Any, subject: str | None = "amit@gmetri.com") -> Event:
-    return Event(id="evt_2", source="https://s.example", type="t", subject=subject,
-                 time="2024-05-01T12:00:00.000Z", data=data, relay="r")
+    return Event(
+        id="evt_2",
+        source="https://s.example",
+        type="t",
+        subject=subject,
+        time="2024-05-01T12:00:00.000Z",
+        data=data,
+        relay="r",
+    )
 
 
 def compact(value: Any) -> bytes:
@@ -96,26 +109,46 @@ def compact(value: Any) -> bytes:
         pytest.param("make", URL, (UA, JSON_CT, WEBHOOK_ID), CLOUDEVENT, id="make"),
         pytest.param("n8n", URL, (UA, JSON_CT, WEBHOOK_ID), CLOUDEVENT, id="n8n"),
         pytest.param(
-            "cloudevents", URL,
+            "cloudevents",
+            URL,
             (UA, ("content-type", "application/cloudevents+json; charset=utf-8"), WEBHOOK_ID),
-            CLOUDEVENT, id="cloudevents"),
+            CLOUDEVENT,
+            id="cloudevents",
+        ),
         pytest.param(
-            "hubspot", "https://api.hubapi.com/crm/v3/objects/contacts/batch/upsert",
+            "hubspot",
+            "https://api.hubapi.com/crm/v3/objects/contacts/batch/upsert",
             (UA, JSON_CT, ("authorization", "Bearer pat-na1-0f3c9a"), WEBHOOK_ID),
-            {"inputs": [{"idProperty": "email", "id": "amit@gmetri.com",
-                         "properties": {"score": 100, "quizCompleted": True,
-                                        "rule_name": "Quiz done"}}]},
-            id="hubspot"),
+            {
+                "inputs": [
+                    {
+                        "idProperty": "email",
+                        "id": "amit@gmetri.com",
+                        "properties": {
+                            "score": 100,
+                            "quizCompleted": True,
+                            "rule_name": "Quiz done",
+                        },
+                    }
+                ]
+            },
+            id="hubspot",
+        ),
         pytest.param(
-            "slack", URL, (UA, JSON_CT, WEBHOOK_ID),
-            {"text": 'gmetri.rule.triggered for amit@gmetri.com: '
-                     '{"quizCompleted": true, "rule": {"name": "Quiz done"}, "score": 100}'},
-            id="slack"),
+            "slack",
+            URL,
+            (UA, JSON_CT, WEBHOOK_ID),
+            {
+                "text": "gmetri.rule.triggered for amit@gmetri.com: "
+                '{"quizCompleted": true, "rule": {"name": "Quiz done"}, "score": 100}'
+            },
+            id="slack",
+        ),
     ],
 )
-def test_a_preset_renders_the_exact_request(preset: str, url: str,
-                                            headers: tuple[tuple[str, str], ...],
-                                            body: Any) -> None:
+def test_a_preset_renders_the_exact_request(
+    preset: str, url: str, headers: tuple[tuple[str, str], ...], body: Any
+) -> None:
     keys: dict[str, Any] = {"preset": preset}
     if preset == "hubspot":
         keys["url"] = url
@@ -130,11 +163,13 @@ def test_the_standard_webhooks_preset_renders_type_timestamp_data_and_signs() ->
     request = render(make_hook(preset="standard-webhooks", signing_secret=WHSEC))
     assert (request.method, request.url) == ("POST", URL)
     assert request.body == compact(
-        {"type": "gmetri.rule.triggered", "timestamp": "2024-05-01T12:00:00.000Z", "data": DATA})
+        {"type": "gmetri.rule.triggered", "timestamp": "2024-05-01T12:00:00.000Z", "data": DATA}
+    )
     assert request.headers[:3] == (UA, JSON_CT, WEBHOOK_ID)
     assert request.header("webhook-timestamp") == "1714564800"
-    assert request.header("webhook-signature") == sign(WHSEC, DELIVERY_ID, "1714564800",
-                                                       request.body)
+    assert request.header("webhook-signature") == sign(
+        WHSEC, DELIVERY_ID, "1714564800", request.body
+    )
 
 
 def test_a_cloudevents_request_parses_with_the_cloudevents_package() -> None:
@@ -154,50 +189,86 @@ def test_a_cloudevents_request_parses_with_the_cloudevents_package() -> None:
     ("url", "params", "expected"),
     [
         pytest.param(URL, {}, URL, id="a fixed URL"),
-        pytest.param("https://crm.example/contacts/{event.subject}", {},
-                     "https://crm.example/contacts/amit@gmetri.com",
-                     id="placeholder (the client's canonical form keeps @ in a path)"),
-        pytest.param("https://x.example/{{ event.data.score }}/{{ relay }}", {},
-                     "https://x.example/100/gmetri-prod", id="templates in the path"),
-        pytest.param("https://x.example/p", {"user": "{{ event.subject }}", "n": "7"},
-                     "https://x.example/p?user=amit@gmetri.com&n=7",
-                     id="params appended (the client's canonical form keeps @ in a query)"),
-        pytest.param("https://x.example/p?k=1&v=a%20b", {"user": "{{ event.subject }}"},
-                     "https://x.example/p?k=1&v=a%20b&user=amit@gmetri.com",
-                     id="params after an existing query"),
-        pytest.param("https://x.example/p", {"tag": "{{ ['a', 'b c'] }}"},
-                     "https://x.example/p?tag=a&tag=b+c", id="a list: repeated params"),
-        pytest.param("https://x.example/p",
-                     {"done": "{{ event.data.quizCompleted }}", "no": "{{ false }}"},
-                     "https://x.example/p?done=true&no=false", id="bools as true/false"),
-        pytest.param("https://x.example/p", {"gone": "{{ none }}", "n": "{{ 1.5 }}"},
-                     "https://x.example/p?n=1.5", id="none leaves a param out"),
-        pytest.param("https://x.example/p", {"rule": "{{ event.data.rule }}"},
-                     "https://x.example/p?rule=%7B%22name%22:%22Quiz+done%22%7D",
-                     id="a table as compact JSON"),
-        pytest.param("https://x.example/p#frag", {"a": "1"}, "https://x.example/p?a=1#frag",
-                     id="params go before a fragment"),
+        pytest.param(
+            "https://crm.example/contacts/{event.subject}",
+            {},
+            "https://crm.example/contacts/amit@gmetri.com",
+            id="placeholder (the client's canonical form keeps @ in a path)",
+        ),
+        pytest.param(
+            "https://x.example/{{ event.data.score }}/{{ relay }}",
+            {},
+            "https://x.example/100/gmetri-prod",
+            id="templates in the path",
+        ),
+        pytest.param(
+            "https://x.example/p",
+            {"user": "{{ event.subject }}", "n": "7"},
+            "https://x.example/p?user=amit@gmetri.com&n=7",
+            id="params appended (the client's canonical form keeps @ in a query)",
+        ),
+        pytest.param(
+            "https://x.example/p?k=1&v=a%20b",
+            {"user": "{{ event.subject }}"},
+            "https://x.example/p?k=1&v=a%20b&user=amit@gmetri.com",
+            id="params after an existing query",
+        ),
+        pytest.param(
+            "https://x.example/p",
+            {"tag": "{{ ['a', 'b c'] }}"},
+            "https://x.example/p?tag=a&tag=b+c",
+            id="a list: repeated params",
+        ),
+        pytest.param(
+            "https://x.example/p",
+            {"done": "{{ event.data.quizCompleted }}", "no": "{{ false }}"},
+            "https://x.example/p?done=true&no=false",
+            id="bools as true/false",
+        ),
+        pytest.param(
+            "https://x.example/p",
+            {"gone": "{{ none }}", "n": "{{ 1.5 }}"},
+            "https://x.example/p?n=1.5",
+            id="none leaves a param out",
+        ),
+        pytest.param(
+            "https://x.example/p",
+            {"rule": "{{ event.data.rule }}"},
+            "https://x.example/p?rule=%7B%22name%22:%22Quiz+done%22%7D",
+            id="a table as compact JSON",
+        ),
+        pytest.param(
+            "https://x.example/p#frag",
+            {"a": "1"},
+            "https://x.example/p?a=1#frag",
+            id="params go before a fragment",
+        ),
     ],
 )
-def test_the_url_is_rendered_with_its_params(url: str, params: dict[str, str],
-                                             expected: str) -> None:
+def test_the_url_is_rendered_with_its_params(
+    url: str, params: dict[str, str], expected: str
+) -> None:
     assert render(make_hook(url=url, params=params)).url == expected
 
 
 @pytest.mark.parametrize(
     ("url", "words"),
     [
-        pytest.param("{{ ' https://x.example/p' }}", "holds a space at position 0",
-                     id="a leading space (was trimmed)"),
-        pytest.param("https://x.example/{{ 'a b' }}", "holds a space at position 19",
-                     id="a space in a rendered path (was encoded)"),
-        pytest.param("https://x.example/{{ 'a\\r\\nb' }}", "holds a CR",
-                     id="CR LF (was dropped)"),
+        pytest.param(
+            "{{ ' https://x.example/p' }}",
+            "holds a space at position 0",
+            id="a leading space (was trimmed)",
+        ),
+        pytest.param(
+            "https://x.example/{{ 'a b' }}",
+            "holds a space at position 19",
+            id="a space in a rendered path (was encoded)",
+        ),
+        pytest.param("https://x.example/{{ 'a\\r\\nb' }}", "holds a CR", id="CR LF (was dropped)"),
         pytest.param("https://x.example/p{{ '\\t' }}", "holds a tab", id="a tab"),
     ],
 )
-def test_a_rendered_url_with_a_space_or_control_character_is_refused(url: str,
-                                                                    words: str) -> None:
+def test_a_rendered_url_with_a_space_or_control_character_is_refused(url: str, words: str) -> None:
     with pytest.raises(RenderError) as caught:
         render(make_hook(url=url))
     assert caught.value.name == "url"
@@ -205,11 +276,12 @@ def test_a_rendered_url_with_a_space_or_control_character_is_refused(url: str,
 
 
 def test_rendered_url_credentials_beside_an_authorization_header_are_refused() -> None:
-    hook = make_hook(url="https://{{ secrets.hubspot_token }}@x.example/p",
-                     headers={"X-Key": "1"})
+    hook = make_hook(url="https://{{ secrets.hubspot_token }}@x.example/p", headers={"X-Key": "1"})
     assert render(hook).url.startswith("https://pat-na1-0f3c9a@x.example/")
-    both = make_hook(url="{{ 'https://u:p@x.example/' }}",
-                     headers={"Authorization": "Bearer {{ secrets.hubspot_token }}"})
+    both = make_hook(
+        url="{{ 'https://u:p@x.example/' }}",
+        headers={"Authorization": "Bearer {{ secrets.hubspot_token }}"},
+    )
     with pytest.raises(RenderError, match="a request carries one Authorization"):
         render(both)
 
@@ -220,8 +292,10 @@ def test_rendered_url_credentials_beside_an_authorization_header_are_refused() -
 )
 def test_a_placeholder_cannot_change_the_path(subject: str) -> None:
     # The provider chooses the subject; `{event.subject}` must stay within its path segment.
-    request = render(make_hook(url="https://crm.example/contacts/{event.subject}/notes"),
-                     with_data({}, subject=subject))
+    request = render(
+        make_hook(url="https://crm.example/contacts/{event.subject}/notes"),
+        with_data({}, subject=subject),
+    )
     assert request.url.startswith("https://crm.example/contacts/")
     assert request.url.endswith("/notes")
     assert request.url.count("/") == "https://crm.example/contacts/x/notes".count("/")
@@ -255,13 +329,17 @@ def test_default_headers_for_a_get_without_a_body() -> None:
 
 
 def test_hook_headers_are_rendered_lower_cased_and_override_content_type() -> None:
-    request = render(make_hook(headers={
-        "Content-Type": "application/vnd.api+json",
-        "X-Score": "{{ event.data.score }}",
-        "X-Done": "{{ event.data.quizCompleted }}",
-        "X-Missing": "{{ event.data.nope | default(none) }}",
-        "Authorization": "Bearer {{ secrets.hubspot_token }}",
-    }))
+    request = render(
+        make_hook(
+            headers={
+                "Content-Type": "application/vnd.api+json",
+                "X-Score": "{{ event.data.score }}",
+                "X-Done": "{{ event.data.quizCompleted }}",
+                "X-Missing": "{{ event.data.nope | default(none) }}",
+                "Authorization": "Bearer {{ secrets.hubspot_token }}",
+            }
+        )
+    )
     assert request.headers == (
         UA,
         ("content-type", "application/vnd.api+json"),
@@ -273,8 +351,7 @@ def test_hook_headers_are_rendered_lower_cased_and_override_content_type() -> No
 
 
 def test_a_preset_content_type_is_overridden_by_the_hook_in_any_case() -> None:
-    request = render(make_hook(preset="cloudevents",
-                               headers={"content-type": "application/json"}))
+    request = render(make_hook(preset="cloudevents", headers={"content-type": "application/json"}))
     assert request.header("Content-Type") == "application/json"
     assert [name for name, _ in request.headers].count("content-type") == 1
 
@@ -308,17 +385,28 @@ def test_a_header_value_with_cr_lf_or_nul_is_a_render_error_naming_it(subject: s
     ("body", "expected"),
     [
         pytest.param(None, CLOUDEVENT, id="default: the whole event"),
-        pytest.param({"email": "{{ event.subject }}", "score": "{{ event.data.score }}",
-                      "fixed": 3, "nested": {"done": "{{ event.data.quizCompleted }}"}},
-                     {"email": "amit@gmetri.com", "score": 100, "fixed": 3,
-                      "nested": {"done": True}}, id="a table keeps native types"),
-        pytest.param({"list": ["{{ event.id }}", "x {{ event.data.score }}"]},
-                     {"list": ["evt_1", "x 100"]}, id="an array of templates"),
+        pytest.param(
+            {
+                "email": "{{ event.subject }}",
+                "score": "{{ event.data.score }}",
+                "fixed": 3,
+                "nested": {"done": "{{ event.data.quizCompleted }}"},
+            },
+            {"email": "amit@gmetri.com", "score": 100, "fixed": 3, "nested": {"done": True}},
+            id="a table keeps native types",
+        ),
+        pytest.param(
+            {"list": ["{{ event.id }}", "x {{ event.data.score }}"]},
+            {"list": ["evt_1", "x 100"]},
+            id="an array of templates",
+        ),
         pytest.param("{{ event.data }}", DATA, id="one expression"),
-        pytest.param('{"who": {{ event.subject }}, "score": {{ event.data.score }}, '
-                     '"rule": {{ event.data.rule }}}',
-                     {"who": "amit@gmetri.com", "score": 100, "rule": {"name": "Quiz done"}},
-                     id="JSON text, each {{ }} a JSON value"),
+        pytest.param(
+            '{"who": {{ event.subject }}, "score": {{ event.data.score }}, '
+            '"rule": {{ event.data.rule }}}',
+            {"who": "amit@gmetri.com", "score": 100, "rule": {"name": "Quiz done"}},
+            id="JSON text, each {{ }} a JSON value",
+        ),
     ],
 )
 def test_json_bodies(body: Any, expected: Any) -> None:
@@ -335,8 +423,9 @@ def test_json_bodies(body: Any, expected: Any) -> None:
         pytest.param({"who": "{{ event.subject }}", "data": "{{ event.data }}"}, id="table"),
         pytest.param({"who": "prefix {{ event.subject }} suffix"}, id="string in a table"),
         pytest.param('{"who": {{ event.subject }}, "data": {{ event.data }}}', id="JSON text"),
-        pytest.param('[{{ event.subject }}, {{ event.data.s }}, {{ event.data.list }}]',
-                     id="JSON text array"),
+        pytest.param(
+            "[{{ event.subject }}, {{ event.data.s }}, {{ event.data.list }}]", id="JSON text array"
+        ),
     ],
 )
 def test_a_json_body_stays_valid_json_for_hostile_strings(body: Any) -> None:
@@ -363,25 +452,36 @@ def test_a_json_text_body_that_renders_invalid_json_is_a_render_error(body: str)
 
 
 def test_a_form_body() -> None:
-    body = {"email": "{{ event.subject }}", "done": "{{ event.data.quizCompleted }}",
-            "off": "{{ false }}", "gone": "{{ none }}", "rule": "{{ event.data.rule }}",
-            "text": "{{ event.data.s }}"}
-    request = render(make_hook(body=body, body_format="form"), with_data(
-        {"quizCompleted": True, "rule": {"name": "Q"}, "s": "a&b=c d"}))
+    body = {
+        "email": "{{ event.subject }}",
+        "done": "{{ event.data.quizCompleted }}",
+        "off": "{{ false }}",
+        "gone": "{{ none }}",
+        "rule": "{{ event.data.rule }}",
+        "text": "{{ event.data.s }}",
+    }
+    request = render(
+        make_hook(body=body, body_format="form"),
+        with_data({"quizCompleted": True, "rule": {"name": "Q"}, "s": "a&b=c d"}),
+    )
     assert request.header("content-type") == "application/x-www-form-urlencoded"
-    assert request.body == (b"email=amit%40gmetri.com&done=true&off=false"
-                            b"&rule=%7B%22name%22%3A%22Q%22%7D&text=a%26b%3Dc+d")
+    assert request.body == (
+        b"email=amit%40gmetri.com&done=true&off=false"
+        b"&rule=%7B%22name%22%3A%22Q%22%7D&text=a%26b%3Dc+d"
+    )
 
 
 @pytest.mark.parametrize(
     ("body", "expected"),
     [
-        pytest.param("{{ event.subject }} scored {{ event.data.score }}",
-                     b"amit@gmetri.com scored 100", id="a text template"),
+        pytest.param(
+            "{{ event.subject }} scored {{ event.data.score }}",
+            b"amit@gmetri.com scored 100",
+            id="a text template",
+        ),
         pytest.param("{{ event.data }}", compact(DATA), id="a table as JSON text"),
         pytest.param("{{ event.data.score }}", b"100", id="a number"),
-        pytest.param("Grüße {{ event.subject }}", "Grüße amit@gmetri.com".encode(),
-                     id="UTF-8"),
+        pytest.param("Grüße {{ event.subject }}", "Grüße amit@gmetri.com".encode(), id="UTF-8"),
     ],
 )
 def test_a_text_body(body: str, expected: bytes) -> None:
@@ -435,26 +535,56 @@ QUOTED_SECRET = 'pa"ss\\wd-Zq7'
 @pytest.mark.parametrize(
     ("keys", "secret", "pieces"),
     [
-        pytest.param({"url": "https://x.example/{{ secrets.s }}/in"}, PLAIN_SECRET,
-                     (PLAIN_SECRET,), id="in the URL path"),
-        pytest.param({"url": "https://x.example/in?key={{ secrets.s }}"}, PLAIN_SECRET,
-                     (PLAIN_SECRET,), id="in the URL's own query"),
-        pytest.param({"headers": {"Authorization": "Bearer {{ secrets.s }}"}}, B64_SECRET,
-                     B64_PIECES, id="in a header"),
-        pytest.param({"body": {"token": "{{ secrets.s }}"}}, B64_SECRET, B64_PIECES,
-                     id="in a JSON body"),
-        pytest.param({"body": "key={{ secrets.s }}", "body_format": "text"}, B64_SECRET,
-                     B64_PIECES, id="in a text body"),
-        pytest.param({"params": {"key": "{{ secrets.s }}"}}, B64_SECRET, B64_PIECES,
-                     id="in a query param (URL-encoded)"),
-        pytest.param({"body": {"token": "{{ secrets.s }}"}, "body_format": "form"}, B64_SECRET,
-                     B64_PIECES, id="in a form body (URL-encoded)"),
-        pytest.param({"body": {"token": "{{ secrets.s }}"}}, QUOTED_SECRET, ("wd-Zq7",),
-                     id="in a JSON body, escaped"),
+        pytest.param(
+            {"url": "https://x.example/{{ secrets.s }}/in"},
+            PLAIN_SECRET,
+            (PLAIN_SECRET,),
+            id="in the URL path",
+        ),
+        pytest.param(
+            {"url": "https://x.example/in?key={{ secrets.s }}"},
+            PLAIN_SECRET,
+            (PLAIN_SECRET,),
+            id="in the URL's own query",
+        ),
+        pytest.param(
+            {"headers": {"Authorization": "Bearer {{ secrets.s }}"}},
+            B64_SECRET,
+            B64_PIECES,
+            id="in a header",
+        ),
+        pytest.param(
+            {"body": {"token": "{{ secrets.s }}"}}, B64_SECRET, B64_PIECES, id="in a JSON body"
+        ),
+        pytest.param(
+            {"body": "key={{ secrets.s }}", "body_format": "text"},
+            B64_SECRET,
+            B64_PIECES,
+            id="in a text body",
+        ),
+        pytest.param(
+            {"params": {"key": "{{ secrets.s }}"}},
+            B64_SECRET,
+            B64_PIECES,
+            id="in a query param (URL-encoded)",
+        ),
+        pytest.param(
+            {"body": {"token": "{{ secrets.s }}"}, "body_format": "form"},
+            B64_SECRET,
+            B64_PIECES,
+            id="in a form body (URL-encoded)",
+        ),
+        pytest.param(
+            {"body": {"token": "{{ secrets.s }}"}},
+            QUOTED_SECRET,
+            ("wd-Zq7",),
+            id="in a JSON body, escaped",
+        ),
     ],
 )
-def test_the_record_never_holds_a_secret(keys: dict[str, Any], secret: str,
-                                         pieces: tuple[str, ...]) -> None:
+def test_the_record_never_holds_a_secret(
+    keys: dict[str, Any], secret: str, pieces: tuple[str, ...]
+) -> None:
     secrets = {"s": secret, "other": "unused-secret"}
     request = render(make_hook(**keys), secrets=secrets)
     record = request.record(secrets)
@@ -469,8 +599,12 @@ def test_the_record_keeps_everything_else() -> None:
     assert request.record(SECRETS) == {
         "method": "POST",
         "url": URL,
-        "headers": [list(UA), list(JSON_CT), ["authorization", "Bearer [redacted]"],
-                    list(WEBHOOK_ID)],
+        "headers": [
+            list(UA),
+            list(JSON_CT),
+            ["authorization", "Bearer [redacted]"],
+            list(WEBHOOK_ID),
+        ],
         "body": request.body.decode(),
         "body_encoding": "utf-8",
     }
@@ -480,7 +614,9 @@ def test_a_body_that_is_not_utf8_is_recorded_as_base64() -> None:
     request = OutboundRequest("POST", URL, (), b"\xff\xfe\x00")
     record = request.record({})
     assert (record["body"], record["body_encoding"]) == (
-        base64.b64encode(b"\xff\xfe\x00").decode(), "base64")
+        base64.b64encode(b"\xff\xfe\x00").decode(),
+        "base64",
+    )
 
 
 # -- cURL -------------------------------------------------------------------------------------
@@ -522,18 +658,28 @@ class CurlRequest:
     ("keys", "event"),
     [
         pytest.param({"preset": "zapier"}, EVENT, id="zapier"),
-        pytest.param({"preset": "standard-webhooks", "signing_secret": WHSEC}, EVENT,
-                     id="signed"),
-        pytest.param({"method": "GET", "params": {"q": "{{ event.subject }}"}}, EVENT,
-                     id="GET with params"),
-        pytest.param({"body": {"s": "{{ event.subject }}"}}, with_data({}, subject=HOSTILE.replace(
-            "\x00", "")), id="hostile strings in a JSON body"),
-        pytest.param({"body": "it's {{ event.subject }} $HOME `id` $(id)", "body_format": "text"},
-                     EVENT, id="shell metacharacters"),
-        pytest.param({"body": {"a": "{{ event.subject }}"}, "body_format": "form"}, EVENT,
-                     id="form"),
-        pytest.param({"body": "@channel {{ event.subject }} is done", "body_format": "text"},
-                     EVENT, id="a text body starting with @"),
+        pytest.param({"preset": "standard-webhooks", "signing_secret": WHSEC}, EVENT, id="signed"),
+        pytest.param(
+            {"method": "GET", "params": {"q": "{{ event.subject }}"}}, EVENT, id="GET with params"
+        ),
+        pytest.param(
+            {"body": {"s": "{{ event.subject }}"}},
+            with_data({}, subject=HOSTILE.replace("\x00", "")),
+            id="hostile strings in a JSON body",
+        ),
+        pytest.param(
+            {"body": "it's {{ event.subject }} $HOME `id` $(id)", "body_format": "text"},
+            EVENT,
+            id="shell metacharacters",
+        ),
+        pytest.param(
+            {"body": {"a": "{{ event.subject }}"}, "body_format": "form"}, EVENT, id="form"
+        ),
+        pytest.param(
+            {"body": "@channel {{ event.subject }} is done", "body_format": "text"},
+            EVENT,
+            id="a text body starting with @",
+        ),
     ],
 )
 def test_as_curl_sends_the_same_request(keys: dict[str, Any], event: Event) -> None:
@@ -553,18 +699,24 @@ def test_as_curl_sends_the_same_request(keys: dict[str, Any], event: Event) -> N
     ("secret", "reference"),
     [
         pytest.param(WHSEC, WHSEC, id="a whsec_ secret"),
-        pytest.param("whsec_" + base64.b64encode(bytes(range(31))).decode().rstrip("="),
-                     "whsec_" + base64.b64encode(bytes(range(31))).decode().rstrip("="),
-                     id="a whsec_ secret without base64 padding, as the reference takes it"),
-        pytest.param("a plain shared secret", b"a plain shared secret",
-                     id="any other secret as its UTF-8 bytes"),
+        pytest.param(
+            "whsec_" + base64.b64encode(bytes(range(31))).decode().rstrip("="),
+            "whsec_" + base64.b64encode(bytes(range(31))).decode().rstrip("="),
+            id="a whsec_ secret without base64 padding, as the reference takes it",
+        ),
+        pytest.param(
+            "a plain shared secret",
+            b"a plain shared secret",
+            id="any other secret as its UTF-8 bytes",
+        ),
     ],
 )
 def test_sign_matches_the_standard_webhooks_reference(secret: str, reference: str | bytes) -> None:
     body = compact({"type": "t", "data": {"s": HOSTILE}})
     ours = sign(secret, "msg_1", "1714564800", body)
     theirs = standardwebhooks.Webhook(reference).sign(
-        "msg_1", datetime.fromtimestamp(1714564800, UTC), body.decode())
+        "msg_1", datetime.fromtimestamp(1714564800, UTC), body.decode()
+    )
     assert ours == theirs
 
 
@@ -578,10 +730,18 @@ def test_a_whsec_secret_that_is_not_base64_is_a_render_error() -> None:
     "keys",
     [
         pytest.param({"preset": "standard-webhooks", "signing_secret": WHSEC}, id="preset"),
-        pytest.param({"preset": "zapier", "signing_secret": "{{ secrets.signing }}"},
-                     id="a secret from [secrets] on another preset"),
-        pytest.param({"body": "{{ event.subject }}: {{ event.data.s }}", "body_format": "text",
-                      "signing_secret": WHSEC}, id="a text body with hostile strings"),
+        pytest.param(
+            {"preset": "zapier", "signing_secret": "{{ secrets.signing }}"},
+            id="a secret from [secrets] on another preset",
+        ),
+        pytest.param(
+            {
+                "body": "{{ event.subject }}: {{ event.data.s }}",
+                "body_format": "text",
+                "signing_secret": WHSEC,
+            },
+            id="a text body with hostile strings",
+        ),
     ],
 )
 def test_a_signed_request_verifies_with_the_reference_package(keys: dict[str, Any]) -> None:
@@ -607,10 +767,14 @@ ATTACKS = [
     pytest.param("{{ 'a'|attr('format') }}", id="attr format"),
     pytest.param("{{ 'A' * 10**9 }}", id="a gigabyte string"),
     pytest.param("{{ 9 ** (9 ** 9) }}", id="a huge power"),
-    pytest.param("{% for a in range(10**6) %}{% for b in range(10**6) %}x{% endfor %}"
-                 "{% endfor %}", id="nested range loops"),
-    pytest.param("{% for a in range(100000) %}{% for b in range(100000) %}{% endfor %}"
-                 "{% endfor %}", id="nested loops under the range limit"),
+    pytest.param(
+        "{% for a in range(10**6) %}{% for b in range(10**6) %}x{% endfor %}{% endfor %}",
+        id="nested range loops",
+    ),
+    pytest.param(
+        "{% for a in range(100000) %}{% for b in range(100000) %}{% endfor %}{% endfor %}",
+        id="nested loops under the range limit",
+    ),
 ]
 
 
@@ -624,8 +788,9 @@ ATTACKS = [
         pytest.param("param", "params.p", id="param"),
     ],
 )
-def test_a_template_attack_is_a_render_error_within_a_second(attack: str, where: str,
-                                                             name: str) -> None:
+def test_a_template_attack_is_a_render_error_within_a_second(
+    attack: str, where: str, name: str
+) -> None:
     keys: dict[str, Any] = {
         "url": {"url": URL + attack},
         "header": {"headers": {"X-A": attack}},
@@ -650,13 +815,29 @@ class _Fixed:
         return self.value
 
 
-@pytest.mark.parametrize("value", [
-    {"rows": [{"a": 1, "b": 1.5, "c": "x"}] * 3}, [1e-7, 1e16, -0.0, 5e-324, 2**63 - 1, -2**63],
-    {"big": 2**64, "bigger": -(2**70)}, {"n": None, "s": "null"}, {"t": True, "f": False},
-    {1: "int key", None: "none key"}, {"s": HOSTILE}, {"lone": "\ud800"}, ("a", "tuple"),
-    {"nan": float("nan")}, [float("inf")], {"deep": [[[[[]]]]]}, "text", 12, None,
-    {"when": datetime(2024, 5, 1, tzinfo=UTC)}, {"bytes": b"x"}, {"set": {1}},
-])
+@pytest.mark.parametrize(
+    "value",
+    [
+        {"rows": [{"a": 1, "b": 1.5, "c": "x"}] * 3},
+        [1e-7, 1e16, -0.0, 5e-324, 2**63 - 1, -(2**63)],
+        {"big": 2**64, "bigger": -(2**70)},
+        {"n": None, "s": "null"},
+        {"t": True, "f": False},
+        {1: "int key", None: "none key"},
+        {"s": HOSTILE},
+        {"lone": "\ud800"},
+        ("a", "tuple"),
+        {"nan": float("nan")},
+        [float("inf")],
+        {"deep": [[[[[]]]]]},
+        "text",
+        12,
+        None,
+        {"when": datetime(2024, 5, 1, tzinfo=UTC)},
+        {"bytes": b"x"},
+        {"set": {1}},
+    ],
+)
 def test_a_json_body_is_written_as_json_would_write_it(value: Any) -> None:
     """orjson writes a JSON body only where json writes the same values; json's errors stay."""
     hook = make_hook()

@@ -30,14 +30,22 @@ def api_post(server: RelayhookProcess, path: str, body: dict[str, Any]) -> Any:
 
 
 def test_condition_false_shows_the_value_and_run_again_delivers_after_the_fix(
-        server: RelayhookProcess, receiver: Receiver, browser: Any) -> None:
+    server: RelayhookProcess, receiver: Receiver, browser: Any
+) -> None:
     relay = api_post(server, "/api/relays", {"name": "scores", "connector": "generic"})
-    api_post(server, "/api/hooks", {
-        "name": HOOK, "events": ["*"], "url": receiver.url + "/scores/",
-        # `default`: a hook on every type meets events without a score (diagnostics says so)
-        "when": "{{ event.data.score | default(0) > 50 }}",
-        "body": {"who": "{{ event.subject | default('') }}"},
-        "retry": {"schedule": [0], "jitter": 0}})
+    api_post(
+        server,
+        "/api/hooks",
+        {
+            "name": HOOK,
+            "events": ["*"],
+            "url": receiver.url + "/scores/",
+            # `default`: a hook on every type meets events without a score (diagnostics says so)
+            "when": "{{ event.data.score | default(0) > 50 }}",
+            "body": {"who": "{{ event.subject | default('') }}"},
+            "retry": {"schedule": [0], "jitter": 0},
+        },
+    )
     with http_client() as client:
         answer = client.post(relay["url"] + "?subject=amit", json={"score": 42, "level": 3})
     assert answer.status_code == 200, answer.text
@@ -66,11 +74,13 @@ def test_condition_false_shows_the_value_and_run_again_delivers_after_the_fix(
     page.goto(f"{server.url}/requests/{request_id}")
     page.get_by_role("button", name="Run again").click()
     expect(page.get_by_role("status").filter(has_text="Run again")).to_contain_text(
-        "1 new deliveries")
+        "1 new deliveries"
+    )
     (sent,) = receiver.wait_for(1, 15.0, path="/scores/")
     assert json.loads(sent.body) == {"who": "amit"}
-    row = page.get_by_role("region", name="Outcome per hook").get_by_role("row").filter(
-        has_text=HOOK)
+    row = (
+        page.get_by_role("region", name="Outcome per hook").get_by_role("row").filter(has_text=HOOK)
+    )
     for _ in range(50):  # bounded: the page shows what the store says when it is loaded
         page.reload()
         if "delivered" in row.inner_text():
@@ -81,11 +91,14 @@ def test_condition_false_shows_the_value_and_run_again_delivers_after_the_fix(
     page.get_by_role("link", name=f"Delivery to hook {HOOK}").click()
     event_fields = page.get_by_role("region", name="The event's fields")
     expect(event_fields.get_by_role("row").filter(has_text="event.data.score")).to_contain_text(
-        "read")
+        "read"
+    )
     expect(event_fields.get_by_role("row").filter(has_text="event.data.level")).not_to_contain_text(
-        "read")
-    expect(page.get_by_role("heading", name="The request sent (attempt 1, secrets redacted)")
-           ).to_be_visible()
+        "read"
+    )
+    expect(
+        page.get_by_role("heading", name="The request sent (attempt 1, secrets redacted)")
+    ).to_be_visible()
     visits.check(page, "outcomes-delivery")
 
     page.goto(f"{server.url}/requests/{request_id}")

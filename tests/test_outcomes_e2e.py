@@ -39,8 +39,14 @@ OTHER = RelayConfig("why-other", "generic", "tok-why-other-000000000")
 
 def hooks(rx: str) -> list[dict[str, Any]]:
     def hook(name: str, **more: Any) -> dict[str, Any]:
-        return {"name": name, "events": ["*"], "relays": [MAIN.name], "url": f"{rx}/{name}/",
-                "retry": {"schedule": [0], "jitter": 0}, **more}
+        return {
+            "name": name,
+            "events": ["*"],
+            "relays": [MAIN.name],
+            "url": f"{rx}/{name}/",
+            "retry": {"schedule": [0], "jitter": 0},
+            **more,
+        }
 
     return [
         hook("ok"),
@@ -60,14 +66,18 @@ def receiver() -> Iterator[Receiver]:
 
 
 @pytest.fixture(scope="module")
-def server(tmp_path_factory: pytest.TempPathFactory,
-           receiver: Receiver) -> Iterator[RelayhookProcess]:
-    text = (render_config(relays=[MAIN, OTHER], admin_token=ADMIN_TOKEN)
-            + render_tables(delivery={"allow_cidrs": ["127.0.0.1/32"], "poll_interval": 0.1})
-            + render_hooks(hooks(receiver.url)))
+def server(
+    tmp_path_factory: pytest.TempPathFactory, receiver: Receiver
+) -> Iterator[RelayhookProcess]:
+    text = (
+        render_config(relays=[MAIN, OTHER], admin_token=ADMIN_TOKEN)
+        + render_tables(delivery={"allow_cidrs": ["127.0.0.1/32"], "poll_interval": 0.1})
+        + render_hooks(hooks(receiver.url))
+    )
     # Hooks that fail to render are part of what is shown: accepted despite diagnostics.
-    with RelayhookProcess(tmp_path_factory.mktemp("outcomes"), text,
-                          extra_args=["--accept-findings"]) as process:
+    with RelayhookProcess(
+        tmp_path_factory.mktemp("outcomes"), text, extra_args=["--accept-findings"]
+    ) as process:
         yield process
 
 
@@ -77,8 +87,13 @@ def client(server: RelayhookProcess) -> Iterator[httpx.Client]:
         yield c
 
 
-def post(client: httpx.Client, relay: RelayConfig, data: Any, type: str = "test.happened",
-         expect: int = 200) -> str:
+def post(
+    client: httpx.Client,
+    relay: RelayConfig,
+    data: Any,
+    type: str = "test.happened",
+    expect: int = 200,
+) -> str:
     response = client.post(f"/in/{relay.token}?type={type}", json=data)
     assert response.status_code == expect, response.text
     return str(response.json()["request_id"])
@@ -95,13 +110,15 @@ def settled(client: httpx.Client, request_id: str, hook: str, kind: str) -> dict
         item = outcomes(client, request_id)[hook]
         return item if item["outcome"] == kind else None
 
-    found: dict[str, Any] = wait_until(check, timeout=WAIT, interval=0.05,
-                                       what=f"{hook} on {request_id} to be {kind}")
+    found: dict[str, Any] = wait_until(
+        check, timeout=WAIT, interval=0.05, what=f"{hook} on {request_id} to be {kind}"
+    )
     return found
 
 
-def test_every_hook_says_why_it_did_or_did_not_fire(client: httpx.Client,
-                                                    server: RelayhookProcess) -> None:
+def test_every_hook_says_why_it_did_or_did_not_fire(
+    client: httpx.Client, server: RelayhookProcess
+) -> None:
     request_id = post(client, MAIN, {"score": 2, "name": "amit"})
 
     assert settled(client, request_id, "ok", "delivered")["deliveries"] == {"succeeded": 1}
@@ -125,9 +142,11 @@ def test_every_hook_says_why_it_did_or_did_not_fire(client: httpx.Client,
 
 
 def test_a_request_that_maps_no_event_says_so_with_the_connectors_error(
-        client: httpx.Client) -> None:
-    response = client.post(f"/in/{MAIN.token}", content=b"{not json",
-                           headers={"Content-Type": "application/json"})
+    client: httpx.Client,
+) -> None:
+    response = client.post(
+        f"/in/{MAIN.token}", content=b"{not json", headers={"Content-Type": "application/json"}
+    )
     assert 400 <= response.status_code < 500, response.text
     request_id = response.json()["request_id"]
     found = outcomes(client, request_id)
@@ -144,33 +163,67 @@ def test_the_hook_lists_the_requests_it_skipped_and_why(client: httpx.Client) ->
     newest = response.json()["items"][0]
     assert newest["request_id"] == request_id
     assert (newest["outcome"], newest["summary"]) == (
-        "condition_false", "condition false: event.data.score = 1")
+        "condition_false",
+        "condition false: event.data.score = 1",
+    )
 
 
-def test_relayhook_why_prints_every_hook_and_its_outcome(client: httpx.Client,
-                                                         server: RelayhookProcess) -> None:
+def test_relayhook_why_prints_every_hook_and_its_outcome(
+    client: httpx.Client, server: RelayhookProcess
+) -> None:
     request_id = post(client, MAIN, {"score": 0})
     settled(client, request_id, "ok", "delivered")
     done = subprocess.run(
-        [sys.executable, "-m", "relayhook.cli", "why", "--config", str(server.config_path),
-         request_id], capture_output=True, text=True, timeout=60, check=False)
+        [
+            sys.executable,
+            "-m",
+            "relayhook.cli",
+            "why",
+            "--config",
+            str(server.config_path),
+            request_id,
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
     assert done.returncode == 0, done.stderr
     lines = {line.split()[0]: line for line in done.stdout.splitlines()[1:]}
     assert "condition false: event.data.score = 0" in lines["scored"]
     assert "delivered" in lines["ok"]
     assert "relay not subscribed" in lines["elsewhere"]
     as_json = subprocess.run(
-        [sys.executable, "-m", "relayhook.cli", "why", "--config", str(server.config_path),
-         "--json", request_id], capture_output=True, text=True, timeout=60, check=False)
+        [
+            sys.executable,
+            "-m",
+            "relayhook.cli",
+            "why",
+            "--config",
+            str(server.config_path),
+            "--json",
+            request_id,
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
     items = {i["hook"]: i for i in json.loads(as_json.stdout)["items"]}
     assert items["scored"]["outcome"] == "condition_false"
 
 
 def test_run_again_after_a_fix_delivers_what_the_fix_allows_once(
-        client: httpx.Client, receiver: Receiver) -> None:
-    hook = {"name": "fixable", "events": ["*"], "relays": [MAIN.name],
-            "url": f"{receiver.url}/fixable/", "when": "{{ event.data.level == 'gold' }}",
-            "retry": {"schedule": [0], "jitter": 0}}
+    client: httpx.Client, receiver: Receiver
+) -> None:
+    hook = {
+        "name": "fixable",
+        "events": ["*"],
+        "relays": [MAIN.name],
+        "url": f"{receiver.url}/fixable/",
+        "when": "{{ event.data.level == 'gold' }}",
+        "retry": {"schedule": [0], "jitter": 0},
+    }
     # Its condition fails on the connector's examples (no `level`): saved despite diagnostics.
     created = client.post("/api/hooks?accept_findings=true", json=hook, headers=AUTH)
     assert created.status_code == 201, created.text
@@ -179,8 +232,10 @@ def test_run_again_after_a_fix_delivers_what_the_fix_allows_once(
     assert before["summary"] == "condition false: event.data.level = 'Gold'"
 
     fixed = {**hook, "when": "{{ event.data.level | lower == 'gold' }}"}
-    assert client.put("/api/hooks/fixable?accept_findings=true", json=fixed,
-                      headers=AUTH).status_code == 200
+    assert (
+        client.put("/api/hooks/fixable?accept_findings=true", json=fixed, headers=AUTH).status_code
+        == 200
+    )
     again = client.post(f"/api/requests/{request_id}/run-again", headers=AUTH)
     assert again.status_code == 200, again.text
     assert again.json()["result"].startswith("ran again: 1 new deliveries")
@@ -195,31 +250,44 @@ def test_run_again_after_a_fix_delivers_what_the_fix_allows_once(
     assert outcomes(client, request_id)["ok"]["deliveries"] == {"succeeded": 1}
 
 
-def test_run_again_requeues_a_delivery_the_dispatcher_skipped(client: httpx.Client,
-                                                              receiver: Receiver) -> None:
+def test_run_again_requeues_a_delivery_the_dispatcher_skipped(
+    client: httpx.Client, receiver: Receiver
+) -> None:
     """A hook whose condition is made false after routing: the dispatcher skips its delivery
     and says with which value; fixed, Run again makes that same delivery due again."""
-    hook = {"name": "late", "events": ["*"], "relays": [MAIN.name], "active": False,
-            "url": f"{receiver.url}/late/", "retry": {"schedule": [0], "jitter": 0}}
+    hook = {
+        "name": "late",
+        "events": ["*"],
+        "relays": [MAIN.name],
+        "active": False,
+        "url": f"{receiver.url}/late/",
+        "retry": {"schedule": [0], "jitter": 0},
+    }
     assert client.post("/api/hooks", json=hook, headers=AUTH).status_code == 201
     request_id = post(client, MAIN, {"score": 5})
     assert outcomes(client, request_id)["late"]["outcome"] == "paused"
     strict = {**hook, "active": True, "when": "{{ event.data.score > 10 }}"}
-    assert client.put("/api/hooks/late?accept_findings=true", json=strict,
-                      headers=AUTH).status_code == 200
+    assert (
+        client.put("/api/hooks/late?accept_findings=true", json=strict, headers=AUTH).status_code
+        == 200
+    )
     client.post("/api/hooks/late/activate", headers=AUTH)
     skipped = settled(client, request_id, "late", "condition_false")
     assert "event.data.score = 5" in skipped["summary"]
-    (delivery_before,) = client.get("/api/deliveries", params={"hook": "late"},
-                                    headers=AUTH).json()["items"]
+    (delivery_before,) = client.get(
+        "/api/deliveries", params={"hook": "late"}, headers=AUTH
+    ).json()["items"]
 
     loose = {**strict, "when": "{{ event.data.score > 1 }}"}
-    assert client.put("/api/hooks/late?accept_findings=true", json=loose,
-                      headers=AUTH).status_code == 200
+    assert (
+        client.put("/api/hooks/late?accept_findings=true", json=loose, headers=AUTH).status_code
+        == 200
+    )
     again = client.post(f"/api/requests/{request_id}/run-again", headers=AUTH).json()
     assert again["result"] == "ran again: 0 new deliveries, 1 skipped deliveries due again"
     receiver.wait_for(1, WAIT, path="/late/")
     settled(client, request_id, "late", "delivered")
-    (delivery_after,) = client.get("/api/deliveries", params={"hook": "late"},
-                                   headers=AUTH).json()["items"]
+    (delivery_after,) = client.get("/api/deliveries", params={"hook": "late"}, headers=AUTH).json()[
+        "items"
+    ]
     assert delivery_after["id"] == delivery_before["id"]

@@ -31,8 +31,9 @@ def most_in_window(times: Sequence[float], window: float) -> int:
 
 def most_in_closed_window(times: Sequence[float], window: float) -> int:
     ordered = sorted(times)
-    return max(sum(1 for t in ordered if first <= t <= first + window + EPSILON)
-               for first in ordered)
+    return max(
+        sum(1 for t in ordered if first <= t <= first + window + EPSILON) for first in ordered
+    )
 
 
 def test_most_in_window_counts_half_open_windows() -> None:
@@ -117,15 +118,22 @@ def test_a_window_limit_holds_in_every_window(requests: int, window: float) -> N
         pytest.param(RateLimitSpec(per_second=25), [(25, 1.0)], id="25/s"),
         pytest.param(RateLimitSpec(per_second=25, burst=5), [(29, 1.0)], id="25/s, burst 5"),
         pytest.param(RateLimitSpec(requests=20, window=2.0), [(20, 2.0)], id="20 per 2 s"),
-        pytest.param(RateLimitSpec(per_second=25, requests=100, window=10.0),
-                     [(25, 1.0), (100, 10.0)], id="25/s and 100 per 10 s"),
-        pytest.param(RateLimitSpec(per_second=9, burst=3, requests=50, window=7.0),
-                     [(11, 1.0), (50, 7.0)], id="9/s burst 3 and 50 per 7 s"),
+        pytest.param(
+            RateLimitSpec(per_second=25, requests=100, window=10.0),
+            [(25, 1.0), (100, 10.0)],
+            id="25/s and 100 per 10 s",
+        ),
+        pytest.param(
+            RateLimitSpec(per_second=9, burst=3, requests=50, window=7.0),
+            [(11, 1.0), (50, 7.0)],
+            id="9/s burst 3 and 50 per 7 s",
+        ),
     ],
 )
 @pytest.mark.parametrize("seed", [1, 2, 3])
-def test_random_arrivals_never_break_a_limit(spec: RateLimitSpec,
-                                             limits: list[tuple[int, float]], seed: int) -> None:
+def test_random_arrivals_never_break_a_limit(
+    spec: RateLimitSpec, limits: list[tuple[int, float]], seed: int
+) -> None:
     rand = random.Random(seed)
     limit = RateLimit.from_spec(spec)
     now, arrivals, times = 0.0, [], []

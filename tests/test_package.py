@@ -28,24 +28,37 @@ PROJECT = Path(__file__).resolve().parents[1]
 # checkout.
 SOURCES = ("pyproject.toml", "README.md", "relayhook", "connectors", "presets", "deploy")
 # Each top-level folder and where the wheel carries it (pyproject.toml [tool.setuptools]).
-SHIPPED = {"relayhook": "relayhook", "connectors": "relayhook/_shipped/connectors",
-           "presets": "relayhook/_shipped/presets", "deploy": "relayhook/_shipped/deploy"}
+SHIPPED = {
+    "relayhook": "relayhook",
+    "connectors": "relayhook/_shipped/connectors",
+    "presets": "relayhook/_shipped/presets",
+    "deploy": "relayhook/_shipped/deploy",
+}
 GMETRI = RelayConfig("gmetri", "gmetri", "tok-installed-gmetri-0001", "relay-user:pa55-w0rd-0123")
 BUILD_TIMEOUT = 120.0  # the build fetches setuptools and the install the dependencies (cached)
 
 
 def test_importing_the_pure_core_loads_no_io_library() -> None:
-    code = ("import relayhook.core.routing, relayhook.core.retry, relayhook.core.outbound, sys; "
-            "print(sorted({'sqlite3', 'aiohttp', 'starlette', 'httpx', 'uvicorn'}"
-            " & sys.modules.keys()))")
-    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                          timeout=30, check=True)
+    code = (
+        "import relayhook.core.routing, relayhook.core.retry, relayhook.core.outbound, sys; "
+        "print(sorted({'sqlite3', 'aiohttp', 'starlette', 'httpx', 'uvicorn'}"
+        " & sys.modules.keys()))"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=30, check=True
+    )
     assert done.stdout.strip() == "[]"
 
 
 def _run(*command: str | Path, cwd: Path | None = None) -> str:
-    done = subprocess.run([str(part) for part in command], cwd=cwd, env=_outside_env(),
-                          capture_output=True, text=True, timeout=BUILD_TIMEOUT)
+    done = subprocess.run(
+        [str(part) for part in command],
+        cwd=cwd,
+        env=_outside_env(),
+        capture_output=True,
+        text=True,
+        timeout=BUILD_TIMEOUT,
+    )
     assert done.returncode == 0, f"{command}\n{done.stdout}\n{done.stderr}"
     return done.stdout
 
@@ -70,13 +83,15 @@ def wheel(tmp_path_factory: pytest.TempPathFactory) -> Path:
     source = tmp_path_factory.mktemp("source")
     for name in SOURCES:
         if (PROJECT / name).is_dir():
-            shutil.copytree(PROJECT / name, source / name,
-                            ignore=shutil.ignore_patterns("__pycache__", "*.egg-info"))
+            shutil.copytree(
+                PROJECT / name,
+                source / name,
+                ignore=shutil.ignore_patterns("__pycache__", "*.egg-info"),
+            )
         else:
             shutil.copy2(PROJECT / name, source / name)
     dist = tmp_path_factory.mktemp("dist")
-    _run(sys.executable, "-m", "pip", "wheel", "--no-deps", "--quiet", "--wheel-dir", dist,
-         source)
+    _run(sys.executable, "-m", "pip", "wheel", "--no-deps", "--quiet", "--wheel-dir", dist, source)
     [built] = dist.glob("relayhook-*.whl")
     return built
 
@@ -87,8 +102,16 @@ def venv(tmp_path_factory: pytest.TempPathFactory, wheel: Path) -> Path:
     venv = tmp_path_factory.mktemp("venv")
     _run(sys.executable, "-m", "venv", "--without-pip", venv)
     # This interpreter's pip installs into the new venv: no pip of its own to set up there.
-    _run(sys.executable, "-m", "pip", "--python", venv / "bin" / "python", "install",
-         "--quiet", wheel)
+    _run(
+        sys.executable,
+        "-m",
+        "pip",
+        "--python",
+        venv / "bin" / "python",
+        "install",
+        "--quiet",
+        wheel,
+    )
     return venv
 
 
@@ -118,9 +141,12 @@ def test_the_wheel_carries_every_file_of_the_package_and_the_shipped_folders(
 def test_installed_relayhook_maps_the_shipped_example_from_outside_the_checkout(
     venv: Path, outside: Path
 ) -> None:
-    where = _run(venv / "bin" / "python", "-c",
-                 "import relayhook._shipped as s; print(s.shipped_dir('connectors'))",
-                 cwd=outside)
+    where = _run(
+        venv / "bin" / "python",
+        "-c",
+        "import relayhook._shipped as s; print(s.shipped_dir('connectors'))",
+        cwd=outside,
+    )
     assert Path(where.strip()).is_relative_to(venv), where  # the wheel's copy, not the checkout
 
     printed = _run(venv / "bin" / "relayhook", "map", "gmetri", cwd=outside)
@@ -134,20 +160,32 @@ def test_installed_relayhook_maps_the_shipped_example_from_outside_the_checkout(
 def test_installed_relayhook_serves_a_relay_and_delivers_through_a_shipped_preset(
     venv: Path, outside: Path, receiver: Receiver
 ) -> None:
-    hook = {"name": "to-zapier", "events": ["gmetri.*"], "preset": "zapier",
-            "url": receiver.url + "/zapier/", "retry": {"schedule": [0], "jitter": 0}}
-    config = (render_config(relays=[GMETRI])
-              + render_tables(delivery={"allow_cidrs": ["127.0.0.1/32"], "poll_interval": 0.1})
-              + render_hooks([hook]))
+    hook = {
+        "name": "to-zapier",
+        "events": ["gmetri.*"],
+        "preset": "zapier",
+        "url": receiver.url + "/zapier/",
+        "retry": {"schedule": [0], "jitter": 0},
+    }
+    config = (
+        render_config(relays=[GMETRI])
+        + render_tables(delivery={"allow_cidrs": ["127.0.0.1/32"], "poll_interval": 0.1})
+        + render_hooks([hook])
+    )
     body = (PROJECT / "connectors" / "examples" / "gmetri-rules.json").read_bytes()
     user, password = GMETRI.secret.split(":", 1)
     program = [str(venv / "bin" / "relayhook")]
 
-    with RelayhookProcess(outside / "serve", config, program=program,
-                          env={"PYTHONPATH": ""}) as server:
+    with RelayhookProcess(
+        outside / "serve", config, program=program, env={"PYTHONPATH": ""}
+    ) as server:
         with http_client(base_url=server.url) as client:
-            response = client.post(f"/in/{GMETRI.token}", content=body, auth=(user, password),
-                                   headers={"Content-Type": "application/json"})
+            response = client.post(
+                f"/in/{GMETRI.token}",
+                content=body,
+                auth=(user, password),
+                headers={"Content-Type": "application/json"},
+            )
         delivered = receiver.wait_for(4, timeout=15, path="/zapier/")
 
     assert response.status_code == 200, response.text

@@ -23,8 +23,11 @@ from servers import render_config
 from relayhook.people import CHECK_SECONDS
 from relayhook.web.app import RelayhookApp
 
-PASSWORDS = {"viewer": "viewer password 1", "operator": "operator password 2",
-             "editor": "editor password 3"}
+PASSWORDS = {
+    "viewer": "viewer password 1",
+    "operator": "operator password 2",
+    "editor": "editor password 3",
+}
 
 
 @pytest.fixture(params=ENGINES)
@@ -35,17 +38,26 @@ def storage_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
 
 
 def config(storage_url: str, spool: str = "relayhook.spool") -> str:
-    return render_config(relays=[], admin_token=TOKEN, storage_url=storage_url,
-                         delivery={"allow_private_destinations": True}, spool={"path": spool})
+    return render_config(
+        relays=[],
+        admin_token=TOKEN,
+        storage_url=storage_url,
+        delivery={"allow_private_destinations": True},
+        spool={"path": spool},
+    )
 
 
 async def setup_config(client: httpx.AsyncClient) -> str:
     """A relay and a hook made by the admin token; the relay's secret (the canary)."""
-    relay = await client.post("/api/relays", json={"name": "vr", "connector": "gmetri"},
-                              headers=BEARER)
+    relay = await client.post(
+        "/api/relays", json={"name": "vr", "connector": "gmetri"}, headers=BEARER
+    )
     assert relay.status_code == 201, relay.text
-    hook = await client.post("/api/hooks", json={"name": "crm", "events": ["gmetri.*"],
-                                                 "url": "http://127.0.0.1:9/crm"}, headers=BEARER)
+    hook = await client.post(
+        "/api/hooks",
+        json={"name": "crm", "events": ["gmetri.*"], "url": "http://127.0.0.1:9/crm"},
+        headers=BEARER,
+    )
     assert hook.status_code == 201, hook.text
     secret: str = relay.json()["secret"]
     return secret
@@ -53,33 +65,47 @@ async def setup_config(client: httpx.AsyncClient) -> str:
 
 async def invite(admin: httpx.AsyncClient, name: str, role: str) -> str:
     """The admin invites someone in the console; the one-time link shown to the admin."""
-    page = await post_form(admin, "/settings/people", {
-        "name": name, "email": f"{name.lower()}@example.com", "role": role},
-        page="/settings/people")
+    page = await post_form(
+        admin,
+        "/settings/people",
+        {"name": name, "email": f"{name.lower()}@example.com", "role": role},
+        page="/settings/people",
+    )
     assert page.status_code == 200, page.text[:2000]
     link = re.search(r'id="one-time-link" type="text" value="([^"]+)"', page.text)
     assert link, page.text[:3000]
     return link.group(1)
 
 
-async def person(app: RelayhookApp, admin: httpx.AsyncClient, name: str,
-                 role: str) -> httpx.AsyncClient:
+async def person(
+    app: RelayhookApp, admin: httpx.AsyncClient, name: str, role: str
+) -> httpx.AsyncClient:
     """Someone invited, who chose a password through the link and signed in."""
     link = await invite(admin, name, role)
     path = "/" + link.split("/", 3)[3]
     browser = client_of(app)
     page = await browser.get(path)
     assert page.status_code == 200 and "Choose a password" in page.text
-    chosen = await browser.post(path, data={"csrf": csrf_of(page.text),
-                                            "new_password": PASSWORDS[role],
-                                            "new_password_again": PASSWORDS[role]})
+    chosen = await browser.post(
+        path,
+        data={
+            "csrf": csrf_of(page.text),
+            "new_password": PASSWORDS[role],
+            "new_password_again": PASSWORDS[role],
+        },
+    )
     assert chosen.status_code == 303 and chosen.headers["location"] == "/signin"
     again = await browser.get(path)
     assert again.status_code == 404  # once
     signin = await browser.get("/signin")
-    answer = await browser.post("/signin", data={
-        "csrf": csrf_of(signin.text), "login": f"{name.lower()}@example.com",
-        "password": PASSWORDS[role]})
+    answer = await browser.post(
+        "/signin",
+        data={
+            "csrf": csrf_of(signin.text),
+            "login": f"{name.lower()}@example.com",
+            "password": PASSWORDS[role],
+        },
+    )
     assert answer.status_code == 303, answer.text[:1000]
     return browser
 
@@ -106,11 +132,11 @@ def test_roles_in_the_api_and_the_console(tmp_path: Path, storage_url: str) -> N
             relay_page = await viewer.get("/relays/vr")
             assert "Reveal secret" not in relay_page.text and secret not in relay_page.text
             token = csrf_of(hook_page.text)
-            forged = await viewer.post("/hooks/crm/replay", data={"csrf": token,
-                                                                  "status": "dead"})
+            forged = await viewer.post("/hooks/crm/replay", data={"csrf": token, "status": "dead"})
             assert forged.status_code == 403 and "operator" in forged.text
-            reveal = await viewer.post("/relays/vr/secret", data={"csrf": token,
-                                                                 "action": "reveal"})
+            reveal = await viewer.post(
+                "/relays/vr/secret", data={"csrf": token, "action": "reveal"}
+            )
             assert reveal.status_code == 403 and secret not in reveal.text
             assert (await viewer.get("/settings/people")).status_code == 403
 
@@ -118,20 +144,24 @@ def test_roles_in_the_api_and_the_console(tmp_path: Path, storage_url: str) -> N
             shown = (await operator.get("/hooks/crm")).text
             assert "Send test event" in shown and "Make inactive" in shown
             assert ">Edit<" not in shown
-            asked = await post_form(operator, "/hooks/crm/replay", {"status": "dead"},
-                                    page="/hooks/crm")
+            asked = await post_form(
+                operator, "/hooks/crm/replay", {"status": "dead"}, page="/hooks/crm"
+            )
             assert asked.status_code == 200, asked.text[:500]  # nothing to replay: a question
-            switched = await post_form(operator, "/hooks/crm/active", {"active": "off"},
-                                       page="/hooks/crm")
+            switched = await post_form(
+                operator, "/hooks/crm/active", {"active": "off"}, page="/hooks/crm"
+            )
             assert switched.status_code == 303
             assert (await operator.get("/hooks/crm/edit")).status_code == 403
-            reveal = await post_form(operator, "/relays/vr/secret", {"action": "reveal"},
-                                     page="/relays/vr")
+            reveal = await post_form(
+                operator, "/relays/vr/secret", {"action": "reveal"}, page="/relays/vr"
+            )
             assert reveal.status_code == 403
 
             # an editor reveals the secret
-            reveal = await post_form(editor, "/relays/vr/secret", {"action": "reveal"},
-                                     page="/relays/vr")
+            reveal = await post_form(
+                editor, "/relays/vr/secret", {"action": "reveal"}, page="/relays/vr"
+            )
             assert reveal.status_code == 200 and secret in reveal.text
 
             # a person sees their own sessions; an admin everyone's, and revokes one
@@ -142,16 +172,18 @@ def test_roles_in_the_api_and_the_console(tmp_path: Path, storage_url: str) -> N
             store = app.state.relayhook.store
             otto = await store.find_account("otto@example.com")
             [otto_id] = [s.id for s in await store.list_sessions(otto.id, time.time())]
-            forged = await post_form(viewer, f"/settings/sessions/{otto_id}/revoke", {},
-                                     page="/settings/sessions")
+            forged = await post_form(
+                viewer, f"/settings/sessions/{otto_id}/revoke", {}, page="/settings/sessions"
+            )
             assert forged.status_code == 303 and (await operator.get("/hooks")).status_code == 200
-            revoked = await post_form(admin, f"/settings/sessions/{otto_id}/revoke", {},
-                                      page="/settings/sessions")
+            revoked = await post_form(
+                admin, f"/settings/sessions/{otto_id}/revoke", {}, page="/settings/sessions"
+            )
             assert revoked.status_code == 303
             assert (await operator.get("/hooks")).status_code == 303
 
             # the audit log: who did what, and never the secret
-            lines = (await audit_lines(app))
+            lines = await audit_lines(app)
             text = repr(lines)
             assert secret not in text
             by_action = {(e.action, e.actor_name) for e in lines}
@@ -181,9 +213,14 @@ def test_sign_in_failures_and_throttling_are_audited(tmp_path: Path, storage_url
         async with in_process(tmp_path, config(storage_url)) as (app, client):
             for _ in range(6):
                 page = await client.get("/signin")
-                await client.post("/signin", data={"csrf": csrf_of(page.text),
-                                                   "login": "nobody@example.com",
-                                                   "password": "a wrong password"})
+                await client.post(
+                    "/signin",
+                    data={
+                        "csrf": csrf_of(page.text),
+                        "login": "nobody@example.com",
+                        "password": "a wrong password",
+                    },
+                )
             actions = [e.action for e in (await audit_lines(app))]
             assert "signin.failure" in actions and "signin.throttled" in actions
             assert "a wrong password" not in repr(await audit_lines(app))
@@ -191,22 +228,23 @@ def test_sign_in_failures_and_throttling_are_audited(tmp_path: Path, storage_url
     run(main())
 
 
-def test_a_disabled_person_is_refused_by_another_process(tmp_path: Path,
-                                                         storage_url: str) -> None:
+def test_a_disabled_person_is_refused_by_another_process(tmp_path: Path, storage_url: str) -> None:
     async def main() -> None:
         async with in_process(tmp_path, config(storage_url)) as (app, admin):
             assert (await sign_in(admin)).status_code == 303
             viewer = await person(app, admin, "Vera", "viewer")
             cookies = dict(viewer.cookies)
             (tmp_path / "two").mkdir()  # its own spool; the same database
-            async with in_process(tmp_path / "two", config(storage_url, "two.spool"),
-                                  password=None) as (other, _):
+            async with in_process(
+                tmp_path / "two", config(storage_url, "two.spool"), password=None
+            ) as (other, _):
                 async with client_of(other, cookies=cookies) as elsewhere:
                     assert (await elsewhere.get("/hooks")).status_code == 200
                     people = (await admin.get("/api/people", headers=BEARER)).json()["people"]
                     vera = next(p for p in people if p["name"] == "Vera")
-                    answer = await post_form(admin, f"/settings/people/{vera['id']}/disable",
-                                             {}, page="/settings/people")
+                    answer = await post_form(
+                        admin, f"/settings/people/{vera['id']}/disable", {}, page="/settings/people"
+                    )
                     assert answer.status_code == 303
                     started = time.monotonic()
                     while (await elsewhere.get("/hooks")).status_code == 200:
@@ -214,12 +252,21 @@ def test_a_disabled_person_is_refused_by_another_process(tmp_path: Path,
                         await __import__("asyncio").sleep(CHECK_SECONDS / 5)
             assert (await viewer.get("/hooks")).status_code == 303  # this process at once
             signin = await viewer.get("/signin")
-            again = await viewer.post("/signin", data={
-                "csrf": csrf_of(signin.text), "login": "vera@example.com",
-                "password": PASSWORDS["viewer"]})
+            again = await viewer.post(
+                "/signin",
+                data={
+                    "csrf": csrf_of(signin.text),
+                    "login": "vera@example.com",
+                    "password": PASSWORDS["viewer"],
+                },
+            )
             assert again.status_code == 401
-            assert any(e.action == "people.disable" and e.target == f"people:{vera['id']}"
-                       or e.action == "people.disable" for e in (await audit_lines(app)))
+            assert any(
+                e.action == "people.disable"
+                and e.target == f"people:{vera['id']}"
+                or e.action == "people.disable"
+                for e in (await audit_lines(app))
+            )
 
     run(main())
 
@@ -228,8 +275,9 @@ def test_api_keys_scopes_and_revocation(tmp_path: Path, storage_url: str) -> Non
     async def main() -> None:
         async with in_process(tmp_path, config(storage_url)) as (app, client):
             await setup_config(client)
-            made = await client.post("/api/keys", json={"name": "CI", "role": "viewer"},
-                                     headers=BEARER)
+            made = await client.post(
+                "/api/keys", json={"name": "CI", "role": "viewer"}, headers=BEARER
+            )
             assert made.status_code == 201
             key = made.json()
             viewer = {"Authorization": f"Bearer {key['token']}"}
@@ -243,32 +291,34 @@ def test_api_keys_scopes_and_revocation(tmp_path: Path, storage_url: str) -> Non
             stored = await app.state.relayhook.store.list_keys()
             assert key["token"] not in repr(stored)
 
-            op = (await client.post("/api/keys", json={
-                "name": "crm only", "role": "operator", "hooks": ["crm"]},
-                headers=BEARER)).json()
+            op = (
+                await client.post(
+                    "/api/keys",
+                    json={"name": "crm only", "role": "operator", "hooks": ["crm"]},
+                    headers=BEARER,
+                )
+            ).json()
             scoped = {"Authorization": f"Bearer {op['token']}"}
             assert (await client.post("/api/hooks/crm/replay", headers=scoped)).status_code == 200
-            assert (await client.get("/api/deliveries?hook=crm", headers=scoped)).status_code \
-                == 200
+            assert (await client.get("/api/deliveries?hook=crm", headers=scoped)).status_code == 200
             assert (await client.get("/api/deliveries", headers=scoped)).status_code == 403
-            assert (await client.post("/api/hooks/other/replay",
-                                      headers=scoped)).status_code == 403
+            assert (await client.post("/api/hooks/other/replay", headers=scoped)).status_code == 403
 
-            assert (await client.delete(f"/api/keys/{key['id']}", headers=BEARER)).status_code \
-                == 204
+            assert (
+                await client.delete(f"/api/keys/{key['id']}", headers=BEARER)
+            ).status_code == 204
             assert (await client.get("/api/hooks", headers=viewer)).status_code == 401
 
-            lines = (await audit_lines(app))
-            replayed = next(e for e in lines if e.action == "hooks.replay"
-                            and e.actor_name == "crm only")
+            lines = await audit_lines(app)
+            replayed = next(
+                e for e in lines if e.action == "hooks.replay" and e.actor_name == "crm only"
+            )
             assert replayed.detail["status"] == 200 and replayed.detail["replayed"] == 0
             assert replayed.target == "hook:crm" and replayed.address == "127.0.0.1"
-            assert any(e.action == "keys.delete" and e.actor_name == "[admin] token"
-                       for e in lines)
+            assert any(e.action == "keys.delete" and e.actor_name == "[admin] token" for e in lines)
             assert key["token"] not in repr(lines) and op["token"] not in repr(lines)
             audit = await client.get("/api/audit?action=keys", headers=BEARER)
-            assert {a["action"] for a in audit.json()["audit"]} == {"keys.create",
-                                                                     "keys.delete"}
+            assert {a["action"] for a in audit.json()["audit"]} == {"keys.create", "keys.delete"}
             assert (await client.get("/api/audit", headers=scoped)).status_code == 403
 
     run(main())

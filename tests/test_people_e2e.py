@@ -25,8 +25,14 @@ pytestmark = pytest.mark.slow
 TOKEN = "people-e2e-admin-token"
 BEARER = {"Authorization": f"Bearer {TOKEN}"}
 CHROMIUM = Path("/usr/bin/chromium")
-LAUNCH_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking",
-               "--disable-component-update", "--disable-sync", "--no-first-run"]
+LAUNCH_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
 
 
 def console_password(server: RelayhookProcess) -> str:
@@ -37,24 +43,34 @@ def console_password(server: RelayhookProcess) -> str:
 
 def sign_in(client: httpx.Client, base: str, password: str, login: str = "") -> None:
     page = client.get(base + "/signin")
-    answer = client.post(base + "/signin", data={"csrf": csrf_of(page.text), "login": login,
-                                                 "password": password})
+    answer = client.post(
+        base + "/signin", data={"csrf": csrf_of(page.text), "login": login, "password": password}
+    )
     assert answer.status_code == 303, answer.text[:500]
 
 
-def invite_and_join(admin: httpx.Client, base: str, name: str, role: str,
-                    password: str) -> httpx.Client:
+def invite_and_join(
+    admin: httpx.Client, base: str, name: str, role: str, password: str
+) -> httpx.Client:
     page = admin.get(base + "/settings/people")
-    shown = admin.post(base + "/settings/people", data={
-        "csrf": csrf_of(page.text), "name": name, "email": f"{name.lower()}@example.com",
-        "role": role})
+    shown = admin.post(
+        base + "/settings/people",
+        data={
+            "csrf": csrf_of(page.text),
+            "name": name,
+            "email": f"{name.lower()}@example.com",
+            "role": role,
+        },
+    )
     link = re.search(r'id="one-time-link" type="text" value="([^"]+)"', shown.text)
     assert link, shown.text[:2000]
     path = "/" + link.group(1).split("/", 3)[3]
     person = http_client()
     page = person.get(base + path)
-    person.post(base + path, data={"csrf": csrf_of(page.text), "new_password": password,
-                                   "new_password_again": password})
+    person.post(
+        base + path,
+        data={"csrf": csrf_of(page.text), "new_password": password, "new_password_again": password},
+    )
     sign_in(person, base, password, f"{name.lower()}@example.com")
     return person
 
@@ -70,12 +86,16 @@ def refused_within(client: httpx.Client, url: str, refused: set[int], limit: flo
 
 @pytest.mark.parametrize("engine", ["sqlite", "postgres"])
 def test_a_disabled_person_and_a_revoked_key_stop_in_another_process(
-        tmp_path: Path, start_server: StartServer, request: pytest.FixtureRequest,
-        engine: str) -> None:
-    url = (f"sqlite:///{tmp_path / 'shared.db'}" if engine == "sqlite"
-           else str(request.getfixturevalue("postgres_url")))
-    config = render_config(relays=[], admin_token=TOKEN, storage_url=url,
-                           spool={"path": "relayhook.spool"})  # each its own, beside its config
+    tmp_path: Path, start_server: StartServer, request: pytest.FixtureRequest, engine: str
+) -> None:
+    url = (
+        f"sqlite:///{tmp_path / 'shared.db'}"
+        if engine == "sqlite"
+        else str(request.getfixturevalue("postgres_url"))
+    )
+    config = render_config(
+        relays=[], admin_token=TOKEN, storage_url=url, spool={"path": "relayhook.spool"}
+    )  # each its own, beside its config
     first = start_server(tmp_path / "one", config, extra_args=["--role", "web"])
     second = start_server(tmp_path / "two", config, extra_args=["--role", "web"])
     with http_client() as admin:
@@ -86,18 +106,22 @@ def test_a_disabled_person_and_a_revoked_key_stop_in_another_process(
             people = admin.get(first.url + "/api/people", headers=BEARER).json()["people"]
             vera_id = next(p["id"] for p in people if p["name"] == "Vera")
             page = admin.get(first.url + "/settings/people")
-            disabled = admin.post(first.url + f"/settings/people/{vera_id}/disable",
-                                  data={"csrf": csrf_of(page.text)})
+            disabled = admin.post(
+                first.url + f"/settings/people/{vera_id}/disable", data={"csrf": csrf_of(page.text)}
+            )
             assert disabled.status_code == 303
             refused_within(elsewhere, second.url + "/hooks", {303}, 1.0)
         vera.close()
 
-        key = admin.post(first.url + "/api/keys", json={"name": "CI", "role": "editor"},
-                         headers=BEARER).json()
+        key = admin.post(
+            first.url + "/api/keys", json={"name": "CI", "role": "editor"}, headers=BEARER
+        ).json()
         with http_client(headers={"Authorization": f"Bearer {key['token']}"}) as ci:
             assert ci.get(second.url + "/api/hooks").status_code == 200
-            assert admin.delete(first.url + f"/api/keys/{key['id']}",
-                                headers=BEARER).status_code == 204
+            assert (
+                admin.delete(first.url + f"/api/keys/{key['id']}", headers=BEARER).status_code
+                == 204
+            )
             assert ci.get(first.url + "/api/hooks").status_code == 401  # this process: at once
             refused_within(ci, second.url + "/api/hooks", {401}, 1.0)
         audit = admin.get(first.url + "/api/audit?limit=100", headers=BEARER).json()["audit"]
@@ -115,8 +139,9 @@ def browser() -> Iterator[Any]:
     if not CHROMIUM.exists():
         pytest.skip("needs Debian's chromium at /usr/bin/chromium (scripts/test installs it)")
     with sync_api.sync_playwright() as playwright:
-        chromium = playwright.chromium.launch(executable_path=str(CHROMIUM), headless=True,
-                                              args=LAUNCH_ARGS)
+        chromium = playwright.chromium.launch(
+            executable_path=str(CHROMIUM), headless=True, args=LAUNCH_ARGS
+        )
         yield chromium
         chromium.close()
 
@@ -133,15 +158,21 @@ def browser_sign_in(page: Any, base: str, login: str, password: str) -> None:
 def test_roles_in_a_browser(tmp_path: Path, start_server: StartServer, browser: Any) -> None:
     expect = sync_api.expect
     config = render_config(relays=[], admin_token=TOKEN) + render_tables(
-        delivery={"allow_private_destinations": True})
+        delivery={"allow_private_destinations": True}
+    )
     server = start_server(tmp_path, config)
     base = server.url
     with http_client(headers=BEARER) as api:
-        secret = api.post(base + "/api/relays", json={"name": "vr", "connector": "gmetri"}
-                          ).json()["secret"]
-        assert api.post(base + "/api/hooks", json={
-            "name": "crm", "events": ["gmetri.*"], "url": "http://127.0.0.1:9/crm"}
-            ).status_code == 201
+        secret = api.post(base + "/api/relays", json={"name": "vr", "connector": "gmetri"}).json()[
+            "secret"
+        ]
+        assert (
+            api.post(
+                base + "/api/hooks",
+                json={"name": "crm", "events": ["gmetri.*"], "url": "http://127.0.0.1:9/crm"},
+            ).status_code
+            == 201
+        )
 
     admin = browser.new_context().new_page()
     admin.set_default_timeout(20_000)
@@ -178,11 +209,13 @@ def test_roles_in_a_browser(tmp_path: Path, start_server: StartServer, browser: 
     expect(vera.get_by_role("button", name="Send test event")).to_have_count(0)
     expect(vera.get_by_role("button", name=re.compile("Make inactive"))).to_have_count(0)
     csrf = csrf_of(vera.content())
-    forged = vera.request.post(base + "/relays/vr/secret",
-                               form={"csrf": csrf, "action": "reveal"}, max_redirects=0)
+    forged = vera.request.post(
+        base + "/relays/vr/secret", form={"csrf": csrf, "action": "reveal"}, max_redirects=0
+    )
     assert forged.status == 403 and secret not in forged.text()
-    forged = vera.request.post(base + "/hooks/crm/active", form={"csrf": csrf, "active": "off"},
-                               max_redirects=0)
+    forged = vera.request.post(
+        base + "/hooks/crm/active", form={"csrf": csrf, "active": "off"}, max_redirects=0
+    )
     assert forged.status == 403
 
     otto.goto(base + "/hooks/crm")

@@ -47,28 +47,52 @@ class PrivateCluster:
         self.data = self.dir / "data"
 
     def run(self, *args: str) -> None:
-        subprocess.run(["runuser", "-u", "postgres", "--", *args], check=True,
-                       capture_output=True, timeout=60)
+        subprocess.run(
+            ["runuser", "-u", "postgres", "--", *args], check=True, capture_output=True, timeout=60
+        )
 
     def init(self) -> None:
         os.chmod(self.dir, 0o755)
         shutil.chown(self.dir, "postgres")
-        self.run(str(BIN / "initdb"), "-D", str(self.data), "-A", "trust", "-U", "postgres",
-                 "--no-sync")
+        self.run(
+            str(BIN / "initdb"), "-D", str(self.data), "-A", "trust", "-U", "postgres", "--no-sync"
+        )
 
     def start(self) -> None:
         options = f"-p {self.port} -k {self.dir} -c listen_addresses=127.0.0.1"
-        self.run(str(BIN / "pg_ctl"), "-D", str(self.data), "-o", options, "-l",
-                 str(self.dir / "log"), "-w", "start")
+        self.run(
+            str(BIN / "pg_ctl"),
+            "-D",
+            str(self.data),
+            "-o",
+            options,
+            "-l",
+            str(self.dir / "log"),
+            "-w",
+            "start",
+        )
 
     def crash(self) -> None:
         """Stop as a crash would: no checkpoint, connections cut."""
         self.run(str(BIN / "pg_ctl"), "-D", str(self.data), "-m", "immediate", "-w", "stop")
 
     def close(self) -> None:
-        subprocess.run(["runuser", "-u", "postgres", "--", str(BIN / "pg_ctl"), "-D",
-                        str(self.data), "-m", "immediate", "stop"], capture_output=True,
-                       timeout=60)
+        subprocess.run(
+            [
+                "runuser",
+                "-u",
+                "postgres",
+                "--",
+                str(BIN / "pg_ctl"),
+                "-D",
+                str(self.data),
+                "-m",
+                "immediate",
+                "stop",
+            ],
+            capture_output=True,
+            timeout=60,
+        )
         shutil.rmtree(self.dir, ignore_errors=True)
 
     @property
@@ -96,12 +120,22 @@ def test_a_database_restart_mid_load_spools_then_recovers(
     cluster: PrivateCluster, tmp_path: Path
 ) -> None:
     with Receiver() as rx:
-        hooks = [{"name": "out", "events": ["*"], "url": rx.url + "/out/", "timeout": 1,
-                  "retry": {"schedule": [0, 0.5, 0.5, 0.5, 0.5, 1, 1, 1], "jitter": 0}}]
-        config = (render_config(relays=[RELAY], storage_url=cluster.url)
-                  + render_tables(delivery={"allow_cidrs": ["127.0.0.1/32"], "lease_seconds": 2,
-                                            "poll_interval": 0.2})
-                  + render_hooks(hooks))
+        hooks = [
+            {
+                "name": "out",
+                "events": ["*"],
+                "url": rx.url + "/out/",
+                "timeout": 1,
+                "retry": {"schedule": [0, 0.5, 0.5, 0.5, 0.5, 1, 1, 1], "jitter": 0},
+            }
+        ]
+        config = (
+            render_config(relays=[RELAY], storage_url=cluster.url)
+            + render_tables(
+                delivery={"allow_cidrs": ["127.0.0.1/32"], "lease_seconds": 2, "poll_interval": 0.2}
+            )
+            + render_hooks(hooks)
+        )
         web = RelayhookProcess(tmp_path / "web", config, extra_args=["--role", "web"])
         worker = RelayhookProcess(tmp_path / "worker", config, extra_args=["--role", "worker"])
         acked: list[str] = []
@@ -115,8 +149,9 @@ def test_a_database_restart_mid_load_spools_then_recovers(
                     if stop.is_set():
                         return
                     try:
-                        response = client.post(f"{web.url}/in/{RELAY.token}?type=t.n",
-                                               json={"n": n})
+                        response = client.post(
+                            f"{web.url}/in/{RELAY.token}?type=t.n", json={"n": n}
+                        )
                     except httpx.TransportError:
                         answers.append(0)
                         continue
@@ -138,8 +173,11 @@ def test_a_database_restart_mid_load_spools_then_recovers(
             time.sleep(1.0)  # not synchronization: the database stays down for a while
             cluster.start()
             down_until = len(answers)
-            wait_until(lambda: answers[down_until:].count(200) >= 20, timeout=30,
-                       what="200s again once the database is back")
+            wait_until(
+                lambda: answers[down_until:].count(200) >= 20,
+                timeout=30,
+                what="200s again once the database is back",
+            )
             stop.set()
             thread.join(timeout=15)
 
@@ -147,16 +185,32 @@ def test_a_database_restart_mid_load_spools_then_recovers(
                 return {row[0] for row in query(cluster.url, "SELECT id FROM requests")}
 
             # The spool drains by itself: every request answered 200 ends up in the database.
-            wait_until(lambda: set(acked) <= stored(), timeout=30, interval=0.2,
-                       what="every acknowledged request in the database")
+            wait_until(
+                lambda: set(acked) <= stored(),
+                timeout=30,
+                interval=0.2,
+                what="every acknowledged request in the database",
+            )
             assert set(answers) <= {200, 503}, set(answers)
             events = query(cluster.url, "SELECT count(*) FROM events")[0][0]
-            got = wait_until(lambda: _delivered(rx) >= events or None, timeout=60,
-                             interval=0.2, what="every stored event delivered")
+            got = wait_until(
+                lambda: _delivered(rx) >= events or None,
+                timeout=60,
+                interval=0.2,
+                what="every stored event delivered",
+            )
             assert got
-            wait_until(lambda: query(cluster.url, "SELECT count(*) FROM deliveries WHERE"
-                                                  " status <> 'succeeded'") == [(0,)],
-                       timeout=30, interval=0.2, what="every delivery succeeded")
+            wait_until(
+                lambda: (
+                    query(
+                        cluster.url, "SELECT count(*) FROM deliveries WHERE status <> 'succeeded'"
+                    )
+                    == [(0,)]
+                ),
+                timeout=30,
+                interval=0.2,
+                what="every delivery succeeded",
+            )
         finally:
             stop.set()
             web.close(quiet=True)

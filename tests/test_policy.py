@@ -18,26 +18,34 @@ from relayhook.web.app import create_app
 
 def routes_of(tmp_path: Path) -> list[tuple[str, str]]:
     path = tmp_path / "relayhook.toml"
-    path.write_text(render_config(  # every optional family of routes on: OIDC too
-        relays=[], admin_token="t", storage_url=f"sqlite:///{tmp_path / 'r.db'}",
-        **{"auth.oidc": {"issuer": "http://127.0.0.1:9", "client_id": "x"}}))
+    path.write_text(
+        render_config(  # every optional family of routes on: OIDC too
+            relays=[],
+            admin_token="t",
+            storage_url=f"sqlite:///{tmp_path / 'r.db'}",
+            **{"auth.oidc": {"issuer": "http://127.0.0.1:9", "client_id": "x"}},
+        )
+    )
     app = create_app(load_settings(path))
     found = []
     for route in app.routes:
         if isinstance(route, Route):
-            found += [(method, route.path) for method in sorted(route.methods or ())
-                      if method != "HEAD"]
+            found += [
+                (method, route.path) for method in sorted(route.methods or ()) if method != "HEAD"
+            ]
         else:
             assert isinstance(route, Mount) and route.path == "/static", route
     return found
 
 
 def test_every_route_has_a_policy_entry(tmp_path: Path) -> None:
-    missing = [f"{method} {path}" for method, path in routes_of(tmp_path)
-               if rule_for(method, path) is None]
+    missing = [
+        f"{method} {path}" for method, path in routes_of(tmp_path) if rule_for(method, path) is None
+    ]
     assert not missing, (
         "these routes have no entry in relayhook.core.policy.POLICY (add one, with the least "
-        "role that may use it): " + ", ".join(missing))
+        "role that may use it): " + ", ".join(missing)
+    )
 
 
 def test_the_table_names_no_route_that_is_gone(tmp_path: Path) -> None:
@@ -48,11 +56,20 @@ def test_the_table_names_no_route_that_is_gone(tmp_path: Path) -> None:
 
 def test_only_signing_in_and_health_are_public() -> None:
     public = sorted(f"{m} {p}" for (m, p), rule in POLICY.items() if rule == PUBLIC)
-    assert public == sorted([
-        "GET /healthz", "GET /readyz", "GET /favicon.ico", "GET /signin", "POST /signin",
-        "POST /signout",
-        "GET /signin/oidc", "GET /signin/oidc/callback", "GET /welcome/{token}",
-        "POST /welcome/{token}"])
+    assert public == sorted(
+        [
+            "GET /healthz",
+            "GET /readyz",
+            "GET /favicon.ico",
+            "GET /signin",
+            "POST /signin",
+            "POST /signout",
+            "GET /signin/oidc",
+            "GET /signin/oidc/callback",
+            "GET /welcome/{token}",
+            "POST /welcome/{token}",
+        ]
+    )
     own = sorted(p for (_, p), rule in POLICY.items() if rule == SIGNED_IN)
     assert all(p == "/settings" or p.startswith("/settings/") for p in own), own
 
@@ -77,11 +94,17 @@ def test_a_route_without_an_entry_is_refused_and_named(tmp_path: Path) -> None:
 
     async def main() -> None:
         from starlette.applications import Starlette
-        people = People(None, clock=lambda: 0.0, new_id=lambda: "x",  # type: ignore[arg-type]
-                        admin_token="t")
+
+        people = People(
+            None,
+            clock=lambda: 0.0,
+            new_id=lambda: "x",  # type: ignore[arg-type]
+            admin_token="t",
+        )
         app = Starlette(routes=enforce([Route("/api/new-thing", secret_route)], Access(people)))
-        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app),
-                                     base_url="http://x") as client:
+        async with httpx.AsyncClient(
+            transport=httpx.ASGITransport(app=app), base_url="http://x"
+        ) as client:
             answer = await client.get("/api/new-thing", headers={"Authorization": "Bearer t"})
         assert answer.status_code == 403
         assert "GET /api/new-thing has no entry in the policy table" in answer.json()["error"]

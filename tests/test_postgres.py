@@ -39,14 +39,15 @@ async def terminate_others(url: str, application_name: str = "relayhook") -> int
     try:
         ended: int = await conn.fetchval(
             "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity"
-            " WHERE datname = current_database() AND application_name = $1", application_name)
+            " WHERE datname = current_database() AND application_name = $1",
+            application_name,
+        )
         return ended
     finally:
         await conn.close()
 
 
-def with_stores(url: str, count: int,
-                body: Callable[..., Awaitable[None]]) -> None:
+def with_stores(url: str, count: int, body: Callable[..., Awaitable[None]]) -> None:
     async def main() -> None:
         stores = [PostgresStore(url) for _ in range(count)]
         for store in stores:
@@ -84,8 +85,11 @@ def test_a_newer_schema_is_refused_and_a_pending_one_without_migrate(postgres_ur
         run(store.open(migrate=False))
     run(store.close())
 
-    query(postgres_url, "INSERT INTO schema_migrations (version, name) VALUES ($1, 'future')",
-          schema.LATEST + 1)
+    query(
+        postgres_url,
+        "INSERT INTO schema_migrations (version, name) VALUES ($1, 'future')",
+        schema.LATEST + 1,
+    )
     store = PostgresStore(postgres_url)
     with pytest.raises(StoreError, match="newer than this relayhook's.*upgrade relayhook"):
         run(store.open())
@@ -95,7 +99,8 @@ def test_a_newer_schema_is_refused_and_a_pending_one_without_migrate(postgres_ur
 def test_writes_commit_with_synchronous_commit_on(postgres_url: str) -> None:
     async def body(store: PostgresStore) -> None:
         setting = await store._committer.submit(
-            lambda conn: conn.fetchval("SHOW synchronous_commit"))
+            lambda conn: conn.fetchval("SHOW synchronous_commit")
+        )
         assert setting == "on"
 
     with_stores(postgres_url, 1, body)

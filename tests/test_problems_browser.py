@@ -21,12 +21,20 @@ HOOK = "HubSpot"
 
 
 def test_a_problem_is_acknowledged_replayed_and_resolved_in_the_console(
-        server: RelayhookProcess, receiver: Receiver, browser: Any) -> None:
+    server: RelayhookProcess, receiver: Receiver, browser: Any
+) -> None:
     receiver.script("/hubspot-console/", Reply(401, body=b"token expired"))
     relay = api_post(server, "/api/relays", {"name": "contacts", "connector": "generic"})
-    api_post(server, "/api/hooks", {"name": HOOK, "events": ["*"],
-                                    "url": receiver.url + "/hubspot-console/",
-                                    "retry": {"schedule": [0], "jitter": 0}})
+    api_post(
+        server,
+        "/api/hooks",
+        {
+            "name": HOOK,
+            "events": ["*"],
+            "url": receiver.url + "/hubspot-console/",
+            "retry": {"schedule": [0], "jitter": 0},
+        },
+    )
     with http_client() as client:
         for n in range(2):
             assert client.post(relay["url"], json={"n": n}).status_code == 200
@@ -67,5 +75,4 @@ def test_a_problem_is_acknowledged_replayed_and_resolved_in_the_console(
         page.wait_for_timeout(200)
         page.reload()
     expect(resolved).to_contain_text("resolved")
-    expect(page.get_by_role("region", name="Open and acknowledged")).to_contain_text(
-        "No problem")
+    expect(page.get_by_role("region", name="Open and acknowledged")).to_contain_text("No problem")

@@ -39,15 +39,27 @@ def receiver() -> Iterator[Receiver]:
 
 
 @pytest.fixture(scope="module")
-def server(tmp_path_factory: pytest.TempPathFactory,
-           receiver: Receiver) -> Iterator[RelayhookProcess]:
-    hooks = [{"name": name, "events": [f"{name}.*"], "relays": [RELAY.name],
-              "url": f"{receiver.url}/{name}/", "retry": {"schedule": [0], "jitter": 0}}
-             for name in ("hubspot", "gone")]
-    text = (render_config(relays=[RELAY], admin_token=ADMIN_TOKEN)
-            + render_tables(delivery={"allow_cidrs": ["127.0.0.1/32"], "poll_interval": 0.1},
-                            alerts={"webhook": f"{receiver.url}/alerts/", "interval": 0.1})
-            + render_hooks(hooks))
+def server(
+    tmp_path_factory: pytest.TempPathFactory, receiver: Receiver
+) -> Iterator[RelayhookProcess]:
+    hooks = [
+        {
+            "name": name,
+            "events": [f"{name}.*"],
+            "relays": [RELAY.name],
+            "url": f"{receiver.url}/{name}/",
+            "retry": {"schedule": [0], "jitter": 0},
+        }
+        for name in ("hubspot", "gone")
+    ]
+    text = (
+        render_config(relays=[RELAY], admin_token=ADMIN_TOKEN)
+        + render_tables(
+            delivery={"allow_cidrs": ["127.0.0.1/32"], "poll_interval": 0.1},
+            alerts={"webhook": f"{receiver.url}/alerts/", "interval": 0.1},
+        )
+        + render_hooks(hooks)
+    )
     with RelayhookProcess(tmp_path_factory.mktemp("problems"), text) as process:
         yield process
 
@@ -66,7 +78,8 @@ def problems(client: httpx.Client, status: str = "open,acknowledged") -> list[di
 
 
 def test_a_401_opens_one_problem_acknowledged_then_resolved_by_replay_affected(
-        client: httpx.Client, receiver: Receiver) -> None:
+    client: httpx.Client, receiver: Receiver
+) -> None:
     receiver.script("/hubspot/", Reply(401, body=b"token expired"))
     for n in range(3):
         answer = client.post(f"/in/{RELAY.token}?type=hubspot.contact", json={"n": n})
@@ -80,7 +93,10 @@ def test_a_401_opens_one_problem_acknowledged_then_resolved_by_replay_affected(
     problem = wait_until(grouped, timeout=WAIT, interval=0.05, what="one problem of 3")
     assert len(problems(client)) == 1
     assert (problem["hook"], problem["signature"], problem["status"]) == (
-        "hubspot", "status 401", "open")
+        "hubspot",
+        "status 401",
+        "open",
+    )
     assert problem["summary"].startswith("hook 'hubspot': status 401 since ")
     assert problem["summary"].endswith(", 3 deliveries")
     (alert,) = receiver.wait_for(1, WAIT, path="/alerts/")
@@ -114,8 +130,9 @@ def test_a_401_opens_one_problem_acknowledged_then_resolved_by_replay_affected(
     assert receiver.count("/alerts/") == 1  # one alert per problem, not per delivery
 
 
-def test_a_410_deactivates_the_hook_and_alerts_that_it_did(client: httpx.Client,
-                                                            receiver: Receiver) -> None:
+def test_a_410_deactivates_the_hook_and_alerts_that_it_did(
+    client: httpx.Client, receiver: Receiver
+) -> None:
     receiver.script("/gone/", Reply(410))
     answer = client.post(f"/in/{RELAY.token}?type=gone.away", json={"n": 1})
     assert answer.status_code == 200, answer.text

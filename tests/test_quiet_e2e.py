@@ -137,21 +137,31 @@ def test_silence_opens_the_quiet_problem_and_traffic_resolves_it(tmp_path: Path)
 
 def test_a_fixed_rule_set_through_the_api_watches_a_new_relay(tmp_path: Path) -> None:
     text = render_config(relays=[], admin_token=ADMIN_TOKEN) + render_tables(
-        watch={"interval": 0.2})
+        watch={"interval": 0.2}
+    )
     with RelayhookProcess(tmp_path, text) as server, http_client(base_url=server.url) as client:
-        bad = client.post("/api/relays", json={"name": "shop", "connector": "generic",
-                                               "expect": {"at_least": 0, "minutes": 1}},
-                          headers=AUTH)
+        bad = client.post(
+            "/api/relays",
+            json={"name": "shop", "connector": "generic", "expect": {"at_least": 0, "minutes": 1}},
+            headers=AUTH,
+        )
         assert bad.status_code == 422 and bad.json()["errors"][0]["field"] == "expect.at_least"
-        made = client.post("/api/relays", json={"name": "shop", "connector": "generic",
-                                                "expect": {"at_least": 2, "minutes": 0.1}},
-                           headers=AUTH)
+        made = client.post(
+            "/api/relays",
+            json={
+                "name": "shop",
+                "connector": "generic",
+                "expect": {"at_least": 2, "minutes": 0.1},
+            },
+            headers=AUTH,
+        )
         assert made.status_code == 201, made.text
         assert made.json()["expect"] == {"at_least": 2, "minutes": 0.1}
 
         def shop_problems(status: str = "open") -> list[dict[str, Any]]:
-            answer = client.get("/api/problems", params={"relay": "shop", "status": status},
-                                headers=AUTH)
+            answer = client.get(
+                "/api/problems", params={"relay": "shop", "status": status}, headers=AUTH
+            )
             items: list[dict[str, Any]] = answer.json()["items"]
             return items
 

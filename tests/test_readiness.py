@@ -58,8 +58,9 @@ def test_a_store_that_refuses_or_hangs_is_not_ready() -> None:
 
 def test_a_spool_that_holds_requests_and_does_not_shrink_is_not_ready() -> None:
     depth, now = [0], [0.0]
-    check = readiness(FakeStore(), spool_depth=lambda: depth[0], clock=lambda: now[0],
-                      stuck_seconds=60)
+    check = readiness(
+        FakeStore(), spool_depth=lambda: depth[0], clock=lambda: now[0], stuck_seconds=60
+    )
 
     def failing_at(seconds: float, requests: int) -> list[str]:
         now[0], depth[0] = seconds, requests

@@ -29,8 +29,13 @@ START = 1_700_000_000.0
 HOUR = 3600.0
 REQUESTS_PER_HOUR = 8
 EVENTS_PER_REQUEST = 6
-BODY = b'{"rows": [' + b",".join(b'{"identifier": "user@example.com", "score": 75}'
-                                 for _ in range(EVENTS_PER_REQUEST)) + b"]}"
+BODY = (
+    b'{"rows": ['
+    + b",".join(
+        b'{"identifier": "user@example.com", "score": 75}' for _ in range(EVENTS_PER_REQUEST)
+    )
+    + b"]}"
+)
 
 
 async def simulate_week(path: Path) -> list[tuple[int, int]]:
@@ -55,24 +60,52 @@ async def simulate_week(path: Path) -> list[tuple[int, int]]:
 
 async def ingest(store: SQLiteStore, request_id: str, at: float) -> None:
     received = format_time(datetime.fromtimestamp(at, UTC))
-    request = RequestRecord(request_id, "gmetri", received, "POST", "", (("content-type",
-                            "application/json"),), BODY, "accepted")
-    events = [Event(f"{request_id}-e{i}", "gmetri/o/d", "gmetri.variables.changed",
-                    "user@example.com", received, {"score": 75, "i": i}, "gmetri")
-              for i in range(EVENTS_PER_REQUEST)]
-    deliveries = [NewDelivery(f"{e.id}.zapier", e.id, "zapier", e.subject, "pending", at)
-                  for e in events]
+    request = RequestRecord(
+        request_id,
+        "gmetri",
+        received,
+        "POST",
+        "",
+        (("content-type", "application/json"),),
+        BODY,
+        "accepted",
+    )
+    events = [
+        Event(
+            f"{request_id}-e{i}",
+            "gmetri/o/d",
+            "gmetri.variables.changed",
+            "user@example.com",
+            received,
+            {"score": 75, "i": i},
+            "gmetri",
+        )
+        for i in range(EVENTS_PER_REQUEST)
+    ]
+    deliveries = [
+        NewDelivery(f"{e.id}.zapier", e.id, "zapier", e.subject, "pending", at) for e in events
+    ]
     await store.ingest(request, events, deliveries)
 
 
 async def deliver_all(store: SQLiteStore, now: float) -> None:
-    claimed = await store.claim_due(hook="zapier", now=now, limit=10_000, lease_seconds=60,
-                                    owner="w")
+    claimed = await store.claim_due(
+        hook="zapier", now=now, limit=10_000, lease_seconds=60, owner="w"
+    )
     for delivery in claimed:
-        attempt = Attempt(delivery.id, 1, now, 120.0, {"method": "POST", "url": "https://x/",
-                          "headers": [], "body": BODY.decode()}, 200, (), b"ok", None, None)
-        await store.finish(delivery.id, owner="w", outcome=Outcome("succeeded"),
-                           attempt=attempt)
+        attempt = Attempt(
+            delivery.id,
+            1,
+            now,
+            120.0,
+            {"method": "POST", "url": "https://x/", "headers": [], "body": BODY.decode()},
+            200,
+            (),
+            b"ok",
+            None,
+            None,
+        )
+        await store.finish(delivery.id, owner="w", outcome=Outcome("succeeded"), attempt=attempt)
 
 
 def test_a_week_of_load_keeps_the_database_and_wal_bounded(tmp_path: Path) -> None:

@@ -23,8 +23,18 @@ DAY = 86400.0
 
 
 def test_the_default_schedule_is_standard_webhooks() -> None:
-    assert DEFAULT_SCHEDULE == (0, 5, 5 * 60, 30 * 60, 2 * 3600, 5 * 3600, 10 * 3600, 14 * 3600,
-                                20 * 3600, 24 * 3600)
+    assert DEFAULT_SCHEDULE == (
+        0,
+        5,
+        5 * 60,
+        30 * 60,
+        2 * 3600,
+        5 * 3600,
+        10 * 3600,
+        14 * 3600,
+        20 * 3600,
+        24 * 3600,
+    )
 
 
 @pytest.mark.parametrize(
@@ -42,15 +52,23 @@ def test_the_default_schedule_is_standard_webhooks() -> None:
         pytest.param(2, SHORT, 30.0, NOW + 300, id="Retry-After never lowers it"),
         pytest.param(1, SHORT, 0.0, NOW + 5, id="Retry-After 0 changes nothing"),
         pytest.param(1, SHORT, 10 * DAY, NOW + DAY, id="Retry-After capped at a day"),
-        pytest.param(1, (0, 2 * DAY), 10.0, NOW + 2 * DAY,
-                     id="the cap is on Retry-After, not the schedule"),
+        pytest.param(
+            1, (0, 2 * DAY), 10.0, NOW + 2 * DAY, id="the cap is on Retry-After, not the schedule"
+        ),
         pytest.param(3, SHORT, 30.0, None, id="Retry-After does not extend a spent schedule"),
     ],
 )
-def test_next_due(tries: int, schedule: tuple[float, ...], retry_after: float | None,
-                  expected: float | None) -> None:
-    due = next_due(now=NOW, tries=tries, schedule=schedule, jitter=0.0, rand=random.Random(1),
-                   retry_after=retry_after)
+def test_next_due(
+    tries: int, schedule: tuple[float, ...], retry_after: float | None, expected: float | None
+) -> None:
+    due = next_due(
+        now=NOW,
+        tries=tries,
+        schedule=schedule,
+        jitter=0.0,
+        rand=random.Random(1),
+        retry_after=retry_after,
+    )
     assert due == expected
 
 
@@ -62,8 +80,10 @@ def test_the_cap_is_a_day() -> None:
 @pytest.mark.parametrize("wait", [5.0, 300.0, DAY])
 def test_jitter_stays_within_its_fraction(jitter: float, wait: float) -> None:
     rand = random.Random(20240501)
-    dues = [next_due(now=NOW, tries=1, schedule=(0, wait), jitter=jitter, rand=rand)
-            for _ in range(2000)]
+    dues = [
+        next_due(now=NOW, tries=1, schedule=(0, wait), jitter=jitter, rand=rand)
+        for _ in range(2000)
+    ]
     delays = [due - NOW for due in dues if due is not None]
     assert len(delays) == 2000
     assert all(wait * (1 - jitter) <= d <= wait * (1 + jitter) for d in delays)
@@ -73,8 +93,10 @@ def test_jitter_stays_within_its_fraction(jitter: float, wait: float) -> None:
 def test_jitter_is_exact_with_a_seeded_random() -> None:
     def dues(seed: int) -> list[float | None]:
         rand = random.Random(seed)
-        return [next_due(now=NOW, tries=n, schedule=DEFAULT_SCHEDULE, jitter=0.1, rand=rand)
-                for n in range(1, 10)]
+        return [
+            next_due(now=NOW, tries=n, schedule=DEFAULT_SCHEDULE, jitter=0.1, rand=rand)
+            for n in range(1, 10)
+        ]
 
     assert dues(7) == dues(7)
     assert dues(7) != dues(8)
@@ -87,8 +109,7 @@ def test_jitter_does_not_delay_an_immediate_attempt() -> None:
 def test_jitter_never_goes_below_retry_after() -> None:
     rand = random.Random(5)
     for _ in range(500):
-        due = next_due(now=NOW, tries=1, schedule=(0, 100), jitter=0.5, rand=rand,
-                       retry_after=120)
+        due = next_due(now=NOW, tries=1, schedule=(0, 100), jitter=0.5, rand=rand, retry_after=120)
         assert due is not None and NOW + 120 <= due <= NOW + 150
 
 
@@ -113,10 +134,25 @@ def test_parse_retry_after(value: str | None, expected: float | None) -> None:
     assert parse_retry_after(value, NOW) == expected
 
 
-def outcome(status: int | None, *, tries: int = 1, error_class: str | None = None,
-            error: str | None = None, retry_after: float | None = None) -> Outcome:
-    return decide(status=status, error_class=error_class, error=error, retry_after=retry_after,
-                  tries=tries, schedule=SHORT, jitter=0.0, now=NOW, rand=random.Random(1))
+def outcome(
+    status: int | None,
+    *,
+    tries: int = 1,
+    error_class: str | None = None,
+    error: str | None = None,
+    retry_after: float | None = None,
+) -> Outcome:
+    return decide(
+        status=status,
+        error_class=error_class,
+        error=error,
+        retry_after=retry_after,
+        tries=tries,
+        schedule=SHORT,
+        jitter=0.0,
+        now=NOW,
+        rand=random.Random(1),
+    )
 
 
 @pytest.mark.parametrize(
@@ -125,52 +161,96 @@ def outcome(status: int | None, *, tries: int = 1, error_class: str | None = Non
         pytest.param({"status": 200}, Outcome("succeeded", response_status=200), id="200"),
         pytest.param({"status": 204}, Outcome("succeeded", response_status=204), id="204"),
         pytest.param({"status": 299}, Outcome("succeeded", response_status=299), id="299"),
-        pytest.param({"status": 200, "tries": 3}, Outcome("succeeded", response_status=200),
-                     id="success at the last attempt"),
-        pytest.param({"status": 410}, Outcome("paused", error="410 Gone: the hook was disabled",
-                                              response_status=410), id="410 pauses"),
-        pytest.param({"status": 301}, Outcome("failed", NOW + 5, "HTTP 301", 301),
-                     id="301 is a failure (not followed)"),
+        pytest.param(
+            {"status": 200, "tries": 3},
+            Outcome("succeeded", response_status=200),
+            id="success at the last attempt",
+        ),
+        pytest.param(
+            {"status": 410},
+            Outcome("paused", error="410 Gone: the hook was disabled", response_status=410),
+            id="410 pauses",
+        ),
+        pytest.param(
+            {"status": 301},
+            Outcome("failed", NOW + 5, "HTTP 301", 301),
+            id="301 is a failure (not followed)",
+        ),
         pytest.param({"status": 302}, Outcome("failed", NOW + 5, "HTTP 302", 302), id="302"),
         pytest.param({"status": 304}, Outcome("failed", NOW + 5, "HTTP 304", 304), id="304"),
         pytest.param({"status": 100}, Outcome("failed", NOW + 5, "HTTP 100", 100), id="1xx"),
         pytest.param({"status": 400}, Outcome("failed", NOW + 5, "HTTP 400", 400), id="400"),
         pytest.param({"status": 404}, Outcome("failed", NOW + 5, "HTTP 404", 404), id="404"),
-        pytest.param({"status": 429, "retry_after": 30.0},
-                     Outcome("failed", NOW + 30, "HTTP 429", 429), id="429 with Retry-After"),
-        pytest.param({"status": 429}, Outcome("failed", NOW + 5, "HTTP 429", 429),
-                     id="429 without Retry-After"),
-        pytest.param({"status": 503, "retry_after": 60.0},
-                     Outcome("failed", NOW + 60, "HTTP 503", 503), id="503 with Retry-After"),
-        pytest.param({"status": 500, "retry_after": 60.0},
-                     Outcome("failed", NOW + 5, "HTTP 500", 500),
-                     id="Retry-After counts on 429 and 503 only"),
-        pytest.param({"status": 429, "retry_after": 1.0},
-                     Outcome("failed", NOW + 5, "HTTP 429", 429),
-                     id="a short Retry-After does not hasten"),
+        pytest.param(
+            {"status": 429, "retry_after": 30.0},
+            Outcome("failed", NOW + 30, "HTTP 429", 429),
+            id="429 with Retry-After",
+        ),
+        pytest.param(
+            {"status": 429},
+            Outcome("failed", NOW + 5, "HTTP 429", 429),
+            id="429 without Retry-After",
+        ),
+        pytest.param(
+            {"status": 503, "retry_after": 60.0},
+            Outcome("failed", NOW + 60, "HTTP 503", 503),
+            id="503 with Retry-After",
+        ),
+        pytest.param(
+            {"status": 500, "retry_after": 60.0},
+            Outcome("failed", NOW + 5, "HTTP 500", 500),
+            id="Retry-After counts on 429 and 503 only",
+        ),
+        pytest.param(
+            {"status": 429, "retry_after": 1.0},
+            Outcome("failed", NOW + 5, "HTTP 429", 429),
+            id="a short Retry-After does not hasten",
+        ),
         pytest.param({"status": 500}, Outcome("failed", NOW + 5, "HTTP 500", 500), id="500"),
-        pytest.param({"status": 500, "tries": 2}, Outcome("failed", NOW + 300, "HTTP 500", 500),
-                     id="500 again"),
-        pytest.param({"status": 500, "tries": 3},
-                     Outcome("dead", error="HTTP 500 (after 3 attempts)", response_status=500),
-                     id="500 at the end: dead"),
-        pytest.param({"status": 429, "tries": 3, "retry_after": 5.0},
-                     Outcome("dead", error="HTTP 429 (after 3 attempts)", response_status=429),
-                     id="429 at the end: dead"),
-        pytest.param({"status": None, "error_class": "render", "error": "url: undefined"},
-                     Outcome("dead", error="url: undefined"), id="render error: dead at once"),
-        pytest.param({"status": None, "error_class": "destination",
-                      "error": "destination refused: 10.0.0.1 is private"},
-                     Outcome("dead", error="destination refused: 10.0.0.1 is private"),
-                     id="refused destination: dead at once"),
-        pytest.param({"status": None, "error_class": "timeout", "error": "no answer within 10 s"},
-                     Outcome("failed", NOW + 5, "no answer within 10 s"), id="timeout: failed"),
-        pytest.param({"status": None, "error_class": "connect", "error": "cannot connect"},
-                     Outcome("failed", NOW + 5, "cannot connect"), id="connect: failed"),
-        pytest.param({"status": None, "error_class": "timeout", "error": "no answer",
-                      "tries": 3},
-                     Outcome("dead", error="no answer (after 3 attempts)"),
-                     id="timeout at the end: dead"),
+        pytest.param(
+            {"status": 500, "tries": 2},
+            Outcome("failed", NOW + 300, "HTTP 500", 500),
+            id="500 again",
+        ),
+        pytest.param(
+            {"status": 500, "tries": 3},
+            Outcome("dead", error="HTTP 500 (after 3 attempts)", response_status=500),
+            id="500 at the end: dead",
+        ),
+        pytest.param(
+            {"status": 429, "tries": 3, "retry_after": 5.0},
+            Outcome("dead", error="HTTP 429 (after 3 attempts)", response_status=429),
+            id="429 at the end: dead",
+        ),
+        pytest.param(
+            {"status": None, "error_class": "render", "error": "url: undefined"},
+            Outcome("dead", error="url: undefined"),
+            id="render error: dead at once",
+        ),
+        pytest.param(
+            {
+                "status": None,
+                "error_class": "destination",
+                "error": "destination refused: 10.0.0.1 is private",
+            },
+            Outcome("dead", error="destination refused: 10.0.0.1 is private"),
+            id="refused destination: dead at once",
+        ),
+        pytest.param(
+            {"status": None, "error_class": "timeout", "error": "no answer within 10 s"},
+            Outcome("failed", NOW + 5, "no answer within 10 s"),
+            id="timeout: failed",
+        ),
+        pytest.param(
+            {"status": None, "error_class": "connect", "error": "cannot connect"},
+            Outcome("failed", NOW + 5, "cannot connect"),
+            id="connect: failed",
+        ),
+        pytest.param(
+            {"status": None, "error_class": "timeout", "error": "no answer", "tries": 3},
+            Outcome("dead", error="no answer (after 3 attempts)"),
+            id="timeout at the end: dead",
+        ),
     ],
 )
 def test_decide(kwargs: dict[str, Any], expected: Outcome) -> None:

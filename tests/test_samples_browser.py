@@ -23,14 +23,23 @@ HOOK = "Sampled"
 
 
 def test_pin_a_sample_try_a_condition_and_send_the_sample_as_a_test(
-        server: RelayhookProcess, receiver: Receiver, browser: Any) -> None:
+    server: RelayhookProcess, receiver: Receiver, browser: Any
+) -> None:
     relay = api_post(server, "/api/relays", {"name": "quizzes", "connector": "generic"})
     # No event of a `sampled.` type exists yet, and only the generic connector (a type from
     # the query) could make one: saved despite diagnostics' error, as a person would.
-    api_post(server, "/api/hooks?accept_findings=true", {
-        "name": HOOK, "events": ["sampled.*"], "url": receiver.url + "/sampled/",
-        "when": "{{ event.data.score > 1000 }}", "body": {"score": "{{ event.data.score }}"},
-        "retry": {"schedule": [0], "jitter": 0}})
+    api_post(
+        server,
+        "/api/hooks?accept_findings=true",
+        {
+            "name": HOOK,
+            "events": ["sampled.*"],
+            "url": receiver.url + "/sampled/",
+            "when": "{{ event.data.score > 1000 }}",
+            "body": {"score": "{{ event.data.score }}"},
+            "retry": {"schedule": [0], "jitter": 0},
+        },
+    )
     ids = []
     with http_client() as client:
         for score in (10, 70, 90):
@@ -45,14 +54,16 @@ def test_pin_a_sample_try_a_condition_and_send_the_sample_as_a_test(
     page.get_by_label("Sample name").fill("Seventy")
     page.get_by_role("button", name="Pin as sample").click()
     expect(page.get_by_role("status").filter(has_text="Pinned")).to_contain_text(
-        "Pinned as sample 'Seventy'")
+        "Pinned as sample 'Seventy'"
+    )
     visits.check(page, "samples-request")
 
     page.goto(f"{server.url}/hooks/{HOOK}/edit")
     page.get_by_label("Condition").fill("{{ event.data.score > 50 }}")
     page.get_by_role("button", name="Try the condition").click()
     expect(page.get_by_role("status").filter(has_text="would have matched")).to_have_text(
-        "This condition would have matched 2 of the last 3 events.")
+        "This condition would have matched 2 of the last 3 events."
+    )
     page.get_by_label("Preview with").select_option("Seventy")
     page.get_by_role("button", name="Preview", exact=True).click()
     expect(page.locator("#preview-source")).to_contain_text("sample 'Seventy'")

@@ -41,15 +41,26 @@ def receiver() -> Iterator[Receiver]:
 
 
 @pytest.fixture(scope="module")
-def server(tmp_path_factory: pytest.TempPathFactory,
-           receiver: Receiver) -> Iterator[RelayhookProcess]:
-    hooks = [{"name": "zap", "events": ["quiz.*"], "relays": [RELAY.name, BRIEF.name],
-              "url": f"{receiver.url}/zap/", "when": "{{ event.data.score > 100 }}"}]
-    text = (render_config(relays=[RELAY, BRIEF], admin_token=ADMIN_TOKEN)
-            + render_tables(delivery={"allow_cidrs": ["127.0.0.1/32"], "poll_interval": 0.1},
-                            retention={"days": 30, "relays": {BRIEF.name: 1e-5},
-                                       "interval": 0})
-            + render_hooks(hooks))
+def server(
+    tmp_path_factory: pytest.TempPathFactory, receiver: Receiver
+) -> Iterator[RelayhookProcess]:
+    hooks = [
+        {
+            "name": "zap",
+            "events": ["quiz.*"],
+            "relays": [RELAY.name, BRIEF.name],
+            "url": f"{receiver.url}/zap/",
+            "when": "{{ event.data.score > 100 }}",
+        }
+    ]
+    text = (
+        render_config(relays=[RELAY, BRIEF], admin_token=ADMIN_TOKEN)
+        + render_tables(
+            delivery={"allow_cidrs": ["127.0.0.1/32"], "poll_interval": 0.1},
+            retention={"days": 30, "relays": {BRIEF.name: 1e-5}, "interval": 0},
+        )
+        + render_hooks(hooks)
+    )
     with RelayhookProcess(tmp_path_factory.mktemp("samples"), text) as process:
         yield process
 
@@ -63,11 +74,15 @@ def client(server: RelayhookProcess) -> Iterator[httpx.Client]:
 def cli(server: RelayhookProcess, *args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [sys.executable, "-m", "relayhook.cli", "--config", str(server.config_path), *args],
-        cwd=server.workdir, env=clean_env(), capture_output=True, text=True, timeout=60)
+        cwd=server.workdir,
+        env=clean_env(),
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
 
 
-def post(client: httpx.Client, type: str, data: dict[str, Any],
-         relay: RelayConfig = RELAY) -> str:
+def post(client: httpx.Client, type: str, data: dict[str, Any], relay: RelayConfig = RELAY) -> str:
     answer = client.post(f"/in/{relay.token}?type={type}", json=data)
     assert answer.status_code == 200, answer.text
     records = client.get("/api/requests", params={"limit": 1}, headers=AUTH).json()["items"]
@@ -76,14 +91,17 @@ def post(client: httpx.Client, type: str, data: dict[str, Any],
 
 
 def test_a_pinned_sample_outlives_retention_and_is_sent_by_send_test(
-        server: RelayhookProcess, client: httpx.Client, receiver: Receiver) -> None:
+    server: RelayhookProcess, client: httpx.Client, receiver: Receiver
+) -> None:
     request_id = post(client, "quiz.done", {"score": 42, "user": "ana"}, BRIEF)
-    pinned = client.post("/api/samples", json={"name": "Ana quiz", "request_id": request_id},
-                         headers=AUTH)
+    pinned = client.post(
+        "/api/samples", json={"name": "Ana quiz", "request_id": request_id}, headers=AUTH
+    )
     assert pinned.status_code == 201, pinned.text
     assert pinned.json()["events"][0]["data"] == {"score": 42, "user": "ana"}
-    taken = client.post("/api/samples", json={"name": "Ana quiz", "request_id": request_id},
-                        headers=AUTH)
+    taken = client.post(
+        "/api/samples", json={"name": "Ana quiz", "request_id": request_id}, headers=AUTH
+    )
     assert taken.status_code == 409
     bad = client.post("/api/samples", json={"name": "", "request_id": request_id}, headers=AUTH)
     assert bad.status_code == 422
@@ -105,8 +123,9 @@ def test_a_pinned_sample_outlives_retention_and_is_sent_by_send_test(
     before = len(receiver.requests("/zap/"))
     sent = cli(server, "send-test", "zap", "--sample", "Ana quiz")
     assert sent.returncode == 0, sent.stderr + sent.stdout
-    arrived = wait_until(lambda: receiver.requests("/zap/")[before:], timeout=WAIT,
-                         what="the sample's test delivery")
+    arrived = wait_until(
+        lambda: receiver.requests("/zap/")[before:], timeout=WAIT, what="the sample's test delivery"
+    )
     assert b'"user":"ana"' in arrived[0].body.replace(b" ", b"")
     unknown = cli(server, "send-test", "zap", "--sample", "nothing")
     assert unknown.returncode != 0 and "no sample named 'nothing'" in unknown.stderr

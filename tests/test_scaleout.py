@@ -43,23 +43,42 @@ PACED_EVENTS = 150  # 6 s at 25/s
 
 def cluster_config(postgres_url: str, rx: str) -> str:
     hooks = [
-        {"name": "scale", "events": ["*"], "relays": [SCALE.name], "url": rx + "/scale/",
-         "timeout": 1, "concurrency": 32, "retry": {"schedule": [0, 0.5, 0.5], "jitter": 0}},
-        {"name": "paced", "events": ["*"], "relays": [PACED.name], "url": rx + "/paced/",
-         "rate_limit": {"per_second": 25}, "concurrency": 8,
-         "retry": {"schedule": [0, 1, 1], "jitter": 0}},
+        {
+            "name": "scale",
+            "events": ["*"],
+            "relays": [SCALE.name],
+            "url": rx + "/scale/",
+            "timeout": 1,
+            "concurrency": 32,
+            "retry": {"schedule": [0, 0.5, 0.5], "jitter": 0},
+        },
+        {
+            "name": "paced",
+            "events": ["*"],
+            "relays": [PACED.name],
+            "url": rx + "/paced/",
+            "rate_limit": {"per_second": 25},
+            "concurrency": 8,
+            "retry": {"schedule": [0, 1, 1], "jitter": 0},
+        },
     ]
     delivery = {"allow_cidrs": ["127.0.0.1/32"], "poll_interval": 0.2, "lease_seconds": 2}
-    return (render_config(relays=[SCALE, PACED], storage_url=postgres_url)
-            + render_tables(delivery=delivery) + render_hooks(hooks))
+    return (
+        render_config(relays=[SCALE, PACED], storage_url=postgres_url)
+        + render_tables(delivery=delivery)
+        + render_hooks(hooks)
+    )
 
 
 class Cluster:
     def __init__(self, root: Path, config: str) -> None:
-        self.webs = [RelayhookProcess(root / f"web{i}", config, extra_args=["--role", "web"])
-                     for i in (1, 2)]
-        self.workers = [RelayhookProcess(root / f"worker{i}", config,
-                                         extra_args=["--role", "worker"]) for i in (1, 2)]
+        self.webs = [
+            RelayhookProcess(root / f"web{i}", config, extra_args=["--role", "web"]) for i in (1, 2)
+        ]
+        self.workers = [
+            RelayhookProcess(root / f"worker{i}", config, extra_args=["--role", "worker"])
+            for i in (1, 2)
+        ]
 
     def start(self) -> None:
         self.webs[0].start()  # the first applies the migrations; the others find them done
@@ -78,8 +97,9 @@ def receiver() -> Iterator[Receiver]:
 
 
 @pytest.fixture(scope="module")
-def cluster(tmp_path_factory: pytest.TempPathFactory, receiver: Receiver,
-            postgres_database: Any) -> Iterator[tuple[Cluster, str]]:
+def cluster(
+    tmp_path_factory: pytest.TempPathFactory, receiver: Receiver, postgres_database: Any
+) -> Iterator[tuple[Cluster, str]]:
     url: str = postgres_database.url()
     cluster = Cluster(tmp_path_factory.mktemp("cluster"), cluster_config(url, receiver.url))
     try:
@@ -90,15 +110,20 @@ def cluster(tmp_path_factory: pytest.TempPathFactory, receiver: Receiver,
 
 
 def gmetri_batch(n: int, rows: int = ROWS) -> bytes:
-    data = [{"identifier": f"viewer{n}-{i}@x.com", "variables": {"n": n, "i": i}}
-            for i in range(rows)]
-    return json.dumps({"type": "variables",
-                       "data": {"orgSlug": "o", "depSlug": f"d{n}", "rows": data}}).encode()
+    data = [
+        {"identifier": f"viewer{n}-{i}@x.com", "variables": {"n": n, "i": i}} for i in range(rows)
+    ]
+    return json.dumps(
+        {"type": "variables", "data": {"orgSlug": "o", "depSlug": f"d{n}", "rows": data}}
+    ).encode()
 
 
 def post(client: httpx.Client, url: str, relay: RelayConfig, body: bytes) -> None:
-    response = client.post(f"{url}/in/{relay.token}", content=body, headers={
-        "Authorization": f"Basic {relay.secret}", "Content-Type": "application/json"})
+    response = client.post(
+        f"{url}/in/{relay.token}",
+        content=body,
+        headers={"Authorization": f"Basic {relay.secret}", "Content-Type": "application/json"},
+    )
     assert response.status_code == 200, response.text
 
 
@@ -125,10 +150,15 @@ def test_two_workers_on_a_25_per_second_hook_send_25_per_second_together(
     # (each worker's clock as it sends). Arrival times would also count the receiver's own
     # stalls on a loaded machine (a stalled receiver records a burst of arrivals at once).
     _, url = cluster
-    attempts = ("SELECT a.started_at FROM attempts a JOIN deliveries d ON d.id = a.delivery_id"
-                " WHERE d.hook = 'paced'")
-    wait_until(lambda: len(query(url, attempts)) >= PACED_EVENTS, timeout=10.0,
-               what="every attempt recorded")  # the receiver may see one before its finish
+    attempts = (
+        "SELECT a.started_at FROM attempts a JOIN deliveries d ON d.id = a.delivery_id"
+        " WHERE d.hook = 'paced'"
+    )
+    wait_until(
+        lambda: len(query(url, attempts)) >= PACED_EVENTS,
+        timeout=10.0,
+        what="every attempt recorded",
+    )  # the receiver may see one before its finish
     sent = [started for (started,) in query(url, attempts)]
     assert len(sent) == PACED_EVENTS
     busiest = max(sum(1 for s in sent if t <= s < t + 1.0) for t in sent)
@@ -146,17 +176,37 @@ def test_20000_events_and_a_worker_killed_midway_lose_nothing(
     with http_client(timeout=30.0) as client:
         for n in range(EVENTS // ROWS):
             post(client, servers.webs[n % 2].url, SCALE, gmetri_batch(1000 + n))
-    wait_until(lambda: receiver.count("/scale/") >= EVENTS // 3, timeout=60.0,
-               what="a third of the events at the receiver")
+    wait_until(
+        lambda: receiver.count("/scale/") >= EVENTS // 3,
+        timeout=60.0,
+        what="a third of the events at the receiver",
+    )
     servers.workers[0].kill()
-    in_flight = {row[0] for row in query(
-        url, "SELECT id FROM deliveries WHERE hook = 'scale' AND status = 'claimed'")}
+    in_flight = {
+        row[0]
+        for row in query(
+            url, "SELECT id FROM deliveries WHERE hook = 'scale' AND status = 'claimed'"
+        )
+    }
 
-    wait_until(lambda: len(event_ids(receiver.requests("/scale/"))) >= EVENTS, timeout=120.0,
-               interval=0.5, what="every event at the receiver")
-    wait_until(lambda: query(url, "SELECT count(*) FROM deliveries WHERE hook = 'scale'"
-                                  " AND status <> 'succeeded'") == [(0,)],
-               timeout=30.0, interval=0.5, what="every delivery succeeded")
+    wait_until(
+        lambda: len(event_ids(receiver.requests("/scale/"))) >= EVENTS,
+        timeout=120.0,
+        interval=0.5,
+        what="every event at the receiver",
+    )
+    wait_until(
+        lambda: (
+            query(
+                url,
+                "SELECT count(*) FROM deliveries WHERE hook = 'scale' AND status <> 'succeeded'",
+            )
+            == [(0,)]
+        ),
+        timeout=30.0,
+        interval=0.5,
+        what="every delivery succeeded",
+    )
     assert in_flight, "nothing was in flight at the kill"
 
     seen = event_ids(receiver.requests("/scale/"))
@@ -164,10 +214,13 @@ def test_20000_events_and_a_worker_killed_midway_lose_nothing(
     assert all(len(ids) == 1 for ids in seen.values())  # a duplicate has the same webhook-id
     duplicates = _duplicated(receiver.requests("/scale/"))
     assert duplicates <= in_flight, duplicates - in_flight
-    print(f"{EVENTS} events through 2 web + 2 workers in {time.monotonic() - started:.1f} s;"
-          f" {len(in_flight)} claimed at the kill, {len(duplicates)} sent twice")
-    left = query(url, "SELECT count(*) FROM deliveries WHERE status = 'claimed'"
-                      " OR lease_owner IS NOT NULL")
+    print(
+        f"{EVENTS} events through 2 web + 2 workers in {time.monotonic() - started:.1f} s;"
+        f" {len(in_flight)} claimed at the kill, {len(duplicates)} sent twice"
+    )
+    left = query(
+        url, "SELECT count(*) FROM deliveries WHERE status = 'claimed' OR lease_owner IS NOT NULL"
+    )
     assert left == [(0,)]
 
 

@@ -59,23 +59,38 @@ SMTP = '[alerts.email]\nto = "ops@example.com"\npassword = "smtp-Pa55-in-setting
 @pytest.mark.parametrize(
     ("text", "expected"),
     [
-        pytest.param("[alerts]\ndisable_after = -1\n", ":alerts.disable_after:2: Value error, "
-                     "disable_after is a number of dead deliveries in a row (0: never "
-                     "deactivate), not -1", id="a negative disable_after"),
-        pytest.param(SMTP, ":alerts.email:1: Value error, e-mail alerts need `host` and "
-                     "`from` as well as `to`", id="e-mail without a server"),
-        pytest.param(SMTP + 'from = "relayhook"\n', ":alerts.email.from:4: Value error, "
-                     "'relayhook' is not an e-mail address", id="a sender with no domain"),
-        pytest.param(SMTP.replace('"ops@example.com"', '["ops@example.com", "a b@c"]'),
-                     ":alerts.email.to:2: Value error, 'a b@c' is not an e-mail address",
-                     id="one bad address of several"),
-        pytest.param(SMTP + 'host = "smtp.example.com"\nfrom = "r@example.com"\ntls = "yes"\n',
-                     ":alerts.email.tls:6: Input should be 'starttls', 'ssl' or 'none'",
-                     id="an unknown tls mode"),
+        pytest.param(
+            "[alerts]\ndisable_after = -1\n",
+            ":alerts.disable_after:2: Value error, "
+            "disable_after is a number of dead deliveries in a row (0: never "
+            "deactivate), not -1",
+            id="a negative disable_after",
+        ),
+        pytest.param(
+            SMTP,
+            ":alerts.email:1: Value error, e-mail alerts need `host` and `from` as well as `to`",
+            id="e-mail without a server",
+        ),
+        pytest.param(
+            SMTP + 'from = "relayhook"\n',
+            ":alerts.email.from:4: Value error, 'relayhook' is not an e-mail address",
+            id="a sender with no domain",
+        ),
+        pytest.param(
+            SMTP.replace('"ops@example.com"', '["ops@example.com", "a b@c"]'),
+            ":alerts.email.to:2: Value error, 'a b@c' is not an e-mail address",
+            id="one bad address of several",
+        ),
+        pytest.param(
+            SMTP + 'host = "smtp.example.com"\nfrom = "r@example.com"\ntls = "yes"\n',
+            ":alerts.email.tls:6: Input should be 'starttls', 'ssl' or 'none'",
+            id="an unknown tls mode",
+        ),
     ],
 )
 def test_alert_settings_errors_say_what_to_fix_and_never_show_the_password(
-        tmp_path: Path, text: str, expected: str) -> None:
+    tmp_path: Path, text: str, expected: str
+) -> None:
     path = tmp_path / "bad.toml"
     path.write_text(text, encoding="utf-8")
     with pytest.raises(ConfigError) as caught:
@@ -85,13 +100,19 @@ def test_alert_settings_errors_say_what_to_fix_and_never_show_the_password(
 
 
 def test_e_mail_settings_take_one_address_or_a_list_and_the_password_stays_hidden(
-        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     path = tmp_path / "relayhook.toml"
-    path.write_text(SMTP + 'host = "smtp.example.com"\nfrom = "Relayhook <r@example.com>"\n',
-                    encoding="utf-8")
+    path.write_text(
+        SMTP + 'host = "smtp.example.com"\nfrom = "Relayhook <r@example.com>"\n', encoding="utf-8"
+    )
     mail = load_settings(path).alerts.email
     assert (mail.to, mail.port, mail.tls, mail.sender) == (
-        ["ops@example.com"], 587, "starttls", "Relayhook <r@example.com>")
+        ["ops@example.com"],
+        587,
+        "starttls",
+        "Relayhook <r@example.com>",
+    )
     assert "Pa55" not in repr(load_settings(path))
     monkeypatch.setenv("RELAYHOOK_ALERTS__EMAIL__PASSWORD", "from-the-environment")
     monkeypatch.setenv("RELAYHOOK_ALERTS__EMAIL__TO", '["a@example.com", "b@example.com"]')

@@ -30,13 +30,24 @@ def function() -> None:  # a callable in the context: the sandbox refuses to out
 CONTEXTS: list[dict[str, Any]] = [
     {},
     {"body": {}, "query": {}, "headers": {}, "relay": "prod"},
-    {"body": {"type": "session", "items": [1, 2], "data": {"orgSlug": "o", "depSlug": "d"}},
-     "query": {"type": "demo.ping", "subject": "u-1"}, "relay": "prod",
-     "headers": {"webhook-id": "msg_1", "idempotency-key": "k"}},
-    {"body": [{"a": 1}, {"a": 2}], "query": {"subject": ""}, "headers": {"idempotency-key": "k"},
-     "relay": "r\u0000\ud800"},
-    {"body": {"type": 7, "keys": "k"}, "query": {"type": None}, "relay": 3,
-     "headers": {"webhook-id": ["not", "text"]}},
+    {
+        "body": {"type": "session", "items": [1, 2], "data": {"orgSlug": "o", "depSlug": "d"}},
+        "query": {"type": "demo.ping", "subject": "u-1"},
+        "relay": "prod",
+        "headers": {"webhook-id": "msg_1", "idempotency-key": "k"},
+    },
+    {
+        "body": [{"a": 1}, {"a": 2}],
+        "query": {"subject": ""},
+        "headers": {"idempotency-key": "k"},
+        "relay": "r\u0000\ud800",
+    },
+    {
+        "body": {"type": 7, "keys": "k"},
+        "query": {"type": None},
+        "relay": 3,
+        "headers": {"webhook-id": ["not", "text"]},
+    },
     {"body": "text", "query": [], "relay": None, "headers": None},
     {"body": {"type": BIG}, "query": {"type": BIG, "subject": HUGE}, "relay": HUGE},
     {"body": {"type": 10**5000, "n": float("nan")}, "query": {"type": 1.5}, "relay": True},
@@ -45,8 +56,7 @@ CONTEXTS: list[dict[str, Any]] = [
     {"item": {"action": "create", "uuid": "u", "customerid": 3}, "row": {"identifier": "i"}},
     {"item": {"action": ["create"], "uuid": 5}, "row": None, "unfilled": {"a": "{a}"}},
     {"item": {"action": "delete"}, "unfilled": {}, "event": {"data": {"k": "v"}}},
-    {"params": {"trigger": "push_click", "event": "e.v"}, "unfilled": 5,
-     "event": {"data": [1, 2]}},
+    {"params": {"trigger": "push_click", "event": "e.v"}, "unfilled": 5, "event": {"data": [1, 2]}},
     {"params": {"event": 5}, "event": {"subject": None}, "hook": {"name": "h"}},
 ]
 
@@ -122,8 +132,10 @@ TEMPLATES = [
 
 def jinja_only(source: str) -> templating.Template:
     """The template compiled as it was before shortcuts: every render through Jinja."""
-    with (mock.patch.object(templating, "shortcut_expression", lambda *args: None),
-          mock.patch.object(templating, "shortcut_text", lambda *args: None)):
+    with (
+        mock.patch.object(templating, "shortcut_expression", lambda *args: None),
+        mock.patch.object(templating, "shortcut_text", lambda *args: None),
+    ):
         return compile_template(source, "field")
 
 
@@ -150,15 +162,27 @@ def test_a_shortcut_renders_what_jinja_renders(source: str) -> None:
 
 
 SHORTCUT = [
-    "{{ body }}", "{{ event.data }}", "{{ x.y.z }}", "{{ 'constant' }}",
+    "{{ body }}",
+    "{{ event.data }}",
+    "{{ x.y.z }}",
+    "{{ 'constant' }}",
     "{{ headers['webhook-id'] | default(headers['idempotency-key']) | default('') }}",
-    "{{ body if body != {} else query }}", "{{ unfilled | length > 0 }}",
-    "{{ query | unfilled_placeholders }}", "generic/{{ relay }}",
+    "{{ body if body != {} else query }}",
+    "{{ unfilled | length > 0 }}",
+    "{{ query | unfilled_placeholders }}",
+    "generic/{{ relay }}",
 ]
 NO_SHORTCUT = [
-    "{{ dict(query, **body) }}", "{{ relay ~ 'x' }}", "{{ 2 ** 10 }}", "{{ relay[1:] }}",
-    "{% for x in body %}{{ x }}{% endfor %}", "a {{ 'b' }}", "{{ body | map('upper') }}",
-    "{{ relay if body }}", "{{ loop }}", "{{ body | join(',') }}",
+    "{{ dict(query, **body) }}",
+    "{{ relay ~ 'x' }}",
+    "{{ 2 ** 10 }}",
+    "{{ relay[1:] }}",
+    "{% for x in body %}{{ x }}{% endfor %}",
+    "a {{ 'b' }}",
+    "{{ body | map('upper') }}",
+    "{{ relay if body }}",
+    "{{ loop }}",
+    "{{ body | join(',') }}",
 ]
 
 
@@ -186,7 +210,8 @@ def test_the_output_budget_holds_across_the_parts_of_a_text_template() -> None:
     with pytest.raises(templating.RenderError, match="characters of output"):
         template.render({"a": half, "b": half})
     assert outcome(template, {"a": half, "b": half}) == outcome(
-        jinja_only("{{ a }}{{ b }}"), {"a": half, "b": half})
+        jinja_only("{{ a }}{{ b }}"), {"a": half, "b": half}
+    )
 
 
 def test_check_records_lookups_through_jinja() -> None:
@@ -194,4 +219,3 @@ def test_check_records_lookups_through_jinja() -> None:
     with templating.recording_lookups() as log:
         assert template.render({"body": {"label": "l"}}) == ""
     assert ("data.x", "lable") in log.missing
-

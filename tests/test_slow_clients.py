@@ -34,9 +34,13 @@ BODY = json.dumps([{"uuid": "u-1", "action": "create", "customerid": 7}]).encode
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RelayhookProcess]:
-    config = render_config(relays=[ARCADE]) + render_tables(server={
-        "header_timeout": HEADER_TIMEOUT, "body_timeout": BODY_TIMEOUT,
-        "max_connections": MAX_CONNECTIONS})
+    config = render_config(relays=[ARCADE]) + render_tables(
+        server={
+            "header_timeout": HEADER_TIMEOUT,
+            "body_timeout": BODY_TIMEOUT,
+            "max_connections": MAX_CONNECTIONS,
+        }
+    )
     with RelayhookProcess(tmp_path_factory.mktemp("slow"), config) as process:
         yield process
 
@@ -88,8 +92,10 @@ def trickle(sock: socket.socket, data: bytes, seconds: float, every: float = 0.1
 
 
 def request_head(length: int = len(BODY)) -> bytes:
-    return (f"POST /in/{ARCADE.token} HTTP/1.1\r\nHost: relay\r\nContent-Type: application/json"
-            f"\r\nContent-Length: {length}\r\n\r\n").encode()
+    return (
+        f"POST /in/{ARCADE.token} HTTP/1.1\r\nHost: relay\r\nContent-Type: application/json"
+        f"\r\nContent-Length: {length}\r\n\r\n"
+    ).encode()
 
 
 def test_headers_sent_a_byte_at_a_time_are_cut_off_at_the_deadline(
@@ -163,13 +169,25 @@ def test_the_private_uvicorn_hooks_web_slow_overrides_are_still_there() -> None:
 
     from relayhook.web.slow import OVERRIDDEN, USED_ATTRIBUTES
 
-    assert {"scope", "transport", "flow", "logger", "access_logger", "access_log",
-            "default_headers", "message_event", "expect_100_continue", "keep_alive",
-            "on_response"} <= set(inspect.signature(RequestResponseCycle).parameters), (
-        "uvicorn's RequestResponseCycle takes other arguments now: see web/slow.py")
+    assert {
+        "scope",
+        "transport",
+        "flow",
+        "logger",
+        "access_logger",
+        "access_log",
+        "default_headers",
+        "message_event",
+        "expect_100_continue",
+        "keep_alive",
+        "on_response",
+    } <= set(inspect.signature(RequestResponseCycle).parameters), (
+        "uvicorn's RequestResponseCycle takes other arguments now: see web/slow.py"
+    )
     for name in OVERRIDDEN:
         assert callable(getattr(HttpToolsProtocol, name, None)), (
-            f"uvicorn's HttpToolsProtocol has no {name}(): web/slow.py relies on it")
+            f"uvicorn's HttpToolsProtocol has no {name}(): web/slow.py relies on it"
+        )
 
     async def attributes() -> set[str]:
         config = Config(app=lambda scope, receive, send: None, http="httptools")

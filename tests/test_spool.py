@@ -40,9 +40,15 @@ WAIT = 30.0
 
 def record(request_id: str, body: bytes = b"[]", **changes: object) -> RequestRecord:
     fields: dict[str, object] = dict(
-        id=request_id, relay="arcade", received_at="2024-05-01T12:00:00.000Z", method="POST",
-        query="a=1", headers=(("content-type", "application/json"),), body=body,
-        status="accepted")
+        id=request_id,
+        relay="arcade",
+        received_at="2024-05-01T12:00:00.000Z",
+        method="POST",
+        query="a=1",
+        headers=(("content-type", "application/json"),),
+        body=body,
+        status="accepted",
+    )
     fields.update(changes)
     return RequestRecord(**fields)  # type: ignore[arg-type]
 
@@ -53,8 +59,9 @@ def record(request_id: str, body: bytes = b"[]", **changes: object) -> RequestRe
 def test_records_come_back_in_order_exactly_as_appended(tmp_path: Path) -> None:
     spool = Spool(tmp_path / "relayhook.spool")
     spool.open()
-    odd = record("r2", body=bytes(range(256)), status="rejected", error="bad \ud800 \u00e9",
-                 truncated=True)
+    odd = record(
+        "r2", body=bytes(range(256)), status="rejected", error="bad \ud800 \u00e9", truncated=True
+    )
     spool.append(record("r1"))
     spool.append(odd)
 
@@ -102,8 +109,12 @@ def test_a_half_written_last_line_is_cut_and_a_damaged_one_set_aside(tmp_path: P
     path = tmp_path / "relayhook.spool"
     damaged = bytearray(encode_entry(record("r2")))
     damaged[20] ^= 0x01  # one bit flipped: the CRC no longer matches
-    path.write_bytes(encode_entry(record("r1")) + bytes(damaged) + encode_entry(record("r3"))
-                     + encode_entry(record("r4"))[:30])  # a crash while appending r4
+    path.write_bytes(
+        encode_entry(record("r1"))
+        + bytes(damaged)
+        + encode_entry(record("r3"))
+        + encode_entry(record("r4"))[:30]
+    )  # a crash while appending r4
     spool = Spool(path)
     spool.open()
 
@@ -132,16 +143,29 @@ def test_one_process_owns_a_spool(tmp_path: Path) -> None:
 
 
 def config(receiver: Receiver) -> str:
-    hooks = [{"name": "sessions", "events": ["synthesisvr.session.*"],
-              "url": receiver.url + "/sessions/", "retry": {"schedule": [0, 1, 1, 1, 1]}}]
-    return (render_config(relays=[ARCADE], admin_token=ADMIN_TOKEN)
-            + render_tables(delivery={"allow_cidrs": ["127.0.0.1/32"], "poll_interval": 0.1})
-            + render_hooks(hooks))
+    hooks = [
+        {
+            "name": "sessions",
+            "events": ["synthesisvr.session.*"],
+            "url": receiver.url + "/sessions/",
+            "retry": {"schedule": [0, 1, 1, 1, 1]},
+        }
+    ]
+    return (
+        render_config(relays=[ARCADE], admin_token=ADMIN_TOKEN)
+        + render_tables(delivery={"allow_cidrs": ["127.0.0.1/32"], "poll_interval": 0.1})
+        + render_hooks(hooks)
+    )
 
 
 def session(n: int) -> bytes:
-    item = {"uuid": str(uuid.UUID(int=n)), "action": "create", "location": "Spool Test",
-            "stations": 1, "customerid": 1000 + n}
+    item = {
+        "uuid": str(uuid.UUID(int=n)),
+        "action": "create",
+        "location": "Spool Test",
+        "stations": 1,
+        "customerid": 1000 + n,
+    }
     return json.dumps([item]).encode()
 
 
@@ -182,8 +206,9 @@ class Arrivals:
                     with self.lock:
                         n, self.next_n = self.next_n, self.next_n + 1
                     started = time.monotonic()
-                    response = client.post(self.url, content=session(n),
-                                           headers={"Content-Type": "application/json"})
+                    response = client.post(
+                        self.url, content=session(n), headers={"Content-Type": "application/json"}
+                    )
                     took = time.monotonic() - started
                     with self.lock:
                         self.answers[n] = (response.status_code, took, response.json())
@@ -197,16 +222,19 @@ def stored(db: Path) -> tuple[dict[str, int], dict[str, int], dict[str, int]]:
     """Per request id: its rows, its events, its deliveries."""
     with contextlib.closing(sqlite3.connect(f"file:{db}?mode=ro", uri=True)) as conn:
         requests = dict(conn.execute("SELECT id, count(*) FROM requests GROUP BY id"))
-        events = dict(conn.execute(
-            "SELECT request_id, count(*) FROM events GROUP BY request_id"))
-        deliveries = dict(conn.execute(
-            "SELECT e.request_id, count(*) FROM deliveries d JOIN events e ON e.id = d.event_id"
-            " GROUP BY e.request_id"))
+        events = dict(conn.execute("SELECT request_id, count(*) FROM events GROUP BY request_id"))
+        deliveries = dict(
+            conn.execute(
+                "SELECT e.request_id, count(*) FROM deliveries d JOIN events e ON e.id = d.event_id"
+                " GROUP BY e.request_id"
+            )
+        )
     return requests, events, deliveries
 
 
-def assert_each_stored_once(server: RelayhookProcess, receiver: Receiver,
-                            request_ids: list[str]) -> None:
+def assert_each_stored_once(
+    server: RelayhookProcess, receiver: Receiver, request_ids: list[str]
+) -> None:
     def all_there() -> bool:
         requests, events, deliveries = stored(server.db_path)
         return all(deliveries.get(rid) == 1 for rid in request_ids)
@@ -218,8 +246,11 @@ def assert_each_stored_once(server: RelayhookProcess, receiver: Receiver,
     got = receiver.wait_for(len(request_ids), timeout=WAIT, path="/sessions/")
     ids = [dict(r.headers)["webhook-id"] for r in got]
     assert len(set(ids)) == len(request_ids), "a delivery was sent for a duplicate"
-    wait_until(lambda: server.db_path.with_suffix(".spool").stat().st_size == 0, timeout=WAIT,
-               what="the spool emptied")
+    wait_until(
+        lambda: server.db_path.with_suffix(".spool").stat().st_size == 0,
+        timeout=WAIT,
+        what="the spool emptied",
+    )
 
 
 @pytest.mark.slow
@@ -237,8 +268,10 @@ def test_a_locked_store_spools_every_request_and_stores_each_once_when_freed(
         spooled = [n for n, a in arrivals.answers.items() if a[2].get("spooled")]
         assert len(spooled) >= len(arrivals.answers) - 3, "the store was locked: spooled"
         worst = max(took for _, took, _ in arrivals.answers.values())
-        print(f"{len(arrivals.answers)} arrays in {LOCK_SECONDS} s of lock, {len(spooled)}"
-              f" spooled, slowest answer {worst * 1000:.0f} ms")
+        print(
+            f"{len(arrivals.answers)} arrays in {LOCK_SECONDS} s of lock, {len(spooled)}"
+            f" spooled, slowest answer {worst * 1000:.0f} ms"
+        )
         request_ids = [str(a[2]["request_id"]) for a in arrivals.answers.values()]
         assert_each_stored_once(server, receiver, request_ids)
         # In the order they came: each thread's requests are stored in the order it sent them.
@@ -283,16 +316,22 @@ def test_a_spool_partly_stored_before_a_crash_is_stored_without_duplicates(
         try:
             server.start()
             with http_client(base_url=server.url) as client:
-                answers = [client.post(f"/in/{ARCADE.token}", content=session(n)).json()
-                           for n in range(3)]
+                answers = [
+                    client.post(f"/in/{ARCADE.token}", content=session(n)).json() for n in range(3)
+                ]
             server.stop()
             # The spool as the crash left it: the three stored ones, then two never stored.
-            spooled = [record(a["request_id"], session(n), relay=ARCADE.name)
-                       for n, a in enumerate(answers)]
-            spooled += [record(f"0190f000-0000-7000-8000-00000000000{n}", session(n),
-                               relay=ARCADE.name) for n in (3, 4)]
+            spooled = [
+                record(a["request_id"], session(n), relay=ARCADE.name)
+                for n, a in enumerate(answers)
+            ]
+            spooled += [
+                record(f"0190f000-0000-7000-8000-00000000000{n}", session(n), relay=ARCADE.name)
+                for n in (3, 4)
+            ]
             server.db_path.with_suffix(".spool").write_bytes(
-                b"".join(encode_entry(r) for r in spooled))
+                b"".join(encode_entry(r) for r in spooled)
+            )
 
             server.start()
             assert_each_stored_once(server, receiver, [r.id for r in spooled])
@@ -310,7 +349,6 @@ def test_answers_stay_fast_when_the_spool_is_not_needed(tmp_path: Path) -> None:
         assert not server.db_path.with_suffix(".spool").stat().st_size
 
 
-
 class FileSizeLimitedProcess(RelayhookProcess):
     """`relayhook serve` that may not grow any file past `limit` bytes (RLIMIT_FSIZE): past it,
     a write fails with EFBIG, as on a full disk (Python ignores SIGXFSZ)."""
@@ -321,9 +359,11 @@ class FileSizeLimitedProcess(RelayhookProcess):
 
     def command(self) -> list[str]:
         command = super().command()
-        wrapper = ("import os, resource, sys; "
-                   f"resource.setrlimit(resource.RLIMIT_FSIZE, ({self.limit}, {self.limit})); "
-                   "os.execv(sys.argv[1], sys.argv[1:])")
+        wrapper = (
+            "import os, resource, sys; "
+            f"resource.setrlimit(resource.RLIMIT_FSIZE, ({self.limit}, {self.limit})); "
+            "os.execv(sys.argv[1], sys.argv[1:])"
+        )
         return [command[0], "-c", wrapper, *command]
 
 
@@ -348,7 +388,10 @@ def test_only_when_the_spool_cannot_write_either_is_the_answer_503(tmp_path: Pat
         server.close(quiet=True)
     # Room again (a new start without the limit): the two spooled ones are stored.
     with RelayhookProcess(tmp_path, render_config(relays=[generic])) as again:
-        wait_until(lambda: set(stored(again.db_path)[0]) >= set(kept), timeout=WAIT,
-                   what="the spool drained")
+        wait_until(
+            lambda: set(stored(again.db_path)[0]) >= set(kept),
+            timeout=WAIT,
+            what="the spool drained",
+        )
         assert answers[2].json()["request_id"] not in stored(again.db_path)[0]
         assert again.db_path.with_suffix(".spool").stat().st_size == 0

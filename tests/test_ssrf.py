@@ -109,8 +109,9 @@ EMBEDDED = [
     pytest.param("64:ff9b::7f00:1", "NAT64 form of 127.0.0.1, a loopback", id="NAT64"),
     pytest.param("2002:7f00:1::1", "6to4 form of 127.0.0.1, a loopback", id="6to4"),
     pytest.param("::ffff:10.0.0.1", "IPv4-mapped form of 10.0.0.1, a private", id="mapped private"),
-    pytest.param("64:ff9b::a9fe:a9fe", "NAT64 form of 169.254.169.254, a cloud metadata",
-                 id="NAT64 metadata"),
+    pytest.param(
+        "64:ff9b::a9fe:a9fe", "NAT64 form of 169.254.169.254, a cloud metadata", id="NAT64 metadata"
+    ),
 ]
 
 PUBLIC = [
@@ -172,8 +173,17 @@ def test_metadata_is_refused_even_with_allow_private(address: str) -> None:
 
 @pytest.mark.parametrize(
     "address",
-    ["10.0.0.1", "127.0.0.1", "192.168.1.1", "100.64.0.1", "::1", "fd00::1", "fe80::1",
-     "::ffff:127.0.0.1", "169.254.1.1"],
+    [
+        "10.0.0.1",
+        "127.0.0.1",
+        "192.168.1.1",
+        "100.64.0.1",
+        "::1",
+        "fd00::1",
+        "fe80::1",
+        "::ffff:127.0.0.1",
+        "169.254.1.1",
+    ],
 )
 def test_allow_private_lets_private_addresses_through(address: str) -> None:
     assert PRIVATE_OK.check(address) is None
@@ -187,18 +197,42 @@ def test_allow_private_lets_private_addresses_through(address: str) -> None:
         pytest.param(LOOPBACK_ONLY, "127.0.0.2", False, id="its neighbour"),
         pytest.param(LOOPBACK_ONLY, "::1", False, id="IPv6 loopback is another address"),
         pytest.param(LOOPBACK_ONLY, "10.0.0.1", False, id="a private address"),
-        pytest.param(DestinationPolicy(allow=(ip_network("10.0.0.0/8"),)), "10.200.0.1", True,
-                     id="inside an allowed network"),
-        pytest.param(DestinationPolicy(allow=(ip_network("10.0.0.0/8"),)), "192.168.0.1", False,
-                     id="outside it"),
-        pytest.param(DestinationPolicy(allow=(ip_network("::ffff:127.0.0.1/128"),)),
-                     "::ffff:127.0.0.1", True, id="an allowed mapped form"),
-        pytest.param(DestinationPolicy(allow=(ip_network("169.254.169.254/32"),)),
-                     "169.254.169.254", True, id="metadata allowed explicitly"),
-        pytest.param(DestinationPolicy(allow=(ip_network("169.254.169.254/32"),)),
-                     "64:ff9b::a9fe:a9fe", True, id="metadata allowed explicitly, NAT64 form"),
-        pytest.param(DestinationPolicy(allow=(ip_network("10.0.0.0/8"),)), "169.254.169.254",
-                     False, id="an unrelated allowed network does not open metadata"),
+        pytest.param(
+            DestinationPolicy(allow=(ip_network("10.0.0.0/8"),)),
+            "10.200.0.1",
+            True,
+            id="inside an allowed network",
+        ),
+        pytest.param(
+            DestinationPolicy(allow=(ip_network("10.0.0.0/8"),)),
+            "192.168.0.1",
+            False,
+            id="outside it",
+        ),
+        pytest.param(
+            DestinationPolicy(allow=(ip_network("::ffff:127.0.0.1/128"),)),
+            "::ffff:127.0.0.1",
+            True,
+            id="an allowed mapped form",
+        ),
+        pytest.param(
+            DestinationPolicy(allow=(ip_network("169.254.169.254/32"),)),
+            "169.254.169.254",
+            True,
+            id="metadata allowed explicitly",
+        ),
+        pytest.param(
+            DestinationPolicy(allow=(ip_network("169.254.169.254/32"),)),
+            "64:ff9b::a9fe:a9fe",
+            True,
+            id="metadata allowed explicitly, NAT64 form",
+        ),
+        pytest.param(
+            DestinationPolicy(allow=(ip_network("10.0.0.0/8"),)),
+            "169.254.169.254",
+            False,
+            id="an unrelated allowed network does not open metadata",
+        ),
     ],
 )
 def test_allow_cidrs(policy: DestinationPolicy, address: str, allowed: bool) -> None:
@@ -215,8 +249,11 @@ def test_policy_from_config() -> None:
 
 @pytest.mark.parametrize(
     "value",
-    [pytest.param("10.0.0.1/8", id="host bits set"), pytest.param("nope", id="not an address"),
-     pytest.param("10.0.0.0/33", id="prefix too long")],
+    [
+        pytest.param("10.0.0.1/8", id="host bits set"),
+        pytest.param("nope", id="not an address"),
+        pytest.param("10.0.0.0/33", id="prefix too long"),
+    ],
 )
 def test_a_bad_allow_cidr_is_named(value: str) -> None:
     with pytest.raises(ValueError, match="allow_cidrs") as caught:
@@ -231,10 +268,16 @@ def test_a_bad_allow_cidr_is_named(value: str) -> None:
         pytest.param("http://10.0.0.1/", "private", id="10.0.0.1"),
         pytest.param("http://100.64.0.1:8080/", "CGNAT", id="100.64.0.1"),
         pytest.param("http://[fd00::1]/", "unique local", id="[fd00::1]"),
-        pytest.param("http://[64:ff9b::a9fe:a9fe]/", "NAT64 form of 169.254.169.254",
-                     id="[64:ff9b::a9fe:a9fe]"),
-        pytest.param("http://[::ffff:127.0.0.1]:8080/", "IPv4-mapped form of 127.0.0.1",
-                     id="[::ffff:127.0.0.1]"),
+        pytest.param(
+            "http://[64:ff9b::a9fe:a9fe]/",
+            "NAT64 form of 169.254.169.254",
+            id="[64:ff9b::a9fe:a9fe]",
+        ),
+        pytest.param(
+            "http://[::ffff:127.0.0.1]:8080/",
+            "IPv4-mapped form of 127.0.0.1",
+            id="[::ffff:127.0.0.1]",
+        ),
         pytest.param("https://127.0.0.1/", "loopback", id="https loopback"),
         pytest.param("HTTP://10.0.0.1/", "private", id="upper-case scheme"),
         pytest.param("http://user:pw@10.0.0.1/", "private", id="with user info"),
@@ -251,8 +294,12 @@ def test_check_url_refuses_an_ip_literal_without_resolving(url: str, word: str) 
     [
         pytest.param("internal.example", ["10.0.0.5"], "10.0.0.5 is a private", id="private"),
         pytest.param("metadata.example", ["169.254.169.254"], "cloud metadata", id="metadata"),
-        pytest.param("localhost.example", ["127.0.0.1", "::1"], "::1 is a loopback",
-                     id="a public name that resolves to loopback"),
+        pytest.param(
+            "localhost.example",
+            ["127.0.0.1", "::1"],
+            "::1 is a loopback",
+            id="a public name that resolves to loopback",
+        ),
         pytest.param("nothing.example", [], "resolves to no address", id="no answer"),
     ],
 )
@@ -278,10 +325,12 @@ def test_a_name_with_one_refused_record_is_refused_at_save() -> None:
 @pytest.mark.parametrize(
     ("url", "answer", "kept"),
     [
-        pytest.param("https://public.example/",
-                     ["93.184.215.14", "2606:2800:21f:cb07:6820:80da:af6b:8b2c"],
-                     ["93.184.215.14", "2606:2800:21f:cb07:6820:80da:af6b:8b2c"],
-                     id="all public: all of them, in order"),
+        pytest.param(
+            "https://public.example/",
+            ["93.184.215.14", "2606:2800:21f:cb07:6820:80da:af6b:8b2c"],
+            ["93.184.215.14", "2606:2800:21f:cb07:6820:80da:af6b:8b2c"],
+            id="all public: all of them, in order",
+        ),
     ],
 )
 def test_check_url_keeps_only_allowed_addresses(
@@ -293,9 +342,11 @@ def test_check_url_keeps_only_allowed_addresses(
 
 @pytest.mark.parametrize(
     ("url", "port"),
-    [pytest.param("http://a.example/", 80, id="http"),
-     pytest.param("https://a.example/", 443, id="https"),
-     pytest.param("https://a.example:8443/x?y=1", 8443, id="explicit port")],
+    [
+        pytest.param("http://a.example/", 80, id="http"),
+        pytest.param("https://a.example/", 443, id="https"),
+        pytest.param("https://a.example:8443/x?y=1", 8443, id="explicit port"),
+    ],
 )
 def test_check_url_resolves_with_the_port(url: str, port: int) -> None:
     resolver = StubResolver({"a.example": ["93.184.215.14"]})
@@ -351,12 +402,26 @@ def _chain(*exceptions: BaseException, link: str) -> BaseException:
     ("exc", "reason"),
     [
         pytest.param(DestinationRefused("why"), "why", id="itself"),
-        pytest.param(_chain(RuntimeError("httpx"), OSError("aiohttp"), DestinationRefused("why"),
-                            link="__cause__"), "why", id="raise from"),
-        pytest.param(_chain(RuntimeError("outer"), DestinationRefused("why"),
-                            link="__context__"), "why", id="raised while handling"),
-        pytest.param(_chain(RuntimeError("httpx"), OSError("unrelated"), link="__cause__"), None,
-                     id="another error"),
+        pytest.param(
+            _chain(
+                RuntimeError("httpx"),
+                OSError("aiohttp"),
+                DestinationRefused("why"),
+                link="__cause__",
+            ),
+            "why",
+            id="raise from",
+        ),
+        pytest.param(
+            _chain(RuntimeError("outer"), DestinationRefused("why"), link="__context__"),
+            "why",
+            id="raised while handling",
+        ),
+        pytest.param(
+            _chain(RuntimeError("httpx"), OSError("unrelated"), link="__cause__"),
+            None,
+            id="another error",
+        ),
         pytest.param(None, None, id="no error"),
     ],
 )
@@ -397,8 +462,11 @@ INTERNAL_NAMES = [
     pytest.param("localhost.", "loopback name", id="localhost. (trailing dot)"),
     pytest.param("localhost..", "loopback name", id="localhost.. (two trailing dots)"),
     pytest.param("api.localhost", "loopback name", id="*.localhost"),
-    pytest.param("\uff4c\uff4f\uff43\uff41\uff4c\uff48\uff4f\uff53\uff54", "loopback name",
-                 id="fullwidth localhost"),
+    pytest.param(
+        "\uff4c\uff4f\uff43\uff41\uff4c\uff48\uff4f\uff53\uff54",
+        "loopback name",
+        id="fullwidth localhost",
+    ),
     pytest.param("metadata.google.internal", "cloud metadata name", id="GCP metadata"),
     pytest.param("metadata.google.internal.", "cloud metadata name", id="GCP metadata."),
     pytest.param("metadata.goog", "cloud metadata name", id="metadata.goog"),
@@ -411,8 +479,7 @@ INTERNAL_NAMES = [
 
 
 @pytest.mark.parametrize(("host", "words"), INTERNAL_NAMES)
-def test_names_internal_by_definition_are_refused_without_resolving(host: str,
-                                                                     words: str) -> None:
+def test_names_internal_by_definition_are_refused_without_resolving(host: str, words: str) -> None:
     resolver = StubResolver()
     reason = refusal(f"http://{host}:8080/hook", resolver=resolver)
     assert words in reason
@@ -421,8 +488,14 @@ def test_names_internal_by_definition_are_refused_without_resolving(host: str,
 
 @pytest.mark.parametrize(
     "host",
-    ["localhost.example.com", "internal.example", "notlocalhost.example", "local.example",
-     "example.com.", "metadata.example"],
+    [
+        "localhost.example.com",
+        "internal.example",
+        "notlocalhost.example",
+        "local.example",
+        "example.com.",
+        "metadata.example",
+    ],
 )
 def test_names_that_only_contain_those_words_are_resolved(host: str) -> None:
     resolver = StubResolver({host: ["93.184.215.14"]})
@@ -436,8 +509,10 @@ def test_allowing_private_addresses_judges_internal_names_by_their_addresses() -
     assert asyncio.run(check_url("http://db.internal/", PRIVATE_OK, resolver)) == ["10.0.0.9"]
 
 
-@pytest.mark.parametrize("host", ["localhost", "localhost.", "api.localhost", "x.localhost.",
-                                  "db.internal", "xn--localhost-"])
+@pytest.mark.parametrize(
+    "host",
+    ["localhost", "localhost.", "api.localhost", "x.localhost.", "db.internal", "xn--localhost-"],
+)
 def test_allow_cidrs_admits_addresses_not_names(host: str) -> None:
     """Issue 17, item 6: `allow_cidrs` reached `localhost` (the README said it could not):
     a name internal by definition is refused by name under it; write the address."""
@@ -446,25 +521,43 @@ def test_allow_cidrs_admits_addresses_not_names(host: str) -> None:
     assert "write the address and allow it with [delivery] allow_cidrs" in reason
     assert resolver.calls == []
     assert asyncio.run(check_url("http://127.0.0.1:8080/", LOOPBACK_ONLY, resolver)) == [
-        "127.0.0.1"]
+        "127.0.0.1"
+    ]
 
 
-@pytest.mark.parametrize("policy", [DEFAULT, PRIVATE_OK, LOOPBACK_ONLY,
-                                    DestinationPolicy(allow=(ip_network("169.254.169.254/32"),))])
-@pytest.mark.parametrize("host", ["metadata.google.internal", "metadata.google.internal.",
-                                  "metadata", "metadata.", "instance-data"])
-def test_a_metadata_name_is_refused_by_every_policy(policy: DestinationPolicy,
-                                                    host: str) -> None:
+@pytest.mark.parametrize(
+    "policy",
+    [
+        DEFAULT,
+        PRIVATE_OK,
+        LOOPBACK_ONLY,
+        DestinationPolicy(allow=(ip_network("169.254.169.254/32"),)),
+    ],
+)
+@pytest.mark.parametrize(
+    "host",
+    [
+        "metadata.google.internal",
+        "metadata.google.internal.",
+        "metadata",
+        "metadata.",
+        "instance-data",
+    ],
+)
+def test_a_metadata_name_is_refused_by_every_policy(policy: DestinationPolicy, host: str) -> None:
     resolver = StubResolver()
     reason = refusal(f"http://{host}/computeMetadata/v1/", policy, resolver)
-    assert reason == (f"{host} is a cloud metadata name (write its address and allow it with "
-                      "[delivery] allow_cidrs)")
+    assert reason == (
+        f"{host} is a cloud metadata name (write its address and allow it with "
+        "[delivery] allow_cidrs)"
+    )
     assert resolver.calls == []
 
 
 UNUSUAL_FORMS = [
-    pytest.param("127.000.000.001", "an unusual form of 127.0.0.1, a loopback address",
-                 id="leading zeros"),
+    pytest.param(
+        "127.000.000.001", "an unusual form of 127.0.0.1, a loopback address", id="leading zeros"
+    ),
     pytest.param("0x7f.1", "an unusual form of 127.0.0.1", id="0x7f.1"),
     pytest.param("127.1", "an unusual form of 127.0.0.1", id="127.1"),
     pytest.param("0x7f000001", "an unusual form of 127.0.0.1", id="0x7f000001"),
@@ -506,8 +599,9 @@ def test_the_socket_check_refuses_an_unusual_address_instead_of_raising(address:
         pytest.param("http://example.com/\x7f", "the control character '\\x7f'", id="DEL"),
     ],
 )
-def test_a_url_with_a_space_or_control_character_is_refused_not_altered(url: str,
-                                                                      words: str) -> None:
+def test_a_url_with_a_space_or_control_character_is_refused_not_altered(
+    url: str, words: str
+) -> None:
     resolver = StubResolver()
     reason = refusal(url, resolver=resolver)
     assert words in reason

@@ -95,14 +95,26 @@ async def opened(new_store: StoreFactory) -> AsyncIterator[Store]:
 # -- the contract: every engine
 
 
-ROLES = [base.Lifecycle, base.IngestStore, base.DeliveryStore, base.ConfigStore, base.ConsoleStore,
-         base.HistoryStore, base.OperationsStore, base.WatchStore, base.PeopleStore,
-         base.MaintenanceStore]
+ROLES = [
+    base.Lifecycle,
+    base.IngestStore,
+    base.DeliveryStore,
+    base.ConfigStore,
+    base.ConsoleStore,
+    base.HistoryStore,
+    base.OperationsStore,
+    base.WatchStore,
+    base.PeopleStore,
+    base.MaintenanceStore,
+]
 
 
 def methods_of(protocol: type) -> set[str]:
-    return {name for name, value in vars(protocol).items()
-            if callable(value) and not name.startswith("_")}
+    return {
+        name
+        for name, value in vars(protocol).items()
+        if callable(value) and not name.startswith("_")
+    }
 
 
 def test_the_roles_share_out_the_whole_contract_and_both_engines_implement_it() -> None:
@@ -241,7 +253,9 @@ def test_a_request_lists_new_and_repeated_events_in_its_order(store: Store) -> N
     run(store.ingest(make_request("r2"), [make_event("e2"), make_event("e1"), make_event("e2")]))
     pages = run(store.list_requests())
     assert [(r.id, r.event_ids, r.duplicate_ids) for r in pages] == [
-        ("r2", ("e2", "e1"), ("e1",)), ("r1", ("e1",), ())]
+        ("r2", ("e2", "e1"), ("e1",)),
+        ("r1", ("e1",), ()),
+    ]
 
 
 def test_remap_records_the_events_a_request_now_maps_to(store: Store) -> None:
@@ -258,16 +272,27 @@ def test_a_test_send_is_history_not_work(store: Store) -> None:
 
     request = dataclasses.replace(make_request("t1"), test=True)
     event = make_event("te1")
-    attempt = Attempt("td1", 1, 1000.0, 12.5, {"method": "POST", "url": "http://x/"}, 200, (),
-                      b"ok", None, None)
-    run(store.record_test(request, event, NewDelivery("td1", "te1", "zap", None, "pending",
-                                                      1000.0), attempt,
-                          Outcome("succeeded", response_status=200)))
+    attempt = Attempt(
+        "td1", 1, 1000.0, 12.5, {"method": "POST", "url": "http://x/"}, 200, (), b"ok", None, None
+    )
+    run(
+        store.record_test(
+            request,
+            event,
+            NewDelivery("td1", "te1", "zap", None, "pending", 1000.0),
+            attempt,
+            Outcome("succeeded", response_status=200),
+        )
+    )
     found = run(store.get_delivery("td1"))
     assert found is not None
     delivery, attempts = found
     assert (delivery.status, delivery.test, delivery.attempts, delivery.hook) == (
-        "succeeded", True, 1, "zap")
+        "succeeded",
+        True,
+        1,
+        "zap",
+    )
     assert delivery.event is not None and delivery.event.id == "te1"
     assert [a.response_status for a in attempts] == [200]
     assert [d.id for d in run(store.list_deliveries(hook="zap"))] == ["td1"]
@@ -385,8 +410,7 @@ HARD_TEXT = [
 def test_text_no_database_holds_as_it_is_round_trips_exactly(store: Store, text: str) -> None:
     # Mapped from a provider's JSON ("\u0000", "\ud800"): into ids, subjects, data and errors.
     data = {"value": text, text: [text, {"nested": text}]}
-    event = make_event(f"e-{text}", type=f"t.{text}", subject=text, source=f"s/{text}",
-                       data=data)
+    event = make_event(f"e-{text}", type=f"t.{text}", subject=text, source=f"s/{text}", data=data)
     request = make_request("r1", headers=(("x-value", text),))
     run(store.ingest(dataclasses.replace(request, query=f"q={text}"), [event]))
     run(store.ingest(make_request("r2", status="rejected", error=f"bad {text}"), []))
@@ -396,9 +420,11 @@ def test_text_no_database_holds_as_it_is_round_trips_exactly(store: Store, text:
     assert run(store.count_events(source=f"s/{text}")) == 1
     stored = run(store.get_request("r1"))
     assert stored is not None
-    assert (stored.query, stored.headers, stored.event_ids) == (f"q={text}",
-                                                               (("x-value", text),),
-                                                               (event.id,))
+    assert (stored.query, stored.headers, stored.event_ids) == (
+        f"q={text}",
+        (("x-value", text),),
+        (event.id,),
+    )
     rejected = run(store.get_request("r2"))
     assert rejected is not None and rejected.error == f"bad {text}"
 
@@ -549,8 +575,10 @@ def version_1_database(path: Path) -> None:
     """A database as relayhook 0.1 left it: the first migration alone."""
     with contextlib.closing(sqlite3.connect(path, isolation_level=None)) as conn:
         conn.executescript(f"{schema.MIGRATIONS[0].sql} PRAGMA user_version = 1;")
-        conn.execute("INSERT INTO requests (id, relay, received_at, method, query, headers, body,"
-                     " status) VALUES ('r1', 'github', 't', 'POST', '', '[]', x'00', 'accepted')")
+        conn.execute(
+            "INSERT INTO requests (id, relay, received_at, method, query, headers, body,"
+            " status) VALUES ('r1', 'github', 't', 'POST', '', '[]', x'00', 'accepted')"
+        )
 
 
 def test_sqlite_migrates_an_older_database_and_keeps_its_rows(tmp_path: Path) -> None:
@@ -559,8 +587,7 @@ def test_sqlite_migrates_an_older_database_and_keeps_its_rows(tmp_path: Path) ->
     store = SQLiteStore(path)
     run(store.open())
     try:
-        assert [m.version for m in store.migrations_applied] == list(
-            range(2, schema.LATEST + 1))
+        assert [m.version for m in store.migrations_applied] == list(range(2, schema.LATEST + 1))
         request = run(store.get_request("r1"))
         assert request is not None and request.body == b"\x00"
     finally:

@@ -19,13 +19,21 @@ from relayhook.store.sqlite import SCHEMA_VERSION, schema
 def finish(store: Store, delivery_id: str, status: int, outcome: str = "failed") -> None:
     claimed = claim(store, "h1", limit=1000)
     assert delivery_id in [d.id for d in claimed]
-    run(store.finish(delivery_id, owner="w1",
-                     outcome=Outcome(outcome, due_at=NOW + 60, response_status=status),  # type: ignore[arg-type]
-                     attempt=make_attempt(delivery_id, status=status)))
+    run(
+        store.finish(
+            delivery_id,
+            owner="w1",
+            outcome=Outcome(outcome, due_at=NOW + 60, response_status=status),  # type: ignore[arg-type]
+            attempt=make_attempt(delivery_id, status=status),
+        )
+    )
     for other in claimed:  # give the others back
         if other.id != delivery_id:
-            run(store.finish(other.id, owner="w1", outcome=Outcome("failed", due_at=NOW),
-                             attempt=None))
+            run(
+                store.finish(
+                    other.id, owner="w1", outcome=Outcome("failed", due_at=NOW), attempt=None
+                )
+            )
 
 
 def found(store: Store, **where: object) -> list[str]:
@@ -57,18 +65,20 @@ def test_find_deliveries_filters_by_status_code_text_and_request(store: Store) -
 
 def test_activity_counts_per_hour_and_status(store: Store) -> None:
     events = [make_event(f"e{i}") for i in range(3)]
-    run(store.ingest(make_request("r1"), events[:2],
-                     new_deliveries(events[:2], due_at=NOW + 10)))
+    run(store.ingest(make_request("r1"), events[:2], new_deliveries(events[:2], due_at=NOW + 10)))
     run(store.ingest(make_request("r2"), events[2:], new_deliveries(events[2:], due_at=NOW + 7200)))
     rows = run(store.delivery_activity(since=NOW, bucket_seconds=3600))
     assert sorted(rows) == [("h1", 0, "pending", 2), ("h1", 2, "pending", 1)]
     assert run(store.delivery_activity(since=NOW + 3600, bucket_seconds=3600)) == [
-        ("h1", 1, "pending", 1)]
+        ("h1", 1, "pending", 1)
+    ]
     # make_request's received_at is 2024-05-01T12:00:00.000Z
     since = 1_714_564_800.0 - 1800
     run(store.ingest(make_request("r3", status="rejected", error="bad"), ()))
     assert sorted(run(store.request_activity(since=since, bucket_seconds=3600))) == [
-        ("github", 0, "accepted", 2), ("github", 0, "rejected", 1)]
+        ("github", 0, "accepted", 2),
+        ("github", 0, "rejected", 1),
+    ]
 
 
 def test_list_requests_searches_inside_bodies(store: Store) -> None:

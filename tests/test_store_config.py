@@ -82,8 +82,9 @@ def test_a_hook_replaced_keeps_its_source_and_a_config_hook_is_not_replaced(stor
 def test_deleting_a_hook_cancels_what_it_had_not_sent_and_keeps_the_history(store: Store) -> None:
     run(store.put_hook(hook(), create=True))
     events = [make_event(f"e{n}") for n in range(3)]
-    deliveries = [NewDelivery(f"d{n}", e.id, "crm", None, "pending", NOW)
-                  for n, e in enumerate(events)]
+    deliveries = [
+        NewDelivery(f"d{n}", e.id, "crm", None, "pending", NOW) for n, e in enumerate(events)
+    ]
     run(store.ingest(make_request("r1"), events, deliveries))
     run(store.set_hook_active("crm", False, "a person", NOW))
     assert run(store.delete_hook("crm", at=NOW + 1)) == 3
@@ -97,15 +98,22 @@ def test_sqlite_migrates_a_version_1_file_keeping_its_rows(tmp_path: Path) -> No
     path = tmp_path / "relayhook.db"
     with contextlib.closing(sqlite3.connect(path)) as conn:
         conn.executescript((FIXTURES / "schema_v1.sql").read_text() + "PRAGMA user_version = 1;")
-        conn.execute("INSERT INTO requests (id, relay, received_at, method, query, headers, body,"
-                     " status) VALUES ('r1', 'shop', '2026-01-01T00:00:00Z', 'POST', '', '[]',"
-                     " x'7b7d', 'accepted')")
-        conn.execute("INSERT INTO events (id, request_id, relay, type, source, time, data)"
-                     " VALUES ('e1', 'r1', 'shop', 't', 's', '2026-01-01T00:00:00Z', '{}')")
-        conn.execute("INSERT INTO deliveries (id, event_id, hook, relay, status, due_at,"
-                     " created_at, updated_at) VALUES ('d1', 'e1', 'crm', 'shop', 'dead', 1, 1, 1)")
-        conn.execute("INSERT INTO attempts VALUES ('d1', 1, 1, 2.5, '{}', 500, '[]', x'', NULL,"
-                     " NULL)")
+        conn.execute(
+            "INSERT INTO requests (id, relay, received_at, method, query, headers, body,"
+            " status) VALUES ('r1', 'shop', '2026-01-01T00:00:00Z', 'POST', '', '[]',"
+            " x'7b7d', 'accepted')"
+        )
+        conn.execute(
+            "INSERT INTO events (id, request_id, relay, type, source, time, data)"
+            " VALUES ('e1', 'r1', 'shop', 't', 's', '2026-01-01T00:00:00Z', '{}')"
+        )
+        conn.execute(
+            "INSERT INTO deliveries (id, event_id, hook, relay, status, due_at,"
+            " created_at, updated_at) VALUES ('d1', 'e1', 'crm', 'shop', 'dead', 1, 1, 1)"
+        )
+        conn.execute(
+            "INSERT INTO attempts VALUES ('d1', 1, 1, 2.5, '{}', 500, '[]', x'', NULL, NULL)"
+        )
         conn.execute("INSERT INTO hooks VALUES ('crm', 'config', '{}', 1)")
         conn.commit()
     store = SQLiteStore(path)
@@ -124,8 +132,12 @@ def test_sqlite_migrates_a_version_1_file_keeping_its_rows(tmp_path: Path) -> No
         assert conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION
         assert conn.execute("PRAGMA foreign_key_check").fetchall() == []
         assert conn.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
-        indexes = {row[0] for row in conn.execute(
-            "SELECT name FROM sqlite_master WHERE type = 'index' AND tbl_name = 'deliveries'")}
+        indexes = {
+            row[0]
+            for row in conn.execute(
+                "SELECT name FROM sqlite_master WHERE type = 'index' AND tbl_name = 'deliveries'"
+            )
+        }
         assert {"deliveries_claimable", "deliveries_unfinished"} <= indexes
 
 
@@ -133,14 +145,23 @@ def test_sqlite_migrates_a_version_1_file_keeping_its_rows(tmp_path: Path) -> No
 def test_a_deleted_hooks_finished_deliveries_stay_as_they_were(store: Store, status: str) -> None:
     run(store.put_hook(hook(), create=True))
     event = make_event("e1")
-    run(store.ingest(make_request("r1"), [event],
-                     [NewDelivery("d1", "e1", "crm", None, "pending", NOW)]))
+    run(
+        store.ingest(
+            make_request("r1"), [event], [NewDelivery("d1", "e1", "crm", None, "pending", NOW)]
+        )
+    )
     run(store.replay(now=NOW, delivery_id="d1"))  # make it due, then finish it as `status`
     claimed = run(store.claim_due(hook="crm", now=NOW, limit=1, lease_seconds=30, owner="w"))
     from relayhook.store import Outcome
 
-    run(store.finish(claimed[0].id, owner="w", outcome=Outcome(status),  # type: ignore[arg-type]
-                     attempt=None))
+    run(
+        store.finish(
+            claimed[0].id,
+            owner="w",
+            outcome=Outcome(status),  # type: ignore[arg-type]
+            attempt=None,
+        )
+    )
     assert run(store.delete_hook("crm", at=NOW)) == 0
     counts = run(store.count_deliveries(hook="crm"))
     assert {status: n for status, n in counts.items() if n} == {status: 1}

@@ -41,7 +41,6 @@ ALL_ZERO = dict.fromkeys(
 )
 
 
-
 def new_deliveries(
     events: Sequence[Event],
     hooks: Sequence[str] = ("h1",),
@@ -356,14 +355,17 @@ def test_concurrent_claims_are_disjoint_and_miss_nothing(
 
 def test_claims_from_two_stores_on_one_database_are_disjoint(new_store: StoreFactory) -> None:
     """Two processes on one database, as two stores: no delivery is claimed twice."""
+
     async def race() -> list[list[Delivery]]:
         first, second = new_store(), new_store()
         await first.open()
         await second.open()
         try:
-            calls = [store.claim_due(hook="h1", now=NOW, limit=7, lease_seconds=LEASE,
-                                     owner=f"w{i}")
-                     for i in range(10) for store in (first, second)]
+            calls = [
+                store.claim_due(hook="h1", now=NOW, limit=7, lease_seconds=LEASE, owner=f"w{i}")
+                for i in range(10)
+                for store in (first, second)
+            ]
             return await asyncio.gather(*calls)
         finally:
             await first.close()
@@ -379,8 +381,11 @@ def test_claims_under_a_concurrency_count_every_owners_deliveries(store: Store) 
     seed_pending(store, 10)
 
     def claim_at_most(owner: str, limit: int, now: float = NOW) -> list[Delivery]:
-        return run(store.claim_due(hook="h1", now=now, limit=limit, lease_seconds=LEASE,
-                                   owner=owner, concurrency=3))
+        return run(
+            store.claim_due(
+                hook="h1", now=now, limit=limit, lease_seconds=LEASE, owner=owner, concurrency=3
+            )
+        )
 
     assert len(claim_at_most("w1", 2)) == 2
     assert len(claim_at_most("w2", 5)) == 1  # 2 claimed by w1 + 1 = 3
@@ -400,8 +405,19 @@ def test_a_claimers_answered_deliveries_leave_the_concurrency_count_only_while_c
     seed_pending(store, 6)
 
     def claim_one(owner: str, answered: Sequence[str] = ()) -> list[str]:
-        return ids(run(store.claim_due(hook="h1", now=NOW, limit=5, lease_seconds=LEASE,
-                                       owner=owner, concurrency=2, answered=answered)))
+        return ids(
+            run(
+                store.claim_due(
+                    hook="h1",
+                    now=NOW,
+                    limit=5,
+                    lease_seconds=LEASE,
+                    owner=owner,
+                    concurrency=2,
+                    answered=answered,
+                )
+            )
+        )
 
     first = claim_one("w1")
     assert len(first) == 2

@@ -38,8 +38,7 @@ DAY = 86400.0
 NOW = 1_700_000_000.0
 
 
-def run_with(new_store: StoreFactory,
-             test: Callable[[Store], Coroutine[Any, Any, T]]) -> T:
+def run_with(new_store: StoreFactory, test: Callable[[Store], Coroutine[Any, Any, T]]) -> T:
     async def main() -> T:
         store = new_store()
         await store.open()
@@ -55,26 +54,41 @@ def at(seconds: float) -> str:
     return format_time(datetime.fromtimestamp(seconds, UTC))
 
 
-async def seed(store: Store, request_id: str, *, received: float, relay: str = "r1",
-               hooks: tuple[str, ...] = ("h1",), events: int = 1) -> list[str]:
+async def seed(
+    store: Store,
+    request_id: str,
+    *,
+    received: float,
+    relay: str = "r1",
+    hooks: tuple[str, ...] = ("h1",),
+    events: int = 1,
+) -> list[str]:
     """A request received at `received` with `events` events, each routed to `hooks`; the
     delivery ids (`{event}.{hook}`)."""
     request = dataclasses.replace(make_request(request_id, relay=relay), received_at=at(received))
     made = [make_event(f"{request_id}-e{i}", relay=relay) for i in range(events)]
-    deliveries = [NewDelivery(f"{e.id}.{hook}", e.id, hook, None, "pending", received)
-                  for e in made for hook in hooks]
+    deliveries = [
+        NewDelivery(f"{e.id}.{hook}", e.id, hook, None, "pending", received)
+        for e in made
+        for hook in hooks
+    ]
     await store.ingest(request, made, deliveries)
     return [d.id for d in deliveries]
 
 
-async def settle(store: Store, hook: str, status: str, *, at_time: float, count: int = 1000,
-                 attempt: bool = True) -> list[str]:
+async def settle(
+    store: Store, hook: str, status: str, *, at_time: float, count: int = 1000, attempt: bool = True
+) -> list[str]:
     """Claim the hook's due deliveries and finish them as `status` at `at_time`."""
-    claimed = await store.claim_due(hook=hook, now=at_time, limit=count, lease_seconds=30,
-                                    owner="w")
+    claimed = await store.claim_due(
+        hook=hook, now=at_time, limit=count, lease_seconds=30, owner="w"
+    )
     for delivery in claimed:
-        tried = Attempt(delivery.id, delivery.attempts + 1, at_time, 0.0, {}, 200, (), b"",
-                        None, None) if attempt else None
+        tried = (
+            Attempt(delivery.id, delivery.attempts + 1, at_time, 0.0, {}, 200, (), b"", None, None)
+            if attempt
+            else None
+        )
         outcome = Outcome(status, due_at=at_time + 60 if status == "failed" else None)  # type: ignore[arg-type]
         await store.finish(delivery.id, owner="w", outcome=outcome, attempt=tried)
     return [d.id for d in claimed]
@@ -101,8 +115,9 @@ def test_prune_deletes_old_finished_work_and_keeps_the_unfinished(new_store: Sto
         paused = await seed(store, "paused", received=old, hooks=("h3",))
         await store.set_hook_active("h3", False, "410", old + 20)
         await seed(store, "plain", received=old, hooks=())  # no delivery at all
-        rejected = dataclasses.replace(make_request("rejected", status="rejected", error="x"),
-                                       received_at=at(old))
+        rejected = dataclasses.replace(
+            make_request("rejected", status="rejected", error="x"), received_at=at(old)
+        )
         await store.ingest(rejected, ())
         fresh = await seed(store, "fresh", received=new, hooks=("h4",))
         await settle(store, "h4", "dead", at_time=new)
@@ -136,15 +151,15 @@ def test_per_relay_and_per_hook_days_override_the_default(new_store: StoreFactor
         await seed(store, "short-relay", received=ten_days, relay="brief", hooks=())
         await seed(store, "default-relay", received=ten_days, relay="r1", hooks=())
         await seed(store, "kept-relay", received=NOW - 400 * DAY, relay="forever", hooks=())
-        short = await seed(store, "short-hook", received=ten_days, relay="brief",
-                           hooks=("quick",))
+        short = await seed(store, "short-hook", received=ten_days, relay="brief", hooks=("quick",))
         await settle(store, "quick", "succeeded", at_time=ten_days)
-        long = await seed(store, "long-hook", received=ten_days, relay="brief",
-                          hooks=("audit",))
+        long = await seed(store, "long-hook", received=ten_days, relay="brief", hooks=("audit",))
         await settle(store, "audit", "succeeded", at_time=ten_days)
-        cutoffs = Cutoffs(default=NOW - 30 * DAY, relays={"brief": NOW - 7 * DAY,
-                                                          "forever": None},
-                          hooks={"quick": NOW - 7 * DAY, "audit": NOW - 90 * DAY})
+        cutoffs = Cutoffs(
+            default=NOW - 30 * DAY,
+            relays={"brief": NOW - 7 * DAY, "forever": None},
+            hooks={"quick": NOW - 7 * DAY, "audit": NOW - 90 * DAY},
+        )
         result = await store.prune(cutoffs)
         requests, _, deliveries = await remaining(store)
         assert requests == {"default-relay", "kept-relay", "long-hook"}
@@ -158,6 +173,7 @@ def test_per_relay_and_per_hook_days_override_the_default(new_store: StoreFactor
 
 def test_prune_walks_past_many_held_requests(new_store: StoreFactory) -> None:
     """Requests held by an unfinished delivery come first in time; the prune goes past them."""
+
     async def test(store: Store) -> None:
         for n in range(7):
             await seed(store, f"held-{n}", received=NOW - 50 * DAY + n, hooks=("paused",))
@@ -322,4 +338,3 @@ def test_prune_and_backlog_read_indexes_not_the_whole_history(tmp_path: Path) ->
     for plan in found:  # a SCAN goes through an index (a partial one), never the table
         for step in plan.split(" | "):
             assert not step.startswith("SCAN") or "INDEX" in step, plan
-

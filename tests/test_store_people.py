@@ -11,15 +11,17 @@ from relayhook.store.base import ConsoleSession, Store
 NOW = 1_800_000_000.0
 
 
-def test_accounts_are_saved_found_by_email_in_any_case_and_end_their_sessions(
-        store: Store) -> None:
+def test_accounts_are_saved_found_by_email_in_any_case_and_end_their_sessions(store: Store) -> None:
     ana = Account("a1", "Ana", "Ana@Example.com", "operator", NOW, "hash")
     run(store.save_account(ana))
     assert run(store.find_account("ana@example.COM")) == ana
     assert run(store.get_account("a1")) == ana and run(store.get_account("nobody")) is None
     for n in range(2):
-        run(store.create_session(ConsoleSession(f"s{n}", "a1", NOW, NOW, NOW + 60, "::1", "x"),
-                                 f"hash{n}"))
+        run(
+            store.create_session(
+                ConsoleSession(f"s{n}", "a1", NOW, NOW, NOW + 60, "::1", "x"), f"hash{n}"
+            )
+        )
     disabled = Account("a1", "Ana", "Ana@Example.com", "operator", NOW, "hash", NOW + 1)
     assert run(store.save_account(disabled, end_sessions=True, keep="s1")) == 1
     assert [s.id for s in run(store.list_sessions("a1", NOW))] == ["s1"]
@@ -49,23 +51,46 @@ def test_keys_are_found_by_hash_revoked_once_and_touched_forward(store: Store) -
 
 
 def test_the_audit_log_is_appended_filtered_paged_and_pruned(store: Store) -> None:
-    for n, (action, actor) in enumerate([("hooks.update", "person:a1"),
-                                         ("hooks.replay", "key:k1"),
-                                         ("signin.failure", "anonymous"),
-                                         ("hookshot", "person:a1")]):
-        run(store.append_audit(AuditEntry(NOW + n, actor, actor.split(":")[-1], "::1", action,
-                                          "hook:crm" if n < 2 else "", {"n": n})))
+    for n, (action, actor) in enumerate(
+        [
+            ("hooks.update", "person:a1"),
+            ("hooks.replay", "key:k1"),
+            ("signin.failure", "anonymous"),
+            ("hookshot", "person:a1"),
+        ]
+    ):
+        run(
+            store.append_audit(
+                AuditEntry(
+                    NOW + n,
+                    actor,
+                    actor.split(":")[-1],
+                    "::1",
+                    action,
+                    "hook:crm" if n < 2 else "",
+                    {"n": n},
+                )
+            )
+        )
     lines = run(store.list_audit())
-    assert [e.action for e in lines] == ["hookshot", "signin.failure", "hooks.replay",
-                                         "hooks.update"]
+    assert [e.action for e in lines] == [
+        "hookshot",
+        "signin.failure",
+        "hooks.replay",
+        "hooks.update",
+    ]
     assert lines[-1].detail == {"n": 0} and lines[0].id > lines[-1].id
     assert [e.action for e in run(store.list_audit(action="hooks"))] == [
-        "hooks.replay", "hooks.update"]  # by prefix, not hookshot
+        "hooks.replay",
+        "hooks.update",
+    ]  # by prefix, not hookshot
     assert len(run(store.list_audit(actor="a1"))) == 2  # by name too
     assert len(run(store.list_audit(target="hook:crm", since=NOW + 1))) == 1
     page = run(store.list_audit(limit=2))
     assert [e.action for e in run(store.list_audit(before=page[-1].id))] == [
-        "hooks.replay", "hooks.update"]
+        "hooks.replay",
+        "hooks.update",
+    ]
     assert run(store.prune_audit(NOW + 2)) == 2
     assert len(run(store.list_audit())) == 2
 

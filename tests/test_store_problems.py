@@ -12,24 +12,40 @@ NOW = 1_700_000_000.0
 
 
 def attempt(delivery_id: str, status: int | None, error_class: str | None = None) -> Attempt:
-    return Attempt(delivery_id, 1, NOW, 5.0, {}, status, (), b"", error_class,
-                   "cannot connect: refused" if error_class else None)
+    return Attempt(
+        delivery_id,
+        1,
+        NOW,
+        5.0,
+        {},
+        status,
+        (),
+        b"",
+        error_class,
+        "cannot connect: refused" if error_class else None,
+    )
 
 
 def seed(store: Store, hook: str, count: int) -> list[str]:
     events = [make_event(f"e{hook}{i}") for i in range(count)]
-    deliveries = [NewDelivery(f"d{hook}{i}", e.id, hook, None, "pending", NOW) for i, e in
-                  enumerate(events)]
+    deliveries = [
+        NewDelivery(f"d{hook}{i}", e.id, hook, None, "pending", NOW) for i, e in enumerate(events)
+    ]
     run(store.ingest(make_request(f"r{hook}"), events, deliveries))
     return [d.id for d in deliveries]
 
 
-def finish(store: Store, hook: str, outcome: Outcome, status: int | None,
-           error_class: str | None = None) -> str:
-    (claimed,) = run(store.claim_due(hook=hook, now=NOW + 1e6, limit=1, lease_seconds=30,
-                                     owner="w"))
-    run(store.finish(claimed.id, owner="w", outcome=outcome,
-                     attempt=attempt(claimed.id, status, error_class)))
+def finish(
+    store: Store, hook: str, outcome: Outcome, status: int | None, error_class: str | None = None
+) -> str:
+    (claimed,) = run(
+        store.claim_due(hook=hook, now=NOW + 1e6, limit=1, lease_seconds=30, owner="w")
+    )
+    run(
+        store.finish(
+            claimed.id, owner="w", outcome=outcome, attempt=attempt(claimed.id, status, error_class)
+        )
+    )
     return claimed.id
 
 
@@ -42,7 +58,9 @@ def test_failures_group_by_hook_and_signature_and_a_success_resolves_them(store:
     finish(store, "zap", Outcome("dead", response_status=401), 401)
     problems = run(store.list_problems(hook="crm"))
     assert {(p.signature, p.deliveries, p.status) for p in problems} == {
-        ("status 401", 2, "open"), ("connect", 1, "open")}
+        ("status 401", 2, "open"),
+        ("connect", 1, "open"),
+    }
     assert len(run(store.list_problems())) == 3
     (unauthorized,) = [p for p in problems if p.signature == "status 401"]
     assert unauthorized.error is None and not unauthorized.notified
@@ -73,8 +91,11 @@ def test_failures_group_by_hook_and_signature_and_a_success_resolves_them(store:
 def test_a_skipped_delivery_is_no_problem_and_a_retry_counts_once(store: Store) -> None:
     (delivery,) = seed(store, "crm", 1)
     run(store.claim_due(hook="crm", now=NOW, limit=1, lease_seconds=30, owner="w"))
-    run(store.finish(delivery, owner="w", outcome=Outcome("skipped", error="condition false"),
-                     attempt=None))
+    run(
+        store.finish(
+            delivery, owner="w", outcome=Outcome("skipped", error="condition false"), attempt=None
+        )
+    )
     assert run(store.list_problems()) == []
     run(store.replay(now=NOW + 1, delivery_id=delivery))
     for _ in range(2):

@@ -18,9 +18,16 @@ NOW = parse_time(TIME).timestamp()
 def test_a_pinned_request_survives_retention_whole(store: Store) -> None:
     body = b'{"quiz": {"done": true}, "odd": "\\u0000 \xf0\x9f\x98\x80"}'
     record = make_request("req1", body=body, relay="gmetri")
-    events = [make_event("ev1", relay="gmetri", type="quiz.done", subject="u1",
-                         data={"score": 9, "text": "nul \x00 here"}),
-              make_event("ev2", relay="gmetri", type="quiz.started")]
+    events = [
+        make_event(
+            "ev1",
+            relay="gmetri",
+            type="quiz.done",
+            subject="u1",
+            data={"score": 9, "text": "nul \x00 here"},
+        ),
+        make_event("ev2", relay="gmetri", type="quiz.started"),
+    ]
     run(store.ingest(record, events))
     stored = run(store.get_request("req1"))
     assert stored is not None

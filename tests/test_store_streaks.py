@@ -22,20 +22,29 @@ DEACTIVATED = "deactivated: 3 dead in a row"
 
 def seed(store: Store, hook: str, count: int, tag: str = "") -> list[str]:
     events = [make_event(f"e{hook}{tag}{i}") for i in range(count)]
-    deliveries = [NewDelivery(f"d{hook}{tag}{i}", e.id, hook, None, "pending", NOW)
-                  for i, e in enumerate(events)]
+    deliveries = [
+        NewDelivery(f"d{hook}{tag}{i}", e.id, hook, None, "pending", NOW)
+        for i, e in enumerate(events)
+    ]
     run(store.ingest(make_request(f"r{hook}{tag}"), events, deliveries))
     return [d.id for d in deliveries]
 
 
-async def end(store: Store, hook: str, outcome: Outcome, disable_after: int = 3,
-              owner: str = "w") -> str:
+async def end(
+    store: Store, hook: str, outcome: Outcome, disable_after: int = 3, owner: str = "w"
+) -> str:
     """Claim one due delivery of `hook` and finish it with `outcome`."""
-    (claimed,) = await store.claim_due(hook=hook, now=NOW + 1e6, limit=1, lease_seconds=30,
-                                       owner=owner)
+    (claimed,) = await store.claim_due(
+        hook=hook, now=NOW + 1e6, limit=1, lease_seconds=30, owner=owner
+    )
     status = outcome.response_status
-    await store.finish(claimed.id, owner=owner, outcome=outcome,
-                       attempt=attempt(claimed.id, status), disable_after=disable_after)
+    await store.finish(
+        claimed.id,
+        owner=owner,
+        outcome=outcome,
+        attempt=attempt(claimed.id, status),
+        disable_after=disable_after,
+    )
     return claimed.id
 
 
@@ -51,7 +60,8 @@ def state(store: Store, hook: str = "crm") -> tuple[bool, str | None] | None:
 
 
 def test_one_dead_delivery_before_the_threshold_warns_and_at_it_the_hook_is_switched_off(
-        store: Store) -> None:
+    store: Store,
+) -> None:
     seed(store, "crm", 5)
     version = run(store.config_version())
     run(end(store, "crm", DEAD))
@@ -64,11 +74,11 @@ def test_one_dead_delivery_before_the_threshold_warns_and_at_it_the_hook_is_swit
     assert state(store) == (False, "deactivated after 3 dead deliveries in a row")
     assert run(store.config_version()) > version  # every process reads the switch
     # Its other deliveries wait, paused, as after a 410 or a person's switch.
-    assert run(store.claim_due(hook="crm", now=NOW + 1e6, limit=5, lease_seconds=30,
-                               owner="w")) == []
+    assert (
+        run(store.claim_due(hook="crm", now=NOW + 1e6, limit=5, lease_seconds=30, owner="w")) == []
+    )
     assert run(store.count_deliveries(hook="crm", status="paused")) == {"paused": 2}
-    (deactivated,) = [p for p in run(store.list_problems(hook="crm"))
-                      if p.signature == DEACTIVATED]
+    (deactivated,) = [p for p in run(store.list_problems(hook="crm")) if p.signature == DEACTIVATED]
     assert deactivated.error == "status 500" and not deactivated.notified  # its cause
 
 
@@ -88,7 +98,8 @@ def test_a_success_starts_the_count_again_and_a_new_crossing_warns_again(store: 
 
 
 def test_switching_the_hook_on_starts_the_count_again_and_resolves_its_problems(
-        store: Store) -> None:
+    store: Store,
+) -> None:
     seed(store, "crm", 3)
     for _ in range(3):
         run(end(store, "crm", DEAD))
@@ -102,8 +113,9 @@ def test_switching_the_hook_on_starts_the_count_again_and_resolves_its_problems(
     assert state(store) == (True, None)
     run(end(store, "crm", DEAD))
     assert state(store) == (True, None)  # two in a row since it was switched on: a warning
-    assert [p.signature for p in run(store.list_problems(hook="crm"))
-            if "in a row" in p.signature] == [WARNING]
+    assert [
+        p.signature for p in run(store.list_problems(hook="crm")) if "in a row" in p.signature
+    ] == [WARNING]
 
 
 def test_the_count_survives_a_restart(new_store: StoreFactory) -> None:
@@ -123,7 +135,8 @@ def test_the_count_survives_a_restart(new_store: StoreFactory) -> None:
 
 
 def test_processes_finishing_at_once_count_every_dead_delivery_once(
-        new_store: StoreFactory) -> None:
+    new_store: StoreFactory,
+) -> None:
     """Two stores over one database stand for two worker processes: of six dead deliveries
     finished at once, exactly the second warns and the third switches the hook off."""
     first, second = new_store(), new_store()
@@ -131,16 +144,24 @@ def test_processes_finishing_at_once_count_every_dead_delivery_once(
     run(second.open())
     try:
         seed(first, "crm", 6)
-        claimed = run(first.claim_due(hook="crm", now=NOW + 1e6, limit=6, lease_seconds=30,
-                                      owner="w"))
+        claimed = run(
+            first.claim_due(hook="crm", now=NOW + 1e6, limit=6, lease_seconds=30, owner="w")
+        )
         assert len(claimed) == 6
 
         async def finish_all() -> None:
-            await asyncio.gather(*(
-                (first if n % 2 else second).finish(
-                    delivery.id, owner="w", outcome=DEAD, attempt=attempt(delivery.id, 500),
-                    disable_after=3)
-                for n, delivery in enumerate(claimed)))
+            await asyncio.gather(
+                *(
+                    (first if n % 2 else second).finish(
+                        delivery.id,
+                        owner="w",
+                        outcome=DEAD,
+                        attempt=attempt(delivery.id, 500),
+                        disable_after=3,
+                    )
+                    for n, delivery in enumerate(claimed)
+                )
+            )
 
         run(finish_all())
         found = run(second.list_problems(hook="crm"))
@@ -159,11 +180,13 @@ def test_without_a_threshold_nothing_is_switched_off(store: Store) -> None:
 
 
 def test_a_threshold_of_one_switches_off_at_the_first_dead_delivery_without_warning(
-        store: Store) -> None:
+    store: Store,
+) -> None:
     seed(store, "crm", 2)
     seed(store, "zap", 1)
-    run(end(store, "zap", Outcome("failed", due_at=NOW + 2e6, response_status=500),
-            disable_after=1))
+    run(
+        end(store, "zap", Outcome("failed", due_at=NOW + 2e6, response_status=500), disable_after=1)
+    )
     assert state(store, "zap") is None  # failed, not dead: retried, not counted
     run(end(store, "crm", DEAD, disable_after=1))
     assert streak_problems(store) == {"deactivated: 1 dead in a row": "open"}
@@ -172,11 +195,17 @@ def test_a_threshold_of_one_switches_off_at_the_first_dead_delivery_without_warn
 
 def test_an_inactive_hook_is_not_switched_off_again(store: Store) -> None:
     seed(store, "crm", 3)
-    claimed = run(store.claim_due(hook="crm", now=NOW + 1e6, limit=3, lease_seconds=30,
-                                  owner="w"))
+    claimed = run(store.claim_due(hook="crm", now=NOW + 1e6, limit=3, lease_seconds=30, owner="w"))
     run(store.set_hook_active("crm", False, "switched off by a person", NOW))
     for delivery in claimed:  # in flight when it was switched off
-        run(store.finish(delivery.id, owner="w", outcome=DEAD,
-                         attempt=attempt(delivery.id, 500), disable_after=2))
+        run(
+            store.finish(
+                delivery.id,
+                owner="w",
+                outcome=DEAD,
+                attempt=attempt(delivery.id, 500),
+                disable_after=2,
+            )
+        )
     assert streak_problems(store) == {}
     assert state(store) == (False, "switched off by a person")

@@ -47,8 +47,11 @@ def render(source: str, context: dict[str, Any] | None = None) -> Any:
         pytest.param("{{ '007' }}", "007", id="a string literal stays a string"),
         pytest.param("{{ row['score'] }}", 75, id="subscript"),
         pytest.param("{{ row.score + 1 }}", 76, id="arithmetic"),
-        pytest.param("{{ {'id': row.identifier, 'n': row.score} }}",
-                     {"id": "amit@gmetri.com", "n": 75}, id="dict literal"),
+        pytest.param(
+            "{{ {'id': row.identifier, 'n': row.score} }}",
+            {"id": "amit@gmetri.com", "n": 75},
+            id="dict literal",
+        ),
         pytest.param("  {{ row.score }}\n", 75, id="surrounding whitespace"),
         pytest.param("{{- row.score -}}", 75, id="whitespace control"),
         pytest.param("{{ row.variables.quizCompleted }}", True, id="nested path"),
@@ -190,21 +193,27 @@ def test_sandbox_attacks_raise_render_error_quickly(source: str) -> None:
 # They are kept moderate so that a sandbox that lets them through fails the test, not the machine:
 # at 10**9 or 10**11 characters the same templates exhaust memory.
 OUTPUT_SIZE_ATTACKS = [
-    pytest.param("{% set a = 'x' * 1000000 %}{{ a ~ a ~ a ~ a ~ a ~ a ~ a ~ a ~ a ~ a }}",
-                 id="concatenation with ~"),
+    pytest.param(
+        "{% set a = 'x' * 1000000 %}{{ a ~ a ~ a ~ a ~ a ~ a ~ a ~ a ~ a ~ a }}",
+        id="concatenation with ~",
+    ),
     pytest.param("{{ range(10) | join('y' * 1000000) }}", id="join with a long separator"),
     pytest.param("{{ 'x' | center(10**7) }}", id="center"),
     pytest.param("{{ 'x' | indent(10**7, true) }}", id="indent"),
     pytest.param("{{ '{:>10000000}'.format(1) }}", id="str.format width"),
     pytest.param("{{ ('x' * 1000) | replace('x', 'y' * 10000) }}", id="replace"),
-    pytest.param("{% for i in range(10) %}{{ 'x' * 1000000 }}{% endfor %}",
-                 id="a loop accumulating output"),
+    pytest.param(
+        "{% for i in range(10) %}{{ 'x' * 1000000 }}{% endfor %}", id="a loop accumulating output"
+    ),
     pytest.param("{{ ('{0}' * 30).format('x' * 1000000) }}", id="str.format repeating an arg"),
     pytest.param("{{ ('\t' * 20).expandtabs(1000000) }}", id="expandtabs"),
     pytest.param("{{ ('a' * 20).translate({97: 'b' * 1000000}) }}", id="translate"),
     pytest.param("{{ ['a' * 1000000] * 20 }}", id="a list of big strings multiplied"),
-    pytest.param("{% set a = 'x' * 1000000 %}{{ '%s%s%s%s%s%s%s%s%s%s' | format(a, a, a, a, a, "
-                 "a, a, a, a, a) }}", id="the format filter"),
+    pytest.param(
+        "{% set a = 'x' * 1000000 %}{{ '%s%s%s%s%s%s%s%s%s%s' | format(a, a, a, a, a, "
+        "a, a, a, a, a) }}",
+        id="the format filter",
+    ),
 ]
 
 
@@ -256,11 +265,15 @@ def test_the_iteration_budget_is_per_render() -> None:
     ("source", "expected"),
     [
         pytest.param("{{ 123456 | epoch_ms }}", "1970-01-01T00:02:03.456Z", id="epoch_ms"),
-        pytest.param("{{ '1714564800000' | epoch_ms }}", "2024-05-01T12:00:00.000Z",
-                     id="epoch_ms from text"),
+        pytest.param(
+            "{{ '1714564800000' | epoch_ms }}", "2024-05-01T12:00:00.000Z", id="epoch_ms from text"
+        ),
         pytest.param("{{ 1714564800 | epoch_s }}", "2024-05-01T12:00:00.000Z", id="epoch_s"),
-        pytest.param("{{ 1714564800.25 | epoch_s }}", "2024-05-01T12:00:00.250Z",
-                     id="epoch_s with a fraction"),
+        pytest.param(
+            "{{ 1714564800.25 | epoch_s }}",
+            "2024-05-01T12:00:00.250Z",
+            id="epoch_s with a fraction",
+        ),
         pytest.param("{{ 'Level Completed' | dotted }}", "level.completed", id="dotted words"),
         pytest.param("{{ 'levelCompleted' | dotted }}", "level.completed", id="dotted camelCase"),
         pytest.param("{{ 'level_completed' | dotted }}", "level.completed", id="dotted snake"),

@@ -124,8 +124,12 @@ after = 2
     ("text", "path", "line"),
     [
         pytest.param(NESTED, ("events", 0, "sub", 1, "z"), 6, id="nested array, first parent"),
-        pytest.param(NESTED, ("events", 1, "sub", 0), 10,
-                     id="nested array restarts at 0 under the next parent"),
+        pytest.param(
+            NESTED,
+            ("events", 1, "sub", 0),
+            10,
+            id="nested array restarts at 0 under the next parent",
+        ),
         pytest.param(NESTED, ("events", 1, "sub", 0, "z"), 11, id="its key"),
         pytest.param(IN_LITERAL, ("after",), 2, id='""" inside a single-line literal string'),
         pytest.param(IN_COMMENT, ("after",), 2, id='""" inside a comment'),
@@ -150,6 +154,4 @@ def test_format_path(path: tuple[str | int, ...], text: str) -> None:
 
 
 def test_locate_error() -> None:
-    assert locate_error(CONNECTOR, ("events", 1, "sub", 1, "nope")) == (
-        "events[1].sub[1].nope", 34
-    )
+    assert locate_error(CONNECTOR, ("events", 1, "sub", 1, "nope")) == ("events[1].sub[1].nope", 34)

@@ -28,12 +28,21 @@ def users(config: Path, *args: str, stdin: str = "") -> str:
 
 def test_users_add_list_disable_reset(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     config = tmp_path / "relayhook.toml"
-    config.write_text(f'[storage]\nurl = "sqlite:///{tmp_path / "r.db"}"\n'
-                      '[server]\npublic_url = "https://relay.example.com"\n')
+    config.write_text(
+        f'[storage]\nurl = "sqlite:///{tmp_path / "r.db"}"\n'
+        '[server]\npublic_url = "https://relay.example.com"\n'
+    )
     printed = users(config, "add", "ana@example.com", "--name", "Ana", "--role", "operator")
     assert "https://relay.example.com/welcome/" in printed
-    users(config, "add", "bo@example.com", "--name", "Bo", "--password-stdin",
-          stdin="bo's long password\n")
+    users(
+        config,
+        "add",
+        "bo@example.com",
+        "--name",
+        "Bo",
+        "--password-stdin",
+        stdin="bo's long password\n",
+    )
     listed = users(config, "list")
     assert "admin\tadmin\tactive" in listed
     assert "\toperator\tactive\tana@example.com\tAna" in listed
@@ -65,10 +74,12 @@ def test_an_invite_is_emailed_through_alerts_email(tmp_path: Path) -> None:
 
     with SmtpServer() as smtp:
         config = tmp_path / "relayhook.toml"
-        config.write_text(f'[storage]\nurl = "sqlite:///{tmp_path / "r.db"}"\n'
-                          '[server]\npublic_url = "https://relay.example.com"\n'
-                          f'[alerts.email]\nhost = "127.0.0.1"\nport = {smtp.port}\n'
-                          'from = "Relayhook <relayhook@example.com>"\ntls = "none"\n')
+        config.write_text(
+            f'[storage]\nurl = "sqlite:///{tmp_path / "r.db"}"\n'
+            '[server]\npublic_url = "https://relay.example.com"\n'
+            f'[alerts.email]\nhost = "127.0.0.1"\nport = {smtp.port}\n'
+            'from = "Relayhook <relayhook@example.com>"\ntls = "none"\n'
+        )
         printed = users(config, "add", "ana@example.com", "--name", "Ana")
         link = printed.split()[-1]
         [message] = smtp.wait_for(1, timeout=10)
@@ -79,8 +90,10 @@ def test_an_invite_is_emailed_through_alerts_email(tmp_path: Path) -> None:
 
 def test_configuration_changed_from_the_command_line_is_audited(tmp_path: Path) -> None:
     config = tmp_path / "relayhook.toml"
-    config.write_text(f'[storage]\nurl = "sqlite:///{tmp_path / "r.db"}"\n'
-                      '[delivery]\nallow_private_destinations = true\n')
+    config.write_text(
+        f'[storage]\nurl = "sqlite:///{tmp_path / "r.db"}"\n'
+        "[delivery]\nallow_private_destinations = true\n"
+    )
     canary = "cli-secret-canary-0f9e8d7c6b5a4d3c2b1a"
     hooks = tmp_path / "hooks.toml"
     hooks.write_text('[[hooks]]\nname = "crm"\nevents = ["*"]\nurl = "http://127.0.0.1:9/x"\n')
@@ -92,8 +105,9 @@ def test_configuration_changed_from_the_command_line_is_audited(tmp_path: Path) 
         finally:
             sys.stdin = old
 
-    relayhook("relays", "add", "players", "--connector", "gamify", "--secret-stdin",
-              stdin=canary + "\n")
+    relayhook(
+        "relays", "add", "players", "--connector", "gamify", "--secret-stdin", stdin=canary + "\n"
+    )
     relayhook("relays", "secret", "players")
     relayhook("relays", "list")
     relayhook("hooks", "add", str(hooks))
@@ -105,7 +119,9 @@ def test_configuration_changed_from_the_command_line_is_audited(tmp_path: Path) 
             assert canary not in repr(lines)
             return [(e.action, e.target, e.actor) for e in lines]
 
-    assert run(audit()) == [("hooks.replay", "hook:crm", "token:cli"),
-                            ("hooks.add", "", "token:cli"),
-                            ("relays.secret", "relay:players", "token:cli"),
-                            ("relays.add", "relay:players", "token:cli")]
+    assert run(audit()) == [
+        ("hooks.replay", "hook:crm", "token:cli"),
+        ("hooks.add", "", "token:cli"),
+        ("relays.secret", "relay:players", "token:cli"),
+        ("relays.add", "relay:players", "token:cli"),
+    ]

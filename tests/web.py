@@ -106,8 +106,9 @@ class WebApp:
 
     def api(self, method: str, path: str, *, status: int = 200, **kwargs: Any) -> Any:
         """A JSON API call with the admin token; the answer's JSON (after checking `status`)."""
-        response = self.request(method, path, headers={"Authorization": f"Bearer {ADMIN_TOKEN}"},
-                                **kwargs)
+        response = self.request(
+            method, path, headers={"Authorization": f"Bearer {ADMIN_TOKEN}"}, **kwargs
+        )
         assert response.status_code == status, (response.status_code, response.text)
         return response.json() if response.content else None
 
@@ -119,8 +120,7 @@ class WebApp:
 
     def console_post(self, path: str, form: Mapping[str, str | Sequence[str]]) -> httpx.Response:
         """A console form sent as a browser sends it; the page it leads to (redirects followed)."""
-        return self.request("POST", path, data={**form, "csrf": self.csrf},
-                            follow_redirects=True)
+        return self.request("POST", path, data={**form, "csrf": self.csrf}, follow_redirects=True)
 
     @staticmethod
     def _csrf(page: httpx.Response) -> str:
@@ -159,17 +159,35 @@ _CONNECTORS: dict[tuple[object, ...], dict[str, Connector]] = {}
 def cached_connectors(dirs: Sequence[Path]) -> dict[str, Connector]:
     """load_connectors, once per test process for the same files (compiling the shipped
     connectors' templates takes most of an app's build); a file changed is loaded again."""
-    key = tuple((str(folder), tuple(sorted((str(path), path.stat().st_mtime_ns, path.stat().st_size)
-                                           for path in folder.rglob("*") if path.is_file())))
-                for folder in map(Path, dirs) if folder.is_dir())
+    key = tuple(
+        (
+            str(folder),
+            tuple(
+                sorted(
+                    (str(path), path.stat().st_mtime_ns, path.stat().st_size)
+                    for path in folder.rglob("*")
+                    if path.is_file()
+                )
+            ),
+        )
+        for folder in map(Path, dirs)
+        if folder.is_dir()
+    )
     if key not in _CONNECTORS:
         _CONNECTORS[key] = load_connectors(dirs)
     return dict(_CONNECTORS[key])
 
 
-def build_web_app(tmp_path: Path, *, relays: Sequence[RelayConfig] = (),
-                  hooks: Sequence[Mapping[str, Any]] = (), store: Store | None = None,
-                  role: Role = "web", resolver: Any = None, **sections: dict[str, Any]) -> WebApp:
+def build_web_app(
+    tmp_path: Path,
+    *,
+    relays: Sequence[RelayConfig] = (),
+    hooks: Sequence[Mapping[str, Any]] = (),
+    store: Store | None = None,
+    role: Role = "web",
+    resolver: Any = None,
+    **sections: dict[str, Any],
+) -> WebApp:
     """The app over `tmp_path/relayhook.db` (or `store`, opened and closed by the caller), its
     lifespan entered; the console's password is PASSWORD."""
     text = render_config(relays=relays, admin_token=ADMIN_TOKEN, **sections)
@@ -180,9 +198,14 @@ def build_web_app(tmp_path: Path, *, relays: Sequence[RelayConfig] = (),
     own_store = store is None
     the_store = store if store is not None else SQLiteStore(tmp_path / "relayhook.db")
     with unittest.mock.patch.object(assembly, "load_connectors", cached_connectors):
-        app = create_app(load_settings(config_path), store=the_store, role=role, clock=clock,
-                         transport=httpx.MockTransport(outbound.handle),
-                         resolver=resolver or StubResolver())
+        app = create_app(
+            load_settings(config_path),
+            store=the_store,
+            role=role,
+            clock=clock,
+            transport=httpx.MockTransport(outbound.handle),
+            resolver=resolver or StubResolver(),
+        )
 
     async def start() -> WebApp:
         stack = contextlib.AsyncExitStack()
@@ -191,11 +214,13 @@ def build_web_app(tmp_path: Path, *, relays: Sequence[RelayConfig] = (),
             stack.push_async_callback(the_store.close)
         # Hashed once per test process (argon2 is slow on purpose), stored before the console
         # starts, so that it makes none up.
-        await the_store.set_admin_value(PASSWORD_HASH, password_hash(),
-                                        clock().timestamp(), replace=False)
+        await the_store.set_admin_value(
+            PASSWORD_HASH, password_hash(), clock().timestamp(), replace=False
+        )
         await stack.enter_async_context(running_app(app))
-        client = httpx.AsyncClient(transport=httpx.ASGITransport(app=app),
-                                   base_url="http://testserver")
+        client = httpx.AsyncClient(
+            transport=httpx.ASGITransport(app=app), base_url="http://testserver"
+        )
         stack.push_async_callback(client.aclose)
         return WebApp(app, client, clock, outbound, config_path, stack)
 

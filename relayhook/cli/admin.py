@@ -1,7 +1,7 @@
 """`relayhook admin password`: set the console's admin password (ends every signed-in session).
 
-    relayhook admin password                      asks twice on a terminal
-    echo "$NEW_PASSWORD" | relayhook admin password   reads one line from standard input
+relayhook admin password                      asks twice on a terminal
+echo "$NEW_PASSWORD" | relayhook admin password   reads one line from standard input
 """
 
 from __future__ import annotations
@@ -39,15 +39,20 @@ async def set_admin_password(settings: Settings, password: str) -> None:
 def cmd_password(args: argparse.Namespace, out: TextIO) -> int:
     settings = settings_of(args)
     asyncio.run(set_admin_password(settings, read_password(sys.stdin)))
-    print(f"The console password is set; sign in at {settings.public_url()}/ "
-          "(browsers signed in before must sign in again).", file=out)
+    print(
+        f"The console password is set; sign in at {settings.public_url()}/ "
+        "(browsers signed in before must sign in again).",
+        file=out,
+    )
     return 0
 
 
 def register(sub: Any) -> None:
     admin = sub.add_parser("admin", help="the web console's admin password")
     family = admin.add_subparsers(dest="admin_command", required=True)
-    password = family.add_parser("password", help="set a new console password (read from "
-                                 "standard input when it is not a terminal)")
+    password = family.add_parser(
+        "password",
+        help="set a new console password (read from standard input when it is not a terminal)",
+    )
     add_config_flag(password)
     password.set_defaults(func=cmd_password)

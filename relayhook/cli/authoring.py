@@ -39,8 +39,21 @@ def _is_connector_file(path: Path) -> bool:
     except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError):
         return path.parent.name == "connectors" or "relays" not in path.read_text(errors="ignore")
     return bool({"id", "events", "auth", "accept"} & data.keys()) or not (
-        {"relays", "server", "storage", "admin", "limits", "connectors", "hooks", "secrets",
-         "delivery", "log", "metrics", "retention"} & data.keys()
+        {
+            "relays",
+            "server",
+            "storage",
+            "admin",
+            "limits",
+            "connectors",
+            "hooks",
+            "secrets",
+            "delivery",
+            "log",
+            "metrics",
+            "retention",
+        }
+        & data.keys()
     )
 
 
@@ -57,15 +70,24 @@ def check_config(settings: Settings) -> None:
     asyncio.run(refuse_destinations(settings, load_hooks(settings), destination_policy(settings)))
 
 
-def config_findings(settings: Settings, traffic: Traffic = NO_TRAFFIC,
-                    stored_hooks: Mapping[str, Hook] | None = None) -> list[Finding]:
+def config_findings(
+    settings: Settings,
+    traffic: Traffic = NO_TRAFFIC,
+    stored_hooks: Mapping[str, Hook] | None = None,
+) -> list[Finding]:
     """The findings of a config that loads (relayhook.diagnostics): its connector folders, its
     hooks and the store's hooks against the examples and the traffic the store has seen."""
     from relayhook.assembly import load_hooks, load_relays
 
     connectors, relays = load_relays(settings)
-    return diagnose(settings, connectors, relays.values(), stored_hooks, traffic,
-                    config_hooks=load_hooks(settings))
+    return diagnose(
+        settings,
+        connectors,
+        relays.values(),
+        stored_hooks,
+        traffic,
+        config_hooks=load_hooks(settings),
+    )
 
 
 async def config_findings_with_store(settings: Settings) -> list[Finding]:
@@ -136,7 +158,8 @@ def cmd_check(args: argparse.Namespace, out: TextIO) -> int:
         try:
             if _is_connector_file(path):
                 findings: list[Finding | LocatedError | LocatedErrors] = list(
-                    connector_findings(path))
+                    connector_findings(path)
+                )
             else:
                 settings = load_settings(path)
                 check_config(settings)
@@ -147,8 +170,9 @@ def cmd_check(args: argparse.Namespace, out: TextIO) -> int:
             if str(finding) not in printed:
                 print(finding, file=out)
                 printed.add(str(finding))
-        errors += any(not isinstance(f, Finding) or f.level == "error" or args.strict
-                      for f in findings)
+        errors += any(
+            not isinstance(f, Finding) or f.level == "error" or args.strict for f in findings
+        )
     print(f"{len(files) - errors} of {len(files)} files ok", file=sys.stderr)
     return 1 if errors else 0
 
@@ -163,8 +187,9 @@ def _find_connector(name: str, args: argparse.Namespace) -> Connector:
         dirs += load_settings(config).connector_dirs()
     connectors = load_connectors(dirs)
     if name not in connectors:
-        raise ConnectorError(name, "(id)", 1, f"no connector {name!r}; known: "
-                             + ", ".join(sorted(connectors)))
+        raise ConnectorError(
+            name, "(id)", 1, f"no connector {name!r}; known: " + ", ".join(sorted(connectors))
+        )
     return connectors[name]
 
 
@@ -214,8 +239,13 @@ def cmd_map(args: argparse.Namespace, out: TextIO) -> int:
     method = (method or connector.spec.accept.methods[-1]).upper()
     request = InboundRequest(method, urlencode(query), tuple(headers), body)
     counter = itertools.count(1)
-    mapped = map_inbound(connector, request, relay=args.relay, received_at=datetime.now(UTC),
-                         new_id=lambda: f"{args.relay}-{next(counter)}")
+    mapped = map_inbound(
+        connector,
+        request,
+        relay=args.relay,
+        received_at=datetime.now(UTC),
+        new_id=lambda: f"{args.relay}-{next(counter)}",
+    )
     if mapped.answer is not None:
         print(json.dumps({"answer": mapped.answer.to_json()}, ensure_ascii=False), file=out)
     for event in mapped.events:
@@ -233,7 +263,6 @@ def schema_json() -> str:
     schema["$schema"] = "https://json-schema.org/draft/2020-12/schema"
     schema["title"] = "Relayhook connector"
     return json.dumps(schema, indent=2, ensure_ascii=False)
-
 
 
 def register(sub: Any) -> None:

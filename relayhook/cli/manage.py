@@ -36,8 +36,10 @@ Action = Callable[[Parts, argparse.Namespace, TextIO], Awaitable[int]]
 
 async def relays_list(parts: Parts, args: argparse.Namespace, out: TextIO) -> int:
     for relay in sorted(parts.live.relays.values(), key=lambda relay: relay.name):
-        print(f"{relay.name}\t{relay.connector.id}\t{relay.source}\t"
-              f"{parts.manager.relay_url(relay)}", file=out)
+        print(
+            f"{relay.name}\t{relay.connector.id}\t{relay.source}\t{parts.manager.relay_url(relay)}",
+            file=out,
+        )
     return 0
 
 
@@ -56,16 +58,19 @@ async def relays_secret(parts: Parts, args: argparse.Namespace, out: TextIO) -> 
 
 async def relays_remove(parts: Parts, args: argparse.Namespace, out: TextIO) -> int:
     await parts.manager.delete_relay(args.name)
-    print(f"removed relay {args.name!r}: its URL answers 404; its requests and events stay",
-          file=out)
+    print(
+        f"removed relay {args.name!r}: its URL answers 404; its requests and events stay", file=out
+    )
     return 0
 
 
 def _print_relay(parts: Parts, name: str, out: TextIO, *, secret: str) -> None:
     relay = parts.manager.relay(name)
     url = parts.manager.relay_url(relay)
-    print(f"relay {relay.name} ({relay.connector.spec.title})\nRelay URL: {url}\n"
-          f"Secret: {secret}\n", file=out)
+    print(
+        f"relay {relay.name} ({relay.connector.spec.title})\nRelay URL: {url}\nSecret: {secret}\n",
+        file=out,
+    )
     print(relay.connector.setup.render({"relay_url": url, "secret": secret}), file=out)
 
 
@@ -77,8 +82,11 @@ async def hooks_list(parts: Parts, args: argparse.Namespace, out: TextIO) -> int
     for name, hook in sorted(live.hooks.items()):
         state = "active" if live.active()[name] else f"inactive ({live.reason(name)})"
         source = "config" if live.is_config_hook(name) else "api"
-        print(f"{name}\t{source}\t{state}\t{','.join(hook.spec.events)}\t"
-              f"{hook.method} {redacted_url(hook.url.source)}", file=out)
+        print(
+            f"{name}\t{source}\t{state}\t{','.join(hook.spec.events)}\t"
+            f"{hook.method} {redacted_url(hook.url.source)}",
+            file=out,
+        )
     return 0
 
 
@@ -129,13 +137,16 @@ def _hook_action(action: str) -> Action:
     async def run(parts: Parts, args: argparse.Namespace, out: TextIO) -> int:
         if action == "remove":
             cancelled = await parts.manager.delete_hook(args.name)
-            print(f"removed hook {args.name!r}; {cancelled} unsent deliveries cancelled",
-                  file=out)
+            print(f"removed hook {args.name!r}; {cancelled} unsent deliveries cancelled", file=out)
         else:
-            changed = await parts.manager.set_active(args.name, action == "activate",
-                                                     "deactivated from the command line")
-            print(f"hook {args.name!r} {action}d; {changed} deliveries "
-                  f"{'resumed' if action == 'activate' else 'paused'}", file=out)
+            changed = await parts.manager.set_active(
+                args.name, action == "activate", "deactivated from the command line"
+            )
+            print(
+                f"hook {args.name!r} {action}d; {changed} deliveries "
+                f"{'resumed' if action == 'activate' else 'paused'}",
+                file=out,
+            )
         return 0
 
     return run
@@ -150,8 +161,12 @@ def _command(action: Action) -> Callable[[argparse.Namespace, TextIO], int]:
             async with running(settings_of(args)) as parts:
                 code = await action(parts, args, out)
                 if args.action != "list":  # a change, or a secret shown: in the audit log
-                    await audit_cli(parts.store, f"{args.command}.{args.action}",
-                                    target_of(args), {"rotate": getattr(args, "rotate", None)})
+                    await audit_cli(
+                        parts.store,
+                        f"{args.command}.{args.action}",
+                        target_of(args),
+                        {"rotate": getattr(args, "rotate", None)},
+                    )
                 return code
 
         return asyncio.run(go())
@@ -180,17 +195,22 @@ def register(sub: Any) -> None:
     relays = sub.add_parser("relays", help="list, add, remove relays; reveal or rotate a secret")
     relay_sub = _Leaves(relays.add_subparsers(dest="action", required=True))
     relay_sub.add_parser("list", help="relays and their URLs").set_defaults(
-        func=_command(relays_list))
+        func=_command(relays_list)
+    )
     add = relay_sub.add_parser("add", help="a new relay URL; prints its URL and secret")
     add.add_argument("name")
     add.add_argument("--connector", required=True, help="a connector id (relayhook map lists)")
-    add.add_argument("--secret-stdin", action="store_true",
-                     help="read the secret from standard input instead of making one up")
+    add.add_argument(
+        "--secret-stdin",
+        action="store_true",
+        help="read the secret from standard input instead of making one up",
+    )
     add.set_defaults(func=_command(relays_add))
     secret = relay_sub.add_parser("secret", help="print a relay's secret, or --rotate it")
     secret.add_argument("name")
-    secret.add_argument("--rotate", action="store_true",
-                        help="make a new secret; the old one stops working at once")
+    secret.add_argument(
+        "--rotate", action="store_true", help="make a new secret; the old one stops working at once"
+    )
     secret.set_defaults(func=_command(relays_secret))
     remove = relay_sub.add_parser("remove", help="remove a relay (its requests stay)")
     remove.add_argument("name")
@@ -199,17 +219,24 @@ def register(sub: Any) -> None:
     hooks = sub.add_parser("hooks", help="list, add, remove, activate, deactivate hooks")
     hook_sub = _Leaves(hooks.add_subparsers(dest="action", required=True))
     hook_sub.add_parser("list", help="hooks and whether each is active").set_defaults(
-        func=_command(hooks_list))
+        func=_command(hooks_list)
+    )
     add_hooks = hook_sub.add_parser("add", help="add the hooks of a TOML or JSON file")
     add_hooks.add_argument("file")
-    add_hooks.add_argument("--replace", action="store_true",
-                           help="replace hooks of the same name (made at run time)")
-    add_hooks.add_argument("--accept-findings", action="store_true",
-                           help="save a hook even where `relayhook check` finds an error in it")
+    add_hooks.add_argument(
+        "--replace", action="store_true", help="replace hooks of the same name (made at run time)"
+    )
+    add_hooks.add_argument(
+        "--accept-findings",
+        action="store_true",
+        help="save a hook even where `relayhook check` finds an error in it",
+    )
     add_hooks.set_defaults(func=_command(hooks_add))
-    for action, text in (("remove", "remove a hook; its unsent deliveries are cancelled"),
-                         ("activate", "switch a hook on: its paused deliveries are sent"),
-                         ("deactivate", "switch a hook off: its deliveries wait, paused")):
+    for action, text in (
+        ("remove", "remove a hook; its unsent deliveries are cancelled"),
+        ("activate", "switch a hook on: its paused deliveries are sent"),
+        ("deactivate", "switch a hook off: its deliveries wait, paused"),
+    ):
         command = hook_sub.add_parser(action, help=text)
         command.add_argument("name")
         command.set_defaults(func=_command(_hook_action(action)))

@@ -45,6 +45,7 @@ def cmd_migrate(args: argparse.Namespace, out: TextIO) -> int:
 def register(sub: Any) -> None:
     migrate = sub.add_parser("migrate", help="apply the store's pending schema migrations")
     add_config_flag(migrate)
-    migrate.add_argument("--check", action="store_true",
-                         help="apply nothing; exit 1 if migrations are pending")
+    migrate.add_argument(
+        "--check", action="store_true", help="apply nothing; exit 1 if migrations are pending"
+    )
     migrate.set_defaults(func=cmd_migrate)

@@ -18,8 +18,10 @@ from relayhook.cli.common import add_config_flag, settings_of
 from relayhook.settings import Settings
 from relayhook.store import StoreError, sqlite_path
 
-RESTORE_POSTGRES = ("relayhook restore puts SQLite backups back; restore a PostgreSQL store with"
-                    " pg_restore (README: Backup and restore)")
+RESTORE_POSTGRES = (
+    "relayhook restore puts SQLite backups back; restore a PostgreSQL store with"
+    " pg_restore (README: Backup and restore)"
+)
 
 
 async def prune(settings: Settings, out: TextIO) -> int:
@@ -29,9 +31,12 @@ async def prune(settings: Settings, out: TextIO) -> int:
     async with opened_store(settings) as store:
         result = await prune_now(store, retention, time.time())
     kept = "forever" if retention.days <= 0 else f"{retention.days:g} days"
-    print(f"pruned {result.requests} requests, {result.events} events, {result.deliveries}"
-          f" finished deliveries and {result.attempts} attempts (kept: {kept}, unfinished"
-          " deliveries and their events always)", file=out)
+    print(
+        f"pruned {result.requests} requests, {result.events} events, {result.deliveries}"
+        f" finished deliveries and {result.attempts} attempts (kept: {kept}, unfinished"
+        " deliveries and their events always)",
+        file=out,
+    )
     return 0
 
 
@@ -40,9 +45,11 @@ async def backup(settings: Settings, target: Path, out: TextIO) -> int:
 
     async with opened_store(settings) as store:
         await store.backup(target)
-    print(f"backed up {settings.storage.url} into {target} ({target.stat().st_size} bytes);"
-          " keep the key that seals its secrets with it (relayhook.db.key, or [secrets] key)",
-          file=out)
+    print(
+        f"backed up {settings.storage.url} into {target} ({target.stat().st_size} bytes);"
+        " keep the key that seals its secrets with it (relayhook.db.key, or [secrets] key)",
+        file=out,
+    )
     return 0
 
 
@@ -59,9 +66,12 @@ def restore(settings: Settings, source: Path, out: TextIO) -> int:
     kept = restore_file(source, target)
     if kept is not None:
         print(f"kept what {target} held before as {kept}", file=out)
-    print(f"restored {source} into {target}. Its secrets open with the key that sealed them:"
-          f" put that key file at {key_file(settings)} (or set [secrets] key) before you start"
-          " relayhook serve", file=out)
+    print(
+        f"restored {source} into {target}. Its secrets open with the key that sealed them:"
+        f" put that key file at {key_file(settings)} (or set [secrets] key) before you start"
+        " relayhook serve",
+        file=out,
+    )
     return 0
 
 
@@ -78,8 +88,9 @@ def cmd_restore(args: argparse.Namespace, out: TextIO) -> int:
 
 
 def register(sub: Any) -> None:
-    pruning = sub.add_parser("prune", help="delete requests, events and finished deliveries "
-                             "older than [retention] days")
+    pruning = sub.add_parser(
+        "prune", help="delete requests, events and finished deliveries older than [retention] days"
+    )
     add_config_flag(pruning)
     pruning.set_defaults(func=cmd_prune)
 
@@ -88,8 +99,10 @@ def register(sub: Any) -> None:
     copy.add_argument("file", help="the new file (it must not exist)")
     copy.set_defaults(func=cmd_backup)
 
-    back = sub.add_parser("restore", help="put a backup in the place of the store (SQLite; stop"
-                          " relayhook serve first)")
+    back = sub.add_parser(
+        "restore",
+        help="put a backup in the place of the store (SQLite; stop relayhook serve first)",
+    )
     add_config_flag(back)
     back.add_argument("file", help="a file `relayhook backup` wrote")
     back.set_defaults(func=cmd_restore)

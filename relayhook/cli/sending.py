@@ -34,21 +34,28 @@ MAX_SHOWN = 2000  # characters of an answer's body printed
 
 def event_from_json(data: dict[str, object]) -> Event:
     try:
-        return Event(id=str(data["id"]), source=str(data["source"]), type=str(data["type"]),
-                     subject=None if data.get("subject") is None else str(data["subject"]),
-                     time=str(data["time"]), data=data.get("data"),
-                     relay=str(data.get("relay", "example")))
+        return Event(
+            id=str(data["id"]),
+            source=str(data["source"]),
+            type=str(data["type"]),
+            subject=None if data.get("subject") is None else str(data["subject"]),
+            time=str(data["time"]),
+            data=data.get("data"),
+            relay=str(data.get("relay", "example")),
+        )
     except KeyError as exc:
         raise UsageError(f"the event file lacks the attribute {exc}") from exc
 
 
-async def choose_event(parts: Parts, hook: Hook, event_file: str | None, newest: bool,
-                       sample: str | None = None) -> Event:
+async def choose_event(
+    parts: Parts, hook: Hook, event_file: str | None, newest: bool, sample: str | None = None
+) -> Event:
     if event_file is not None and sample is None:
         return event_from_json(json.loads(Path(event_file).read_text(encoding="utf-8")))
     try:
-        chosen = await parts.operations.choose_event(hook, sample=sample, newest=newest,
-                                                     example=not newest)
+        chosen = await parts.operations.choose_event(
+            hook, sample=sample, newest=newest, example=not newest
+        )
     except NotFoundError as exc:
         hint = "" if newest or sample is not None else "; pass --newest or --event FILE"
         raise UsageError(f"{exc}{hint}") from exc
@@ -62,19 +69,32 @@ def _hook(parts: Parts, name: str) -> Hook:
     return hooks[name]
 
 
-async def render(settings: Settings, name: str, event_file: str | None, newest: bool,
-                 out: TextIO, sample: str | None = None) -> int:
+async def render(
+    settings: Settings,
+    name: str,
+    event_file: str | None,
+    newest: bool,
+    out: TextIO,
+    sample: str | None = None,
+) -> int:
     async with running(settings) as parts:
         hook = _hook(parts, name)
         event = await choose_event(parts, hook, event_file, newest, sample)
-    request = render_request(hook, event, delivery_id=new_uuid(),
-                             secrets=settings.template_secrets(), now=time.time())
+    request = render_request(
+        hook, event, delivery_id=new_uuid(), secrets=settings.template_secrets(), now=time.time()
+    )
     print(request.as_curl(), file=out)
     return 0
 
 
-async def send_test(settings: Settings, name: str, event_file: str | None, newest: bool,
-                    out: TextIO, sample: str | None = None) -> int:
+async def send_test(
+    settings: Settings,
+    name: str,
+    event_file: str | None,
+    newest: bool,
+    out: TextIO,
+    sample: str | None = None,
+) -> int:
     """Send one event through the hook by the Sender the dispatcher uses, print the request
     and the answer, and keep it in the hook's history as a test delivery."""
     async with running(settings) as parts:
@@ -83,8 +103,10 @@ async def send_test(settings: Settings, name: str, event_file: str | None, newes
         sent = await parts.operations.send_test(hook, event)
     print(_shown_request(sent.request, sent.event), file=out)
     print(_shown_answer(sent.attempt), file=out)
-    print(f"\nrecorded in the history of hook {hook.name!r} as test delivery {sent.delivery_id}",
-          file=out)
+    print(
+        f"\nrecorded in the history of hook {hook.name!r} as test delivery {sent.delivery_id}",
+        file=out,
+    )
     return 0 if sent.outcome.status == "succeeded" else 1
 
 
@@ -107,29 +129,37 @@ def _shown_answer(attempt: Attempt) -> str:
 
 
 def cmd_render(args: argparse.Namespace, out: TextIO) -> int:
-    return asyncio.run(render(settings_of(args), args.hook, args.event, args.newest, out,
-                              args.sample))
+    return asyncio.run(
+        render(settings_of(args), args.hook, args.event, args.newest, out, args.sample)
+    )
 
 
 def cmd_send_test(args: argparse.Namespace, out: TextIO) -> int:
-    return asyncio.run(send_test(settings_of(args), args.hook, args.event, args.newest, out,
-                                 args.sample))
+    return asyncio.run(
+        send_test(settings_of(args), args.hook, args.event, args.newest, out, args.sample)
+    )
 
 
 def register(sub: Any) -> None:
     for name, func, text in (
         ("render", cmd_render, "print a hook's exact request as a cURL command"),
-        ("send-test", cmd_send_test, "send an example event through a hook now (kept in its "
-                                     "history as a test)"),
+        (
+            "send-test",
+            cmd_send_test,
+            "send an example event through a hook now (kept in its history as a test)",
+        ),
     ):
         command = sub.add_parser(name, help=text)
         add_config_flag(command)
         command.add_argument("hook")
         which = command.add_mutually_exclusive_group()
         which.add_argument("--event", help="a CloudEvent JSON file (as `relayhook map` prints)")
-        which.add_argument("--newest", action="store_true",
-                           help="the newest stored event the hook matches (real data)")
-        which.add_argument("--sample", metavar="NAME",
-                           help="a saved sample (POST /api/samples, or Pin as sample)")
+        which.add_argument(
+            "--newest",
+            action="store_true",
+            help="the newest stored event the hook matches (real data)",
+        )
+        which.add_argument(
+            "--sample", metavar="NAME", help="a saved sample (POST /api/samples, or Pin as sample)"
+        )
         command.set_defaults(func=func)
-

@@ -36,11 +36,15 @@ def cmd_serve(args: argparse.Namespace, out: TextIO) -> int:
     if wrote_config:
         shipped = sorted(p.stem for p in SHIPPED_DIR.glob("*.toml"))
         address = {"host": args.host, "port": args.port}
-        Path(DEFAULT_CONFIG).write_text(sample_config(shipped, **{
-            key: value for key, value in address.items() if value is not None}),
-            encoding="utf-8")
-        print(f"No config given: wrote {DEFAULT_CONFIG} with a sample relay per connector.",
-              file=out)
+        Path(DEFAULT_CONFIG).write_text(
+            sample_config(
+                shipped, **{key: value for key, value in address.items() if value is not None}
+            ),
+            encoding="utf-8",
+        )
+        print(
+            f"No config given: wrote {DEFAULT_CONFIG} with a sample relay per connector.", file=out
+        )
     server: dict[str, Any] = {}
     if args.host is not None:
         server["host"] = args.host
@@ -53,20 +57,23 @@ def cmd_serve(args: argparse.Namespace, out: TextIO) -> int:
     # Assembled once, for this role: a config mistake stops the start here, as file:key:line.
     parts = assemble(settings, role=args.role)
     level = args.log_level or settings.log.level
-    redact = Redactor.from_settings(settings, parts.live.relays.values(),
-                                    parts.live.hooks.values())
+    redact = Redactor.from_settings(settings, parts.live.relays.values(), parts.live.hooks.values())
     configure_logging(level=level, fmt=settings.log.format, redact=redact)
     redact.follow(parts.live)  # and the relays and hooks made at run time
     if parts.new_key_file is not None:
-        print(f"Made the key that seals secrets at rest: {parts.new_key_file} (mode 0600). Back"
-              " it up with the database: without it, relays and hooks created at run time cannot"
-              " be read. Or set RELAYHOOK_SECRET_KEY.", file=out)
+        print(
+            f"Made the key that seals secrets at rest: {parts.new_key_file} (mode 0600). Back"
+            " it up with the database: without it, relays and hooks created at run time cannot"
+            " be read. Or set RELAYHOOK_SECRET_KEY.",
+            file=out,
+        )
     with asyncio.Runner(loop_factory=_loop_factory()) as runner:
         return runner.run(serve_parts(parts, args, out, wrote_config=wrote_config, level=level))
 
 
-async def serve_parts(parts: Parts, args: argparse.Namespace, out: TextIO, *,
-                      wrote_config: bool, level: str) -> int:
+async def serve_parts(
+    parts: Parts, args: argparse.Namespace, out: TextIO, *, wrote_config: bool, level: str
+) -> int:
     """Open the store (once: migrating it, or refusing a database that is behind), check the
     config as `check` does (its errors stop the start), say what to paste where, start the
     role's tasks, then serve HTTP (web roles; a worker only with `[worker] metrics_port`) or
@@ -83,10 +90,13 @@ async def serve_parts(parts: Parts, args: argparse.Namespace, out: TextIO, *,
             return 2
         console = None
         if parts.takes_requests:
-            console = console_login_hint(settings, await ensure_password(parts.store,
-                                                                         time.time()))
-        print(banner(settings, parts.live, wrote_config=wrote_config, console=console,
-                     role=parts.role), file=out)
+            console = console_login_hint(settings, await ensure_password(parts.store, time.time()))
+        print(
+            banner(
+                settings, parts.live, wrote_config=wrote_config, console=console, role=parts.role
+            ),
+            file=out,
+        )
         log_inactive_hooks(parts.live)
         out.flush()
         # Everything loaded so far lives as long as the process: out of the collector's sight,
@@ -109,8 +119,7 @@ async def serve_parts(parts: Parts, args: argparse.Namespace, out: TextIO, *,
             await runtime.close()
 
 
-async def _serve_http(runtime: Runtime, args: argparse.Namespace, level: str,
-                      port: int) -> None:
+async def _serve_http(runtime: Runtime, args: argparse.Namespace, level: str, port: int) -> None:
     import uvicorn
 
     from relayhook.web.app import create_app  # serve alone runs the ASGI app
@@ -118,20 +127,29 @@ async def _serve_http(runtime: Runtime, args: argparse.Namespace, level: str,
 
     settings = runtime.parts.settings
     app = create_app(settings, role=args.role, runtime=runtime)
-    limits = ConnectionLimits(header_timeout=settings.server.header_timeout,
-                              body_timeout=settings.server.body_timeout,
-                              max_connections=settings.server.max_connections,
-                              max_header_line_bytes=settings.limits.max_header_line_bytes,
-                              max_header_bytes=settings.limits.max_header_bytes,
-                              max_header_fields=settings.limits.max_header_fields)
+    limits = ConnectionLimits(
+        header_timeout=settings.server.header_timeout,
+        body_timeout=settings.server.body_timeout,
+        max_connections=settings.server.max_connections,
+        max_header_line_bytes=settings.limits.max_header_line_bytes,
+        max_header_bytes=settings.limits.max_header_bytes,
+        max_header_fields=settings.limits.max_header_fields,
+    )
     # log_config=None: uvicorn keeps the handler configure_logging set (format, redaction).
     # uvicorn believes X-Forwarded-For from 127.0.0.1 unless told: it is told our list, and to
     # read no proxy header at all when the list is empty (relayhook.core.clients).
     proxies = settings.server.forwarded_allow_ips
-    config = uvicorn.Config(app, host=settings.server.host, port=port, log_config=None,
-                            log_level=level, access_log=args.access_log,
-                            http=guarded_protocol(limits), proxy_headers=bool(proxies),
-                            forwarded_allow_ips=proxies or None)
+    config = uvicorn.Config(
+        app,
+        host=settings.server.host,
+        port=port,
+        log_config=None,
+        log_level=level,
+        access_log=args.access_log,
+        http=guarded_protocol(limits),
+        proxy_headers=bool(proxies),
+        forwarded_allow_ips=proxies or None,
+    )
     # uvicorn raises the signal that stopped it again once it has stopped; with a handler of
     # ours in place, that ends nothing: the runtime's tasks still stop (and the store closes).
     for signum in (signal.SIGTERM, signal.SIGINT):
@@ -182,8 +200,11 @@ def start_allowed(findings: list[Finding], *, accept_errors: bool = False) -> bo
         for finding in errors:
             print(finding, file=sys.stderr)
     if errors and not accept_errors:
-        print(f"Not starting: {len(errors)} error(s) in the configuration (what `relayhook "
-              "check` prints); fix them, then start again.", file=sys.stderr)
+        print(
+            f"Not starting: {len(errors)} error(s) in the configuration (what `relayhook "
+            "check` prints); fix them, then start again.",
+            file=sys.stderr,
+        )
         return False
     for finding in findings:
         log.warning("%s", finding, extra={"location": finding.location})
@@ -196,38 +217,58 @@ def log_inactive_hooks(live: LiveConfig) -> None:
     for name in live.hooks:
         if not active[name]:
             reason = live.reason(name) or "disabled"
-            log.warning("hook %r is inactive: %s; its deliveries wait, paused", name, reason,
-                        extra={"hook": name, "reason": reason})
+            log.warning(
+                "hook %r is inactive: %s; its deliveries wait, paused",
+                name,
+                reason,
+                extra={"hook": name, "reason": reason},
+            )
 
 
 def console_login_hint(settings: Settings, password: str | None) -> str:
     """Where the console is and how to sign in: the password itself when it was just made
     (shown this once: only its argon2 hash is kept)."""
     if password is not None:
-        return (f"Console: {settings.public_url()}/\nConsole password (shown once; `relayhook "
-                f"admin password` sets another): {password}")
-    return (f"Console: {settings.public_url()}/ - sign in with the admin password "
-            "(`relayhook admin password` sets a new one).")
+        return (
+            f"Console: {settings.public_url()}/\nConsole password (shown once; `relayhook "
+            f"admin password` sets another): {password}"
+        )
+    return (
+        f"Console: {settings.public_url()}/ - sign in with the admin password "
+        "(`relayhook admin password` sets a new one)."
+    )
 
 
-def banner(settings: Settings, live: LiveConfig, *, wrote_config: bool,
-           console: str | None = None, role: str | None = "all") -> str:
+def banner(
+    settings: Settings,
+    live: LiveConfig,
+    *,
+    wrote_config: bool,
+    console: str | None = None,
+    role: str | None = "all",
+) -> str:
     """What `serve` prints before it starts: where it is, where its credentials are, what to
     paste where for each relay, and what to do next (a worker: what it sends, where it
     answers health checks)."""
     config = settings.config_file or DEFAULT_CONFIG
     if role == "worker":
-        return "\n".join([f"Relayhook worker: sends the deliveries of store "
-                          f"{settings.storage.url}.", _worker_port_line(settings, config),
-                          *_hook_lines(live, config, settings.public_url())])
+        return "\n".join(
+            [
+                f"Relayhook worker: sends the deliveries of store {settings.storage.url}.",
+                _worker_port_line(settings, config),
+                *_hook_lines(live, config, settings.public_url()),
+            ]
+        )
     lines = [f"Relayhook on {settings.public_url()}, store {settings.storage.url}"]
     if settings.server.public_url:
         lines.append(f"Relay URLs start with {settings.public_url()} ([server] public_url).")
     else:
-        lines.append(f"Relay URLs start with {settings.public_url()}: providers on the internet "
-                     f"cannot reach that. Set [server] public_url in {config} (or "
-                     "RELAYHOOK_SERVER__PUBLIC_URL) to the https address they reach this "
-                     "server at.")
+        lines.append(
+            f"Relay URLs start with {settings.public_url()}: providers on the internet "
+            f"cannot reach that. Set [server] public_url in {config} (or "
+            "RELAYHOOK_SERVER__PUBLIC_URL) to the https address they reach this "
+            "server at."
+        )
     lines.append(_admin_line(settings, config, wrote_config))
     if console is not None:
         lines.append(console)
@@ -238,28 +279,37 @@ def banner(settings: Settings, live: LiveConfig, *, wrote_config: bool,
         # config file and out of service logs.
         secret = relay.secret if wrote_config else f"(the secret of relay {relay.name!r})"
         setup = relay.connector.setup.render({"relay_url": url, "secret": secret})
-        lines.append(f"\n== relay {relay.name} ({relay.connector.spec.title}) ==\n"
-                     f"Relay URL: {url}\n{setup}")
+        lines.append(
+            f"\n== relay {relay.name} ({relay.connector.spec.title}) ==\nRelay URL: {url}\n{setup}"
+        )
     return "\n".join(lines)
 
 
 def _worker_port_line(settings: Settings, config: Path | str) -> str:
     port = settings.worker.metrics_port
     if port is None:
-        return (f"No port open (no admin API, no console). For /healthz, /readyz and /metrics"
-                f" set [worker] metrics_port in {config} or pass --metrics-port.")
-    return (f"Health and metrics: http://{settings.server.host}:{port}/healthz, /readyz,"
-            " /metrics (no admin API, no console).")
+        return (
+            f"No port open (no admin API, no console). For /healthz, /readyz and /metrics"
+            f" set [worker] metrics_port in {config} or pass --metrics-port."
+        )
+    return (
+        f"Health and metrics: http://{settings.server.host}:{port}/healthz, /readyz,"
+        " /metrics (no admin API, no console)."
+    )
 
 
 def _admin_line(settings: Settings, config: Path | str, wrote_config: bool) -> str:
     if not settings.admin.token:
         return f"Admin API: off ([admin] token in {config} is empty)."
     if wrote_config:
-        return (f"Admin API token (shown once; it is [admin] token in {config}): "
-                f"{settings.admin.token}")
-    where = ("RELAYHOOK_ADMIN__TOKEN" if os.environ.get("RELAYHOOK_ADMIN__TOKEN")
-             else f"[admin] token in {config}")
+        return (
+            f"Admin API token (shown once; it is [admin] token in {config}): {settings.admin.token}"
+        )
+    where = (
+        "RELAYHOOK_ADMIN__TOKEN"
+        if os.environ.get("RELAYHOOK_ADMIN__TOKEN")
+        else f"[admin] token in {config}"
+    )
     return f"Admin API token: {where} (send it as Authorization: Bearer <token>)."
 
 
@@ -288,10 +338,15 @@ def _hook_lines(live: LiveConfig, config: Path | str, console_url: str) -> list[
     for name in live.hooks:
         if not active.get(name, True):
             reason = live.reason(name) or "inactive"
-            todo = ("set active = true in the config" if reason == CONFIG_INACTIVE
-                    else f"POST /api/hooks/{name}/activate")
-            lines.append(f"  inactive: {name!r}: {reason}; it stays inactive across restarts "
-                         f"until you {todo}.")
+            todo = (
+                "set active = true in the config"
+                if reason == CONFIG_INACTIVE
+                else f"POST /api/hooks/{name}/activate"
+            )
+            lines.append(
+                f"  inactive: {name!r}: {reason}; it stays inactive across restarts "
+                f"until you {todo}."
+            )
     return lines
 
 
@@ -300,20 +355,36 @@ def register(sub: Any) -> None:
     add_config_flag(serve)
     serve.add_argument("--host")
     serve.add_argument("--port", type=int)
-    serve.add_argument("--role", choices=["all", "web", "worker"], default="all",
-                       help="web: take requests (ingress, API, console); worker: send "
-                       "deliveries (no port, unless --metrics-port); all: both")
-    serve.add_argument("--metrics-port", type=int,
-                       help="--role worker: answer /healthz, /readyz and /metrics on this port"
-                       " ([worker] metrics_port)")
-    serve.add_argument("--no-migrate", dest="migrate", action="store_false",
-                       help="refuse to start on a database with migrations pending, rather than"
-                       " apply them (then run `relayhook migrate` first)")
-    serve.add_argument("--log-level", choices=["debug", "info", "warning", "error"],
-                       help="default: [log] level (info)")
+    serve.add_argument(
+        "--role",
+        choices=["all", "web", "worker"],
+        default="all",
+        help="web: take requests (ingress, API, console); worker: send "
+        "deliveries (no port, unless --metrics-port); all: both",
+    )
+    serve.add_argument(
+        "--metrics-port",
+        type=int,
+        help="--role worker: answer /healthz, /readyz and /metrics on this port"
+        " ([worker] metrics_port)",
+    )
+    serve.add_argument(
+        "--no-migrate",
+        dest="migrate",
+        action="store_false",
+        help="refuse to start on a database with migrations pending, rather than"
+        " apply them (then run `relayhook migrate` first)",
+    )
+    serve.add_argument(
+        "--log-level",
+        choices=["debug", "info", "warning", "error"],
+        help="default: [log] level (info)",
+    )
     serve.add_argument("--no-access-log", dest="access_log", action="store_false")
-    serve.add_argument("--accept-findings", action="store_true",
-                       help="start even when `relayhook check` finds errors (each is logged at"
-                       " WARNING): hooks that would fail, fail at run time")
+    serve.add_argument(
+        "--accept-findings",
+        action="store_true",
+        help="start even when `relayhook check` finds errors (each is logged at"
+        " WARNING): hooks that would fail, fail at run time",
+    )
     serve.set_defaults(func=cmd_serve)
-

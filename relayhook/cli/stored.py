@@ -33,8 +33,9 @@ async def remap(settings: Settings, relay_name: str | None, out: TextIO) -> int:
         store = parts.store
         before: str | None = None
         for _ in range(1_000_000):  # bounded: pages of 200 until none is left
-            page = await store.list_requests(relay=relay_name, status="rejected", limit=200,
-                                             before=before)
+            page = await store.list_requests(
+                relay=relay_name, status="rejected", limit=200, before=before
+            )
             if not page:
                 break
             before = page[-1].id
@@ -44,8 +45,11 @@ async def remap(settings: Settings, relay_name: str | None, out: TextIO) -> int:
                 fixed += message.startswith("accepted")
                 failed += message.startswith("still rejected")
                 skipped += message.startswith("skipped")
-    print(f"remapped {fixed + failed} requests: {fixed} accepted, {failed} still rejected; "
-          f"skipped {skipped} that cannot be mapped", file=out)
+    print(
+        f"remapped {fixed + failed} requests: {fixed} accepted, {failed} still rejected; "
+        f"skipped {skipped} that cannot be mapped",
+        file=out,
+    )
     return 1 if failed else 0
 
 
@@ -59,8 +63,14 @@ def _progress(done: int, total: int, out: TextIO) -> None:
     out.flush()
 
 
-async def replay(settings: Settings, hook: str, statuses: list[str], since: str | None,
-                 out: TextIO, progress: TextIO) -> int:
+async def replay(
+    settings: Settings,
+    hook: str,
+    statuses: list[str],
+    since: str | None,
+    out: TextIO,
+    progress: TextIO,
+) -> int:
     """Make a hook's dead (or failed) deliveries due again; the dispatcher sends them."""
     since_at = parse_time(since).timestamp() if since else None
     async with running(settings) as parts:
@@ -70,17 +80,24 @@ async def replay(settings: Settings, hook: str, statuses: list[str], since: str 
         wrong = [s for s in statuses if s not in DELIVERY_STATUSES or s == "claimed"]
         if wrong:
             raise UsageError(f"--status takes dead, failed, succeeded or skipped, not {wrong[0]!r}")
-        where = DeliveryFilter(hook=hook, statuses=tuple(statuses),  # type: ignore[arg-type]
-                               since=since_at)
+        where = DeliveryFilter(
+            hook=hook,
+            statuses=tuple(statuses),  # type: ignore[arg-type]
+            since=since_at,
+        )
         job = ReplayJob(id="cli", hook=hook, total=await parts.operations.count_matching(where))
         _progress(0, job.total, progress)
         done = await parts.operations.replay_matching(
-            where, job, lambda job: _progress(job.done, max(job.total, job.done), progress))
-        await audit_cli(parts.store, "hooks.replay", f"hook:{hook}",
-                        {"status": statuses, "since": since, "replayed": done})
+            where, job, lambda job: _progress(job.done, max(job.total, job.done), progress)
+        )
+        await audit_cli(
+            parts.store,
+            "hooks.replay",
+            f"hook:{hook}",
+            {"status": statuses, "since": since, "replayed": done},
+        )
     progress.write("\n")
-    print(f"replayed {done} deliveries of hook {hook!r}; a running worker sends them now",
-          file=out)
+    print(f"replayed {done} deliveries of hook {hook!r}; a running worker sends them now", file=out)
     return 0
 
 
@@ -93,16 +110,18 @@ def cmd_remap(args: argparse.Namespace, out: TextIO) -> int:
 
 def cmd_replay(args: argparse.Namespace, out: TextIO) -> int:
     statuses = [s for s in args.status.split(",") if s]
-    return asyncio.run(replay(settings_of(args), args.hook, statuses, args.since, out,
-                                        sys.stderr))
-
+    return asyncio.run(replay(settings_of(args), args.hook, statuses, args.since, out, sys.stderr))
 
 
 def register(sub: Any) -> None:
     remap = sub.add_parser("remap", help="map kept requests again with the current connectors")
     add_config_flag(remap)
-    remap.add_argument("--status", choices=["rejected"], default="rejected",
-                       help="only rejected requests: accepted ones already have their events")
+    remap.add_argument(
+        "--status",
+        choices=["rejected"],
+        default="rejected",
+        help="only rejected requests: accepted ones already have their events",
+    )
     remap.add_argument("--relay")
     remap.set_defaults(func=cmd_remap)
 

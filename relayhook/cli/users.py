@@ -1,11 +1,11 @@
 """`relayhook users`: people of the console, for scripts (each change is in the audit log).
 
-    relayhook users list                              everyone: id, role, state, e-mail, name
-    relayhook users add EMAIL --name N --role R       invite: prints the one-time link
-    relayhook users add EMAIL --name N --role R --password-stdin    with a password instead
-    relayhook users disable EMAIL                     every session ends at once
-    relayhook users enable EMAIL
-    relayhook users reset EMAIL                       the password stops working: a new link
+relayhook users list                              everyone: id, role, state, e-mail, name
+relayhook users add EMAIL --name N --role R       invite: prints the one-time link
+relayhook users add EMAIL --name N --role R --password-stdin    with a password instead
+relayhook users disable EMAIL                     every session ends at once
+relayhook users enable EMAIL
+relayhook users reset EMAIL                       the password stops working: a new link
 """
 
 from __future__ import annotations
@@ -38,19 +38,30 @@ def cli_principal() -> Principal:
     return Principal("cli", "token", "admin", f"relayhook users ({user})")
 
 
-async def audit_cli(store: Store, action: str, target: str,
-                    detail: dict[str, Any] | None = None) -> None:
+async def audit_cli(
+    store: Store, action: str, target: str, detail: dict[str, Any] | None = None
+) -> None:
     """One audit line for a change made from the command line."""
     people = People(store, clock=time.time, new_id=lambda: str(uuid.uuid4()))
-    await people.record(cli_principal(), "cli", action, target,
-                        {k: v for k, v in (detail or {}).items() if v is not None})
+    await people.record(
+        cli_principal(),
+        "cli",
+        action,
+        target,
+        {k: v for k, v in (detail or {}).items() if v is not None},
+    )
 
 
 @contextlib.asynccontextmanager
 async def people_of(settings: Settings) -> AsyncIterator[People]:
     async with opened_store(settings) as store:
-        people = People(store, clock=time.time, new_id=lambda: str(uuid.uuid4()),
-                        mailer=invite_mailer(settings), public_url=settings.public_url())
+        people = People(
+            store,
+            clock=time.time,
+            new_id=lambda: str(uuid.uuid4()),
+            mailer=invite_mailer(settings),
+            public_url=settings.public_url(),
+        )
         await people.ensure_admin()
         yield people
 
@@ -74,24 +85,34 @@ async def run_users(settings: Settings, args: argparse.Namespace, out: TextIO) -
             password = sys.stdin.readline().rstrip("\r\n") if args.password_stdin else None
             account = await people.add(args.name, args.email, args.role, password=password)
             detail = {"name": account.name, "email": account.email, "role": account.role}
-            await people.record(cli_principal(), "cli", "people.create",
-                                f"people:{account.id}", detail)
+            await people.record(
+                cli_principal(), "cli", "people.create", f"people:{account.id}", detail
+            )
             if password is None:
                 link = await people.new_link(account, "invite")
-                print(f"{account.email} is invited as {account.role}. Pass on this link (it "
-                      f"works once, for a day):\n{link}", file=out)
+                print(
+                    f"{account.email} is invited as {account.role}. Pass on this link (it "
+                    f"works once, for a day):\n{link}",
+                    file=out,
+                )
             else:
                 print(f"{account.email} can sign in as {account.role}.", file=out)
             return
         account = await _find(people, args.email)
         if command in ("disable", "enable"):
             await people.set_disabled(account.id, command == "disable")
-            print(f"{account.email or account.id} is {command}d"
-                  f"{' and signed out everywhere' if command == 'disable' else ''}.", file=out)
+            print(
+                f"{account.email or account.id} is {command}d"
+                f"{' and signed out everywhere' if command == 'disable' else ''}.",
+                file=out,
+            )
         else:
             link = await people.reset(account.id)
-            print(f"{account.email or account.id}'s password no longer works; pass on this link "
-                  f"to choose a new one (once, for a day):\n{link}", file=out)
+            print(
+                f"{account.email or account.id}'s password no longer works; pass on this link "
+                f"to choose a new one (once, for a day):\n{link}",
+                file=out,
+            )
         await people.record(cli_principal(), "cli", f"people.{command}", f"people:{account.id}")
 
 
@@ -110,12 +131,17 @@ def register(sub: Any) -> None:
     add.add_argument("email")
     add.add_argument("--name", required=True)
     add.add_argument("--role", default="viewer", choices=ROLES)
-    add.add_argument("--password-stdin", action="store_true",
-                     help="read their password from standard input instead of making a link")
+    add.add_argument(
+        "--password-stdin",
+        action="store_true",
+        help="read their password from standard input instead of making a link",
+    )
     commands = [listed, add]
-    for name, text in (("disable", "sign them out everywhere and keep them out"),
-                       ("enable", "let a disabled person sign in again"),
-                       ("reset", "end their password; prints a link to choose a new one")):
+    for name, text in (
+        ("disable", "sign them out everywhere and keep them out"),
+        ("enable", "let a disabled person sign in again"),
+        ("reset", "end their password; prints a link to choose a new one"),
+    ):
         command = family.add_parser(name, help=text)
         command.add_argument("email", help="their e-mail (or `admin` for the first admin)")
         commands.append(command)

@@ -72,8 +72,7 @@ def _signing(auth: HmacAuth) -> _Signing:
 
 
 @functools.lru_cache(maxsize=256)
-def _compiled_signing(pattern: str | None, content: str | None,
-                      timestamp: str | None) -> _Signing:
+def _compiled_signing(pattern: str | None, content: str | None, timestamp: str | None) -> _Signing:
     # Load already compiled these to report mistakes with their line; this is the cached copy.
     return _Signing(
         compile_regex(pattern, "auth.pattern") if pattern is not None else None,
@@ -117,12 +116,17 @@ def as_hmac(auth: Auth) -> HmacAuth | None:
 
 def _scope(headers: Mapping[str, str], body: bytes, query: str, method: str) -> dict[str, Any]:
     # surrogateescape: a body that is not UTF-8 still signs byte for byte.
-    return {"body": body.decode("utf-8", "surrogateescape"), "headers": dict(headers),
-            "query": parse_pairs(query), "method": method}
+    return {
+        "body": body.decode("utf-8", "surrogateescape"),
+        "headers": dict(headers),
+        "query": parse_pairs(query),
+        "method": method,
+    }
 
 
-def signed_content(auth: HmacAuth, headers: Mapping[str, str], body: bytes, query: str = "",
-                   method: str = "POST") -> bytes:
+def signed_content(
+    auth: HmacAuth, headers: Mapping[str, str], body: bytes, query: str = "", method: str = "POST"
+) -> bytes:
     """The bytes a request's signature covers. RenderError when a value it needs is missing."""
     signing = _signing(auth)
     if signing.content is None:
@@ -133,8 +137,14 @@ def signed_content(auth: HmacAuth, headers: Mapping[str, str], body: bytes, quer
     return str(signing.content.render(scope)).encode("utf-8", "surrogateescape")
 
 
-def sign(auth: HmacAuth, secret: str, body: bytes, headers: Mapping[str, str] | None = None,
-         query: str = "", method: str = "POST") -> str:
+def sign(
+    auth: HmacAuth,
+    secret: str,
+    body: bytes,
+    headers: Mapping[str, str] | None = None,
+    query: str = "",
+    method: str = "POST",
+) -> str:
     """One signature as the header carries it without `pattern` (`prefix` + the digest); for
     tests and docs. With `content`, `headers` must hold what it reads."""
     content = signed_content(auth, headers or {}, body, query, method)
@@ -149,15 +159,21 @@ def _candidates(auth: HmacAuth, value: str) -> list[bytes]:
     if pattern is None:
         text = value.strip()
         prefix = auth.prefix.lower() if auth.encoding == "hex" else auth.prefix
-        found = [text[len(prefix):]] if (
-            text.lower() if auth.encoding == "hex" else text).startswith(prefix) else []
+        found = (
+            [text[len(prefix) :]]
+            if (text.lower() if auth.encoding == "hex" else text).startswith(prefix)
+            else []
+        )
     else:
         found = [m.group(1) if pattern.groups else m.group(0) for m in pattern.finditer(value)]
     decoded: list[bytes] = []
     for text in found[:32]:  # a rotation sends two or three; a flood is not checked whole
         try:
-            decoded.append(bytes.fromhex(text.strip()) if auth.encoding == "hex"
-                           else base64.b64decode(text.strip(), validate=True))
+            decoded.append(
+                bytes.fromhex(text.strip())
+                if auth.encoding == "hex"
+                else base64.b64decode(text.strip(), validate=True)
+            )
         except (ValueError, binascii.Error):
             continue
     return decoded
@@ -178,14 +194,23 @@ def _check_timestamp(auth: HmacAuth, scope: dict[str, Any], now: float) -> str |
     if not math.isfinite(moment):
         return f"timestamp {text[:40]!r} is not epoch seconds"
     if abs(now - moment) > auth.tolerance:
-        return (f"timestamp {text} is {abs(now - moment):.0f} s from now, more than the "
-                f"tolerance of {auth.tolerance} s (a replayed or delayed request)")
+        return (
+            f"timestamp {text} is {abs(now - moment):.0f} s from now, more than the "
+            f"tolerance of {auth.tolerance} s (a replayed or delayed request)"
+        )
     scope["timestamp"] = text
     return None
 
 
-def _check_hmac(auth: HmacAuth, secret: str, headers: Mapping[str, str], body: bytes,
-                query: str, method: str, now: float | None) -> str | None:
+def _check_hmac(
+    auth: HmacAuth,
+    secret: str,
+    headers: Mapping[str, str],
+    body: bytes,
+    query: str,
+    method: str,
+    now: float | None,
+) -> str | None:
     value = headers.get(auth.header.lower())
     if value is None:
         return f"missing {auth.header} signature header"
@@ -198,8 +223,11 @@ def _check_hmac(auth: HmacAuth, secret: str, headers: Mapping[str, str], body: b
             return reason
     try:
         key = signing_key(auth, secret)
-        content = (body if signing.content is None
-                   else str(signing.content.render(scope)).encode("utf-8", "surrogateescape"))
+        content = (
+            body
+            if signing.content is None
+            else str(signing.content.render(scope)).encode("utf-8", "surrogateescape")
+        )
     except ValueError as exc:
         return str(exc)
     except RenderError as exc:
@@ -224,15 +252,26 @@ def dummy_secret(auth: Auth, text: str) -> str:
 
 def _sign_templates(auth: Auth, hmac_auth: HmacAuth) -> dict[str, str]:
     if isinstance(auth, StandardWebhooksAuth):
-        return {"webhook-id": "msg_relayhook_sign", "webhook-timestamp": "{{ timestamp }}",
-                "webhook-signature": "v1,{{ signature }}"}
+        return {
+            "webhook-id": "msg_relayhook_sign",
+            "webhook-timestamp": "{{ timestamp }}",
+            "webhook-signature": "v1,{{ signature }}",
+        }
     if hmac_auth.sign_headers is not None:
         return hmac_auth.sign_headers
     return {hmac_auth.header: hmac_auth.prefix.replace("{", "{{ '{' }}") + "{{ signature }}"}
 
 
-def provider_headers(auth: Auth, secret: str, headers: Mapping[str, str], body: bytes, *,
-                     query: str = "", method: str = "POST", now: float) -> dict[str, str]:
+def provider_headers(
+    auth: Auth,
+    secret: str,
+    headers: Mapping[str, str],
+    body: bytes,
+    *,
+    query: str = "",
+    method: str = "POST",
+    now: float,
+) -> dict[str, str]:
     """The headers the provider adds to authenticate this request, as `sign_headers` writes
     them. RenderError when the signed content needs a value the request lacks; ValueError for a
     secret the format refuses."""
@@ -243,21 +282,28 @@ def provider_headers(auth: Auth, secret: str, headers: Mapping[str, str], body: 
     hmac_auth = as_hmac(auth)
     if hmac_auth is None:
         return {}
-    templates = {name: compile_template(text, f"auth.sign_headers.{name}")
-                 for name, text in _sign_templates(auth, hmac_auth).items()}
+    templates = {
+        name: compile_template(text, f"auth.sign_headers.{name}")
+        for name, text in _sign_templates(auth, hmac_auth).items()
+    }
     timestamp = str(int(now))
-    first = {name: str(t.render({"timestamp": timestamp, "signature": ""}))
-             for name, t in templates.items()}
+    first = {
+        name: str(t.render({"timestamp": timestamp, "signature": ""}))
+        for name, t in templates.items()
+    }
     merged = {**headers, **{name.lower(): value for name, value in first.items()}}
     content = signed_content(hmac_auth, merged, body, query, method)
     digest = hmac.new(signing_key(hmac_auth, secret), content, hmac_auth.algorithm).digest()
     encoded = digest.hex() if hmac_auth.encoding == "hex" else base64.b64encode(digest).decode()
-    return {name: str(t.render({"timestamp": timestamp, "signature": encoded}))
-            for name, t in templates.items()}
+    return {
+        name: str(t.render({"timestamp": timestamp, "signature": encoded}))
+        for name, t in templates.items()
+    }
 
 
-def signed_at(auth: Auth, headers: Mapping[str, str], body: bytes, query: str = "",
-              method: str = "POST") -> float | None:
+def signed_at(
+    auth: Auth, headers: Mapping[str, str], body: bytes, query: str = "", method: str = "POST"
+) -> float | None:
     """The request's signing time by the scheme's `timestamp` (None: none, or unreadable)."""
     hmac_auth = as_hmac(auth)
     template = _signing(hmac_auth).timestamp if hmac_auth is not None else None
@@ -269,13 +315,22 @@ def signed_at(auth: Auth, headers: Mapping[str, str], body: bytes, query: str = 
         return None
 
 
-def verify_example(auth: Auth, secret: str, headers: Mapping[str, str], body: bytes, *,
-                   query: str = "", method: str = "POST", now: float) -> str | None:
+def verify_example(
+    auth: Auth,
+    secret: str,
+    headers: Mapping[str, str],
+    body: bytes,
+    *,
+    query: str = "",
+    method: str = "POST",
+    now: float,
+) -> str | None:
     """Why the relay would refuse this request signed with `secret` (None: it passes), at the
     request's own timestamp when the scheme has one, else at `now`."""
     at = signed_at(auth, headers, body, query, method)
-    return check_credentials(auth, secret, headers, body, query=query, method=method,
-                             now=now if at is None else at)
+    return check_credentials(
+        auth, secret, headers, body, query=query, method=method, now=now if at is None else at
+    )
 
 
 # --- the scheme's entry points -------------------------------------------------------------
@@ -317,8 +372,10 @@ def challenge(auth: Auth) -> str:
         return f'Header realm="relayhook", header="{auth.header}"'
     hmac_auth = as_hmac(auth)
     if hmac_auth is not None:
-        return (f'Signature realm="relayhook", header="{hmac_auth.header}", '
-                f'algorithm="{hmac_auth.algorithm}"')
+        return (
+            f'Signature realm="relayhook", header="{hmac_auth.header}", '
+            f'algorithm="{hmac_auth.algorithm}"'
+        )
     return 'Token realm="relayhook"'
 
 
@@ -335,8 +392,14 @@ def needs_secret(auth: Auth) -> bool:
     return not isinstance(auth, NoAuth)
 
 
-def credentials_for(auth: Auth, secret: str, body: bytes, *, now: float = 0.0,
-                    headers: Mapping[str, str] | None = None) -> dict[str, str]:
+def credentials_for(
+    auth: Auth,
+    secret: str,
+    body: bytes,
+    *,
+    now: float = 0.0,
+    headers: Mapping[str, str] | None = None,
+) -> dict[str, str]:
     """The headers a provider sends to authenticate `body` (for the console's Send sample),
     signed at `now` (epoch seconds) as `provider_headers` writes them."""
     return provider_headers(auth, secret, headers or {}, body, now=now)

@@ -18,8 +18,10 @@ BodyFormat = Literal["json-object", "json-array", "form", "query"]
 _SCOPE = "Variables in scope: body, query, headers (lower-cased names), method, relay"
 _LOOP_SCOPE = _SCOPE + ", the rule's `let` values and the variables of its `for` loops."
 _REQUEST_SCOPE = _SCOPE + " and the rule's `let` values (no loop variables)."
-_SIGNED_SCOPE = ("Variables in scope: body (the raw body as text), headers (lower-cased "
-                 "names), query, method")
+_SIGNED_SCOPE = (
+    "Variables in scope: body (the raw body as text), headers (lower-cased names), query, method"
+)
+
 
 class Spec(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
@@ -62,7 +64,8 @@ class HmacAuth(Spec):
         default="hex", description="How the signature is written.", examples=["hex"]
     )
     prefix: str = Field(
-        default="", description="Text before the signature (without `pattern`).",
+        default="",
+        description="Text before the signature (without `pattern`).",
         examples=["sha256="],
     )
     pattern: str | None = Field(
@@ -83,12 +86,17 @@ class HmacAuth(Spec):
         default=None,
         description="When the provider signed the request, in epoch seconds, a template: a "
         "request whose timestamp is further than `tolerance` from now is refused (a replay). "
-        + _SIGNED_SCOPE + "; `regex_search` picks it out of a header.",
-        examples=["{{ headers['x-acme-timestamp'] }}",
-                  "{{ headers['acme-signature'] | regex_search('t=([0-9]+)') }}"],
+        + _SIGNED_SCOPE
+        + "; `regex_search` picks it out of a header.",
+        examples=[
+            "{{ headers['x-acme-timestamp'] }}",
+            "{{ headers['acme-signature'] | regex_search('t=([0-9]+)') }}",
+        ],
     )
     tolerance: int = Field(
-        default=300, ge=1, le=86_400,
+        default=300,
+        ge=1,
+        le=86_400,
         description="Seconds a `timestamp` may be away from now, either way.",
     )
     secret_format: Literal["text", "whsec"] = Field(
@@ -117,17 +125,23 @@ class StandardWebhooksAuth(Spec):
         description="The Standard Webhooks signature scheme (standardwebhooks.com)."
     )
     tolerance: int = Field(
-        default=300, ge=1, le=86_400,
+        default=300,
+        ge=1,
+        le=86_400,
         description="Seconds `webhook-timestamp` may be away from now, either way.",
     )
 
     def as_hmac(self) -> HmacAuth:
         """The same check, written as an `hmac` scheme."""
         return HmacAuth(
-            scheme="hmac", header="webhook-signature", algorithm="sha256", encoding="base64",
+            scheme="hmac",
+            header="webhook-signature",
+            algorithm="sha256",
+            encoding="base64",
             pattern=r"(?:^|\s)v1,([A-Za-z0-9+/=]+)",
             content="{{ headers['webhook-id'] }}.{{ timestamp }}.{{ body }}",
-            timestamp="{{ headers['webhook-timestamp'] }}", tolerance=self.tolerance,
+            timestamp="{{ headers['webhook-timestamp'] }}",
+            tolerance=self.tolerance,
             secret_format="whsec",
         )
 
@@ -168,7 +182,9 @@ class Answer(Spec):
     """What the provider gets back from a rule that answers (a handshake or a challenge)."""
 
     status: int = Field(
-        default=200, ge=200, le=499,
+        default=200,
+        ge=200,
+        le=499,
         description="The HTTP status, 200 to 499 (never a 5xx: the request was kept).",
     )
     content_type: str | None = Field(
@@ -202,7 +218,8 @@ class Example(Spec):
     )
     query: dict[str, str] = Field(default={}, description="Query parameters.")
     headers: dict[str, str] = Field(
-        default={}, description="Headers (a form body needs its Content-Type).",
+        default={},
+        description="Headers (a form body needs its Content-Type).",
         examples=[{"Idempotency-Key": "order-1001"}],
     )
     secret: str | None = Field(
@@ -261,7 +278,7 @@ class EventRule(Spec):
     time: str | None = Field(
         default=None,
         description="When it happened: RFC 3339 / ISO 8601 text, or a number of epoch "
-        "milliseconds (`| epoch_s` for seconds); a text with a fraction (`\"1733050000.000100\"`) "
+        'milliseconds (`| epoch_s` for seconds); a text with a fraction (`"1733050000.000100"`) '
         "is epoch seconds. Absent or empty: the time Relayhook received "
         "the request. " + _LOOP_SCOPE,
         examples=["{{ rule.timestamp }}"],
@@ -351,6 +368,8 @@ class ConnectorSpec(Spec):
     def _field_paths(cls, paths: list[str]) -> list[str]:
         for path in paths:
             if not FIELD_PATH.fullmatch(path):
-                raise ValueError(f"{path!r} is not a field: write `headers.NAME`, `query.NAME` "
-                                 "or a body path such as `data.email` or `data.rows[].email`")
+                raise ValueError(
+                    f"{path!r} is not a field: write `headers.NAME`, `query.NAME` "
+                    "or a body path such as `data.email` or `data.rows[].email`"
+                )
         return paths

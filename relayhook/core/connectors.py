@@ -55,10 +55,29 @@ from relayhook.core.values import Loop as ParsedLoop
 from relayhook.errors import ConnectorError, field_message
 
 __all__ = [
-    "SHIPPED_DIR", "REQUEST_VARIABLES", "Accept", "Answer", "Auth", "BasicAuth", "BodyFormat",
-    "CompiledAnswer", "CompiledRule", "Connector", "ConnectorSpec", "EventRule", "Example",
-    "ExampleRequest", "HeaderAuth", "HmacAuth", "Loop", "Method", "NoAuth",
-    "StandardWebhooksAuth", "connector_files", "emitted_types", "load_connector",
+    "SHIPPED_DIR",
+    "REQUEST_VARIABLES",
+    "Accept",
+    "Answer",
+    "Auth",
+    "BasicAuth",
+    "BodyFormat",
+    "CompiledAnswer",
+    "CompiledRule",
+    "Connector",
+    "ConnectorSpec",
+    "EventRule",
+    "Example",
+    "ExampleRequest",
+    "HeaderAuth",
+    "HmacAuth",
+    "Loop",
+    "Method",
+    "NoAuth",
+    "StandardWebhooksAuth",
+    "connector_files",
+    "emitted_types",
+    "load_connector",
     "load_connectors",
 ]
 
@@ -148,8 +167,9 @@ class Connector:
         `[[examples]]` (named by `name`, else `examples[N]`)."""
         given: list[tuple[str, Example]] = []
         if self.spec.example is not None or self.spec.example_query:
-            given.append(("example", Example(body=self.spec.example,
-                                             query=self.spec.example_query)))
+            given.append(
+                ("example", Example(body=self.spec.example, query=self.spec.example_query))
+            )
         given += [(ex.name or f"examples[{i}]", ex) for i, ex in enumerate(self.spec.examples)]
         return [self._request(name, ex) for name, ex in given]
 
@@ -208,13 +228,16 @@ def _check_kind(rule: EventRule, prefix: str) -> None:
     """A rule makes events (type and source), answers, or rejects (and then nothing else)."""
     makes_events = rule.type is not None or rule.source is not None
     if rule.reject is not None and (makes_events or rule.answer is not None):
-        raise TemplateError(f"{prefix}.reject", "a rule that rejects makes no event and gives "
-                                                "no answer: drop type, source and answer")
+        raise TemplateError(
+            f"{prefix}.reject",
+            "a rule that rejects makes no event and gives no answer: drop type, source and answer",
+        )
     if makes_events or rule.answer is None and rule.reject is None:
         for key in ("type", "source"):
             if getattr(rule, key) is None:
-                raise TemplateError(f"{prefix}.{key}", "required key is missing (or answer, "
-                                                       "or reject)")
+                raise TemplateError(
+                    f"{prefix}.{key}", "required key is missing (or answer, or reject)"
+                )
 
 
 def _compile_rule(rule: EventRule, index: int) -> CompiledRule:
@@ -249,33 +272,46 @@ def _compile_rule(rule: EventRule, index: int) -> CompiledRule:
         if value is not None:
             fields[name] = (_level(value, frozen_loops), compile_value(value, f"{prefix}.{name}"))
     answer, reject = _compile_decision(rule, prefix, frozen_loops)
-    return CompiledRule(prefix, rule.name or prefix, tuple(lets), frozen_loops, fields,
-                        answer, reject)
+    return CompiledRule(
+        prefix, rule.name or prefix, tuple(lets), frozen_loops, fields, answer, reject
+    )
 
 
-def _compile_decision(rule: EventRule, prefix: str, loops: tuple[Loop, ...]
-                      ) -> tuple[CompiledAnswer | None, Template | None]:
+def _compile_decision(
+    rule: EventRule, prefix: str, loops: tuple[Loop, ...]
+) -> tuple[CompiledAnswer | None, Template | None]:
     """A rule's answer or rejection: one per request, so they read no loop variable (nor may
     the rule's `when`, which decides whether the request is taken whole)."""
     if rule.answer is None and rule.reject is None:
         return None, None
-    for key, value in (("when", rule.when), ("reject", rule.reject),
-                       ("answer.body", rule.answer.body if rule.answer else None),
-                       ("answer.headers", rule.answer.headers if rule.answer else None)):
+    for key, value in (
+        ("when", rule.when),
+        ("reject", rule.reject),
+        ("answer.body", rule.answer.body if rule.answer else None),
+        ("answer.headers", rule.answer.headers if rule.answer else None),
+    ):
         if value is not None and _level(value, loops) > 0:
-            raise TemplateError(f"{prefix}.{key}", "is decided once per request: it may not "
-                                                   "read a loop variable")
+            raise TemplateError(
+                f"{prefix}.{key}", "is decided once per request: it may not read a loop variable"
+            )
     if rule.reject is not None:
         return None, compile_template(rule.reject, f"{prefix}.reject")
     spec = rule.answer
     assert spec is not None
     for name in spec.headers:
         if not re.fullmatch(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+", name) or name.lower() in (
-                "content-length", "transfer-encoding", "connection", "content-type"):
-            raise TemplateError(f"{prefix}.answer.headers.{name}", f"{name!r} cannot be set "
-                                "here (content_type sets the Content-Type)")
-    headers = {k: compile_template(v, f"{prefix}.answer.headers.{k}")
-               for k, v in spec.headers.items()}
+            "content-length",
+            "transfer-encoding",
+            "connection",
+            "content-type",
+        ):
+            raise TemplateError(
+                f"{prefix}.answer.headers.{name}",
+                f"{name!r} cannot be set here (content_type sets the Content-Type)",
+            )
+    headers = {
+        k: compile_template(v, f"{prefix}.answer.headers.{k}") for k, v in spec.headers.items()
+    }
     body = compile_value(spec.body, f"{prefix}.answer.body")
     return CompiledAnswer(spec.status, spec.content_type, body, headers), None
 
@@ -326,8 +362,12 @@ def load_connector(path: Path) -> Connector:
             path, format_path(loc), line_of(lines, loc), _pydantic_message(error)
         ) from exc
     if spec.id != path.stem:
-        raise ConnectorError(path, "id", line_of(lines, ("id",)), f"id {spec.id!r} must equal "
-                             f"the file name {path.stem!r}")
+        raise ConnectorError(
+            path,
+            "id",
+            line_of(lines, ("id",)),
+            f"id {spec.id!r} must equal the file name {path.stem!r}",
+        )
     try:
         rules = tuple(_compile_rule(rule, i) for i, rule in enumerate(spec.events))
         setup = compile_template(spec.setup, "setup")
@@ -336,11 +376,11 @@ def load_connector(path: Path) -> Connector:
         line = value_line(text, line_of(lines, _key_path(exc.name))) + exc.line - 1
         raise ConnectorError(path, exc.name, line, exc.message) from exc
     files = [("example", spec.example)] + [
-        (f"examples[{i}].body", ex.body) for i, ex in enumerate(spec.examples)]
+        (f"examples[{i}].body", ex.body) for i, ex in enumerate(spec.examples)
+    ]
     for key, name in files:
         if name is not None and not (path.parent / name).is_file():
-            raise ConnectorError(path, key, line_of(lines, _key_path(key)),
-                                 f"no such file: {name}")
+            raise ConnectorError(path, key, line_of(lines, _key_path(key)), f"no such file: {name}")
     return Connector(spec, path, rules, setup)
 
 

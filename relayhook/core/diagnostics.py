@@ -71,8 +71,12 @@ class Finding:
         return f"{self.location}: {marker}{self.message}"
 
     def to_json(self) -> dict[str, Any]:
-        return {"level": self.level, "location": self.location, "message": self.message,
-                "nearest": self.nearest}
+        return {
+            "level": self.level,
+            "location": self.location,
+            "message": self.message,
+            "nearest": self.nearest,
+        }
 
 
 @dataclass(frozen=True, slots=True)
@@ -137,8 +141,10 @@ def unmatched_patterns(
 def _no_match(pattern: str, literal: set[str], prefixes: set[str]) -> str:
     known = sorted(literal) + sorted(p + "*" for p in prefixes if p)
     near = difflib.get_close_matches(pattern, known, n=3, cutoff=0.5) or known[:5]
-    return (f"event pattern {pattern!r} matches no event type the connectors can emit (the "
-            f"hook would never fire); nearest: {', '.join(near) or 'none'}")
+    return (
+        f"event pattern {pattern!r} matches no event type the connectors can emit (the "
+        f"hook would never fire); nearest: {', '.join(near) or 'none'}"
+    )
 
 
 # --- examples --------------------------------------------------------------------------------
@@ -158,8 +164,13 @@ def example_findings(connector: Connector) -> list[Finding_]:
         for example in examples:
             request = InboundRequest(example.method, example.query, example.headers, example.body)
             try:
-                map_inbound(connector, request, relay="example", received_at=EXAMPLE_TIME,
-                            new_id=_example_ids())
+                map_inbound(
+                    connector,
+                    request,
+                    relay="example",
+                    received_at=EXAMPLE_TIME,
+                    new_id=_example_ids(),
+                )
             except MappingError as exc:
                 findings.append(_not_mapped(connector, example.name, exc))
     # A template that failed stopped the mapping: rules after it were never tried on that
@@ -170,8 +181,13 @@ def example_findings(connector: Connector) -> list[Finding_]:
         if failed:
             continue
         if rule.reject is None and not any(n.startswith(shown) for n in log.rendered):
-            findings.append((rule.name, f"rule {rule.label!r} applies to none of the examples: "
-                                        "add one it applies to (`[[examples]]`)"))
+            findings.append(
+                (
+                    rule.name,
+                    f"rule {rule.label!r} applies to none of the examples: "
+                    "add one it applies to (`[[examples]]`)",
+                )
+            )
     for (template, name), keys in sorted(log.never_found().items()):
         findings.append((template, _never_found(name, keys, len(examples))))
     return findings
@@ -187,10 +203,13 @@ def _not_mapped(connector: Connector, example: str, exc: MappingError) -> Findin
     label = f" of rule {rule.label!r}" if rule is not None else ""
     what = cause.name.rpartition(".")[2]
     if ".let." in cause.name:
-        return (cause.name, f"`let` value {what!r}{label} fails on example {example!r}: "
-                            f"{cause.message}. A rule's `let` values are computed before its "
-                            "`when`, on every request: guard it (`| default(...)`, `if ... "
-                            "else`) for requests the rule is not for")
+        return (
+            cause.name,
+            f"`let` value {what!r}{label} fails on example {example!r}: "
+            f"{cause.message}. A rule's `let` values are computed before its "
+            "`when`, on every request: guard it (`| default(...)`, `if ... "
+            "else`) for requests the rule is not for",
+        )
     return (cause.name, f"{cause.name}{label} fails on example {example!r}: {cause.message}")
 
 
@@ -203,7 +222,7 @@ def _example_key(connector: Connector, name: str) -> str:
     if name == "example":
         return "example" if connector.spec.example is not None else "example_query"
     names = [ex.name for ex in connector.spec.examples]
-    index = names.index(name) if name in names else int(name[len("examples["):-1])
+    index = names.index(name) if name in names else int(name[len("examples[") : -1])
     return f"examples[{index}]"
 
 
@@ -229,8 +248,9 @@ def example_events(connector: Connector, relay: str = "example") -> list[Event]:
     for example in connector.examples():
         request = InboundRequest(example.method, example.query, example.headers, example.body)
         try:
-            events += map_inbound(connector, request, relay=relay, received_at=EXAMPLE_TIME,
-                                  new_id=new_id).events
+            events += map_inbound(
+                connector, request, relay=relay, received_at=EXAMPLE_TIME, new_id=new_id
+            ).events
         except MappingError:
             continue  # reported by example_findings
     return events
@@ -238,8 +258,10 @@ def example_events(connector: Connector, relay: str = "example") -> list[Event]:
 
 def connector_findings(connector: Connector, locate: Locate, *, now: float) -> list[Finding]:
     """Everything wrong with a connector that its examples show (all errors)."""
-    found = [Finding("error", locate(_key_path(key)), message)
-             for key, message in example_findings(connector)]
+    found = [
+        Finding("error", locate(_key_path(key)), message)
+        for key, message in example_findings(connector)
+    ]
     found += time_findings(connector, locate)
     found += signature_findings(connector, locate, now=now)
     return found
@@ -257,16 +279,25 @@ def time_findings(connector: Connector, locate: Locate) -> list[Finding]:
             continue
         key = _time_key(connector, event.type)
         if moment < EARLIEST and _plausible(epoch * 1000):
-            hint = ("epoch seconds read as milliseconds? write `{{ ... | epoch_s }}` (a text "
-                    "with a fraction, '1733050000.000100', is read as seconds)")
+            hint = (
+                "epoch seconds read as milliseconds? write `{{ ... | epoch_s }}` (a text "
+                "with a fraction, '1733050000.000100', is read as seconds)"
+            )
             nearest = "| epoch_s"
         elif moment >= LATEST and _plausible(epoch / 1000):
             hint = "epoch milliseconds read as seconds? drop `| epoch_s` (numbers are epoch ms)"
             nearest = "epoch milliseconds"
         else:
             continue
-        found.append(Finding("error", locate(key), f"event {event.type!r} of the examples has "
-                             f"time {event.time}, before 2000 or after 2100: {hint}", nearest))
+        found.append(
+            Finding(
+                "error",
+                locate(key),
+                f"event {event.type!r} of the examples has "
+                f"time {event.time}, before 2000 or after 2100: {hint}",
+                nearest,
+            )
+        )
     return _unique(found)
 
 
@@ -296,49 +327,81 @@ def signature_findings(connector: Connector, locate: Locate, *, now: float) -> l
     if hmac_auth is None:
         return []
     found: list[Finding] = []
-    if hmac_auth.sign_headers is None and auth is hmac_auth and (
-            hmac_auth.pattern or hmac_auth.timestamp or hmac_auth.content):
-        return [Finding("warning", locate(("auth",)), "the examples cannot be signed offline: "
-                        "add auth.sign_headers, how the provider writes its signature headers "
-                        "(e.g. { \"Acme-Signature\" = \"t={{ timestamp }},v1={{ signature }}\" "
-                        "}), so `check` and `relayhook sign` can sign them")]
+    if (
+        hmac_auth.sign_headers is None
+        and auth is hmac_auth
+        and (hmac_auth.pattern or hmac_auth.timestamp or hmac_auth.content)
+    ):
+        return [
+            Finding(
+                "warning",
+                locate(("auth",)),
+                "the examples cannot be signed offline: "
+                "add auth.sign_headers, how the provider writes its signature headers "
+                '(e.g. { "Acme-Signature" = "t={{ timestamp }},v1={{ signature }}" '
+                "}), so `check` and `relayhook sign` can sign them",
+            )
+        ]
     secret = dummy_secret(auth, DUMMY_SECRET)
-    given = {(ex.name or f"examples[{i}]"): ex.secret
-             for i, ex in enumerate(connector.spec.examples)}
+    given = {
+        (ex.name or f"examples[{i}]"): ex.secret for i, ex in enumerate(connector.spec.examples)
+    }
     for example in connector.examples():
         key = _key_path(_example_key(connector, example.name))
         own = given.get(example.name)
         if own is not None:
-            reason = verify_example(auth, own, dict(example.headers), example.body,
-                                    query=example.query, method=example.method, now=now)
+            reason = verify_example(
+                auth,
+                own,
+                dict(example.headers),
+                example.body,
+                query=example.query,
+                method=example.method,
+                now=now,
+            )
             if reason is not None:
-                found.append(Finding("error", locate(key), f"example {example.name!r} carries "
-                                     f"the provider's signature, and the relay refuses it: "
-                                     f"{reason}: check auth.header, prefix, pattern, content "
-                                     "and secret_format against the provider's docs"))
+                found.append(
+                    Finding(
+                        "error",
+                        locate(key),
+                        f"example {example.name!r} carries "
+                        f"the provider's signature, and the relay refuses it: "
+                        f"{reason}: check auth.header, prefix, pattern, content "
+                        "and secret_format against the provider's docs",
+                    )
+                )
             continue
         reason = _round_trip(connector, example, secret, now)
         if reason is not None:
-            found.append(Finding("error", locate(("auth",)), f"example {example.name!r} signed "
-                                 f"with a dummy secret as auth.sign_headers writes it is "
-                                 f"refused: {reason}"))
+            found.append(
+                Finding(
+                    "error",
+                    locate(("auth",)),
+                    f"example {example.name!r} signed "
+                    f"with a dummy secret as auth.sign_headers writes it is "
+                    f"refused: {reason}",
+                )
+            )
     return found
 
 
-def _round_trip(connector: Connector, example: ExampleRequest, secret: str,
-                now: float) -> str | None:
+def _round_trip(
+    connector: Connector, example: ExampleRequest, secret: str, now: float
+) -> str | None:
     auth = connector.spec.auth
     headers = dict(example.headers)
     try:
-        added = provider_headers(auth, secret, headers, example.body, query=example.query,
-                                 method=example.method, now=now)
+        added = provider_headers(
+            auth, secret, headers, example.body, query=example.query, method=example.method, now=now
+        )
     except RenderError as exc:
         return f"cannot make the signed content: {exc.message}"
     except ValueError as exc:
         return str(exc)
     headers.update({name.lower(): value for name, value in added.items()})
-    return verify_example(auth, secret, headers, example.body, query=example.query,
-                          method=example.method, now=now)
+    return verify_example(
+        auth, secret, headers, example.body, query=example.query, method=example.method, now=now
+    )
 
 
 def _key_path(key: str) -> KeyPath:
@@ -384,8 +447,13 @@ def _cached_examples(connector: Connector, relay: str) -> list[Event]:
     return cached[1]
 
 
-def hook_findings(hook: Hook, locate: Locate, scope: Scope, traffic: Traffic = NO_TRAFFIC,
-                  secrets: Mapping[str, str] | None = None) -> list[Finding]:
+def hook_findings(
+    hook: Hook,
+    locate: Locate,
+    scope: Scope,
+    traffic: Traffic = NO_TRAFFIC,
+    secrets: Mapping[str, str] | None = None,
+) -> list[Finding]:
     """Everything wrong with one hook: its patterns, its bounds, and rendering it."""
     examples = scope.examples_for(hook)
     found = pattern_findings(hook, locate, scope, examples, traffic)
@@ -394,8 +462,9 @@ def hook_findings(hook: Hook, locate: Locate, scope: Scope, traffic: Traffic = N
     return found
 
 
-def pattern_findings(hook: Hook, locate: Locate, scope: Scope, examples: Sequence[Event],
-                     traffic: Traffic) -> list[Finding]:
+def pattern_findings(
+    hook: Hook, locate: Locate, scope: Scope, examples: Sequence[Event], traffic: Traffic
+) -> list[Finding]:
     """A pattern no connector can emit is an error; one that matches none of the types the
     examples produce and none the store has seen is a warning (a typo under a prefix whose
     type comes from the payload: `stripe.invoice.payed`)."""
@@ -416,16 +485,25 @@ def pattern_findings(hook: Hook, locate: Locate, scope: Scope, examples: Sequenc
         seen = any(regex.fullmatch(t) for t in traffic.seen_types)  # it came: it can come
         if not seen and not pattern_can_match(pattern, literal, prefixes):
             message = _no_match(pattern, literal, prefixes)
-            found.append(Finding("error", where, message, _nearest(pattern, literal | known)
-                                 or message.rpartition("nearest: ")[2].split(", ")[0]))
+            found.append(
+                Finding(
+                    "error",
+                    where,
+                    message,
+                    _nearest(pattern, literal | known)
+                    or message.rpartition("nearest: ")[2].split(", ")[0],
+                )
+            )
             continue
         if any(regex.fullmatch(t) for t in literal | known):
             continue
         near = _nearest(pattern, known | literal)
         total = sum(traffic.seen_types.values())
-        message = (f"event pattern {pattern!r} matches none of the event types the examples "
-                   f"produce or the store has seen ({total} events): a typo? the hook fires "
-                   "only if such a type ever comes")
+        message = (
+            f"event pattern {pattern!r} matches none of the event types the examples "
+            f"produce or the store has seen ({total} events): a typo? the hook fires "
+            "only if such a type ever comes"
+        )
         if near is not None:
             count = traffic.seen_types.get(near)
             message += f"; nearest: {near}" + (f" (seen {count} times)" if count else "")
@@ -446,27 +524,48 @@ def bounds_findings(hook: Hook, locate: Locate) -> list[Finding]:
     if schedule and max(schedule) > MAX_RETRY_DELAY:
         total = sum(schedule) / 86_400
         seconds = [_short(d / 1000) for d in schedule]
-        found.append(Finding("error", locate(("retry", "schedule")),
-                             f"retry.schedule waits {_short(max(schedule))} s at once and "
-                             f"{total:.0f} days in all; it is in seconds, each wait at most "
-                             f"{MAX_RETRY_DELAY} s (7 days): milliseconds? "
-                             f"[{', '.join(seconds)}]", f"[{', '.join(seconds)}]"))
+        found.append(
+            Finding(
+                "error",
+                locate(("retry", "schedule")),
+                f"retry.schedule waits {_short(max(schedule))} s at once and "
+                f"{total:.0f} days in all; it is in seconds, each wait at most "
+                f"{MAX_RETRY_DELAY} s (7 days): milliseconds? "
+                f"[{', '.join(seconds)}]",
+                f"[{', '.join(seconds)}]",
+            )
+        )
     limit = hook.rate_limit
     window = limit.window if limit is not None else None
     if window is not None and (window > MAX_WINDOW or (window > 3600 and window % 1000 == 0)):
-        found.append(Finding("error" if window > MAX_WINDOW else "warning",
-                             locate(("rate_limit", "window")),
-                             f"rate_limit.window is {_short(window)} s ({window / 3600:.1f} "
-                             f"hours): it is in seconds, at most {MAX_WINDOW} (a day): "
-                             f"milliseconds? {_short(window / 1000)}", _short(window / 1000)))
+        found.append(
+            Finding(
+                "error" if window > MAX_WINDOW else "warning",
+                locate(("rate_limit", "window")),
+                f"rate_limit.window is {_short(window)} s ({window / 3600:.1f} "
+                f"hours): it is in seconds, at most {MAX_WINDOW} (a day): "
+                f"milliseconds? {_short(window / 1000)}",
+                _short(window / 1000),
+            )
+        )
     if limit is not None and limit.per_second is not None and limit.per_second > 10_000:
-        found.append(Finding("warning", locate(("rate_limit", "per_second")),
-                             f"rate_limit.per_second = {_short(limit.per_second)} is no limit "
-                             "at all: per second, not per hour or per day?"))
+        found.append(
+            Finding(
+                "warning",
+                locate(("rate_limit", "per_second")),
+                f"rate_limit.per_second = {_short(limit.per_second)} is no limit "
+                "at all: per second, not per hour or per day?",
+            )
+        )
     if hook.spec.timeout is not None and hook.spec.timeout < MIN_TIMEOUT:
-        found.append(Finding("warning", locate(("timeout",)),
-                             f"timeout = {_short(hook.spec.timeout)} s: few receivers answer "
-                             "that fast; it is in seconds (default 10, at most 300)"))
+        found.append(
+            Finding(
+                "warning",
+                locate(("timeout",)),
+                f"timeout = {_short(hook.spec.timeout)} s: few receivers answer "
+                "that fast; it is in seconds (default 10, at most 300)",
+            )
+        )
     return found
 
 
@@ -477,8 +576,13 @@ def _short(value: float) -> str:
 MAX_RENDERED = 50  # stored events rendered per hook
 
 
-def render_findings(hook: Hook, locate: Locate, examples: Sequence[Event], traffic: Traffic,
-                    secrets: Mapping[str, str]) -> list[Finding]:
+def render_findings(
+    hook: Hook,
+    locate: Locate,
+    examples: Sequence[Event],
+    traffic: Traffic,
+    secrets: Mapping[str, str],
+) -> list[Finding]:
     """The hook rendered against each example event and recent stored event it matches: a
     template that fails on all of them would kill the first delivery (an error); one that fails
     on some would kill those (a warning)."""
@@ -497,14 +601,22 @@ def render_findings(hook: Hook, locate: Locate, examples: Sequence[Event], traff
     for text, events in failures.items():
         name, message = hide(text).split("\n", 1)
         event, kind = events[0]
-        which = (f"the example event {event.type!r}" if kind == "example"
-                 else f"stored event {event.id} ({event.type})")
+        which = (
+            f"the example event {event.type!r}"
+            if kind == "example"
+            else f"stored event {event.id} ({event.type})"
+        )
         more = f" and {len(events) - 1} more of the {total} it matches" if len(events) > 1 else ""
         # An error when no event it matches renders: the first delivery would die. When some
         # do (a real event carries a field the connector's example lacks), a warning.
         level: Level = "error" if len(events) == total else "warning"
-        found.append(Finding(level, locate(_hook_key(name)), f"{name} fails on {which}{more}: "
-                             f"{message}; the delivery would die"))
+        found.append(
+            Finding(
+                level,
+                locate(_hook_key(name)),
+                f"{name} fails on {which}{more}: {message}; the delivery would die",
+            )
+        )
     return found
 
 

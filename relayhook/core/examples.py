@@ -24,8 +24,12 @@ async def newest_event(store: HistoryStore, hook: Hook) -> Event | None:
     back through the newest 20,000 events."""
     exact = [p for p in hook.spec.events if "*" not in p]
     if len(exact) == len(hook.spec.events):
-        found = [e for p in exact for e in await store.list_events(type=p, limit=200)
-                 if hook.matches(e.type, e.relay)]
+        found = [
+            e
+            for p in exact
+            for e in await store.list_events(type=p, limit=200)
+            if hook.matches(e.type, e.relay)
+        ]
         return max(found, key=lambda e: e.time, default=None)
     before: str | None = None
     for _ in range(40):  # bounded: 40 pages of 500
@@ -58,9 +62,13 @@ def example_events(connector: Connector, relay: str) -> list[Event]:
     for example in connector.examples():
         request = InboundRequest(example.method, example.query, example.headers, example.body)
         try:
-            events += map_request(connector, request, relay=relay,
-                                  received_at=parse_time(EXAMPLE_TIME),
-                                  new_id=lambda: "example-event")
+            events += map_request(
+                connector,
+                request,
+                relay=relay,
+                received_at=parse_time(EXAMPLE_TIME),
+                new_id=lambda: "example-event",
+            )
         except MappingError:
             continue
     return events

@@ -1,7 +1,7 @@
 """The filters Relayhook adds to Jinja's own: plain functions of data, no template machinery.
 
-    {{ rule.timestamp | epoch_ms }}   {{ 'Level Completed' | dotted }}
-    {{ params | unfilled_placeholders }}
+{{ rule.timestamp | epoch_ms }}   {{ 'Level Completed' | dotted }}
+{{ params | unfilled_placeholders }}
 """
 
 from __future__ import annotations
@@ -30,8 +30,11 @@ def _epoch(value: Any, per_second: int, unit: str) -> str:
     try:
         return format_time(datetime.fromtimestamp(float(value) / per_second, UTC))
     except (OverflowError, OSError, ValueError) as exc:
-        hint = (" (epoch milliseconds? drop `| epoch_s`: numbers are epoch milliseconds)"
-                if per_second == 1 else "")
+        hint = (
+            " (epoch milliseconds? drop `| epoch_s`: numbers are epoch milliseconds)"
+            if per_second == 1
+            else ""
+        )
         raise ValueError(f"{value!r} is not a time in {unit}{hint}") from exc
 
 

@@ -115,8 +115,10 @@ class HookSpec(Spec):
         default=None,
         description="The target URL, a template; `{name}` is shorthand for `{{ name }}` "
         "URL-encoded (Netmera style). " + _SCOPE,
-        examples=["https://hooks.zapier.com/hooks/catch/123/abc/",
-                  "https://crm.example.com/contacts/{event.subject}"],
+        examples=[
+            "https://hooks.zapier.com/hooks/catch/123/abc/",
+            "https://crm.example.com/contacts/{event.subject}",
+        ],
     )
     headers: dict[str, str] = Field(default={}, description="Header templates. " + _SCOPE)
     params: dict[str, str] = Field(default={}, description="Query parameter templates. " + _SCOPE)
@@ -198,8 +200,6 @@ class Hook:
         return any(pattern.fullmatch(event_type) for pattern in self.patterns)
 
 
-
-
 def expand_placeholders(url: str) -> str:
     """Netmera-style `{event.subject}` -> `{{ event.subject | path_segment }}` (one encoded
     path segment, whatever the value holds); `{{ }}` is left as written."""
@@ -258,8 +258,9 @@ def compile_hook(spec: HookSpec) -> Hook:
         raise TemplateError("url", "required key is missing (or a preset that sets it)")
     check_url_spec(expand_placeholders(spec.url), spec.headers)
     for name in spec.headers:
-        if name.lower() in FORBIDDEN_HEADERS or not re.fullmatch(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+",
-                                                                   name):
+        if name.lower() in FORBIDDEN_HEADERS or not re.fullmatch(
+            r"[!#$%&'*+.^_`|~0-9A-Za-z-]+", name
+        ):
             raise TemplateError(f"headers.{name}", f"{name!r} cannot be set by a hook")
     if spec.when is not None and not is_single_expression(spec.when):
         raise TemplateError("when", "a condition is one {{ expression }}")
@@ -347,9 +348,9 @@ def validate_hook(raw: dict[str, Any], presets_dir: Path = PRESETS_DIR) -> Hook:
     except SpecError as exc:
         raise InvalidError([exc]) from exc
     except ValidationError as exc:
-        raise InvalidError([
-            SpecError(tuple(error["loc"]), field_message(error)) for error in exc.errors()
-        ]) from exc
+        raise InvalidError(
+            [SpecError(tuple(error["loc"]), field_message(error)) for error in exc.errors()]
+        ) from exc
     except TemplateError as exc:
         # `headers.X.Custom` is the header `X.Custom`: split at the first dot only
         raise InvalidError([SpecError(tuple(exc.name.split(".", 1)), exc.message)]) from exc
@@ -366,19 +367,29 @@ def hook_name_problem(name: object) -> str | None:
     """Why `name` cannot be a new hook's name, or None. Names stored before this rule keep
     working; only new hooks (API, console, config file) must follow it."""
     if not isinstance(name, str) or not HOOK_NAME.fullmatch(name):
-        shown = f" ({name!r} has a line break or a control character)" if isinstance(
-            name, str) and CONTROL.search(name) else ""
-        return ("a hook name is 1 to 100 letters, digits and spaces, with . , : ( ) & + ' _ -"
-                f" inside, starting with a letter or digit{shown}")
+        shown = (
+            f" ({name!r} has a line break or a control character)"
+            if isinstance(name, str) and CONTROL.search(name)
+            else ""
+        )
+        return (
+            "a hook name is 1 to 100 letters, digits and spaces, with . , : ( ) & + ' _ -"
+            f" inside, starting with a letter or digit{shown}"
+        )
     if name.lower() in RESERVED_HOOK_NAMES:
-        return (f"{name!r} is taken by a console page (/hooks/{name.lower()}): add a word, "
-                f"such as '{name} hook'")
+        return (
+            f"{name!r} is taken by a console page (/hooks/{name.lower()}): add a word, "
+            f"such as '{name} hook'"
+        )
     return None
 
 
-def build_hooks(raw_hooks: list[dict[str, Any]], where: str = "(config)",
-                presets_dir: Path = PRESETS_DIR,
-                locate: Any = None) -> dict[str, Hook]:
+def build_hooks(
+    raw_hooks: list[dict[str, Any]],
+    where: str = "(config)",
+    presets_dir: Path = PRESETS_DIR,
+    locate: Any = None,
+) -> dict[str, Hook]:
     """Hooks by name from the config's `[[hooks]]` tables. Raises HookError with
     `file:hooks[i].key:line: message`; `locate(path) -> line` finds lines in the config."""
     hooks: dict[str, Hook] = {}
@@ -390,7 +401,8 @@ def build_hooks(raw_hooks: list[dict[str, Any]], where: str = "(config)",
 
     for index, raw in enumerate(raw_hooks):
         if CONTROL.search(str(raw.get("name", ""))) or str(raw.get("name", "")).lower() in (
-                RESERVED_HOOK_NAMES):
+            RESERVED_HOOK_NAMES
+        ):
             # The config file is read at every start: only what breaks the console and the
             # logs is refused here (a hook named `new` has no page; a line break forges lines).
             raise fail(index, ("name",), hook_name_problem(raw["name"]) or "")

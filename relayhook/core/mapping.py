@@ -68,7 +68,7 @@ def parse_pairs(text: str) -> dict[str, Any]:
 def _json_error(exc: json.JSONDecodeError, text: str) -> str:
     message = f"body is not valid JSON: {exc.msg} (line {exc.lineno}, column {exc.colno})"
     if any(quote in text for quote in "\u201c\u201d\u2018\u2019"):
-        message += " (it contains typographic quotes \u201c \u201d where JSON needs \")"
+        message += ' (it contains typographic quotes \u201c \u201d where JSON needs ")'
     return message
 
 
@@ -200,8 +200,10 @@ def _parse_body(connector: Connector, request: InboundRequest) -> tuple[Any, boo
             body, plain = _parse_json(request.body)
         except MappingError as exc:
             if request.media_type == "application/x-www-form-urlencoded":
-                raise MappingError(f"{exc} (the request is form-encoded, which connector "
-                                   f"{connector.id!r} does not take)") from exc
+                raise MappingError(
+                    f"{exc} (the request is form-encoded, which connector "
+                    f"{connector.id!r} does not take)"
+                ) from exc
             raise
         if isinstance(body, dict):
             fmt = "json-object"
@@ -221,8 +223,9 @@ def request_scope(connector: Connector, request: InboundRequest, relay: str) -> 
     return _request_scope(connector, request, relay)[0]
 
 
-def _request_scope(connector: Connector, request: InboundRequest, relay: str
-                   ) -> tuple[dict[str, Any], Any]:
+def _request_scope(
+    connector: Connector, request: InboundRequest, relay: str
+) -> tuple[dict[str, Any], Any]:
     """The scope, and the body when it is JSON data as parsed (else a sentinel)."""
     body, plain = _parse_body(connector, request)
     scope = {
@@ -245,8 +248,11 @@ class ProviderAnswer:
 
     def to_json(self) -> dict[str, Any]:
         """For `relayhook map`: status, headers and the body as text."""
-        return {"status": self.status, "headers": dict(self.headers),
-                "body": self.body.decode("utf-8", errors="replace")}
+        return {
+            "status": self.status,
+            "headers": dict(self.headers),
+            "body": self.body.decode("utf-8", errors="replace"),
+        }
 
 
 @dataclass(frozen=True, slots=True)
@@ -267,8 +273,9 @@ def map_request(
     new_id: Callable[[], str],
 ) -> list[Event]:
     """All events the connector's rules make of one request (possibly none)."""
-    return map_inbound(connector, request, relay=relay, received_at=received_at,
-                       new_id=new_id).events
+    return map_inbound(
+        connector, request, relay=relay, received_at=received_at, new_id=new_id
+    ).events
 
 
 def map_inbound(
@@ -305,8 +312,13 @@ def map_inbound(
     return Mapped(events, body=None if plain_body is _NOT_PLAIN else plain_body)
 
 
-def _apply(connector: Connector, rule: CompiledRule, scope: dict[str, Any],
-           builder: _EventBuilder, events: list[Event]) -> int:
+def _apply(
+    connector: Connector,
+    rule: CompiledRule,
+    scope: dict[str, Any],
+    builder: _EventBuilder,
+    events: list[Event],
+) -> int:
     """Add the rule's events; 1 if the rule applied to the request, else 0."""
     values: dict[str, Any] = {}
     rule_scope = _bind_lets(rule, scope)
@@ -319,8 +331,9 @@ def _apply(connector: Connector, rule: CompiledRule, scope: dict[str, Any],
     return 1
 
 
-def _decide(connector: Connector, rule: CompiledRule, scope: dict[str, Any],
-            builder: _EventBuilder) -> Mapped | None:
+def _decide(
+    connector: Connector, rule: CompiledRule, scope: dict[str, Any], builder: _EventBuilder
+) -> Mapped | None:
     rule_scope = _bind_lets(rule, scope)
     when = rule.fields.get("when")
     if when is not None and not when[1].render(rule_scope):
@@ -355,8 +368,10 @@ def _answer(answer: CompiledAnswer, scope: dict[str, Any], name: str) -> Provide
             try:
                 text.encode("latin-1")
             except UnicodeEncodeError:
-                raise RenderError(template.name, "a header value must be Latin-1 text (HTTP "
-                                  f"headers carry no other): {text!r}") from None
+                raise RenderError(
+                    template.name,
+                    f"a header value must be Latin-1 text (HTTP headers carry no other): {text!r}",
+                ) from None
         headers.append((header.lower(), text))
     return ProviderAnswer(answer.status, tuple(headers), body)
 

@@ -52,8 +52,9 @@ class OutboundRequest:
     def header(self, name: str) -> str | None:
         return next((v for k, v in self.headers if k.lower() == name.lower()), None)
 
-    def record(self, secrets: Mapping[str, str],
-               places: SecretPlaces = NO_PLACES) -> dict[str, Any]:
+    def record(
+        self, secrets: Mapping[str, str], places: SecretPlaces = NO_PLACES
+    ) -> dict[str, Any]:
         """The request as kept in the history: `[redacted]` for every `[secrets]` value
         wherever it appears, and at every place the hook keeps a secret of its own (header and
         query values by name, the URL's password)."""
@@ -63,14 +64,20 @@ class OutboundRequest:
         except UnicodeDecodeError:
             body, encoding = base64.b64encode(self.body).decode("ascii"), "base64"
         parts = urlsplit(self.url)
-        query = urlencode([(k, REDACTED if k in places.params else redact(v))
-                           for k, v in parse_qsl(parts.query, True)], safe="[]/")
+        query = urlencode(
+            [
+                (k, REDACTED if k in places.params else redact(v))
+                for k, v in parse_qsl(parts.query, True)
+            ],
+            safe="[]/",
+        )
         netloc = netloc_without_password(parts)
         return {
             "method": self.method,
             "url": redact(urlunsplit(parts._replace(netloc=netloc, query=query))),
-            "headers": [[k, REDACTED if k.lower() in places.headers else redact(v)]
-                        for k, v in self.headers],
+            "headers": [
+                [k, REDACTED if k.lower() in places.headers else redact(v)] for k, v in self.headers
+            ],
             "body": body,
             "body_encoding": encoding,
         }
@@ -111,8 +118,9 @@ def secret_forms(secret: str) -> set[str]:
     return {secret, quote(secret, safe=""), quote_plus(secret), json.dumps(secret)[1:-1]}
 
 
-def hook_context(hook: Hook, event: Event, secrets: Mapping[str, str],
-                 cloudevent: dict[str, Any] | None = None) -> dict[str, Any]:
+def hook_context(
+    hook: Hook, event: Event, secrets: Mapping[str, str], cloudevent: dict[str, Any] | None = None
+) -> dict[str, Any]:
     """What a hook's templates see; `cloudevent`: the event's, made once for several hooks."""
     return {
         "event": cloudevent if cloudevent is not None else event.to_cloudevent(),
@@ -150,8 +158,15 @@ def render_request(
     return OutboundRequest(hook.method, url, tuple(headers.items()), body)
 
 
-def record_request(hook: Hook, event: Event, request: OutboundRequest, *, delivery_id: str,
-                   secrets: Mapping[str, str], now: float) -> dict[str, Any]:
+def record_request(
+    hook: Hook,
+    event: Event,
+    request: OutboundRequest,
+    *,
+    delivery_id: str,
+    secrets: Mapping[str, str],
+    now: float,
+) -> dict[str, Any]:
     """`request` as the history keeps it and the preview shows it: `record`'s redaction, and
     every value a template derived from a `[secrets]` value masked, whatever the template did
     to it (`{{ secrets.crm | reverse }}`, `| lower`, `[:-1]`, `| length`).
@@ -182,8 +197,9 @@ def _stand_in(secret: str) -> str:
     return chars + next(c for c in "234" if c != secret[-1:].lower())
 
 
-def _shadow(hook: Hook, event: Event, record: dict[str, Any],
-            stand_ins: dict[str, str]) -> dict[str, Any]:
+def _shadow(
+    hook: Hook, event: Event, record: dict[str, Any], stand_ins: dict[str, str]
+) -> dict[str, Any]:
     """The parts of the record that read secrets, rendered with `stand_ins` and redacted as
     `record` redacts them."""
     context = hook_context(hook, event, stand_ins)
@@ -194,27 +210,30 @@ def _shadow(hook: Hook, event: Event, record: dict[str, Any],
         key = name.lower()
         if f"header:{key}" in reads:
             value = template.render(context)
-            shadow["headers"][key] = None if value is None else (
-                REDACTED if key in places.headers else redact(_header_value(value, name)))
+            shadow["headers"][key] = (
+                None
+                if value is None
+                else (REDACTED if key in places.headers else redact(_header_value(value, name)))
+            )
     if "url" in reads:
         sent = {k for k, _ in record["headers"]}
         url = _url(hook.url.render(context), _params(hook, context), "authorization" in sent)
-        shadow["url"] = OutboundRequest(hook.method, url, (), b"").record(stand_ins,
-                                                                          places)["url"]
+        shadow["url"] = OutboundRequest(hook.method, url, (), b"").record(stand_ins, places)["url"]
     if "body" in reads:
         body = OutboundRequest(hook.method, "http://x/", (), _body(hook, context))
         shadow["body"] = body.record(stand_ins, places)["body"]
     return shadow
 
 
-def _mask_differences(hook: Hook, record: dict[str, Any],
-                      shadow: dict[str, Any] | None) -> dict[str, Any]:
+def _mask_differences(
+    hook: Hook, record: dict[str, Any], shadow: dict[str, Any] | None
+) -> dict[str, Any]:
     masked = dict(record)
     reads = hook.secret_reads
     other = shadow["headers"] if shadow is not None else {}
     masked["headers"] = [
-        [k, _masked(v, other.get(k)) if f"header:{k}" in reads else v]
-        for k, v in record["headers"]]
+        [k, _masked(v, other.get(k)) if f"header:{k}" in reads else v] for k, v in record["headers"]
+    ]
     for part in ("url", "body"):
         if part in reads:
             theirs = shadow.get(part) if shadow is not None else None
@@ -236,7 +255,7 @@ def _masked(text: str, other: str | None) -> str:
     end = 0
     while end < limit - start and text[-1 - end] == other[-1 - end]:
         end += 1
-    return text[:start] + REDACTED + text[len(text) - end:]
+    return text[:start] + REDACTED + text[len(text) - end :]
 
 
 def sign(secret: str, msg_id: str, timestamp: str, body: bytes) -> str:
@@ -326,8 +345,13 @@ def _undefined_in(value: Any, depth: int = 0) -> str | None:
         except jinja2.UndefinedError as exc:
             return str(exc)
         return "a value is undefined"
-    items = value.values() if isinstance(value, dict) else value if isinstance(
-        value, list | tuple) else ()
+    items = (
+        value.values()
+        if isinstance(value, dict)
+        else value
+        if isinstance(value, list | tuple)
+        else ()
+    )
     for item in items if depth < 32 else ():
         found = _undefined_in(item, depth + 1)
         if found is not None:

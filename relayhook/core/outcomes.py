@@ -68,10 +68,17 @@ class Tally:
 
     def done(self, hooks: Iterable[str]) -> list[HookOutcome]:
         """One outcome per hook (those never added to: no events at all, `no_event`)."""
-        return [HookOutcome(self.request_id, name, primary_kind(self._counts.get(name, {})),
-                            self._counts.get(name, {}) or {"no_event": 1},
-                            self._details.get(name, {}), self.at)
-                for name in hooks]
+        return [
+            HookOutcome(
+                self.request_id,
+                name,
+                primary_kind(self._counts.get(name, {})),
+                self._counts.get(name, {}) or {"no_event": 1},
+                self._details.get(name, {}),
+                self.at,
+            )
+            for name in hooks
+        ]
 
 
 def primary_kind(counts: Mapping[str, int]) -> str:
@@ -108,8 +115,11 @@ def _dotted(node: nodes.Node) -> str | None:
         if isinstance(node, nodes.Getattr):
             parts.append(node.attr)
             node = node.node
-        elif (isinstance(node, nodes.Getitem) and isinstance(node.arg, nodes.Const)
-              and isinstance(node.arg.value, str)):
+        elif (
+            isinstance(node, nodes.Getitem)
+            and isinstance(node.arg, nodes.Const)
+            and isinstance(node.arg.value, str)
+        ):
             parts.append(node.arg.value)
             node = node.node
         elif isinstance(node, nodes.Name):
@@ -161,8 +171,10 @@ def describe_outcome(kind: str, detail: Mapping[str, Any]) -> str:
         shown = ", ".join(f"{name} = {value!r}" for name, value in example["values"].items())
         return f"{text}: {shown}"
     if kind == "type_not_subscribed" and example.get("types"):
-        return (f"{text}: {', '.join(example['types'])} (it subscribes to "
-                f"{', '.join(example.get('subscribed', []))})")
+        return (
+            f"{text}: {', '.join(example['types'])} (it subscribes to "
+            f"{', '.join(example.get('subscribed', []))})"
+        )
     if kind == "relay_not_subscribed" and example.get("relay"):
         return f"{text}: {example['relay']} (it takes {', '.join(example.get('relays', []))})"
     if kind in ("no_event", "paused") and example.get("error"):
@@ -171,15 +183,22 @@ def describe_outcome(kind: str, detail: Mapping[str, Any]) -> str:
 
 
 # What the deliveries a request made say now, worst first: the headline of a request x hook.
-_BY_DELIVERIES = (("destination_refused", ("destination_refused",)), ("render_error",
-                  ("render_error",)), ("dead", ("dead",)), ("failed", ("failed",)),
-                  ("paused", ("paused",)), ("condition_false", ("skipped",)),
-                  ("queued", ("pending", "claimed")), ("cancelled", ("cancelled",)),
-                  ("delivered", ("succeeded",)))
+_BY_DELIVERIES = (
+    ("destination_refused", ("destination_refused",)),
+    ("render_error", ("render_error",)),
+    ("dead", ("dead",)),
+    ("failed", ("failed",)),
+    ("paused", ("paused",)),
+    ("condition_false", ("skipped",)),
+    ("queued", ("pending", "claimed")),
+    ("cancelled", ("cancelled",)),
+    ("delivered", ("succeeded",)),
+)
 
 
-def current_outcome(routed: HookOutcome | None, deliveries: Mapping[str, int],
-                    errors: Mapping[str, str]) -> tuple[str, str]:
+def current_outcome(
+    routed: HookOutcome | None, deliveries: Mapping[str, int], errors: Mapping[str, str]
+) -> tuple[str, str]:
     """(kind, one line) for a request x hook now: from its deliveries when it has any (counted
     by status, `dead` split into `render_error` / `destination_refused` by the caller), else
     from what routing recorded. `errors`: an example error per delivery kind."""
@@ -200,8 +219,7 @@ def _also(routed: HookOutcome | None) -> str:
     if routed is None:
         return ""
     skipped = [(kind, n) for kind, n in routed.counts.items() if kind not in ("queued", "paused")]
-    return "".join(f"; {describe_outcome(kind, routed.detail)} ({n} events)"
-                   for kind, n in skipped)
+    return "".join(f"; {describe_outcome(kind, routed.detail)} ({n} events)" for kind, n in skipped)
 
 
 def names_read(spec: Mapping[str, Any]) -> tuple[str, ...]:
@@ -227,8 +245,9 @@ def names_read(spec: Mapping[str, Any]) -> tuple[str, ...]:
     return tuple(found)
 
 
-def marked_fields(cloudevent: Mapping[str, Any],
-                  read: Iterable[str]) -> list[tuple[str, Any, bool]]:
+def marked_fields(
+    cloudevent: Mapping[str, Any], read: Iterable[str]
+) -> list[tuple[str, Any, bool]]:
     """The event flattened to (`event.data.score`, value, read by a template?) rows: a row is
     marked when a template reads it, a field inside it, or an object around it."""
     names = tuple(read)
@@ -239,8 +258,9 @@ def marked_fields(cloudevent: Mapping[str, Any],
             for key, item in value.items():
                 walk(f"{path}.{key}", item)
             return
-        marked = any(path == n or path.startswith(n + ".") or n.startswith(path + ".")
-                     for n in names)
+        marked = any(
+            path == n or path.startswith(n + ".") or n.startswith(path + ".") for n in names
+        )
         rows.append((path, value, marked))
 
     for key, value in cloudevent.items():

@@ -17,7 +17,6 @@ if TYPE_CHECKING:  # hooks -> retry -> store -> here: types only
     from relayhook.core.hooks import RateLimitSpec
 
 
-
 @dataclass
 class Pacer:
     interval: float  # seconds between requests at the sustained rate
@@ -75,7 +74,7 @@ class WindowLimit:
         return {"sent": list(self._sent)}
 
     def restore(self, state: dict[str, Any]) -> None:
-        self._sent = collections.deque(float(t) for t in state.get("sent", ())[-self.requests:])
+        self._sent = collections.deque(float(t) for t in state.get("sent", ())[-self.requests :])
 
 
 @dataclass
@@ -119,8 +118,9 @@ class RateLimit:
             pacer.restore(state.get(type(pacer).__name__, {}))
 
 
-def book_sends(spec: RateLimitSpec | None, state: dict[str, Any], now: float,
-               count: int) -> tuple[dict[str, Any], list[float]]:
+def book_sends(
+    spec: RateLimitSpec | None, state: dict[str, Any], now: float, count: int
+) -> tuple[dict[str, Any], list[float]]:
     """Book `count` requests under `spec` after the bookings in `state`: the new state, and the
     time each request may go (ascending). What a store does in one transaction."""
     rate = RateLimit.from_spec(spec)

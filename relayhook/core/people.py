@@ -127,8 +127,14 @@ def redact_detail(value: Any, secrets: Sequence[str] = ()) -> Any:
     """`value` with every entry whose name says secret replaced by [redacted], and every known
     secret value cut out of the strings left (a canary never reaches the audit log)."""
     if isinstance(value, Mapping):
-        return {str(k): (REDACTED if _secret_name(str(k)) and v not in (None, "", [], {})
-                         else redact_detail(v, secrets)) for k, v in value.items()}
+        return {
+            str(k): (
+                REDACTED
+                if _secret_name(str(k)) and v not in (None, "", [], {})
+                else redact_detail(v, secrets)
+            )
+            for k, v in value.items()
+        }
     if isinstance(value, list | tuple):
         return [redact_detail(v, secrets) for v in value]
     if isinstance(value, str):

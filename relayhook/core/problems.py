@@ -13,8 +13,7 @@ from typing import Literal
 from relayhook.core.events import format_time
 from relayhook.core.records import Attempt, Outcome, Problem
 
-AlertKind = Literal["problem.opened", "hook.will_deactivate", "hook.deactivated",
-                    "relay.problem"]
+AlertKind = Literal["problem.opened", "hook.will_deactivate", "hook.deactivated", "relay.problem"]
 
 # What a failure opens a problem for: a delivery that will be tried again, is given up, or
 # whose receiver said 410 (the hook is paused by it).
@@ -81,7 +80,7 @@ def alert_kind(signature: str, relay: str = "") -> AlertKind:
 
 
 def describe_problem(problem: Problem) -> str:
-    """"hook 'hubspot': status 401 since 09:12 UTC, 23 deliveries"; for the problems of
+    """ "hook 'hubspot': status 401 since 09:12 UTC, 23 deliveries"; for the problems of
     `disable_after`, what happened: "hook 'hubspot' was deactivated after 3 dead deliveries in a
     row (2026-12-01 09:12 UTC)"."""
     if problem.relay:  # "gmetri-prod: no request for 3 h; usually 40-60 an hour ..."
@@ -91,12 +90,13 @@ def describe_problem(problem: Problem) -> str:
     if streak is not None:
         return f"hook {problem.hook!r} {streak} ({since})"
     plural = "delivery" if problem.deliveries == 1 else "deliveries"
-    return (f"hook {problem.hook!r}: {problem.signature} since {since}, "
-            f"{problem.deliveries} {plural}")
+    return (
+        f"hook {problem.hook!r}: {problem.signature} since {since}, {problem.deliveries} {plural}"
+    )
 
 
 def streak_text(signature: str) -> str | None:
-    """"was deactivated after 3 dead deliveries in a row" for "deactivated: 3 dead in a row";
+    """ "was deactivated after 3 dead deliveries in a row" for "deactivated: 3 dead in a row";
     None for a signature that is no streak's."""
     streak = _STREAK.match(signature)
     if streak is None:
@@ -121,14 +121,22 @@ def alert_text(problem: Problem) -> str:
 
 def problem_json(problem: Problem) -> dict[str, object]:
     """A problem as the API answers it and an alert sends it: times in RFC 3339."""
+
     def when(at: float | None) -> str | None:
         return None if at is None else format_time(datetime.fromtimestamp(at, UTC))
 
-    return {"id": problem.id, "hook": problem.hook or None, "relay": problem.relay or None,
-            "request": problem.request, "signature": problem.signature,
-            "status": problem.status, "summary": describe_problem(problem),
-            "deliveries": problem.deliveries, "error": problem.error,
-            "first_at": when(problem.first_at), "last_at": when(problem.last_at),
-            "acknowledged_at": when(problem.acknowledged_at),
-            "resolved_at": when(problem.resolved_at)}
-
+    return {
+        "id": problem.id,
+        "hook": problem.hook or None,
+        "relay": problem.relay or None,
+        "request": problem.request,
+        "signature": problem.signature,
+        "status": problem.status,
+        "summary": describe_problem(problem),
+        "deliveries": problem.deliveries,
+        "error": problem.error,
+        "first_at": when(problem.first_at),
+        "last_at": when(problem.last_at),
+        "acknowledged_at": when(problem.acknowledged_at),
+        "resolved_at": when(problem.resolved_at),
+    }

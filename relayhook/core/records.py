@@ -83,8 +83,14 @@ class NewDelivery:
 
 
 # Why a hook did or did not get deliveries from one request, by routing at ingest (or Run again).
-OUTCOME_KINDS = ("queued", "paused", "condition_false", "type_not_subscribed",
-                 "relay_not_subscribed", "no_event")
+OUTCOME_KINDS = (
+    "queued",
+    "paused",
+    "condition_false",
+    "type_not_subscribed",
+    "relay_not_subscribed",
+    "no_event",
+)
 
 
 @dataclass(frozen=True, slots=True)

@@ -22,10 +22,16 @@ from urllib.parse import SplitResult, parse_qsl, unquote_plus, urlsplit, urlunsp
 REDACTED = "[redacted]"
 # Netmera-style `{event.subject}` in a URL (relayhook.core.hooks.expand_placeholders expands it).
 PLACEHOLDER = re.compile(r"(?<!\{)\{\s*([A-Za-z_][\w.]*)\s*\}(?!\})")
-PLAIN_HEADERS = frozenset({
-    "accept", "accept-language", "cache-control", "content-language", "content-type",
-    "user-agent",
-})
+PLAIN_HEADERS = frozenset(
+    {
+        "accept",
+        "accept-language",
+        "cache-control",
+        "content-language",
+        "content-type",
+        "user-agent",
+    }
+)
 
 
 def is_template(value: object) -> bool:
@@ -52,8 +58,9 @@ def split_url(url: str) -> SplitResult:
     if REDACTED not in url:
         return urlsplit(url)
     parts = urlsplit(url.replace(REDACTED, _STAND_IN))
-    return parts._replace(**{name: getattr(parts, name).replace(_STAND_IN, REDACTED)
-                             for name in parts._fields})
+    return parts._replace(
+        **{name: getattr(parts, name).replace(_STAND_IN, REDACTED) for name in parts._fields}
+    )
 
 
 MIN_BASE64_BYTES = 6  # a shorter aligned run would be a few common characters
@@ -84,8 +91,7 @@ def redacted_url(url: str) -> str:
         if equals and _is_literal_query_value(unquote_plus(value)):
             field = f"{name}={REDACTED}"
         fields.append(field)
-    return urlunsplit(parts._replace(netloc=netloc_without_password(parts),
-                                     query="&".join(fields)))
+    return urlunsplit(parts._replace(netloc=netloc_without_password(parts), query="&".join(fields)))
 
 
 def _is_literal_query_value(value: str) -> bool:
@@ -105,8 +111,11 @@ def secret_values(raw: Mapping[str, Any]) -> dict[str, Any]:
         values = raw.get(table)
         if not isinstance(values, Mapping):
             continue
-        secret = {name: value for name, value in values.items() if _is_literal(value)
-                  and not (table == "headers" and name.lower() in PLAIN_HEADERS)}
+        secret = {
+            name: value
+            for name, value in values.items()
+            if _is_literal(value) and not (table == "headers" and name.lower() in PLAIN_HEADERS)
+        }
         if secret:
             found[table] = secret
     if _url_is_secret(raw.get("url")):
@@ -140,8 +149,10 @@ def restore_secrets(raw: Mapping[str, Any], secrets: Mapping[str, Any]) -> dict[
         elif isinstance(value, Mapping):
             table = raw.get(key)
             if isinstance(table, Mapping):
-                restored[key] = {name: value[name] if given == REDACTED and name in value
-                                 else given for name, given in table.items()}
+                restored[key] = {
+                    name: value[name] if given == REDACTED and name in value else given
+                    for name, given in table.items()
+                }
         elif raw.get(key) == REDACTED:
             restored[key] = value
     return restored
@@ -149,8 +160,12 @@ def restore_secrets(raw: Mapping[str, Any], secrets: Mapping[str, Any]) -> dict[
 
 def still_redacted(raw: Mapping[str, Any]) -> list[str]:
     """The keys that still hold [redacted] after restoring: a secret that is not known."""
-    keys = [f"{table}.{name}" for table in ("headers", "params")
-            for name, value in (raw.get(table) or {}).items() if value == REDACTED]
+    keys = [
+        f"{table}.{name}"
+        for table in ("headers", "params")
+        for name, value in (raw.get(table) or {}).items()
+        if value == REDACTED
+    ]
     if isinstance(raw.get("url"), str) and REDACTED in raw["url"]:
         keys.append("url")
     if raw.get("signing_secret") == REDACTED:
@@ -176,8 +191,9 @@ class SecretPlaces:
         values = [*found.get("headers", {}).values(), *found.get("params", {}).values()]
         if "url" in found:
             parts = split_url(found["url"])
-            literal = [(k, v) for k, v in parse_qsl(parts.query, True)
-                       if _is_literal_query_value(v)]
+            literal = [
+                (k, v) for k, v in parse_qsl(parts.query, True) if _is_literal_query_value(v)
+            ]
             params.update(name for name, _ in literal)
             values += [value for _, value in literal]
             values += [parts.password] if parts.password else []

@@ -15,7 +15,16 @@ from relayhook.core.records import Outcome
 
 # Standard Webhooks: immediately, 5 s, 5 min, 30 min, 2 h, 5 h, 10 h, 14 h, 20 h, 24 h.
 DEFAULT_SCHEDULE: tuple[float, ...] = (
-    0, 5, 300, 1800, 7200, 18000, 36000, 50400, 72000, 86400,
+    0,
+    5,
+    300,
+    1800,
+    7200,
+    18000,
+    36000,
+    50400,
+    72000,
+    86400,
 )
 MAX_RETRY_AFTER = 86400.0  # a server asking for more than a day is taken as a day
 
@@ -85,8 +94,9 @@ def decide(
     if error_class in PERMANENT_ERRORS:
         return Outcome("dead", error=message, response_status=status)
     wait = retry_after if status in (429, 503) else None
-    due = next_due(now=now, tries=tries, schedule=schedule, jitter=jitter, rand=rand,
-                   retry_after=wait)
+    due = next_due(
+        now=now, tries=tries, schedule=schedule, jitter=jitter, rand=rand, retry_after=wait
+    )
     if due is None:
         attempts = "1 attempt" if tries == 1 else f"{tries} attempts"
         return Outcome("dead", error=f"{message} (after {attempts})", response_status=status)

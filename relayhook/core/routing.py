@@ -46,8 +46,16 @@ def route(
                     if not _condition_holds(tally, hook, event, cloudevent, secrets or {}):
                         continue
                 tally.add(hook.name, "queued" if is_active else "paused")
-            deliveries.append(NewDelivery(new_id(), event.id, hook.name, event.subject,
-                                          "pending" if is_active else "paused", now))
+            deliveries.append(
+                NewDelivery(
+                    new_id(),
+                    event.id,
+                    hook.name,
+                    event.subject,
+                    "pending" if is_active else "paused",
+                    now,
+                )
+            )
     return deliveries
 
 
@@ -66,14 +74,18 @@ def route_explained(
     (`at`: when it was decided, `now` unless given)."""
     hooks = tuple(hooks)
     tally = Tally(record.id, now if at is None else at)
-    deliveries = route(events, hooks, active=active, now=now, new_id=new_id, tally=tally,
-                       secrets=secrets)
+    deliveries = route(
+        events, hooks, active=active, now=now, new_id=new_id, tally=tally, secrets=secrets
+    )
     if not events:
         error = record.error or "the connector mapped no event from it"
         for hook in hooks:
             if hook.spec.relays and record.relay not in hook.spec.relays:
-                tally.add(hook.name, "relay_not_subscribed",
-                          {"relay": record.relay, "relays": hook.spec.relays})
+                tally.add(
+                    hook.name,
+                    "relay_not_subscribed",
+                    {"relay": record.relay, "relays": hook.spec.relays},
+                )
             else:
                 tally.add(hook.name, "no_event", {"error": error})
     return deliveries, tally.done(hook.name for hook in hooks)
@@ -87,8 +99,9 @@ def _note_unmatched(tally: Tally, hook: Hook, event: Event) -> None:
         tally.note_type(hook.name, event.type, hook.spec.events)
 
 
-def _condition_holds(tally: Tally, hook: Hook, event: Event, cloudevent: dict[str, Any],
-                     secrets: Mapping[str, str]) -> bool:
+def _condition_holds(
+    tally: Tally, hook: Hook, event: Event, cloudevent: dict[str, Any], secrets: Mapping[str, str]
+) -> bool:
     """The hook's `when` for the event; False is counted with the values it read. A condition
     that fails to render is left to the dispatcher, which records the render error."""
     assert hook.when is not None
@@ -98,7 +111,13 @@ def _condition_holds(tally: Tally, hook: Hook, event: Event, cloudevent: dict[st
     except RenderError:
         return True
     if not holds:
-        tally.add(hook.name, "condition_false", {
-            "event_id": event.id, "condition": hook.when.source,
-            "values": condition_values(hook.when.source, context)})
+        tally.add(
+            hook.name,
+            "condition_false",
+            {
+                "event_id": event.id,
+                "condition": hook.when.source,
+                "values": condition_values(hook.when.source, context),
+            },
+        )
     return holds

@@ -34,13 +34,14 @@ def check_sample_name(name: str) -> str:
     """The name, stripped; ValueError saying what a name may hold."""
     name = name.strip()
     if not NAME.fullmatch(name):
-        raise ValueError("a sample's name is 1 to 80 letters, digits, spaces, '.', '_' or '-',"
-                         f" starting with a letter or digit, not {name!r}")
+        raise ValueError(
+            "a sample's name is 1 to 80 letters, digits, spaces, '.', '_' or '-',"
+            f" starting with a letter or digit, not {name!r}"
+        )
     return name
 
 
-def pin_request(name: str, record: RequestRecord, events: Sequence[Event],
-                at: float) -> Sample:
+def pin_request(name: str, record: RequestRecord, events: Sequence[Event], at: float) -> Sample:
     """A sample of a stored request and the events it mapped to."""
     return Sample(check_sample_name(name), "request", record.id, tuple(events), record, at)
 
@@ -54,9 +55,16 @@ def event_json(event: Event) -> dict[str, Any]:
 
 
 def event_of_json(data: Mapping[str, Any]) -> Event:
-    return Event(id=data["id"], source=data["source"], type=data["type"],
-                 subject=data.get("subject"), time=data["time"], data=data.get("data"),
-                 relay=data["relay"], request_id=data.get("request_id", ""))
+    return Event(
+        id=data["id"],
+        source=data["source"],
+        type=data["type"],
+        subject=data.get("subject"),
+        time=data["time"],
+        data=data.get("data"),
+        relay=data["relay"],
+        request_id=data.get("request_id", ""),
+    )
 
 
 def sample_payload(sample: Sample) -> dict[str, Any]:
@@ -65,23 +73,41 @@ def sample_payload(sample: Sample) -> dict[str, Any]:
     if sample.request is not None:
         r = sample.request
         payload["request"] = {
-            "id": r.id, "relay": r.relay, "received_at": r.received_at, "method": r.method,
-            "query": r.query, "headers": [list(h) for h in r.headers],
-            "body": base64.b64encode(r.body).decode("ascii"), "status": r.status,
-            "error": r.error, "truncated": r.truncated, "test": r.test}
+            "id": r.id,
+            "relay": r.relay,
+            "received_at": r.received_at,
+            "method": r.method,
+            "query": r.query,
+            "headers": [list(h) for h in r.headers],
+            "body": base64.b64encode(r.body).decode("ascii"),
+            "status": r.status,
+            "error": r.error,
+            "truncated": r.truncated,
+            "test": r.test,
+        }
     return payload
 
 
-def sample_from_payload(name: str, kind: SampleKind, source_id: str, payload: Mapping[str, Any],
-                        saved_at: float) -> Sample:
+def sample_from_payload(
+    name: str, kind: SampleKind, source_id: str, payload: Mapping[str, Any], saved_at: float
+) -> Sample:
     events = tuple(event_of_json(e) for e in payload.get("events", ()))
     request = None
     if (r := payload.get("request")) is not None:
         request = RequestRecord(
-            id=r["id"], relay=r["relay"], received_at=r["received_at"], method=r["method"],
-            query=r["query"], headers=tuple((h[0], h[1]) for h in r["headers"]),
-            body=base64.b64decode(r["body"]), status=r["status"], error=r["error"],
-            truncated=r["truncated"], event_ids=tuple(e.id for e in events), test=r["test"])
+            id=r["id"],
+            relay=r["relay"],
+            received_at=r["received_at"],
+            method=r["method"],
+            query=r["query"],
+            headers=tuple((h[0], h[1]) for h in r["headers"]),
+            body=base64.b64decode(r["body"]),
+            status=r["status"],
+            error=r["error"],
+            truncated=r["truncated"],
+            event_ids=tuple(e.id for e in events),
+            test=r["test"],
+        )
     return Sample(name, kind, source_id, events, request, saved_at)
 
 
@@ -131,8 +157,9 @@ def with_condition(hook: Hook, when: str | None) -> Hook:
         raise SpecError(("when",), exc.message) from exc
 
 
-def dry_run(hook: Hook, events: Sequence[Event], secrets: Mapping[str, str],
-            examples: int = 5) -> DryRun:
+def dry_run(
+    hook: Hook, events: Sequence[Event], secrets: Mapping[str, str], examples: int = 5
+) -> DryRun:
     """Evaluate the hook's `when` on those of `events` it takes (by type and relay), as routing
     would; without a condition every one matches."""
     taken = [e for e in events if hook.matches(e.type, e.relay)]
@@ -141,11 +168,16 @@ def dry_run(hook: Hook, events: Sequence[Event], secrets: Mapping[str, str],
     errors: list[str] = []
     for event in taken:
         try:
-            holds = hook.when is None or bool(hook.when.render(hook_context(hook, event,
-                                                                             secrets)))
+            holds = hook.when is None or bool(hook.when.render(hook_context(hook, event, secrets)))
         except RenderError as exc:
             errors.append(f"event {event.id}: {exc}")
             continue
         (matched if holds else unmatched).append(event.id)
-    return DryRun(len(taken), len(matched), len(errors), matched[:examples],
-                  unmatched[:examples], errors[:examples])
+    return DryRun(
+        len(taken),
+        len(matched),
+        len(errors),
+        matched[:examples],
+        unmatched[:examples],
+        errors[:examples],
+    )

@@ -36,8 +36,15 @@ WORDS = {
 }
 
 
-_TYPES = {str: "string", bool: "boolean", int: "number", float: "number",
-          type(None): "null", list: "array", dict: "object"}
+_TYPES = {
+    str: "string",
+    bool: "boolean",
+    int: "number",
+    float: "number",
+    type(None): "null",
+    list: "array",
+    dict: "object",
+}
 
 
 def json_type(value: object) -> str:
@@ -55,8 +62,9 @@ def json_type(value: object) -> str:
     return "array" if isinstance(value, list | tuple) else "object"
 
 
-def paths_of(value: object, prefix: str = "", found: dict[str, str] | None = None
-             ) -> dict[str, str]:
+def paths_of(
+    value: object, prefix: str = "", found: dict[str, str] | None = None
+) -> dict[str, str]:
     """Every field path of a JSON value with its type (added to `found`, if given); of an
     array, its first ITEMS items. A path seen as null and as something else keeps the
     something else."""
@@ -68,7 +76,8 @@ def paths_of(value: object, prefix: str = "", found: dict[str, str] | None = Non
             continue
         if isinstance(node, dict):
             items: Iterable[tuple[str, object]] = (
-                ((f"{path}.{key}" if path else str(key)), item) for key, item in node.items())
+                ((f"{path}.{key}" if path else str(key)), item) for key, item in node.items()
+            )
         elif isinstance(node, list | tuple):
             items = ((f"{path}[]", item) for item in node[:ITEMS])
         else:

@@ -41,9 +41,14 @@ class _Unsupported(Exception):  # noqa: N818  # compile time: this template gets
 # Names Jinja gives a meaning of its own whatever the variables say (`self` is the template).
 _SPECIAL_NAMES = frozenset({"self", "loop", "caller", "varargs", "kwargs", "super"})
 _COMPARE: dict[str, Callable[[Any, Any], Any]] = {
-    "eq": operator.eq, "ne": operator.ne, "gt": operator.gt, "gteq": operator.ge,
-    "lt": operator.lt, "lteq": operator.le,
-    "in": lambda a, b: a in b, "notin": lambda a, b: a not in b,
+    "eq": operator.eq,
+    "ne": operator.ne,
+    "gt": operator.gt,
+    "gteq": operator.ge,
+    "lt": operator.lt,
+    "lteq": operator.le,
+    "in": lambda a, b: a in b,
+    "notin": lambda a, b: a not in b,
 }
 _MAY_TAKE_UNDEFINED = frozenset({"default", "d", "defined", "undefined"})
 
@@ -196,8 +201,9 @@ def _literal(node: nodes.List | nodes.Tuple, env: SandboxedEnvironment) -> Evalu
 
 def _dict(node: nodes.Dict, env: SandboxedEnvironment) -> Evaluate:
     pairs = [(_compile(pair.key, env), _compile(pair.value, env)) for pair in node.items]
-    return lambda context: {_defined(key(context)): _defined(value(context))
-                            for key, value in pairs}
+    return lambda context: {
+        _defined(key(context)): _defined(value(context)) for key, value in pairs
+    }
 
 
 def _call_shape(node: nodes.Filter | nodes.Test) -> None:
@@ -213,8 +219,9 @@ def _test(node: nodes.Test, env: SandboxedEnvironment) -> Evaluate:
     return _applied(node, env, env.tests)
 
 
-def _applied(node: nodes.Filter | nodes.Test, env: SandboxedEnvironment,
-             functions: Mapping[str, Any]) -> Evaluate:
+def _applied(
+    node: nodes.Filter | nodes.Test, env: SandboxedEnvironment, functions: Mapping[str, Any]
+) -> Evaluate:
     """A filter or test called as Jinja's generated code calls it: directly, not sandboxed."""
     _call_shape(node)
     function = functions.get(node.name)

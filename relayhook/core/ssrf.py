@@ -98,8 +98,9 @@ EMBEDDING: tuple[tuple[IPv6Network, str, Callable[[IPv6Address], IPv4Address]], 
 _HINT = "set [delivery] allow_private_destinations or allow_cidrs to reach it"
 _METADATA_HINT = "only [delivery] allow_cidrs can reach it"
 _METADATA_NAME_HINT = "write its address and allow it with [delivery] allow_cidrs"
-_NAME_HINT = ("write the address and allow it with [delivery] allow_cidrs, or set "
-              "allow_private_destinations")
+_NAME_HINT = (
+    "write the address and allow it with [delivery] allow_cidrs, or set allow_private_destinations"
+)
 
 # Names that lead to this host, a private network or a cloud's metadata service by definition,
 # refused without asking a resolver (which may not know them at check time, and would then let
@@ -110,10 +111,15 @@ INTERNAL_SUFFIXES: tuple[tuple[str, str], ...] = (
     ("local", "a link-local multicast DNS name (RFC 6762)"),
     ("home.arpa", "a home-network name (RFC 8375)"),
 )
-METADATA_NAMES = frozenset({
-    "metadata.google.internal", "metadata.goog", "metadata", "instance-data",
-    "instance-data.ec2.internal",
-})
+METADATA_NAMES = frozenset(
+    {
+        "metadata.google.internal",
+        "metadata.goog",
+        "metadata",
+        "instance-data",
+        "instance-data.ec2.internal",
+    }
+)
 # WHATWG's URL parser reads a host whose last label is a number as IPv4 (`0x7f.1`, `127.1`,
 # `2130706433`, `127.000.000.001`); other parsers and resolvers read some of them differently.
 _NUMBER_LABEL = re.compile(r"0[xX][0-9a-fA-F]*|[0-9]+")
@@ -210,8 +216,10 @@ class DestinationPolicy:
         judged = embedded[1] if embedded else address
         if self._allowed(address) or (embedded and self._allowed(embedded[1])):
             return None
-        subject = f"{address} is" if embedded is None else (
-            f"{_show(address)} is the {embedded[0]} form of {judged},"
+        subject = (
+            f"{address} is"
+            if embedded is None
+            else (f"{_show(address)} is the {embedded[0]} form of {judged},")
         )
         if judged in METADATA:
             return f"{subject} {METADATA[judged]} ({_METADATA_HINT})"
@@ -239,8 +247,9 @@ class DestinationPolicy:
             return f"{host} is {odd}; write the address as a.b.c.d (parsers disagree on this form)"
         decoded = decoded_name(name)
         for candidate in dict.fromkeys((name, decoded or name)):
-            subject = (f"{host} is" if candidate == name
-                       else f"{host} reads as {candidate}, which is")
+            subject = (
+                f"{host} is" if candidate == name else f"{host} reads as {candidate}, which is"
+            )
             if candidate in METADATA_NAMES:
                 return f"{subject} a cloud metadata name ({_METADATA_NAME_HINT})"
             if self.allow_private:
@@ -249,8 +258,10 @@ class DestinationPolicy:
                 if candidate == suffix or candidate.endswith("." + suffix):
                     return f"{subject} {label} ({_NAME_HINT})"
         if decoded is None or (decoded != name and decoded.isascii()):
-            return (f"{host} is not a valid international (IDNA) name: an xn-- label must "
-                    "decode to letters that need it")
+            return (
+                f"{host} is not a valid international (IDNA) name: an xn-- label must "
+                "decode to letters that need it"
+            )
         return None
 
     def _allowed(self, address: IPAddress) -> bool:
@@ -365,7 +376,8 @@ def check_url_text(url: str) -> str | None:
     if found is None:
         return None
     character = {" ": "a space", "\t": "a tab", "\r": "a CR", "\n": "an LF"}.get(
-        found.group(), f"the control character {found.group()!r}")
+        found.group(), f"the control character {found.group()!r}"
+    )
     return f"holds {character} at position {found.start()}; encode it (%20, | urlencode)"
 
 

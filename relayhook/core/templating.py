@@ -62,8 +62,9 @@ REGEX_FILTERS = frozenset({"regex_search"})  # filters whose first argument is a
 
 _budget: contextvars.ContextVar[_Budget] = contextvars.ContextVar("template_budget")
 # The CPU-clock deadline of every render in the block (time_budget): one request at ingest.
-_deadline: contextvars.ContextVar[float | None] = contextvars.ContextVar("render_deadline",
-                                                                        default=None)
+_deadline: contextvars.ContextVar[float | None] = contextvars.ContextVar(
+    "render_deadline", default=None
+)
 
 
 class TemplateError(RelayhookError):
@@ -109,8 +110,10 @@ class _Budget:
             if self.outer is not None:
                 self.deadline = min(self.deadline, self.outer)
         if now > self.deadline:
-            raise SecurityError("the render took more than its CPU time budget "
-                                f"({MAX_RENDER_SECONDS} s, less at ingest)")
+            raise SecurityError(
+                "the render took more than its CPU time budget "
+                f"({MAX_RENDER_SECONDS} s, less at ingest)"
+            )
 
 
 def _charge(iterations: int = 0, characters: int = 0, weight: int = 0) -> None:
@@ -389,8 +392,13 @@ class SandboxEnvironment(ImmutableSandboxedEnvironment):
         _data_only((left, right))
         if operator == "%" and isinstance(left, str):
             _check_width(left, *(right if isinstance(right, tuple) else (right,)))
-            _data_only(right if isinstance(right, tuple) else right.values()
-                       if isinstance(right, dict) else ())
+            _data_only(
+                right
+                if isinstance(right, tuple)
+                else right.values()
+                if isinstance(right, dict)
+                else ()
+            )
         result = super().call_binop(context, operator, left, right)
         if _too_big(result):
             raise SecurityError(f"the result of `{operator}` is too large")
@@ -409,8 +417,8 @@ def _check_patterns(tree: nodes.Template, name: str | None, filename: str | None
                 compile_regex(pattern.value, node.name)
             except RegexError as exc:
                 raise jinja2.TemplateSyntaxError(
-                    f"{node.name}({pattern.value!r}): {exc.message}", node.lineno, name,
-                    filename) from None
+                    f"{node.name}({pattern.value!r}): {exc.message}", node.lineno, name, filename
+                ) from None
 
 
 def _refuse_non_data(value: Any) -> Any:
@@ -573,8 +581,9 @@ def _compile_expression(expr: str) -> Any:
         return _refuse_non_data(value)
 
     parser = Parser(ENV, expr, state="variable")  # as compile_expression parses it
-    return _with_shortcut(shortcut_expression(parser.parse_expression(), ENV, _refuse_non_data),
-                          evaluate)
+    return _with_shortcut(
+        shortcut_expression(parser.parse_expression(), ENV, _refuse_non_data), evaluate
+    )
 
 
 def _with_shortcut(shortcut: Any, jinja_render: Any) -> Any:

@@ -54,8 +54,9 @@ class Loop:
         if len(self.names) == 1:
             return {self.names[0]: item}
         if not isinstance(item, list | tuple) or len(item) != len(self.names):
-            raise RenderError(self.iterable.name,
-                              f"cannot unpack {describe(item)} into {', '.join(self.names)}")
+            raise RenderError(
+                self.iterable.name, f"cannot unpack {describe(item)} into {', '.join(self.names)}"
+            )
         return dict(zip(self.names, item, strict=True))
 
 
@@ -112,15 +113,17 @@ class _Each:
 
 def _entry_key(value: Any, name: str) -> str:
     if isinstance(value, bool) or not isinstance(value, str | int | float) or value == "":
-        raise RenderError(name, f"a key must be a non-empty text or a number, got "
-                                f"{describe(value)}")
+        raise RenderError(
+            name, f"a key must be a non-empty text or a number, got {describe(value)}"
+        )
     return str(value)
 
 
 def is_each(node: Any) -> bool:
     """Whether a TOML table is the list-to-object construct (not data)."""
-    return isinstance(node, dict) and (node.keys() == EACH_KEYS
-                                       or node.keys() == EACH_KEYS | {"when"})
+    return isinstance(node, dict) and (
+        node.keys() == EACH_KEYS or node.keys() == EACH_KEYS | {"when"}
+    )
 
 
 @dataclass(frozen=True, slots=True)
@@ -166,8 +169,12 @@ def _compile_tree(node: Any, name: str) -> Any:
         return compile_template(node, name)
     if is_each(node):
         return _compile_each(node, name)
-    if (isinstance(node, dict) and isinstance(node.get("each"), str)
-            and _LOOP.match(node["each"]) and not EACH_KEYS <= node.keys()):
+    if (
+        isinstance(node, dict)
+        and isinstance(node.get("each"), str)
+        and _LOOP.match(node["each"])
+        and not EACH_KEYS <= node.keys()
+    ):
         _refuse_each_keys(node, name)
     if isinstance(node, dict):
         return {key: _compile_tree(value, f"{name}.{key}") for key, value in node.items()}
@@ -187,8 +194,11 @@ def _refuse_each_keys(node: dict[str, Any], name: str) -> None:
         if key not in allowed:
             near = difflib.get_close_matches(key, sorted(allowed), n=1, cutoff=0.5)
             hint = f"; did you mean `{near[0]}`?" if near else ""
-            raise TemplateError(f"{name}.{key}", f"a table with `each` takes `each`, `key`, "
-                                f"`value` and optionally `when`, not `{key}`{hint}")
+            raise TemplateError(
+                f"{name}.{key}",
+                f"a table with `each` takes `each`, `key`, "
+                f"`value` and optionally `when`, not `{key}`{hint}",
+            )
     missing = sorted(EACH_KEYS - node.keys())
     raise TemplateError(f"{name}.each", f"a table with `each` needs `{'` and `'.join(missing)}`")
 

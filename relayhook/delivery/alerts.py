@@ -53,8 +53,11 @@ class Channel(Protocol):
 def alert_body(problem: Problem) -> dict[str, object]:
     """What the alert webhook receives for a newly opened problem."""
     kind = alert_kind(problem.signature, problem.relay)
-    return {"type": f"relayhook.{kind}", "text": alert_text(problem),
-            "problem": problem_json(problem)}
+    return {
+        "type": f"relayhook.{kind}",
+        "text": alert_text(problem),
+        "problem": problem_json(problem),
+    }
 
 
 @dataclass
@@ -67,8 +70,9 @@ class WebhookChannel:
         content = json.dumps(alert_body(problem), ensure_ascii=False).encode()
         headers = (("content-type", "application/json"), ("user-agent", "relayhook-alerts"))
         try:  # the dispatcher's way to send: one exchange, bounded by TIMEOUT, body included
-            reply = await sender_for(self.transport).send("POST", self.url, headers, content,
-                                                          timeout=TIMEOUT, limit=1024)
+            reply = await sender_for(self.transport).send(
+                "POST", self.url, headers, content, timeout=TIMEOUT, limit=1024
+            )
         except (httpx.HTTPError, TimeoutError, OSError) as exc:
             why = f"{type(exc).__name__}: {exc}".replace(self.url, f"[{self.name}]")
             raise AlertError(why) from None  # the URL may hold a token
@@ -88,8 +92,9 @@ class EmailChannel:
             raise AlertError(str(exc)) from None
 
 
-def alert_channels(settings: AlertsSettings, transport: httpx.AsyncBaseTransport,
-                   console_url: str | None = None) -> list[Channel]:
+def alert_channels(
+    settings: AlertsSettings, transport: httpx.AsyncBaseTransport, console_url: str | None = None
+) -> list[Channel]:
     """Where alerts go: `webhook` (through `transport`, the guarded one of deliveries) and
     `email`; none, one or both."""
     channels: list[Channel] = []
@@ -97,9 +102,21 @@ def alert_channels(settings: AlertsSettings, transport: httpx.AsyncBaseTransport
         channels.append(WebhookChannel(transport, settings.webhook))
     mail = settings.email
     if mail.to:
-        channels.append(EmailChannel(Mailer(
-            mail.host, mail.port, mail.sender, tuple(mail.to), mail.username,
-            mail.password.get_secret_value(), mail.tls, mail.timeout, console_url)))
+        channels.append(
+            EmailChannel(
+                Mailer(
+                    mail.host,
+                    mail.port,
+                    mail.sender,
+                    tuple(mail.to),
+                    mail.username,
+                    mail.password.get_secret_value(),
+                    mail.tls,
+                    mail.timeout,
+                    console_url,
+                )
+            )
+        )
     return channels
 
 
@@ -129,8 +146,9 @@ class Alerter:
         sent = 0
         for problem in await self.store.list_problems(statuses=("open",), limit=100):
             if not problem.notified and await self.store.mark_problem_notified(problem.id):
-                done = await asyncio.gather(*(self.send(channel, problem)
-                                              for channel in self.channels))
+                done = await asyncio.gather(
+                    *(self.send(channel, problem) for channel in self.channels)
+                )
                 sent += sum(done)
         return sent
 
@@ -140,8 +158,13 @@ class Alerter:
                 await channel.send(problem)
                 return True
             except AlertError as exc:
-                log.warning("alerts: sending an alert by %s failed (%s), attempt %d of %d",
-                            channel.name, exc, attempt, TRIES)
+                log.warning(
+                    "alerts: sending an alert by %s failed (%s), attempt %d of %d",
+                    channel.name,
+                    exc,
+                    attempt,
+                    TRIES,
+                )
             if attempt < TRIES:
                 await self.sleep(attempt)
         log.error("alerts: gave up on an alert by %s: %s", channel.name, alert_text(problem))

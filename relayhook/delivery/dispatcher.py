@@ -121,7 +121,8 @@ class Dispatcher:
                 return await call
         except TimeoutError:
             raise StoreDeadlineError(
-                f"no answer within {self.store_deadline:g} s ([worker] store_deadline)") from None
+                f"no answer within {self.store_deadline:g} s ([worker] store_deadline)"
+            ) from None
 
     def wake(self) -> None:
         """New deliveries may be due: look now rather than at the next poll."""
@@ -179,21 +180,35 @@ class Dispatcher:
 
     async def _claim_hook(self, hook: Hook, lane: _HookLane, now: float) -> int:
         horizon = self._lease(hook) / 4
-        if lane.interval and await self._bounded(
-                self.store.pacing_wait(hook.name, hook.rate_limit, now)) > horizon:
+        if (
+            lane.interval
+            and await self._bounded(self.store.pacing_wait(hook.name, hook.rate_limit, now))
+            > horizon
+        ):
             return 0
         # A delivery whose exchange is over does not hold a slot while its finish waits for
         # the writer (the next claim overlaps it): the store leaves those of ours that are
         # still claimed out of its count. Other processes' still count (conservative), so
         # never more than `concurrency` requests are in flight to the receiver.
-        batch = await self._bounded(self.store.claim_due(
-            hook=hook.name, now=now, limit=hook.concurrency - lane.in_flight,
-            lease_seconds=self._lease(hook), owner=self.owner, ordered=hook.ordered,
-            concurrency=self._concurrency(hook, lane), answered=tuple(lane.answered)))
+        batch = await self._bounded(
+            self.store.claim_due(
+                hook=hook.name,
+                now=now,
+                limit=hook.concurrency - lane.in_flight,
+                lease_seconds=self._lease(hook),
+                owner=self.owner,
+                ordered=hook.ordered,
+                concurrency=self._concurrency(hook, lane),
+                answered=tuple(lane.answered),
+            )
+        )
         verdicts = [self._verdict(hook, delivery) for delivery in batch]
         sending = sum(verdict is None for verdict in verdicts)
-        times = iter(await self._bounded(self.store.reserve_sends(
-            hook.name, hook.rate_limit, now, sending)) if lane.interval else [now] * sending)
+        times = iter(
+            await self._bounded(self.store.reserve_sends(hook.name, hook.rate_limit, now, sending))
+            if lane.interval
+            else [now] * sending
+        )
         for delivery, verdict in zip(batch, verdicts, strict=True):
             self._start(hook, lane, delivery, verdict, now if verdict else next(times))
         return len(batch)
@@ -238,30 +253,48 @@ class Dispatcher:
         assert delivery.event is not None
         try:
             if not should_deliver(hook, delivery.event, self.secrets):
-                return Outcome("skipped", error=skip_reason(hook, delivery.event,
-                                                              self.secrets)), None
+                return Outcome(
+                    "skipped", error=skip_reason(hook, delivery.event, self.secrets)
+                ), None
         except RenderError as exc:
             return self._failed(hook, delivery, self.clock(), None, "render", str(exc))
         return None
 
-    def _start(self, hook: Hook, lane: _HookLane, delivery: Delivery,
-               verdict: tuple[Outcome, Attempt | None] | None, go_at: float) -> None:
+    def _start(
+        self,
+        hook: Hook,
+        lane: _HookLane,
+        delivery: Delivery,
+        verdict: tuple[Outcome, Attempt | None] | None,
+        go_at: float,
+    ) -> None:
         lane.in_flight += 1
         task = asyncio.create_task(self._deliver(hook, lane, delivery, verdict, go_at))
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
-    async def _deliver(self, hook: Hook, lane: _HookLane, delivery: Delivery,
-                       verdict: tuple[Outcome, Attempt | None] | None, go_at: float) -> None:
+    async def _deliver(
+        self,
+        hook: Hook,
+        lane: _HookLane,
+        delivery: Delivery,
+        verdict: tuple[Outcome, Attempt | None] | None,
+        go_at: float,
+    ) -> None:
         try:
             await self._deliver_and_finish(hook, lane, delivery, verdict, go_at)
         finally:
             lane.answered.discard(delivery.id)
             self._wake.set()
 
-    async def _deliver_and_finish(self, hook: Hook, lane: _HookLane, delivery: Delivery,
-                                  verdict: tuple[Outcome, Attempt | None] | None,
-                                  go_at: float) -> None:
+    async def _deliver_and_finish(
+        self,
+        hook: Hook,
+        lane: _HookLane,
+        delivery: Delivery,
+        verdict: tuple[Outcome, Attempt | None] | None,
+        go_at: float,
+    ) -> None:
         try:
             try:
                 outcome, attempt = verdict or await self._attempt(hook, delivery, go_at)
@@ -270,20 +303,38 @@ class Dispatcher:
                 lane.answered.add(delivery.id)
                 self._wake.set()
             if outcome.status == "paused":
-                await self._bounded(self.registry.set_active(self.store, hook.name, False,
-                                                             outcome.error, self.clock()))
-            await self._bounded(self.store.finish(delivery.id, owner=self.owner,
-                                                  outcome=outcome, attempt=attempt,
-                                                  disable_after=self.disable_after))
+                await self._bounded(
+                    self.registry.set_active(
+                        self.store, hook.name, False, outcome.error, self.clock()
+                    )
+                )
+            await self._bounded(
+                self.store.finish(
+                    delivery.id,
+                    owner=self.owner,
+                    outcome=outcome,
+                    attempt=attempt,
+                    disable_after=self.disable_after,
+                )
+            )
         except asyncio.CancelledError:
             raise
         except StoreDeadlineError as exc:  # it may still commit: leave the rest to the lease
-            log.error("dispatcher: cannot record delivery %s of hook %s: %s", delivery.id,
-                      hook.name, exc, extra={"hook": hook.name, "delivery": delivery.id})
+            log.error(
+                "dispatcher: cannot record delivery %s of hook %s: %s",
+                delivery.id,
+                hook.name,
+                exc,
+                extra={"hook": hook.name, "delivery": delivery.id},
+            )
             return
         except Exception as exc:  # one delivery's failure must not stop the others
-            log.exception("dispatcher: delivery %s of hook %s failed", delivery.id, hook.name,
-                          extra={"hook": hook.name, "delivery": delivery.id})
+            log.exception(
+                "dispatcher: delivery %s of hook %s failed",
+                delivery.id,
+                hook.name,
+                extra={"hook": hook.name, "delivery": delivery.id},
+            )
             await self._record_internal_error(hook, delivery, exc)
             return
         self._tell(hook, delivery, outcome, attempt)
@@ -300,12 +351,16 @@ class Dispatcher:
             log.error("dispatcher: the store failed: %s", exc)
             return
         if was_active and not self.registry.active().get(hook.name, True):
-            log.warning("hook %r deactivated: %s; its deliveries wait, paused, until it is"
-                        " activated", hook.name, self.registry.reason(hook.name),
-                        extra={"hook": hook.name, "reason": self.registry.reason(hook.name)})
+            log.warning(
+                "hook %r deactivated: %s; its deliveries wait, paused, until it is activated",
+                hook.name,
+                self.registry.reason(hook.name),
+                extra={"hook": hook.name, "reason": self.registry.reason(hook.name)},
+            )
 
-    def _tell(self, hook: Hook, delivery: Delivery, outcome: Outcome,
-              attempt: Attempt | None) -> None:
+    def _tell(
+        self, hook: Hook, delivery: Delivery, outcome: Outcome, attempt: Attempt | None
+    ) -> None:
         try:
             self.report(hook.name, outcome, attempt)
         except Exception:  # metrics must never stop a delivery
@@ -317,55 +372,82 @@ class Dispatcher:
             trace_id = trace_id_hex(delivery.event.request_id)
         log_outcome(hook.name, delivery, outcome, attempt, trace_id=trace_id)
 
-    async def _record_internal_error(self, hook: Hook, delivery: Delivery,
-                                     exc: Exception) -> None:
+    async def _record_internal_error(self, hook: Hook, delivery: Delivery, exc: Exception) -> None:
         # Recorded as a failed attempt, so the retry schedule moves on and the delivery does
         # not sit claimed until its lease ends, only to fail the same way again and again.
-        outcome, attempt = self._failed(hook, delivery, self.clock(), None, "internal",
-                                        f"{type(exc).__name__}: {exc}")
+        outcome, attempt = self._failed(
+            hook, delivery, self.clock(), None, "internal", f"{type(exc).__name__}: {exc}"
+        )
         try:
-            await self._bounded(self.store.finish(delivery.id, owner=self.owner,
-                                                  outcome=outcome, attempt=attempt,
-                                                  disable_after=self.disable_after))
+            await self._bounded(
+                self.store.finish(
+                    delivery.id,
+                    owner=self.owner,
+                    outcome=outcome,
+                    attempt=attempt,
+                    disable_after=self.disable_after,
+                )
+            )
         except Exception:
             log.exception("dispatcher: cannot record the failure of delivery %s", delivery.id)
             return
         self._tell(hook, delivery, outcome, attempt)
 
-    async def _attempt(self, hook: Hook, delivery: Delivery,
-                       go_at: float) -> tuple[Outcome, Attempt | None]:
+    async def _attempt(
+        self, hook: Hook, delivery: Delivery, go_at: float
+    ) -> tuple[Outcome, Attempt | None]:
         assert delivery.event is not None
         if go_at > self.clock():
             await self.sleep(go_at - self.clock())
         started = self.clock()
         try:
-            request = render_request(hook, delivery.event, delivery_id=delivery.id,
-                                     secrets=self.secrets, now=started)
+            request = render_request(
+                hook, delivery.event, delivery_id=delivery.id, secrets=self.secrets, now=started
+            )
         except RenderError as exc:
             return self._failed(hook, delivery, started, None, "render", str(exc))
         if self.tracing is not None:
             return await self._send_traced(self.tracing, hook, delivery, request, started)
-        record = record_request(hook, delivery.event, request, delivery_id=delivery.id,
-                                secrets=self.secrets, now=started)
+        record = record_request(
+            hook,
+            delivery.event,
+            request,
+            delivery_id=delivery.id,
+            secrets=self.secrets,
+            now=started,
+        )
         return await self._send(hook, delivery, request, record, started)
 
-    async def _send_traced(self, tracing: Tracing, hook: Hook, delivery: Delivery,
-                           request: OutboundRequest, started: float) -> tuple[Outcome, Attempt]:
+    async def _send_traced(
+        self,
+        tracing: Tracing,
+        hook: Hook,
+        delivery: Delivery,
+        request: OutboundRequest,
+        started: float,
+    ) -> tuple[Outcome, Attempt]:
         """`_send` inside the attempt's span, with `traceparent` unless the hook says not."""
         from relayhook.tracing import TRACEPARENT, traceparent
 
         assert delivery.event is not None
-        with tracing.attempt(delivery.event.request_id, hook.name, delivery.id,
-                             delivery.attempts + 1) as span:
+        with tracing.attempt(
+            delivery.event.request_id, hook.name, delivery.id, delivery.attempts + 1
+        ) as span:
             if hook.traceparent:
-                headers = tuple(pair for pair in request.headers
-                                if pair[0].lower() != TRACEPARENT)
+                headers = tuple(pair for pair in request.headers if pair[0].lower() != TRACEPARENT)
                 request = replace(request, headers=(*headers, (TRACEPARENT, traceparent(span))))
-            record = record_request(hook, delivery.event, request, delivery_id=delivery.id,
-                                    secrets=self.secrets, now=started)
+            record = record_request(
+                hook,
+                delivery.event,
+                request,
+                delivery_id=delivery.id,
+                secrets=self.secrets,
+                now=started,
+            )
             outcome, attempt = await self._send(hook, delivery, request, record, started)
-            span.set_attributes({"relayhook.outcome": outcome.status,
-                                 "relayhook.duration_ms": attempt.duration_ms})
+            span.set_attributes(
+                {"relayhook.outcome": outcome.status, "relayhook.duration_ms": attempt.duration_ms}
+            )
             if attempt.response_status is not None:
                 span.set_attribute("http.response.status_code", attempt.response_status)
             if attempt.error_class is not None:
@@ -373,16 +455,28 @@ class Dispatcher:
             if outcome.status != "succeeded":
                 from opentelemetry.trace import StatusCode
 
-                span.set_status(StatusCode.ERROR, attempt.error_class
-                                or f"HTTP {attempt.response_status}")
+                span.set_status(
+                    StatusCode.ERROR, attempt.error_class or f"HTTP {attempt.response_status}"
+                )
             return outcome, attempt
 
-    async def _send(self, hook: Hook, delivery: Delivery, request: OutboundRequest,
-                    record: dict[str, Any], started: float) -> tuple[Outcome, Attempt]:
+    async def _send(
+        self,
+        hook: Hook,
+        delivery: Delivery,
+        request: OutboundRequest,
+        record: dict[str, Any],
+        started: float,
+    ) -> tuple[Outcome, Attempt]:
         try:
-            reply = await self._sender.send(request.method, request.url, request.headers,
-                                            request.body, timeout=hook.timeout,
-                                            limit=MAX_RESPONSE_BODY)
+            reply = await self._sender.send(
+                request.method,
+                request.url,
+                request.headers,
+                request.body,
+                timeout=hook.timeout,
+                limit=MAX_RESPONSE_BODY,
+            )
         except httpx.InvalidURL as exc:  # e.g. 127.000.000.001, which httpx will not parse
             return self._failed(hook, delivery, started, record, *_unsendable(request.url, exc))
         except (httpx.HTTPError, TimeoutError, OSError) as exc:
@@ -390,32 +484,64 @@ class Dispatcher:
             message = redactor(self.secrets, hook.secret_places)(message)  # a URL's token
             return self._failed(hook, delivery, started, record, error_class, message)
         attempt = Attempt(
-            delivery_id=delivery.id, number=delivery.attempts + 1, started_at=started,
-            duration_ms=(self.clock() - started) * 1000, request=record,
-            response_status=reply.status, response_headers=reply.headers,
-            response_body=reply.body, error_class=None, error=None,
+            delivery_id=delivery.id,
+            number=delivery.attempts + 1,
+            started_at=started,
+            duration_ms=(self.clock() - started) * 1000,
+            request=record,
+            response_status=reply.status,
+            response_headers=reply.headers,
+            response_body=reply.body,
+            error_class=None,
+            error=None,
         )
         retry_after = parse_retry_after(_header(reply, "retry-after"), self.clock())
-        outcome = decide(status=reply.status, error_class=None, error=None,
-                         retry_after=retry_after, tries=delivery.tries + 1,
-                         schedule=hook.retry.schedule, jitter=hook.retry.jitter,
-                         now=self.clock(), rand=self.rand)
-        return outcome, attempt
-
-    def _failed(self, hook: Hook, delivery: Delivery, started: float,
-                record: dict[str, object] | None, error_class: str,
-                message: str) -> tuple[Outcome, Attempt]:
-        attempt = Attempt(
-            delivery_id=delivery.id, number=delivery.attempts + 1, started_at=started,
-            duration_ms=(self.clock() - started) * 1000, request=record or {},
-            response_status=None, response_headers=(), response_body=b"",
-            error_class=error_class, error=message,
+        outcome = decide(
+            status=reply.status,
+            error_class=None,
+            error=None,
+            retry_after=retry_after,
+            tries=delivery.tries + 1,
+            schedule=hook.retry.schedule,
+            jitter=hook.retry.jitter,
+            now=self.clock(),
+            rand=self.rand,
         )
-        outcome = decide(status=None, error_class=error_class, error=message, retry_after=None,
-                         tries=delivery.tries + 1, schedule=hook.retry.schedule,
-                         jitter=hook.retry.jitter, now=self.clock(), rand=self.rand)
         return outcome, attempt
 
+    def _failed(
+        self,
+        hook: Hook,
+        delivery: Delivery,
+        started: float,
+        record: dict[str, object] | None,
+        error_class: str,
+        message: str,
+    ) -> tuple[Outcome, Attempt]:
+        attempt = Attempt(
+            delivery_id=delivery.id,
+            number=delivery.attempts + 1,
+            started_at=started,
+            duration_ms=(self.clock() - started) * 1000,
+            request=record or {},
+            response_status=None,
+            response_headers=(),
+            response_body=b"",
+            error_class=error_class,
+            error=message,
+        )
+        outcome = decide(
+            status=None,
+            error_class=error_class,
+            error=message,
+            retry_after=None,
+            tries=delivery.tries + 1,
+            schedule=hook.retry.schedule,
+            jitter=hook.retry.jitter,
+            now=self.clock(),
+            rand=self.rand,
+        )
+        return outcome, attempt
 
 
 def skip_reason(hook: Hook, event: Event, secrets: Mapping[str, str]) -> str:
@@ -430,8 +556,13 @@ def _header(reply: Reply, name: str) -> str | None:
     return ", ".join(value for key, value in reply.headers if key == name) or None
 
 
-def log_outcome(hook: str, delivery: Delivery, outcome: Outcome,
-                attempt: Attempt | None, trace_id: str | None = None) -> None:
+def log_outcome(
+    hook: str,
+    delivery: Delivery,
+    outcome: Outcome,
+    attempt: Attempt | None,
+    trace_id: str | None = None,
+) -> None:
     """One line per failed attempt (with its next try), dead delivery or pause; debug for the
     rest. Names the hook, the delivery and the status or error class (and the trace, when
     tracing is on), never the URL or headers (they may hold secrets; the history has them,
@@ -450,16 +581,35 @@ def log_outcome(hook: str, delivery: Delivery, outcome: Outcome,
         what = outcome.error or outcome.status
     if outcome.status == "failed" and outcome.due_at is not None:
         next_try = format_time(datetime.fromtimestamp(outcome.due_at, UTC))
-        log.warning("hook %r: delivery %s attempt %d failed (%s); next try at %s", hook,
-                    delivery.id, number, what, next_try, extra={**fields, "next_try": next_try})
+        log.warning(
+            "hook %r: delivery %s attempt %d failed (%s); next try at %s",
+            hook,
+            delivery.id,
+            number,
+            what,
+            next_try,
+            extra={**fields, "next_try": next_try},
+        )
     elif outcome.status == "dead":
-        log.error("hook %r: delivery %s is dead after attempt %d (%s); relayhook replay sends it"
-                  " again", hook, delivery.id, number, what, extra=fields)
+        log.error(
+            "hook %r: delivery %s is dead after attempt %d (%s); relayhook replay sends it again",
+            hook,
+            delivery.id,
+            number,
+            what,
+            extra=fields,
+        )
     elif outcome.status == "paused":
         log.warning("hook %r: delivery %s paused (%s)", hook, delivery.id, what, extra=fields)
     else:
-        log.debug("hook %r: delivery %s %s (attempt %d)", hook, delivery.id, outcome.status,
-                  number, extra=fields)
+        log.debug(
+            "hook %r: delivery %s %s (attempt %d)",
+            hook,
+            delivery.id,
+            outcome.status,
+            number,
+            extra=fields,
+        )
 
 
 def _unsendable(url: str, exc: httpx.InvalidURL) -> tuple[str, str]:

@@ -85,8 +85,11 @@ def make_http_transport(
     policy: DestinationPolicy, *, resolver: Resolver | None = None, max_connections: int = 100
 ) -> GuardedTransport:
     """The guarded transport over aiohttp: an httpx transport, and the dispatcher's Sender."""
-    return GuardedTransport(policy, resolver if resolver is not None else SystemResolver(),
-                            max_connections=max_connections)
+    return GuardedTransport(
+        policy,
+        resolver if resolver is not None else SystemResolver(),
+        max_connections=max_connections,
+    )
 
 
 def make_http_client(
@@ -146,8 +149,12 @@ class PolicyResolver(AbstractResolver):
                 continue
             results.append(
                 ResolveResult(
-                    hostname=host, host=address, port=port, family=address_family,
-                    proto=0, flags=socket.AI_NUMERICHOST | socket.AI_NUMERICSERV,
+                    hostname=host,
+                    host=address,
+                    port=port,
+                    family=address_family,
+                    proto=0,
+                    flags=socket.AI_NUMERICHOST | socket.AI_NUMERICSERV,
                 )
             )
         if not results:
@@ -173,8 +180,14 @@ class GuardedTransport(httpx.AsyncBaseTransport):
     check what aiohttp would not (scheme, IP-literal hosts), bound the whole exchange by one
     deadline, and raise httpx's exception for each aiohttp error."""
 
-    def __init__(self, policy: DestinationPolicy, resolver: Resolver, *,
-                 max_connections: int = 100, ssl_context: SSLContext | None = None) -> None:
+    def __init__(
+        self,
+        policy: DestinationPolicy,
+        resolver: Resolver,
+        *,
+        max_connections: int = 100,
+        ssl_context: SSLContext | None = None,
+    ) -> None:
         self._policy = policy
         self._resolver = resolver
         self._ssl_context = ssl_context or httpx.create_ssl_context(trust_env=False)
@@ -188,17 +201,32 @@ class GuardedTransport(httpx.AsyncBaseTransport):
     @property
     def session(self) -> aiohttp.ClientSession:
         if self._session is None:
-            self._session = make_aiohttp_session(self._policy, self._resolver,
-                                                 self._ssl_context, self._max_connections)
+            self._session = make_aiohttp_session(
+                self._policy, self._resolver, self._ssl_context, self._max_connections
+            )
         return self._session
 
-    async def send(self, method: str, url: str, headers: Sequence[tuple[str, str]], body: bytes,
-                   *, timeout: float, limit: int) -> Reply:
+    async def send(
+        self,
+        method: str,
+        url: str,
+        headers: Sequence[tuple[str, str]],
+        body: bytes,
+        *,
+        timeout: float,
+        limit: int,
+    ) -> Reply:
         target = await self._target(url, None)
         try:
             response = await self.session.request(
-                method, target, headers=headers, data=body or None, allow_redirects=False,
-                auto_decompress=False, timeout=_client_timeout(timeout, None, None, None))
+                method,
+                target,
+                headers=headers,
+                data=body or None,
+                allow_redirects=False,
+                auto_decompress=False,
+                timeout=_client_timeout(timeout, None, None, None),
+            )
             try:
                 content = await _read_some(response.content, limit)
             finally:
@@ -219,20 +247,31 @@ class GuardedTransport(httpx.AsyncBaseTransport):
             assert isinstance(request.stream, httpx.AsyncByteStream)
             data = request.stream
             request.headers.pop("transfer-encoding", None)  # aiohttp writes its own
-        timeout = _client_timeout(total, timeouts.get("connect"), timeouts.get("read"),
-                                  timeouts.get("pool"))
+        timeout = _client_timeout(
+            total, timeouts.get("connect"), timeouts.get("read"), timeouts.get("pool")
+        )
         try:
             response = await self.session.request(
-                request.method, target, headers=request.headers, data=data,
-                allow_redirects=False, auto_decompress=False, timeout=timeout)
+                request.method,
+                target,
+                headers=request.headers,
+                data=data,
+                allow_redirects=False,
+                auto_decompress=False,
+                timeout=timeout,
+            )
         except Exception as exc:
             _reraise(exc, request.method, url, total)
         extensions = {"http_version": b"HTTP/1.1"}
         if response.reason:
             extensions["reason_phrase"] = response.reason.encode()
-        return httpx.Response(response.status, headers=response.raw_headers,
-                              stream=_ResponseStream(response, request.method, url, total),
-                              request=request, extensions=extensions)
+        return httpx.Response(
+            response.status,
+            headers=response.raw_headers,
+            stream=_ResponseStream(response, request.method, url, total),
+            request=request,
+            extensions=extensions,
+        )
 
     async def _target(self, url: str, request: httpx.Request | None) -> yarl.URL:
         """The URL aiohttp is to connect to, once its host has passed the policy."""
@@ -272,8 +311,9 @@ class GuardedTransport(httpx.AsyncBaseTransport):
 class _ResponseStream(httpx.AsyncByteStream):
     """An aiohttp response body as httpx reads it (aiohttp's deadline bounds every read)."""
 
-    def __init__(self, response: aiohttp.ClientResponse, method: str, url: str,
-                 total: float | None) -> None:
+    def __init__(
+        self, response: aiohttp.ClientResponse, method: str, url: str, total: float | None
+    ) -> None:
         self._response = response
         self._what = (method, url, total)
 
@@ -319,12 +359,14 @@ def _total_timeout(timeouts: dict[str, float | None]) -> float | None:
 
 
 @functools.lru_cache(maxsize=64)
-def _client_timeout(total: float | None, connect: float | None, read: float | None,
-                    pool: float | None) -> aiohttp.ClientTimeout:
+def _client_timeout(
+    total: float | None, connect: float | None, read: float | None, pool: float | None
+) -> aiohttp.ClientTimeout:
     """aiohttp's timeouts for an exchange: `total` the deadline (exact, never rounded up to a
     whole second as aiohttp does from 5 s on)."""
-    return aiohttp.ClientTimeout(total=total, connect=pool, sock_connect=connect,
-                                 sock_read=read, ceil_threshold=math.inf)
+    return aiohttp.ClientTimeout(
+        total=total, connect=pool, sock_connect=connect, sock_read=read, ceil_threshold=math.inf
+    )
 
 
 # First match wins.

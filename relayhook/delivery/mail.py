@@ -28,7 +28,7 @@ from relayhook.core.redaction import REDACTED
 SUBJECTS = {
     "problem.opened": "Relayhook: hook {hook!r} failing: {signature}",
     "hook.will_deactivate": "Relayhook: hook {hook!r} will be deactivated after one more dead"
-                            " delivery",
+    " delivery",
     "hook.deactivated": "Relayhook: hook {hook!r} deactivated",
     "relay.problem": "Relayhook: relay {relay!r}: {signature}",
 }
@@ -59,8 +59,9 @@ class Mailer:
         """The alert about a newly opened problem, as an e-mail."""
         message = EmailMessage()
         subject = SUBJECTS[alert_kind(problem.signature, problem.relay)]
-        message["Subject"] = subject.format(hook=problem.hook, relay=problem.relay,
-                                            signature=problem.signature)
+        message["Subject"] = subject.format(
+            hook=problem.hook, relay=problem.relay, signature=problem.signature
+        )
         message["From"] = self.sender
         message["To"] = ", ".join(self.to)
         message["Date"] = formatdate(usegmt=True)
@@ -71,20 +72,31 @@ class Mailer:
 
     def body(self, problem: Problem) -> str:
         if problem.relay:
-            lines = [alert_text(problem), "", f"Relay:       {problem.relay}",
-                     f"Problem:     {problem.signature} ({problem.status})"]
+            lines = [
+                alert_text(problem),
+                "",
+                f"Relay:       {problem.relay}",
+                f"Problem:     {problem.signature} ({problem.status})",
+            ]
         else:
-            lines = [alert_text(problem), "", f"Hook:        {problem.hook}",
-                     f"Problem:     {problem.signature} ({problem.status})",
-                     f"Deliveries:  {problem.deliveries}"]
+            lines = [
+                alert_text(problem),
+                "",
+                f"Hook:        {problem.hook}",
+                f"Problem:     {problem.signature} ({problem.status})",
+                f"Deliveries:  {problem.deliveries}",
+            ]
         if problem.error and not problem.relay:
             lines.append(f"Last error:  {problem.error}")
         if problem.request:
             lines.append(f"Request:     {problem.request}")
         lines.append(f"Problem id:  {problem.id}")
         if self.console_url:
-            page = (f"relays/{quote(problem.relay, safe='')}" if problem.relay
-                    else f"hooks/{quote(problem.hook, safe='')}")
+            page = (
+                f"relays/{quote(problem.relay, safe='')}"
+                if problem.relay
+                else f"hooks/{quote(problem.hook, safe='')}"
+            )
             lines += ["", f"In the console: {self.console_url.rstrip('/')}/{page}"]
         return "\n".join(lines) + "\n"
 

@@ -30,8 +30,16 @@ class Reply:
 
 @runtime_checkable
 class Sender(Protocol):
-    async def send(self, method: str, url: str, headers: Sequence[tuple[str, str]], body: bytes,
-                   *, timeout: float, limit: int) -> Reply:
+    async def send(
+        self,
+        method: str,
+        url: str,
+        headers: Sequence[tuple[str, str]],
+        body: bytes,
+        *,
+        timeout: float,
+        limit: int,
+    ) -> Reply:
         """One exchange, done within `timeout` seconds (body included) or
         `httpx.TimeoutException`; `httpx.InvalidURL` for a URL that cannot be sent; any other
         failure as an `httpx.TransportError` (a refused destination: `refusal_reason`)."""
@@ -49,10 +57,23 @@ class HttpxSender:
 
     transport: httpx.AsyncBaseTransport
 
-    async def send(self, method: str, url: str, headers: Sequence[tuple[str, str]], body: bytes,
-                   *, timeout: float, limit: int) -> Reply:
-        request = httpx.Request(method, url, headers=list(headers), content=body or None,
-                                extensions={"timeout": httpx.Timeout(timeout).as_dict()})
+    async def send(
+        self,
+        method: str,
+        url: str,
+        headers: Sequence[tuple[str, str]],
+        body: bytes,
+        *,
+        timeout: float,
+        limit: int,
+    ) -> Reply:
+        request = httpx.Request(
+            method,
+            url,
+            headers=list(headers),
+            content=body or None,
+            extensions={"timeout": httpx.Timeout(timeout).as_dict()},
+        )
         async with asyncio.timeout(timeout + 1):
             response = await self.transport.handle_async_request(request)
             try:

@@ -74,8 +74,13 @@ SUPPORTED_URLS = (
 )
 
 
-def open_store(url: str, *, base_dir: Path | None = None, synchronous: str = "FULL",
-               busy_timeout: float | None = None) -> Store:
+def open_store(
+    url: str,
+    *,
+    base_dir: Path | None = None,
+    synchronous: str = "FULL",
+    busy_timeout: float | None = None,
+) -> Store:
     """The store a URL names, not yet opened (the caller awaits `open()`).
 
     `sqlite:///relayhook.db` is relative to `base_dir` (default: the working directory),

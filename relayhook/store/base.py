@@ -74,8 +74,12 @@ class PruneResult:
     attempts: int = 0
 
     def __add__(self, other: PruneResult) -> PruneResult:
-        return PruneResult(self.requests + other.requests, self.events + other.events,
-                           self.deliveries + other.deliveries, self.attempts + other.attempts)
+        return PruneResult(
+            self.requests + other.requests,
+            self.events + other.events,
+            self.deliveries + other.deliveries,
+            self.attempts + other.attempts,
+        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -152,8 +156,9 @@ class PeopleStore(Protocol):
     """People, their one-time links, API keys and the append-only audit log (relayhook.people):
     a role of the store of its own, which `Store` includes."""
 
-    async def save_account(self, account: Account, *, end_sessions: bool = False,
-                           keep: str | None = None) -> int:
+    async def save_account(
+        self, account: Account, *, end_sessions: bool = False, keep: str | None = None
+    ) -> int:
         """Create or change an account; with `end_sessions`, in the same transaction end every
         session of it but `keep` (a disabled person, a new password). How many ended."""
 
@@ -193,9 +198,16 @@ class PeopleStore(Protocol):
     async def append_audit(self, entry: AuditEntry) -> None:
         """Add one line to the audit log (it has no method to change or delete one)."""
 
-    async def list_audit(self, *, actor: str | None = None, action: str | None = None,
-                         target: str | None = None, since: float | None = None,
-                         before: int | None = None, limit: int = 50) -> list[AuditEntry]:
+    async def list_audit(
+        self,
+        *,
+        actor: str | None = None,
+        action: str | None = None,
+        target: str | None = None,
+        since: float | None = None,
+        before: int | None = None,
+        limit: int = 50,
+    ) -> list[AuditEntry]:
         """Audit lines, newest first: `actor` by id or name, `action` by name or its prefix
         (`hook` finds hook.update), `before` an id to page from (exclusive)."""
 
@@ -280,14 +292,20 @@ class DeliveryStore(Protocol):
         """Seconds from `now` until the hook may send one more request under `rate_limit`,
         after what every dispatcher booked with `reserve_sends` (0: now)."""
 
-    async def reserve_sends(self, hook: str, rate_limit: RateLimitSpec | None, now: float,
-                            count: int) -> list[float]:
+    async def reserve_sends(
+        self, hook: str, rate_limit: RateLimitSpec | None, now: float, count: int
+    ) -> list[float]:
         """Book `count` requests of the hook under `rate_limit` in the pacing state that every
         dispatcher shares (one row per hook): the time each may go, ascending. Two processes
         never get the same slot, so together they send no faster than the limit."""
 
     async def finish(
-        self, delivery_id: str, *, owner: str, outcome: Outcome, attempt: Attempt | None,
+        self,
+        delivery_id: str,
+        *,
+        owner: str,
+        outcome: Outcome,
+        attempt: Attempt | None,
         disable_after: int = 0,
     ) -> bool:
         """Record an attempt (if any) and the delivery's new status, releasing the claim; one
@@ -329,8 +347,7 @@ class ConfigStore(Protocol):
     async def hook_states(self) -> dict[str, tuple[bool, str | None, float]]:
         """Per hook name set by `set_hook_active`: (active, reason, when)."""
 
-    async def save_hooks(self, source: str, specs: Mapping[str, dict[str, Any]],
-                         at: float) -> None:
+    async def save_hooks(self, source: str, specs: Mapping[str, dict[str, Any]], at: float) -> None:
         """Replace the hooks stored from `source` (e.g. "config") by `specs`, by name. A spec
         must hold no secret value: the caller strips them. Moves the config version."""
 
@@ -378,13 +395,15 @@ class ConsoleStore(Protocol):
     async def get_admin_value(self, name: str) -> str | None:
         """A value of the console's own state (`password_hash`, `session_key`), or None."""
 
-    async def set_admin_value(self, name: str, value: str, at: float, *,
-                              replace: bool = True) -> bool:
+    async def set_admin_value(
+        self, name: str, value: str, at: float, *, replace: bool = True
+    ) -> bool:
         """Store a console value; with `replace=False` only if none is stored yet (so that two
         processes starting at once agree on one). Returns whether it was written."""
 
-    async def change_secret(self, name: str, value: str, at: float, *, account: str,
-                            keep: str | None = None) -> int:
+    async def change_secret(
+        self, name: str, value: str, at: float, *, account: str, keep: str | None = None
+    ) -> int:
         """Store a console value (a password hash) and end every session of `account` but
         `keep`, in one transaction: no session outlives the password it signed in with. Returns
         how many sessions ended."""
@@ -446,8 +465,14 @@ class HistoryStore(Protocol):
     async def request_outcomes(self, request_id: str) -> list[HookOutcome]:
         """The stored outcomes of one request, one per hook routed then, by hook name."""
 
-    async def hook_outcomes(self, hook: str, *, kinds: Sequence[str] | None = None,
-                            exclude: Sequence[str] = (), limit: int = 50) -> list[HookOutcome]:
+    async def hook_outcomes(
+        self,
+        hook: str,
+        *,
+        kinds: Sequence[str] | None = None,
+        exclude: Sequence[str] = (),
+        limit: int = 50,
+    ) -> list[HookOutcome]:
         """One hook's outcomes, newest request first: of `kinds` only (None: any), without
         those of `exclude` ("the requests it skipped": exclude=("queued",))."""
 
@@ -494,9 +519,14 @@ class HistoryStore(Protocol):
         """Each event type stored, with how many events have it (what diagnostics checks hook
         patterns against: types built from the payload are only known from traffic)."""
 
-    async def list_problems(self, *, hook: str | None = None,
-                            statuses: Sequence[ProblemStatus] = ("open", "acknowledged"),
-                            limit: int = 50, relay: str | None = None) -> list[Problem]:
+    async def list_problems(
+        self,
+        *,
+        hook: str | None = None,
+        statuses: Sequence[ProblemStatus] = ("open", "acknowledged"),
+        limit: int = 50,
+        relay: str | None = None,
+    ) -> list[Problem]:
         """Problems in `statuses` (of one hook, one relay, or all), newest opened first."""
 
     async def get_problem(self, problem_id: str) -> Problem | None:
@@ -557,15 +587,27 @@ class OperationsStore(Protocol):
         `outcomes` replace those stored for the same request x hook. `KeyError` for an unknown
         id."""
 
-    async def rerun(self, request_id: str, deliveries: Sequence[NewDelivery],
-                    outcomes: Sequence[HookOutcome], *, now: float) -> tuple[int, int]:
+    async def rerun(
+        self,
+        request_id: str,
+        deliveries: Sequence[NewDelivery],
+        outcomes: Sequence[HookOutcome],
+        *,
+        now: float,
+    ) -> tuple[int, int]:
         """Run again: in one transaction, add those of `deliveries` (of the request's stored
         events) whose event x hook has none yet, make due `now` those that exist as `skipped`
         (status as given: pending or paused), and replace all the request's outcomes with
         `outcomes`. Never a second delivery of an event x hook. (created, requeued)."""
 
-    async def record_test(self, request: RequestRecord, event: Event, delivery: NewDelivery,
-                          attempt: Attempt | None, outcome: Outcome) -> None:
+    async def record_test(
+        self,
+        request: RequestRecord,
+        event: Event,
+        delivery: NewDelivery,
+        attempt: Attempt | None,
+        outcome: Outcome,
+    ) -> None:
         """Keep a test send (`relayhook send-test`) in the hook's history, in one transaction:
         `request` (marked `test`, accepted), its one `event` (a fresh id: a copy of an example
         or stored event, routed to no other hook), `delivery` of it to the hook, marked `test`
@@ -593,8 +635,9 @@ class WatchStore(Protocol):
     """What the watchers keep (relayhook.delivery.watch, relayhook.shapewatch): a relay gone
     quiet, a payload that changed shape."""
 
-    async def open_relay_problem(self, relay: str, signature: str, text: str, *, at: float,
-                                 request: str | None = None) -> bool:
+    async def open_relay_problem(
+        self, relay: str, signature: str, text: str, *, at: float, request: str | None = None
+    ) -> bool:
         """Open a relay's problem (`quiet`, `shape: ...`): `text` says what happened, `request`
         the first request that showed it. An unresolved one of that signature is updated
         instead (its text, `last_at`). True when a new problem was opened."""
@@ -651,8 +694,19 @@ class RecordsStore(HistoryStore, OperationsStore, Protocol):
     """Acting on records: reading what is acted on, and the actions."""
 
 
-class Store(Lifecycle, IngestStore, DeliveryStore, ConfigStore, ConsoleStore, HistoryStore,
-            OperationsStore, WatchStore, PeopleStore, MaintenanceStore, Protocol):
+class Store(
+    Lifecycle,
+    IngestStore,
+    DeliveryStore,
+    ConfigStore,
+    ConsoleStore,
+    HistoryStore,
+    OperationsStore,
+    WatchStore,
+    PeopleStore,
+    MaintenanceStore,
+    Protocol,
+):
     """The whole contract, every role: what an engine implements. A caller types against the
     narrowest role (or intersection of roles) it uses."""
 
@@ -707,8 +761,9 @@ def check_replay(delivery_id: str | None, statuses: Sequence[DeliveryStatus], li
             raise ValueError("a claimed delivery is not replayed: its dispatcher holds it")
 
 
-def check_test(request: RequestRecord, event: Event, delivery: NewDelivery,
-                outcome: Outcome) -> None:
+def check_test(
+    request: RequestRecord, event: Event, delivery: NewDelivery, outcome: Outcome
+) -> None:
     if not request.test or request.status != "accepted":
         raise ValueError("a test send's request is marked test and accepted")
     if delivery.event_id != event.id or outcome.status not in ("succeeded", "dead"):

@@ -34,8 +34,14 @@ def check_numbering(migrations: Sequence[Migration]) -> None:
         raise ValueError(f"migrations must be numbered 1, 2, 3...: {versions}")
 
 
-def plan(current: int, migrations: Sequence[Migration], *, where: str,
-         migrate: bool, upto: int | None = None) -> list[Migration]:
+def plan(
+    current: int,
+    migrations: Sequence[Migration],
+    *,
+    where: str,
+    migrate: bool,
+    upto: int | None = None,
+) -> list[Migration]:
     """The migrations to apply to a database at version `current` (0: empty), in order (up to
     version `upto`, for tests that make an older database)."""
     latest = migrations[-1].version

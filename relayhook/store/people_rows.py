@@ -11,8 +11,7 @@ from relayhook.core.people import Account, ApiKey, AuditEntry, as_role
 Row = tuple[Any, ...]
 
 ACCOUNT = "id, name, email, role, password_hash, created_at, disabled_at, origin"
-KEY = ("id, name, role, created_by, created_at, expires_at, relays, hooks, last_used_at,"
-       " revoked_at")
+KEY = "id, name, role, created_by, created_at, expires_at, relays, hooks, last_used_at, revoked_at"
 AUDIT = "id, at, actor, actor_name, address, action, target, detail"
 
 
@@ -23,8 +22,18 @@ def account_of(row: Row) -> Account:
 
 def key_of(row: Row) -> ApiKey:
     id_, name, role, by, created, expires, relays, hooks, used, revoked = row
-    return ApiKey(id_, name, as_role(role), by, created, expires, tuple(json.loads(relays)),
-                  tuple(json.loads(hooks)), used, revoked)
+    return ApiKey(
+        id_,
+        name,
+        as_role(role),
+        by,
+        created,
+        expires,
+        tuple(json.loads(relays)),
+        tuple(json.loads(hooks)),
+        used,
+        revoked,
+    )
 
 
 def audit_of(row: Row) -> AuditEntry:
@@ -32,14 +41,23 @@ def audit_of(row: Row) -> AuditEntry:
     return AuditEntry(at, actor, actor_name, address, action, target, json.loads(detail), id_)
 
 
-def audit_filters(actor: str | None, action: str | None, target: str | None,
-                  since: float | None, before: int | None) -> tuple[str, list[Any]]:
+def audit_filters(
+    actor: str | None,
+    action: str | None,
+    target: str | None,
+    since: float | None,
+    before: int | None,
+) -> tuple[str, list[Any]]:
     """The WHERE clause (with `?`) both engines use: `action` matches its prefix
     (`hook` finds hook.update and hook.delete)."""
     clauses: list[str] = []
     params: list[Any] = []
-    for clause, value in (("(actor = ? OR actor_name = ?)", actor), ("target = ?", target),
-                          ("at >= ?", since), ("id < ?", before)):
+    for clause, value in (
+        ("(actor = ? OR actor_name = ?)", actor),
+        ("target = ?", target),
+        ("at >= ?", since),
+        ("id < ?", before),
+    ):
         if value is not None:
             clauses.append(clause)
             params += [value] * clause.count("?")

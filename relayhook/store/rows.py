@@ -16,8 +16,10 @@ Row = tuple[Any, ...]
 
 # `event_ids`: JSON list of the (stored forms of the) ids of every event the request mapped to,
 # new or repeated; NULL for requests stored before SQLite's version 4. `test`: made by send-test.
-REQUEST_COLUMNS = ("id, relay, received_at, method, query, headers, body, status, error,"
-                   " truncated, event_ids, test")
+REQUEST_COLUMNS = (
+    "id, relay, received_at, method, query, headers, body, status, error,"
+    " truncated, event_ids, test"
+)
 EVENT_COLUMNS = "id, source, type, subject, time, data, relay, request_id"
 DELIVERY_COLUMNS = (
     "id, event_id, hook, relay, subject, status, tries, attempts, due_at, lease_until,"
@@ -54,8 +56,16 @@ def request_row(request: RequestRecord, events: Sequence[Event]) -> Row:
 def event_rows(events: Sequence[Event], request_id: str) -> list[Row]:
     # The request being stored is the one that produced them, whatever `request_id` they carry.
     return [
-        (to_column(e.id), request_id, e.relay, to_column(e.type), to_column(e.source),
-         to_column(e.subject), e.time, dumps_data(e.data))
+        (
+            to_column(e.id),
+            request_id,
+            e.relay,
+            to_column(e.type),
+            to_column(e.source),
+            to_column(e.subject),
+            e.time,
+            dumps_data(e.data),
+        )
         for e in events
     ]
 
@@ -66,8 +76,9 @@ def mapped_ids(row: Row) -> list[str] | None:
     return None if row[10] is None else list(dict.fromkeys(loads(row[10])))
 
 
-def to_request(row: Row, event_ids: Sequence[str], duplicate_ids: Sequence[str] = ()
-               ) -> RequestRecord:
+def to_request(
+    row: Row, event_ids: Sequence[str], duplicate_ids: Sequence[str] = ()
+) -> RequestRecord:
     """The record of a row of REQUEST_COLUMNS; ids in their stored form."""
     id_, relay, received_at, method, query, headers, body, status, error, truncated = row[:10]
     return RequestRecord(

@@ -78,5 +78,5 @@ def from_column(value: str | None) -> str | None:
     """The string `to_column` was given."""
     if value is None or not value.startswith(MARK):
         return value
-    text: str = json.loads(value[len(MARK):])
+    text: str = json.loads(value[len(MARK) :])
     return text

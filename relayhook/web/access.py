@@ -35,9 +35,30 @@ from relayhook.people import People
 MAX_BODY = 1_048_576  # what a form or JSON body may hold (the console's limit)
 MAX_ANSWER = 65_536  # a JSON answer read for the audit line's counts
 # Form and JSON fields whose values the audit line keeps; any other field is named only.
-KEPT = ("action", "status", "statuses", "since", "until", "hook", "relay", "active", "rotate",
-        "name", "connector", "role", "email", "expires", "limit", "login", "preset", "events",
-        "reason", "min_code", "max_code", "text")
+KEPT = (
+    "action",
+    "status",
+    "statuses",
+    "since",
+    "until",
+    "hook",
+    "relay",
+    "active",
+    "rotate",
+    "name",
+    "connector",
+    "role",
+    "email",
+    "expires",
+    "limit",
+    "login",
+    "preset",
+    "events",
+    "reason",
+    "min_code",
+    "max_code",
+    "text",
+)
 COUNTS = ("replayed", "count", "queued", "acknowledged", "deleted", "total", "changed")
 CREATES = ("/api/hooks", "/api/relays", "/hooks/new", "/relays/new")
 PLAIN_NAME = re.compile(r"[A-Za-z][A-Za-z0-9_.-]{0,63}")
@@ -51,9 +72,15 @@ Session = Callable[[Request], Awaitable[str | None]]
 class Access:
     """Who a request is from, and whether the policy lets them through."""
 
-    def __init__(self, people: People, *, session_account: Session | None = None,
-                 forbidden_page: Forbidden | None = None, describe: Describe | None = None,
-                 address_of: Callable[[Request], str] | None = None) -> None:
+    def __init__(
+        self,
+        people: People,
+        *,
+        session_account: Session | None = None,
+        forbidden_page: Forbidden | None = None,
+        describe: Describe | None = None,
+        address_of: Callable[[Request], str] | None = None,
+    ) -> None:
         self.people, self.session_account = people, session_account
         self.forbidden_page, self.describe = forbidden_page, describe
         self.address_of = address_of or (lambda r: r.client.host if r.client else "unknown")
@@ -78,8 +105,10 @@ class Access:
             api = path.startswith("/api/")
             rule = rule_for(request.method, path)
             if rule is None:
-                message = (f"{request.method} {path} has no entry in the policy table "
-                           "(relayhook.core.policy.POLICY); refused")
+                message = (
+                    f"{request.method} {path} has no entry in the policy table "
+                    "(relayhook.core.policy.POLICY); refused"
+                )
                 await self._refuse(request, api, 403, message)(scope, receive, send)
                 return
             if rule == OWN_CHECK:
@@ -98,26 +127,40 @@ class Access:
 
         return guarded
 
-    def _refusal(self, request: Request, api: bool, principal: Principal | None, rule: str,
-                 path: str) -> ASGIApp | None:
+    def _refusal(
+        self, request: Request, api: bool, principal: Principal | None, rule: str, path: str
+    ) -> ASGIApp | None:
         if principal is None:
             if not api:
                 target = request.url.path + (f"?{request.url.query}" if request.url.query else "")
                 return RedirectResponse(f"/signin?next={quote(target, safe='')}", 303)
             if not self.people.admin_token and "authorization" not in request.headers:
-                return JSONResponse({"error": "the API is off: set [admin] token or make an "
-                                     "API key"}, 403)
-            return JSONResponse({"error": "missing, wrong, expired or revoked bearer token"},
-                                401, headers={"WWW-Authenticate": 'Bearer realm="relayhook"'})
+                return JSONResponse(
+                    {"error": "the API is off: set [admin] token or make an API key"}, 403
+                )
+            return JSONResponse(
+                {"error": "missing, wrong, expired or revoked bearer token"},
+                401,
+                headers={"WWW-Authenticate": 'Bearer realm="relayhook"'},
+            )
         if rule != SIGNED_IN and not principal.may(rule):  # type: ignore[arg-type]
-            return self._refuse(request, api, 403, f"This needs the {rule} role; "
-                                f"{principal.name} is {principal.role}.")
+            return self._refuse(
+                request,
+                api,
+                403,
+                f"This needs the {rule} role; {principal.name} is {principal.role}.",
+            )
         if principal.relays or principal.hooks:
             relay, hook = scoped_names(request, path)
             if (relay is None and hook is None) or not principal.reaches(relay, hook):
-                return self._refuse(request, api, 403, "This key is limited to some relays and "
-                                    "hooks; name one of them in the path or with ?hook= or "
-                                    "?relay=.")
+                return self._refuse(
+                    request,
+                    api,
+                    403,
+                    "This key is limited to some relays and "
+                    "hooks; name one of them in the path or with ?hook= or "
+                    "?relay=.",
+                )
         return None
 
     def _refuse(self, request: Request, api: bool, status: int, message: str) -> ASGIApp:
@@ -130,8 +173,15 @@ class Access:
 
         return page
 
-    async def _audited(self, app: ASGIApp, request: Request, path: str,
-                       principal: Principal | None, scope: Scope, send: Send) -> None:
+    async def _audited(
+        self,
+        app: ASGIApp,
+        request: Request,
+        path: str,
+        principal: Principal | None,
+        scope: Scope,
+        send: Send,
+    ) -> None:
         body = await _read_body(request)
         relay, hook = scoped_names(request, path)
         created = _fields(request.headers.get("content-type", ""), body).get("name")
@@ -157,12 +207,23 @@ class Access:
         finally:
             extra = scope.get("audit", {})  # a view's own words: a count; None: nothing done
             if extra is not None:
-                await self._record(request, path, principal, kind, name, before, body,
-                                   bytes(answer), status, extra)
+                await self._record(
+                    request, path, principal, kind, name, before, body, bytes(answer), status, extra
+                )
 
-    async def _record(self, request: Request, path: str, principal: Principal | None,
-                      kind: str, name: str | None, before: dict[str, Any] | None, body: bytes,
-                      answer: bytes, status: int, extra: Mapping[str, Any]) -> None:
+    async def _record(
+        self,
+        request: Request,
+        path: str,
+        principal: Principal | None,
+        kind: str,
+        name: str | None,
+        before: dict[str, Any] | None,
+        body: bytes,
+        answer: bytes,
+        status: int,
+        extra: Mapping[str, Any],
+    ) -> None:
         after = await self._describe(kind, name)
         detail = {**audit_detail(request, path, body, answer, status), **extra}
         if before != after:
@@ -197,8 +258,10 @@ def scoped_names(request: Request, path: str) -> tuple[str | None, str | None]:
     name = params.get("name")
     relay = name if path.startswith(("/api/relays/", "/relays/")) else None
     hook = name if path.startswith(("/api/hooks/", "/hooks/")) else None
-    return (relay or request.query_params.get("relay") or None,
-            hook or request.query_params.get("hook") or None)
+    return (
+        relay or request.query_params.get("relay") or None,
+        hook or request.query_params.get("hook") or None,
+    )
 
 
 def _path_params(request: Request) -> Mapping[str, Any]:
@@ -217,8 +280,11 @@ def target_of(request: Request, path: str) -> str:
 def action_of(method: str, path: str, detail: Mapping[str, Any]) -> str:
     """A dotted name from the route: POST /api/hooks -> hooks.create, PUT /api/hooks/{name} ->
     hooks.update, POST /hooks/{name}/replay -> hooks.replay, plus the form's `action`."""
-    words = [w for w in path.strip("/").split("/") if w and not w.startswith("{")
-             and w not in ("api", "settings")]
+    words = [
+        w
+        for w in path.strip("/").split("/")
+        if w and not w.startswith("{") and w not in ("api", "settings")
+    ]
     verb = {"PUT": "update", "DELETE": "delete", "PATCH": "update"}.get(method)
     if verb is None and len(words) == 1 and words[0] not in ("signin", "signout", "welcome"):
         verb = "create"
@@ -227,8 +293,9 @@ def action_of(method: str, path: str, detail: Mapping[str, Any]) -> str:
     return f"{name}.{chosen}" if isinstance(chosen, str) and chosen.isidentifier() else name
 
 
-def audit_detail(request: Request, path: str, body: bytes, answer: bytes,
-                 status: int) -> dict[str, Any]:
+def audit_detail(
+    request: Request, path: str, body: bytes, answer: bytes, status: int
+) -> dict[str, Any]:
     detail: dict[str, Any] = {"route": f"{request.method} {path}", "status": status}
     if request.scope.get("path_params"):
         detail["params"] = dict(request.scope["path_params"])

@@ -73,8 +73,11 @@ def refuse_bearer(request: Request, token: str, off: str) -> JSONResponse | None
         return JSONResponse({"error": off}, 403)
     given = request.headers.get("authorization", "")
     if not hmac.compare_digest(given.encode(), f"Bearer {token}".encode()):
-        return JSONResponse({"error": "missing or wrong bearer token"}, 401,
-                            headers={"WWW-Authenticate": 'Bearer realm="relayhook"'})
+        return JSONResponse(
+            {"error": "missing or wrong bearer token"},
+            401,
+            headers={"WWW-Authenticate": 'Bearer realm="relayhook"'},
+        )
     return None
 
 
@@ -121,8 +124,10 @@ def api_routes(parts: Parts, token: str, clock: Callable[[], datetime]) -> list[
     async def list_requests(request: Request) -> dict[str, Any]:
         status = _one_of(request.query_params.get("status"), REQUEST_STATUSES, "status")
         records = await store.list_requests(
-            relay=request.query_params.get("relay"), status=status,  # type: ignore[arg-type]
-            limit=_limit(request), before=request.query_params.get("before"),
+            relay=request.query_params.get("relay"),
+            status=status,  # type: ignore[arg-type]
+            limit=_limit(request),
+            before=request.query_params.get("before"),
             text=request.query_params.get("text") or None,
         )
         return {"items": [request_json(record) for record in records]}
@@ -130,8 +135,12 @@ def api_routes(parts: Parts, token: str, clock: Callable[[], datetime]) -> list[
     async def list_events(request: Request) -> dict[str, Any]:
         params = request.query_params
         events = await store.list_events(
-            relay=params.get("relay"), type=params.get("type"), subject=params.get("subject"),
-            request_id=params.get("request"), limit=_limit(request), before=params.get("before"),
+            relay=params.get("relay"),
+            type=params.get("type"),
+            subject=params.get("subject"),
+            request_id=params.get("request"),
+            limit=_limit(request),
+            before=params.get("before"),
         )
         return {"items": [{**e.to_cloudevent(), "request_id": e.request_id} for e in events]}
 
@@ -141,8 +150,9 @@ def api_routes(parts: Parts, token: str, clock: Callable[[], datetime]) -> list[
             where = delivery_filter(params, params.getlist("status"))
         except FilterError as exc:
             raise ApiError(400, str(exc)) from exc
-        deliveries = await store.find_deliveries(where, limit=_limit(request),
-                                                 before=params.get("before"))
+        deliveries = await store.find_deliveries(
+            where, limit=_limit(request), before=params.get("before")
+        )
         return {"items": [delivery_json(d) for d in deliveries]}
 
     async def get_delivery(request: Request) -> dict[str, Any]:
@@ -151,8 +161,11 @@ def api_routes(parts: Parts, token: str, clock: Callable[[], datetime]) -> list[
             raise ApiError(404, "no such delivery")
         delivery, attempts = found
         event = delivery.event.to_cloudevent() if delivery.event else None
-        return {**delivery_json(delivery), "event": event,
-                "attempts": [attempt_json(a) for a in attempts]}
+        return {
+            **delivery_json(delivery),
+            "event": event,
+            "attempts": [attempt_json(a) for a in attempts],
+        }
 
     async def replay_delivery(request: Request) -> dict[str, Any]:
         return {"replayed": await operations.replay_delivery(request.path_params["id"])}
@@ -163,8 +176,11 @@ def api_routes(parts: Parts, token: str, clock: Callable[[], datetime]) -> list[
         for status in statuses:
             _one_of(status, ("dead", "failed", "succeeded", "skipped"), "status")
         since = _since(request.query_params.get("since"))
-        where = DeliveryFilter(hook=name, statuses=statuses,  # type: ignore[arg-type]
-                               since=since)
+        where = DeliveryFilter(
+            hook=name,
+            statuses=statuses,  # type: ignore[arg-type]
+            since=since,
+        )
         return {"replayed": await operations.replay_matching(where)}
 
     async def kept_request(request: Request) -> RequestRecord:
@@ -172,14 +188,21 @@ def api_routes(parts: Parts, token: str, clock: Callable[[], datetime]) -> list[
 
     async def get_outcomes(request: Request) -> dict[str, Any]:
         record = await kept_request(request)
-        return {"request_id": record.id, "status": record.status, "error": record.error,
-                "items": await request_outcomes(parts, record)}
+        return {
+            "request_id": record.id,
+            "status": record.status,
+            "error": record.error,
+            "items": await request_outcomes(parts, record),
+        }
 
     async def run_request_again(request: Request) -> dict[str, Any]:
         record = await kept_request(request)
         message = await operations.run_again(record)
-        return {"request_id": record.id, "result": message,
-                "items": await request_outcomes(parts, record)}
+        return {
+            "request_id": record.id,
+            "result": message,
+            "items": await request_outcomes(parts, record),
+        }
 
     async def hook_skipped(request: Request) -> dict[str, Any]:
         return {"items": await hook_skips(parts, hook_named(request), _limit(request))}
@@ -188,10 +211,12 @@ def api_routes(parts: Parts, token: str, clock: Callable[[], datetime]) -> list[
         statuses = request.query_params.get("status", "open,acknowledged").split(",")
         for status in statuses:
             _one_of(status, PROBLEM_STATUSES, "status")
-        problems = await store.list_problems(hook=request.query_params.get("hook"),
-                                             statuses=statuses,  # type: ignore[arg-type]
-                                             limit=_limit(request),
-                                             relay=request.query_params.get("relay"))
+        problems = await store.list_problems(
+            hook=request.query_params.get("hook"),
+            statuses=statuses,  # type: ignore[arg-type]
+            limit=_limit(request),
+            relay=request.query_params.get("relay"),
+        )
         return {"items": [problem_json(p) for p in problems]}
 
     async def acknowledge_problem(request: Request) -> dict[str, Any]:
@@ -224,4 +249,3 @@ def _since(value: str | None) -> float | None:
         return parse_time(value).timestamp()
     except ValueError as exc:
         raise ApiError(400, f"since must be an RFC 3339 time, got {value!r}") from exc
-

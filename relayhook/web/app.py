@@ -88,31 +88,52 @@ def create_app(
     where spans go instead of OTLP with [tracing] on (tests)."""
     hosted = runtime is None
     if runtime is None:
-        parts = assemble(settings, role=role, store=store, resolver=resolver,
-                         clock=lambda: clock().timestamp(), transport=transport, new_id=new_id,
-                         span_exporter=span_exporter)
+        parts = assemble(
+            settings,
+            role=role,
+            store=store,
+            resolver=resolver,
+            clock=lambda: clock().timestamp(),
+            transport=transport,
+            new_id=new_id,
+            span_exporter=span_exporter,
+        )
         runtime = Runtime(parts, transport=transport, resolver=resolver, clock=clock, rand=rand)
     parts = runtime.parts
-    people = People(parts.store, clock=lambda: clock().timestamp(), new_id=new_id,
-                    admin_token=settings.admin.token,
-                    secrets_to_hide=lambda: live_secrets(parts),
-                    mailer=invite_mailer(settings), public_url=settings.public_url())
-    console = (Console(parts, clock=clock, new_id=new_id, people=people)
-               if parts.takes_requests else None)
+    people = People(
+        parts.store,
+        clock=lambda: clock().timestamp(),
+        new_id=new_id,
+        admin_token=settings.admin.token,
+        secrets_to_hide=lambda: live_secrets(parts),
+        mailer=invite_mailer(settings),
+        public_url=settings.public_url(),
+    )
+    console = (
+        Console(parts, clock=clock, new_id=new_id, people=people) if parts.takes_requests else None
+    )
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         async with contextlib.AsyncExitStack() as stack:
             if hosted:
                 await stack.enter_async_context(
-                    runtime.running(migrate=migrate, open_store=store is None))
+                    runtime.running(migrate=migrate, open_store=store is None)
+                )
             if console is not None:
                 await console.start()
             yield
 
-    routes: list[BaseRoute] = [*ops_routes(parts.store, parts.metrics, runtime.readiness,
-                                           admin_token=settings.admin.token,
-                                           public_metrics=settings.metrics.public, clock=clock)]
+    routes: list[BaseRoute] = [
+        *ops_routes(
+            parts.store,
+            parts.metrics,
+            runtime.readiness,
+            admin_token=settings.admin.token,
+            public_metrics=settings.metrics.public,
+            clock=clock,
+        )
+    ]
     if parts.takes_requests:  # a worker answers no admin API, and no console
         routes += api_routes(parts, settings.admin.token, clock)
         routes += samples_api_routes(parts, settings.admin.token, clock)
@@ -129,9 +150,16 @@ def create_app(
         access.address_of = console.gate.address_of
     app = RelayhookApp(routes=enforce(routes, access), lifespan=lifespan)
     if parts.takes_requests:
-        app.ingress = Ingress(parts.live, parts.store, settings.limits.max_body_bytes, clock,
-                              new_id, wake=parts.wake, intake=parts.intake,
-                              observe=parts.metrics.observe_request)
+        app.ingress = Ingress(
+            parts.live,
+            parts.store,
+            settings.limits.max_body_bytes,
+            clock,
+            new_id,
+            wake=parts.wake,
+            intake=parts.intake,
+            observe=parts.metrics.observe_request,
+        )
     app.metrics = parts.metrics
     app.state.relayhook = parts
     app.state.runtime = runtime

@@ -59,8 +59,9 @@ def config_api_routes(parts: Parts, token: str) -> list[Route]:
     store, manager = parts.store, parts.manager
     guarded = guard(token)
 
-    def relay_json(relay: Relay, failures: dict[str, tuple[int, str]],
-                   secret: bool = False) -> dict[str, Any]:
+    def relay_json(
+        relay: Relay, failures: dict[str, tuple[int, str]], secret: bool = False
+    ) -> dict[str, Any]:
         return readmodel.relay_json(parts, relay, failures, secret)
 
     async def hook_json(name: str) -> dict[str, Any]:
@@ -68,10 +69,19 @@ def config_api_routes(parts: Parts, token: str) -> list[Route]:
 
     async def list_connectors(request: Request) -> dict[str, Any]:
         infos = [describe_connector(c) for _, c in sorted(parts.connectors.items())]
-        return {"items": [
-            {"id": i.id, "title": i.title, "description": i.description, "setup": i.setup,
-             "event_types": list(i.event_types), "example": i.example} for i in infos
-        ]}
+        return {
+            "items": [
+                {
+                    "id": i.id,
+                    "title": i.title,
+                    "description": i.description,
+                    "setup": i.setup,
+                    "event_types": list(i.event_types),
+                    "example": i.example,
+                }
+                for i in infos
+            ]
+        }
 
     async def list_relays(request: Request) -> dict[str, Any]:
         return {"items": await readmodel.relay_summaries(parts, time.time())}
@@ -84,9 +94,11 @@ def config_api_routes(parts: Parts, token: str) -> list[Route]:
         data = await json_object(request)
         if data.get("expect") is not None:
             expect_rule(data["expect"])  # refused before the relay is made
-        relay = await manager.create_relay(data.get("name"),  # type: ignore[arg-type]
-                                           data.get("connector"),  # type: ignore[arg-type]
-                                           data.get("secret"))
+        relay = await manager.create_relay(
+            data.get("name"),  # type: ignore[arg-type]
+            data.get("connector"),  # type: ignore[arg-type]
+            data.get("secret"),
+        )
         if data.get("expect") is not None:
             relay = await manager.set_expect(relay.name, data["expect"])
         return JSONResponse(relay_json(relay, {}, secret=True), 201)
@@ -98,8 +110,9 @@ def config_api_routes(parts: Parts, token: str) -> list[Route]:
 
     async def relay_secret(request: Request) -> dict[str, Any]:
         data = await json_object(request)
-        relay = await manager.relay_secret(request.path_params["name"],
-                                           rotate=data.get("rotate") is True)
+        relay = await manager.relay_secret(
+            request.path_params["name"], rotate=data.get("rotate") is True
+        )
         return relay_json(relay, await store.auth_failures(), secret=True)
 
     async def delete_relay(request: Request) -> Response:
@@ -117,17 +130,20 @@ def config_api_routes(parts: Parts, token: str) -> list[Route]:
         return {**await hook_json(name), "findings": [f.to_json() for f in findings]}
 
     async def create_hook(request: Request) -> Response:
-        hook = await manager.create_hook(await json_object(request),
-                                         accept_findings=accept_findings(request))
+        hook = await manager.create_hook(
+            await json_object(request), accept_findings=accept_findings(request)
+        )
         return JSONResponse(await with_findings(hook.name), 201)
 
     async def get_hook(request: Request) -> dict[str, Any]:
         return await with_findings(manager.hook(request.path_params["name"]).name)
 
     async def replace_hook(request: Request) -> dict[str, Any]:
-        hook = await manager.replace_hook(request.path_params["name"],
-                                          await json_object(request),
-                                          accept_findings=accept_findings(request))
+        hook = await manager.replace_hook(
+            request.path_params["name"],
+            await json_object(request),
+            accept_findings=accept_findings(request),
+        )
         return await with_findings(hook.name)
 
     async def check_hook(request: Request) -> dict[str, Any]:
@@ -137,9 +153,11 @@ def config_api_routes(parts: Parts, token: str) -> list[Route]:
 
     async def diagnostics(request: Request) -> dict[str, Any]:
         findings = await running_diagnosis(parts)
-        return {"errors": sum(f.level == "error" for f in findings),
-                "warnings": sum(f.level == "warning" for f in findings),
-                "findings": [f.to_json() for f in findings]}
+        return {
+            "errors": sum(f.level == "error" for f in findings),
+            "warnings": sum(f.level == "warning" for f in findings),
+            "findings": [f.to_json() for f in findings],
+        }
 
     async def delete_hook(request: Request) -> Response:
         await manager.delete_hook(request.path_params["name"])
@@ -162,18 +180,22 @@ def config_api_routes(parts: Parts, token: str) -> list[Route]:
 
     return [
         Route("/api/connectors", guarded(list_connectors), methods=["GET"]),
-        Route("/api/relays", guarded(one(get=list_relays, post=create_relay)),
-              methods=["GET", "POST"]),
+        Route(
+            "/api/relays", guarded(one(get=list_relays, post=create_relay)), methods=["GET", "POST"]
+        ),
         Route("/api/relays/{name}", guarded(delete_relay), methods=["DELETE"]),
         Route("/api/relays/{name}/secret", guarded(relay_secret), methods=["POST"]),
         Route("/api/relays/{name}/shape", guarded(relay_shape), methods=["GET"]),
         Route("/api/relays/{name}/expect", guarded(relay_expect), methods=["PUT"]),
-        Route("/api/hooks", guarded(one(get=list_hooks, post=create_hook)),
-              methods=["GET", "POST"]),
+        Route(
+            "/api/hooks", guarded(one(get=list_hooks, post=create_hook)), methods=["GET", "POST"]
+        ),
         Route("/api/hooks/check", guarded(check_hook), methods=["POST"]),
-        Route("/api/hooks/{name}", guarded(one(get=get_hook, put=replace_hook,
-                                                delete=delete_hook)),
-              methods=["GET", "PUT", "DELETE"]),
+        Route(
+            "/api/hooks/{name}",
+            guarded(one(get=get_hook, put=replace_hook, delete=delete_hook)),
+            methods=["GET", "PUT", "DELETE"],
+        ),
         Route("/api/diagnostics", guarded(diagnostics), methods=["GET"]),
         Route("/api/hooks/{name}/activate", guarded(set_active(True)), methods=["POST"]),
         Route("/api/hooks/{name}/deactivate", guarded(set_active(False)), methods=["POST"]),

@@ -54,10 +54,14 @@ class Answer:
     headers: tuple[tuple[str, str], ...] = ()
 
     async def send(self, send: Send) -> None:
-        headers = [(b"content-length", str(len(self.body)).encode("latin-1")),
-                   (b"content-type", self.content_type.encode("latin-1"))]
-        headers += [(name.lower().encode("latin-1"), value.encode("latin-1"))
-                    for name, value in self.headers]
+        headers = [
+            (b"content-length", str(len(self.body)).encode("latin-1")),
+            (b"content-type", self.content_type.encode("latin-1")),
+        ]
+        headers += [
+            (name.lower().encode("latin-1"), value.encode("latin-1"))
+            for name, value in self.headers
+        ]
         await send({"type": "http.response.start", "status": self.status, "headers": headers})
         await send({"type": "http.response.body", "body": self.body})
 
@@ -69,10 +73,10 @@ def ingress_token(scope: Scope) -> str | None:
     path: str = scope["path"]
     root: str = scope.get("root_path", "")
     if root and path.startswith(root):
-        path = path[len(root):]
+        path = path[len(root) :]
     if not path.startswith(PREFIX):
         return None
-    token = path[len(PREFIX):].removesuffix("/")  # a provider's form may add a slash
+    token = path[len(PREFIX) :].removesuffix("/")  # a provider's form may add a slash
     return token if token and "/" not in token else None
 
 
@@ -112,8 +116,7 @@ class Ingress:
     _intake: Intake = field(init=False, repr=False)
 
     def __post_init__(self) -> None:
-        self._intake = self.intake or Intake(self.store, self.live, self.new_id,
-                                             wake=self.wake)
+        self._intake = self.intake or Intake(self.store, self.live, self.new_id, wake=self.wake)
 
     async def serve(self, token: str, scope: Scope, receive: Receive, send: Send) -> None:
         """Answer one `/in/{token}` request (`token` from `ingress_token(scope)`)."""
@@ -127,8 +130,7 @@ class Ingress:
             log.exception("relay %s: the ingress failed", relay.name if relay else "-")
             answer = _error(500, "internal error")
         await answer.send(send)
-        self.observe(relay.name if relay else None, answer.status,
-                     time.perf_counter() - started)
+        self.observe(relay.name if relay else None, answer.status, time.perf_counter() - started)
 
     async def handle(self, scope: Scope, receive: Receive, relay: Relay | None) -> Answer:
         refused = refusal(scope)
@@ -142,8 +144,10 @@ class Ingress:
             allow = ", ".join(accept.methods)
             message = f"relay {relay.name!r} takes {allow}, not {method}"
             return _error(405, message, headers=(("Allow", allow),))
-        pairs = tuple((key.decode("latin-1").lower(), value.decode("latin-1"))
-                      for key, value in scope["headers"])
+        pairs = tuple(
+            (key.decode("latin-1").lower(), value.decode("latin-1"))
+            for key, value in scope["headers"]
+        )
         query: str = scope["query_string"].decode("latin-1")
         auth = relay.connector.spec.auth
         if not needs_body(auth) and (reason := self._authenticate(method, query, relay, pairs)):
@@ -160,28 +164,35 @@ class Ingress:
                 log.warning("relay %s: refused an unverifiable request: %s", relay.name, message)
                 return _error(413, message)
             inbound = _inbound(method, query, relay, pairs, exc.prefix)
-            record = _record(request_id, relay, received_at, inbound, "rejected", message,
-                             truncated=True)
+            record = _record(
+                request_id, relay, received_at, inbound, "rejected", message, truncated=True
+            )
             return _answer(await self._intake.keep(relay, record))
         except ClientDisconnect:
-            log.warning("relay %s: refused request %s with 400: the client disconnected before "
-                        "the body was complete", relay.name, request_id,
-                        extra={"relay": relay.name, "request_id": request_id, "status": 400})
+            log.warning(
+                "relay %s: refused request %s with 400: the client disconnected before "
+                "the body was complete",
+                relay.name,
+                request_id,
+                extra={"relay": relay.name, "request_id": request_id, "status": 400},
+            )
             return _error(400, "the client disconnected before the body was complete")
-        if needs_body(auth) and (reason := self._authenticate(method, query, relay, pairs,
-                                                               body)):
+        if needs_body(auth) and (reason := self._authenticate(method, query, relay, pairs, body)):
             return await self._unauthorized(relay, reason)
         inbound = _inbound(method, query, relay, pairs, body)
         record = _record(request_id, relay, received_at, inbound, "accepted", None)
         return _answer(await self._intake.keep(relay, record))
 
-    async def _refused_headers(self, scope: Scope, relay: Relay, status: int,
-                               reason: str) -> Answer:
+    async def _refused_headers(
+        self, scope: Scope, relay: Relay, status: int, reason: str
+    ) -> Answer:
         """A request whose headers passed a limit (web/slow.py): kept as rejected, with the
         headers read so far and no body, when what was read authenticates it."""
         method: str = scope["method"]
-        pairs = tuple((key.decode("latin-1").lower(), value.decode("latin-1"))
-                      for key, value in scope["headers"])
+        pairs = tuple(
+            (key.decode("latin-1").lower(), value.decode("latin-1"))
+            for key, value in scope["headers"]
+        )
         query: str = scope["query_string"].decode("latin-1")
         auth = relay.connector.spec.auth
         if needs_body(auth) or self._authenticate(method, query, relay, pairs):
@@ -189,20 +200,40 @@ class Ingress:
             # before them): nothing unauthenticated is kept, as with a 401.
             log.warning("relay %s: refused a request: %s", relay.name, reason)
             return _error(status, reason)
-        message = (f"{reason}: kept with its URL cut at that length; the body was not read"
-                   if status == 414 else
-                   f"{reason}: kept with the headers read before the limit; the body was not "
-                   "read")
-        record = _record(self.new_id(), relay, self.clock(),
-                         _inbound(method, query, relay, pairs, b""), "rejected", message,
-                         truncated=True)
+        message = (
+            f"{reason}: kept with its URL cut at that length; the body was not read"
+            if status == 414
+            else f"{reason}: kept with the headers read before the limit; the body was not read"
+        )
+        record = _record(
+            self.new_id(),
+            relay,
+            self.clock(),
+            _inbound(method, query, relay, pairs, b""),
+            "rejected",
+            message,
+            truncated=True,
+        )
         kept = await self._intake.keep(relay, record)
         return _error(status, message, None if kept.where == "nowhere" else record.id)
 
-    def _authenticate(self, method: str, query: str, relay: Relay,
-                      pairs: Iterable[tuple[str, str]], body: bytes = b"") -> str | None:
-        return check_credentials(relay.connector.spec.auth, relay.secret, dict(pairs), body,
-                                 query=query, method=method, now=self.clock().timestamp())
+    def _authenticate(
+        self,
+        method: str,
+        query: str,
+        relay: Relay,
+        pairs: Iterable[tuple[str, str]],
+        body: bytes = b"",
+    ) -> str | None:
+        return check_credentials(
+            relay.connector.spec.auth,
+            relay.secret,
+            dict(pairs),
+            body,
+            query=query,
+            method=method,
+            now=self.clock().timestamp(),
+        )
 
     async def _unauthorized(self, relay: Relay, reason: str) -> Answer:
         log.warning("relay %s: refused a request: %s", relay.name, reason)
@@ -211,10 +242,16 @@ class Ingress:
             async with asyncio.timeout(self._intake.store_timeout):
                 await self.store.record_auth_failure(relay.name, format_time(self.clock()))
         except (StoreError, TimeoutError) as exc:
-            log.error("relay %s: could not count a refused request: %s", relay.name,
-                      exc or "the store did not answer in time")
-        return _error(401, "missing or wrong credentials",
-                      headers=(("WWW-Authenticate", challenge(relay.connector.spec.auth)),))
+            log.error(
+                "relay %s: could not count a refused request: %s",
+                relay.name,
+                exc or "the store did not answer in time",
+            )
+        return _error(
+            401,
+            "missing or wrong credentials",
+            headers=(("WWW-Authenticate", challenge(relay.connector.spec.auth)),),
+        )
 
 
 def refusal(scope: Scope) -> tuple[int, str] | None:
@@ -223,14 +260,16 @@ def refusal(scope: Scope) -> tuple[int, str] | None:
     return None if refused is None else (refused["status"], refused["reason"])
 
 
-def _inbound(method: str, query: str, relay: Relay, pairs: tuple[tuple[str, str], ...],
-             body: bytes) -> InboundRequest:
+def _inbound(
+    method: str, query: str, relay: Relay, pairs: tuple[tuple[str, str], ...], body: bytes
+) -> InboundRequest:
     # Credentials are redacted before mapping, so that templates and the stored copy (and so
     # `relayhook remap`) see the same headers, and no secret reaches the database.
     secret_headers = credential_headers(relay.connector.spec.auth)
     if secret_headers:
-        pairs = tuple((name, REDACTED if name in secret_headers else value)
-                      for name, value in pairs)
+        pairs = tuple(
+            (name, REDACTED if name in secret_headers else value) for name, value in pairs
+        )
     return InboundRequest(method, query, pairs, body)
 
 
@@ -242,25 +281,51 @@ def _answer(kept: Kept) -> Answer:
         status = 413 if record.truncated else 400
         # Once per request, as a 401 is: the reason a provider's request was refused belongs
         # in the server's log too (the handler's formatter redacts known secrets).
-        log.warning("relay %s: refused request %s with %d: %s", record.relay, record.id,
-                    status, record.error or "rejected",
-                    extra={"relay": record.relay, "request_id": record.id, "status": status})
+        log.warning(
+            "relay %s: refused request %s with %d: %s",
+            record.relay,
+            record.id,
+            status,
+            record.error or "rejected",
+            extra={"relay": record.relay, "request_id": record.id, "status": status},
+        )
         return _error(status, record.error or "rejected", record.id)
     if kept.answer is not None:  # a handshake: the connector's rule says what to answer
         return provider_answer(kept.answer)
     if kept.result is None:  # spooled: stored, with its events, as soon as the store can
         return _json(200, {"spooled": True, "request_id": record.id})
-    return Answer(200, orjson.dumps({"accepted": kept.result.accepted,  # ids are uuids: no
-                                     "duplicates": kept.result.duplicates,  # surrogate here
-                                     "request_id": record.id}))
+    return Answer(
+        200,
+        orjson.dumps(
+            {
+                "accepted": kept.result.accepted,  # ids are uuids: no
+                "duplicates": kept.result.duplicates,  # surrogate here
+                "request_id": record.id,
+            }
+        ),
+    )
 
 
-def _record(request_id: str, relay: Relay, received_at: datetime, inbound: InboundRequest,
-            status: RequestStatus, error: str | None, truncated: bool = False) -> RequestRecord:
+def _record(
+    request_id: str,
+    relay: Relay,
+    received_at: datetime,
+    inbound: InboundRequest,
+    status: RequestStatus,
+    error: str | None,
+    truncated: bool = False,
+) -> RequestRecord:
     return RequestRecord(
-        id=request_id, relay=relay.name, received_at=format_time(received_at),
-        method=inbound.method, query=inbound.query, headers=inbound.headers, body=inbound.body,
-        status=status, error=error, truncated=truncated,
+        id=request_id,
+        relay=relay.name,
+        received_at=format_time(received_at),
+        method=inbound.method,
+        query=inbound.query,
+        headers=inbound.headers,
+        body=inbound.body,
+        status=status,
+        error=error,
+        truncated=truncated,
     )
 
 
@@ -273,14 +338,19 @@ def provider_answer(answer: ProviderAnswer) -> Answer:
     return Answer(answer.status, answer.body, content_type, tuple(headers.items()))
 
 
-def _json(status: int, content: dict[str, object],
-          headers: tuple[tuple[str, str], ...] = ()) -> Answer:
+def _json(
+    status: int, content: dict[str, object], headers: tuple[tuple[str, str], ...] = ()
+) -> Answer:
     body = json.dumps(content, ensure_ascii=False, separators=(",", ":")).encode()
     return Answer(status, body, headers=headers)
 
 
-def _error(status: int, message: str, request_id: str | None = None,
-           headers: tuple[tuple[str, str], ...] = ()) -> Answer:
+def _error(
+    status: int,
+    message: str,
+    request_id: str | None = None,
+    headers: tuple[tuple[str, str], ...] = (),
+) -> Answer:
     content: dict[str, object] = {"error": message}
     if request_id is not None:
         content["request_id"] = request_id

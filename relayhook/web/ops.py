@@ -28,22 +28,31 @@ from relayhook.web.api import refuse_bearer
 Endpoint = Callable[[Request], Awaitable[Response]]
 
 
-def ops_routes(store: Store, metrics: Metrics, readiness: Readiness, *, admin_token: str,
-               public_metrics: bool, clock: Callable[[], datetime]) -> list[Route]:
+def ops_routes(
+    store: Store,
+    metrics: Metrics,
+    readiness: Readiness,
+    *,
+    admin_token: str,
+    public_metrics: bool,
+    clock: Callable[[], datetime],
+) -> list[Route]:
     async def healthz(request: Request) -> Response:
         return JSONResponse({"status": "ok"})
 
     async def readyz(request: Request) -> Response:
         failing = await readiness.check()
         if failing:
-            return JSONResponse({"status": "not ready", "failing": list(failing),
-                                 "reasons": failing}, 503)
+            return JSONResponse(
+                {"status": "not ready", "failing": list(failing), "reasons": failing}, 503
+            )
         return JSONResponse({"status": "ready"})
 
     async def metrics_text(request: Request) -> Response:
         if not public_metrics:
-            refused = refuse_bearer(request, admin_token, "set [admin] token, or [metrics] "
-                                    "public = true")
+            refused = refuse_bearer(
+                request, admin_token, "set [admin] token, or [metrics] public = true"
+            )
             if refused is not None:
                 return refused
         await metrics.refresh(store, clock().timestamp())

@@ -1,11 +1,11 @@
 """People, API keys and the audit log through the API (admins; see relayhook.core.policy).
 
-    GET    /api/people             every account: id, name, email, role, disabled, origin
-    GET    /api/keys               every key: id, name, role, relays, hooks, expiry, last use
-    POST   /api/keys               {"name", "role", "expires_at"?, "relays"?, "hooks"?} -> 201
-                                   with `token` (shown this once; only its hash is kept)
-    DELETE /api/keys/{id}          revoke it: refused by every process within a second
-    GET    /api/audit?actor=&action=&target=&since=&before=&limit=   the audit log, newest first
+GET    /api/people             every account: id, name, email, role, disabled, origin
+GET    /api/keys               every key: id, name, role, relays, hooks, expiry, last use
+POST   /api/keys               {"name", "role", "expires_at"?, "relays"?, "hooks"?} -> 201
+                               with `token` (shown this once; only its hash is kept)
+DELETE /api/keys/{id}          revoke it: refused by every process within a second
+GET    /api/audit?actor=&action=&target=&since=&before=&limit=   the audit log, newest first
 """
 
 from __future__ import annotations
@@ -30,24 +30,44 @@ MAX_AUDIT = 500
 
 
 def account_json(account: Account) -> dict[str, Any]:
-    return {"id": account.id, "name": account.name, "email": account.email,
-            "role": account.role, "created_at": format_epoch(account.created_at),
-            "disabled": not account.active, "origin": account.origin}
+    return {
+        "id": account.id,
+        "name": account.name,
+        "email": account.email,
+        "role": account.role,
+        "created_at": format_epoch(account.created_at),
+        "disabled": not account.active,
+        "origin": account.origin,
+    }
 
 
 def key_json(key: ApiKey, now: float) -> dict[str, Any]:
-    return {"id": key.id, "name": key.name, "role": key.role, "relays": list(key.relays),
-            "hooks": list(key.hooks), "created_by": key.created_by,
-            "created_at": format_epoch(key.created_at),
-            "expires_at": format_epoch(key.expires_at) if key.expires_at else None,
-            "last_used_at": format_epoch(key.last_used_at) if key.last_used_at else None,
-            "revoked": key.revoked_at is not None, "usable": key.usable(now)}
+    return {
+        "id": key.id,
+        "name": key.name,
+        "role": key.role,
+        "relays": list(key.relays),
+        "hooks": list(key.hooks),
+        "created_by": key.created_by,
+        "created_at": format_epoch(key.created_at),
+        "expires_at": format_epoch(key.expires_at) if key.expires_at else None,
+        "last_used_at": format_epoch(key.last_used_at) if key.last_used_at else None,
+        "revoked": key.revoked_at is not None,
+        "usable": key.usable(now),
+    }
 
 
 def audit_json(entry: AuditEntry) -> dict[str, Any]:
-    return {"id": entry.id, "at": format_epoch(entry.at), "actor": entry.actor,
-            "actor_name": entry.actor_name, "address": entry.address, "action": entry.action,
-            "target": entry.target, "detail": entry.detail}
+    return {
+        "id": entry.id,
+        "at": format_epoch(entry.at),
+        "actor": entry.actor,
+        "actor_name": entry.actor_name,
+        "address": entry.address,
+        "action": entry.action,
+        "target": entry.target,
+        "detail": entry.detail,
+    }
 
 
 def principal_of(request: Request) -> Principal:
@@ -61,8 +81,9 @@ def _time(text: str, name: str) -> float:
     try:
         return parse_time(text).timestamp()
     except ValueError:
-        raise ApiError(400, f"{name} must be a time like 2026-12-04T10:00:00Z, not "
-                       f"{text!r}") from None
+        raise ApiError(
+            400, f"{name} must be a time like 2026-12-04T10:00:00Z, not {text!r}"
+        ) from None
 
 
 def _names(value: Any, field: str) -> list[str]:
@@ -89,9 +110,13 @@ def people_api_routes(people: People, clock: Callable[[], datetime]) -> list[Rou
             raise ApiError(400, "send a JSON object")
         expires = data.get("expires_at")
         key, token = await people.create_key(
-            str(data.get("name", "")), str(data.get("role", "")), by=principal_of(request),
+            str(data.get("name", "")),
+            str(data.get("role", "")),
+            by=principal_of(request),
             expires_at=_time(expires, "expires_at") if isinstance(expires, str) else None,
-            relays=_names(data.get("relays"), "relays"), hooks=_names(data.get("hooks"), "hooks"))
+            relays=_names(data.get("relays"), "relays"),
+            hooks=_names(data.get("hooks"), "hooks"),
+        )
         return JSONResponse({**key_json(key, clock().timestamp()), "token": token}, 201)
 
     async def revoke_key(request: Request) -> Response:
@@ -108,10 +133,13 @@ def people_api_routes(people: People, clock: Callable[[], datetime]) -> list[Rou
             raise ApiError(400, "before must be the id of an audit line")
         since = query.get("since")
         entries = await people.store.list_audit(
-            actor=query.get("actor") or None, action=query.get("action") or None,
+            actor=query.get("actor") or None,
+            action=query.get("action") or None,
             target=query.get("target") or None,
             since=_time(since, "since") if since else None,
-            before=int(before) if before else None, limit=int(raw_limit))
+            before=int(before) if before else None,
+            limit=int(raw_limit),
+        )
         return {"audit": [audit_json(e) for e in entries]}
 
     return [

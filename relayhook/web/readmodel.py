@@ -121,11 +121,15 @@ def attempt_curl(request: Mapping[str, Any]) -> str:
     from relayhook.core.outbound import OutboundRequest
 
     body = request.get("body") or ""
-    data = (base64.b64decode(body) if request.get("body_encoding") == "base64"
-            else str(body).encode("utf-8"))
+    data = (
+        base64.b64decode(body)
+        if request.get("body_encoding") == "base64"
+        else str(body).encode("utf-8")
+    )
     headers = tuple((str(k), str(v)) for k, v in request.get("headers", []))
-    return OutboundRequest(str(request.get("method", "POST")), str(request.get("url", "")),
-                           headers, data).as_curl()
+    return OutboundRequest(
+        str(request.get("method", "POST")), str(request.get("url", "")), headers, data
+    ).as_curl()
 
 
 # --- filters -----------------------------------------------------------------------------
@@ -144,15 +148,15 @@ def _code_param(value: str, name: str) -> int:
     return int(value)
 
 
-def delivery_filter(params: Mapping[str, str], statuses: list[str],
-                    hook: str | None = None) -> DeliveryFilter:
+def delivery_filter(
+    params: Mapping[str, str], statuses: list[str], hook: str | None = None
+) -> DeliveryFilter:
     """A DeliveryFilter from query parameters (`status` may repeat or hold a comma list; `min_code`,
     `max_code`, `since`, `until`, `text`, `request`, `event`). FilterError names a bad one."""
     wanted: list[str] = [s for value in statuses for s in value.split(",") if s]
     for status in wanted:
         if status not in FILTER_STATUSES:
-            raise FilterError(f"status must be among {', '.join(FILTER_STATUSES)}, "
-                              f"got {status!r}")
+            raise FilterError(f"status must be among {', '.join(FILTER_STATUSES)}, got {status!r}")
     given = {key: value.strip() for key, value in params.items() if value.strip()}
     min_code = _code_param(given["min_code"], "min_code") if "min_code" in given else None
     max_code = _code_param(given["max_code"], "max_code") if "max_code" in given else None
@@ -194,16 +198,24 @@ def activities(rows: list[ActivityRow]) -> dict[str, Activity]:
     return by_name
 
 
-def relay_json(parts: Parts, relay: Relay, failures: Mapping[str, tuple[int, str]],
-               secret: bool = False) -> dict[str, Any]:
+def relay_json(
+    parts: Parts, relay: Relay, failures: Mapping[str, tuple[int, str]], secret: bool = False
+) -> dict[str, Any]:
     """A relay as the API and the console show it; its secret only when asked (reveal)."""
     count, last = failures.get(relay.name, (0, None))
     shown = {
-        "name": relay.name, "connector": relay.connector.id,
-        "connector_title": relay.connector.spec.title, "url": parts.manager.relay_url(relay),
-        "source": relay.source, "auth_failures": count, "last_auth_failure": last,
-        "expect": (None if relay.expect is None
-                   else {"at_least": relay.expect[0], "minutes": relay.expect[1]}),
+        "name": relay.name,
+        "connector": relay.connector.id,
+        "connector_title": relay.connector.spec.title,
+        "url": parts.manager.relay_url(relay),
+        "source": relay.source,
+        "auth_failures": count,
+        "last_auth_failure": last,
+        "expect": (
+            None
+            if relay.expect is None
+            else {"at_least": relay.expect[0], "minutes": relay.expect[1]}
+        ),
     }
     return {**shown, "secret": relay.secret} if secret else shown
 
@@ -214,17 +226,22 @@ async def hook_json(parts: Parts, name: str) -> dict[str, Any]:
     hook, active = live.hooks[name], live.active()[name]
     spec = hook.spec
     return {
-        "name": name, "source": "config" if live.is_config_hook(name) else "api",
-        "description": spec.description, "active": active,
+        "name": name,
+        "source": "config" if live.is_config_hook(name) else "api",
+        "description": spec.description,
+        "active": active,
         "inactive_reason": None if active else live.reason(name),
-        "events": spec.events, "relays": spec.relays, "preset": spec.preset,
-        "method": hook.method, "url": redacted_url(hook.url.source),
+        "events": spec.events,
+        "relays": spec.relays,
+        "preset": spec.preset,
+        "method": hook.method,
+        "url": redacted_url(hook.url.source),
         # as typed ({event.subject} stays so; its secrets already [redacted]), where `url`
         # is the template it was compiled to
-        "url_written": str(parts.manager.written(name).get("url") or
-                           redacted_url(hook.url.source)),
+        "url_written": str(parts.manager.written(name).get("url") or redacted_url(hook.url.source)),
         "timeout": hook.timeout,
-        "concurrency": hook.concurrency, "ordered": hook.ordered,
+        "concurrency": hook.concurrency,
+        "ordered": hook.ordered,
         "rate_limit": hook.rate_limit.model_dump() if hook.rate_limit else None,
         "signed": hook.signing_secret is not None,
         "deliveries": await parts.store.count_deliveries(hook=name),
@@ -247,33 +264,37 @@ async def relay_summaries(parts: Parts, now: float) -> list[dict[str, Any]]:
         newest = await store.list_requests(relay=relay.name, limit=1)
         recent = activity.get(relay.name, Activity())
         counts = recent.totals
-        items.append({
-            **relay_json(parts, relay, failures),
-            "last_request_at": newest[0].received_at if newest else None,
-            "last_request_status": newest[0].status if newest else None,
-            "last_24h": {"accepted": counts.get("accepted", 0),
-                         "rejected": counts.get("rejected", 0)},
-            "problems": problems.get(relay.name, []),
-            "last_24h_hourly": recent.hours,
-        })
+        items.append(
+            {
+                **relay_json(parts, relay, failures),
+                "last_request_at": newest[0].received_at if newest else None,
+                "last_request_status": newest[0].status if newest else None,
+                "last_24h": {
+                    "accepted": counts.get("accepted", 0),
+                    "rejected": counts.get("rejected", 0),
+                },
+                "problems": problems.get(relay.name, []),
+                "last_24h_hourly": recent.hours,
+            }
+        )
     return items
 
 
 async def hook_summaries(parts: Parts, now: float) -> list[dict[str, Any]]:
     """Each hook (hook_json), its deliveries per status in the last 24 hours and those 24
     hours hour by hour."""
-    activity = activities(await parts.store.delivery_activity(since=now - DAY,
-                                                              bucket_seconds=HOUR))
+    activity = activities(await parts.store.delivery_activity(since=now - DAY, bucket_seconds=HOUR))
     items = []
     for name in sorted(parts.live.hooks):
         recent = activity.get(name, Activity())
-        items.append({
-            **await hook_json(parts, name),
-            "last_24h": {status: recent.totals.get(status, 0) for status in DELIVERY_STATUSES},
-            "last_24h_hourly": recent.hours,
-        })
+        items.append(
+            {
+                **await hook_json(parts, name),
+                "last_24h": {status: recent.totals.get(status, 0) for status in DELIVERY_STATUSES},
+                "last_24h_hourly": recent.hours,
+            }
+        )
     return items
-
 
 
 async def relay_shapes(parts: Parts, name: str) -> list[dict[str, Any]]:
@@ -284,6 +305,7 @@ async def relay_shapes(parts: Parts, name: str) -> list[dict[str, Any]]:
     items = []
     for type_ in sorted(shapes):
         shape = Shape.from_json(json.loads(shapes[type_]))
-        items.append({"type": type_ or None, "payloads": shape.payloads,
-                      "fields": shape.field_list()})
+        items.append(
+            {"type": type_ or None, "payloads": shape.payloads, "fields": shape.field_list()}
+        )
     return items

@@ -1,13 +1,13 @@
 """Saved samples and condition dry runs through the API (behind the admin bearer token).
 
-    GET    /api/samples                   every sample, by name
-    POST   /api/samples                   {"name", "request_id"[, "event_id"]}: pin a stored
-                                          request (with its events), or one of its events
-    GET    /api/samples/{name}            one sample: its request and events
-    DELETE /api/samples/{name}            unpin it
-    POST   /api/hooks/dry-run             {"hook": NAME | the hook's keys, "when", "limit": 50}:
-                                          how many of the last `limit` events the hook takes
-                                          the condition holds for
+GET    /api/samples                   every sample, by name
+POST   /api/samples                   {"name", "request_id"[, "event_id"]}: pin a stored
+                                      request (with its events), or one of its events
+GET    /api/samples/{name}            one sample: its request and events
+DELETE /api/samples/{name}            unpin it
+POST   /api/hooks/dry-run             {"hook": NAME | the hook's keys, "when", "limit": 50}:
+                                      how many of the last `limit` events the hook takes
+                                      the condition holds for
 """
 
 from __future__ import annotations
@@ -32,10 +32,14 @@ from relayhook.web.readmodel import format_epoch, request_json
 
 
 def sample_json(sample: Sample) -> dict[str, Any]:
-    return {"name": sample.name, "kind": sample.kind, "source_id": sample.source_id,
-            "saved_at": format_epoch(sample.saved_at),
-            "request": None if sample.request is None else request_json(sample.request),
-            "events": [event_json(e) for e in sample.events]}
+    return {
+        "name": sample.name,
+        "kind": sample.kind,
+        "source_id": sample.source_id,
+        "saved_at": format_epoch(sample.saved_at),
+        "request": None if sample.request is None else request_json(sample.request),
+        "events": [event_json(e) for e in sample.events],
+    }
 
 
 def dry_run_json(result: DryRun) -> dict[str, Any]:
@@ -52,8 +56,11 @@ def samples_api_routes(parts: Parts, token: str, clock: Callable[[], datetime]) 
     async def create_sample(request: Request) -> Response:
         data = await json_object(request)
         name, request_id, event_id = (data.get(k) for k in ("name", "request_id", "event_id"))
-        errors = [SpecError((key,), "required, a string") for key, value in
-                  (("name", name), ("request_id", request_id)) if not isinstance(value, str)]
+        errors = [
+            SpecError((key,), "required, a string")
+            for key, value in (("name", name), ("request_id", request_id))
+            if not isinstance(value, str)
+        ]
         if event_id is not None and not isinstance(event_id, str):
             errors.append(SpecError(("event_id",), "a string, or left out"))
         if errors:

@@ -41,13 +41,37 @@ import httptools
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol, RequestResponseCycle
 
 # What of HttpToolsProtocol this module relies on (the test checks every one).
-OVERRIDDEN = ("connection_made", "connection_lost", "data_received", "on_message_begin",
-              "on_url", "on_header", "on_headers_complete", "on_body", "on_message_complete",
-              "on_response_complete", "_start_asgi_task")
+OVERRIDDEN = (
+    "connection_made",
+    "connection_lost",
+    "data_received",
+    "on_message_begin",
+    "on_url",
+    "on_header",
+    "on_headers_complete",
+    "on_body",
+    "on_message_complete",
+    "on_response_complete",
+    "_start_asgi_task",
+)
 # Set by its __init__ (`url` too, but by on_message_begin, which is in OVERRIDDEN).
-USED_ATTRIBUTES = ("connections", "pipeline", "loop", "transport", "client", "parser", "cycle",
-                   "flow", "scope", "app", "logger", "access_logger", "access_log", "root_path",
-                   "server_state")
+USED_ATTRIBUTES = (
+    "connections",
+    "pipeline",
+    "loop",
+    "transport",
+    "client",
+    "parser",
+    "cycle",
+    "flow",
+    "scope",
+    "app",
+    "logger",
+    "access_logger",
+    "access_log",
+    "root_path",
+    "server_state",
+)
 
 log = logging.getLogger("relayhook.web.slow")
 
@@ -124,9 +148,16 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
         if self._refused:
             return
         if self._phase == "headers":
-            self._refuse(*((414, self._url_too_long()) if self._url_cut else (
-                431, f"the request headers are larger than {self.limits.max_header_bytes} "
-                "bytes")))
+            self._refuse(
+                *(
+                    (414, self._url_too_long())
+                    if self._url_cut
+                    else (
+                        431,
+                        f"the request headers are larger than {self.limits.max_header_bytes} bytes",
+                    )
+                )
+            )
             return
         self.data_received(data[room:])  # the headers ended within the limit
 
@@ -144,7 +175,7 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
         room = self.limits.max_header_line_bytes - len(self.url)
         if len(url) > room:
             self._url_cut = True
-            url = url[:max(room, 0)]
+            url = url[: max(room, 0)]
         super().on_url(url)
 
     def on_header(self, name: bytes, value: bytes) -> None:
@@ -155,13 +186,17 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
         self._fields += 1
         limits = self.limits
         if line > limits.max_header_line_bytes:
-            self._refuse(431, f"header {name[:64].decode('latin-1')!r} is longer than "
-                         f"{limits.max_header_line_bytes} bytes")
+            self._refuse(
+                431,
+                f"header {name[:64].decode('latin-1')!r} is longer than "
+                f"{limits.max_header_line_bytes} bytes",
+            )
         elif self._fields > limits.max_header_fields:
             self._refuse(431, f"more than {limits.max_header_fields} header fields")
         elif self._head_size > limits.max_header_bytes:
-            self._refuse(431, f"the request headers are larger than {limits.max_header_bytes}"
-                         " bytes")
+            self._refuse(
+                431, f"the request headers are larger than {limits.max_header_bytes} bytes"
+            )
         else:
             super().on_header(name, value)
 
@@ -209,13 +244,22 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
         scope["raw_path"] = self.root_path.encode("ascii") + path
         scope["query_string"] = query
         scope["extensions"] = {REFUSED: {"status": status, "reason": reason}}
-        previous, self.cycle = self.cycle, RequestResponseCycle(
-            scope=scope, transport=_Lingering(self.transport, self.loop), flow=self.flow,  # type: ignore[arg-type]  # a transport's stand-in
-            logger=self.logger,
-            access_logger=self.access_logger, access_log=self.access_log,
-            default_headers=self.server_state.default_headers,
-            message_event=asyncio.Event(), expect_100_continue=False, keep_alive=False,
-            on_response=self.on_response_complete)
+        previous, self.cycle = (
+            self.cycle,
+            RequestResponseCycle(
+                scope=scope,
+                transport=_Lingering(self.transport, self.loop),  # type: ignore[arg-type]  # a transport's stand-in
+                flow=self.flow,
+                logger=self.logger,
+                access_logger=self.access_logger,
+                access_log=self.access_log,
+                default_headers=self.server_state.default_headers,
+                message_event=asyncio.Event(),
+                expect_100_continue=False,
+                keep_alive=False,
+                on_response=self.on_response_complete,
+            ),
+        )
         self.cycle.more_body = False
         if previous is None or previous.response_complete:
             self._start_asgi_task(self.cycle, self.app)

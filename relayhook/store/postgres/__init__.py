@@ -105,8 +105,11 @@ def describe(url: str) -> str:
     """The URL without its password, for messages."""
     parts = urlsplit(url)
     host = parts.hostname or "localhost"
-    return f"postgresql://{parts.username + '@' if parts.username else ''}{host}" + (
-        f":{parts.port}" if parts.port else "") + parts.path
+    return (
+        f"postgresql://{parts.username + '@' if parts.username else ''}{host}"
+        + (f":{parts.port}" if parts.port else "")
+        + parts.path
+    )
 
 
 class PostgresStore:
@@ -140,8 +143,12 @@ class PostgresStore:
         try:
             self.migrations_applied = await schema.migrate(conn, self.where, apply=migrate)
             self._pool = await asyncpg.create_pool(
-                self.url, min_size=1, max_size=self.readers, timeout=CONNECT_TIMEOUT,
-                server_settings=SERVER_SETTINGS)
+                self.url,
+                min_size=1,
+                max_size=self.readers,
+                timeout=CONNECT_TIMEOUT,
+                server_settings=SERVER_SETTINGS,
+            )
         except BaseException as exc:
             await conn.close()
             if isinstance(exc, DB_ERRORS):
@@ -164,9 +171,13 @@ class PostgresStore:
 
     # -- writes: requests and events
 
-    async def ingest(self, request: RequestRecord, events: Sequence[Event],
-                     deliveries: Sequence[NewDelivery] = (),
-                     outcomes: Sequence[HookOutcome] = ()) -> IngestResult:
+    async def ingest(
+        self,
+        request: RequestRecord,
+        events: Sequence[Event],
+        deliveries: Sequence[NewDelivery] = (),
+        outcomes: Sequence[HookOutcome] = (),
+    ) -> IngestResult:
         check_events(request.status, events)
         check_new_deliveries(deliveries, events)
         params = requests_sql.ingest_params(request, events, deliveries)
@@ -181,13 +192,23 @@ class PostgresStore:
 
         return await self._write(job, "deliveries" if deliveries else None)
 
-    async def remap(self, request_id: str, events: Sequence[Event], *, status: RequestStatus,
-                    error: str | None, deliveries: Sequence[NewDelivery] = (),
-                    outcomes: Sequence[HookOutcome] = ()) -> IngestResult:
+    async def remap(
+        self,
+        request_id: str,
+        events: Sequence[Event],
+        *,
+        status: RequestStatus,
+        error: str | None,
+        deliveries: Sequence[NewDelivery] = (),
+        outcomes: Sequence[HookOutcome] = (),
+    ) -> IngestResult:
         check_events(status, events)
         check_new_deliveries(deliveries, events)
-        params = (request_id, *requests_sql.event_arrays(events),
-                  *requests_sql.delivery_arrays(deliveries))
+        params = (
+            request_id,
+            *requests_sql.event_arrays(events),
+            *requests_sql.delivery_arrays(deliveries),
+        )
         outcome_rows = outcomes_sql.outcome_rows(outcomes)
 
         async def job(conn: asyncpg.Connection) -> IngestResult:
@@ -200,25 +221,48 @@ class PostgresStore:
     async def request_outcomes(self, request_id: str) -> list[HookOutcome]:
         return await self._read(lambda conn: outcomes_sql.of_request(conn, request_id))
 
-    async def hook_outcomes(self, hook: str, *, kinds: Sequence[str] | None = None,
-                            exclude: Sequence[str] = (), limit: int = 50) -> list[HookOutcome]:
+    async def hook_outcomes(
+        self,
+        hook: str,
+        *,
+        kinds: Sequence[str] | None = None,
+        exclude: Sequence[str] = (),
+        limit: int = 50,
+    ) -> list[HookOutcome]:
         return await self._read(
-            lambda conn: outcomes_sql.of_hook(conn, hook, kinds, exclude, limit))
+            lambda conn: outcomes_sql.of_hook(conn, hook, kinds, exclude, limit)
+        )
 
-    async def rerun(self, request_id: str, deliveries: Sequence[NewDelivery],
-                    outcomes: Sequence[HookOutcome], *, now: float) -> tuple[int, int]:
+    async def rerun(
+        self,
+        request_id: str,
+        deliveries: Sequence[NewDelivery],
+        outcomes: Sequence[HookOutcome],
+        *,
+        now: float,
+    ) -> tuple[int, int]:
         rows = outcomes_sql.outcome_rows(outcomes)
         return await self._write(
             lambda conn: outcomes_sql.rerun(conn, request_id, deliveries, rows, now),
-            "deliveries" if deliveries else None)
+            "deliveries" if deliveries else None,
+        )
 
-    async def record_test(self, request: RequestRecord, event: Event, delivery: NewDelivery,
-                          attempt: Attempt | None, outcome: Outcome) -> None:
+    async def record_test(
+        self,
+        request: RequestRecord,
+        event: Event,
+        delivery: NewDelivery,
+        attempt: Attempt | None,
+        outcome: Outcome,
+    ) -> None:
         check_test(request, event, delivery, outcome)
         check_finish(delivery.id, outcome, attempt)
         now = time.time()
-        await self._write(lambda conn: requests_sql.record_test(
-            conn, request, event, delivery, attempt, outcome, now))
+        await self._write(
+            lambda conn: requests_sql.record_test(
+                conn, request, event, delivery, attempt, outcome, now
+            )
+        )
 
     async def record_auth_failure(self, relay: str, at: str) -> None:
         async def job(conn: asyncpg.Connection) -> None:
@@ -230,31 +274,52 @@ class PostgresStore:
 
     async def auth_failures(self) -> dict[str, tuple[int, str]]:
         rows = await self._fetch(
-            'SELECT relay, count, last_at FROM auth_failures ORDER BY relay COLLATE "C"')
+            'SELECT relay, count, last_at FROM auth_failures ORDER BY relay COLLATE "C"'
+        )
         return {relay: (count, last_at) for relay, count, last_at in rows}
 
     async def get_request(self, request_id: str) -> RequestRecord | None:
-        found = await self._read(lambda conn: requests_sql.with_event_ids(
-            conn, f"SELECT {records.REQUEST_COLUMNS} FROM requests WHERE id = $1",
-            [request_id]))
+        found = await self._read(
+            lambda conn: requests_sql.with_event_ids(
+                conn, f"SELECT {records.REQUEST_COLUMNS} FROM requests WHERE id = $1", [request_id]
+            )
+        )
         return found[0] if found else None
 
-    async def list_requests(self, *, relay: str | None = None,
-                            status: RequestStatus | None = None, limit: int = 50,
-                            before: str | None = None,
-                            text: str | None = None) -> list[RequestRecord]:
+    async def list_requests(
+        self,
+        *,
+        relay: str | None = None,
+        status: RequestStatus | None = None,
+        limit: int = 50,
+        before: str | None = None,
+        text: str | None = None,
+    ) -> list[RequestRecord]:
         filters: list[tuple[str, object]] = [("relay", relay), ("status", status)]
-        query, params = _page("requests", records.REQUEST_COLUMNS, filters, before, limit,
-                              text=text)
+        query, params = _page(
+            "requests", records.REQUEST_COLUMNS, filters, before, limit, text=text
+        )
         return await self._read(lambda conn: requests_sql.with_event_ids(conn, query, params))
 
-    async def list_events(self, *, relay: str | None = None, type: str | None = None,
-                          subject: str | None = None, request_id: str | None = None,
-                          limit: int = 50, before: str | None = None) -> list[Event]:
-        filters = [("relay", relay), ("type", to_column(type)), ("subject", to_column(subject)),
-                   ("request_id", request_id)]
-        rows = await self._fetch(*_page("events", records.EVENT_COLUMNS, filters,
-                                        before and to_column(before), limit))
+    async def list_events(
+        self,
+        *,
+        relay: str | None = None,
+        type: str | None = None,
+        subject: str | None = None,
+        request_id: str | None = None,
+        limit: int = 50,
+        before: str | None = None,
+    ) -> list[Event]:
+        filters = [
+            ("relay", relay),
+            ("type", to_column(type)),
+            ("subject", to_column(subject)),
+            ("request_id", request_id),
+        ]
+        rows = await self._fetch(
+            *_page("events", records.EVENT_COLUMNS, filters, before and to_column(before), limit)
+        )
         return [records.to_event(tuple(row)) for row in rows]
 
     async def count_events(self, *, relay: str | None = None, source: str | None = None) -> int:
@@ -268,29 +333,57 @@ class PostgresStore:
 
     # -- deliveries
 
-    async def claim_due(self, *, hook: str, now: float, limit: int, lease_seconds: float,
-                        owner: str, ordered: bool = False, concurrency: int | None = None,
-                        answered: Collection[str] = ()) -> list[Delivery]:
+    async def claim_due(
+        self,
+        *,
+        hook: str,
+        now: float,
+        limit: int,
+        lease_seconds: float,
+        owner: str,
+        ordered: bool = False,
+        concurrency: int | None = None,
+        answered: Collection[str] = (),
+    ) -> list[Delivery]:
         check_claim(limit, lease_seconds)
         if limit == 0:
             return []
-        return await self._transact(lambda conn: sql.claim_due(
-            conn, hook=hook, now=now, limit=limit, lease_until=now + lease_seconds, owner=owner,
-            ordered=ordered, concurrency=concurrency, answered=list(answered)))
+        return await self._transact(
+            lambda conn: sql.claim_due(
+                conn,
+                hook=hook,
+                now=now,
+                limit=limit,
+                lease_until=now + lease_seconds,
+                owner=owner,
+                ordered=ordered,
+                concurrency=concurrency,
+                answered=list(answered),
+            )
+        )
 
     async def pacing_wait(self, hook: str, rate_limit: RateLimitSpec | None, now: float) -> float:
         state = await self._read(lambda conn: sql.pacing_state(conn, hook))
         return pacing.pacing_wait(rate_limit, state, now)
 
-    async def reserve_sends(self, hook: str, rate_limit: RateLimitSpec | None, now: float,
-                            count: int) -> list[float]:
+    async def reserve_sends(
+        self, hook: str, rate_limit: RateLimitSpec | None, now: float, count: int
+    ) -> list[float]:
         if count <= 0:
             return []
         return await self._transact(
-            lambda conn: sql.reserve_sends(conn, hook, rate_limit, now, count))
+            lambda conn: sql.reserve_sends(conn, hook, rate_limit, now, count)
+        )
 
-    async def finish(self, delivery_id: str, *, owner: str, outcome: Outcome,
-                     attempt: Attempt | None, disable_after: int = 0) -> bool:
+    async def finish(
+        self,
+        delivery_id: str,
+        *,
+        owner: str,
+        outcome: Outcome,
+        attempt: Attempt | None,
+        disable_after: int = 0,
+    ) -> bool:
         check_finish(delivery_id, outcome, attempt)
         now = time.time()
         notify: Topic | None = "deliveries" if outcome.status in ("failed", "paused") else None
@@ -298,8 +391,9 @@ class PostgresStore:
             notify = "config"  # it may switch the hook off
 
         async def job(conn: asyncpg.Connection) -> bool:
-            done = await sql.finish(conn, delivery_id, owner=owner, outcome=outcome,
-                                    attempt=attempt, now=now)
+            done = await sql.finish(
+                conn, delivery_id, owner=owner, outcome=outcome, attempt=attempt, now=now
+            )
             if done:
                 at = finished_at(attempt, lambda: now)
                 await problems_sql.note(conn, delivery_id, outcome, attempt, at)
@@ -311,20 +405,29 @@ class PostgresStore:
         # writer held hundreds of answered deliveries). Parallel commits share WAL flushes.
         return await self._direct(job, notify)
 
-    async def list_problems(self, *, hook: str | None = None,
-                            statuses: Sequence[ProblemStatus] = ("open", "acknowledged"),
-                            limit: int = 50, relay: str | None = None) -> list[Problem]:
+    async def list_problems(
+        self,
+        *,
+        hook: str | None = None,
+        statuses: Sequence[ProblemStatus] = ("open", "acknowledged"),
+        limit: int = 50,
+        relay: str | None = None,
+    ) -> list[Problem]:
         return await self._read(
-            lambda conn: problems_sql.list_problems(conn, hook, statuses, limit, relay))
+            lambda conn: problems_sql.list_problems(conn, hook, statuses, limit, relay)
+        )
 
-    async def open_relay_problem(self, relay: str, signature: str, text: str, *, at: float,
-                                 request: str | None = None) -> bool:
-        return await self._write(lambda conn: problems_sql.open_relay_problem(
-            conn, relay, signature, text, request, at))
+    async def open_relay_problem(
+        self, relay: str, signature: str, text: str, *, at: float, request: str | None = None
+    ) -> bool:
+        return await self._write(
+            lambda conn: problems_sql.open_relay_problem(conn, relay, signature, text, request, at)
+        )
 
     async def resolve_relay_problem(self, relay: str, signature: str, *, at: float) -> bool:
         return await self._write(
-            lambda conn: problems_sql.resolve_relay_problem(conn, relay, signature, at))
+            lambda conn: problems_sql.resolve_relay_problem(conn, relay, signature, at)
+        )
 
     async def erase_subject(self, subject: Subject) -> Found:
         found = await self._write(lambda conn: erasure_sql.erase(conn, subject))
@@ -347,8 +450,9 @@ class PostgresStore:
         return await self._write(lambda conn: problems_sql.mark_notified(conn, problem_id))
 
     async def replay_problem(self, problem_id: str, *, now: float, limit: int = 500) -> int:
-        return await self._write(lambda conn: problems_sql.replay(conn, problem_id, now, limit),
-                                 "deliveries")
+        return await self._write(
+            lambda conn: problems_sql.replay(conn, problem_id, now, limit), "deliveries"
+        )
 
     async def save_sample(self, sample: Sample, *, replace: bool = False) -> bool:
         return await self._write(lambda conn: samples_sql.save(conn, sample, replace))
@@ -364,15 +468,16 @@ class PostgresStore:
 
     async def set_hook_active(self, hook: str, active: bool, reason: str | None, at: float) -> int:
         return await self._write(
-            lambda conn: streaks_sql.switch_hook(conn, hook, active, reason, at), "config")
+            lambda conn: streaks_sql.switch_hook(conn, hook, active, reason, at), "config"
+        )
 
     async def hook_states(self) -> dict[str, tuple[bool, str | None, float]]:
         rows = await self._fetch(
-            'SELECT hook, active, reason, at FROM hook_states ORDER BY hook COLLATE "C"')
+            'SELECT hook, active, reason, at FROM hook_states ORDER BY hook COLLATE "C"'
+        )
         return {hook: (active, from_column(reason), at) for hook, active, reason, at in rows}
 
-    async def save_hooks(self, source: str, specs: Mapping[str, dict[str, Any]],
-                         at: float) -> None:
+    async def save_hooks(self, source: str, specs: Mapping[str, dict[str, Any]], at: float) -> None:
         await self._write(lambda conn: config_sql.save_hooks(conn, source, specs, at), "config")
 
     async def list_hooks(self) -> list[StoredHook]:
@@ -397,65 +502,102 @@ class PostgresStore:
 
     async def update_relay(self, name: str, *, sealed: str, at: float) -> bool:
         return await self._write(
-            lambda conn: config_sql.update_relay(conn, name, sealed, at), "config")
+            lambda conn: config_sql.update_relay(conn, name, sealed, at), "config"
+        )
 
     async def set_relay_expect(self, name: str, expect: str | None, *, at: float) -> bool:
         return await self._write(
-            lambda conn: config_sql.set_relay_expect(conn, name, expect, at), "config")
+            lambda conn: config_sql.set_relay_expect(conn, name, expect, at), "config"
+        )
 
     async def delete_relay(self, name: str) -> bool:
         return await self._write(lambda conn: config_sql.delete_relay(conn, name), "config")
 
     async def reseal(self, changes: Sequence[Resealed], *, bump: bool = False) -> int:
-        return await self._write(lambda conn: config_sql.reseal(conn, changes, bump),
-                                 "config" if bump else None)
+        return await self._write(
+            lambda conn: config_sql.reseal(conn, changes, bump), "config" if bump else None
+        )
 
     async def get_delivery(self, delivery_id: str) -> tuple[Delivery, list[Attempt]] | None:
         async def fetch(conn: asyncpg.Connection) -> tuple[Delivery, list[Attempt]] | None:
             row = await conn.fetchrow(
                 f"SELECT {sql.WITH_EVENT} FROM deliveries AS d JOIN events AS e"
-                " ON e.id = d.event_id WHERE d.id = $1", delivery_id)
+                " ON e.id = d.event_id WHERE d.id = $1",
+                delivery_id,
+            )
             if row is None:
                 return None
-            attempts = await conn.fetch(f"SELECT {records.ATTEMPT_COLUMNS} FROM attempts"
-                                        " WHERE delivery_id = $1 ORDER BY number", delivery_id)
-            return (records.to_delivery_with_event(tuple(row)),
-                    [records.to_attempt(tuple(a)) for a in attempts])
+            attempts = await conn.fetch(
+                f"SELECT {records.ATTEMPT_COLUMNS} FROM attempts"
+                " WHERE delivery_id = $1 ORDER BY number",
+                delivery_id,
+            )
+            return (
+                records.to_delivery_with_event(tuple(row)),
+                [records.to_attempt(tuple(a)) for a in attempts],
+            )
 
         return await self._read(fetch)
 
-    async def list_deliveries(self, *, hook: str | None = None,
-                              status: DeliveryStatus | None = None, event_id: str | None = None,
-                              limit: int = 50, before: str | None = None) -> list[Delivery]:
+    async def list_deliveries(
+        self,
+        *,
+        hook: str | None = None,
+        status: DeliveryStatus | None = None,
+        event_id: str | None = None,
+        limit: int = 50,
+        before: str | None = None,
+    ) -> list[Delivery]:
         filters = [("hook", hook), ("status", status), ("event_id", to_column(event_id))]
-        rows = await self._fetch(*_page("deliveries", records.DELIVERY_COLUMNS, filters, before,
-                                        limit))
+        rows = await self._fetch(
+            *_page("deliveries", records.DELIVERY_COLUMNS, filters, before, limit)
+        )
         return [records.to_delivery(tuple(row)) for row in rows]
 
-    async def count_deliveries(self, *, hook: str | None = None,
-                               status: DeliveryStatus | None = None) -> dict[str, int]:
+    async def count_deliveries(
+        self, *, hook: str | None = None, status: DeliveryStatus | None = None
+    ) -> dict[str, int]:
         clause, params = _where([("hook", hook), ("status", status), ("test", False)])
         counts: dict[str, int] = dict.fromkeys(
-            DELIVERY_STATUSES if status is None else (status,), 0)
+            DELIVERY_STATUSES if status is None else (status,), 0
+        )
         rows = await self._fetch(
-            f"SELECT status, count(*) FROM deliveries {clause} GROUP BY status", params)
+            f"SELECT status, count(*) FROM deliveries {clause} GROUP BY status", params
+        )
         counts.update((found, count) for found, count in rows)
         return counts
 
-    async def replay(self, *, now: float, delivery_id: str | None = None,
-                     hook: str | None = None, statuses: Sequence[DeliveryStatus] = ("dead",),
-                     since: float | None = None, limit: int = 500) -> int:
+    async def replay(
+        self,
+        *,
+        now: float,
+        delivery_id: str | None = None,
+        hook: str | None = None,
+        statuses: Sequence[DeliveryStatus] = ("dead",),
+        since: float | None = None,
+        limit: int = 500,
+    ) -> int:
         check_replay(delivery_id, statuses, limit)
         if limit == 0:
             return 0
-        return await self._write(lambda conn: sql.replay(
-            conn, now=now, delivery_id=delivery_id, hook=hook, statuses=statuses, since=since,
-            limit=limit), "deliveries")
+        return await self._write(
+            lambda conn: sql.replay(
+                conn,
+                now=now,
+                delivery_id=delivery_id,
+                hook=hook,
+                statuses=statuses,
+                since=since,
+                limit=limit,
+            ),
+            "deliveries",
+        )
 
     # -- browsing: history, activity, the console's values
 
-    async def find_deliveries(self, where: DeliveryFilter, *, limit: int = 50,
-                              before: str | None = None) -> list[Delivery]:
+    async def find_deliveries(
+        self, where: DeliveryFilter, *, limit: int = 50, before: str | None = None
+    ) -> list[Delivery]:
         return await self._read(lambda conn: browse.find_deliveries(conn, where, limit, before))
 
     async def count_found_deliveries(self, where: DeliveryFilter) -> int:
@@ -464,22 +606,25 @@ class PostgresStore:
     async def request_activity(self, *, since: float, bucket_seconds: float) -> list[ActivityRow]:
         since_text = text_time(since)
         return await self._read(
-            lambda conn: browse.request_activity(conn, since_text, since, bucket_seconds))
+            lambda conn: browse.request_activity(conn, since_text, since, bucket_seconds)
+        )
 
     async def delivery_activity(self, *, since: float, bucket_seconds: float) -> list[ActivityRow]:
-        return await self._read(
-            lambda conn: browse.delivery_activity(conn, since, bucket_seconds))
+        return await self._read(lambda conn: browse.delivery_activity(conn, since, bucket_seconds))
 
     async def get_admin_value(self, name: str) -> str | None:
         return await self._read(lambda conn: browse.get_admin_value(conn, name))
 
-    async def set_admin_value(self, name: str, value: str, at: float, *,
-                              replace: bool = True) -> bool:
+    async def set_admin_value(
+        self, name: str, value: str, at: float, *, replace: bool = True
+    ) -> bool:
         return await self._write(
-            lambda conn: browse.set_admin_value(conn, name, value, at, replace))
+            lambda conn: browse.set_admin_value(conn, name, value, at, replace)
+        )
 
-    async def change_secret(self, name: str, value: str, at: float, *, account: str,
-                            keep: str | None = None) -> int:
+    async def change_secret(
+        self, name: str, value: str, at: float, *, account: str, keep: str | None = None
+    ) -> int:
         async def change(conn: asyncpg.Connection) -> int:
             await browse.set_admin_value(conn, name, value, at, True)
             return await sessions_sql.revoke_all(conn, account, keep)
@@ -508,10 +653,12 @@ class PostgresStore:
 
     # -- people, API keys, the audit log
 
-    async def save_account(self, account: Account, *, end_sessions: bool = False,
-                           keep: str | None = None) -> int:
+    async def save_account(
+        self, account: Account, *, end_sessions: bool = False, keep: str | None = None
+    ) -> int:
         return await self._write(
-            lambda conn: people_sql.save_account(conn, account, end_sessions, keep))
+            lambda conn: people_sql.save_account(conn, account, end_sessions, keep)
+        )
 
     async def get_account(self, account_id: str) -> Account | None:
         return await self._read(lambda conn: people_sql.get_account(conn, account_id))
@@ -523,8 +670,9 @@ class PostgresStore:
         return await self._read(people_sql.list_accounts)
 
     async def create_link(self, token_hash: str, account: str, expires_at: float) -> None:
-        await self._write(lambda conn: people_sql.create_link(conn, token_hash, account,
-                                                              expires_at))
+        await self._write(
+            lambda conn: people_sql.create_link(conn, token_hash, account, expires_at)
+        )
 
     async def peek_link(self, token_hash: str, now: float) -> str | None:
         return await self._read(lambda conn: people_sql.peek_link(conn, token_hash, now))
@@ -550,11 +698,19 @@ class PostgresStore:
     async def append_audit(self, entry: AuditEntry) -> None:
         await self._write(lambda conn: people_sql.append_audit(conn, entry))
 
-    async def list_audit(self, *, actor: str | None = None, action: str | None = None,
-                         target: str | None = None, since: float | None = None,
-                         before: int | None = None, limit: int = 50) -> list[AuditEntry]:
-        return await self._read(lambda conn: people_sql.list_audit(
-            conn, actor, action, target, since, before, limit))
+    async def list_audit(
+        self,
+        *,
+        actor: str | None = None,
+        action: str | None = None,
+        target: str | None = None,
+        since: float | None = None,
+        before: int | None = None,
+        limit: int = 50,
+    ) -> list[AuditEntry]:
+        return await self._read(
+            lambda conn: people_sql.list_audit(conn, actor, action, target, since, before, limit)
+        )
 
     async def prune_audit(self, before: float, *, batch: int = 500) -> int:
         return await self._write(lambda conn: people_sql.prune_audit(conn, before, batch))
@@ -577,24 +733,29 @@ class PostgresStore:
         return await self._read(schema.current_version) == schema.LATEST
 
     async def backup(self, target: Path) -> None:
-        raise StoreError(f"relayhook backup copies SQLite files; back up {self.where} with"
-                         " pg_dump (or your database's own backups)")
+        raise StoreError(
+            f"relayhook backup copies SQLite files; back up {self.where} with"
+            " pg_dump (or your database's own backups)"
+        )
 
     # -- connections and running SQL
 
     async def _connect(self) -> asyncpg.Connection:
         conn: asyncpg.Connection = await asyncpg.connect(
-            self.url, timeout=CONNECT_TIMEOUT, server_settings=SERVER_SETTINGS)
+            self.url, timeout=CONNECT_TIMEOUT, server_settings=SERVER_SETTINGS
+        )
         return conn
 
-    async def _write(self, fn: Callable[[asyncpg.Connection], Awaitable[T]],
-                     notify: Topic | None = None) -> T:
+    async def _write(
+        self, fn: Callable[[asyncpg.Connection], Awaitable[T]], notify: Topic | None = None
+    ) -> T:
         return await self._committer.submit(fn, notify)
 
     async def _read(self, fn: Callable[[asyncpg.Connection], Awaitable[T]]) -> T:
         if self._pool is None:
-            raise StoreUnavailableError("the store is closed" if self._opened
-                                        else "the store is not open")
+            raise StoreUnavailableError(
+                "the store is closed" if self._opened else "the store is not open"
+            )
         try:
             async with self._pool.acquire(timeout=CONNECT_TIMEOUT) as proxy:
                 # A pooled connection stands in for a connection (asyncpg's proxy).
@@ -605,10 +766,12 @@ class PostgresStore:
     async def _fetch(self, query: str, params: Sequence[object] = ()) -> list[asyncpg.Record]:
         return await self._read(lambda conn: conn.fetch(query, *params))
 
-    async def _direct(self, fn: Callable[[asyncpg.Connection], Awaitable[T]],
-                      notify: Topic | None = None) -> T:
+    async def _direct(
+        self, fn: Callable[[asyncpg.Connection], Awaitable[T]], notify: Topic | None = None
+    ) -> T:
         """`fn` in a transaction of its own on a pooled connection, committed durably, beside
         the group commit rather than behind it."""
+
         async def run(conn: asyncpg.Connection) -> T:
             async with conn.transaction():
                 result = await fn(conn)
@@ -621,6 +784,7 @@ class PostgresStore:
     async def _transact(self, fn: Callable[[asyncpg.Connection], Awaitable[T]]) -> T:
         """`fn` in a transaction of its own on a pooled connection, committed without waiting
         for the WAL flush (claims and pacing: see deliveries)."""
+
         async def run(conn: asyncpg.Connection) -> T:
             async with conn.transaction():
                 await conn.execute("SET LOCAL synchronous_commit = off")
@@ -651,8 +815,15 @@ def _where(filters: Sequence[tuple[str, object]], params: list[object] | None = 
     return ("WHERE " + " AND ".join(conditions)) if conditions else "", params
 
 
-def _page(table: str, columns: str, filters: Sequence[tuple[str, object]], before: str | None,
-          limit: int, *, text: str | None = None) -> Query:
+def _page(
+    table: str,
+    columns: str,
+    filters: Sequence[tuple[str, object]],
+    before: str | None,
+    limit: int,
+    *,
+    text: str | None = None,
+) -> Query:
     """Newest first; `before` is the id of the row to page from (exclusive); `text`: requests
     whose body holds it (see browse.body_pattern)."""
     if limit < 0:

@@ -31,26 +31,33 @@ def body_pattern(text: str) -> str:
     """A `LIKE` pattern for `lower(encode(body, 'escape'))`: the bytes of `text` as that
     encoding writes them (backslash doubled; NUL and non-ASCII bytes as \\ooo), so a body that
     is not UTF-8 is searched too, ASCII letters in any case, as SQLite does."""
-    escaped = "".join("\\\\" if b == 0x5C else f"\\{b:03o}" if b == 0 or b >= 0x80
-                      else chr(b) for b in _ascii_lower(text).encode())
+    escaped = "".join(
+        "\\\\" if b == 0x5C else f"\\{b:03o}" if b == 0 or b >= 0x80 else chr(b)
+        for b in _ascii_lower(text).encode()
+    )
     return like_pattern(escaped)
 
 
 def filter_clause(f: DeliveryFilter, params: list[object]) -> str:
     """The WHERE of deliveries `d` joined with their events `e`; appends its parameters."""
+
     def param(value: object) -> str:
         params.append(value)
         return f"${len(params)}"
 
-    conditions = [f"{column} {param(value)}" for column, value in (
-        ("d.hook =", f.hook),
-        ("d.last_status >=", f.min_code),
-        ("d.last_status <=", f.max_code),
-        ("d.created_at >=", f.since),
-        ("d.created_at <", f.until),
-        ("e.request_id =", f.request_id),
-        ("d.event_id =", to_column(f.event_id)),
-    ) if value is not None]
+    conditions = [
+        f"{column} {param(value)}"
+        for column, value in (
+            ("d.hook =", f.hook),
+            ("d.last_status >=", f.min_code),
+            ("d.last_status <=", f.max_code),
+            ("d.created_at >=", f.since),
+            ("d.created_at <", f.until),
+            ("e.request_id =", f.request_id),
+            ("d.event_id =", to_column(f.event_id)),
+        )
+        if value is not None
+    ]
     if f.statuses:
         conditions.append(f"d.status = ANY({param(list(f.statuses))}::text[])")
     if not f.tests:
@@ -58,13 +65,16 @@ def filter_clause(f: DeliveryFilter, params: list[object]) -> str:
     if f.text:
         like = param(like_pattern(f.text))
         # ILIKE: SQLite's LIKE ignores the case of ASCII letters.
-        conditions.append(f"(e.type ILIKE {like} ESCAPE '\\' OR coalesce(e.subject, '') ILIKE"
-                          f" {like} ESCAPE '\\' OR e.data ILIKE {like} ESCAPE '\\')")
+        conditions.append(
+            f"(e.type ILIKE {like} ESCAPE '\\' OR coalesce(e.subject, '') ILIKE"
+            f" {like} ESCAPE '\\' OR e.data ILIKE {like} ESCAPE '\\')"
+        )
     return ("WHERE " + " AND ".join(conditions)) if conditions else ""
 
 
-async def find_deliveries(conn: asyncpg.Connection, f: DeliveryFilter, limit: int,
-                          before: str | None) -> list[Delivery]:
+async def find_deliveries(
+    conn: asyncpg.Connection, f: DeliveryFilter, limit: int, before: str | None
+) -> list[Delivery]:
     if limit < 0:
         raise ValueError(f"limit must not be negative, not {limit}")
     params: list[object] = []
@@ -74,8 +84,10 @@ async def find_deliveries(conn: asyncpg.Connection, f: DeliveryFilter, limit: in
         seek = f"d.seq < (SELECT seq FROM deliveries WHERE id = ${len(params)})"
         clause = f"{clause} AND {seek}" if clause else f"WHERE {seek}"
     params.append(limit)
-    rows = await conn.fetch(f"SELECT {WITH_EVENT} {FROM_JOINED} {clause}"
-                            f" ORDER BY d.seq DESC LIMIT ${len(params)}", *params)
+    rows = await conn.fetch(
+        f"SELECT {WITH_EVENT} {FROM_JOINED} {clause} ORDER BY d.seq DESC LIMIT ${len(params)}",
+        *params,
+    )
     return [to_delivery_with_event(tuple(row)) for row in rows]
 
 
@@ -96,19 +108,23 @@ FROM deliveries WHERE created_at >= $1 GROUP BY hook, bucket, status
 """
 
 
-async def request_activity(conn: asyncpg.Connection, since_text: str, since: float,
-                           bucket_seconds: float) -> list[ActivityRow]:
+async def request_activity(
+    conn: asyncpg.Connection, since_text: str, since: float, bucket_seconds: float
+) -> list[ActivityRow]:
     return _activity(await conn.fetch(REQUEST_ACTIVITY, since, bucket_seconds, since_text))
 
 
-async def delivery_activity(conn: asyncpg.Connection, since: float,
-                            bucket_seconds: float) -> list[ActivityRow]:
+async def delivery_activity(
+    conn: asyncpg.Connection, since: float, bucket_seconds: float
+) -> list[ActivityRow]:
     return _activity(await conn.fetch(DELIVERY_ACTIVITY, since, bucket_seconds))
 
 
 def _activity(rows: list[asyncpg.Record]) -> list[ActivityRow]:
-    return [(str(name), max(0, int(bucket)), str(status), int(count))
-            for name, bucket, status, count in rows]
+    return [
+        (str(name), max(0, int(bucket)), str(status), int(count))
+        for name, bucket, status, count in rows
+    ]
 
 
 async def get_admin_value(conn: asyncpg.Connection, name: str) -> str | None:
@@ -116,13 +132,21 @@ async def get_admin_value(conn: asyncpg.Connection, name: str) -> str | None:
     return None if value is None else str(value)
 
 
-async def set_admin_value(conn: asyncpg.Connection, name: str, value: str, at: float,
-                          replace: bool) -> bool:
-    action = ("DO UPDATE SET value = excluded.value, updated_at = excluded.updated_at"
-              if replace else "DO NOTHING")
-    tag = await conn.execute("INSERT INTO admin_values (name, value, updated_at)"
-                             f" VALUES ($1, $2, $3) ON CONFLICT (name) {action}",
-                             name, value, at)
+async def set_admin_value(
+    conn: asyncpg.Connection, name: str, value: str, at: float, replace: bool
+) -> bool:
+    action = (
+        "DO UPDATE SET value = excluded.value, updated_at = excluded.updated_at"
+        if replace
+        else "DO NOTHING"
+    )
+    tag = await conn.execute(
+        "INSERT INTO admin_values (name, value, updated_at)"
+        f" VALUES ($1, $2, $3) ON CONFLICT (name) {action}",
+        name,
+        value,
+        at,
+    )
     return count_of(tag) == 1
 
 
@@ -160,8 +184,9 @@ SELECT (SELECT count(*) FROM gone), (SELECT count(*) FROM gone_events)
 NEVER = -1.0e308  # a cutoff nothing is older than
 
 
-async def prune(write: Run, cutoffs: Cutoffs, batch: int,
-                text_time: Callable[[float | None], str]) -> PruneResult:
+async def prune(
+    write: Run, cutoffs: Cutoffs, batch: int, text_time: Callable[[float | None], str]
+) -> PruneResult:
     """Finished deliveries, then requests with no delivery left, `batch` at a time, each batch
     a transaction of its own; until a batch comes back short (each one deletes what it chose,
     so the loop ends)."""
@@ -171,20 +196,26 @@ async def prune(write: Run, cutoffs: Cutoffs, batch: int,
     relays = dumps({k: text_time(v) for k, v in cutoffs.relays.items()})
     default = NEVER if cutoffs.default is None else cutoffs.default
     total = PruneResult()
-    for sql, params in ((PRUNE_DELIVERIES, (hooks, default)),
-                        (PRUNE_REQUESTS, (relays, text_time(cutoffs.default)))):
+    for sql, params in (
+        (PRUNE_DELIVERIES, (hooks, default)),
+        (PRUNE_REQUESTS, (relays, text_time(cutoffs.default))),
+    ):
         while True:  # bounded: every round deletes what it counts, from a finite table
             row = await write(partial(_fetch_row, sql=sql, params=(*params, batch)))
             rows, dependents = int(row[0]), int(row[1])
-            total += (PruneResult(deliveries=rows, attempts=dependents)
-                      if sql is PRUNE_DELIVERIES else PruneResult(requests=rows, events=dependents))
+            total += (
+                PruneResult(deliveries=rows, attempts=dependents)
+                if sql is PRUNE_DELIVERIES
+                else PruneResult(requests=rows, events=dependents)
+            )
             if rows < batch:
                 break
     return total
 
 
-async def _fetch_row(conn: asyncpg.Connection, *, sql: str,
-                     params: tuple[Any, ...]) -> asyncpg.Record | None:
+async def _fetch_row(
+    conn: asyncpg.Connection, *, sql: str, params: tuple[Any, ...]
+) -> asyncpg.Record | None:
     return await conn.fetchrow(sql, *params)
 
 
@@ -197,8 +228,10 @@ GROUP BY hook, status
 
 
 async def backlog(conn: asyncpg.Connection) -> list[BacklogEntry]:
-    return [BacklogEntry(hook, status, int(count), oldest)
-            for hook, status, count, oldest in await conn.fetch(BACKLOG)]
+    return [
+        BacklogEntry(hook, status, int(count), oldest)
+        for hook, status, count, oldest in await conn.fetch(BACKLOG)
+    ]
 
 
 def _ascii_lower(text: str) -> str:

@@ -28,10 +28,16 @@ log = logging.getLogger("relayhook.store.postgres")
 CHANNEL = "relayhook"  # NOTIFY relayhook, 'deliveries' | 'config'
 # InternalClientError: asyncpg's protocol state machine after a connection was terminated in
 # the middle of an exchange ("cannot switch to state 15"): that connection is done for.
-CONNECTION_ERRORS = (OSError, TimeoutError, asyncpg.PostgresConnectionError,
-                     asyncpg.InterfaceError, asyncpg.InternalClientError,
-                     asyncpg.CannotConnectNowError, asyncpg.AdminShutdownError,
-                     asyncpg.CrashShutdownError)
+CONNECTION_ERRORS = (
+    OSError,
+    TimeoutError,
+    asyncpg.PostgresConnectionError,
+    asyncpg.InterfaceError,
+    asyncpg.InternalClientError,
+    asyncpg.CannotConnectNowError,
+    asyncpg.AdminShutdownError,
+    asyncpg.CrashShutdownError,
+)
 CONTRACT_ERRORS = (KeyError,)  # passed to the caller as they are
 
 Connect = Callable[[], Awaitable[asyncpg.Connection]]
@@ -43,8 +49,9 @@ def store_error(exc: BaseException, *, unavailable: bool = False) -> BaseExcepti
     spools it); else StoreError."""
     if isinstance(exc, (*CONTRACT_ERRORS, StoreError)):
         return exc
-    kind = StoreUnavailableError if unavailable or isinstance(exc, CONNECTION_ERRORS) else (
-        StoreError)
+    kind = (
+        StoreUnavailableError if unavailable or isinstance(exc, CONNECTION_ERRORS) else (StoreError)
+    )
     error = kind(f"{type(exc).__name__}: {exc}")
     error.__cause__ = exc
     return error
@@ -95,13 +102,15 @@ class GroupCommitter:
             await task
         await self._drop_connection()
 
-    async def submit(self, fn: Callable[[asyncpg.Connection], Awaitable[T]],
-                     notify: Topic | None = None) -> T:
+    async def submit(
+        self, fn: Callable[[asyncpg.Connection], Awaitable[T]], notify: Topic | None = None
+    ) -> T:
         """Run `fn` in the next transaction; its result once that has committed. `notify` is
         sent (NOTIFY) with that commit, to every process listening."""
         if self._task is None:
-            raise StoreUnavailableError("the store is closed" if self._closed
-                                        else "the store is not open")
+            raise StoreUnavailableError(
+                "the store is closed" if self._closed else "the store is not open"
+            )
         future: asyncio.Future[T] = asyncio.get_running_loop().create_future()
         self._queue.put_nowait(_Job(fn, future, notify))
         return await future
@@ -159,8 +168,11 @@ class GroupCommitter:
     async def _fail(self, batch: Iterable[_Job], error: Exception) -> None:
         failed: BaseException = error
         if _is_connection_error(error, self._conn):
-            log.error("postgres writer: %s: %s (reconnecting for the next write)",
-                      type(error).__name__, error)
+            log.error(
+                "postgres writer: %s: %s (reconnecting for the next write)",
+                type(error).__name__,
+                error,
+            )
             await self._drop_connection()
             failed = store_error(error, unavailable=True)
         for job in batch:

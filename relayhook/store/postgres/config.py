@@ -34,21 +34,25 @@ async def bump(conn: asyncpg.Connection) -> None:
     await conn.execute(BUMP_VERSION)
 
 
-async def save_hooks(conn: asyncpg.Connection, source: str,
-                     specs: Mapping[str, dict[str, Any]], at: float) -> None:
+async def save_hooks(
+    conn: asyncpg.Connection, source: str, specs: Mapping[str, dict[str, Any]], at: float
+) -> None:
     rows = [(name, source, dumps(spec), at) for name, spec in specs.items()]
     await conn.execute("DELETE FROM hooks WHERE source = $1", source)
     await conn.executemany(
         "INSERT INTO hooks (name, source, spec, sealed, updated_at) VALUES ($1, $2, $3, NULL, $4)"
         " ON CONFLICT (name) DO UPDATE SET source = excluded.source, spec = excluded.spec,"
-        " sealed = NULL, updated_at = excluded.updated_at", rows)
+        " sealed = NULL, updated_at = excluded.updated_at",
+        rows,
+    )
     await bump(conn)
 
 
 async def list_hooks(conn: asyncpg.Connection) -> list[StoredHook]:
     rows = await conn.fetch(f'SELECT {HOOK_COLUMNS} FROM hooks ORDER BY name COLLATE "C"')
-    return [StoredHook(name, source, loads(spec), sealed, at)
-            for name, source, spec, sealed, at in rows]
+    return [
+        StoredHook(name, source, loads(spec), sealed, at) for name, source, spec, sealed, at in rows
+    ]
 
 
 async def put_hook(conn: asyncpg.Connection, hook: StoredHook, create: bool) -> bool:
@@ -56,12 +60,22 @@ async def put_hook(conn: asyncpg.Connection, hook: StoredHook, create: bool) -> 
         tag = await conn.execute(
             f"INSERT INTO hooks ({HOOK_COLUMNS}) VALUES ($1, $2, $3, $4, $5)"
             " ON CONFLICT (name) DO NOTHING",
-            hook.name, hook.source, dumps(hook.spec), hook.sealed, hook.updated_at)
+            hook.name,
+            hook.source,
+            dumps(hook.spec),
+            hook.sealed,
+            hook.updated_at,
+        )
     else:
         tag = await conn.execute(
             "UPDATE hooks SET spec = $1, sealed = $2, updated_at = $3"
             " WHERE name = $4 AND source = $5",
-            dumps(hook.spec), hook.sealed, hook.updated_at, hook.name, hook.source)
+            dumps(hook.spec),
+            hook.sealed,
+            hook.updated_at,
+            hook.name,
+            hook.source,
+        )
     return await _changed(conn, tag)
 
 
@@ -84,21 +98,30 @@ async def create_relay(conn: asyncpg.Connection, relay: StoredRelay) -> bool:
     tag = await conn.execute(
         f"INSERT INTO relays ({RELAY_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7)"
         " ON CONFLICT (name) DO NOTHING",
-        relay.name, relay.connector, relay.source, relay.sealed, relay.created_at,
-        relay.updated_at, relay.expect)
+        relay.name,
+        relay.connector,
+        relay.source,
+        relay.sealed,
+        relay.created_at,
+        relay.updated_at,
+        relay.expect,
+    )
     return await _changed(conn, tag)
 
 
 async def update_relay(conn: asyncpg.Connection, name: str, sealed: str, at: float) -> bool:
-    tag = await conn.execute("UPDATE relays SET sealed = $1, updated_at = $2 WHERE name = $3",
-                             sealed, at, name)
+    tag = await conn.execute(
+        "UPDATE relays SET sealed = $1, updated_at = $2 WHERE name = $3", sealed, at, name
+    )
     return await _changed(conn, tag)
 
 
-async def set_relay_expect(conn: asyncpg.Connection, name: str, expect: str | None,
-                           at: float) -> bool:
-    tag = await conn.execute("UPDATE relays SET expect = $1, updated_at = $2 WHERE name = $3",
-                             expect, at, name)
+async def set_relay_expect(
+    conn: asyncpg.Connection, name: str, expect: str | None, at: float
+) -> bool:
+    tag = await conn.execute(
+        "UPDATE relays SET expect = $1, updated_at = $2 WHERE name = $3", expect, at, name
+    )
     return await _changed(conn, tag)
 
 
@@ -118,9 +141,14 @@ async def reseal(conn: asyncpg.Connection, changes: Sequence[Resealed], announce
     written = 0
     for change in changes:
         table = "relays" if change.kind == "relay" else "hooks"
-        written += count_of(await conn.execute(
-            f"UPDATE {table} SET sealed = $1 WHERE name = $2 AND sealed = $3",
-            change.new, change.name, change.old))
+        written += count_of(
+            await conn.execute(
+                f"UPDATE {table} SET sealed = $1 WHERE name = $2 AND sealed = $3",
+                change.new,
+                change.name,
+                change.old,
+            )
+        )
     if announce:
         await bump(conn)
     return written

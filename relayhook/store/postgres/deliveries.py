@@ -64,9 +64,18 @@ CLAIM_ANY = CLAIM.format(ordered="")
 CLAIM_ORDERED = CLAIM.format(ordered=NO_EARLIER_UNFINISHED)
 
 
-async def claim_due(conn: asyncpg.Connection, *, hook: str, now: float, limit: int,
-                    lease_until: float, owner: str, ordered: bool,
-                    concurrency: int | None, answered: Sequence[str] = ()) -> list[Delivery]:
+async def claim_due(
+    conn: asyncpg.Connection,
+    *,
+    hook: str,
+    now: float,
+    limit: int,
+    lease_until: float,
+    owner: str,
+    ordered: bool,
+    concurrency: int | None,
+    answered: Sequence[str] = (),
+) -> list[Delivery]:
     """Run inside a transaction (the advisory lock is held until it ends)."""
     if concurrency is not None:
         await conn.execute(HOOK_LOCK, hook)
@@ -76,8 +85,9 @@ async def claim_due(conn: asyncpg.Connection, *, hook: str, now: float, limit: i
         limit = min(limit, concurrency - in_flight)
         if limit <= 0:
             return []
-    rows = await conn.fetch(CLAIM_ORDERED if ordered else CLAIM_ANY, hook, now, limit,
-                            lease_until, owner)
+    rows = await conn.fetch(
+        CLAIM_ORDERED if ordered else CLAIM_ANY, hook, now, limit, lease_until, owner
+    )
     return [to_delivery_with_event(tuple(row)[1:]) for row in sorted(rows, key=lambda r: r[0])]
 
 
@@ -96,8 +106,9 @@ async def pacing_state(conn: asyncpg.Connection, hook: str) -> dict[str, Any]:
     return state
 
 
-async def reserve_sends(conn: asyncpg.Connection, hook: str, rate_limit: RateLimitSpec | None,
-                        now: float, count: int) -> list[float]:
+async def reserve_sends(
+    conn: asyncpg.Connection, hook: str, rate_limit: RateLimitSpec | None, now: float, count: int
+) -> list[float]:
     """Run inside a transaction: the hook's lock orders the read-modify-write of its state."""
     await conn.execute(HOOK_LOCK, hook)
     state, times = book_sends(rate_limit, await pacing_state(conn, hook), now, count)
@@ -120,8 +131,15 @@ FROM attempts WHERE delivery_id = $1
 """
 
 
-async def finish(conn: asyncpg.Connection, delivery_id: str, *, owner: str, outcome: Outcome,
-                 attempt: Attempt | None, now: float) -> bool:
+async def finish(
+    conn: asyncpg.Connection,
+    delivery_id: str,
+    *,
+    owner: str,
+    outcome: Outcome,
+    attempt: Attempt | None,
+    now: float,
+) -> bool:
     """As SQLite's: the attempt is recorded even when the claim was lost, under the next free
     number. KeyError for an unknown delivery."""
     if await conn.fetchval("SELECT 1 FROM deliveries WHERE id = $1", delivery_id) is None:
@@ -131,13 +149,22 @@ async def finish(conn: asyncpg.Connection, delivery_id: str, *, owner: str, outc
         await conn.execute(INSERT_ATTEMPT, row[0], *row[2:])
     tried = int(attempt is not None)
     status = await conn.execute(
-        FINISH, delivery_id, owner, outcome.status, outcome.due_at, outcome.response_status,
-        to_column(outcome.error), tried, finished_at(attempt, lambda: now))
+        FINISH,
+        delivery_id,
+        owner,
+        outcome.status,
+        outcome.due_at,
+        outcome.response_status,
+        to_column(outcome.error),
+        tried,
+        finished_at(attempt, lambda: now),
+    )
     if status == "UPDATE 1":
         return True
     if attempt is not None:
-        await conn.execute("UPDATE deliveries SET attempts = attempts + 1 WHERE id = $1",
-                           delivery_id)
+        await conn.execute(
+            "UPDATE deliveries SET attempts = attempts + 1 WHERE id = $1", delivery_id
+        )
     return False
 
 
@@ -158,8 +185,9 @@ RESUME = (
 )
 
 
-async def set_hook_active(conn: asyncpg.Connection, hook: str, active: bool, reason: str | None,
-                          at: float) -> int:
+async def set_hook_active(
+    conn: asyncpg.Connection, hook: str, active: bool, reason: str | None, at: float
+) -> int:
     await conn.execute(SET_HOOK_STATE, hook, active, to_column(reason), at)
     changed = count_of(await conn.execute(RESUME if active else PAUSE, at, hook))
     await conn.execute("UPDATE config_version SET version = version + 1 WHERE id = 1")
@@ -185,9 +213,16 @@ WHERE seq IN (SELECT seq FROM deliveries WHERE {{where}} ORDER BY seq LIMIT $2)
 NOT_REPLAYED_YET = f"NOT (status = {REPLAYED_STATUS} AND tries = 0 AND due_at = $1)"
 
 
-async def replay(conn: asyncpg.Connection, *, now: float, delivery_id: str | None,
-                 hook: str | None, statuses: Sequence[DeliveryStatus], since: float | None,
-                 limit: int) -> int:
+async def replay(
+    conn: asyncpg.Connection,
+    *,
+    now: float,
+    delivery_id: str | None,
+    hook: str | None,
+    statuses: Sequence[DeliveryStatus],
+    since: float | None,
+    limit: int,
+) -> int:
     conditions = ["status <> 'claimed'"]
     params: list[object] = [now, limit]
 

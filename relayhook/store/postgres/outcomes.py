@@ -50,8 +50,9 @@ Row = tuple[Any, ...]
 
 
 def outcome_rows(outcomes: Sequence[HookOutcome]) -> list[Row]:
-    return [(o.request_id, o.hook, o.kind, dumps(o.counts), dumps(o.detail), o.at)
-            for o in outcomes]
+    return [
+        (o.request_id, o.hook, o.kind, dumps(o.counts), dumps(o.detail), o.at) for o in outcomes
+    ]
 
 
 async def insert(conn: asyncpg.Connection, rows: list[Row]) -> None:
@@ -65,13 +66,20 @@ def to_outcome(row: asyncpg.Record) -> HookOutcome:
 
 
 async def of_request(conn: asyncpg.Connection, request_id: str) -> list[HookOutcome]:
-    rows = await conn.fetch(f"SELECT {COLUMNS} FROM outcomes WHERE request_id = $1"
-                            ' ORDER BY hook COLLATE "C"', request_id)
+    rows = await conn.fetch(
+        f'SELECT {COLUMNS} FROM outcomes WHERE request_id = $1 ORDER BY hook COLLATE "C"',
+        request_id,
+    )
     return [to_outcome(row) for row in rows]
 
 
-async def of_hook(conn: asyncpg.Connection, hook: str, kinds: Sequence[str] | None,
-                  exclude: Sequence[str], limit: int) -> list[HookOutcome]:
+async def of_hook(
+    conn: asyncpg.Connection,
+    hook: str,
+    kinds: Sequence[str] | None,
+    exclude: Sequence[str],
+    limit: int,
+) -> list[HookOutcome]:
     sql = f"SELECT {COLUMNS} FROM outcomes WHERE hook = $1"
     params: list[object] = [hook]
     if kinds:
@@ -85,20 +93,27 @@ async def of_hook(conn: asyncpg.Connection, hook: str, kinds: Sequence[str] | No
     return [to_outcome(row) for row in await conn.fetch(sql, *params)]
 
 
-async def rerun(conn: asyncpg.Connection, request_id: str, deliveries: Sequence[NewDelivery],
-                rows: list[Row], now: float) -> tuple[int, int]:
+async def rerun(
+    conn: asyncpg.Connection,
+    request_id: str,
+    deliveries: Sequence[NewDelivery],
+    rows: list[Row],
+    now: float,
+) -> tuple[int, int]:
     """Add the deliveries that do not exist yet (the unique key keeps out a second), make due
     again those the dispatcher had skipped, replace the request's outcomes: (created,
     requeued). ValueError for a delivery whose event is not of this request."""
     created = requeued = 0
     for d in deliveries:
         event_id = to_column(d.event_id)
-        known = await conn.fetchval("SELECT 1 FROM events WHERE id = $1 AND request_id = $2",
-                                    event_id, request_id)
+        known = await conn.fetchval(
+            "SELECT 1 FROM events WHERE id = $1 AND request_id = $2", event_id, request_id
+        )
         if known is None:
             raise ValueError(f"delivery {d.id!r} is for event {d.event_id!r}, not of {request_id}")
-        done = await conn.execute(INSERT_DELIVERY, d.id, event_id, d.hook,
-                                  to_column(d.subject), d.status, now, request_id)
+        done = await conn.execute(
+            INSERT_DELIVERY, d.id, event_id, d.hook, to_column(d.subject), d.status, now, request_id
+        )
         if done.endswith(" 1"):
             created += 1
         else:

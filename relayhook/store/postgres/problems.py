@@ -13,8 +13,10 @@ from relayhook.core.records import Attempt, Outcome, Problem, ProblemStatus
 from relayhook.store.postgres.deliveries import REPLAY, count_of
 from relayhook.store.text import from_column, to_column
 
-COLUMNS = ("id, hook, signature, status, first_at, last_at, deliveries, error, acknowledged_at,"
-           " resolved_at, notified, relay, request")
+COLUMNS = (
+    "id, hook, signature, status, first_at, last_at, deliveries, error, acknowledged_at,"
+    " resolved_at, notified, relay, request"
+)
 OPEN = """
 INSERT INTO problems (id, hook, signature, status, first_at, last_at, error)
 SELECT $1, d.hook, $2, 'open', $3, $3, $4 FROM deliveries AS d WHERE d.id = $5
@@ -45,8 +47,13 @@ UPDATE problems SET deliveries = deliveries + 1 WHERE id IN (SELECT problem_id F
 """
 
 
-async def note(conn: asyncpg.Connection, delivery_id: str, outcome: Outcome,
-               attempt: Attempt | None, now: float) -> None:
+async def note(
+    conn: asyncpg.Connection,
+    delivery_id: str,
+    outcome: Outcome,
+    attempt: Attempt | None,
+    now: float,
+) -> None:
     """As SQLite's: a success resolves the hook's problems; a failure joins or opens one."""
     if outcome.status == "succeeded":
         await conn.execute(RESOLVE, now, delivery_id)
@@ -57,39 +64,76 @@ async def note(conn: asyncpg.Connection, delivery_id: str, outcome: Outcome,
     await open_problem(conn, delivery_id, signature, failure_error(outcome, attempt), now)
 
 
-async def open_problem(conn: asyncpg.Connection, delivery_id: str, signature: str,
-                       error: str | None, now: float) -> None:
+async def open_problem(
+    conn: asyncpg.Connection, delivery_id: str, signature: str, error: str | None, now: float
+) -> None:
     """Open the problem of `signature` of the delivery's hook (or join its unresolved one)."""
-    problem_id = await conn.fetchval(OPEN, f"prb_{uuid.uuid4().hex[:20]}", signature, now,
-                                     to_column(error), delivery_id)
+    problem_id = await conn.fetchval(
+        OPEN, f"prb_{uuid.uuid4().hex[:20]}", signature, now, to_column(error), delivery_id
+    )
     await conn.execute(ADD_DELIVERY, problem_id, delivery_id)
 
 
 def to_problem(row: asyncpg.Record) -> Problem:
-    (id_, hook, signature, status, first_at, last_at, deliveries, error, acknowledged_at,
-     resolved_at, notified, relay, request) = row
-    return Problem(id_, hook, signature, status, first_at, last_at, deliveries,
-                   from_column(error), acknowledged_at, resolved_at, notified, relay, request)
+    (
+        id_,
+        hook,
+        signature,
+        status,
+        first_at,
+        last_at,
+        deliveries,
+        error,
+        acknowledged_at,
+        resolved_at,
+        notified,
+        relay,
+        request,
+    ) = row
+    return Problem(
+        id_,
+        hook,
+        signature,
+        status,
+        first_at,
+        last_at,
+        deliveries,
+        from_column(error),
+        acknowledged_at,
+        resolved_at,
+        notified,
+        relay,
+        request,
+    )
 
 
-async def open_relay_problem(conn: asyncpg.Connection, relay: str, signature: str, text: str,
-                             request: str | None, now: float) -> bool:
+async def open_relay_problem(
+    conn: asyncpg.Connection, relay: str, signature: str, text: str, request: str | None, now: float
+) -> bool:
     """As SQLite's: open the relay's problem of `signature`, or update its text."""
-    opened: bool = await conn.fetchval(OPEN_RELAY, f"prb_{uuid.uuid4().hex[:20]}", relay,
-                                       signature, now, to_column(text), request)
+    opened: bool = await conn.fetchval(
+        OPEN_RELAY, f"prb_{uuid.uuid4().hex[:20]}", relay, signature, now, to_column(text), request
+    )
     return opened
 
 
-async def resolve_relay_problem(conn: asyncpg.Connection, relay: str, signature: str,
-                                now: float) -> bool:
-    sql = ("UPDATE problems SET status = 'resolved', resolved_at = $1"
-           " WHERE hook = '' AND relay = $2 AND signature = $3 AND status <> 'resolved'")
+async def resolve_relay_problem(
+    conn: asyncpg.Connection, relay: str, signature: str, now: float
+) -> bool:
+    sql = (
+        "UPDATE problems SET status = 'resolved', resolved_at = $1"
+        " WHERE hook = '' AND relay = $2 AND signature = $3 AND status <> 'resolved'"
+    )
     return count_of(await conn.execute(sql, now, relay, signature)) > 0
 
 
-async def list_problems(conn: asyncpg.Connection, hook: str | None,
-                        statuses: Sequence[ProblemStatus], limit: int,
-                        relay: str | None = None) -> list[Problem]:
+async def list_problems(
+    conn: asyncpg.Connection,
+    hook: str | None,
+    statuses: Sequence[ProblemStatus],
+    limit: int,
+    relay: str | None = None,
+) -> list[Problem]:
     sql = f"SELECT {COLUMNS} FROM problems WHERE status = ANY($1::text[])"
     params: list[object] = [list(statuses)]
     if hook is not None:
@@ -109,14 +153,18 @@ async def get_problem(conn: asyncpg.Connection, problem_id: str) -> Problem | No
 
 
 async def acknowledge(conn: asyncpg.Connection, problem_id: str, at: float) -> bool:
-    sql = ("UPDATE problems SET status = 'acknowledged', acknowledged_at = $1"
-           " WHERE id = $2 AND status = 'open'")
+    sql = (
+        "UPDATE problems SET status = 'acknowledged', acknowledged_at = $1"
+        " WHERE id = $2 AND status = 'open'"
+    )
     return count_of(await conn.execute(sql, at, problem_id)) == 1
 
 
 async def replay(conn: asyncpg.Connection, problem_id: str, now: float, limit: int) -> int:
-    where = ("status IN ('failed', 'dead', 'paused') AND id IN"
-             " (SELECT delivery_id FROM problem_deliveries WHERE problem_id = $3)")
+    where = (
+        "status IN ('failed', 'dead', 'paused') AND id IN"
+        " (SELECT delivery_id FROM problem_deliveries WHERE problem_id = $3)"
+    )
     return count_of(await conn.execute(REPLAY.format(where=where), now, limit, problem_id))
 
 
@@ -130,8 +178,15 @@ async def get_shapes(conn: asyncpg.Connection, relay: str) -> dict[str, str]:
     return {str(row[0]): str(row[1]) for row in rows}
 
 
-async def save_shape(conn: asyncpg.Connection, relay: str, type_: str, shape: str,
-                     at: float) -> None:
-    await conn.execute("INSERT INTO payload_shapes VALUES ($1, $2, $3, $4) ON CONFLICT (relay,"
-                       " type) DO UPDATE SET shape = excluded.shape,"
-                       " updated_at = excluded.updated_at", relay, type_, shape, at)
+async def save_shape(
+    conn: asyncpg.Connection, relay: str, type_: str, shape: str, at: float
+) -> None:
+    await conn.execute(
+        "INSERT INTO payload_shapes VALUES ($1, $2, $3, $4) ON CONFLICT (relay,"
+        " type) DO UPDATE SET shape = excluded.shape,"
+        " updated_at = excluded.updated_at",
+        relay,
+        type_,
+        shape,
+        at,
+    )

@@ -14,14 +14,28 @@ COLUMNS = "name, kind, source_id, payload, saved_at"
 
 
 async def save(conn: asyncpg.Connection, sample: Sample, replace: bool) -> bool:
-    conflict = ("DO UPDATE SET kind = excluded.kind, source_id = excluded.source_id,"
-                " payload = excluded.payload, saved_at = excluded.saved_at"
-                if replace else "DO NOTHING")
-    sql = (f"INSERT INTO samples ({COLUMNS}) VALUES ($1, $2, $3, $4, $5)"
-           f" ON CONFLICT (name) {conflict}")
-    return count_of(await conn.execute(sql, sample.name, sample.kind,
-                                       to_column(sample.source_id),
-                                       dumps(sample_payload(sample)), sample.saved_at)) == 1
+    conflict = (
+        "DO UPDATE SET kind = excluded.kind, source_id = excluded.source_id,"
+        " payload = excluded.payload, saved_at = excluded.saved_at"
+        if replace
+        else "DO NOTHING"
+    )
+    sql = (
+        f"INSERT INTO samples ({COLUMNS}) VALUES ($1, $2, $3, $4, $5) ON CONFLICT (name) {conflict}"
+    )
+    return (
+        count_of(
+            await conn.execute(
+                sql,
+                sample.name,
+                sample.kind,
+                to_column(sample.source_id),
+                dumps(sample_payload(sample)),
+                sample.saved_at,
+            )
+        )
+        == 1
+    )
 
 
 def to_sample(row: asyncpg.Record) -> Sample:
@@ -35,8 +49,10 @@ async def get(conn: asyncpg.Connection, name: str) -> Sample | None:
 
 
 async def list_all(conn: asyncpg.Connection) -> list[Sample]:
-    return [to_sample(row) for row in
-            await conn.fetch(f"SELECT {COLUMNS} FROM samples ORDER BY name COLLATE \"C\"")]
+    return [
+        to_sample(row)
+        for row in await conn.fetch(f'SELECT {COLUMNS} FROM samples ORDER BY name COLLATE "C"')
+    ]
 
 
 async def delete(conn: asyncpg.Connection, name: str) -> bool:

@@ -293,17 +293,18 @@ CREATE INDEX IF NOT EXISTS audit_log_at ON audit_log (at);
 MIGRATIONS = (
     Migration(1, "requests, events, deliveries, attempts, hooks", INITIAL),
     Migration(2, "hook pacing shared by all dispatchers", PACING),
-    Migration(3, "live configuration, console values, event ids, test sends, retention",
-              LIVE_CONFIG),
+    Migration(
+        3, "live configuration, console values, event ids, test sends, retention", LIVE_CONFIG
+    ),
     Migration(4, "why each hook did or did not fire, per request", OUTCOMES),
     Migration(5, "problems: a hook's failures grouped by signature", PROBLEMS),
     Migration(6, "saved samples: requests and events pinned by name", SAMPLES),
     Migration(7, "dead deliveries in a row per hook, for [alerts] disable_after", STREAKS),
-    Migration(8, "a request's events by (request_id, seq): /api/events?request=",
-              EVENTS_BY_REQUEST),
+    Migration(
+        8, "a request's events by (request_id, seq): /api/events?request=", EVENTS_BY_REQUEST
+    ),
     Migration(9, "console sessions, one row per sign-in", SESSIONS),
-    Migration(10, "relays' problems (quiet, changed shape) and payload shapes",
-              RELAY_PROBLEMS),
+    Migration(10, "relays' problems (quiet, changed shape) and payload shapes", RELAY_PROBLEMS),
     Migration(11, "people, API keys and the audit log", PEOPLE),
 )
 check_numbering(MIGRATIONS)
@@ -336,8 +337,11 @@ async def migrate(conn: asyncpg.Connection, where: str, *, apply: bool) -> list[
         for migration in pending:
             async with conn.transaction():
                 await conn.execute(migration.sql)
-                await conn.execute("INSERT INTO schema_migrations (version, name) VALUES ($1, $2)",
-                                   migration.version, migration.name)
+                await conn.execute(
+                    "INSERT INTO schema_migrations (version, name) VALUES ($1, $2)",
+                    migration.version,
+                    migration.name,
+                )
         return pending
     finally:
         await conn.execute("SELECT pg_advisory_unlock($1)", MIGRATION_LOCK)

@@ -32,8 +32,14 @@ WHERE hook = $2 AND status <> 'resolved'
 """
 
 
-async def note(conn: asyncpg.Connection, delivery_id: str, outcome: Outcome,
-               attempt: Attempt | None, now: float, disable_after: int) -> None:
+async def note(
+    conn: asyncpg.Connection,
+    delivery_id: str,
+    outcome: Outcome,
+    attempt: Attempt | None,
+    now: float,
+    disable_after: int,
+) -> None:
     """As SQLite's: a dead delivery counts in its hook's streak, a crossing opens its problem
     and at the threshold switches the hook off."""
     if outcome.status != "dead":
@@ -50,8 +56,9 @@ async def note(conn: asyncpg.Connection, delivery_id: str, outcome: Outcome,
         await switch_hook(conn, hook, False, deactivation_reason(dead), now)
 
 
-async def switch_hook(conn: asyncpg.Connection, hook: str, active: bool, reason: str | None,
-                      at: float) -> int:
+async def switch_hook(
+    conn: asyncpg.Connection, hook: str, active: bool, reason: str | None, at: float
+) -> int:
     """Store.set_hook_active in one transaction: switching on starts the streak again."""
     changed = await deliveries_sql.set_hook_active(conn, hook, active, reason, at)
     if active:

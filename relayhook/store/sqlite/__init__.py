@@ -120,7 +120,11 @@ class SQLiteStore:
     """
 
     def __init__(
-        self, path: str | Path, *, synchronous: str = "FULL", max_batch: int = 256,
+        self,
+        path: str | Path,
+        *,
+        synchronous: str = "FULL",
+        max_batch: int = 256,
         busy_timeout: float = BUSY_TIMEOUT_SECONDS,
     ) -> None:
         if synchronous.upper() not in SYNCHRONOUS_LEVELS:
@@ -218,27 +222,48 @@ class SQLiteStore:
     async def request_outcomes(self, request_id: str) -> list[HookOutcome]:
         return await self._read(lambda conn: outcomes_sql.of_request(conn, request_id))
 
-    async def hook_outcomes(self, hook: str, *, kinds: Sequence[str] | None = None,
-                            exclude: Sequence[str] = (), limit: int = 50) -> list[HookOutcome]:
+    async def hook_outcomes(
+        self,
+        hook: str,
+        *,
+        kinds: Sequence[str] | None = None,
+        exclude: Sequence[str] = (),
+        limit: int = 50,
+    ) -> list[HookOutcome]:
         return await self._read(
-            lambda conn: outcomes_sql.of_hook(conn, hook, kinds, exclude, limit))
+            lambda conn: outcomes_sql.of_hook(conn, hook, kinds, exclude, limit)
+        )
 
-    async def rerun(self, request_id: str, deliveries: Sequence[NewDelivery],
-                    outcomes: Sequence[HookOutcome], *, now: float) -> tuple[int, int]:
+    async def rerun(
+        self,
+        request_id: str,
+        deliveries: Sequence[NewDelivery],
+        outcomes: Sequence[HookOutcome],
+        *,
+        now: float,
+    ) -> tuple[int, int]:
         rows = outcomes_sql.outcome_rows(outcomes)
         return await self._write(
-            lambda conn: outcomes_sql.rerun(conn, request_id, deliveries, rows, now))
+            lambda conn: outcomes_sql.rerun(conn, request_id, deliveries, rows, now)
+        )
 
-    async def record_test(self, request: RequestRecord, event: Event, delivery: NewDelivery,
-                          attempt: Attempt | None, outcome: Outcome) -> None:
+    async def record_test(
+        self,
+        request: RequestRecord,
+        event: Event,
+        delivery: NewDelivery,
+        attempt: Attempt | None,
+        outcome: Outcome,
+    ) -> None:
         check_test(request, event, delivery, outcome)
         check_finish(delivery.id, outcome, attempt)
         request_values = request_row(request, [event])
         event_values = event_rows([event], request.id)[0]
 
         def job(conn: sqlite3.Connection) -> None:
-            requests_sql.record_test(conn, request_values, event_values, delivery, event.relay,
-                                     attempt, outcome)
+            requests_sql.record_test(
+                conn, request_values, event_values, delivery, event.relay, attempt, outcome
+            )
 
         await self._write(job)
 
@@ -275,11 +300,15 @@ class SQLiteStore:
         text: str | None = None,
     ) -> list[RequestRecord]:
         pattern = browse.like_pattern(text) if text else None
-        filters = [("relay = ?", relay), ("status = ?", status),
-                   ("CAST(body AS TEXT) LIKE ? ESCAPE '\\'", pattern)]
+        filters = [
+            ("relay = ?", relay),
+            ("status = ?", status),
+            ("CAST(body AS TEXT) LIKE ? ESCAPE '\\'", pattern),
+        ]
         sql, params = page_query("requests", REQUEST_COLUMNS, filters, before, limit)
         return await self._read(
-            lambda conn: requests_sql.with_event_ids(conn, conn.execute(sql, params)))
+            lambda conn: requests_sql.with_event_ids(conn, conn.execute(sql, params))
+        )
 
     async def list_events(
         self,
@@ -297,8 +326,9 @@ class SQLiteStore:
             ("subject = ?", to_column(subject)),
             ("request_id = ?", request_id),
         ]
-        sql, params = page_query("events", EVENT_COLUMNS, filters,
-                                 before and to_column(before), limit)
+        sql, params = page_query(
+            "events", EVENT_COLUMNS, filters, before and to_column(before), limit
+        )
         return await self._read(lambda conn: [to_event(row) for row in conn.execute(sql, params)])
 
     async def count_events(self, *, relay: str | None = None, source: str | None = None) -> int:
@@ -348,25 +378,33 @@ class SQLiteStore:
         state = await self._read(lambda conn: deliveries_sql.pacing_state(conn, hook))
         return pacing.pacing_wait(rate_limit, state, now)
 
-    async def reserve_sends(self, hook: str, rate_limit: RateLimitSpec | None, now: float,
-                            count: int) -> list[float]:
+    async def reserve_sends(
+        self, hook: str, rate_limit: RateLimitSpec | None, now: float, count: int
+    ) -> list[float]:
         if count <= 0:
             return []
         return await self._write(
-            lambda conn: deliveries_sql.reserve_sends(conn, hook, rate_limit, now, count))
+            lambda conn: deliveries_sql.reserve_sends(conn, hook, rate_limit, now, count)
+        )
 
     def subscribe(self, callback: Callable[[Topic], None]) -> None:
         """Nothing to listen to: a process learns of another's writes by polling."""
 
     async def finish(
-        self, delivery_id: str, *, owner: str, outcome: Outcome, attempt: Attempt | None,
+        self,
+        delivery_id: str,
+        *,
+        owner: str,
+        outcome: Outcome,
+        attempt: Attempt | None,
         disable_after: int = 0,
     ) -> bool:
         check_finish(delivery_id, outcome, attempt)
 
         def job(conn: sqlite3.Connection) -> bool:
-            done = deliveries_sql.finish(conn, delivery_id, owner=owner, outcome=outcome,
-                                         attempt=attempt)
+            done = deliveries_sql.finish(
+                conn, delivery_id, owner=owner, outcome=outcome, attempt=attempt
+            )
             if done:
                 at = finished_at(attempt, time.time)
                 problems_sql.note(conn, delivery_id, outcome, attempt, at)
@@ -375,20 +413,29 @@ class SQLiteStore:
 
         return await self._write(job)
 
-    async def list_problems(self, *, hook: str | None = None,
-                            statuses: Sequence[ProblemStatus] = ("open", "acknowledged"),
-                            limit: int = 50, relay: str | None = None) -> list[Problem]:
+    async def list_problems(
+        self,
+        *,
+        hook: str | None = None,
+        statuses: Sequence[ProblemStatus] = ("open", "acknowledged"),
+        limit: int = 50,
+        relay: str | None = None,
+    ) -> list[Problem]:
         return await self._read(
-            lambda conn: problems_sql.list_problems(conn, hook, tuple(statuses), limit, relay))
+            lambda conn: problems_sql.list_problems(conn, hook, tuple(statuses), limit, relay)
+        )
 
-    async def open_relay_problem(self, relay: str, signature: str, text: str, *, at: float,
-                                 request: str | None = None) -> bool:
-        return await self._write(lambda conn: problems_sql.open_relay_problem(
-            conn, relay, signature, text, request, at))
+    async def open_relay_problem(
+        self, relay: str, signature: str, text: str, *, at: float, request: str | None = None
+    ) -> bool:
+        return await self._write(
+            lambda conn: problems_sql.open_relay_problem(conn, relay, signature, text, request, at)
+        )
 
     async def resolve_relay_problem(self, relay: str, signature: str, *, at: float) -> bool:
         return await self._write(
-            lambda conn: problems_sql.resolve_relay_problem(conn, relay, signature, at))
+            lambda conn: problems_sql.resolve_relay_problem(conn, relay, signature, at)
+        )
 
     async def erase_subject(self, subject: Subject) -> Found:
         found = await self._write(lambda conn: erasure_sql.erase(conn, subject))
@@ -427,13 +474,13 @@ class SQLiteStore:
 
     async def set_hook_active(self, hook: str, active: bool, reason: str | None, at: float) -> int:
         return await self._write(
-            lambda conn: streaks_sql.switch_hook(conn, hook, active, reason, at))
+            lambda conn: streaks_sql.switch_hook(conn, hook, active, reason, at)
+        )
 
     async def hook_states(self) -> dict[str, tuple[bool, str | None, float]]:
         return await self._read(deliveries_sql.hook_states)
 
-    async def save_hooks(self, source: str, specs: Mapping[str, dict[str, Any]],
-                         at: float) -> None:
+    async def save_hooks(self, source: str, specs: Mapping[str, dict[str, Any]], at: float) -> None:
         await self._write(lambda conn: config_sql.save_hooks(conn, source, specs, at))
 
     async def list_hooks(self) -> list[StoredHook]:
@@ -480,11 +527,15 @@ class SQLiteStore:
         limit: int = 50,
         before: str | None = None,
     ) -> list[Delivery]:
-        filters = [("hook = ?", hook), ("status = ?", status),
-                   ("event_id = ?", to_column(event_id))]
+        filters = [
+            ("hook = ?", hook),
+            ("status = ?", status),
+            ("event_id = ?", to_column(event_id)),
+        ]
         sql, params = page_query("deliveries", DELIVERY_COLUMNS, filters, before, limit)
         return await self._read(
-            lambda conn: [to_delivery(row) for row in conn.execute(sql, params)])
+            lambda conn: [to_delivery(row) for row in conn.execute(sql, params)]
+        )
 
     async def count_deliveries(
         self, *, hook: str | None = None, status: DeliveryStatus | None = None
@@ -529,7 +580,8 @@ class SQLiteStore:
     async def request_activity(self, *, since: float, bucket_seconds: float) -> list[ActivityRow]:
         since_text = format_time(datetime.fromtimestamp(since, UTC))
         return await self._read(
-            lambda conn: browse.request_activity(conn, since_text, since, bucket_seconds))
+            lambda conn: browse.request_activity(conn, since_text, since, bucket_seconds)
+        )
 
     async def delivery_activity(self, *, since: float, bucket_seconds: float) -> list[ActivityRow]:
         return await self._read(lambda conn: browse.delivery_activity(conn, since, bucket_seconds))
@@ -537,13 +589,16 @@ class SQLiteStore:
     async def get_admin_value(self, name: str) -> str | None:
         return await self._read(lambda conn: browse.get_admin_value(conn, name))
 
-    async def set_admin_value(self, name: str, value: str, at: float, *,
-                              replace: bool = True) -> bool:
+    async def set_admin_value(
+        self, name: str, value: str, at: float, *, replace: bool = True
+    ) -> bool:
         return await self._write(
-            lambda conn: browse.set_admin_value(conn, name, value, at, replace))
+            lambda conn: browse.set_admin_value(conn, name, value, at, replace)
+        )
 
-    async def change_secret(self, name: str, value: str, at: float, *, account: str,
-                            keep: str | None = None) -> int:
+    async def change_secret(
+        self, name: str, value: str, at: float, *, account: str, keep: str | None = None
+    ) -> int:
         def change(conn: sqlite3.Connection) -> int:
             browse.set_admin_value(conn, name, value, at, True)
             return sessions_sql.revoke_all(conn, account, keep)
@@ -572,10 +627,12 @@ class SQLiteStore:
 
     # -- people, API keys, the audit log
 
-    async def save_account(self, account: Account, *, end_sessions: bool = False,
-                           keep: str | None = None) -> int:
+    async def save_account(
+        self, account: Account, *, end_sessions: bool = False, keep: str | None = None
+    ) -> int:
         return await self._write(
-            lambda conn: people_sql.save_account(conn, account, end_sessions, keep))
+            lambda conn: people_sql.save_account(conn, account, end_sessions, keep)
+        )
 
     async def get_account(self, account_id: str) -> Account | None:
         return await self._read(lambda conn: people_sql.get_account(conn, account_id))
@@ -587,8 +644,9 @@ class SQLiteStore:
         return await self._read(people_sql.list_accounts)
 
     async def create_link(self, token_hash: str, account: str, expires_at: float) -> None:
-        await self._write(lambda conn: people_sql.create_link(conn, token_hash, account,
-                                                              expires_at))
+        await self._write(
+            lambda conn: people_sql.create_link(conn, token_hash, account, expires_at)
+        )
 
     async def peek_link(self, token_hash: str, now: float) -> str | None:
         return await self._read(lambda conn: people_sql.peek_link(conn, token_hash, now))
@@ -614,11 +672,19 @@ class SQLiteStore:
     async def append_audit(self, entry: AuditEntry) -> None:
         await self._write(lambda conn: people_sql.append_audit(conn, entry))
 
-    async def list_audit(self, *, actor: str | None = None, action: str | None = None,
-                         target: str | None = None, since: float | None = None,
-                         before: int | None = None, limit: int = 50) -> list[AuditEntry]:
-        return await self._read(lambda conn: people_sql.list_audit(
-            conn, actor, action, target, since, before, limit))
+    async def list_audit(
+        self,
+        *,
+        actor: str | None = None,
+        action: str | None = None,
+        target: str | None = None,
+        since: float | None = None,
+        before: int | None = None,
+        limit: int = 50,
+    ) -> list[AuditEntry]:
+        return await self._read(
+            lambda conn: people_sql.list_audit(conn, actor, action, target, since, before, limit)
+        )
 
     async def prune_audit(self, before: float, *, batch: int = 500) -> int:
         return await self._write(lambda conn: people_sql.prune_audit(conn, before, batch))
@@ -626,8 +692,7 @@ class SQLiteStore:
     # -- operations
 
     async def prune(self, cutoffs: Cutoffs, *, batch: int = 500) -> PruneResult:
-        result: PruneResult = await sqlite_ops.Pruner(cutoffs, batch).run(self._read,
-                                                                            self._write)
+        result: PruneResult = await sqlite_ops.Pruner(cutoffs, batch).run(self._read, self._write)
         if result != PruneResult():
             await asyncio.to_thread(sqlite_ops.checkpoint, self.path)
         return result

@@ -57,8 +57,9 @@ TEXT_CONDITION = (
 )
 
 
-def find_deliveries(conn: sqlite3.Connection, f: DeliveryFilter, limit: int,
-                    before: str | None) -> list[Delivery]:
+def find_deliveries(
+    conn: sqlite3.Connection, f: DeliveryFilter, limit: int, before: str | None
+) -> list[Delivery]:
     if limit < 0:
         raise ValueError(f"limit must not be negative, not {limit}")
     clause, params = filter_clause(f)
@@ -77,29 +78,38 @@ def count_found_deliveries(conn: sqlite3.Connection, f: DeliveryFilter) -> int:
     return count
 
 
-def request_activity(conn: sqlite3.Connection, since_text: str, since: float,
-                     bucket_seconds: float) -> list[ActivityRow]:
+def request_activity(
+    conn: sqlite3.Connection, since_text: str, since: float, bucket_seconds: float
+) -> list[ActivityRow]:
     epoch = EPOCH_OF_TEXT.format(column="received_at")
-    sql = (f"SELECT relay, CAST(({epoch} - ?) / ? AS INTEGER) AS bucket, status, count(*)"
-           " FROM requests WHERE received_at >= ? GROUP BY relay, bucket, status")
+    sql = (
+        f"SELECT relay, CAST(({epoch} - ?) / ? AS INTEGER) AS bucket, status, count(*)"
+        " FROM requests WHERE received_at >= ? GROUP BY relay, bucket, status"
+    )
     return _activity(conn.execute(sql, (since, bucket_seconds, since_text)))
 
 
-def delivery_activity(conn: sqlite3.Connection, since: float,
-                      bucket_seconds: float) -> list[ActivityRow]:
-    sql = ("SELECT hook, CAST((created_at - ?) / ? AS INTEGER) AS bucket, status, count(*)"
-           " FROM deliveries WHERE created_at >= ? GROUP BY hook, bucket, status")
+def delivery_activity(
+    conn: sqlite3.Connection, since: float, bucket_seconds: float
+) -> list[ActivityRow]:
+    sql = (
+        "SELECT hook, CAST((created_at - ?) / ? AS INTEGER) AS bucket, status, count(*)"
+        " FROM deliveries WHERE created_at >= ? GROUP BY hook, bucket, status"
+    )
     return _activity(conn.execute(sql, (since, bucket_seconds, since)))
 
 
 def _activity(rows: sqlite3.Cursor) -> list[ActivityRow]:
-    return [(str(name), max(0, int(bucket)), str(status), int(count))
-            for name, bucket, status, count in rows]
+    return [
+        (str(name), max(0, int(bucket)), str(status), int(count))
+        for name, bucket, status, count in rows
+    ]
 
 
 def get_admin_value(conn: sqlite3.Connection, name: str) -> str | None:
-    row: Row | None = conn.execute("SELECT value FROM admin_values WHERE name = ?",
-                                   (name,)).fetchone()
+    row: Row | None = conn.execute(
+        "SELECT value FROM admin_values WHERE name = ?", (name,)
+    ).fetchone()
     return None if row is None else str(row[0])
 
 
@@ -108,9 +118,13 @@ SET_ADMIN_VALUE = (
 )
 
 
-def set_admin_value(conn: sqlite3.Connection, name: str, value: str, at: float,
-                    replace: bool) -> bool:
-    action = ("DO UPDATE SET value = excluded.value, updated_at = excluded.updated_at"
-              if replace else "DO NOTHING")
+def set_admin_value(
+    conn: sqlite3.Connection, name: str, value: str, at: float, replace: bool
+) -> bool:
+    action = (
+        "DO UPDATE SET value = excluded.value, updated_at = excluded.updated_at"
+        if replace
+        else "DO NOTHING"
+    )
     written: int = conn.execute(SET_ADMIN_VALUE + action, (name, value, at)).rowcount
     return written == 1

@@ -37,8 +37,9 @@ def bump(conn: sqlite3.Connection) -> None:
 # -- hooks
 
 
-def save_hooks(conn: sqlite3.Connection, source: str, specs: Mapping[str, dict[str, Any]],
-               at: float) -> None:
+def save_hooks(
+    conn: sqlite3.Connection, source: str, specs: Mapping[str, dict[str, Any]], at: float
+) -> None:
     rows = [(name, source, dumps(spec), at) for name, spec in specs.items()]
     conn.execute("DELETE FROM hooks WHERE source = ?", (source,))
     conn.executemany(
@@ -52,8 +53,10 @@ def save_hooks(conn: sqlite3.Connection, source: str, specs: Mapping[str, dict[s
 
 def list_hooks(conn: sqlite3.Connection) -> list[StoredHook]:
     rows = conn.execute(f"SELECT {HOOK_COLUMNS} FROM hooks ORDER BY name")
-    return [StoredHook(name, source, json.loads(spec), sealed, at)
-            for name, source, spec, sealed, at in rows]
+    return [
+        StoredHook(name, source, json.loads(spec), sealed, at)
+        for name, source, spec, sealed, at in rows
+    ]
 
 
 def put_hook(conn: sqlite3.Connection, hook: StoredHook, create: bool) -> bool:
@@ -97,8 +100,15 @@ def create_relay(conn: sqlite3.Connection, relay: StoredRelay) -> bool:
     cursor = conn.execute(
         f"INSERT INTO relays ({RELAY_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?)"
         " ON CONFLICT (name) DO NOTHING",
-        (relay.name, relay.connector, relay.source, relay.sealed, relay.created_at,
-         relay.updated_at, relay.expect),
+        (
+            relay.name,
+            relay.connector,
+            relay.source,
+            relay.sealed,
+            relay.created_at,
+            relay.updated_at,
+            relay.expect,
+        ),
     )
     if cursor.rowcount == 0:
         return False
@@ -107,8 +117,9 @@ def create_relay(conn: sqlite3.Connection, relay: StoredRelay) -> bool:
 
 
 def update_relay(conn: sqlite3.Connection, name: str, sealed: str, at: float) -> bool:
-    cursor = conn.execute("UPDATE relays SET sealed = ?, updated_at = ? WHERE name = ?",
-                          (sealed, at, name))
+    cursor = conn.execute(
+        "UPDATE relays SET sealed = ?, updated_at = ? WHERE name = ?", (sealed, at, name)
+    )
     if cursor.rowcount == 0:
         return False
     bump(conn)
@@ -116,8 +127,9 @@ def update_relay(conn: sqlite3.Connection, name: str, sealed: str, at: float) ->
 
 
 def set_relay_expect(conn: sqlite3.Connection, name: str, expect: str | None, at: float) -> bool:
-    cursor = conn.execute("UPDATE relays SET expect = ?, updated_at = ? WHERE name = ?",
-                          (expect, at, name))
+    cursor = conn.execute(
+        "UPDATE relays SET expect = ?, updated_at = ? WHERE name = ?", (expect, at, name)
+    )
     if cursor.rowcount == 0:
         return False
     bump(conn)
@@ -135,8 +147,10 @@ def reseal(conn: sqlite3.Connection, changes: Sequence[Resealed], announce: bool
     written = 0
     for change in changes:
         table = "relays" if change.kind == "relay" else "hooks"
-        written += conn.execute(f"UPDATE {table} SET sealed = ? WHERE name = ? AND sealed = ?",
-                                (change.new, change.name, change.old)).rowcount
+        written += conn.execute(
+            f"UPDATE {table} SET sealed = ? WHERE name = ? AND sealed = ?",
+            (change.new, change.name, change.old),
+        ).rowcount
     if announce:
         bump(conn)
     return written

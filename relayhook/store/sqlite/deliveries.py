@@ -73,8 +73,10 @@ def delivery_rows(deliveries: Sequence[NewDelivery], events: Sequence[Event]) ->
     """Rows to route (the relay is the stored event's); ValueError for a delivery of no event
     given or with a status a new delivery cannot have."""
     check_new_deliveries(deliveries, events)
-    return [(d.id, to_column(d.event_id), d.hook, to_column(d.subject), d.status,
-             float(d.due_at)) for d in deliveries]
+    return [
+        (d.id, to_column(d.event_id), d.hook, to_column(d.subject), d.status, float(d.due_at))
+        for d in deliveries
+    ]
 
 
 def last_event_seq(conn: sqlite3.Connection) -> int:
@@ -147,8 +149,7 @@ CLAIM_ORDERED = CLAIM.format(due=DUE.format(ordered=NO_EARLIER_UNFINISHED))
 
 # A hook's deliveries in flight, by every process: claimed under a lease that has not run out.
 IN_FLIGHT = (
-    "SELECT count(*) FROM deliveries"
-    " WHERE hook = ? AND status = 'claimed' AND lease_until > ?"
+    "SELECT count(*) FROM deliveries WHERE hook = ? AND status = 'claimed' AND lease_until > ?"
 )
 # Of those, the claimer's own whose request is over (`answered`): not in flight to the receiver.
 ANSWERED = (
@@ -246,8 +247,9 @@ def pacing_state(conn: sqlite3.Connection, hook: str) -> dict[str, Any]:
     return state
 
 
-def reserve_sends(conn: sqlite3.Connection, hook: str, rate_limit: RateLimitSpec | None,
-                  now: float, count: int) -> list[float]:
+def reserve_sends(
+    conn: sqlite3.Connection, hook: str, rate_limit: RateLimitSpec | None, now: float, count: int
+) -> list[float]:
     state, times = book_sends(rate_limit, pacing_state(conn, hook), now, count)
     conn.execute(SAVE_PACING, (hook, dumps(state), now))
     return times

@@ -70,12 +70,16 @@ class Pruner:
         if batch < 1:
             raise ValueError(f"batch must be at least 1, not {batch}")
         self.batch = batch
-        hook_case, self.hook_params = _case("hook", {k: _real_time(v) for k, v in
-                                                    cutoffs.hooks.items()},
-                                            _real_time(cutoffs.default))
-        relay_case, self.relay_params = _case("relay", {k: _text_time(v) for k, v in
-                                                       cutoffs.relays.items()},
-                                              _text_time(cutoffs.default))
+        hook_case, self.hook_params = _case(
+            "hook",
+            {k: _real_time(v) for k, v in cutoffs.hooks.items()},
+            _real_time(cutoffs.default),
+        )
+        relay_case, self.relay_params = _case(
+            "relay",
+            {k: _text_time(v) for k, v in cutoffs.relays.items()},
+            _text_time(cutoffs.default),
+        )
         self.delivery_check = f"{FINAL} AND updated_at < {hook_case}"
         self.request_check = (
             f"received_at < {relay_case} AND NOT EXISTS (SELECT 1 FROM events AS e"
@@ -87,8 +91,10 @@ class Pruner:
 
     async def run(self, read: Read, write: Write) -> PruneResult:
         total = PruneResult()
-        steps = ((self._deliveries_after, self._delete_deliveries, (NEVER, 0)),
-                 (self._requests_after, self._delete_requests, ("", 0)))
+        steps = (
+            (self._deliveries_after, self._delete_deliveries, (NEVER, 0)),
+            (self._requests_after, self._delete_requests, ("", 0)),
+        )
         for scan, delete, start in steps:
             cursor: tuple[Any, int] = start
             while True:  # bounded: the cursor only moves forward, through a finite table
@@ -99,29 +105,38 @@ class Pruner:
                     break
         return total
 
-    def _deliveries_after(self, conn: sqlite3.Connection,
-                          cursor: tuple[Any, int]) -> tuple[list[str], tuple[Any, int]]:
-        sql = (f"SELECT id, updated_at, seq FROM deliveries WHERE {FINAL}"
-               " AND updated_at < ? AND (updated_at, seq) > (?, ?)"
-               f" AND {self.delivery_check} ORDER BY updated_at, seq LIMIT ?")
-        rows = conn.execute(sql, [self.delivery_upper, *cursor, *self.hook_params,
-                                  self.batch]).fetchall()
+    def _deliveries_after(
+        self, conn: sqlite3.Connection, cursor: tuple[Any, int]
+    ) -> tuple[list[str], tuple[Any, int]]:
+        sql = (
+            f"SELECT id, updated_at, seq FROM deliveries WHERE {FINAL}"
+            " AND updated_at < ? AND (updated_at, seq) > (?, ?)"
+            f" AND {self.delivery_check} ORDER BY updated_at, seq LIMIT ?"
+        )
+        rows = conn.execute(
+            sql, [self.delivery_upper, *cursor, *self.hook_params, self.batch]
+        ).fetchall()
         return [row[0] for row in rows], (rows[-1][1], rows[-1][2]) if rows else cursor
 
-    def _requests_after(self, conn: sqlite3.Connection,
-                        cursor: tuple[Any, int]) -> tuple[list[str], tuple[Any, int]]:
-        sql = ("SELECT id, received_at, seq FROM requests WHERE received_at < ?"
-               f" AND (received_at, seq) > (?, ?) AND {self.request_check}"
-               " ORDER BY received_at, seq LIMIT ?")
-        rows = conn.execute(sql, [self.request_upper, *cursor, *self.relay_params,
-                                  self.batch]).fetchall()
+    def _requests_after(
+        self, conn: sqlite3.Connection, cursor: tuple[Any, int]
+    ) -> tuple[list[str], tuple[Any, int]]:
+        sql = (
+            "SELECT id, received_at, seq FROM requests WHERE received_at < ?"
+            f" AND (received_at, seq) > (?, ?) AND {self.request_check}"
+            " ORDER BY received_at, seq LIMIT ?"
+        )
+        rows = conn.execute(
+            sql, [self.request_upper, *cursor, *self.relay_params, self.batch]
+        ).fetchall()
         return [row[0] for row in rows], (rows[-1][1], rows[-1][2]) if rows else cursor
 
     def _delete_deliveries(self, conn: sqlite3.Connection, ids: Sequence[str]) -> PruneResult:
         still = _still(conn, "deliveries", self.delivery_check, self.hook_params, ids)
         attempts = _delete_in(conn, "attempts", "delivery_id", still)
-        return PruneResult(deliveries=_delete_in(conn, "deliveries", "id", still),
-                           attempts=attempts)
+        return PruneResult(
+            deliveries=_delete_in(conn, "deliveries", "id", still), attempts=attempts
+        )
 
     def _delete_requests(self, conn: sqlite3.Connection, ids: Sequence[str]) -> PruneResult:
         still = _still(conn, "requests", self.request_check, self.relay_params, ids)
@@ -130,8 +145,9 @@ class Pruner:
         return PruneResult(requests=_delete_in(conn, "requests", "id", still), events=events)
 
 
-def _still(conn: sqlite3.Connection, table: str, check: str, params: list[Any],
-           ids: Sequence[str]) -> str:
+def _still(
+    conn: sqlite3.Connection, table: str, check: str, params: list[Any], ids: Sequence[str]
+) -> str:
     """Those of `ids` that still pass `check` (a delivery replayed meanwhile, a request
     remapped meanwhile, does not), as a JSON array."""
     sql = f"SELECT id FROM {table} WHERE id IN (SELECT value FROM json_each(?)) AND {check}"
@@ -162,8 +178,10 @@ def backlog(conn: sqlite3.Connection) -> list[BacklogEntry]:
         f" WHERE {WAITING} GROUP BY hook, status"
     ).fetchall()
     oldest_sql = "SELECT created_at FROM deliveries WHERE seq = ?"
-    entries = [BacklogEntry(hook, status, count, conn.execute(oldest_sql, (seq,)).fetchone()[0])
-               for hook, status, count, seq in waiting]
+    entries = [
+        BacklogEntry(hook, status, count, conn.execute(oldest_sql, (seq,)).fetchone()[0])
+        for hook, status, count, seq in waiting
+    ]
     stuck = conn.execute(
         "SELECT hook, status, count(*) FROM deliveries INDEXED BY deliveries_stuck"
         f" WHERE {STUCK} GROUP BY hook, status"
@@ -183,8 +201,10 @@ def backup(connect: Callable[[], sqlite3.Connection], target: Path) -> None:
         raise FileExistsError(f"{target} exists: give a new file")
     partial = target.with_name(target.name + ".partial")
     try:
-        with contextlib.closing(connect()) as source, \
-                contextlib.closing(sqlite3.connect(partial, isolation_level=None)) as copy:
+        with (
+            contextlib.closing(connect()) as source,
+            contextlib.closing(sqlite3.connect(partial, isolation_level=None)) as copy,
+        ):
             source.backup(copy)
             copy.execute("PRAGMA journal_mode = DELETE")
             result = copy.execute("PRAGMA quick_check").fetchone()[0]

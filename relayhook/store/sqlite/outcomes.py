@@ -36,8 +36,9 @@ ON CONFLICT (request_id, hook) DO UPDATE SET
 
 
 def outcome_rows(outcomes: Sequence[HookOutcome]) -> list[Row]:
-    return [(o.request_id, o.hook, o.kind, dumps(o.counts), dumps(o.detail), o.at)
-            for o in outcomes]
+    return [
+        (o.request_id, o.hook, o.kind, dumps(o.counts), dumps(o.detail), o.at) for o in outcomes
+    ]
 
 
 def insert(conn: sqlite3.Connection, rows: list[Row]) -> None:
@@ -55,8 +56,13 @@ def of_request(conn: sqlite3.Connection, request_id: str) -> list[HookOutcome]:
     return [to_outcome(row) for row in conn.execute(sql, (request_id,))]
 
 
-def of_hook(conn: sqlite3.Connection, hook: str, kinds: Sequence[str] | None,
-            exclude: Sequence[str], limit: int) -> list[HookOutcome]:
+def of_hook(
+    conn: sqlite3.Connection,
+    hook: str,
+    kinds: Sequence[str] | None,
+    exclude: Sequence[str],
+    limit: int,
+) -> list[HookOutcome]:
     sql = f"SELECT {COLUMNS} FROM outcomes WHERE hook = ?"
     params: list[object] = [hook]
     if kinds:
@@ -75,24 +81,33 @@ WHERE event_id = ? AND hook = ? AND status = 'skipped'
 """
 
 
-def rerun(conn: sqlite3.Connection, request_id: str, deliveries: Sequence[NewDelivery],
-          rows: list[Row], now: float) -> tuple[int, int]:
+def rerun(
+    conn: sqlite3.Connection,
+    request_id: str,
+    deliveries: Sequence[NewDelivery],
+    rows: list[Row],
+    now: float,
+) -> tuple[int, int]:
     """Add the deliveries that do not exist yet (one per event x hook: the unique key keeps
     out a second), make due again those the dispatcher had skipped, and replace the request's
     outcomes. (created, requeued)."""
-    relays = dict(conn.execute("SELECT id, relay FROM events WHERE request_id = ?",
-                               (request_id,)).fetchall())
+    relays = dict(
+        conn.execute("SELECT id, relay FROM events WHERE request_id = ?", (request_id,)).fetchall()
+    )
     created = requeued = 0
     for d in deliveries:
         if d.event_id not in relays:
             raise ValueError(f"delivery {d.id!r} is for event {d.event_id!r}, not of {request_id}")
-        inserted = conn.execute(INSERT_DELIVERY, (d.id, d.event_id, d.hook, relays[d.event_id],
-                                                  d.subject, d.status, now, now, now)).rowcount
+        inserted = conn.execute(
+            INSERT_DELIVERY,
+            (d.id, d.event_id, d.hook, relays[d.event_id], d.subject, d.status, now, now, now),
+        ).rowcount
         if inserted:
             created += 1
         else:
-            requeued += conn.execute(REQUEUE_SKIPPED,
-                                     (d.status, now, now, d.event_id, d.hook)).rowcount
+            requeued += conn.execute(
+                REQUEUE_SKIPPED, (d.status, now, now, d.event_id, d.hook)
+            ).rowcount
     conn.execute("DELETE FROM outcomes WHERE request_id = ?", (request_id,))
     insert(conn, rows)
     return created, requeued

@@ -59,8 +59,10 @@ CREATE TABLE IF NOT EXISTS payload_shapes (
 ) WITHOUT ROWID;
 """
 
-COLUMNS = ("id, hook, signature, status, first_at, last_at, deliveries, error, acknowledged_at,"
-           " resolved_at, notified, relay, request")
+COLUMNS = (
+    "id, hook, signature, status, first_at, last_at, deliveries, error, acknowledged_at,"
+    " resolved_at, notified, relay, request"
+)
 OPEN = """
 INSERT INTO problems (id, hook, signature, status, first_at, last_at, error)
 VALUES (?, ?, ?, 'open', ?, ?, ?)
@@ -74,8 +76,13 @@ WHERE hook = (SELECT hook FROM deliveries WHERE id = ?) AND status <> 'resolved'
 """
 
 
-def note(conn: sqlite3.Connection, delivery_id: str, outcome: Outcome, attempt: Attempt | None,
-         now: float) -> None:
+def note(
+    conn: sqlite3.Connection,
+    delivery_id: str,
+    outcome: Outcome,
+    attempt: Attempt | None,
+    now: float,
+) -> None:
     """After a delivery finished: a success resolves the hook's problems (one indexed update
     that finds nothing while all is well); a failure joins, or opens, its signature's."""
     if outcome.status == "succeeded":
@@ -84,29 +91,61 @@ def note(conn: sqlite3.Connection, delivery_id: str, outcome: Outcome, attempt: 
     signature = failure_signature(outcome, attempt)
     if signature is None:
         return
-    hook: str = conn.execute("SELECT hook FROM deliveries WHERE id = ?",
-                             (delivery_id,)).fetchone()[0]
+    hook: str = conn.execute("SELECT hook FROM deliveries WHERE id = ?", (delivery_id,)).fetchone()[
+        0
+    ]
     open_problem(conn, delivery_id, hook, signature, failure_error(outcome, attempt), now)
 
 
-def open_problem(conn: sqlite3.Connection, delivery_id: str, hook: str, signature: str,
-                 error: str | None, now: float) -> None:
+def open_problem(
+    conn: sqlite3.Connection,
+    delivery_id: str,
+    hook: str,
+    signature: str,
+    error: str | None,
+    now: float,
+) -> None:
     """Open the hook's problem of `signature` (or join its unresolved one) with the delivery."""
     row = (f"prb_{uuid.uuid4().hex[:20]}", hook, signature, now, now, to_column(error))
     problem_id: str = conn.execute(OPEN, row).fetchone()[0]
-    added = conn.execute("INSERT OR IGNORE INTO problem_deliveries VALUES (?, ?)",
-                         (problem_id, delivery_id)).rowcount
+    added = conn.execute(
+        "INSERT OR IGNORE INTO problem_deliveries VALUES (?, ?)", (problem_id, delivery_id)
+    ).rowcount
     if added:
-        conn.execute("UPDATE problems SET deliveries = deliveries + 1 WHERE id = ?",
-                     (problem_id,))
+        conn.execute("UPDATE problems SET deliveries = deliveries + 1 WHERE id = ?", (problem_id,))
 
 
 def to_problem(row: Row) -> Problem:
-    (id_, hook, signature, status, first_at, last_at, deliveries, error, acknowledged_at,
-     resolved_at, notified, relay, request) = row
-    return Problem(id_, hook, signature, status, first_at, last_at, deliveries,
-                   from_column(error), acknowledged_at, resolved_at, bool(notified), relay,
-                   request)
+    (
+        id_,
+        hook,
+        signature,
+        status,
+        first_at,
+        last_at,
+        deliveries,
+        error,
+        acknowledged_at,
+        resolved_at,
+        notified,
+        relay,
+        request,
+    ) = row
+    return Problem(
+        id_,
+        hook,
+        signature,
+        status,
+        first_at,
+        last_at,
+        deliveries,
+        from_column(error),
+        acknowledged_at,
+        resolved_at,
+        bool(notified),
+        relay,
+        request,
+    )
 
 
 OPEN_RELAY = """
@@ -118,8 +157,9 @@ RETURNING id, first_at = last_at
 """
 
 
-def open_relay_problem(conn: sqlite3.Connection, relay: str, signature: str, text: str,
-                       request: str | None, now: float) -> bool:
+def open_relay_problem(
+    conn: sqlite3.Connection, relay: str, signature: str, text: str, request: str | None, now: float
+) -> bool:
     """Open the relay's problem of `signature` (or update its unresolved one's text): True
     when it is new."""
     row = (f"prb_{uuid.uuid4().hex[:20]}", relay, signature, now, now, to_column(text), request)
@@ -127,15 +167,21 @@ def open_relay_problem(conn: sqlite3.Connection, relay: str, signature: str, tex
     return bool(opened)
 
 
-def resolve_relay_problem(conn: sqlite3.Connection, relay: str, signature: str,
-                          now: float) -> bool:
-    sql = ("UPDATE problems SET status = 'resolved', resolved_at = ?"
-           " WHERE hook = '' AND relay = ? AND signature = ? AND status <> 'resolved'")
+def resolve_relay_problem(conn: sqlite3.Connection, relay: str, signature: str, now: float) -> bool:
+    sql = (
+        "UPDATE problems SET status = 'resolved', resolved_at = ?"
+        " WHERE hook = '' AND relay = ? AND signature = ? AND status <> 'resolved'"
+    )
     return conn.execute(sql, (now, relay, signature)).rowcount > 0
 
 
-def list_problems(conn: sqlite3.Connection, hook: str | None, statuses: tuple[ProblemStatus, ...],
-                  limit: int, relay: str | None = None) -> list[Problem]:
+def list_problems(
+    conn: sqlite3.Connection,
+    hook: str | None,
+    statuses: tuple[ProblemStatus, ...],
+    limit: int,
+    relay: str | None = None,
+) -> list[Problem]:
     sql = f"SELECT {COLUMNS} FROM problems WHERE status IN ({', '.join('?' * len(statuses))})"
     params: list[object] = list(statuses)
     if hook is not None:
@@ -154,16 +200,21 @@ def get_problem(conn: sqlite3.Connection, problem_id: str) -> Problem | None:
 
 
 def acknowledge(conn: sqlite3.Connection, problem_id: str, at: float) -> bool:
-    sql = ("UPDATE problems SET status = 'acknowledged', acknowledged_at = ?"
-           " WHERE id = ? AND status = 'open'")
+    sql = (
+        "UPDATE problems SET status = 'acknowledged', acknowledged_at = ?"
+        " WHERE id = ? AND status = 'open'"
+    )
     return conn.execute(sql, (at, problem_id)).rowcount == 1
 
 
 def replay(conn: sqlite3.Connection, problem_id: str, now: float, limit: int) -> int:
-    where = ("status IN ('failed', 'dead', 'paused') AND id IN"
-             " (SELECT delivery_id FROM problem_deliveries WHERE problem_id = :problem)")
-    replayed: int = conn.execute(REPLAY.format(where=where),
-                                 {"now": now, "limit": limit, "problem": problem_id}).rowcount
+    where = (
+        "status IN ('failed', 'dead', 'paused') AND id IN"
+        " (SELECT delivery_id FROM problem_deliveries WHERE problem_id = :problem)"
+    )
+    replayed: int = conn.execute(
+        REPLAY.format(where=where), {"now": now, "limit": limit, "problem": problem_id}
+    ).rowcount
     return replayed
 
 
@@ -178,6 +229,8 @@ def get_shapes(conn: sqlite3.Connection, relay: str) -> dict[str, str]:
 
 
 def save_shape(conn: sqlite3.Connection, relay: str, type_: str, shape: str, at: float) -> None:
-    conn.execute("INSERT INTO payload_shapes VALUES (?, ?, ?, ?) ON CONFLICT (relay, type)"
-                 " DO UPDATE SET shape = excluded.shape, updated_at = excluded.updated_at",
-                 (relay, type_, shape, at))
+    conn.execute(
+        "INSERT INTO payload_shapes VALUES (?, ?, ?, ?) ON CONFLICT (relay, type)"
+        " DO UPDATE SET shape = excluded.shape, updated_at = excluded.updated_at",
+        (relay, type_, shape, at),
+    )

@@ -26,10 +26,16 @@ COLUMNS = "name, kind, source_id, payload, saved_at"
 
 def save(conn: sqlite3.Connection, sample: Sample, replace: bool) -> bool:
     verb = "INSERT OR REPLACE" if replace else "INSERT OR IGNORE"
-    row = (sample.name, sample.kind, to_column(sample.source_id), dumps(sample_payload(sample)),
-           sample.saved_at)
-    return conn.execute(f"{verb} INTO samples ({COLUMNS}) VALUES (?, ?, ?, ?, ?)",
-                        row).rowcount == 1
+    row = (
+        sample.name,
+        sample.kind,
+        to_column(sample.source_id),
+        dumps(sample_payload(sample)),
+        sample.saved_at,
+    )
+    return (
+        conn.execute(f"{verb} INTO samples ({COLUMNS}) VALUES (?, ?, ?, ?, ?)", row).rowcount == 1
+    )
 
 
 def to_sample(row: Row) -> Sample:

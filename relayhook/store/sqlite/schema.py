@@ -132,8 +132,11 @@ CREATE TABLE IF NOT EXISTS hooks (
 # SQLite cannot change a CHECK constraint in place: `deliveries` is rebuilt the documented way
 # (https://sqlite.org/lang_altertable.html#otheralter).
 LIVE_CONFIG = f"""
-{DELIVERIES.split(";")[0].replace("CREATE TABLE IF NOT EXISTS deliveries (",
-                                   "CREATE TABLE deliveries_new (")};
+{
+    DELIVERIES.split(";")[0].replace(
+        "CREATE TABLE IF NOT EXISTS deliveries (", "CREATE TABLE deliveries_new ("
+    )
+};
 INSERT INTO deliveries_new SELECT * FROM deliveries;
 DROP TABLE deliveries;
 ALTER TABLE deliveries_new RENAME TO deliveries;
@@ -240,8 +243,7 @@ CREATE INDEX IF NOT EXISTS audit_log_at ON audit_log (at);
 
 MIGRATIONS = (
     Migration(1, "requests, events, deliveries, attempts, hooks", INITIAL),
-    Migration(2, "relays and hooks as live data, cancelled deliveries", LIVE_CONFIG,
-              rebuilds=True),
+    Migration(2, "relays and hooks as live data, cancelled deliveries", LIVE_CONFIG, rebuilds=True),
     Migration(3, "the console's password and session key", ADMIN_VALUES),
     Migration(4, "the events each request mapped to, test sends", SCHEMA_4),
     Migration(5, "indexes for retention and the backlog", INDEXES_V5),
@@ -252,8 +254,7 @@ MIGRATIONS = (
     Migration(10, "claims that seek the due deliveries, not the whole backlog", INDEXES_V10),
     Migration(11, "dead deliveries in a row per hook, for [alerts] disable_after", STREAKS),
     Migration(12, "console sessions, one row per sign-in", SESSIONS),
-    Migration(13, "relays' problems (quiet, changed shape) and payload shapes",
-              RELAY_PROBLEMS),
+    Migration(13, "relays' problems (quiet, changed shape) and payload shapes", RELAY_PROBLEMS),
     Migration(14, "people, API keys and the audit log", PEOPLE),
 )
 check_numbering(MIGRATIONS)
@@ -278,8 +279,9 @@ def user_version(conn: sqlite3.Connection) -> int:
     return version
 
 
-def migrate(conn: sqlite3.Connection, path: Path, *, apply: bool,
-            upto: int | None = None) -> list[Migration]:
+def migrate(
+    conn: sqlite3.Connection, path: Path, *, apply: bool, upto: int | None = None
+) -> list[Migration]:
     """Bring the database to LATEST (or refuse, see migrations.plan); the migrations applied.
     Each one under the write lock, the version read again inside it, so two processes starting
     at once apply each migration once."""

@@ -44,8 +44,14 @@ WHERE hook = ? AND status <> 'resolved'
 """
 
 
-def note(conn: sqlite3.Connection, delivery_id: str, outcome: Outcome, attempt: Attempt | None,
-         now: float, disable_after: int) -> None:
+def note(
+    conn: sqlite3.Connection,
+    delivery_id: str,
+    outcome: Outcome,
+    attempt: Attempt | None,
+    now: float,
+    disable_after: int,
+) -> None:
     """After a delivery finished (and problems.note): count it in its hook's streak, and act
     on what the count crosses while the hook is active."""
     if outcome.status == "succeeded":
@@ -53,8 +59,9 @@ def note(conn: sqlite3.Connection, delivery_id: str, outcome: Outcome, attempt: 
         return
     if outcome.status != "dead":
         return
-    hook: str = conn.execute("SELECT hook FROM deliveries WHERE id = ?",
-                             (delivery_id,)).fetchone()[0]
+    hook: str = conn.execute("SELECT hook FROM deliveries WHERE id = ?", (delivery_id,)).fetchone()[
+        0
+    ]
     dead: int = conn.execute(COUNT_DEAD, (hook,)).fetchone()[0]
     signature = streak_signature(dead, disable_after)
     state = conn.execute("SELECT active FROM hook_states WHERE hook = ?", (hook,)).fetchone()
@@ -66,8 +73,9 @@ def note(conn: sqlite3.Connection, delivery_id: str, outcome: Outcome, attempt: 
         switch_hook(conn, hook, False, deactivation_reason(dead), now)
 
 
-def switch_hook(conn: sqlite3.Connection, hook: str, active: bool, reason: str | None,
-                at: float) -> int:
+def switch_hook(
+    conn: sqlite3.Connection, hook: str, active: bool, reason: str | None, at: float
+) -> int:
     """Store.set_hook_active in one transaction: switching on starts the streak again."""
     changed = deliveries_sql.set_hook_active(conn, hook, active, reason, at)
     if active:

@@ -87,7 +87,8 @@ class GroupCommitWriter:
         with self._lock:
             if self._thread is None:
                 raise StoreUnavailableError(
-                    "the store is closed" if self._closed else "the store is not open")
+                    "the store is closed" if self._closed else "the store is not open"
+                )
             self._jobs.put(_Job(fn, future, loop))
         return await future
 
@@ -147,15 +148,17 @@ class GroupCommitWriter:
             _settle([(job, None, store_error(exc, StoreUnavailableError)) for job in batch])
             return
         self.commits += 1
-        _settle([(job, result, error) for job, (result, error) in zip(batch, outcomes,
-                                                                        strict=True)])
+        _settle(
+            [(job, result, error) for job, (result, error) in zip(batch, outcomes, strict=True)]
+        )
 
 
 def _settle(answers: list[tuple[_Job, Any, BaseException | None]]) -> None:
     """Answer a batch's callers: one wake-up of each event loop for the whole batch, not one
     per job (each `call_soon_threadsafe` writes to the loop's self-pipe)."""
-    by_loop: dict[asyncio.AbstractEventLoop, list[tuple[asyncio.Future[Any], Any,
-                                                        BaseException | None]]] = {}
+    by_loop: dict[
+        asyncio.AbstractEventLoop, list[tuple[asyncio.Future[Any], Any, BaseException | None]]
+    ] = {}
     for job, result, error in answers:
         by_loop.setdefault(job.loop, []).append((job.future, result, error))
     for loop, settled in by_loop.items():
@@ -225,8 +228,9 @@ class ReaderPool:
         if self._closed:
             raise StoreError("the store is closed")
         if self._executor is None:
-            self._executor = ThreadPoolExecutor(self._size,
-                                                thread_name_prefix="relayhook-sqlite-read")
+            self._executor = ThreadPoolExecutor(
+                self._size, thread_name_prefix="relayhook-sqlite-read"
+            )
         return await asyncio.get_running_loop().run_in_executor(self._executor, self.run, fn)
 
     def acquire(self) -> sqlite3.Connection:

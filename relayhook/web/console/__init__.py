@@ -42,8 +42,9 @@ async def overview(console: Console, ctx: Ctx) -> Response:
     now = console.now()
     relays = await relay_summaries(console.parts, now)
     hooks = await hook_summaries(console.parts, now)
-    return ctx.render("overview.html", relays=relays, hooks=hooks, title="Overview",
-                      chart_start=now - 86400)
+    return ctx.render(
+        "overview.html", relays=relays, hooks=hooks, title="Overview", chart_start=now - 86400
+    )
 
 
 async def sign_in(console: Console, ctx: Ctx) -> Response:
@@ -68,17 +69,25 @@ async def sign_in(console: Console, ctx: Ctx) -> Response:
     elif refused is None:  # the same work for no one, so a name cannot be told by the time
         await gate.check_password(ctx.form.get("password"), dummy_hash())
     if refused or matched is None:
-        wait, error = refused or (1, "Many sign-ins are being tried at once. Try again in a "
-                                  "second.")
-        response = ctx.render("signin.html", 429, title="Sign in", next=target, error=error,
-                              login=login)
+        wait, error = refused or (
+            1,
+            "Many sign-ins are being tried at once. Try again in a second.",
+        )
+        response = ctx.render(
+            "signin.html", 429, title="Sign in", next=target, error=error, login=login
+        )
         response.headers["Retry-After"] = str(wait)
         return response
     if not matched or account is None:
         gate.guard.failed(address, account_id, device)
-        return ctx.render("signin.html", 401, title="Sign in", next=target, login=login,
-                          error="That e-mail or password is not right. Check them and try "
-                          "again.")
+        return ctx.render(
+            "signin.html",
+            401,
+            title="Sign in",
+            next=target,
+            login=login,
+            error="That e-mail or password is not right. Check them and try again.",
+        )
     gate.guard.succeeded(address, device)
     await gate.sign_in(ctx.session, ctx.request, account.id)
     ctx.request.scope["principal"] = await people.principal_of_account(account.id)
@@ -93,8 +102,11 @@ async def sign_out(console: Console, ctx: Ctx) -> Response:
 
 
 async def favicon(request: Request) -> Response:
-    return FileResponse(WEB_DIR / "static" / "favicon.svg", media_type="image/svg+xml",
-                        headers={"Cache-Control": "public, max-age=86400"})
+    return FileResponse(
+        WEB_DIR / "static" / "favicon.svg",
+        media_type="image/svg+xml",
+        headers={"Cache-Control": "public, max-age=86400"},
+    )
 
 
 ConsoleView = Callable[[Console, Ctx], Awaitable[Response]]
@@ -122,6 +134,8 @@ def console_routes(console: Console) -> list[BaseRoute]:
         modules.append(oidc)
     public = (*people.PUBLIC_PATHS, *(path for path, _, _ in oidc.ROUTES))
     for module in modules:
-        routes += [Route(path, view(fn, public=path in public), methods=methods)
-                   for path, fn, methods in module.ROUTES]
+        routes += [
+            Route(path, view(fn, public=path in public), methods=methods)
+            for path, fn, methods in module.ROUTES
+        ]
     return routes

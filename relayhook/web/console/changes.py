@@ -26,8 +26,14 @@ def _by_field(exc: InvalidError) -> dict[str, str]:
     found: dict[str, str] = {}
     for error in exc.errors:
         field = format_path(error.key[:1]) if error.key else "name"
-        message = next((said for (where, clue), said in PLAIN_RELAY.items()
-                        if where == field and clue in error.message), error.message)
+        message = next(
+            (
+                said
+                for (where, clue), said in PLAIN_RELAY.items()
+                if where == field and clue in error.message
+            ),
+            error.message,
+        )
         found.setdefault(field, message[:1].upper() + message[1:])
     return found
 
@@ -56,9 +62,14 @@ async def delete_relay(console: Console, name: str) -> str | None:
     return None
 
 
-async def save_hook(console: Console, spec: dict[str, Any], old_name: str | None,
-                    compiled: Compiled | None = None, *,
-                    accept_findings: bool = False) -> InvalidError | str | None:
+async def save_hook(
+    console: Console,
+    spec: dict[str, Any],
+    old_name: str | None,
+    compiled: Compiled | None = None,
+    *,
+    accept_findings: bool = False,
+) -> InvalidError | str | None:
     """None when saved; the InvalidError (shown at its fields; a FindingsError when only
     diagnostics refused it) or a conflict's message. `compiled`: the form's compile (of `spec`
     with its kept secrets put back), so that a save compiles the hook once. `accept_findings`:
@@ -68,8 +79,9 @@ async def save_hook(console: Console, spec: dict[str, Any], old_name: str | None
         if old_name is None:
             await manager.create_hook(spec, compiled=compiled, accept_findings=accept_findings)
         else:
-            await manager.replace_hook(old_name, spec, compiled=compiled,
-                                       accept_findings=accept_findings)
+            await manager.replace_hook(
+                old_name, spec, compiled=compiled, accept_findings=accept_findings
+            )
     except InvalidError as exc:
         return exc
     except (ConflictError, NotFoundError) as exc:

@@ -39,14 +39,19 @@ class Console:
     def __post_init__(self) -> None:
         secure = self.settings.public_url().startswith("https:")
         proxies = TrustedProxies.from_config(self.settings.server.forwarded_allow_ips)
-        self.gate = Gate(self.parts.store, secure=secure, clock=self.now, new_id=self.new_id,
-                         proxies=proxies)
+        self.gate = Gate(
+            self.parts.store, secure=secure, clock=self.now, new_id=self.new_id, proxies=proxies
+        )
         oidc = self.settings.auth.oidc
         if oidc.enabled:
-            self.oidc = Provider(oidc, self.settings.public_url().rstrip("/")
-                                 + "/signin/oidc/callback")
-        self.pages = Pages(self.gate, make_environment(), {
-            "product": "Relayhook", "oidc": oidc.name if oidc.enabled else ""})
+            self.oidc = Provider(
+                oidc, self.settings.public_url().rstrip("/") + "/signin/oidc/callback"
+            )
+        self.pages = Pages(
+            self.gate,
+            make_environment(),
+            {"product": "Relayhook", "oidc": oidc.name if oidc.enabled else ""},
+        )
 
     @property
     def settings(self) -> Settings:
@@ -78,5 +83,8 @@ class Console:
         await self.people.ensure_admin()
         password = await ensure_password(self.parts.store, self.now())
         if password is not None:
-            log.warning("console: no admin password was set; made one up: %s (shown once; "
-                        "`relayhook admin password` sets another)", password)
+            log.warning(
+                "console: no admin password was set; made one up: %s (shown once; "
+                "`relayhook admin password` sets another)",
+                password,
+            )

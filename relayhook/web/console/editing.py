@@ -55,9 +55,14 @@ def event_choices(console: Console) -> list[dict[str, Any]]:
     for connector in sorted(console.connectors.values(), key=lambda c: c.spec.title.lower()):
         types = set(emitted_types(connector)[0])
         types |= {event.type for event in example_events(connector, connector.id)}
-        groups.append({"title": connector.spec.title, "types": sorted(types),
-                       "labels": {t: readable_type(t, connector.id) for t in types},
-                       "has_relay": connector.id in in_use})
+        groups.append(
+            {
+                "title": connector.spec.title,
+                "types": sorted(types),
+                "labels": {t: readable_type(t, connector.id) for t in types},
+                "has_relay": connector.id in in_use,
+            }
+        )
     return groups
 
 
@@ -100,15 +105,22 @@ def preset_tiles() -> list[dict[str, str]]:
     return tiles
 
 
-async def preview_event(console: Console, spec: dict[str, Any],
-                        sample: str = "") -> tuple[Event | None, str]:
+async def preview_event(
+    console: Console, spec: dict[str, Any], sample: str = ""
+) -> tuple[Event | None, str]:
     """The event the preview and the field picker use, and where it came from: the saved
     `sample` if one is chosen, else the newest stored event of the chosen events and relays,
     else a connector's example (relayhook.operations chooses). Works before the rest of the
     hook is valid: only its events and relays are needed."""
     try:
-        probe = validate_hook({"name": "preview", "events": spec.get("events", []),
-                               "relays": spec.get("relays", []), "url": "https://example.com/"})
+        probe = validate_hook(
+            {
+                "name": "preview",
+                "events": spec.get("events", []),
+                "relays": spec.get("relays", []),
+                "url": "https://example.com/",
+            }
+        )
     except InvalidError:
         return None, "Choose the events first: their fields are listed here."
     operations = console.parts.operations
@@ -127,14 +139,16 @@ async def preview_event(console: Console, spec: dict[str, Any],
 async def activation_findings(console: Console, hook: Hook) -> tuple[list[Finding], str]:
     """What stops a hook from being switched on without a confirmation: its request cannot
     be made for its preview event. And which event that was."""
-    event, source = await preview_event(console, {"events": hook.spec.events,
-                                                  "relays": hook.spec.relays})
+    event, source = await preview_event(
+        console, {"events": hook.spec.events, "relays": hook.spec.relays}
+    )
     if event is None:
         return [], source
     known = {t for group in event_choices(console) for t in group["types"]}
     values = values_from_spec(console.parts.manager.written(hook.name), known)
-    findings = render_findings(hook, event, values, console.settings.template_secrets(),
-                               console.now())
+    findings = render_findings(
+        hook, event, values, console.settings.template_secrets(), console.now()
+    )
     return blocking(findings), source
 
 
@@ -144,18 +158,28 @@ async def known_types(console: Console) -> set[str]:
     return types | {e.type for e in await console.parts.store.list_events(limit=500)}
 
 
-async def preview_of(console: Console, hook: Hook | None, values: dict[str, Any],
-                     spec: dict[str, Any], sample: str = "") -> dict[str, Any]:
+async def preview_of(
+    console: Console,
+    hook: Hook | None,
+    values: dict[str, Any],
+    spec: dict[str, Any],
+    sample: str = "",
+) -> dict[str, Any]:
     """The exact request as cURL (secrets masked), the event it was made from and its fields,
     and what Save would find (hookcheck)."""
     event, source = await preview_event(console, spec, sample)
     fields = event_fields(event) if event is not None else []
     shown = {"curl": "", "source": source, "fields": fields, "findings": []}
     if hook is None:
-        return {**shown, "source": f"Fix the errors to see the request. Fields from {source}."
-                if event is not None else source}
-    findings = pattern_findings(hook, await known_types(console),
-                                [p for p in values["patterns"].split() if p])
+        return {
+            **shown,
+            "source": f"Fix the errors to see the request. Fields from {source}."
+            if event is not None
+            else source,
+        }
+    findings = pattern_findings(
+        hook, await known_types(console), [p for p in values["patterns"].split() if p]
+    )
     if event is None:
         return {**shown, "findings": findings}
     secrets, now = console.settings.template_secrets(), time.time()
@@ -164,14 +188,19 @@ async def preview_of(console: Console, hook: Hook | None, values: dict[str, Any]
         request = render_request(hook, event, delivery_id="preview", secrets=secrets, now=now)
         # What the history would keep: the hook's own secrets by place, and anything its
         # templates derive from `[secrets]` (a `| reverse`, a `[:-1]`) masked.
-        kept = record_request(hook, event, request, delivery_id="preview", secrets=secrets,
-                              now=now)
+        kept = record_request(hook, event, request, delivery_id="preview", secrets=secrets, now=now)
     except (RenderError, ValueError):  # ValueError: a URL the client's parser refuses
-        return {**shown, "findings": findings,
-                "source": f"The request cannot be made for {source}: see the message at the "
-                "field."}
-    return {**shown, "findings": findings, "curl": attempt_curl(kept),
-            "source": f"{source}: {event.type}, subject {event.subject or '(none)'}"}
+        return {
+            **shown,
+            "findings": findings,
+            "source": f"The request cannot be made for {source}: see the message at the field.",
+        }
+    return {
+        **shown,
+        "findings": findings,
+        "curl": attempt_curl(kept),
+        "source": f"{source}: {event.type}, subject {event.subject or '(none)'}",
+    }
 
 
 async def hook_form(console: Console, ctx: Ctx) -> Response:
@@ -207,22 +236,44 @@ async def hook_form(console: Console, ctx: Ctx) -> Response:
     sample = ctx.form.get("sample", "") if ctx.request.method == "POST" else ""
     preview = await preview_of(console, hook, values, spec, sample)
     stopping = blocking(preview["findings"])
-    if action in ("save", "save_anyway") and not errors and (
-            not stopping or action == "save_anyway"):
-        problem = await changes.save_hook(console, spec, name,
-                                          (full, hook) if hook is not None else None,
-                                          accept_findings=action == "save_anyway")
+    if (
+        action in ("save", "save_anyway")
+        and not errors
+        and (not stopping or action == "save_anyway")
+    ):
+        problem = await changes.save_hook(
+            console,
+            spec,
+            name,
+            (full, hook) if hook is not None else None,
+            accept_findings=action == "save_anyway",
+        )
         if problem is None:
-            return ctx.redirect(hook_address(spec["name"]), f"Hook {spec['name']!r} is saved; "
-                                "it takes effect for the next event.")
-        shown_errors = (errors_by_field(problem.errors, values)
-                        if isinstance(problem, InvalidError) else {"name": problem})
+            return ctx.redirect(
+                hook_address(spec["name"]),
+                f"Hook {spec['name']!r} is saved; it takes effect for the next event.",
+            )
+        shown_errors = (
+            errors_by_field(problem.errors, values)
+            if isinstance(problem, InvalidError)
+            else {"name": problem}
+        )
         # Diagnostics' errors (relayhook.diagnostics, the same as `relayhook check`) stop
         # Save too; the person may save anyway, as with the form's own findings.
-        return await render_form(ctx, console, name, values, shown_errors, preview,
-                                 save_anyway=isinstance(problem, FindingsError))
-    shown = (errors_by_field(errors, values)
-             if action in ("save", "preview", "dry_run", "what_would_change") else {})
+        return await render_form(
+            ctx,
+            console,
+            name,
+            values,
+            shown_errors,
+            preview,
+            save_anyway=isinstance(problem, FindingsError),
+        )
+    shown = (
+        errors_by_field(errors, values)
+        if action in ("save", "preview", "dry_run", "what_would_change")
+        else {}
+    )
     if action == "save" and not errors:
         for finding in stopping:
             shown.setdefault(finding.field, finding.message)
@@ -231,17 +282,28 @@ async def hook_form(console: Console, ctx: Ctx) -> Response:
         would_change = await what_would_change(console, hook)
     trial = None
     if action == "dry_run" and hook is not None:
-        trial = (await console.parts.operations.dry_run(hook, values["when"] or None,
-                                                        DRY_RUN_EVENTS)).summary()
+        trial = (
+            await console.parts.operations.dry_run(hook, values["when"] or None, DRY_RUN_EVENTS)
+        ).summary()
     checks: list[Diagnosis] = []
     if action == "save" and stopping and not errors:
         # The form's own words stopped Save; what the diagnostics of `relayhook check` and the
         # API find in the same hook is shown beside them (relayhook.manage asks them).
         with contextlib.suppress(InvalidError):
             checks = await console.parts.manager.proposed_findings(spec, name)
-    return await render_form(ctx, console, name, values, shown, preview, sample=sample,
-                             trial=trial, save_anyway=action == "save" and bool(stopping)
-                             and not errors, would_change=would_change, checks=checks)
+    return await render_form(
+        ctx,
+        console,
+        name,
+        values,
+        shown,
+        preview,
+        sample=sample,
+        trial=trial,
+        save_anyway=action == "save" and bool(stopping) and not errors,
+        would_change=would_change,
+        checks=checks,
+    )
 
 
 async def stored_values(console: Console, name: str, known: set[str]) -> dict[str, Any]:
@@ -253,22 +315,41 @@ async def stored_values(console: Console, name: str, known: set[str]) -> dict[st
         raise NotFound(f"There is no hook named {name!r}.") from exc
 
 
-async def render_form(ctx: Ctx, console: Console, name: str | None, values: dict[str, Any],
-                      errors: dict[str, str], preview: dict[str, Any], *,
-                      sample: str = "", trial: str | None = None,
-                      save_anyway: bool = False,
-                      would_change: dict[str, Any] | None = None,
-                      checks: list[Diagnosis] | None = None) -> Response:
+async def render_form(
+    ctx: Ctx,
+    console: Console,
+    name: str | None,
+    values: dict[str, Any],
+    errors: dict[str, str],
+    preview: dict[str, Any],
+    *,
+    sample: str = "",
+    trial: str | None = None,
+    save_anyway: bool = False,
+    would_change: dict[str, Any] | None = None,
+    checks: list[Diagnosis] | None = None,
+) -> Response:
     samples = [(s.name, f"sample {s.name}") for s in await console.parts.store.list_samples()]
     return ctx.render(
-        "hook_form.html", 422 if errors else 200,
-        title=f"Edit hook {name}" if name else "New hook", editing=name, values=values,
-        errors=errors, preview=preview, event_groups=event_choices(console),
-        relays=sorted(r.name for r in console.parts.live.relays.values()), presets=preset_tiles(),
-        method_options=[(m, m) for m in METHODS], trial=trial, sample=sample,
-        save_anyway=save_anyway, findings=preview["findings"], would_change=would_change,
+        "hook_form.html",
+        422 if errors else 200,
+        title=f"Edit hook {name}" if name else "New hook",
+        editing=name,
+        values=values,
+        errors=errors,
+        preview=preview,
+        event_groups=event_choices(console),
+        relays=sorted(r.name for r in console.parts.live.relays.values()),
+        presets=preset_tiles(),
+        method_options=[(m, m) for m in METHODS],
+        trial=trial,
+        sample=sample,
+        save_anyway=save_anyway,
+        findings=preview["findings"],
+        would_change=would_change,
         checks=checks or [],
-        sample_options=[("", "the newest matching event"), *samples])
+        sample_options=[("", "the newest matching event"), *samples],
+    )
 
 
 async def live_preview(console: Console, ctx: Ctx) -> Response:
@@ -281,11 +362,17 @@ async def live_preview(console: Console, ctx: Ctx) -> Response:
         spec = restore_secrets(spec, console.parts.live.kept_secrets(name))
     hook, compiled = compile_spec(spec) if not errors else (None, [])
     preview = await preview_of(console, hook, values, spec, ctx.form.get("sample", ""))
-    return JSONResponse({
-        **preview, "errors": errors_by_field(errors + compiled, values),
-        "fields": [{"path": p, "value": v, "depth": d} for p, v, d in preview["fields"]],
-        "findings": [{"level": f.level, "field": f.field, "message": f.message,
-                      "nearest": f.nearest} for f in preview["findings"]]})
+    return JSONResponse(
+        {
+            **preview,
+            "errors": errors_by_field(errors + compiled, values),
+            "fields": [{"path": p, "value": v, "depth": d} for p, v, d in preview["fields"]],
+            "findings": [
+                {"level": f.level, "field": f.field, "message": f.message, "nearest": f.nearest}
+                for f in preview["findings"]
+            ],
+        }
+    )
 
 
 ROUTES = [

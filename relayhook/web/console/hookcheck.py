@@ -147,8 +147,15 @@ def render_findings(
     except RenderError as exc:
         return [_render_finding(exc, event, values)]
     except ValueError as exc:  # a URL the HTTP client's parser refuses (a backslash, ...)
-        return [Finding("warning", "url", "This address cannot be used: check it for stray "
-                        "characters such as a backslash.", None, str(exc))]
+        return [
+            Finding(
+                "warning",
+                "url",
+                "This address cannot be used: check it for stray characters such as a backslash.",
+                None,
+                str(exc),
+            )
+        ]
     return []
 
 

@@ -25,25 +25,29 @@ if TYPE_CHECKING:
 HISTORY_PAGE = 50
 FILTER_KEYS = ("min_code", "max_code", "since", "until", "text")
 
+
 def hook_named(console: Console, name: str) -> Hook:
     hook = console.parts.live.hooks.get(name)
     if hook is None:
         raise NotFound(f"There is no hook named {name!r}.")
     return hook
 
+
 async def summary_of(console: Console, name: str) -> dict[str, Any]:
-    return next(h for h in await hook_summaries(console.parts, console.now())
-                if h["name"] == name)
+    return next(h for h in await hook_summaries(console.parts, console.now()) if h["name"] == name)
+
 
 async def list_hooks(console: Console, ctx: Ctx) -> Response:
     hooks = await hook_summaries(console.parts, console.now())
     return ctx.render("hooks.html", title="Hooks", hooks=hooks)
+
 
 def filter_of(values: Form | Any, hook: str) -> tuple[DeliveryFilter, dict[str, Any]]:
     """The history filter of a query string or a posted form, and the values to show back."""
     params = {key: values.get(key, "") for key in FILTER_KEYS}
     statuses = [s for s in values.getlist("status") if s]
     return delivery_filter(params, statuses, hook=hook), {**params, "status": statuses}
+
 
 async def show_hook(console: Console, ctx: Ctx) -> Response:
     hook = hook_named(console, ctx.param("name"))
@@ -55,25 +59,37 @@ async def show_hook(console: Console, ctx: Ctx) -> Response:
         where, shown, error = DeliveryFilter(hook=hook.name), {"status": []}, str(exc)
         shown.update({key: query.get(key, "") for key in FILTER_KEYS})
     before = query.get("before") or None
-    deliveries = await console.parts.store.find_deliveries(where, limit=HISTORY_PAGE,
-                                                           before=before)
+    deliveries = await console.parts.store.find_deliveries(where, limit=HISTORY_PAGE, before=before)
     took = await last_attempt_ms(console, deliveries)
     filtered = bool(shown["status"]) or any(shown[key] for key in FILTER_KEYS)
     pairs = [("status", s) for s in shown["status"]] + [
-        (key, shown[key]) for key in FILTER_KEYS if shown[key]]
+        (key, shown[key]) for key in FILTER_KEYS if shown[key]
+    ]
     return ctx.render(
-        "hook.html", title=f"Hook {hook.name}", hook=await summary_of(console, hook.name),
-        deliveries=deliveries, took=took, shown=shown, statuses=DELIVERY_STATUSES,
+        "hook.html",
+        title=f"Hook {hook.name}",
+        hook=await summary_of(console, hook.name),
+        deliveries=deliveries,
+        took=took,
+        shown=shown,
+        statuses=DELIVERY_STATUSES,
         attempts_max=len(hook.retry.schedule),
         filter_error=error,
-        filtered=filtered, filter_query=urlencode(pairs), test_relay=TEST_RELAY,
-        skips=wanted_skips(hook, await hook_skips(console.parts, hook.name, SKIPS_SCANNED))
-        [:SKIPS_SHOWN],
+        filtered=filtered,
+        filter_query=urlencode(pairs),
+        test_relay=TEST_RELAY,
+        skips=wanted_skips(hook, await hook_skips(console.parts, hook.name, SKIPS_SCANNED))[
+            :SKIPS_SHOWN
+        ],
         problems=shown_problems(await console.parts.store.list_problems(hook=hook.name)),
-        sample_options=[("", "the connector's example"), *[
-            (s.name, f"sample {s.name}") for s in await console.parts.store.list_samples()]],
+        sample_options=[
+            ("", "the connector's example"),
+            *[(s.name, f"sample {s.name}") for s in await console.parts.store.list_samples()],
+        ],
         next_before=deliveries[-1].id if len(deliveries) == HISTORY_PAGE else None,
-        last_change=await last_change(console, f"hook:{hook.name}"))
+        last_change=await last_change(console, f"hook:{hook.name}"),
+    )
+
 
 SKIPS_SCANNED, SKIPS_SHOWN = 200, 20
 
@@ -82,8 +98,9 @@ def wanted_skips(hook: Hook, skips: list[dict[str, Any]]) -> list[dict[str, Any]
     """The requests the hook did not take that it might have wanted: none from relays it does
     not listen to, and of the events of another type only those of a service it listens to
     (a type starting as one of its patterns does: `gamify.` for `gamify.optin.submitted`)."""
-    prefixes = {pattern.split(".")[0] + "." for pattern in hook.spec.events
-                if not pattern.startswith("*")}
+    prefixes = {
+        pattern.split(".")[0] + "." for pattern in hook.spec.events if not pattern.startswith("*")
+    }
     wanted = []
     for skip in skips:
         if skip["outcome"] == "relay_not_subscribed":
@@ -116,20 +133,31 @@ async def set_active(console: Console, ctx: Ctx) -> Response:
     if active and ctx.form.get("confirm") != "yes":
         findings, source = await activation_findings(console, hook)
         if findings:
-            return ctx.render("activate_confirm.html", 409, title=f"Switch on {hook.name}?",
-                              hook=hook.name, findings=findings, source=source, back=back)
+            return ctx.render(
+                "activate_confirm.html",
+                409,
+                title=f"Switch on {hook.name}?",
+                hook=hook.name,
+                findings=findings,
+                source=source,
+                back=back,
+            )
     try:
-        changed = await console.parts.manager.set_active(hook.name, active,
-                                                         "switched off in the console")
+        changed = await console.parts.manager.set_active(
+            hook.name, active, "switched off in the console"
+        )
     except ConflictError as exc:
         return ctx.redirect(back, f"{exc}.")
     console.parts.wake()
     if active:
         message = f"Hook {hook.name!r} is active: {changed} waiting deliveries are sent now."
     else:
-        message = (f"Hook {hook.name!r} is inactive: its new deliveries wait, paused "
-                   f"({changed} paused now), until it is switched back on.")
+        message = (
+            f"Hook {hook.name!r} is inactive: its new deliveries wait, paused "
+            f"({changed} paused now), until it is switched back on."
+        )
     return ctx.redirect(back, message)
+
 
 async def send_test(console: Console, ctx: Ctx) -> Response:
     """Send the connector's example event (never a customer's data unless a saved sample is
@@ -141,10 +169,14 @@ async def send_test(console: Console, ctx: Ctx) -> Response:
     except NotFoundError as exc:
         return ctx.redirect(hook_address(hook.name), f"{exc}.")
     sent = await operations.send_test(hook, chosen.event)
-    return ctx.redirect(f"/deliveries/{sent.delivery_id}", "Test event sent to the hook's URL: "
-                        "its answer shows below.")
+    return ctx.redirect(
+        f"/deliveries/{sent.delivery_id}",
+        "Test event sent to the hook's URL: its answer shows below.",
+    )
+
 
 # --- Replay all that match ----------------------------------------------------------------
+
 
 async def replay_matching(console: Console, ctx: Ctx) -> Response:
     hook = hook_named(console, ctx.param("name"))
@@ -155,11 +187,18 @@ async def replay_matching(console: Console, ctx: Ctx) -> Response:
     count = await console.parts.operations.count_matching(where)
     if ctx.form.get("confirm") != "yes" or count == 0:
         ctx.request.scope["audit"] = None  # a question, not yet an action
-        return ctx.render("replay_confirm.html", title=f"Replay {hook.name}", hook=hook.name,
-                          count=count, shown=shown, keys=FILTER_KEYS)
+        return ctx.render(
+            "replay_confirm.html",
+            title=f"Replay {hook.name}",
+            hook=hook.name,
+            count=count,
+            shown=shown,
+            keys=FILTER_KEYS,
+        )
     job = console.parts.operations.start_replay(where, count)
     ctx.request.scope["audit"] = {"replayed": count, "job": job.id}
     return ctx.redirect(f"/jobs/{job.id}")
+
 
 def job_named(console: Console, job_id: str) -> ReplayJob:
     try:
@@ -167,14 +206,17 @@ def job_named(console: Console, job_id: str) -> ReplayJob:
     except NotFoundError as exc:
         raise NotFound("There is no replay with this id running in this process.") from exc
 
+
 async def show_job(console: Console, ctx: Ctx) -> Response:
     job = job_named(console, ctx.param("id"))
     return ctx.render("job.html", title=f"Replaying {job.hook}", job=job)
+
 
 async def cancel_job(console: Console, ctx: Ctx) -> Response:
     job = job_named(console, ctx.param("id"))
     await console.parts.operations.cancel_replay(job.id)
     return ctx.redirect(f"/jobs/{job.id}", f"Replay cancelled after {job.done} deliveries.")
+
 
 async def delete_hook(console: Console, ctx: Ctx) -> Response:
     name = hook_named(console, ctx.param("name")).name
@@ -182,6 +224,7 @@ async def delete_hook(console: Console, ctx: Ctx) -> Response:
     if not deleted:
         return ctx.redirect(hook_address(name), message)
     return ctx.redirect("/hooks", f"Hook {name!r} is deleted; its history stays. {message}")
+
 
 ROUTES = [
     ("/hooks", list_hooks, ["GET"]),

@@ -47,8 +47,12 @@ class SignInRefused(Exception):
 class Provider:
     """The provider's configuration and keys (cached), and the checks of what it sends."""
 
-    def __init__(self, settings: OidcSettings, redirect_uri: str,
-                 transport: httpx.AsyncBaseTransport | None = None) -> None:
+    def __init__(
+        self,
+        settings: OidcSettings,
+        redirect_uri: str,
+        transport: httpx.AsyncBaseTransport | None = None,
+    ) -> None:
         self.settings, self.redirect_uri, self.transport = settings, redirect_uri, transport
         self._meta: tuple[float, dict[str, Any], KeySet] | None = None
 
@@ -62,29 +66,44 @@ class Provider:
         return self._meta[1], self._meta[2]
 
     def _client(self) -> httpx.AsyncClient:
-        return httpx.AsyncClient(transport=self.transport, timeout=TIMEOUT,
-                                 follow_redirects=False)
+        return httpx.AsyncClient(transport=self.transport, timeout=TIMEOUT, follow_redirects=False)
 
     async def authorize_url(self, state: str, nonce: str, verifier: str) -> str:
         meta, _ = await self.metadata()
-        challenge = base64.urlsafe_b64encode(
-            hashlib.sha256(verifier.encode()).digest()).rstrip(b"=").decode()
-        query = urlencode({
-            "response_type": "code", "client_id": self.settings.client_id,
-            "redirect_uri": self.redirect_uri, "scope": "openid email profile",
-            "state": state, "nonce": nonce, "code_challenge": challenge,
-            "code_challenge_method": "S256"})
+        challenge = (
+            base64.urlsafe_b64encode(hashlib.sha256(verifier.encode()).digest())
+            .rstrip(b"=")
+            .decode()
+        )
+        query = urlencode(
+            {
+                "response_type": "code",
+                "client_id": self.settings.client_id,
+                "redirect_uri": self.redirect_uri,
+                "scope": "openid email profile",
+                "state": state,
+                "nonce": nonce,
+                "code_challenge": challenge,
+                "code_challenge_method": "S256",
+            }
+        )
         return f"{meta['authorization_endpoint']}?{query}"
 
     async def email_of(self, code: str, verifier: str, nonce: str) -> tuple[str, str]:
         """The verified e-mail and name the provider vouches for, from the code it gave."""
         meta, keys = await self.metadata()
         async with self._client() as client:
-            answer = await client.post(meta["token_endpoint"], data={
-                "grant_type": "authorization_code", "code": code,
-                "redirect_uri": self.redirect_uri, "code_verifier": verifier,
-                "client_id": self.settings.client_id,
-                "client_secret": self.settings.client_secret.get_secret_value()})
+            answer = await client.post(
+                meta["token_endpoint"],
+                data={
+                    "grant_type": "authorization_code",
+                    "code": code,
+                    "redirect_uri": self.redirect_uri,
+                    "code_verifier": verifier,
+                    "client_id": self.settings.client_id,
+                    "client_secret": self.settings.client_secret.get_secret_value(),
+                },
+            )
         if answer.status_code != 200 or "id_token" not in answer.json():
             raise SignInRefused("The sign-in provider did not confirm who you are. Try again.")
         try:
@@ -92,7 +111,8 @@ class Provider:
             JWTClaimsRegistry(
                 iss={"essential": True, "value": self.settings.issuer.rstrip("/")},
                 aud={"essential": True, "value": self.settings.client_id},
-                exp={"essential": True}, nonce={"essential": True, "value": nonce},
+                exp={"essential": True},
+                nonce={"essential": True, "value": nonce},
             ).validate(token.claims)
         except (JoseError, ValueError) as exc:
             log.warning("oidc: refused an ID token: %s", exc)
@@ -122,10 +142,17 @@ async def start(console: Console, ctx: Ctx) -> Response:
         url = await provider.authorize_url(state, nonce, verifier)
     except (httpx.HTTPError, ValueError, KeyError):
         log.exception("oidc: cannot read the provider's configuration")
-        return ctx.redirect("/signin", "The sign-in provider cannot be reached just now. Try "
-                            "again in a minute, or sign in with your password.")
-    ctx.session.data["oidc"] = {"state": state, "nonce": nonce, "verifier": verifier,
-                                "next": target}
+        return ctx.redirect(
+            "/signin",
+            "The sign-in provider cannot be reached just now. Try "
+            "again in a minute, or sign in with your password.",
+        )
+    ctx.session.data["oidc"] = {
+        "state": state,
+        "nonce": nonce,
+        "verifier": verifier,
+        "next": target,
+    }
     ctx.session.changed = True
     return RedirectResponse(url, 303)
 
@@ -143,25 +170,25 @@ async def callback(console: Console, ctx: Ctx) -> Response:
     try:
         if "code" not in query:
             raise SignInRefused("The sign-in provider did not let you in.")
-        email, name = await provider.email_of(query["code"], pending["verifier"],
-                                              pending["nonce"])
+        email, name = await provider.email_of(query["code"], pending["verifier"], pending["nonce"])
         account = await console.people.store.find_account(email)
         if account is None:
-            account = await console.people.add(name, email, provider.settings.role,
-                                               origin="oidc")
+            account = await console.people.add(name, email, provider.settings.role, origin="oidc")
         if not account.active:
             raise SignInRefused("Your account is disabled. Ask an admin.")
     except SignInRefused as exc:
-        await console.people.record(None, address, "signin.failure", "",
-                                    {"via": "oidc", "reason": str(exc)})
+        await console.people.record(
+            None, address, "signin.failure", "", {"via": "oidc", "reason": str(exc)}
+        )
         return ctx.redirect("/signin", str(exc))
     except (httpx.HTTPError, ValueError, KeyError):
         log.exception("oidc: the sign-in failed")
         return ctx.redirect("/signin", "The sign-in provider cannot be reached just now.")
     await console.gate.sign_in(ctx.session, ctx.request, account.id)
     who = await console.people.principal_of_account(account.id)
-    await console.people.record(who, address, "signin.success", f"people:{account.id}",
-                                {"via": "oidc"})
+    await console.people.record(
+        who, address, "signin.success", f"people:{account.id}", {"via": "oidc"}
+    )
     return RedirectResponse(_target(str(pending.get("next", "/"))), 303)
 
 

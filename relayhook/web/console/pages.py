@@ -84,10 +84,15 @@ class Ctx:
 
     def render(self, template: str, status: int = 200, **context: Any) -> HTMLResponse:
         page = self.env.get_template(template).render(
-            me=self.principal, can=self.can,
-            csrf=self.session.csrf, signed_in=self.session.signed_in,
-            flash=self.session.take_flash(), path=self.request.url.path, **self.globals,
-            **context)
+            me=self.principal,
+            can=self.can,
+            csrf=self.session.csrf,
+            signed_in=self.session.signed_in,
+            flash=self.session.take_flash(),
+            path=self.request.url.path,
+            **self.globals,
+            **context,
+        )
         # A lone surrogate from a hostile payload (JSON allows "\udfff") is shown escaped:
         # strict UTF-8 would turn the page into a 500.
         return HTMLResponse(page.encode("utf-8", "backslashreplace"), status_code=status)
@@ -102,8 +107,13 @@ View = Callable[[Ctx], Awaitable[Response]]
 
 
 def make_environment() -> Environment:
-    env = Environment(loader=FileSystemLoader(WEB_DIR / "templates"), autoescape=True,
-                      undefined=StrictUndefined, trim_blocks=True, lstrip_blocks=True)
+    env = Environment(
+        loader=FileSystemLoader(WEB_DIR / "templates"),
+        autoescape=True,
+        undefined=StrictUndefined,
+        trim_blocks=True,
+        lstrip_blocks=True,
+    )
     env.filters["when"] = format_when
     env.filters["urlpart"] = lambda value: quote(str(value), safe="")
     env.filters["hook_page"] = hook_address
@@ -128,15 +138,28 @@ def hour_label(epoch: float, short: bool = False) -> str:
 
 
 STATUS_WORDS = {  # a stored status or outcome kind -> the word a person reads
-    "pending": "waiting", "claimed": "sending", "succeeded": "delivered",
-    "failed": "will retry", "dead": "gave up", "skipped": "filtered out", "paused": "paused",
-    "cancelled": "cancelled", "queued": "waiting", "condition_false": "filtered out",
-    "type_not_subscribed": "not its event type", "relay_not_subscribed": "not from its relays",
-    "no_event": "no event", "not_evaluated": "not checked yet", "delivered": "delivered",
-    "render_error": "could not be made", "destination_refused": "address not allowed",
+    "pending": "waiting",
+    "claimed": "sending",
+    "succeeded": "delivered",
+    "failed": "will retry",
+    "dead": "gave up",
+    "skipped": "filtered out",
+    "paused": "paused",
+    "cancelled": "cancelled",
+    "queued": "waiting",
+    "condition_false": "filtered out",
+    "type_not_subscribed": "not its event type",
+    "relay_not_subscribed": "not from its relays",
+    "no_event": "no event",
+    "not_evaluated": "not checked yet",
+    "delivered": "delivered",
+    "render_error": "could not be made",
+    "destination_refused": "address not allowed",
     # an attempt's error class
-    "render": "the request could not be made", "timeout": "no answer in time",
-    "connect": "could not connect", "destination": "address not allowed",
+    "render": "the request could not be made",
+    "timeout": "no answer in time",
+    "connect": "could not connect",
+    "destination": "address not allowed",
 }
 _MISSING = re.compile(r"has no attribute '([^']*)'|'([^']*)' is undefined")
 
@@ -148,21 +171,29 @@ def plain_error(text: str | None) -> str:
     lowered = text.lower()
     missing = _MISSING.search(text)
     if missing:
-        return (f"The event has no field {missing.group(1) or missing.group(2)!r}: the hook "
-                "reads a field this event does not have.")
+        return (
+            f"The event has no field {missing.group(1) or missing.group(2)!r}: the hook "
+            "reads a field this event does not have."
+        )
     if "timed out" in lowered or "timeout" in lowered:
         return "No answer in time: the service took too long."
-    if any(word in lowered for word in ("private", "not allowed", "loopback",
-                                        "destination refused")):
-        return ("The address is a private or local one, which is not allowed: allow it in "
-                "Settings if it is yours.")
+    if any(
+        word in lowered for word in ("private", "not allowed", "loopback", "destination refused")
+    ):
+        return (
+            "The address is a private or local one, which is not allowed: allow it in "
+            "Settings if it is yours."
+        )
     if "connect" in lowered or "name or service" in lowered or "resolve" in lowered:
         return "Could not reach the address: check the URL, or whether the service is up."
     answered = re.match(r"(?:HTTP )?(\d{3})\b", text)
     if answered:
         return f"The service answered {answered.group(1)}."
-    return text if len(text) <= 120 and "Error" not in text and "'" not in text else \
-        "The request could not be sent: see Details."
+    return (
+        text
+        if len(text) <= 120 and "Error" not in text and "'" not in text
+        else "The request could not be sent: see Details."
+    )
 
 
 def format_duration(value: float, seconds: bool = False) -> str:
@@ -179,6 +210,8 @@ def format_duration(value: float, seconds: bool = False) -> str:
     if total < 7200:
         return f"{round(total / 60)} min"
     return f"{total // 3600} h {round(total % 3600 / 60)} min"
+
+
 def hook_address(name: str) -> str:
     """The address of a hook's page. A hook stored before names were checked may be called
     `new` or `preview`: its page is then /hooks/NAME/view (/hooks/new is the new-hook form)."""
@@ -215,8 +248,9 @@ async def read_form(request: Request) -> Form:
         body += chunk
         if len(body) > MAX_FORM_BYTES:
             break
-    return Form(parse_qsl(body[:MAX_FORM_BYTES].decode("utf-8", errors="replace"),
-                          keep_blank_values=True))
+    return Form(
+        parse_qsl(body[:MAX_FORM_BYTES].decode("utf-8", errors="replace"), keep_blank_values=True)
+    )
 
 
 class Pages:
@@ -235,9 +269,12 @@ class Pages:
                 ctx.form = await read_form(request)
                 if not session.csrf_matches(ctx.form.get("csrf") or None):
                     response: Response = ctx.render(
-                        "error.html", 403, title="Form expired",
+                        "error.html",
+                        403,
+                        title="Form expired",
                         message="This form was missing its security token (or it expired). "
-                        "Go back, reload the page and send it again.")
+                        "Go back, reload the page and send it again.",
+                    )
                     return await self.finish(session, response)
             if not public and not session.signed_in:
                 target = request.url.path + (f"?{request.url.query}" if request.url.query else "")

@@ -1,12 +1,12 @@
 """People, API keys, the audit log and invites in the console.
 
-    GET  /settings/people                 admins: everyone, Invite, Disable, Reset, Role
-    POST /settings/people                 invite: the one-time link is shown to pass on
-    POST /settings/people/{id}/...        disable, enable, reset (a new link), role
-    GET  /welcome/{token}                 an invite or reset link: choose a password
-    GET  /settings/keys                   API keys (admins: all; others: their own), New key
-    POST /settings/keys/{id}/revoke       refused by every process within a second
-    GET  /audit                           the audit log, with filters
+GET  /settings/people                 admins: everyone, Invite, Disable, Reset, Role
+POST /settings/people                 invite: the one-time link is shown to pass on
+POST /settings/people/{id}/...        disable, enable, reset (a new link), role
+GET  /welcome/{token}                 an invite or reset link: choose a password
+GET  /settings/keys                   API keys (admins: all; others: their own), New key
+POST /settings/keys/{id}/revoke       refused by every process within a second
+GET  /audit                           the audit log, with filters
 """
 
 from __future__ import annotations
@@ -43,7 +43,7 @@ def ago(seconds: float) -> str:
 
 
 async def last_change(console: Console, target: str) -> str | None:
-    """"Changed by ana 2 h ago" for a relay's or a hook's page (its newest successful
+    """ "Changed by ana 2 h ago" for a relay's or a hook's page (its newest successful
     change in the audit log), or None."""
     for entry in await console.parts.store.list_audit(target=target, limit=20):
         status = entry.detail.get("status")
@@ -56,28 +56,42 @@ async def last_change(console: Console, target: str) -> str | None:
 # -- people
 
 
-async def people_page(console: Console, ctx: Ctx, status: int = 200, *,
-                      link: str | None = None, errors: dict[str, str] | None = None,
-                      values: dict[str, str] | None = None) -> Response:
-    return ctx.render("settings_people.html", status, title="People",
-                      people=await console.parts.store.list_accounts(), roles=ROLES, link=link,
-                      errors=errors or {}, values=values or {"name": "", "email": "",
-                                                              "role": "viewer"})
+async def people_page(
+    console: Console,
+    ctx: Ctx,
+    status: int = 200,
+    *,
+    link: str | None = None,
+    errors: dict[str, str] | None = None,
+    values: dict[str, str] | None = None,
+) -> Response:
+    return ctx.render(
+        "settings_people.html",
+        status,
+        title="People",
+        people=await console.parts.store.list_accounts(),
+        roles=ROLES,
+        link=link,
+        errors=errors or {},
+        values=values or {"name": "", "email": "", "role": "viewer"},
+    )
 
 
 async def invite(console: Console, ctx: Ctx) -> Response:
     values = {k: ctx.form.get(k) for k in ("name", "email", "role")}
     try:
-        account, link = await console.people.invite(values["name"], values["email"],
-                                                    values["role"])
+        account, link = await console.people.invite(values["name"], values["email"], values["role"])
     except InvalidError as exc:
         errors = {str(e.key[0]): _sentence(e.message) for e in exc.errors}
         return await people_page(console, ctx, 422, errors=errors, values=values)
     except ConflictError as exc:
-        return await people_page(console, ctx, 409, errors={"email": _sentence(str(exc))},
-                                 values=values)
-    ctx.session.flash(f"{account.name} is invited as {account.role}. Pass them the link below: "
-                      "it works once, for a day.")
+        return await people_page(
+            console, ctx, 409, errors={"email": _sentence(str(exc))}, values=values
+        )
+    ctx.session.flash(
+        f"{account.name} is invited as {account.role}. Pass them the link below: "
+        "it works once, for a day."
+    )
     return await people_page(console, ctx, link=link)
 
 
@@ -88,13 +102,18 @@ async def change_person(console: Console, ctx: Ctx) -> Response:
         if what == "reset":
             account = await people.must(account_id)
             link = await people.reset(account_id)
-            ctx.session.flash(f"{account.name}'s password no longer works and they are signed "
-                              "out. Pass them the link below to choose a new one.")
+            ctx.session.flash(
+                f"{account.name}'s password no longer works and they are signed "
+                "out. Pass them the link below to choose a new one."
+            )
             return await people_page(console, ctx, link=link)
         if what in ("disable", "enable"):
             account = await people.set_disabled(account_id, what == "disable")
-            message = (f"{account.name} is disabled and signed out everywhere." if
-                       what == "disable" else f"{account.name} can sign in again.")
+            message = (
+                f"{account.name} is disabled and signed out everywhere."
+                if what == "disable"
+                else f"{account.name} can sign in again."
+            )
         else:
             account = await people.set_role(account_id, ctx.form.get("role"))
             message = f"{account.name} is now {account.role}."
@@ -109,8 +128,13 @@ async def welcome(console: Console, ctx: Ctx) -> Response:
     token = ctx.param("token")
     account = await console.people.link_account(token)
     if account is None:
-        return ctx.render("error.html", 404, title="Link not valid", message="This link was "
-                          "used already or is more than a day old. Ask an admin for a new one.")
+        return ctx.render(
+            "error.html",
+            404,
+            title="Link not valid",
+            message="This link was "
+            "used already or is more than a day old. Ask an admin for a new one.",
+        )
     error = ""
     if ctx.request.method == "POST":
         password, again = ctx.form.get("new_password"), ctx.form.get("new_password_again")
@@ -122,21 +146,43 @@ async def welcome(console: Console, ctx: Ctx) -> Response:
             return ctx.redirect("/signin", "Your password is set. Sign in with your e-mail.")
         else:
             error = "This link was used already. Ask an admin for a new one."
-    return ctx.render("welcome.html", 422 if error else 200, title="Choose a password",
-                      account=account, error=error)
+    return ctx.render(
+        "welcome.html",
+        422 if error else 200,
+        title="Choose a password",
+        account=account,
+        error=error,
+    )
 
 
 # -- API keys
 
 
-async def keys_page(console: Console, ctx: Ctx, status: int = 200, *, token: str | None = None,
-                    errors: dict[str, str] | None = None) -> Response:
+async def keys_page(
+    console: Console,
+    ctx: Ctx,
+    status: int = 200,
+    *,
+    token: str | None = None,
+    errors: dict[str, str] | None = None,
+) -> Response:
     me = _me(ctx)
-    keys = [k for k in await console.parts.store.list_keys()
-            if me.may("admin") or k.created_by == me.actor]
-    return ctx.render("settings_keys.html", status, title="API keys", keys=keys, token=token,
-                      roles=[r for r in ROLES if role_allows(me.role, r)], now=console.now(),
-                      expiry=EXPIRY_DAYS, errors=errors or {})
+    keys = [
+        k
+        for k in await console.parts.store.list_keys()
+        if me.may("admin") or k.created_by == me.actor
+    ]
+    return ctx.render(
+        "settings_keys.html",
+        status,
+        title="API keys",
+        keys=keys,
+        token=token,
+        roles=[r for r in ROLES if role_allows(me.role, r)],
+        now=console.now(),
+        expiry=EXPIRY_DAYS,
+        errors=errors or {},
+    )
 
 
 async def create_key(console: Console, ctx: Ctx) -> Response:
@@ -144,9 +190,13 @@ async def create_key(console: Console, ctx: Ctx) -> Response:
     days = form.get("expires")
     try:
         _, token = await console.people.create_key(
-            form.get("name"), form.get("role"), by=me,
+            form.get("name"),
+            form.get("role"),
+            by=me,
             expires_at=console.now() + float(days) * DAY if days.isdigit() else None,
-            relays=_listed(form.get("relays")), hooks=_listed(form.get("hooks")))
+            relays=_listed(form.get("relays")),
+            hooks=_listed(form.get("hooks")),
+        )
     except InvalidError as exc:
         errors = {str(e.key[0]): _sentence(e.message) for e in exc.errors}
         return await keys_page(console, ctx, 422, errors=errors)
@@ -155,8 +205,11 @@ async def create_key(console: Console, ctx: Ctx) -> Response:
 
 async def revoke_key(console: Console, ctx: Ctx) -> Response:
     me, key_id = _me(ctx), ctx.param("id")
-    mine = {k.id for k in await console.parts.store.list_keys()
-            if me.may("admin") or k.created_by == me.actor}
+    mine = {
+        k.id
+        for k in await console.parts.store.list_keys()
+        if me.may("admin") or k.created_by == me.actor
+    }
     if key_id in mine and await console.people.revoke_key(key_id):
         return ctx.redirect("/settings/keys", "The key is revoked: it stopped working at once.")
     return ctx.redirect("/settings/keys", "That key was revoked already.")
@@ -170,11 +223,19 @@ async def audit_page(console: Console, ctx: Ctx) -> Response:
     filters = {k: query.get(k, "").strip() for k in ("actor", "action", "target")}
     before = query.get("before", "")
     entries = await console.parts.store.list_audit(
-        actor=filters["actor"] or None, action=filters["action"] or None,
-        target=filters["target"] or None, before=int(before) if before.isdigit() else None,
-        limit=100)
-    return ctx.render("audit.html", title="Audit log", entries=entries, filters=filters,
-                      more=entries[-1].id if len(entries) == 100 else None)
+        actor=filters["actor"] or None,
+        action=filters["action"] or None,
+        target=filters["target"] or None,
+        before=int(before) if before.isdigit() else None,
+        limit=100,
+    )
+    return ctx.render(
+        "audit.html",
+        title="Audit log",
+        entries=entries,
+        filters=filters,
+        more=entries[-1].id if len(entries) == 100 else None,
+    )
 
 
 def _listed(text: str) -> list[str]:

@@ -34,21 +34,43 @@ async def request_problems(console: Console) -> list[dict[str, Any]]:
         if record.received_at < since:
             break
         cause = plain_rejection(record.error)
-        group = groups.setdefault((record.relay, cause), {
-            "kind": "rejected", "relay": record.relay, "cause": cause, "count": 0,
-            "last_at": record.received_at, "newest": record.id, "raw": record.error or ""})
+        group = groups.setdefault(
+            (record.relay, cause),
+            {
+                "kind": "rejected",
+                "relay": record.relay,
+                "cause": cause,
+                "count": 0,
+                "last_at": record.received_at,
+                "newest": record.id,
+                "raw": record.error or "",
+            },
+        )
         group["count"] += 1
     found = sorted(groups.values(), key=lambda g: g["last_at"], reverse=True)
     for relay, (count, at) in sorted((await store.auth_failures()).items()):
         if at < since or relay not in {r.name for r in console.parts.live.relays.values()}:
             continue
-        accepted = [r for r in await store.list_requests(relay=relay, status="accepted",
-                                                         limit=WIRING_LOOKBACK)
-                    if dict(r.headers).get("user-agent") != SAMPLE_AGENT]  # the provider's
+        accepted = [
+            r
+            for r in await store.list_requests(
+                relay=relay, status="accepted", limit=WIRING_LOOKBACK
+            )
+            if dict(r.headers).get("user-agent") != SAMPLE_AGENT
+        ]  # the provider's
         if not accepted or accepted[0].received_at < at:
-            found.insert(0, {"kind": "refused", "relay": relay, "count": count, "last_at": at,
-                             "cause": "missing or wrong credentials", "newest": None,
-                             "raw": ""})
+            found.insert(
+                0,
+                {
+                    "kind": "refused",
+                    "relay": relay,
+                    "count": count,
+                    "last_at": at,
+                    "cause": "missing or wrong credentials",
+                    "newest": None,
+                    "raw": "",
+                },
+            )
     return found
 
 
@@ -62,9 +84,13 @@ async def list_problems(console: Console, ctx: Ctx) -> Response:
     store = console.parts.store
     current = await store.list_problems()
     resolved = await store.list_problems(statuses=("resolved",), limit=RESOLVED_SHOWN)
-    return ctx.render("problems.html", title="Problems", problems=shown_problems(current),
-                      resolved=shown_problems(resolved),
-                      relay_problems=await request_problems(console))
+    return ctx.render(
+        "problems.html",
+        title="Problems",
+        problems=shown_problems(current),
+        resolved=shown_problems(resolved),
+        relay_problems=await request_problems(console),
+    )
 
 
 def back_to(ctx: Ctx) -> str:
@@ -88,8 +114,10 @@ async def replay_affected(console: Console, ctx: Ctx) -> Response:
     except NotFoundError as exc:
         raise NotFound("There is no problem with this id.") from exc
     ctx.request.scope["audit"] = {"replayed": count, "hook": problem.hook}
-    return ctx.redirect(back_to(ctx), f"Replayed {count} affected deliveries of hook "
-                                      f"{problem.hook}: they are sent again now.")
+    return ctx.redirect(
+        back_to(ctx),
+        f"Replayed {count} affected deliveries of hook {problem.hook}: they are sent again now.",
+    )
 
 
 ROUTES = [

@@ -32,18 +32,24 @@ async def show_request(console: Console, ctx: Ctx) -> Response:
     if record is None:
         raise NotFound("There is no kept request with this id.")
     events = await store.list_events(request_id=record.id, limit=LINEAGE_LIMIT)
-    deliveries = await store.find_deliveries(DeliveryFilter(request_id=record.id),
-                                             limit=LINEAGE_LIMIT)
+    deliveries = await store.find_deliveries(
+        DeliveryFilter(request_id=record.id), limit=LINEAGE_LIMIT
+    )
     by_event: dict[str, list[Any]] = {}
     for delivery in deliveries:
         by_event.setdefault(delivery.event_id, []).append(delivery)
     outcomes = await request_outcomes(console.parts, record)
-    return ctx.render("request.html", title="Request", record=request_json(record),
-                      outcomes=outcomes,
-                      body=pretty_body(record.body), events=events, by_event=by_event,
-                      events_options=[(e.id, f"{e.type} {e.subject or ''}") for e in events],
-                      relay_known=any(r.name == record.relay
-                                      for r in console.parts.live.relays.values()))
+    return ctx.render(
+        "request.html",
+        title="Request",
+        record=request_json(record),
+        outcomes=outcomes,
+        body=pretty_body(record.body),
+        events=events,
+        by_event=by_event,
+        events_options=[(e.id, f"{e.type} {e.subject or ''}") for e in events],
+        relay_known=any(r.name == record.relay for r in console.parts.live.relays.values()),
+    )
 
 
 async def kept_request(console: Console, request_id: str) -> RequestRecord:
@@ -69,14 +75,18 @@ async def pin_sample(console: Console, ctx: Ctx) -> Response:
     """Pin as sample: the request with its events, or one of them (`event`), under a name."""
     request_id = ctx.param("id")
     try:
-        sample = await console.parts.operations.pin_sample(ctx.form.get("name", ""), request_id,
-                                                           ctx.form.get("event") or None)
+        sample = await console.parts.operations.pin_sample(
+            ctx.form.get("name", ""), request_id, ctx.form.get("event") or None
+        )
     except InvalidError as exc:
         return ctx.redirect(f"/requests/{request_id}#pin", exc.errors[0].message)
     except (NotFoundError, ConflictError) as exc:
         return ctx.redirect(f"/requests/{request_id}#pin", f"{exc}.")
-    return ctx.redirect(f"/requests/{request_id}#pin", f"Pinned as sample {sample.name!r}: "
-                        "kept past retention, for previews, test sends and condition trials.")
+    return ctx.redirect(
+        f"/requests/{request_id}#pin",
+        f"Pinned as sample {sample.name!r}: "
+        "kept past retention, for previews, test sends and condition trials.",
+    )
 
 
 async def show_delivery(console: Console, ctx: Ctx) -> Response:
@@ -85,19 +95,35 @@ async def show_delivery(console: Console, ctx: Ctx) -> Response:
         raise NotFound("There is no delivery with this id.")
     delivery, attempts = found
     # An attempt that failed at render sent nothing: it has no request to show.
-    shown = [{**attempt_json(a), "curl": attempt_curl(a.request) if a.request else "",
-              "response_text": pretty_body(a.response_body)} for a in reversed(attempts)]
+    shown = [
+        {
+            **attempt_json(a),
+            "curl": attempt_curl(a.request) if a.request else "",
+            "response_text": pretty_body(a.response_body),
+        }
+        for a in reversed(attempts)
+    ]
     hook = console.parts.live.hooks.get(delivery.hook)
     read = names_read(hook.stored_spec()) if hook is not None else ()
-    fields = (marked_fields(delivery.event.to_cloudevent(), read)
-              if delivery.event is not None else [])
-    return ctx.render("delivery.html", title="Delivery", delivery=delivery, attempts=shown,
-                      fields=fields, sent=next((a for a in shown if a["request"]), None),
-                      event=delivery.event, finished=delivery.status in FINAL_STATUSES,
-                      hook_known=delivery.hook in console.parts.live.hooks,
-                      trace_id=(trace_id_hex(delivery.event.request_id)
-                                if console.settings.tracing.enabled and delivery.event is not None
-                                else None))
+    fields = (
+        marked_fields(delivery.event.to_cloudevent(), read) if delivery.event is not None else []
+    )
+    return ctx.render(
+        "delivery.html",
+        title="Delivery",
+        delivery=delivery,
+        attempts=shown,
+        fields=fields,
+        sent=next((a for a in shown if a["request"]), None),
+        event=delivery.event,
+        finished=delivery.status in FINAL_STATUSES,
+        hook_known=delivery.hook in console.parts.live.hooks,
+        trace_id=(
+            trace_id_hex(delivery.event.request_id)
+            if console.settings.tracing.enabled and delivery.event is not None
+            else None
+        ),
+    )
 
 
 async def replay_delivery(console: Console, ctx: Ctx) -> Response:
@@ -107,8 +133,10 @@ async def replay_delivery(console: Console, ctx: Ctx) -> Response:
     except NotFoundError as exc:
         raise NotFound("There is no delivery with this id.") from exc
     except ConflictError:
-        return ctx.redirect(f"/deliveries/{delivery_id}",
-                            "It is being sent right now; replay it once this try is over.")
+        return ctx.redirect(
+            f"/deliveries/{delivery_id}",
+            "It is being sent right now; replay it once this try is over.",
+        )
     ctx.request.scope["audit"] = {"replayed": replayed}
     return ctx.redirect(f"/deliveries/{delivery_id}", "Replayed: it is sent again now.")
 

@@ -32,8 +32,10 @@ async def list_relays(console: Console, ctx: Ctx) -> Response:
 
 
 def connector_choices(console: Console) -> list[dict[str, str]]:
-    return [{"id": c.id, "title": c.spec.title, "description": c.spec.description.strip()}
-            for c in sorted(console.connectors.values(), key=lambda c: c.spec.title.lower())]
+    return [
+        {"id": c.id, "title": c.spec.title, "description": c.spec.description.strip()}
+        for c in sorted(console.connectors.values(), key=lambda c: c.spec.title.lower())
+    ]
 
 
 async def new_relay(console: Console, ctx: Ctx) -> Response:
@@ -42,20 +44,32 @@ async def new_relay(console: Console, ctx: Ctx) -> Response:
     if ctx.request.method == "POST":
         errors = await changes.create_relay(console, values["name"], values["connector"])
         if not errors:
-            return ctx.redirect(relay_address(values['name']),
-                                f"Relay {values['name']!r} is ready: paste its URL and secret "
-                                "into the provider's webhook settings.")
-    return ctx.render("relay_new.html", 422 if errors else 200, title="New relay",
-                      connectors=connector_choices(console), values=values, errors=errors)
+            return ctx.redirect(
+                relay_address(values["name"]),
+                f"Relay {values['name']!r} is ready: paste its URL and secret "
+                "into the provider's webhook settings.",
+            )
+    return ctx.render(
+        "relay_new.html",
+        422 if errors else 200,
+        title="New relay",
+        connectors=connector_choices(console),
+        values=values,
+        errors=errors,
+    )
 
 
 def setup_text(console: Console, relay: Relay, secret: str) -> str:
-    return str(relay.connector.setup.render(
-        {"relay_url": console.parts.manager.relay_url(relay), "secret": secret})).strip()
+    return str(
+        relay.connector.setup.render(
+            {"relay_url": console.parts.manager.relay_url(relay), "secret": secret}
+        )
+    ).strip()
 
 
-async def relay_page(console: Console, ctx: Ctx, *, revealed: str | None = None,
-                     answer: str | None = None) -> Response:
+async def relay_page(
+    console: Console, ctx: Ctx, *, revealed: str | None = None, answer: str | None = None
+) -> Response:
     relay = console.relay_named(ctx.param("name"))
     summaries = await relay_summaries(console.parts, console.now())
     summary = next(r for r in summaries if r["name"] == relay.name)
@@ -63,21 +77,30 @@ async def relay_page(console: Console, ctx: Ctx, *, revealed: str | None = None,
     asked = ctx.request.query_params.get("tab")
     tab = "example" if asked == "example" or text else "fields" if asked == "fields" else "setup"
     before = ctx.request.query_params.get("before") or None
-    records = await console.parts.store.list_requests(relay=relay.name, limit=EXAMPLE_PAGE,
-                                                      before=before, text=text or None)
+    records = await console.parts.store.list_requests(
+        relay=relay.name, limit=EXAMPLE_PAGE, before=before, text=text or None
+    )
     events = {}
     for record in records[:10]:  # the newest few open with their events shown
-        events[record.id] = await console.parts.store.list_events(request_id=record.id,
-                                                                  limit=50)
+        events[record.id] = await console.parts.store.list_events(request_id=record.id, limit=50)
     return ctx.render(
-        "relay.html", title=f"Relay {relay.name}", relay=summary, tab=tab, text=text,
+        "relay.html",
+        title=f"Relay {relay.name}",
+        relay=summary,
+        tab=tab,
+        text=text,
         wiring=await wiring(console, relay.name, summary),
         private_url=private_address(console.parts.manager.relay_url(relay)),
-        records=records, events=events, revealed=revealed, answer=answer,
-        setup=setup_text(console, relay, revealed or MASK), mask=MASK,
-        has_secret=bool(relay.secret), has_sample=bool(example_events(relay.connector,
-                                                                     relay.name)),
-        more=len(records) == EXAMPLE_PAGE, next_before=records[-1].id if records else None,
+        records=records,
+        events=events,
+        revealed=revealed,
+        answer=answer,
+        setup=setup_text(console, relay, revealed or MASK),
+        mask=MASK,
+        has_secret=bool(relay.secret),
+        has_sample=bool(example_events(relay.connector, relay.name)),
+        more=len(records) == EXAMPLE_PAGE,
+        next_before=records[-1].id if records else None,
         problems=shown_problems(await console.parts.store.list_problems(relay=relay.name)),
         shapes=await relay_shapes(console.parts, relay.name) if tab == "fields" else [],
         last_change=await last_change(console, f"relay:{relay.name}"),
@@ -97,15 +120,26 @@ async def wiring(console: Console, name: str, summary: dict[str, Any]) -> dict[s
     accepted = next((r for r in own if r.status == "accepted"), None)
     refused_at = summary.get("last_auth_failure")
     if refused_at and (accepted is None or refused_at > accepted.received_at):
-        return {"level": "refused", "count": summary.get("auth_failures", 0),
-                "at": refused_at, "record": None}
+        return {
+            "level": "refused",
+            "count": summary.get("auth_failures", 0),
+            "at": refused_at,
+            "record": None,
+        }
     if own:
         newest = own[0]
         level = "wired" if newest.status == "accepted" else "rejected"
-        return {"level": level, "record": newest, "at": newest.received_at,
-                "why": plain_rejection(newest.error)}
-    return {"level": "sample" if records else "nothing", "record": None,
-            "at": records[0].received_at if records else None}
+        return {
+            "level": level,
+            "record": newest,
+            "at": newest.received_at,
+            "why": plain_rejection(newest.error),
+        }
+    return {
+        "level": "sample" if records else "nothing",
+        "record": None,
+        "at": records[0].received_at if records else None,
+    }
 
 
 def plain_rejection(error: str | None) -> str:
@@ -147,11 +181,14 @@ async def relay_secret(console: Console, ctx: Ctx) -> Response:
         except ConflictError as exc:
             ctx.session.flash(f"{exc}.")
             return await relay_page(console, ctx)
-        ctx.session.flash("A new secret is in use; the old one stopped working. Paste the new "
-                          "one into the provider's settings.")
+        ctx.session.flash(
+            "A new secret is in use; the old one stopped working. Paste the new "
+            "one into the provider's settings."
+        )
         return await relay_page(console, ctx, revealed=secret)
-    return await relay_page(console, ctx,
-                            revealed=(await console.parts.manager.relay_secret(relay.name)).secret)
+    return await relay_page(
+        console, ctx, revealed=(await console.parts.manager.relay_secret(relay.name)).secret
+    )
 
 
 async def send_sample(console: Console, ctx: Ctx) -> Response:
@@ -161,14 +198,20 @@ async def send_sample(console: Console, ctx: Ctx) -> Response:
     body = connector.example_body() or b""
     method = "POST" if "POST" in connector.spec.accept.methods else connector.spec.accept.methods[0]
     url = str(ctx.request.base_url).rstrip("/") + f"/in/{relay.token}"
-    headers = {"Content-Type": "application/json", "User-Agent": SAMPLE_AGENT,
-               **credentials_for(connector.spec.auth, relay.secret, body,
-                                 now=console.now())}
+    headers = {
+        "Content-Type": "application/json",
+        "User-Agent": SAMPLE_AGENT,
+        **credentials_for(connector.spec.auth, relay.secret, body, now=console.now()),
+    }
     try:
         async with httpx.AsyncClient(trust_env=False, timeout=10.0) as client:
-            response = await client.request(method, url, params=connector.spec.example_query,
-                                            content=body if method != "GET" else None,
-                                            headers=headers)
+            response = await client.request(
+                method,
+                url,
+                params=connector.spec.example_query,
+                content=body if method != "GET" else None,
+                headers=headers,
+            )
         answer = f"{response.status_code} {response.reason_phrase}: {response.text[:500]}"
     except httpx.HTTPError as exc:
         answer = f"the relay URL did not answer: {exc}"
@@ -182,8 +225,10 @@ async def delete_relay(console: Console, ctx: Ctx) -> Response:
     if error:
         ctx.session.flash(error)
         return ctx.redirect(relay_address(name))
-    return ctx.redirect("/relays", f"Relay {name!r} is deleted; its URL answers 404 now. Its "
-                        "kept requests and events stay.")
+    return ctx.redirect(
+        "/relays",
+        f"Relay {name!r} is deleted; its URL answers 404 now. Its kept requests and events stay.",
+    )
 
 
 ROUTES = [

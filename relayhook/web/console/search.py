@@ -31,8 +31,12 @@ def snippet(text: str, needle: str) -> Markup | None:
         return None
     start, end = max(at - AROUND, 0), min(at + len(needle) + AROUND, len(text))
     return Markup("{}{}<mark>{}</mark>{}{}").format(
-        "…" if start else "", escape(text[start:at]), escape(text[at:at + len(needle)]),
-        escape(text[at + len(needle):end]), "…" if end < len(text) else "")
+        "…" if start else "",
+        escape(text[start:at]),
+        escape(text[at : at + len(needle)]),
+        escape(text[at + len(needle) : end]),
+        "…" if end < len(text) else "",
+    )
 
 
 def request_text(record: RequestRecord) -> str:
@@ -42,12 +46,16 @@ def request_text(record: RequestRecord) -> str:
 
 
 def event_text(event: Event) -> str:
-    return " ".join([event.type, event.subject or "", json.dumps(event.data, ensure_ascii=False,
-                                                                   default=str)])
+    return " ".join(
+        [event.type, event.subject or "", json.dumps(event.data, ensure_ascii=False, default=str)]
+    )
 
 
-async def scan(page_of: Callable[[str | None], Awaitable[list[Any]]],
-               text_of: Callable[[Any], str], needle: str) -> tuple[int, list[dict[str, Any]]]:
+async def scan(
+    page_of: Callable[[str | None], Awaitable[list[Any]]],
+    text_of: Callable[[Any], str],
+    needle: str,
+) -> tuple[int, list[dict[str, Any]]]:
     """How many of the newest SCAN items hold `needle`, and the newest SHOWN of them with
     their snippets. `page_of(before)` gives PAGE items, newest first."""
     count, shown = 0, list[dict[str, Any]]()
@@ -74,12 +82,21 @@ async def search(console: Console, ctx: Ctx) -> Response:
     counts = {"requests": 0, "events": 0}
     if needle:
         counts["requests"], requests = await scan(
-            lambda before: store.list_requests(limit=PAGE, before=before), request_text, needle)
+            lambda before: store.list_requests(limit=PAGE, before=before), request_text, needle
+        )
         counts["events"], events = await scan(
-            lambda before: store.list_events(limit=PAGE, before=before), event_text, needle)
-    return ctx.render("search.html", title=f"Search: {needle}" if needle else "Search",
-                      q=needle, requests=requests, events=events, counts=counts, scan=SCAN,
-                      shown=SHOWN)
+            lambda before: store.list_events(limit=PAGE, before=before), event_text, needle
+        )
+    return ctx.render(
+        "search.html",
+        title=f"Search: {needle}" if needle else "Search",
+        q=needle,
+        requests=requests,
+        events=events,
+        counts=counts,
+        scan=SCAN,
+        shown=SHOWN,
+    )
 
 
 ROUTES = [("/search", search, ["GET"])]

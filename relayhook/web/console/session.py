@@ -71,8 +71,11 @@ class Session:
 
     def csrf_matches(self, given: str | None) -> bool:
         token = self.data.get("csrf")
-        return isinstance(token, str) and given is not None and hmac.compare_digest(
-            token.encode(), given.encode())
+        return (
+            isinstance(token, str)
+            and given is not None
+            and hmac.compare_digest(token.encode(), given.encode())
+        )
 
     def flash(self, message: str) -> None:
         self.data["flash"] = message
@@ -89,8 +92,15 @@ class Gate:
     """Reads and writes the session cookie, keeps the session rows, checks passwords against
     the stored hash (through the sign-in guard)."""
 
-    def __init__(self, store: ConsoleStore, *, secure: bool, clock: Callable[[], float],
-                 new_id: Callable[[], str], proxies: TrustedProxies | None = None) -> None:
+    def __init__(
+        self,
+        store: ConsoleStore,
+        *,
+        secure: bool,
+        clock: Callable[[], float],
+        new_id: Callable[[], str],
+        proxies: TrustedProxies | None = None,
+    ) -> None:
         self.store, self.secure, self.clock, self.new_id = store, secure, clock, new_id
         self.proxies = proxies or TrustedProxies()
         self.guard = SignInGuard(clock)
@@ -100,8 +110,9 @@ class Gate:
 
     async def start(self) -> None:
         """Make the session key on the first start (shared by every process)."""
-        await self.store.set_admin_value(SESSION_KEY, secrets.token_urlsafe(32), self.clock(),
-                                         replace=False)
+        await self.store.set_admin_value(
+            SESSION_KEY, secrets.token_urlsafe(32), self.clock(), replace=False
+        )
 
     async def _signer(self) -> URLSafeTimedSerializer:
         if self._serializer is None:
@@ -129,8 +140,9 @@ class Gate:
             return {}
         signer = await self._signer()
         try:
-            loaded = (signer if not salt else URLSafeTimedSerializer(
-                signer.secret_key, salt=salt)).loads(raw, max_age=max_age)
+            loaded = (
+                signer if not salt else URLSafeTimedSerializer(signer.secret_key, salt=salt)
+            ).loads(raw, max_age=max_age)
         except BadSignature:
             return {}
         return loaded if isinstance(loaded, dict) else {}
@@ -183,14 +195,16 @@ class Gate:
             return False
         return await self.guard.verify(password_matches, stored, password)
 
-    async def sign_in(self, session: Session, request: Request,
-                      account: str = ADMIN_ACCOUNT) -> None:
+    async def sign_in(
+        self, session: Session, request: Request, account: str = ADMIN_ACCOUNT
+    ) -> None:
         """A new session row of `account` for this browser; the cookie gets its token (and a
         new CSRF)."""
         token, now = secrets.token_urlsafe(32), self.clock()
         agent = request.headers.get("user-agent", "")[:MAX_USER_AGENT]
-        record = ConsoleSession(self.new_id(), account, now, now, now + SESSION_SECONDS,
-                                self.address_of(request), agent)
+        record = ConsoleSession(
+            self.new_id(), account, now, now, now + SESSION_SECONDS, self.address_of(request), agent
+        )
         await self.store.create_session(record, token_hash(token))
         session.data = {"sid": token, "csrf": secrets.token_urlsafe(24)}
         session.record, session.signed_in, session.changed = record, True, True
@@ -221,24 +235,41 @@ class Gate:
 
     async def device_of(self, request: Request, account: str = ADMIN_ACCOUNT) -> str | None:
         """The device token of a browser that signed in to `account` before, or None."""
-        data = await self._load(request.cookies.get(DEVICE_COOKIE), DEVICE_SECONDS,
-                                salt="relayhook-device")
+        data = await self._load(
+            request.cookies.get(DEVICE_COOKIE), DEVICE_SECONDS, salt="relayhook-device"
+        )
         device = data.get("device")
         return device if isinstance(device, str) and data.get("account") == account else None
 
-    async def remember_device(self, response: Response, device: str | None,
-                              account: str = ADMIN_ACCOUNT) -> None:
+    async def remember_device(
+        self, response: Response, device: str | None, account: str = ADMIN_ACCOUNT
+    ) -> None:
         """After a successful sign-in: mark this browser as one `account` used (see throttle)."""
         signer = await self._signer()
         value = URLSafeTimedSerializer(signer.secret_key, salt="relayhook-device").dumps(
-            {"account": account, "device": device or secrets.token_urlsafe(16)})
-        response.set_cookie(DEVICE_COOKIE, value, max_age=DEVICE_SECONDS, path="/signin",
-                            httponly=True, samesite="lax", secure=self.secure)
+            {"account": account, "device": device or secrets.token_urlsafe(16)}
+        )
+        response.set_cookie(
+            DEVICE_COOKIE,
+            value,
+            max_age=DEVICE_SECONDS,
+            path="/signin",
+            httponly=True,
+            samesite="lax",
+            secure=self.secure,
+        )
 
     async def write(self, session: Session, response: Response) -> None:
         """Set the cookie on `response` when the session changed."""
         if not session.changed:
             return
         value = (await self._signer()).dumps(session.data)
-        response.set_cookie(COOKIE, value, max_age=SESSION_SECONDS, path="/", httponly=True,
-                            samesite="lax", secure=self.secure)
+        response.set_cookie(
+            COOKIE,
+            value,
+            max_age=SESSION_SECONDS,
+            path="/",
+            httponly=True,
+            samesite="lax",
+            secure=self.secure,
+        )

@@ -29,9 +29,11 @@ async def settings_context(console: Console, ctx: Ctx, **errors: str) -> dict[st
     everyone = []
     if ctx.can("admin"):  # admins see and revoke everyone's sessions
         names = {a.id: a.name for a in await console.parts.store.list_accounts()}
-        everyone = [(names.get(s.account, s.account), s)
-                    for s in await console.parts.store.list_sessions(None, console.now())
-                    if s.account != account]
+        everyone = [
+            (names.get(s.account, s.account), s)
+            for s in await console.parts.store.list_sessions(None, console.now())
+            if s.account != account
+        ]
     return {
         "sessions": await console.parts.store.list_sessions(account, console.now()),
         "current": record.id if record is not None else None,
@@ -55,7 +57,8 @@ async def revoke(console: Console, ctx: Ctx) -> Response:
         await console.gate.sign_out(ctx.session)
         return ctx.redirect("/signin", "You are signed out.")
     mine = await console.parts.store.list_sessions(
-        None if ctx.can("admin") else _account(ctx), console.now())
+        None if ctx.can("admin") else _account(ctx), console.now()
+    )
     if session_id not in {s.id for s in mine}:
         return ctx.redirect(PAGE, "That session had ended already.")
     if await console.gate.revoke(session_id):
@@ -103,8 +106,9 @@ async def change_password(console: Console, ctx: Ctx) -> Response:
     if errors:
         return await sessions_page(console, ctx, 422, **errors)
     before = len(await console.parts.store.list_sessions(account_id, console.now()))
-    await console.people.set_password(account_id, new,
-                                      keep=record.id if record is not None else None)
+    await console.people.set_password(
+        account_id, new, keep=record.id if record is not None else None
+    )
     ended = before - len(await console.parts.store.list_sessions(account_id, console.now()))
     gate.forget_sessions()
     return ctx.redirect(
