@@ -92,6 +92,20 @@ class StorageSettings(Section):
         "database or the spool has less free space than this many MiB (0: no check).",
     )
 
+    def shown_url(self) -> str:
+        """The URL as banners and messages print it: a password in it is [redacted]."""
+        from urllib.parse import urlsplit, urlunsplit
+
+        from relayhook.core.redaction import netloc_without_password
+
+        try:
+            parts = urlsplit(self.url)
+            if parts.password is None:
+                return self.url
+            return urlunsplit(parts._replace(netloc=netloc_without_password(parts)))
+        except ValueError:  # not a URL the parser reads: say nothing of it
+            return "(the [storage] url)"
+
 
 class SpoolSettings(Section):
     path: str = Field(

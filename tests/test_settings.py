@@ -159,3 +159,11 @@ def test_the_sample_config_loads_with_a_relay_per_connector(tmp_path: Path) -> N
     assert [relay.connector for relay in settings.relays] == ["gmetri", "synthesisvr"]
     assert len({relay.token for relay in settings.relays}) == 2
     assert len(settings.admin.token) >= 24
+
+
+def test_a_storage_password_is_never_printed() -> None:
+    from relayhook.settings import StorageSettings
+
+    storage = StorageSettings(url="postgresql://relayhook:s3cr3t-pw@db.internal:5432/relayhook")
+    assert storage.shown_url() == "postgresql://relayhook:[redacted]@db.internal:5432/relayhook"
+    assert StorageSettings().shown_url() == "sqlite:///relayhook.db"

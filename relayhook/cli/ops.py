@@ -46,7 +46,7 @@ async def backup(settings: Settings, target: Path, out: TextIO) -> int:
     async with opened_store(settings) as store:
         await store.backup(target)
     print(
-        f"backed up {settings.storage.url} into {target} ({target.stat().st_size} bytes);"
+        f"backed up {settings.storage.shown_url()} into {target} ({target.stat().st_size} bytes);"
         " keep the key that seals its secrets with it (relayhook.db.key, or [secrets] key)",
         file=out,
     )

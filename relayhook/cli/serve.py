@@ -254,12 +254,12 @@ def banner(
     if role == "worker":
         return "\n".join(
             [
-                f"Relayhook worker: sends the deliveries of store {settings.storage.url}.",
+                f"Relayhook worker: sends the deliveries of store {settings.storage.shown_url()}.",
                 _worker_port_line(settings, config),
                 *_hook_lines(live, config, settings.public_url()),
             ]
         )
-    lines = [f"Relayhook on {settings.public_url()}, store {settings.storage.url}"]
+    lines = [f"Relayhook on {settings.public_url()}, store {settings.storage.shown_url()}"]
     if settings.server.public_url:
         lines.append(f"Relay URLs start with {settings.public_url()} ([server] public_url).")
     else:
