@@ -102,6 +102,10 @@ def test_ingest_and_attempt_spans_are_one_trace_with_traceparent_sent(
 ) -> None:
     exporter = InMemorySpanExporter()
     caplog.set_level(logging.WARNING, logger="relayhook.delivery.dispatcher")
+    # On the dispatcher's logger itself: whatever an earlier test left on the root logger (or
+    # the propagation of `relayhook`), the failed attempt's line is caught here.
+    dispatcher_log = logging.getLogger("relayhook.delivery.dispatcher")
+    dispatcher_log.addHandler(caplog.handler)
 
     async def main() -> None:
         async with in_process(
@@ -158,8 +162,11 @@ def test_ingest_and_attempt_spans_are_one_trace_with_traceparent_sent(
             # The trace id in the failed attempt's log line, and on the delivery's page.
             trace = trace_id_hex(request_id)
             assert trace == f"{ingest.context.trace_id:032x}"
-            lines = [r for r in caplog.records if getattr(r, "hook", None) == "broken"]
-            assert lines and all(getattr(r, "trace_id", None) == trace for r in lines)
+            lines = await _wait(
+                lambda: [r for r in caplog.records if getattr(r, "hook", None) == "broken"],
+                "the failed attempt's log line",
+            )
+            assert all(getattr(r, "trace_id", None) == trace for r in lines)
             assert (await sign_in(client)).status_code == 303
             delivery_id = attempts["traced"].attributes["relayhook.delivery_id"]
             page = await client.get(f"/deliveries/{delivery_id}")
@@ -167,7 +174,10 @@ def test_ingest_and_attempt_spans_are_one_trace_with_traceparent_sent(
             # The history shows the header as sent.
             assert "traceparent" in page.text
 
-    run(main())
+    try:
+        run(main())
+    finally:
+        dispatcher_log.removeHandler(caplog.handler)
 
 
 def test_off_by_default_nothing_is_traced_or_sent(tmp_path: Path, receiver: Receiver) -> None:
