@@ -58,11 +58,12 @@ MAX_ITERATIONS = 100_000  # loop iterations per render, all loops together
 MAX_OUTPUT = 8 << 20  # characters one render may output
 MAX_RENDER_SECONDS = 0.5  # CPU time one render may take (loops, calls, filters are checked)
 _TICKS = 256  # loop iterations between two looks at the CPU clock
+_CALL = 16  # what a call or a filter weighs against _TICKS (each is bounded by the size limits)
 REGEX_FILTERS = frozenset({"regex_search"})  # filters whose first argument is a pattern
 
 _budget: contextvars.ContextVar[_Budget] = contextvars.ContextVar("template_budget")
 # The CPU-clock deadline of every render in the block (time_budget): one request at ingest.
-_deadline: contextvars.ContextVar[float | None] = contextvars.ContextVar(
+_deadline: contextvars.ContextVar[_Outer | None] = contextvars.ContextVar(
     "render_deadline", default=None
 )
 
@@ -86,30 +87,48 @@ class RenderError(RelayhookError):
         self.message = message
 
 
+class _Outer:
+    """The budget of a block of renders (time_budget): CPU seconds, counted from the block's
+    first look at the clock, and the work done since the last look, shared by its renders."""
+
+    __slots__ = ("seconds", "deadline", "ticks")
+
+    def __init__(self, seconds: float) -> None:
+        self.seconds = seconds
+        self.deadline: float | None = None
+        self.ticks = _TICKS
+
+
 class _Budget:
     """What one render may still do: loop iterations, characters of output, CPU time. The
-    clock is read at the first call, filter or loop (a plain lookup never reads it)."""
+    clock is read once _TICKS of work (loop iterations; a call or filter weighs _CALL) have
+    been done since the last read, counted over the whole block when there is one: reading
+    a thread's CPU clock is a system call, too dear for every small render of a request."""
 
     __slots__ = ("iterations", "characters", "ticks", "deadline", "outer")
 
-    def __init__(self, outer: float | None) -> None:
+    def __init__(self, outer: _Outer | None) -> None:
         self.iterations = MAX_ITERATIONS
         self.characters = MAX_OUTPUT
-        self.ticks = 0
+        self.ticks = _TICKS
         self.deadline: float | None = None
-        self.outer = outer  # the deadline of the request around this render, if any
+        self.outer = outer  # the block around this render (a request at ingest), if any
 
     def tick(self, weight: int) -> None:
-        self.ticks -= weight
-        if self.ticks > 0:
+        counter = self.outer if self.outer is not None else self
+        counter.ticks -= weight
+        if counter.ticks > 0:
             return
-        self.ticks = _TICKS
+        counter.ticks = _TICKS
         now = time.thread_time()
         if self.deadline is None:
             self.deadline = now + MAX_RENDER_SECONDS
-            if self.outer is not None:
-                self.deadline = min(self.deadline, self.outer)
-        if now > self.deadline:
+        limit = self.deadline
+        if self.outer is not None:
+            if self.outer.deadline is None:
+                self.outer.deadline = now + self.outer.seconds
+            limit = min(limit, self.outer.deadline)
+        if now > limit:
             raise SecurityError(
                 "the render took more than its CPU time budget "
                 f"({MAX_RENDER_SECONDS} s, less at ingest)"
@@ -133,9 +152,10 @@ def _charge(iterations: int = 0, characters: int = 0, weight: int = 0) -> None:
 @contextlib.contextmanager
 def time_budget(seconds: float) -> Iterator[None]:
     """Every render in the block ends (RenderError) once the thread has used `seconds` of CPU
-    time since the block began: the ingress runs a request's mapping and hooks' conditions
-    under one, so a provider cannot hold the event loop."""
-    token = _deadline.set(time.thread_time() + seconds)
+    time since the block's first look at the clock (after at most _TICKS of work): the ingress
+    runs a request's mapping and hooks' conditions under one, so a provider cannot hold the
+    event loop."""
+    token = _deadline.set(_Outer(seconds))
     try:
         yield
     finally:
@@ -321,7 +341,7 @@ def _checked_result(function: Any, name: str) -> Any:
 
     @functools.wraps(function)  # keeps jinja_pass_arg: context/eval-context filters stay so
     def checked(*args: Any, **kwargs: Any) -> Any:
-        _charge(weight=_TICKS)
+        _charge(weight=_CALL)
         _data_only(arg for arg in args if not _is_jinja_context(arg))
         _data_only(kwargs.values())
         result = function(*args, **kwargs)
@@ -375,7 +395,7 @@ class SandboxEnvironment(ImmutableSandboxedEnvironment):
         return value
 
     def call(self, context: Any, obj: Any, /, *args: Any, **kwargs: Any) -> Any:
-        _charge(weight=_TICKS)
+        _charge(weight=_CALL)
         _data_only(args)
         _data_only(kwargs.values())
         checked = _check_str_method(obj, args, kwargs)
