@@ -9,7 +9,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from relayhook.core.events import Event
-from relayhook.core.records import Attempt, Delivery, RequestRecord
+from relayhook.core.records import Attempt, Delivery, Problem, RequestRecord
 from relayhook.store.text import dumps_data, from_column, loads, to_column
 
 Row = tuple[Any, ...]
@@ -169,4 +169,27 @@ def attempt_row(attempt: Attempt, number: int) -> Row:
         bytes(attempt.response_body),
         attempt.error_class,
         to_column(attempt.error),
+    )
+
+
+def to_problem(row: Row) -> Problem:
+    """A problem from its columns, in the order both engines select them: id, hook,
+    signature, status, first_at, last_at, deliveries, error, acknowledged_at, resolved_at,
+    notified, relay, request."""
+    (id_, hook, signature, status, first_at, last_at, deliveries, error, acknowledged_at,
+     resolved_at, notified, relay, request) = row  # fmt: skip
+    return Problem(
+        id_,
+        hook,
+        signature,
+        status,
+        first_at,
+        last_at,
+        deliveries,
+        from_column(error),
+        acknowledged_at,
+        resolved_at,
+        bool(notified),  # SQLite keeps 0/1
+        relay,
+        request,
     )

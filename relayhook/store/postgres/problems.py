@@ -11,7 +11,8 @@ import asyncpg
 from relayhook.core.problems import failure_error, failure_signature
 from relayhook.core.records import Attempt, Outcome, Problem, ProblemStatus
 from relayhook.store.postgres.deliveries import REPLAY, count_of
-from relayhook.store.text import from_column, to_column
+from relayhook.store.rows import to_problem
+from relayhook.store.text import to_column
 
 COLUMNS = (
     "id, hook, signature, status, first_at, last_at, deliveries, error, acknowledged_at,"
@@ -74,39 +75,6 @@ async def open_problem(
     await conn.execute(ADD_DELIVERY, problem_id, delivery_id)
 
 
-def to_problem(row: asyncpg.Record) -> Problem:
-    (
-        id_,
-        hook,
-        signature,
-        status,
-        first_at,
-        last_at,
-        deliveries,
-        error,
-        acknowledged_at,
-        resolved_at,
-        notified,
-        relay,
-        request,
-    ) = row
-    return Problem(
-        id_,
-        hook,
-        signature,
-        status,
-        first_at,
-        last_at,
-        deliveries,
-        from_column(error),
-        acknowledged_at,
-        resolved_at,
-        notified,
-        relay,
-        request,
-    )
-
-
 async def open_relay_problem(
     conn: asyncpg.Connection, relay: str, signature: str, text: str, request: str | None, now: float
 ) -> bool:
@@ -144,12 +112,12 @@ async def list_problems(
         sql += f" AND relay = ${len(params)}"
     params.append(limit)
     sql += f" ORDER BY seq DESC LIMIT ${len(params)}"
-    return [to_problem(row) for row in await conn.fetch(sql, *params)]
+    return [to_problem(tuple(row)) for row in await conn.fetch(sql, *params)]
 
 
 async def get_problem(conn: asyncpg.Connection, problem_id: str) -> Problem | None:
     row = await conn.fetchrow(f"SELECT {COLUMNS} FROM problems WHERE id = $1", problem_id)
-    return None if row is None else to_problem(row)
+    return None if row is None else to_problem(tuple(row))
 
 
 async def acknowledge(conn: asyncpg.Connection, problem_id: str, at: float) -> bool:

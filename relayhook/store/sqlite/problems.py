@@ -8,9 +8,9 @@ import uuid
 
 from relayhook.core.problems import failure_error, failure_signature
 from relayhook.core.records import Attempt, Outcome, Problem, ProblemStatus
+from relayhook.store.rows import to_problem
 from relayhook.store.sqlite.deliveries import REPLAY
-from relayhook.store.sqlite.rows import Row
-from relayhook.store.text import from_column, to_column
+from relayhook.store.text import to_column
 
 # One unresolved problem per hook and signature (the partial unique index); resolved ones stay
 # as history. `problem_deliveries` has no reference to deliveries: retention may delete a
@@ -113,39 +113,6 @@ def open_problem(
     ).rowcount
     if added:
         conn.execute("UPDATE problems SET deliveries = deliveries + 1 WHERE id = ?", (problem_id,))
-
-
-def to_problem(row: Row) -> Problem:
-    (
-        id_,
-        hook,
-        signature,
-        status,
-        first_at,
-        last_at,
-        deliveries,
-        error,
-        acknowledged_at,
-        resolved_at,
-        notified,
-        relay,
-        request,
-    ) = row
-    return Problem(
-        id_,
-        hook,
-        signature,
-        status,
-        first_at,
-        last_at,
-        deliveries,
-        from_column(error),
-        acknowledged_at,
-        resolved_at,
-        bool(notified),
-        relay,
-        request,
-    )
 
 
 OPEN_RELAY = """
